@@ -1,0 +1,230 @@
+import { DurationError, parseGoDuration } from "./duration.js";
+
+export type LogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
+
+const LOG_LEVELS: readonly LogLevel[] = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
+
+export interface Config {
+  /** 0 lets the system pick a free port. */
+  readonly port: number;
+  readonly archiveDir: string;
+  readonly cacheMaxBytes: number;
+  /** 0 disables expiration. */
+  readonly cacheExpirationMs: number;
+  readonly cachePruneCount: number;
+  readonly sentChunkSize: number;
+  readonly grpcReflection: boolean;
+  readonly logLevel: LogLevel;
+  readonly shutdownGraceMs: number;
+  /** Sorted names of set COGMENT_MODEL_REGISTRY_* variables this module does not know (likely typos). */
+  readonly ignoredVariables: readonly string[];
+}
+
+/** Thrown by loadConfig; the message has one line per invalid variable. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+export interface ConfigVariable {
+  readonly name: string;
+  readonly default: string;
+  readonly accepted: string;
+  readonly description: string;
+}
+
+const PREFIX = "COGMENT_MODEL_REGISTRY_";
+
+/** Thrown by value parsers; the message is an optional detail shown before the accepted form. */
+class InvalidValue extends Error {}
+
+interface Variable<T> extends ConfigVariable {
+  readonly parse: (value: string) => T;
+}
+
+const integer =
+  (min: number, max: number) =>
+  (value: string): number => {
+    // Number() alone would also accept "1e3", "0x10", " 5" or "-0".
+    const n = /^[0-9]+$/.test(value) ? Number(value) : Number.NaN;
+    if (!(n >= min && n <= max)) {
+      throw new InvalidValue();
+    }
+    return n;
+  };
+
+const nonNegativeDuration = (value: string): number => {
+  let ms: number;
+  try {
+    ms = parseGoDuration(value);
+  } catch (error) {
+    if (error instanceof DurationError) {
+      throw new InvalidValue(error.reason);
+    }
+    throw error;
+  }
+  if (ms < 0) {
+    throw new InvalidValue("negative duration");
+  }
+  return ms;
+};
+
+// Go's strconv.ParseBool.
+const BOOLEANS: ReadonlyMap<string, boolean> = new Map([
+  ...["1", "t", "T", "TRUE", "true", "True"].map((s): [string, boolean] => [s, true]),
+  ...["0", "f", "F", "FALSE", "false", "False"].map((s): [string, boolean] => [s, false]),
+]);
+
+const boolean = (value: string): boolean => {
+  const parsed = BOOLEANS.get(value);
+  if (parsed === undefined) {
+    throw new InvalidValue();
+  }
+  return parsed;
+};
+
+const logLevel = (value: string): LogLevel => {
+  const lower = value.toLowerCase();
+  const level = LOG_LEVELS.find((l) => l === lower);
+  if (level === undefined) {
+    throw new InvalidValue();
+  }
+  return level;
+};
+
+const DURATION_UNITS = "units ns, us, ms, s, m, h";
+
+const PORT: Variable<number> = {
+  name: `${PREFIX}PORT`,
+  default: "9000",
+  accepted: "an integer port number from 0 to 65535 (0 picks a free port)",
+  description: "TCP port the gRPC server listens on",
+  parse: integer(0, 65535),
+};
+const ARCHIVE_DIR: Variable<string> = {
+  name: `${PREFIX}ARCHIVE_DIR`,
+  default: ".cogment_model_registry",
+  accepted: "a non-empty directory path",
+  description: "Directory where models and model versions are archived",
+  // Never invalid: an empty (or blank) value takes the default.
+  parse: (value) => value,
+};
+const CACHE_MAX_SIZE: Variable<number> = {
+  name: `${PREFIX}VERSION_CACHE_MAX_SIZE`,
+  default: "1073741824",
+  accepted: `an integer number of bytes from 1 to ${Number.MAX_SAFE_INTEGER}`,
+  description: "Maximum total size of the in-memory model version data cache, in bytes",
+  parse: integer(1, Number.MAX_SAFE_INTEGER),
+};
+const CACHE_EXPIRATION: Variable<number> = {
+  name: `${PREFIX}VERSION_CACHE_EXPIRATION`,
+  default: "1h",
+  accepted: `a non-negative Go duration such as 30m, 1h or 2h45m (${DURATION_UNITS}); 0 disables expiration`,
+  description: "How long a model version stays in the cache after its last use",
+  parse: nonNegativeDuration,
+};
+const CACHE_TO_PRUNE_COUNT: Variable<number> = {
+  name: `${PREFIX}VERSION_CACHE_TO_PRUNE_COUNT`,
+  default: "5",
+  accepted: "an integer from 1 to 1000000",
+  description: "Number of model versions evicted from the cache at once when it is full",
+  parse: integer(1, 1_000_000),
+};
+const SENT_CHUNK_SIZE: Variable<number> = {
+  name: `${PREFIX}SENT_MODEL_VERSION_DATA_CHUNK_SIZE`,
+  default: "2097152",
+  accepted: "an integer number of bytes from 1 to 67108864",
+  description: "Size of the data chunks in which model version data is streamed to clients, in bytes",
+  parse: integer(1, 64 * 1024 * 1024),
+};
+const GRPC_REFLECTION: Variable<boolean> = {
+  name: `${PREFIX}GRPC_REFLECTION`,
+  default: "false",
+  accepted: "a boolean: 1, t, T, TRUE, true, True, 0, f, F, FALSE, false or False",
+  description: "Whether to serve the gRPC server reflection service",
+  parse: boolean,
+};
+const LOG_LEVEL: Variable<LogLevel> = {
+  name: `${PREFIX}LOG_LEVEL`,
+  default: "info",
+  accepted: `one of ${LOG_LEVELS.join(", ")} (case-insensitive)`,
+  description: "Minimum level of the log messages written to stdout",
+  parse: logLevel,
+};
+const SHUTDOWN_GRACE_PERIOD: Variable<number> = {
+  name: `${PREFIX}SHUTDOWN_GRACE_PERIOD`,
+  default: "10s",
+  accepted: `a non-negative Go duration such as 500ms, 10s or 1m (${DURATION_UNITS})`,
+  description: "How long to wait for in-flight calls to finish on shutdown before cancelling them",
+  parse: nonNegativeDuration,
+};
+
+const VARIABLES = [
+  PORT,
+  ARCHIVE_DIR,
+  CACHE_MAX_SIZE,
+  CACHE_EXPIRATION,
+  CACHE_TO_PRUNE_COUNT,
+  SENT_CHUNK_SIZE,
+  GRPC_REFLECTION,
+  LOG_LEVEL,
+  SHUTDOWN_GRACE_PERIOD,
+] as const;
+
+const KNOWN_NAMES: ReadonlySet<string> = new Set(VARIABLES.map((v) => v.name));
+
+/** One row per variable, in Config field order, for the README table and help output. */
+export const CONFIG_VARIABLES: readonly ConfigVariable[] = Object.freeze(
+  VARIABLES.map(({ name, default: defaultValue, accepted, description }) =>
+    Object.freeze({ name, default: defaultValue, accepted, description }),
+  ),
+);
+
+/**
+ * Reads the configuration from environment variables.
+ *
+ * A variable that is unset, empty or blank takes its default; surrounding whitespace is trimmed
+ * otherwise. Any other malformed value is an error: all invalid variables are reported together in
+ * one ConfigError, one per line.
+ */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>): Config {
+  const problems: string[] = [];
+
+  const read = <T>(variable: Variable<T>): T => {
+    const raw = env[variable.name];
+    const value = raw?.trim() ?? "";
+    if (value === "") {
+      return variable.parse(variable.default);
+    }
+    try {
+      return variable.parse(value);
+    } catch (error) {
+      if (!(error instanceof InvalidValue)) {
+        throw error;
+      }
+      const detail = error.message === "" ? "" : `${error.message}; `;
+      problems.push(`${variable.name}=${JSON.stringify(raw)} is invalid: ${detail}expected ${variable.accepted}`);
+      return variable.parse(variable.default);
+    }
+  };
+
+  const config: Config = {
+    port: read(PORT),
+    archiveDir: read(ARCHIVE_DIR),
+    cacheMaxBytes: read(CACHE_MAX_SIZE),
+    cacheExpirationMs: read(CACHE_EXPIRATION),
+    cachePruneCount: read(CACHE_TO_PRUNE_COUNT),
+    sentChunkSize: read(SENT_CHUNK_SIZE),
+    grpcReflection: read(GRPC_REFLECTION),
+    logLevel: read(LOG_LEVEL),
+    shutdownGraceMs: read(SHUTDOWN_GRACE_PERIOD),
+    ignoredVariables: Object.freeze(
+      Object.keys(env)
+        .filter((name) => name.startsWith(PREFIX) && !KNOWN_NAMES.has(name) && env[name] !== undefined)
+        .sort(),
+    ),
+  };
+  if (problems.length > 0) {
+    throw new ConfigError(problems.join("\n"));
+  }
+  return Object.freeze(config);
+}

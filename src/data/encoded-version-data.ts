@@ -1,0 +1,92 @@
+import {
+  type ChunkLayout,
+  chunkDataLength,
+  chunkDataOffset,
+  chunkMessageOffset,
+  dataSegments,
+  planChunkLayout,
+  writeChunkHeaders,
+} from "./chunk-layout.js";
+
+/**
+ * A version's bytes, stored as its encoded reply chunks in one SharedArrayBuffer
+ * (see chunk-layout.ts). The shared memory lets worker threads hash and write
+ * the data without a copy while the main thread keeps serving it.
+ */
+export class EncodedVersionData {
+  readonly layout: ChunkLayout;
+  readonly shared: SharedArrayBuffer;
+  readonly bytes: Buffer;
+  private messageViews: Buffer[] | undefined = undefined;
+
+  private constructor(layout: ChunkLayout, shared: SharedArrayBuffer) {
+    this.layout = layout;
+    this.shared = shared;
+    this.bytes = Buffer.from(shared, 0, layout.totalBytes);
+  }
+
+  /** Bytes that `allocate(dataSize, chunkSize)` will hold. */
+  static planTotalBytes(dataSize: number, chunkSize: number): number {
+    return planChunkLayout(dataSize, chunkSize).totalBytes;
+  }
+
+  /** Allocates the buffer for `dataSize` bytes sent in chunks of `chunkSize`, headers already written. */
+  static allocate(dataSize: number, chunkSize: number): EncodedVersionData {
+    const layout = planChunkLayout(dataSize, chunkSize);
+    const data = new EncodedVersionData(layout, new SharedArrayBuffer(layout.totalBytes));
+    writeChunkHeaders(layout, data.bytes);
+    return data;
+  }
+
+  /** Wraps memory shared by another thread (headers already written there). */
+  static fromShared(shared: SharedArrayBuffer, dataSize: number, chunkSize: number): EncodedVersionData {
+    const layout = planChunkLayout(dataSize, chunkSize);
+    if (shared.byteLength < layout.totalBytes) {
+      throw new RangeError(`shared buffer of ${shared.byteLength} bytes is smaller than the layout's ${layout.totalBytes}`);
+    }
+    return new EncodedVersionData(layout, shared);
+  }
+
+  get dataSize(): number {
+    return this.layout.dataSize;
+  }
+
+  /** Copies `source` into the data at `position` (a data offset, not a buffer offset). */
+  write(position: number, source: Uint8Array): void {
+    const { chunkSize } = this.layout;
+    let written = 0;
+    while (written < source.byteLength) {
+      const dataPosition = position + written;
+      const index = Math.floor(dataPosition / chunkSize);
+      const within = dataPosition - index * chunkSize;
+      const room = chunkDataLength(this.layout, index) - within;
+      const count = Math.min(room, source.byteLength - written);
+      this.bytes.set(source.subarray(written, written + count), chunkDataOffset(this.layout, index) + within);
+      written += count;
+    }
+  }
+
+  /** The encoded reply messages, zero-copy views, the same array for every reader. */
+  messages(): readonly Buffer[] {
+    if (this.messageViews === undefined) {
+      const views: Buffer[] = [];
+      for (let index = 0; index < this.layout.chunkCount; index++) {
+        const start = chunkMessageOffset(this.layout, index);
+        const end = chunkDataOffset(this.layout, index) + chunkDataLength(this.layout, index);
+        views.push(this.bytes.subarray(start, end));
+      }
+      this.messageViews = views;
+    }
+    return this.messageViews;
+  }
+
+  /** Zero-copy views of the raw data, chunk by chunk. */
+  dataSegments(): Uint8Array[] {
+    return dataSegments(this.layout, this.bytes);
+  }
+
+  /** Reads the data back into one contiguous buffer (a copy; for tests and small data). */
+  toContiguous(): Buffer {
+    return Buffer.concat(this.dataSegments());
+  }
+}

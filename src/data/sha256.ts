@@ -1,0 +1,32 @@
+import { createHash } from "node:crypto";
+import { createSHA256 } from "hash-wasm";
+
+/** Computes the SHA-256 of data given in segments, as standard padded base64 (the wire's data_hash). */
+export type Sha256Base64 = (segments: readonly Uint8Array[]) => string;
+
+export type Sha256Implementation = "node-crypto" | "hash-wasm";
+
+export const SHA256_IMPLEMENTATIONS: readonly Sha256Implementation[] = ["node-crypto", "hash-wasm"];
+
+const nodeCryptoSha256: Sha256Base64 = (segments) => {
+  const hash = createHash("sha256");
+  for (const segment of segments) {
+    hash.update(segment);
+  }
+  return hash.digest("base64");
+};
+
+async function createHashWasmSha256(): Promise<Sha256Base64> {
+  const hasher = await createSHA256();
+  return (segments) => {
+    hasher.init();
+    for (const segment of segments) {
+      hasher.update(segment);
+    }
+    return Buffer.from(hasher.digest("binary")).toString("base64");
+  };
+}
+
+export async function createSha256(implementation: Sha256Implementation): Promise<Sha256Base64> {
+  return implementation === "hash-wasm" ? createHashWasmSha256() : nodeCryptoSha256;
+}

@@ -1,0 +1,203 @@
+import type { ArchiveStore } from "../archive/index.js";
+import type { EncodedVersionData } from "../data/index.js";
+import { notFound, resourceExhausted } from "../errors/index.js";
+import type { Logger } from "../logger.js";
+import type { ModelRecord, VersionRecord } from "./records.js";
+import { SerialQueue } from "./serial-queue.js";
+import type { Reservation, VersionCache } from "./version-cache.js";
+import type { VersionSubscription } from "./version-subscription.js";
+
+/** Version numbers are reserved on disk this many at a time (see reserveNumber). */
+export const VERSION_NUMBER_BLOCK = 1024;
+const HIGH_WATER_MARK_KEY = "next-version";
+const MAX_VERSION_NUMBER = 0xffff_ffff; // version_number is a uint32 on the wire
+
+export interface ModelActorContext {
+  readonly archive: ArchiveStore;
+  readonly cache: VersionCache<EncodedVersionData>;
+  readonly log: Logger;
+}
+
+/** A fully received, hash-checked upload waiting for its version number. */
+export interface VersionCommit {
+  readonly generation: number;
+  readonly archived: boolean;
+  readonly creationTimestamp: bigint;
+  readonly dataHash: string;
+  readonly userData: Readonly<Record<string, string>>;
+  readonly data: EncodedVersionData;
+  readonly reservation: Reservation;
+}
+
+/**
+ * The single owner of one model's state. Everything that changes the model
+ * (its info, version numbering, commits, deletion, the latest pointer and the
+ * subscribers) runs through its serial queue; readers use the current snapshot.
+ */
+export class ModelActor {
+  model: ModelRecord | undefined = undefined;
+  /** Existing versions, sorted by increasing number. Replaced, never mutated in place, so readers may hold it. */
+  versions: readonly VersionRecord[] = [];
+  /** Bumped on deletion so that uploads begun before it cannot land in a re-created model. */
+  generation = 0;
+  readonly subscriptions = new Set<VersionSubscription>();
+  readonly queue: SerialQueue;
+  private loading: Promise<void> | undefined = undefined;
+  private nextNumber = 1;
+  /** Numbers below this may have been handed out before: persisted, so never reused after a restart. */
+  private reservedUpTo = 0;
+
+  constructor(
+    readonly modelId: string,
+    private readonly context: ModelActorContext,
+    onIdle: (actor: ModelActor) => void,
+  ) {
+    this.queue = new SerialQueue(() => onIdle(this));
+  }
+
+  get exists(): boolean {
+    return this.model !== undefined;
+  }
+
+  get latest(): VersionRecord | undefined {
+    return this.versions[this.versions.length - 1];
+  }
+
+  /** Loads the archived versions on first use (the archive is never read in full at start). */
+  ensureLoaded(): Promise<void> {
+    if (this.loading === undefined) {
+      this.loading = this.load().catch((error: unknown) => {
+        this.loading = undefined;
+        throw error;
+      });
+    }
+    return this.loading;
+  }
+
+  createOrUpdate(model: ModelRecord): Promise<boolean> {
+    return this.queue.run(async () => {
+      await this.context.archive.writeModel(model);
+      const created = this.model === undefined;
+      this.model = model;
+      return created;
+    });
+  }
+
+  delete(): Promise<void> {
+    return this.queue.run(async () => {
+      if (this.model === undefined) {
+        throw notFound(`model "${this.modelId}" not found`);
+      }
+      await this.context.archive.deleteModel(this.modelId);
+      this.context.cache.deleteModel(this.modelId);
+      this.model = undefined;
+      this.versions = [];
+      this.generation++;
+      this.loading = undefined;
+      this.nextNumber = 1;
+      this.reservedUpTo = 0;
+      for (const subscription of this.subscriptions) {
+        subscription.end();
+      }
+      this.subscriptions.clear();
+    });
+  }
+
+  /** Numbers and stores a received version. The reservation is consumed on success, released on failure. */
+  commit(pending: VersionCommit): Promise<VersionRecord> {
+    return this.queue
+      .run(async () => {
+        await this.ensureLoaded();
+        if (this.model === undefined || pending.generation !== this.generation) {
+          throw notFound(`model "${this.modelId}" not found (it was deleted while the version was uploading)`);
+        }
+        const versionNumber = this.nextNumber;
+        if (versionNumber > MAX_VERSION_NUMBER) {
+          throw resourceExhausted(`model "${this.modelId}" has used every version number up to ${MAX_VERSION_NUMBER}`);
+        }
+        await this.reserveNumber(versionNumber);
+        const record: VersionRecord = {
+          modelId: this.modelId,
+          versionNumber,
+          creationTimestamp: pending.creationTimestamp,
+          archived: pending.archived,
+          dataHash: pending.dataHash,
+          dataSize: pending.data.dataSize,
+          userData: pending.userData,
+        };
+        if (record.archived) {
+          await this.context.archive.putVersion(record, pending.data.dataSegments());
+        }
+        const previous = this.latest;
+        this.context.cache.insert(pending.reservation, this.modelId, versionNumber, pending.data, { pinned: true });
+        if (previous !== undefined) {
+          this.context.cache.setPinned(this.modelId, previous.versionNumber, false);
+        }
+        this.versions = [...this.versions, record];
+        this.nextNumber = versionNumber + 1;
+        for (const subscription of this.subscriptions) {
+          subscription.publish(record);
+        }
+        return record;
+      })
+      .catch((error: unknown) => {
+        pending.reservation.release();
+        throw error;
+      });
+  }
+
+  /** The cache dropped a version's data: a transient version is then gone for good. */
+  dataEvicted(versionNumber: number): void {
+    const index = this.versions.findIndex((version) => version.versionNumber === versionNumber);
+    const version = this.versions[index];
+    if (version === undefined || version.archived) {
+      return;
+    }
+    const wasLatest = index === this.versions.length - 1;
+    this.versions = this.versions.filter((_, i) => i !== index);
+    const latest = this.latest;
+    if (wasLatest && latest !== undefined) {
+      this.context.cache.setPinned(this.modelId, latest.versionNumber, true);
+    }
+  }
+
+  private async load(): Promise<void> {
+    const generation = this.generation;
+    const [onDisk, mark] = await Promise.all([
+      this.context.archive.listVersions(this.modelId),
+      this.context.archive.readMeta(this.modelId, HIGH_WATER_MARK_KEY),
+    ]);
+    if (generation !== this.generation) {
+      return;
+    }
+    const highWater = parseHighWaterMark(mark);
+    if (mark !== undefined && highWater === undefined) {
+      this.context.log.warn({ modelId: this.modelId, value: mark.slice(0, 64) }, "ignoring an unreadable version high-water mark");
+    }
+    // Transient versions committed before the load cannot exist: commits load first.
+    this.versions = onDisk;
+    const lastOnDisk = onDisk[onDisk.length - 1]?.versionNumber ?? 0;
+    this.nextNumber = Math.max(lastOnDisk + 1, highWater ?? 1);
+    this.reservedUpTo = Math.max(highWater ?? 0, lastOnDisk + 1);
+  }
+
+  /**
+   * Persists a high-water mark a block ahead, so version numbers only grow
+   * across restarts without a disk write on every transient publish.
+   */
+  private async reserveNumber(versionNumber: number): Promise<void> {
+    if (versionNumber < this.reservedUpTo) {
+      return;
+    }
+    const mark = Math.min(versionNumber + VERSION_NUMBER_BLOCK, MAX_VERSION_NUMBER + 1);
+    await this.context.archive.writeMeta(this.modelId, HIGH_WATER_MARK_KEY, String(mark));
+    this.reservedUpTo = mark;
+  }
+}
+
+function parseHighWaterMark(text: string | undefined): number | undefined {
+  if (text === undefined || !/^[0-9]{1,10}$/.test(text.trim())) {
+    return undefined;
+  }
+  return Number(text.trim());
+}

@@ -1,0 +1,382 @@
+import type { ArchiveStore } from "../archive/index.js";
+import { EncodedVersionData, encodeChunkHeader, chunkHeaderLength } from "../data/index.js";
+import { Code, RegistryError, invalidArgument, notFound, resourceExhausted } from "../errors/index.js";
+import type { Logger } from "../logger.js";
+import { ModelActor } from "./model-actor.js";
+import type { ModelRecord, VersionRecord } from "./records.js";
+import { VersionCache, type VersionCacheStats } from "./version-cache.js";
+import { type UploadHeader, VersionUpload } from "./version-upload.js";
+import { type VersionSink, VersionSubscription } from "./version-subscription.js";
+import { findVersion, lowerBound, pageOf, parseHandle, resolveVersion } from "./version-selection.js";
+
+export interface RegistryOptions {
+  readonly archive: ArchiveStore;
+  readonly cacheMaxBytes: number;
+  readonly cacheExpirationMs: number;
+  readonly cachePruneCount: number;
+  /** Data bytes per RetrieveVersionDataReplyChunk. */
+  readonly chunkSize: number;
+  hash(segments: readonly Uint8Array[]): Promise<string>;
+  readonly log: Logger;
+  /** Clock in ns since the epoch, for creation timestamps. */
+  readonly now?: () => bigint;
+}
+
+/** A version's data ready to stream: pre-encoded reply chunk messages. */
+export interface VersionDataSource {
+  readonly version: VersionRecord;
+  readonly messages: Iterable<Buffer> | AsyncIterable<Buffer>;
+  /** Frees what the stream held (call once, whether it completed or not). */
+  release(): void;
+}
+
+export interface ModelPage {
+  readonly models: readonly ModelRecord[];
+  readonly nextHandle: string;
+}
+
+export interface VersionPage {
+  readonly versions: readonly VersionRecord[];
+  readonly nextHandle: string;
+}
+
+export interface RegistryStats {
+  readonly models: number;
+  readonly subscribers: number;
+  readonly uploadsInFlight: number;
+  readonly cache: VersionCacheStats;
+}
+
+/** Archived versions larger than this share of the budget are streamed from disk, never cached. */
+const ARCHIVED_CACHE_SHARE = 4;
+
+/** Routes each model to its owner actor and keeps the shared version cache. */
+export class Registry {
+  readonly cache: VersionCache<EncodedVersionData>;
+  private readonly actors = new Map<string, ModelActor>();
+  private sortedIds: string[] | undefined = undefined;
+  private readonly archivedLoads = new Map<string, Promise<void>>();
+  private uploadsInFlight = 0;
+  private readonly now: () => bigint;
+
+  private constructor(private readonly options: RegistryOptions) {
+    this.cache = new VersionCache<EncodedVersionData>({
+      maxBytes: options.cacheMaxBytes,
+      expirationMs: options.cacheExpirationMs,
+      pruneCount: options.cachePruneCount,
+      onEvict: (modelId, versionNumber) => this.actors.get(modelId)?.dataEvicted(versionNumber),
+    });
+    this.now = options.now ?? createNanosecondClock();
+  }
+
+  /** Opens the archive and reads the model list (version infos are read lazily, per model). */
+  static async open(options: RegistryOptions): Promise<Registry> {
+    const registry = new Registry(options);
+    await options.archive.open();
+    const ids = await options.archive.listModelIds();
+    const models = await Promise.all(ids.map((id) => options.archive.readModel(id)));
+    for (const model of models) {
+      if (model !== undefined) {
+        registry.actorFor(model.modelId).model = model;
+      }
+    }
+    return registry;
+  }
+
+  close(): void {
+    for (const actor of this.actors.values()) {
+      for (const subscription of actor.subscriptions) {
+        subscription.end();
+      }
+      actor.subscriptions.clear();
+    }
+    this.cache.close();
+  }
+
+  stats(): RegistryStats {
+    let models = 0;
+    let subscribers = 0;
+    for (const actor of this.actors.values()) {
+      models += actor.exists ? 1 : 0;
+      subscribers += actor.subscriptions.size;
+    }
+    return { models, subscribers, uploadsInFlight: this.uploadsInFlight, cache: this.cache.stats() };
+  }
+
+  async createOrUpdateModel(model: ModelRecord): Promise<void> {
+    const created = await this.actorFor(model.modelId).createOrUpdate(model);
+    if (created) {
+      this.sortedIds = undefined;
+    }
+  }
+
+  async deleteModel(modelId: string): Promise<void> {
+    await this.existingActor(modelId).delete();
+    this.sortedIds = undefined;
+  }
+
+  listModels(modelIds: readonly string[], count: number, handle: string): ModelPage {
+    const offset = parseHandle("model_handle", handle) ?? 0;
+    if (modelIds.length === 0) {
+      const ids = pageOf(this.modelIds(), offset, count);
+      const models = ids.map((id) => this.actors.get(id)?.model).filter((m): m is ModelRecord => m !== undefined);
+      return { models, nextHandle: String(offset + ids.length) };
+    }
+    const ids = pageOf(modelIds, offset, count);
+    const models = ids.map((id) => this.existingActor(id).model as ModelRecord);
+    return { models, nextHandle: String(offset + ids.length) };
+  }
+
+  async listVersions(modelId: string, versionNumbers: readonly number[], count: number, handle: string): Promise<VersionPage> {
+    const actor = this.existingActor(modelId);
+    const parsedHandle = parseHandle("version_handle", handle);
+    await actor.ensureLoaded();
+    const all = actor.versions;
+    let versions: readonly VersionRecord[];
+    if (versionNumbers.length === 0) {
+      const start = lowerBound(all, parsedHandle ?? 0);
+      versions = pageOf(all, start, count);
+    } else {
+      // With explicit numbers the handle is an offset into that list.
+      versions = pageOf(versionNumbers, parsedHandle ?? 0, count).map((n) => resolveVersion(modelId, all, n));
+    }
+    const last = versions[versions.length - 1];
+    const nextHandle = last !== undefined ? String(last.versionNumber + 1) : handle === "" ? "0" : String(parsedHandle);
+    return { versions, nextHandle };
+  }
+
+  /** Starts an upload: checks the model, reserves the bytes in the cache account and allocates them once. */
+  beginUpload(header: UploadHeader): VersionUpload {
+    const actor = this.existingActor(header.modelId);
+    const reservation = this.cache.reserve(EncodedVersionData.planTotalBytes(header.dataSize, this.options.chunkSize));
+    let data: EncodedVersionData;
+    try {
+      data = EncodedVersionData.allocate(header.dataSize, this.options.chunkSize);
+    } catch (error) {
+      reservation.release();
+      throw resourceExhausted(`cannot allocate ${header.dataSize} bytes for the version data: ${String(error)}`);
+    }
+    this.uploadsInFlight++;
+    let counted = true;
+    const uncount = (): void => {
+      if (counted) {
+        counted = false;
+        this.uploadsInFlight--;
+      }
+    };
+    const upload = new VersionUpload(header, data, reservation, {
+      generation: actor.generation,
+      hash: this.options.hash,
+      now: this.now,
+      commit: (pending) => actor.commit(pending).finally(uncount),
+    });
+    const abort = upload.abort.bind(upload);
+    upload.abort = () => {
+      uncount();
+      abort();
+    };
+    return upload;
+  }
+
+  async openVersionData(modelId: string, versionNumber: number): Promise<VersionDataSource> {
+    const actor = this.existingActor(modelId);
+    await actor.ensureLoaded();
+    const version = resolveVersion(modelId, actor.versions, versionNumber);
+    const cached = this.leaseData(version);
+    if (cached !== undefined) {
+      return cached;
+    }
+    if (!version.archived) {
+      throw notFound(
+        `version ${version.versionNumber} of model "${modelId}" not found (the transient version was evicted from the cache)`,
+      );
+    }
+    await this.loadArchived(actor, version);
+    return this.leaseData(version) ?? this.streamFromArchive(version);
+  }
+
+  subscribe(modelId: string, sink: VersionSink): VersionSubscription {
+    const actor = this.existingActor(modelId);
+    const subscription = new VersionSubscription(sink, (error) =>
+      this.options.log.info({ modelId, err: error }, "VersionUpdate subscriber failed"),
+    );
+    actor.subscriptions.add(subscription);
+    void actor.ensureLoaded().then(
+      () => {
+        const latest = actor.latest;
+        if (latest !== undefined) {
+          subscription.publish(latest);
+        }
+      },
+      (error: unknown) => this.options.log.error({ modelId, err: error }, "cannot load versions for a subscriber"),
+    );
+    return subscription;
+  }
+
+  unsubscribe(modelId: string, subscription: VersionSubscription): void {
+    subscription.detach();
+    const actor = this.actors.get(modelId);
+    if (actor !== undefined) {
+      actor.subscriptions.delete(subscription);
+      this.dropIfIdle(actor);
+    }
+  }
+
+  /** Number of actors held (models plus actors still finishing work); for tests. */
+  get actorCount(): number {
+    return this.actors.size;
+  }
+
+  private leaseData(version: VersionRecord): VersionDataSource | undefined {
+    const lease = this.cache.acquire(version.modelId, version.versionNumber);
+    if (lease === undefined) {
+      return undefined;
+    }
+    return { version, messages: lease.value.messages(), release: () => lease.release() };
+  }
+
+  /** Reads an archived version into the cache if it fits a share of the budget; concurrent readers share one load. */
+  private loadArchived(actor: ModelActor, version: VersionRecord): Promise<void> {
+    const key = `${version.modelId}\u0000${version.versionNumber}`;
+    let load = this.archivedLoads.get(key);
+    if (load === undefined) {
+      load = this.readArchivedIntoCache(actor, version).finally(() => this.archivedLoads.delete(key));
+      this.archivedLoads.set(key, load);
+    }
+    return load;
+  }
+
+  private async readArchivedIntoCache(actor: ModelActor, version: VersionRecord): Promise<void> {
+    const totalBytes = EncodedVersionData.planTotalBytes(version.dataSize, this.options.chunkSize);
+    if (totalBytes > this.options.cacheMaxBytes / ARCHIVED_CACHE_SHARE) {
+      return;
+    }
+    let reservation;
+    try {
+      reservation = this.cache.reserve(totalBytes);
+    } catch {
+      return; // No room: stream from disk instead.
+    }
+    try {
+      const data = EncodedVersionData.allocate(version.dataSize, this.options.chunkSize);
+      const reader = await this.options.archive.openVersionData(version.modelId, version.versionNumber);
+      try {
+        checkArchivedSize(version, reader.size);
+        let position = 0;
+        for (const segment of data.dataSegments()) {
+          await readFully(reader, segment, position);
+          position += segment.byteLength;
+        }
+      } finally {
+        await reader.close();
+      }
+      const hash = await this.options.hash(data.dataSegments());
+      if (hash !== version.dataHash) {
+        throw new RegistryError(
+          Code.DATA_LOSS,
+          `version ${version.versionNumber} of model "${version.modelId}" is corrupted on disk: its data's SHA-256 is "${hash}", its info says "${version.dataHash}"`,
+        );
+      }
+      if (findVersion(actor.versions, version.versionNumber) !== version) {
+        reservation.release();
+        return; // Deleted meanwhile: the caller reports NOT_FOUND through the disk path.
+      }
+      this.cache.insert(reservation, version.modelId, version.versionNumber, data, {
+        pinned: actor.latest === version,
+      });
+    } catch (error) {
+      reservation.release();
+      throw RegistryError.from(error);
+    }
+  }
+
+  private streamFromArchive(version: VersionRecord): VersionDataSource {
+    const { archive, chunkSize } = this.options;
+    async function* messages(): AsyncGenerator<Buffer> {
+      const reader = await archive.openVersionData(version.modelId, version.versionNumber);
+      try {
+        checkArchivedSize(version, reader.size);
+        let position = 0;
+        do {
+          const length = Math.min(chunkSize, version.dataSize - position);
+          const headerLength = chunkHeaderLength(length);
+          const message = Buffer.allocUnsafe(headerLength + length);
+          encodeChunkHeader(length, message, 0);
+          await readFully(reader, message.subarray(headerLength), position);
+          position += length;
+          yield message;
+        } while (position < version.dataSize);
+      } finally {
+        await reader.close();
+      }
+    }
+    return { version, messages: messages(), release: () => {} };
+  }
+
+  private modelIds(): readonly string[] {
+    if (this.sortedIds === undefined) {
+      this.sortedIds = [...this.actors.values()]
+        .filter((actor) => actor.exists)
+        .map((actor) => actor.modelId)
+        .sort();
+    }
+    return this.sortedIds;
+  }
+
+  private existingActor(modelId: string): ModelActor {
+    const actor = this.actors.get(modelId);
+    if (actor === undefined || !actor.exists) {
+      throw notFound(`model "${modelId}" not found`);
+    }
+    return actor;
+  }
+
+  private actorFor(modelId: string): ModelActor {
+    let actor = this.actors.get(modelId);
+    if (actor === undefined) {
+      actor = new ModelActor(modelId, { archive: this.options.archive, cache: this.cache, log: this.options.log }, (idle) =>
+        this.dropIfIdle(idle),
+      );
+      this.actors.set(modelId, actor);
+    }
+    return actor;
+  }
+
+  private dropIfIdle(actor: ModelActor): void {
+    if (!actor.exists && actor.queue.pending === 0 && actor.subscriptions.size === 0 && this.actors.get(actor.modelId) === actor) {
+      this.actors.delete(actor.modelId);
+    }
+  }
+}
+
+function checkArchivedSize(version: VersionRecord, size: number): void {
+  if (size !== version.dataSize) {
+    throw new RegistryError(
+      Code.DATA_LOSS,
+      `version ${version.versionNumber} of model "${version.modelId}" is corrupted on disk: ${size} bytes of data, its info says ${version.dataSize}`,
+    );
+  }
+}
+
+async function readFully(
+  reader: { read(target: Uint8Array, position: number): Promise<number> },
+  target: Uint8Array,
+  position: number,
+): Promise<void> {
+  let filled = 0;
+  while (filled < target.byteLength) {
+    const count = await reader.read(target.subarray(filled), position + filled);
+    if (count === 0) {
+      throw new RegistryError(Code.DATA_LOSS, `archived data ended early at byte ${position + filled}`);
+    }
+    filled += count;
+  }
+}
+
+/** Nanoseconds since the epoch, with sub-millisecond resolution from the monotonic clock. */
+function createNanosecondClock(): () => bigint {
+  const origin = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+  return () => origin + process.hrtime.bigint();
+}
+
+export { invalidArgument };

@@ -1,0 +1,27 @@
+/**
+ * Runs tasks one after another. A failed task does not poison the queue.
+ * `onIdle` fires when the last queued task settles, so owners can drop idle queues.
+ */
+export class SerialQueue {
+  private tail: Promise<unknown> = Promise.resolve();
+  private pendingCount = 0;
+
+  constructor(private readonly onIdle: () => void = () => {}) {}
+
+  get pending(): number {
+    return this.pendingCount;
+  }
+
+  run<T>(task: () => Promise<T>): Promise<T> {
+    this.pendingCount++;
+    const result = this.tail.then(task, task);
+    const settle = (): void => {
+      this.pendingCount--;
+      if (this.pendingCount === 0) {
+        this.onIdle();
+      }
+    };
+    this.tail = result.then(settle, settle);
+    return result;
+  }
+}

@@ -1,0 +1,80 @@
+import { invalidArgument, notFound } from "../errors/index.js";
+import type { VersionRecord } from "./records.js";
+
+/** Parses a paging handle: empty → undefined, else a non-negative decimal integer. */
+export function parseHandle(field: string, handle: string): number | undefined {
+  if (handle === "") {
+    return undefined;
+  }
+  if (!/^[0-9]+$/.test(handle)) {
+    throw invalidArgument(`${field} "${truncate(handle)}" is invalid: expected a non-negative decimal integer or ""`);
+  }
+  // Huge handles are legal: they only point past the end.
+  return Math.min(Number(handle), Number.MAX_SAFE_INTEGER);
+}
+
+/** The page [offset, offset + count) of `items`; count 0 means no limit. Out of range → empty page. */
+export function pageOf<T>(items: readonly T[], offset: number, count: number): readonly T[] {
+  if (offset >= items.length) {
+    return [];
+  }
+  return items.slice(offset, count === 0 ? undefined : offset + count);
+}
+
+function truncate(text: string): string {
+  return text.length > 40 ? `${text.slice(0, 40)}…` : text;
+}
+
+export function describeVersionNumber(versionNumber: number): string {
+  return versionNumber < 0 ? `${versionNumber} (the ${ordinalFromEnd(-versionNumber)})` : String(versionNumber);
+}
+
+function ordinalFromEnd(n: number): string {
+  if (n === 1) {
+    return "latest";
+  }
+  const suffix = n % 100 >= 11 && n % 100 <= 13 ? "th" : (["th", "st", "nd", "rd"][n % 10] ?? "th");
+  return `${n}${suffix} to last`;
+}
+
+/**
+ * Finds version `versionNumber` (or, when negative, the n-th to last) among
+ * `versions` (sorted by increasing number). Throws NOT_FOUND naming what is missing.
+ */
+export function resolveVersion(modelId: string, versions: readonly VersionRecord[], versionNumber: number): VersionRecord {
+  let found: VersionRecord | undefined;
+  if (versionNumber < 0) {
+    found = versions[versions.length + versionNumber];
+  } else if (versionNumber > 0) {
+    found = findVersion(versions, versionNumber);
+  }
+  if (found === undefined) {
+    const known = versions.length === 0 ? "it has no versions" : `it has ${versions.length} version(s)`;
+    throw notFound(
+      `version ${describeVersionNumber(versionNumber)} of model "${modelId}" not found (${known}; transient versions may have been evicted)`,
+    );
+  }
+  return found;
+}
+
+/** Binary search by version number. */
+export function findVersion(versions: readonly VersionRecord[], versionNumber: number): VersionRecord | undefined {
+  const index = lowerBound(versions, versionNumber);
+  const candidate = versions[index];
+  return candidate?.versionNumber === versionNumber ? candidate : undefined;
+}
+
+/** Index of the first version whose number is >= versionNumber. */
+export function lowerBound(versions: readonly VersionRecord[], versionNumber: number): number {
+  let low = 0;
+  let high = versions.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if ((versions[middle] as VersionRecord).versionNumber < versionNumber) {
+      low = middle + 1;
+    } else {
+      high = middle;
+    }
+  }
+  return low;
+}

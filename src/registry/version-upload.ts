@@ -1,0 +1,92 @@
+import type { EncodedVersionData } from "../data/index.js";
+import { invalidArgument } from "../errors/index.js";
+import type { VersionCommit } from "./model-actor.js";
+import type { VersionRecord } from "./records.js";
+import type { Reservation } from "./version-cache.js";
+
+export interface UploadHeader {
+  readonly modelId: string;
+  readonly archived: boolean;
+  /** Nanoseconds since the epoch; 0 means "now" (at commit). */
+  readonly creationTimestamp: bigint;
+  /** Expected SHA-256 (standard padded base64); "" skips the check. */
+  readonly dataHash: string;
+  readonly dataSize: number;
+  readonly userData: Readonly<Record<string, string>>;
+}
+
+export interface UploadContext {
+  readonly generation: number;
+  hash(segments: readonly Uint8Array[]): Promise<string>;
+  commit(pending: VersionCommit): Promise<VersionRecord>;
+  now(): bigint;
+}
+
+/**
+ * One CreateVersion in flight: its bytes are reserved in the cache account at
+ * the header and copied once, straight into their final encoded place.
+ */
+export class VersionUpload {
+  private received = 0;
+  private settled = false;
+
+  constructor(
+    readonly header: UploadHeader,
+    private readonly data: EncodedVersionData,
+    private readonly reservation: Reservation,
+    private readonly context: UploadContext,
+  ) {}
+
+  get receivedBytes(): number {
+    return this.received;
+  }
+
+  append(chunk: Uint8Array): void {
+    const total = this.received + chunk.byteLength;
+    if (total > this.header.dataSize) {
+      throw invalidArgument(
+        `received more data than the header's data_size: ${total} bytes so far, data_size is ${this.header.dataSize}`,
+      );
+    }
+    this.data.write(this.received, chunk);
+    this.received = total;
+  }
+
+  async finish(): Promise<VersionRecord> {
+    this.settled = true;
+    try {
+      if (this.received !== this.header.dataSize) {
+        throw invalidArgument(
+          `received ${this.received} bytes of data but the header's data_size is ${this.header.dataSize}`,
+        );
+      }
+      const dataHash = await this.context.hash(this.data.dataSegments());
+      if (this.header.dataHash !== "" && this.header.dataHash !== dataHash) {
+        throw invalidArgument(
+          `data_hash mismatch: the header says "${this.header.dataHash.slice(0, 64)}" but the received data's SHA-256 (base64) is "${dataHash}"`,
+        );
+      }
+      const creationTimestamp = this.header.creationTimestamp > 0n ? this.header.creationTimestamp : this.context.now();
+      return await this.context.commit({
+        generation: this.context.generation,
+        archived: this.header.archived,
+        creationTimestamp,
+        dataHash,
+        userData: this.header.userData,
+        data: this.data,
+        reservation: this.reservation,
+      });
+    } catch (error) {
+      this.reservation.release();
+      throw error;
+    }
+  }
+
+  /** Frees the reservation of an upload that failed or was cancelled. Idempotent. */
+  abort(): void {
+    if (!this.settled) {
+      this.settled = true;
+      this.reservation.release();
+    }
+  }
+}

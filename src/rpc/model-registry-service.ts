@@ -1,0 +1,264 @@
+import { create } from "@bufbuild/protobuf";
+import type { ServerWritableStream, sendUnaryData } from "@grpc/grpc-js";
+import { StatusReplySchema, VersionInfoSchema } from "../gen/cogment/api/common_pb.js";
+import {
+  type CreateVersionRequestChunk,
+  CreateOrUpdateModelReplySchema,
+  CreateVersionReplySchema,
+  DeleteModelReplySchema,
+  ModelRegistrySP,
+  RetrieveModelsReplySchema,
+  RetrieveVersionInfosReplySchema,
+  VersionUpdateReplySchema,
+} from "../gen/cogment/api/model_registry_pb.js";
+import type { Logger } from "../logger.js";
+import { packageInfo } from "../package-info.js";
+import type { Registry, VersionUpload } from "../registry/index.js";
+import { invalidArgument } from "../errors/index.js";
+import { toWireModel, toWireVersion } from "./convert.js";
+import { type ServiceImplementation, createServiceDefinition } from "./service-definition.js";
+import { writeWithBackpressure } from "./stream-writer.js";
+import { toServiceError } from "./to-service-error.js";
+import { requireMessage, validateDataSize, validateModelId, validateUserData } from "./validate.js";
+import { limitReplySize } from "./reply-size.js";
+
+type Methods = (typeof ModelRegistrySP)["method"];
+const PRE_ENCODED = { retrieveVersionData: true } as const;
+
+export type ModelRegistryImplementation = ServiceImplementation<Methods, typeof PRE_ENCODED>;
+
+export const modelRegistryServiceDefinition = createServiceDefinition(ModelRegistrySP, PRE_ENCODED);
+
+export interface ServiceContext {
+  readonly registry: Registry;
+  readonly log: Logger;
+  /** Extra figures for Status (e.g. the worker pool's). */
+  readonly extraStatus: () => Record<string, string>;
+}
+
+/** Runs a unary handler body and maps whatever it throws to a gRPC status. */
+function unary<Res>(callback: sendUnaryData<Res>, log: Logger, method: string, body: () => Promise<Res> | Res): void {
+  Promise.resolve()
+    .then(body)
+    .then(
+      (reply) => callback(null, reply),
+      (reason: unknown) => {
+        const error = toServiceError(reason);
+        logFailure(log, method, error);
+        callback(error);
+      },
+    );
+}
+
+function logFailure(log: Logger, method: string, error: { code: number; details: string }): void {
+  if (error.code === 13 || error.code === 2 || error.code === 15) {
+    log.error({ method, code: error.code }, error.details);
+  } else if (log.isLevelEnabled("debug")) {
+    log.debug({ method, code: error.code }, error.details);
+  }
+}
+
+function failStream(call: ServerWritableStream<unknown, unknown>, log: Logger, method: string, reason: unknown): void {
+  const error = toServiceError(reason);
+  logFailure(log, method, error);
+  if (!call.cancelled) {
+    call.emit("error", error);
+  }
+}
+
+export function createModelRegistryService(context: ServiceContext): ModelRegistryImplementation {
+  const { registry, log } = context;
+  return {
+    createOrUpdateModel(call, callback) {
+      unary(callback, log, "CreateOrUpdateModel", async () => {
+        const info = requireMessage("CreateOrUpdateModelRequest.model_info", call.request.modelInfo);
+        await registry.createOrUpdateModel({
+          modelId: validateModelId("model_info.model_id", info.modelId),
+          userData: validateUserData("model_info.user_data", info.userData),
+        });
+        return create(CreateOrUpdateModelReplySchema);
+      });
+    },
+
+    deleteModel(call, callback) {
+      unary(callback, log, "DeleteModel", async () => {
+        await registry.deleteModel(validateModelId("model_id", call.request.modelId));
+        return create(DeleteModelReplySchema);
+      });
+    },
+
+    retrieveModels(call, callback) {
+      unary(callback, log, "RetrieveModels", () => {
+        const { modelIds, modelsCount, modelHandle } = call.request;
+        modelIds.forEach((id, index) => validateModelId(`model_ids[${index}]`, id));
+        const page = registry.listModels(modelIds, modelsCount, modelHandle);
+        const models = limitReplySize(page.models);
+        const offset = Number(page.nextHandle) - page.models.length;
+        return create(RetrieveModelsReplySchema, {
+          modelInfos: models.map(toWireModel),
+          nextModelHandle: String(offset + models.length),
+        });
+      });
+    },
+
+    retrieveVersionInfos(call, callback) {
+      unary(callback, log, "RetrieveVersionInfos", async () => {
+        const { modelId, versionNumbers, versionsCount, versionHandle } = call.request;
+        const page = await registry.listVersions(
+          validateModelId("model_id", modelId),
+          versionNumbers,
+          versionsCount,
+          versionHandle,
+        );
+        const versions = limitReplySize(page.versions);
+        const last = versions[versions.length - 1];
+        const nextHandle =
+          versions.length === page.versions.length || last === undefined ? page.nextHandle : String(last.versionNumber + 1);
+        return create(RetrieveVersionInfosReplySchema, {
+          versionInfos: versions.map(toWireVersion),
+          nextVersionHandle: nextHandle,
+        });
+      });
+    },
+
+    createVersion(call, callback) {
+      let upload: VersionUpload | undefined;
+      let answered = false;
+      call.on("cancelled", () => {
+        answered = true;
+        upload?.abort();
+      });
+      const fail = (reason: unknown): void => {
+        upload?.abort();
+        if (!answered) {
+          answered = true;
+          const error = toServiceError(reason);
+          logFailure(log, "CreateVersion", error);
+          callback(error);
+        }
+      };
+      const receive = async (): Promise<void> => {
+        for await (const chunk of call as AsyncIterable<CreateVersionRequestChunk>) {
+          if (answered) {
+            break;
+          }
+          if (upload === undefined) {
+            upload = beginUpload(registry, chunk);
+          } else if (chunk.msg.case === "body") {
+            upload.append(chunk.msg.value.dataChunk);
+          } else {
+            throw invalidArgument(
+              chunk.msg.case === "header"
+                ? "CreateVersionRequestChunk: a second header was received; only the first message may be a header, every later one must be a body"
+                : "CreateVersionRequestChunk: a message without header or body was received; every message after the header must be a body",
+            );
+          }
+        }
+        if (answered) {
+          return;
+        }
+        if (upload === undefined) {
+          throw invalidArgument("CreateVersion: the stream was empty; the first message must be a header with version_info");
+        }
+        const version = await upload.finish();
+        if (!answered) {
+          answered = true;
+          callback(null, create(CreateVersionReplySchema, { versionInfo: toWireVersion(version) }));
+        }
+      };
+      receive().catch(fail);
+    },
+
+    retrieveVersionData(call) {
+      const send = async (): Promise<void> => {
+        const { modelId, versionNumber } = call.request;
+        const source = await registry.openVersionData(validateModelId("model_id", modelId), versionNumber);
+        let cancelled = false;
+        try {
+          for await (const message of source.messages) {
+            if (!(await writeWithBackpressure(call, message))) {
+              cancelled = true;
+              break;
+            }
+          }
+        } finally {
+          source.release();
+        }
+        if (!cancelled) {
+          call.end();
+        }
+      };
+      send().catch((reason: unknown) => failStream(call as ServerWritableStream<unknown, unknown>, log, "RetrieveVersionData", reason));
+    },
+
+    versionUpdate(call) {
+      try {
+        const modelId = validateModelId("model_id", call.request.modelId);
+        const subscription = registry.subscribe(modelId, {
+          send: async (version) => {
+            await writeWithBackpressure(call, create(VersionUpdateReplySchema, { versionInfo: toWireVersion(version) }));
+          },
+          end: () => call.end(),
+        });
+        const stop = (): void => registry.unsubscribe(modelId, subscription);
+        call.on("cancelled", stop);
+        call.on("close", stop);
+      } catch (reason) {
+        failStream(call as ServerWritableStream<unknown, unknown>, log, "VersionUpdate", reason);
+      }
+    },
+
+    version(_call, callback) {
+      unary(callback, log, "Version", () =>
+        create(VersionInfoSchema, {
+          versions: [
+            { name: "model_registry", version: packageInfo.version },
+            { name: packageInfo.name, version: packageInfo.version },
+          ],
+        }),
+      );
+    },
+
+    status(call, callback) {
+      unary(callback, log, "Status", () => {
+        const stats = registry.stats();
+        const cache = stats.cache;
+        const all: Record<string, string> = {
+          overall_load: (cache.usedBytes / cache.maxBytes).toFixed(3),
+          models: String(stats.models),
+          subscribers: String(stats.subscribers),
+          uploads_in_flight: String(stats.uploadsInFlight),
+          cache_max_bytes: String(cache.maxBytes),
+          cache_used_bytes: String(cache.usedBytes),
+          cache_data_bytes: String(cache.entryBytes),
+          cache_reserved_bytes: String(cache.reservedBytes),
+          cache_draining_bytes: String(cache.drainingBytes),
+          cached_versions: String(cache.entries),
+          cache_evictions_size: String(cache.evictions.size),
+          cache_evictions_expired: String(cache.evictions.expired),
+          ...context.extraStatus(),
+        };
+        const names = call.request.names;
+        const wanted = names.includes("*") ? Object.keys(all) : names.filter((name) => Object.hasOwn(all, name));
+        return create(StatusReplySchema, {
+          statuses: Object.fromEntries(wanted.map((name) => [name, all[name] as string])),
+        });
+      });
+    },
+  };
+}
+
+function beginUpload(registry: Registry, chunk: CreateVersionRequestChunk): VersionUpload {
+  if (chunk.msg.case !== "header") {
+    throw invalidArgument("CreateVersionRequestChunk: the first message must be a header, a body was received");
+  }
+  const info = requireMessage("CreateVersionRequestChunk.header.version_info", chunk.msg.value.versionInfo);
+  return registry.beginUpload({
+    modelId: validateModelId("header.version_info.model_id", info.modelId),
+    archived: info.archived,
+    creationTimestamp: info.creationTimestamp,
+    dataHash: info.dataHash,
+    dataSize: validateDataSize("header.version_info.data_size", info.dataSize),
+    userData: validateUserData("header.version_info.user_data", info.userData),
+  });
+}

@@ -1,0 +1,65 @@
+import { type DescMessage, type DescMethod, type DescService, type MessageShape, fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+import type {
+  MethodDefinition,
+  ServiceDefinition,
+  handleClientStreamingCall,
+  handleServerStreamingCall,
+  handleUnaryCall,
+  handleBidiStreamingCall,
+} from "@grpc/grpc-js";
+
+/** grpc-js wants a Buffer from serializers (a plain Uint8Array crashes on `.copy`); this is a view, not a copy. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+type Handler<Kind, Req, Res> = Kind extends "unary"
+  ? handleUnaryCall<Req, Res>
+  : Kind extends "server_streaming"
+    ? handleServerStreamingCall<Req, Res>
+    : Kind extends "client_streaming"
+      ? handleClientStreamingCall<Req, Res>
+      : handleBidiStreamingCall<Req, Res>;
+
+/** Response types a method may be given pre-encoded (the bytes are sent as they are). */
+export type PreEncoded<Methods extends GenServiceMethods> = { readonly [K in keyof Methods]?: true };
+
+/**
+ * A grpc-js implementation typed from the protobuf-es service descriptor:
+ * the compiler says which methods exist and what each receives and returns.
+ * Methods listed in `Encoded` write already-encoded Buffers instead of messages.
+ */
+export type ServiceImplementation<Methods extends GenServiceMethods, Encoded extends PreEncoded<Methods> = object> = {
+  [K in keyof Methods]: Handler<
+    Methods[K]["methodKind"],
+    MessageShape<Methods[K]["input"]>,
+    K extends keyof Encoded ? Buffer : MessageShape<Methods[K]["output"]>
+  >;
+};
+
+function methodDefinition(method: DescMethod, preEncoded: boolean): MethodDefinition<unknown, unknown> {
+  const input: DescMessage = method.input;
+  const output: DescMessage = method.output;
+  return {
+    path: `/${method.parent.typeName}/${method.name}`,
+    originalName: method.localName,
+    requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
+    responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
+    requestSerialize: (message) => asBuffer(toBinary(input, message as MessageShape<DescMessage>)),
+    requestDeserialize: (bytes) => fromBinary(input, bytes),
+    responseSerialize: preEncoded
+      ? (encoded) => encoded as Buffer
+      : (message) => asBuffer(toBinary(output, message as MessageShape<DescMessage>)),
+    responseDeserialize: (bytes) => fromBinary(output, bytes),
+  };
+}
+
+/** Builds the grpc-js ServiceDefinition of a protobuf-es service (protobuf-es v2 has no grpc-js generator). */
+export function createServiceDefinition(service: DescService, preEncoded: Readonly<Record<string, true>> = {}): ServiceDefinition {
+  const definition: Record<string, MethodDefinition<unknown, unknown>> = {};
+  for (const method of service.methods) {
+    definition[method.localName] = methodDefinition(method, preEncoded[method.localName] === true);
+  }
+  return definition;
+}

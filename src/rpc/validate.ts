@@ -1,0 +1,45 @@
+import { invalidArgument, resourceExhausted } from "../errors/index.js";
+
+export const MODEL_ID_RULE = "1 to 255 characters from A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'";
+const MODEL_ID_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$/;
+
+/** Model ids name directories in the archive, so they are restricted to a portable, path-safe set. */
+export function validateModelId(field: string, modelId: string): string {
+  if (!MODEL_ID_PATTERN.test(modelId)) {
+    const shown = modelId.length > 64 ? `${JSON.stringify(modelId.slice(0, 64))}… (${modelId.length} characters)` : JSON.stringify(modelId);
+    throw invalidArgument(`${field} ${shown} is invalid: expected ${MODEL_ID_RULE}`);
+  }
+  return modelId;
+}
+
+export const MAX_USER_DATA_BYTES = 64 * 1024;
+
+/** Copies a user_data map into a plain own-property record, bounded in total size. */
+export function validateUserData(field: string, userData: Readonly<Record<string, string>>): Record<string, string> {
+  const entries = Object.entries(userData);
+  let bytes = 0;
+  for (const [key, value] of entries) {
+    bytes += Buffer.byteLength(key) + Buffer.byteLength(value);
+  }
+  if (bytes > MAX_USER_DATA_BYTES) {
+    throw invalidArgument(
+      `${field} is too large: its keys and values add up to ${bytes} bytes, the limit is ${MAX_USER_DATA_BYTES} bytes (64 KiB)`,
+    );
+  }
+  return Object.fromEntries(entries);
+}
+
+/** data_size arrives as a fixed64. */
+export function validateDataSize(field: string, dataSize: bigint): number {
+  if (dataSize > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw resourceExhausted(`${field} ${dataSize} is larger than this server can hold (at most ${Number.MAX_SAFE_INTEGER} bytes)`);
+  }
+  return Number(dataSize);
+}
+
+export function requireMessage<T>(field: string, value: T | undefined): T {
+  if (value === undefined) {
+    throw invalidArgument(`${field} is required`);
+  }
+  return value;
+}

@@ -1,0 +1,1 @@
+export { type WorkerPool, type WorkerPoolOptions, type WorkerPoolStats, createWorkerPool } from "./worker-pool.js";

@@ -1,0 +1,62 @@
+import { availableParallelism } from "node:os";
+import { Piscina } from "piscina";
+import type { ArchiveFileWriter } from "../archive/index.js";
+import type { Sha256Implementation } from "../data/index.js";
+import type { HashTask, WriteFileTask, WriteVersionTask } from "../../workers/archive-worker.js";
+
+export interface WorkerPool {
+  /** SHA-256 of the segments, standard padded base64. */
+  hash(segments: readonly Uint8Array[]): Promise<string>;
+  /** Archive writes, run in the pool. */
+  readonly fileWriter: ArchiveFileWriter;
+  stats(): WorkerPoolStats;
+  close(): Promise<void>;
+}
+
+export interface WorkerPoolStats {
+  readonly threads: number;
+  readonly queueSize: number;
+  readonly completed: number;
+  readonly utilization: number;
+}
+
+export interface WorkerPoolOptions {
+  readonly sha256: Sha256Implementation;
+  readonly maxThreads?: number;
+}
+
+const WORKER_FILE = new URL("../../workers/archive-worker.js", import.meta.url);
+
+export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
+  const maxThreads = options.maxThreads ?? Math.max(2, availableParallelism());
+  const piscina = new Piscina({
+    filename: WORKER_FILE.href,
+    minThreads: 1,
+    maxThreads,
+    idleTimeout: 30_000,
+    // Beyond this the pool rejects tasks at once instead of queueing without bound.
+    maxQueue: 4096,
+  });
+  // Shared memory is shared, not copied, when posted; so no transferList is needed.
+  const hash = (segments: readonly Uint8Array[]): Promise<string> =>
+    piscina.run({ segments, implementation: options.sha256 } satisfies HashTask, { name: "hash" }) as Promise<string>;
+  const fileWriter: ArchiveFileWriter = {
+    async writeFileAtomic(path, content) {
+      await piscina.run({ path, content } satisfies WriteFileTask, { name: "writeFile" });
+    },
+    async writeVersionFilesAtomic(task) {
+      await piscina.run(task satisfies WriteVersionTask, { name: "writeVersion" });
+    },
+  };
+  return {
+    hash,
+    fileWriter,
+    stats: () => ({
+      threads: piscina.threads.length,
+      queueSize: piscina.queueSize,
+      completed: piscina.completed,
+      utilization: piscina.utilization,
+    }),
+    close: () => piscina.close(),
+  };
+}

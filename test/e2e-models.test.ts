@@ -1,0 +1,126 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { status } from "@grpc/grpc-js";
+import { type TestServer, startTestServer } from "./support/test-server.js";
+
+describe("models over gRPC", () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer();
+  });
+  after(() => t.close());
+
+  test("CreateOrUpdateModel creates, then replaces user_data", async () => {
+    await t.client.createModel("m-update", { a: "1" });
+    await t.client.createModel("m-update", { b: "2" });
+    const reply = await t.client.retrieveModels({ model_ids: ["m-update"] });
+    assert.deepEqual(reply.model_infos, [{ model_id: "m-update", user_data: { b: "2" } }]);
+    assert.equal(reply.next_model_handle, "1");
+  });
+
+  test("CreateOrUpdateModel without model_info is INVALID_ARGUMENT", async () => {
+    await assert.rejects(t.client.createOrUpdateModel({}), {
+      code: status.INVALID_ARGUMENT,
+      details: "CreateOrUpdateModelRequest.model_info is required",
+    });
+  });
+
+  test("RetrieveModels lists sorted, pages with handles and counts", async () => {
+    for (const id of ["list-c", "list-a", "list-b"]) {
+      await t.client.createModel(id, { id });
+    }
+    const all = await t.client.retrieveModels();
+    const ids = all.model_infos.map((m) => m.model_id);
+    assert.deepEqual(ids, [...ids].sort());
+    assert.ok(ids.includes("list-a"));
+    assert.equal(all.next_model_handle, String(ids.length));
+
+    const first = await t.client.retrieveModels({ models_count: 2 });
+    assert.deepEqual(first.model_infos.map((m) => m.model_id), ids.slice(0, 2));
+    assert.equal(first.next_model_handle, "2");
+    const second = await t.client.retrieveModels({ models_count: 2, model_handle: first.next_model_handle });
+    assert.deepEqual(second.model_infos.map((m) => m.model_id), ids.slice(2, 4));
+    assert.equal(second.next_model_handle, String(2 + second.model_infos.length));
+
+    const past = await t.client.retrieveModels({ model_handle: "1000" });
+    assert.deepEqual(past.model_infos, []);
+    assert.equal(past.next_model_handle, "1000");
+  });
+
+  test("RetrieveModels with ids: handle is an offset into the list, out-of-range counts return what exists", async () => {
+    await t.client.createModel("ids-1");
+    await t.client.createModel("ids-2");
+    const reply = await t.client.retrieveModels({ model_ids: ["ids-2", "ids-1"], models_count: 10 });
+    assert.deepEqual(reply.model_infos.map((m) => m.model_id), ["ids-2", "ids-1"]);
+    assert.equal(reply.next_model_handle, "2");
+    const offset = await t.client.retrieveModels({ model_ids: ["ids-2", "ids-1"], model_handle: "1" });
+    assert.deepEqual(offset.model_infos.map((m) => m.model_id), ["ids-1"]);
+    assert.equal(offset.next_model_handle, "2");
+    const past = await t.client.retrieveModels({ model_ids: ["ids-2"], model_handle: "5", models_count: 7 });
+    assert.deepEqual(past.model_infos, []);
+    assert.equal(past.next_model_handle, "5");
+  });
+
+  test("RetrieveModels with an unknown id is NOT_FOUND naming the model", async () => {
+    await assert.rejects(t.client.retrieveModels({ model_ids: ["nope-model"] }), {
+      code: status.NOT_FOUND,
+      details: 'model "nope-model" not found',
+    });
+  });
+
+  test("RetrieveModels with a malformed handle is INVALID_ARGUMENT", async () => {
+    for (const handle of ["-1", "abc", "1.5", " 1"]) {
+      await assert.rejects(t.client.retrieveModels({ model_handle: handle }), {
+        code: status.INVALID_ARGUMENT,
+        details: `model_handle "${handle}" is invalid: expected a non-negative decimal integer or ""`,
+      });
+    }
+  });
+
+  test("DeleteModel removes the model; unknown model is NOT_FOUND", async () => {
+    await t.client.createModel("to-delete");
+    await t.client.publish("to-delete", Buffer.from("abc"));
+    await t.client.deleteModel("to-delete");
+    await assert.rejects(t.client.retrieveModels({ model_ids: ["to-delete"] }), { code: status.NOT_FOUND });
+    await assert.rejects(t.client.retrieveVersionInfos({ model_id: "to-delete" }), {
+      code: status.NOT_FOUND,
+      details: 'model "to-delete" not found',
+    });
+    await assert.rejects(t.client.deleteModel("to-delete"), {
+      code: status.NOT_FOUND,
+      details: 'model "to-delete" not found',
+    });
+  });
+
+  test("a model created again after deletion numbers its versions from 1", async () => {
+    await t.client.createModel("reborn");
+    await t.client.publish("reborn", Buffer.from("one"), { archived: true });
+    await t.client.publish("reborn", Buffer.from("two"));
+    await t.client.deleteModel("reborn");
+    await t.client.createModel("reborn");
+    const info = await t.client.publish("reborn", Buffer.from("again"));
+    assert.equal(info.version_number, 1);
+  });
+
+  test("model ids that are not path-safe are INVALID_ARGUMENT everywhere", async () => {
+    const rule = "expected 1 to 255 characters from A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'";
+    for (const id of ["", "..", "../escape", "a/b", "a\\b", ".hidden", "x".repeat(256), "nul\u0000byte", "space id"]) {
+      await assert.rejects(t.client.createModel(id), (error: { code: number; details: string }) => {
+        assert.equal(error.code, status.INVALID_ARGUMENT);
+        assert.ok(error.details.startsWith("model_info.model_id "), error.details);
+        assert.ok(error.details.endsWith(rule), error.details);
+        return true;
+      });
+    }
+    await assert.rejects(t.client.deleteModel("../x"), { code: status.INVALID_ARGUMENT });
+    await assert.rejects(t.client.retrieveVersionInfos({ model_id: "a/b" }), { code: status.INVALID_ARGUMENT });
+    await assert.rejects(t.client.retrieveVersionData("..", 1), { code: status.INVALID_ARGUMENT });
+  });
+
+  test("user_data over 64 KiB is INVALID_ARGUMENT", async () => {
+    await assert.rejects(t.client.createModel("big-ud", { k: "v".repeat(64 * 1024) }), {
+      code: status.INVALID_ARGUMENT,
+      details: "model_info.user_data is too large: its keys and values add up to 65537 bytes, the limit is 65536 bytes (64 KiB)",
+    });
+  });
+});
