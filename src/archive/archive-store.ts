@@ -1,0 +1,36 @@
+import type { ModelRecord, VersionRecord } from "../registry/records.js";
+
+/** Persistent storage of models and archived versions, whatever the backend. */
+export interface ArchiveStore {
+  /** Creates the root if missing, removes leftover temp files from a crash. */
+  open(): Promise<void>;
+  /** Sorted (plain JS string order); a directory counts as a model only if it has `<id>/<id>.yaml`. */
+  listModelIds(): Promise<string[]>;
+  readModel(modelId: string): Promise<ModelRecord | undefined>;
+  /** Creates the model directory if needed. */
+  writeModel(model: ModelRecord): Promise<void>;
+  /** Removes the whole model directory; no error if missing. */
+  deleteModel(modelId: string): Promise<void>;
+  /**
+   * Increasing version_number. A version info without its data file, a data file without info,
+   * an info whose data file size differs from data_size, or an unparsable info is skipped
+   * (reported as a warning), never returned.
+   */
+  listVersions(modelId: string): Promise<VersionRecord[]>;
+  /** Stores an archived version; the chunks' total size must equal `version.dataSize`. */
+  putVersion(version: VersionRecord, dataChunks: readonly Uint8Array[]): Promise<void>;
+  /** No error if missing. */
+  deleteVersion(modelId: string, versionNumber: number): Promise<void>;
+  /** Opens the data of an archived version for reading; NOT_FOUND if it has no data. */
+  openVersionData(modelId: string, versionNumber: number): Promise<VersionDataReader>;
+  /** Small per-model metadata files of ours (e.g. "next-version"), stored so they never disturb the original layout. */
+  readMeta(modelId: string, key: string): Promise<string | undefined>;
+  writeMeta(modelId: string, key: string, value: string): Promise<void>;
+}
+
+export interface VersionDataReader {
+  readonly size: number;
+  /** Reads up to target.byteLength bytes at position into target; resolves to the count read (0 at end). */
+  read(target: Uint8Array, position: number): Promise<number>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,161 @@
+/*
+ * The only code that writes archive files. Runs in worker threads too, so: plain async functions
+ * taking structured-clone friendly arguments.
+ *
+ * Every file is written under a temporary name in its final directory, flushed to disk, then
+ * renamed into place, and the directory is flushed so the rename itself survives a crash.
+ */
+import { open, rename, rm } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import path from "node:path";
+import type { ArchiveFileWriter } from "./fs-archive-store.js";
+import { tempFileName } from "./layout.js";
+
+// Same permissions as the original server's files.
+const FILE_MODE = 0o640;
+// Linux's IOV_MAX: writev refuses more buffers than this in one call.
+const MAX_BUFFERS_PER_WRITEV = 1024;
+// Filesystems (or platforms) that cannot fsync a directory report one of these.
+const UNSUPPORTED_DIRECTORY_SYNC = new Set(["EINVAL", "ENOTSUP", "EISDIR", "EPERM"]);
+
+export interface VersionFilesWrite {
+  readonly dataPath: string;
+  readonly dataChunks: readonly Uint8Array[];
+  readonly infoPath: string;
+  readonly infoText: string;
+}
+
+function errorCode(error: unknown): string | undefined {
+  if (error instanceof Error && "code" in error && typeof error.code === "string") {
+    return error.code;
+  }
+  return undefined;
+}
+
+const ignore = (): void => {};
+
+async function writeAll(handle: FileHandle, chunks: readonly Uint8Array[]): Promise<void> {
+  const pending = chunks.filter((chunk) => chunk.byteLength > 0);
+  let index = 0;
+  let offsetInChunk = 0;
+  let position = 0;
+  while (index < pending.length) {
+    const first = pending[index];
+    if (first === undefined) {
+      break;
+    }
+    const batch = [first.subarray(offsetInChunk), ...pending.slice(index + 1, index + MAX_BUFFERS_PER_WRITEV)];
+    const { bytesWritten } = await handle.writev(batch, position);
+    if (bytesWritten <= 0) {
+      throw new Error(`writev wrote no bytes at position ${position}`);
+    }
+    position += bytesWritten;
+    // Skip what was written: whole chunks, then part of the next one.
+    let remaining = bytesWritten;
+    while (remaining > 0) {
+      const chunk = pending[index];
+      if (chunk === undefined) {
+        break;
+      }
+      const left = chunk.byteLength - offsetInChunk;
+      if (remaining >= left) {
+        remaining -= left;
+        index += 1;
+        offsetInChunk = 0;
+      } else {
+        offsetInChunk += remaining;
+        remaining = 0;
+      }
+    }
+  }
+}
+
+/** Creates `filePath` (which must not exist), writes everything and flushes it to disk. */
+async function writeNewFile(filePath: string, chunks: readonly Uint8Array[]): Promise<void> {
+  const handle = await open(filePath, "wx", FILE_MODE);
+  try {
+    await writeAll(handle, chunks);
+    await handle.datasync();
+  } catch (error) {
+    await handle.close().catch(ignore);
+    throw error;
+  }
+  await handle.close();
+}
+
+async function syncDirectory(directory: string): Promise<void> {
+  let handle: FileHandle;
+  try {
+    handle = await open(directory, "r");
+  } catch (error) {
+    if (UNSUPPORTED_DIRECTORY_SYNC.has(errorCode(error) ?? "")) {
+      return;
+    }
+    throw error;
+  }
+  try {
+    await handle.sync();
+  } catch (error) {
+    if (!UNSUPPORTED_DIRECTORY_SYNC.has(errorCode(error) ?? "")) {
+      await handle.close().catch(ignore);
+      throw error;
+    }
+  }
+  await handle.close();
+}
+
+const removeQuietly = (filePath: string): Promise<void> => rm(filePath, { force: true }).catch(ignore);
+
+const toChunks = (content: string | readonly Uint8Array[]): readonly Uint8Array[] =>
+  typeof content === "string" ? [Buffer.from(content, "utf8")] : content;
+
+const tempPathFor = (finalPath: string): string =>
+  path.join(path.dirname(finalPath), tempFileName(path.basename(finalPath)));
+
+/**
+ * Atomically replaces (or creates) `finalPath` with `content`. On failure the temporary file is
+ * removed and the original error (with its `code`: ENOSPC, EACCES, ...) is rethrown; if only the
+ * final directory flush fails, the new file is already in place.
+ */
+export async function writeFileAtomic(finalPath: string, content: string | readonly Uint8Array[]): Promise<void> {
+  const tempPath = tempPathFor(finalPath);
+  try {
+    await writeNewFile(tempPath, toChunks(content));
+    await rename(tempPath, finalPath);
+  } catch (error) {
+    await removeQuietly(tempPath);
+    throw error;
+  }
+  await syncDirectory(path.dirname(finalPath));
+}
+
+/**
+ * Writes a version's data and info files. The info file is the commit marker: it is renamed into
+ * place last, so after a crash there is either no info file or both files, complete. On failure
+ * the temporary files are removed, and so is the data file if it was already renamed.
+ */
+export async function writeVersionFilesAtomic(request: VersionFilesWrite): Promise<void> {
+  const dataTemp = tempPathFor(request.dataPath);
+  const infoTemp = tempPathFor(request.infoPath);
+  let dataRenamed = false;
+  try {
+    await writeNewFile(dataTemp, request.dataChunks);
+    await writeNewFile(infoTemp, toChunks(request.infoText));
+    await rename(dataTemp, request.dataPath);
+    dataRenamed = true;
+    await rename(infoTemp, request.infoPath);
+  } catch (error) {
+    await Promise.all([removeQuietly(dataTemp), removeQuietly(infoTemp)]);
+    if (dataRenamed) {
+      await removeQuietly(request.dataPath);
+    }
+    throw error;
+  }
+  const directories = new Set([path.dirname(request.dataPath), path.dirname(request.infoPath)]);
+  for (const directory of directories) {
+    await syncDirectory(directory);
+  }
+}
+
+/** An ArchiveFileWriter doing the writes on the calling thread (tests, tools). */
+export const inlineFileWriter: ArchiveFileWriter = { writeFileAtomic, writeVersionFilesAtomic };

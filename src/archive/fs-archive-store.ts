@@ -1,0 +1,340 @@
+import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import path from "node:path";
+import { notFound } from "../errors/index.js";
+import type { ModelRecord, VersionRecord } from "../registry/records.js";
+import type { ArchiveStore, VersionDataReader } from "./archive-store.js";
+import type { VersionFilesWrite } from "./atomic-write.js";
+import {
+  isTempFileName,
+  metaFilePath,
+  modelDirPath,
+  modelInfoPath,
+  parseVersionFileName,
+  tempFileName,
+  versionDataPath,
+  versionInfoPath,
+} from "./layout.js";
+import { decodeModelInfo, decodeVersionInfo, encodeModelInfo, encodeVersionInfo } from "./yaml-codec.js";
+
+/** Where the archive's file writes happen (in production a worker pool running atomic-write.ts). */
+export interface ArchiveFileWriter {
+  writeFileAtomic(finalPath: string, content: string | readonly Uint8Array[]): Promise<void>;
+  writeVersionFilesAtomic(request: VersionFilesWrite): Promise<void>;
+}
+
+export interface FsArchiveStoreOptions {
+  readonly root: string;
+  readonly writer: ArchiveFileWriter;
+  readonly onWarning?: (message: string, details: Record<string, unknown>) => void;
+}
+
+interface SkippedVersion {
+  readonly skipped: string;
+  readonly details: Record<string, unknown>;
+}
+
+// Same permissions as the original server's directories.
+const DIRECTORY_MODE = 0o750;
+
+function errorCode(error: unknown): string | undefined {
+  if (error instanceof Error && "code" in error && typeof error.code === "string") {
+    return error.code;
+  }
+  return undefined;
+}
+
+function isMissing(error: unknown): boolean {
+  const code = errorCode(error);
+  return code === "ENOENT" || code === "ENOTDIR";
+}
+
+const errorMessage = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+
+async function readTextIfExists(filePath: string): Promise<string | undefined> {
+  try {
+    return await readFile(filePath, "utf8");
+  } catch (error) {
+    if (isMissing(error)) {
+      return undefined;
+    }
+    throw error;
+  }
+}
+
+async function readdirIfExists(directory: string): Promise<string[]> {
+  try {
+    return await readdir(directory);
+  } catch (error) {
+    if (isMissing(error)) {
+      return [];
+    }
+    throw error;
+  }
+}
+
+async function isFile(filePath: string): Promise<boolean> {
+  try {
+    return (await stat(filePath)).isFile();
+  } catch (error) {
+    if (isMissing(error)) {
+      return false;
+    }
+    throw error;
+  }
+}
+
+function createReader(handle: FileHandle, size: number): VersionDataReader {
+  let closed: Promise<void> | undefined;
+  return {
+    size,
+    async read(target, position) {
+      const { bytesRead } = await handle.read(target, 0, target.byteLength, position);
+      return bytesRead;
+    },
+    close() {
+      closed ??= handle.close();
+      return closed;
+    },
+  };
+}
+
+/** The original server's archive directory layout on the local filesystem. */
+export function createFsArchiveStore(options: FsArchiveStoreOptions): ArchiveStore {
+  const { root, writer } = options;
+  const warn = options.onWarning ?? ((): void => {});
+
+  async function removeLeftover(entryPath: string): Promise<void> {
+    await rm(entryPath, { recursive: true, force: true });
+    warn("removed leftover temporary file of an interrupted write", { path: entryPath });
+  }
+
+  async function cleanModelDirectory(directory: string): Promise<void> {
+    const names = await readdirIfExists(directory);
+    await Promise.all(names.filter(isTempFileName).map((name) => removeLeftover(path.join(directory, name))));
+  }
+
+  /** Loads one version, or says why it is skipped. */
+  async function loadVersion(
+    modelId: string,
+    versionNumber: number,
+    files: { info?: string; data?: string },
+  ): Promise<VersionRecord | SkippedVersion> {
+    const infoPath = versionInfoPath(root, modelId, versionNumber);
+    const dataPath = versionDataPath(root, modelId, versionNumber);
+    const skip = (reason: string, details: Record<string, unknown>): SkippedVersion => ({
+      skipped: `archived version skipped: ${reason}`,
+      details: { modelId, versionNumber, ...details },
+    });
+    if (files.info === undefined) {
+      return skip("data file without version info", { path: dataPath });
+    }
+    if (files.data === undefined) {
+      return skip("version info without data file", { path: infoPath });
+    }
+    let version: VersionRecord;
+    try {
+      version = decodeVersionInfo(await readFile(infoPath, "utf8"));
+    } catch (error) {
+      return skip("unreadable version info", { path: infoPath, error: errorMessage(error) });
+    }
+    if (version.modelId !== modelId || version.versionNumber !== versionNumber) {
+      return skip("version info names another version", {
+        path: infoPath,
+        foundModelId: version.modelId,
+        foundVersionNumber: version.versionNumber,
+      });
+    }
+    let dataSize: number;
+    try {
+      const dataStat = await stat(dataPath);
+      if (!dataStat.isFile()) {
+        return skip("data path is not a file", { path: dataPath });
+      }
+      dataSize = dataStat.size;
+    } catch (error) {
+      return skip("unreadable data file", { path: dataPath, error: errorMessage(error) });
+    }
+    if (dataSize !== version.dataSize) {
+      return skip("data file size differs from data_size", {
+        path: dataPath,
+        expectedSize: version.dataSize,
+        actualSize: dataSize,
+      });
+    }
+    return version;
+  }
+
+  return {
+    async open() {
+      await mkdir(root, { recursive: true, mode: DIRECTORY_MODE });
+      const entries = await readdir(root, { withFileTypes: true });
+      await Promise.all(
+        entries.map(async (entry) => {
+          const entryPath = path.join(root, entry.name);
+          if (isTempFileName(entry.name)) {
+            // Also what remains of a model whose deletion was interrupted.
+            await removeLeftover(entryPath);
+          } else if (entry.isDirectory() && !entry.name.startsWith(".")) {
+            await cleanModelDirectory(entryPath);
+          }
+        }),
+      );
+    },
+
+    async listModelIds() {
+      const entries = await readdir(root, { withFileTypes: true }).catch((error: unknown) => {
+        if (isMissing(error)) {
+          return [];
+        }
+        throw error;
+      });
+      const candidates = entries.filter((entry) => entry.isDirectory() && !entry.name.startsWith("."));
+      const found = await Promise.all(
+        candidates.map(async ({ name }) => {
+          let infoPath: string;
+          try {
+            infoPath = modelInfoPath(root, name);
+          } catch {
+            return undefined; // a directory name that can never be a model id
+          }
+          return (await isFile(infoPath)) ? name : undefined;
+        }),
+      );
+      return found.filter((name): name is string => name !== undefined).sort();
+    },
+
+    async readModel(modelId) {
+      const infoPath = modelInfoPath(root, modelId);
+      const text = await readTextIfExists(infoPath);
+      if (text === undefined) {
+        return undefined;
+      }
+      let model: ModelRecord;
+      try {
+        model = decodeModelInfo(text);
+      } catch (error) {
+        throw new Error(`${infoPath}: ${errorMessage(error)}`, { cause: error });
+      }
+      if (model.modelId !== modelId) {
+        // The directory decides which model this is: it is how the model is found.
+        warn("model info names another model id; using the directory name", {
+          path: infoPath,
+          foundModelId: model.modelId,
+        });
+        return { modelId, userData: model.userData };
+      }
+      return model;
+    },
+
+    async writeModel(model) {
+      await mkdir(modelDirPath(root, model.modelId), { recursive: true, mode: DIRECTORY_MODE });
+      await writer.writeFileAtomic(modelInfoPath(root, model.modelId), encodeModelInfo(model));
+    },
+
+    async deleteModel(modelId) {
+      const directory = modelDirPath(root, modelId);
+      // Renaming first makes the deletion atomic; open() removes the rest if we crash midway.
+      const doomed = path.join(root, tempFileName(modelId));
+      try {
+        await rename(directory, doomed);
+      } catch (error) {
+        if (isMissing(error)) {
+          return;
+        }
+        throw error;
+      }
+      try {
+        await rm(doomed, { recursive: true, force: true });
+      } catch (error) {
+        warn("could not remove a deleted model's files; they will be removed on next start", {
+          path: doomed,
+          error: errorMessage(error),
+        });
+      }
+    },
+
+    async listVersions(modelId) {
+      const directory = modelDirPath(root, modelId);
+      const files = new Map<number, { info?: string; data?: string }>();
+      for (const name of await readdirIfExists(directory)) {
+        const parsed = parseVersionFileName(modelId, name);
+        if (parsed !== undefined) {
+          const entry = files.get(parsed.versionNumber) ?? {};
+          entry[parsed.kind] = name;
+          files.set(parsed.versionNumber, entry);
+        }
+      }
+      const numbers = [...files.keys()].sort((a, b) => a - b);
+      const loaded = await Promise.all(numbers.map((n) => loadVersion(modelId, n, files.get(n) ?? {})));
+      const versions: VersionRecord[] = [];
+      // Warnings in version order, whatever order the reads completed in.
+      for (const result of loaded) {
+        if ("skipped" in result) {
+          warn(result.skipped, result.details);
+        } else {
+          versions.push(result);
+        }
+      }
+      return versions;
+    },
+
+    async putVersion(version, dataChunks) {
+      if (!version.archived) {
+        throw new Error(`version ${version.versionNumber} of model "${version.modelId}" is not archived`);
+      }
+      const total = dataChunks.reduce((sum, chunk) => sum + chunk.byteLength, 0);
+      if (total !== version.dataSize) {
+        const which = `version ${version.versionNumber} of model "${version.modelId}"`;
+        throw new Error(`${which}: data is ${total} bytes, data_size is ${version.dataSize}`);
+      }
+      await mkdir(modelDirPath(root, version.modelId), { recursive: true, mode: DIRECTORY_MODE });
+      await writer.writeVersionFilesAtomic({
+        dataPath: versionDataPath(root, version.modelId, version.versionNumber),
+        dataChunks,
+        infoPath: versionInfoPath(root, version.modelId, version.versionNumber),
+        infoText: encodeVersionInfo(version),
+      });
+    },
+
+    async deleteVersion(modelId, versionNumber) {
+      // Info first: it is the commit marker, so a crash in between leaves no half version visible.
+      await rm(versionInfoPath(root, modelId, versionNumber), { force: true });
+      await rm(versionDataPath(root, modelId, versionNumber), { force: true });
+    },
+
+    async openVersionData(modelId, versionNumber) {
+      const dataPath = versionDataPath(root, modelId, versionNumber);
+      const missing = () => notFound(`no archived data for version ${versionNumber} of model "${modelId}"`);
+      let handle: FileHandle;
+      try {
+        handle = await open(dataPath, "r");
+      } catch (error) {
+        if (isMissing(error)) {
+          throw missing();
+        }
+        throw error;
+      }
+      try {
+        const dataStat = await handle.stat();
+        if (!dataStat.isFile()) {
+          throw missing();
+        }
+        return createReader(handle, dataStat.size);
+      } catch (error) {
+        await handle.close().catch(() => {});
+        throw error;
+      }
+    },
+
+    async readMeta(modelId, key) {
+      return readTextIfExists(metaFilePath(root, modelId, key));
+    },
+
+    async writeMeta(modelId, key, value) {
+      const metaPath = metaFilePath(root, modelId, key);
+      await mkdir(modelDirPath(root, modelId), { recursive: true, mode: DIRECTORY_MODE });
+      await writer.writeFileAtomic(metaPath, value);
+    },
+  };
+}

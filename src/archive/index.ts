@@ -1,0 +1,18 @@
+export type { ArchiveStore, VersionDataReader } from "./archive-store.js";
+export { inlineFileWriter, writeFileAtomic, writeVersionFilesAtomic } from "./atomic-write.js";
+export type { VersionFilesWrite } from "./atomic-write.js";
+export { createFsArchiveStore } from "./fs-archive-store.js";
+export type { ArchiveFileWriter, FsArchiveStoreOptions } from "./fs-archive-store.js";
+export {
+  formatVersionNumber,
+  isTempFileName,
+  metaFilePath,
+  modelDirPath,
+  modelInfoPath,
+  parseVersionFileName,
+  tempFileName,
+  versionDataPath,
+  versionInfoPath,
+} from "./layout.js";
+export { formatRfc3339Nano, parseRfc3339Nano } from "./timestamp.js";
+export { decodeModelInfo, decodeVersionInfo, encodeModelInfo, encodeVersionInfo } from "./yaml-codec.js";

@@ -1,0 +1,222 @@
+/*
+ * The YAML files of the archive, byte-compatible with the original Go server (gopkg.in/yaml.v2):
+ * fixed key order, `user_data` keys in yaml.v2's order, strings quoted when YAML 1.1 would read
+ * them as something else ("1000", "true", "yes", "null", "2021-10-01", ...).
+ */
+import { Document, isMap, isScalar, Pair, parseDocument, Scalar, YAMLMap } from "yaml";
+import type { ScalarTag } from "yaml";
+import type { ModelRecord, VersionRecord } from "../registry/records.js";
+import { formatRfc3339Nano, parseRfc3339Nano } from "./timestamp.js";
+
+/** A timestamp already formatted as Go does; written as a plain scalar, never quoted. */
+class GoTimestamp {
+  constructor(readonly text: string) {}
+}
+
+const goTimestampTag: ScalarTag = {
+  identify: (value) => value instanceof GoTimestamp,
+  tag: "tag:cogment-ts:go-timestamp",
+  // Default: stringified without an explicit tag, like Go's time.Time.
+  default: true,
+  resolve: (text) => text,
+  stringify: (item) => (item.value instanceof GoTimestamp ? item.value.text : String(item.value)),
+};
+
+/**
+ * yaml.v2's map key order (its `keyList.Less`), in which Go marshals map keys: at the first
+ * difference, non-letters sort before letters and runs of digits compare numerically.
+ */
+function goYamlKeyLess(a: string, b: string): boolean {
+  const ar = Array.from(a);
+  const br = Array.from(b);
+  const isLetter = (c: string | undefined): boolean => c !== undefined && /^\p{L}$/u.test(c);
+  const isDigit = (c: string | undefined): boolean => c !== undefined && /^\p{Nd}$/u.test(c);
+  const rune = (c: string | undefined): number => c?.codePointAt(0) ?? 0;
+  for (let i = 0; i < ar.length && i < br.length; i++) {
+    const ca = ar[i];
+    const cb = br[i];
+    if (ca === cb) {
+      continue;
+    }
+    const al = isLetter(ca);
+    const bl = isLetter(cb);
+    if (al && bl) {
+      return rune(ca) < rune(cb);
+    }
+    if (al || bl) {
+      return bl;
+    }
+    let an = 0n;
+    let bn = 0n;
+    if (ca === "0" || cb === "0") {
+      for (let j = i - 1; j >= 0 && isDigit(ar[j]); j--) {
+        if (ar[j] !== "0") {
+          an = 1n;
+          bn = 1n;
+          break;
+        }
+      }
+    }
+    let ai = i;
+    for (; ai < ar.length && isDigit(ar[ai]); ai++) {
+      an = BigInt.asIntN(64, an * 10n + BigInt(rune(ar[ai]) - 48));
+    }
+    let bi = i;
+    for (; bi < br.length && isDigit(br[bi]); bi++) {
+      bn = BigInt.asIntN(64, bn * 10n + BigInt(rune(br[bi]) - 48));
+    }
+    if (an !== bn) {
+      return an < bn;
+    }
+    if (ai !== bi) {
+      return ai < bi;
+    }
+    return rune(ca) < rune(cb);
+  }
+  return ar.length < br.length;
+}
+
+/** Builds a YAML document; `userData` becomes a map in yaml.v2's key order under "user_data". */
+function stringifyDocument(fields: Record<string, unknown>, userData: Readonly<Record<string, string>>): string {
+  // YAML 1.1 quoting rules are the ones yaml.v2 applies.
+  const doc = new Document(undefined, { version: "1.1", customTags: [goTimestampTag] });
+  // An explicit YAMLMap: a JS object would put integer-like keys first, a JS Map would become !!omap.
+  const userDataNode = new YAMLMap<unknown, unknown>(doc.schema);
+  const keys = Object.keys(userData).sort((a, b) => (goYamlKeyLess(a, b) ? -1 : goYamlKeyLess(b, a) ? 1 : 0));
+  for (const key of keys) {
+    userDataNode.items.push(new Pair(doc.createNode(key), doc.createNode(userData[key] ?? "")));
+  }
+  doc.contents = doc.createNode({ ...fields, user_data: userDataNode });
+  // No line folding: a long value stays on one line whatever reads it.
+  return doc.toString({ lineWidth: 0 });
+}
+
+export function encodeModelInfo(model: ModelRecord): string {
+  return stringifyDocument({ model_id: model.modelId }, model.userData);
+}
+
+/** The original's version info keys, in its order (no `archived`: every archived file is archived). */
+export function encodeVersionInfo(version: VersionRecord): string {
+  return stringifyDocument(
+    {
+      model_id: version.modelId,
+      version_number: version.versionNumber,
+      creation_timestamp: new GoTimestamp(formatRfc3339Nano(version.creationTimestamp)),
+      data_hash: version.dataHash,
+      data_size: version.dataSize,
+    },
+    version.userData,
+  );
+}
+
+// Plain scalars that YAML (and yaml.v2) reads as null; yaml.v2 stores null as "" in a string.
+const PLAIN_NULLS = new Set(["", "~", "null", "Null", "NULL"]);
+
+function isPlainNull(node: unknown): boolean {
+  return isScalar(node) && node.type === Scalar.PLAIN && PLAIN_NULLS.has(String(node.value));
+}
+
+/**
+ * Parses with the failsafe schema: every scalar stays the string it is in the file, so
+ * `step: 1000` gives "1000" (which is also what yaml.v2 gives for a `map[string]string`).
+ */
+function parseTopLevelMap(text: string, what: string): Map<string, unknown> {
+  const doc = parseDocument(text, { schema: "failsafe", prettyErrors: false });
+  const [firstError] = doc.errors;
+  if (firstError !== undefined) {
+    throw new Error(`${what}: invalid YAML: ${firstError.message}`);
+  }
+  const contents: unknown = doc.contents;
+  if (!isMap(contents)) {
+    throw new Error(`${what}: expected a YAML mapping at the top level`);
+  }
+  const fields = new Map<string, unknown>();
+  for (const pair of contents.items) {
+    if (isScalar(pair.key)) {
+      fields.set(String(pair.key.value), pair.value);
+    }
+  }
+  return fields;
+}
+
+function scalarText(fields: Map<string, unknown>, key: string, what: string): string {
+  const node = fields.get(key);
+  if (node === undefined || node === null || isPlainNull(node)) {
+    throw new Error(`${what}: missing ${key}`);
+  }
+  if (!isScalar(node)) {
+    throw new Error(`${what}: ${key} must be a scalar`);
+  }
+  return String(node.value);
+}
+
+function modelIdField(fields: Map<string, unknown>, what: string): string {
+  const modelId = scalarText(fields, "model_id", what);
+  if (modelId === "") {
+    throw new Error(`${what}: model_id must not be empty`);
+  }
+  return modelId;
+}
+
+function integerField(fields: Map<string, unknown>, key: string, what: string, minimum: number): number {
+  const text = scalarText(fields, key, what);
+  const value = /^(0|[1-9][0-9]*)$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < minimum) {
+    throw new Error(`${what}: ${key} must be an integer >= ${minimum}, got ${JSON.stringify(text)}`);
+  }
+  return value;
+}
+
+function userDataField(fields: Map<string, unknown>, what: string): Record<string, string> {
+  const node = fields.get("user_data");
+  if (node === undefined || node === null || isPlainNull(node)) {
+    return {};
+  }
+  if (!isMap(node)) {
+    throw new Error(`${what}: user_data must be a mapping of strings`);
+  }
+  const entries: [string, string][] = [];
+  for (const pair of node.items) {
+    const key: unknown = pair.key;
+    const value: unknown = pair.value;
+    if (!isScalar(key) || (value !== null && !isScalar(value))) {
+      throw new Error(`${what}: user_data must be a mapping of strings`);
+    }
+    const text = isScalar(value) && !isPlainNull(value) ? String(value.value) : "";
+    entries.push([String(key.value), text]);
+  }
+  // fromEntries defines own properties, so even a "__proto__" key is kept as data.
+  return Object.fromEntries(entries);
+}
+
+export function decodeModelInfo(text: string): ModelRecord {
+  const what = "model info";
+  const fields = parseTopLevelMap(text, what);
+  return { modelId: modelIdField(fields, what), userData: userDataField(fields, what) };
+}
+
+/** Decodes a version info file; unknown keys (e.g. `transient`) are ignored, the result is archived. */
+export function decodeVersionInfo(text: string): VersionRecord {
+  const what = "version info";
+  const fields = parseTopLevelMap(text, what);
+  const modelId = modelIdField(fields, what);
+  const versionNumber = integerField(fields, "version_number", what, 1);
+  const timestampText = scalarText(fields, "creation_timestamp", what);
+  let creationTimestamp: bigint;
+  try {
+    creationTimestamp = parseRfc3339Nano(timestampText);
+  } catch (error) {
+    throw new Error(`${what}: creation_timestamp: ${(error as Error).message}`, { cause: error });
+  }
+  const dataHash = scalarText(fields, "data_hash", what);
+  const dataSize = integerField(fields, "data_size", what, 0);
+  return {
+    modelId,
+    versionNumber,
+    creationTimestamp,
+    archived: true,
+    dataHash,
+    dataSize,
+    userData: userDataField(fields, what),
+  };
+}

@@ -1,0 +1,689 @@
+/**
+ * The version cache: the ONE shared byte account for all version data the registry holds in memory.
+ *
+ * Every byte of version data in memory is counted here in exactly one of three buckets:
+ *
+ * - `entryBytes`: data of the cached versions (the entries of the index);
+ * - `reservedBytes`: room taken with {@link VersionCache.reserve} by work in progress (an upload being
+ *   assembled, a version being loaded from storage) that has not become an entry yet;
+ * - `drainingBytes`: data of entries that left the index (evicted, expired, deleted or replaced) while
+ *   a reader still held a {@link Lease} on them; the memory stays alive until the last lease is
+ *   released, so it stays counted.
+ *
+ * Invariant, at every moment: `usedBytes = entryBytes + reservedBytes + drainingBytes <= maxBytes`.
+ * The only way to add bytes is `reserve()`, which evicts (LRU, by batches of `pruneCount`, unpinned
+ * entries first) until the request fits or throws RESOURCE_EXHAUSTED; `insert()` only turns reserved
+ * bytes into entry bytes, and eviction/deletion only moves entry bytes to draining or frees them.
+ *
+ * Complexity: get/acquire/has/insert/delete/release are O(1) (two Map lookups and intrusive doubly
+ * linked list moves); eviction is O(1) per evicted entry; `sweepExpired` walks entries in insertion
+ * order and stops at the first one that is too young (O(expired + old pinned)); `setPinned` re-files
+ * the entry in the other LRU list at its recency position, scanning from the most recently used end
+ * (O(entries of that list used more recently than it)), which is rare (once per new latest version).
+ *
+ * Single-threaded (the Node event loop); `onEvict` is called synchronously, after the structural
+ * change it reports is complete. It may call back into the cache; it should not throw (if it does, the
+ * error propagates from the call that triggered the eviction, the account stays consistent, and the
+ * remaining notifications of that batch are dropped).
+ */
+import { performance } from "node:perf_hooks";
+
+import { resourceExhausted } from "../errors/index.js";
+
+export type EvictionReason = "size" | "expired";
+
+export interface VersionCacheOptions {
+  /** The budget, in bytes: `usedBytes` never exceeds it. */
+  maxBytes: number;
+  /** Unpinned entries older than this (since insertion, strictly) are gone; 0 = never expire. */
+  expirationMs: number;
+  /** Evict this many LRU entries at a time when space is needed (>= 1). */
+  pruneCount: number;
+  /** Monotonic clock in ms; default `performance.now()`. */
+  now?: () => number;
+  /**
+   * Background expiry sweep period; default clamp(expirationMs / 10, 50, 30000). No timer when
+   * `expirationMs` is 0 (nothing can expire) or when this is explicitly 0 (expiry stays lazy). The timer
+   * is unref'd: it never keeps the process alive.
+   */
+  sweepIntervalMs?: number;
+  /** Called synchronously when an entry leaves because of size pressure or expiry (not delete/replace). */
+  onEvict?: (modelId: string, versionNumber: number, reason: EvictionReason) => void;
+}
+
+/** Bytes counted against the budget for work in progress. */
+export interface Reservation {
+  readonly bytes: number;
+  /** Returns the bytes to the budget; idempotent; a no-op once the reservation was inserted. */
+  release(): void;
+}
+
+/** A reader's hold on a cached value: its bytes stay counted until released. */
+export interface Lease<V> {
+  readonly value: V;
+  /** Idempotent. */
+  release(): void;
+}
+
+export interface VersionCacheStats {
+  readonly maxBytes: number;
+  /** entryBytes + reservedBytes + drainingBytes. */
+  readonly usedBytes: number;
+  readonly entryBytes: number;
+  readonly reservedBytes: number;
+  readonly drainingBytes: number;
+  readonly entries: number;
+  readonly pinnedEntries: number;
+  readonly evictions: { readonly size: number; readonly expired: number };
+}
+
+const LIVE = 0;
+const DRAINING = 1;
+const DEAD = 2;
+type EntryState = typeof LIVE | typeof DRAINING | typeof DEAD;
+
+const MIN_SWEEP_INTERVAL_MS = 50;
+const MAX_SWEEP_INTERVAL_MS = 30_000;
+
+class Entry<V> {
+  readonly modelId: string;
+  readonly versionNumber: number;
+  readonly value: V;
+  readonly bytes: number;
+  readonly insertedAt: number;
+  pinned: boolean;
+  /** Recency stamp: larger = used more recently. */
+  tick: number;
+  leases: number;
+  state: EntryState;
+  /** LRU list links (the pinned or the unpinned list); prev = less recently used. */
+  prev: Entry<V> | null;
+  next: Entry<V> | null;
+  /** Insertion-order list links (all live entries), for the expiry sweep. */
+  insPrev: Entry<V> | null;
+  insNext: Entry<V> | null;
+
+  constructor(
+    modelId: string,
+    versionNumber: number,
+    value: V,
+    bytes: number,
+    insertedAt: number,
+    pinned: boolean,
+    tick: number,
+  ) {
+    this.modelId = modelId;
+    this.versionNumber = versionNumber;
+    this.value = value;
+    this.bytes = bytes;
+    this.insertedAt = insertedAt;
+    this.pinned = pinned;
+    this.tick = tick;
+    this.leases = 0;
+    this.state = LIVE;
+    this.prev = null;
+    this.next = null;
+    this.insPrev = null;
+    this.insNext = null;
+  }
+}
+
+/** Intrusive doubly linked list through Entry.prev/next; head = least recently used. */
+class LruList<V> {
+  head: Entry<V> | null = null;
+  tail: Entry<V> | null = null;
+
+  append(entry: Entry<V>): void {
+    entry.next = null;
+    entry.prev = this.tail;
+    if (this.tail === null) {
+      this.head = entry;
+    } else {
+      this.tail.next = entry;
+    }
+    this.tail = entry;
+  }
+
+  remove(entry: Entry<V>): void {
+    if (entry.prev === null) {
+      this.head = entry.next;
+    } else {
+      entry.prev.next = entry.next;
+    }
+    if (entry.next === null) {
+      this.tail = entry.prev;
+    } else {
+      entry.next.prev = entry.prev;
+    }
+    entry.prev = null;
+    entry.next = null;
+  }
+
+  moveToBack(entry: Entry<V>): void {
+    if (this.tail !== entry) {
+      this.remove(entry);
+      this.append(entry);
+    }
+  }
+
+  /** Inserts keeping the list sorted by tick (scans from the most recently used end). */
+  insertByTick(entry: Entry<V>): void {
+    let after = this.tail;
+    while (after !== null && after.tick > entry.tick) {
+      after = after.prev;
+    }
+    if (after === null) {
+      entry.prev = null;
+      entry.next = this.head;
+      if (this.head === null) {
+        this.tail = entry;
+      } else {
+        this.head.prev = entry;
+      }
+      this.head = entry;
+    } else {
+      entry.prev = after;
+      entry.next = after.next;
+      if (after.next === null) {
+        this.tail = entry;
+      } else {
+        after.next.prev = entry;
+      }
+      after.next = entry;
+    }
+  }
+}
+
+/** The byte counters, shared with the reservations and leases handed out. */
+class Ledger {
+  readonly maxBytes: number;
+  entryBytes: number;
+  reservedBytes: number;
+  drainingBytes: number;
+  /** The part of entryBytes whose entries are under lease (evicting them would not free anything). */
+  leasedEntryBytes: number;
+
+  constructor(maxBytes: number) {
+    this.maxBytes = maxBytes;
+    this.entryBytes = 0;
+    this.reservedBytes = 0;
+    this.drainingBytes = 0;
+    this.leasedEntryBytes = 0;
+  }
+
+  usedBytes(): number {
+    return this.entryBytes + this.reservedBytes + this.drainingBytes;
+  }
+
+  leaseReleased(entry: Entry<unknown>): void {
+    entry.leases -= 1;
+    if (entry.leases === 0) {
+      if (entry.state === LIVE) {
+        this.leasedEntryBytes -= entry.bytes;
+      } else if (entry.state === DRAINING) {
+        this.drainingBytes -= entry.bytes;
+        entry.state = DEAD;
+      }
+    }
+  }
+}
+
+class CacheReservation implements Reservation {
+  readonly bytes: number;
+  /** null once released or consumed by insert. */
+  ledger: Ledger | null;
+
+  constructor(ledger: Ledger, bytes: number) {
+    this.bytes = bytes;
+    this.ledger = ledger;
+  }
+
+  release(): void {
+    const ledger = this.ledger;
+    if (ledger !== null) {
+      this.ledger = null;
+      ledger.reservedBytes -= this.bytes;
+    }
+  }
+}
+
+class CacheLease<V> implements Lease<V> {
+  readonly value: V;
+  private entry: Entry<V> | null;
+  private readonly ledger: Ledger;
+
+  constructor(ledger: Ledger, entry: Entry<V>) {
+    this.value = entry.value;
+    this.entry = entry;
+    this.ledger = ledger;
+  }
+
+  release(): void {
+    const entry = this.entry;
+    if (entry !== null) {
+      this.entry = null;
+      this.ledger.leaseReleased(entry);
+    }
+  }
+}
+
+function checkBytes(value: number, what: string): void {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new RangeError(`${what} must be a non-negative safe integer, got ${String(value)}`);
+  }
+}
+
+export class VersionCache<V> {
+  readonly #ledger: Ledger;
+  readonly #expirationMs: number;
+  readonly #pruneCount: number;
+  readonly #now: () => number;
+  readonly #onEvict: ((modelId: string, versionNumber: number, reason: EvictionReason) => void) | undefined;
+  readonly #index: Map<string, Map<number, Entry<V>>>;
+  readonly #unpinned: LruList<V>;
+  readonly #pinned: LruList<V>;
+  #insHead: Entry<V> | null;
+  #insTail: Entry<V> | null;
+  #entries: number;
+  #pinnedEntries: number;
+  #tick: number;
+  #sizeEvictions: number;
+  #expiredEvictions: number;
+  /** Evicted entries whose onEvict notification is pending (parallel arrays). */
+  readonly #pendingEntries: Entry<V>[];
+  readonly #pendingReasons: EvictionReason[];
+  #notifying: boolean;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(options: VersionCacheOptions) {
+    checkBytes(options.maxBytes, "maxBytes");
+    if (!Number.isFinite(options.expirationMs) || options.expirationMs < 0) {
+      throw new RangeError(`expirationMs must be a non-negative finite number, got ${String(options.expirationMs)}`);
+    }
+    if (!Number.isSafeInteger(options.pruneCount) || options.pruneCount < 1) {
+      throw new RangeError(`pruneCount must be a positive integer, got ${String(options.pruneCount)}`);
+    }
+    const sweep = options.sweepIntervalMs;
+    if (sweep !== undefined && (!Number.isFinite(sweep) || sweep < 0)) {
+      throw new RangeError(`sweepIntervalMs must be a non-negative finite number, got ${String(sweep)}`);
+    }
+    this.#ledger = new Ledger(options.maxBytes);
+    this.#expirationMs = options.expirationMs;
+    this.#pruneCount = options.pruneCount;
+    this.#now = options.now ?? performance.now.bind(performance);
+    this.#onEvict = options.onEvict;
+    this.#index = new Map();
+    this.#unpinned = new LruList();
+    this.#pinned = new LruList();
+    this.#insHead = null;
+    this.#insTail = null;
+    this.#entries = 0;
+    this.#pinnedEntries = 0;
+    this.#tick = 0;
+    this.#sizeEvictions = 0;
+    this.#expiredEvictions = 0;
+    this.#pendingEntries = [];
+    this.#pendingReasons = [];
+    this.#notifying = false;
+    this.#timer = undefined;
+
+    if (options.expirationMs > 0) {
+      const interval =
+        sweep ?? Math.min(MAX_SWEEP_INTERVAL_MS, Math.max(MIN_SWEEP_INTERVAL_MS, options.expirationMs / 10));
+      if (interval > 0) {
+        this.#timer = setInterval(() => {
+          this.sweepExpired();
+        }, interval);
+        this.#timer.unref();
+      }
+    }
+  }
+
+  /**
+   * Counts `bytes` against the budget now, evicting if needed: first expired entries, then batches of
+   * `pruneCount` least recently used unpinned entries, then (when no unpinned entry is left) batches of
+   * pinned entries, until the request fits.
+   *
+   * Throws RESOURCE_EXHAUSTED when `bytes > maxBytes`, or when even evicting every entry could not make
+   * room (the rest is reservations, draining bytes and entries under lease). That is decided BEFORE
+   * evicting anything: a failed reserve leaves the account and the entries exactly as they were (the
+   * one exception: an onEvict callback that itself reserves or acquires during this reserve's evictions
+   * can make it fail afterwards; the evictions already done then stay done).
+   * Throws RangeError when `bytes` is not a non-negative safe integer.
+   */
+  reserve(bytes: number): Reservation {
+    checkBytes(bytes, "bytes");
+    const ledger = this.#ledger;
+    if (bytes > ledger.maxBytes) {
+      throw resourceExhausted(
+        `cannot hold ${bytes} bytes: the version cache budget (COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE) is ${ledger.maxBytes} bytes`,
+      );
+    }
+    if (ledger.usedBytes() + bytes > ledger.maxBytes) {
+      this.#makeRoom(bytes);
+    }
+    ledger.reservedBytes += bytes;
+    return new CacheReservation(ledger, bytes);
+  }
+
+  /**
+   * Turns the reservation into the entry (modelId, versionNumber) of `reservation.bytes` bytes, most
+   * recently used; the reservation is consumed (releasing it afterwards is a no-op). An existing entry
+   * with the same key is replaced (no onEvict; under lease it drains). Throws Error if the reservation
+   * is not an active reservation of this cache.
+   */
+  insert(
+    reservation: Reservation,
+    modelId: string,
+    versionNumber: number,
+    value: V,
+    options?: { pinned?: boolean },
+  ): void {
+    const ledger = this.#ledger;
+    if (!(reservation instanceof CacheReservation) || reservation.ledger !== ledger) {
+      throw new Error("insert needs an active reservation of this version cache (released, inserted or foreign)");
+    }
+    reservation.ledger = null;
+    ledger.reservedBytes -= reservation.bytes;
+
+    let versions = this.#index.get(modelId);
+    if (versions === undefined) {
+      versions = new Map();
+      this.#index.set(modelId, versions);
+    } else {
+      const previous = versions.get(versionNumber);
+      if (previous !== undefined) {
+        this.#remove(previous);
+        // #remove drops the model's map when it becomes empty.
+        if (versions.size === 0) {
+          this.#index.set(modelId, versions);
+        }
+      }
+    }
+
+    const pinned = options?.pinned === true;
+    const entry = new Entry(
+      modelId,
+      versionNumber,
+      value,
+      reservation.bytes,
+      this.#expirationMs > 0 ? this.#now() : 0,
+      pinned,
+      ++this.#tick,
+    );
+    versions.set(versionNumber, entry);
+    ledger.entryBytes += entry.bytes;
+    this.#entries += 1;
+    if (pinned) {
+      this.#pinnedEntries += 1;
+      this.#pinned.append(entry);
+    } else {
+      this.#unpinned.append(entry);
+    }
+    entry.insPrev = this.#insTail;
+    if (this.#insTail === null) {
+      this.#insHead = entry;
+    } else {
+      this.#insTail.insNext = entry;
+    }
+    this.#insTail = entry;
+  }
+
+  /** The cached value, marked most recently used; undefined if absent or expired (then evicted). */
+  get(modelId: string, versionNumber: number): V | undefined {
+    const entry = this.#lookup(modelId, versionNumber);
+    if (entry === undefined) {
+      return undefined;
+    }
+    this.#touch(entry);
+    return entry.value;
+  }
+
+  /**
+   * Like get, and holds the value: until the lease is released, the entry's bytes stay counted, as
+   * drainingBytes once the entry has left the index.
+   */
+  acquire(modelId: string, versionNumber: number): Lease<V> | undefined {
+    const entry = this.#lookup(modelId, versionNumber);
+    if (entry === undefined) {
+      return undefined;
+    }
+    this.#touch(entry);
+    entry.leases += 1;
+    if (entry.leases === 1) {
+      this.#ledger.leasedEntryBytes += entry.bytes;
+    }
+    return new CacheLease(this.#ledger, entry);
+  }
+
+  /** Whether the entry is cached (no LRU touch; an expired entry is evicted and reported absent). */
+  has(modelId: string, versionNumber: number): boolean {
+    return this.#lookup(modelId, versionNumber) !== undefined;
+  }
+
+  /**
+   * Pins (exempt from expiry, evicted only when no unpinned entry is left) or unpins the entry, keeping
+   * its recency. No-op if absent (an expired entry is evicted first, so it is absent).
+   */
+  setPinned(modelId: string, versionNumber: number, pinned: boolean): void {
+    const entry = this.#lookup(modelId, versionNumber);
+    if (entry === undefined || entry.pinned === pinned) {
+      return;
+    }
+    if (pinned) {
+      this.#unpinned.remove(entry);
+      this.#pinned.insertByTick(entry);
+      this.#pinnedEntries += 1;
+    } else {
+      this.#pinned.remove(entry);
+      this.#unpinned.insertByTick(entry);
+      this.#pinnedEntries -= 1;
+    }
+    entry.pinned = pinned;
+  }
+
+  /** Removes the entry (no onEvict); under lease its bytes drain. */
+  delete(modelId: string, versionNumber: number): void {
+    const entry = this.#index.get(modelId)?.get(versionNumber);
+    if (entry !== undefined) {
+      this.#remove(entry);
+    }
+  }
+
+  /** Removes all entries of the model (no onEvict). */
+  deleteModel(modelId: string): void {
+    const versions = this.#index.get(modelId);
+    if (versions !== undefined) {
+      for (const entry of [...versions.values()]) {
+        this.#remove(entry);
+      }
+    }
+  }
+
+  /** Evicts every expired (unpinned) entry, oldest first, with onEvict(..., "expired"). */
+  sweepExpired(): void {
+    if (this.#expirationMs > 0) {
+      this.#collectExpired(this.#now());
+      this.#notify();
+    }
+  }
+
+  stats(): VersionCacheStats {
+    const ledger = this.#ledger;
+    return {
+      maxBytes: ledger.maxBytes,
+      usedBytes: ledger.usedBytes(),
+      entryBytes: ledger.entryBytes,
+      reservedBytes: ledger.reservedBytes,
+      drainingBytes: ledger.drainingBytes,
+      entries: this.#entries,
+      pinnedEntries: this.#pinnedEntries,
+      evictions: { size: this.#sizeEvictions, expired: this.#expiredEvictions },
+    };
+  }
+
+  /** Stops the sweep timer (idempotent); the cache stays usable, with lazy expiry only. */
+  close(): void {
+    if (this.#timer !== undefined) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  /** The live entry, or undefined; an expired one is evicted (and reported) on the way. */
+  #lookup(modelId: string, versionNumber: number): Entry<V> | undefined {
+    const entry = this.#index.get(modelId)?.get(versionNumber);
+    if (entry === undefined) {
+      return undefined;
+    }
+    if (this.#expirationMs > 0 && !entry.pinned && this.#now() - entry.insertedAt > this.#expirationMs) {
+      this.#evict(entry, "expired");
+      this.#notify();
+      return undefined;
+    }
+    return entry;
+  }
+
+  #touch(entry: Entry<V>): void {
+    entry.tick = ++this.#tick;
+    (entry.pinned ? this.#pinned : this.#unpinned).moveToBack(entry);
+  }
+
+  #makeRoom(bytes: number): void {
+    const ledger = this.#ledger;
+    if (!this.#canFit(bytes)) {
+      throw this.#exhausted(bytes);
+    }
+    if (this.#expirationMs > 0) {
+      this.#collectExpired(this.#now());
+      this.#notify();
+    }
+    while (ledger.usedBytes() + bytes > ledger.maxBytes) {
+      // Checked again because onEvict may have called back into the cache.
+      if (!this.#canFit(bytes)) {
+        throw this.#exhausted(bytes);
+      }
+      const list = this.#unpinned.head !== null ? this.#unpinned : this.#pinned;
+      let head = list.head;
+      if (head === null) {
+        throw this.#exhausted(bytes); // unreachable while the accounting is right
+      }
+      for (let n = this.#pruneCount; n > 0 && head !== null; n -= 1) {
+        this.#evict(head, "size");
+        head = list.head;
+      }
+      this.#notify();
+    }
+  }
+
+  /**
+   * Whether evicting every entry would make room: entries under lease would only move to draining, so
+   * what cannot be freed is reserved + draining + leased entry bytes.
+   */
+  #canFit(bytes: number): boolean {
+    const ledger = this.#ledger;
+    return bytes + ledger.reservedBytes + ledger.drainingBytes + ledger.leasedEntryBytes <= ledger.maxBytes;
+  }
+
+  #exhausted(bytes: number): Error {
+    const ledger = this.#ledger;
+    const used = ledger.usedBytes();
+    const evictable = ledger.entryBytes - ledger.leasedEntryBytes;
+    return resourceExhausted(
+      `cannot reserve ${bytes} bytes: the version cache budget (COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE) is ${ledger.maxBytes} bytes ` +
+        `and ${used} are used, of which only ${evictable} can be evicted ` +
+        `(${ledger.reservedBytes} reserved, ${ledger.drainingBytes} draining, ${ledger.leasedEntryBytes} in entries being read)`,
+    );
+  }
+
+  /** Evicts expired entries (structure and counters only; notifications stay pending). */
+  #collectExpired(now: number): void {
+    const limit = this.#expirationMs;
+    let entry = this.#insHead;
+    // Insertion order is insertedAt order (monotonic clock): stop at the first entry that is too young.
+    while (entry !== null && now - entry.insertedAt > limit) {
+      const next = entry.insNext;
+      if (!entry.pinned) {
+        this.#evict(entry, "expired");
+      }
+      entry = next;
+    }
+  }
+
+  #evict(entry: Entry<V>, reason: EvictionReason): void {
+    this.#remove(entry);
+    if (reason === "size") {
+      this.#sizeEvictions += 1;
+    } else {
+      this.#expiredEvictions += 1;
+    }
+    if (this.#onEvict !== undefined) {
+      this.#pendingEntries.push(entry);
+      this.#pendingReasons.push(reason);
+    }
+  }
+
+  /** Delivers pending onEvict notifications, in eviction order (re-entrant calls append to the queue). */
+  #notify(): void {
+    const onEvict = this.#onEvict;
+    if (onEvict === undefined || this.#notifying) {
+      return;
+    }
+    const entries = this.#pendingEntries;
+    const reasons = this.#pendingReasons;
+    this.#notifying = true;
+    try {
+      for (let i = 0; i < entries.length; i += 1) {
+        const entry = entries[i];
+        const reason = reasons[i];
+        if (entry !== undefined && reason !== undefined) {
+          onEvict(entry.modelId, entry.versionNumber, reason);
+        }
+      }
+    } finally {
+      entries.length = 0;
+      reasons.length = 0;
+      this.#notifying = false;
+    }
+  }
+
+  /** Takes the entry out of the index and lists; its bytes are freed, or drain while leased. */
+  #remove(entry: Entry<V>): void {
+    const versions = this.#index.get(entry.modelId);
+    if (versions !== undefined) {
+      versions.delete(entry.versionNumber);
+      if (versions.size === 0) {
+        this.#index.delete(entry.modelId);
+      }
+    }
+    if (entry.pinned) {
+      this.#pinned.remove(entry);
+      this.#pinnedEntries -= 1;
+    } else {
+      this.#unpinned.remove(entry);
+    }
+    if (entry.insPrev === null) {
+      this.#insHead = entry.insNext;
+    } else {
+      entry.insPrev.insNext = entry.insNext;
+    }
+    if (entry.insNext === null) {
+      this.#insTail = entry.insPrev;
+    } else {
+      entry.insNext.insPrev = entry.insPrev;
+    }
+    entry.insPrev = null;
+    entry.insNext = null;
+    this.#entries -= 1;
+
+    const ledger = this.#ledger;
+    ledger.entryBytes -= entry.bytes;
+    if (entry.leases > 0) {
+      ledger.leasedEntryBytes -= entry.bytes;
+      ledger.drainingBytes += entry.bytes;
+      entry.state = DRAINING;
+    } else {
+      entry.state = DEAD;
+    }
+  }
+}

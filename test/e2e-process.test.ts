@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import { readFile, rm, stat } from "node:fs/promises";
+import path from "node:path";
+import { describe, test } from "node:test";
+import { RegistryClient } from "./support/registry-client.js";
+import { MAIN_FILE, runFailingServer, spawnServer } from "./support/server-process.js";
+import { makeArchiveDir } from "./support/test-server.js";
+
+describe("the server as a process", () => {
+  test("package.json's bin and npm start run the compiled main file", async () => {
+    const pkg = JSON.parse(await readFile(path.resolve(import.meta.dirname, "../../package.json"), "utf8")) as {
+      bin: Record<string, string>;
+      scripts: Record<string, string>;
+    };
+    assert.equal(pkg.bin["cogment-model-registry"], "dist/src/main.js");
+    assert.equal(pkg.scripts.start, "node dist/src/main.js");
+    assert.equal(path.resolve(import.meta.dirname, "../..", pkg.bin["cogment-model-registry"] ?? ""), MAIN_FILE);
+    const head = (await readFile(MAIN_FILE, "utf8")).split("\n")[0];
+    assert.equal(head, "#!/usr/bin/env node");
+  });
+
+  test("starts, creates a missing archive dir, serves, and exits 0 on SIGTERM", async (t) => {
+    const parent = await makeArchiveDir();
+    t.after(() => rm(parent, { recursive: true, force: true }));
+    const archiveDir = path.join(parent, "nested", "archive");
+    const server = await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir });
+    assert.ok((await stat(archiveDir)).isDirectory());
+    const start = server.logLines.find((l) => l.msg === "model registry serving");
+    assert.equal(start?.archiveDir, archiveDir);
+    assert.equal(start?.cacheMaxBytes, 1073741824);
+    assert.equal(start?.sentChunkSize, 2097152);
+    const client = new RegistryClient(`127.0.0.1:${server.port}`);
+    try {
+      await client.createModel("proc");
+      const info = await client.publish("proc", Buffer.from("data"), { archived: true });
+      assert.equal(info.version_number, 1);
+    } finally {
+      client.close();
+    }
+    server.child.kill("SIGTERM");
+    assert.equal(await server.exited, 0);
+  });
+
+  test("a malformed variable stops the server at start, naming the variable and the accepted form", async () => {
+    const result = await runFailingServer({ COGMENT_MODEL_REGISTRY_SENT_MODEL_VERSION_DATA_CHUNK_SIZE: "0" });
+    assert.equal(result.code, 2);
+    assert.match(
+      result.stderr,
+      /COGMENT_MODEL_REGISTRY_SENT_MODEL_VERSION_DATA_CHUNK_SIZE="0" is invalid: expected an integer number of bytes from 1 to 67108864/,
+    );
+    const duration = await runFailingServer({ COGMENT_MODEL_REGISTRY_VERSION_CACHE_EXPIRATION: "10" });
+    assert.equal(duration.code, 2);
+    assert.match(duration.stderr, /COGMENT_MODEL_REGISTRY_VERSION_CACHE_EXPIRATION="10" is invalid/);
+  });
+
+  test("a port already in use fails the start with a clear message", async (t) => {
+    const archiveDir = await makeArchiveDir();
+    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    const first = await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir });
+    t.after(async () => {
+      first.child.kill("SIGTERM");
+      await first.exited;
+    });
+    const second = await runFailingServer({
+      COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir,
+      COGMENT_MODEL_REGISTRY_PORT: String(first.port),
+    });
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, /failed to start: .*(address already in use|No address added)/i);
+  });
+});

@@ -1,0 +1,61 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { createInterface } from "node:readline";
+
+export const MAIN_FILE = fileURLToPath(new URL("../../src/main.js", import.meta.url));
+
+export interface ServerProcess {
+  readonly child: ChildProcess;
+  readonly port: number;
+  readonly logLines: Record<string, unknown>[];
+  /** Resolves with the exit code (or signal name) once the process ended. */
+  readonly exited: Promise<number | string>;
+}
+
+/** Starts the compiled server as its own process (like the bin entry) and waits for its "serving" line. */
+export function spawnServer(env: Record<string, string>, timeoutMs = 15_000): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [MAIN_FILE], {
+    env: { PATH: process.env.PATH ?? "", COGMENT_MODEL_REGISTRY_PORT: "0", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const logLines: Record<string, unknown>[] = [];
+  let stderr = "";
+  child.stderr?.on("data", (data: Buffer) => (stderr += data.toString()));
+  const exited = new Promise<number | string>((resolve) =>
+    child.on("exit", (code, signal) => resolve(code ?? signal ?? "unknown")),
+  );
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`server did not start in ${timeoutMs} ms; stderr: ${stderr}`));
+    }, timeoutMs);
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+      let entry: Record<string, unknown>;
+      try {
+        entry = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      logLines.push(entry);
+      if (entry.msg === "model registry serving") {
+        clearTimeout(timer);
+        resolve({ child, port: entry.port as number, logLines, exited });
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code} before serving; stderr: ${stderr}`));
+    });
+  });
+}
+
+/** Runs the server expecting it to fail at start; returns its exit code and stderr. */
+export function runFailingServer(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, [MAIN_FILE], {
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.on("data", (data: Buffer) => (stderr += data.toString()));
+  return new Promise((resolve) => child.on("exit", (code) => resolve({ code, stderr })));
+}
