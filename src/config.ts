@@ -16,6 +16,8 @@ export interface Config {
   readonly grpcReflection: boolean;
   readonly logLevel: LogLevel;
   readonly shutdownGraceMs: number;
+  /** HTTP/2 receive window (per stream and per connection) in bytes; 0 keeps Node's 64 KiB default. */
+  readonly http2WindowBytes: number;
   /** Sorted names of set COGMENT_MODEL_REGISTRY_* variables this module does not know (likely typos). */
   readonly ignoredVariables: readonly string[];
 }
@@ -119,7 +121,7 @@ const CACHE_EXPIRATION: Variable<number> = {
   name: `${PREFIX}VERSION_CACHE_EXPIRATION`,
   default: "1h",
   accepted: `a non-negative Go duration such as 30m, 1h or 2h45m (${DURATION_UNITS}); 0 disables expiration`,
-  description: "How long a model version stays in the cache after its last use",
+  description: "How long a model version's data stays in the cache after it was added (the latest version of each model is kept)",
   parse: nonNegativeDuration,
 };
 const CACHE_TO_PRUNE_COUNT: Variable<number> = {
@@ -158,6 +160,14 @@ const SHUTDOWN_GRACE_PERIOD: Variable<number> = {
   parse: nonNegativeDuration,
 };
 
+const HTTP2_WINDOW_SIZE: Variable<number> = {
+  name: `${PREFIX}HTTP2_WINDOW_SIZE`,
+  default: "8388608",
+  accepted: "an integer number of bytes from 0 to 2147483647 (0 keeps Node's 65535-byte default)",
+  description: "HTTP/2 receive window of the server, per stream and per connection: uploads over links with a round trip are capped at window / RTT",
+  parse: integer(0, 2_147_483_647),
+};
+
 const VARIABLES = [
   PORT,
   ARCHIVE_DIR,
@@ -168,6 +178,7 @@ const VARIABLES = [
   GRPC_REFLECTION,
   LOG_LEVEL,
   SHUTDOWN_GRACE_PERIOD,
+  HTTP2_WINDOW_SIZE,
 ] as const;
 
 const KNOWN_NAMES: ReadonlySet<string> = new Set(VARIABLES.map((v) => v.name));
@@ -217,6 +228,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     grpcReflection: read(GRPC_REFLECTION),
     logLevel: read(LOG_LEVEL),
     shutdownGraceMs: read(SHUTDOWN_GRACE_PERIOD),
+    http2WindowBytes: read(HTTP2_WINDOW_SIZE),
     ignoredVariables: Object.freeze(
       Object.keys(env)
         .filter((name) => name.startsWith(PREFIX) && !KNOWN_NAMES.has(name) && env[name] !== undefined)

@@ -10,6 +10,7 @@ import { packageInfo } from "./package-info.js";
 import { Registry } from "./registry/index.js";
 import { createModelRegistryService, modelRegistryServiceDefinition } from "./rpc/model-registry-service.js";
 import { type WorkerPool, createWorkerPool } from "./worker-pool/index.js";
+import { sessionWindows, setConnectionWindow, setStreamWindow } from "./rpc/http2-window.js";
 import type { Sha256Implementation } from "./data/index.js";
 
 /** Incoming messages up to this size are accepted (stock clients send far smaller chunks). */
@@ -27,6 +28,7 @@ export type ServerConfig = Pick<
   | "sentChunkSize"
   | "grpcReflection"
   | "shutdownGraceMs"
+  | "http2WindowBytes"
 >;
 
 export interface ServerOptions {
@@ -38,6 +40,8 @@ export interface ServerOptions {
 export interface RunningServer {
   readonly port: number;
   readonly registry: Registry;
+  /** HTTP/2 receive windows of the open client sessions. */
+  sessionWindows(): number[];
   /** Stops accepting calls, ends streams, waits for in-flight calls up to the grace period, then releases everything. */
   stop(): Promise<void>;
 }
@@ -87,6 +91,9 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
     new ReflectionService(definitions).addToServer(server);
   }
 
+  if (config.http2WindowBytes > 0) {
+    setStreamWindow(server, config.http2WindowBytes, log);
+  }
   let port: number;
   try {
     port = await new Promise<number>((resolve, reject) => {
@@ -98,6 +105,9 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
     registry.close();
     await pool.close();
     throw error;
+  }
+  if (config.http2WindowBytes > 0) {
+    setConnectionWindow(server, config.http2WindowBytes, log);
   }
   health.setStatus("", "SERVING");
   health.setStatus(SERVICE_NAME, "SERVING");
@@ -135,10 +145,11 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
       cachePruneCount: config.cachePruneCount,
       sentChunkSize: config.sentChunkSize,
       grpcReflection: config.grpcReflection,
+      http2WindowBytes: config.http2WindowBytes,
     },
     "model registry serving",
   );
-  return { port, registry, stop };
+  return { port, registry, stop, sessionWindows: () => sessionWindows(server) };
 }
 
 function workerStatus(pool: WorkerPool): Record<string, string> {

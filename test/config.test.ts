@@ -16,6 +16,7 @@ const DEFAULTS: Config = {
   grpcReflection: false,
   logLevel: "info",
   shutdownGraceMs: 10_000,
+  http2WindowBytes: 8_388_608,
   ignoredVariables: [],
 };
 
@@ -86,6 +87,7 @@ describe("CONFIG_VARIABLES", () => {
         [`${P}GRPC_REFLECTION`, "false"],
         [`${P}LOG_LEVEL`, "info"],
         [`${P}SHUTDOWN_GRACE_PERIOD`, "10s"],
+        [`${P}HTTP2_WINDOW_SIZE`, "8388608"],
       ],
     );
   });
@@ -103,6 +105,7 @@ describe("CONFIG_VARIABLES", () => {
         ACCEPTED.boolean,
         ACCEPTED.logLevel,
         ACCEPTED.shutdownGrace,
+        "an integer number of bytes from 0 to 2147483647 (0 keeps Node's 65535-byte default)",
       ],
     );
     for (const variable of CONFIG_VARIABLES) {
@@ -278,6 +281,21 @@ describe(`${P}SHUTDOWN_GRACE_PERIOD`, () => {
       { [name]: "10 s" },
       `${name}="10 s" is invalid: unknown unit " s"; expected ${ACCEPTED.shutdownGrace}`,
     );
+  });
+});
+
+describe(`${P}HTTP2_WINDOW_SIZE`, () => {
+  const name = `${P}HTTP2_WINDOW_SIZE`;
+  const accepted = "an integer number of bytes from 0 to 2147483647 (0 keeps Node's 65535-byte default)";
+  test("accepts 0 to 2^31-1", () => {
+    assert.equal(loadConfig({ [name]: "0" }).http2WindowBytes, 0);
+    assert.equal(loadConfig({ [name]: "1048576" }).http2WindowBytes, 1_048_576);
+    assert.equal(loadConfig({ [name]: "2147483647" }).http2WindowBytes, 2_147_483_647);
+  });
+  test("rejects values outside the HTTP/2 range", () => {
+    assertInvalid({ [name]: "2147483648" }, `${name}="2147483648" is invalid: expected ${accepted}`);
+    assertInvalid({ [name]: "-1" }, `${name}="-1" is invalid: expected ${accepted}`);
+    assertInvalid({ [name]: "8MiB" }, `${name}="8MiB" is invalid: expected ${accepted}`);
   });
 });
 

@@ -29,6 +29,7 @@ export const DEFAULT_TEST_CONFIG: Omit<ServerConfig, "archiveDir"> = {
   sentChunkSize: 2 * 1024 * 1024,
   grpcReflection: false,
   shutdownGraceMs: 2_000,
+  http2WindowBytes: 8 * 1024 * 1024,
 };
 
 /** A real server on 127.0.0.1 with a real (temp) archive directory. */
