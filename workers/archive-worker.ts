@@ -33,10 +33,30 @@ export async function hash(task: HashTask): Promise<string> {
   return (await hasher)(task.segments);
 }
 
-export async function writeFile(task: WriteFileTask): Promise<void> {
-  await writeFileAtomic(task.path, task.content);
+/**
+ * Errors crossing the thread boundary lose their own properties (an errno
+ * `code` such as ENOSPC among them), so write tasks report failures as data.
+ */
+export type WriteOutcome = { readonly ok: true } | { readonly ok: false; readonly message: string; readonly code?: string };
+
+async function outcomeOf(write: () => Promise<void>): Promise<WriteOutcome> {
+  try {
+    await write();
+    return { ok: true };
+  } catch (error) {
+    const code = (error as { code?: unknown } | null)?.code;
+    return {
+      ok: false,
+      message: error instanceof Error ? error.message : String(error),
+      ...(typeof code === "string" ? { code } : {}),
+    };
+  }
 }
 
-export async function writeVersion(task: WriteVersionTask): Promise<void> {
-  await writeVersionFilesAtomic(task);
+export function writeFile(task: WriteFileTask): Promise<WriteOutcome> {
+  return outcomeOf(() => writeFileAtomic(task.path, task.content));
+}
+
+export function writeVersion(task: WriteVersionTask): Promise<WriteOutcome> {
+  return outcomeOf(() => writeVersionFilesAtomic(task));
 }

@@ -228,7 +228,7 @@ export function createFsArchiveStore(options: FsArchiveStoreOptions): ArchiveSto
     },
 
     async writeModel(model) {
-      await mkdir(modelDirPath(root, model.modelId), { recursive: true, mode: DIRECTORY_MODE });
+      await ensureModelDir(modelDirPath(root, model.modelId));
       await writer.writeFileAtomic(modelInfoPath(root, model.modelId), encodeModelInfo(model));
     },
 
@@ -288,7 +288,7 @@ export function createFsArchiveStore(options: FsArchiveStoreOptions): ArchiveSto
         const which = `version ${version.versionNumber} of model "${version.modelId}"`;
         throw new Error(`${which}: data is ${total} bytes, data_size is ${version.dataSize}`);
       }
-      await mkdir(modelDirPath(root, version.modelId), { recursive: true, mode: DIRECTORY_MODE });
+      await ensureModelDir(modelDirPath(root, version.modelId));
       await writer.writeVersionFilesAtomic({
         dataPath: versionDataPath(root, version.modelId, version.versionNumber),
         dataChunks,
@@ -333,8 +333,22 @@ export function createFsArchiveStore(options: FsArchiveStoreOptions): ArchiveSto
 
     async writeMeta(modelId, key, value) {
       const metaPath = metaFilePath(root, modelId, key);
-      await mkdir(modelDirPath(root, modelId), { recursive: true, mode: DIRECTORY_MODE });
+      await ensureModelDir(modelDirPath(root, modelId));
       await writer.writeFileAtomic(metaPath, value);
     },
   };
+}
+
+/**
+ * Creates a model directory inside the (existing) root. Not `recursive`: on a
+ * read-only file system a recursive mkdir reports ENOENT instead of EROFS.
+ */
+async function ensureModelDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { mode: DIRECTORY_MODE });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
+      throw error;
+    }
+  }
 }

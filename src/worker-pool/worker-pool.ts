@@ -2,7 +2,7 @@ import { availableParallelism } from "node:os";
 import { Piscina } from "piscina";
 import type { ArchiveFileWriter } from "../archive/index.js";
 import type { Sha256Implementation } from "../data/index.js";
-import type { HashTask, WriteFileTask, WriteVersionTask } from "../../workers/archive-worker.js";
+import type { HashTask, WriteFileTask, WriteOutcome, WriteVersionTask } from "../../workers/archive-worker.js";
 
 export interface WorkerPool {
   /** SHA-256 of the segments, standard padded base64. */
@@ -27,6 +27,14 @@ export interface WorkerPoolOptions {
 
 const WORKER_FILE = new URL("../../workers/archive-worker.js", import.meta.url);
 
+/** Rebuilds the worker's error with its errno code, so the RPC edge can map ENOSPC, EACCES… */
+function throwIfFailed(outcome: unknown): void {
+  const result = outcome as WriteOutcome;
+  if (!result.ok) {
+    throw Object.assign(new Error(result.message), result.code === undefined ? {} : { code: result.code });
+  }
+}
+
 export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   const maxThreads = options.maxThreads ?? Math.max(2, availableParallelism());
   const piscina = new Piscina({
@@ -42,10 +50,10 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     piscina.run({ segments, implementation: options.sha256 } satisfies HashTask, { name: "hash" }) as Promise<string>;
   const fileWriter: ArchiveFileWriter = {
     async writeFileAtomic(path, content) {
-      await piscina.run({ path, content } satisfies WriteFileTask, { name: "writeFile" });
+      throwIfFailed(await piscina.run({ path, content } satisfies WriteFileTask, { name: "writeFile" }));
     },
     async writeVersionFilesAtomic(task) {
-      await piscina.run(task satisfies WriteVersionTask, { name: "writeVersion" });
+      throwIfFailed(await piscina.run(task satisfies WriteVersionTask, { name: "writeVersion" }));
     },
   };
   return {

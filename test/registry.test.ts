@@ -1,0 +1,112 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { describe, test } from "node:test";
+import { createFsArchiveStore, inlineFileWriter } from "../src/archive/index.js";
+import { createSha256 } from "../src/data/index.js";
+import { Code } from "../src/errors/index.js";
+import { createLogger } from "../src/logger.js";
+import { Registry } from "../src/registry/index.js";
+import type { VersionRecord } from "../src/registry/index.js";
+import { VersionSubscription } from "../src/registry/version-subscription.js";
+
+async function openRegistry(t: { after: (fn: () => Promise<void>) => void }, cacheMaxBytes = 1 << 20): Promise<Registry> {
+  const root = await mkdtemp(path.join(tmpdir(), "mr-reg-"));
+  const sha = await createSha256("node-crypto");
+  const registry = await Registry.open({
+    archive: createFsArchiveStore({ root, writer: inlineFileWriter }),
+    cacheMaxBytes,
+    cacheExpirationMs: 0,
+    cachePruneCount: 1,
+    chunkSize: 1024,
+    hash: async (segments) => sha(segments),
+    log: createLogger("silent"),
+  });
+  t.after(async () => {
+    registry.close();
+    await rm(root, { recursive: true, force: true });
+  });
+  return registry;
+}
+
+async function publish(registry: Registry, modelId: string, data: Buffer, archived = false): Promise<VersionRecord> {
+  const upload = registry.beginUpload({ modelId, archived, creationTimestamp: 0n, dataHash: "", dataSize: data.length, userData: {} });
+  upload.append(data);
+  return upload.finish();
+}
+
+describe("Registry and its model actors", () => {
+  test("no actor is left behind once deleted models are idle", async (t) => {
+    const registry = await openRegistry(t);
+    for (let i = 0; i < 20; i++) {
+      await registry.createOrUpdateModel({ modelId: `m${i}`, userData: {} });
+      await publish(registry, `m${i}`, Buffer.from(`data ${i}`), i % 2 === 0);
+    }
+    assert.equal(registry.actorCount, 20);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => registry.deleteModel(`m${i}`)));
+    assert.equal(registry.actorCount, 0);
+    assert.equal(registry.stats().cache.usedBytes, 0);
+  });
+
+  test("a failed operation does not poison the model's queue", async (t) => {
+    const registry = await openRegistry(t);
+    await registry.createOrUpdateModel({ modelId: "q", userData: {} });
+    const bad = registry.beginUpload({ modelId: "q", archived: false, creationTimestamp: 0n, dataHash: "x", dataSize: 1, userData: {} });
+    bad.append(Buffer.from("a"));
+    await assert.rejects(bad.finish(), { code: Code.INVALID_ARGUMENT });
+    const good = await publish(registry, "q", Buffer.from("b"));
+    assert.equal(good.versionNumber, 1);
+    assert.equal(registry.stats().cache.reservedBytes, 0);
+  });
+
+  test("an upload begun before its model was deleted and re-created does not land in the new model", async (t) => {
+    const registry = await openRegistry(t);
+    await registry.createOrUpdateModel({ modelId: "gen", userData: {} });
+    const upload = registry.beginUpload({ modelId: "gen", archived: false, creationTimestamp: 0n, dataHash: "", dataSize: 1, userData: {} });
+    upload.append(Buffer.from("z"));
+    await registry.deleteModel("gen");
+    await registry.createOrUpdateModel({ modelId: "gen", userData: {} });
+    await assert.rejects(upload.finish(), {
+      code: Code.NOT_FOUND,
+      message: 'model "gen" not found (it was deleted while the version was uploading)',
+    });
+    assert.equal(registry.stats().cache.usedBytes, 0);
+    const page = await registry.listVersions("gen", [], 0, "");
+    assert.deepEqual(page.versions, []);
+  });
+});
+
+describe("VersionSubscription", () => {
+  test("a slow subscriber skips intermediate versions but always ends with the latest", async () => {
+    const sent: number[] = [];
+    let release: (() => void) | undefined;
+    const subscription = new VersionSubscription(
+      {
+        send: (version) => {
+          sent.push(version.versionNumber);
+          return new Promise<void>((resolve) => (release = resolve));
+        },
+        end: () => {},
+      },
+      () => {},
+    );
+    const version = (n: number): VersionRecord => ({
+      modelId: "m",
+      versionNumber: n,
+      creationTimestamp: 0n,
+      archived: false,
+      dataHash: "",
+      dataSize: 0,
+      userData: {},
+    });
+    subscription.publish(version(1));
+    for (let n = 2; n <= 50; n++) subscription.publish(version(n));
+    subscription.publish(version(3)); // older than pending: ignored
+    release?.();
+    await new Promise((resolve) => setImmediate(resolve));
+    release?.();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(sent, [1, 50]);
+  });
+});

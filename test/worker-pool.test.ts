@@ -1,0 +1,48 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { describe, test } from "node:test";
+import { EncodedVersionData, SHA256_IMPLEMENTATIONS } from "../src/data/index.js";
+import { createWorkerPool } from "../src/worker-pool/index.js";
+
+describe("worker pool", () => {
+  for (const implementation of SHA256_IMPLEMENTATIONS) {
+    test(`hashes shared segments with ${implementation}`, async (t) => {
+      const pool = createWorkerPool({ sha256: implementation, maxThreads: 2 });
+      t.after(() => pool.close());
+      const data = Buffer.alloc(3_000_000);
+      for (let i = 0; i < data.length; i++) data[i] = i % 253;
+      const encoded = EncodedVersionData.allocate(data.length, 1_000_000);
+      encoded.write(0, data);
+      const expected = createHash("sha256").update(data).digest("base64");
+      assert.equal(await pool.hash(encoded.dataSegments()), expected);
+      assert.equal(await pool.hash([]), createHash("sha256").digest("base64"));
+      // Shared, not transferred: the main thread's views are intact after the task.
+      assert.equal(encoded.bytes.byteLength, encoded.layout.totalBytes);
+      assert.ok(encoded.toContiguous().equals(data));
+    });
+  }
+
+  test("writes version files atomically from shared memory and reports errors with their code", async (t) => {
+    const pool = createWorkerPool({ sha256: "node-crypto", maxThreads: 2 });
+    const dir = await mkdtemp(path.join(tmpdir(), "mr-pool-"));
+    t.after(async () => {
+      await pool.close();
+      await rm(dir, { recursive: true, force: true });
+    });
+    const encoded = EncodedVersionData.allocate(10, 4);
+    encoded.write(0, Buffer.from("0123456789"));
+    await pool.fileWriter.writeVersionFilesAtomic({
+      dataPath: path.join(dir, "m-v000001.data"),
+      dataChunks: encoded.dataSegments(),
+      infoPath: path.join(dir, "m-v000001.yaml"),
+      infoText: "info\n",
+    });
+    assert.equal(await readFile(path.join(dir, "m-v000001.data"), "utf8"), "0123456789");
+    assert.equal(await readFile(path.join(dir, "m-v000001.yaml"), "utf8"), "info\n");
+    await assert.rejects(pool.fileWriter.writeFileAtomic(path.join(dir, "missing-dir", "x.yaml"), "x"), { code: "ENOENT" });
+    assert.deepEqual((await readdir(dir)).sort(), ["m-v000001.data", "m-v000001.yaml"]);
+  });
+});
