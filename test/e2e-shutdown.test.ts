@@ -1,0 +1,116 @@
+import assert from "node:assert/strict";
+import { rm } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import { describe, test } from "node:test";
+import type { ClientWritableStream, ServiceError } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
+import { RegistryClient, type WireVersionInfo } from "./support/registry-client.js";
+import { spawnServer } from "./support/server-process.js";
+import { makeArchiveDir } from "./support/test-server.js";
+
+function openUpload(client: RegistryClient): {
+  call: ClientWritableStream<object>;
+  reply: Promise<{ version_info: WireVersionInfo }>;
+} {
+  let call: ClientWritableStream<object> | undefined;
+  const reply = new Promise<{ version_info: WireVersionInfo }>((resolve, reject) => {
+    const fn = client.raw.CreateVersion as (
+      cb: (e: ServiceError | null, r?: { version_info: WireVersionInfo }) => void,
+    ) => ClientWritableStream<object>;
+    call = fn.call(client.raw, (error, value) => (error ? reject(error) : resolve(value as { version_info: WireVersionInfo })));
+  });
+  return { call: call as unknown as ClientWritableStream<object>, reply };
+}
+
+describe("shutdown on signals", () => {
+  test("SIGTERM lets an in-flight archived upload finish, refuses new calls, exits 0, and the version is on disk", async (t) => {
+    const archiveDir = await makeArchiveDir();
+    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    const server = await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir });
+    const client = new RegistryClient(`127.0.0.1:${server.port}`);
+    t.after(() => client.close());
+    await client.createModel("drain");
+    const upload = openUpload(client);
+    upload.call.write({ header: { version_info: { model_id: "drain", archived: true, data_size: "6" } } });
+    upload.call.write({ body: { data_chunk: Buffer.from("abc") } });
+    await sleep(100);
+    server.child.kill("SIGTERM");
+    await sleep(300);
+    upload.call.write({ body: { data_chunk: Buffer.from("def") } });
+    upload.call.end();
+    const reply = await upload.reply;
+    assert.equal(reply.version_info.version_number, 1);
+    assert.equal(await server.exited, 0);
+
+    const restarted = await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir });
+    const again = new RegistryClient(`127.0.0.1:${restarted.port}`);
+    try {
+      assert.equal((await again.retrieveData("drain", 1)).toString(), "abcdef");
+    } finally {
+      again.close();
+      restarted.child.kill("SIGTERM");
+      assert.equal(await restarted.exited, 0);
+    }
+  });
+
+  test("new calls after SIGTERM are refused while an upload drains", async (t) => {
+    const archiveDir = await makeArchiveDir();
+    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    const server = await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir });
+    const client = new RegistryClient(`127.0.0.1:${server.port}`);
+    t.after(() => client.close());
+    await client.createModel("refuse");
+    const upload = openUpload(client);
+    upload.call.write({ header: { version_info: { model_id: "refuse", data_size: "1" } } });
+    await sleep(100);
+    server.child.kill("SIGTERM");
+    await sleep(300);
+    const late = new RegistryClient(`127.0.0.1:${server.port}`);
+    t.after(() => late.close());
+    await assert.rejects(late.retrieveModels(), { code: status.UNAVAILABLE });
+    upload.call.write({ body: { data_chunk: Buffer.from("x") } });
+    upload.call.end();
+    assert.equal((await upload.reply).version_info.version_number, 1);
+    assert.equal(await server.exited, 0);
+  });
+
+  test("the grace period bounds the wait: a stalled upload is cancelled and the server exits 0", async (t) => {
+    const archiveDir = await makeArchiveDir();
+    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    const server = await spawnServer({
+      COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir,
+      COGMENT_MODEL_REGISTRY_SHUTDOWN_GRACE_PERIOD: "300ms",
+    });
+    const client = new RegistryClient(`127.0.0.1:${server.port}`);
+    t.after(() => client.close());
+    await client.createModel("stall");
+    const upload = openUpload(client);
+    upload.call.write({ header: { version_info: { model_id: "stall", archived: true, data_size: "100" } } });
+    await sleep(100);
+    server.child.kill("SIGTERM");
+    await assert.rejects(upload.reply, (error: ServiceError) => [status.CANCELLED, status.UNAVAILABLE].includes(error.code));
+    assert.equal(await server.exited, 0);
+    assert.ok(server.logLines.some((l) => l.msg === "grace period over: cancelling the calls still running"));
+  });
+
+  test("a second signal forces the exit at once", async (t) => {
+    const archiveDir = await makeArchiveDir();
+    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    const server = await spawnServer({
+      COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir,
+      COGMENT_MODEL_REGISTRY_SHUTDOWN_GRACE_PERIOD: "1h",
+    });
+    const client = new RegistryClient(`127.0.0.1:${server.port}`);
+    t.after(() => client.close());
+    await client.createModel("force");
+    const upload = openUpload(client);
+    upload.reply.catch(() => {});
+    upload.call.write({ header: { version_info: { model_id: "force", data_size: "100" } } });
+    await sleep(100);
+    server.child.kill("SIGTERM");
+    await sleep(200);
+    assert.equal(server.child.exitCode, null, "still draining after the first signal");
+    server.child.kill("SIGINT");
+    assert.equal(await server.exited, 1);
+  });
+});
