@@ -13,8 +13,8 @@ export interface ServerProcess {
 }
 
 /** Starts the compiled server as its own process (like the bin entry) and waits for its "serving" line. */
-export function spawnServer(env: Record<string, string>, timeoutMs = 15_000): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [MAIN_FILE], {
+export function spawnServer(env: Record<string, string>, timeoutMs = 15_000, mainFile = MAIN_FILE): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [mainFile], {
     env: { PATH: process.env.PATH ?? "", COGMENT_MODEL_REGISTRY_PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
