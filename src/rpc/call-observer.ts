@@ -1,0 +1,273 @@
+/*
+ * The one place that watches every call: a grpc-js server interceptor that counts the
+ * go-grpc-prometheus metrics and writes ONE log line when the call ends.
+ *
+ * A call ends with the status the handler sends (OK or an error), or when its stream closes
+ * without one passing here. grpc-js sends some statuses by itself, below the interceptors (a
+ * request it cannot parse, one over the size limit, the deadline): those are read back from the
+ * HTTP/2 stream's sent headers or trailers. With no status there, the call was CANCELLED (or hit
+ * its DEADLINE_EXCEEDED, if the client's deadline is over).
+ *
+ * Per message it only adds to plain numbers: no allocation, no logging.
+ */
+import { randomBytes } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import {
+  type ServerInterceptingCallInterface,
+  type ServerInterceptor,
+  type ServerListener,
+  ServerInterceptingCall,
+} from "@grpc/grpc-js";
+import type { Logger } from "../logger.js";
+import { MalformedRequest } from "./service-definition.js";
+import { Code } from "../errors/index.js";
+import { type DataTransferStats, type GrpcMethodStats, type GrpcServerMetrics, grpcCodeName } from "../metrics/index.js";
+
+/** What the observer reads in the messages of one method (all optional). */
+export interface MethodObservation<Req = unknown, Res = unknown> {
+  /** The model named by the call's first request message. */
+  modelId?(request: Req): string | undefined;
+  /** Version data bytes carried by a received message. */
+  receivedDataBytes?(message: Req): number;
+  /** Version data bytes carried by a sent message. */
+  sentDataBytes?(message: Res): number;
+}
+
+export interface ObservedMethod {
+  /** "/package.Service/Method" */
+  readonly path: string;
+  readonly requestStream: boolean;
+  readonly responseStream: boolean;
+  readonly observation: MethodObservation;
+}
+
+export interface CallObserverOptions {
+  readonly log: Logger;
+  readonly metrics: { readonly grpc: GrpcServerMetrics; readonly dataTransfer: DataTransferStats };
+  /** Methods known in advance: their metrics exist (at zero) from the start, and their messages name models. */
+  readonly methods: readonly ObservedMethod[];
+}
+
+export type CallLogLevel = "debug" | "info" | "warn" | "error";
+
+/** The level of a call's log line, from its status: the client's mistakes are info, the server's troubles warn or error. */
+export function callLogLevel(code: number): CallLogLevel {
+  switch (code) {
+    case Code.OK:
+      return "debug";
+    case Code.NOT_FOUND:
+    case Code.INVALID_ARGUMENT:
+    case Code.CANCELLED:
+      return "info";
+    case Code.RESOURCE_EXHAUSTED:
+    case Code.UNAVAILABLE:
+    case Code.DEADLINE_EXCEEDED:
+      return "warn";
+    default:
+      return "error";
+  }
+}
+
+/** Longest model id put in a log line (valid ones have at most 255 characters; invalid ones may be huge). */
+const MAX_LOGGED_MODEL_ID = 256;
+/** Deadline timers may fire a little before the wall clock reaches the deadline. */
+const DEADLINE_SLACK_MS = 5;
+const NOTHING_OBSERVED: MethodObservation = {};
+
+interface MethodEntry {
+  readonly stats: GrpcMethodStats;
+  readonly observation: MethodObservation;
+}
+
+class ObservedCall {
+  readonly #entry: MethodEntry;
+  readonly #observer: CallObserverState;
+  readonly #requestNumber: number;
+  readonly #startedAt: number;
+  #modelId: string | undefined = undefined;
+  #firstMessage = true;
+  #ended = false;
+
+  constructor(entry: MethodEntry, observer: CallObserverState) {
+    this.#entry = entry;
+    this.#observer = observer;
+    this.#requestNumber = observer.nextRequestNumber();
+    this.#startedAt = performance.now();
+    entry.stats.started();
+  }
+
+  received(message: unknown): void {
+    const { stats, observation } = this.#entry;
+    stats.received();
+    if (message instanceof MalformedRequest) {
+      return; // nothing to read in it; reject-malformed.ts answers it
+    }
+    if (this.#firstMessage) {
+      this.#firstMessage = false;
+      if (observation.modelId !== undefined) {
+        const modelId = observation.modelId(message);
+        if (typeof modelId === "string" && modelId !== "") {
+          this.#modelId = modelId.length > MAX_LOGGED_MODEL_ID ? modelId.slice(0, MAX_LOGGED_MODEL_ID) : modelId;
+        }
+      }
+    }
+    if (observation.receivedDataBytes !== undefined) {
+      this.#observer.dataTransfer.received(observation.receivedDataBytes(message));
+    }
+  }
+
+  sent(message: unknown): void {
+    const { stats, observation } = this.#entry;
+    stats.sent();
+    if (observation.sentDataBytes !== undefined) {
+      this.#observer.dataTransfer.sent(observation.sentDataBytes(message));
+    }
+  }
+
+  /** The stream closed: a no-op if a status was sent already. */
+  closed(call: ServerInterceptingCallInterface): void {
+    if (this.#ended) {
+      return;
+    }
+    const sent = statusSentBelow(call);
+    if (sent !== undefined) {
+      this.end(sent.code, sent.details);
+      return;
+    }
+    const deadline = call.getDeadline();
+    const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+    if (Number.isFinite(deadlineMs) && Date.now() >= deadlineMs - DEADLINE_SLACK_MS) {
+      this.end(Code.DEADLINE_EXCEEDED, "deadline exceeded");
+    } else {
+      this.end(Code.CANCELLED, "the stream closed before a status was sent (cancelled by the client)");
+    }
+  }
+
+  end(code: number, details: string): void {
+    if (this.#ended) {
+      return;
+    }
+    this.#ended = true;
+    const ms = performance.now() - this.#startedAt;
+    const { stats } = this.#entry;
+    stats.handled(code, ms / 1000);
+    const level = callLogLevel(code);
+    const log = this.#observer.log;
+    if (log.isLevelEnabled(level)) {
+      log[level](
+        {
+          requestId: this.#observer.requestId(this.#requestNumber),
+          grpcService: stats.service,
+          method: stats.method,
+          code: grpcCodeName(code),
+          durationMs: Math.round(ms * 1000) / 1000,
+          modelId: this.#modelId,
+          details: code === Code.OK ? undefined : details,
+        },
+        "call finished",
+      );
+    }
+  }
+}
+
+interface SentStatus {
+  readonly code: number;
+  readonly details: string;
+}
+
+type SentHeaders = Readonly<Record<string, unknown>> | undefined;
+
+/**
+ * The status grpc-js sent by itself on the call's HTTP/2 stream, if any. Reads grpc-js internals
+ * (the base call's `stream`), so anything unexpected gives undefined.
+ */
+function statusSentBelow(call: ServerInterceptingCallInterface): SentStatus | undefined {
+  const stream = (call as unknown as { stream?: { sentHeaders?: SentHeaders; sentTrailers?: SentHeaders } }).stream;
+  if (typeof stream !== "object" || stream === null) {
+    return undefined;
+  }
+  let headers: SentHeaders;
+  try {
+    headers = stream.sentTrailers?.["grpc-status"] !== undefined ? stream.sentTrailers : stream.sentHeaders;
+  } catch {
+    return undefined;
+  }
+  const code = Number(headers?.["grpc-status"] ?? Number.NaN);
+  if (!Number.isInteger(code)) {
+    return undefined;
+  }
+  const message = headers?.["grpc-message"];
+  let details = typeof message === "string" ? message : "";
+  try {
+    details = decodeURIComponent(details);
+  } catch {
+    // Kept as sent.
+  }
+  return { code, details };
+}
+
+class CallObserverState {
+  readonly log: Logger;
+  readonly dataTransfer: DataTransferStats;
+  /** Distinguishes the request ids of this server from those of earlier runs. */
+  readonly #prefix = randomBytes(3).toString("hex");
+  #requests = 0;
+
+  constructor(log: Logger, dataTransfer: DataTransferStats) {
+    this.log = log;
+    this.dataTransfer = dataTransfer;
+  }
+
+  nextRequestNumber(): number {
+    return ++this.#requests;
+  }
+
+  requestId(requestNumber: number): string {
+    return `${this.#prefix}-${requestNumber.toString(36)}`;
+  }
+}
+
+/** A grpc-js server interceptor that meters and logs every call. */
+export function createCallObserver(options: CallObserverOptions): ServerInterceptor {
+  const { grpc: grpcMetrics, dataTransfer } = options.metrics;
+  const state = new CallObserverState(options.log, dataTransfer);
+  const entries = new Map<string, MethodEntry>();
+  for (const method of options.methods) {
+    grpcMetrics.initialize(method.path, method.requestStream, method.responseStream);
+    entries.set(method.path, {
+      stats: grpcMetrics.method(method.path, method.requestStream, method.responseStream),
+      observation: method.observation,
+    });
+  }
+  const entryFor = (path: string, requestStream: boolean, responseStream: boolean): MethodEntry => {
+    let entry = entries.get(path);
+    if (entry === undefined) {
+      // Health, reflection: metered and logged, nothing read in their messages.
+      entry = { stats: grpcMetrics.method(path, requestStream, responseStream), observation: NOTHING_OBSERVED };
+      entries.set(path, entry);
+    }
+    return entry;
+  };
+
+  return (descriptor, next) => {
+    const call = new ObservedCall(entryFor(descriptor.path, descriptor.requestStream, descriptor.responseStream), state);
+    const listener: ServerListener = {
+      onReceiveMessage: (message: unknown, pass: (message: unknown) => void) => {
+        call.received(message);
+        pass(message);
+      },
+      onCancel: () => call.closed(next),
+    };
+    return new ServerInterceptingCall(next, {
+      start: (proceed) => proceed(listener),
+      sendMessage: (message: unknown, pass: (message: unknown) => void) => {
+        call.sent(message);
+        pass(message);
+      },
+      sendStatus: (status, pass) => {
+        call.end(status.code, status.details ?? "");
+        pass(status);
+      },
+    });
+  };
+}
