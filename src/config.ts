@@ -18,6 +18,10 @@ export interface Config {
   readonly shutdownGraceMs: number;
   /** HTTP/2 receive window (per stream and per connection) in bytes; 0 keeps Node's 64 KiB default. */
   readonly http2WindowBytes: number;
+  /** Port of the Prometheus /metrics HTTP endpoint; 0 turns the endpoint off. */
+  readonly metricsPort: number;
+  /** Largest data_size of one version; 0 = no limit but memory (transient) or disk (archived). */
+  readonly versionMaxBytes: number;
   /** Sorted names of set COGMENT_MODEL_REGISTRY_* variables this module does not know (likely typos). */
   readonly ignoredVariables: readonly string[];
 }
@@ -168,6 +172,22 @@ const HTTP2_WINDOW_SIZE: Variable<number> = {
   parse: integer(0, 2_147_483_647),
 };
 
+const METRICS_PORT: Variable<number> = {
+  name: `${PREFIX}METRICS_PORT`,
+  default: "0",
+  accepted: "an integer port number from 0 to 65535 (0 turns the metrics endpoint off)",
+  description: "TCP port of the HTTP endpoint serving Prometheus metrics on /metrics (off by default)",
+  parse: integer(0, 65535),
+};
+
+const VERSION_MAX_SIZE: Variable<number> = {
+  name: `${PREFIX}VERSION_MAX_SIZE`,
+  default: "0",
+  accepted: `an integer number of bytes from 0 to ${Number.MAX_SAFE_INTEGER} (0: no limit but the cache budget for transient versions and the disk for archived ones)`,
+  description: "Largest data_size accepted for one version; larger uploads fail at their header with RESOURCE_EXHAUSTED",
+  parse: integer(0, Number.MAX_SAFE_INTEGER),
+};
+
 const VARIABLES = [
   PORT,
   ARCHIVE_DIR,
@@ -179,6 +199,8 @@ const VARIABLES = [
   LOG_LEVEL,
   SHUTDOWN_GRACE_PERIOD,
   HTTP2_WINDOW_SIZE,
+  METRICS_PORT,
+  VERSION_MAX_SIZE,
 ] as const;
 
 const KNOWN_NAMES: ReadonlySet<string> = new Set(VARIABLES.map((v) => v.name));
@@ -229,6 +251,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     logLevel: read(LOG_LEVEL),
     shutdownGraceMs: read(SHUTDOWN_GRACE_PERIOD),
     http2WindowBytes: read(HTTP2_WINDOW_SIZE),
+    metricsPort: read(METRICS_PORT),
+    versionMaxBytes: read(VERSION_MAX_SIZE),
     ignoredVariables: Object.freeze(
       Object.keys(env)
         .filter((name) => name.startsWith(PREFIX) && !KNOWN_NAMES.has(name) && env[name] !== undefined)

@@ -17,6 +17,8 @@ const DEFAULTS: Config = {
   logLevel: "info",
   shutdownGraceMs: 10_000,
   http2WindowBytes: 8_388_608,
+  metricsPort: 0,
+  versionMaxBytes: 0,
   ignoredVariables: [],
 };
 
@@ -30,6 +32,7 @@ const ACCEPTED = {
   boolean: "a boolean: 1, t, T, TRUE, true, True, 0, f, F, FALSE, false or False",
   logLevel: "one of trace, debug, info, warn, error, fatal, silent (case-insensitive)",
   shutdownGrace: "a non-negative Go duration such as 500ms, 10s or 1m (units ns, us, ms, s, m, h)",
+  metricsPort: "an integer port number from 0 to 65535 (0 turns the metrics endpoint off)",
 };
 
 /** Asserts that loading `env` fails with exactly `lines` as the message, one problem per line. */
@@ -88,6 +91,8 @@ describe("CONFIG_VARIABLES", () => {
         [`${P}LOG_LEVEL`, "info"],
         [`${P}SHUTDOWN_GRACE_PERIOD`, "10s"],
         [`${P}HTTP2_WINDOW_SIZE`, "8388608"],
+        [`${P}METRICS_PORT`, "0"],
+        [`${P}VERSION_MAX_SIZE`, "0"],
       ],
     );
   });
@@ -106,6 +111,8 @@ describe("CONFIG_VARIABLES", () => {
         ACCEPTED.logLevel,
         ACCEPTED.shutdownGrace,
         "an integer number of bytes from 0 to 2147483647 (0 keeps Node's 65535-byte default)",
+        ACCEPTED.metricsPort,
+        VERSION_MAX_ACCEPTED,
       ],
     );
     for (const variable of CONFIG_VARIABLES) {
@@ -296,6 +303,53 @@ describe(`${P}HTTP2_WINDOW_SIZE`, () => {
     assertInvalid({ [name]: "2147483648" }, `${name}="2147483648" is invalid: expected ${accepted}`);
     assertInvalid({ [name]: "-1" }, `${name}="-1" is invalid: expected ${accepted}`);
     assertInvalid({ [name]: "8MiB" }, `${name}="8MiB" is invalid: expected ${accepted}`);
+  });
+});
+
+describe(`${P}METRICS_PORT`, () => {
+  const name = `${P}METRICS_PORT`;
+  test("is off (0) by default", () => {
+    assert.equal(loadConfig({}).metricsPort, 0);
+    assert.equal(loadConfig({ [name]: "" }).metricsPort, 0);
+  });
+  test("accepts 0 (off) and ports from 1 to 65535", () => {
+    assert.equal(loadConfig({ [name]: "0" }).metricsPort, 0);
+    assert.equal(loadConfig({ [name]: "1" }).metricsPort, 1);
+    assert.equal(loadConfig({ [name]: "9100" }).metricsPort, 9100);
+    assert.equal(loadConfig({ [name]: " 9100\n" }).metricsPort, 9100);
+    assert.equal(loadConfig({ [name]: "65535" }).metricsPort, 65535);
+  });
+  test("does not change the gRPC port", () => {
+    const config = loadConfig({ [name]: "9100", [`${P}PORT`]: "9001" });
+    assert.equal(config.metricsPort, 9100);
+    assert.equal(config.port, 9001);
+  });
+  test("rejects out of range values and anything but decimal digits", () => {
+    for (const value of ["65536", "-1", "1e3", "0x10", "9100.0", "off", "false", ":9100"]) {
+      assertInvalid({ [name]: value }, `${name}=${JSON.stringify(value)} is invalid: expected ${ACCEPTED.metricsPort}`);
+    }
+  });
+  test("is reported with the other invalid variables, in CONFIG_VARIABLES order", () => {
+    assertInvalid(
+      { [name]: "metrics", [`${P}PORT`]: "grpc" },
+      `${P}PORT="grpc" is invalid: expected ${ACCEPTED.port}`,
+      `${name}="metrics" is invalid: expected ${ACCEPTED.metricsPort}`,
+    );
+  });
+});
+
+const VERSION_MAX_ACCEPTED =
+  "an integer number of bytes from 0 to 9007199254740991 (0: no limit but the cache budget for transient versions and the disk for archived ones)";
+
+describe(`${P}VERSION_MAX_SIZE`, () => {
+  const name = `${P}VERSION_MAX_SIZE`;
+  test("accepts 0 (no limit) and byte counts", () => {
+    assert.equal(loadConfig({}).versionMaxBytes, 0);
+    assert.equal(loadConfig({ [name]: "1073741824" }).versionMaxBytes, 1_073_741_824);
+  });
+  test("rejects what is not a byte count", () => {
+    assertInvalid({ [name]: "1GiB" }, `${name}="1GiB" is invalid: expected ${VERSION_MAX_ACCEPTED}`);
+    assertInvalid({ [name]: "-5" }, `${name}="-5" is invalid: expected ${VERSION_MAX_ACCEPTED}`);
   });
 });
 

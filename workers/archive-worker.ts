@@ -2,7 +2,14 @@
  * Piscina task file: the only code that hashes version data or writes archive
  * files. Data arrives as views of SharedArrayBuffers, so nothing is copied.
  */
-import { writeFileAtomic, writeVersionFilesAtomic } from "../src/archive/atomic-write.js";
+import { createSHA256 } from "hash-wasm";
+import {
+  type StreamedVersionCommit,
+  commitStreamedVersion,
+  writeChunksAt,
+  writeFileAtomic,
+  writeVersionFilesAtomic,
+} from "../src/archive/atomic-write.js";
 import { type Sha256Base64, type Sha256Implementation, createSha256 } from "../src/data/sha256.js";
 
 export interface HashTask {
@@ -20,6 +27,18 @@ export interface WriteVersionTask {
   readonly dataChunks: readonly Uint8Array[];
   readonly infoPath: string;
   readonly infoText: string;
+}
+
+export interface WriteChunksTask {
+  readonly path: string;
+  readonly chunks: readonly Uint8Array[];
+  readonly position: number;
+}
+
+/** Hashing that follows an upload batch by batch, on whichever worker is free: hash-wasm's state moves between threads. */
+export interface HashUpdateTask {
+  readonly state: Uint8Array | undefined;
+  readonly segments: readonly Uint8Array[];
 }
 
 const hashers = new Map<Sha256Implementation, Promise<Sha256Base64>>();
@@ -59,4 +78,35 @@ export function writeFile(task: WriteFileTask): Promise<WriteOutcome> {
 
 export function writeVersion(task: WriteVersionTask): Promise<WriteOutcome> {
   return outcomeOf(() => writeVersionFilesAtomic(task));
+}
+
+export function writeChunks(task: WriteChunksTask): Promise<WriteOutcome> {
+  return outcomeOf(() => writeChunksAt(task.path, task.chunks, task.position));
+}
+
+export function commitStreamed(task: StreamedVersionCommit): Promise<WriteOutcome> {
+  return outcomeOf(() => commitStreamedVersion(task));
+}
+
+let resumableHasher: ReturnType<typeof createSHA256> | undefined;
+
+export async function hashUpdate(task: HashUpdateTask): Promise<Uint8Array> {
+  resumableHasher ??= createSHA256();
+  const hasher = await resumableHasher;
+  if (task.state === undefined) {
+    hasher.init();
+  } else {
+    hasher.load(task.state);
+  }
+  for (const segment of task.segments) {
+    hasher.update(segment);
+  }
+  return hasher.save();
+}
+
+export async function hashDigest(state: Uint8Array): Promise<string> {
+  resumableHasher ??= createSHA256();
+  const hasher = await resumableHasher;
+  hasher.load(state);
+  return Buffer.from(hasher.digest("binary")).toString("base64");
 }

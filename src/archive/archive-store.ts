@@ -19,6 +19,11 @@ export interface ArchiveStore {
   listVersions(modelId: string): Promise<VersionRecord[]>;
   /** Stores an archived version; the chunks' total size must equal `version.dataSize`. */
   putVersion(version: VersionRecord, dataChunks: readonly Uint8Array[]): Promise<void>;
+  /**
+   * Starts writing an archived version's data as it arrives, for versions too large to hold in
+   * memory: nothing is visible until commit, and abort leaves nothing behind.
+   */
+  beginVersionData(modelId: string): Promise<StreamedVersionData>;
   /** No error if missing. */
   deleteVersion(modelId: string, versionNumber: number): Promise<void>;
   /** Opens the data of an archived version for reading; NOT_FOUND if it has no data. */
@@ -33,4 +38,13 @@ export interface VersionDataReader {
   /** Reads up to target.byteLength bytes at position into target; resolves to the count read (0 at end). */
   read(target: Uint8Array, position: number): Promise<number>;
   close(): Promise<void>;
+}
+
+export interface StreamedVersionData {
+  /** Appends data in order; the chunks may be reused once the promise resolves. */
+  append(chunks: readonly Uint8Array[]): Promise<void>;
+  /** Puts the data and then its info in place; the data's size must equal `version.dataSize`. */
+  commit(version: VersionRecord): Promise<void>;
+  /** Removes what was written. */
+  abort(): Promise<void>;
 }

@@ -34,11 +34,11 @@ function errorCode(error: unknown): string | undefined {
 
 const ignore = (): void => {};
 
-async function writeAll(handle: FileHandle, chunks: readonly Uint8Array[]): Promise<void> {
+async function writeAll(handle: FileHandle, chunks: readonly Uint8Array[], start = 0): Promise<void> {
   const pending = chunks.filter((chunk) => chunk.byteLength > 0);
   let index = 0;
   let offsetInChunk = 0;
-  let position = 0;
+  let position = start;
   while (index < pending.length) {
     const first = pending[index];
     if (first === undefined) {
@@ -157,5 +157,58 @@ export async function writeVersionFilesAtomic(request: VersionFilesWrite): Promi
   }
 }
 
+/** Writes `chunks` at `position` of the temporary file of a version being streamed to disk. */
+export async function writeChunksAt(filePath: string, chunks: readonly Uint8Array[], position: number): Promise<void> {
+  const handle = await open(filePath, position === 0 ? "wx" : "r+", FILE_MODE);
+  try {
+    await writeAll(handle, chunks, position);
+  } catch (error) {
+    await handle.close().catch(ignore);
+    throw error;
+  }
+  await handle.close();
+}
+
+export interface StreamedVersionCommit {
+  /** The temporary file the data was streamed into (see writeChunksAt). */
+  readonly tempDataPath: string;
+  readonly dataPath: string;
+  readonly infoPath: string;
+  readonly infoText: string;
+}
+
+/**
+ * Puts a streamed version in place: flushes its data file, writes the info file, then renames
+ * data and info (info last, the commit marker), like writeVersionFilesAtomic.
+ */
+export async function commitStreamedVersion(request: StreamedVersionCommit): Promise<void> {
+  const infoTemp = tempPathFor(request.infoPath);
+  let dataRenamed = false;
+  try {
+    const handle = await open(request.tempDataPath, "r+");
+    try {
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+    await writeNewFile(infoTemp, toChunks(request.infoText));
+    await rename(request.tempDataPath, request.dataPath);
+    dataRenamed = true;
+    await rename(infoTemp, request.infoPath);
+  } catch (error) {
+    await Promise.all([removeQuietly(request.tempDataPath), removeQuietly(infoTemp)]);
+    if (dataRenamed) {
+      await removeQuietly(request.dataPath);
+    }
+    throw error;
+  }
+  await syncDirectory(path.dirname(request.infoPath));
+}
+
 /** An ArchiveFileWriter doing the writes on the calling thread (tests, tools). */
-export const inlineFileWriter: ArchiveFileWriter = { writeFileAtomic, writeVersionFilesAtomic };
+export const inlineFileWriter: ArchiveFileWriter = {
+  writeFileAtomic,
+  writeVersionFilesAtomic,
+  writeChunksAt,
+  commitStreamedVersion,
+};

@@ -4,7 +4,7 @@ import path from "node:path";
 import { notFound } from "../errors/index.js";
 import type { ModelRecord, VersionRecord } from "../registry/records.js";
 import type { ArchiveStore, VersionDataReader } from "./archive-store.js";
-import type { VersionFilesWrite } from "./atomic-write.js";
+import type { StreamedVersionCommit, VersionFilesWrite } from "./atomic-write.js";
 import {
   isTempFileName,
   metaFilePath,
@@ -21,6 +21,8 @@ import { decodeModelInfo, decodeVersionInfo, encodeModelInfo, encodeVersionInfo 
 export interface ArchiveFileWriter {
   writeFileAtomic(finalPath: string, content: string | readonly Uint8Array[]): Promise<void>;
   writeVersionFilesAtomic(request: VersionFilesWrite): Promise<void>;
+  writeChunksAt(filePath: string, chunks: readonly Uint8Array[], position: number): Promise<void>;
+  commitStreamedVersion(request: StreamedVersionCommit): Promise<void>;
 }
 
 export interface FsArchiveStoreOptions {
@@ -295,6 +297,41 @@ export function createFsArchiveStore(options: FsArchiveStoreOptions): ArchiveSto
         infoPath: versionInfoPath(root, version.modelId, version.versionNumber),
         infoText: encodeVersionInfo(version),
       });
+    },
+
+    async beginVersionData(modelId) {
+      const directory = modelDirPath(root, modelId);
+      await ensureModelDir(directory);
+      const tempDataPath = path.join(directory, tempFileName(`${modelId}-upload.data`));
+      let written = 0;
+      let pending: Promise<void> = Promise.resolve();
+      return {
+        append(chunks) {
+          const position = written;
+          written += chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0);
+          pending = pending.then(() => writer.writeChunksAt(tempDataPath, chunks, position));
+          return pending;
+        },
+        async commit(version) {
+          await pending;
+          if (written !== version.dataSize) {
+            throw new Error(`streamed ${written} bytes for a version whose data_size is ${version.dataSize}`);
+          }
+          if (written === 0) {
+            await writer.writeChunksAt(tempDataPath, [], 0);
+          }
+          await writer.commitStreamedVersion({
+            tempDataPath,
+            dataPath: versionDataPath(root, version.modelId, version.versionNumber),
+            infoPath: versionInfoPath(root, version.modelId, version.versionNumber),
+            infoText: encodeVersionInfo(version),
+          });
+        },
+        async abort() {
+          await pending.catch(() => {});
+          await rm(tempDataPath, { force: true });
+        },
+      };
     },
 
     async deleteVersion(modelId, versionNumber) {

@@ -1,6 +1,12 @@
-export type { ArchiveStore, VersionDataReader } from "./archive-store.js";
-export { inlineFileWriter, writeFileAtomic, writeVersionFilesAtomic } from "./atomic-write.js";
-export type { VersionFilesWrite } from "./atomic-write.js";
+export type { ArchiveStore, StreamedVersionData, VersionDataReader } from "./archive-store.js";
+export {
+  commitStreamedVersion,
+  inlineFileWriter,
+  writeChunksAt,
+  writeFileAtomic,
+  writeVersionFilesAtomic,
+} from "./atomic-write.js";
+export type { StreamedVersionCommit, VersionFilesWrite } from "./atomic-write.js";
 export { createFsArchiveStore } from "./fs-archive-store.js";
 export type { ArchiveFileWriter, FsArchiveStoreOptions } from "./fs-archive-store.js";
 export {

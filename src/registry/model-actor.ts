@@ -1,4 +1,4 @@
-import type { ArchiveStore } from "../archive/index.js";
+import type { ArchiveStore, StreamedVersionData } from "../archive/index.js";
 import type { EncodedVersionData } from "../data/index.js";
 import { notFound, resourceExhausted } from "../errors/index.js";
 import type { Logger } from "../logger.js";
@@ -18,6 +18,11 @@ export interface ModelActorContext {
   readonly log: Logger;
 }
 
+/** Where a received version's bytes are: in memory (reserved in the cache), or streamed to the archive. */
+export type CommitPayload =
+  | { readonly kind: "memory"; readonly data: EncodedVersionData; readonly reservation: Reservation }
+  | { readonly kind: "stream"; readonly stream: StreamedVersionData; readonly dataSize: number };
+
 /** A fully received, hash-checked upload waiting for its version number. */
 export interface VersionCommit {
   readonly generation: number;
@@ -25,8 +30,7 @@ export interface VersionCommit {
   readonly creationTimestamp: bigint;
   readonly dataHash: string;
   readonly userData: Readonly<Record<string, string>>;
-  readonly data: EncodedVersionData;
-  readonly reservation: Reservation;
+  readonly payload: CommitPayload;
 }
 
 /**
@@ -103,8 +107,9 @@ export class ModelActor {
     });
   }
 
-  /** Numbers and stores a received version. The reservation is consumed on success, released on failure. */
+  /** Numbers and stores a received version. A memory payload's reservation is consumed on success, released on failure. */
   commit(pending: VersionCommit): Promise<VersionRecord> {
+    const { payload } = pending;
     return this.queue
       .run(async () => {
         await this.ensureLoaded();
@@ -122,16 +127,20 @@ export class ModelActor {
           creationTimestamp: pending.creationTimestamp,
           archived: pending.archived,
           dataHash: pending.dataHash,
-          dataSize: pending.data.dataSize,
+          dataSize: payload.kind === "memory" ? payload.data.dataSize : payload.dataSize,
           userData: pending.userData,
         };
-        if (record.archived) {
-          await this.context.archive.putVersion(record, pending.data.dataSegments());
-        }
         const previous = this.latest;
-        this.context.cache.insert(pending.reservation, this.modelId, versionNumber, pending.data, { pinned: true });
-        if (previous !== undefined) {
-          this.context.cache.setPinned(this.modelId, previous.versionNumber, false);
+        if (payload.kind === "stream") {
+          await payload.stream.commit(record);
+        } else {
+          if (record.archived) {
+            await this.context.archive.putVersion(record, payload.data.dataSegments());
+          }
+          this.context.cache.insert(payload.reservation, this.modelId, versionNumber, payload.data, { pinned: true });
+          if (previous !== undefined) {
+            this.context.cache.setPinned(this.modelId, previous.versionNumber, false);
+          }
         }
         this.versions = [...this.versions, record];
         this.nextNumber = versionNumber + 1;
@@ -141,7 +150,9 @@ export class ModelActor {
         return record;
       })
       .catch((error: unknown) => {
-        pending.reservation.release();
+        if (payload.kind === "memory") {
+          payload.reservation.release();
+        }
         throw error;
       });
   }

@@ -5,7 +5,8 @@ import type { Logger } from "../logger.js";
 import { ModelActor } from "./model-actor.js";
 import type { ModelRecord, VersionRecord } from "./records.js";
 import { VersionCache, type VersionCacheStats } from "./version-cache.js";
-import { type UploadHeader, VersionUpload } from "./version-upload.js";
+import { type PendingUpload, type UploadHeader, VersionUpload } from "./version-upload.js";
+import { StreamedVersionUpload } from "./streamed-upload.js";
 import { type VersionSink, VersionSubscription } from "./version-subscription.js";
 import { findVersion, lowerBound, pageOf, parseHandle, resolveVersion } from "./version-selection.js";
 
@@ -17,6 +18,16 @@ export interface RegistryOptions {
   /** Data bytes per RetrieveVersionDataReplyChunk. */
   readonly chunkSize: number;
   hash(segments: readonly Uint8Array[]): Promise<string>;
+  /**
+   * Resumable hashing for archived uploads streamed to disk. Without it, archived uploads are held
+   * in memory like transient ones (and so limited by the cache budget).
+   */
+  readonly resumableHash?: {
+    update(state: Uint8Array | undefined, segments: readonly Uint8Array[]): Promise<Uint8Array>;
+    digest(state: Uint8Array): Promise<string>;
+  };
+  /** Largest data_size accepted for one version; 0 = no limit but the cache budget (transient) or the disk (archived). */
+  readonly maxVersionBytes?: number;
   readonly log: Logger;
   /** Clock in ns since the epoch, for creation timestamps. */
   readonly now?: () => bigint;
@@ -47,8 +58,13 @@ export interface RegistryStats {
   readonly cache: VersionCacheStats;
 }
 
-/** Archived versions larger than this share of the budget are streamed from disk, never cached. */
+/**
+ * Archived versions larger than this share of the budget go straight to disk on upload and are
+ * streamed from disk on download, never cached.
+ */
 const ARCHIVED_CACHE_SHARE = 4;
+/** Memory an archived upload streamed to disk holds at most (one batch). */
+const STREAMED_UPLOAD_BATCH_BYTES = 4 * 1024 * 1024;
 
 /** Routes each model to its owner actor and keeps the shared version cache. */
 export class Registry {
@@ -145,17 +161,25 @@ export class Registry {
     return { versions, nextHandle };
   }
 
-  /** Starts an upload: checks the model, reserves the bytes in the cache account and allocates them once. */
-  beginUpload(header: UploadHeader): VersionUpload {
+  /**
+   * Starts an upload: checks the model and the size, and reserves memory in the cache account:
+   * the whole version (held in memory, one copy), or for a large archived version one batch
+   * (streamed to disk as it arrives).
+   */
+  beginUpload(header: UploadHeader): PendingUpload {
     const actor = this.existingActor(header.modelId);
-    const reservation = this.cache.reserve(EncodedVersionData.planTotalBytes(header.dataSize, this.options.chunkSize));
-    let data: EncodedVersionData;
-    try {
-      data = EncodedVersionData.allocate(header.dataSize, this.options.chunkSize);
-    } catch (error) {
-      reservation.release();
-      throw resourceExhausted(`cannot allocate ${header.dataSize} bytes for the version data: ${String(error)}`);
+    const maxBytes = this.options.maxVersionBytes ?? 0;
+    if (maxBytes > 0 && header.dataSize > maxBytes) {
+      throw resourceExhausted(
+        `data_size ${header.dataSize} is larger than the largest version this server accepts (COGMENT_MODEL_REGISTRY_VERSION_MAX_SIZE = ${maxBytes} bytes)`,
+      );
     }
+    const totalBytes = EncodedVersionData.planTotalBytes(header.dataSize, this.options.chunkSize);
+    const resumable = this.options.resumableHash;
+    const upload =
+      header.archived && resumable !== undefined && totalBytes > this.options.cacheMaxBytes / ARCHIVED_CACHE_SHARE
+        ? this.beginStreamedUpload(actor, header, resumable)
+        : this.beginMemoryUpload(actor, header, totalBytes);
     this.uploadsInFlight++;
     let counted = true;
     const uncount = (): void => {
@@ -164,18 +188,49 @@ export class Registry {
         this.uploadsInFlight--;
       }
     };
-    const upload = new VersionUpload(header, data, reservation, {
+    return {
+      header,
+      append: (chunk) => upload.append(chunk),
+      finish: () => upload.finish().finally(uncount),
+      abort: () => {
+        uncount();
+        upload.abort();
+      },
+    };
+  }
+
+  private beginMemoryUpload(actor: ModelActor, header: UploadHeader, totalBytes: number): PendingUpload {
+    const reservation = this.cache.reserve(totalBytes);
+    let data: EncodedVersionData;
+    try {
+      data = EncodedVersionData.allocate(header.dataSize, this.options.chunkSize);
+    } catch (error) {
+      reservation.release();
+      throw resourceExhausted(`cannot allocate ${header.dataSize} bytes for the version data: ${String(error)}`);
+    }
+    return new VersionUpload(header, data, reservation, {
       generation: actor.generation,
       hash: this.options.hash,
       now: this.now,
-      commit: (pending) => actor.commit(pending).finally(uncount),
+      commit: (pending) => actor.commit(pending),
     });
-    const abort = upload.abort.bind(upload);
-    upload.abort = () => {
-      uncount();
-      abort();
-    };
-    return upload;
+  }
+
+  private beginStreamedUpload(
+    actor: ModelActor,
+    header: UploadHeader,
+    resumable: NonNullable<RegistryOptions["resumableHash"]>,
+  ): PendingUpload {
+    const batchBytes = Math.max(1, Math.min(STREAMED_UPLOAD_BATCH_BYTES, header.dataSize));
+    return new StreamedVersionUpload(header, this.cache.reserve(batchBytes), {
+      generation: actor.generation,
+      archive: this.options.archive,
+      batchBytes,
+      hashUpdate: resumable.update,
+      hashDigest: resumable.digest,
+      commit: (pending) => actor.commit(pending),
+      now: this.now,
+    });
   }
 
   async openVersionData(modelId: string, versionNumber: number): Promise<VersionDataSource> {

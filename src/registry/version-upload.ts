@@ -22,11 +22,22 @@ export interface UploadContext {
   now(): bigint;
 }
 
+/** One CreateVersion in flight, whichever way its bytes are kept. */
+export interface PendingUpload {
+  readonly header: UploadHeader;
+  /** Takes the next body chunk; when it returns a promise, wait for it before the next chunk. */
+  append(chunk: Uint8Array): void | Promise<void>;
+  /** Checks size and hash, then commits: resolves to the stored version. */
+  finish(): Promise<VersionRecord>;
+  /** Frees what an upload that failed or was cancelled holds. Idempotent. */
+  abort(): void;
+}
+
 /**
- * One CreateVersion in flight: its bytes are reserved in the cache account at
+ * An upload kept in memory: its bytes are reserved in the cache account at
  * the header and copied once, straight into their final encoded place.
  */
-export class VersionUpload {
+export class VersionUpload implements PendingUpload {
   private received = 0;
   private settled = false;
 
@@ -73,8 +84,7 @@ export class VersionUpload {
         creationTimestamp,
         dataHash,
         userData: this.header.userData,
-        data: this.data,
-        reservation: this.reservation,
+        payload: { kind: "memory", data: this.data, reservation: this.reservation },
       });
     } catch (error) {
       this.reservation.release();

@@ -2,11 +2,21 @@ import { availableParallelism } from "node:os";
 import { Piscina } from "piscina";
 import type { ArchiveFileWriter } from "../archive/index.js";
 import type { Sha256Implementation } from "../data/index.js";
-import type { HashTask, WriteFileTask, WriteOutcome, WriteVersionTask } from "../../workers/archive-worker.js";
+import type {
+  HashTask,
+  HashUpdateTask,
+  WriteChunksTask,
+  WriteFileTask,
+  WriteOutcome,
+  WriteVersionTask,
+} from "../../workers/archive-worker.js";
 
 export interface WorkerPool {
   /** SHA-256 of the segments, standard padded base64. */
   hash(segments: readonly Uint8Array[]): Promise<string>;
+  /** Resumable SHA-256 (hash-wasm): feed an upload batch by batch, then digest. */
+  hashUpdate(state: Uint8Array | undefined, segments: readonly Uint8Array[]): Promise<Uint8Array>;
+  hashDigest(state: Uint8Array): Promise<string>;
   /** Archive writes, run in the pool. */
   readonly fileWriter: ArchiveFileWriter;
   stats(): WorkerPoolStats;
@@ -55,9 +65,18 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     async writeVersionFilesAtomic(task) {
       throwIfFailed(await piscina.run(task satisfies WriteVersionTask, { name: "writeVersion" }));
     },
+    async writeChunksAt(path, chunks, position) {
+      throwIfFailed(await piscina.run({ path, chunks, position } satisfies WriteChunksTask, { name: "writeChunks" }));
+    },
+    async commitStreamedVersion(task) {
+      throwIfFailed(await piscina.run(task, { name: "commitStreamed" }));
+    },
   };
   return {
     hash,
+    hashUpdate: (state, segments) =>
+      piscina.run({ state, segments } satisfies HashUpdateTask, { name: "hashUpdate" }) as Promise<Uint8Array>,
+    hashDigest: (state) => piscina.run(state, { name: "hashDigest" }) as Promise<string>,
     fileWriter,
     stats: () => ({
       threads: piscina.threads.length,

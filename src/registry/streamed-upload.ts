@@ -1,0 +1,123 @@
+import type { ArchiveStore, StreamedVersionData } from "../archive/index.js";
+import { invalidArgument } from "../errors/index.js";
+import type { VersionCommit } from "./model-actor.js";
+import type { VersionRecord } from "./records.js";
+import type { Reservation } from "./version-cache.js";
+import type { PendingUpload, UploadHeader } from "./version-upload.js";
+
+export interface StreamedUploadContext {
+  readonly generation: number;
+  readonly archive: ArchiveStore;
+  readonly batchBytes: number;
+  hashUpdate(state: Uint8Array | undefined, segments: readonly Uint8Array[]): Promise<Uint8Array>;
+  hashDigest(state: Uint8Array): Promise<string>;
+  commit(pending: VersionCommit): Promise<VersionRecord>;
+  now(): bigint;
+}
+
+/**
+ * An archived upload too large to hold in memory: received bytes gather in
+ * one reserved batch buffer, and each full batch is written to a temporary
+ * archive file and hashed (resumable SHA-256) by the workers in parallel,
+ * before the batch is reused. The client's stream waits meanwhile (flow control).
+ */
+export class StreamedVersionUpload implements PendingUpload {
+  private readonly batch: Buffer;
+  private filled = 0;
+  private received = 0;
+  private hashState: Uint8Array | undefined = undefined;
+  private stream: Promise<StreamedVersionData> | undefined = undefined;
+  private settled = false;
+
+  constructor(
+    readonly header: UploadHeader,
+    private readonly reservation: Reservation,
+    private readonly context: StreamedUploadContext,
+  ) {
+    // Shared memory: the workers read the batch where it is.
+    this.batch = Buffer.from(new SharedArrayBuffer(context.batchBytes));
+  }
+
+  async append(chunk: Uint8Array): Promise<void> {
+    const total = this.received + chunk.byteLength;
+    if (total > this.header.dataSize) {
+      throw invalidArgument(
+        `received more data than the header's data_size: ${total} bytes so far, data_size is ${this.header.dataSize}`,
+      );
+    }
+    this.received = total;
+    let offset = 0;
+    while (offset < chunk.byteLength) {
+      const count = Math.min(this.batch.byteLength - this.filled, chunk.byteLength - offset);
+      this.batch.set(chunk.subarray(offset, offset + count), this.filled);
+      this.filled += count;
+      offset += count;
+      if (this.filled === this.batch.byteLength) {
+        await this.flush();
+      }
+    }
+  }
+
+  async finish(): Promise<VersionRecord> {
+    this.settled = true;
+    try {
+      if (this.received !== this.header.dataSize) {
+        throw invalidArgument(`received ${this.received} bytes of data but the header's data_size is ${this.header.dataSize}`);
+      }
+      await this.flush();
+      const state = this.hashState ?? (await this.context.hashUpdate(undefined, []));
+      const dataHash = await this.context.hashDigest(state);
+      if (this.header.dataHash !== "" && this.header.dataHash !== dataHash) {
+        throw invalidArgument(
+          `data_hash mismatch: the header says "${this.header.dataHash.slice(0, 64)}" but the received data's SHA-256 (base64) is "${dataHash}"`,
+        );
+      }
+      const stream = await this.openStream();
+      return await this.context.commit({
+        generation: this.context.generation,
+        archived: true,
+        creationTimestamp: this.header.creationTimestamp > 0n ? this.header.creationTimestamp : this.context.now(),
+        dataHash,
+        userData: this.header.userData,
+        payload: { kind: "stream", stream, dataSize: this.header.dataSize },
+      });
+    } catch (error) {
+      await this.discard();
+      throw error;
+    } finally {
+      this.reservation.release();
+    }
+  }
+
+  abort(): void {
+    if (!this.settled) {
+      this.settled = true;
+      this.reservation.release();
+      void this.discard();
+    }
+  }
+
+  private openStream(): Promise<StreamedVersionData> {
+    this.stream ??= this.context.archive.beginVersionData(this.header.modelId);
+    return this.stream;
+  }
+
+  private async flush(): Promise<void> {
+    if (this.filled === 0) {
+      return;
+    }
+    const view = this.batch.subarray(0, this.filled);
+    const stream = await this.openStream();
+    const [, state] = await Promise.all([stream.append([view]), this.context.hashUpdate(this.hashState, [view])]);
+    this.hashState = state;
+    this.filled = 0;
+  }
+
+  private async discard(): Promise<void> {
+    const stream = this.stream;
+    this.stream = undefined;
+    if (stream !== undefined) {
+      await stream.then((s) => s.abort()).catch(() => {});
+    }
+  }
+}
