@@ -8,8 +8,12 @@ import type { Config } from "./config.js";
 import type { Logger } from "./logger.js";
 import { packageInfo } from "./package-info.js";
 import { Registry } from "./registry/index.js";
+import { type MetricsEndpoint, createServerMetrics, startMetricsEndpoint } from "./metrics/index.js";
+import { createCallObserver } from "./rpc/call-observer.js";
+import { modelRegistryObservedMethods } from "./rpc/model-registry-observation.js";
 import { createModelRegistryService, modelRegistryServiceDefinition } from "./rpc/model-registry-service.js";
 import { type WorkerPool, createWorkerPool } from "./worker-pool/index.js";
+import { createMalformedRequestRejecter } from "./rpc/reject-malformed.js";
 import { sessionWindows, setConnectionWindow, setStreamWindow } from "./rpc/http2-window.js";
 import type { Sha256Implementation } from "./data/index.js";
 
@@ -29,16 +33,25 @@ export type ServerConfig = Pick<
   | "grpcReflection"
   | "shutdownGraceMs"
   | "http2WindowBytes"
->;
+> &
+  // Optional: without them the metrics endpoint is off and versions have no size limit of their own.
+  Partial<Pick<Config, "metricsPort" | "versionMaxBytes">>;
 
 export interface ServerOptions {
   /** Interface to listen on; all of them by default. */
   readonly host?: string;
   readonly sha256?: Sha256Implementation;
+  /**
+   * Serves the metrics endpoint here whatever config.metricsPort says; unlike the variable, port 0
+   * picks a free port (tests). The host defaults to `host`.
+   */
+  readonly metricsListen?: { readonly port: number; readonly host?: string };
 }
 
 export interface RunningServer {
   readonly port: number;
+  /** Port of the Prometheus /metrics endpoint; undefined when it is off. */
+  readonly metricsPort: number | undefined;
   readonly registry: Registry;
   /** HTTP/2 receive windows of the open client sessions. */
   sessionWindows(): number[];
@@ -47,12 +60,18 @@ export interface RunningServer {
 }
 
 export async function startServer(config: ServerConfig, log: Logger, options: ServerOptions = {}): Promise<RunningServer> {
+  const host = options.host ?? "0.0.0.0";
+  const configuredMetricsPort = config.metricsPort ?? 0;
+  // 0 (the default) is off: a server started by a harness must not take a second port by surprise.
+  const metricsListen = options.metricsListen ?? (configuredMetricsPort > 0 ? { port: configuredMetricsPort } : undefined);
+  const metrics = createServerMetrics({ processMetrics: metricsListen !== undefined });
   const pool = createWorkerPool({ sha256: options.sha256 ?? "node-crypto" });
   let registry: Registry;
+  let metricsEndpoint: MetricsEndpoint | undefined;
   try {
     const archive = createFsArchiveStore({
       root: config.archiveDir,
-      writer: pool.fileWriter,
+      writer: metrics.timeArchiveWrites(pool.fileWriter),
       onWarning: (message, details) => log.warn({ module: "archive", ...details }, message),
     });
     registry = await Registry.open({
@@ -62,22 +81,42 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
       cachePruneCount: config.cachePruneCount,
       chunkSize: config.sentChunkSize,
       hash: (segments) => pool.hash(segments),
+      maxVersionBytes: config.versionMaxBytes ?? 0,
+      resumableHash: { update: (state, segments) => pool.hashUpdate(state, segments), digest: (state) => pool.hashDigest(state) },
       log: log.child({ module: "registry" }),
     });
   } catch (error) {
     await pool.close();
     throw error;
   }
+  metrics.observe({ registry: () => registry.stats(), workerPool: () => pool.stats() });
+  if (metricsListen !== undefined) {
+    try {
+      metricsEndpoint = await startMetricsEndpoint(metrics.register, {
+        host: metricsListen.host ?? host,
+        port: metricsListen.port,
+        log: log.child({ module: "metrics" }),
+      });
+    } catch (error) {
+      registry.close();
+      await pool.close();
+      throw error;
+    }
+  }
 
   const server = new grpc.Server({
     "grpc.max_receive_message_length": MAX_RECEIVE_MESSAGE_BYTES,
     "grpc.max_send_message_length": -1,
+    // grpc-js wraps in order: the observer sits closest to the transport, so it sees the rejecter's statuses too.
+    interceptors: [
+      createCallObserver({ log: log.child({ module: "rpc" }), metrics, methods: modelRegistryObservedMethods }),
+      createMalformedRequestRejecter(),
+    ],
   });
   server.addService(
     modelRegistryServiceDefinition,
     createModelRegistryService({
       registry,
-      log: log.child({ module: "rpc" }),
       extraStatus: () => workerStatus(pool),
     }) as unknown as grpc.UntypedServiceImplementation,
   );
@@ -97,13 +136,13 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
   let port: number;
   try {
     port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(`${options.host ?? "0.0.0.0"}:${config.port}`, grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      server.bindAsync(`${host}:${config.port}`, grpc.ServerCredentials.createInsecure(), (error, bound) =>
         error ? reject(error) : resolve(bound),
       );
     });
   } catch (error) {
     registry.close();
-    await pool.close();
+    await Promise.all([pool.close(), metricsEndpoint?.close()]);
     throw error;
   }
   if (config.http2WindowBytes > 0) {
@@ -130,7 +169,8 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
           resolve();
         });
       });
-      await pool.close();
+      // Last: a scrape can still see the final counts while the calls drain.
+      await Promise.all([pool.close(), metricsEndpoint?.close()]);
     })();
     return stopping;
   };
@@ -146,10 +186,11 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
       sentChunkSize: config.sentChunkSize,
       grpcReflection: config.grpcReflection,
       http2WindowBytes: config.http2WindowBytes,
+      metricsPort: metricsEndpoint?.port ?? 0,
     },
     "model registry serving",
   );
-  return { port, registry, stop, sessionWindows: () => sessionWindows(server) };
+  return { port, metricsPort: metricsEndpoint?.port, registry, stop, sessionWindows: () => sessionWindows(server) };
 }
 
 function workerStatus(pool: WorkerPool): Record<string, string> {

@@ -3,10 +3,12 @@ import { createHash } from "node:crypto";
 import { readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { test } from "node:test";
+import { after, test } from "node:test";
 import { RegistryClient } from "./support/registry-client.js";
-import { type ServerProcess, spawnServer } from "./support/server-process.js";
+import { type ServerProcess, killAllServers, spawnServer } from "./support/server-process.js";
 import { makeArchiveDir } from "./support/test-server.js";
+
+after(killAllServers);
 
 const ROUNDS = 20;
 const sha256 = (data: Buffer): string => createHash("sha256").update(data).digest("base64");
@@ -49,9 +51,13 @@ test(`kill -9 during archived uploads, ${ROUNDS} times: only whole versions, eve
   const env = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir };
   const random = createRandom(20261126);
   const acknowledged = new Map<number, string>();
+  let current: ServerProcess | undefined;
+  // Whatever fails, no server process outlives the test.
+  t.after(() => current?.child.kill("SIGKILL"));
 
   for (let round = 0; round < ROUNDS; round++) {
     const server = await spawnServer(env);
+    current = server;
     if (round === 0) {
       const client = new RegistryClient(`127.0.0.1:${server.port}`);
       await client.createModel("crash");
@@ -62,6 +68,7 @@ test(`kill -9 during archived uploads, ${ROUNDS} times: only whole versions, eve
   assert.ok(acknowledged.size >= ROUNDS, `only ${acknowledged.size} uploads were acknowledged`);
 
   const server = await spawnServer(env);
+  current = server;
   const client = new RegistryClient(`127.0.0.1:${server.port}`);
   try {
     const leftovers = (await readdir(path.join(archiveDir, "crash"))).filter((name) => name.includes(".tmp-"));

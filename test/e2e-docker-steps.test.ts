@@ -4,9 +4,11 @@ import { cp, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { test } from "node:test";
+import { after, test } from "node:test";
 import { RegistryClient } from "./support/registry-client.js";
-import { spawnServer } from "./support/server-process.js";
+import { killAllServers, spawnServer } from "./support/server-process.js";
+
+after(killAllServers);
 
 const run = promisify(execFile);
 const REPO = path.resolve(import.meta.dirname, "../..");

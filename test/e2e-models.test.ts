@@ -124,3 +124,25 @@ describe("models over gRPC", () => {
     });
   });
 });
+
+describe("malformed protobuf", () => {
+  test("a request that does not decode is INVALID_ARGUMENT naming the message type, and the server keeps serving", async (t) => {
+    const server = await startTestServer();
+    t.after(() => server.close());
+    const { Client, credentials } = await import("@grpc/grpc-js");
+    const raw = new Client(server.address, credentials.createInsecure());
+    t.after(() => raw.close());
+    const identity = (b: Buffer): Buffer => b;
+    // Field 1 (model_ids, length-delimited) claiming 100 bytes, followed by 2.
+    const garbage = Buffer.from([0x0a, 0x64, 0x61, 0x62]);
+    const error = await new Promise<{ code: number; details: string }>((resolve) =>
+      raw.makeUnaryRequest("/cogmentAPI.ModelRegistrySP/RetrieveModels", identity, identity, garbage, (e) =>
+        resolve(e as unknown as { code: number; details: string }),
+      ),
+    );
+    assert.equal(error.code, status.INVALID_ARGUMENT);
+    assert.match(error.details, /^the request is not a valid cogmentAPI\.RetrieveModelsRequest message: .+/);
+    const reply = await server.client.retrieveModels();
+    assert.deepEqual(reply.model_infos, []);
+  });
+});

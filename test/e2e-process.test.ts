@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
 import { readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { describe, test } from "node:test";
+import { describe, after, test } from "node:test";
 import { RegistryClient } from "./support/registry-client.js";
-import { MAIN_FILE, runFailingServer, spawnServer } from "./support/server-process.js";
+import { MAIN_FILE, runFailingServer, killAllServers, spawnServer } from "./support/server-process.js";
 import { makeArchiveDir } from "./support/test-server.js";
+
+after(killAllServers);
 
 describe("the server as a process", () => {
   test("package.json's bin and npm start run the compiled main file", async () => {

@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import { rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import { describe, test } from "node:test";
+import { describe, after, test } from "node:test";
 import type { ClientWritableStream, ServiceError } from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
 import { RegistryClient, type WireVersionInfo } from "./support/registry-client.js";
-import { spawnServer } from "./support/server-process.js";
+import { killAllServers, spawnServer } from "./support/server-process.js";
 import { makeArchiveDir } from "./support/test-server.js";
+
+after(killAllServers);
 
 function openUpload(client: RegistryClient): {
   call: ClientWritableStream<object>;

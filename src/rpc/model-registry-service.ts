@@ -11,9 +11,8 @@ import {
   RetrieveVersionInfosReplySchema,
   VersionUpdateReplySchema,
 } from "../gen/cogment/api/model_registry_pb.js";
-import type { Logger } from "../logger.js";
 import { packageInfo } from "../package-info.js";
-import type { Registry, VersionUpload } from "../registry/index.js";
+import type { PendingUpload, Registry } from "../registry/index.js";
 import { invalidArgument } from "../errors/index.js";
 import { toWireModel, toWireVersion } from "./convert.js";
 import { type ServiceImplementation, createServiceDefinition } from "./service-definition.js";
@@ -31,46 +30,33 @@ export const modelRegistryServiceDefinition = createServiceDefinition(ModelRegis
 
 export interface ServiceContext {
   readonly registry: Registry;
-  readonly log: Logger;
   /** Extra figures for Status (e.g. the worker pool's). */
   readonly extraStatus: () => Record<string, string>;
 }
 
+// Failures are logged (and counted) when the call ends, by the call observer (call-observer.ts).
+
 /** Runs a unary handler body and maps whatever it throws to a gRPC status. */
-function unary<Res>(callback: sendUnaryData<Res>, log: Logger, method: string, body: () => Promise<Res> | Res): void {
+function unary<Res>(callback: sendUnaryData<Res>, body: () => Promise<Res> | Res): void {
   Promise.resolve()
     .then(body)
     .then(
       (reply) => callback(null, reply),
-      (reason: unknown) => {
-        const error = toServiceError(reason);
-        logFailure(log, method, error);
-        callback(error);
-      },
+      (reason: unknown) => callback(toServiceError(reason)),
     );
 }
 
-function logFailure(log: Logger, method: string, error: { code: number; details: string }): void {
-  if (error.code === 13 || error.code === 2 || error.code === 15) {
-    log.error({ method, code: error.code }, error.details);
-  } else if (log.isLevelEnabled("debug")) {
-    log.debug({ method, code: error.code }, error.details);
-  }
-}
-
-function failStream(call: ServerWritableStream<unknown, unknown>, log: Logger, method: string, reason: unknown): void {
-  const error = toServiceError(reason);
-  logFailure(log, method, error);
+function failStream(call: ServerWritableStream<unknown, unknown>, reason: unknown): void {
   if (!call.cancelled) {
-    call.emit("error", error);
+    call.emit("error", toServiceError(reason));
   }
 }
 
 export function createModelRegistryService(context: ServiceContext): ModelRegistryImplementation {
-  const { registry, log } = context;
+  const { registry } = context;
   return {
     createOrUpdateModel(call, callback) {
-      unary(callback, log, "CreateOrUpdateModel", async () => {
+      unary(callback, async () => {
         const info = requireMessage("CreateOrUpdateModelRequest.model_info", call.request.modelInfo);
         await registry.createOrUpdateModel({
           modelId: validateModelId("model_info.model_id", info.modelId),
@@ -81,14 +67,14 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
     },
 
     deleteModel(call, callback) {
-      unary(callback, log, "DeleteModel", async () => {
+      unary(callback, async () => {
         await registry.deleteModel(validateModelId("model_id", call.request.modelId));
         return create(DeleteModelReplySchema);
       });
     },
 
     retrieveModels(call, callback) {
-      unary(callback, log, "RetrieveModels", () => {
+      unary(callback, () => {
         const { modelIds, modelsCount, modelHandle } = call.request;
         modelIds.forEach((id, index) => validateModelId(`model_ids[${index}]`, id));
         const page = registry.listModels(modelIds, modelsCount, modelHandle);
@@ -102,7 +88,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
     },
 
     retrieveVersionInfos(call, callback) {
-      unary(callback, log, "RetrieveVersionInfos", async () => {
+      unary(callback, async () => {
         const { modelId, versionNumbers, versionsCount, versionHandle } = call.request;
         const page = await registry.listVersions(
           validateModelId("model_id", modelId),
@@ -122,7 +108,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
     },
 
     createVersion(call, callback) {
-      let upload: VersionUpload | undefined;
+      let upload: PendingUpload | undefined;
       let answered = false;
       call.on("cancelled", () => {
         answered = true;
@@ -132,9 +118,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
         upload?.abort();
         if (!answered) {
           answered = true;
-          const error = toServiceError(reason);
-          logFailure(log, "CreateVersion", error);
-          callback(error);
+          callback(toServiceError(reason));
         }
       };
       const receive = async (): Promise<void> => {
@@ -145,7 +129,11 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
           if (upload === undefined) {
             upload = beginUpload(registry, chunk);
           } else if (chunk.msg.case === "body") {
-            upload.append(chunk.msg.value.dataChunk);
+            // A streamed (archived, large) upload hands back a promise: the next chunk waits for it.
+            const appended = upload.append(chunk.msg.value.dataChunk);
+            if (appended !== undefined) {
+              await appended;
+            }
           } else {
             throw invalidArgument(
               chunk.msg.case === "header"
@@ -188,7 +176,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
           call.end();
         }
       };
-      send().catch((reason: unknown) => failStream(call as ServerWritableStream<unknown, unknown>, log, "RetrieveVersionData", reason));
+      send().catch((reason: unknown) => failStream(call as ServerWritableStream<unknown, unknown>, reason));
     },
 
     versionUpdate(call) {
@@ -204,12 +192,12 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
         call.on("cancelled", stop);
         call.on("close", stop);
       } catch (reason) {
-        failStream(call as ServerWritableStream<unknown, unknown>, log, "VersionUpdate", reason);
+        failStream(call as ServerWritableStream<unknown, unknown>, reason);
       }
     },
 
     version(_call, callback) {
-      unary(callback, log, "Version", () =>
+      unary(callback, () =>
         create(VersionInfoSchema, {
           versions: [
             { name: "model_registry", version: packageInfo.version },
@@ -220,7 +208,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
     },
 
     status(call, callback) {
-      unary(callback, log, "Status", () => {
+      unary(callback, () => {
         const stats = registry.stats();
         const cache = stats.cache;
         const all: Record<string, string> = {
@@ -248,7 +236,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
   };
 }
 
-function beginUpload(registry: Registry, chunk: CreateVersionRequestChunk): VersionUpload {
+function beginUpload(registry: Registry, chunk: CreateVersionRequestChunk): PendingUpload {
   if (chunk.msg.case !== "header") {
     throw invalidArgument("CreateVersionRequestChunk: the first message must be a header, a body was received");
   }

@@ -38,6 +38,30 @@ export type ServiceImplementation<Methods extends GenServiceMethods, Encoded ext
   >;
 };
 
+/**
+ * What a request that is not valid protobuf decodes to. grpc-js answers a throwing deserializer
+ * with INTERNAL "Error deserializing request"; the client sent garbage, so reject-malformed.ts
+ * answers INVALID_ARGUMENT instead, naming the message type.
+ */
+export class MalformedRequest {
+  constructor(
+    readonly typeName: string,
+    readonly reason: string,
+  ) {}
+
+  get description(): string {
+    return `the request is not a valid ${this.typeName} message: ${this.reason}`;
+  }
+}
+
+function decodeRequest(input: DescMessage, bytes: Buffer): unknown {
+  try {
+    return fromBinary(input, bytes);
+  } catch (error) {
+    return new MalformedRequest(input.typeName, error instanceof Error ? error.message : String(error));
+  }
+}
+
 function methodDefinition(method: DescMethod, preEncoded: boolean): MethodDefinition<unknown, unknown> {
   const input: DescMessage = method.input;
   const output: DescMessage = method.output;
@@ -47,7 +71,7 @@ function methodDefinition(method: DescMethod, preEncoded: boolean): MethodDefini
     requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
     responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
     requestSerialize: (message) => asBuffer(toBinary(input, message as MessageShape<DescMessage>)),
-    requestDeserialize: (bytes) => fromBinary(input, bytes),
+    requestDeserialize: (bytes) => decodeRequest(input, bytes),
     responseSerialize: preEncoded
       ? (encoded) => encoded as Buffer
       : (message) => asBuffer(toBinary(output, message as MessageShape<DescMessage>)),

@@ -2,6 +2,16 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 
+const live = new Set<ChildProcess>();
+
+/** Kills every server process still running; test files call it in an `after` hook so none outlives a failure. */
+export function killAllServers(): void {
+  for (const child of live) {
+    child.kill("SIGKILL");
+  }
+  live.clear();
+}
+
 export const MAIN_FILE = fileURLToPath(new URL("../../src/main.js", import.meta.url));
 
 export interface ServerProcess {
@@ -18,6 +28,8 @@ export function spawnServer(env: Record<string, string>, timeoutMs = 15_000, mai
     env: { PATH: process.env.PATH ?? "", COGMENT_MODEL_REGISTRY_PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  live.add(child);
+  child.on("exit", () => live.delete(child));
   const logLines: Record<string, unknown>[] = [];
   let stderr = "";
   child.stderr?.on("data", (data: Buffer) => (stderr += data.toString()));
