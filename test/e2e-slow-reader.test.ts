@@ -1,0 +1,166 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { get } from "node:http";
+import { rm } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import { test } from "node:test";
+import { type ClientHttp2Stream, connect } from "node:http2";
+import { fileURLToPath } from "node:url";
+import { loadSync } from "@grpc/proto-loader";
+import { createLogger } from "../src/logger.js";
+import { startServer } from "../src/server.js";
+import { RegistryClient } from "./support/registry-client.js";
+import { DEFAULT_TEST_CONFIG, makeArchiveDir } from "./support/test-server.js";
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const SENT = "cogment_model_registry_version_data_sent_bytes_total";
+
+function scrape(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get({ host: "127.0.0.1", port, path: "/metrics" }, (response) => {
+      let body = "";
+      response.on("data", (chunk: Buffer) => (body += chunk.toString()));
+      response.on("end", () => resolve(body));
+    }).on("error", reject);
+  });
+}
+
+async function sentBytes(port: number): Promise<number> {
+  const line = (await scrape(port)).split("\n").find((l) => l.startsWith(`${SENT} `));
+  assert.ok(line, `${SENT} is exported`);
+  return Number(line.slice(SENT.length + 1));
+}
+
+const service = loadSync(["cogment/api/model_registry.proto"], {
+  includeDirs: [fileURLToPath(new URL("../../proto", import.meta.url))],
+  keepCase: true,
+})["cogmentAPI.ModelRegistrySP"] as unknown as Record<string, { path: string; requestSerialize: (value: object) => Buffer }>;
+
+/**
+ * A reader that truly stops reading: a bare HTTP/2 stream left paused, so the client stops
+ * granting flow-control window. (grpc-js clients keep reading into their own memory when paused,
+ * so they cannot play this part.)
+ */
+function openStalledReader(session: ReturnType<typeof connect>): ClientHttp2Stream {
+  const method = service.RetrieveVersionData;
+  assert.ok(method);
+  const message = method.requestSerialize({ model_id: "slow", version_number: -1 });
+  const frame = Buffer.alloc(5 + message.length);
+  frame.writeUInt32BE(message.length, 1);
+  message.copy(frame, 5);
+  const stream = session.request({
+    ":method": "POST",
+    ":path": method.path,
+    "content-type": "application/grpc",
+    te: "trailers",
+  });
+  stream.pause();
+  stream.end(frame);
+  return stream;
+}
+
+/** Bytes of data_chunk payload in a gRPC response body (5-byte prefix, tag, varint length, bytes). */
+function countChunkBytes(body: Buffer): number {
+  let total = 0;
+  let offset = 0;
+  while (offset + 5 <= body.length) {
+    const length = body.readUInt32BE(offset + 1);
+    const message = body.subarray(offset + 5, offset + 5 + length);
+    let position = 1;
+    let value = 0;
+    let scale = 1;
+    while (position < message.length) {
+      const byte = message[position++] as number;
+      value += (byte & 0x7f) * scale;
+      scale *= 128;
+      if (byte < 0x80) break;
+    }
+    total += length === 0 ? 0 : value;
+    offset += 5 + length;
+  }
+  return total;
+}
+
+test("readers that stop reading hold back the server (backpressure): it does not queue whole versions", async (t) => {
+  const archiveDir = await makeArchiveDir();
+  const server = await startServer(
+    { ...DEFAULT_TEST_CONFIG, archiveDir, sentChunkSize: 64 * KiB },
+    createLogger("silent"),
+    { host: "127.0.0.1", metricsListen: { port: 0, host: "127.0.0.1" } },
+  );
+  t.after(async () => {
+    await server.stop();
+    await rm(archiveDir, { recursive: true, force: true });
+  });
+  const metricsPort = server.metricsPort;
+  assert.ok(metricsPort !== undefined);
+  const client = new RegistryClient(`127.0.0.1:${server.port}`);
+  t.after(() => client.close());
+  await client.createModel("slow");
+  const data = Buffer.alloc(32 * MiB);
+  for (let i = 0; i < data.length; i += 4096) data[i] = i % 251;
+  await client.publish("slow", data);
+
+  // Four readers open the stream and read nothing.
+  const session = connect(`http://127.0.0.1:${server.port}`);
+  t.after(() => session.destroy());
+  const readers = Array.from({ length: 4 }, () => openStalledReader(session));
+  await sleep(800);
+  const whileStalled = await sentBytes(metricsPort);
+  // Each stalled stream may have grpc-js's 16-message buffer plus the HTTP/2 windows in flight,
+  // far from the 4 x 32 MiB that ignoring backpressure would queue.
+  assert.ok(whileStalled <= 4 * 4 * MiB, `handed ${whileStalled} bytes to grpc-js for 4 stalled readers`);
+  assert.ok(whileStalled > 0);
+
+  // Once they read again, each gets the whole version.
+  const received = await Promise.all(
+    readers.map(
+      (stream) =>
+        new Promise<number>((resolve, reject) => {
+          const parts: Buffer[] = [];
+          stream.on("data", (part: Buffer) => parts.push(part));
+          stream.on("error", reject);
+          stream.on("end", () => resolve(countChunkBytes(Buffer.concat(parts))));
+          stream.resume();
+        }),
+    ),
+  );
+  assert.deepEqual(received, [32 * MiB, 32 * MiB, 32 * MiB, 32 * MiB]);
+  session.destroy();
+  assert.equal(await sentBytes(metricsPort), 4 * 32 * MiB);
+  // And a normal client still reads it intact.
+  const expected = createHash("sha256").update(data).digest("base64");
+  assert.equal(createHash("sha256").update(await client.retrieveData("slow", -1)).digest("base64"), expected);
+});
+
+test("stalled readers of a version streamed from disk do not make the server read it into memory", async (t) => {
+  const archiveDir = await makeArchiveDir();
+  // The version is larger than a quarter of the budget: it is streamed from disk, never cached.
+  const server = await startServer(
+    { ...DEFAULT_TEST_CONFIG, archiveDir, sentChunkSize: 256 * KiB, cacheMaxBytes: 16 * MiB },
+    createLogger("silent"),
+    { host: "127.0.0.1" },
+  );
+  t.after(async () => {
+    await server.stop();
+    await rm(archiveDir, { recursive: true, force: true });
+  });
+  const client = new RegistryClient(`127.0.0.1:${server.port}`);
+  t.after(() => client.close());
+  await client.createModel("slow");
+  const size = 48 * MiB;
+  await client.publish("slow", Buffer.alloc(size, 7), { archived: true });
+  globalThis.gc?.();
+  const before = process.memoryUsage().arrayBuffers;
+  const session = connect(`http://127.0.0.1:${server.port}`);
+  t.after(() => session.destroy());
+  const readers = Array.from({ length: 4 }, () => openStalledReader(session));
+  await sleep(1000);
+  const grown = process.memoryUsage().arrayBuffers - before;
+  // Reading ahead without backpressure would hold 4 x 48 MiB here.
+  assert.ok(grown < 48 * MiB, `array buffers grew by ${Math.round(grown / MiB)} MiB with 4 stalled readers`);
+  session.destroy();
+  assert.equal(readers.length, 4);
+  assert.equal(Buffer.concat(await client.retrieveVersionData("slow", -1)).length, size);
+});
