@@ -53,6 +53,8 @@ export interface RunningServer {
   /** Port of the Prometheus /metrics endpoint; undefined when it is off. */
   readonly metricsPort: number | undefined;
   readonly registry: Registry;
+  /** The worker threads hashing and writing the archive. */
+  readonly workerPool: WorkerPool;
   /** HTTP/2 receive windows of the open client sessions. */
   sessionWindows(): number[];
   /** Stops accepting calls, ends streams, waits for in-flight calls up to the grace period, then releases everything. */
@@ -190,7 +192,14 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
     },
     "model registry serving",
   );
-  return { port, metricsPort: metricsEndpoint?.port, registry, stop, sessionWindows: () => sessionWindows(server) };
+  return {
+    port,
+    metricsPort: metricsEndpoint?.port,
+    registry,
+    workerPool: pool,
+    stop,
+    sessionWindows: () => sessionWindows(server),
+  };
 }
 
 function workerStatus(pool: WorkerPool): Record<string, string> {

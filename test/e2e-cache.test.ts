@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, test } from "node:test";
-import { type ClientWritableStream, status } from "@grpc/grpc-js";
+import { type ClientReadableStream, type ClientWritableStream, status } from "@grpc/grpc-js";
 import { startTestServer } from "./support/test-server.js";
 
 const sha256 = (data: Buffer): string => createHash("sha256").update(data).digest("base64");
@@ -167,3 +167,35 @@ async function waitFor(condition: () => Promise<boolean>, timeoutMs = 5000): Pro
     await sleep(10);
   }
 }
+
+describe("the server survives", () => {
+  test("its worker threads dying: the affected call fails, the next ones work", async (t) => {
+    const server = await startTestServer();
+    t.after(() => server.close());
+    const { client } = server;
+    await client.createModel("workers");
+    await client.publish("workers", Buffer.from("before"), { archived: true });
+    await Promise.all(server.server.workerPool.threads().map((worker) => worker.terminate()));
+    const next = await client.publish("workers", Buffer.from("after"), { archived: true });
+    assert.equal(next.version_number, 2);
+    assert.equal((await client.retrieveData("workers", 2)).toString(), "after");
+  });
+
+  test("a reader cancelling mid-stream releases the version it held", async (t) => {
+    const server = await startTestServer({ sentChunkSize: 64 * KiB });
+    t.after(() => server.close());
+    const { client } = server;
+    await client.createModel("held");
+    await client.publish("held", filled(8 * 1024 * KiB, 5));
+    const fn = client.raw.RetrieveVersionData as (req: object) => ClientReadableStream<{ data_chunk: Buffer }>;
+    const call = fn.call(client.raw, { model_id: "held", version_number: 1 });
+    call.on("error", () => {});
+    await new Promise((resolve) => call.once("data", resolve));
+    // Deleting the model while the reader holds the data moves its bytes to "draining".
+    await client.deleteModel("held");
+    assert.notEqual((await client.status(["cache_draining_bytes"])).statuses.cache_draining_bytes, "0");
+    call.cancel();
+    await waitFor(async () => (await client.status(["cache_draining_bytes"])).statuses.cache_draining_bytes === "0");
+    assert.deepEqual((await client.status(["cache_used_bytes"])).statuses, { cache_used_bytes: "0" });
+  });
+});

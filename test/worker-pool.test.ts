@@ -46,3 +46,28 @@ describe("worker pool", () => {
     assert.deepEqual((await readdir(dir)).sort(), ["m-v000001.data", "m-v000001.yaml"]);
   });
 });
+
+describe("a worker that dies", () => {
+  test("fails only its own task; the pool replaces it and keeps working", async (t) => {
+    const pool = createWorkerPool({ sha256: "node-crypto", maxThreads: 2 });
+    t.after(() => pool.close());
+    const data = EncodedVersionData.allocate(64 * 1024 * 1024, 2 * 1024 * 1024);
+    const expected = createHash("sha256").update(data.toContiguous()).digest("base64");
+    assert.equal(await pool.hash(data.dataSegments()), expected, "warm-up");
+    const running = pool.hash(data.dataSegments());
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const victims = [...pool.threads()];
+    assert.ok(victims.length >= 1);
+    await Promise.all(victims.map((worker) => worker.terminate()));
+    const outcome = await running.then(
+      (hash) => ({ hash }),
+      (error: unknown) => ({ error }),
+    );
+    if ("error" in outcome) {
+      assert.ok(outcome.error instanceof Error);
+    } else {
+      assert.equal(outcome.hash, expected, "a task that finished before the worker died is still right");
+    }
+    assert.equal(await pool.hash(data.dataSegments()), expected, "a new worker took over");
+  });
+});

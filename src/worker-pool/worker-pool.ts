@@ -1,4 +1,5 @@
 import { availableParallelism } from "node:os";
+import type { Worker } from "node:worker_threads";
 import { Piscina } from "piscina";
 import type { ArchiveFileWriter } from "../archive/index.js";
 import type { Sha256Implementation } from "../data/index.js";
@@ -20,6 +21,8 @@ export interface WorkerPool {
   /** Archive writes, run in the pool. */
   readonly fileWriter: ArchiveFileWriter;
   stats(): WorkerPoolStats;
+  /** The live worker threads (a worker that dies is replaced by the pool; its task fails). */
+  threads(): readonly Worker[];
   close(): Promise<void>;
 }
 
@@ -84,6 +87,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       completed: piscina.completed,
       utilization: piscina.utilization,
     }),
+    threads: () => piscina.threads,
     close: () => piscina.close(),
   };
 }
