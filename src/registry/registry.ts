@@ -1,6 +1,6 @@
 import type { ArchiveStore } from "../archive/index.js";
 import { EncodedVersionData, encodeChunkHeader, chunkHeaderLength } from "../data/index.js";
-import { Code, RegistryError, invalidArgument, notFound, resourceExhausted } from "../errors/index.js";
+import { Code, RegistryError, notFound, resourceExhausted } from "../errors/index.js";
 import type { Logger } from "../logger.js";
 import { ModelActor } from "./model-actor.js";
 import type { ModelRecord, VersionRecord } from "./records.js";
@@ -434,4 +434,3 @@ function createNanosecondClock(): () => bigint {
   return () => origin + process.hrtime.bigint();
 }
 
-export { invalidArgument };
