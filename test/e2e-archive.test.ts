@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { chmod, cp, readFile, readdir, rm } from "node:fs/promises";
+import { chmod, cp, readFile, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
@@ -125,5 +125,23 @@ describe("archive directory written by the original Go server", () => {
     await assert.rejects(second.client.retrieveData("persist", 2), { code: status.NOT_FOUND });
     const next = await second.client.publish("persist", Buffer.from("after restart"));
     assert.ok(next.version_number > 2, `version ${next.version_number} must not reuse 2, which clients already saw`);
+  });
+
+  test("the version-number high-water mark is written once per 1024 versions, not on every publish", async (t) => {
+    const server = await startTestServer();
+    t.after(() => server.close());
+    const { client, archiveDir } = server;
+    await client.createModel("mark");
+    const markFile = path.join(archiveDir, "mark", ".cogment-ts-next-version");
+    await client.publish("mark", Buffer.from("v1"));
+    const written = await stat(markFile);
+    assert.equal(await readFile(markFile, "utf8"), "1025");
+    for (let i = 2; i <= 20; i++) {
+      await client.publish("mark", Buffer.from(`v${i}`));
+    }
+    const after = await stat(markFile);
+    assert.equal(await readFile(markFile, "utf8"), "1025");
+    assert.equal(after.ino, written.ino, "the file was not rewritten (an atomic rewrite would change its inode)");
+    assert.equal(after.mtimeMs, written.mtimeMs);
   });
 });
