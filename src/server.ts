@@ -1,8 +1,5 @@
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
-import { loadSync } from "@grpc/proto-loader";
-import { ReflectionService } from "@grpc/reflection";
-import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
 import { createFsArchiveStore } from "./archive/index.js";
 import type { Config } from "./config.js";
 import type { Logger } from "./logger.js";
@@ -14,6 +11,7 @@ import { modelRegistryObservedMethods } from "./rpc/model-registry-observation.j
 import { createModelRegistryService, modelRegistryServiceDefinition } from "./rpc/model-registry-service.js";
 import { type WorkerPool, createWorkerPool } from "./worker-pool/index.js";
 import { createMalformedRequestRejecter } from "./rpc/reject-malformed.js";
+import { HealthStatus, ServingStatus, createHealthService, healthServiceDefinition } from "./rpc/health-service.js";
 import { sessionWindows, setConnectionWindow, setStreamWindow } from "./rpc/http2-window.js";
 import type { Sha256Implementation } from "./data/index.js";
 
@@ -122,10 +120,12 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
       extraStatus: () => workerStatus(pool),
     }) as unknown as grpc.UntypedServiceImplementation,
   );
-  const health = new HealthImplementation({ "": "NOT_SERVING", [SERVICE_NAME]: "NOT_SERVING" });
-  health.addToServer(server);
+  const health = new HealthStatus(["", SERVICE_NAME], ServingStatus.NOT_SERVING);
+  server.addService(healthServiceDefinition, createHealthService(health) as unknown as grpc.UntypedServiceImplementation);
   if (config.grpcReflection) {
-    const definitions = loadSync(["cogment/api/model_registry.proto", healthProtoPath], {
+    // Loaded only when asked for: proto-loader and protobufjs cost start-up time otherwise.
+    const [{ loadSync }, { ReflectionService }] = await Promise.all([import("@grpc/proto-loader"), import("@grpc/reflection")]);
+    const definitions = loadSync(["cogment/api/model_registry.proto", "grpc/health/v1/health.proto"], {
       includeDirs: [PROTO_DIR],
       keepCase: true,
     });
@@ -150,14 +150,12 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
   if (config.http2WindowBytes > 0) {
     setConnectionWindow(server, config.http2WindowBytes, log);
   }
-  health.setStatus("", "SERVING");
-  health.setStatus(SERVICE_NAME, "SERVING");
+  health.setAll(ServingStatus.SERVING);
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
-      health.setStatus("", "NOT_SERVING");
-      health.setStatus(SERVICE_NAME, "NOT_SERVING");
+      health.shutdown();
       registry.close(); // ends VersionUpdate streams, which would otherwise never finish
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
+import { HealthClient } from "./support/health-client.js";
 import { type TestServer, startTestServer } from "./support/test-server.js";
 import type { WireVersionInfo } from "./support/registry-client.js";
 
@@ -130,24 +131,65 @@ describe("VersionUpdate, Version, Status and health", () => {
     assert.deepEqual(none.statuses, {});
   });
 
-  test("grpc.health.v1 reports SERVING", async () => {
-    const { loadSync } = await import("@grpc/proto-loader");
-    const { protoPath } = await import("grpc-health-check");
-    const pkg = grpc.loadPackageDefinition(loadSync(protoPath, { keepCase: true, enums: String })) as unknown as {
-      grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
-    };
-    const health = new pkg.grpc.health.v1.Health(t.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
-      Check(req: object, cb: (e: grpc.ServiceError | null, r?: { status: string }) => void): void;
-    };
+  test("grpc.health.v1 reports SERVING; unknown services are NOT_FOUND", async () => {
+    const health = new HealthClient(t.address);
     try {
-      for (const service of ["", "cogmentAPI.ModelRegistrySP"]) {
-        const reply = await new Promise<{ status: string } | undefined>((resolve, reject) =>
-          health.Check({ service }, (e, r) => (e ? reject(e) : resolve(r))),
-        );
-        assert.equal(reply?.status, "SERVING");
-      }
+      assert.equal(await health.check(""), "SERVING");
+      assert.equal(await health.check("cogmentAPI.ModelRegistrySP"), "SERVING");
+      await assert.rejects(health.check("no.such.Service"), {
+        code: grpc.status.NOT_FOUND,
+        details: 'unknown service "no.such.Service"',
+      });
     } finally {
       health.close();
+    }
+  });
+
+  test("health Watch sends SERVING, then NOT_SERVING when the server stops, then ends", async () => {
+    const other = await startTestServer();
+    const health = new HealthClient(other.address);
+    try {
+      const statuses: string[] = [];
+      const watch = health.watch("");
+      watch.on("data", (reply) => statuses.push(reply.status));
+      const ended = new Promise<string>((resolve) => {
+        watch.on("end", () => resolve("end"));
+        watch.on("error", (error: grpc.ServiceError) => resolve(`error ${error.code}`));
+      });
+      while (statuses.length === 0) await sleep(10);
+      assert.deepEqual(statuses, ["SERVING"]);
+      await other.close();
+      assert.equal(await ended, "end");
+      assert.deepEqual(statuses, ["SERVING", "NOT_SERVING"]);
+    } finally {
+      health.close();
+    }
+  });
+
+  test("gRPC reflection, when enabled, lists the services", async () => {
+    const other = await startTestServer({ grpcReflection: true });
+    try {
+      const { fileURLToPath } = await import("node:url");
+      const { loadSync } = await import("@grpc/proto-loader");
+      const reflectionProto = fileURLToPath(import.meta.resolve("@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto"));
+      const pkg = grpc.loadPackageDefinition(loadSync(reflectionProto, { keepCase: true })) as unknown as {
+        grpc: { reflection: { v1: { ServerReflection: grpc.ServiceClientConstructor } } };
+      };
+      const client = new pkg.grpc.reflection.v1.ServerReflection(other.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+        ServerReflectionInfo(): grpc.ClientDuplexStream<object, { list_services_response?: { service: { name: string }[] } }>;
+      };
+      const stream = client.ServerReflectionInfo();
+      const reply = await new Promise<{ list_services_response?: { service: { name: string }[] } }>((resolve, reject) => {
+        stream.once("data", resolve);
+        stream.once("error", reject);
+        stream.write({ list_services: "" });
+      });
+      stream.end();
+      client.close();
+      const names = (reply.list_services_response?.service ?? []).map((s) => s.name).sort();
+      assert.deepEqual(names, ["cogmentAPI.ModelRegistrySP", "grpc.health.v1.Health"]);
+    } finally {
+      await other.close();
     }
   });
 

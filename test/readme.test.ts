@@ -4,10 +4,9 @@ import path from "node:path";
 import { describe, test } from "node:test";
 import { type DescMessage, type DescMethod, type JsonValue, fromBinary, fromJson, toBinary, toJson } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { loadSync } from "@grpc/proto-loader";
-import { protoPath as healthProtoPath } from "grpc-health-check";
 import { CONFIG_VARIABLES } from "../src/config.js";
 import { ModelRegistrySP } from "../src/gen/cogment/api/model_registry_pb.js";
+import { HealthClient } from "./support/health-client.js";
 import { startTestServer } from "./support/test-server.js";
 
 const README = path.resolve(import.meta.dirname, "../../README.md");
@@ -110,17 +109,10 @@ async function call(client: grpc.Client, method: DescMethod, data: JsonValue[]):
 }
 
 async function healthCheck(address: string, request: JsonValue): Promise<JsonValue[]> {
-  const pkg = grpc.loadPackageDefinition(loadSync(healthProtoPath, { keepCase: true, enums: String })) as unknown as {
-    grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
-  };
-  const client = new pkg.grpc.health.v1.Health(address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
-    Check(req: JsonValue, cb: (e: grpc.ServiceError | null, r?: { status: string }) => void): void;
-  };
+  const client = new HealthClient(address);
   try {
-    const reply = await new Promise<{ status: string } | undefined>((resolve, reject) =>
-      client.Check(request, (e, r) => (e ? reject(e) : resolve(r))),
-    );
-    return [{ status: reply?.status ?? "" }];
+    const service = (request as { service?: string } | null)?.service ?? "";
+    return [{ status: await client.check(service) }];
   } finally {
     client.close();
   }

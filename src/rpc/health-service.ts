@@ -1,0 +1,119 @@
+import { create } from "@bufbuild/protobuf";
+import {
+  Health,
+  HealthCheckResponseSchema,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+} from "../gen/grpc/health/v1/health_pb.js";
+import { notFound } from "../errors/index.js";
+import { type ServiceImplementation, createServiceDefinition } from "./service-definition.js";
+import { writeWithBackpressure } from "./stream-writer.js";
+import { toServiceError } from "./to-service-error.js";
+
+export { ServingStatus };
+
+interface HealthWatcher {
+  status(status: ServingStatus): void;
+  end(): void;
+}
+
+/** The serving status of each service name ("" is the server as a whole), with watchers. */
+export class HealthStatus {
+  private readonly statuses = new Map<string, ServingStatus>();
+  private readonly watchers = new Map<string, Set<HealthWatcher>>();
+
+  constructor(services: readonly string[], initial: ServingStatus) {
+    for (const service of services) {
+      this.statuses.set(service, initial);
+    }
+  }
+
+  get(service: string): ServingStatus | undefined {
+    return this.statuses.get(service);
+  }
+
+  /** Sets every known service's status and tells their watchers. */
+  setAll(status: ServingStatus): void {
+    for (const service of this.statuses.keys()) {
+      this.statuses.set(service, status);
+      for (const watcher of this.watchers.get(service) ?? []) {
+        watcher.status(status);
+      }
+    }
+  }
+
+  /** Stopping: every service turns NOT_SERVING, and Watch streams end once they said so. */
+  shutdown(): void {
+    this.setAll(ServingStatus.NOT_SERVING);
+    for (const set of this.watchers.values()) {
+      for (const watcher of set) {
+        watcher.end();
+      }
+    }
+  }
+
+  watch(service: string, watcher: HealthWatcher): () => void {
+    let set = this.watchers.get(service);
+    if (set === undefined) {
+      set = new Set();
+      this.watchers.set(service, set);
+    }
+    set.add(watcher);
+    return () => {
+      set.delete(watcher);
+      if (set.size === 0) {
+        this.watchers.delete(service);
+      }
+    };
+  }
+}
+
+export const healthServiceDefinition = createServiceDefinition(Health);
+
+/** grpc.health.v1.Health: Check answers NOT_FOUND for unknown services; Watch streams every change. */
+export function createHealthService(health: HealthStatus): ServiceImplementation<(typeof Health)["method"]> {
+  return {
+    check(call, callback) {
+      const status = health.get(call.request.service);
+      if (status === undefined) {
+        callback(toServiceError(notFound(`unknown service "${call.request.service.slice(0, 256)}"`)));
+        return;
+      }
+      callback(null, create(HealthCheckResponseSchema, { status }));
+    },
+    watch(call) {
+      const service = call.request.service;
+      let latest = health.get(service) ?? ServingStatus.SERVICE_UNKNOWN;
+      let sent: ServingStatus | undefined;
+      let sending = false;
+      let ending = false;
+      // Only the latest status matters: a slow watcher skips intermediate ones.
+      const send = async (): Promise<void> => {
+        if (sending) {
+          return;
+        }
+        sending = true;
+        while (sent !== latest && !call.cancelled) {
+          sent = latest;
+          await writeWithBackpressure(call, create(HealthCheckResponseSchema, { status: sent }));
+        }
+        sending = false;
+        if (ending && !call.cancelled) {
+          call.end();
+        }
+      };
+      const stop = health.watch(service, {
+        status: (status) => {
+          latest = status;
+          void send();
+        },
+        end: () => {
+          ending = true;
+          void send();
+        },
+      });
+      call.on("cancelled", stop);
+      call.on("close", stop);
+      void send();
+    },
+  };
+}
