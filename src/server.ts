@@ -10,6 +10,7 @@ import { createCallObserver } from "./rpc/call-observer.js";
 import { modelRegistryObservedMethods } from "./rpc/model-registry-observation.js";
 import { createModelRegistryService, modelRegistryServiceDefinition } from "./rpc/model-registry-service.js";
 import { type WorkerPool, createWorkerPool } from "./worker-pool/index.js";
+import { createMemoryGuard } from "./memory-guard.js";
 import { createMalformedRequestRejecter } from "./rpc/reject-malformed.js";
 import { HealthStatus, ServingStatus, createHealthService, healthServiceDefinition } from "./rpc/health-service.js";
 import { sessionWindows, setConnectionWindow, setStreamWindow } from "./rpc/http2-window.js";
@@ -18,6 +19,7 @@ import type { Sha256Implementation } from "./data/index.js";
 /** Incoming messages up to this size are accepted (stock clients send far smaller chunks). */
 export const MAX_RECEIVE_MESSAGE_BYTES = 64 * 1024 * 1024 + 1024;
 const SERVICE_NAME = "cogmentAPI.ModelRegistrySP";
+const MEMORY_HEADROOM_BYTES = 96 * 1024 * 1024;
 const PROTO_DIR = fileURLToPath(new URL("../../proto", import.meta.url));
 
 export type ServerConfig = Pick<
@@ -65,6 +67,8 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
   // 0 (the default) is off: a server started by a harness must not take a second port by surprise.
   const metricsListen = options.metricsListen ?? (configuredMetricsPort > 0 ? { port: configuredMetricsPort } : undefined);
   const metrics = createServerMetrics({ processMetrics: metricsListen !== undefined });
+  // Headroom over the budget for the runtime itself and messages in flight.
+  const memoryGuard = createMemoryGuard(config.cacheMaxBytes + MEMORY_HEADROOM_BYTES, log);
   const pool = createWorkerPool({ sha256: options.sha256 ?? "node-crypto" });
   let registry: Registry;
   let metricsEndpoint: MetricsEndpoint | undefined;
@@ -82,6 +86,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
       chunkSize: config.sentChunkSize,
       hash: (segments) => pool.hash(segments),
       maxVersionBytes: config.versionMaxBytes ?? 0,
+      beforeAllocate: memoryGuard.beforeAllocate,
       resumableHash: { update: (state, segments) => pool.hashUpdate(state, segments), digest: (state) => pool.hashDigest(state) },
       log: log.child({ module: "registry" }),
     });

@@ -29,6 +29,8 @@ export interface RegistryOptions {
   /** Largest data_size accepted for one version; 0 = no limit but the cache budget (transient) or the disk (archived). */
   readonly maxVersionBytes?: number;
   readonly log: Logger;
+  /** Called before version data is allocated (see memory-guard.ts). */
+  readonly beforeAllocate?: () => void;
   /** Clock in ns since the epoch, for creation timestamps. */
   readonly now?: () => bigint;
 }
@@ -200,6 +202,7 @@ export class Registry {
   }
 
   private beginMemoryUpload(actor: ModelActor, header: UploadHeader, totalBytes: number): PendingUpload {
+    this.options.beforeAllocate?.();
     const reservation = this.cache.reserve(totalBytes);
     let data: EncodedVersionData;
     try {
@@ -306,6 +309,7 @@ export class Registry {
     if (totalBytes > this.options.cacheMaxBytes / ARCHIVED_CACHE_SHARE) {
       return;
     }
+    this.options.beforeAllocate?.();
     let reservation;
     try {
       reservation = this.cache.reserve(totalBytes);
