@@ -1,0 +1,103 @@
+/** The team's goals, checked against a run's medians. */
+import type { AggregatedRecord, BenchRecord } from "./bench-record.js";
+import { fmt } from "./summary-table.js";
+
+export const CPU_GOAL_SEC_PER_GB = 1.0;
+export const RSS_HEADROOM_GOAL_MIB = 150;
+
+export interface GoalCheck {
+  readonly goal: string;
+  readonly met: boolean | undefined;
+  readonly detail: string;
+}
+
+/** The reference load: 16 MiB versions, one publisher back to back, 8 readers. */
+function isReference(record: BenchRecord): boolean {
+  return (
+    record.scenario.startsWith("broadcast-") &&
+    record.params.versionMiB === 16 &&
+    record.params.publishIntervalMs === 0 &&
+    record.params.readers === 8 &&
+    record.params.readerProcs === 2 &&
+    record.params.cacheMiB === 1024 &&
+    record.params.readerClient === "http2" &&
+    record.params.readerWindowKiB === 8192
+  );
+}
+
+export function checkGoals(records: readonly AggregatedRecord[]): GoalCheck[] {
+  const checks: GoalCheck[] = [];
+  const reference = records.filter(isReference);
+
+  const cpu = reference.map((r) => `${r.scenario} ${fmt(r.metrics.serverCpuSecPerGB)}`);
+  checks.push({
+    goal: `server CPU ≤ ${CPU_GOAL_SEC_PER_GB} s per GB delivered (16 MiB, back to back, 8 readers)`,
+    met: reference.length === 0 ? undefined : reference.every((r) => (r.metrics.serverCpuSecPerGB ?? Infinity) <= CPU_GOAL_SEC_PER_GB),
+    detail: cpu.join("; ") || "not measured",
+  });
+
+  const withRss = records.filter((r) => typeof r.metrics.rssOverBudgetMiB === "number");
+  const over = withRss.filter((r) => (r.metrics.rssOverBudgetMiB ?? 0) >= RSS_HEADROOM_GOAL_MIB);
+  checks.push({
+    goal: `server peak RSS < cache budget + ${RSS_HEADROOM_GOAL_MIB} MiB in every scenario`,
+    met: withRss.length === 0 ? undefined : over.length === 0,
+    detail:
+      withRss.length === 0
+        ? "not measured"
+        : over.length === 0
+          ? `worst: peak RSS = budget ${signed(Math.max(...withRss.map((r) => r.metrics.rssOverBudgetMiB ?? 0)))} MiB`
+          : `over in ${over.length} of ${withRss.length}: ` +
+            over
+              .map((r) => `${r.scenario} ${describe(r)} ${fmt(r.metrics.serverPeakRssMiB)} MiB for ${fmt(r.metrics.cacheBudgetMiB)}`)
+              .join("; "),
+  });
+
+  const mismatches = records.reduce((total, r) => total + (r.metrics.hashMismatches ?? 0), 0);
+  const verified = records.some((r) => r.metrics.hashMismatches !== undefined);
+  checks.push({
+    goal: "no hash mismatch, ever",
+    met: verified ? mismatches === 0 : undefined,
+    detail: verified ? `${mismatches} mismatches over all fetches` : "not measured",
+  });
+
+  const poll = reference.find((r) => r.scenario === "broadcast-poll");
+  const update = reference.find((r) => r.scenario === "broadcast-update");
+  const pollP50 = poll?.metrics.stalenessP50Ms;
+  const updateP50 = update?.metrics.stalenessP50Ms;
+  const pollRange = poll?.ranges.stalenessP50Ms;
+  const updateRange = update?.ranges.stalenessP50Ms;
+  const overlap =
+    pollRange !== undefined && updateRange !== undefined && updateRange.max >= pollRange.min && pollRange.max >= updateRange.min;
+  checks.push({
+    goal: "VersionUpdate median staleness lower than polling (reference load)",
+    met: typeof pollP50 === "number" && typeof updateP50 === "number" ? updateP50 < pollP50 : undefined,
+    detail:
+      `update ${ms(updateP50)} ms${spread(updateRange)} vs poll ${ms(pollP50)} ms${spread(pollRange)}` +
+      (overlap ? " (the runs' ranges overlap: not a significant difference)" : ""),
+  });
+  return checks;
+}
+
+function describe(record: BenchRecord): string {
+  return Object.entries(record.params)
+    .map(([name, value]) => `${name}=${String(value)}`)
+    .join(",");
+}
+
+function signed(value: number): string {
+  return value < 0 ? `− ${fmt(-value)}` : `+ ${fmt(value)}`;
+}
+
+function ms(value: number | null | undefined): string {
+  return typeof value === "number" ? value.toFixed(1) : "–";
+}
+
+function spread(range: { min: number; max: number } | undefined): string {
+  return range === undefined || range.min === range.max ? "" : ` (runs ${range.min.toFixed(0)}–${range.max.toFixed(0)})`;
+}
+
+export function goalsMarkdown(checks: readonly GoalCheck[]): string {
+  return checks
+    .map((check) => `- ${check.met === undefined ? "NOT MEASURED" : check.met ? "MET" : "MISSED"}: ${check.goal}: ${check.detail}`)
+    .join("\n");
+}

@@ -1,0 +1,144 @@
+/** The compact Markdown table of a run's medians (what goes into the README). */
+import { type AggregatedRecord, type BenchRecord, DISTURBED_OTHER_CORES } from "./bench-record.js";
+import type { MachineInfo } from "./machine-info.js";
+
+type Metrics = BenchRecord["metrics"];
+
+const HEADER = [
+  "scenario",
+  "setup",
+  "throughput",
+  "p50 / p99 ms",
+  "server CPU s/GB",
+  "CPU cores: server / clients / others",
+  "server peak RSS MiB (budget)",
+  "checks",
+];
+
+export function summaryTable(records: readonly AggregatedRecord[], machine: MachineInfo, repeats: number): string {
+  const ceiling = Math.max(0, ...records.filter((r) => r.scenario === "ceiling").map((r) => r.metrics.MBps ?? 0));
+  const rows = records.map((record) => {
+    const cells = row(record, ceiling);
+    if (record.runs < record.runsTotal) {
+      cells[1] = `${cells[1] ?? ""} [${record.runs} of ${record.runsTotal} runs]`;
+    }
+    return cells;
+  });
+  const lines = [
+    `Measured ${machine.date.slice(0, 10)} on ${machine.nproc} × ${machine.cpuModel}, Node ${machine.node}; ` +
+      `${repeats === 1 ? "one run per scenario" : `medians of ${repeats} runs per scenario`}. ` +
+      "MB = 10^6 bytes, GB = 10^9 bytes; % = share of the raw loopback TCP ceiling. " +
+      `"others" = CPU used meanwhile by processes not of this bench (the machine is shared); runs with more than ${DISTURBED_OTHER_CORES} ` +
+      'such cores are left out of a median when undisturbed runs exist ("[n of m runs]").',
+    "",
+    `| ${HEADER.join(" | ")} |`,
+    `| ${HEADER.map(() => "---").join(" | ")} |`,
+    ...rows.map((cells) => `| ${cells.join(" | ")} |`),
+  ];
+  return lines.join("\n");
+}
+
+function row(record: BenchRecord, ceilingMBps: number): string[] {
+  const m = record.metrics;
+  const p = record.params;
+  const resources = [cpuPerGB(m), cores(m), rss(m)];
+  switch (record.scenario) {
+    case "sha256":
+      return ["sha256 (micro)", `${String(p.implementation)}, ${String(p.size)}`, `${fmt(m.medianMBps)} MB/s`, "–", "–", "–", "–", "–"];
+    case "copy":
+      return ["copy (micro)", `write ${String(p.body)} bodies into ${String(p.version)}`, `${fmt(m.medianMBps)} MB/s`, "–", "–", "–", "–", "–"];
+    case "publish":
+      return [
+        "publish",
+        `${String(p.versionMiB)} MiB, 1 publisher, back to back; ${p.server === "main" ? "main.js" : "launcher"}, ${String(p.sha256)}`,
+        `${fmt(m.versionsPerSec)} versions/s · ${fmt(m.MBps)} MB/s${share(m.MBps, ceilingMBps)}`,
+        `CreateVersion ${fmt(m.latencyP50Ms)} / ${fmt(m.latencyP99Ms)}`,
+        ...resources,
+        `${fmt(m.errors)} errors`,
+      ];
+    case "broadcast-poll":
+    case "broadcast-update": {
+      const pace = p.publishIntervalMs === 0 ? "back to back" : `every ${String(p.publishIntervalMs)} ms`;
+      const client = p.readerClient === "http2" ? "" : `, ${String(p.readerClient)} client`;
+      const window = p.readerWindowKiB === 8192 ? "" : `, ${String(p.readerWindowKiB)} KiB reader window`;
+      return [
+        record.scenario,
+        `${String(p.versionMiB)} MiB ${pace}, ${String(p.readers)} readers (${String(p.readerProcs)} procs${client}${window})`,
+        `${fmt(m.deliveredMBps)} MB/s${share(m.deliveredMBps, ceilingMBps)} · ${fmt(m.publishedPerSec)} versions/s · ${pct(m.fetchedShare)} fetched`,
+        `staleness ${fmt(m.stalenessP50Ms)} / ${fmt(m.stalenessP99Ms)}`,
+        ...resources,
+        `${fmt(m.hashMismatches)} mismatches, ${fmt(m.notFound)} NOT_FOUND, ${fmt(m.errors)} errors`,
+      ];
+    }
+    case "metadata":
+      return [
+        "metadata",
+        `${String(p.clients)} clients, RetrieveVersionInfos([-1])`,
+        `${fmt(m.opsPerSec)} ops/s`,
+        `${fmt(m.latencyP50Ms)} / ${fmt(m.latencyP99Ms)}`,
+        `– (${fmt(m.serverCpuUsPerOp)} µs/op)`,
+        cores(m),
+        rss(m),
+        `${fmt(m.errors)} errors`,
+      ];
+    case "ceiling":
+      return [
+        "ceiling",
+        `raw TCP loopback, ${String(p.connections)} connection(s), ${fmt(m.GB)} GB`,
+        `${fmt(m.MBps)} MB/s`,
+        "–",
+        `sender ${fmt(m.senderCpuSecPerGB)} · receiver ${fmt(m.receiverCpuSecPerGB)}`,
+        `sender ${fmt(m.senderCpuCores)} · receiver ${fmt(m.receiverCpuCores)} / ${fmt(m.otherCpuCores)}`,
+        "–",
+        "–",
+      ];
+    case "window":
+      return [
+        "window",
+        `${String(p.versionMiB)} MiB through a ${String(p.rttMs)} ms RTT proxy, server window ${String(p.serverWindow)}`,
+        `upload ${fmt(m.uploadMBps)} MB/s · download ${fmt(m.downloadMBps)} MB/s` +
+          (m.downloadDefaultClientWindowMBps === null || m.downloadDefaultClientWindowMBps === undefined
+            ? ""
+            : ` (client's default 64 KiB window: ${fmt(m.downloadDefaultClientWindowMBps)})`),
+        "–",
+        cpuPerGB(m),
+        "–",
+        rss(m),
+        `${fmt(m.hashMismatches)} mismatches`,
+      ];
+    default:
+      return [record.scenario, JSON.stringify(p), "", "", "", "", "", ""];
+  }
+}
+
+function cpuPerGB(m: Metrics): string {
+  return fmt(m.serverCpuSecPerGB);
+}
+
+function cores(m: Metrics): string {
+  return `${fmt(m.serverCpuCores)} / ${fmt(m.clientCpuCores)} / ${fmt(m.otherCpuCores)}`;
+}
+
+function rss(m: Metrics): string {
+  return `${fmt(m.serverPeakRssMiB)} (${fmt(m.cacheBudgetMiB)})`;
+}
+
+function share(value: number | null | undefined, ceiling: number): string {
+  return typeof value === "number" && ceiling > 0 ? ` (${Math.round((100 * value) / ceiling)}%)` : "";
+}
+
+function pct(value: number | null | undefined): string {
+  return typeof value === "number" ? `${Math.round(100 * value)}%` : "–";
+}
+
+/** Three significant digits, no exponent. */
+export function fmt(value: number | null | undefined): string {
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    return "–";
+  }
+  const magnitude = Math.abs(value);
+  if (magnitude >= 100 || Number.isInteger(value)) {
+    return Math.round(value).toString();
+  }
+  return magnitude >= 10 ? value.toFixed(1) : magnitude >= 1 ? value.toFixed(2) : value.toFixed(3);
+}
