@@ -1,52 +1,7 @@
 #!/usr/bin/env node
-import { ConfigError, loadConfig } from "./config.js";
-import { createLogger } from "./logger.js";
-import { startServer } from "./server.js";
+import { enableCompileCache } from "node:module";
 
-async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig(process.env);
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`cogment-model-registry: invalid configuration\n${error.message}\n`);
-      process.exit(2);
-    }
-    throw error;
-  }
-  const log = createLogger(config.logLevel);
-  for (const name of config.ignoredVariables) {
-    log.warn({ variable: name }, "unknown COGMENT_MODEL_REGISTRY_ variable ignored (a typo?)");
-  }
-  process.on("unhandledRejection", (reason) => log.error({ err: reason }, "unhandled rejection"));
-
-  const server = await startServer(config, log);
-
-  let signals = 0;
-  const shutdown = (signal: NodeJS.Signals): void => {
-    signals++;
-    if (signals > 1) {
-      log.warn({ signal }, "second signal: exiting now");
-      log.flush();
-      process.exit(1);
-    }
-    log.info({ signal, graceMs: config.shutdownGraceMs }, "stopping");
-    server.stop().then(
-      () => {
-        log.info("stopped");
-        log.flush(() => process.exit(0));
-      },
-      (error: unknown) => {
-        log.error({ err: error }, "error while stopping");
-        log.flush(() => process.exit(1));
-      },
-    );
-  };
-  process.on("SIGTERM", shutdown);
-  process.on("SIGINT", shutdown);
-}
-
-main().catch((error: unknown) => {
-  process.stderr.write(`cogment-model-registry: failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
-  process.exit(1);
-});
+// Start-up is mostly compiling our dependencies' JavaScript: cache the compiled code in the OS temp
+// directory (Node's default place for it), so every start after the first skips most of that.
+enableCompileCache();
+await import("./run-server.js");
