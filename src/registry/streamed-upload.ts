@@ -1,5 +1,5 @@
 import type { ArchiveStore, StreamedVersionData } from "../archive/index.js";
-import { invalidArgument } from "../errors/index.js";
+import { checkComplete, checkHash, checkNotOverSize, creationTimestampOf } from "./upload-checks.js";
 import type { VersionCommit } from "./model-actor.js";
 import type { VersionRecord } from "./records.js";
 import type { Reservation } from "./version-cache.js";
@@ -40,11 +40,7 @@ export class StreamedVersionUpload implements PendingUpload {
 
   async append(chunk: Uint8Array): Promise<void> {
     const total = this.received + chunk.byteLength;
-    if (total > this.header.dataSize) {
-      throw invalidArgument(
-        `received more data than the header's data_size: ${total} bytes so far, data_size is ${this.header.dataSize}`,
-      );
-    }
+    checkNotOverSize(this.header, total);
     this.received = total;
     let offset = 0;
     while (offset < chunk.byteLength) {
@@ -61,22 +57,16 @@ export class StreamedVersionUpload implements PendingUpload {
   async finish(): Promise<VersionRecord> {
     this.settled = true;
     try {
-      if (this.received !== this.header.dataSize) {
-        throw invalidArgument(`received ${this.received} bytes of data but the header's data_size is ${this.header.dataSize}`);
-      }
+      checkComplete(this.header, this.received);
       await this.flush();
       const state = this.hashState ?? (await this.context.hashUpdate(undefined, []));
       const dataHash = await this.context.hashDigest(state);
-      if (this.header.dataHash !== "" && this.header.dataHash !== dataHash) {
-        throw invalidArgument(
-          `data_hash mismatch: the header says "${this.header.dataHash.slice(0, 64)}" but the received data's SHA-256 (base64) is "${dataHash}"`,
-        );
-      }
+      checkHash(this.header, dataHash);
       const stream = await this.openStream();
       return await this.context.commit({
         generation: this.context.generation,
         archived: true,
-        creationTimestamp: this.header.creationTimestamp > 0n ? this.header.creationTimestamp : this.context.now(),
+        creationTimestamp: creationTimestampOf(this.header, this.context.now),
         dataHash,
         userData: this.header.userData,
         payload: { kind: "stream", stream, dataSize: this.header.dataSize },

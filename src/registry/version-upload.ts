@@ -1,5 +1,5 @@
 import type { EncodedVersionData } from "../data/index.js";
-import { invalidArgument } from "../errors/index.js";
+import { checkComplete, checkHash, checkNotOverSize, creationTimestampOf } from "./upload-checks.js";
 import type { VersionCommit } from "./model-actor.js";
 import type { VersionRecord } from "./records.js";
 import type { Reservation } from "./version-cache.js";
@@ -54,11 +54,7 @@ export class VersionUpload implements PendingUpload {
 
   append(chunk: Uint8Array): void {
     const total = this.received + chunk.byteLength;
-    if (total > this.header.dataSize) {
-      throw invalidArgument(
-        `received more data than the header's data_size: ${total} bytes so far, data_size is ${this.header.dataSize}`,
-      );
-    }
+    checkNotOverSize(this.header, total);
     this.data.write(this.received, chunk);
     this.received = total;
   }
@@ -66,22 +62,13 @@ export class VersionUpload implements PendingUpload {
   async finish(): Promise<VersionRecord> {
     this.settled = true;
     try {
-      if (this.received !== this.header.dataSize) {
-        throw invalidArgument(
-          `received ${this.received} bytes of data but the header's data_size is ${this.header.dataSize}`,
-        );
-      }
+      checkComplete(this.header, this.received);
       const dataHash = await this.context.hash(this.data.dataSegments());
-      if (this.header.dataHash !== "" && this.header.dataHash !== dataHash) {
-        throw invalidArgument(
-          `data_hash mismatch: the header says "${this.header.dataHash.slice(0, 64)}" but the received data's SHA-256 (base64) is "${dataHash}"`,
-        );
-      }
-      const creationTimestamp = this.header.creationTimestamp > 0n ? this.header.creationTimestamp : this.context.now();
+      checkHash(this.header, dataHash);
       return await this.context.commit({
         generation: this.context.generation,
         archived: this.header.archived,
-        creationTimestamp,
+        creationTimestamp: creationTimestampOf(this.header, this.context.now),
         dataHash,
         userData: this.header.userData,
         payload: { kind: "memory", data: this.data, reservation: this.reservation },
