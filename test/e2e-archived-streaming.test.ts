@@ -4,7 +4,7 @@ import { readdir } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, test } from "node:test";
-import { type ClientWritableStream, status } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import { startTestServer } from "./support/test-server.js";
 
 const MiB = 1024 * 1024;
@@ -61,9 +61,8 @@ describe("archived versions larger than the memory budget stream to disk", () =>
       client.createVersion({ model_id: "bad", archived: true, data_size: 10 * MiB }, [data.subarray(0, 5 * MiB)]),
       { code: status.INVALID_ARGUMENT, details: `received ${5 * MiB} bytes of data but the header's data_size is ${10 * MiB}` },
     );
-    const fn = client.raw.CreateVersion as (cb: () => void) => ClientWritableStream<object>;
-    const call = fn.call(client.raw, () => {});
-    call.on("error", () => {});
+    const { call, reply } = client.openCreateVersion();
+    reply.catch(() => {});
     call.write({ header: { version_info: { model_id: "bad", archived: true, data_size: String(10 * MiB) } } });
     call.write({ body: { data_chunk: data.subarray(0, 6 * MiB) } });
     await sleep(300);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, test } from "node:test";
-import { type ClientReadableStream, type ClientWritableStream, status } from "@grpc/grpc-js";
+import { type ClientReadableStream, status } from "@grpc/grpc-js";
 import { startTestServer } from "./support/test-server.js";
 
 const sha256 = (data: Buffer): string => createHash("sha256").update(data).digest("base64");
@@ -106,9 +106,8 @@ describe("the version cache over gRPC", () => {
     const { client } = server;
     await client.createModel("reserve");
     const header = (size: number): object => ({ header: { version_info: { model_id: "reserve", data_size: String(size) } } });
-    const fn = client.raw.CreateVersion as (cb: () => void) => ClientWritableStream<object>;
-    const hanging = fn.call(client.raw, () => {});
-    hanging.on("error", () => {});
+    const { call: hanging, reply } = client.openCreateVersion();
+    reply.catch(() => {});
     hanging.write(header(80 * KiB));
 
     await waitFor(async () => (await client.status(["cache_reserved_bytes"])).statuses.cache_reserved_bytes !== "0");
@@ -130,9 +129,8 @@ describe("the version cache over gRPC", () => {
     t.after(() => server.close());
     const { client } = server;
     await client.createModel("cancel");
-    const fn = client.raw.CreateVersion as (cb: () => void) => ClientWritableStream<object>;
-    const call = fn.call(client.raw, () => {});
-    call.on("error", () => {});
+    const { call, reply } = client.openCreateVersion();
+    reply.catch(() => {});
     call.write({ header: { version_info: { model_id: "cancel", data_size: String(500 * KiB) } } });
     call.write({ body: { data_chunk: Buffer.alloc(100 * KiB) } });
     await waitFor(async () => (await client.status(["cache_reserved_bytes"])).statuses.cache_reserved_bytes !== "0");

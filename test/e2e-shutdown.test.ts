@@ -2,27 +2,13 @@ import assert from "node:assert/strict";
 import { rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, after, test } from "node:test";
-import type { ClientWritableStream, ServiceError } from "@grpc/grpc-js";
+import type { ServiceError } from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
-import { RegistryClient, type WireVersionInfo } from "./support/registry-client.js";
+import { RegistryClient } from "./support/registry-client.js";
 import { killAllServers, spawnServer } from "./support/server-process.js";
 import { makeArchiveDir } from "./support/test-server.js";
 
 after(killAllServers);
-
-function openUpload(client: RegistryClient): {
-  call: ClientWritableStream<object>;
-  reply: Promise<{ version_info: WireVersionInfo }>;
-} {
-  let call: ClientWritableStream<object> | undefined;
-  const reply = new Promise<{ version_info: WireVersionInfo }>((resolve, reject) => {
-    const fn = client.raw.CreateVersion as (
-      cb: (e: ServiceError | null, r?: { version_info: WireVersionInfo }) => void,
-    ) => ClientWritableStream<object>;
-    call = fn.call(client.raw, (error, value) => (error ? reject(error) : resolve(value as { version_info: WireVersionInfo })));
-  });
-  return { call: call as unknown as ClientWritableStream<object>, reply };
-}
 
 describe("shutdown on signals", () => {
   test("SIGTERM lets an in-flight archived upload finish, refuses new calls, exits 0, and the version is on disk", async (t) => {
@@ -32,7 +18,7 @@ describe("shutdown on signals", () => {
     const client = new RegistryClient(`127.0.0.1:${server.port}`);
     t.after(() => client.close());
     await client.createModel("drain");
-    const upload = openUpload(client);
+    const upload = client.openCreateVersion();
     upload.call.write({ header: { version_info: { model_id: "drain", archived: true, data_size: "6" } } });
     upload.call.write({ body: { data_chunk: Buffer.from("abc") } });
     await sleep(100);
@@ -62,7 +48,7 @@ describe("shutdown on signals", () => {
     const client = new RegistryClient(`127.0.0.1:${server.port}`);
     t.after(() => client.close());
     await client.createModel("refuse");
-    const upload = openUpload(client);
+    const upload = client.openCreateVersion();
     upload.call.write({ header: { version_info: { model_id: "refuse", data_size: "1" } } });
     await sleep(100);
     server.child.kill("SIGTERM");
@@ -86,7 +72,7 @@ describe("shutdown on signals", () => {
     const client = new RegistryClient(`127.0.0.1:${server.port}`);
     t.after(() => client.close());
     await client.createModel("stall");
-    const upload = openUpload(client);
+    const upload = client.openCreateVersion();
     upload.call.write({ header: { version_info: { model_id: "stall", archived: true, data_size: "100" } } });
     await sleep(100);
     server.child.kill("SIGTERM");
@@ -105,7 +91,7 @@ describe("shutdown on signals", () => {
     const client = new RegistryClient(`127.0.0.1:${server.port}`);
     t.after(() => client.close());
     await client.createModel("force");
-    const upload = openUpload(client);
+    const upload = client.openCreateVersion();
     upload.reply.catch(() => {});
     upload.call.write({ header: { version_info: { model_id: "force", data_size: "100" } } });
     await sleep(100);

@@ -111,22 +111,31 @@ export class RegistryClient {
     return this.unary("Status", { names });
   }
 
+  /** Opens a CreateVersion stream for a test to write, end or cancel by hand; `reply` settles with its outcome. */
+  openCreateVersion(): { call: grpc.ClientWritableStream<object>; reply: Promise<{ version_info: WireVersionInfo }> } {
+    const fn = this.raw.CreateVersion as (cb: Callback<{ version_info: WireVersionInfo }>) => grpc.ClientWritableStream<object>;
+    let settle: Callback<{ version_info: WireVersionInfo }> = () => {};
+    const reply = new Promise<{ version_info: WireVersionInfo }>((resolve, reject) => {
+      settle = (error, value) => (error ? reject(error) : resolve(value as { version_info: WireVersionInfo }));
+    });
+    const call = fn.call(this.raw, (error, value) => settle(error, value));
+    return { call, reply };
+  }
+
   /** Sends raw CreateVersionRequestChunk messages (for ordering tests). */
   createVersionRaw(messages: object[], options: { endStream?: boolean } = {}): Promise<{ version_info: WireVersionInfo }> {
-    return new Promise((resolve, reject) => {
-      const fn = this.raw.CreateVersion as (cb: Callback<{ version_info: WireVersionInfo }>) => grpc.ClientWritableStream<object>;
-      const call = fn.call(this.raw, (error, value) => (error ? reject(error) : resolve(value as { version_info: WireVersionInfo })));
-      void (async () => {
-        for (const message of messages) {
-          if (!call.write(message)) {
-            await new Promise((r) => call.once("drain", r));
-          }
+    const { call, reply } = this.openCreateVersion();
+    void (async () => {
+      for (const message of messages) {
+        if (!call.write(message)) {
+          await new Promise((r) => call.once("drain", r));
         }
-        if (options.endStream !== false) {
-          call.end();
-        }
-      })();
-    });
+      }
+      if (options.endStream !== false) {
+        call.end();
+      }
+    })();
+    return reply;
   }
 
   createVersion(header: VersionHeaderInput, chunks: readonly (Buffer | string)[]): Promise<WireVersionInfo> {
