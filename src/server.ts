@@ -14,6 +14,7 @@ import { createMemoryGuard } from "./memory-guard.js";
 import { createMalformedRequestRejecter } from "./rpc/reject-malformed.js";
 import { HealthStatus, ServingStatus, createHealthService, healthServiceDefinition } from "./rpc/health-service.js";
 import { sessionWindows, setConnectionWindow, setStreamWindow } from "./rpc/http2-window.js";
+import { installPreFramedSending } from "./rpc/pre-framed-messages.js";
 import type { Sha256Implementation } from "./data/index.js";
 
 /** Incoming messages up to this size are accepted (stock clients send far smaller chunks). */
@@ -140,6 +141,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
   if (config.http2WindowBytes > 0) {
     setStreamWindow(server, config.http2WindowBytes, log);
   }
+  installPreFramedSending(log);
   let port: number;
   try {
     port = await new Promise<number>((resolve, reject) => {

@@ -93,7 +93,7 @@ describe("the version cache over gRPC", () => {
     const messages = [{ header: { version_info: { model_id: "huge", data_size: String(200 * KiB) } } }];
     await assert.rejects(client.createVersionRaw(messages, { endStream: false }), (error: { code: number; details: string }) => {
       assert.equal(error.code, status.RESOURCE_EXHAUSTED);
-      assert.match(error.details, /^cannot hold 204804 bytes: the version cache budget \(COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE\) is 102400 bytes$/);
+      assert.match(error.details, /^cannot hold 204809 bytes: the version cache budget \(COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE\) is 102400 bytes$/);
       return true;
     });
     const stats = await client.status(["cache_reserved_bytes", "cache_used_bytes"]);
@@ -117,7 +117,7 @@ describe("the version cache over gRPC", () => {
       assert.equal(error.code, status.RESOURCE_EXHAUSTED);
       assert.equal(
         error.details,
-        "cannot reserve 30724 bytes: the version cache budget (COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE) is 102400 bytes and 81924 are used, of which only 0 can be evicted (81924 reserved, 0 draining, 0 in entries being read)",
+        "cannot reserve 30729 bytes: the version cache budget (COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE) is 102400 bytes and 81929 are used, of which only 0 can be evicted (81929 reserved, 0 draining, 0 in entries being read)",
       );
       return true;
     });

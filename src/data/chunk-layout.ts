@@ -1,21 +1,27 @@
 /**
  * Where each reply chunk of a version lives inside one buffer.
  *
- * A version's data is stored already encoded as the sequence of
- * `RetrieveVersionDataReplyChunk` messages it will be sent as: for every chunk,
- * the protobuf header of field 1 (tag 0x0a and the varint length) followed by
- * the chunk's bytes. Every reader then gets zero-copy views of the same memory,
- * and the upload copies each received byte exactly once, into its final place.
+ * A version's data is stored already framed as the sequence of gRPC messages it
+ * will be sent as: for every chunk, the 5-byte gRPC length prefix (compressed
+ * flag 0, big-endian message length), then the `RetrieveVersionDataReplyChunk`
+ * message: the protobuf header of field 1 (tag 0x0a and the varint length)
+ * followed by the chunk's bytes. Every reader then gets zero-copy views of the
+ * same memory that go to the HTTP/2 stream as they are (see
+ * rpc/pre-framed-messages.ts), and the upload copies each received byte exactly
+ * once, into its final place.
  */
 export interface ChunkLayout {
   readonly dataSize: number;
   readonly chunkSize: number;
   readonly chunkCount: number;
-  /** Bytes of the whole encoded buffer (data plus chunk headers). */
+  /** Bytes of the whole encoded buffer (data plus frame prefixes and chunk headers). */
   readonly totalBytes: number;
 }
 
 const BYTES_FIELD_TAG = 0x0a; // field 1, wire type 2 (length-delimited)
+
+/** The gRPC length prefix of every message on the wire: 1 byte compressed flag, 4 bytes length. */
+export const GRPC_FRAME_PREFIX_LENGTH = 5;
 
 export function varintLength(value: number): number {
   let length = 1;
@@ -31,6 +37,11 @@ export function chunkHeaderLength(chunkDataLength: number): number {
   return chunkDataLength === 0 ? 0 : 1 + varintLength(chunkDataLength);
 }
 
+/** Bytes in front of a chunk's data: the gRPC frame prefix and the message header. */
+export function frameHeaderLength(chunkDataLength: number): number {
+  return GRPC_FRAME_PREFIX_LENGTH + chunkHeaderLength(chunkDataLength);
+}
+
 export function planChunkLayout(dataSize: number, chunkSize: number): ChunkLayout {
   if (!Number.isSafeInteger(dataSize) || dataSize < 0) {
     throw new RangeError(`dataSize must be a non-negative safe integer, got ${dataSize}`);
@@ -40,8 +51,8 @@ export function planChunkLayout(dataSize: number, chunkSize: number): ChunkLayou
   }
   const chunkCount = dataSize === 0 ? 1 : Math.ceil(dataSize / chunkSize);
   const lastLength = dataSize - (chunkCount - 1) * chunkSize;
-  const fullStride = chunkHeaderLength(chunkSize) + chunkSize;
-  const totalBytes = (chunkCount - 1) * fullStride + chunkHeaderLength(lastLength) + lastLength;
+  const fullStride = frameHeaderLength(chunkSize) + chunkSize;
+  const totalBytes = (chunkCount - 1) * fullStride + frameHeaderLength(lastLength) + lastLength;
   return { dataSize, chunkSize, chunkCount, totalBytes };
 }
 
@@ -49,14 +60,14 @@ export function chunkDataLength(layout: ChunkLayout, index: number): number {
   return index === layout.chunkCount - 1 ? layout.dataSize - index * layout.chunkSize : layout.chunkSize;
 }
 
-/** Offset of chunk `index`'s message (its header) in the encoded buffer. */
-export function chunkMessageOffset(layout: ChunkLayout, index: number): number {
-  return index * (chunkHeaderLength(layout.chunkSize) + layout.chunkSize);
+/** Offset of chunk `index`'s gRPC frame (its length prefix) in the encoded buffer. */
+export function chunkFrameOffset(layout: ChunkLayout, index: number): number {
+  return index * (frameHeaderLength(layout.chunkSize) + layout.chunkSize);
 }
 
 /** Offset of chunk `index`'s first data byte in the encoded buffer. */
 export function chunkDataOffset(layout: ChunkLayout, index: number): number {
-  return chunkMessageOffset(layout, index) + chunkHeaderLength(chunkDataLength(layout, index));
+  return chunkFrameOffset(layout, index) + frameHeaderLength(chunkDataLength(layout, index));
 }
 
 /** Writes the message header of a chunk of `length` data bytes at `offset`; returns the header length. */
@@ -75,10 +86,21 @@ export function encodeChunkHeader(length: number, target: Uint8Array, offset: nu
   return position - offset;
 }
 
-/** Writes the header of every chunk into `target` (which must be layout.totalBytes long). */
+/**
+ * Writes the gRPC frame prefix and the message header of a chunk of `length`
+ * data bytes at `offset`; returns the bytes written (frameHeaderLength(length)).
+ */
+export function encodeFrameHeader(length: number, target: Uint8Array, offset: number): number {
+  const messageLength = chunkHeaderLength(length) + length;
+  target[offset] = 0; // not compressed
+  new DataView(target.buffer, target.byteOffset + offset + 1, 4).setUint32(0, messageLength);
+  return GRPC_FRAME_PREFIX_LENGTH + encodeChunkHeader(length, target, offset + GRPC_FRAME_PREFIX_LENGTH);
+}
+
+/** Writes the frame header of every chunk into `target` (which must be layout.totalBytes long). */
 export function writeChunkHeaders(layout: ChunkLayout, target: Uint8Array): void {
   for (let index = 0; index < layout.chunkCount; index++) {
-    encodeChunkHeader(chunkDataLength(layout, index), target, chunkMessageOffset(layout, index));
+    encodeFrameHeader(chunkDataLength(layout, index), target, chunkFrameOffset(layout, index));
   }
 }
 

@@ -2,7 +2,7 @@ import {
   type ChunkLayout,
   chunkDataLength,
   chunkDataOffset,
-  chunkMessageOffset,
+  chunkFrameOffset,
   dataSegments,
   planChunkLayout,
   writeChunkHeaders,
@@ -17,7 +17,7 @@ export class EncodedVersionData {
   readonly layout: ChunkLayout;
   readonly shared: SharedArrayBuffer;
   readonly bytes: Buffer;
-  private messageViews: Buffer[] | undefined = undefined;
+  private frameViews: Buffer[] | undefined = undefined;
 
   private constructor(layout: ChunkLayout, shared: SharedArrayBuffer) {
     this.layout = layout;
@@ -66,18 +66,21 @@ export class EncodedVersionData {
     }
   }
 
-  /** The encoded reply messages, zero-copy views, the same array for every reader. */
-  messages(): readonly Buffer[] {
-    if (this.messageViews === undefined) {
+  /**
+   * The reply messages as gRPC frames (length prefix included), zero-copy views,
+   * the same array for every reader.
+   */
+  frames(): readonly Buffer[] {
+    if (this.frameViews === undefined) {
       const views: Buffer[] = [];
       for (let index = 0; index < this.layout.chunkCount; index++) {
-        const start = chunkMessageOffset(this.layout, index);
+        const start = chunkFrameOffset(this.layout, index);
         const end = chunkDataOffset(this.layout, index) + chunkDataLength(this.layout, index);
         views.push(this.bytes.subarray(start, end));
       }
-      this.messageViews = views;
+      this.frameViews = views;
     }
-    return this.messageViews;
+    return this.frameViews;
   }
 
   /** Zero-copy views of the raw data, chunk by chunk. */

@@ -2,9 +2,11 @@ export {
   type ChunkLayout,
   chunkDataLength,
   chunkDataOffset,
+  chunkFrameOffset,
   chunkHeaderLength,
-  chunkMessageOffset,
-  encodeChunkHeader,
+  encodeFrameHeader,
+  frameHeaderLength,
+  GRPC_FRAME_PREFIX_LENGTH,
   planChunkLayout,
 } from "./chunk-layout.js";
 export { EncodedVersionData } from "./encoded-version-data.js";

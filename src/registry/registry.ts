@@ -1,5 +1,5 @@
 import type { ArchiveStore } from "../archive/index.js";
-import { EncodedVersionData, encodeChunkHeader, chunkHeaderLength } from "../data/index.js";
+import { EncodedVersionData, encodeFrameHeader, frameHeaderLength } from "../data/index.js";
 import { Code, RegistryError, notFound, resourceExhausted } from "../errors/index.js";
 import type { Logger } from "../logger.js";
 import { ModelActor } from "./model-actor.js";
@@ -35,10 +35,10 @@ export interface RegistryOptions {
   readonly now?: () => bigint;
 }
 
-/** A version's data ready to stream: pre-encoded reply chunk messages. */
+/** A version's data ready to stream: its reply chunk messages as gRPC frames (length prefix included). */
 export interface VersionDataSource {
   readonly version: VersionRecord;
-  readonly messages: Iterable<Buffer> | AsyncIterable<Buffer>;
+  readonly frames: Iterable<Buffer> | AsyncIterable<Buffer>;
   /** Frees what the stream held (call once, whether it completed or not). */
   release(): void;
 }
@@ -290,7 +290,7 @@ export class Registry {
     if (lease === undefined) {
       return undefined;
     }
-    return { version, messages: lease.value.messages(), release: () => lease.release() };
+    return { version, frames: lease.value.frames(), release: () => lease.release() };
   }
 
   /** Reads an archived version into the cache if it fits a share of the budget; concurrent readers share one load. */
@@ -351,25 +351,25 @@ export class Registry {
 
   private streamFromArchive(version: VersionRecord): VersionDataSource {
     const { archive, chunkSize } = this.options;
-    async function* messages(): AsyncGenerator<Buffer> {
+    async function* frames(): AsyncGenerator<Buffer> {
       const reader = await archive.openVersionData(version.modelId, version.versionNumber);
       try {
         checkArchivedSize(version, reader.size);
         let position = 0;
         do {
           const length = Math.min(chunkSize, version.dataSize - position);
-          const headerLength = chunkHeaderLength(length);
-          const message = Buffer.allocUnsafe(headerLength + length);
-          encodeChunkHeader(length, message, 0);
-          await readFully(reader, message.subarray(headerLength), position);
+          const headerLength = frameHeaderLength(length);
+          const frame = Buffer.allocUnsafe(headerLength + length);
+          encodeFrameHeader(length, frame, 0);
+          await readFully(reader, frame.subarray(headerLength), position);
           position += length;
-          yield message;
+          yield frame;
         } while (position < version.dataSize);
       } finally {
         await reader.close();
       }
     }
-    return { version, messages: messages(), release: () => {} };
+    return { version, frames: frames(), release: () => {} };
   }
 
   private modelIds(): readonly string[] {

@@ -1,10 +1,11 @@
 import type { MessageShape } from "@bufbuild/protobuf";
+import { GRPC_FRAME_PREFIX_LENGTH } from "../data/index.js";
 import { ModelRegistrySP } from "../gen/cogment/api/model_registry_pb.js";
 import type { MethodObservation, ObservedMethod } from "./call-observer.js";
 
 type Methods = (typeof ModelRegistrySP)["method"];
 
-/** RetrieveVersionData sends pre-encoded reply chunks (see model-registry-service.ts). */
+/** RetrieveVersionData sends reply chunks as stored gRPC frames (see pre-framed-messages.ts). */
 type Sent<K extends keyof Methods> = K extends "retrieveVersionData" ? Buffer : MessageShape<Methods[K]["output"]>;
 
 type Observations = {
@@ -12,14 +13,15 @@ type Observations = {
 };
 
 /**
- * Data bytes of an encoded `RetrieveVersionDataReplyChunk`: field 1 (tag 0x0a), then the varint
- * length of the bytes that follow. An empty chunk is the empty message.
+ * Data bytes of a framed `RetrieveVersionDataReplyChunk`: the 5-byte gRPC prefix, field 1
+ * (tag 0x0a), then the varint length of the bytes that follow. An empty chunk is the empty message.
  */
-export function encodedChunkDataBytes(message: Uint8Array): number {
+export function framedChunkDataBytes(frame: Uint8Array): number {
+  const lengthStart = GRPC_FRAME_PREFIX_LENGTH + 1;
   let length = 0;
   let scale = 1;
-  for (let i = 1; i < message.length && i < 11; i++) {
-    const byte = message[i] as number;
+  for (let i = lengthStart; i < frame.length && i < lengthStart + 10; i++) {
+    const byte = frame[i] as number;
     length += (byte & 0x7f) * scale;
     if (byte < 0x80) {
       return length;
@@ -41,7 +43,7 @@ const OBSERVATIONS: Observations = {
     receivedDataBytes: (chunk) => (chunk.msg.case === "body" ? chunk.msg.value.dataChunk.byteLength : 0),
   },
   retrieveVersionInfos: { modelId: (request) => request.modelId },
-  retrieveVersionData: { modelId: (request) => request.modelId, sentDataBytes: encodedChunkDataBytes },
+  retrieveVersionData: { modelId: (request) => request.modelId, sentDataBytes: framedChunkDataBytes },
   versionUpdate: { modelId: (request) => request.modelId },
   version: {},
   status: {},

@@ -22,11 +22,11 @@ import { requireMessage, validateDataSize, validateModelId, validateUserData } f
 import { limitReplySize } from "./reply-size.js";
 
 type Methods = (typeof ModelRegistrySP)["method"];
-const PRE_ENCODED = { retrieveVersionData: true } as const;
+const PRE_FRAMED = { retrieveVersionData: true } as const;
 
-export type ModelRegistryImplementation = ServiceImplementation<Methods, typeof PRE_ENCODED>;
+export type ModelRegistryImplementation = ServiceImplementation<Methods, typeof PRE_FRAMED>;
 
-export const modelRegistryServiceDefinition = createServiceDefinition(ModelRegistrySP, PRE_ENCODED);
+export const modelRegistryServiceDefinition = createServiceDefinition(ModelRegistrySP, PRE_FRAMED);
 
 export interface ServiceContext {
   readonly registry: Registry;
@@ -35,6 +35,7 @@ export interface ServiceContext {
 }
 
 // Failures are logged (and counted) when the call ends, by the call observer (call-observer.ts).
+
 
 /** Runs a unary handler body and maps whatever it throws to a gRPC status. */
 function unary<Res>(callback: sendUnaryData<Res>, body: () => Promise<Res> | Res): void {
@@ -163,8 +164,8 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
         const source = await registry.openVersionData(validateModelId("model_id", modelId), versionNumber);
         let cancelled = false;
         try {
-          for await (const message of source.messages) {
-            if (!(await writeWithBackpressure(call, message))) {
+          for await (const frame of source.frames) {
+            if (!(await writeWithBackpressure(call, frame))) {
               cancelled = true;
               break;
             }

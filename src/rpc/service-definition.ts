@@ -8,6 +8,7 @@ import type {
   handleUnaryCall,
   handleBidiStreamingCall,
 } from "@grpc/grpc-js";
+import { frameSerializer } from "./pre-framed-messages.js";
 
 /** grpc-js wants a Buffer from serializers (a plain Uint8Array crashes on `.copy`); this is a view, not a copy. */
 function asBuffer(bytes: Uint8Array): Buffer {
@@ -22,19 +23,19 @@ type Handler<Kind, Req, Res> = Kind extends "unary"
       ? handleClientStreamingCall<Req, Res>
       : handleBidiStreamingCall<Req, Res>;
 
-/** Response types a method may be given pre-encoded (the bytes are sent as they are). */
-export type PreEncoded<Methods extends GenServiceMethods> = { readonly [K in keyof Methods]?: true };
+/** Methods whose responses are given as whole gRPC frames (sent as they are, see pre-framed-messages.ts). */
+export type PreFramed<Methods extends GenServiceMethods> = { readonly [K in keyof Methods]?: true };
 
 /**
  * A grpc-js implementation typed from the protobuf-es service descriptor:
  * the compiler says which methods exist and what each receives and returns.
- * Methods listed in `Encoded` write already-encoded Buffers instead of messages.
+ * Methods listed in `Framed` write gRPC frames (Buffers) instead of messages.
  */
-export type ServiceImplementation<Methods extends GenServiceMethods, Encoded extends PreEncoded<Methods> = object> = {
+export type ServiceImplementation<Methods extends GenServiceMethods, Framed extends PreFramed<Methods> = object> = {
   [K in keyof Methods]: Handler<
     Methods[K]["methodKind"],
     MessageShape<Methods[K]["input"]>,
-    K extends keyof Encoded ? Buffer : MessageShape<Methods[K]["output"]>
+    K extends keyof Framed ? Buffer : MessageShape<Methods[K]["output"]>
   >;
 };
 
@@ -62,7 +63,7 @@ function decodeRequest(input: DescMessage, bytes: Buffer): unknown {
   }
 }
 
-function methodDefinition(method: DescMethod, preEncoded: boolean): MethodDefinition<unknown, unknown> {
+function methodDefinition(method: DescMethod, preFramed: boolean): MethodDefinition<unknown, unknown> {
   const input: DescMessage = method.input;
   const output: DescMessage = method.output;
   return {
@@ -72,18 +73,18 @@ function methodDefinition(method: DescMethod, preEncoded: boolean): MethodDefini
     responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
     requestSerialize: (message) => asBuffer(toBinary(input, message as MessageShape<DescMessage>)),
     requestDeserialize: (bytes) => decodeRequest(input, bytes),
-    responseSerialize: preEncoded
-      ? (encoded) => encoded as Buffer
+    responseSerialize: preFramed
+      ? (frameSerializer() as (value: unknown) => Buffer)
       : (message) => asBuffer(toBinary(output, message as MessageShape<DescMessage>)),
     responseDeserialize: (bytes) => fromBinary(output, bytes),
   };
 }
 
 /** Builds the grpc-js ServiceDefinition of a protobuf-es service (protobuf-es v2 has no grpc-js generator). */
-export function createServiceDefinition(service: DescService, preEncoded: Readonly<Record<string, true>> = {}): ServiceDefinition {
+export function createServiceDefinition(service: DescService, preFramed: Readonly<Record<string, true>> = {}): ServiceDefinition {
   const definition: Record<string, MethodDefinition<unknown, unknown>> = {};
   for (const method of service.methods) {
-    definition[method.localName] = methodDefinition(method, preEncoded[method.localName] === true);
+    definition[method.localName] = methodDefinition(method, preFramed[method.localName] === true);
   }
   return definition;
 }
