@@ -49,12 +49,16 @@ function stats(
   const entryBytes = overrides.entryBytes ?? 0;
   const reservedBytes = overrides.reservedBytes ?? 0;
   const drainingBytes = overrides.drainingBytes ?? 0;
+  const spareBytes = overrides.spareBytes ?? 0;
   return {
     maxBytes,
-    usedBytes: entryBytes + reservedBytes + drainingBytes,
+    usedBytes: entryBytes + reservedBytes + drainingBytes + spareBytes,
     entryBytes,
     reservedBytes,
     drainingBytes,
+    spareBytes,
+    spares: overrides.spares ?? 0,
+    reuses: overrides.reuses ?? 0,
     entries: overrides.entries ?? 0,
     pinnedEntries: overrides.pinnedEntries ?? 0,
     evictions: { size: overrides.size ?? 0, expired: overrides.expired ?? 0 },
@@ -974,6 +978,226 @@ function runRandomized(seed: number, maxBytes: number, expirationMs: number, pru
   assert.equal(drained.usedBytes, drained.entryBytes);
   cache.close();
 }
+
+describe("VersionCache spares (memory of gone entries, reused by reserveReusing)", () => {
+  /** A harness with spares kept for 1000 ms of the fake clock. */
+  function withSpares(maxBytes: number, pruneCount = 1): Harness {
+    return harness({ maxBytes, pruneCount, spares: { maxAgeMs: 1000 } });
+  }
+
+  test("an evicted entry's value serves the next reservation of the same size; the account does not move", () => {
+    const { cache } = withSpares(300);
+    put(cache, "m", 1, 100);
+    put(cache, "m", 2, 100);
+    put(cache, "m", 3, 100);
+    const { reservation, reused } = cache.reserveReusing(100);
+    assert.equal(reused, "m@1", "the least recently used entry was evicted and its value handed over");
+    assert.equal(reservation.bytes, 100);
+    assert.deepEqual(cache.stats(), stats({ entryBytes: 200, reservedBytes: 100, entries: 2, size: 1, reuses: 1 }, 300));
+    cache.insert(reservation, "m", 4, "m@4 in m@1's memory");
+    assert.equal(cache.get("m", 4), "m@4 in m@1's memory");
+    assert.equal(cache.get("m", 1), undefined);
+  });
+
+  test("a prune batch leaves the other evicted values as spares, counted, for the next uploads", () => {
+    const { cache } = withSpares(400, 3);
+    for (let v = 1; v <= 4; v++) put(cache, "m", v, 100);
+    const first = cache.reserveReusing(100);
+    assert.equal(first.reused, "m@3", "the most recent spare first");
+    assert.deepEqual(cache.stats(), stats({ entryBytes: 100, reservedBytes: 100, spareBytes: 200, spares: 2, entries: 1, size: 3, reuses: 1 }, 400));
+    assert.equal(cache.reserveReusing(100).reused, "m@2");
+    assert.equal(cache.reserveReusing(100).reused, "m@1");
+    assert.deepEqual(cache.stats(), stats({ entryBytes: 100, reservedBytes: 300, entries: 1, size: 3, reuses: 3 }, 400));
+  });
+
+  test("with room to spare, nothing is evicted and nothing reused; another size is never reused", () => {
+    const { cache } = withSpares(1000);
+    put(cache, "m", 1, 100);
+    assert.equal(cache.reserveReusing(100).reused, undefined);
+    const { cache: full } = withSpares(200);
+    put(full, "m", 1, 100);
+    put(full, "m", 2, 100);
+    const other = full.reserveReusing(150);
+    assert.equal(other.reused, undefined, "m@1 and m@2 are 100 bytes");
+    assert.deepEqual(full.stats(), stats({ reservedBytes: 150, size: 2 }, 200), "spares of another size were dropped for room");
+  });
+
+  test("spares go first when room is needed: a live entry is not evicted while a spare can be dropped", () => {
+    const { cache } = withSpares(300);
+    put(cache, "m", 1, 100);
+    put(cache, "m", 2, 100);
+    put(cache, "m", 3, 100);
+    cache.insert(cache.reserveReusing(100).reservation, "m", 4, "m@4"); // m@1 evicted and reused
+    put(cache, "x", 1, 100); // evicts m@2: a 100-byte spare, dropped for this plain reserve
+    assert.deepEqual(cache.stats(), stats({ entryBytes: 300, entries: 3, size: 2, reuses: 1 }, 300));
+    assert.equal(cache.has("m", 3), true);
+  });
+
+  test("a value whose lease was released while it might still be read is never reused", () => {
+    const { cache } = withSpares(200);
+    put(cache, "m", 1, 100);
+    put(cache, "m", 2, 100);
+    const lease = cache.acquire("m", 1);
+    assert.ok(lease !== undefined);
+    lease.release(true);
+    cache.get("m", 2); // m@1 is the least recently used again
+    assert.equal(cache.reserveReusing(100).reused, undefined);
+    assert.deepEqual(cache.stats(), stats({ entryBytes: 100, reservedBytes: 100, entries: 1, size: 1 }, 200));
+  });
+
+  test("a leased value becomes a spare only when its last lease is released", () => {
+    const { cache } = withSpares(300);
+    put(cache, "m", 1, 100);
+    put(cache, "m", 2, 100);
+    const lease = cache.acquire("m", 1);
+    assert.ok(lease !== undefined);
+    cache.get("m", 2); // m@1 is the least recently used again
+    const other = cache.reserve(150); // evicts m@1 (it drains) and m@2 (a spare, dropped for room)
+    assert.deepEqual(cache.stats(), stats({ reservedBytes: 150, drainingBytes: 100, size: 2 }, 300));
+    lease.release();
+    assert.deepEqual(cache.stats(), stats({ reservedBytes: 150, spareBytes: 100, spares: 1, size: 2 }, 300));
+    other.release();
+    assert.equal(cache.reserveReusing(100).reused, "m@1", "a spare is used even when there is room");
+  });
+
+  test("deleted data is freed, not kept as a spare", () => {
+    const { cache } = withSpares(300);
+    put(cache, "m", 1, 100);
+    put(cache, "n", 1, 100);
+    cache.delete("m", 1);
+    cache.deleteModel("n");
+    assert.deepEqual(cache.stats(), stats({}, 300));
+  });
+
+  test("spares are forgotten after maxAgeMs, and by close()", () => {
+    const { cache, clock } = withSpares(200, 2);
+    put(cache, "m", 1, 100);
+    put(cache, "m", 2, 100);
+    cache.reserveReusing(100).reservation.release(); // evicts both, reuses m@2, m@1 stays a spare
+    assert.equal(cache.stats().spareBytes, 100);
+    clock.t += 1001;
+    assert.equal(cache.reserveReusing(100).reused, undefined, "m@1's memory is too old to keep");
+    assert.equal(cache.stats().spareBytes, 0);
+
+    const other = withSpares(200, 2);
+    put(other.cache, "m", 1, 100);
+    put(other.cache, "m", 2, 100);
+    other.cache.reserveReusing(100).reservation.release();
+    other.cache.close();
+    assert.equal(other.cache.stats().spareBytes, 0);
+  });
+
+  test("RESOURCE_EXHAUSTED counts spares as evictable", () => {
+    const { cache } = withSpares(200, 2);
+    put(cache, "m", 1, 100);
+    put(cache, "m", 2, 100);
+    const held = cache.reserveReusing(100); // m@1 and m@2 evicted; m@2 reused, m@1 a spare
+    assert.equal(held.reused, "m@2");
+    assert.deepEqual(cache.stats(), stats({ reservedBytes: 100, spareBytes: 100, spares: 1, size: 2, reuses: 1 }, 200));
+    assert.throws(
+      () => cache.reserve(150),
+      exhausted(`cannot reserve 150 bytes: ${BUDGET} is 200 bytes and 200 are used, of which only 100 can be evicted (100 reserved, 0 draining, 0 in entries being read)`),
+    );
+    const reserved = cache.reserve(100);
+    assert.deepEqual(cache.stats(), stats({ reservedBytes: 200, size: 2, reuses: 1 }, 200), "the spare was dropped for room");
+    reserved.release();
+  });
+});
+
+/**
+ * The safety property of spares, under random load: a value handed out by reserveReusing is never
+ * one that is still cached, still leased, was deleted, or whose lease said it might still be read.
+ */
+function runRandomizedReuse(seed: number, steps: number): void {
+  const random = mulberry32(seed);
+  const int = (n: number): number => Math.floor(random() * n);
+  const clock = { t: 0 };
+  const maxBytes = 1000;
+  const cache = new VersionCache<string>({
+    maxBytes,
+    expirationMs: 400,
+    pruneCount: 1 + int(3),
+    sweepIntervalMs: 0,
+    now: () => clock.t,
+    spares: { maxAgeMs: 300 },
+  });
+  const sizes = [100, 150, 250];
+  const leases: { lease: Lease<string>; value: string }[] = [];
+  const reservations: { reservation: Reservation }[] = [];
+  const neverReuse = new Set<string>();
+  let values = 0;
+  let reuses = 0;
+  for (let step = 0; step < steps; step++) {
+    const roll = int(100);
+    const key = `m${int(3)}:${int(4)}`;
+    const [modelId = "m0", version = "0"] = key.split(":");
+    if (roll < 35) {
+      try {
+        const { reservation, reused } = cache.reserveReusing(sizes[int(sizes.length)] ?? 100);
+        if (reused !== undefined) {
+          reuses++;
+          const where = `seed ${seed}, step ${step}: ${reused}`;
+          for (let m = 0; m < 3; m++) {
+            for (let v = 0; v < 4; v++) {
+              assert.notEqual(cache.get(`m${m}`, v), reused, `${where} is still cached`);
+            }
+          }
+          assert.ok(!leases.some((l) => l.value === reused), `${where} is still leased`);
+          assert.ok(!neverReuse.has(reused), `${where} was deleted or may still be read`);
+        }
+        if (int(5) === 0) {
+          reservation.release();
+        } else {
+          const value = `v${++values}`;
+          cache.insert(reservation, modelId, Number(version), value, { pinned: int(6) === 0 });
+        }
+      } catch (error) {
+        assert.ok(error instanceof RegistryError && error.code === Code.RESOURCE_EXHAUSTED, String(error));
+      }
+    } else if (roll < 50) {
+      const lease = cache.acquire(modelId, Number(version));
+      if (lease !== undefined) leases.push({ lease, value: lease.value });
+    } else if (roll < 70) {
+      const held = leases.splice(int(Math.max(1, leases.length)), 1)[0];
+      if (held !== undefined) {
+        const mayStillBeRead = int(3) === 0;
+        if (mayStillBeRead) neverReuse.add(held.value);
+        held.lease.release(mayStillBeRead);
+      }
+    } else if (roll < 78) {
+      const value = cache.get(modelId, Number(version));
+      if (value !== undefined) {
+        neverReuse.add(value);
+        cache.delete(modelId, Number(version));
+      }
+    } else if (roll < 85) {
+      if (reservations.length > 2) {
+        reservations.shift()?.reservation.release();
+      }
+      try {
+        reservations.push({ reservation: cache.reserve(int(2) === 0 ? 50 : 120) });
+      } catch (error) {
+        assert.ok(error instanceof RegistryError && error.code === Code.RESOURCE_EXHAUSTED, String(error));
+      }
+    } else if (roll < 92) {
+      reservations.splice(int(Math.max(1, reservations.length)), 1)[0]?.reservation.release();
+    } else {
+      clock.t += int(200);
+    }
+    const s = cache.stats();
+    assert.ok(s.usedBytes <= maxBytes, `seed ${seed}, step ${step}: used ${s.usedBytes}`);
+    assert.equal(s.usedBytes, s.entryBytes + s.reservedBytes + s.drainingBytes + s.spareBytes);
+  }
+  assert.ok(reuses > steps / 20, `seed ${seed}: only ${reuses} reuses: the test does not exercise reuse`);
+}
+
+describe("VersionCache randomized reuse", () => {
+  for (const seed of [11, 12, 13]) {
+    test(`20,000 random operations never reuse memory that is cached, leased, deleted or maybe still read (seed ${seed})`, () => {
+      runRandomizedReuse(seed, 20_000);
+    });
+  }
+});
 
 describe("VersionCache randomized accounting", () => {
   const configs: [seed: number, maxBytes: number, expirationMs: number, pruneCount: number][] = [

@@ -38,6 +38,21 @@ export class EncodedVersionData {
     return data;
   }
 
+  /**
+   * The memory of `previous` (a version nobody reads any more) laid out for a new version of the
+   * same encoded size: no allocation, and its pages are already mapped. The data bytes are stale
+   * until overwritten; the headers are written again.
+   */
+  static reuse(previous: EncodedVersionData, dataSize: number, chunkSize: number): EncodedVersionData {
+    const layout = planChunkLayout(dataSize, chunkSize);
+    if (previous.shared.byteLength !== layout.totalBytes) {
+      throw new RangeError(`cannot reuse ${previous.shared.byteLength} bytes for a layout of ${layout.totalBytes}`);
+    }
+    const data = new EncodedVersionData(layout, previous.shared);
+    writeChunkHeaders(layout, data.bytes);
+    return data;
+  }
+
   /** Wraps memory shared by another thread (headers already written there). */
   static fromShared(shared: SharedArrayBuffer, dataSize: number, chunkSize: number): EncodedVersionData {
     const layout = planChunkLayout(dataSize, chunkSize);

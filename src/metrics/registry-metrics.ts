@@ -47,7 +47,7 @@ export function registerRegistryMetrics(register: MetricsRegistry, sources: Regi
   gauge("cache_max_bytes", "Byte budget of the version cache.", () => registry().cache.maxBytes);
   gauge(
     "cache_used_bytes",
-    "Bytes counted against the version cache budget: cached data, reservations and draining data.",
+    "Bytes counted against the version cache budget: cached data, reservations, draining data and spares.",
     () => registry().cache.usedBytes,
   );
   gauge("cache_data_bytes", "Bytes of the model version data held in the version cache.", () => registry().cache.entryBytes);
@@ -61,6 +61,11 @@ export function registerRegistryMetrics(register: MetricsRegistry, sources: Regi
     "cache_draining_bytes",
     "Bytes of versions that left the cache but are still being read.",
     () => registry().cache.drainingBytes,
+  );
+  gauge(
+    "cache_spare_bytes",
+    "Bytes of versions that left the cache, kept to be reused by the next upload of the same size.",
+    () => registry().cache.spareBytes,
   );
 
   const seen = { size: 0, expired: 0 };

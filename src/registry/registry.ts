@@ -39,8 +39,11 @@ export interface RegistryOptions {
 export interface VersionDataSource {
   readonly version: VersionRecord;
   readonly frames: Iterable<Buffer> | AsyncIterable<Buffer>;
-  /** Frees what the stream held (call once, whether it completed or not). */
-  release(): void;
+  /**
+   * Frees what the stream held (call once, whether it completed or not). `mayStillBeRead`: some frame
+   * handed out may still be read (a socket write not confirmed), so its memory must never be reused.
+   */
+  release(mayStillBeRead: boolean): void;
 }
 
 export interface ModelPage {
@@ -68,6 +71,12 @@ const ARCHIVED_CACHE_SHARE = 4;
 /** Memory an archived upload streamed to disk holds at most (one batch). */
 const STREAMED_UPLOAD_BATCH_BYTES = 4 * 1024 * 1024;
 
+/**
+ * How long the memory of a version that left the cache is kept (inside the budget) for the next
+ * upload of the same size: a learner publishing many times a minute reuses it every time.
+ */
+const SPARE_MAX_AGE_MS = 30_000;
+
 /** Routes each model to its owner actor and keeps the shared version cache. */
 export class Registry {
   readonly cache: VersionCache<EncodedVersionData>;
@@ -83,6 +92,7 @@ export class Registry {
       expirationMs: options.cacheExpirationMs,
       pruneCount: options.cachePruneCount,
       onEvict: (modelId, versionNumber) => this.actors.get(modelId)?.dataEvicted(versionNumber),
+      spares: { maxAgeMs: SPARE_MAX_AGE_MS },
     });
     this.now = options.now ?? createNanosecondClock();
   }
@@ -202,11 +212,15 @@ export class Registry {
   }
 
   private beginMemoryUpload(actor: ModelActor, header: UploadHeader, totalBytes: number): PendingUpload {
-    this.options.beforeAllocate?.();
-    const reservation = this.cache.reserve(totalBytes);
+    const { reservation, reused } = this.cache.reserveReusing(totalBytes);
     let data: EncodedVersionData;
     try {
-      data = EncodedVersionData.allocate(header.dataSize, this.options.chunkSize);
+      if (reused !== undefined) {
+        data = EncodedVersionData.reuse(reused, header.dataSize, this.options.chunkSize);
+      } else {
+        this.options.beforeAllocate?.();
+        data = EncodedVersionData.allocate(header.dataSize, this.options.chunkSize);
+      }
     } catch (error) {
       reservation.release();
       throw resourceExhausted(`cannot allocate ${header.dataSize} bytes for the version data: ${String(error)}`);
@@ -290,7 +304,7 @@ export class Registry {
     if (lease === undefined) {
       return undefined;
     }
-    return { version, frames: lease.value.frames(), release: () => lease.release() };
+    return { version, frames: lease.value.frames(), release: (mayStillBeRead) => lease.release(mayStillBeRead) };
   }
 
   /** Reads an archived version into the cache if it fits a share of the budget; concurrent readers share one load. */

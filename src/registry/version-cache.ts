@@ -1,19 +1,22 @@
 /**
  * The version cache: the ONE shared byte account for all version data the registry holds in memory.
  *
- * Every byte of version data in memory is counted here in exactly one of three buckets:
+ * Every byte of version data in memory is counted here in exactly one of four buckets:
  *
  * - `entryBytes`: data of the cached versions (the entries of the index);
  * - `reservedBytes`: room taken with {@link VersionCache.reserve} by work in progress (an upload being
  *   assembled, a version being loaded from storage) that has not become an entry yet;
  * - `drainingBytes`: data of entries that left the index (evicted, expired, deleted or replaced) while
  *   a reader still held a {@link Lease} on them; the memory stays alive until the last lease is
- *   released, so it stays counted.
+ *   released, so it stays counted;
+ * - `spareBytes` (only with the `spares` option): values of entries that are gone, kept for reuse by
+ *   {@link VersionCache.reserveReusing}; the first thing dropped when room is needed.
  *
- * Invariant, at every moment: `usedBytes = entryBytes + reservedBytes + drainingBytes <= maxBytes`.
- * The only way to add bytes is `reserve()`, which evicts (LRU, by batches of `pruneCount`, unpinned
- * entries first) until the request fits or throws RESOURCE_EXHAUSTED; `insert()` only turns reserved
- * bytes into entry bytes, and eviction/deletion only moves entry bytes to draining or frees them.
+ * Invariant, at every moment: `usedBytes = entryBytes + reservedBytes + drainingBytes + spareBytes <= maxBytes`.
+ * The only ways to add bytes are `reserve()` and `reserveReusing()`, which drop spares, then evict (LRU,
+ * by batches of `pruneCount`, unpinned entries first) until the request fits or throw RESOURCE_EXHAUSTED;
+ * `insert()` only turns reserved bytes into entry bytes, and eviction/deletion only moves entry bytes to
+ * draining, to spares or frees them.
  *
  * Complexity: get/acquire/has/insert/delete/release are O(1) (two Map lookups and intrusive doubly
  * linked list moves); eviction is O(1) per evicted entry; `sweepExpired` walks entries in insertion
@@ -29,6 +32,7 @@
 import { performance } from "node:perf_hooks";
 
 import { resourceExhausted } from "../errors/index.js";
+import { SpareValues } from "./spare-values.js";
 
 export type EvictionReason = "size" | "expired";
 
@@ -49,6 +53,11 @@ export interface VersionCacheOptions {
   sweepIntervalMs?: number;
   /** Called synchronously when an entry leaves because of size pressure or expiry (not delete/replace). */
   onEvict?: (modelId: string, versionNumber: number, reason: EvictionReason) => void;
+  /**
+   * Keep the values of entries that are gone (and no longer read) as spares for reserveReusing,
+   * within the budget, for at most `maxAgeMs` each. Off when absent.
+   */
+  spares?: { readonly maxAgeMs: number };
 }
 
 /** Bytes counted against the budget for work in progress. */
@@ -61,8 +70,11 @@ export interface Reservation {
 /** A reader's hold on a cached value: its bytes stay counted until released. */
 export interface Lease<V> {
   readonly value: V;
-  /** Idempotent. */
-  release(): void;
+  /**
+   * Idempotent. `mayStillBeRead`: something the cache does not see (a socket write not yet confirmed)
+   * may still read the value's memory; the value is then never reused as a spare.
+   */
+  release(mayStillBeRead?: boolean): void;
 }
 
 export interface VersionCacheStats {
@@ -72,6 +84,11 @@ export interface VersionCacheStats {
   readonly entryBytes: number;
   readonly reservedBytes: number;
   readonly drainingBytes: number;
+  /** Values of gone entries kept for reuse (see the `spares` option). */
+  readonly spareBytes: number;
+  readonly spares: number;
+  /** Reservations served with a spare instead of new memory, since creation. */
+  readonly reuses: number;
   readonly entries: number;
   readonly pinnedEntries: number;
   readonly evictions: { readonly size: number; readonly expired: number };
@@ -95,6 +112,8 @@ class Entry<V> {
   /** Recency stamp: larger = used more recently. */
   tick: number;
   leases: number;
+  /** False once a lease was released while its memory might still be read (never reuse it). */
+  reusable: boolean;
   state: EntryState;
   /** LRU list links (the pinned or the unpinned list); prev = less recently used. */
   prev: Entry<V> | null;
@@ -120,6 +139,7 @@ class Entry<V> {
     this.pinned = pinned;
     this.tick = tick;
     this.leases = 0;
+    this.reusable = true;
     this.state = LIVE;
     this.prev = null;
     this.next = null;
@@ -200,29 +220,38 @@ class Ledger {
   entryBytes: number;
   reservedBytes: number;
   drainingBytes: number;
+  spareBytes: number;
   /** The part of entryBytes whose entries are under lease (evicting them would not free anything). */
   leasedEntryBytes: number;
+  /** Called when an entry's bytes stop being counted as entry or draining bytes. */
+  readonly retire: (entry: Entry<never>) => void;
 
-  constructor(maxBytes: number) {
+  constructor(maxBytes: number, retire: (entry: Entry<never>) => void) {
     this.maxBytes = maxBytes;
     this.entryBytes = 0;
     this.reservedBytes = 0;
     this.drainingBytes = 0;
+    this.spareBytes = 0;
     this.leasedEntryBytes = 0;
+    this.retire = retire;
   }
 
   usedBytes(): number {
-    return this.entryBytes + this.reservedBytes + this.drainingBytes;
+    return this.entryBytes + this.reservedBytes + this.drainingBytes + this.spareBytes;
   }
 
-  leaseReleased(entry: Entry<unknown>): void {
+  leaseReleased(entry: Entry<never>, mayStillBeRead: boolean): void {
     entry.leases -= 1;
+    if (mayStillBeRead) {
+      entry.reusable = false;
+    }
     if (entry.leases === 0) {
       if (entry.state === LIVE) {
         this.leasedEntryBytes -= entry.bytes;
       } else if (entry.state === DRAINING) {
         this.drainingBytes -= entry.bytes;
         entry.state = DEAD;
+        this.retire(entry);
       }
     }
   }
@@ -258,11 +287,11 @@ class CacheLease<V> implements Lease<V> {
     this.ledger = ledger;
   }
 
-  release(): void {
+  release(mayStillBeRead = false): void {
     const entry = this.entry;
     if (entry !== null) {
       this.entry = null;
-      this.ledger.leaseReleased(entry);
+      this.ledger.leaseReleased(entry as Entry<never>, mayStillBeRead);
     }
   }
 }
@@ -294,6 +323,10 @@ export class VersionCache<V> {
   readonly #pendingReasons: EvictionReason[];
   #notifying: boolean;
   #timer: NodeJS.Timeout | undefined;
+  readonly #spares: SpareValues<V> | undefined;
+  readonly #spareMaxAgeMs: number;
+  #spareTimer: NodeJS.Timeout | undefined;
+  #reuses: number;
 
   constructor(options: VersionCacheOptions) {
     checkBytes(options.maxBytes, "maxBytes");
@@ -307,7 +340,15 @@ export class VersionCache<V> {
     if (sweep !== undefined && (!Number.isFinite(sweep) || sweep < 0)) {
       throw new RangeError(`sweepIntervalMs must be a non-negative finite number, got ${String(sweep)}`);
     }
-    this.#ledger = new Ledger(options.maxBytes);
+    const spareMaxAge = options.spares?.maxAgeMs;
+    if (spareMaxAge !== undefined && (!Number.isFinite(spareMaxAge) || spareMaxAge <= 0)) {
+      throw new RangeError(`spares.maxAgeMs must be a positive finite number, got ${String(spareMaxAge)}`);
+    }
+    this.#ledger = new Ledger(options.maxBytes, (entry) => this.#retire(entry as Entry<V>));
+    this.#spares = spareMaxAge === undefined ? undefined : new SpareValues<V>();
+    this.#spareMaxAgeMs = spareMaxAge ?? 0;
+    this.#spareTimer = undefined;
+    this.#reuses = 0;
     this.#expirationMs = options.expirationMs;
     this.#pruneCount = options.pruneCount;
     this.#now = options.now ?? performance.now.bind(performance);
@@ -364,6 +405,36 @@ export class VersionCache<V> {
     }
     ledger.reservedBytes += bytes;
     return new CacheReservation(ledger, bytes);
+  }
+
+  /**
+   * Like reserve, and hands over a spare value of exactly `bytes` when there is one (before or after
+   * the evictions that make room), so that the caller can reuse its memory instead of allocating.
+   * The spare's bytes become the reservation's: the account does not change.
+   */
+  reserveReusing(bytes: number): { readonly reservation: Reservation; readonly reused: V | undefined } {
+    checkBytes(bytes, "bytes");
+    const spares = this.#spares;
+    const ledger = this.#ledger;
+    if (spares === undefined) {
+      return { reservation: this.reserve(bytes), reused: undefined };
+    }
+    this.#dropOldSpares();
+    let reused = spares.take(bytes);
+    if (reused === undefined && bytes <= ledger.maxBytes && ledger.usedBytes() + bytes > ledger.maxBytes) {
+      // Evicting for room may retire an entry of this very size: take it rather than drop it.
+      this.#makeRoom(bytes, () => {
+        reused = spares.take(bytes);
+        return reused !== undefined;
+      });
+    }
+    if (reused === undefined) {
+      return { reservation: this.reserve(bytes), reused: undefined };
+    }
+    ledger.spareBytes -= bytes;
+    ledger.reservedBytes += bytes;
+    this.#reuses += 1;
+    return { reservation: new CacheReservation(ledger, bytes), reused };
   }
 
   /**
@@ -482,19 +553,21 @@ export class VersionCache<V> {
     entry.pinned = pinned;
   }
 
-  /** Removes the entry (no onEvict); under lease its bytes drain. */
+  /** Removes the entry (no onEvict); under lease its bytes drain. Deleted data is freed, never kept as a spare. */
   delete(modelId: string, versionNumber: number): void {
     const entry = this.#index.get(modelId)?.get(versionNumber);
     if (entry !== undefined) {
+      entry.reusable = false;
       this.#remove(entry);
     }
   }
 
-  /** Removes all entries of the model (no onEvict). */
+  /** Removes all entries of the model (no onEvict); like delete, frees their data. */
   deleteModel(modelId: string): void {
     const versions = this.#index.get(modelId);
     if (versions !== undefined) {
       for (const entry of [...versions.values()]) {
+        entry.reusable = false;
         this.#remove(entry);
       }
     }
@@ -516,17 +589,55 @@ export class VersionCache<V> {
       entryBytes: ledger.entryBytes,
       reservedBytes: ledger.reservedBytes,
       drainingBytes: ledger.drainingBytes,
+      spareBytes: ledger.spareBytes,
+      spares: this.#spares?.count ?? 0,
+      reuses: this.#reuses,
       entries: this.#entries,
       pinnedEntries: this.#pinnedEntries,
       evictions: { size: this.#sizeEvictions, expired: this.#expiredEvictions },
     };
   }
 
-  /** Stops the sweep timer (idempotent); the cache stays usable, with lazy expiry only. */
+  /** Stops the timers and forgets the spares (idempotent); the cache stays usable, with lazy expiry only. */
   close(): void {
     if (this.#timer !== undefined) {
       clearInterval(this.#timer);
       this.#timer = undefined;
+    }
+    if (this.#spares !== undefined) {
+      this.#ledger.spareBytes -= this.#spares.clear();
+    }
+    this.#stopSpareTimer();
+  }
+
+  /** An entry's bytes left the entry/draining buckets: keep its value as a spare if it may be reused. */
+  #retire(entry: Entry<V>): void {
+    const spares = this.#spares;
+    if (spares === undefined || !entry.reusable) {
+      return;
+    }
+    spares.add(entry.bytes, entry.value, this.#now());
+    this.#ledger.spareBytes += entry.bytes;
+    if (this.#spareTimer === undefined) {
+      this.#spareTimer = setInterval(() => this.#dropOldSpares(), this.#spareMaxAgeMs);
+      this.#spareTimer.unref();
+    }
+  }
+
+  #dropOldSpares(): void {
+    const spares = this.#spares;
+    if (spares !== undefined && spares.count > 0) {
+      this.#ledger.spareBytes -= spares.dropOlderThan(this.#now() - this.#spareMaxAgeMs);
+    }
+    if (spares === undefined || spares.count === 0) {
+      this.#stopSpareTimer();
+    }
+  }
+
+  #stopSpareTimer(): void {
+    if (this.#spareTimer !== undefined) {
+      clearInterval(this.#spareTimer);
+      this.#spareTimer = undefined;
     }
   }
 
@@ -549,7 +660,11 @@ export class VersionCache<V> {
     (entry.pinned ? this.#pinned : this.#unpinned).moveToBack(entry);
   }
 
-  #makeRoom(bytes: number): void {
+  /**
+   * Drops spares, then evicts, until `bytes` more fit; `tookSpare` (reserveReusing) is asked first at
+   * every step and ends the work when it took a spare of the right size.
+   */
+  #makeRoom(bytes: number, tookSpare?: () => boolean): void {
     const ledger = this.#ledger;
     if (!this.#canFit(bytes)) {
       throw this.#exhausted(bytes);
@@ -559,9 +674,16 @@ export class VersionCache<V> {
       this.#notify();
     }
     while (ledger.usedBytes() + bytes > ledger.maxBytes) {
+      if (tookSpare?.() === true) {
+        return;
+      }
       // Checked again because onEvict may have called back into the cache.
       if (!this.#canFit(bytes)) {
         throw this.#exhausted(bytes);
+      }
+      if (ledger.spareBytes > 0 && this.#spares !== undefined) {
+        ledger.spareBytes -= this.#spares.dropOldest();
+        continue;
       }
       const list = this.#unpinned.head !== null ? this.#unpinned : this.#pinned;
       let head = list.head;
@@ -588,7 +710,7 @@ export class VersionCache<V> {
   #exhausted(bytes: number): Error {
     const ledger = this.#ledger;
     const used = ledger.usedBytes();
-    const evictable = ledger.entryBytes - ledger.leasedEntryBytes;
+    const evictable = ledger.entryBytes - ledger.leasedEntryBytes + ledger.spareBytes;
     return resourceExhausted(
       `cannot reserve ${bytes} bytes: the version cache budget (COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE) is ${ledger.maxBytes} bytes ` +
         `and ${used} are used, of which only ${evictable} can be evicted ` +
@@ -684,6 +806,7 @@ export class VersionCache<V> {
       entry.state = DRAINING;
     } else {
       entry.state = DEAD;
+      this.#retire(entry);
     }
   }
 }

@@ -17,6 +17,7 @@ import { invalidArgument } from "../errors/index.js";
 import { toWireModel, toWireVersion } from "./convert.js";
 import { type ServiceImplementation, createServiceDefinition } from "./service-definition.js";
 import { writeWithBackpressure } from "./stream-writer.js";
+import { WriteConfirmations } from "./write-confirmations.js";
 import { toServiceError } from "./to-service-error.js";
 import { requireMessage, validateDataSize, validateModelId, validateUserData } from "./validate.js";
 import { limitReplySize } from "./reply-size.js";
@@ -36,6 +37,11 @@ export interface ServiceContext {
 
 // Failures are logged (and counted) when the call ends, by the call observer (call-observer.ts).
 
+/**
+ * After its last write, how long a RetrieveVersionData call waits for the socket to take the
+ * data before it lets the version go anyway (its memory is then never reused).
+ */
+const WRITE_CONFIRMATION_TIMEOUT_MS = 30_000;
 
 /** Runs a unary handler body and maps whatever it throws to a gRPC status. */
 function unary<Res>(callback: sendUnaryData<Res>, body: () => Promise<Res> | Res): void {
@@ -162,19 +168,23 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
       const send = async (): Promise<void> => {
         const { modelId, versionNumber } = call.request;
         const source = await registry.openVersionData(validateModelId("model_id", modelId), versionNumber);
-        let cancelled = false;
+        // The frames are views of the cached version: its memory may be reused once the lease is
+        // released, so the lease is held until every write is confirmed (or the call is gone).
+        const writes = new WriteConfirmations();
         try {
+          let cancelled = false;
           for await (const frame of source.frames) {
-            if (!(await writeWithBackpressure(call, frame))) {
+            if (!(await writeWithBackpressure(call, frame, writes.track()))) {
               cancelled = true;
               break;
             }
           }
+          if (!cancelled) {
+            call.end();
+            await writes.settled(call, WRITE_CONFIRMATION_TIMEOUT_MS);
+          }
         } finally {
-          source.release();
-        }
-        if (!cancelled) {
-          call.end();
+          source.release(!writes.allConfirmed);
         }
       };
       send().catch((reason: unknown) => failStream(call as ServerWritableStream<unknown, unknown>, reason));
@@ -222,6 +232,8 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
           cache_data_bytes: String(cache.entryBytes),
           cache_reserved_bytes: String(cache.reservedBytes),
           cache_draining_bytes: String(cache.drainingBytes),
+          cache_spare_bytes: String(cache.spareBytes),
+          cache_reused_buffers: String(cache.reuses),
           cached_versions: String(cache.entries),
           cache_evictions_size: String(cache.evictions.size),
           cache_evictions_expired: String(cache.evictions.expired),
