@@ -4,7 +4,7 @@
  * directory that is removed when it stops.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { appendFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -67,7 +67,13 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
     env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${options.cpuProfileDir}`;
   }
   const file = options.sha256 === undefined ? MAIN_FILE : LAUNCHER_FILE;
-  const child = spawn(process.execPath, [file], { env, stdio: ["ignore", "pipe", "pipe"] });
+  // For investigations: V8 flags for the server only (e.g. "--trace-gc"), and a file that gets its stdout.
+  const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(" ").filter((arg) => arg !== "") ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, file], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const stdoutCopy = process.env.BENCH_SERVER_STDOUT;
+  if (stdoutCopy !== undefined) {
+    child.stdout.on("data", (data: Buffer) => appendFileSync(stdoutCopy, data));
+  }
   trackChild(child);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   let port: number;
