@@ -88,6 +88,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
       hash: (segments) => pool.hash(segments),
       maxVersionBytes: config.versionMaxBytes ?? 0,
       beforeAllocate: memoryGuard.beforeAllocate,
+      dataReceived: memoryGuard.dataReceived,
       resumableHash: { update: (state, segments) => pool.hashUpdate(state, segments), digest: (state) => pool.hashDigest(state) },
       log: log.child({ module: "registry" }),
     });

@@ -31,6 +31,8 @@ export interface RegistryOptions {
   readonly log: Logger;
   /** Called before version data is allocated (see memory-guard.ts). */
   readonly beforeAllocate?: () => void;
+  /** Called with the size of every piece of version data an upload receives. */
+  readonly dataReceived?: (bytes: number) => void;
   /** Clock in ns since the epoch, for creation timestamps. */
   readonly now?: () => bigint;
 }
@@ -202,7 +204,10 @@ export class Registry {
     };
     return {
       header,
-      append: (chunk) => upload.append(chunk),
+      append: (chunk) => {
+        this.options.dataReceived?.(chunk.byteLength);
+        return upload.append(chunk);
+      },
       finish: () => upload.finish().finally(uncount),
       abort: () => {
         uncount();
