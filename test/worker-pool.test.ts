@@ -4,6 +4,8 @@ import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { EncodedVersionData, SHA256_IMPLEMENTATIONS } from "../src/data/index.js";
 import { createWorkerPool } from "../src/worker-pool/index.js";
 
@@ -24,6 +26,26 @@ describe("worker pool", () => {
       assert.ok(encoded.toContiguous().equals(data));
     });
   }
+
+  test("workers let go of the shared memory they hashed: 512 MiB of versions do not stay resident", async (t) => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const pool = createWorkerPool({ sha256: "node-crypto", maxThreads: 2 });
+    t.after(() => pool.close());
+    await pool.hash([Buffer.alloc(1)]);
+    gc();
+    const before = process.memoryUsage.rss();
+    const MiB = 1024 * 1024;
+    for (let i = 0; i < 32; i++) {
+      const version = EncodedVersionData.allocate(16 * MiB, 2 * MiB);
+      version.write(0, Buffer.alloc(16 * MiB, i)); // touch every page
+      await pool.hash(version.dataSegments());
+    }
+    gc();
+    const grown = process.memoryUsage.rss() - before;
+    // Without the workers' own collections, all 512 MiB stayed resident (views held by idle workers).
+    assert.ok(grown < 256 * MiB, `RSS grew by ${Math.round(grown / MiB)} MiB after hashing 32 versions of 16 MiB`);
+  });
 
   test("writes version files atomically from shared memory and reports errors with their code", async (t) => {
     const pool = createWorkerPool({ sha256: "node-crypto", maxThreads: 2 });
