@@ -30,4 +30,4 @@ EXPOSE 9000
 # run with `docker run --init` (or `init: true` in compose) to also have zombies reaped.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 CMD ["node", "dist/src/healthcheck.js"]
-CMD ["node", "dist/src/main.js"]
+CMD ["node", "--single-threaded-gc", "dist/src/main.js"]

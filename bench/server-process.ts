@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { Sha256Implementation } from "../src/data/index.js";
+import { SERVER_NODE_FLAGS } from "../src/runtime-flags.js";
 import { removeTempDir, trackChild, trackTempDir } from "./cleanup.js";
 import { type ProcessMemory, readCpuSeconds, readMemory } from "./proc-stats.js";
 
@@ -67,9 +68,14 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
     env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${options.cpuProfileDir}`;
   }
   const file = options.sha256 === undefined ? MAIN_FILE : LAUNCHER_FILE;
-  // For investigations: V8 flags for the server only (e.g. "--trace-gc"), and a file that gets its stdout.
-  const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(" ").filter((arg) => arg !== "") ?? [];
-  const child = spawn(process.execPath, [...nodeArgs, file], { env, stdio: ["ignore", "pipe", "pipe"] });
+  // For investigations: Node/V8 flags for the server only (e.g. "--single-threaded-gc --trace-gc";
+  // "none" for none at all), and a file that gets its stdout.
+  const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(" ").filter((arg) => arg !== "" && arg !== "none") ?? [];
+  // The server runs as in production (SERVER_NODE_FLAGS), unless BENCH_SERVER_NODE_ARGS says otherwise.
+  const child = spawn(process.execPath, [...(nodeArgs.length > 0 ? nodeArgs : SERVER_NODE_FLAGS), file], {
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const stdoutCopy = process.env.BENCH_SERVER_STDOUT;
   if (stdoutCopy !== undefined) {
     child.stdout.on("data", (data: Buffer) => appendFileSync(stdoutCopy, data));

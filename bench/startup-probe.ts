@@ -11,6 +11,7 @@ import { createServer } from "node:net";
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { SERVER_NODE_FLAGS } from "../src/runtime-flags.js";
 import { RegistryClient, type WireVersionInfo } from "../test/support/registry-client.js";
 import { trackChild } from "./cleanup.js";
 import { sleep } from "./clock.js";
@@ -90,7 +91,7 @@ export async function probeStartup<T>(
     COGMENT_MODEL_REGISTRY_SHUTDOWN_GRACE_PERIOD: "1s",
   };
   const spawnedAt = performance.now();
-  const child = spawn(process.execPath, [MAIN_FILE], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, MAIN_FILE], { env, stdio: ["ignore", "pipe", "pipe"] });
   trackChild(child);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   let servingLogAt: number | null = null;

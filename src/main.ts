@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --single-threaded-gc
 import { enableCompileCache } from "node:module";
 
 // Start-up is mostly compiling our dependencies' JavaScript: cache the compiled code in the OS temp

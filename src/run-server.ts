@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig } from "./config.js";
 import { createLogger } from "./logger.js";
+import { missingServerFlags } from "./runtime-flags.js";
 import { startServer } from "./server.js";
 
 async function main(): Promise<void> {
@@ -16,6 +17,10 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel);
   for (const name of config.ignoredVariables) {
     log.warn({ variable: name }, "unknown COGMENT_MODEL_REGISTRY_ variable ignored (a typo?)");
+  }
+  const missingFlags = missingServerFlags();
+  if (missingFlags.length > 0) {
+    log.info({ flags: missingFlags }, "started without the recommended Node.js flags (npm start and the Docker image pass them): expect more CPU per GB served");
   }
   process.on("unhandledRejection", (reason) => log.error({ err: reason }, "unhandled rejection"));
 

@@ -29,7 +29,7 @@ test("the Dockerfile's runtime steps work in a clean directory: npm ci --omit=de
     "COPY --from=build /app/dist/workers ./dist/workers",
     "COPY proto ./proto",
     'HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 CMD ["node", "dist/src/healthcheck.js"]',
-    'CMD ["node", "dist/src/main.js"]',
+    'CMD ["node", "--single-threaded-gc", "dist/src/main.js"]',
     "USER node",
     "VOLUME /data",
     "EXPOSE 9000",

@@ -1,3 +1,4 @@
+import { SERVER_NODE_FLAGS } from "../src/runtime-flags.js";
 import assert from "node:assert/strict";
 import { readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
@@ -15,10 +16,10 @@ describe("the server as a process", () => {
       scripts: Record<string, string>;
     };
     assert.equal(pkg.bin["cogment-model-registry"], "dist/src/main.js");
-    assert.equal(pkg.scripts.start, "node dist/src/main.js");
+    assert.equal(pkg.scripts.start, `node ${SERVER_NODE_FLAGS.join(" ")} dist/src/main.js`);
     assert.equal(path.resolve(import.meta.dirname, "../..", pkg.bin["cogment-model-registry"] ?? ""), MAIN_FILE);
     const head = (await readFile(MAIN_FILE, "utf8")).split("\n")[0];
-    assert.equal(head, "#!/usr/bin/env node");
+    assert.equal(head, `#!/usr/bin/env -S node ${SERVER_NODE_FLAGS.join(" ")}`);
   });
 
   test("starts, creates a missing archive dir, serves, and exits 0 on SIGTERM", async (t) => {
