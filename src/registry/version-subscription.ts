@@ -1,3 +1,4 @@
+import { LatestWins } from "../latest-wins.js";
 import type { VersionRecord } from "./records.js";
 
 /** Where a VersionUpdate subscriber's messages go; implemented by the RPC layer. */
@@ -9,63 +10,41 @@ export interface VersionSink {
 }
 
 /**
- * One VersionUpdate subscriber. At most one update is in flight; while it is,
- * newer versions replace each other in a single pending slot, so a slow reader
- * skips intermediate versions but always ends up with the latest and the
- * server never queues more than one record per subscriber.
+ * One VersionUpdate subscriber: versions go out in increasing order, latest wins (see
+ * latest-wins.ts), so a slow reader skips intermediate versions but always ends up with the
+ * latest and the server never queues more than one record per subscriber.
  */
 export class VersionSubscription {
-  private pending: VersionRecord | undefined = undefined;
-  private lastSent = 0;
-  private sending = false;
-  private closed = false;
+  private readonly sender: LatestWins<VersionRecord>;
+  private newest = 0;
 
-  constructor(private readonly sink: VersionSink, private readonly onError: (error: unknown) => void) {}
+  constructor(
+    private readonly sink: VersionSink,
+    onError: (error: unknown) => void,
+  ) {
+    this.sender = new LatestWins((version) => sink.send(version), onError);
+  }
 
   get isClosed(): boolean {
-    return this.closed;
+    return this.sender.isClosed;
   }
 
   publish(version: VersionRecord): void {
-    if (this.closed || version.versionNumber <= this.lastSent) {
-      return;
-    }
-    if (this.pending === undefined || version.versionNumber > this.pending.versionNumber) {
-      this.pending = version;
-    }
-    if (!this.sending) {
-      void this.flush();
+    if (version.versionNumber > this.newest) {
+      this.newest = version.versionNumber;
+      this.sender.offer(version);
     }
   }
 
   end(): void {
-    if (!this.closed) {
-      this.closed = true;
-      this.pending = undefined;
+    if (!this.sender.isClosed) {
+      this.sender.close();
       this.sink.end();
     }
   }
 
   /** Stops without ending the stream (the client went away). */
   detach(): void {
-    this.closed = true;
-    this.pending = undefined;
-  }
-
-  private async flush(): Promise<void> {
-    this.sending = true;
-    try {
-      while (this.pending !== undefined && !this.closed) {
-        const next = this.pending;
-        this.pending = undefined;
-        this.lastSent = next.versionNumber;
-        await this.sink.send(next);
-      }
-    } catch (error) {
-      this.detach();
-      this.onError(error);
-    } finally {
-      this.sending = false;
-    }
+    this.sender.close();
   }
 }

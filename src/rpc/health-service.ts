@@ -5,6 +5,7 @@ import {
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from "../gen/grpc/health/v1/health_pb.js";
 import { notFound } from "../errors/index.js";
+import { LatestWins } from "../latest-wins.js";
 import { type ServiceImplementation, createServiceDefinition } from "./service-definition.js";
 import { writeWithBackpressure } from "./stream-writer.js";
 import { toServiceError } from "./to-service-error.js";
@@ -82,38 +83,34 @@ export function createHealthService(health: HealthStatus): ServiceImplementation
     },
     watch(call) {
       const service = call.request.service;
-      let latest = health.get(service) ?? ServingStatus.SERVICE_UNKNOWN;
-      let sent: ServingStatus | undefined;
-      let sending = false;
-      let ending = false;
-      // Only the latest status matters: a slow watcher skips intermediate ones.
-      const send = async (): Promise<void> => {
-        if (sending) {
-          return;
-        }
-        sending = true;
-        while (sent !== latest && !call.cancelled) {
-          sent = latest;
-          await writeWithBackpressure(call, create(HealthCheckResponseSchema, { status: sent }));
-        }
-        sending = false;
-        if (ending && !call.cancelled) {
-          call.end();
+      let offered: ServingStatus | undefined;
+      const sender = new LatestWins<ServingStatus>(
+        (status) => writeWithBackpressure(call, create(HealthCheckResponseSchema, { status })).then(() => {}),
+        () => {},
+      );
+      const offer = (status: ServingStatus): void => {
+        if (status !== offered) {
+          offered = status;
+          sender.offer(status);
         }
       };
       const stop = health.watch(service, {
-        status: (status) => {
-          latest = status;
-          void send();
-        },
+        status: offer,
         end: () => {
-          ending = true;
-          void send();
+          void sender.idle().then(() => {
+            if (!call.cancelled) {
+              call.end();
+            }
+          });
         },
       });
-      call.on("cancelled", stop);
-      call.on("close", stop);
-      void send();
+      const detach = (): void => {
+        stop();
+        sender.close();
+      };
+      call.on("cancelled", detach);
+      call.on("close", detach);
+      offer(health.get(service) ?? ServingStatus.SERVICE_UNKNOWN);
     },
   };
 }
