@@ -1033,25 +1033,26 @@ describe("VersionCache spares (memory of gone entries, reused by reserveReusing)
     assert.equal(cache.has("m", 3), true);
   });
 
-  test("a value whose lease was released while it might still be read is never reused", () => {
-    const { cache } = withSpares(200);
+  /** m@1 and m@2 of 100 bytes, m@1 leased and still the least recently used. */
+  function olderEntryLeased(maxBytes: number): { cache: VersionCache<string>; lease: Lease<string> } {
+    const { cache } = withSpares(maxBytes);
     put(cache, "m", 1, 100);
     put(cache, "m", 2, 100);
     const lease = cache.acquire("m", 1);
     assert.ok(lease !== undefined);
+    cache.get("m", 2);
+    return { cache, lease };
+  }
+
+  test("a value whose lease was released while it might still be read is never reused", () => {
+    const { cache, lease } = olderEntryLeased(200);
     lease.release(true);
-    cache.get("m", 2); // m@1 is the least recently used again
     assert.equal(cache.reserveReusing(100).reused, undefined);
     assert.deepEqual(cache.stats(), stats({ entryBytes: 100, reservedBytes: 100, entries: 1, size: 1 }, 200));
   });
 
   test("a leased value becomes a spare only when its last lease is released", () => {
-    const { cache } = withSpares(300);
-    put(cache, "m", 1, 100);
-    put(cache, "m", 2, 100);
-    const lease = cache.acquire("m", 1);
-    assert.ok(lease !== undefined);
-    cache.get("m", 2); // m@1 is the least recently used again
+    const { cache, lease } = olderEntryLeased(300);
     const other = cache.reserve(150); // evicts m@1 (it drains) and m@2 (a spare, dropped for room)
     assert.deepEqual(cache.stats(), stats({ reservedBytes: 150, drainingBytes: 100, size: 2 }, 300));
     lease.release();
