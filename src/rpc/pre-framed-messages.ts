@@ -68,10 +68,6 @@ export function installPreFramedSending(log: Logger): boolean {
   return true;
 }
 
-export function isPreFramedSendingInstalled(): boolean {
-  return installed;
-}
-
 function grpcCallPrototype(): { serializeMessage?: SerializeMessage } | undefined {
   try {
     // The same module instance grpc-js itself uses (CommonJS cache, same resolved path).
