@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import type * as grpc from "@grpc/grpc-js";
 import { type FetchedData, type RegistryClient, type WireVersionInfo, errorText, fetchVersionData, grpcCode } from "./bench-client.js";
+import type { RetrieveModelsRequest, RetrieveVersionInfosRequest } from "../test/support/registry-client.js";
 import type { SoakTally } from "./soak-tally.js";
 
 export type CallResult<T> =
@@ -44,16 +45,11 @@ export class SoakCalls {
     return this.unary("DeleteModel", { model_id: modelId });
   }
 
-  retrieveModels(request: { model_ids?: string[]; models_count?: number; model_handle?: string }): Promise<CallResult<ModelPageReply>> {
+  retrieveModels(request: RetrieveModelsRequest): Promise<CallResult<ModelPageReply>> {
     return this.unary("RetrieveModels", request);
   }
 
-  retrieveVersionInfos(request: {
-    model_id: string;
-    version_numbers?: number[];
-    versions_count?: number;
-    version_handle?: string;
-  }): Promise<CallResult<VersionPageReply>> {
+  retrieveVersionInfos(request: RetrieveVersionInfosRequest): Promise<CallResult<VersionPageReply>> {
     return this.unary("RetrieveVersionInfos", request);
   }
 

@@ -53,6 +53,21 @@ const loaded = grpc.loadPackageDefinition(definition) as unknown as {
 
 export const MAX_TEST_MESSAGE_BYTES = 128 * 1024 * 1024;
 
+/** RetrieveModels request fields, as proto-loader takes them (snake_case). */
+export interface RetrieveModelsRequest {
+  model_ids?: string[];
+  models_count?: number;
+  model_handle?: string;
+}
+
+/** RetrieveVersionInfos request fields, as proto-loader takes them (snake_case). */
+export interface RetrieveVersionInfosRequest {
+  model_id: string;
+  version_numbers?: number[];
+  versions_count?: number;
+  version_handle?: string;
+}
+
 export class RegistryClient {
   readonly raw: RawClient;
 
@@ -87,19 +102,14 @@ export class RegistryClient {
     return this.unary("DeleteModel", { model_id });
   }
 
-  retrieveModels(request: { model_ids?: string[]; models_count?: number; model_handle?: string } = {}): Promise<{
+  retrieveModels(request: RetrieveModelsRequest = {}): Promise<{
     model_infos: WireModelInfo[];
     next_model_handle: string;
   }> {
     return this.unary("RetrieveModels", request);
   }
 
-  retrieveVersionInfos(request: {
-    model_id: string;
-    version_numbers?: number[];
-    versions_count?: number;
-    version_handle?: string;
-  }): Promise<{ version_infos: WireVersionInfo[]; next_version_handle: string }> {
+  retrieveVersionInfos(request: RetrieveVersionInfosRequest): Promise<{ version_infos: WireVersionInfo[]; next_version_handle: string }> {
     return this.unary("RetrieveVersionInfos", request);
   }
 
