@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import type * as grpc from "@grpc/grpc-js";
 import { type FetchedData, type RegistryClient, type WireVersionInfo, errorText, fetchVersionData, grpcCode } from "./bench-client.js";
+import { firstEvent } from "../src/first-event.js";
 import type { RetrieveModelsRequest, RetrieveVersionInfosRequest } from "../test/support/registry-client.js";
 import type { SoakTally } from "./soak-tally.js";
 
@@ -90,15 +91,7 @@ export class SoakCalls {
             return;
           }
           if (!call.write(message)) {
-            await new Promise<void>((resolveDrain) => {
-              const finish = (): void => {
-                call.off("drain", finish);
-                call.off("status", finish);
-                resolveDrain();
-              };
-              call.once("drain", finish);
-              call.once("status", finish);
-            });
+            await firstEvent(call, ["drain", "status"]);
           }
         }
         if (!done) {

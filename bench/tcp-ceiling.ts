@@ -7,6 +7,7 @@
  */
 import { randomFillSync } from "node:crypto";
 import * as net from "node:net";
+import { firstEvent } from "../src/first-event.js";
 import { sharedNow } from "./clock.js";
 import type { TcpSinkResult, TcpSinkTask, TcpSourceResult, TcpSourceTask } from "./generator-protocol.js";
 
@@ -47,7 +48,7 @@ export async function startTcpSource(task: TcpSourceTask): Promise<TcpSource> {
           remaining -= length;
           sent += length;
           if (!socket.write(length === buffer.byteLength ? buffer : buffer.subarray(0, length))) {
-            await drainOrClose(socket);
+            await firstEvent(socket, ["drain", "close"]);
           }
         }
         socket.end();
@@ -56,18 +57,6 @@ export async function startTcpSource(task: TcpSourceTask): Promise<TcpSource> {
     return { role: "tcp-source", bytes: sent, startedAt, endedAt: sharedNow() };
   };
   return { port, run };
-}
-
-function drainOrClose(socket: net.Socket): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      socket.off("drain", done);
-      socket.off("close", done);
-      resolve();
-    };
-    socket.on("drain", done);
-    socket.on("close", done);
-  });
 }
 
 export interface TcpSink {

@@ -1,4 +1,5 @@
 import type { ServerWritableStream } from "@grpc/grpc-js";
+import { firstEvent } from "../first-event.js";
 
 type WritableCall = Pick<ServerWritableStream<unknown, unknown>, "write" | "once" | "off" | "cancelled" | "destroyed">;
 
@@ -16,18 +17,6 @@ export async function writeWithBackpressure(call: WritableCall, message: unknown
   if (call.write(message, written)) {
     return true;
   }
-  await new Promise<void>((resolve) => {
-    const done = (): void => {
-      call.off("drain", done);
-      call.off("cancelled", done);
-      call.off("close", done);
-      call.off("error", done);
-      resolve();
-    };
-    call.once("drain", done);
-    call.once("cancelled", done);
-    call.once("close", done);
-    call.once("error", done);
-  });
+  await firstEvent(call, ["drain", "cancelled", "close", "error"]);
   return !(call.cancelled || call.destroyed);
 }
