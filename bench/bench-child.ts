@@ -1,6 +1,7 @@
 /**
  * A benchmark child process (load generator, soak worker) driven over IPC: the parent sends
- * messages, the child answers "ready" once, then "result" or "failed". This is the parent's side.
+ * messages, the child answers "ready" once, then "result" or "failed". forkBenchChild is the
+ * parent's side, sendToParent the child's.
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { trackChild } from "./cleanup.js";
@@ -26,6 +27,17 @@ export interface BenchChild<Ready, Result> {
   /** Waits for the result up to `timeoutMs`, then kills the process and rejects. */
   resultWithin(timeoutMs: number): Promise<Result>;
   kill(): void;
+}
+
+/** The child's side: sends one message to the parent; resolves once sent (or at once without a parent). */
+export function sendToParent(message: object): Promise<void> {
+  return new Promise((resolve) => {
+    if (process.send === undefined || !process.connected) {
+      resolve();
+      return;
+    }
+    process.send(message, undefined, {}, () => resolve());
+  });
 }
 
 /** Forks `file` (no exec flags, PATH only) and sends it `firstMessage`; `name` appears in errors. */

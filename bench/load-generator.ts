@@ -9,6 +9,7 @@
  * Every task stops by itself: loops end at the window's end, calls still in
  * flight get DRAIN_GRACE_MS, and a failsafe timer exits the process after that.
  */
+import { sendToParent } from "./bench-child.js";
 import { sharedNow } from "./clock.js";
 import { startDelayProxy } from "./delay-proxy.js";
 import {
@@ -29,15 +30,7 @@ const FAILSAFE_MARGIN_MS = 10_000;
 /** Tasks without a window (transfer, ceiling, proxy) end by this long after start at the latest. */
 const UNWINDOWED_LIMIT_MS = 180_000;
 
-function send(message: ChildMessage): Promise<void> {
-  return new Promise((resolve) => {
-    if (process.send === undefined || !process.connected) {
-      resolve();
-      return;
-    }
-    process.send(message, undefined, {}, () => resolve());
-  });
-}
+const send: (message: ChildMessage) => Promise<void> = sendToParent;
 
 async function finish(message: ChildMessage, code: number): Promise<never> {
   await send(message);

@@ -9,6 +9,7 @@
  */
 import { randomFillSync } from "node:crypto";
 import { createBenchClient } from "./bench-client.js";
+import { sendToParent } from "./bench-child.js";
 import { sharedNow, sleepUntil } from "./clock.js";
 import { SoakCalls } from "./soak-calls.js";
 import { KnownVersions } from "./soak-known.js";
@@ -19,15 +20,7 @@ import { SoakClient, type TrafficState, pickOp } from "./soak-traffic.js";
 const POOL_BYTES = 8 * 1024 * 1024;
 const FAILSAFE_MARGIN_MS = 15_000;
 
-function send(message: SoakChildMessage): Promise<void> {
-  return new Promise((resolve) => {
-    if (process.send === undefined || !process.connected) {
-      resolve();
-      return;
-    }
-    process.send(message, undefined, {}, () => resolve());
-  });
-}
+const send: (message: SoakChildMessage) => Promise<void> = sendToParent;
 
 async function run(task: SoakTask, window: SoakWindow, graceMs: number): Promise<SoakResult> {
   const state: TrafficState = {
