@@ -19,8 +19,9 @@ import {
 } from "../src/archive/layout.js";
 import { Code, RegistryError } from "../src/errors/index.js";
 import type { VersionRecord } from "../src/registry/records.js";
+import { ORIGINAL_ARCHIVE } from "./support/fixtures.js";
 
-const fixtureRoot = path.resolve(import.meta.dirname, "../../../shared/fixtures/original-archive");
+const fixtureRoot = ORIGINAL_ARCHIVE;
 
 const tempDirs: string[] = [];
 after(async () => {

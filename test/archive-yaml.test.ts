@@ -3,8 +3,9 @@ import assert from "node:assert/strict";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { decodeModelInfo, decodeVersionInfo, encodeModelInfo, encodeVersionInfo } from "../src/archive/yaml-codec.js";
+import { ORIGINAL_ARCHIVE } from "./support/fixtures.js";
 
-const fixtureRoot = path.resolve(import.meta.dirname, "../../../shared/fixtures/original-archive");
+const fixtureRoot = ORIGINAL_ARCHIVE;
 
 const baseVersion = {
   modelId: "policy_net",

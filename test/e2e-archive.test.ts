@@ -5,8 +5,9 @@ import path from "node:path";
 import { describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { makeArchiveDir, startTestServer } from "./support/test-server.js";
+import { ORIGINAL_ARCHIVE } from "./support/fixtures.js";
 
-const FIXTURE = path.resolve(import.meta.dirname, "../../../shared/fixtures/original-archive");
+const FIXTURE = ORIGINAL_ARCHIVE;
 const sha256 = (data: Buffer): string => createHash("sha256").update(data).digest("base64");
 
 async function copyFixture(): Promise<string> {
