@@ -3,7 +3,8 @@
  * every fetch verified against its data_hash.
  *
  * Staleness of a fetch = the time its last byte reached the reader minus the
- * time the publisher got the CreateVersion reply of that version (shared clock).
+ * time the publisher got the CreateVersion reply of that version (shared clock);
+ * it is the fetch's start age (reply → the reader starts fetching) plus its fetch time.
  * Versions a reader skipped (a newer one was already there) have no staleness;
  * `fetchedShare` says how many of the published versions each reader got.
  */
@@ -74,17 +75,23 @@ export function runBroadcast(options: LoadOptions, scenario: BroadcastScenario):
 
     const fetches = readers.flatMap((result) => result.fetches);
     const windowFetches = fetches.filter((fetch) => inWindow(window, fetch.completedAt));
+    // Staleness = start age (publish reply → the reader starts fetching) + fetch time.
     const staleness: number[] = [];
+    const startAge: number[] = [];
+    const fetchDurations: number[] = [];
     for (const fetch of windowFetches) {
       const repliedAt = publishedAt.get(fetch.versionNumber);
       if (fetch.outcome === "ok" && repliedAt !== undefined) {
         staleness.push(fetch.completedAt - repliedAt);
+        startAge.push(fetch.startedAt - repliedAt);
+      }
+      if (fetch.outcome === "ok") {
+        fetchDurations.push(fetch.completedAt - fetch.startedAt);
       }
     }
     const stale = summarize(staleness);
-    const fetchMs = summarize(
-      windowFetches.filter((fetch) => fetch.outcome === "ok").map((fetch) => fetch.completedAt - fetch.startedAt),
-    );
+    const fetchMs = summarize(fetchDurations);
+    const fetchingMs = fetchDurations.reduce((total, ms) => total + ms, 0);
     const publishMs = summarize(publishedInWindow.map((version) => version.repliedAt - version.startedAt));
     const okOfWindowVersions = fetches.filter((fetch) => fetch.outcome === "ok" && publishedInWindowSet.has(fetch.versionNumber)).length;
     const deliveredBytes = readers.reduce((total, result) => total + result.windowBytes, 0);
@@ -113,7 +120,10 @@ export function runBroadcast(options: LoadOptions, scenario: BroadcastScenario):
           publishedInWindow.length === 0 ? null : okOfWindowVersions / (publishedInWindow.length * scenario.readers),
         stalenessP50Ms: stale.p50,
         stalenessP99Ms: stale.p99,
+        startAgeP50Ms: summarize(startAge).p50,
         fetchP50Ms: fetchMs.p50,
+        // The share of the window the readers spent fetching: 1 = always busy (saturated).
+        readerBusyShare: fetchingMs / (scenario.readers * seconds * 1000),
         publishP50Ms: publishMs.p50,
         pollsPerSec: readers.reduce((total, result) => total + result.windowPolls, 0) / seconds,
         hashMismatches: fetches.filter((fetch) => fetch.outcome === "mismatch").length,

@@ -65,7 +65,7 @@ function row(record: BenchRecord, ceilingMBps: number): string[] {
         record.scenario,
         `${String(p.versionMiB)} MiB ${pace}, ${String(p.readers)} readers (${String(p.readerProcs)} procs${client}${window})`,
         `${fmt(m.deliveredMBps)} MB/s${share(m.deliveredMBps, ceilingMBps)} · ${fmt(m.publishedPerSec)} versions/s · ${pct(m.fetchedShare)} fetched`,
-        `staleness ${fmt(m.stalenessP50Ms)} / ${fmt(m.stalenessP99Ms)}`,
+        `staleness ${fmt(m.stalenessP50Ms)} / ${fmt(m.stalenessP99Ms)} (start ${fmt(m.startAgeP50Ms)} + fetch ${fmt(m.fetchP50Ms)}, busy ${pct(m.readerBusyShare)})`,
         ...resources,
         `${fmt(m.hashMismatches)} mismatches, ${fmt(m.notFound)} NOT_FOUND, ${fmt(m.errors)} errors`,
       ];
