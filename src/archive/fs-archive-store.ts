@@ -19,6 +19,7 @@ import { decodeModelInfo, decodeVersionInfo, encodeModelInfo, encodeVersionInfo 
 
 /** Where the archive's file writes happen (in production a worker pool running atomic-write.ts). */
 export interface ArchiveFileWriter {
+  /** For small files only (a model's info, metadata): the worker pool runs these before queued version writes. */
   writeFileAtomic(finalPath: string, content: string | readonly Uint8Array[]): Promise<void>;
   writeVersionFilesAtomic(request: VersionFilesWrite): Promise<void>;
   writeChunksAt(filePath: string, chunks: readonly Uint8Array[], position: number): Promise<void>;

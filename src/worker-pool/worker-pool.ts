@@ -11,6 +11,8 @@ import type {
   WriteOutcome,
   WriteVersionTask,
 } from "../../workers/archive-worker.js";
+import type * as ArchiveWorker from "../../workers/archive-worker.js";
+import { TwoLaneTaskQueue } from "./two-lane-task-queue.js";
 
 export interface WorkerPool {
   /** SHA-256 of the segments, standard padded base64. */
@@ -40,6 +42,14 @@ export interface WorkerPoolOptions {
 
 const WORKER_FILE = new URL("../../workers/archive-worker.js", import.meta.url);
 
+/** A piscina task's name is the worker module's exported function it runs. */
+type TaskName = {
+  [K in keyof typeof ArchiveWorker]: (typeof ArchiveWorker)[K] extends (...args: never[]) => unknown ? K : never;
+}[keyof typeof ArchiveWorker];
+
+/** Small metadata writes (a model's info, the version-number mark) jump the queue of hashes and version writes. */
+const URGENT_TASKS: ReadonlySet<string> = new Set<TaskName>(["writeFile"]);
+
 /** Rebuilds the worker's error with its errno code, so the RPC edge can map ENOSPC, EACCES… */
 function throwIfFailed(outcome: unknown): void {
   const result = outcome as WriteOutcome;
@@ -57,6 +67,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     idleTimeout: 30_000,
     // Beyond this the pool rejects tasks at once instead of queueing without bound.
     maxQueue: 4096,
+    taskQueue: new TwoLaneTaskQueue(URGENT_TASKS),
   });
   // Shared memory is shared, not copied, when posted; so no transferList is needed.
   const hash = (segments: readonly Uint8Array[]): Promise<string> =>
