@@ -6,7 +6,7 @@ type QueuedTask = Parameters<TaskQueue["push"]>[0];
  * Piscina's task queue with two lanes, first in first out within each: tasks whose name is urgent
  * run before every other queued task. The pool's other tasks (hashing an upload, writing a
  * version's files) take milliseconds to seconds each; a small metadata write queued behind them
- * made a CreateOrUpdateModel wait for every upload in flight (soak: p50 181–196 ms, 85–87 ms with
+ * made a CreateOrUpdateModel wait for every upload in flight (soak: p50 181–196 ms, 81–87 ms with
  * the urgent lane). Urgent tasks must stay small and rare, or they would starve the rest.
  */
 export class TwoLaneTaskQueue implements TaskQueue {
