@@ -3,11 +3,22 @@ import { createHash } from "node:crypto";
 import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { describe, test } from "node:test";
+import { type TestContext, describe, test } from "node:test";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { EncodedVersionData, SHA256_IMPLEMENTATIONS } from "../src/data/index.js";
-import { createWorkerPool } from "../src/worker-pool/index.js";
+import { type WorkerPool, createWorkerPool } from "../src/worker-pool/index.js";
+
+/** A real pool and a temporary directory, both gone when the test ends. */
+async function poolWithTempDir(t: TestContext, maxThreads: number): Promise<{ pool: WorkerPool; dir: string }> {
+  const pool = createWorkerPool({ sha256: "node-crypto", maxThreads });
+  const dir = await mkdtemp(path.join(tmpdir(), "mr-pool-"));
+  t.after(async () => {
+    await pool.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  return { pool, dir };
+}
 
 describe("worker pool", () => {
   for (const implementation of SHA256_IMPLEMENTATIONS) {
@@ -48,12 +59,7 @@ describe("worker pool", () => {
   });
 
   test("writes version files atomically from shared memory and reports errors with their code", async (t) => {
-    const pool = createWorkerPool({ sha256: "node-crypto", maxThreads: 2 });
-    const dir = await mkdtemp(path.join(tmpdir(), "mr-pool-"));
-    t.after(async () => {
-      await pool.close();
-      await rm(dir, { recursive: true, force: true });
-    });
+    const { pool, dir } = await poolWithTempDir(t, 2);
     const encoded = EncodedVersionData.allocate(10, 4);
     encoded.write(0, Buffer.from("0123456789"));
     await pool.fileWriter.writeVersionFilesAtomic({
@@ -71,12 +77,7 @@ describe("worker pool", () => {
 
 describe("queueing", () => {
   test("a small metadata write runs before hashes queued ahead of it", async (t) => {
-    const pool = createWorkerPool({ sha256: "node-crypto", maxThreads: 1 });
-    const dir = await mkdtemp(path.join(tmpdir(), "mr-pool-"));
-    t.after(async () => {
-      await pool.close();
-      await rm(dir, { recursive: true, force: true });
-    });
+    const { pool, dir } = await poolWithTempDir(t, 1);
     const data = EncodedVersionData.allocate(16 * 1024 * 1024, 2 * 1024 * 1024);
     const finished: string[] = [];
     const hashes = Array.from({ length: 6 }, (_, i) => pool.hash(data.dataSegments()).then(() => finished.push(`hash ${i}`)));
