@@ -5,7 +5,8 @@ import type { Config } from "./config.js";
 import type { Logger } from "./logger.js";
 import { packageInfo } from "./package-info.js";
 import { Registry } from "./registry/index.js";
-import { type MetricsEndpoint, createServerMetrics, startMetricsEndpoint } from "./metrics/index.js";
+import { disabledServerMetrics } from "./metrics/disabled-metrics.js";
+import { type MetricsEndpoint, startMetricsEndpoint } from "./metrics/metrics-endpoint.js";
 import { createCallObserver } from "./rpc/call-observer.js";
 import { modelRegistryObservedMethods } from "./rpc/model-registry-observation.js";
 import { createModelRegistryService, modelRegistryServiceDefinition } from "./rpc/model-registry-service.js";
@@ -67,7 +68,10 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
   const configuredMetricsPort = config.metricsPort ?? 0;
   // 0 (the default) is off: a server started by a harness must not take a second port by surprise.
   const metricsListen = options.metricsListen ?? (configuredMetricsPort > 0 ? { port: configuredMetricsPort } : undefined);
-  const metrics = createServerMetrics({ processMetrics: metricsListen !== undefined });
+  // prom-client is loaded only for a server that serves metrics (see metrics/metrics-api.ts).
+  const prometheus =
+    metricsListen === undefined ? undefined : (await import("./metrics/server-metrics.js")).createServerMetrics({ processMetrics: true });
+  const metrics = prometheus ?? disabledServerMetrics();
   // Headroom over the budget for the runtime itself and messages in flight.
   const memoryGuard = createMemoryGuard(config.cacheMaxBytes + MEMORY_HEADROOM_BYTES, log);
   const pool = createWorkerPool({ sha256: options.sha256 ?? "node-crypto" });
@@ -97,9 +101,9 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
     throw error;
   }
   metrics.observe({ registry: () => registry.stats(), workerPool: () => pool.stats() });
-  if (metricsListen !== undefined) {
+  if (metricsListen !== undefined && prometheus !== undefined) {
     try {
-      metricsEndpoint = await startMetricsEndpoint(metrics.register, {
+      metricsEndpoint = await startMetricsEndpoint(prometheus.register, {
         host: metricsListen.host ?? host,
         port: metricsListen.port,
         log: log.child({ module: "metrics" }),

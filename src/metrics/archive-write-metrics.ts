@@ -1,13 +1,11 @@
 import { performance } from "node:perf_hooks";
 import { Histogram, type Registry as MetricsRegistry } from "prom-client";
-import type { ArchiveFileWriter } from "../archive/index.js";
+import type { ArchiveWriteTimer } from "./metrics-api.js";
 
 /**
  * Wraps an archive writer so that `cogment_model_registry_archive_write_seconds` times its whole
  * version writes (writeVersionFilesAtomic: data and info files, fsync, rename; commitStreamedVersion).
  */
-export type ArchiveWriteTimer = (writer: ArchiveFileWriter) => ArchiveFileWriter;
-
 export function createArchiveWriteMetrics(register: MetricsRegistry): ArchiveWriteTimer {
   const histogram = new Histogram({
     name: "cogment_model_registry_archive_write_seconds",

@@ -1,11 +1,12 @@
 import { Counter, type Registry as MetricsRegistry } from "prom-client";
+import type { DataTransferCounts } from "./metrics-api.js";
 
 /**
  * Version data bytes moved by the RPCs: upload data received (CreateVersion bodies) and version
  * data sent (RetrieveVersionData chunks). The hot path adds to plain numbers; the counters take
  * them at scrape time.
  */
-export class DataTransferStats {
+export class DataTransferStats implements DataTransferCounts {
   #received = 0;
   #sent = 0;
 

@@ -13,6 +13,8 @@
  */
 import { Counter, Histogram, type Registry as MetricsRegistry } from "prom-client";
 import { GRPC_CODE_COUNT, grpcCodeName, normalizeGrpcCode } from "./grpc-code-name.js";
+import type { GrpcServerMetrics, MethodStats } from "./metrics-api.js";
+import { splitMethodPath } from "./method-path.js";
 
 export type GrpcType = "unary" | "client_stream" | "server_stream" | "bidi_stream";
 
@@ -23,11 +25,6 @@ export function grpcType(requestStream: boolean, responseStream: boolean): GrpcT
   return responseStream ? "server_stream" : "unary";
 }
 
-/** "/package.Service/Method" → ["package.Service", "Method"]. */
-export function splitMethodPath(path: string): [service: string, method: string] {
-  const slash = path.lastIndexOf("/");
-  return [path.slice(path.startsWith("/") ? 1 : 0, Math.max(slash, 0)), path.slice(slash + 1)];
-}
 
 type Labels = "grpc_type" | "grpc_service" | "grpc_method";
 
@@ -40,7 +37,7 @@ interface Counters {
 }
 
 /** One method's counts since the last scrape, and its label children. */
-export class GrpcMethodStats {
+export class GrpcMethodStats implements MethodStats {
   readonly type: GrpcType;
   readonly service: string;
   readonly method: string;
@@ -130,13 +127,6 @@ export class GrpcMethodStats {
       }
     }
   }
-}
-
-export interface GrpcServerMetrics {
-  /** The stats of the method at `path` ("/package.Service/Method"), made on its first call. */
-  method(path: string, requestStream: boolean, responseStream: boolean): GrpcMethodStats;
-  /** Makes the stats of a method now, so that its series exist (at zero) before its first call. */
-  initialize(path: string, requestStream: boolean, responseStream: boolean): void;
 }
 
 /** Registers the grpc_server_* metrics in `register` (once per server). */

@@ -21,7 +21,9 @@ import {
 import type { Logger } from "../logger.js";
 import { MalformedRequest } from "./service-definition.js";
 import { Code } from "../errors/index.js";
-import { type DataTransferStats, type GrpcMethodStats, type GrpcServerMetrics, grpcCodeName } from "../metrics/index.js";
+// Types only: prom-client is loaded only when the metrics endpoint is on (metrics-api.ts).
+import { grpcCodeName } from "../metrics/grpc-code-name.js";
+import type { DataTransferCounts, GrpcServerMetrics, MethodStats } from "../metrics/metrics-api.js";
 
 /** What the observer reads in the messages of one method (all optional). */
 export interface MethodObservation<Req = unknown, Res = unknown> {
@@ -43,7 +45,7 @@ export interface ObservedMethod {
 
 export interface CallObserverOptions {
   readonly log: Logger;
-  readonly metrics: { readonly grpc: GrpcServerMetrics; readonly dataTransfer: DataTransferStats };
+  readonly metrics: { readonly grpc: GrpcServerMetrics; readonly dataTransfer: DataTransferCounts };
   /** Methods known in advance: their metrics exist (at zero) from the start, and their messages name models. */
   readonly methods: readonly ObservedMethod[];
 }
@@ -75,7 +77,7 @@ const DEADLINE_SLACK_MS = 5;
 const NOTHING_OBSERVED: MethodObservation = {};
 
 interface MethodEntry {
-  readonly stats: GrpcMethodStats;
+  readonly stats: MethodStats;
   readonly observation: MethodObservation;
 }
 
@@ -208,12 +210,12 @@ function statusSentBelow(call: ServerInterceptingCallInterface): SentStatus | un
 
 class CallObserverState {
   readonly log: Logger;
-  readonly dataTransfer: DataTransferStats;
+  readonly dataTransfer: DataTransferCounts;
   /** Distinguishes the request ids of this server from those of earlier runs. */
   readonly #prefix = randomBytes(3).toString("hex");
   #requests = 0;
 
-  constructor(log: Logger, dataTransfer: DataTransferStats) {
+  constructor(log: Logger, dataTransfer: DataTransferCounts) {
     this.log = log;
     this.dataTransfer = dataTransfer;
   }
