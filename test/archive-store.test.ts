@@ -528,8 +528,33 @@ describe("filesystem archive store", () => {
     await fs.writeFile(path.join(root, "empty_model/empty_model.yaml"), "model_id: other\nuser_data: {}\n");
     assert.deepEqual(await store.readModel("empty_model"), { modelId: "empty_model", userData: {} });
     assert.equal(warnings.length, 1);
-    await fs.writeFile(path.join(root, "empty_model/empty_model.yaml"), "model_id: [\n");
-    await assert.rejects(store.readModel("empty_model"), /empty_model\.yaml: model info: invalid YAML/);
+  });
+
+  test("an unreadable model info skips that model with a warning; the others open", async () => {
+    const root = await copyFixture();
+    // A crash of a writer that was not atomic, a truncated copy, a symlink loop.
+    await fs.writeFile(path.join(root, "empty_model/empty_model.yaml"), "");
+    await fs.writeFile(path.join(root, "value-net_2/value-net_2.yaml"), "model_id: [\n");
+    await fs.mkdir(path.join(root, "looped"));
+    await fs.symlink("looped.yaml", path.join(root, "looped/looped.yaml"));
+    const { store, warnings } = openStore(root);
+    await store.open();
+    const ids = await store.listModelIds();
+    assert.deepEqual(ids, ["empty_model", "policy_net", "value-net_2"]);
+    const models = await Promise.all(ids.map((id) => store.readModel(id)));
+    assert.deepEqual(
+      models.map((model) => model?.modelId),
+      [undefined, "policy_net", undefined],
+    );
+    assert.deepEqual(
+      warnings.map((w) => [w.message, path.relative(root, String(w.details["path"])), String(w.details["error"]).slice(0, 40)]).sort(),
+      [
+        ["model skipped: unreadable model info", "empty_model/empty_model.yaml", "model info: expected a YAML mapping at t"],
+        ["model skipped: unreadable model info", "looped/looped.yaml", "ELOOP: too many symbolic links encounter"],
+        ["model skipped: unreadable model info", "value-net_2/value-net_2.yaml", "model info: invalid YAML: Flow sequence "],
+      ],
+    );
+    assert.deepEqual(await store.listVersions("policy_net"), policyNetVersions);
   });
 
   test("meta files are dotfiles that never disturb the layout", async () => {

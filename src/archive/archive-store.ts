@@ -6,6 +6,7 @@ export interface ArchiveStore {
   open(): Promise<void>;
   /** Sorted (plain JS string order); a directory counts as a model only if it has `<id>/<id>.yaml`. */
   listModelIds(): Promise<string[]>;
+  /** Undefined if there is no such model; an unreadable or unparsable model info is reported as a warning and also gives undefined. */
   readModel(modelId: string): Promise<ModelRecord | undefined>;
   /** Creates the model directory if needed. */
   writeModel(model: ModelRecord): Promise<void>;

@@ -76,16 +76,6 @@ async function readdirIfExists(directory: string): Promise<string[]> {
   }
 }
 
-async function isFile(filePath: string): Promise<boolean> {
-  try {
-    return (await stat(filePath)).isFile();
-  } catch (error) {
-    if (isMissing(error)) {
-      return false;
-    }
-    throw error;
-  }
-}
 
 function createReader(handle: FileHandle, size: number): VersionDataReader {
   let closed: Promise<void> | undefined;
@@ -107,14 +97,42 @@ export function createFsArchiveStore(options: FsArchiveStoreOptions): ArchiveSto
   const { root, writer } = options;
   const warn = options.onWarning ?? ((): void => {});
 
+  // Start-up must not fail for one entry it cannot clean or read (a read-only
+  // snapshot, a permission, a symlink loop): that entry is skipped with a warning.
   async function removeLeftover(entryPath: string): Promise<void> {
-    await rm(entryPath, { recursive: true, force: true });
+    try {
+      await rm(entryPath, { recursive: true, force: true });
+    } catch (error) {
+      warn("could not remove a leftover temporary file of an interrupted write; it is ignored", {
+        path: entryPath,
+        error: errorMessage(error),
+      });
+      return;
+    }
     warn("removed leftover temporary file of an interrupted write", { path: entryPath });
   }
 
   async function cleanModelDirectory(directory: string): Promise<void> {
-    const names = await readdirIfExists(directory);
+    let names: string[];
+    try {
+      names = await readdirIfExists(directory);
+    } catch (error) {
+      warn("could not list a model directory to remove leftover temporary files", { path: directory, error: errorMessage(error) });
+      return;
+    }
     await Promise.all(names.filter(isTempFileName).map((name) => removeLeftover(path.join(directory, name))));
+  }
+
+  /** Whether `infoPath` is a model info file; an unreadable one is reported and treated as absent. */
+  async function isModelInfoFile(infoPath: string): Promise<boolean> {
+    try {
+      return (await stat(infoPath)).isFile();
+    } catch (error) {
+      if (!isMissing(error)) {
+        warn("model skipped: unreadable model info", { path: infoPath, error: errorMessage(error) });
+      }
+      return false;
+    }
   }
 
   /** Loads one version, or says why it is skipped. */
@@ -201,7 +219,7 @@ export function createFsArchiveStore(options: FsArchiveStoreOptions): ArchiveSto
           } catch {
             return undefined; // a directory name that can never be a model id
           }
-          return (await isFile(infoPath)) ? name : undefined;
+          return (await isModelInfoFile(infoPath)) ? name : undefined;
         }),
       );
       return found.filter((name): name is string => name !== undefined).sort();
@@ -209,15 +227,16 @@ export function createFsArchiveStore(options: FsArchiveStoreOptions): ArchiveSto
 
     async readModel(modelId) {
       const infoPath = modelInfoPath(root, modelId);
-      const text = await readTextIfExists(infoPath);
-      if (text === undefined) {
-        return undefined;
-      }
       let model: ModelRecord;
       try {
+        const text = await readTextIfExists(infoPath);
+        if (text === undefined) {
+          return undefined;
+        }
         model = decodeModelInfo(text);
       } catch (error) {
-        throw new Error(`${infoPath}: ${errorMessage(error)}`, { cause: error });
+        warn("model skipped: unreadable model info", { path: infoPath, error: errorMessage(error) });
+        return undefined;
       }
       if (model.modelId !== modelId) {
         // The directory decides which model this is: it is how the model is found.
