@@ -325,11 +325,16 @@ export function createFsArchiveStore(options: FsArchiveStoreOptions): ArchiveSto
       const tempDataPath = path.join(directory, tempFileName(`${modelId}-upload.data`));
       let written = 0;
       let pending: Promise<void> = Promise.resolve();
+      let aborted = false;
       return {
         append(chunks) {
+          if (aborted) {
+            return Promise.reject(new Error("streamed version data was aborted"));
+          }
           const position = written;
           written += chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0);
-          pending = pending.then(() => writer.writeChunksAt(tempDataPath, chunks, position));
+          // A write queued before abort() must not recreate the file abort() removes.
+          pending = pending.then(() => (aborted ? undefined : writer.writeChunksAt(tempDataPath, chunks, position)));
           return pending;
         },
         async commit(version) {
@@ -348,6 +353,7 @@ export function createFsArchiveStore(options: FsArchiveStoreOptions): ArchiveSto
           });
         },
         async abort() {
+          aborted = true;
           await pending.catch(() => {});
           await rm(tempDataPath, { force: true });
         },

@@ -28,6 +28,8 @@ export class StreamedVersionUpload implements PendingUpload {
   private hashState: Uint8Array | undefined = undefined;
   private stream: Promise<StreamedVersionData> | undefined = undefined;
   private settled = false;
+  /** Set by abort(): no batch may be written after it, or a new temp file would outlive the upload. */
+  private aborted = false;
 
   constructor(
     readonly header: UploadHeader,
@@ -50,6 +52,9 @@ export class StreamedVersionUpload implements PendingUpload {
       offset += count;
       if (this.filled === this.batch.byteLength) {
         await this.flush();
+        if (this.aborted) {
+          return;
+        }
       }
     }
   }
@@ -82,6 +87,7 @@ export class StreamedVersionUpload implements PendingUpload {
   abort(): void {
     if (!this.settled) {
       this.settled = true;
+      this.aborted = true;
       this.reservation.release();
       void this.discard();
     }
@@ -93,7 +99,7 @@ export class StreamedVersionUpload implements PendingUpload {
   }
 
   private async flush(): Promise<void> {
-    if (this.filled === 0) {
+    if (this.filled === 0 || this.aborted) {
       return;
     }
     const view = this.batch.subarray(0, this.filled);
