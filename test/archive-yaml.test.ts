@@ -107,6 +107,19 @@ describe("archive YAML codec", () => {
     );
   });
 
+  test("a `<<` key and characters YAML 1.1 forbids raw or reads as line breaks are quoted and escaped", () => {
+    // Checked against gopkg.in/yaml.v2 2.4.0 (the original's YAML library): each of these read back
+    // unchanged, while the raw forms fail ("map merge requires map", "control characters are not
+    // allowed", "could not find expected ':'") or come back with a space in place of U+0085.
+    assert.equal(
+      encodeModelInfo({
+        modelId: "m",
+        userData: { "<<": "<<", "a\u2028b": "c\u0085d\u007f", e: "\u0080\u009f\ufffe\uffff", f: "p\u2029q" },
+      }),
+      'model_id: m\nuser_data:\n  "<<": "<<"\n  "a\\Lb": "c\\Nd\\x7F"\n  e: "\\x80\\x9F\\uFFFE\\uFFFF"\n  f: "p\\Pq"\n',
+    );
+  });
+
   test("orders user_data keys like yaml.v2: non-letters first, digit runs numerically", () => {
     const encoded = encodeModelInfo({
       modelId: "m",
@@ -169,6 +182,10 @@ describe("archive YAML codec", () => {
       "1:20",
       "<<",
       "__proto__",
+      "a\u2028b\u2029c",
+      "next\u0085line",
+      "\u007f\u0080\u009f",
+      "\ufffe\uffff",
     ];
     const userData = Object.fromEntries(values.map((value, index) => [`k${index}`, value]));
     const keyed = Object.fromEntries(values.map((value, index) => [value, String(index)]));

@@ -79,16 +79,45 @@ function goYamlKeyLess(a: string, b: string): boolean {
 /** Builds a YAML document; `userData` becomes a map in yaml.v2's key order under "user_data". */
 function stringifyDocument(fields: Record<string, unknown>, userData: Readonly<Record<string, string>>): string {
   // YAML 1.1 quoting rules are the ones yaml.v2 applies.
-  const doc = new Document(undefined, { version: "1.1", customTags: [goTimestampTag] });
+  // Without the merge tag, whose stringify ignores quoting: stringNode quotes a `<<` itself.
+  const doc = new Document(undefined, {
+    version: "1.1",
+    customTags: (tags) => [...tags.filter((tag) => typeof tag === "string" || tag.tag !== "tag:yaml.org,2002:merge"), goTimestampTag],
+  });
   // An explicit YAMLMap: a JS object would put integer-like keys first, a JS Map would become !!omap.
   const userDataNode = new YAMLMap<unknown, unknown>(doc.schema);
   const keys = Object.keys(userData).sort((a, b) => (goYamlKeyLess(a, b) ? -1 : goYamlKeyLess(b, a) ? 1 : 0));
   for (const key of keys) {
-    userDataNode.items.push(new Pair(doc.createNode(key), doc.createNode(userData[key] ?? "")));
+    userDataNode.items.push(new Pair(stringNode(doc, key), stringNode(doc, userData[key] ?? "")));
   }
   doc.contents = doc.createNode({ ...fields, user_data: userDataNode });
   // No line folding: a long value stays on one line whatever reads it.
-  return doc.toString({ lineWidth: 0 });
+  return escapeUnprintable(doc.toString({ lineWidth: 0 }));
+}
+
+/**
+ * Characters YAML 1.1 does not allow raw (DEL, C1 controls, U+FFFE/U+FFFF) or reads as line
+ * breaks (U+0085, U+2028, U+2029): yaml.v2 rejects the first and folds the second, and the
+ * `yaml` package writes both raw. A string holding one is double-quoted, and the character escaped.
+ */
+const UNPRINTABLE = /[\u007f-\u009f\u2028\u2029\ufffe\uffff]/g;
+const NAMED_ESCAPES: Readonly<Record<string, string>> = { "\u0085": "\\N", "\u2028": "\\L", "\u2029": "\\P" };
+
+function stringNode(doc: Document, text: string): Scalar {
+  const node = doc.createNode(text);
+  // A plain `<<` key is YAML 1.1's merge key: yaml.v2 fails on it ("map merge requires map").
+  if (text === "<<" || text.search(UNPRINTABLE) !== -1) {
+    node.type = Scalar.QUOTE_DOUBLE;
+  }
+  return node;
+}
+
+/** Escapes UNPRINTABLE characters: they only occur inside the double-quoted strings of stringNode. */
+function escapeUnprintable(text: string): string {
+  return text.replace(UNPRINTABLE, (char) => {
+    const code = char.charCodeAt(0);
+    return NAMED_ESCAPES[char] ?? (code <= 0xff ? `\\x${code.toString(16).toUpperCase().padStart(2, "0")}` : `\\u${code.toString(16).toUpperCase()}`);
+  });
 }
 
 export function encodeModelInfo(model: ModelRecord): string {
