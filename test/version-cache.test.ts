@@ -194,18 +194,20 @@ describe("VersionCache pinned entries", () => {
     r2.release();
   });
 
-  test("a batch never mixes unpinned and pinned entries", () => {
+  test("a batch never mixes unpinned and pinned entries; pinned ones go one at a time", () => {
     const { cache, events } = harness({ maxBytes: 100, pruneCount: 3 });
     put(cache, "p", 1, 20, true);
     put(cache, "p", 2, 20, true);
     put(cache, "p", 3, 20, true);
     put(cache, "p", 4, 20, true);
     put(cache, "u", 1, 20);
-    cache.reserve(50); // batch 1: u:1 (80 + 50 > 100) -> batch 2: p:1, p:2, p:3 (even though two would do)
-    assert.deepEqual(events, ["u:1:size", "p:1:size", "p:2:size", "p:3:size"]);
+    // Batch 1: u:1 (80 + 50 > 100). Then the pinned (latest) entries one at a time, only as many as
+    // needed: p:1 (60 + 50 > 100), p:2 (40 + 50 fits), although the prune count is 3.
+    cache.reserve(50);
+    assert.deepEqual(events, ["u:1:size", "p:1:size", "p:2:size"]);
     assert.deepEqual(
       cache.stats(),
-      stats({ entryBytes: 20, reservedBytes: 50, entries: 1, pinnedEntries: 1, size: 4 }, 100),
+      stats({ entryBytes: 40, reservedBytes: 50, entries: 2, pinnedEntries: 2, size: 3 }, 100),
     );
   });
 
@@ -525,18 +527,43 @@ describe("VersionCache leases", () => {
     assert.deepEqual(cache.stats(), stats({ reservedBytes: 51, size: 2 }, 100));
   });
 
-  test("an evicted leased entry still counts; eviction continues past it", () => {
+  test("eviction passes over leased entries: evicting one would free nothing", () => {
     const { cache, events } = harness({ maxBytes: 100, pruneCount: 1 });
     put(cache, "a", 1, 50);
     put(cache, "a", 2, 50);
     const lease = cache.acquire("a", 1);
     assert.ok(lease);
     cache.get("a", 2); // a:1 is the LRU again
-    cache.reserve(50); // a:1 leaves (drains, frees nothing) then a:2
-    assert.deepEqual(events, ["a:1:size", "a:2:size"]);
-    assert.deepEqual(cache.stats(), stats({ reservedBytes: 50, drainingBytes: 50, size: 2 }, 100));
+    cache.reserve(50); // a:1 is being read: a:2 goes instead
+    assert.deepEqual(events, ["a:2:size"]);
+    assert.equal(cache.get("a", 1), "a@1");
+    assert.deepEqual(cache.stats(), stats({ entryBytes: 50, reservedBytes: 50, entries: 1, size: 1 }, 100));
     lease.release();
-    assert.deepEqual(cache.stats(), stats({ reservedBytes: 50, size: 2 }, 100));
+    assert.deepEqual(cache.stats(), stats({ entryBytes: 50, reservedBytes: 50, entries: 1, size: 1 }, 100));
+  });
+
+  test("a prune batch skips leased entries; a model's latest being read is not evicted for nothing", () => {
+    const { cache, events } = harness({ maxBytes: 100, pruneCount: 2 });
+    put(cache, "u", 1, 30);
+    put(cache, "u", 2, 30);
+    put(cache, "u", 3, 30);
+    const lease = cache.acquire("u", 1);
+    assert.ok(lease);
+    cache.get("u", 2); // recency, least recent first: u:3, u:1, u:2
+    cache.reserve(40); // 90 + 40 > 100: a batch of two unleased, u:3 and u:2
+    assert.deepEqual(events, ["u:3:size", "u:2:size"]);
+    lease.release();
+
+    // The fan-out case: A's latest is being read, B's is not; room for one more is needed.
+    const fanOut = harness({ maxBytes: 100, pruneCount: 5 });
+    put(fanOut.cache, "A", 1, 50, true);
+    const reading = fanOut.cache.acquire("A", 1);
+    assert.ok(reading);
+    put(fanOut.cache, "B", 1, 50, true); // A:1 is the least recently used
+    fanOut.cache.reserve(50);
+    assert.deepEqual(fanOut.events, ["B:1:size"]);
+    assert.equal(fanOut.cache.get("A", 1), "A@1");
+    reading.release();
   });
 
   test("several leases: the bytes drain until the last one is released; replace and expiry drain too", () => {
@@ -785,11 +812,12 @@ class Reference {
       }
       this.sweep();
       while (this.usedBytes() + bytes > this.maxBytes) {
-        const all = [...this.entries.values()].sort((x, y) => x.tick - y.tick);
-        const unpinned = all.filter((e) => !e.pinned);
-        const pool = unpinned.length > 0 ? unpinned : all;
+        // Leased entries are passed over; unpinned ones go by prune-count batches, pinned ones singly.
+        const unleased = [...this.entries.values()].filter((e) => e.leases === 0).sort((x, y) => x.tick - y.tick);
+        const unpinned = unleased.filter((e) => !e.pinned);
+        const pool = unpinned.length > 0 ? unpinned : unleased;
         assert.ok(pool.length > 0, "reference: nothing left to evict");
-        for (const e of pool.slice(0, this.pruneCount)) this.evict(e, "size");
+        for (const e of pool.slice(0, unpinned.length > 0 ? this.pruneCount : 1)) this.evict(e, "size");
       }
     }
     return "ok";
@@ -1052,11 +1080,17 @@ describe("VersionCache spares (memory of gone entries, reused by reserveReusing)
   });
 
   test("a leased value becomes a spare only when its last lease is released", () => {
-    const { cache, lease } = olderEntryLeased(300);
-    const other = cache.reserve(150); // evicts m@1 (it drains) and m@2 (a spare, dropped for room)
-    assert.deepEqual(cache.stats(), stats({ reservedBytes: 150, drainingBytes: 100, size: 2 }, 300));
+    // Size eviction passes over leased entries; expiry does not.
+    const { cache, clock } = harness({ maxBytes: 300, pruneCount: 1, expirationMs: 1000, spares: { maxAgeMs: 5000 } });
+    put(cache, "m", 1, 100);
+    const lease = cache.acquire("m", 1);
+    assert.ok(lease !== undefined);
+    clock.t += 1001;
+    assert.equal(cache.get("m", 1), undefined); // expired: it leaves the index and drains
+    const other = cache.reserve(150);
+    assert.deepEqual(cache.stats(), stats({ reservedBytes: 150, drainingBytes: 100, expired: 1 }, 300));
     lease.release();
-    assert.deepEqual(cache.stats(), stats({ reservedBytes: 150, spareBytes: 100, spares: 1, size: 2 }, 300));
+    assert.deepEqual(cache.stats(), stats({ reservedBytes: 150, spareBytes: 100, spares: 1, expired: 1 }, 300));
     other.release();
     assert.equal(cache.reserveReusing(100).reused, "m@1", "a spare is used even when there is room");
   });

@@ -130,7 +130,6 @@ export class ModelActor {
           dataSize: payload.kind === "memory" ? payload.data.dataSize : payload.dataSize,
           userData: pending.userData,
         };
-        const previous = this.latest;
         if (payload.kind === "stream") {
           await payload.stream.commit(record);
         } else {
@@ -138,9 +137,12 @@ export class ModelActor {
             await this.context.archive.putVersion(record, payload.data.dataSegments());
           }
           this.context.cache.insert(payload.reservation, this.modelId, versionNumber, payload.data, { pinned: true });
-          if (previous !== undefined) {
-            this.context.cache.setPinned(this.modelId, previous.versionNumber, false);
-          }
+        }
+        // Read after the awaits: an eviction meanwhile may have made an older version the latest
+        // and pinned it (dataEvicted). Unpinned on both paths: a version streamed to disk is not cached.
+        const previous = this.latest;
+        if (previous !== undefined) {
+          this.context.cache.setPinned(this.modelId, previous.versionNumber, false);
         }
         this.versions = [...this.versions, record];
         this.nextNumber = versionNumber + 1;

@@ -148,6 +148,15 @@ class Entry<V> {
   }
 }
 
+/** `from`, or the first entry after it in its LRU list, that no reader holds; null if none. */
+function firstUnleased<V>(from: Entry<V> | null): Entry<V> | null {
+  let entry = from;
+  while (entry !== null && entry.leases > 0) {
+    entry = entry.next;
+  }
+  return entry;
+}
+
 /** Intrusive doubly linked list through Entry.prev/next; head = least recently used. */
 class LruList<V> {
   head: Entry<V> | null = null;
@@ -685,14 +694,18 @@ export class VersionCache<V> {
         ledger.spareBytes -= this.#spares.dropOldest();
         continue;
       }
-      const list = this.#unpinned.head !== null ? this.#unpinned : this.#pinned;
-      let head = list.head;
-      if (head === null) {
-        throw this.#exhausted(bytes); // unreachable while the accounting is right
+      // Entries under lease are passed over: evicting one frees nothing (its bytes only drain) and
+      // takes a version out of reach while it is being read, the fan-out case.
+      let victim = firstUnleased(this.#unpinned.head) ?? firstUnleased(this.#pinned.head);
+      if (victim === null) {
+        throw this.#exhausted(bytes); // unreachable: #canFit counts only unleased entries as evictable
       }
-      for (let n = this.#pruneCount; n > 0 && head !== null; n -= 1) {
-        this.#evict(head, "size");
-        head = list.head;
+      // Other versions go by batches of the prune count; the latest versions (pinned) one at a time,
+      // only as many as needed. A batch never leaves its list.
+      for (let n = victim.pinned ? 1 : this.#pruneCount; n > 0 && victim !== null; n -= 1) {
+        const following: Entry<V> | null = firstUnleased(victim.next);
+        this.#evict(victim, "size");
+        victim = following;
       }
       this.#notify();
     }
