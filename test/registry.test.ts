@@ -9,9 +9,15 @@ import { Code } from "../src/errors/index.js";
 import { createLogger } from "../src/logger.js";
 import { Registry } from "../src/registry/index.js";
 import type { VersionRecord } from "../src/registry/index.js";
+import type { RegistryOptions } from "../src/registry/registry.js";
+import { hashDigest, hashUpdate } from "../workers/archive-worker.js";
 import { VersionSubscription } from "../src/registry/version-subscription.js";
 
-async function openRegistry(t: { after: (fn: () => Promise<void>) => void }, cacheMaxBytes = 1 << 20): Promise<Registry> {
+async function openRegistry(
+  t: { after: (fn: () => Promise<void>) => void },
+  cacheMaxBytes = 1 << 20,
+  options: Partial<RegistryOptions> = {},
+): Promise<Registry> {
   const root = await mkdtemp(path.join(tmpdir(), "mr-reg-"));
   const sha = await createSha256("node-crypto");
   const registry = await Registry.open({
@@ -22,6 +28,7 @@ async function openRegistry(t: { after: (fn: () => Promise<void>) => void }, cac
     chunkSize: 1024,
     hash: async (segments) => sha(segments),
     log: createLogger("silent"),
+    ...options,
   });
   t.after(async () => {
     registry.close();
@@ -32,7 +39,7 @@ async function openRegistry(t: { after: (fn: () => Promise<void>) => void }, cac
 
 async function publish(registry: Registry, modelId: string, data: Buffer, archived = false): Promise<VersionRecord> {
   const upload = registry.beginUpload({ modelId, archived, creationTimestamp: 0n, dataHash: "", dataSize: data.length, userData: {} });
-  upload.append(data);
+  await upload.append(data);
   return upload.finish();
 }
 
@@ -47,6 +54,29 @@ describe("Registry and its model actors", () => {
     await Promise.all(Array.from({ length: 20 }, (_, i) => registry.deleteModel(`m${i}`)));
     assert.equal(registry.actorCount, 0);
     assert.equal(registry.stats().cache.usedBytes, 0);
+  });
+
+  test("a version streamed to disk unpins the previous latest, which can then expire", async (t) => {
+    const registry = await openRegistry(t, 64 * 1024, {
+      cacheExpirationMs: 100,
+      resumableHash: { update: (state, segments) => hashUpdate({ state, segments }), digest: hashDigest },
+    });
+    await registry.createOrUpdateModel({ modelId: "ckpt", userData: {} });
+    await publish(registry, "ckpt", Buffer.alloc(1000, 1));
+    assert.equal(registry.stats().cache.pinnedEntries, 1);
+    // Larger than a quarter of the budget: streamed to disk, never cached.
+    const archived = await publish(registry, "ckpt", Buffer.alloc(32 * 1024, 2), true);
+    assert.equal(archived.versionNumber, 2);
+    assert.equal(registry.stats().cache.pinnedEntries, 0);
+    await publish(registry, "ckpt", Buffer.alloc(1000, 3));
+    assert.equal(registry.stats().cache.pinnedEntries, 1);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const page = await registry.listVersions("ckpt", [], 0, "");
+    assert.deepEqual(
+      page.versions.map((version) => version.versionNumber),
+      [2, 3],
+      "v1 expired; v2 is archived; v3, the latest, is kept",
+    );
   });
 
   test("a failed operation does not poison the model's queue", async (t) => {
