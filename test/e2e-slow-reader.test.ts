@@ -164,3 +164,36 @@ test("stalled readers of a version streamed from disk do not make the server rea
   assert.equal(readers.length, 4);
   assert.equal(Buffer.concat(await client.retrieveVersionData("slow", -1)).length, size);
 });
+
+test("a reader stalled at a version's end keeps its bytes counted until it goes away, then frees them", async (t) => {
+  const archiveDir = await makeArchiveDir();
+  const server = await startServer({ ...DEFAULT_TEST_CONFIG, archiveDir, sentChunkSize: 16_000 }, createLogger("silent"), { host: "127.0.0.1" });
+  t.after(async () => {
+    await server.stop();
+    await rm(archiveDir, { recursive: true, force: true });
+  });
+  const client = new RegistryClient(`127.0.0.1:${server.port}`);
+  t.after(() => client.close());
+  await client.createModel("slow");
+  // A little more than the stalled stream's 64 KiB window: the last message cannot be delivered.
+  await client.publish("slow", Buffer.alloc(66_000, 7));
+  const session = connect(`http://127.0.0.1:${server.port}`);
+  session.on("error", () => {});
+  t.after(() => session.destroy());
+  const reader = openStalledReader(session);
+  reader.on("error", () => {});
+  await sleep(300);
+  await client.deleteModel("slow"); // the version leaves the cache; the stalled reader still holds it
+  const cache = (): { drainingBytes: number; usedBytes: number } => server.registry.stats().cache;
+  const held = cache().drainingBytes;
+  assert.ok(held >= 66_000, `the stalled reader's version is counted as draining (${held} bytes)`);
+  await sleep(500);
+  assert.equal(cache().drainingBytes, held, "still counted while the client keeps its stream open");
+
+  session.destroy();
+  for (let waited = 0; cache().drainingBytes > 0 && waited < 10_000; waited += 20) {
+    await sleep(20);
+  }
+  assert.equal(cache().drainingBytes, 0, "freed once the client went away");
+  assert.equal(cache().usedBytes, 0);
+});

@@ -37,12 +37,6 @@ export interface ServiceContext {
 
 // Failures are logged (and counted) when the call ends, by the call observer (call-observer.ts).
 
-/**
- * After its last write, how long a RetrieveVersionData call waits for the socket to take the
- * data before it lets the version go anyway (its memory is then never reused).
- */
-const WRITE_CONFIRMATION_TIMEOUT_MS = 30_000;
-
 /** Runs a unary handler body and maps whatever it throws to a gRPC status. */
 function unary<Res>(callback: sendUnaryData<Res>, body: () => Promise<Res> | Res): void {
   Promise.resolve()
@@ -181,7 +175,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
           }
           if (!cancelled) {
             call.end();
-            await writes.settled(call, WRITE_CONFIRMATION_TIMEOUT_MS);
+            await writes.settled(call);
           }
         } finally {
           source.release(!writes.allConfirmed);

@@ -32,21 +32,24 @@ export class WriteConfirmations {
     return this.#pending === 0;
   }
 
-  /** Resolves once every write is confirmed, the call goes away, or `timeoutMs` passes: whichever comes first. */
-  settled(call: EndingCall, timeoutMs: number): Promise<void> {
+  /**
+   * Resolves once every write is confirmed or the call goes away, whichever comes first. No
+   * timeout: while a client that stopped reading keeps its stream open, the unconfirmed messages
+   * (views of a version's memory) are still queued in the HTTP/2 stream, so their bytes must stay
+   * counted. Closing the stream or the connection, from either side, confirms them or ends the call.
+   */
+  settled(call: EndingCall): Promise<void> {
     if (this.#pending === 0) {
       return Promise.resolve();
     }
     return new Promise((resolve) => {
       const done = (): void => {
         this.#idle = undefined;
-        clearTimeout(timer);
         call.off("cancelled", done);
         call.off("close", done);
         call.off("error", done);
         resolve();
       };
-      const timer = setTimeout(done, timeoutMs);
       this.#idle = done;
       call.once("cancelled", done);
       call.once("close", done);
