@@ -96,6 +96,12 @@ describe("the version cache over gRPC", () => {
       assert.match(error.details, /^cannot hold 204809 bytes: the version cache budget \(COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE\) is 102400 bytes$/);
       return true;
     });
+    // The largest data_size accepted on the wire: with the chunks' framing it is no longer a safe integer.
+    const largest = [{ header: { version_info: { model_id: "huge", data_size: String(Number.MAX_SAFE_INTEGER) } } }];
+    await assert.rejects(client.createVersionRaw(largest, { endStream: false }), {
+      code: status.RESOURCE_EXHAUSTED,
+      details: `cannot hold data_size ${Number.MAX_SAFE_INTEGER} bytes: the version cache budget (COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE) is 102400 bytes`,
+    });
     const stats = await client.status(["cache_reserved_bytes", "cache_used_bytes"]);
     assert.deepEqual(stats.statuses, { cache_reserved_bytes: "0", cache_used_bytes: "0" });
   });

@@ -8,10 +8,25 @@ import { createSha256 } from "../src/data/index.js";
 import { Code } from "../src/errors/index.js";
 import { createLogger } from "../src/logger.js";
 import { Registry } from "../src/registry/index.js";
+import type { ArchiveStore } from "../src/archive/index.js";
+import { toRegistryError } from "../src/rpc/to-service-error.js";
 import type { VersionRecord } from "../src/registry/index.js";
 import type { RegistryOptions } from "../src/registry/registry.js";
 import { hashDigest, hashUpdate } from "../workers/archive-worker.js";
 import { VersionSubscription } from "../src/registry/version-subscription.js";
+
+async function baseOptions(archive: ArchiveStore): Promise<RegistryOptions> {
+  const sha = await createSha256("node-crypto");
+  return {
+    archive,
+    cacheMaxBytes: 1 << 20,
+    cacheExpirationMs: 0,
+    cachePruneCount: 1,
+    chunkSize: 1024,
+    hash: async (segments) => sha(segments),
+    log: createLogger("silent"),
+  };
+}
 
 async function openRegistry(
   t: { after: (fn: () => Promise<void>) => void },
@@ -19,15 +34,9 @@ async function openRegistry(
   options: Partial<RegistryOptions> = {},
 ): Promise<Registry> {
   const root = await mkdtemp(path.join(tmpdir(), "mr-reg-"));
-  const sha = await createSha256("node-crypto");
   const registry = await Registry.open({
-    archive: createFsArchiveStore({ root, writer: inlineFileWriter }),
+    ...(await baseOptions(createFsArchiveStore({ root, writer: inlineFileWriter }))),
     cacheMaxBytes,
-    cacheExpirationMs: 0,
-    cachePruneCount: 1,
-    chunkSize: 1024,
-    hash: async (segments) => sha(segments),
-    log: createLogger("silent"),
     ...options,
   });
   t.after(async () => {
@@ -77,6 +86,38 @@ describe("Registry and its model actors", () => {
       [2, 3],
       "v1 expired; v2 is archived; v3, the latest, is kept",
     );
+  });
+
+  test("a file system error reading an archived version keeps its errno for the RPC edge", async (t) => {
+    const root = await mkdtemp(path.join(tmpdir(), "mr-reg-"));
+    const store = createFsArchiveStore({ root, writer: inlineFileWriter });
+    // Root can read any file, so the permission error is injected where the real store opens the data.
+    let denied = false;
+    const archive: ArchiveStore = {
+      ...store,
+      openVersionData: (modelId, versionNumber) =>
+        denied
+          ? Promise.reject(Object.assign(new Error(`EACCES: permission denied, open '${modelId}'`), { code: "EACCES" }))
+          : store.openVersionData(modelId, versionNumber),
+    };
+    const registry = await Registry.open(await baseOptions(archive));
+    t.after(async () => {
+      registry.close();
+      await rm(root, { recursive: true, force: true });
+    });
+    await registry.createOrUpdateModel({ modelId: "locked", userData: {} });
+    await publish(registry, "locked", Buffer.from("archived bytes"), true);
+    registry.close();
+    const reopened = await Registry.open(await baseOptions(archive));
+    t.after(() => reopened.close());
+    denied = true;
+    const failure = await reopened.openVersionData("locked", 1).then(
+      () => assert.fail("expected the read to fail"),
+      (error: unknown) => toRegistryError(error),
+    );
+    assert.equal(failure.code, Code.PERMISSION_DENIED);
+    assert.equal(failure.message, "permission denied in the archive directory: EACCES: permission denied, open 'locked'");
+    assert.equal(reopened.stats().cache.reservedBytes, 0);
   });
 
   test("a failed operation does not poison the model's queue", async (t) => {

@@ -217,6 +217,12 @@ export class Registry {
   }
 
   private beginMemoryUpload(actor: ModelActor, header: UploadHeader, totalBytes: number): PendingUpload {
+    if (!Number.isSafeInteger(totalBytes)) {
+      // data_size itself is a safe integer (validated); with the chunks' framing it may not be.
+      throw resourceExhausted(
+        `cannot hold data_size ${header.dataSize} bytes: the version cache budget (COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE) is ${this.options.cacheMaxBytes} bytes`,
+      );
+    }
     const { reservation, reused } = this.cache.reserveReusing(totalBytes);
     let data: EncodedVersionData;
     try {
@@ -364,7 +370,7 @@ export class Registry {
       });
     } catch (error) {
       reservation.release();
-      throw RegistryError.from(error);
+      throw error; // as is: the RPC edge maps file system errors (EACCES, EIO...) to their status
     }
   }
 
