@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { readdir } from "node:fs/promises";
+import path from "node:path";
 import { status } from "@grpc/grpc-js";
 import { type TestServer, startTestServer } from "./support/test-server.js";
 
@@ -103,8 +105,8 @@ describe("models over gRPC", () => {
   });
 
   test("model ids that are not path-safe are INVALID_ARGUMENT everywhere", async () => {
-    const rule = "expected 1 to 255 characters from A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'";
-    for (const id of ["", "..", "../escape", "a/b", "a\\b", ".hidden", "x".repeat(256), "nul\u0000byte", "space id"]) {
+    const rule = "expected 1 to 250 characters from A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'";
+    for (const id of ["", "..", "../escape", "a/b", "a\\b", ".hidden", "x".repeat(251), "nul\u0000byte", "space id"]) {
       await assert.rejects(t.client.createModel(id), (error: { code: number; details: string }) => {
         assert.equal(error.code, status.INVALID_ARGUMENT);
         assert.ok(error.details.startsWith("model_info.model_id "), error.details);
@@ -115,6 +117,33 @@ describe("models over gRPC", () => {
     await assert.rejects(t.client.deleteModel("../x"), { code: status.INVALID_ARGUMENT });
     await assert.rejects(t.client.retrieveVersionInfos({ model_id: "a/b" }), { code: status.INVALID_ARGUMENT });
     await assert.rejects(t.client.retrieveVersionData("..", 1), { code: status.INVALID_ARGUMENT });
+  });
+
+  test("the longest model ids work; an archived version whose file name would be too long is INVALID_ARGUMENT", async () => {
+    // 242 characters: "<id>-v000001.data" is 255 bytes, ext4's limit; the temp names are longer but cut.
+    const longest = "a".repeat(242);
+    await t.client.createModel(longest);
+    await t.client.publish(longest, Buffer.from("archived"), { archived: true });
+    await t.client.publish(longest, Buffer.from("transient"));
+    assert.equal((await t.client.retrieveData(longest, 1)).toString(), "archived");
+    assert.deepEqual(
+      (await readdir(path.join(t.archiveDir, longest))).filter((name) => !name.startsWith(".")).sort(),
+      [`${longest}-v000001.data`, `${longest}-v000001.yaml`, `${longest}.yaml`],
+    );
+    await t.client.deleteModel(longest);
+
+    const id = "b".repeat(250);
+    await t.client.createModel(id);
+    await t.client.publish(id, Buffer.from("transient is fine"));
+    await assert.rejects(t.client.publish(id, Buffer.from("archived"), { archived: true }), (error: { code: number; details: string }) => {
+      assert.equal(error.code, status.INVALID_ARGUMENT);
+      assert.match(error.details, /^model_id is too long for a file name on the archive's file system: ENAMETOOLONG: /);
+      return true;
+    });
+    assert.deepEqual(await readdir(path.join(t.archiveDir, id)), [".cogment-ts-next-version", `${id}.yaml`]);
+    assert.equal((await t.client.retrieveData(id, -1)).toString(), "transient is fine");
+    await t.client.deleteModel(id);
+    assert.deepEqual((await readdir(t.archiveDir)).filter((name) => name.length > 200), []);
   });
 
   test("user_data over 64 KiB is INVALID_ARGUMENT", async () => {

@@ -109,9 +109,17 @@ export function parseVersionFileName(
   return { versionNumber, kind: extension === "yaml" ? "info" : "data" };
 }
 
-/** `.<final-basename>.tmp-<random hex>`: never a model, version or metadata file name. */
+// File names are limited to 255 bytes on the usual file systems.
+const MAX_FILE_NAME_BYTES = 255;
+const TEMP_SUFFIX_LENGTH = ".tmp-".length + 16;
+
+/**
+ * `.<final-basename>.tmp-<random hex>`: never a model, version or metadata file name. The base name
+ * is cut if needed (names here are ASCII), so a temp name fits wherever its final name does.
+ */
 export function tempFileName(finalBaseName: string): string {
-  return `.${finalBaseName}.tmp-${randomBytes(8).toString("hex")}`;
+  const kept = finalBaseName.slice(0, MAX_FILE_NAME_BYTES - 1 - TEMP_SUFFIX_LENGTH);
+  return `.${kept}.tmp-${randomBytes(8).toString("hex")}`;
 }
 
 export function isTempFileName(name: string): boolean {

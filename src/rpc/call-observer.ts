@@ -70,7 +70,7 @@ export function callLogLevel(code: number): CallLogLevel {
   }
 }
 
-/** Longest model id put in a log line (valid ones have at most 255 characters; invalid ones may be huge). */
+/** Longest model id put in a log line (valid ones have at most 250 characters; invalid ones may be huge). */
 const MAX_LOGGED_MODEL_ID = 256;
 /** Deadline timers may fire a little before the wall clock reaches the deadline. */
 const DEADLINE_SLACK_MS = 5;

@@ -7,6 +7,7 @@ const ERRNO_CODES: Readonly<Record<string, { code: Code; what: string }>> = {
   EACCES: { code: Code.PERMISSION_DENIED, what: "permission denied in the archive directory" },
   EPERM: { code: Code.PERMISSION_DENIED, what: "operation not permitted in the archive directory" },
   EROFS: { code: Code.PERMISSION_DENIED, what: "the archive directory is on a read-only file system" },
+  ENAMETOOLONG: { code: Code.INVALID_ARGUMENT, what: "model_id is too long for a file name on the archive's file system" },
 };
 
 /** Maps anything thrown by the core to a gRPC status; platform errors are translated here, at the edge. */

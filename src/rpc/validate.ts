@@ -1,7 +1,8 @@
 import { invalidArgument, resourceExhausted } from "../errors/index.js";
 
-export const MODEL_ID_RULE = "1 to 255 characters from A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'";
-const MODEL_ID_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$/;
+// 250: the model's info file, <id>.yaml, must fit a 255-byte file name.
+export const MODEL_ID_RULE = "1 to 250 characters from A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'";
+const MODEL_ID_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,249}$/;
 
 /** Model ids name directories in the archive, so they are restricted to a portable, path-safe set. */
 export function validateModelId(field: string, modelId: string): string {
