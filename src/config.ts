@@ -156,12 +156,21 @@ const LOG_LEVEL: Variable<LogLevel> = {
   description: "Minimum level of the log messages written to stdout",
   parse: logLevel,
 };
+// Node's timers fire at once past 2^31 - 1 ms (about 596 hours).
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 const SHUTDOWN_GRACE_PERIOD: Variable<number> = {
   name: `${PREFIX}SHUTDOWN_GRACE_PERIOD`,
   default: "10s",
-  accepted: `a non-negative Go duration such as 500ms, 10s or 1m (${DURATION_UNITS})`,
+  accepted: `a non-negative Go duration such as 500ms, 10s or 1m, at most 596h (${DURATION_UNITS})`,
   description: "How long to wait for in-flight calls to finish on shutdown before cancelling them",
-  parse: nonNegativeDuration,
+  parse: (value) => {
+    const ms = nonNegativeDuration(value);
+    if (ms > MAX_TIMER_MS) {
+      throw new InvalidValue("longer than 596h");
+    }
+    return ms;
+  },
 };
 
 const HTTP2_WINDOW_SIZE: Variable<number> = {

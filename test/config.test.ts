@@ -31,7 +31,7 @@ const ACCEPTED = {
   chunkSize: "an integer number of bytes from 1 to 67108864",
   boolean: "a boolean: 1, t, T, TRUE, true, True, 0, f, F, FALSE, false or False",
   logLevel: "one of trace, debug, info, warn, error, fatal, silent (case-insensitive)",
-  shutdownGrace: "a non-negative Go duration such as 500ms, 10s or 1m (units ns, us, ms, s, m, h)",
+  shutdownGrace: "a non-negative Go duration such as 500ms, 10s or 1m, at most 596h (units ns, us, ms, s, m, h)",
   metricsPort: "an integer port number from 0 to 65535 (0 turns the metrics endpoint off)",
 };
 
@@ -277,6 +277,10 @@ describe(`${P}SHUTDOWN_GRACE_PERIOD`, () => {
     assert.equal(loadConfig({ [name]: "0" }).shutdownGraceMs, 0);
     assert.equal(loadConfig({ [name]: "500ms" }).shutdownGraceMs, 500);
     assert.equal(loadConfig({ [name]: "1m30s" }).shutdownGraceMs, 90_000);
+    assert.equal(loadConfig({ [name]: "596h" }).shutdownGraceMs, 596 * 3_600_000);
+  });
+  test("rejects what a Node timer cannot wait (it would fire at once and cancel every call)", () => {
+    assertInvalid({ [name]: "597h" }, `${name}="597h" is invalid: longer than 596h; expected ${ACCEPTED.shutdownGrace}`);
   });
   test("rejects malformed and negative durations", () => {
     assertInvalid({ [name]: "5" }, `${name}="5" is invalid: missing unit; expected ${ACCEPTED.shutdownGrace}`);
