@@ -83,7 +83,8 @@ async function writeNewFile(filePath: string, chunks: readonly Uint8Array[]): Pr
   await handle.close();
 }
 
-async function syncDirectory(directory: string): Promise<void> {
+/** Flushes a directory's entries (a created, renamed or removed name) to disk, where the file system supports it. */
+export async function syncDirectory(directory: string): Promise<void> {
   let handle: FileHandle;
   try {
     handle = await open(directory, "r");

@@ -4,7 +4,7 @@ import path from "node:path";
 import { notFound } from "../errors/index.js";
 import type { ModelRecord, VersionRecord } from "../registry/records.js";
 import type { ArchiveStore, VersionDataReader } from "./archive-store.js";
-import type { StreamedVersionCommit, VersionFilesWrite } from "./atomic-write.js";
+import { type StreamedVersionCommit, type VersionFilesWrite, syncDirectory } from "./atomic-write.js";
 import {
   isTempFileName,
   metaFilePath,
@@ -267,6 +267,7 @@ export function createFsArchiveStore(options: FsArchiveStoreOptions): ArchiveSto
         throw error;
       }
       try {
+        await syncDirectory(root); // the deletion must not be undone by a power loss
         await rm(doomed, { recursive: true, force: true });
       } catch (error) {
         warn("could not remove a deleted model's files; they will be removed on next start", {
@@ -413,5 +414,8 @@ async function ensureModelDir(dir: string): Promise<void> {
     if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
       throw error;
     }
+    return;
   }
+  // A new model directory must survive a power loss with the files acknowledged in it.
+  await syncDirectory(path.dirname(dir));
 }
