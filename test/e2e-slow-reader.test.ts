@@ -3,12 +3,12 @@ import { createHash } from "node:crypto";
 import { get } from "node:http";
 import { rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import { test } from "node:test";
+import { type TestContext, test } from "node:test";
 import { type ClientHttp2Stream, connect } from "node:http2";
 import { fileURLToPath } from "node:url";
 import { loadSync } from "@grpc/proto-loader";
 import { createLogger } from "../src/logger.js";
-import { startServer } from "../src/server.js";
+import { type RunningServer, type ServerConfig, type ServerOptions, startServer } from "../src/server.js";
 import { RegistryClient } from "./support/registry-client.js";
 import { DEFAULT_TEST_CONFIG, makeArchiveDir } from "./support/test-server.js";
 
@@ -82,22 +82,28 @@ function countChunkBytes(body: Buffer): number {
   return total;
 }
 
-test("readers that stop reading hold back the server (backpressure): it does not queue whole versions", async (t) => {
+/** A real server with an empty model "slow", stopped and its archive removed after the test. */
+async function serverWithSlowModel(
+  t: TestContext,
+  overrides: Partial<ServerConfig>,
+  options: ServerOptions = { host: "127.0.0.1" },
+): Promise<{ server: RunningServer; client: RegistryClient }> {
   const archiveDir = await makeArchiveDir();
-  const server = await startServer(
-    { ...DEFAULT_TEST_CONFIG, archiveDir, sentChunkSize: 64 * KiB },
-    createLogger("silent"),
-    { host: "127.0.0.1", metricsListen: { port: 0, host: "127.0.0.1" } },
-  );
+  const server = await startServer({ ...DEFAULT_TEST_CONFIG, archiveDir, ...overrides }, createLogger("silent"), options);
   t.after(async () => {
     await server.stop();
     await rm(archiveDir, { recursive: true, force: true });
   });
-  const metricsPort = server.metricsPort;
-  assert.ok(metricsPort !== undefined);
   const client = new RegistryClient(`127.0.0.1:${server.port}`);
   t.after(() => client.close());
   await client.createModel("slow");
+  return { server, client };
+}
+
+test("readers that stop reading hold back the server (backpressure): it does not queue whole versions", async (t) => {
+  const { server, client } = await serverWithSlowModel(t, { sentChunkSize: 64 * KiB }, { host: "127.0.0.1", metricsListen: { port: 0, host: "127.0.0.1" } });
+  const metricsPort = server.metricsPort;
+  assert.ok(metricsPort !== undefined);
   const data = Buffer.alloc(32 * MiB);
   for (let i = 0; i < data.length; i += 4096) data[i] = i % 251;
   await client.publish("slow", data);
@@ -135,20 +141,8 @@ test("readers that stop reading hold back the server (backpressure): it does not
 });
 
 test("stalled readers of a version streamed from disk do not make the server read it into memory", async (t) => {
-  const archiveDir = await makeArchiveDir();
   // The version is larger than a quarter of the budget: it is streamed from disk, never cached.
-  const server = await startServer(
-    { ...DEFAULT_TEST_CONFIG, archiveDir, sentChunkSize: 256 * KiB, cacheMaxBytes: 16 * MiB },
-    createLogger("silent"),
-    { host: "127.0.0.1" },
-  );
-  t.after(async () => {
-    await server.stop();
-    await rm(archiveDir, { recursive: true, force: true });
-  });
-  const client = new RegistryClient(`127.0.0.1:${server.port}`);
-  t.after(() => client.close());
-  await client.createModel("slow");
+  const { server, client } = await serverWithSlowModel(t, { sentChunkSize: 256 * KiB, cacheMaxBytes: 16 * MiB });
   const size = 48 * MiB;
   await client.publish("slow", Buffer.alloc(size, 7), { archived: true });
   globalThis.gc?.();
@@ -166,15 +160,7 @@ test("stalled readers of a version streamed from disk do not make the server rea
 });
 
 test("a reader stalled at a version's end keeps its bytes counted until it goes away, then frees them", async (t) => {
-  const archiveDir = await makeArchiveDir();
-  const server = await startServer({ ...DEFAULT_TEST_CONFIG, archiveDir, sentChunkSize: 16_000 }, createLogger("silent"), { host: "127.0.0.1" });
-  t.after(async () => {
-    await server.stop();
-    await rm(archiveDir, { recursive: true, force: true });
-  });
-  const client = new RegistryClient(`127.0.0.1:${server.port}`);
-  t.after(() => client.close());
-  await client.createModel("slow");
+  const { server, client } = await serverWithSlowModel(t, { sentChunkSize: 16_000 });
   // A little more than the stalled stream's 64 KiB window: the last message cannot be delivered.
   await client.publish("slow", Buffer.alloc(66_000, 7));
   const session = connect(`http://127.0.0.1:${server.port}`);

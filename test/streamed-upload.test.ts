@@ -1,25 +1,26 @@
-import { after, describe, test } from "node:test";
+import { type TestContext, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { ArchiveStore } from "../src/archive/archive-store.js";
 import type { ArchiveFileWriter } from "../src/archive/fs-archive-store.js";
 import { inlineFileWriter } from "../src/archive/atomic-write.js";
 import { createFsArchiveStore } from "../src/archive/fs-archive-store.js";
 import { StreamedVersionUpload } from "../src/registry/streamed-upload.js";
 import { VersionCache } from "../src/registry/version-cache.js";
 import { hashDigest, hashUpdate } from "../workers/archive-worker.js";
+import { makeArchiveDir } from "./support/test-server.js";
 
-const tempDirs: string[] = [];
-after(async () => {
-  await Promise.all(tempDirs.map((dir) => fs.rm(dir, { recursive: true, force: true })));
-});
-
-async function makeArchiveRoot(): Promise<string> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "mr-streamed-"));
-  tempDirs.push(dir);
-  return path.join(dir, "archive");
+/** An opened archive store in a temp directory (removed after the test) holding an empty model "m". */
+async function storeWithModel(t: TestContext, writer: ArchiveFileWriter): Promise<{ store: ArchiveStore; root: string }> {
+  const dir = await makeArchiveDir();
+  t.after(() => fs.rm(dir, { recursive: true, force: true }));
+  const root = path.join(dir, "archive");
+  const store = createFsArchiveStore({ root, writer });
+  await store.open();
+  await store.writeModel({ modelId: "m", userData: {} });
+  return { store, root };
 }
 
 /** The real file writer, each chunk write held back `delayMs` first (a slow disk). */
@@ -37,12 +38,9 @@ function slowWriter(delayMs: number): ArchiveFileWriter & { writesStarted: numbe
 }
 
 describe("archived uploads streamed to disk", () => {
-  test("abort() while writes are queued leaves no file, and later appends are refused", async () => {
-    const root = await makeArchiveRoot();
+  test("abort() while writes are queued leaves no file, and later appends are refused", async (t) => {
     const writer = slowWriter(30);
-    const store = createFsArchiveStore({ root, writer });
-    await store.open();
-    await store.writeModel({ modelId: "m", userData: {} });
+    const { store, root } = await storeWithModel(t, writer);
     const stream = await store.beginVersionData("m");
     const first = stream.append([Buffer.alloc(1024, 1)]);
     const second = stream.append([Buffer.alloc(1024, 2)]);
@@ -56,12 +54,9 @@ describe("archived uploads streamed to disk", () => {
     assert.deepEqual(await fs.readdir(path.join(root, "m")), ["m.yaml"]);
   });
 
-  test("a client cancelling during a large chunk's first batch write leaves no temporary file", async () => {
-    const root = await makeArchiveRoot();
+  test("a client cancelling during a large chunk's first batch write leaves no temporary file", async (t) => {
     const writer = slowWriter(30);
-    const store = createFsArchiveStore({ root, writer });
-    await store.open();
-    await store.writeModel({ modelId: "m", userData: {} });
+    const { store, root } = await storeWithModel(t, writer);
     const cache = new VersionCache<Buffer>({ maxBytes: 1 << 20, expirationMs: 60_000, pruneCount: 1 });
     const batchBytes = 4096;
     const upload = new StreamedVersionUpload(
