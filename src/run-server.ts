@@ -1,7 +1,7 @@
 import { ConfigError, loadConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 import { missingServerFlags } from "./runtime-flags.js";
-import { startServer } from "./server.js";
+import { type RunningServer, startServer } from "./server.js";
 
 async function main(): Promise<void> {
   let config;
@@ -24,18 +24,12 @@ async function main(): Promise<void> {
   }
   process.on("unhandledRejection", (reason) => log.error({ err: reason }, "unhandled rejection"));
 
-  const server = await startServer(config, log);
-
+  let server: RunningServer | undefined = undefined;
+  let signalDuringStart: NodeJS.Signals | undefined;
   let signals = 0;
-  const shutdown = (signal: NodeJS.Signals): void => {
-    signals++;
-    if (signals > 1) {
-      log.warn({ signal }, "second signal: exiting now");
-      log.flush();
-      process.exit(1);
-    }
+  const stop = (running: RunningServer, signal: NodeJS.Signals): void => {
     log.info({ signal, graceMs: config.shutdownGraceMs }, "stopping");
-    server.stop().then(
+    running.stop().then(
       () => {
         log.info("stopped");
         log.flush(() => process.exit(0));
@@ -46,8 +40,30 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.on("SIGTERM", shutdown);
-  process.on("SIGINT", shutdown);
+  // Installed before the start, which can take a while with a large archive: a harness that
+  // stops the server at once still gets a clean stop, not the default action (killed by SIGTERM).
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals++;
+    if (signals > 1) {
+      log.warn({ signal }, "second signal: exiting now");
+      log.flush();
+      process.exit(1);
+    }
+    if (server === undefined) {
+      log.info({ signal }, "signal during start-up: stopping as soon as the server is up");
+      signalDuringStart = signal;
+    } else {
+      stop(server, signal);
+    }
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+
+  log.info({ archiveDir: config.archiveDir }, "opening the archive");
+  server = await startServer(config, log);
+  if (signalDuringStart !== undefined) {
+    stop(server, signalDuringStart);
+  }
 }
 
 main().catch((error: unknown) => {

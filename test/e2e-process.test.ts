@@ -1,10 +1,10 @@
 import { SERVER_NODE_FLAGS } from "../src/runtime-flags.js";
 import assert from "node:assert/strict";
-import { readFile, rm, stat } from "node:fs/promises";
+import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, after, test } from "node:test";
 import { RegistryClient } from "./support/registry-client.js";
-import { MAIN_FILE, runFailingServer, killAllServers, spawnServer } from "./support/server-process.js";
+import { MAIN_FILE, runFailingServer, runServerSignalledAt, killAllServers, spawnServer } from "./support/server-process.js";
 import { makeArchiveDir } from "./support/test-server.js";
 
 after(killAllServers);
@@ -54,6 +54,23 @@ describe("the server as a process", () => {
     const duration = await runFailingServer({ COGMENT_MODEL_REGISTRY_VERSION_CACHE_EXPIRATION: "10" });
     assert.equal(duration.code, 2);
     assert.match(duration.stderr, /COGMENT_MODEL_REGISTRY_VERSION_CACHE_EXPIRATION="10" is invalid/);
+  });
+
+  test("SIGTERM while the archive is opening stops the server cleanly once it is up (exit 0)", async (t) => {
+    const archiveDir = await makeArchiveDir();
+    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    // Models to read at start: opening the archive (and starting the worker threads) takes a while.
+    for (let i = 0; i < 2000; i++) {
+      await mkdir(path.join(archiveDir, `m${i}`));
+      await writeFile(path.join(archiveDir, `m${i}`, `m${i}.yaml`), `model_id: m${i}\nuser_data: {}\n`);
+    }
+    const { exit, logLines } = await runServerSignalledAt({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir }, "opening the archive", "SIGTERM");
+    assert.equal(exit, 0);
+    const messages = logLines.map((line) => line.msg);
+    assert.deepEqual(
+      messages.filter((message) => message !== "started without the recommended Node.js flags (npm start and the Docker image pass them): expect more CPU per GB served"),
+      ["opening the archive", "signal during start-up: stopping as soon as the server is up", "model registry serving", "stopping", "stopped"],
+    );
   });
 
   test("a port already in use fails the start with a clear message", async (t) => {

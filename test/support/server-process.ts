@@ -71,3 +71,40 @@ export function runFailingServer(env: Record<string, string>): Promise<{ code: n
   child.stderr.on("data", (data: Buffer) => (stderr += data.toString()));
   return new Promise((resolve) => child.on("exit", (code) => resolve({ code, stderr })));
 }
+
+/**
+ * Starts the server and sends it `signal` as soon as it logs `message`; resolves with its exit
+ * code (or signal name) and log lines once it ended (SIGKILL after `timeoutMs`).
+ */
+export function runServerSignalledAt(
+  env: Record<string, string>,
+  message: string,
+  signal: NodeJS.Signals,
+  timeoutMs = 15_000,
+): Promise<{ exit: number | string; logLines: Record<string, unknown>[] }> {
+  const child = spawn(process.execPath, [MAIN_FILE], {
+    env: { PATH: process.env.PATH ?? "", COGMENT_MODEL_REGISTRY_PORT: "0", ...env },
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+  live.add(child);
+  const logLines: Record<string, unknown>[] = [];
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+    try {
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      logLines.push(entry);
+      if (entry.msg === message) {
+        child.kill(signal);
+      }
+    } catch {
+      // not a log line
+    }
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  return new Promise((resolve) =>
+    child.on("exit", (code, exitSignal) => {
+      clearTimeout(timer);
+      live.delete(child);
+      resolve({ exit: code ?? exitSignal ?? "unknown", logLines });
+    }),
+  );
+}
