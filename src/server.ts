@@ -48,7 +48,16 @@ export interface ServerOptions {
    * picks a free port (tests). The host defaults to `host`.
    */
   readonly metricsListen?: { readonly port: number; readonly host?: string };
+  /** HTTP/2 keepalive pings to clients (DEFAULT_KEEPALIVE); shorter in tests. */
+  readonly keepalive?: { readonly timeMs: number; readonly timeoutMs: number };
 }
+
+/**
+ * A ping every minute, and a connection whose peer does not answer within 20 s is closed: a client
+ * whose machine died or whose network was cut (no FIN, no RST) would otherwise keep its upload's
+ * reservation and its streams' leases for grpc-js's default of two hours.
+ */
+export const DEFAULT_KEEPALIVE = { timeMs: 60_000, timeoutMs: 20_000 } as const;
 
 export interface RunningServer {
   readonly port: number;
@@ -118,6 +127,8 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
   const server = new grpc.Server({
     "grpc.max_receive_message_length": MAX_RECEIVE_MESSAGE_BYTES,
     "grpc.max_send_message_length": -1,
+    "grpc.keepalive_time_ms": (options.keepalive ?? DEFAULT_KEEPALIVE).timeMs,
+    "grpc.keepalive_timeout_ms": (options.keepalive ?? DEFAULT_KEEPALIVE).timeoutMs,
     // grpc-js wraps in order: the observer sits closest to the transport, so it sees the rejecter's statuses too.
     interceptors: [
       createCallObserver({ log: log.child({ module: "rpc" }), metrics, methods: modelRegistryObservedMethods }),
