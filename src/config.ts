@@ -26,6 +26,20 @@ export interface Config {
   readonly ignoredVariables: readonly string[];
 }
 
+/**
+ * Why a variable of `ignoredVariables` is ignored: later upstream releases of the registry (the
+ * Cogment CLI's model_registry service) read a few names this server does not; the rest are typos.
+ */
+export function describeIgnoredVariable(name: string): string {
+  if (name === `${PREFIX}VERSION_CACHE_MAX_ITEMS`) {
+    return `a later upstream release's cache limit in versions; not supported: the cache is bounded in bytes by ${PREFIX}VERSION_CACHE_MAX_SIZE`;
+  }
+  if (name.startsWith(`${PREFIX}DIRECTORY_`)) {
+    return "a later upstream release's Cogment directory registration; not supported";
+  }
+  return "unknown variable (a typo?)";
+}
+
 /** Thrown by loadConfig; the message has one line per invalid variable. */
 export class ConfigError extends Error {
   override readonly name = "ConfigError";

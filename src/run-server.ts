@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig } from "./config.js";
+import { ConfigError, describeIgnoredVariable, loadConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 import { missingServerFlags } from "./runtime-flags.js";
 import { type RunningServer, startServer } from "./server.js";
@@ -16,7 +16,7 @@ async function main(): Promise<void> {
   }
   const log = createLogger(config.logLevel);
   for (const name of config.ignoredVariables) {
-    log.warn({ variable: name }, "unknown COGMENT_MODEL_REGISTRY_ variable ignored (a typo?)");
+    log.warn({ variable: name, reason: describeIgnoredVariable(name) }, "COGMENT_MODEL_REGISTRY_ variable ignored");
   }
   const missingFlags = missingServerFlags();
   if (missingFlags.length > 0) {

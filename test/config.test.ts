@@ -2,7 +2,7 @@ import { test, describe } from "node:test";
 import { strict as assert } from "node:assert";
 
 import type { Config } from "../src/config.js";
-import { CONFIG_VARIABLES, ConfigError, loadConfig } from "../src/config.js";
+import { CONFIG_VARIABLES, ConfigError, describeIgnoredVariable, loadConfig } from "../src/config.js";
 
 const P = "COGMENT_MODEL_REGISTRY_";
 
@@ -424,6 +424,15 @@ describe("ignoredVariables", () => {
     });
     assert.equal(config.port, 9002);
     assert.deepEqual(config.ignoredVariables, [`${P}`, `${P}ARCHIVE_DIRECTORY`, `${P}PROT`]);
+  });
+
+  test("says why each is ignored: later upstream names are named as such, the rest are typos", () => {
+    assert.equal(
+      describeIgnoredVariable(`${P}VERSION_CACHE_MAX_ITEMS`),
+      `a later upstream release's cache limit in versions; not supported: the cache is bounded in bytes by ${P}VERSION_CACHE_MAX_SIZE`,
+    );
+    assert.equal(describeIgnoredVariable(`${P}DIRECTORY_ENDPOINT`), "a later upstream release's Cogment directory registration; not supported");
+    assert.equal(describeIgnoredVariable(`${P}PROT`), "unknown variable (a typo?)");
   });
 
   test("is empty when every variable is known", () => {

@@ -44,6 +44,31 @@ describe("the server as a process", () => {
     assert.equal(await server.exited, 0);
   });
 
+  test("ignored COGMENT_MODEL_REGISTRY_ variables are logged with the reason, and the server serves", async (t) => {
+    const archiveDir = await makeArchiveDir();
+    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    const server = await spawnServer({
+      COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir,
+      COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_ITEMS: "100",
+      COGMENT_MODEL_REGISTRY_PROT: "9001",
+    });
+    t.after(async () => {
+      server.child.kill("SIGTERM");
+      await server.exited;
+    });
+    const ignored = server.logLines
+      .filter((line) => line.msg === "COGMENT_MODEL_REGISTRY_ variable ignored")
+      .map((line) => [line.level, line.variable, line.reason]);
+    assert.deepEqual(ignored, [
+      [40, "COGMENT_MODEL_REGISTRY_PROT", "unknown variable (a typo?)"],
+      [
+        40,
+        "COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_ITEMS",
+        "a later upstream release's cache limit in versions; not supported: the cache is bounded in bytes by COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE",
+      ],
+    ]);
+  });
+
   test("a malformed variable stops the server at start, naming the variable and the accepted form", async () => {
     const result = await runFailingServer({ COGMENT_MODEL_REGISTRY_SENT_MODEL_VERSION_DATA_CHUNK_SIZE: "0" });
     assert.equal(result.code, 2);
