@@ -217,7 +217,8 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
         const stats = registry.stats();
         const cache = stats.cache;
         const all: Record<string, string> = {
-          overall_load: (cache.usedBytes / cache.maxBytes).toFixed(3),
+          // An integer percentage: the Cogment Directory reads overall_load as an unsigned 8-bit integer.
+          overall_load: String(Math.round((cache.usedBytes * 100) / cache.maxBytes)),
           models: String(stats.models),
           subscribers: String(stats.subscribers),
           uploads_in_flight: String(stats.uploadsInFlight),
