@@ -14,12 +14,14 @@
  *
  * Invariant, at every moment: `usedBytes = entryBytes + reservedBytes + drainingBytes + spareBytes <= maxBytes`.
  * The only ways to add bytes are `reserve()` and `reserveReusing()`, which drop spares, then evict (LRU,
- * by batches of `pruneCount`, unpinned entries first) until the request fits or throw RESOURCE_EXHAUSTED;
+ * passing over entries under lease; unpinned entries first, by batches of `pruneCount`; pinned ones,
+ * each model's latest, one at a time) until the request fits or throw RESOURCE_EXHAUSTED;
  * `insert()` only turns reserved bytes into entry bytes, and eviction/deletion only moves entry bytes to
  * draining, to spares or frees them.
  *
  * Complexity: get/acquire/has/insert/delete/release are O(1) (two Map lookups and intrusive doubly
- * linked list moves); eviction is O(1) per evicted entry; `sweepExpired` walks entries in insertion
+ * linked list moves); eviction is O(1) per evicted entry plus the leased entries it passes over (few:
+ * acquiring an entry makes it the most recently used); `sweepExpired` walks entries in insertion
  * order and stops at the first one that is too young (O(expired + old pinned)); `setPinned` re-files
  * the entry in the other LRU list at its recency position, scanning from the most recently used end
  * (O(entries of that list used more recently than it)), which is rare (once per new latest version).
