@@ -4,7 +4,14 @@ import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, after, test } from "node:test";
 import { RegistryClient } from "./support/registry-client.js";
-import { MAIN_FILE, runFailingServer, runServerSignalledAt, killAllServers, spawnServer } from "./support/server-process.js";
+import {
+  MAIN_FILE,
+  runFailingServer,
+  runServerSignalledAt,
+  killAllServers,
+  spawnServer,
+  spawnServerOnTempArchive,
+} from "./support/server-process.js";
 import { makeArchiveDir } from "./support/test-server.js";
 
 after(killAllServers);
@@ -45,10 +52,7 @@ describe("the server as a process", () => {
   });
 
   test("ignored COGMENT_MODEL_REGISTRY_ variables are logged with the reason, and the server serves", async (t) => {
-    const archiveDir = await makeArchiveDir();
-    t.after(() => rm(archiveDir, { recursive: true, force: true }));
-    const server = await spawnServer({
-      COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir,
+    const server = await spawnServerOnTempArchive(t, {
       COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_ITEMS: "100",
       COGMENT_MODEL_REGISTRY_PROT: "9001",
     });
@@ -99,15 +103,13 @@ describe("the server as a process", () => {
   });
 
   test("a port already in use fails the start with a clear message", async (t) => {
-    const archiveDir = await makeArchiveDir();
-    t.after(() => rm(archiveDir, { recursive: true, force: true }));
-    const first = await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir });
+    const first = await spawnServerOnTempArchive(t);
     t.after(async () => {
       first.child.kill("SIGTERM");
       await first.exited;
     });
     const second = await runFailingServer({
-      COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir,
+      COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: first.archiveDir,
       COGMENT_MODEL_REGISTRY_PORT: String(first.port),
     });
     assert.equal(second.code, 1);

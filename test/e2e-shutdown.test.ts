@@ -1,20 +1,16 @@
 import assert from "node:assert/strict";
-import { rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, after, test } from "node:test";
 import type { ServiceError } from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
 import { RegistryClient } from "./support/registry-client.js";
-import { killAllServers, spawnServer } from "./support/server-process.js";
-import { makeArchiveDir } from "./support/test-server.js";
+import { killAllServers, spawnServer, spawnServerOnTempArchive } from "./support/server-process.js";
 
 after(killAllServers);
 
 describe("shutdown on signals", () => {
   test("SIGTERM lets an in-flight archived upload finish, refuses new calls, exits 0, and the version is on disk", async (t) => {
-    const archiveDir = await makeArchiveDir();
-    t.after(() => rm(archiveDir, { recursive: true, force: true }));
-    const server = await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir });
+    const server = await spawnServerOnTempArchive(t);
     const client = new RegistryClient(`127.0.0.1:${server.port}`);
     t.after(() => client.close());
     await client.createModel("drain");
@@ -30,7 +26,7 @@ describe("shutdown on signals", () => {
     assert.equal(reply.version_info.version_number, 1);
     assert.equal(await server.exited, 0);
 
-    const restarted = await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir });
+    const restarted = await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: server.archiveDir });
     const again = new RegistryClient(`127.0.0.1:${restarted.port}`);
     try {
       assert.equal((await again.retrieveData("drain", 1)).toString(), "abcdef");
@@ -42,9 +38,7 @@ describe("shutdown on signals", () => {
   });
 
   test("new calls after SIGTERM are refused while an upload drains", async (t) => {
-    const archiveDir = await makeArchiveDir();
-    t.after(() => rm(archiveDir, { recursive: true, force: true }));
-    const server = await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir });
+    const server = await spawnServerOnTempArchive(t);
     const client = new RegistryClient(`127.0.0.1:${server.port}`);
     t.after(() => client.close());
     await client.createModel("refuse");
@@ -63,10 +57,7 @@ describe("shutdown on signals", () => {
   });
 
   test("the grace period bounds the wait: a stalled upload is cancelled and the server exits 0", async (t) => {
-    const archiveDir = await makeArchiveDir();
-    t.after(() => rm(archiveDir, { recursive: true, force: true }));
-    const server = await spawnServer({
-      COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir,
+    const server = await spawnServerOnTempArchive(t, {
       COGMENT_MODEL_REGISTRY_SHUTDOWN_GRACE_PERIOD: "300ms",
     });
     const client = new RegistryClient(`127.0.0.1:${server.port}`);
@@ -82,10 +73,7 @@ describe("shutdown on signals", () => {
   });
 
   test("a second signal forces the exit at once", async (t) => {
-    const archiveDir = await makeArchiveDir();
-    t.after(() => rm(archiveDir, { recursive: true, force: true }));
-    const server = await spawnServer({
-      COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir,
+    const server = await spawnServerOnTempArchive(t, {
       COGMENT_MODEL_REGISTRY_SHUTDOWN_GRACE_PERIOD: "1h",
     });
     const client = new RegistryClient(`127.0.0.1:${server.port}`);

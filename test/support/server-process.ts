@@ -1,6 +1,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { rm } from "node:fs/promises";
+import type { TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
+import { makeArchiveDir } from "./test-server.js";
 
 const live = new Set<ChildProcess>();
 
@@ -22,43 +25,77 @@ export interface ServerProcess {
   readonly exited: Promise<number | string>;
 }
 
-/** Starts the compiled server as its own process (like the bin entry) and waits for its "serving" line. */
-export function spawnServer(env: Record<string, string>, timeoutMs = 15_000, mainFile = MAIN_FILE): Promise<ServerProcess> {
+interface LoggingProcess {
+  readonly child: ChildProcess;
+  readonly logLines: Record<string, unknown>[];
+  /** Resolves with the exit code (or signal name) once the process ended. */
+  readonly exited: Promise<number | string>;
+  /** What it wrote to stderr so far. */
+  stderr(): string;
+}
+
+/**
+ * Starts the compiled server (killed by killAllServers if still running), collecting its JSON log
+ * lines; `onEntry` sees each one as it arrives.
+ */
+function spawnLogging(
+  env: Record<string, string>,
+  mainFile: string,
+  onEntry: (entry: Record<string, unknown>) => void,
+): LoggingProcess {
   const child = spawn(process.execPath, [mainFile], {
     env: { PATH: process.env.PATH ?? "", COGMENT_MODEL_REGISTRY_PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   live.add(child);
-  child.on("exit", () => live.delete(child));
-  const logLines: Record<string, unknown>[] = [];
+  const exited = new Promise<number | string>((resolve) =>
+    child.on("exit", (code, signal) => {
+      live.delete(child);
+      resolve(code ?? signal ?? "unknown");
+    }),
+  );
   let stderr = "";
   child.stderr?.on("data", (data: Buffer) => (stderr += data.toString()));
-  const exited = new Promise<number | string>((resolve) =>
-    child.on("exit", (code, signal) => resolve(code ?? signal ?? "unknown")),
-  );
+  const logLines: Record<string, unknown>[] = [];
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+    let entry: Record<string, unknown>;
+    try {
+      entry = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return; // not a log line
+    }
+    logLines.push(entry);
+    onEntry(entry);
+  });
+  return { child, logLines, exited, stderr: () => stderr };
+}
+
+/** Starts the compiled server as its own process (like the bin entry) and waits for its "serving" line. */
+export function spawnServer(env: Record<string, string>, timeoutMs = 15_000, mainFile = MAIN_FILE): Promise<ServerProcess> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`server did not start in ${timeoutMs} ms; stderr: ${stderr}`));
-    }, timeoutMs);
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
-      let entry: Record<string, unknown>;
-      try {
-        entry = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        return;
-      }
-      logLines.push(entry);
+    let timer: NodeJS.Timeout | undefined = undefined;
+    const server = spawnLogging(env, mainFile, (entry) => {
       if (entry.msg === "model registry serving") {
         clearTimeout(timer);
-        resolve({ child, port: entry.port as number, logLines, exited });
+        resolve({ child: server.child, port: entry.port as number, logLines: server.logLines, exited: server.exited });
       }
     });
-    void exited.then((code) => {
+    timer = setTimeout(() => {
+      server.child.kill("SIGKILL");
+      reject(new Error(`server did not start in ${timeoutMs} ms; stderr: ${server.stderr()}`));
+    }, timeoutMs);
+    void server.exited.then((code) => {
       clearTimeout(timer);
-      reject(new Error(`server exited with ${code} before serving; stderr: ${stderr}`));
+      reject(new Error(`server exited with ${code} before serving; stderr: ${server.stderr()}`));
     });
   });
+}
+
+/** A server on a fresh temp archive directory, removed after the test (as is the process, by killAllServers). */
+export async function spawnServerOnTempArchive(t: TestContext, env: Record<string, string> = {}): Promise<ServerProcess & { archiveDir: string }> {
+  const archiveDir = await makeArchiveDir();
+  t.after(() => rm(archiveDir, { recursive: true, force: true }));
+  return { ...(await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, ...env })), archiveDir };
 }
 
 /** Runs the server expecting it to fail at start; returns its exit code and stderr. */
@@ -76,35 +113,19 @@ export function runFailingServer(env: Record<string, string>): Promise<{ code: n
  * Starts the server and sends it `signal` as soon as it logs `message`; resolves with its exit
  * code (or signal name) and log lines once it ended (SIGKILL after `timeoutMs`).
  */
-export function runServerSignalledAt(
+export async function runServerSignalledAt(
   env: Record<string, string>,
   message: string,
   signal: NodeJS.Signals,
   timeoutMs = 15_000,
 ): Promise<{ exit: number | string; logLines: Record<string, unknown>[] }> {
-  const child = spawn(process.execPath, [MAIN_FILE], {
-    env: { PATH: process.env.PATH ?? "", COGMENT_MODEL_REGISTRY_PORT: "0", ...env },
-    stdio: ["ignore", "pipe", "ignore"],
-  });
-  live.add(child);
-  const logLines: Record<string, unknown>[] = [];
-  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
-    try {
-      const entry = JSON.parse(line) as Record<string, unknown>;
-      logLines.push(entry);
-      if (entry.msg === message) {
-        child.kill(signal);
-      }
-    } catch {
-      // not a log line
+  const { child, logLines, exited } = spawnLogging(env, MAIN_FILE, (entry) => {
+    if (entry.msg === message) {
+      child.kill(signal);
     }
   });
   const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  return new Promise((resolve) =>
-    child.on("exit", (code, exitSignal) => {
-      clearTimeout(timer);
-      live.delete(child);
-      resolve({ exit: code ?? exitSignal ?? "unknown", logLines });
-    }),
-  );
+  const exit = await exited;
+  clearTimeout(timer);
+  return { exit, logLines };
 }
