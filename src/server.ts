@@ -124,11 +124,12 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
     }
   }
 
+  const keepalive = options.keepalive ?? DEFAULT_KEEPALIVE;
   const server = new grpc.Server({
     "grpc.max_receive_message_length": MAX_RECEIVE_MESSAGE_BYTES,
     "grpc.max_send_message_length": -1,
-    "grpc.keepalive_time_ms": (options.keepalive ?? DEFAULT_KEEPALIVE).timeMs,
-    "grpc.keepalive_timeout_ms": (options.keepalive ?? DEFAULT_KEEPALIVE).timeoutMs,
+    "grpc.keepalive_time_ms": keepalive.timeMs,
+    "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
     // grpc-js wraps in order: the observer sits closest to the transport, so it sees the rejecter's statuses too.
     interceptors: [
       createCallObserver({ log: log.child({ module: "rpc" }), metrics, methods: modelRegistryObservedMethods }),

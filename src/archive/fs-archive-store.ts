@@ -76,7 +76,6 @@ async function readdirIfExists(directory: string): Promise<string[]> {
   }
 }
 
-
 function createReader(handle: FileHandle, size: number): VersionDataReader {
   let closed: Promise<void> | undefined;
   return {
