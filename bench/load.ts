@@ -10,14 +10,16 @@
  * Load generators are child processes (load-generator.ts); the thread that
  * runs this file only starts servers, times windows and reads /proc.
  * Checking that the generators are not the bottleneck: every record carries
- * the server's and the generators' CPU use (cores), and the "scaling" group
- * reruns the reference broadcast with the readers spread over 1, 2 and 4
- * processes: if more generator processes do not raise delivered MB/s, the
- * generators were not what limited it. It also reruns it with the stock
+ * the server's and the generators' CPU use (cores) and the share of the
+ * published versions the readers fetched; the reference broadcast puts its 8
+ * readers in REFERENCE_READER_PROCS processes, the fewest at which they keep
+ * up, and the "scaling" group reruns it with the readers in 1 and 2 processes
+ * to show what happens when they do not. It also reruns it with the stock
  * grpc-js client reading the data, to show what the lean reader saves.
  */
 import { pathToFileURL } from "node:url";
 import { type BenchRecord, DISTURBED_OTHER_CORES, toJsonLine } from "./bench-record.js";
+import { REFERENCE_READER_PROCS } from "./goals.js";
 import { waitForQuietMachine } from "./quiet-machine.js";
 import { type BroadcastScenario, runBroadcast } from "./scenario-broadcast.js";
 import { runCeiling } from "./scenario-ceiling.js";
@@ -45,7 +47,7 @@ export function defaultLoadOptions(quick: boolean, log: (line: string) => void):
     quick,
     warmupMs: quick ? 1000 : 1500,
     measureMs: quick ? 3000 : 8000,
-    readerProcs: 2,
+    readerProcs: REFERENCE_READER_PROCS,
     readerWindowBytes: DEFAULT_READER_WINDOW_BYTES,
     readerClient: "http2",
     cpuProfileDir: undefined,
@@ -85,7 +87,7 @@ export function loadScenarios(options: LoadOptions): ScenarioEntry[] {
   }
   if (!quick) {
     for (const mode of ["poll", "update"] as const) {
-      for (const readerProcs of [1, 4]) {
+      for (const readerProcs of [1, 2]) {
         const scenario: BroadcastScenario = { versionBytes: 16 * MIB, readers: 8, mode, publishIntervalMs: 0, readerProcs };
         add("scaling", `${describeBroadcast(scenario)}, readers in ${readerProcs} process(es)`, () => runBroadcast(options, scenario));
       }
@@ -100,7 +102,7 @@ export function loadScenarios(options: LoadOptions): ScenarioEntry[] {
       runCeiling({ bytes: ceilingBytes(earlier, options), connections }),
     );
   }
-  add("metadata", "metadata, 16 clients", () => runMetadata(options, { clients: 16 }));
+  add("metadata", "metadata, 16 clients", () => runMetadata(options, { clients: 16, clientProcs: 2 }));
   for (const serverWindowBytes of [0, 8 * MIB] as const) {
     add("window", `window ${serverWindowBytes === 0 ? "before (64 KiB)" : "after (8 MiB)"}`, () =>
       runWindow(options, { versionBytes: (quick ? 16 : 64) * MIB, delayMs: 5, serverWindowBytes }),

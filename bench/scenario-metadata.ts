@@ -8,12 +8,13 @@ import { MIB } from "./server-process.js";
 
 export interface MetadataScenario {
   readonly clients: number;
+  readonly clientProcs: number;
 }
 
 export function runMetadata(options: LoadOptions, scenario: MetadataScenario): Promise<BenchRecord> {
   return withServer(options, {}, async (server) => {
     await prepareModel(server.address, MIB);
-    const tasks = split(scenario.clients, options.readerProcs).map(
+    const tasks = split(scenario.clients, scenario.clientProcs).map(
       ({ count }): GeneratorTask => ({ role: "metadata", address: server.address, modelId: MODEL_ID, count }),
     );
     const measurement = await measureWindow(server, tasks, options);
