@@ -52,6 +52,29 @@ describe("bench goals", () => {
     });
   });
 
+  test("the CPU goal names the raw TCP ceiling's cost of the same run", () => {
+    const ceiling: AggregatedRecord = {
+      scenario: "ceiling",
+      params: { connections: 1 },
+      metrics: { senderCpuSecPerGB: 0.219 },
+      runs: 1,
+      runsTotal: 1,
+      ranges: {},
+    };
+    const records = [
+      broadcast("poll", REFERENCE_READER_PROCS, { stalenessP50Ms: 270, serverCpuSecPerGB: 1.12, fetchedShare: 1 }),
+      broadcast("update", REFERENCE_READER_PROCS, { stalenessP50Ms: 224, serverCpuSecPerGB: 0.984, fetchedShare: 1 }),
+      ceiling,
+    ];
+    assert.deepEqual(check(records, "server CPU"), {
+      goal: "server CPU ≤ 1 s per GB delivered (16 MiB, back to back, 8 readers)",
+      met: false,
+      detail:
+        "broadcast-poll 1.12; broadcast-update 0.984 " +
+        "(raw TCP ceiling's sender in this run: 0.219 s/GB; ~0.20 on this box at its usual speed)",
+    });
+  });
+
   test("a reference run whose readers fell behind says so", () => {
     const records = [
       broadcast("poll", REFERENCE_READER_PROCS, { stalenessP50Ms: 290, serverCpuSecPerGB: 0.9, fetchedShare: 0.67 }),
