@@ -1,6 +1,6 @@
 /** The team's goals, checked against a run's medians. */
 import type { AggregatedRecord, BenchRecord } from "./bench-record.js";
-import { fmt } from "./summary-table.js";
+import { fmt, pct } from "./summary-table.js";
 
 export const CPU_GOAL_SEC_PER_GB = 1.0;
 export const RSS_HEADROOM_GOAL_MIB = 150;
@@ -103,13 +103,13 @@ function machineSpeed(records: readonly AggregatedRecord[]): string {
 }
 
 function keepingUp(poll: AggregatedRecord | undefined, update: AggregatedRecord | undefined): string {
-  const shares = [poll, update].map((record) => record?.metrics.fetchedShare);
-  if (shares.some((share) => typeof share !== "number")) {
+  const shares = [poll?.metrics.fetchedShare, update?.metrics.fetchedShare];
+  if (!shares.every((share): share is number => typeof share === "number")) {
     return "";
   }
-  const behind = shares.some((share) => (share ?? 0) < KEEPING_UP_SHARE);
+  const behind = shares.some((share) => share < KEEPING_UP_SHARE);
   return (
-    `; readers fetched ${shares.map((share) => `${Math.round((share ?? 0) * 100)} %`).join(" / ")} of the versions (poll / update)` +
+    `; readers fetched ${shares.map(pct).join(" / ")} of the versions (poll / update)` +
     (behind ? ": they fell behind, so this compares the load generators more than the server" : "")
   );
 }

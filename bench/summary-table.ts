@@ -127,7 +127,8 @@ function share(value: number | null | undefined, ceiling: number): string {
   return typeof value === "number" && ceiling > 0 ? ` (${Math.round((100 * value) / ceiling)}%)` : "";
 }
 
-function pct(value: number | null | undefined): string {
+/** A share (0..1) as a whole percentage. */
+export function pct(value: number | null | undefined): string {
   return typeof value === "number" ? `${Math.round(100 * value)}%` : "–";
 }
 

@@ -48,7 +48,7 @@ describe("bench goals", () => {
     assert.deepEqual(check(records, "VersionUpdate median staleness"), {
       goal: "VersionUpdate median staleness lower than polling (reference load)",
       met: true,
-      detail: "update 197.0 ms vs poll 225.0 ms; readers fetched 99 % / 100 % of the versions (poll / update)",
+      detail: "update 197.0 ms vs poll 225.0 ms; readers fetched 99% / 100% of the versions (poll / update)",
     });
   });
 
@@ -85,7 +85,7 @@ describe("bench goals", () => {
     assert.equal(staleness.met, false);
     assert.equal(
       staleness.detail,
-      "update 300.0 ms vs poll 290.0 ms; readers fetched 67 % / 98 % of the versions (poll / update): " +
+      "update 300.0 ms vs poll 290.0 ms; readers fetched 67% / 98% of the versions (poll / update): " +
         "they fell behind, so this compares the load generators more than the server",
     );
   });
