@@ -9,7 +9,6 @@ RUN npm ci
 COPY tsconfig.json buf.yaml buf.gen.yaml ./
 COPY proto ./proto
 COPY src ./src
-COPY workers ./workers
 RUN npm run build
 
 FROM node:24-bookworm-slim
@@ -21,7 +20,6 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev && npm cache clean --force
 COPY proto ./proto
 COPY --from=build /app/dist/src ./dist/src
-COPY --from=build /app/dist/workers ./dist/workers
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME /data

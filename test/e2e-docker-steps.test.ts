@@ -26,7 +26,6 @@ test("the Dockerfile's runtime steps work in a clean directory: npm ci --omit=de
     "RUN npm run build\n",
     "RUN npm ci --omit=dev",
     "COPY --from=build /app/dist/src ./dist/src",
-    "COPY --from=build /app/dist/workers ./dist/workers",
     "COPY proto ./proto",
     'HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 CMD ["node", "dist/src/healthcheck.js"]',
     'CMD ["node", "--single-threaded-gc", "dist/src/main.js"]',
@@ -41,7 +40,7 @@ test("the Dockerfile's runtime steps work in a clean directory: npm ci --omit=de
   // The runtime stage, without Docker: the package files, proto/ and the built output only.
   const app = await mkdtemp(path.join(tmpdir(), "mr-image-"));
   t.after(() => rm(app, { recursive: true, force: true }));
-  for (const entry of ["package.json", "package-lock.json", "proto", "dist/src", "dist/workers"]) {
+  for (const entry of ["package.json", "package-lock.json", "proto", "dist/src"]) {
     await cp(path.join(REPO, entry), path.join(app, entry), { recursive: true });
   }
   // Offline: the packages come from the npm cache that `npm ci` just filled; tests make no network calls.

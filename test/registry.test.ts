@@ -12,7 +12,7 @@ import type { ArchiveStore } from "../src/archive/index.js";
 import { toRegistryError } from "../src/rpc/to-service-error.js";
 import type { VersionRecord } from "../src/registry/index.js";
 import type { RegistryOptions } from "../src/registry/registry.js";
-import { hashDigest, hashUpdate } from "../workers/archive-worker.js";
+import { hashDigest, hashUpdate } from "../src/worker-pool/archive-worker.js";
 import { VersionSubscription } from "../src/registry/version-subscription.js";
 
 async function baseOptions(archive: ArchiveStore): Promise<RegistryOptions> {

@@ -9,7 +9,7 @@ import { inlineFileWriter } from "../src/archive/atomic-write.js";
 import { createFsArchiveStore } from "../src/archive/fs-archive-store.js";
 import { StreamedVersionUpload } from "../src/registry/streamed-upload.js";
 import { VersionCache } from "../src/registry/version-cache.js";
-import { hashDigest, hashUpdate } from "../workers/archive-worker.js";
+import { hashDigest, hashUpdate } from "../src/worker-pool/archive-worker.js";
 import { makeArchiveDir } from "./support/test-server.js";
 
 /** An opened archive store in a temp directory (removed after the test) holding an empty model "m". */

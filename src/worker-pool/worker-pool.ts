@@ -10,8 +10,8 @@ import type {
   WriteFileTask,
   WriteOutcome,
   WriteVersionTask,
-} from "../../workers/archive-worker.js";
-import type * as ArchiveWorker from "../../workers/archive-worker.js";
+} from "./tasks.js";
+import type * as ArchiveWorker from "./archive-worker.js";
 import { TwoLaneTaskQueue } from "./two-lane-task-queue.js";
 
 export interface WorkerPool {
@@ -40,7 +40,7 @@ export interface WorkerPoolOptions {
   readonly maxThreads?: number;
 }
 
-const WORKER_FILE = new URL("../../workers/archive-worker.js", import.meta.url);
+const WORKER_FILE = new URL("./archive-worker.js", import.meta.url);
 
 /** A piscina task's name is the worker module's exported function it runs. */
 type TaskName = {

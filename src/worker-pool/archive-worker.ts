@@ -11,37 +11,9 @@ import {
   writeChunksAt,
   writeFileAtomic,
   writeVersionFilesAtomic,
-} from "../src/archive/atomic-write.js";
-import { type Sha256Base64, type Sha256Implementation, createSha256 } from "../src/data/sha256.js";
-
-export interface HashTask {
-  readonly segments: readonly Uint8Array[];
-  readonly implementation: Sha256Implementation;
-}
-
-export interface WriteFileTask {
-  readonly path: string;
-  readonly content: string | readonly Uint8Array[];
-}
-
-export interface WriteVersionTask {
-  readonly dataPath: string;
-  readonly dataChunks: readonly Uint8Array[];
-  readonly infoPath: string;
-  readonly infoText: string;
-}
-
-export interface WriteChunksTask {
-  readonly path: string;
-  readonly chunks: readonly Uint8Array[];
-  readonly position: number;
-}
-
-/** Hashing that follows an upload batch by batch, on whichever worker is free: hash-wasm's state moves between threads. */
-export interface HashUpdateTask {
-  readonly state: Uint8Array | undefined;
-  readonly segments: readonly Uint8Array[];
-}
+} from "../archive/atomic-write.js";
+import { type Sha256Base64, type Sha256Implementation, createSha256 } from "../data/sha256.js";
+import type { HashTask, HashUpdateTask, WriteChunksTask, WriteFileTask, WriteOutcome, WriteVersionTask } from "./tasks.js";
 
 /**
  * A worker that received views of a SharedArrayBuffer keeps that memory alive until its own heap is
@@ -100,12 +72,6 @@ export async function hash(task: HashTask): Promise<string> {
     releasedShared(task.segments);
   }
 }
-
-/**
- * Errors crossing the thread boundary lose their own properties (an errno
- * `code` such as ENOSPC among them), so write tasks report failures as data.
- */
-export type WriteOutcome = { readonly ok: true } | { readonly ok: false; readonly message: string; readonly code?: string };
 
 async function outcomeOf(write: () => Promise<void>): Promise<WriteOutcome> {
   try {

@@ -1,0 +1,41 @@
+/**
+ * The messages between the main thread and the archive workers: both sides import these types, and
+ * neither imports the other.
+ */
+import type { Sha256Implementation } from "../data/sha256.js";
+
+export interface HashTask {
+  readonly segments: readonly Uint8Array[];
+  readonly implementation: Sha256Implementation;
+}
+
+export interface WriteFileTask {
+  readonly path: string;
+  readonly content: string | readonly Uint8Array[];
+}
+
+export interface WriteVersionTask {
+  readonly dataPath: string;
+  readonly dataChunks: readonly Uint8Array[];
+  readonly infoPath: string;
+  readonly infoText: string;
+}
+
+export interface WriteChunksTask {
+  readonly path: string;
+  readonly chunks: readonly Uint8Array[];
+  readonly position: number;
+}
+
+/** Hashing that follows an upload batch by batch, on whichever worker is free: hash-wasm's state moves between threads. */
+export interface HashUpdateTask {
+  readonly state: Uint8Array | undefined;
+  readonly segments: readonly Uint8Array[];
+}
+
+/**
+ * Errors crossing the thread boundary lose their own properties (an errno
+ * `code` such as ENOSPC among them), so write tasks report failures as data.
+ */
+export type WriteOutcome = { readonly ok: true } | { readonly ok: false; readonly message: string; readonly code?: string };
+
