@@ -1,6 +1,5 @@
 import { performance } from "node:perf_hooks";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
+import { type CollectGarbage, exposeGc } from "./expose-gc.js";
 import type { Logger } from "./logger.js";
 
 /**
@@ -32,14 +31,10 @@ export interface MemoryGuard {
 const MIN_INTERVAL_MS = 250;
 const YOUNG_COLLECTION_BYTES = 4 * 1024 * 1024;
 
-type Collect = (options?: { type: "major" | "minor"; execution: "sync" }) => void;
-
 export function createMemoryGuard(limitBytes: number, log: Logger): MemoryGuard {
-  let gc: Collect | undefined;
+  let gc: CollectGarbage | undefined;
   try {
-    // Node exposes gc() only with --expose-gc; the flag can be set at run time and read from a new context.
-    setFlagsFromString("--expose-gc");
-    gc = runInNewContext("gc") as Collect;
+    gc = exposeGc();
   } catch (error) {
     log.warn({ err: error }, "cannot expose the garbage collector: memory may exceed the budget under churn");
   }

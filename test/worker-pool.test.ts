@@ -4,8 +4,7 @@ import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { type TestContext, describe, test } from "node:test";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
+import { exposeGc } from "../src/expose-gc.js";
 import { EncodedVersionData, SHA256_IMPLEMENTATIONS } from "../src/data/index.js";
 import { type WorkerPool, createWorkerPool } from "../src/worker-pool/index.js";
 
@@ -39,8 +38,7 @@ describe("worker pool", () => {
   }
 
   test("workers let go of the shared memory they hashed: 512 MiB of versions do not stay resident", async (t) => {
-    setFlagsFromString("--expose-gc");
-    const gc = runInNewContext("gc") as () => void;
+    const gc = exposeGc();
     const pool = createWorkerPool({ sha256: "node-crypto", maxThreads: 2 });
     t.after(() => pool.close());
     await pool.hash([Buffer.alloc(1)]);

@@ -2,6 +2,7 @@ import type { MessageShape } from "@bufbuild/protobuf";
 import { GRPC_FRAME_PREFIX_LENGTH } from "../data/index.js";
 import { ModelRegistrySP } from "../gen/cogment/api/model_registry_pb.js";
 import type { MethodObservation, ObservedMethod } from "./call-observer.js";
+import { streamingFlags } from "./method-streaming.js";
 
 type Methods = (typeof ModelRegistrySP)["method"];
 
@@ -52,7 +53,6 @@ const OBSERVATIONS: Observations = {
 /** The methods of cogmentAPI.ModelRegistrySP as the call observer sees them. */
 export const modelRegistryObservedMethods: readonly ObservedMethod[] = ModelRegistrySP.methods.map((method) => ({
   path: `/${ModelRegistrySP.typeName}/${method.name}`,
-  requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
-  responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
+  ...streamingFlags(method),
   observation: OBSERVATIONS[method.localName as keyof Methods],
 }));

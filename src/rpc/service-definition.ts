@@ -8,6 +8,7 @@ import type {
   handleUnaryCall,
   handleBidiStreamingCall,
 } from "@grpc/grpc-js";
+import { streamingFlags } from "./method-streaming.js";
 import { frameSerializer } from "./pre-framed-messages.js";
 
 /** grpc-js wants a Buffer from serializers (a plain Uint8Array crashes on `.copy`); this is a view, not a copy. */
@@ -69,8 +70,7 @@ function methodDefinition(method: DescMethod, preFramed: boolean): MethodDefinit
   return {
     path: `/${method.parent.typeName}/${method.name}`,
     originalName: method.localName,
-    requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
-    responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
+    ...streamingFlags(method),
     requestSerialize: (message) => asBuffer(toBinary(input, message as MessageShape<DescMessage>)),
     requestDeserialize: (bytes) => decodeRequest(input, bytes),
     responseSerialize: preFramed

@@ -2,8 +2,6 @@
  * Piscina task file: the only code that hashes version data or writes archive
  * files. Data arrives as views of SharedArrayBuffers, so nothing is copied.
  */
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import { createSHA256 } from "hash-wasm";
 import {
   type StreamedVersionCommit,
@@ -12,6 +10,7 @@ import {
   writeFileAtomic,
   writeVersionFilesAtomic,
 } from "../archive/atomic-write.js";
+import { exposeGc } from "../expose-gc.js";
 import { type Sha256Base64, type Sha256Implementation, createSha256 } from "../data/sha256.js";
 import type { HashTask, HashUpdateTask, WriteChunksTask, WriteFileTask, WriteOutcome, WriteVersionTask } from "./tasks.js";
 
@@ -29,14 +28,11 @@ const SHARED_BYTES_BETWEEN_COLLECTIONS = 32 * 1024 * 1024;
 const MAJOR_EVERY = 16;
 let sharedBytesSinceCollection = 0;
 let collections = 0;
-const collectGarbage = exposeGc();
+const collectGarbage = exposeGcIfAllowed();
 
-type Collect = (options: { type: "minor" | "major"; execution: "sync" }) => void;
-
-function exposeGc(): Collect | undefined {
+function exposeGcIfAllowed(): ReturnType<typeof exposeGc> | undefined {
   try {
-    setFlagsFromString("--expose-gc");
-    return runInNewContext("gc") as Collect;
+    return exposeGc();
   } catch {
     return undefined;
   }
