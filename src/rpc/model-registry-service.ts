@@ -24,6 +24,7 @@ import { limitReplySize } from "./reply-size.js";
 import { NO_UPLOAD_LIMITS, type UploadLimits, UploadWatchdog } from "./upload-watchdog.js";
 import { SendWatchdog } from "./send-watchdog.js";
 import { resetCallStream } from "./reset-call-stream.js";
+import { readOneMessageAhead } from "./read-ahead.js";
 import type { Logger } from "../logger.js";
 
 type Methods = (typeof ModelRegistrySP)["method"];
@@ -148,6 +149,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
             // A streamed (archived, large) upload hands back a promise: the next chunk waits for it.
             const appended = upload.append(chunk.msg.value.dataChunk);
             if (appended !== undefined) {
+              readOneMessageAhead(call);
               await appended;
             }
           } else {

@@ -54,7 +54,7 @@ export class SendWatchdog {
         this.#stopped = true;
         this.#onStalled();
       }
-    }, this.#timeoutMs);
+    }, this.#timeoutMs).unref();
   }
 
   #disarm(): void {

@@ -87,7 +87,7 @@ export class UploadWatchdog {
       delay = Math.min(delay, minRatePeriodMs - this.#periodWaitMs);
     }
     if (Number.isFinite(delay)) {
-      this.#timer = setTimeout(() => this.#tick(), Math.max(0, Math.ceil(delay)));
+      this.#timer = setTimeout(() => this.#tick(), Math.max(0, Math.ceil(delay))).unref();
     }
   }
 
