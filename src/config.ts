@@ -22,6 +22,14 @@ export interface Config {
   readonly metricsPort: number;
   /** Largest data_size of one version; 0 = no limit but memory (transient) or disk (archived). */
   readonly versionMaxBytes: number;
+  /** An upload that receives nothing for this long fails; 0 disables. */
+  readonly uploadIdleTimeoutMs: number;
+  /** Slowest upload accepted, in bytes per second of waiting for the client; 0 disables. */
+  readonly uploadMinRateBytesPerSecond: number;
+  /** The minimum rate is checked over each period of this length, from the end of the first one. */
+  readonly uploadMinRatePeriodMs: number;
+  /** A RetrieveVersionData stream whose sent messages make no progress for this long is cancelled; 0 disables. */
+  readonly sendIdleTimeoutMs: number;
   /** Sorted names of set COGMENT_MODEL_REGISTRY_* variables this module does not know (likely typos). */
   readonly ignoredVariables: readonly string[];
 }
@@ -211,6 +219,56 @@ const VERSION_MAX_SIZE: Variable<number> = {
   parse: integer(0, Number.MAX_SAFE_INTEGER),
 };
 
+/** A duration a timer can wait for: at most 596h (Node's timers fire at once past 2^31 - 1 ms). */
+const timerDuration = (value: string): number => {
+  const ms = nonNegativeDuration(value);
+  if (ms > MAX_TIMER_MS) {
+    throw new InvalidValue("longer than 596h");
+  }
+  return ms;
+};
+
+const UPLOAD_IDLE_TIMEOUT: Variable<number> = {
+  name: `${PREFIX}UPLOAD_IDLE_TIMEOUT`,
+  default: "30s",
+  accepted: `a non-negative Go duration such as 10s or 1m, at most 596h (${DURATION_UNITS}); 0 disables the limit`,
+  description:
+    "How long a CreateVersion may receive nothing from its client (time the server itself is busy excluded) before it fails with DEADLINE_EXCEEDED and its memory reservation is released",
+  parse: timerDuration,
+};
+
+const UPLOAD_MIN_RATE: Variable<number> = {
+  name: `${PREFIX}UPLOAD_MIN_RATE`,
+  default: "65536",
+  accepted: `an integer number of bytes per second from 0 to ${Number.MAX_SAFE_INTEGER} (0 disables the limit)`,
+  description:
+    "Slowest CreateVersion accepted, in bytes per second of waiting for the client, checked over each UPLOAD_MIN_RATE_PERIOD after the first; a slower upload fails with DEADLINE_EXCEEDED and its memory reservation is released",
+  parse: integer(0, Number.MAX_SAFE_INTEGER),
+};
+
+const UPLOAD_MIN_RATE_PERIOD: Variable<number> = {
+  name: `${PREFIX}UPLOAD_MIN_RATE_PERIOD`,
+  default: "10s",
+  accepted: `a positive Go duration such as 5s or 1m, at most 596h (${DURATION_UNITS})`,
+  description: "Length of the periods over which UPLOAD_MIN_RATE is measured; an upload's first period is not checked (connection start-up)",
+  parse: (value) => {
+    const ms = timerDuration(value);
+    if (ms < 1) {
+      throw new InvalidValue("shorter than 1ms");
+    }
+    return ms;
+  },
+};
+
+const SEND_IDLE_TIMEOUT: Variable<number> = {
+  name: `${PREFIX}SEND_IDLE_TIMEOUT`,
+  default: "60s",
+  accepted: `a non-negative Go duration such as 30s or 2m, at most 596h (${DURATION_UNITS}); 0 disables the limit`,
+  description:
+    "How long a RetrieveVersionData reader may leave sent data unread (no message leaves the server) before its stream is reset (the client sees CANCELLED) and the version it held is released",
+  parse: timerDuration,
+};
+
 const VARIABLES = [
   PORT,
   ARCHIVE_DIR,
@@ -224,6 +282,10 @@ const VARIABLES = [
   HTTP2_WINDOW_SIZE,
   METRICS_PORT,
   VERSION_MAX_SIZE,
+  UPLOAD_IDLE_TIMEOUT,
+  UPLOAD_MIN_RATE,
+  UPLOAD_MIN_RATE_PERIOD,
+  SEND_IDLE_TIMEOUT,
 ] as const;
 
 const KNOWN_NAMES: ReadonlySet<string> = new Set(VARIABLES.map((v) => v.name));
@@ -276,6 +338,10 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     http2WindowBytes: read(HTTP2_WINDOW_SIZE),
     metricsPort: read(METRICS_PORT),
     versionMaxBytes: read(VERSION_MAX_SIZE),
+    uploadIdleTimeoutMs: read(UPLOAD_IDLE_TIMEOUT),
+    uploadMinRateBytesPerSecond: read(UPLOAD_MIN_RATE),
+    uploadMinRatePeriodMs: read(UPLOAD_MIN_RATE_PERIOD),
+    sendIdleTimeoutMs: read(SEND_IDLE_TIMEOUT),
     ignoredVariables: Object.freeze(
       Object.keys(env)
         .filter((name) => name.startsWith(PREFIX) && !KNOWN_NAMES.has(name) && env[name] !== undefined)

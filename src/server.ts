@@ -37,7 +37,9 @@ export type ServerConfig = Pick<
   | "http2WindowBytes"
 > &
   // Optional: without them the metrics endpoint is off and versions have no size limit of their own.
-  Partial<Pick<Config, "metricsPort" | "versionMaxBytes">>;
+  Partial<Pick<Config, "metricsPort" | "versionMaxBytes">> &
+  // Optional: without them slow uploads and stalled readers are never cut off.
+  Partial<Pick<Config, "uploadIdleTimeoutMs" | "uploadMinRateBytesPerSecond" | "uploadMinRatePeriodMs" | "sendIdleTimeoutMs">>;
 
 export interface ServerOptions {
   /** Interface to listen on; all of them by default. */
@@ -141,6 +143,13 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
     createModelRegistryService({
       registry,
       extraStatus: () => workerStatus(pool),
+      uploadLimits: {
+        idleTimeoutMs: config.uploadIdleTimeoutMs ?? 0,
+        minRateBytesPerSecond: config.uploadMinRateBytesPerSecond ?? 0,
+        minRatePeriodMs: config.uploadMinRatePeriodMs ?? 10_000,
+      },
+      sendIdleTimeoutMs: config.sendIdleTimeoutMs ?? 0,
+      log: log.child({ module: "rpc" }),
     }) as unknown as grpc.UntypedServiceImplementation,
   );
   const health = new HealthStatus(["", SERVICE_NAME], ServingStatus.NOT_SERVING);

@@ -19,6 +19,10 @@ const DEFAULTS: Config = {
   http2WindowBytes: 8_388_608,
   metricsPort: 0,
   versionMaxBytes: 0,
+  uploadIdleTimeoutMs: 30_000,
+  uploadMinRateBytesPerSecond: 65_536,
+  uploadMinRatePeriodMs: 10_000,
+  sendIdleTimeoutMs: 60_000,
   ignoredVariables: [],
 };
 
@@ -93,6 +97,10 @@ describe("CONFIG_VARIABLES", () => {
         [`${P}HTTP2_WINDOW_SIZE`, "8388608"],
         [`${P}METRICS_PORT`, "0"],
         [`${P}VERSION_MAX_SIZE`, "0"],
+        [`${P}UPLOAD_IDLE_TIMEOUT`, "30s"],
+        [`${P}UPLOAD_MIN_RATE`, "65536"],
+        [`${P}UPLOAD_MIN_RATE_PERIOD`, "10s"],
+        [`${P}SEND_IDLE_TIMEOUT`, "60s"],
       ],
     );
   });
@@ -113,6 +121,10 @@ describe("CONFIG_VARIABLES", () => {
         "an integer number of bytes from 0 to 2147483647 (0 keeps Node's 65535-byte default)",
         ACCEPTED.metricsPort,
         VERSION_MAX_ACCEPTED,
+        UPLOAD_IDLE_ACCEPTED,
+        UPLOAD_MIN_RATE_ACCEPTED,
+        UPLOAD_MIN_RATE_PERIOD_ACCEPTED,
+        SEND_IDLE_ACCEPTED,
       ],
     );
     for (const variable of CONFIG_VARIABLES) {
@@ -354,6 +366,47 @@ describe(`${P}VERSION_MAX_SIZE`, () => {
   test("rejects what is not a byte count", () => {
     assertInvalid({ [name]: "1GiB" }, `${name}="1GiB" is invalid: expected ${VERSION_MAX_ACCEPTED}`);
     assertInvalid({ [name]: "-5" }, `${name}="-5" is invalid: expected ${VERSION_MAX_ACCEPTED}`);
+  });
+});
+
+const UPLOAD_IDLE_ACCEPTED =
+  "a non-negative Go duration such as 10s or 1m, at most 596h (units ns, us, ms, s, m, h); 0 disables the limit";
+const UPLOAD_MIN_RATE_ACCEPTED = "an integer number of bytes per second from 0 to 9007199254740991 (0 disables the limit)";
+const UPLOAD_MIN_RATE_PERIOD_ACCEPTED = "a positive Go duration such as 5s or 1m, at most 596h (units ns, us, ms, s, m, h)";
+const SEND_IDLE_ACCEPTED =
+  "a non-negative Go duration such as 30s or 2m, at most 596h (units ns, us, ms, s, m, h); 0 disables the limit";
+
+describe("slow clients: UPLOAD_IDLE_TIMEOUT, UPLOAD_MIN_RATE, UPLOAD_MIN_RATE_PERIOD, SEND_IDLE_TIMEOUT", () => {
+  test("accept durations and rates, 0 disabling a limit", () => {
+    const config = loadConfig({
+      [`${P}UPLOAD_IDLE_TIMEOUT`]: "0",
+      [`${P}UPLOAD_MIN_RATE`]: "0",
+      [`${P}UPLOAD_MIN_RATE_PERIOD`]: "1.5s",
+      [`${P}SEND_IDLE_TIMEOUT`]: "2m",
+    });
+    assert.deepEqual(
+      [config.uploadIdleTimeoutMs, config.uploadMinRateBytesPerSecond, config.uploadMinRatePeriodMs, config.sendIdleTimeoutMs],
+      [0, 0, 1500, 120_000],
+    );
+    assert.equal(loadConfig({ [`${P}UPLOAD_IDLE_TIMEOUT`]: "596h" }).uploadIdleTimeoutMs, 596 * 3_600_000);
+  });
+  test("reject malformed, negative or too long durations, naming the variable and the accepted form", () => {
+    assertInvalid(
+      { [`${P}UPLOAD_IDLE_TIMEOUT`]: "30", [`${P}SEND_IDLE_TIMEOUT`]: "-1s" },
+      `${P}UPLOAD_IDLE_TIMEOUT="30" is invalid: missing unit; expected ${UPLOAD_IDLE_ACCEPTED}`,
+      `${P}SEND_IDLE_TIMEOUT="-1s" is invalid: negative duration; expected ${SEND_IDLE_ACCEPTED}`,
+    );
+    assertInvalid(
+      { [`${P}UPLOAD_IDLE_TIMEOUT`]: "597h" },
+      `${P}UPLOAD_IDLE_TIMEOUT="597h" is invalid: longer than 596h; expected ${UPLOAD_IDLE_ACCEPTED}`,
+    );
+  });
+  test("the rate is a byte count per second and its period is positive", () => {
+    assertInvalid(
+      { [`${P}UPLOAD_MIN_RATE`]: "64KiB", [`${P}UPLOAD_MIN_RATE_PERIOD`]: "0" },
+      `${P}UPLOAD_MIN_RATE="64KiB" is invalid: expected ${UPLOAD_MIN_RATE_ACCEPTED}`,
+      `${P}UPLOAD_MIN_RATE_PERIOD="0" is invalid: shorter than 1ms; expected ${UPLOAD_MIN_RATE_PERIOD_ACCEPTED}`,
+    );
   });
 });
 

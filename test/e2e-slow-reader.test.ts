@@ -3,14 +3,17 @@ import { createHash } from "node:crypto";
 import { get } from "node:http";
 import { rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type TestContext, test } from "node:test";
-import { type ClientHttp2Stream, connect } from "node:http2";
+import { type TestContext, after, test } from "node:test";
+import { type ClientHttp2Stream, connect, constants as http2Constants } from "node:http2";
 import { fileURLToPath } from "node:url";
 import { loadSync } from "@grpc/proto-loader";
 import { createLogger } from "../src/logger.js";
 import { type RunningServer, type ServerConfig, type ServerOptions, startServer } from "../src/server.js";
 import { RegistryClient } from "./support/registry-client.js";
 import { DEFAULT_TEST_CONFIG, makeArchiveDir } from "./support/test-server.js";
+import { killAllServers, spawnServerOnTempArchive } from "./support/server-process.js";
+
+after(killAllServers);
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -182,4 +185,42 @@ test("a reader stalled at a version's end keeps its bytes counted until it goes 
   }
   assert.equal(cache().drainingBytes, 0, "freed once the client went away");
   assert.equal(cache().usedBytes, 0);
+});
+
+test("a reader that stops reading is cut off after SEND_IDLE_TIMEOUT: its stream is reset and the version's bytes leave the account", { timeout: 60_000 }, async (t) => {
+  const server = await spawnServerOnTempArchive(t, {
+    COGMENT_MODEL_REGISTRY_SEND_IDLE_TIMEOUT: "2s",
+    COGMENT_MODEL_REGISTRY_SENT_MODEL_VERSION_DATA_CHUNK_SIZE: "16000",
+  });
+  const client = new RegistryClient(`127.0.0.1:${server.port}`);
+  t.after(() => client.close());
+  const figures = async (): Promise<Record<string, string>> =>
+    (await client.status(["cache_draining_bytes", "cache_used_bytes", "cache_data_bytes"])).statuses;
+  await client.createModel("slow");
+  // A little more than the stalled stream's 64 KiB window: the last message cannot be delivered.
+  await client.publish("slow", Buffer.alloc(66_000, 7));
+  const session = connect(`http://127.0.0.1:${server.port}`);
+  session.on("error", () => {});
+  t.after(() => session.destroy());
+  const reader = openStalledReader(session);
+  reader.on("error", () => {});
+  const closed = new Promise<number>((resolve) => reader.on("close", () => resolve(reader.rstCode ?? -1)));
+  await sleep(200);
+  await client.deleteModel("slow"); // the version leaves the cache; the stalled reader still holds it
+  const held = await figures();
+  assert.ok(Number(held.cache_draining_bytes) >= 66_000, `the stalled reader's version is counted as draining: ${JSON.stringify(held)}`);
+  assert.equal(held.cache_data_bytes, "0");
+
+  // The server resets the stream (a grpc-js client reports that as CANCELLED) and frees the version.
+  assert.equal(await closed, http2Constants.NGHTTP2_CANCEL);
+  let after = await figures();
+  for (let waited = 0; after.cache_draining_bytes !== "0" && waited < 10_000; waited += 20) {
+    await sleep(20);
+    after = await figures();
+  }
+  assert.deepEqual(after, { cache_draining_bytes: "0", cache_used_bytes: "0", cache_data_bytes: "0" });
+  // The server keeps serving.
+  await client.createModel("slow");
+  await client.publish("slow", Buffer.from("after"));
+  assert.equal((await client.retrieveData("slow", -1)).toString(), "after");
 });

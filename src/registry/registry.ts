@@ -4,7 +4,7 @@ import { Code, RegistryError, notFound, resourceExhausted } from "../errors/inde
 import type { Logger } from "../logger.js";
 import { ModelActor } from "./model-actor.js";
 import type { ModelRecord, VersionRecord } from "./records.js";
-import { VersionCache, type VersionCacheStats } from "./version-cache.js";
+import { type Reservation, VersionCache, type VersionCacheStats } from "./version-cache.js";
 import { type PendingUpload, type UploadHeader, VersionUpload } from "./version-upload.js";
 import { StreamedVersionUpload } from "./streamed-upload.js";
 import { type VersionSink, VersionSubscription } from "./version-subscription.js";
@@ -62,15 +62,21 @@ export interface RegistryStats {
   readonly models: number;
   readonly subscribers: number;
   readonly uploadsInFlight: number;
+  /** Bytes of streamed archived uploads' batch buffers held beside the budget (it had no room for them). */
+  readonly uploadBytesOutsideBudget: number;
   readonly cache: VersionCacheStats;
 }
 
 /**
- * Archived versions larger than this share of the budget go straight to disk on upload and are
- * streamed from disk on download, never cached.
+ * Archived versions larger than this share of the budget go straight to disk on upload (as do
+ * smaller ones when the budget has no room for them at their header) and are streamed from disk on
+ * download, never cached.
  */
 const ARCHIVED_CACHE_SHARE = 4;
-/** Memory an archived upload streamed to disk holds at most (one batch). */
+/**
+ * Memory an archived upload streamed to disk holds at most (one batch), on top of what its HTTP/2
+ * stream window lets the client send ahead.
+ */
 const STREAMED_UPLOAD_BATCH_BYTES = 4 * 1024 * 1024;
 
 /**
@@ -86,6 +92,8 @@ export class Registry {
   private sortedIds: string[] | undefined = undefined;
   private readonly archivedLoads = new Map<string, Promise<void>>();
   private uploadsInFlight = 0;
+  /** Batch buffers of streamed archived uploads that the budget could not take. */
+  private bytesOutsideBudget = 0;
   private readonly now: () => bigint;
 
   private constructor(private readonly options: RegistryOptions) {
@@ -130,7 +138,13 @@ export class Registry {
       models += actor.exists ? 1 : 0;
       subscribers += actor.subscriptions.size;
     }
-    return { models, subscribers, uploadsInFlight: this.uploadsInFlight, cache: this.cache.stats() };
+    return {
+      models,
+      subscribers,
+      uploadsInFlight: this.uploadsInFlight,
+      uploadBytesOutsideBudget: this.bytesOutsideBudget,
+      cache: this.cache.stats(),
+    };
   }
 
   async createOrUpdateModel(model: ModelRecord): Promise<void> {
@@ -176,9 +190,10 @@ export class Registry {
   }
 
   /**
-   * Starts an upload: checks the model and the size, and reserves memory in the cache account:
-   * the whole version (held in memory, one copy), or for a large archived version one batch
-   * (streamed to disk as it arrives).
+   * Starts an upload: checks the model and the size, and reserves memory in the cache account.
+   * A transient version is held in memory (one copy): it needs room for its whole size. An archived
+   * version is never refused for the budget: held in memory (and so cached for readers) when it fits
+   * a share of the budget and the budget has room for it right now, streamed to disk otherwise.
    */
   beginUpload(header: UploadHeader): PendingUpload {
     const actor = this.existingActor(header.modelId);
@@ -191,8 +206,8 @@ export class Registry {
     const totalBytes = EncodedVersionData.planTotalBytes(header.dataSize, this.options.chunkSize);
     const resumable = this.options.resumableHash;
     const upload =
-      header.archived && resumable !== undefined && totalBytes > this.options.cacheMaxBytes / ARCHIVED_CACHE_SHARE
-        ? this.beginStreamedUpload(actor, header, resumable)
+      header.archived && resumable !== undefined
+        ? this.beginArchivedUpload(actor, header, totalBytes, resumable)
         : this.beginMemoryUpload(actor, header, totalBytes);
     this.uploadsInFlight++;
     let counted = true;
@@ -214,6 +229,25 @@ export class Registry {
         upload.abort();
       },
     };
+  }
+
+  private beginArchivedUpload(
+    actor: ModelActor,
+    header: UploadHeader,
+    totalBytes: number,
+    resumable: NonNullable<RegistryOptions["resumableHash"]>,
+  ): PendingUpload {
+    if (totalBytes <= this.options.cacheMaxBytes / ARCHIVED_CACHE_SHARE) {
+      try {
+        return this.beginMemoryUpload(actor, header, totalBytes);
+      } catch (error) {
+        if (!(error instanceof RegistryError && error.code === Code.RESOURCE_EXHAUSTED)) {
+          throw error;
+        }
+        // No room in the budget right now: to disk instead.
+      }
+    }
+    return this.beginStreamedUpload(actor, header, resumable);
   }
 
   private beginMemoryUpload(actor: ModelActor, header: UploadHeader, totalBytes: number): PendingUpload {
@@ -244,13 +278,19 @@ export class Registry {
     });
   }
 
+  /**
+   * An archived upload streamed to disk holds one batch buffer (at most STREAMED_UPLOAD_BATCH_BYTES),
+   * whatever the version's size; the client's further bytes wait in its HTTP/2 stream window (flow
+   * control). The batch is counted in the budget when the budget can take it, and held beside the
+   * budget otherwise (Status `upload_bytes_outside_budget`), so the upload is never refused for it.
+   */
   private beginStreamedUpload(
     actor: ModelActor,
     header: UploadHeader,
     resumable: NonNullable<RegistryOptions["resumableHash"]>,
   ): PendingUpload {
     const batchBytes = Math.max(1, Math.min(STREAMED_UPLOAD_BATCH_BYTES, header.dataSize));
-    return new StreamedVersionUpload(header, this.cache.reserve(batchBytes), {
+    return new StreamedVersionUpload(header, this.reserveBatch(batchBytes), {
       generation: actor.generation,
       archive: this.options.archive,
       batchBytes,
@@ -259,6 +299,27 @@ export class Registry {
       commit: (pending) => actor.commit(pending),
       now: this.now,
     });
+  }
+
+  private reserveBatch(bytes: number): Reservation {
+    try {
+      return this.cache.reserve(bytes);
+    } catch (error) {
+      if (!(error instanceof RegistryError && error.code === Code.RESOURCE_EXHAUSTED)) {
+        throw error;
+      }
+    }
+    this.bytesOutsideBudget += bytes;
+    let held = true;
+    return {
+      bytes,
+      release: () => {
+        if (held) {
+          held = false;
+          this.bytesOutsideBudget -= bytes;
+        }
+      },
+    };
   }
 
   async openVersionData(modelId: string, versionNumber: number): Promise<VersionDataSource> {

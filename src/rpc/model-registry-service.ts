@@ -21,6 +21,11 @@ import { WriteConfirmations } from "./write-confirmations.js";
 import { toServiceError } from "./to-service-error.js";
 import { requireMessage, validateDataSize, validateModelId, validateUserData } from "./validate.js";
 import { limitReplySize } from "./reply-size.js";
+import { NO_UPLOAD_LIMITS, type UploadLimits, UploadWatchdog } from "./upload-watchdog.js";
+import { SendWatchdog } from "./send-watchdog.js";
+import { resetCallStream } from "./reset-call-stream.js";
+import { readOneMessageAhead } from "./read-ahead.js";
+import type { Logger } from "../logger.js";
 
 type Methods = (typeof ModelRegistrySP)["method"];
 const PRE_FRAMED = { retrieveVersionData: true } as const;
@@ -33,6 +38,11 @@ export interface ServiceContext {
   readonly registry: Registry;
   /** Extra figures for Status (e.g. the worker pool's). */
   readonly extraStatus: () => Record<string, string>;
+  /** How slow a CreateVersion client may be before the server gives up on it; no limits if absent. */
+  readonly uploadLimits?: UploadLimits;
+  /** A RetrieveVersionData stream whose messages make no progress for this long is reset; 0 or absent: never. */
+  readonly sendIdleTimeoutMs?: number;
+  readonly log?: Logger;
 }
 
 // Failures are logged (and counted) when the call ends, by the call observer (call-observer.ts).
@@ -111,19 +121,25 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
     createVersion(call, callback) {
       let upload: PendingUpload | undefined;
       let answered = false;
-      call.on("cancelled", () => {
-        answered = true;
-        upload?.abort();
-      });
       const fail = (reason: unknown): void => {
+        watchdog.stop();
         upload?.abort();
         if (!answered) {
           answered = true;
           callback(toServiceError(reason));
         }
       };
+      // A client too slow to send ends the upload at once: its reservation must not be held hostage.
+      const watchdog = new UploadWatchdog(context.uploadLimits ?? NO_UPLOAD_LIMITS, fail);
+      call.on("cancelled", () => {
+        answered = true;
+        watchdog.stop();
+        upload?.abort();
+      });
       const receive = async (): Promise<void> => {
+        watchdog.waiting();
         for await (const chunk of call as AsyncIterable<CreateVersionRequestChunk>) {
+          watchdog.received(chunk.msg.case === "body" ? chunk.msg.value.dataChunk.byteLength : 0);
           if (answered) {
             break;
           }
@@ -133,6 +149,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
             // A streamed (archived, large) upload hands back a promise: the next chunk waits for it.
             const appended = upload.append(chunk.msg.value.dataChunk);
             if (appended !== undefined) {
+              readOneMessageAhead(call);
               await appended;
             }
           } else {
@@ -142,7 +159,9 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
                 : "CreateVersionRequestChunk: a message without header or body was received; every message after the header must be a body",
             );
           }
+          watchdog.waiting();
         }
+        watchdog.stop();
         if (answered) {
           return;
         }
@@ -159,16 +178,29 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
     },
 
     retrieveVersionData(call) {
+      const sendIdleTimeoutMs = context.sendIdleTimeoutMs ?? 0;
       const send = async (): Promise<void> => {
         const { modelId, versionNumber } = call.request;
         const source = await registry.openVersionData(validateModelId("model_id", modelId), versionNumber);
         // The frames are views of the cached version: its memory may be reused once the lease is
         // released, so the lease is held until every write is confirmed (or the call is gone).
         const writes = new WriteConfirmations();
+        // A reader that stops reading would hold the lease (and the version's bytes in the budget)
+        // for as long as it keeps its stream open: past the send idle time its stream is reset,
+        // which drops the queued messages and ends the call (then the lease is released below).
+        const stalls = new SendWatchdog(sendIdleTimeoutMs, () => {
+          context.log?.warn(
+            { modelId, versionNumber: source.version.versionNumber, sendIdleTimeoutMs },
+            "RetrieveVersionData reader stopped reading: stream reset (COGMENT_MODEL_REGISTRY_SEND_IDLE_TIMEOUT)",
+          );
+          if (!resetCallStream(call)) {
+            context.log?.warn("grpc-js internals changed: cannot reset the stream of a stalled reader");
+          }
+        });
         try {
           let cancelled = false;
           for await (const frame of source.frames) {
-            if (!(await writeWithBackpressure(call, frame, writes.track()))) {
+            if (!(await writeWithBackpressure(call, frame, stalls.track(writes.track())))) {
               cancelled = true;
               break;
             }
@@ -178,6 +210,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
             await writes.settled(call);
           }
         } finally {
+          stalls.stop();
           source.release(!writes.allConfirmed);
         }
       };
@@ -222,6 +255,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
           models: String(stats.models),
           subscribers: String(stats.subscribers),
           uploads_in_flight: String(stats.uploadsInFlight),
+          upload_bytes_outside_budget: String(stats.uploadBytesOutsideBudget),
           cache_max_bytes: String(cache.maxBytes),
           cache_used_bytes: String(cache.usedBytes),
           cache_data_bytes: String(cache.entryBytes),

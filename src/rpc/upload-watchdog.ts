@@ -1,0 +1,155 @@
+import { Code, RegistryError } from "../errors/index.js";
+
+export interface UploadLimits {
+  /** Longest wait for one message from the client; 0 disables. */
+  readonly idleTimeoutMs: number;
+  /** Fewest data bytes per second of waiting for the client; 0 disables. */
+  readonly minRateBytesPerSecond: number;
+  /** The rate is checked over each period of waiting of this length, from the end of the first one. */
+  readonly minRatePeriodMs: number;
+}
+
+export const NO_UPLOAD_LIMITS: UploadLimits = { idleTimeoutMs: 0, minRateBytesPerSecond: 0, minRatePeriodMs: 10_000 };
+
+const IDLE_VARIABLE = "COGMENT_MODEL_REGISTRY_UPLOAD_IDLE_TIMEOUT";
+const RATE_VARIABLE = "COGMENT_MODEL_REGISTRY_UPLOAD_MIN_RATE";
+
+/**
+ * Gives up on a CreateVersion whose client is too slow: silent for `idleTimeoutMs`, or sending fewer
+ * than `minRateBytesPerSecond` over a period after the first (the first is left to connection
+ * start-up and TCP slow start). Only time spent waiting for the client counts: while the server
+ * itself is busy with a message (a streamed upload's disk write and hash, say), the clock stops, so
+ * a slow server never fails its clients. An upload holds its memory reservation for as long as it
+ * runs, so a client that sends a large header and then trickles would otherwise hold it for ever.
+ *
+ * DEADLINE_EXCEEDED, the status grpc-js itself answers when a call's deadline passes on the server:
+ * the server's time limit for the operation ran out.
+ */
+export class UploadWatchdog {
+  readonly #limits: UploadLimits;
+  readonly #onExpired: (error: RegistryError) => void;
+  readonly #now: () => number;
+  #timer: NodeJS.Timeout | undefined = undefined;
+  /** When the current wait for the client began; undefined while the server is busy with a message. */
+  #waitStart: number | undefined = undefined;
+  /** Up to when the waiting time has been added to the current period. */
+  #accountedUntil = 0;
+  #periodWaitMs = 0;
+  #periodBytes = 0;
+  #periodsDone = 0;
+  #totalBytes = 0;
+  #done = false;
+
+  constructor(limits: UploadLimits, onExpired: (error: RegistryError) => void, now: () => number = () => performance.now()) {
+    this.#limits = limits;
+    this.#onExpired = onExpired;
+    this.#now = now;
+  }
+
+  /** The handler waits for the client's next message. */
+  waiting(): void {
+    if (this.#done || this.#waitStart !== undefined) {
+      return;
+    }
+    const now = this.#now();
+    this.#waitStart = now;
+    this.#accountedUntil = now;
+    this.#arm();
+  }
+
+  /** A message with `dataBytes` of version data arrived; the server is busy with it until waiting(). */
+  received(dataBytes: number): void {
+    if (this.#done) {
+      return;
+    }
+    this.#disarm();
+    if (this.#waitStart !== undefined) {
+      this.#account(this.#now());
+      this.#waitStart = undefined;
+    }
+    this.#periodBytes += dataBytes;
+    this.#totalBytes += dataBytes;
+  }
+
+  /** The upload ended (all received, failed or cancelled). */
+  stop(): void {
+    this.#done = true;
+    this.#disarm();
+  }
+
+  #arm(): void {
+    const { idleTimeoutMs, minRateBytesPerSecond, minRatePeriodMs } = this.#limits;
+    let delay = Number.POSITIVE_INFINITY;
+    if (idleTimeoutMs > 0) {
+      delay = idleTimeoutMs - (this.#accountedUntil - (this.#waitStart ?? this.#accountedUntil));
+    }
+    if (minRateBytesPerSecond > 0) {
+      delay = Math.min(delay, minRatePeriodMs - this.#periodWaitMs);
+    }
+    if (Number.isFinite(delay)) {
+      this.#timer = setTimeout(() => this.#tick(), Math.max(0, Math.ceil(delay))).unref();
+    }
+  }
+
+  #disarm(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #tick(): void {
+    this.#timer = undefined;
+    const waitStart = this.#waitStart;
+    if (this.#done || waitStart === undefined) {
+      return;
+    }
+    const now = this.#now();
+    this.#account(now);
+    if (this.#done) {
+      return;
+    }
+    const { idleTimeoutMs } = this.#limits;
+    if (idleTimeoutMs > 0 && now - waitStart >= idleTimeoutMs) {
+      this.#expire(
+        `CreateVersion received nothing from the client for ${formatMs(now - waitStart)} ` +
+          `(${IDLE_VARIABLE} = ${formatMs(idleTimeoutMs)}) after ${this.#totalBytes} bytes of data; ` +
+          "the upload was abandoned and its memory reservation released",
+      );
+      return;
+    }
+    this.#arm();
+  }
+
+  /** Adds the waiting time up to `now` to the periods, checking the rate of each period it completes. */
+  #account(now: number): void {
+    const { minRateBytesPerSecond, minRatePeriodMs } = this.#limits;
+    this.#periodWaitMs += now - this.#accountedUntil;
+    this.#accountedUntil = now;
+    if (minRateBytesPerSecond <= 0) {
+      return;
+    }
+    while (this.#periodWaitMs >= minRatePeriodMs) {
+      const wanted = (minRateBytesPerSecond * minRatePeriodMs) / 1000;
+      if (this.#periodsDone > 0 && this.#periodBytes < wanted) {
+        const rate = Math.floor((this.#periodBytes * 1000) / minRatePeriodMs);
+        this.#expire(
+          `CreateVersion too slow: the client sent ${this.#periodBytes} bytes in ${formatMs(minRatePeriodMs)} of waiting ` +
+            `(${rate} bytes/s), below ${RATE_VARIABLE} = ${minRateBytesPerSecond} bytes/s, after ${this.#totalBytes} bytes of data; ` +
+            "the upload was abandoned and its memory reservation released",
+        );
+        return;
+      }
+      this.#periodsDone++;
+      this.#periodWaitMs -= minRatePeriodMs;
+      this.#periodBytes = 0;
+    }
+  }
+
+  #expire(message: string): void {
+    this.stop();
+    this.#onExpired(new RegistryError(Code.DEADLINE_EXCEEDED, message));
+  }
+}
+
+function formatMs(ms: number): string {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(ms % 1000 === 0 ? 0 : 1)}s` : `${Math.round(ms)}ms`;
+}
