@@ -4,7 +4,7 @@ import { Code, RegistryError, notFound, resourceExhausted } from "../errors/inde
 import type { Logger } from "../logger.js";
 import { ModelActor } from "./model-actor.js";
 import type { ModelRecord, VersionRecord } from "./records.js";
-import { VersionCache, type VersionCacheStats } from "./version-cache.js";
+import { VERSION_OVERHEAD_BYTES, VersionCache, type VersionCacheStats } from "./version-cache.js";
 import { type PendingUpload, type UploadHeader, VersionUpload } from "./version-upload.js";
 import { StreamedVersionUpload } from "./streamed-upload.js";
 import { type VersionSink, VersionSubscription } from "./version-subscription.js";
@@ -93,6 +93,7 @@ export class Registry {
       pruneCount: options.cachePruneCount,
       onEvict: (modelId, versionNumber) => this.actors.get(modelId)?.dataEvicted(versionNumber),
       spares: { maxAgeMs: SPARE_MAX_AGE_MS },
+      entryOverheadBytes: VERSION_OVERHEAD_BYTES,
     });
     this.now = options.now ?? createNanosecondClock();
   }
