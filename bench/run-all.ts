@@ -7,7 +7,7 @@
  *                              [--reader-window=BYTES] [--reader-client=http2|grpc-js] [--cpu-prof=DIR]
  *
  * Groups: sha256 (micro-benchmarks), publish, hash, broadcast, scaling,
- * ceiling, metadata, window; none = all. Environment equivalents:
+ * ceiling, metadata, window, tiny (memory after 100,000 tiny versions); none = all. Environment equivalents:
  * BENCH_SCENARIOS=publish,broadcast  BENCH_QUICK=1  BENCH_REPEAT=3.
  * A full run takes about 5 minutes on 2 cores (plus up to 10 s per scenario
  * spent waiting for other processes to leave the CPUs idle); --quick under 1.
@@ -19,11 +19,12 @@ import { checkGoals, goalsMarkdown } from "./goals.js";
 import { LOAD_GROUPS, defaultLoadOptions, loadScenarios, runLoadEntries } from "./load.js";
 import { machineInfo } from "./machine-info.js";
 import { runSha256Bench } from "./sha256.bench.js";
+import { defaultTinyVersionsOptions, runTinyVersionsBench } from "./tiny-versions.js";
 import type { LoadOptions } from "./scenario-support.js";
 import type { ReaderClient } from "./generator-protocol.js";
 import { summaryTable } from "./summary-table.js";
 
-const GROUPS: readonly string[] = ["sha256", ...LOAD_GROUPS];
+const GROUPS: readonly string[] = ["sha256", ...LOAD_GROUPS, "tiny"];
 
 interface CliOptions {
   readonly groups: readonly string[];
@@ -109,6 +110,10 @@ async function main(): Promise<void> {
     }
     const run = await runLoadEntries(entries, options, (record) => print(record, repeat));
     failures.push(...run.failures);
+    if (wanted("tiny")) {
+      log("# tiny versions: memory after a burst of 16-byte versions");
+      print(await runTinyVersionsBench(defaultTinyVersionsOptions(cli.quick), log), repeat);
+    }
   }
 
   const medians = aggregate(all);

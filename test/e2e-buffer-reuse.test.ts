@@ -6,6 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { describe, test } from "node:test";
 import { loadSync } from "@grpc/proto-loader";
 import { planChunkLayout } from "../src/data/index.js";
+import { VERSION_OVERHEAD_BYTES } from "../src/registry/index.js";
 import { startTestServer } from "./support/test-server.js";
 
 const KiB = 1024;
@@ -46,7 +47,7 @@ function openStalledReader(session: ReturnType<typeof connect>, modelId: string,
 describe("memory of evicted versions is reused by the next upload of the same size", () => {
   const size = 200 * KiB;
   const chunk = 64 * KiB;
-  const stored = planChunkLayout(size, chunk).totalBytes;
+  const stored = planChunkLayout(size, chunk).totalBytes + VERSION_OVERHEAD_BYTES;
 
   test("with room for three versions, every publish after the third reuses the evicted one's memory", async (t) => {
     const server = await startTestServer({ cacheMaxBytes: 3 * stored, cachePruneCount: 1, sentChunkSize: chunk });
@@ -117,7 +118,7 @@ describe("memory of evicted versions is reused by the next upload of the same si
 
   test("a version whose reader went away with writes unconfirmed is never reused", async (t) => {
     const big = 4 * MiB; // larger than the HTTP/2 windows: a stalled reader leaves writes pending
-    const bigStored = planChunkLayout(big, chunk).totalBytes;
+    const bigStored = planChunkLayout(big, chunk).totalBytes + VERSION_OVERHEAD_BYTES;
     const server = await startTestServer({ cacheMaxBytes: 2 * bigStored, cachePruneCount: 1, sentChunkSize: chunk });
     t.after(() => server.close());
     const { client } = server;

@@ -7,7 +7,8 @@ import { createFsArchiveStore, inlineFileWriter } from "../src/archive/index.js"
 import { createSha256 } from "../src/data/index.js";
 import { Code } from "../src/errors/index.js";
 import { createLogger } from "../src/logger.js";
-import { Registry } from "../src/registry/index.js";
+import { Registry, VERSION_OVERHEAD_BYTES } from "../src/registry/index.js";
+import { planChunkLayout } from "../src/data/index.js";
 import type { ArchiveStore } from "../src/archive/index.js";
 import { toRegistryError } from "../src/rpc/to-service-error.js";
 import type { VersionRecord } from "../src/registry/index.js";
@@ -118,6 +119,29 @@ describe("Registry and its model actors", () => {
     assert.equal(failure.code, Code.PERMISSION_DENIED);
     assert.equal(failure.message, "permission denied in the archive directory: EACCES: permission denied, open 'locked'");
     assert.equal(reopened.stats().cache.reservedBytes, 0);
+  });
+
+  test("the budget counts each cached version's data plus VERSION_OVERHEAD_BYTES", async (t) => {
+    const stored = planChunkLayout(16, 1024).totalBytes; // 16 bytes, framed: 23
+    assert.equal(stored, 23);
+    const registry = await openRegistry(t, 10 * (stored + VERSION_OVERHEAD_BYTES));
+    await registry.createOrUpdateModel({ modelId: "tiny", userData: {} });
+    await publish(registry, "tiny", Buffer.alloc(16, 1));
+    assert.equal(registry.stats().cache.entryBytes, stored + VERSION_OVERHEAD_BYTES);
+    assert.equal(registry.stats().cache.usedBytes, stored + VERSION_OVERHEAD_BYTES);
+    for (let i = 0; i < 100; i++) {
+      await publish(registry, "tiny", Buffer.alloc(16, i));
+    }
+    // Ten fit the budget; the rest were evicted (and, transient, are gone).
+    const { cache } = registry.stats();
+    assert.equal(cache.entries, 10);
+    assert.equal(cache.usedBytes, 10 * (stored + VERSION_OVERHEAD_BYTES));
+    const page = await registry.listVersions("tiny", [], 1000, "");
+    assert.deepEqual(
+      page.versions.map((v) => v.versionNumber),
+      Array.from({ length: 10 }, (_, i) => 92 + i),
+    );
+    assert.ok(VERSION_OVERHEAD_BYTES >= 256 && VERSION_OVERHEAD_BYTES <= 2048, "hundreds of bytes, measured (bench/version-overhead.ts)");
   });
 
   test("a failed operation does not poison the model's queue", async (t) => {

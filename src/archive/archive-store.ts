@@ -36,6 +36,8 @@ export interface ArchiveStore {
 
 export interface VersionDataReader {
   readonly size: number;
+  /** Where the data is (a file path), for log lines. */
+  readonly location: string;
   /** Reads up to target.byteLength bytes at position into target; resolves to the count read (0 at end). */
   read(target: Uint8Array, position: number): Promise<number>;
   close(): Promise<void>;

@@ -76,10 +76,11 @@ async function readdirIfExists(directory: string): Promise<string[]> {
   }
 }
 
-function createReader(handle: FileHandle, size: number): VersionDataReader {
+function createReader(handle: FileHandle, size: number, location: string): VersionDataReader {
   let closed: Promise<void> | undefined;
   return {
     size,
+    location,
     async read(target, position) {
       const { bytesRead } = await handle.read(target, 0, target.byteLength, position);
       return bytesRead;
@@ -383,7 +384,7 @@ export function createFsArchiveStore(options: FsArchiveStoreOptions): ArchiveSto
         if (!dataStat.isFile()) {
           throw missing();
         }
-        return createReader(handle, dataStat.size);
+        return createReader(handle, dataStat.size, dataPath);
       } catch (error) {
         await handle.close().catch(() => {});
         throw error;

@@ -2,4 +2,4 @@ export type { ModelRecord, VersionRecord } from "./records.js";
 export { Registry, type RegistryOptions, type RegistryStats, type VersionDataSource } from "./registry.js";
 export type { VersionSink, VersionSubscription } from "./version-subscription.js";
 export type { PendingUpload, VersionUpload, UploadHeader } from "./version-upload.js";
-export { VersionCache, type VersionCacheStats } from "./version-cache.js";
+export { VERSION_OVERHEAD_BYTES, VersionCache, type VersionCacheStats } from "./version-cache.js";

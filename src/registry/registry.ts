@@ -1,13 +1,14 @@
-import type { ArchiveStore } from "../archive/index.js";
+import type { ArchiveStore, VersionDataReader } from "../archive/index.js";
 import { EncodedVersionData, encodeFrameHeader, frameHeaderLength } from "../data/index.js";
 import { Code, RegistryError, notFound, resourceExhausted } from "../errors/index.js";
 import type { Logger } from "../logger.js";
 import { ModelActor } from "./model-actor.js";
 import type { ModelRecord, VersionRecord } from "./records.js";
-import { type Reservation, VersionCache, type VersionCacheStats } from "./version-cache.js";
+import { type Reservation, VERSION_OVERHEAD_BYTES, VersionCache, type VersionCacheStats } from "./version-cache.js";
 import { type PendingUpload, type UploadHeader, VersionUpload } from "./version-upload.js";
 import { StreamedVersionUpload } from "./streamed-upload.js";
 import { type VersionSink, VersionSubscription } from "./version-subscription.js";
+import { type ResumableHash, createStreamingHash } from "./streaming-hash.js";
 import { findVersion, lowerBound, pageOf, parseHandle, resolveVersion } from "./version-selection.js";
 
 export interface RegistryOptions {
@@ -22,10 +23,7 @@ export interface RegistryOptions {
    * Resumable hashing for archived uploads streamed to disk. Without it, archived uploads are held
    * in memory like transient ones (and so limited by the cache budget).
    */
-  readonly resumableHash?: {
-    update(state: Uint8Array | undefined, segments: readonly Uint8Array[]): Promise<Uint8Array>;
-    digest(state: Uint8Array): Promise<string>;
-  };
+  readonly resumableHash?: ResumableHash;
   /** Largest data_size accepted for one version; 0 = no limit but the cache budget (transient) or the disk (archived). */
   readonly maxVersionBytes?: number;
   readonly log: Logger;
@@ -103,6 +101,7 @@ export class Registry {
       pruneCount: options.cachePruneCount,
       onEvict: (modelId, versionNumber) => this.actors.get(modelId)?.dataEvicted(versionNumber),
       spares: { maxAgeMs: SPARE_MAX_AGE_MS },
+      entryOverheadBytes: VERSION_OVERHEAD_BYTES,
     });
     this.now = options.now ?? createNanosecondClock();
   }
@@ -406,21 +405,15 @@ export class Registry {
       const data = EncodedVersionData.allocate(version.dataSize, this.options.chunkSize);
       const reader = await this.options.archive.openVersionData(version.modelId, version.versionNumber);
       try {
-        checkArchivedSize(version, reader.size);
+        this.checkArchivedSize(version, reader);
         let position = 0;
         for (const segment of data.dataSegments()) {
-          await readFully(reader, segment, position);
+          await this.readFully(version, reader, segment, position);
           position += segment.byteLength;
         }
+        this.checkArchivedHash(version, reader, await this.options.hash(data.dataSegments()));
       } finally {
         await reader.close();
-      }
-      const hash = await this.options.hash(data.dataSegments());
-      if (hash !== version.dataHash) {
-        throw new RegistryError(
-          Code.DATA_LOSS,
-          `version ${version.versionNumber} of model "${version.modelId}" is corrupted on disk: its data's SHA-256 is "${hash}", its info says "${version.dataHash}"`,
-        );
       }
       if (findVersion(actor.versions, version.versionNumber) !== version) {
         reservation.release();
@@ -435,27 +428,73 @@ export class Registry {
     }
   }
 
+  /**
+   * Streams an archived version from disk, chunk by chunk, hashing as it goes: when the data's SHA-256
+   * differs from its info's, the stream ends with DATA_LOSS instead of OK (the client got the bytes but
+   * must not trust them). The frames live in shared memory so the worker hashing them needs no copy.
+   */
   private streamFromArchive(version: VersionRecord): VersionDataSource {
-    const { archive, chunkSize } = this.options;
-    async function* frames(): AsyncGenerator<Buffer> {
-      const reader = await archive.openVersionData(version.modelId, version.versionNumber);
-      try {
-        checkArchivedSize(version, reader.size);
-        let position = 0;
-        do {
-          const length = Math.min(chunkSize, version.dataSize - position);
-          const headerLength = frameHeaderLength(length);
-          const frame = Buffer.allocUnsafe(headerLength + length);
-          encodeFrameHeader(length, frame, 0);
-          await readFully(reader, frame.subarray(headerLength), position);
-          position += length;
-          yield frame;
-        } while (position < version.dataSize);
-      } finally {
-        await reader.close();
-      }
+    return { version, frames: this.archivedFrames(version), release: () => {} };
+  }
+
+  private async *archivedFrames(version: VersionRecord): AsyncGenerator<Buffer> {
+    const { chunkSize } = this.options;
+    const hash = createStreamingHash(this.options.resumableHash);
+    const reader = await this.options.archive.openVersionData(version.modelId, version.versionNumber);
+    try {
+      this.checkArchivedSize(version, reader);
+      let position = 0;
+      do {
+        const length = Math.min(chunkSize, version.dataSize - position);
+        const headerLength = frameHeaderLength(length);
+        const frame = Buffer.from(new SharedArrayBuffer(headerLength + length));
+        encodeFrameHeader(length, frame, 0);
+        const data = frame.subarray(headerLength);
+        await this.readFully(version, reader, data, position);
+        position += length;
+        const behind = hash.add(data);
+        yield frame;
+        if (behind !== undefined) {
+          await behind;
+        }
+      } while (position < version.dataSize);
+      this.checkArchivedHash(version, reader, await hash.digest());
+    } finally {
+      await reader.close();
     }
-    return { version, frames: frames(), release: () => {} };
+  }
+
+  private checkArchivedSize(version: VersionRecord, reader: VersionDataReader): void {
+    if (reader.size !== version.dataSize) {
+      throw this.corruptedOnDisk(version, reader, `${reader.size} bytes of data, its info says ${version.dataSize}`);
+    }
+  }
+
+  private checkArchivedHash(version: VersionRecord, reader: VersionDataReader, hash: string): void {
+    if (hash !== version.dataHash) {
+      throw this.corruptedOnDisk(version, reader, `its data's SHA-256 is "${hash}", its info says "${version.dataHash}"`);
+    }
+  }
+
+  private async readFully(version: VersionRecord, reader: VersionDataReader, target: Uint8Array, position: number): Promise<void> {
+    let filled = 0;
+    while (filled < target.byteLength) {
+      const count = await reader.read(target.subarray(filled), position + filled);
+      if (count === 0) {
+        throw this.corruptedOnDisk(version, reader, `its data ended early at byte ${position + filled}`);
+      }
+      filled += count;
+    }
+  }
+
+  /** DATA_LOSS for the client; for the operator, an error line naming the file. */
+  private corruptedOnDisk(version: VersionRecord, reader: VersionDataReader, detail: string): RegistryError {
+    const message = `version ${version.versionNumber} of model "${version.modelId}" is corrupted on disk: ${detail}`;
+    this.options.log.error(
+      { modelId: version.modelId, versionNumber: version.versionNumber, path: reader.location, detail },
+      "archived version data is corrupted",
+    );
+    return new RegistryError(Code.DATA_LOSS, message);
   }
 
   private modelIds(): readonly string[] {
@@ -491,30 +530,6 @@ export class Registry {
     if (!actor.exists && actor.queue.pending === 0 && actor.subscriptions.size === 0 && this.actors.get(actor.modelId) === actor) {
       this.actors.delete(actor.modelId);
     }
-  }
-}
-
-function checkArchivedSize(version: VersionRecord, size: number): void {
-  if (size !== version.dataSize) {
-    throw new RegistryError(
-      Code.DATA_LOSS,
-      `version ${version.versionNumber} of model "${version.modelId}" is corrupted on disk: ${size} bytes of data, its info says ${version.dataSize}`,
-    );
-  }
-}
-
-async function readFully(
-  reader: { read(target: Uint8Array, position: number): Promise<number> },
-  target: Uint8Array,
-  position: number,
-): Promise<void> {
-  let filled = 0;
-  while (filled < target.byteLength) {
-    const count = await reader.read(target.subarray(filled), position + filled);
-    if (count === 0) {
-      throw new RegistryError(Code.DATA_LOSS, `archived data ended early at byte ${position + filled}`);
-    }
-    filled += count;
   }
 }
 

@@ -38,6 +38,16 @@ import { SpareValues } from "./spare-values.js";
 
 export type EvictionReason = "size" | "expired";
 
+/**
+ * Memory a cached version costs besides its encoded bytes, charged to the budget with each one so
+ * that eviction bounds memory for tiny versions too (20,000 versions of 16 bytes would otherwise
+ * count 16 bytes each). Measured with bench/version-overhead.ts (node --expose-gc, 50,000 versions
+ * of 16 bytes, Node 24): about 700 bytes of JS heap per version (its VersionRecord, cache entry and
+ * index slot, the buffer objects) and about 320 bytes outside it (the SharedArrayBuffer's backing
+ * store bookkeeping).
+ */
+export const VERSION_OVERHEAD_BYTES = 1024;
+
 export interface VersionCacheOptions {
   /** The budget, in bytes: `usedBytes` never exceeds it. */
   maxBytes: number;
@@ -60,6 +70,11 @@ export interface VersionCacheOptions {
    * within the budget, for at most `maxAgeMs` each. Off when absent.
    */
   spares?: { readonly maxAgeMs: number };
+  /**
+   * Bytes added to every reservation (so to every entry) for the memory a version costs besides its
+   * data (see VERSION_OVERHEAD_BYTES); default 0. Reservation.bytes includes it.
+   */
+  entryOverheadBytes?: number;
 }
 
 /** Bytes counted against the budget for work in progress. */
@@ -338,6 +353,7 @@ export class VersionCache<V> {
   readonly #spareMaxAgeMs: number;
   #spareTimer: NodeJS.Timeout | undefined;
   #reuses: number;
+  readonly #overhead: number;
 
   constructor(options: VersionCacheOptions) {
     checkBytes(options.maxBytes, "maxBytes");
@@ -355,6 +371,9 @@ export class VersionCache<V> {
     if (spareMaxAge !== undefined && (!Number.isFinite(spareMaxAge) || spareMaxAge <= 0)) {
       throw new RangeError(`spares.maxAgeMs must be a positive finite number, got ${String(spareMaxAge)}`);
     }
+    const overhead = options.entryOverheadBytes ?? 0;
+    checkBytes(overhead, "entryOverheadBytes");
+    this.#overhead = overhead;
     this.#ledger = new Ledger(options.maxBytes, (entry) => this.#retire(entry as Entry<V>));
     this.#spares = spareMaxAge === undefined ? undefined : new SpareValues<V>();
     this.#spareMaxAgeMs = spareMaxAge ?? 0;
@@ -392,7 +411,7 @@ export class VersionCache<V> {
   }
 
   /**
-   * Counts `bytes` against the budget now, evicting if needed: first expired entries, then batches of
+   * Counts `dataBytes` plus the entry overhead (`bytes` below) against the budget now, evicting if needed: first expired entries, then batches of
    * `pruneCount` least recently used unpinned entries, then (when no unpinned entry is left) batches of
    * pinned entries, until the request fits.
    *
@@ -403,8 +422,9 @@ export class VersionCache<V> {
    * can make it fail afterwards; the evictions already done then stay done).
    * Throws RangeError when `bytes` is not a non-negative safe integer.
    */
-  reserve(bytes: number): Reservation {
-    checkBytes(bytes, "bytes");
+  reserve(dataBytes: number): Reservation {
+    checkBytes(dataBytes, "bytes");
+    const bytes = dataBytes + this.#overhead;
     const ledger = this.#ledger;
     if (bytes > ledger.maxBytes) {
       throw resourceExhausted(
@@ -423,13 +443,14 @@ export class VersionCache<V> {
    * the evictions that make room), so that the caller can reuse its memory instead of allocating.
    * The spare's bytes become the reservation's: the account does not change.
    */
-  reserveReusing(bytes: number): { readonly reservation: Reservation; readonly reused: V | undefined } {
-    checkBytes(bytes, "bytes");
+  reserveReusing(dataBytes: number): { readonly reservation: Reservation; readonly reused: V | undefined } {
+    checkBytes(dataBytes, "bytes");
     const spares = this.#spares;
     const ledger = this.#ledger;
     if (spares === undefined) {
-      return { reservation: this.reserve(bytes), reused: undefined };
+      return { reservation: this.reserve(dataBytes), reused: undefined };
     }
+    const bytes = dataBytes + this.#overhead;
     this.#dropOldSpares();
     let reused = spares.take(bytes);
     if (reused === undefined && bytes <= ledger.maxBytes && ledger.usedBytes() + bytes > ledger.maxBytes) {
@@ -440,7 +461,7 @@ export class VersionCache<V> {
       });
     }
     if (reused === undefined) {
-      return { reservation: this.reserve(bytes), reused: undefined };
+      return { reservation: this.reserve(dataBytes), reused: undefined };
     }
     ledger.spareBytes -= bytes;
     ledger.reservedBytes += bytes;

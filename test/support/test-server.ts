@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { ServerConfig, ServerOptions } from "../../src/server.js";
 import { type RunningServer, startServer } from "../../src/server.js";
-import { createLogger } from "../../src/logger.js";
+import { type Logger, createLogger } from "../../src/logger.js";
 import { RegistryClient } from "./registry-client.js";
 
 export interface TestServer {
@@ -33,9 +33,13 @@ export const DEFAULT_TEST_CONFIG: Omit<ServerConfig, "archiveDir"> = {
 };
 
 /** A real server on 127.0.0.1 with a real (temp) archive directory. */
-export async function startTestServer(overrides: Partial<ServerConfig> = {}, options: Omit<ServerOptions, "host"> = {}): Promise<TestServer> {
+export async function startTestServer(
+  overrides: Partial<ServerConfig> = {},
+  options: Omit<ServerOptions, "host"> = {},
+  logger?: Logger,
+): Promise<TestServer> {
   const archiveDir = overrides.archiveDir ?? (await makeArchiveDir());
-  const log = createLogger(process.env.TEST_LOG_LEVEL === undefined ? "silent" : (process.env.TEST_LOG_LEVEL as "info"));
+  const log = logger ?? createLogger(process.env.TEST_LOG_LEVEL === undefined ? "silent" : (process.env.TEST_LOG_LEVEL as "info"));
   const server = await startServer({ ...DEFAULT_TEST_CONFIG, ...overrides, archiveDir }, log, { ...options, host: "127.0.0.1" });
   const address = `127.0.0.1:${server.port}`;
   const client = new RegistryClient(address);
