@@ -19,6 +19,9 @@ const DEFAULTS: Config = {
   http2WindowBytes: 8_388_608,
   metricsPort: 0,
   versionMaxBytes: 0,
+  peerNewStreamsPerSecond: 10_000,
+  peerCancelledStreamsPerSecond: 1_000,
+  peerBanMs: 60_000,
   ignoredVariables: [],
 };
 
@@ -93,6 +96,9 @@ describe("CONFIG_VARIABLES", () => {
         [`${P}HTTP2_WINDOW_SIZE`, "8388608"],
         [`${P}METRICS_PORT`, "0"],
         [`${P}VERSION_MAX_SIZE`, "0"],
+        [`${P}PEER_NEW_STREAMS_PER_SECOND`, "10000"],
+        [`${P}PEER_CANCELLED_STREAMS_PER_SECOND`, "1000"],
+        [`${P}PEER_BAN_PERIOD`, "1m"],
       ],
     );
   });
@@ -113,6 +119,9 @@ describe("CONFIG_VARIABLES", () => {
         "an integer number of bytes from 0 to 2147483647 (0 keeps Node's 65535-byte default)",
         ACCEPTED.metricsPort,
         VERSION_MAX_ACCEPTED,
+        PEER_RATE_ACCEPTED,
+        PEER_RATE_ACCEPTED,
+        PEER_BAN_ACCEPTED,
       ],
     );
     for (const variable of CONFIG_VARIABLES) {
@@ -354,6 +363,30 @@ describe(`${P}VERSION_MAX_SIZE`, () => {
   test("rejects what is not a byte count", () => {
     assertInvalid({ [name]: "1GiB" }, `${name}="1GiB" is invalid: expected ${VERSION_MAX_ACCEPTED}`);
     assertInvalid({ [name]: "-5" }, `${name}="-5" is invalid: expected ${VERSION_MAX_ACCEPTED}`);
+  });
+});
+
+const PEER_RATE_ACCEPTED = "an integer from 0 to 1000000 (0: no limit)";
+const PEER_BAN_ACCEPTED = "a non-negative Go duration such as 30s, 1m or 10m, at most 596h (units ns, us, ms, s, m, h)";
+
+describe("the per-peer-address limits", () => {
+  const newStreams = `${P}PEER_NEW_STREAMS_PER_SECOND`;
+  const cancelled = `${P}PEER_CANCELLED_STREAMS_PER_SECOND`;
+  const ban = `${P}PEER_BAN_PERIOD`;
+  test("accept 0 (no limit), rates and durations", () => {
+    const config = loadConfig({ [newStreams]: "0", [cancelled]: "25", [ban]: "1500ms" });
+    assert.equal(config.peerNewStreamsPerSecond, 0);
+    assert.equal(config.peerCancelledStreamsPerSecond, 25);
+    assert.equal(config.peerBanMs, 1500);
+  });
+  test("reject what is not a rate or a duration", () => {
+    assertInvalid(
+      { [newStreams]: "1e4", [cancelled]: "1000001", [ban]: "600h" },
+      `${newStreams}="1e4" is invalid: expected ${PEER_RATE_ACCEPTED}`,
+      `${cancelled}="1000001" is invalid: expected ${PEER_RATE_ACCEPTED}`,
+      `${ban}="600h" is invalid: longer than 596h; expected ${PEER_BAN_ACCEPTED}`,
+    );
+    assertInvalid({ [ban]: "-1s" }, `${ban}="-1s" is invalid: negative duration; expected ${PEER_BAN_ACCEPTED}`);
   });
 });
 
