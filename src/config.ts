@@ -30,6 +30,12 @@ export interface Config {
   readonly uploadMinRatePeriodMs: number;
   /** A RetrieveVersionData stream whose sent messages make no progress for this long is cancelled; 0 disables. */
   readonly sendIdleTimeoutMs: number;
+  /** New HTTP/2 streams one client address may open per second (bursts up to as many); 0 = no limit. */
+  readonly peerNewStreamsPerSecond: number;
+  /** HTTP/2 streams one client address may reset per second (bursts up to as many); 0 = no limit. */
+  readonly peerCancelledStreamsPerSecond: number;
+  /** How long a client address over one of those limits is refused. */
+  readonly peerBanMs: number;
   /** Sorted names of set COGMENT_MODEL_REGISTRY_* variables this module does not know (likely typos). */
   readonly ignoredVariables: readonly string[];
 }
@@ -260,6 +266,32 @@ const UPLOAD_MIN_RATE_PERIOD: Variable<number> = {
   },
 };
 
+const PEER_NEW_STREAMS_PER_SECOND: Variable<number> = {
+  name: `${PREFIX}PEER_NEW_STREAMS_PER_SECOND`,
+  default: "10000",
+  accepted: "an integer from 0 to 1000000 (0: no limit)",
+  description:
+    "Calls (HTTP/2 streams) one client IP address may start per second, in bursts up to as many, over all its connections; past it the connection is closed and the address banned",
+  parse: integer(0, 1_000_000),
+};
+
+const PEER_CANCELLED_STREAMS_PER_SECOND: Variable<number> = {
+  name: `${PREFIX}PEER_CANCELLED_STREAMS_PER_SECOND`,
+  default: "1000",
+  accepted: "an integer from 0 to 1000000 (0: no limit)",
+  description:
+    "Calls (HTTP/2 streams) one client IP address may cancel (RST_STREAM) per second, in bursts up to as many, over all its connections; past it the connection is closed and the address banned",
+  parse: integer(0, 1_000_000),
+};
+
+const PEER_BAN_PERIOD: Variable<number> = {
+  name: `${PREFIX}PEER_BAN_PERIOD`,
+  default: "1m",
+  accepted: `a non-negative Go duration such as 30s, 1m or 10m, at most 596h (${DURATION_UNITS})`,
+  description: "How long new connections from a client IP address that went over a per-address limit are refused",
+  parse: timerDuration,
+};
+
 const SEND_IDLE_TIMEOUT: Variable<number> = {
   name: `${PREFIX}SEND_IDLE_TIMEOUT`,
   default: "60s",
@@ -286,6 +318,9 @@ const VARIABLES = [
   UPLOAD_MIN_RATE,
   UPLOAD_MIN_RATE_PERIOD,
   SEND_IDLE_TIMEOUT,
+  PEER_NEW_STREAMS_PER_SECOND,
+  PEER_CANCELLED_STREAMS_PER_SECOND,
+  PEER_BAN_PERIOD,
 ] as const;
 
 const KNOWN_NAMES: ReadonlySet<string> = new Set(VARIABLES.map((v) => v.name));
@@ -342,6 +377,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     uploadMinRateBytesPerSecond: read(UPLOAD_MIN_RATE),
     uploadMinRatePeriodMs: read(UPLOAD_MIN_RATE_PERIOD),
     sendIdleTimeoutMs: read(SEND_IDLE_TIMEOUT),
+    peerNewStreamsPerSecond: read(PEER_NEW_STREAMS_PER_SECOND),
+    peerCancelledStreamsPerSecond: read(PEER_CANCELLED_STREAMS_PER_SECOND),
+    peerBanMs: read(PEER_BAN_PERIOD),
     ignoredVariables: Object.freeze(
       Object.keys(env)
         .filter((name) => name.startsWith(PREFIX) && !KNOWN_NAMES.has(name) && env[name] !== undefined)

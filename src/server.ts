@@ -6,6 +6,7 @@ import type { Logger } from "./logger.js";
 import { packageInfo } from "./package-info.js";
 import { Registry } from "./registry/index.js";
 import { disabledServerMetrics } from "./metrics/disabled-metrics.js";
+import type { PeerLimitCounts } from "./metrics/metrics-api.js";
 import { type MetricsEndpoint, startMetricsEndpoint } from "./metrics/metrics-endpoint.js";
 import { createCallObserver } from "./rpc/call-observer.js";
 import { modelRegistryObservedMethods } from "./rpc/model-registry-observation.js";
@@ -16,6 +17,9 @@ import { createMalformedRequestRejecter } from "./rpc/reject-malformed.js";
 import { HealthStatus, ServingStatus, createHealthService, healthServiceDefinition } from "./rpc/health-service.js";
 import { sessionWindows, setConnectionWindow, setStreamWindow } from "./rpc/http2-window.js";
 import { installPreFramedSending } from "./rpc/pre-framed-messages.js";
+import { type ConnectionGuard, guardConnections } from "./rpc/connection-guard.js";
+import { grpcHttp2Servers } from "./rpc/grpc-http2-servers.js";
+import { PeerLimiter } from "./rpc/peer-limiter.js";
 import type { Sha256Implementation } from "./data/index.js";
 
 /** Incoming messages up to this size are accepted (stock clients send far smaller chunks). */
@@ -23,6 +27,8 @@ export const MAX_RECEIVE_MESSAGE_BYTES = 64 * 1024 * 1024 + 1024;
 const SERVICE_NAME = "cogmentAPI.ModelRegistrySP";
 const MEMORY_HEADROOM_BYTES = 96 * 1024 * 1024;
 const PROTO_DIR = fileURLToPath(new URL("../../proto", import.meta.url));
+/** Client addresses the peer limiter remembers at most (those with an open connection always). */
+const MAX_TRACKED_PEERS = 10_000;
 
 export type ServerConfig = Pick<
   Config,
@@ -39,7 +45,9 @@ export type ServerConfig = Pick<
   // Optional: without them the metrics endpoint is off and versions have no size limit of their own.
   Partial<Pick<Config, "metricsPort" | "versionMaxBytes">> &
   // Optional: without them slow uploads and stalled readers are never cut off.
-  Partial<Pick<Config, "uploadIdleTimeoutMs" | "uploadMinRateBytesPerSecond" | "uploadMinRatePeriodMs" | "sendIdleTimeoutMs">>;
+  Partial<Pick<Config, "uploadIdleTimeoutMs" | "uploadMinRateBytesPerSecond" | "uploadMinRatePeriodMs" | "sendIdleTimeoutMs">> &
+  // The peer limits default to none (tests); main passes the configured ones.
+  Partial<Pick<Config, "peerNewStreamsPerSecond" | "peerCancelledStreamsPerSecond" | "peerBanMs">>;
 
 export interface ServerOptions {
   /** Interface to listen on; all of them by default. */
@@ -183,6 +191,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
   if (config.http2WindowBytes > 0) {
     setConnectionWindow(server, config.http2WindowBytes, log);
   }
+  const connections = watchConnections(server, config, metrics.peerLimits, log);
   health.setAll(ServingStatus.SERVING);
 
   let stopping: Promise<void> | undefined;
@@ -201,6 +210,8 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
           clearTimeout(force);
           resolve();
         });
+        // tryShutdown waits for every connection to close; an idle one need not wait for its client.
+        connections?.closeWhenIdle();
       });
       // Last: a scrape can still see the final counts while the calls drain.
       await Promise.all([pool.close(), metricsEndpoint?.close()]);
@@ -220,6 +231,9 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
       grpcReflection: config.grpcReflection,
       http2WindowBytes: config.http2WindowBytes,
       metricsPort: metricsEndpoint?.port ?? 0,
+      peerNewStreamsPerSecond: config.peerNewStreamsPerSecond ?? 0,
+      peerCancelledStreamsPerSecond: config.peerCancelledStreamsPerSecond ?? 0,
+      peerBanMs: config.peerBanMs ?? 0,
     },
     "model registry serving",
   );
@@ -231,6 +245,22 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
     stop,
     sessionWindows: () => sessionWindows(server),
   };
+}
+
+/** Per-peer limits and the prompt close of idle connections at shutdown (rpc/connection-guard.ts). */
+function watchConnections(server: grpc.Server, config: ServerConfig, counts: PeerLimitCounts, log: Logger): ConnectionGuard | undefined {
+  const http2Servers = grpcHttp2Servers(server);
+  if (http2Servers === undefined) {
+    log.warn("grpc-js internals changed: no per-address stream limits, and idle connections delay the shutdown");
+    return undefined;
+  }
+  const newStreamsPerSecond = config.peerNewStreamsPerSecond ?? 0;
+  const cancelledStreamsPerSecond = config.peerCancelledStreamsPerSecond ?? 0;
+  const limiter =
+    newStreamsPerSecond > 0 || cancelledStreamsPerSecond > 0
+      ? new PeerLimiter({ newStreamsPerSecond, cancelledStreamsPerSecond, banMs: config.peerBanMs ?? 0, maxPeers: MAX_TRACKED_PEERS })
+      : undefined;
+  return guardConnections(http2Servers, { limiter, counts, log: log.child({ module: "connections" }) });
 }
 
 function workerStatus(pool: WorkerPool): Record<string, string> {

@@ -23,6 +23,9 @@ const DEFAULTS: Config = {
   uploadMinRateBytesPerSecond: 65_536,
   uploadMinRatePeriodMs: 10_000,
   sendIdleTimeoutMs: 60_000,
+  peerNewStreamsPerSecond: 10_000,
+  peerCancelledStreamsPerSecond: 1_000,
+  peerBanMs: 60_000,
   ignoredVariables: [],
 };
 
@@ -101,6 +104,9 @@ describe("CONFIG_VARIABLES", () => {
         [`${P}UPLOAD_MIN_RATE`, "65536"],
         [`${P}UPLOAD_MIN_RATE_PERIOD`, "10s"],
         [`${P}SEND_IDLE_TIMEOUT`, "60s"],
+        [`${P}PEER_NEW_STREAMS_PER_SECOND`, "10000"],
+        [`${P}PEER_CANCELLED_STREAMS_PER_SECOND`, "1000"],
+        [`${P}PEER_BAN_PERIOD`, "1m"],
       ],
     );
   });
@@ -125,6 +131,9 @@ describe("CONFIG_VARIABLES", () => {
         UPLOAD_MIN_RATE_ACCEPTED,
         UPLOAD_MIN_RATE_PERIOD_ACCEPTED,
         SEND_IDLE_ACCEPTED,
+        PEER_RATE_ACCEPTED,
+        PEER_RATE_ACCEPTED,
+        PEER_BAN_ACCEPTED,
       ],
     );
     for (const variable of CONFIG_VARIABLES) {
@@ -407,6 +416,30 @@ describe("slow clients: UPLOAD_IDLE_TIMEOUT, UPLOAD_MIN_RATE, UPLOAD_MIN_RATE_PE
       `${P}UPLOAD_MIN_RATE="64KiB" is invalid: expected ${UPLOAD_MIN_RATE_ACCEPTED}`,
       `${P}UPLOAD_MIN_RATE_PERIOD="0" is invalid: shorter than 1ms; expected ${UPLOAD_MIN_RATE_PERIOD_ACCEPTED}`,
     );
+  });
+});
+
+const PEER_RATE_ACCEPTED = "an integer from 0 to 1000000 (0: no limit)";
+const PEER_BAN_ACCEPTED = "a non-negative Go duration such as 30s, 1m or 10m, at most 596h (units ns, us, ms, s, m, h)";
+
+describe("the per-peer-address limits", () => {
+  const newStreams = `${P}PEER_NEW_STREAMS_PER_SECOND`;
+  const cancelled = `${P}PEER_CANCELLED_STREAMS_PER_SECOND`;
+  const ban = `${P}PEER_BAN_PERIOD`;
+  test("accept 0 (no limit), rates and durations", () => {
+    const config = loadConfig({ [newStreams]: "0", [cancelled]: "25", [ban]: "1500ms" });
+    assert.equal(config.peerNewStreamsPerSecond, 0);
+    assert.equal(config.peerCancelledStreamsPerSecond, 25);
+    assert.equal(config.peerBanMs, 1500);
+  });
+  test("reject what is not a rate or a duration", () => {
+    assertInvalid(
+      { [newStreams]: "1e4", [cancelled]: "1000001", [ban]: "600h" },
+      `${newStreams}="1e4" is invalid: expected ${PEER_RATE_ACCEPTED}`,
+      `${cancelled}="1000001" is invalid: expected ${PEER_RATE_ACCEPTED}`,
+      `${ban}="600h" is invalid: longer than 596h; expected ${PEER_BAN_ACCEPTED}`,
+    );
+    assertInvalid({ [ban]: "-1s" }, `${ban}="-1s" is invalid: negative duration; expected ${PEER_BAN_ACCEPTED}`);
   });
 });
 

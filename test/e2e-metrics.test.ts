@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { request } from "node:http";
+import { connect as connectHttp2, constants as http2Constants } from "node:http2";
 import { type Server as NetServer, createServer as createNetServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { rm } from "node:fs/promises";
@@ -306,6 +307,38 @@ describe("the Prometheus endpoint", () => {
     const ended = await t.scrape();
     assert.equal(ended.value("cogment_model_registry_version_update_subscribers"), 0);
     assert.equal(delta(before, ended, "grpc_server_handling_seconds_count", labels), 1);
+  });
+
+  test("a call the client resets before its request message arrived is counted as CANCELLED, not UNIMPLEMENTED", async () => {
+    const labels = grpcLabels("unary", "RetrieveVersionInfos");
+    const before = await t.scrape();
+    const session = connectHttp2(`http://127.0.0.1:${t.server.port}`);
+    try {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": `/${SERVICE}/RetrieveVersionInfos`,
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      stream.on("error", () => {});
+      await new Promise<void>((resolve) => stream.once("ready", () => resolve()));
+      stream.close(http2Constants.NGHTTP2_CANCEL);
+      await until(async () => delta(before, await t.scrape(), "grpc_server_handling_seconds_count", labels) === 1, "the call's end");
+    } finally {
+      session.destroy();
+    }
+    const after = await t.scrape();
+    const cancelled = after.value("grpc_server_handled_total", { ...labels, grpc_code: "CANCELLED" });
+    assert.equal(cancelled - (before.get("grpc_server_handled_total", { ...labels, grpc_code: "CANCELLED" }) ?? 0), 1);
+    assert.ok(
+      after.text.includes(
+        `grpc_server_handled_total{grpc_type="unary",grpc_service="${SERVICE}",grpc_method="RetrieveVersionInfos",grpc_code="CANCELLED"} ${cancelled}\n`,
+      ),
+      after.text,
+    );
+    assert.equal(after.get("grpc_server_handled_total", { ...labels, grpc_code: "UNIMPLEMENTED" }), undefined);
+    assert.equal(delta(before, after, "grpc_server_started_total", labels), 1);
+    assert.equal(delta(before, after, "grpc_server_msg_received_total", labels), 0);
   });
 
   test("a failed upload counts its status and the bytes that did arrive", async () => {

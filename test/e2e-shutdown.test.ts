@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createConnection } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, after, test } from "node:test";
 import type { ServiceError } from "@grpc/grpc-js";
@@ -70,6 +71,34 @@ describe("shutdown on signals", () => {
     await assert.rejects(upload.reply, (error: ServiceError) => [status.CANCELLED, status.UNAVAILABLE].includes(error.code));
     assert.equal(await server.exited, 0);
     assert.ok(server.logLines.some((l) => l.msg === "grace period over: cancelling the calls still running"));
+  });
+
+  test("SIGTERM with only an idle client connected stops at once, even if that client never closes its side", async (t) => {
+    // The default grace period (10 s): waiting for the idle connection would take all of it.
+    const server = await spawnServerOnTempArchive(t);
+    // A client that does the HTTP/2 handshake, then ignores everything, the GOAWAY and the server's FIN included.
+    const idle = createConnection({ host: "127.0.0.1", port: server.port, allowHalfOpen: true });
+    t.after(() => idle.destroy());
+    let received = 0;
+    idle.on("data", (data: Buffer) => (received += data.length));
+    idle.on("error", () => {});
+    await new Promise((resolve) => idle.once("connect", resolve));
+    const settings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    const settingsAck = Buffer.from([0, 0, 0, 4, 1, 0, 0, 0, 0]);
+    idle.write(Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), settings, settingsAck]));
+    const connected = new RegistryClient(`127.0.0.1:${server.port}`);
+    t.after(() => connected.close());
+    await connected.retrieveModels(); // the handshake is done by now
+    connected.close();
+    assert.ok(received > 0, "the server's SETTINGS arrived");
+
+    const signalledAt = Date.now();
+    server.child.kill("SIGTERM");
+    assert.equal(await server.exited, 0);
+    // A functional bound, not a speed measurement: it catches a wait for the 10 s grace period.
+    const stopMs = Date.now() - signalledAt;
+    assert.ok(stopMs < 3000, `stopped in ${stopMs} ms`);
+    assert.ok(!server.logLines.some((l) => l.msg === "grace period over: cancelling the calls still running"));
   });
 
   test("a second signal forces the exit at once", async (t) => {

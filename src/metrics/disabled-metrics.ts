@@ -24,6 +24,7 @@ export function disabledServerMetrics(): ServerMetrics {
     grpc: uncountedMethods(),
     dataTransfer: { received: ignore, sent: ignore },
     timeArchiveWrites: (writer) => writer,
+    peerLimits: { sessionClosed: ignore, connectionRefused: ignore },
     observe: ignore,
   };
 }

@@ -30,6 +30,14 @@ export interface DataTransferCounts {
   sent(bytes: number): void;
 }
 
+/** What the per-peer-address stream limits did (src/rpc/peer-limiter.ts). */
+export interface PeerLimitCounts {
+  /** A connection was closed because its address went over `limit`. */
+  sessionClosed(limit: "new_streams" | "cancelled_streams"): void;
+  /** A connection from a banned address was refused. */
+  connectionRefused(): void;
+}
+
 /** Wraps an archive writer to time its version writes. */
 export type ArchiveWriteTimer = (writer: ArchiveFileWriter) => ArchiveFileWriter;
 
@@ -37,6 +45,7 @@ export interface ServerMetrics {
   readonly grpc: GrpcServerMetrics;
   readonly dataTransfer: DataTransferCounts;
   readonly timeArchiveWrites: ArchiveWriteTimer;
+  readonly peerLimits: PeerLimitCounts;
   /** Adds the gauges read from the registry's and the worker pool's stats (once, when both exist). */
   observe(sources: RegistryMetricsSources): void;
 }

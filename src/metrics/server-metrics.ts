@@ -3,6 +3,7 @@ import { createArchiveWriteMetrics } from "./archive-write-metrics.js";
 import { type DataTransferStats, createDataTransferMetrics } from "./data-transfer-metrics.js";
 import { createGrpcServerMetrics } from "./grpc-server-metrics.js";
 import type { ServerMetrics } from "./metrics-api.js";
+import { createPeerLimitMetrics } from "./peer-limit-metrics.js";
 import { registerRegistryMetrics } from "./registry-metrics.js";
 
 export interface ServerMetricsOptions {
@@ -27,6 +28,7 @@ export function createServerMetrics(options: ServerMetricsOptions): PrometheusSe
     grpc: createGrpcServerMetrics(register),
     dataTransfer: createDataTransferMetrics(register),
     timeArchiveWrites: createArchiveWriteMetrics(register),
+    peerLimits: createPeerLimitMetrics(register),
     observe(sources) {
       if (observed) {
         throw new Error("the registry metrics are already registered");

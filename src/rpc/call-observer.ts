@@ -6,7 +6,8 @@
  * without one passing here. grpc-js sends some statuses by itself, below the interceptors (a
  * request it cannot parse, one over the size limit, the deadline): those are read back from the
  * HTTP/2 stream's sent headers or trailers. With no status there, the call was CANCELLED (or hit
- * its DEADLINE_EXCEEDED, if the client's deadline is over).
+ * its DEADLINE_EXCEEDED, if the client's deadline is over). A status sent after the client reset
+ * the stream reaches nobody: the call counts as closed, like one that never got a status.
  *
  * Per message it only adds to plain numbers: no allocation, no logging.
  */
@@ -88,6 +89,7 @@ class ObservedCall {
   readonly #startedAt: number;
   #modelId: string | undefined = undefined;
   #firstMessage = true;
+  #anyMessage = false;
   #ended = false;
 
   constructor(entry: MethodEntry, observer: CallObserverState) {
@@ -101,6 +103,7 @@ class ObservedCall {
   received(message: unknown): void {
     const { stats, observation } = this.#entry;
     stats.received();
+    this.#anyMessage = true;
     if (message instanceof MalformedRequest) {
       return; // nothing to read in it; reject-malformed.ts answers it
     }
@@ -126,8 +129,13 @@ class ObservedCall {
     }
   }
 
+  /** No request message has arrived yet. */
+  awaitsFirstMessage(): boolean {
+    return !this.#anyMessage;
+  }
+
   /** The stream closed: a no-op if a status was sent already. */
-  closed(call: ServerInterceptingCallInterface): void {
+  closed(call: ServerInterceptingCallInterface, cancelledDetails = "the stream closed before a status was sent (cancelled by the client)"): void {
     if (this.#ended) {
       return;
     }
@@ -141,7 +149,7 @@ class ObservedCall {
     if (Number.isFinite(deadlineMs) && Date.now() >= deadlineMs - DEADLINE_SLACK_MS) {
       this.end(Code.DEADLINE_EXCEEDED, "deadline exceeded");
     } else {
-      this.end(Code.CANCELLED, "the stream closed before a status was sent (cancelled by the client)");
+      this.end(Code.CANCELLED, cancelledDetails);
     }
   }
 
@@ -208,6 +216,15 @@ function statusSentBelow(call: ServerInterceptingCallInterface): SentStatus | un
   return { code, details };
 }
 
+/**
+ * Whether the call's HTTP/2 stream is closed already (reset by the client), as grpc-js checks it
+ * itself before sending; reads the base call's `stream`, so anything unexpected gives false.
+ */
+function streamClosedBelow(call: ServerInterceptingCallInterface): boolean {
+  const stream = (call as unknown as { stream?: { closed?: unknown; destroyed?: unknown } }).stream;
+  return typeof stream === "object" && stream !== null && (stream.closed === true || stream.destroyed === true);
+}
+
 class CallObserverState {
   readonly log: Logger;
   readonly dataTransfer: DataTransferCounts;
@@ -267,7 +284,16 @@ export function createCallObserver(options: CallObserverOptions): ServerIntercep
         pass(message);
       },
       sendStatus: (status, pass) => {
-        call.end(status.code, status.details ?? "");
+        if (streamClosedBelow(next)) {
+          call.closed(next); // reset by the client first: this status reaches nobody
+        } else if (status.code === Code.UNIMPLEMENTED && !descriptor.requestStream && call.awaitsFirstMessage()) {
+          // grpc-js's answer to a call whose client ended its side before sending the request
+          // message. Node's http2 (so grpc-js) cancels a call by ending the stream, then resetting
+          // it: that half-close can arrive before the reset, but it is still the client cancelling.
+          call.closed(next, "the client ended the call before sending its request message (cancelled by the client)");
+        } else {
+          call.end(status.code, status.details ?? "");
+        }
         pass(status);
       },
     });

@@ -1,6 +1,7 @@
 import type { Http2Server, Http2Session, Settings } from "node:http2";
 import type { Server } from "@grpc/grpc-js";
 import type { Logger } from "../logger.js";
+import { grpcHttp2Servers } from "./grpc-http2-servers.js";
 
 /**
  * grpc-js (1.14) pins its server's HTTP/2 receive window at Node's 64 KiB
@@ -30,12 +31,12 @@ export function setStreamWindow(server: Server, windowBytes: number, log: Logger
 
 /** Call after bindAsync: every new session gets a connection window of `windowBytes`. */
 export function setConnectionWindow(server: Server, windowBytes: number, log: Logger): boolean {
-  const servers = (server as unknown as GrpcServerInternals).http2Servers;
-  if (!(servers instanceof Map)) {
+  const servers = grpcHttp2Servers(server);
+  if (servers === undefined) {
     log.warn("grpc-js internals changed: cannot raise the HTTP/2 connection window");
     return false;
   }
-  for (const http2Server of servers.keys()) {
+  for (const http2Server of servers) {
     http2Server.on("session", (session: Http2Session) => {
       try {
         session.setLocalWindowSize(windowBytes);

@@ -1,0 +1,169 @@
+/**
+ * Per-peer-address limits on HTTP/2 streams: a token bucket of new streams and one of cancelled
+ * streams per address, shared by all the connections of that address. A peer over either limit is
+ * banned for a while: its connections are refused and any stream it still opens closes the
+ * connection. Pure bookkeeping (the clock is passed in); connection-guard.ts does the I/O.
+ *
+ * The table is bounded: an address is forgotten once it has no connection, no ban and full buckets
+ * (forgetting it then changes nothing), and past `maxPeers` the addresses without a connection are
+ * forgotten oldest first, bans included (an attacker with that many addresses gets early releases,
+ * not more memory).
+ */
+import { TokenBucket } from "./token-bucket.js";
+
+export type PeerLimitName = "new_streams" | "cancelled_streams";
+
+export interface PeerLimits {
+  /** New streams one address may open per second, in bursts up to that many; 0: no limit. */
+  readonly newStreamsPerSecond: number;
+  /** Streams one address may reset (cancel) per second, in bursts up to that many; 0: no limit. */
+  readonly cancelledStreamsPerSecond: number;
+  /** How long an address over a limit is refused. */
+  readonly banMs: number;
+  /** Most addresses remembered at once (those with an open connection are never forgotten). */
+  readonly maxPeers: number;
+}
+
+/** A stream that broke a limit: the caller closes its connection. */
+export interface LimitExceeded {
+  readonly limit: PeerLimitName;
+  readonly perSecond: number;
+  /** False when the address was banned already (log and count the ban once). */
+  readonly newBan: boolean;
+}
+
+class PeerState {
+  sessions = 0;
+  bannedUntilMs = 0;
+  readonly newStreams: TokenBucket | undefined;
+  readonly cancelledStreams: TokenBucket | undefined;
+
+  constructor(limits: PeerLimits, nowMs: number) {
+    this.newStreams = limits.newStreamsPerSecond > 0 ? new TokenBucket(limits.newStreamsPerSecond, nowMs) : undefined;
+    this.cancelledStreams = limits.cancelledStreamsPerSecond > 0 ? new TokenBucket(limits.cancelledStreamsPerSecond, nowMs) : undefined;
+  }
+
+  forgettable(nowMs: number): boolean {
+    return (
+      this.sessions === 0 &&
+      this.bannedUntilMs <= nowMs &&
+      (this.newStreams?.isFull(nowMs) ?? true) &&
+      (this.cancelledStreams?.isFull(nowMs) ?? true)
+    );
+  }
+}
+
+const SWEEP_INTERVAL_MS = 1000;
+
+export class PeerLimiter {
+  readonly limits: PeerLimits;
+  readonly #now: () => number;
+  /** In order of last connection or ban, oldest first. */
+  readonly #peers = new Map<string, PeerState>();
+  #lastSweepMs = 0;
+
+  constructor(limits: PeerLimits, now: () => number = Date.now) {
+    this.limits = limits;
+    this.#now = now;
+  }
+
+  /** Addresses remembered now. */
+  get size(): number {
+    return this.#peers.size;
+  }
+
+  /** Whether a new connection from `peer` is accepted (false while it is banned). */
+  admitsConnection(peer: string): boolean {
+    const state = this.#peers.get(peer);
+    return state === undefined || state.bannedUntilMs <= this.#now();
+  }
+
+  sessionOpened(peer: string): void {
+    const nowMs = this.#now();
+    let state = this.#peers.get(peer);
+    if (state === undefined) {
+      this.#sweep(nowMs);
+      state = new PeerState(this.limits, nowMs);
+    } else {
+      this.#peers.delete(peer);
+    }
+    this.#peers.set(peer, state);
+    state.sessions++;
+    this.#bound();
+  }
+
+  sessionClosed(peer: string): void {
+    const state = this.#peers.get(peer);
+    if (state !== undefined && state.sessions > 0) {
+      state.sessions--;
+      if (state.forgettable(this.#now())) {
+        this.#peers.delete(peer);
+      }
+    }
+  }
+
+  /** Counts a stream `peer` opened; says which limit it broke, if any. */
+  streamOpened(peer: string): LimitExceeded | undefined {
+    return this.#take(peer, "new_streams");
+  }
+
+  /** Counts a stream `peer` reset; says which limit it broke, if any. */
+  streamCancelled(peer: string): LimitExceeded | undefined {
+    return this.#take(peer, "cancelled_streams");
+  }
+
+  #take(peer: string, limit: PeerLimitName): LimitExceeded | undefined {
+    const state = this.#peers.get(peer);
+    if (state === undefined) {
+      return undefined; // not a tracked connection
+    }
+    const nowMs = this.#now();
+    const bucket = limit === "new_streams" ? state.newStreams : state.cancelledStreams;
+    if (state.bannedUntilMs > nowMs) {
+      return { limit, perSecond: bucket?.ratePerSecond ?? 0, newBan: false };
+    }
+    if (bucket === undefined || bucket.take(nowMs)) {
+      return undefined;
+    }
+    state.bannedUntilMs = nowMs + this.limits.banMs;
+    this.#peers.delete(peer);
+    this.#peers.set(peer, state);
+    return { limit, perSecond: bucket.ratePerSecond, newBan: true };
+  }
+
+  /** Forgets the addresses whose state is the default again (at most once a second). */
+  #sweep(nowMs: number): void {
+    if (nowMs - this.#lastSweepMs < SWEEP_INTERVAL_MS) {
+      return;
+    }
+    this.#lastSweepMs = nowMs;
+    for (const [peer, state] of this.#peers) {
+      if (state.forgettable(nowMs)) {
+        this.#peers.delete(peer);
+      }
+    }
+  }
+
+  /** Past maxPeers, forgets the oldest addresses that have no connection. */
+  #bound(): void {
+    if (this.#peers.size <= this.limits.maxPeers) {
+      return;
+    }
+    for (const [peer, state] of this.#peers) {
+      if (this.#peers.size <= this.limits.maxPeers) {
+        return;
+      }
+      if (state.sessions === 0) {
+        this.#peers.delete(peer);
+      }
+    }
+  }
+}
+
+/** The address a limit applies to: an IPv4 peer of a dual-stack socket ("::ffff:10.0.0.1") as plain IPv4. */
+export function peerAddress(remoteAddress: string | undefined): string {
+  if (remoteAddress === undefined) {
+    return "unknown";
+  }
+  return remoteAddress.startsWith("::ffff:") && remoteAddress.includes(".") ? remoteAddress.slice(7) : remoteAddress;
+}
