@@ -196,7 +196,7 @@ function parseMark(text: string | undefined): number | undefined {
   return mark <= MAX_VERSION_NUMBER + 1 ? mark : undefined;
 }
 
-const RECORD_PATTERN = /^next=([0-9]{1,10}) boot=([0-9a-f-]{1,64}) state=(running|stopped)$/;
+const RECORD_PATTERN = /^next=([0-9]{1,10}) boot=([0-9A-Za-z-]{1,64}) state=(running|stopped)$/;
 
 function formatRecord(record: ExactRecord): string {
   return `next=${record.next} boot=${record.bootId} state=${record.stopped ? "stopped" : "running"}`;
