@@ -131,13 +131,12 @@ export class ModelActor {
         };
         if (payload.kind === "stream") {
           await payload.stream.commit(record);
-          await this.numbering.record(versionNumber);
-        } else {
-          if (record.archived) {
-            await this.context.archive.putVersion(record, payload.data.dataSegments());
-          }
-          // Stored: the number is now taken, recorded before anyone can see it.
-          await this.numbering.record(versionNumber);
+        } else if (record.archived) {
+          await this.context.archive.putVersion(record, payload.data.dataSegments());
+        }
+        // Stored: the number is recorded before anyone can see it.
+        await this.numbering.record(versionNumber);
+        if (payload.kind === "memory") {
           this.context.cache.insert(payload.reservation, this.modelId, versionNumber, payload.data, { pinned: true });
         }
         // Read after the awaits: an eviction meanwhile may have made an older version the latest
@@ -147,6 +146,7 @@ export class ModelActor {
           this.context.cache.setPinned(this.modelId, previous.versionNumber, false);
         }
         this.versions = [...this.versions, record];
+        this.numbering.handedOut(versionNumber);
         for (const subscription of this.subscriptions) {
           subscription.publish(record);
         }

@@ -133,11 +133,15 @@ export class VersionNumbering {
   /**
    * `versionNumber` is stored and about to be handed out: records the next number in the page
    * cache (flushed to disk the first time after a load). Never fails: what cannot be recorded is
-   * logged once.
+   * logged once. `next` moves on at `handedOut`.
    */
   async record(versionNumber: number): Promise<void> {
+    await this.writeRecord(versionNumber + 1, false);
+  }
+
+  /** `versionNumber` is visible: the next commit gets the number after it. */
+  handedOut(versionNumber: number): void {
     this.next = versionNumber + 1;
-    await this.writeRecord(this.next, false);
   }
 
   /** At a graceful stop, once no more commits run: flushes the exact record to disk, marked clean. */
