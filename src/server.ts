@@ -198,7 +198,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       health.shutdown();
-      registry.close(); // ends VersionUpdate streams, which would otherwise never finish
+      registry.close(); // ends VersionUpdate streams (UNAVAILABLE) at once: they would otherwise never finish
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           log.warn({ graceMs: config.shutdownGraceMs }, "grace period over: cancelling the calls still running");
@@ -213,6 +213,8 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
         // tryShutdown waits for every connection to close; an idle one need not wait for its client.
         connections?.closeWhenIdle();
       });
+      // After the last commit: the next version numbers, flushed and marked clean.
+      await registry.recordStop();
       // Last: a scrape can still see the final counts while the calls drain.
       await Promise.all([pool.close(), metricsEndpoint?.close()]);
     })();

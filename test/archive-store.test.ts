@@ -577,4 +577,26 @@ describe("filesystem archive store", () => {
     assert.deepEqual(await store.listVersions("policy_net"), policyNetVersions);
     assert.deepEqual(warnings, []);
   });
+
+  test("overwriteMeta writes one fixed-size record in place; durable writes cut what was longer", async () => {
+    const root = await copyFixture();
+    const { store, warnings } = openStore(root);
+    await store.open();
+    const file = path.join(root, "policy_net/.cogment-ts-version-record");
+    await store.overwriteMeta("policy_net", "version-record", "a longer value", { durable: false });
+    const before = await fs.stat(file);
+    await store.overwriteMeta("policy_net", "version-record", "short", { durable: false });
+    assert.equal(await fs.readFile(file, "utf8"), `${"short".padEnd(127)}\n`);
+    assert.equal((await store.readMeta("policy_net", "version-record"))?.trim(), "short");
+    assert.equal((await fs.stat(file)).ino, before.ino, "overwritten, not replaced");
+    await fs.appendFile(file, "junk after the record");
+    await store.overwriteMeta("policy_net", "version-record", "durable", { durable: true });
+    assert.equal(await fs.readFile(file, "utf8"), `${"durable".padEnd(127)}\n`);
+    await assert.rejects(store.overwriteMeta("policy_net", "version-record", "x".repeat(128), { durable: false }), {
+      message: "metadata record of 128 bytes: at most 127 fit",
+    });
+    await assert.rejects(store.overwriteMeta("policy_net", "Bad", "1", { durable: false }), isInvalidArgument);
+    assert.deepEqual(await store.listVersions("policy_net"), policyNetVersions);
+    assert.deepEqual(warnings, []);
+  });
 });

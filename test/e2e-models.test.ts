@@ -140,7 +140,11 @@ describe("models over gRPC", () => {
       assert.match(error.details, /^model_id is too long for a file name on the archive's file system: ENAMETOOLONG: /);
       return true;
     });
-    assert.deepEqual(await readdir(path.join(t.archiveDir, id)), [".cogment-ts-next-version", `${id}.yaml`]);
+    assert.deepEqual((await readdir(path.join(t.archiveDir, id))).sort(), [
+      ".cogment-ts-next-version",
+      ".cogment-ts-version-record",
+      `${id}.yaml`,
+    ]);
     assert.equal((await t.client.retrieveData(id, -1)).toString(), "transient is fine");
     await t.client.deleteModel(id);
     assert.deepEqual((await readdir(t.archiveDir)).filter((name) => name.length > 200), []);

@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { createInterface } from "node:readline";
 import { test } from "node:test";
 import { packageInfo } from "../src/package-info.js";
 import { startTestServer } from "./support/test-server.js";
@@ -164,6 +165,11 @@ test("Python grpcio client: models, versions, streams, errors, Version, Status, 
     const { models, subscribers, uploads_in_flight } = r.status_all;
     assert.deepEqual({ models, subscribers, uploads_in_flight }, { models: "2", subscribers: "0", uploads_in_flight: "0" });
     assert.deepEqual(r.status_named, { models: "2" });
+    assert.deepEqual(r.version_update_on_delete, {
+      followed: 3,
+      code: "NOT_FOUND",
+      details: 'model "py-model" was deleted: this VersionUpdate stream has no more versions to send',
+    });
     assert.deepEqual(r.deleted_retrieve, { code: "NOT_FOUND", details: 'model "py-model" not found' });
     assert.deepEqual(r.deleted_again, { code: "NOT_FOUND", details: 'model "py-model" not found' });
     assert.deepEqual(r.models_after_delete, ["py-other"]);
@@ -176,4 +182,44 @@ test("Python grpcio client: models, versions, streams, errors, Version, Status, 
     await server.close();
     await rm(scratch, { recursive: true, force: true });
   }
+});
+
+test("Python grpcio client: VersionUpdate ends with UNAVAILABLE, saying why, when the server stops", { skip, timeout: 60_000 }, async (t) => {
+  if (missing !== undefined) {
+    assert.fail(`CI is set but the Python gRPC check cannot run: ${missing}; ${INSTALL_HINT}`);
+  }
+  const server = await startTestServer();
+  const scratch = await mkdtemp(path.join(tmpdir(), "mr-python-"));
+  t.after(async () => {
+    await server.close();
+    await rm(scratch, { recursive: true, force: true });
+  });
+  await server.client.createModel("py-follow");
+  await server.client.publish("py-follow", Buffer.from("followed"));
+  const child = spawn(PYTHON, [SCRIPT, "--follow-until-end", server.address, PROTO_DIR, scratch, "py-follow"], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" },
+    timeout: 50_000,
+  });
+  t.after(() => child.kill("SIGKILL"));
+  let stderr = "";
+  child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text));
+  const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+  const lines: string[] = [];
+  let wake = (): void => {};
+  createInterface({ input: child.stdout }).on("line", (line) => {
+    lines.push(line);
+    wake();
+  });
+  while (lines.length === 0) {
+    await Promise.race([new Promise<void>((resolve) => (wake = resolve)), exited]);
+    assert.ok(lines.length > 0 || child.exitCode === null, `registry_check.py ended before following: ${stderr}`);
+  }
+  assert.deepEqual(JSON.parse(lines[0] ?? ""), { followed: 1 });
+  await server.stop();
+  assert.equal(await exited, 0, stderr);
+  assert.deepEqual(JSON.parse(lines[1] ?? ""), {
+    code: "UNAVAILABLE",
+    details: 'the model registry is stopping: VersionUpdate of model "py-follow" ended; call it again once the server is back',
+  });
 });

@@ -88,15 +88,17 @@ describe("VersionUpdate, Version, Status and health", () => {
     assert.equal(updates.error?.details, 'model "vu-unknown" not found');
   });
 
-  test("deleting the model ends the stream cleanly", async () => {
+  // Was an OK end: clients (the Python SDK) take OK for "done" and keep a stale latest silently.
+  test("deleting the model ends the stream with NOT_FOUND saying why", async () => {
     await t.client.createModel("vu-delete");
     await t.client.publish("vu-delete", Buffer.from("x"));
     const updates = collect(t.client.versionUpdate("vu-delete"));
     await updates.until(() => updates.received.length === 1);
     await t.client.deleteModel("vu-delete");
     await updates.until(() => updates.ended || updates.error !== undefined);
-    assert.equal(updates.error, undefined);
-    assert.equal(updates.ended, true);
+    assert.equal(updates.error?.code, grpc.status.NOT_FOUND);
+    assert.equal(updates.error?.details, 'model "vu-delete" was deleted: this VersionUpdate stream has no more versions to send');
+    assert.deepEqual(updates.numbers(), [1]);
   });
 
   test("cancellation releases the subscriber", async () => {
@@ -196,15 +198,32 @@ describe("VersionUpdate, Version, Status and health", () => {
     }
   });
 
-  test("server stop ends open VersionUpdate streams cleanly", async () => {
-    const other = await startTestServer();
+  // Was an OK end, which clients take for "done": UNAVAILABLE is the standard "try again".
+  test("server stop ends open VersionUpdate streams with UNAVAILABLE at once, not after the grace period", async () => {
+    const other = await startTestServer({ shutdownGraceMs: 60_000 });
     await other.client.createModel("vu-stop");
+    await other.client.publish("vu-stop", Buffer.from("x"));
     const updates = collect(other.client.versionUpdate("vu-stop"));
+    await updates.until(() => updates.received.length === 1);
+    // A stalled upload keeps the server in its grace period until the client gives up.
+    const upload = other.client.openCreateVersion();
+    upload.reply.catch(() => {});
+    upload.call.write({ header: { version_info: { model_id: "vu-stop", data_size: "100" } } });
     await sleep(50);
-    const stopped = other.close();
-    await updates.until(() => updates.ended || updates.error !== undefined);
-    await stopped;
-    assert.equal(updates.error, undefined);
-    assert.equal(updates.ended, true);
+    let stopDone = false;
+    const stopped = other.server.stop().then(() => (stopDone = true));
+    try {
+      await updates.until(() => updates.error !== undefined);
+      assert.equal(stopDone, false, "the stream ended while the server still waited for the upload");
+      assert.equal(updates.error?.code, grpc.status.UNAVAILABLE);
+      assert.equal(
+        updates.error?.details,
+        'the model registry is stopping: VersionUpdate of model "vu-stop" ended; call it again once the server is back',
+      );
+    } finally {
+      upload.call.cancel();
+      await stopped;
+    }
+    await other.close();
   });
 });

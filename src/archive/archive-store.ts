@@ -32,6 +32,12 @@ export interface ArchiveStore {
   /** Small per-model metadata files of ours (e.g. "next-version"), stored so they never disturb the original layout. */
   readMeta(modelId: string, key: string): Promise<string | undefined>;
   writeMeta(modelId: string, key: string, value: string): Promise<void>;
+  /**
+   * Overwrites a small metadata value in place (no temporary file, no rename), for values written
+   * often. Without `durable` it only reaches the kernel's page cache: it survives a crash of the
+   * process, not necessarily one of the machine. readMeta may return it with trailing padding.
+   */
+  overwriteMeta(modelId: string, key: string, value: string, options: { readonly durable: boolean }): Promise<void>;
 }
 
 export interface VersionDataReader {

@@ -1,4 +1,4 @@
-import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { constants, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { notFound } from "../errors/index.js";
@@ -400,7 +400,41 @@ export function createFsArchiveStore(options: FsArchiveStoreOptions): ArchiveSto
       await ensureModelDir(modelDirPath(root, modelId));
       await writer.writeFileAtomic(metaPath, value);
     },
+
+    async overwriteMeta(modelId, key, value, { durable }) {
+      const record = paddedRecord(value);
+      const metaPath = metaFilePath(root, modelId, key);
+      // Neither O_TRUNC nor a rename: a crash at any point leaves the previous record or the new one.
+      const handle = await open(metaPath, constants.O_WRONLY | constants.O_CREAT, FILE_MODE);
+      try {
+        await handle.write(record, 0, record.byteLength, 0);
+        if (durable) {
+          await handle.truncate(record.byteLength); // whatever was longer before
+          await handle.datasync();
+        }
+      } finally {
+        await handle.close();
+      }
+      if (durable) {
+        await syncDirectory(path.dirname(metaPath)); // the file may have just been created
+      }
+    },
   };
+}
+
+// Same permissions as the original server's files.
+const FILE_MODE = 0o640;
+/** Overwritten records all have this size, so a shorter value never leaves the end of a longer one behind. */
+const META_RECORD_BYTES = 128;
+
+function paddedRecord(value: string): Buffer {
+  const record = Buffer.alloc(META_RECORD_BYTES, " ");
+  const written = record.write(value, 0, "utf8");
+  if (written !== Buffer.byteLength(value) || written >= META_RECORD_BYTES) {
+    throw new Error(`metadata record of ${Buffer.byteLength(value)} bytes: at most ${META_RECORD_BYTES - 1} fit`);
+  }
+  record.write("\n", META_RECORD_BYTES - 1);
+  return record;
 }
 
 /**

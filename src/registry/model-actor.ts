@@ -5,17 +5,15 @@ import type { Logger } from "../logger.js";
 import type { ModelRecord, VersionRecord } from "./records.js";
 import { SerialQueue } from "./serial-queue.js";
 import type { Reservation, VersionCache } from "./version-cache.js";
+import { MAX_VERSION_NUMBER, VersionNumbering } from "./version-numbering.js";
 import type { VersionSubscription } from "./version-subscription.js";
-
-/** Version numbers are reserved on disk this many at a time (see reserveNumber). */
-export const VERSION_NUMBER_BLOCK = 1024;
-const HIGH_WATER_MARK_KEY = "next-version";
-const MAX_VERSION_NUMBER = 0xffff_ffff; // version_number is a uint32 on the wire
 
 export interface ModelActorContext {
   readonly archive: ArchiveStore;
   readonly cache: VersionCache<EncodedVersionData>;
   readonly log: Logger;
+  /** The kernel's boot id (see boot-id.ts); undefined where there is none. */
+  readonly bootId: string | undefined;
 }
 
 /** Where a received version's bytes are: in memory (reserved in the cache), or streamed to the archive. */
@@ -47,9 +45,8 @@ export class ModelActor {
   readonly subscriptions = new Set<VersionSubscription>();
   readonly queue: SerialQueue;
   private loading: Promise<void> | undefined = undefined;
-  private nextNumber = 1;
-  /** Numbers below this may have been handed out before: persisted, so never reused after a restart. */
-  private reservedUpTo = 0;
+  private loaded = false;
+  private numbering: VersionNumbering;
 
   constructor(
     readonly modelId: string,
@@ -57,6 +54,7 @@ export class ModelActor {
     onIdle: (actor: ModelActor) => void,
   ) {
     this.queue = new SerialQueue(() => onIdle(this));
+    this.numbering = new VersionNumbering(modelId, context);
   }
 
   get exists(): boolean {
@@ -98,10 +96,11 @@ export class ModelActor {
       this.versions = [];
       this.generation++;
       this.loading = undefined;
-      this.nextNumber = 1;
-      this.reservedUpTo = 0;
+      this.loaded = false;
+      this.numbering = new VersionNumbering(this.modelId, this.context);
+      const reason = notFound(`model "${this.modelId}" was deleted: this VersionUpdate stream has no more versions to send`);
       for (const subscription of this.subscriptions) {
-        subscription.end();
+        subscription.end(reason);
       }
       this.subscriptions.clear();
     });
@@ -116,11 +115,11 @@ export class ModelActor {
         if (this.model === undefined || pending.generation !== this.generation) {
           throw notFound(`model "${this.modelId}" not found (it was deleted while the version was uploading)`);
         }
-        const versionNumber = this.nextNumber;
+        const versionNumber = this.numbering.next;
         if (versionNumber > MAX_VERSION_NUMBER) {
           throw resourceExhausted(`model "${this.modelId}" has used every version number up to ${MAX_VERSION_NUMBER}`);
         }
-        await this.reserveNumber(versionNumber);
+        await this.numbering.reserve(versionNumber);
         const record: VersionRecord = {
           modelId: this.modelId,
           versionNumber,
@@ -132,10 +131,12 @@ export class ModelActor {
         };
         if (payload.kind === "stream") {
           await payload.stream.commit(record);
-        } else {
-          if (record.archived) {
-            await this.context.archive.putVersion(record, payload.data.dataSegments());
-          }
+        } else if (record.archived) {
+          await this.context.archive.putVersion(record, payload.data.dataSegments());
+        }
+        // Stored: the number is recorded before anyone can see it.
+        await this.numbering.record(versionNumber);
+        if (payload.kind === "memory") {
           this.context.cache.insert(payload.reservation, this.modelId, versionNumber, payload.data, { pinned: true });
         }
         // Read after the awaits: an eviction meanwhile may have made an older version the latest
@@ -145,7 +146,7 @@ export class ModelActor {
           this.context.cache.setPinned(this.modelId, previous.versionNumber, false);
         }
         this.versions = [...this.versions, record];
-        this.nextNumber = versionNumber + 1;
+        this.numbering.handedOut(versionNumber);
         for (const subscription of this.subscriptions) {
           subscription.publish(record);
         }
@@ -174,43 +175,24 @@ export class ModelActor {
     }
   }
 
+  /** At a graceful stop, after the last commit: the next version number is flushed to disk, marked clean. */
+  recordStop(): Promise<void> {
+    return this.queue.run(async () => {
+      if (this.loaded && this.model !== undefined) {
+        await this.numbering.recordStop();
+      }
+    });
+  }
+
   private async load(): Promise<void> {
     const generation = this.generation;
-    const [onDisk, mark] = await Promise.all([
-      this.context.archive.listVersions(this.modelId),
-      this.context.archive.readMeta(this.modelId, HIGH_WATER_MARK_KEY),
-    ]);
+    const [onDisk, saved] = await Promise.all([this.context.archive.listVersions(this.modelId), this.numbering.readSaved()]);
     if (generation !== this.generation) {
       return;
     }
-    const highWater = parseHighWaterMark(mark);
-    if (mark !== undefined && highWater === undefined) {
-      this.context.log.warn({ modelId: this.modelId, value: mark.slice(0, 64) }, "ignoring an unreadable version high-water mark");
-    }
     // Transient versions committed before the load cannot exist: commits load first.
     this.versions = onDisk;
-    const lastOnDisk = onDisk[onDisk.length - 1]?.versionNumber ?? 0;
-    this.nextNumber = Math.max(lastOnDisk + 1, highWater ?? 1);
-    this.reservedUpTo = Math.max(highWater ?? 0, lastOnDisk + 1);
+    this.numbering.start(saved, onDisk[onDisk.length - 1]?.versionNumber ?? 0);
+    this.loaded = true;
   }
-
-  /**
-   * Persists a high-water mark a block ahead, so version numbers only grow
-   * across restarts without a disk write on every transient publish.
-   */
-  private async reserveNumber(versionNumber: number): Promise<void> {
-    if (versionNumber < this.reservedUpTo) {
-      return;
-    }
-    const mark = Math.min(versionNumber + VERSION_NUMBER_BLOCK, MAX_VERSION_NUMBER + 1);
-    await this.context.archive.writeMeta(this.modelId, HIGH_WATER_MARK_KEY, String(mark));
-    this.reservedUpTo = mark;
-  }
-}
-
-function parseHighWaterMark(text: string | undefined): number | undefined {
-  if (text === undefined || !/^[0-9]{1,10}$/.test(text.trim())) {
-    return undefined;
-  }
-  return Number(text.trim());
 }

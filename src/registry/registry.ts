@@ -2,6 +2,7 @@ import type { ArchiveStore, VersionDataReader } from "../archive/index.js";
 import { EncodedVersionData, encodeFrameHeader, frameHeaderLength } from "../data/index.js";
 import { Code, RegistryError, notFound, resourceExhausted } from "../errors/index.js";
 import type { Logger } from "../logger.js";
+import { readBootId } from "./boot-id.js";
 import { ModelActor } from "./model-actor.js";
 import type { ModelRecord, VersionRecord } from "./records.js";
 import { type Reservation, VERSION_OVERHEAD_BYTES, VersionCache, type VersionCacheStats } from "./version-cache.js";
@@ -33,6 +34,8 @@ export interface RegistryOptions {
   readonly dataReceived?: (bytes: number) => void;
   /** Clock in ns since the epoch, for creation timestamps. */
   readonly now?: () => bigint;
+  /** The kernel's boot id; read from /proc when not given (tests give one to simulate a reboot). */
+  readonly bootId?: string;
 }
 
 /** A version's data ready to stream: its reply chunk messages as gRPC frames (length prefix included). */
@@ -83,6 +86,9 @@ const STREAMED_UPLOAD_BATCH_BYTES = 4 * 1024 * 1024;
  */
 const SPARE_MAX_AGE_MS = 30_000;
 
+/** Models whose numbering record is flushed at once at a graceful stop (bounds the open files). */
+const STOP_RECORD_BATCH = 32;
+
 /** Routes each model to its owner actor and keeps the shared version cache. */
 export class Registry {
   readonly cache: VersionCache<EncodedVersionData>;
@@ -93,6 +99,7 @@ export class Registry {
   /** Batch buffers of streamed archived uploads that the budget could not take. */
   private bytesOutsideBudget = 0;
   private readonly now: () => bigint;
+  private bootId: string | undefined = undefined;
 
   private constructor(private readonly options: RegistryOptions) {
     this.cache = new VersionCache<EncodedVersionData>({
@@ -109,6 +116,7 @@ export class Registry {
   /** Opens the archive and reads the model list (version infos are read lazily, per model). */
   static async open(options: RegistryOptions): Promise<Registry> {
     const registry = new Registry(options);
+    registry.bootId = options.bootId ?? (await readBootId());
     await options.archive.open();
     const ids = await options.archive.listModelIds();
     const models = await Promise.all(ids.map((id) => options.archive.readModel(id)));
@@ -120,14 +128,30 @@ export class Registry {
     return registry;
   }
 
+  /** Ends the VersionUpdate streams (UNAVAILABLE: the client follows again once a server is back). */
   close(): void {
     for (const actor of this.actors.values()) {
+      const reason = new RegistryError(
+        Code.UNAVAILABLE,
+        `the model registry is stopping: VersionUpdate of model "${actor.modelId}" ended; call it again once the server is back`,
+      );
       for (const subscription of actor.subscriptions) {
-        subscription.end();
+        subscription.end(reason);
       }
       actor.subscriptions.clear();
     }
     this.cache.close();
+  }
+
+  /**
+   * At a graceful stop, once no more commits arrive: records every loaded model's next version
+   * number on disk, marked clean, so numbering resumes exactly even after a reboot.
+   */
+  async recordStop(): Promise<void> {
+    const actors = [...this.actors.values()];
+    for (let start = 0; start < actors.length; start += STOP_RECORD_BATCH) {
+      await Promise.all(actors.slice(start, start + STOP_RECORD_BATCH).map((actor) => actor.recordStop()));
+    }
   }
 
   stats(): RegistryStats {
@@ -518,8 +542,10 @@ export class Registry {
   private actorFor(modelId: string): ModelActor {
     let actor = this.actors.get(modelId);
     if (actor === undefined) {
-      actor = new ModelActor(modelId, { archive: this.options.archive, cache: this.cache, log: this.options.log }, (idle) =>
-        this.dropIfIdle(idle),
+      actor = new ModelActor(
+        modelId,
+        { archive: this.options.archive, cache: this.cache, log: this.options.log, bootId: this.bootId },
+        (idle) => this.dropIfIdle(idle),
       );
       this.actors.set(modelId, actor);
     }

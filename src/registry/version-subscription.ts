@@ -1,3 +1,4 @@
+import type { RegistryError } from "../errors/index.js";
 import { LatestWins } from "../latest-wins.js";
 import type { VersionRecord } from "./records.js";
 
@@ -5,8 +6,11 @@ import type { VersionRecord } from "./records.js";
 export interface VersionSink {
   /** Sends one update; resolves when the stream can take more (backpressure). */
   send(version: VersionRecord): Promise<void>;
-  /** Ends the stream cleanly (model deleted, server stopping). */
-  end(): void;
+  /**
+   * Ends the stream with an error status saying why (model deleted, server stopping): never with
+   * OK, which clients take for "nothing more will ever come" and then keep a stale latest silently.
+   */
+  end(reason: RegistryError): void;
 }
 
 /**
@@ -36,10 +40,10 @@ export class VersionSubscription {
     }
   }
 
-  end(): void {
+  end(reason: RegistryError): void {
     if (!this.sender.isClosed) {
       this.sender.close();
-      this.sink.end();
+      this.sink.end(reason);
     }
   }
 

@@ -224,7 +224,8 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
           send: async (version) => {
             await writeWithBackpressure(call, create(VersionUpdateReplySchema, { versionInfo: toWireVersion(version) }));
           },
-          end: () => call.end(),
+          // An error status, never OK: see VersionSink.end.
+          end: (reason) => failStream(call as ServerWritableStream<unknown, unknown>, reason),
         });
         const stop = (): void => registry.unsubscribe(modelId, subscription);
         call.on("cancelled", stop);

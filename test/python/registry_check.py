@@ -4,6 +4,7 @@
 Usage:
     /usr/bin/python3 registry_check.py ADDRESS PROTO_DIR TMP_DIR
     /usr/bin/python3 registry_check.py --check-deps
+    /usr/bin/python3 registry_check.py --follow-until-end ADDRESS PROTO_DIR TMP_DIR MODEL_ID
 
 ADDRESS is host:port of a running server whose registry is EMPTY (the check asserts exact
 listings). PROTO_DIR holds cogment/api/model_registry.proto and common.proto. TMP_DIR is a
@@ -20,6 +21,10 @@ python3-protobuf 4.21 but not with newer protobuf runtimes, so they are not used
 On success prints one JSON object (the observed results) on stdout and exits 0. On any
 mismatch prints "registry_check: FAIL: ..." on stderr and exits 1; missing Python packages
 exit 3 (see --check-deps).
+
+--follow-until-end opens VersionUpdate on MODEL_ID (which must have a version), prints
+{"followed": N} once the first update arrived, then {"code": ..., "details": ...}: how the
+stream ended (the caller stops the server meanwhile).
 """
 
 import base64
@@ -186,6 +191,34 @@ def model_dict(info):
 
 def b64_sha256(data):
     return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+def end_of_stream(grpc, stream):
+    """Reads a server stream to its end: its status, or what came instead."""
+    try:
+        message = next(stream)
+        return {"code": "another message", "details": str(message)}
+    except grpc.RpcError as error:
+        return {"code": error.code().name, "details": error.details()}
+    except StopIteration:
+        return {"code": "OK", "details": ""}
+
+
+def follow_until_end(address, proto_dir, tmp_dir, model_id):
+    """VersionUpdate on model_id: prints the first version number as a JSON line, then how the stream ended."""
+    import grpc
+
+    protocol = Protocol(compile_descriptor_set(proto_dir, tmp_dir))
+    channel = grpc.insecure_channel(address, options=[("grpc.enable_http_proxy", 0)])
+    try:
+        grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT)
+        updates = protocol.stub(channel)["VersionUpdate"](protocol.VersionUpdateRequest(model_id=model_id), timeout=CALL_TIMEOUT)
+        first = next(updates).version_info
+        print(json.dumps({"followed": first.version_number}), flush=True)
+        print(json.dumps(end_of_stream(grpc, updates), sort_keys=True), flush=True)
+    finally:
+        channel.close()
+    return 0
 
 
 def expect_rpc_error(grpc, call, expected_code, expected_details, what):
@@ -417,8 +450,12 @@ def run(address, proto_dir, tmp_dir):
         check_equal(results["status_named"], {"models": "2"}, "Status [models, no_such_key]")
 
         # --- DeleteModel ----------------------------------------------------------------
+        following = rpc["VersionUpdate"](P.VersionUpdateRequest(model_id=model_id), timeout=CALL_TIMEOUT)
+        followed = version_dict(next(following).version_info)
         reply = call("DeleteModel", P.DeleteModelRequest(model_id=model_id))
         check_equal(reply.ByteSize(), 0, "DeleteModelReply is empty")
+        results["version_update_on_delete"] = {"followed": followed["version_number"], **end_of_stream(grpc, following)}
+        check_equal(results["version_update_on_delete"]["code"], "NOT_FOUND", "VersionUpdate after DeleteModel: status code")
         results["deleted_retrieve"] = expect_rpc_error(
             grpc,
             lambda: call("RetrieveVersionInfos", P.RetrieveVersionInfosRequest(model_id=model_id)),
@@ -463,6 +500,8 @@ def main(argv):
             return 3
         print("ok")
         return 0
+    if len(argv) == 6 and argv[1] == "--follow-until-end":
+        return follow_until_end(*argv[2:])
     if len(argv) != 4:
         print(__doc__, file=sys.stderr)
         return 2

@@ -1,0 +1,220 @@
+import type { ArchiveStore } from "../archive/index.js";
+import type { Logger } from "../logger.js";
+
+/** The durable mark is written this many numbers ahead (see reserve). */
+export const VERSION_NUMBER_BLOCK = 1024;
+export const MAX_VERSION_NUMBER = 0xffff_ffff; // version_number is a uint32 on the wire
+/** `.cogment-ts-next-version`: numbers below it may have been handed out. fsync'd, a block ahead. */
+const MARK_KEY = "next-version";
+/** `.cogment-ts-version-record`: the exact next number, written at every commit (see record). */
+const RECORD_KEY = "version-record";
+
+export interface NumberingContext {
+  readonly archive: ArchiveStore;
+  readonly log: Logger;
+  /** The kernel's boot id (see boot-id.ts); undefined where there is none. */
+  readonly bootId: string | undefined;
+}
+
+/** The exact record: the next number, the boot it was written in, and whether the server stopped cleanly after it. */
+interface ExactRecord {
+  readonly next: number;
+  readonly bootId: string;
+  readonly stopped: boolean;
+}
+
+/** What the archive remembers of a model's numbering. */
+export interface SavedNumbering {
+  readonly mark: number | undefined;
+  readonly record: ExactRecord | undefined;
+}
+
+type Recorded = "mark" | "record";
+
+/**
+ * A model's version numbering across restarts. Two records, both dotfiles in the model's directory:
+ * - the exact record (next number, boot id, running/stopped), overwritten in place at every commit
+ *   without fsync: it reaches the page cache, which survives a crash of the process but not of the
+ *   machine. It is trusted when it says the server stopped cleanly (then it was fsync'd) or when it
+ *   was written in the current boot (the machine did not restart since);
+ * - the durable mark, fsync'd, written a block of numbers ahead: after a crash of the machine,
+ *   numbering continues above it, skipping what was not handed out but never reusing a number.
+ * Without either (an archive of the original server), numbering continues after the highest
+ * version on disk, as the original does.
+ */
+export class VersionNumbering {
+  /** The number the next commit gets. */
+  next = 1;
+  /** Numbers below this are covered by the durable mark or by versions on disk. */
+  private reservedUpTo = 0;
+  /** Whether a "running" record was flushed to disk since the load; until then a stale "stopped" one may be on disk. */
+  private recordFlushed = false;
+  /** What the record on disk says, as far as this process knows. */
+  private recorded: ExactRecord | undefined = undefined;
+  private started = false;
+  private readonly warned = new Set<Recorded>();
+
+  constructor(
+    private readonly modelId: string,
+    private readonly context: NumberingContext,
+  ) {}
+
+  async readSaved(): Promise<SavedNumbering> {
+    const { archive, log } = this.context;
+    const [markText, recordText] = await Promise.all([
+      archive.readMeta(this.modelId, MARK_KEY),
+      archive.readMeta(this.modelId, RECORD_KEY),
+    ]);
+    const mark = parseMark(markText);
+    if (markText !== undefined && mark === undefined) {
+      log.warn({ modelId: this.modelId, value: markText.slice(0, 64) }, "ignoring an unreadable version high-water mark");
+    }
+    const record = parseRecord(recordText);
+    if (recordText !== undefined && record === undefined) {
+      log.warn({ modelId: this.modelId, value: recordText.slice(0, 128) }, "ignoring an unreadable version-number record");
+    }
+    return { mark, record };
+  }
+
+  /** Sets the next number from what was saved and the highest version number on disk (0 if none). */
+  start(saved: SavedNumbering, highestOnDisk: number): void {
+    const { mark, record } = saved;
+    const afterDisk = highestOnDisk + 1;
+    const exact = record !== undefined && (record.stopped || record.bootId === this.context.bootId);
+    if (record !== undefined && exact) {
+      this.next = Math.max(record.next, afterDisk);
+    } else {
+      this.next = Math.max(afterDisk, record?.next ?? 0, mark ?? 0);
+      if (this.next > afterDisk) {
+        this.context.log.info(
+          {
+            modelId: this.modelId,
+            nextVersion: this.next,
+            highestOnDisk,
+            recordedNext: record?.next,
+            reason:
+              record === undefined
+                ? "no exact record of the last number (an archive of an earlier version of this server, or it could not be written)"
+                : "the machine restarted since the last number was recorded, and the server had not stopped cleanly",
+          },
+          "version numbering continues above the durable mark: numbers in between are skipped, none is reused",
+        );
+      }
+    }
+    this.reservedUpTo = Math.max(mark ?? 0, afterDisk);
+    this.recorded = record;
+    this.recordFlushed = false;
+    this.started = true;
+  }
+
+  /**
+   * Before `versionNumber` is handed out: makes sure the durable mark covers it, a block ahead,
+   * so a crash of the machine never leads to reusing it.
+   */
+  async reserve(versionNumber: number): Promise<void> {
+    if (versionNumber < this.reservedUpTo) {
+      return;
+    }
+    const mark = Math.min(versionNumber + VERSION_NUMBER_BLOCK, MAX_VERSION_NUMBER + 1);
+    try {
+      await this.context.archive.writeMeta(this.modelId, MARK_KEY, String(mark));
+    } catch (error) {
+      this.warnOnce(
+        "mark",
+        error,
+        "could not write the version-number mark: versions are still numbered and served, but after a crash of the machine (not of the process) the server may hand out again numbers of transient versions created from now on",
+      );
+      return;
+    }
+    this.reservedUpTo = mark;
+    this.warned.delete("mark");
+  }
+
+  /**
+   * `versionNumber` is stored and about to be handed out: records the next number in the page
+   * cache (flushed to disk the first time after a load). Never fails: what cannot be recorded is
+   * logged once. `next` moves on at `handedOut`.
+   */
+  async record(versionNumber: number): Promise<void> {
+    await this.writeRecord(versionNumber + 1, false);
+  }
+
+  /** `versionNumber` is visible: the next commit gets the number after it. */
+  handedOut(versionNumber: number): void {
+    this.next = versionNumber + 1;
+  }
+
+  /** At a graceful stop, once no more commits run: flushes the exact record to disk, marked clean. */
+  async recordStop(): Promise<void> {
+    const unchanged = this.recorded?.stopped === true && this.recorded.next === this.next;
+    if (this.started && !unchanged) {
+      await this.writeRecord(this.next, true);
+    }
+  }
+
+  private async writeRecord(next: number, stopped: boolean): Promise<void> {
+    const record: ExactRecord = { next, bootId: this.context.bootId ?? "-", stopped };
+    // A "running" record must reach the disk once before the next ones may stay in the page cache:
+    // otherwise a crash of the machine could leave an older "stopped" record there, and it is trusted.
+    const durable = stopped || !this.recordFlushed;
+    try {
+      await this.context.archive.overwriteMeta(this.modelId, RECORD_KEY, formatRecord(record), { durable });
+    } catch (error) {
+      this.warnOnce(
+        "record",
+        error,
+        "could not record the next version number: versions are still numbered and served, but after a restart the server may hand out again numbers of transient versions created from now on (archived versions keep theirs)",
+      );
+      return;
+    }
+    this.recorded = record;
+    this.recordFlushed = !stopped;
+    this.warned.delete("record");
+  }
+
+  /** Once per model and record until a write of it succeeds again: the path, the errno and what it means. */
+  private warnOnce(what: Recorded, error: unknown, message: string): void {
+    if (this.warned.has(what)) {
+      return;
+    }
+    this.warned.add(what);
+    const errno = (error as { code?: unknown } | null)?.code;
+    this.context.log.warn(
+      {
+        modelId: this.modelId,
+        file: what === "mark" ? `.cogment-ts-${MARK_KEY}` : `.cogment-ts-${RECORD_KEY}`,
+        errno: typeof errno === "string" ? errno : undefined,
+        error: error instanceof Error ? error.message : String(error),
+      },
+      message,
+    );
+  }
+}
+
+function parseMark(text: string | undefined): number | undefined {
+  const trimmed = text?.trim();
+  if (trimmed === undefined || !/^[0-9]{1,10}$/.test(trimmed)) {
+    return undefined;
+  }
+  const mark = Number(trimmed);
+  return mark <= MAX_VERSION_NUMBER + 1 ? mark : undefined;
+}
+
+const RECORD_PATTERN = /^next=([0-9]{1,10}) boot=([0-9A-Za-z-]{1,64}) state=(running|stopped)$/;
+
+function formatRecord(record: ExactRecord): string {
+  return `next=${record.next} boot=${record.bootId} state=${record.stopped ? "stopped" : "running"}`;
+}
+
+function parseRecord(text: string | undefined): ExactRecord | undefined {
+  const match = text === undefined ? null : RECORD_PATTERN.exec(text.trim());
+  if (match === null) {
+    return undefined;
+  }
+  const [, next = "", bootId = "", state] = match;
+  const number = Number(next);
+  if (number < 1 || number > MAX_VERSION_NUMBER + 1) {
+    return undefined;
+  }
+  return { next: number, bootId, stopped: state === "stopped" };
+}
