@@ -12,8 +12,12 @@ export type { ArchiveFileWriter, FsArchiveStoreOptions } from "./fs-archive-stor
 export {
   formatVersionNumber,
   isTempFileName,
+  MAX_FILE_NAME_BYTES,
+  MAX_MODEL_ID_BYTES,
   metaFilePath,
   modelDirPath,
+  modelIdProblem,
+  MODEL_ID_RULE,
   modelInfoPath,
   parseVersionFileName,
   tempFileName,
