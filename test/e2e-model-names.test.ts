@@ -2,7 +2,7 @@
 // and archived, across a restart, in the original's archive, in logs and in metrics.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { chmod, cp, readFile, readdir, rm } from "node:fs/promises";
+import { chmod, cp, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import path from "node:path";
 import { describe, test } from "node:test";
@@ -154,7 +154,16 @@ describe("model ids the original accepts", () => {
 
   test("a model with such an id in an archive the original wrote is served, extended and deleted", async (t) => {
     const archiveDir = await copyOriginalArchive();
+    // Directories the original could have left that no request can name: not listed, nothing else disturbed.
+    for (const unreachable of ["tab\tin name", "b".repeat(250)]) {
+      await mkdir(path.join(archiveDir, unreachable));
+      await writeFile(path.join(archiveDir, unreachable, `${unreachable}.yaml`), `model_id: "${unreachable.replace("\t", "\\t")}"\nuser_data: {}\n`);
+    }
     let server = await startTestServer({ archiveDir });
+    assert.deepEqual(
+      (await server.client.retrieveModels()).model_infos.map((m) => m.model_id),
+      ["empty_model", "modèle agent:v1", "policy_net", "value-net_2"],
+    );
     t.after(async () => {
       await server.stop();
       await rm(archiveDir, { recursive: true, force: true });
@@ -186,7 +195,7 @@ describe("model ids the original accepts", () => {
     assert.deepEqual((await server.client.retrieveVersionInfos({ model_id: id })).version_infos, [original, v2]);
     assert.equal((await server.client.retrieveData(id, 2)).toString(), "v2");
     await server.client.deleteModel(id);
-    assert.deepEqual((await readdir(archiveDir)).sort(), ["empty_model", "policy_net", "value-net_2"]);
+    assert.deepEqual((await readdir(archiveDir)).sort(), ["b".repeat(250), "empty_model", "policy_net", "tab\tin name", "value-net_2"]);
   });
 
   test("ids that cannot be one file name are INVALID_ARGUMENT in every RPC, naming the rule", async (t) => {
