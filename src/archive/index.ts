@@ -12,7 +12,6 @@ export type { ArchiveFileWriter, FsArchiveStoreOptions } from "./fs-archive-stor
 export {
   formatVersionNumber,
   isTempFileName,
-  MAX_FILE_NAME_BYTES,
   MAX_MODEL_ID_BYTES,
   metaFilePath,
   modelDirPath,

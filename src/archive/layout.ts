@@ -25,7 +25,7 @@ export const MAX_FILE_NAME_BYTES = 255;
 /**
  * The longest model id, in bytes of UTF-8: its version files, `<model_id>-v000001.data` (13 bytes
  * more), must fit one file name. Version numbers past 999,999 add a byte per digit (see
- * checkFileName); the original server had the same limits.
+ * checkFileName). The original, which writes the same names, meets the same limit.
  */
 export const MAX_MODEL_ID_BYTES = MAX_FILE_NAME_BYTES - "-v000001.data".length;
 

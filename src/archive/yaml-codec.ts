@@ -100,9 +100,9 @@ function stringifyDocument(modelId: string, fields: Record<string, unknown>, use
 
 /**
  * Characters YAML 1.1 does not allow raw (DEL, C1 controls, the byte order mark U+FEFF,
- * U+FFFE/U+FFFF) or reads as line
- * breaks (U+0085, U+2028, U+2029): yaml.v2 rejects the first and folds the second, and the
- * `yaml` package writes both raw. A string holding one is double-quoted, and the character escaped.
+ * U+FFFE/U+FFFF) or reads as line breaks (U+0085, U+2028, U+2029): yaml.v2 rejects the first and
+ * folds the second, and the `yaml` package writes both raw. A string holding one (a user_data key
+ * or value, or the model id) is double-quoted, and the character escaped.
  */
 const UNPRINTABLE = /[\u007f-\u009f\u2028\u2029\ufeff\ufffe\uffff]/g;
 const NAMED_ESCAPES: Readonly<Record<string, string>> = { "\u0085": "\\N", "\u2028": "\\L", "\u2029": "\\P" };
