@@ -167,9 +167,40 @@ const SENT_CHUNK_SIZE: Variable<number> = {
   name: `${PREFIX}SENT_MODEL_VERSION_DATA_CHUNK_SIZE`,
   default: "2097152",
   accepted: "an integer number of bytes from 1 to 67108864",
-  description: "Size of the data chunks in which model version data is streamed to clients, in bytes",
+  description:
+    "Size of the data chunks in which model version data is streamed to clients, in bytes; stock clients (gRPC's 4 MiB receive limit, e.g. the Cogment SDK) receive at most 4194299: a larger value is warned about at start",
   parse: integer(1, 64 * 1024 * 1024),
 };
+
+/**
+ * The largest chunk of data a client with gRPC's default 4 MiB receive limit accepts: a reply
+ * chunk message adds 5 bytes (field tag and 4-byte length) to its data.
+ */
+export const STOCK_CLIENT_MAX_CHUNK_SIZE = 4 * 1024 * 1024 - 5;
+
+/** A valid but doubtful setting, logged as a warning at start. */
+export interface ConfigWarning {
+  readonly variable: string;
+  readonly value: number;
+  readonly limit: number;
+  readonly message: string;
+}
+
+export function configWarnings(config: Config): readonly ConfigWarning[] {
+  const warnings: ConfigWarning[] = [];
+  if (config.sentChunkSize > STOCK_CLIENT_MAX_CHUNK_SIZE) {
+    warnings.push({
+      variable: SENT_CHUNK_SIZE.name,
+      value: config.sentChunkSize,
+      limit: STOCK_CLIENT_MAX_CHUNK_SIZE,
+      message:
+        `${SENT_CHUNK_SIZE.name} is larger than stock clients receive: with gRPC's default 4 MiB receive limit they accept ` +
+        `chunks of at most ${STOCK_CLIENT_MAX_CHUNK_SIZE} bytes, so every download fails in them (the Cogment SDK's retrieve_model returns None); ` +
+        `unset it (default ${SENT_CHUNK_SIZE.default}) or set at most ${STOCK_CLIENT_MAX_CHUNK_SIZE}`,
+    });
+  }
+  return warnings;
+}
 const GRPC_REFLECTION: Variable<boolean> = {
   name: `${PREFIX}GRPC_REFLECTION`,
   default: "false",

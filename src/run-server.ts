@@ -1,4 +1,4 @@
-import { ConfigError, describeIgnoredVariable, loadConfig } from "./config.js";
+import { ConfigError, configWarnings, describeIgnoredVariable, loadConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 import { missingServerFlags } from "./runtime-flags.js";
 import { type RunningServer, startServer } from "./server.js";
@@ -17,6 +17,9 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel);
   for (const name of config.ignoredVariables) {
     log.warn({ variable: name, reason: describeIgnoredVariable(name) }, "COGMENT_MODEL_REGISTRY_ variable ignored");
+  }
+  for (const { variable, value, limit, message } of configWarnings(config)) {
+    log.warn({ variable, value, limit }, message);
   }
   const missingFlags = missingServerFlags();
   if (missingFlags.length > 0) {

@@ -269,7 +269,7 @@ describe("filesystem archive store", () => {
     const { store, warnings } = openStore(root);
     await store.open();
 
-    assert.deepEqual(await store.listModelIds(), ["empty_model", "policy_net", "value-net_2"]);
+    assert.deepEqual(await store.listModelIds(), ["empty_model", "modèle agent:v1", "policy_net", "value-net_2"]);
     assert.deepEqual(await store.readModel("empty_model"), {
       modelId: "empty_model",
       userData: { note: "no versions" },
@@ -467,7 +467,7 @@ describe("filesystem archive store", () => {
       [...leftovers, deleted].sort(),
     );
     assert.ok(warnings.every((w) => w.message === "removed leftover temporary file of an interrupted write"));
-    assert.deepEqual((await fs.readdir(root)).sort(), ["empty_model", "policy_net", "value-net_2"]);
+    assert.deepEqual((await fs.readdir(root)).sort(), ["empty_model", "modèle agent:v1", "policy_net", "value-net_2"]);
     assert.equal((await fs.readdir(dir)).length, 7);
     assert.deepEqual((await fs.readdir(path.join(root, "value-net_2"))).sort(), [
       "value-net_2-v000001.data",
@@ -540,11 +540,11 @@ describe("filesystem archive store", () => {
     const { store, warnings } = openStore(root);
     await store.open();
     const ids = await store.listModelIds();
-    assert.deepEqual(ids, ["empty_model", "policy_net", "value-net_2"]);
+    assert.deepEqual(ids, ["empty_model", "modèle agent:v1", "policy_net", "value-net_2"]);
     const models = await Promise.all(ids.map((id) => store.readModel(id)));
     assert.deepEqual(
       models.map((model) => model?.modelId),
-      [undefined, "policy_net", undefined],
+      [undefined, "modèle agent:v1", "policy_net", undefined],
     );
     assert.deepEqual(
       warnings.map((w) => [w.message, path.relative(root, String(w.details["path"])), String(w.details["error"]).slice(0, 40)]).sort(),
@@ -573,7 +573,7 @@ describe("filesystem archive store", () => {
 
     await store.open();
     assert.equal(await store.readMeta("policy_net", "next-version"), "6");
-    assert.deepEqual(await store.listModelIds(), ["empty_model", "policy_net", "value-net_2"]);
+    assert.deepEqual(await store.listModelIds(), ["empty_model", "modèle agent:v1", "policy_net", "value-net_2"]);
     assert.deepEqual(await store.listVersions("policy_net"), policyNetVersions);
     assert.deepEqual(warnings, []);
   });

@@ -27,7 +27,7 @@ describe("archive YAML codec", () => {
         }
       }
     }
-    assert.equal(files.length, 7);
+    assert.equal(files.length, 9);
     for (const file of files) {
       const text = await fs.readFile(file, "utf8");
       const encoded = /-v\d+\.yaml$/.test(file)

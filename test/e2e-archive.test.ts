@@ -31,10 +31,11 @@ describe("archive directory written by the original Go server", () => {
     const models = await client.retrieveModels();
     assert.deepEqual(models.model_infos, [
       { model_id: "empty_model", user_data: { note: "no versions" } },
+      { model_id: "modèle agent:v1", user_data: { "clé:x": "a b", équipe: "rouge" } },
       { model_id: "policy_net", user_data: { type: "dqn", framework: "torch" } },
       { model_id: "value-net_2", user_data: {} },
     ]);
-    assert.equal(models.next_model_handle, "3");
+    assert.equal(models.next_model_handle, "4");
 
     const versions = await client.retrieveVersionInfos({ model_id: "policy_net" });
     assert.deepEqual(versions.version_infos, [

@@ -71,6 +71,7 @@ test("Python grpcio client: models, versions, streams, errors, Version, Status, 
       version_update: { second: { creation_timestamp: string } };
       status_all: { keys: string[]; overall_load: string; models: string; subscribers: string; uploads_in_flight: string };
       python_stack: Record<string, string>;
+      names: { listed: string[]; all_ok: boolean; refused: { code: string; details: string }[]; after_delete: string[] };
     };
 
     const big = await readFile(path.join(scratch, "big_version.bin"));
@@ -175,6 +176,24 @@ test("Python grpcio client: models, versions, streams, errors, Version, Status, 
     assert.deepEqual(r.models_after_delete, ["py-other"]);
     assert.deepEqual(r.models_at_end, []);
     assert.equal(typeof r.python_stack.grpcio, "string");
+
+    // Model ids the original accepts: every RPC from Python; listed in UTF-8 byte order.
+    assert.deepEqual(r.names.listed, ["#1 = 100%, ok", "a+b", "a@b", "agent:v1", "modèle", "my model", "é".repeat(121), "\uFF61", "\u{1F600} emoji"]);
+    assert.equal(r.names.all_ok, true);
+    const rule = "expected 1 to 242 bytes of UTF-8, not starting with '.', without '/', '\\' or control characters (U+0000 to U+001F, U+007F)";
+    assert.deepEqual(
+      r.names.refused,
+      [
+        ['""', "it is empty"],
+        ['".."', 'it is ".."'],
+        ['".hidden"', "it starts with '.' (reserved for the registry's own files)"],
+        ['"a/b"', "it contains '/'"],
+        ['"a\\\\b"', "it contains '\\'"],
+        ['"line\\nbreak"', "it contains the control character U+000A"],
+        [`"${"é".repeat(64)}"… (244 bytes of UTF-8)`, "it is 244 bytes of UTF-8, more than 242"],
+      ].map(([shown, problem]) => ({ code: "INVALID_ARGUMENT", details: `model_info.model_id ${shown} is invalid: ${problem}; ${rule}` })),
+    );
+    assert.deepEqual(r.names.after_delete, []);
 
     // And the server agrees, through our own client, that nothing is left.
     assert.deepEqual((await server.client.retrieveModels()).model_infos, []);

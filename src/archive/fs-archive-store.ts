@@ -1,6 +1,7 @@
 import { constants, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
+import { compareCodePoints } from "../code-point-order.js";
 import { notFound } from "../errors/index.js";
 import type { ModelRecord, VersionRecord } from "../registry/records.js";
 import type { ArchiveStore, VersionDataReader } from "./archive-store.js";
@@ -222,7 +223,7 @@ export function createFsArchiveStore(options: FsArchiveStoreOptions): ArchiveSto
           return (await isModelInfoFile(infoPath)) ? name : undefined;
         }),
       );
-      return found.filter((name): name is string => name !== undefined).sort();
+      return found.filter((name): name is string => name !== undefined).sort(compareCodePoints);
     },
 
     async readModel(modelId) {

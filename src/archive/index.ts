@@ -12,8 +12,11 @@ export type { ArchiveFileWriter, FsArchiveStoreOptions } from "./fs-archive-stor
 export {
   formatVersionNumber,
   isTempFileName,
+  MAX_MODEL_ID_BYTES,
   metaFilePath,
   modelDirPath,
+  modelIdProblem,
+  MODEL_ID_RULE,
   modelInfoPath,
   parseVersionFileName,
   tempFileName,

@@ -19,17 +19,72 @@ export function formatVersionNumber(versionNumber: number): string {
   return String(versionNumber).padStart(VERSION_DIGITS, "0");
 }
 
-function checkModelId(modelId: string): void {
-  // Model ids are validated by the registry; this only guarantees one plain path segment.
-  if (
-    modelId === "" ||
-    modelId.startsWith(".") ||
-    modelId.includes("/") ||
-    modelId.includes("\\") ||
-    modelId.includes("\0")
-  ) {
-    throw invalidArgument(`invalid model id ${JSON.stringify(modelId)}: not usable as an archive directory name`);
+/** The file system's limit on one file name (NAME_MAX: 255 bytes on ext4, XFS, Btrfs, ZFS). */
+export const MAX_FILE_NAME_BYTES = 255;
+
+/**
+ * The longest model id, in bytes of UTF-8: its version files, `<model_id>-v000001.data` (13 bytes
+ * more), must fit one file name. Version numbers past 999,999 add a byte per digit (see
+ * checkFileName). The original, which writes the same names, meets the same limit.
+ */
+export const MAX_MODEL_ID_BYTES = MAX_FILE_NAME_BYTES - "-v000001.data".length;
+
+export const MODEL_ID_RULE =
+  `1 to ${MAX_MODEL_ID_BYTES} bytes of UTF-8, not starting with '.', ` +
+  "without '/', '\\' or control characters (U+0000 to U+001F, U+007F)";
+
+// eslint-disable-next-line no-control-regex -- finding control characters is the point
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/u;
+
+/**
+ * Why `modelId` cannot name a model, or undefined when it can: a model id is one directory name
+ * of the archive, stored byte for byte as given (no Unicode normalisation).
+ */
+export function modelIdProblem(modelId: string): string | undefined {
+  if (modelId === "") {
+    return "it is empty";
   }
+  if (modelId === "." || modelId === "..") {
+    return `it is ${JSON.stringify(modelId)}`;
+  }
+  if (modelId.startsWith(".")) {
+    return "it starts with '.' (reserved for the registry's own files)";
+  }
+  if (modelId.includes("/")) {
+    return "it contains '/'";
+  }
+  if (modelId.includes("\\")) {
+    return "it contains '\\'";
+  }
+  const control = CONTROL_CHARACTER.exec(modelId);
+  if (control !== null) {
+    return `it contains the control character U+${control[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
+  }
+  const bytes = Buffer.byteLength(modelId);
+  if (bytes > MAX_MODEL_ID_BYTES) {
+    return `it is ${bytes} bytes of UTF-8, more than ${MAX_MODEL_ID_BYTES}`;
+  }
+  return undefined;
+}
+
+function checkModelId(modelId: string): void {
+  // The rpc layer already refused such ids with the field's name; this guards every path.
+  const problem = modelIdProblem(modelId);
+  if (problem !== undefined) {
+    throw invalidArgument(`invalid model id ${JSON.stringify(modelId)}: ${problem}; expected ${MODEL_ID_RULE}`);
+  }
+}
+
+/** Refuses a version file name past the limit (ids of 242 bytes with version numbers past 999,999). */
+function checkFileName(modelId: string, versionNumber: number, fileName: string): string {
+  const bytes = Buffer.byteLength(fileName);
+  if (bytes > MAX_FILE_NAME_BYTES) {
+    throw invalidArgument(
+      `model_id is too long to archive version ${versionNumber}: its file name would be ${bytes} bytes of UTF-8 ` +
+        `(${Buffer.byteLength(modelId)} bytes of model id), more than the ${MAX_FILE_NAME_BYTES}-byte limit of file names`,
+    );
+  }
+  return fileName;
 }
 
 function checkVersionNumber(versionNumber: number): void {
@@ -66,13 +121,13 @@ export function modelInfoPath(root: string, modelId: string): string {
 export function versionInfoPath(root: string, modelId: string, versionNumber: number): string {
   checkModelId(modelId);
   checkVersionNumber(versionNumber);
-  return inside(root, modelId, `${modelId}-v${formatVersionNumber(versionNumber)}.yaml`);
+  return inside(root, modelId, checkFileName(modelId, versionNumber, `${modelId}-v${formatVersionNumber(versionNumber)}.yaml`));
 }
 
 export function versionDataPath(root: string, modelId: string, versionNumber: number): string {
   checkModelId(modelId);
   checkVersionNumber(versionNumber);
-  return inside(root, modelId, `${modelId}-v${formatVersionNumber(versionNumber)}.data`);
+  return inside(root, modelId, checkFileName(modelId, versionNumber, `${modelId}-v${formatVersionNumber(versionNumber)}.data`));
 }
 
 /** Our own per-model metadata file, `<root>/<model_id>/.cogment-ts-<key>`; keys are `[a-z-]+`. */
@@ -109,17 +164,32 @@ export function parseVersionFileName(
   return { versionNumber, kind: extension === "yaml" ? "info" : "data" };
 }
 
-// File names are limited to 255 bytes on the usual file systems.
-const MAX_FILE_NAME_BYTES = 255;
 const TEMP_SUFFIX_LENGTH = ".tmp-".length + 16;
 
 /**
  * `.<final-basename>.tmp-<random hex>`: never a model, version or metadata file name. The base name
- * is cut if needed (names here are ASCII), so a temp name fits wherever its final name does.
+ * is cut if needed (at a character boundary, counting bytes of UTF-8), so a temp name fits
+ * wherever its final name does.
  */
 export function tempFileName(finalBaseName: string): string {
-  const kept = finalBaseName.slice(0, MAX_FILE_NAME_BYTES - 1 - TEMP_SUFFIX_LENGTH);
-  return `.${kept}.tmp-${randomBytes(8).toString("hex")}`;
+  return `.${cutToUtf8Bytes(finalBaseName, MAX_FILE_NAME_BYTES - 1 - TEMP_SUFFIX_LENGTH)}.tmp-${randomBytes(8).toString("hex")}`;
+}
+
+/** The longest prefix of `text` of at most `maxBytes` bytes of UTF-8 that does not split a character. */
+function cutToUtf8Bytes(text: string, maxBytes: number): string {
+  if (Buffer.byteLength(text) <= maxBytes) {
+    return text;
+  }
+  let bytes = 0;
+  let end = 0;
+  for (const character of text) {
+    bytes += Buffer.byteLength(character);
+    if (bytes > maxBytes) {
+      break;
+    }
+    end += character.length;
+  }
+  return text.slice(0, end);
 }
 
 export function isTempFileName(name: string): boolean {

@@ -76,8 +76,11 @@ function goYamlKeyLess(a: string, b: string): boolean {
   return ar.length < br.length;
 }
 
-/** Builds a YAML document; `userData` becomes a map in yaml.v2's key order under "user_data". */
-function stringifyDocument(fields: Record<string, unknown>, userData: Readonly<Record<string, string>>): string {
+/**
+ * Builds a YAML document: `model_id` first, then `fields`, then `userData` as a map in yaml.v2's
+ * key order under "user_data".
+ */
+function stringifyDocument(modelId: string, fields: Record<string, unknown>, userData: Readonly<Record<string, string>>): string {
   // YAML 1.1 quoting rules are the ones yaml.v2 applies.
   // Without the merge tag, whose stringify ignores quoting: stringNode quotes a `<<` itself.
   const doc = new Document(undefined, {
@@ -90,17 +93,18 @@ function stringifyDocument(fields: Record<string, unknown>, userData: Readonly<R
   for (const key of keys) {
     userDataNode.items.push(new Pair(stringNode(doc, key), stringNode(doc, userData[key] ?? "")));
   }
-  doc.contents = doc.createNode({ ...fields, user_data: userDataNode });
+  doc.contents = doc.createNode({ model_id: stringNode(doc, modelId), ...fields, user_data: userDataNode });
   // No line folding: a long value stays on one line whatever reads it.
   return escapeUnprintable(doc.toString({ lineWidth: 0 }));
 }
 
 /**
- * Characters YAML 1.1 does not allow raw (DEL, C1 controls, U+FFFE/U+FFFF) or reads as line
- * breaks (U+0085, U+2028, U+2029): yaml.v2 rejects the first and folds the second, and the
- * `yaml` package writes both raw. A string holding one is double-quoted, and the character escaped.
+ * Characters YAML 1.1 does not allow raw (DEL, C1 controls, the byte order mark U+FEFF,
+ * U+FFFE/U+FFFF) or reads as line breaks (U+0085, U+2028, U+2029): yaml.v2 rejects the first and
+ * folds the second, and the `yaml` package writes both raw. A string holding one (a user_data key
+ * or value, or the model id) is double-quoted, and the character escaped.
  */
-const UNPRINTABLE = /[\u007f-\u009f\u2028\u2029\ufffe\uffff]/g;
+const UNPRINTABLE = /[\u007f-\u009f\u2028\u2029\ufeff\ufffe\uffff]/g;
 const NAMED_ESCAPES: Readonly<Record<string, string>> = { "\u0085": "\\N", "\u2028": "\\L", "\u2029": "\\P" };
 
 function stringNode(doc: Document, text: string): Scalar {
@@ -121,14 +125,14 @@ function escapeUnprintable(text: string): string {
 }
 
 export function encodeModelInfo(model: ModelRecord): string {
-  return stringifyDocument({ model_id: model.modelId }, model.userData);
+  return stringifyDocument(model.modelId, {}, model.userData);
 }
 
 /** The original's version info keys, in its order (no `archived`: every archived file is archived). */
 export function encodeVersionInfo(version: VersionRecord): string {
   return stringifyDocument(
+    version.modelId,
     {
-      model_id: version.modelId,
       version_number: version.versionNumber,
       creation_timestamp: new GoTimestamp(formatRfc3339Nano(version.creationTimestamp)),
       data_hash: version.dataHash,

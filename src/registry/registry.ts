@@ -1,4 +1,5 @@
 import type { ArchiveStore, VersionDataReader } from "../archive/index.js";
+import { compareCodePoints } from "../code-point-order.js";
 import { EncodedVersionData, encodeFrameHeader, frameHeaderLength } from "../data/index.js";
 import { Code, RegistryError, notFound, resourceExhausted } from "../errors/index.js";
 import type { Logger } from "../logger.js";
@@ -526,7 +527,7 @@ export class Registry {
       this.sortedIds = [...this.actors.values()]
         .filter((actor) => actor.exists)
         .map((actor) => actor.modelId)
-        .sort();
+        .sort(compareCodePoints); // byte order of UTF-8, like the original
     }
     return this.sortedIds;
   }

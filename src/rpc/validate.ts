@@ -1,14 +1,16 @@
+import { MODEL_ID_RULE, modelIdProblem } from "../archive/index.js";
 import { invalidArgument, resourceExhausted } from "../errors/index.js";
 
-// 250: the model's info file, <id>.yaml, must fit a 255-byte file name.
-export const MODEL_ID_RULE = "1 to 250 characters from A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'";
-const MODEL_ID_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,249}$/;
-
-/** Model ids name directories in the archive, so they are restricted to a portable, path-safe set. */
+/** Model ids name directories in the archive: anything usable as one file name is accepted. */
 export function validateModelId(field: string, modelId: string): string {
-  if (!MODEL_ID_PATTERN.test(modelId)) {
-    const shown = modelId.length > 64 ? `${JSON.stringify(modelId.slice(0, 64))}… (${modelId.length} characters)` : JSON.stringify(modelId);
-    throw invalidArgument(`${field} ${shown} is invalid: expected ${MODEL_ID_RULE}`);
+  const problem = modelIdProblem(modelId);
+  if (problem !== undefined) {
+    const characters = Array.from(modelId);
+    const shown =
+      characters.length > 64
+        ? `${JSON.stringify(characters.slice(0, 64).join(""))}… (${Buffer.byteLength(modelId)} bytes of UTF-8)`
+        : JSON.stringify(modelId);
+    throw invalidArgument(`${field} ${shown} is invalid: ${problem}; expected ${MODEL_ID_RULE}`);
   }
   return modelId;
 }

@@ -43,6 +43,20 @@ BIG_SIZE = 3 * 1024 * 1024 + 5  # ~3 MiB; not a multiple of any chunk size
 BIG_BODY = 1024 * 1024  # bytes per CreateVersion body for the big version
 CALL_TIMEOUT = 30.0  # seconds, every RPC (a hang fails instead of blocking forever)
 CONNECT_TIMEOUT = 10.0  # seconds
+# Model ids the original accepts (it stores each as a directory name), and ids no server can store.
+NAMES = ["my model", "agent:v1", "a+b", "modèle", "a@b", "#1 = 100%, ok", "\U0001F600 emoji", "\uFF61", "é" * 121]
+MODEL_ID_RULE = (
+    "expected 1 to 242 bytes of UTF-8, not starting with '.', without '/', '\\' or control characters (U+0000 to U+001F, U+007F)"
+)
+REFUSED_NAMES = [
+    ("", '""', "it is empty"),
+    ("..", '".."', 'it is ".."'),
+    (".hidden", '".hidden"', "it starts with '.' (reserved for the registry's own files)"),
+    ("a/b", '"a/b"', "it contains '/'"),
+    ("a\\b", '"a\\\\b"', "it contains '\\'"),
+    ("line\nbreak", '"line\\nbreak"', "it contains the control character U+000A"),
+    ("é" * 122, '"' + "é" * 64 + '"… (244 bytes of UTF-8)', "it is 244 bytes of UTF-8, more than 242"),
+]
 EXPECTED_SHAPES = {  # method -> (client_streaming, server_streaming), from the wire contract
     "CreateOrUpdateModel": (False, False),
     "DeleteModel": (False, False),
@@ -476,6 +490,70 @@ def run(address, proto_dir, tmp_dir):
         call("DeleteModel", P.DeleteModelRequest(model_id=other_id))
         results["models_at_end"] = [m.model_id for m in call("RetrieveModels", P.RetrieveModelsRequest()).model_infos]
         check_equal(results["models_at_end"], [], "RetrieveModels at the end")
+
+        # --- model ids: every RPC, transient and archived; refused ids -----------------
+        names = {}
+        for name in NAMES:
+            call("CreateOrUpdateModel", P.CreateOrUpdateModelRequest(model_info=P.ModelInfo(model_id=name, user_data={"name": name})))
+            data = ("archived " + name).encode("utf-8")
+            archived = call(
+                "CreateVersion",
+                version_chunks(P.ModelVersionInfo(model_id=name, data_size=len(data), archived=True), [data]),
+            ).version_info
+            transient = call(
+                "CreateVersion",
+                version_chunks(P.ModelVersionInfo(model_id=name, data_size=5), [b"trans"]),
+            ).version_info
+            by_id = call("RetrieveModels", P.RetrieveModelsRequest(model_ids=[name]))
+            infos = call("RetrieveVersionInfos", P.RetrieveVersionInfosRequest(model_id=name))
+            back = b"".join(
+                c.data_chunk
+                for c in rpc["RetrieveVersionData"](P.RetrieveVersionDataRequest(model_id=name, version_number=1), timeout=CALL_TIMEOUT)
+            )
+            updates = rpc["VersionUpdate"](P.VersionUpdateRequest(model_id=name), timeout=CALL_TIMEOUT)
+            latest = next(updates).version_info
+            updates.cancel()
+            names[name] = {
+                "model": [model_dict(m) for m in by_id.model_infos],
+                "versions": [[v.model_id, v.version_number, v.archived] for v in infos.version_infos],
+                "data_equal": back == data,
+                "data_hash_equal": archived.data_hash == b64_sha256(data),
+                "latest": [latest.model_id, latest.version_number, transient.version_number],
+            }
+            check_equal(names[name]["model"], [{"model_id": name, "user_data": {"name": name}}], f"RetrieveModels {name!r}")
+            check_equal(names[name]["versions"], [[name, 1, True], [name, 2, False]], f"RetrieveVersionInfos {name!r}")
+            check(back == data, f"RetrieveVersionData {name!r}: the bytes differ")
+            check_equal(names[name]["latest"], [name, 2, 2], f"VersionUpdate {name!r}")
+        listed = [m.model_id for m in call("RetrieveModels", P.RetrieveModelsRequest()).model_infos]
+        # Python compares str by code point: the byte order of UTF-8, as Go (the original) does.
+        check_equal(listed, sorted(NAMES), "RetrieveModels listing of the names, in UTF-8 byte order")
+        refused = []
+        for name, shown, problem in REFUSED_NAMES:
+            refused.append(
+                expect_rpc_error(
+                    grpc,
+                    lambda name=name: call("CreateOrUpdateModel", P.CreateOrUpdateModelRequest(model_info=P.ModelInfo(model_id=name))),
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"model_info.model_id {shown} is invalid: {problem}; {MODEL_ID_RULE}",
+                    f"CreateOrUpdateModel {name!r}",
+                )
+            )
+            expect_rpc_error(
+                grpc,
+                lambda name=name: call("RetrieveVersionInfos", P.RetrieveVersionInfosRequest(model_id=name)),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"model_id {shown} is invalid: {problem}; {MODEL_ID_RULE}",
+                f"RetrieveVersionInfos {name!r}",
+            )
+        for name in NAMES:
+            call("DeleteModel", P.DeleteModelRequest(model_id=name))
+        results["names"] = {
+            "listed": listed,
+            "all_ok": all(n["data_equal"] and n["data_hash_equal"] for n in names.values()),
+            "refused": refused,
+            "after_delete": [m.model_id for m in call("RetrieveModels", P.RetrieveModelsRequest()).model_infos],
+        }
+        check_equal(results["names"]["after_delete"], [], "RetrieveModels after deleting the names")
     finally:
         channel.close()
 
