@@ -1,3 +1,4 @@
+import { type S3Location, parseS3Url } from "./archive/s3-url.js";
 import { DurationError, parseGoDuration } from "./duration.js";
 
 export type LogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
@@ -8,6 +9,10 @@ export interface Config {
   /** 0 lets the system pick a free port. */
   readonly port: number;
   readonly archiveDir: string;
+  /** The archive's bucket and prefix when it is on S3-compatible storage (archiveDir is then unused). */
+  readonly archiveS3?: S3Location | undefined;
+  /** Path-style S3 requests (`endpoint/bucket/key`), for stores without virtual-hosted buckets. */
+  readonly archiveS3ForcePathStyle?: boolean;
   readonly cacheMaxBytes: number;
   /** 0 disables expiration. */
   readonly cacheExpirationMs: number;
@@ -141,6 +146,29 @@ const ARCHIVE_DIR: Variable<string> = {
   description: "Directory where models and model versions are archived",
   // Never invalid: an empty (or blank) value takes the default.
   parse: (value) => value,
+};
+const ARCHIVE_URL: Variable<S3Location | undefined> = {
+  name: `${PREFIX}ARCHIVE_URL`,
+  default: "",
+  accepted: "s3://bucket or s3://bucket/prefix (empty: the archive directory)",
+  description: "S3-compatible bucket (and key prefix) holding the archive instead of ARCHIVE_DIR; credentials, region and endpoint come from the standard AWS variables",
+  parse: (value) => {
+    if (value === "") {
+      return undefined;
+    }
+    try {
+      return parseS3Url(value);
+    } catch (error) {
+      throw new InvalidValue((error as Error).message);
+    }
+  },
+};
+const ARCHIVE_S3_FORCE_PATH_STYLE: Variable<boolean> = {
+  name: `${PREFIX}ARCHIVE_S3_FORCE_PATH_STYLE`,
+  default: "false",
+  accepted: "a boolean: 1, t, T, TRUE, true, True, 0, f, F, FALSE, false or False",
+  description: "Whether S3 requests put the bucket in the path (endpoint/bucket/key) rather than the host name, as MinIO and Ceph RGW often need",
+  parse: (value) => boolean(value),
 };
 const CACHE_MAX_SIZE: Variable<number> = {
   name: `${PREFIX}VERSION_CACHE_MAX_SIZE`,
@@ -335,6 +363,8 @@ const SEND_IDLE_TIMEOUT: Variable<number> = {
 const VARIABLES = [
   PORT,
   ARCHIVE_DIR,
+  ARCHIVE_URL,
+  ARCHIVE_S3_FORCE_PATH_STYLE,
   CACHE_MAX_SIZE,
   CACHE_EXPIRATION,
   CACHE_TO_PRUNE_COUNT,
@@ -394,6 +424,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   const config: Config = {
     port: read(PORT),
     archiveDir: read(ARCHIVE_DIR),
+    archiveS3: read(ARCHIVE_URL),
+    archiveS3ForcePathStyle: read(ARCHIVE_S3_FORCE_PATH_STYLE),
     cacheMaxBytes: read(CACHE_MAX_SIZE),
     cacheExpirationMs: read(CACHE_EXPIRATION),
     cachePruneCount: read(CACHE_TO_PRUNE_COUNT),
@@ -417,6 +449,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
         .sort(),
     ),
   };
+  if (config.archiveS3 !== undefined && (env[ARCHIVE_DIR.name]?.trim() ?? "") !== "") {
+    problems.push(`${ARCHIVE_DIR.name} and ${ARCHIVE_URL.name} are both set: the archive is either a directory or a bucket; unset one of them`);
+  }
   if (problems.length > 0) {
     throw new ConfigError(problems.join("\n"));
   }

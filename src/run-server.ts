@@ -62,7 +62,7 @@ async function main(): Promise<void> {
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
 
-  log.info({ archiveDir: config.archiveDir }, "opening the archive");
+  log.info(config.archiveS3 === undefined ? { archiveDir: config.archiveDir } : { archiveUrl: `s3://${config.archiveS3.bucket}/${config.archiveS3.prefix}` }, "opening the archive");
   server = await startServer(config, log);
   if (signalDuringStart !== undefined) {
     stop(server, signalDuringStart);

@@ -1,6 +1,9 @@
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import { createFsArchiveStore } from "./archive/index.js";
+import { createS3ArchiveStore } from "./archive/s3-archive-store.js";
+import { createS3Client } from "./archive/s3-client.js";
+import { formatS3Location } from "./archive/s3-url.js";
 import type { Config } from "./config.js";
 import type { Logger } from "./logger.js";
 import { packageInfo } from "./package-info.js";
@@ -34,6 +37,8 @@ export type ServerConfig = Pick<
   Config,
   | "port"
   | "archiveDir"
+  | "archiveS3"
+  | "archiveS3ForcePathStyle"
   | "cacheMaxBytes"
   | "cacheExpirationMs"
   | "cachePruneCount"
@@ -96,12 +101,14 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
   const pool = createWorkerPool({ sha256: options.sha256 ?? "node-crypto" });
   let registry: Registry;
   let metricsEndpoint: MetricsEndpoint | undefined;
+  const archiveS3 = config.archiveS3;
+  const s3Client = archiveS3 === undefined ? undefined : createS3Client({ forcePathStyle: config.archiveS3ForcePathStyle ?? false });
   try {
-    const archive = createFsArchiveStore({
-      root: config.archiveDir,
-      writer: metrics.timeArchiveWrites(pool.fileWriter),
-      onWarning: (message, details) => log.warn({ module: "archive", ...details }, message),
-    });
+    const onWarning = (message: string, details: Record<string, unknown>): void => log.warn({ module: "archive", ...details }, message);
+    const archive =
+      archiveS3 === undefined || s3Client === undefined
+        ? createFsArchiveStore({ root: config.archiveDir, writer: metrics.timeArchiveWrites(pool.fileWriter), onWarning })
+        : createS3ArchiveStore({ client: s3Client, location: archiveS3, onWarning });
     registry = await Registry.open({
       archive,
       cacheMaxBytes: config.cacheMaxBytes,
@@ -116,6 +123,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
       log: log.child({ module: "registry" }),
     });
   } catch (error) {
+    s3Client?.destroy();
     await pool.close();
     throw error;
   }
@@ -217,6 +225,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
       await registry.recordStop();
       // Last: a scrape can still see the final counts while the calls drain.
       await Promise.all([pool.close(), metricsEndpoint?.close()]);
+      s3Client?.destroy();
     })();
     return stopping;
   };
@@ -225,7 +234,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
     {
       version: packageInfo.version,
       port,
-      archiveDir: config.archiveDir,
+      ...(archiveS3 === undefined ? { archiveDir: config.archiveDir } : { archiveUrl: formatS3Location(archiveS3) }),
       cacheMaxBytes: config.cacheMaxBytes,
       cacheExpirationMs: config.cacheExpirationMs,
       cachePruneCount: config.cachePruneCount,

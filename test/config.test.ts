@@ -9,6 +9,8 @@ const P = "COGMENT_MODEL_REGISTRY_";
 const DEFAULTS: Config = {
   port: 9000,
   archiveDir: ".cogment_model_registry",
+  archiveS3: undefined,
+  archiveS3ForcePathStyle: false,
   cacheMaxBytes: 1_073_741_824,
   cacheExpirationMs: 3_600_000,
   cachePruneCount: 5,
@@ -90,6 +92,8 @@ describe("CONFIG_VARIABLES", () => {
       [
         [`${P}PORT`, "9000"],
         [`${P}ARCHIVE_DIR`, ".cogment_model_registry"],
+        [`${P}ARCHIVE_URL`, ""],
+        [`${P}ARCHIVE_S3_FORCE_PATH_STYLE`, "false"],
         [`${P}VERSION_CACHE_MAX_SIZE`, "1073741824"],
         [`${P}VERSION_CACHE_EXPIRATION`, "1h"],
         [`${P}VERSION_CACHE_TO_PRUNE_COUNT`, "5"],
@@ -117,6 +121,8 @@ describe("CONFIG_VARIABLES", () => {
       [
         ACCEPTED.port,
         "a non-empty directory path",
+        "s3://bucket or s3://bucket/prefix (empty: the archive directory)",
+        ACCEPTED.boolean,
         ACCEPTED.cacheMaxBytes,
         ACCEPTED.cacheExpiration,
         ACCEPTED.pruneCount,
