@@ -50,6 +50,7 @@ export function createS3VersionReader(object: S3ObjectRef): VersionDataReader {
 
   return {
     size: object.size,
+    location: `s3://${object.bucket}/${object.key}`,
     async read(target, position) {
       if (position >= object.size || target.byteLength === 0) {
         return 0;
