@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { type DescMessage, type DescMethod, type JsonValue, fromBinary, fromJson, toBinary, toJson } from "@bufbuild/protobuf";
@@ -10,6 +10,7 @@ import { HealthClient } from "./support/health-client.js";
 import { startTestServer } from "./support/test-server.js";
 
 const README = path.resolve(import.meta.dirname, "../../README.md");
+const API_DOC = path.resolve(import.meta.dirname, "../../docs/api.md");
 
 function between(text: string, start: string, end: string): string {
   const from = text.indexOf(start);
@@ -129,11 +130,11 @@ describe("README.md", () => {
   });
 
   test("every grpcurl example gives the output shown, on a fresh server", async (t) => {
-    const section = between(await readFile(README, "utf8"), "<!-- grpcurl-examples:start -->", "<!-- grpcurl-examples:end -->");
+    const section = between(await readFile(API_DOC, "utf8"), "<!-- grpcurl-examples:start -->", "<!-- grpcurl-examples:end -->");
     const examples = parseExamples(section);
     const covered = new Set(examples.map((e) => e.method));
     for (const method of ModelRegistrySP.methods) {
-      assert.ok(covered.has(`cogmentAPI.ModelRegistrySP/${method.name}`), `README has an example of ${method.name}`);
+      assert.ok(covered.has(`cogmentAPI.ModelRegistrySP/${method.name}`), `docs/api.md has an example of ${method.name}`);
     }
     const server = await startTestServer();
     t.after(() => server.close());
@@ -165,5 +166,48 @@ describe("README.md", () => {
         );
       }
     }
+  });
+});
+
+/** GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens. */
+function anchorOf(heading: string): string {
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N} _-]/gu, "")
+    .replace(/ /g, "-");
+}
+
+describe("documentation links", () => {
+  test("every relative link of README.md and docs/ names a file that exists, and a heading in it", async () => {
+    const root = path.resolve(import.meta.dirname, "../..");
+    const pages = ["README.md", ...(await readdir(path.join(root, "docs"))).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`)];
+    assert.ok(pages.length >= 6, `README.md and the docs pages: ${pages.join(", ")}`);
+    const broken: string[] = [];
+    for (const page of pages) {
+      const text = await readFile(path.join(root, page), "utf8");
+      for (const match of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        const target = match[1] ?? "";
+        if (/^[a-z]+:/.test(target)) {
+          continue; // https:, mailto:
+        }
+        const [file = "", anchor] = target.split("#");
+        const resolved = file === "" ? path.join(root, page) : path.resolve(path.dirname(path.join(root, page)), file);
+        let content: string;
+        try {
+          content = await readFile(resolved, "utf8");
+        } catch {
+          broken.push(`${page}: ${target} (no such file)`);
+          continue;
+        }
+        if (anchor !== undefined) {
+          const anchors = [...content.matchAll(/^#{1,6} (.*)$/gm)].map((m) => anchorOf(m[1] ?? ""));
+          if (!anchors.includes(anchor)) {
+            broken.push(`${page}: ${target} (no such heading)`);
+          }
+        }
+      }
+    }
+    assert.deepEqual(broken, []);
   });
 });
