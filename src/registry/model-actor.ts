@@ -2,7 +2,7 @@ import type { ArchiveStore, StreamedVersionData } from "../archive/index.js";
 import type { EncodedVersionData } from "../data/index.js";
 import { notFound, resourceExhausted } from "../errors/index.js";
 import type { Logger } from "../logger.js";
-import type { ModelRecord, VersionRecord } from "./records.js";
+import type { ModelRecord, VersionRecord } from "../domain/index.js";
 import { SerialQueue } from "./serial-queue.js";
 import type { Reservation, VersionCache } from "./version-cache.js";
 import { MAX_VERSION_NUMBER, VersionNumbering } from "./version-numbering.js";

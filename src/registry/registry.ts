@@ -5,9 +5,10 @@ import { Code, RegistryError, notFound, resourceExhausted } from "../errors/inde
 import type { Logger } from "../logger.js";
 import { readBootId } from "./boot-id.js";
 import { ModelActor } from "./model-actor.js";
-import type { ModelRecord, VersionRecord } from "./records.js";
+import type { ModelRecord, VersionRecord } from "../domain/index.js";
 import { type Reservation, VERSION_OVERHEAD_BYTES, VersionCache, type VersionCacheStats } from "./version-cache.js";
-import { type PendingUpload, type UploadHeader, VersionUpload } from "./version-upload.js";
+import type { UploadHeader } from "./upload-header.js";
+import { type PendingUpload, VersionUpload } from "./version-upload.js";
 import { StreamedVersionUpload } from "./streamed-upload.js";
 import { type VersionSink, VersionSubscription } from "./version-subscription.js";
 import { type ResumableHash, createStreamingHash } from "./streaming-hash.js";
