@@ -1,5 +1,5 @@
 export type { ModelRecord, VersionRecord } from "../domain/index.js";
-export { Registry, type RegistryOptions, type RegistryStats, type VersionDataSource } from "./registry.js";
+export { Registry, type ModelPage, type RegistryOptions, type RegistryStats, type VersionDataSource, type VersionPage } from "./registry.js";
 export type { VersionSink, VersionSubscription } from "./version-subscription.js";
 export type { UploadHeader } from "./upload-header.js";
 export type { PendingUpload, VersionUpload } from "./version-upload.js";

@@ -1,6 +1,6 @@
 import type { EncodedVersionData } from "../data/index.js";
 import { checkComplete, checkHash, checkNotOverSize, creationTimestampOf } from "./upload-checks.js";
-import type { VersionCommit } from "./model-actor.js";
+import type { VersionCommit } from "./version-commit.js";
 import type { VersionRecord } from "../domain/index.js";
 import type { UploadHeader } from "./upload-header.js";
 import type { Reservation } from "./version-cache.js";
