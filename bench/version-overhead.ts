@@ -52,7 +52,7 @@ export async function runVersionOverheadBench(options: VersionOverheadOptions): 
     await registry.createOrUpdateModel({ modelId: "tiny", userData: {} });
     const data = Buffer.alloc(options.dataSize, 1);
     const publish = async (): Promise<void> => {
-      const upload = registry.beginUpload({
+      const upload = await registry.beginUpload({
         modelId: "tiny",
         archived: false,
         creationTimestamp: 0n,

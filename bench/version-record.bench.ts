@@ -1,6 +1,6 @@
 /**
  * What the exact version-number record (written at every commit, see
- * src/registry/version-numbering.ts) costs a publisher: transient versions of 1 MiB and 16 MiB
+ * src/state/version-numbering.ts) costs a publisher: transient versions of 1 MiB and 16 MiB
  * published back to back through the Registry (real archive store on a temp dir, no gRPC), with
  * the record written and with it replaced by a no-op, alternating; plus the record write alone.
  * Wall time and this process's CPU per publish, medians of the rounds. JSON lines on stdout.
@@ -77,7 +77,7 @@ async function main(): Promise<void> {
         for (const [name, archive] of Object.entries(variants)) {
           const registry = await openRegistry(archive);
           const publish = async (): Promise<void> => {
-            const upload = registry.beginUpload({ modelId: "bench", archived: false, creationTimestamp: 0n, dataHash: "", dataSize: versionBytes, userData: {} });
+            const upload = await registry.beginUpload({ modelId: "bench", archived: false, creationTimestamp: 0n, dataHash: "", dataSize: versionBytes, userData: {} });
             await upload.append(data);
             await upload.finish();
           };

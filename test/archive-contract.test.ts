@@ -17,7 +17,7 @@ import { createFsArchiveStore } from "../src/archive/fs-archive-store.js";
 import { createS3ArchiveStore } from "../src/archive/s3-archive-store.js";
 import { encodeModelInfo, encodeVersionInfo } from "../src/archive/yaml-codec.js";
 import { Code, RegistryError } from "../src/errors/index.js";
-import type { VersionRecord } from "../src/registry/records.js";
+import type { VersionRecord } from "../src/domain/index.js";
 import { killAllS3TestServers, type S3TestServer, startS3TestServer } from "./support/s3-test-server.js";
 
 interface Warning {

@@ -18,7 +18,7 @@ import {
   versionInfoPath,
 } from "../src/archive/layout.js";
 import { Code, RegistryError } from "../src/errors/index.js";
-import type { VersionRecord } from "../src/registry/records.js";
+import type { VersionRecord } from "../src/domain/index.js";
 import { ORIGINAL_ARCHIVE } from "./support/fixtures.js";
 
 const fixtureRoot = ORIGINAL_ARCHIVE;

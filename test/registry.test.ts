@@ -48,7 +48,7 @@ async function openRegistry(
 }
 
 async function publish(registry: Registry, modelId: string, data: Buffer, archived = false): Promise<VersionRecord> {
-  const upload = registry.beginUpload({ modelId, archived, creationTimestamp: 0n, dataHash: "", dataSize: data.length, userData: {} });
+  const upload = await registry.beginUpload({ modelId, archived, creationTimestamp: 0n, dataHash: "", dataSize: data.length, userData: {} });
   await upload.append(data);
   return upload.finish();
 }
@@ -147,7 +147,7 @@ describe("Registry and its model actors", () => {
   test("a failed operation does not poison the model's queue", async (t) => {
     const registry = await openRegistry(t);
     await registry.createOrUpdateModel({ modelId: "q", userData: {} });
-    const bad = registry.beginUpload({ modelId: "q", archived: false, creationTimestamp: 0n, dataHash: "x", dataSize: 1, userData: {} });
+    const bad = await registry.beginUpload({ modelId: "q", archived: false, creationTimestamp: 0n, dataHash: "x", dataSize: 1, userData: {} });
     bad.append(Buffer.from("a"));
     await assert.rejects(bad.finish(), { code: Code.INVALID_ARGUMENT });
     const good = await publish(registry, "q", Buffer.from("b"));
@@ -158,7 +158,7 @@ describe("Registry and its model actors", () => {
   test("an upload begun before its model was deleted and re-created does not land in the new model", async (t) => {
     const registry = await openRegistry(t);
     await registry.createOrUpdateModel({ modelId: "gen", userData: {} });
-    const upload = registry.beginUpload({ modelId: "gen", archived: false, creationTimestamp: 0n, dataHash: "", dataSize: 1, userData: {} });
+    const upload = await registry.beginUpload({ modelId: "gen", archived: false, creationTimestamp: 0n, dataHash: "", dataSize: 1, userData: {} });
     upload.append(Buffer.from("z"));
     await registry.deleteModel("gen");
     await registry.createOrUpdateModel({ modelId: "gen", userData: {} });

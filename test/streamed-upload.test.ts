@@ -4,7 +4,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ArchiveStore } from "../src/archive/archive-store.js";
-import type { ArchiveFileWriter } from "../src/archive/fs-archive-store.js";
+import type { ArchiveFileWriter } from "../src/archive/archive-file-writer.js";
 import { inlineFileWriter } from "../src/archive/atomic-write.js";
 import { createFsArchiveStore } from "../src/archive/fs-archive-store.js";
 import { StreamedVersionUpload } from "../src/registry/streamed-upload.js";

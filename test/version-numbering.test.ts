@@ -45,7 +45,7 @@ async function publish(registry: Registry, modelId: string, count: number): Prom
   const numbers: number[] = [];
   for (let i = 0; i < count; i++) {
     const data = Buffer.from(`${modelId} ${i}`);
-    const upload = registry.beginUpload({ modelId, archived: false, creationTimestamp: 0n, dataHash: "", dataSize: data.length, userData: {} });
+    const upload = await registry.beginUpload({ modelId, archived: false, creationTimestamp: 0n, dataHash: "", dataSize: data.length, userData: {} });
     await upload.append(data);
     numbers.push((await upload.finish()).versionNumber);
   }

@@ -1,4 +1,4 @@
-import type { ModelRecord, VersionRecord } from "../registry/records.js";
+import type { ModelRecord, VersionRecord } from "../domain/index.js";
 
 /** Persistent storage of models and archived versions, whatever the backend. */
 export interface ArchiveStore {

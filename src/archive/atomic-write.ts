@@ -8,7 +8,7 @@
 import { open, rename, rm } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
-import type { ArchiveFileWriter } from "./fs-archive-store.js";
+import type { ArchiveFileWriter, StreamedVersionCommit, VersionFilesWrite } from "./archive-file-writer.js";
 import { tempFileName } from "./layout.js";
 
 // Same permissions as the original server's files.
@@ -17,13 +17,6 @@ const FILE_MODE = 0o640;
 const MAX_BUFFERS_PER_WRITEV = 1024;
 // Filesystems (or platforms) that cannot fsync a directory report one of these.
 const UNSUPPORTED_DIRECTORY_SYNC = new Set(["EINVAL", "ENOTSUP", "EISDIR", "EPERM"]);
-
-export interface VersionFilesWrite {
-  readonly dataPath: string;
-  readonly dataChunks: readonly Uint8Array[];
-  readonly infoPath: string;
-  readonly infoText: string;
-}
 
 function errorCode(error: unknown): string | undefined {
   if (error instanceof Error && "code" in error && typeof error.code === "string") {
@@ -168,14 +161,6 @@ export async function writeChunksAt(filePath: string, chunks: readonly Uint8Arra
     throw error;
   }
   await handle.close();
-}
-
-export interface StreamedVersionCommit {
-  /** The temporary file the data was streamed into (see writeChunksAt). */
-  readonly tempDataPath: string;
-  readonly dataPath: string;
-  readonly infoPath: string;
-  readonly infoText: string;
 }
 
 /**

@@ -3,9 +3,10 @@ import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { compareCodePoints } from "../code-point-order.js";
 import { notFound } from "../errors/index.js";
-import type { ModelRecord, VersionRecord } from "../registry/records.js";
+import type { ModelRecord, VersionRecord } from "../domain/index.js";
 import type { ArchiveStore, VersionDataReader } from "./archive-store.js";
-import { type StreamedVersionCommit, type VersionFilesWrite, syncDirectory } from "./atomic-write.js";
+import type { ArchiveFileWriter } from "./archive-file-writer.js";
+import { syncDirectory } from "./atomic-write.js";
 import {
   isTempFileName,
   metaFilePath,
@@ -17,15 +18,6 @@ import {
   versionInfoPath,
 } from "./layout.js";
 import { decodeModelInfo, decodeVersionInfo, encodeModelInfo, encodeVersionInfo } from "./yaml-codec.js";
-
-/** Where the archive's file writes happen (in production a worker pool running atomic-write.ts). */
-export interface ArchiveFileWriter {
-  /** For small files only (a model's info, metadata): the worker pool runs these before queued version writes. */
-  writeFileAtomic(finalPath: string, content: string | readonly Uint8Array[]): Promise<void>;
-  writeVersionFilesAtomic(request: VersionFilesWrite): Promise<void>;
-  writeChunksAt(filePath: string, chunks: readonly Uint8Array[], position: number): Promise<void>;
-  commitStreamedVersion(request: StreamedVersionCommit): Promise<void>;
-}
 
 export interface FsArchiveStoreOptions {
   readonly root: string;

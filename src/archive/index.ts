@@ -6,9 +6,9 @@ export {
   writeFileAtomic,
   writeVersionFilesAtomic,
 } from "./atomic-write.js";
-export type { StreamedVersionCommit, VersionFilesWrite } from "./atomic-write.js";
+export type { ArchiveFileWriter, StreamedVersionCommit, VersionFilesWrite } from "./archive-file-writer.js";
 export { createFsArchiveStore } from "./fs-archive-store.js";
-export type { ArchiveFileWriter, FsArchiveStoreOptions } from "./fs-archive-store.js";
+export type { FsArchiveStoreOptions } from "./fs-archive-store.js";
 export {
   formatVersionNumber,
   isTempFileName,

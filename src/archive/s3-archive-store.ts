@@ -23,7 +23,7 @@ import {
   AbortMultipartUploadCommand,
 } from "@aws-sdk/client-s3";
 import { notFound, RegistryError } from "../errors/index.js";
-import type { ModelRecord, VersionRecord } from "../registry/records.js";
+import type { ModelRecord, VersionRecord } from "../domain/index.js";
 import type { ArchiveStore, StreamedVersionData } from "./archive-store.js";
 import { isTempFileName, parseVersionFileName } from "./layout.js";
 import { isNotFound, isPreconditionFailed, toS3RegistryError } from "./s3-errors.js";

@@ -5,7 +5,7 @@
  */
 import { Document, isMap, isScalar, Pair, parseDocument, Scalar, YAMLMap } from "yaml";
 import type { ScalarTag } from "yaml";
-import type { ModelRecord, VersionRecord } from "../registry/records.js";
+import type { ModelRecord, VersionRecord } from "../domain/index.js";
 import { formatRfc3339Nano, parseRfc3339Nano } from "./timestamp.js";
 
 /** A timestamp already formatted as Go does; written as a plain scalar, never quoted. */

@@ -1,5 +1,6 @@
-export type { ModelRecord, VersionRecord } from "./records.js";
-export { Registry, type RegistryOptions, type RegistryStats, type VersionDataSource } from "./registry.js";
+export type { ModelRecord, VersionRecord } from "../domain/index.js";
+export { Registry, type ModelPage, type RegistryOptions, type RegistryStats, type VersionDataSource, type VersionPage } from "./registry.js";
 export type { VersionSink, VersionSubscription } from "./version-subscription.js";
-export type { PendingUpload, VersionUpload, UploadHeader } from "./version-upload.js";
+export type { UploadHeader } from "./upload-header.js";
+export type { PendingUpload, VersionUpload } from "./version-upload.js";
 export { VERSION_OVERHEAD_BYTES, VersionCache, type VersionCacheStats } from "./version-cache.js";

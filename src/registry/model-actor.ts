@@ -1,125 +1,94 @@
-import type { ArchiveStore, StreamedVersionData } from "../archive/index.js";
+import type { ArchiveStore } from "../archive/index.js";
+import type { ModelRecord, VersionRecord } from "../domain/index.js";
 import type { EncodedVersionData } from "../data/index.js";
-import { notFound, resourceExhausted } from "../errors/index.js";
-import type { Logger } from "../logger.js";
-import type { ModelRecord, VersionRecord } from "./records.js";
+import { notFound } from "../errors/index.js";
+import type { RegistryError } from "../errors/index.js";
+import type { RegistryState } from "../state/index.js";
 import { SerialQueue } from "./serial-queue.js";
-import type { Reservation, VersionCache } from "./version-cache.js";
-import { MAX_VERSION_NUMBER, VersionNumbering } from "./version-numbering.js";
+import type { VersionCache } from "./version-cache.js";
+import type { VersionCommit } from "./version-commit.js";
 import type { VersionSubscription } from "./version-subscription.js";
 
 export interface ModelActorContext {
+  readonly state: RegistryState;
   readonly archive: ArchiveStore;
   readonly cache: VersionCache<EncodedVersionData>;
-  readonly log: Logger;
-  /** The kernel's boot id (see boot-id.ts); undefined where there is none. */
-  readonly bootId: string | undefined;
-}
-
-/** Where a received version's bytes are: in memory (reserved in the cache), or streamed to the archive. */
-export type CommitPayload =
-  | { readonly kind: "memory"; readonly data: EncodedVersionData; readonly reservation: Reservation }
-  | { readonly kind: "stream"; readonly stream: StreamedVersionData; readonly dataSize: number };
-
-/** A fully received, hash-checked upload waiting for its version number. */
-export interface VersionCommit {
-  readonly generation: number;
-  readonly archived: boolean;
-  readonly creationTimestamp: bigint;
-  readonly dataHash: string;
-  readonly userData: Readonly<Record<string, string>>;
-  readonly payload: CommitPayload;
 }
 
 /**
- * The single owner of one model's state. Everything that changes the model
- * (its info, version numbering, commits, deletion, the latest pointer and the
- * subscribers) runs through its serial queue; readers use the current snapshot.
+ * The single owner, in this instance, of one model's work. Everything that changes the model (its
+ * info, commits, deletion) runs through its serial queue and goes to the registry state; it keeps
+ * what is the instance's own: the model's cached data and which of it is pinned (the latest), the
+ * VersionUpdate subscribers, and the generation that keeps uploads begun before a deletion out of a
+ * re-created model. One mutation skips the queue: `dataEvicted` (see there).
  */
 export class ModelActor {
-  model: ModelRecord | undefined = undefined;
-  /** Existing versions, sorted by increasing number. Replaced, never mutated in place, so readers may hold it. */
-  versions: readonly VersionRecord[] = [];
   /** Bumped on deletion so that uploads begun before it cannot land in a re-created model. */
-  generation = 0;
-  readonly subscriptions = new Set<VersionSubscription>();
-  readonly queue: SerialQueue;
-  private loading: Promise<void> | undefined = undefined;
-  private loaded = false;
-  private numbering: VersionNumbering;
+  #generation = 0;
+  /** Whether this instance knows the model exists (it keeps the actor until the model is deleted). */
+  #known = false;
+  readonly #subscriptions = new Set<VersionSubscription>();
+  readonly #queue: SerialQueue;
 
   constructor(
     readonly modelId: string,
     private readonly context: ModelActorContext,
     onIdle: (actor: ModelActor) => void,
   ) {
-    this.queue = new SerialQueue(() => onIdle(this));
-    this.numbering = new VersionNumbering(modelId, context);
+    this.#queue = new SerialQueue(() => onIdle(this));
   }
 
-  get exists(): boolean {
-    return this.model !== undefined;
+  get generation(): number {
+    return this.#generation;
   }
 
-  get latest(): VersionRecord | undefined {
-    return this.versions[this.versions.length - 1];
+  get known(): boolean {
+    return this.#known;
   }
 
-  /** Loads the archived versions on first use (the archive is never read in full at start). */
-  ensureLoaded(): Promise<void> {
-    if (this.loading === undefined) {
-      this.loading = this.load().catch((error: unknown) => {
-        this.loading = undefined;
-        throw error;
-      });
-    }
-    return this.loading;
+  get subscriberCount(): number {
+    return this.#subscriptions.size;
+  }
+
+  /** No work queued and nobody subscribed: the registry may drop an actor of a model it does not know. */
+  get isIdle(): boolean {
+    return this.#queue.pending === 0 && this.#subscriptions.size === 0;
+  }
+
+  /** The model exists (seen in a listing or a read): the actor stays until the model is deleted. */
+  markKnown(): void {
+    this.#known = true;
   }
 
   createOrUpdate(model: ModelRecord): Promise<boolean> {
-    return this.queue.run(async () => {
-      await this.context.archive.writeModel(model);
-      const created = this.model === undefined;
-      this.model = model;
+    return this.#queue.run(async () => {
+      const created = await this.context.state.putModel(model);
+      this.#known = true;
       return created;
     });
   }
 
   delete(): Promise<void> {
-    return this.queue.run(async () => {
-      if (this.model === undefined) {
+    return this.#queue.run(async () => {
+      // The state announces the deletion (modelDeleted) before it resolves.
+      if (!(await this.context.state.deleteModel(this.modelId))) {
         throw notFound(`model "${this.modelId}" not found`);
       }
-      await this.context.archive.deleteModel(this.modelId);
-      this.context.cache.deleteModel(this.modelId);
-      this.model = undefined;
-      this.versions = [];
-      this.generation++;
-      this.loading = undefined;
-      this.loaded = false;
-      this.numbering = new VersionNumbering(this.modelId, this.context);
-      const reason = notFound(`model "${this.modelId}" was deleted: this VersionUpdate stream has no more versions to send`);
-      for (const subscription of this.subscriptions) {
-        subscription.end(reason);
-      }
-      this.subscriptions.clear();
     });
   }
 
   /** Numbers and stores a received version. A memory payload's reservation is consumed on success, released on failure. */
   commit(pending: VersionCommit): Promise<VersionRecord> {
     const { payload } = pending;
-    return this.queue
+    return this.#queue
       .run(async () => {
-        await this.ensureLoaded();
-        if (this.model === undefined || pending.generation !== this.generation) {
+        const { state, archive, cache } = this.context;
+        const claim = pending.generation === this.#generation ? await state.claimVersionNumber(this.modelId) : undefined;
+        if (claim === undefined || pending.generation !== this.#generation) {
+          claim?.abandon();
           throw notFound(`model "${this.modelId}" not found (it was deleted while the version was uploading)`);
         }
-        const versionNumber = this.numbering.next;
-        if (versionNumber > MAX_VERSION_NUMBER) {
-          throw resourceExhausted(`model "${this.modelId}" has used every version number up to ${MAX_VERSION_NUMBER}`);
-        }
-        await this.numbering.reserve(versionNumber);
+        const { versionNumber } = claim;
         const record: VersionRecord = {
           modelId: this.modelId,
           versionNumber,
@@ -129,26 +98,31 @@ export class ModelActor {
           dataSize: payload.kind === "memory" ? payload.data.dataSize : payload.dataSize,
           userData: pending.userData,
         };
-        if (payload.kind === "stream") {
-          await payload.stream.commit(record);
-        } else if (record.archived) {
-          await this.context.archive.putVersion(record, payload.data.dataSegments());
+        try {
+          if (payload.kind === "stream") {
+            await payload.stream.commit(record);
+          } else if (record.archived) {
+            await archive.putVersion(record, payload.data.dataSegments());
+          }
+        } catch (error) {
+          claim.abandon();
+          throw error;
         }
-        // Stored: the number is recorded before anyone can see it.
-        await this.numbering.record(versionNumber);
         if (payload.kind === "memory") {
-          this.context.cache.insert(payload.reservation, this.modelId, versionNumber, payload.data, { pinned: true });
+          // In the cache before the version is visible: a reader told of it finds its data.
+          cache.insert(payload.reservation, this.modelId, versionNumber, payload.data, { pinned: true });
         }
-        // Read after the awaits: an eviction meanwhile may have made an older version the latest
-        // and pinned it (dataEvicted). Unpinned on both paths: a version streamed to disk is not cached.
-        const previous = this.latest;
+        let previous: VersionRecord | undefined;
+        try {
+          previous = await claim.commit(record);
+        } catch (error) {
+          cache.delete(this.modelId, versionNumber);
+          throw error;
+        }
+        // The previous latest as of the commit (an eviction meanwhile may have made an older version
+        // the latest and pinned it: dataEvicted). Unpinned on both paths: a version streamed to disk is not cached.
         if (previous !== undefined) {
-          this.context.cache.setPinned(this.modelId, previous.versionNumber, false);
-        }
-        this.versions = [...this.versions, record];
-        this.numbering.handedOut(versionNumber);
-        for (const subscription of this.subscriptions) {
-          subscription.publish(record);
+          cache.setPinned(this.modelId, previous.versionNumber, false);
         }
         return record;
       })
@@ -160,39 +134,53 @@ export class ModelActor {
       });
   }
 
-  /** The cache dropped a version's data: a transient version is then gone for good. */
+  /**
+   * The cache dropped a version's data: a transient version is then gone for good. The one mutation
+   * that skips the queue: the cache evicts synchronously, inside whatever call made room (another
+   * model's upload, an expiration sweep), and from that moment no reader may be handed the version.
+   * It only removes a transient version and pins the data of the version that became the latest.
+   */
   dataEvicted(versionNumber: number): void {
-    const index = this.versions.findIndex((version) => version.versionNumber === versionNumber);
-    const version = this.versions[index];
-    if (version === undefined || version.archived) {
-      return;
-    }
-    const wasLatest = index === this.versions.length - 1;
-    this.versions = this.versions.filter((_, i) => i !== index);
-    const latest = this.latest;
-    if (wasLatest && latest !== undefined) {
-      this.context.cache.setPinned(this.modelId, latest.versionNumber, true);
-    }
-  }
-
-  /** At a graceful stop, after the last commit: the next version number is flushed to disk, marked clean. */
-  recordStop(): Promise<void> {
-    return this.queue.run(async () => {
-      if (this.loaded && this.model !== undefined) {
-        await this.numbering.recordStop();
+    const { state, cache } = this.context;
+    void state.forgetTransientVersion(this.modelId, versionNumber).then((latest) => {
+      if (latest !== undefined) {
+        cache.setPinned(this.modelId, latest.versionNumber, true);
       }
     });
   }
 
-  private async load(): Promise<void> {
-    const generation = this.generation;
-    const [onDisk, saved] = await Promise.all([this.context.archive.listVersions(this.modelId), this.numbering.readSaved()]);
-    if (generation !== this.generation) {
-      return;
+  /** The state announced a committed version (of this instance or another): subscribers get it. */
+  versionCommitted(version: VersionRecord): void {
+    for (const subscription of this.#subscriptions) {
+      subscription.publish(version);
     }
-    // Transient versions committed before the load cannot exist: commits load first.
-    this.versions = onDisk;
-    this.numbering.start(saved, onDisk[onDisk.length - 1]?.versionNumber ?? 0);
-    this.loaded = true;
+  }
+
+  /** The state announced the model's deletion: its cached data goes, uploads in flight will fail, streams end. */
+  modelDeleted(): void {
+    this.context.cache.deleteModel(this.modelId);
+    this.#known = false;
+    this.#generation++;
+    this.endSubscriptions(notFound(`model "${this.modelId}" was deleted: this VersionUpdate stream has no more versions to send`));
+  }
+
+  subscribe(subscription: VersionSubscription): void {
+    this.#subscriptions.add(subscription);
+  }
+
+  unsubscribe(subscription: VersionSubscription): void {
+    this.#subscriptions.delete(subscription);
+  }
+
+  endSubscriptions(reason: RegistryError): void {
+    for (const subscription of this.#subscriptions) {
+      subscription.end(reason);
+    }
+    this.#subscriptions.clear();
+  }
+
+  /** Resolves once the work queued so far is done (a graceful stop waits for the commits in flight). */
+  settled(): Promise<void> {
+    return this.#queue.run(async () => {});
   }
 }

@@ -1,9 +1,10 @@
 import type { ArchiveStore, StreamedVersionData } from "../archive/index.js";
 import { checkComplete, checkHash, checkNotOverSize, creationTimestampOf } from "./upload-checks.js";
-import type { VersionCommit } from "./model-actor.js";
-import type { VersionRecord } from "./records.js";
+import type { VersionCommit } from "./version-commit.js";
+import type { VersionRecord } from "../domain/index.js";
 import type { Reservation } from "./version-cache.js";
-import type { PendingUpload, UploadHeader } from "./version-upload.js";
+import type { UploadHeader } from "./upload-header.js";
+import type { PendingUpload } from "./version-upload.js";
 
 export interface StreamedUploadContext {
   readonly generation: number;

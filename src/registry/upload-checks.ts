@@ -1,5 +1,5 @@
 import { invalidArgument } from "../errors/index.js";
-import type { UploadHeader } from "./version-upload.js";
+import type { UploadHeader } from "./upload-header.js";
 
 /** The checks every CreateVersion upload makes against its header, however its bytes are kept. */
 

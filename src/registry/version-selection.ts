@@ -1,5 +1,5 @@
 import { invalidArgument, notFound } from "../errors/index.js";
-import type { VersionRecord } from "./records.js";
+import type { VersionRecord } from "../domain/index.js";
 
 /** Parses a paging handle: empty → undefined, else a non-negative decimal integer. */
 export function parseHandle(field: string, handle: string): number | undefined {

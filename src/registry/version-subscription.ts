@@ -1,6 +1,6 @@
 import type { RegistryError } from "../errors/index.js";
 import { LatestWins } from "../latest-wins.js";
-import type { VersionRecord } from "./records.js";
+import type { VersionRecord } from "../domain/index.js";
 
 /** Where a VersionUpdate subscriber's messages go; implemented by the RPC layer. */
 export interface VersionSink {

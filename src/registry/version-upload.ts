@@ -1,19 +1,9 @@
 import type { EncodedVersionData } from "../data/index.js";
 import { checkComplete, checkHash, checkNotOverSize, creationTimestampOf } from "./upload-checks.js";
-import type { VersionCommit } from "./model-actor.js";
-import type { VersionRecord } from "./records.js";
+import type { VersionCommit } from "./version-commit.js";
+import type { VersionRecord } from "../domain/index.js";
+import type { UploadHeader } from "./upload-header.js";
 import type { Reservation } from "./version-cache.js";
-
-export interface UploadHeader {
-  readonly modelId: string;
-  readonly archived: boolean;
-  /** Nanoseconds since the epoch; 0 means "now" (at commit). */
-  readonly creationTimestamp: bigint;
-  /** Expected SHA-256 (standard padded base64); "" skips the check. */
-  readonly dataHash: string;
-  readonly dataSize: number;
-  readonly userData: Readonly<Record<string, string>>;
-}
 
 export interface UploadContext {
   readonly generation: number;

@@ -85,10 +85,10 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
     },
 
     retrieveModels(call, callback) {
-      unary(callback, () => {
+      unary(callback, async () => {
         const { modelIds, modelsCount, modelHandle } = call.request;
         modelIds.forEach((id, index) => validateModelId(`model_ids[${index}]`, id));
-        const page = registry.listModels(modelIds, modelsCount, modelHandle);
+        const page = await registry.listModels(modelIds, modelsCount, modelHandle);
         const models = limitReplySize(page.models);
         const offset = Number(page.nextHandle) - page.models.length;
         return create(RetrieveModelsReplySchema, {
@@ -144,7 +144,11 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
             break;
           }
           if (upload === undefined) {
-            upload = beginUpload(registry, chunk);
+            upload = await beginUpload(registry, chunk);
+            if (answered) {
+              upload.abort(); // cancelled while the model was looked up
+              break;
+            }
           } else if (chunk.msg.case === "body") {
             // A streamed (archived, large) upload hands back a promise: the next chunk waits for it.
             const appended = upload.append(chunk.msg.value.dataChunk);
@@ -218,9 +222,9 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
     },
 
     versionUpdate(call) {
-      try {
+      const follow = async (): Promise<void> => {
         const modelId = validateModelId("model_id", call.request.modelId);
-        const subscription = registry.subscribe(modelId, {
+        const subscription = await registry.subscribe(modelId, {
           send: async (version) => {
             await writeWithBackpressure(call, create(VersionUpdateReplySchema, { versionInfo: toWireVersion(version) }));
           },
@@ -228,11 +232,14 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
           end: (reason) => failStream(call as ServerWritableStream<unknown, unknown>, reason),
         });
         const stop = (): void => registry.unsubscribe(modelId, subscription);
+        if (call.cancelled || call.closed) {
+          stop(); // the client went away while the model was looked up
+          return;
+        }
         call.on("cancelled", stop);
         call.on("close", stop);
-      } catch (reason) {
-        failStream(call as ServerWritableStream<unknown, unknown>, reason);
-      }
+      };
+      follow().catch((reason: unknown) => failStream(call as ServerWritableStream<unknown, unknown>, reason));
     },
 
     version(_call, callback) {
@@ -279,7 +286,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
   };
 }
 
-function beginUpload(registry: Registry, chunk: CreateVersionRequestChunk): PendingUpload {
+function beginUpload(registry: Registry, chunk: CreateVersionRequestChunk): Promise<PendingUpload> {
   if (chunk.msg.case !== "header") {
     throw invalidArgument("CreateVersionRequestChunk: the first message must be a header, a body was received");
   }

@@ -3,13 +3,8 @@
  * files. Data arrives as views of SharedArrayBuffers, so nothing is copied.
  */
 import { createSHA256 } from "hash-wasm";
-import {
-  type StreamedVersionCommit,
-  commitStreamedVersion,
-  writeChunksAt,
-  writeFileAtomic,
-  writeVersionFilesAtomic,
-} from "../archive/atomic-write.js";
+import type { StreamedVersionCommit } from "../archive/archive-file-writer.js";
+import { commitStreamedVersion, writeChunksAt, writeFileAtomic, writeVersionFilesAtomic } from "../archive/atomic-write.js";
 import { exposeGc } from "../expose-gc.js";
 import { type Sha256Base64, type Sha256Implementation, createSha256 } from "../data/sha256.js";
 import type { HashTask, HashUpdateTask, WriteChunksTask, WriteFileTask, WriteOutcome, WriteVersionTask } from "./tasks.js";

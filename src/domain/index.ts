@@ -1,0 +1,1 @@
+export type { ModelRecord, VersionRecord } from "./records.js";

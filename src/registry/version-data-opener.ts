@@ -1,0 +1,188 @@
+import type { ArchiveStore, VersionDataReader } from "../archive/index.js";
+import type { VersionRecord } from "../domain/index.js";
+import { EncodedVersionData, encodeFrameHeader, frameHeaderLength } from "../data/index.js";
+import { Code, RegistryError, notFound } from "../errors/index.js";
+import type { Logger } from "../logger.js";
+import type { RegistryState } from "../state/index.js";
+import type { VersionCache } from "./version-cache.js";
+import { findVersion } from "./version-selection.js";
+import { type ResumableHash, createStreamingHash } from "./streaming-hash.js";
+
+/** A version's data ready to stream: its reply chunk messages as gRPC frames (length prefix included). */
+export interface VersionDataSource {
+  readonly version: VersionRecord;
+  readonly frames: Iterable<Buffer> | AsyncIterable<Buffer>;
+  /**
+   * Frees what the stream held (call once, whether it completed or not). `mayStillBeRead`: some frame
+   * handed out may still be read (a socket write not confirmed), so its memory must never be reused.
+   */
+  release(mayStillBeRead: boolean): void;
+}
+
+export interface VersionDataOpenerOptions {
+  readonly state: RegistryState;
+  readonly archive: ArchiveStore;
+  readonly cache: VersionCache<EncodedVersionData>;
+  readonly cacheMaxBytes: number;
+  /** Data bytes per RetrieveVersionDataReplyChunk. */
+  readonly chunkSize: number;
+  /** Archived versions larger than cacheMaxBytes / this are streamed from disk, never cached. */
+  readonly archivedCacheShare: number;
+  hash(segments: readonly Uint8Array[]): Promise<string>;
+  readonly resumableHash: ResumableHash | undefined;
+  readonly beforeAllocate: (() => void) | undefined;
+  readonly log: Logger;
+}
+
+/**
+ * The RetrieveVersionData read path: a version's data from the cache, else (archived) read from the
+ * archive into the cache when it fits a share of the budget, else streamed from the archive.
+ */
+export class VersionDataOpener {
+  readonly #archivedLoads = new Map<string, Promise<void>>();
+
+  constructor(private readonly options: VersionDataOpenerOptions) {}
+
+  async open(version: VersionRecord): Promise<VersionDataSource> {
+    const cached = this.#leaseData(version);
+    if (cached !== undefined) {
+      return cached;
+    }
+    if (!version.archived) {
+      throw notFound(
+        `version ${version.versionNumber} of model "${version.modelId}" not found (the transient version was evicted from the cache)`,
+      );
+    }
+    await this.#loadArchived(version);
+    return this.#leaseData(version) ?? this.#streamFromArchive(version);
+  }
+
+  #leaseData(version: VersionRecord): VersionDataSource | undefined {
+    const lease = this.options.cache.acquire(version.modelId, version.versionNumber);
+    if (lease === undefined) {
+      return undefined;
+    }
+    return { version, frames: lease.value.frames(), release: (mayStillBeRead) => lease.release(mayStillBeRead) };
+  }
+
+  /** Reads an archived version into the cache if it fits a share of the budget; concurrent readers share one load. */
+  #loadArchived(version: VersionRecord): Promise<void> {
+    const key = `${version.modelId}\u0000${version.versionNumber}`;
+    let load = this.#archivedLoads.get(key);
+    if (load === undefined) {
+      load = this.#readArchivedIntoCache(version).finally(() => this.#archivedLoads.delete(key));
+      this.#archivedLoads.set(key, load);
+    }
+    return load;
+  }
+
+  async #readArchivedIntoCache(version: VersionRecord): Promise<void> {
+    const { archive, cache, cacheMaxBytes, chunkSize } = this.options;
+    const totalBytes = EncodedVersionData.planTotalBytes(version.dataSize, chunkSize);
+    if (totalBytes > cacheMaxBytes / this.options.archivedCacheShare) {
+      return;
+    }
+    this.options.beforeAllocate?.();
+    let reservation;
+    try {
+      reservation = cache.reserve(totalBytes);
+    } catch {
+      return; // No room: stream from disk instead.
+    }
+    try {
+      const data = EncodedVersionData.allocate(version.dataSize, chunkSize);
+      const reader = await archive.openVersionData(version.modelId, version.versionNumber);
+      try {
+        this.#checkArchivedSize(version, reader);
+        let position = 0;
+        for (const segment of data.dataSegments()) {
+          await this.#readFully(version, reader, segment, position);
+          position += segment.byteLength;
+        }
+        this.#checkArchivedHash(version, reader, await this.options.hash(data.dataSegments()));
+      } finally {
+        await reader.close();
+      }
+      const versions = await this.options.state.listVersions(version.modelId);
+      if (findVersion(versions, version.versionNumber) !== version) {
+        reservation.release();
+        return; // Deleted meanwhile: the caller reports NOT_FOUND through the disk path.
+      }
+      cache.insert(reservation, version.modelId, version.versionNumber, data, {
+        pinned: versions[versions.length - 1] === version,
+      });
+    } catch (error) {
+      reservation.release();
+      throw error; // as is: the RPC edge maps file system errors (EACCES, EIO...) to their status
+    }
+  }
+
+  /**
+   * Streams an archived version from disk, chunk by chunk, hashing as it goes: when the data's SHA-256
+   * differs from its info's, the stream ends with DATA_LOSS instead of OK (the client got the bytes but
+   * must not trust them). The frames live in shared memory so the worker hashing them needs no copy.
+   */
+  #streamFromArchive(version: VersionRecord): VersionDataSource {
+    return { version, frames: this.#archivedFrames(version), release: () => {} };
+  }
+
+  async *#archivedFrames(version: VersionRecord): AsyncGenerator<Buffer> {
+    const { chunkSize } = this.options;
+    const hash = createStreamingHash(this.options.resumableHash);
+    const reader = await this.options.archive.openVersionData(version.modelId, version.versionNumber);
+    try {
+      this.#checkArchivedSize(version, reader);
+      let position = 0;
+      do {
+        const length = Math.min(chunkSize, version.dataSize - position);
+        const headerLength = frameHeaderLength(length);
+        const frame = Buffer.from(new SharedArrayBuffer(headerLength + length));
+        encodeFrameHeader(length, frame, 0);
+        const data = frame.subarray(headerLength);
+        await this.#readFully(version, reader, data, position);
+        position += length;
+        const behind = hash.add(data);
+        yield frame;
+        if (behind !== undefined) {
+          await behind;
+        }
+      } while (position < version.dataSize);
+      this.#checkArchivedHash(version, reader, await hash.digest());
+    } finally {
+      await reader.close();
+    }
+  }
+
+  #checkArchivedSize(version: VersionRecord, reader: VersionDataReader): void {
+    if (reader.size !== version.dataSize) {
+      throw this.#corruptedOnDisk(version, reader, `${reader.size} bytes of data, its info says ${version.dataSize}`);
+    }
+  }
+
+  #checkArchivedHash(version: VersionRecord, reader: VersionDataReader, hash: string): void {
+    if (hash !== version.dataHash) {
+      throw this.#corruptedOnDisk(version, reader, `its data's SHA-256 is "${hash}", its info says "${version.dataHash}"`);
+    }
+  }
+
+  async #readFully(version: VersionRecord, reader: VersionDataReader, target: Uint8Array, position: number): Promise<void> {
+    let filled = 0;
+    while (filled < target.byteLength) {
+      const count = await reader.read(target.subarray(filled), position + filled);
+      if (count === 0) {
+        throw this.#corruptedOnDisk(version, reader, `its data ended early at byte ${position + filled}`);
+      }
+      filled += count;
+    }
+  }
+
+  /** DATA_LOSS for the client; for the operator, an error line naming the file. */
+  #corruptedOnDisk(version: VersionRecord, reader: VersionDataReader, detail: string): RegistryError {
+    const message = `version ${version.versionNumber} of model "${version.modelId}" is corrupted on disk: ${detail}`;
+    this.options.log.error(
+      { modelId: version.modelId, versionNumber: version.versionNumber, path: reader.location, detail },
+      "archived version data is corrupted",
+    );
+    return new RegistryError(Code.DATA_LOSS, message);
+  }
+}

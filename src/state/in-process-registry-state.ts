@@ -1,0 +1,205 @@
+import type { ArchiveStore } from "../archive/index.js";
+import { compareCodePoints } from "../code-point-order.js";
+import type { ModelRecord, VersionRecord } from "../domain/index.js";
+import { resourceExhausted } from "../errors/index.js";
+import type { Logger } from "../logger.js";
+import { readBootId } from "./boot-id.js";
+import type { RegistryState, VersionNumberClaim } from "./registry-state.js";
+import { MAX_VERSION_NUMBER, VersionNumbering } from "./version-numbering.js";
+
+export interface InProcessRegistryStateOptions {
+  readonly archive: ArchiveStore;
+  readonly log: Logger;
+  /** The kernel's boot id; read from /proc at open when undefined (tests give one to simulate a reboot). */
+  readonly bootId: string | undefined;
+}
+
+/** Models whose numbering record is flushed at once at a graceful stop (bounds the open files). */
+const STOP_RECORD_BATCH = 32;
+
+/** What this process knows of one model; replaced as a whole when the model is deleted. */
+interface ModelEntry {
+  model: ModelRecord;
+  /** Sorted by increasing number; appended in place (O(1) amortized), see RegistryState.listVersions. */
+  readonly versions: VersionRecord[];
+  loading: Promise<void> | undefined;
+  loaded: boolean;
+  readonly numbering: VersionNumbering;
+}
+
+/**
+ * The registry's state in this process: model infos read from the archive at open, version infos
+ * read from it per model on first use, numbering recorded beside them (version-numbering.ts), and
+ * notifications called synchronously. The archive stays the durable source of model infos and
+ * archived versions; transient versions' infos live here only.
+ */
+export function createInProcessRegistryState(options: InProcessRegistryStateOptions): RegistryState {
+  const { archive, log } = options;
+  const models = new Map<string, ModelEntry>();
+  const committedListeners = new Set<(version: VersionRecord) => void>();
+  const deletedListeners = new Set<(modelId: string) => void>();
+  let sortedIds: string[] | undefined = undefined;
+  let bootId: string | undefined = options.bootId;
+
+  const newEntry = (model: ModelRecord): ModelEntry => ({
+    model,
+    versions: [],
+    loading: undefined,
+    loaded: false,
+    numbering: new VersionNumbering(model.modelId, { archive, log, bootId }),
+  });
+
+  const ensureLoaded = (entry: ModelEntry): Promise<void> => {
+    if (entry.loading === undefined) {
+      entry.loading = loadVersions(entry).catch((error: unknown) => {
+        entry.loading = undefined;
+        throw error;
+      });
+    }
+    return entry.loading;
+  };
+
+  const loadVersions = async (entry: ModelEntry): Promise<void> => {
+    const { modelId } = entry.model;
+    const [onDisk, saved] = await Promise.all([archive.listVersions(modelId), entry.numbering.readSaved()]);
+    // Transient versions committed before the load cannot exist: claims load first.
+    for (const version of onDisk) {
+      entry.versions.push(version); // one by one: a spread of a long list overflows the call's arguments
+    }
+    entry.numbering.start(saved, onDisk[onDisk.length - 1]?.versionNumber ?? 0);
+    entry.loaded = true;
+  };
+
+  const announce = <T>(listeners: ReadonlySet<(value: T) => void>, value: T): void => {
+    for (const listener of listeners) {
+      listener(value);
+    }
+  };
+
+  const claim = (entry: ModelEntry, versionNumber: number): VersionNumberClaim => ({
+    versionNumber,
+    async commit(version) {
+      // Stored: the number is recorded before anyone can see it.
+      await entry.numbering.record(versionNumber);
+      const previous = entry.versions[entry.versions.length - 1];
+      entry.versions.push(version);
+      entry.numbering.handedOut(versionNumber);
+      announce(committedListeners, version);
+      return previous;
+    },
+    abandon() {
+      // Nothing to undo: `next` moves on only at commit.
+    },
+  });
+
+  return {
+    async open() {
+      bootId ??= await readBootId();
+      await archive.open();
+      const ids = await archive.listModelIds();
+      const found = await Promise.all(ids.map((id) => archive.readModel(id)));
+      for (const model of found) {
+        if (model !== undefined) {
+          models.set(model.modelId, newEntry(model));
+        }
+      }
+      sortedIds = undefined;
+    },
+
+    async listModelIds() {
+      // Byte order of UTF-8, like the original.
+      sortedIds ??= [...models.keys()].sort(compareCodePoints);
+      return sortedIds;
+    },
+
+    async getModel(modelId) {
+      return models.get(modelId)?.model;
+    },
+
+    async putModel(model) {
+      await archive.writeModel(model);
+      const entry = models.get(model.modelId);
+      if (entry !== undefined) {
+        entry.model = model;
+        return false;
+      }
+      models.set(model.modelId, newEntry(model));
+      sortedIds = undefined;
+      return true;
+    },
+
+    async deleteModel(modelId) {
+      if (!models.has(modelId)) {
+        return false;
+      }
+      await archive.deleteModel(modelId);
+      models.delete(modelId);
+      sortedIds = undefined;
+      announce(deletedListeners, modelId);
+      return true;
+    },
+
+    get modelCount() {
+      return models.size;
+    },
+
+    async listVersions(modelId) {
+      const entry = models.get(modelId);
+      if (entry === undefined) {
+        return [];
+      }
+      await ensureLoaded(entry);
+      return entry.versions;
+    },
+
+    async claimVersionNumber(modelId) {
+      const entry = models.get(modelId);
+      if (entry === undefined) {
+        return undefined;
+      }
+      await ensureLoaded(entry);
+      if (models.get(modelId) !== entry) {
+        return undefined; // deleted meanwhile
+      }
+      const versionNumber = entry.numbering.next;
+      if (versionNumber > MAX_VERSION_NUMBER) {
+        throw resourceExhausted(`model "${modelId}" has used every version number up to ${MAX_VERSION_NUMBER}`);
+      }
+      await entry.numbering.reserve(versionNumber);
+      return claim(entry, versionNumber);
+    },
+
+    // Async for the contract, but the removal happens before the first await: at once, as promised.
+    async forgetTransientVersion(modelId, versionNumber) {
+      const versions = models.get(modelId)?.versions;
+      if (versions === undefined) {
+        return undefined;
+      }
+      const index = versions.findIndex((version) => version.versionNumber === versionNumber);
+      const version = versions[index];
+      if (version === undefined || version.archived) {
+        return undefined;
+      }
+      const wasLatest = index === versions.length - 1;
+      versions.splice(index, 1);
+      return wasLatest ? versions[versions.length - 1] : undefined;
+    },
+
+    onVersionCommitted(listener) {
+      committedListeners.add(listener);
+      return () => committedListeners.delete(listener);
+    },
+
+    onModelDeleted(listener) {
+      deletedListeners.add(listener);
+      return () => deletedListeners.delete(listener);
+    },
+
+    async recordStop() {
+      const loaded = [...models.values()].filter((entry) => entry.loaded);
+      for (let start = 0; start < loaded.length; start += STOP_RECORD_BATCH) {
+        await Promise.all(loaded.slice(start, start + STOP_RECORD_BATCH).map((entry) => entry.numbering.recordStop()));
+      }
+    },
+  };
+}

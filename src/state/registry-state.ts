@@ -1,0 +1,87 @@
+import type { ModelRecord, VersionRecord } from "../domain/index.js";
+
+/**
+ * Where the registry's shared state lives: model infos, version numbering, version infos and the
+ * notifications of their changes. The embedded default keeps it in this process (backed by the
+ * archive, see in-process-registry-state.ts); a shared backend (several server instances acting as
+ * one registry) implements the same contract, and rpc/ and the model actors never learn which one
+ * is behind it. Version data is not part of it: archived bytes live in the ArchiveStore, transient
+ * bytes in each instance's VersionCache.
+ *
+ * The contract:
+ * - Within one instance, the model's actor serializes the writes of a model (putModel, deleteModel,
+ *   claimVersionNumber … claim.commit/abandon): at most one claim per model is open at a time in an
+ *   instance. Across instances, the implementation is what keeps numbers unique and gap-free
+ *   (e.g. an atomic counter or a script per model): two claims of one model never hold the same
+ *   number, and a number is handed out (listed, announced) only by a successful `commit`.
+ * - Read your writes: once a write's promise resolved, every read of any instance sees it.
+ * - Durable: model infos and archived versions' infos survive a restart (the archive holds them);
+ *   transient versions' infos last as long as their data. Numbering never hands out again a number
+ *   of a version a client may have seen, even after a crash (the embedded default: see
+ *   version-numbering.ts for its guarantees).
+ * - Notifications are delivered to every instance, in version-number order per model, after the
+ *   change is readable; the embedded default calls the listeners synchronously, inside the write.
+ *   A listener must not throw.
+ * - Failures reject with the error of the backend (a RegistryError with its status, or an errno
+ *   error the RPC edge maps); a backend that cannot be reached fails fast, it does not hang.
+ */
+export interface RegistryState {
+  /** Before any other call: loads what must be known at once (the model infos). */
+  open(): Promise<void>;
+
+  /** Every model id, sorted by code point (the byte order of UTF-8, as the original server pages them). */
+  listModelIds(): Promise<readonly string[]>;
+  getModel(modelId: string): Promise<ModelRecord | undefined>;
+  /** Creates or replaces a model info, durably; resolves to whether it was created. */
+  putModel(model: ModelRecord): Promise<boolean>;
+  /**
+   * Removes a model: its info, its versions (infos and archived data) and its numbering (a model
+   * created again under the same id starts at 1). Resolves to false when there was no such model;
+   * when there was, onModelDeleted listeners were called before it resolves.
+   */
+  deleteModel(modelId: string): Promise<boolean>;
+  /** How many models this instance knows of (Status, metrics); for a shared backend it may lag. */
+  readonly modelCount: number;
+
+  /**
+   * The model's versions sorted by increasing number (empty for an unknown model); archived ones
+   * are read from the archive on first use. The array is the state's own: read it, do not keep it
+   * across an await (it may grow meanwhile), never change it.
+   */
+  listVersions(modelId: string): Promise<readonly VersionRecord[]>;
+  /**
+   * Claims the model's next version number, before its bytes are stored under it; undefined when
+   * there is no such model. Rejects with RESOURCE_EXHAUSTED when every number was used.
+   */
+  claimVersionNumber(modelId: string): Promise<VersionNumberClaim | undefined>;
+  /**
+   * A transient version's data is gone for good (evicted from the instance's cache): it is no longer
+   * listed, at once. Archived versions and unknown numbers are ignored. Resolves to the version that
+   * became the model's latest by this removal, if any (its data should now be kept: it is pinned).
+   */
+  forgetTransientVersion(modelId: string, versionNumber: number): Promise<VersionRecord | undefined>;
+
+  /** Calls `listener` with every committed version, in number order per model; returns the unsubscribe function. */
+  onVersionCommitted(listener: (version: VersionRecord) => void): () => void;
+  /** Calls `listener` with the id of every deleted model; returns the unsubscribe function. */
+  onModelDeleted(listener: (modelId: string) => void): () => void;
+
+  /**
+   * At a graceful stop, once no claim is open: makes durable what lets the next start resume
+   * exactly (the embedded default: each loaded model's next number, marked clean). Idempotent.
+   */
+  recordStop(): Promise<void>;
+}
+
+/** A version number claimed for a version being stored (see RegistryState.claimVersionNumber). */
+export interface VersionNumberClaim {
+  readonly versionNumber: number;
+  /**
+   * The version's bytes are in place: records its number and makes the version visible (listed,
+   * then announced to onVersionCommitted listeners). `version.versionNumber` must be the claimed
+   * number. Resolves to the version that was the latest until this one, if any.
+   */
+  commit(version: VersionRecord): Promise<VersionRecord | undefined>;
+  /** The version could not be stored: nothing is handed out, the model's next claim gets the same number. */
+  abandon(): void;
+}
