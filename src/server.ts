@@ -21,7 +21,7 @@ import { HealthStatus, ServingStatus, createHealthService, healthServiceDefiniti
 import { sessionWindows, setConnectionWindow, setStreamWindow } from "./rpc/http2-window.js";
 import { installPreFramedSending } from "./rpc/pre-framed-messages.js";
 import { type ConnectionGuard, guardConnections } from "./rpc/connection-guard.js";
-import { grpcHttp2Servers } from "./rpc/grpc-http2-servers.js";
+import { checkGrpcInternals, describeGrpcInternalsProblem, grpcHttp2Servers, grpcJsVersion } from "./rpc/grpc-internals.js";
 import { PeerLimiter } from "./rpc/peer-limiter.js";
 import type { Sha256Implementation } from "./data/index.js";
 
@@ -148,6 +148,9 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
     "grpc.max_send_message_length": -1,
     "grpc.keepalive_time_ms": keepalive.timeMs,
     "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
+    // Read by grpc-js servers once grpc-node pull request 3058 lands (both windows, as
+    // rpc/http2-window.ts sets them now); ignored by 1.14.
+    ...(config.http2WindowBytes > 0 ? { "grpc-node.flow_control_window": config.http2WindowBytes } : {}),
     // grpc-js wraps in order: the observer sits closest to the transport, so it sees the rejecter's statuses too.
     interceptors: [
       createCallObserver({ log: log.child({ module: "rpc" }), metrics, methods: modelRegistryObservedMethods }),
@@ -198,6 +201,9 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
   }
   if (config.http2WindowBytes > 0) {
     setConnectionWindow(server, config.http2WindowBytes, log);
+  }
+  for (const problem of checkGrpcInternals(server)) {
+    log.error({ module: "grpc-internals", field: problem.field, grpcJsVersion, off: problem.feature }, describeGrpcInternalsProblem(problem));
   }
   const connections = watchConnections(server, config, metrics.peerLimits, log);
   health.setAll(ServingStatus.SERVING);
