@@ -20,6 +20,7 @@ import {
   ServerInterceptingCall,
 } from "@grpc/grpc-js";
 import type { Logger } from "../logger.js";
+import { interceptedCallStream } from "./grpc-internals.js";
 import { MalformedRequest } from "./service-definition.js";
 import { Code } from "../errors/index.js";
 // Types only: prom-client is loaded only when the metrics endpoint is on (metrics-api.ts).
@@ -189,11 +190,11 @@ type SentHeaders = Readonly<Record<string, unknown>> | undefined;
 
 /**
  * The status grpc-js sent by itself on the call's HTTP/2 stream, if any. Reads grpc-js internals
- * (the base call's `stream`), so anything unexpected gives undefined.
+ * (the base call's `stream`, grpc-internals.ts), so anything unexpected gives undefined.
  */
 function statusSentBelow(call: ServerInterceptingCallInterface): SentStatus | undefined {
-  const stream = (call as unknown as { stream?: { sentHeaders?: SentHeaders; sentTrailers?: SentHeaders } }).stream;
-  if (typeof stream !== "object" || stream === null) {
+  const stream = interceptedCallStream(call);
+  if (stream === undefined) {
     return undefined;
   }
   let headers: SentHeaders;
@@ -221,8 +222,8 @@ function statusSentBelow(call: ServerInterceptingCallInterface): SentStatus | un
  * itself before sending; reads the base call's `stream`, so anything unexpected gives false.
  */
 function streamClosedBelow(call: ServerInterceptingCallInterface): boolean {
-  const stream = (call as unknown as { stream?: { closed?: unknown; destroyed?: unknown } }).stream;
-  return typeof stream === "object" && stream !== null && (stream.closed === true || stream.destroyed === true);
+  const stream = interceptedCallStream(call);
+  return stream !== undefined && (stream.closed || stream.destroyed);
 }
 
 class CallObserverState {

@@ -1,31 +1,26 @@
-import type { Http2Server, Http2Session, Settings } from "node:http2";
+import type { Http2Session } from "node:http2";
 import type { Server } from "@grpc/grpc-js";
 import type { Logger } from "../logger.js";
-import { grpcHttp2Servers } from "./grpc-http2-servers.js";
+import { grpcHttp2Servers, grpcHttp2Sessions, setInitialStreamWindow } from "./grpc-internals.js";
 
 /**
  * grpc-js (1.14) pins its server's HTTP/2 receive window at Node's 64 KiB
  * default and offers no option for it, so an upload over a link with a round
  * trip is capped at window / RTT. Until grpc-js reads
- * `grpc-node.flow_control_window` on the server, we reach into two of its
- * private fields: the options every http2 server is created with (the stream
- * window, sent in SETTINGS) and the http2 servers themselves (to raise each
- * session's connection window). If a grpc-js upgrade renames them, we log and
- * carry on with the default window rather than fail.
+ * `grpc-node.flow_control_window` on the server (grpc-node pull request 3058;
+ * the server passes that option already), we reach into two of its private
+ * fields (grpc-internals.ts): the options every http2 server is created with
+ * (the stream window, sent in SETTINGS) and the http2 servers themselves (to
+ * raise each session's connection window). If a grpc-js upgrade renames them,
+ * we log and carry on with the default window rather than fail.
  */
-interface GrpcServerInternals {
-  commonServerOptions?: { settings?: Settings };
-  http2Servers?: Map<Http2Server, unknown>;
-}
 
 /** Call before bindAsync: new sessions advertise `windowBytes` as their per-stream window. */
 export function setStreamWindow(server: Server, windowBytes: number, log: Logger): boolean {
-  const internals = server as unknown as GrpcServerInternals;
-  if (internals.commonServerOptions === undefined) {
+  if (!setInitialStreamWindow(server, windowBytes)) {
     log.warn("grpc-js internals changed: cannot raise the HTTP/2 stream window");
     return false;
   }
-  internals.commonServerOptions.settings = { ...internals.commonServerOptions.settings, initialWindowSize: windowBytes };
   return true;
 }
 
@@ -50,15 +45,5 @@ export function setConnectionWindow(server: Server, windowBytes: number, log: Lo
 
 /** The receive windows of the server's open sessions (for tests and Status). */
 export function sessionWindows(server: Server): number[] {
-  const servers = (server as unknown as GrpcServerInternals).http2Servers;
-  const windows: number[] = [];
-  if (servers instanceof Map) {
-    for (const info of servers.values()) {
-      const sessions = (info as { sessions?: Set<Http2Session> }).sessions;
-      for (const session of sessions ?? []) {
-        windows.push(session.state.localWindowSize ?? 0);
-      }
-    }
-  }
-  return windows;
+  return grpcHttp2Sessions(server).map((session) => session.state.localWindowSize ?? 0);
 }

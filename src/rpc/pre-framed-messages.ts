@@ -1,7 +1,6 @@
-import { createRequire } from "node:module";
-import path from "node:path";
 import { GRPC_FRAME_PREFIX_LENGTH } from "../data/index.js";
 import type { Logger } from "../logger.js";
+import { wrapMessageFraming } from "./grpc-internals.js";
 
 /**
  * Sending stored gRPC frames as they are.
@@ -11,23 +10,16 @@ import type { Logger } from "../logger.js";
  * RetrieveVersionData that copy was a third of the server's CPU and a per-reader
  * copy of every chunk in memory. Versions are stored already framed
  * (data/chunk-layout.ts), so a method whose serializer is marked here hands the
- * stored frame to the HTTP/2 stream unchanged: one private method of grpc-js,
- * `BaseServerInterceptingCall.prototype.serializeMessage`, is wrapped to
- * recognise such methods. Every other method, and any value that is not a
- * well-formed uncompressed frame, goes through grpc-js's own code. If a grpc-js
- * upgrade moves that method, we log and keep grpc-js's copying path: slower,
- * still correct (the marked serializer strips the prefix for it).
+ * stored frame to the HTTP/2 stream unchanged: grpc-js's framing is wrapped
+ * (grpc-internals.ts) to recognise such methods. Every other method, and any
+ * value that is not a well-formed uncompressed frame, goes through grpc-js's own
+ * code. If a grpc-js upgrade moves that method, we log and keep grpc-js's copying
+ * path: slower, still correct (the marked serializer strips the prefix for it).
  */
 
 const PRE_FRAMED = Symbol("cogment-ts.preFramed");
 
 type FrameSerializer = ((frame: Buffer) => Buffer) & { readonly [PRE_FRAMED]: true };
-
-interface CallInternals {
-  handler?: { serialize?: { [PRE_FRAMED]?: true } };
-}
-
-type SerializeMessage = (this: CallInternals, value: unknown) => Buffer;
 
 /** A response serializer for values that are whole gRPC frames (see EncodedVersionData.frames). */
 export function frameSerializer(): FrameSerializer {
@@ -52,32 +44,14 @@ export function installPreFramedSending(log: Logger): boolean {
   if (installed) {
     return true;
   }
-  const prototype = grpcCallPrototype();
-  const original = prototype?.serializeMessage;
-  if (prototype === undefined || typeof original !== "function") {
+  if (!wrapMessageFraming(sendsAsIs)) {
     log.warn("grpc-js internals changed: version data is sent through grpc-js's copying path");
     return false;
   }
-  prototype.serializeMessage = function serializePreFramed(this: CallInternals, value: unknown): Buffer {
-    if (this.handler?.serialize?.[PRE_FRAMED] === true && isWellFormedFrame(value)) {
-      return value;
-    }
-    return original.call(this, value);
-  };
   installed = true;
   return true;
 }
 
-function grpcCallPrototype(): { serializeMessage?: SerializeMessage } | undefined {
-  try {
-    // The same module instance grpc-js itself uses (CommonJS cache, same resolved path).
-    const require = createRequire(import.meta.url);
-    const grpcJsMain = require.resolve("@grpc/grpc-js");
-    const interceptors = require(path.join(path.dirname(grpcJsMain), "server-interceptors.js")) as {
-      BaseServerInterceptingCall?: { prototype: { serializeMessage?: SerializeMessage } };
-    };
-    return interceptors.BaseServerInterceptingCall?.prototype;
-  } catch {
-    return undefined;
-  }
+function sendsAsIs(serialize: unknown, value: unknown): value is Buffer {
+  return typeof serialize === "function" && (serialize as Partial<FrameSerializer>)[PRE_FRAMED] === true && isWellFormedFrame(value);
 }

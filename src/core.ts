@@ -1,0 +1,99 @@
+import { type ArchiveStore, createFsArchiveStore } from "./archive/index.js";
+import { createS3ArchiveStore } from "./archive/s3-archive-store.js";
+import { createS3Client } from "./archive/s3-client.js";
+import { formatS3Location } from "./archive/s3-url.js";
+import type { Config } from "./config.js";
+import type { Sha256Implementation } from "./data/index.js";
+import type { Logger } from "./logger.js";
+import { createMemoryGuard } from "./memory-guard.js";
+import { startWithRollback } from "./start-with-rollback.js";
+import type { ArchiveWriteTimer } from "./metrics/metrics-api.js";
+import { Registry } from "./registry/index.js";
+import { type WorkerPool, createWorkerPool } from "./worker-pool/index.js";
+
+/**
+ * The core of the server, whatever serves it: the archive (a directory or an S3 bucket), the worker
+ * threads and the registry. The transports (transports/) come on top.
+ */
+
+/** Over the cache budget, for the runtime itself and messages in flight. */
+const MEMORY_HEADROOM_BYTES = 96 * 1024 * 1024;
+
+export type CoreConfig = Pick<
+  Config,
+  "archiveDir" | "archiveS3" | "archiveS3ForcePathStyle" | "cacheMaxBytes" | "cacheExpirationMs" | "cachePruneCount" | "sentChunkSize"
+> &
+  // Optional: without it versions have no size limit of their own.
+  Partial<Pick<Config, "versionMaxBytes">>;
+
+export interface CoreOptions {
+  readonly sha256: Sha256Implementation;
+  /** Wraps the archive's file writer to time its writes (metrics). */
+  readonly timeArchiveWrites: ArchiveWriteTimer;
+}
+
+export interface Core extends AsyncDisposable {
+  readonly registry: Registry;
+  /** The worker threads hashing and writing the archive. */
+  readonly workerPool: WorkerPool;
+  /** Where the archive is, for log lines. */
+  readonly archiveLocation: { readonly archiveDir: string } | { readonly archiveUrl: string };
+  /**
+   * Ends the VersionUpdate streams (UNAVAILABLE) at once, the first step of a stop; also done on
+   * dispose. Once: later calls do nothing.
+   */
+  closeRegistry(): void;
+}
+
+/**
+ * Opens the archive and the registry. Disposing the core releases, in this order: the registry, the
+ * worker threads, the S3 client; a failed open releases what it had acquired the same way.
+ */
+export async function openCore(config: CoreConfig, log: Logger, options: CoreOptions): Promise<Core> {
+  return startWithRollback(log, async (stack) => {
+    const memoryGuard = createMemoryGuard(config.cacheMaxBytes + MEMORY_HEADROOM_BYTES, log);
+    const archiveS3 = config.archiveS3;
+    const s3Client = archiveS3 === undefined ? undefined : createS3Client({ forcePathStyle: config.archiveS3ForcePathStyle ?? false });
+    if (s3Client !== undefined) {
+      stack.defer(() => s3Client.destroy());
+    }
+    const pool = createWorkerPool({ sha256: options.sha256 });
+    stack.defer(() => pool.close());
+
+    const onWarning = (message: string, details: Record<string, unknown>): void => log.warn({ module: "archive", ...details }, message);
+    const archive: ArchiveStore =
+      archiveS3 === undefined || s3Client === undefined
+        ? createFsArchiveStore({ root: config.archiveDir, writer: options.timeArchiveWrites(pool.fileWriter), onWarning })
+        : createS3ArchiveStore({ client: s3Client, location: archiveS3, onWarning });
+    const registry = await Registry.open({
+      archive,
+      cacheMaxBytes: config.cacheMaxBytes,
+      cacheExpirationMs: config.cacheExpirationMs,
+      cachePruneCount: config.cachePruneCount,
+      chunkSize: config.sentChunkSize,
+      hash: (segments) => pool.hash(segments),
+      maxVersionBytes: config.versionMaxBytes ?? 0,
+      beforeAllocate: memoryGuard.beforeAllocate,
+      dataReceived: memoryGuard.dataReceived,
+      resumableHash: { update: (state, segments) => pool.hashUpdate(state, segments), digest: (state) => pool.hashDigest(state) },
+      log: log.child({ module: "registry" }),
+    });
+    let registryClosed = false;
+    const closeRegistry = (): void => {
+      if (!registryClosed) {
+        registryClosed = true;
+        registry.close();
+      }
+    };
+    stack.defer(closeRegistry);
+
+    const resources = stack.move();
+    return {
+      registry,
+      workerPool: pool,
+      archiveLocation: archiveS3 === undefined ? { archiveDir: config.archiveDir } : { archiveUrl: formatS3Location(archiveS3) },
+      closeRegistry,
+      [Symbol.asyncDispose]: () => resources.disposeAsync(),
+    };
+  });
+}

@@ -1,0 +1,173 @@
+import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
+import type { Config } from "../config.js";
+import type { Logger } from "../logger.js";
+import type { PeerLimitCounts, ServerMetrics } from "../metrics/metrics-api.js";
+import type { Registry } from "../registry/index.js";
+import { startWithRollback } from "../start-with-rollback.js";
+import { createCallObserver } from "../rpc/call-observer.js";
+import { type ConnectionGuard, guardConnections } from "../rpc/connection-guard.js";
+import { checkGrpcInternals, describeGrpcInternalsProblem, grpcHttp2Servers, grpcJsVersion } from "../rpc/grpc-internals.js";
+import { HealthStatus, ServingStatus, createHealthService, healthServiceDefinition } from "../rpc/health-service.js";
+import { sessionWindows, setConnectionWindow, setStreamWindow } from "../rpc/http2-window.js";
+import { modelRegistryObservedMethods } from "../rpc/model-registry-observation.js";
+import { createModelRegistryService, modelRegistryServiceDefinition } from "../rpc/model-registry-service.js";
+import { PeerLimiter } from "../rpc/peer-limiter.js";
+import { installPreFramedSending } from "../rpc/pre-framed-messages.js";
+import { createMalformedRequestRejecter } from "../rpc/reject-malformed.js";
+import type { WorkerPool } from "../worker-pool/index.js";
+
+/** Incoming messages up to this size are accepted (stock clients send far smaller chunks). */
+export const MAX_RECEIVE_MESSAGE_BYTES = 64 * 1024 * 1024 + 1024;
+const SERVICE_NAME = "cogmentAPI.ModelRegistrySP";
+const PROTO_DIR = fileURLToPath(new URL("../../../proto", import.meta.url));
+/** Client addresses the peer limiter remembers at most (those with an open connection always). */
+const MAX_TRACKED_PEERS = 10_000;
+
+/**
+ * A ping every minute, and a connection whose peer does not answer within 20 s is closed: a client
+ * whose machine died or whose network was cut (no FIN, no RST) would otherwise keep its upload's
+ * reservation and its streams' leases for grpc-js's default of two hours.
+ */
+export const DEFAULT_KEEPALIVE = { timeMs: 60_000, timeoutMs: 20_000 } as const;
+
+export type GrpcTransportConfig = Pick<Config, "port" | "grpcReflection" | "shutdownGraceMs" | "http2WindowBytes"> &
+  Partial<Pick<Config, "uploadIdleTimeoutMs" | "uploadMinRateBytesPerSecond" | "uploadMinRatePeriodMs" | "sendIdleTimeoutMs">> &
+  Partial<Pick<Config, "peerNewStreamsPerSecond" | "peerCancelledStreamsPerSecond" | "peerBanMs">>;
+
+export interface GrpcTransportOptions {
+  readonly host: string;
+  readonly keepalive: { readonly timeMs: number; readonly timeoutMs: number };
+  readonly registry: Registry;
+  readonly workerPool: WorkerPool;
+  readonly metrics: ServerMetrics;
+}
+
+export interface GrpcTransport extends AsyncDisposable {
+  readonly port: number;
+  /** HTTP/2 receive windows of the open client sessions. */
+  sessionWindows(): number[];
+  /** Health turns NOT_SERVING for every service: the first step of a stop. */
+  stopServing(): void;
+  /**
+   * Refuses new calls and waits for the running ones up to the grace period, then cancels those
+   * left; idle connections are closed at once.
+   */
+  drain(): Promise<void>;
+}
+
+/**
+ * The gRPC server: the registry service, health, optional reflection, per-peer limits, the HTTP/2
+ * window and keepalive. Serving (health SERVING) once it resolves; disposing it cancels every call.
+ */
+export async function startGrpcTransport(config: GrpcTransportConfig, log: Logger, options: GrpcTransportOptions): Promise<GrpcTransport> {
+  return startWithRollback(log, async (stack) => {
+    const { registry, workerPool, metrics } = options;
+    const server = new grpc.Server({
+      "grpc.max_receive_message_length": MAX_RECEIVE_MESSAGE_BYTES,
+      "grpc.max_send_message_length": -1,
+      "grpc.keepalive_time_ms": options.keepalive.timeMs,
+      "grpc.keepalive_timeout_ms": options.keepalive.timeoutMs,
+      // Read by grpc-js servers once grpc-node pull request 3058 lands (both windows, as
+      // rpc/http2-window.ts sets them now); ignored by 1.14.
+      ...(config.http2WindowBytes > 0 ? { "grpc-node.flow_control_window": config.http2WindowBytes } : {}),
+      // grpc-js wraps in order: the observer sits closest to the transport, so it sees the rejecter's statuses too.
+      interceptors: [
+        createCallObserver({ log: log.child({ module: "rpc" }), metrics, methods: modelRegistryObservedMethods }),
+        createMalformedRequestRejecter(),
+      ],
+    });
+    stack.defer(() => server.forceShutdown());
+    server.addService(
+      modelRegistryServiceDefinition,
+      createModelRegistryService({
+        registry,
+        extraStatus: () => workerStatus(workerPool),
+        uploadLimits: {
+          idleTimeoutMs: config.uploadIdleTimeoutMs ?? 0,
+          minRateBytesPerSecond: config.uploadMinRateBytesPerSecond ?? 0,
+          minRatePeriodMs: config.uploadMinRatePeriodMs ?? 10_000,
+        },
+        sendIdleTimeoutMs: config.sendIdleTimeoutMs ?? 0,
+        log: log.child({ module: "rpc" }),
+      }) as unknown as grpc.UntypedServiceImplementation,
+    );
+    const health = new HealthStatus(["", SERVICE_NAME], ServingStatus.NOT_SERVING);
+    server.addService(healthServiceDefinition, createHealthService(health) as unknown as grpc.UntypedServiceImplementation);
+    if (config.grpcReflection) {
+      // Loaded only when asked for: proto-loader and protobufjs cost start-up time otherwise.
+      const [{ loadSync }, { ReflectionService }] = await Promise.all([import("@grpc/proto-loader"), import("@grpc/reflection")]);
+      const definitions = loadSync(["cogment/api/model_registry.proto", "grpc/health/v1/health.proto"], {
+        includeDirs: [PROTO_DIR],
+        keepCase: true,
+      });
+      new ReflectionService(definitions).addToServer(server);
+    }
+
+    if (config.http2WindowBytes > 0) {
+      setStreamWindow(server, config.http2WindowBytes, log);
+    }
+    installPreFramedSending(log);
+    const port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(`${options.host}:${config.port}`, grpc.ServerCredentials.createInsecure(), (error, bound) =>
+        error ? reject(error) : resolve(bound),
+      );
+    });
+    if (config.http2WindowBytes > 0) {
+      setConnectionWindow(server, config.http2WindowBytes, log);
+    }
+    for (const problem of checkGrpcInternals(server)) {
+      log.error({ module: "grpc-internals", field: problem.field, grpcJsVersion, off: problem.feature }, describeGrpcInternalsProblem(problem));
+    }
+    const connections = watchConnections(server, config, metrics.peerLimits, log);
+    health.setAll(ServingStatus.SERVING);
+
+    const resources = stack.move();
+    return {
+      port,
+      sessionWindows: () => sessionWindows(server),
+      stopServing: () => health.shutdown(),
+      drain: () =>
+        new Promise<void>((resolve) => {
+          const force = setTimeout(() => {
+            log.warn({ graceMs: config.shutdownGraceMs }, "grace period over: cancelling the calls still running");
+            server.forceShutdown();
+            resolve();
+          }, config.shutdownGraceMs);
+          force.unref();
+          server.tryShutdown(() => {
+            clearTimeout(force);
+            resolve();
+          });
+          // tryShutdown waits for every connection to close; an idle one need not wait for its client.
+          connections?.closeWhenIdle();
+        }),
+      [Symbol.asyncDispose]: () => resources.disposeAsync(),
+    };
+  });
+}
+
+/** Per-peer limits and the prompt close of idle connections at shutdown (rpc/connection-guard.ts). */
+function watchConnections(server: grpc.Server, config: GrpcTransportConfig, counts: PeerLimitCounts, log: Logger): ConnectionGuard | undefined {
+  const http2Servers = grpcHttp2Servers(server);
+  if (http2Servers === undefined) {
+    log.warn("grpc-js internals changed: no per-address stream limits, and idle connections delay the shutdown");
+    return undefined;
+  }
+  const newStreamsPerSecond = config.peerNewStreamsPerSecond ?? 0;
+  const cancelledStreamsPerSecond = config.peerCancelledStreamsPerSecond ?? 0;
+  const limiter =
+    newStreamsPerSecond > 0 || cancelledStreamsPerSecond > 0
+      ? new PeerLimiter({ newStreamsPerSecond, cancelledStreamsPerSecond, banMs: config.peerBanMs ?? 0, maxPeers: MAX_TRACKED_PEERS })
+      : undefined;
+  return guardConnections(http2Servers, { limiter, counts, log: log.child({ module: "connections" }) });
+}
+
+function workerStatus(pool: WorkerPool): Record<string, string> {
+  const stats = pool.stats();
+  return {
+    worker_threads: String(stats.threads),
+    worker_queue: String(stats.queueSize),
+    worker_utilization: stats.utilization.toFixed(3),
+  };
+}
