@@ -194,7 +194,14 @@ describe("the server survives", () => {
     const fn = client.raw.RetrieveVersionData as (req: object) => ClientReadableStream<{ data_chunk: Buffer }>;
     const call = fn.call(client.raw, { model_id: "held", version_number: 1 });
     call.on("error", () => {});
-    await new Promise((resolve) => call.once("data", resolve));
+    // Paused after its first message, the reader cannot take the rest (flow control holds the
+    // server back), so it still holds the version when the model is deleted.
+    await new Promise<void>((resolve) =>
+      call.once("data", () => {
+        call.pause();
+        resolve();
+      }),
+    );
     // Deleting the model while the reader holds the data moves its bytes to "draining".
     await client.deleteModel("held");
     assert.notEqual((await client.status(["cache_draining_bytes"])).statuses.cache_draining_bytes, "0");
