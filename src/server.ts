@@ -39,6 +39,7 @@ export type ServerConfig = Pick<
   | "archiveDir"
   | "archiveS3"
   | "archiveS3ForcePathStyle"
+  | "archiveS3TimeoutMs"
   | "cacheMaxBytes"
   | "cacheExpirationMs"
   | "cachePruneCount"
@@ -102,7 +103,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
   let registry: Registry;
   let metricsEndpoint: MetricsEndpoint | undefined;
   const archiveS3 = config.archiveS3;
-  const s3Client = archiveS3 === undefined ? undefined : createS3Client({ forcePathStyle: config.archiveS3ForcePathStyle ?? false });
+  const s3Client = archiveS3 === undefined ? undefined : createS3Client({ forcePathStyle: config.archiveS3ForcePathStyle ?? false, idleTimeoutMs: config.archiveS3TimeoutMs });
   try {
     const onWarning = (message: string, details: Record<string, unknown>): void => log.warn({ module: "archive", ...details }, message);
     const archive =
