@@ -17,6 +17,8 @@ export interface PublisherTask {
   readonly chunkBytes: number;
   /** 0: back to back; otherwise start one publish every intervalMs. */
   readonly intervalMs: number;
+  /** Archived versions instead of transient ones. */
+  readonly archived?: boolean;
 }
 
 /** Which client reads version data: the e2e grpc-js client, or the lean node:http2 one (http2-data-reader.ts). */

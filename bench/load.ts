@@ -4,7 +4,7 @@
  *
  *   node dist/bench/load.js [group...] [--quick]
  *
- * Groups: publish, hash, broadcast, scaling, ceiling, metadata, window.
+ * Groups: publish, hash, broadcast, scaling, ceiling, metadata, window, s3.
  * run-all.ts runs these plus the micro-benchmarks and prints the summary table.
  *
  * Load generators are child processes (load-generator.ts); the thread that
@@ -24,12 +24,13 @@ import { waitForQuietMachine } from "./quiet-machine.js";
 import { type BroadcastScenario, runBroadcast } from "./scenario-broadcast.js";
 import { runCeiling } from "./scenario-ceiling.js";
 import { runMetadata } from "./scenario-metadata.js";
+import { runArchive, runFetchArchived } from "./scenario-archive.js";
 import { runPublish } from "./scenario-publish.js";
 import type { LoadOptions } from "./scenario-support.js";
 import { runWindow } from "./scenario-window.js";
 import { GIB, MIB } from "./server-process.js";
 
-export const LOAD_GROUPS = ["publish", "hash", "broadcast", "scaling", "ceiling", "metadata", "window"] as const;
+export const LOAD_GROUPS = ["publish", "hash", "broadcast", "scaling", "ceiling", "metadata", "window", "s3"] as const;
 export type LoadGroup = (typeof LOAD_GROUPS)[number];
 
 export interface ScenarioEntry {
@@ -107,6 +108,13 @@ export function loadScenarios(options: LoadOptions): ScenarioEntry[] {
     add("window", `window ${serverWindowBytes === 0 ? "before (64 KiB)" : "after (8 MiB)"}`, () =>
       runWindow(options, { versionBytes: (quick ? 16 : 64) * MIB, delayMs: 5, serverWindowBytes }),
     );
+  }
+  // The archive directory beside a bucket of the S3 test server (s3rver on loopback).
+  for (const store of ["directory", "s3"] as const) {
+    add("s3", `archive 16 MiB, ${store}`, () => runArchive(options, { store, versionBytes: 16 * MIB }));
+  }
+  for (const store of ["directory", "s3"] as const) {
+    add("s3", `fetch-archived 64 MiB, ${store}`, () => runFetchArchived(options, { store, versionBytes: 64 * MIB }));
   }
   return entries;
 }

@@ -1,4 +1,4 @@
-/** The learner: publishes transient versions, back to back or on a fixed period, until the window ends. */
+/** The learner: publishes versions (transient unless asked), back to back or on a fixed period, until the window ends. */
 import { randomFillSync } from "node:crypto";
 import { createBenchClient, errorText } from "./bench-client.js";
 import { sharedNow, sleepUntil } from "./clock.js";
@@ -33,7 +33,7 @@ export async function runPublisher(task: PublisherTask, window: MeasuredWindow, 
       }
       const startedAt = sharedNow();
       try {
-        const info = await client.publish(task.modelId, data, { chunkBytes: task.chunkBytes });
+        const info = await client.publish(task.modelId, data, { chunkBytes: task.chunkBytes, archived: task.archived ?? false });
         versions.push({ versionNumber: info.version_number, startedAt, repliedAt: sharedNow(), bytes: task.versionBytes });
       } catch (error) {
         if (stop.aborted) {

@@ -106,9 +106,32 @@ function row(record: BenchRecord, ceilingMBps: number): string[] {
         rss(m),
         `${fmt(m.hashMismatches)} mismatches`,
       ];
+    case "archive":
+      return [
+        "archive",
+        `${String(p.versionMiB)} MiB archived, 1 publisher, back to back; ${String(p.store)}`,
+        `${fmt(m.versionsPerSec)} versions/s · ${fmt(m.MBps)} MB/s`,
+        `CreateVersion ${fmt(m.latencyP50Ms)} / ${fmt(m.latencyP99Ms)}`,
+        ...resources,
+        `${fmt(m.errors)} errors${storeCpu(m)}`,
+      ];
+    case "fetch-archived":
+      return [
+        "fetch-archived",
+        `${String(p.versionMiB)} MiB archived, not cached, 1 client, back to back; ${String(p.store)}`,
+        `${fmt(m.MBps)} MB/s`,
+        `fetch ${fmt(m.fetchP50Ms)} / ${fmt(m.fetchP99Ms)}`,
+        ...resources,
+        `${fmt(m.hashMismatches)} mismatches${storeCpu(m)}`,
+      ];
     default:
       return [record.scenario, JSON.stringify(p), "", "", "", "", "", ""];
   }
+}
+
+/** The S3 test server's CPU (counted in "others" where no store column is): s per GB stored or served. */
+function storeCpu(m: Metrics): string {
+  return typeof m.storeCpuSecPerGB === "number" ? `; s3rver ${fmt(m.storeCpuSecPerGB)} CPU s/GB` : "";
 }
 
 function cpuPerGB(m: Metrics): string {

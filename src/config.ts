@@ -13,6 +13,8 @@ export interface Config {
   readonly archiveS3?: S3Location | undefined;
   /** Path-style S3 requests (`endpoint/bucket/key`), for stores without virtual-hosted buckets. */
   readonly archiveS3ForcePathStyle?: boolean;
+  /** Idle timeout of every S3 request (no byte sent or received for this long: the attempt fails and is retried). */
+  readonly archiveS3TimeoutMs?: number;
   readonly cacheMaxBytes: number;
   /** 0 disables expiration. */
   readonly cacheExpirationMs: number;
@@ -169,6 +171,20 @@ const ARCHIVE_S3_FORCE_PATH_STYLE: Variable<boolean> = {
   accepted: "a boolean: 1, t, T, TRUE, true, True, 0, f, F, FALSE, false or False",
   description: "Whether S3 requests put the bucket in the path (endpoint/bucket/key) rather than the host name, as MinIO and Ceph RGW often need",
   parse: (value) => boolean(value),
+};
+const ARCHIVE_S3_TIMEOUT: Variable<number> = {
+  name: `${PREFIX}ARCHIVE_S3_TIMEOUT`,
+  default: "1m",
+  accepted: `a positive Go duration such as 30s or 2m, at most 596h (${DURATION_UNITS})`,
+  description:
+    "How long one S3 request may go without a byte sent or received (waiting for the reply, or a pause in a download) before that attempt fails and is retried; with the attempts of AWS_MAX_ATTEMPTS (3), it bounds how long an archive call can hang on a stalled store",
+  parse: (value) => {
+    const ms = timerDuration(value);
+    if (ms < 1) {
+      throw new InvalidValue("shorter than 1ms");
+    }
+    return ms;
+  },
 };
 const CACHE_MAX_SIZE: Variable<number> = {
   name: `${PREFIX}VERSION_CACHE_MAX_SIZE`,
@@ -365,6 +381,7 @@ const VARIABLES = [
   ARCHIVE_DIR,
   ARCHIVE_URL,
   ARCHIVE_S3_FORCE_PATH_STYLE,
+  ARCHIVE_S3_TIMEOUT,
   CACHE_MAX_SIZE,
   CACHE_EXPIRATION,
   CACHE_TO_PRUNE_COUNT,
@@ -426,6 +443,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     archiveDir: read(ARCHIVE_DIR),
     archiveS3: read(ARCHIVE_URL),
     archiveS3ForcePathStyle: read(ARCHIVE_S3_FORCE_PATH_STYLE),
+    archiveS3TimeoutMs: read(ARCHIVE_S3_TIMEOUT),
     cacheMaxBytes: read(CACHE_MAX_SIZE),
     cacheExpirationMs: read(CACHE_EXPIRATION),
     cachePruneCount: read(CACHE_TO_PRUNE_COUNT),

@@ -21,7 +21,7 @@ const MEMORY_HEADROOM_BYTES = 96 * 1024 * 1024;
 
 export type CoreConfig = Pick<
   Config,
-  "archiveDir" | "archiveS3" | "archiveS3ForcePathStyle" | "cacheMaxBytes" | "cacheExpirationMs" | "cachePruneCount" | "sentChunkSize"
+  "archiveDir" | "archiveS3" | "archiveS3ForcePathStyle" | "archiveS3TimeoutMs" | "cacheMaxBytes" | "cacheExpirationMs" | "cachePruneCount" | "sentChunkSize"
 > &
   // Optional: without it versions have no size limit of their own.
   Partial<Pick<Config, "versionMaxBytes">>;
@@ -53,7 +53,7 @@ export async function openCore(config: CoreConfig, log: Logger, options: CoreOpt
   return startWithRollback(log, async (stack) => {
     const memoryGuard = createMemoryGuard(config.cacheMaxBytes + MEMORY_HEADROOM_BYTES, log);
     const archiveS3 = config.archiveS3;
-    const s3Client = archiveS3 === undefined ? undefined : createS3Client({ forcePathStyle: config.archiveS3ForcePathStyle ?? false });
+    const s3Client = archiveS3 === undefined ? undefined : createS3Client({ forcePathStyle: config.archiveS3ForcePathStyle ?? false, idleTimeoutMs: config.archiveS3TimeoutMs });
     if (s3Client !== undefined) {
       stack.defer(() => s3Client.destroy());
     }

@@ -24,6 +24,7 @@ export type ServerConfig = Pick<
   | "archiveDir"
   | "archiveS3"
   | "archiveS3ForcePathStyle"
+  | "archiveS3TimeoutMs"
   | "cacheMaxBytes"
   | "cacheExpirationMs"
   | "cachePruneCount"

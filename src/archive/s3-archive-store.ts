@@ -387,7 +387,14 @@ export function createS3ArchiveStore(options: S3ArchiveStoreOptions): ArchiveSto
       const key = keys.versionData(modelId, versionNumber);
       try {
         const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-        return createS3VersionReader({ client, bucket, key, size: head.ContentLength ?? 0, etag: head.ETag });
+        return createS3VersionReader({
+          client,
+          bucket,
+          key,
+          size: head.ContentLength ?? 0,
+          etag: head.ETag,
+          onResume: (details) => warn("resuming an archive read whose response broke", details),
+        });
       } catch (error) {
         if (isNotFound(error)) {
           throw notFound(`no archived data for version ${versionNumber} of model "${modelId}"`);

@@ -40,6 +40,8 @@ process.once("exit", killAllS3TestServers);
 export interface S3TestServer {
   readonly endpoint: string;
   readonly port: number;
+  /** Its process id (benchmarks read its CPU time). */
+  readonly pid: number;
   /** Where s3rver keeps its buckets (its own format, not an archive directory). */
   readonly directory: string;
   /** A client of the official SDK for this server (path-style, test credentials). */
@@ -90,6 +92,7 @@ export async function startS3TestServer(buckets: readonly string[], timeoutMs = 
   return {
     endpoint,
     port,
+    pid: child.pid as number,
     directory,
     client: (options = {}) =>
       new S3Client({
