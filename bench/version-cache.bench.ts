@@ -7,7 +7,7 @@
  *   latest; with and without spares (reserveReusing, the value of the evicted entry reused).
  * Each sample runs a batch of calls; the metric is the median ns per call. JSON lines on stdout.
  *
- *   node dist/bench/version-cache.bench.js [--quick]
+ *   node dist/bench/version-cache.bench.js [--quick] [--call=get,acquire/release]
  */
 import { pathToFileURL } from "node:url";
 import { Bench } from "tinybench";
@@ -92,13 +92,20 @@ const CASES: readonly Case[] = [
   { name: "reserveReusing/insert/evict", setup: () => publishers(true) },
 ];
 
-export async function runVersionCacheBench(options: { readonly quick: boolean }): Promise<BenchRecord[]> {
+export async function runVersionCacheBench(options: {
+  readonly quick: boolean;
+  /** The calls to measure (names as in the output); all when absent. */
+  readonly calls?: readonly string[];
+}): Promise<BenchRecord[]> {
   const bench = new Bench({
     time: options.quick ? 300 : 1500,
     warmupTime: options.quick ? 50 : 300,
     throws: true,
   });
   for (const benchCase of CASES) {
+    if (options.calls !== undefined && !options.calls.includes(benchCase.name)) {
+      continue;
+    }
     bench.add(benchCase.name, benchCase.setup());
   }
   await bench.run();
@@ -116,7 +123,9 @@ export async function runVersionCacheBench(options: { readonly quick: boolean })
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  for (const record of await runVersionCacheBench({ quick: process.argv.includes("--quick") })) {
+  const callArgument = process.argv.find((argument) => argument.startsWith("--call="));
+  const calls = callArgument === undefined ? undefined : callArgument.slice("--call=".length).split(",");
+  for (const record of await runVersionCacheBench({ quick: process.argv.includes("--quick"), ...(calls === undefined ? {} : { calls }) })) {
     process.stdout.write(`${toJsonLine(record)}\n`);
   }
 }
