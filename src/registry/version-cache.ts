@@ -102,6 +102,7 @@ export interface VersionCacheStats {
   readonly pinnedEntries: number;
   readonly evictions: { readonly size: number; readonly expired: number };
 }
+
 const MIN_SWEEP_INTERVAL_MS = 50;
 const MAX_SWEEP_INTERVAL_MS = 30_000;
 
