@@ -30,13 +30,22 @@
  * change it reports is complete. It may call back into the cache; it should not throw (if it does, the
  * error propagates from the call that triggered the eviction, the account stays consistent, and the
  * remaining notifications of that batch are dropped).
+ *
+ * This class is the facade and the room-making policy (what to drop or evict, in which order, and when
+ * to give up); each concern has one owner behind it: the byte account, reservations and leases
+ * (cache-ledger.ts), the spares and their expiry timer (spare-values.ts), the index with its recency
+ * and insertion lists, eviction and notifications (cache-index.ts, on intrusive-list.ts), and the
+ * entry they share (cache-entry.ts).
  */
 import { performance } from "node:perf_hooks";
 
 import { resourceExhausted } from "../errors/index.js";
+import { CacheIndex, type EvictionReason } from "./cache-index.js";
+import { CacheLedger, type Lease, type Reservation } from "./cache-ledger.js";
 import { SpareValues } from "./spare-values.js";
 
-export type EvictionReason = "size" | "expired";
+export type { EvictionReason } from "./cache-index.js";
+export type { Lease, Reservation } from "./cache-ledger.js";
 
 /**
  * Memory a cached version costs besides its encoded bytes, charged to the budget with each one so
@@ -77,23 +86,6 @@ export interface VersionCacheOptions {
   entryOverheadBytes?: number;
 }
 
-/** Bytes counted against the budget for work in progress. */
-export interface Reservation {
-  readonly bytes: number;
-  /** Returns the bytes to the budget; idempotent; a no-op once the reservation was inserted. */
-  release(): void;
-}
-
-/** A reader's hold on a cached value: its bytes stay counted until released. */
-export interface Lease<V> {
-  readonly value: V;
-  /**
-   * Idempotent. `mayStillBeRead`: something the cache does not see (a socket write not yet confirmed)
-   * may still read the value's memory; the value is then never reused as a spare.
-   */
-  release(mayStillBeRead?: boolean): void;
-}
-
 export interface VersionCacheStats {
   readonly maxBytes: number;
   /** entryBytes + reservedBytes + drainingBytes. */
@@ -111,216 +103,8 @@ export interface VersionCacheStats {
   readonly evictions: { readonly size: number; readonly expired: number };
 }
 
-const LIVE = 0;
-const DRAINING = 1;
-const DEAD = 2;
-type EntryState = typeof LIVE | typeof DRAINING | typeof DEAD;
-
 const MIN_SWEEP_INTERVAL_MS = 50;
 const MAX_SWEEP_INTERVAL_MS = 30_000;
-
-class Entry<V> {
-  readonly modelId: string;
-  readonly versionNumber: number;
-  readonly value: V;
-  readonly bytes: number;
-  readonly insertedAt: number;
-  pinned: boolean;
-  /** Recency stamp: larger = used more recently. */
-  tick: number;
-  leases: number;
-  /** False once a lease was released while its memory might still be read (never reuse it). */
-  reusable: boolean;
-  state: EntryState;
-  /** LRU list links (the pinned or the unpinned list); prev = less recently used. */
-  prev: Entry<V> | null;
-  next: Entry<V> | null;
-  /** Insertion-order list links (all live entries), for the expiry sweep. */
-  insPrev: Entry<V> | null;
-  insNext: Entry<V> | null;
-
-  constructor(
-    modelId: string,
-    versionNumber: number,
-    value: V,
-    bytes: number,
-    insertedAt: number,
-    pinned: boolean,
-    tick: number,
-  ) {
-    this.modelId = modelId;
-    this.versionNumber = versionNumber;
-    this.value = value;
-    this.bytes = bytes;
-    this.insertedAt = insertedAt;
-    this.pinned = pinned;
-    this.tick = tick;
-    this.leases = 0;
-    this.reusable = true;
-    this.state = LIVE;
-    this.prev = null;
-    this.next = null;
-    this.insPrev = null;
-    this.insNext = null;
-  }
-}
-
-/** `from`, or the first entry after it in its LRU list, that no reader holds; null if none. */
-function firstUnleased<V>(from: Entry<V> | null): Entry<V> | null {
-  let entry = from;
-  while (entry !== null && entry.leases > 0) {
-    entry = entry.next;
-  }
-  return entry;
-}
-
-/** Intrusive doubly linked list through Entry.prev/next; head = least recently used. */
-class LruList<V> {
-  head: Entry<V> | null = null;
-  tail: Entry<V> | null = null;
-
-  append(entry: Entry<V>): void {
-    entry.next = null;
-    entry.prev = this.tail;
-    if (this.tail === null) {
-      this.head = entry;
-    } else {
-      this.tail.next = entry;
-    }
-    this.tail = entry;
-  }
-
-  remove(entry: Entry<V>): void {
-    if (entry.prev === null) {
-      this.head = entry.next;
-    } else {
-      entry.prev.next = entry.next;
-    }
-    if (entry.next === null) {
-      this.tail = entry.prev;
-    } else {
-      entry.next.prev = entry.prev;
-    }
-    entry.prev = null;
-    entry.next = null;
-  }
-
-  moveToBack(entry: Entry<V>): void {
-    if (this.tail !== entry) {
-      this.remove(entry);
-      this.append(entry);
-    }
-  }
-
-  /** Inserts keeping the list sorted by tick (scans from the most recently used end). */
-  insertByTick(entry: Entry<V>): void {
-    let after = this.tail;
-    while (after !== null && after.tick > entry.tick) {
-      after = after.prev;
-    }
-    if (after === null) {
-      entry.prev = null;
-      entry.next = this.head;
-      if (this.head === null) {
-        this.tail = entry;
-      } else {
-        this.head.prev = entry;
-      }
-      this.head = entry;
-    } else {
-      entry.prev = after;
-      entry.next = after.next;
-      if (after.next === null) {
-        this.tail = entry;
-      } else {
-        after.next.prev = entry;
-      }
-      after.next = entry;
-    }
-  }
-}
-
-/** The byte counters, shared with the reservations and leases handed out. */
-class Ledger {
-  readonly maxBytes: number;
-  entryBytes: number;
-  reservedBytes: number;
-  drainingBytes: number;
-  spareBytes: number;
-  /** The part of entryBytes whose entries are under lease (evicting them would not free anything). */
-  leasedEntryBytes: number;
-  /** Called when an entry's bytes stop being counted as entry or draining bytes. */
-  readonly retire: (entry: Entry<never>) => void;
-
-  constructor(maxBytes: number, retire: (entry: Entry<never>) => void) {
-    this.maxBytes = maxBytes;
-    this.entryBytes = 0;
-    this.reservedBytes = 0;
-    this.drainingBytes = 0;
-    this.spareBytes = 0;
-    this.leasedEntryBytes = 0;
-    this.retire = retire;
-  }
-
-  usedBytes(): number {
-    return this.entryBytes + this.reservedBytes + this.drainingBytes + this.spareBytes;
-  }
-
-  leaseReleased(entry: Entry<never>, mayStillBeRead: boolean): void {
-    entry.leases -= 1;
-    if (mayStillBeRead) {
-      entry.reusable = false;
-    }
-    if (entry.leases === 0) {
-      if (entry.state === LIVE) {
-        this.leasedEntryBytes -= entry.bytes;
-      } else if (entry.state === DRAINING) {
-        this.drainingBytes -= entry.bytes;
-        entry.state = DEAD;
-        this.retire(entry);
-      }
-    }
-  }
-}
-
-class CacheReservation implements Reservation {
-  readonly bytes: number;
-  /** null once released or consumed by insert. */
-  ledger: Ledger | null;
-
-  constructor(ledger: Ledger, bytes: number) {
-    this.bytes = bytes;
-    this.ledger = ledger;
-  }
-
-  release(): void {
-    const ledger = this.ledger;
-    if (ledger !== null) {
-      this.ledger = null;
-      ledger.reservedBytes -= this.bytes;
-    }
-  }
-}
-
-class CacheLease<V> implements Lease<V> {
-  readonly value: V;
-  private entry: Entry<V> | null;
-  private readonly ledger: Ledger;
-
-  constructor(ledger: Ledger, entry: Entry<V>) {
-    this.value = entry.value;
-    this.entry = entry;
-    this.ledger = ledger;
-  }
-
-  release(mayStillBeRead = false): void {
-    const entry = this.entry;
-    if (entry !== null) {
-      this.entry = null;
-      this.ledger.leaseReleased(entry as Entry<never>, mayStillBeRead);
-    }
-  }
-}
 
 function checkBytes(value: number, what: string): void {
   if (!Number.isSafeInteger(value) || value < 0) {
@@ -329,31 +113,14 @@ function checkBytes(value: number, what: string): void {
 }
 
 export class VersionCache<V> {
-  readonly #ledger: Ledger;
+  readonly #ledger: CacheLedger<V>;
+  readonly #index: CacheIndex<V>;
+  readonly #spares: SpareValues<V> | undefined;
   readonly #expirationMs: number;
   readonly #pruneCount: number;
   readonly #now: () => number;
-  readonly #onEvict: ((modelId: string, versionNumber: number, reason: EvictionReason) => void) | undefined;
-  readonly #index: Map<string, Map<number, Entry<V>>>;
-  readonly #unpinned: LruList<V>;
-  readonly #pinned: LruList<V>;
-  #insHead: Entry<V> | null;
-  #insTail: Entry<V> | null;
-  #entries: number;
-  #pinnedEntries: number;
-  #tick: number;
-  #sizeEvictions: number;
-  #expiredEvictions: number;
-  /** Evicted entries whose onEvict notification is pending (parallel arrays). */
-  readonly #pendingEntries: Entry<V>[];
-  readonly #pendingReasons: EvictionReason[];
-  #notifying: boolean;
-  #timer: NodeJS.Timeout | undefined;
-  readonly #spares: SpareValues<V> | undefined;
-  readonly #spareMaxAgeMs: number;
-  #spareTimer: NodeJS.Timeout | undefined;
-  #reuses: number;
   readonly #overhead: number;
+  #timer: NodeJS.Timeout | undefined;
 
   constructor(options: VersionCacheOptions) {
     checkBytes(options.maxBytes, "maxBytes");
@@ -374,28 +141,16 @@ export class VersionCache<V> {
     const overhead = options.entryOverheadBytes ?? 0;
     checkBytes(overhead, "entryOverheadBytes");
     this.#overhead = overhead;
-    this.#ledger = new Ledger(options.maxBytes, (entry) => this.#retire(entry as Entry<V>));
-    this.#spares = spareMaxAge === undefined ? undefined : new SpareValues<V>();
-    this.#spareMaxAgeMs = spareMaxAge ?? 0;
-    this.#spareTimer = undefined;
-    this.#reuses = 0;
     this.#expirationMs = options.expirationMs;
     this.#pruneCount = options.pruneCount;
     this.#now = options.now ?? performance.now.bind(performance);
-    this.#onEvict = options.onEvict;
-    this.#index = new Map();
-    this.#unpinned = new LruList();
-    this.#pinned = new LruList();
-    this.#insHead = null;
-    this.#insTail = null;
-    this.#entries = 0;
-    this.#pinnedEntries = 0;
-    this.#tick = 0;
-    this.#sizeEvictions = 0;
-    this.#expiredEvictions = 0;
-    this.#pendingEntries = [];
-    this.#pendingReasons = [];
-    this.#notifying = false;
+    this.#spares = spareMaxAge === undefined ? undefined : new SpareValues<V>({ maxAgeMs: spareMaxAge, now: this.#now });
+    this.#ledger = new CacheLedger(options.maxBytes, this.#spares);
+    this.#index = new CacheIndex(this.#ledger, {
+      expirationMs: options.expirationMs,
+      now: this.#now,
+      onEvict: options.onEvict,
+    });
     this.#timer = undefined;
 
     if (options.expirationMs > 0) {
@@ -431,11 +186,10 @@ export class VersionCache<V> {
         `cannot hold ${bytes} bytes: the version cache budget (COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE) is ${ledger.maxBytes} bytes`,
       );
     }
-    if (ledger.usedBytes() + bytes > ledger.maxBytes) {
-      this.#makeRoom(bytes);
+    if (!ledger.fits(bytes)) {
+      this.#makeRoom(bytes, false);
     }
-    ledger.reservedBytes += bytes;
-    return new CacheReservation(ledger, bytes);
+    return ledger.reserve(bytes);
   }
 
   /**
@@ -451,22 +205,16 @@ export class VersionCache<V> {
       return { reservation: this.reserve(dataBytes), reused: undefined };
     }
     const bytes = dataBytes + this.#overhead;
-    this.#dropOldSpares();
+    spares.dropExpired();
     let reused = spares.take(bytes);
-    if (reused === undefined && bytes <= ledger.maxBytes && ledger.usedBytes() + bytes > ledger.maxBytes) {
+    if (reused === undefined && bytes <= ledger.maxBytes && !ledger.fits(bytes)) {
       // Evicting for room may retire an entry of this very size: take it rather than drop it.
-      this.#makeRoom(bytes, () => {
-        reused = spares.take(bytes);
-        return reused !== undefined;
-      });
+      reused = this.#makeRoom(bytes, true);
     }
     if (reused === undefined) {
       return { reservation: this.reserve(dataBytes), reused: undefined };
     }
-    ledger.spareBytes -= bytes;
-    ledger.reservedBytes += bytes;
-    this.#reuses += 1;
-    return { reservation: new CacheReservation(ledger, bytes), reused };
+    return { reservation: ledger.reserve(bytes), reused };
   }
 
   /**
@@ -482,63 +230,17 @@ export class VersionCache<V> {
     value: V,
     options?: { pinned?: boolean },
   ): void {
-    const ledger = this.#ledger;
-    if (!(reservation instanceof CacheReservation) || reservation.ledger !== ledger) {
-      throw new Error("insert needs an active reservation of this version cache (released, inserted or foreign)");
-    }
-    reservation.ledger = null;
-    ledger.reservedBytes -= reservation.bytes;
-
-    let versions = this.#index.get(modelId);
-    if (versions === undefined) {
-      versions = new Map();
-      this.#index.set(modelId, versions);
-    } else {
-      const previous = versions.get(versionNumber);
-      if (previous !== undefined) {
-        this.#remove(previous);
-        // #remove drops the model's map when it becomes empty.
-        if (versions.size === 0) {
-          this.#index.set(modelId, versions);
-        }
-      }
-    }
-
-    const pinned = options?.pinned === true;
-    const entry = new Entry(
-      modelId,
-      versionNumber,
-      value,
-      reservation.bytes,
-      this.#expirationMs > 0 ? this.#now() : 0,
-      pinned,
-      ++this.#tick,
-    );
-    versions.set(versionNumber, entry);
-    ledger.entryBytes += entry.bytes;
-    this.#entries += 1;
-    if (pinned) {
-      this.#pinnedEntries += 1;
-      this.#pinned.append(entry);
-    } else {
-      this.#unpinned.append(entry);
-    }
-    entry.insPrev = this.#insTail;
-    if (this.#insTail === null) {
-      this.#insHead = entry;
-    } else {
-      this.#insTail.insNext = entry;
-    }
-    this.#insTail = entry;
+    const bytes = this.#ledger.consume(reservation);
+    this.#index.insert(modelId, versionNumber, value, bytes, options?.pinned === true);
   }
 
   /** The cached value, marked most recently used; undefined if absent or expired (then evicted). */
   get(modelId: string, versionNumber: number): V | undefined {
-    const entry = this.#lookup(modelId, versionNumber);
+    const entry = this.#index.lookup(modelId, versionNumber);
     if (entry === undefined) {
       return undefined;
     }
-    this.#touch(entry);
+    this.#index.touch(entry);
     return entry.value;
   }
 
@@ -547,21 +249,17 @@ export class VersionCache<V> {
    * drainingBytes once the entry has left the index.
    */
   acquire(modelId: string, versionNumber: number): Lease<V> | undefined {
-    const entry = this.#lookup(modelId, versionNumber);
+    const entry = this.#index.lookup(modelId, versionNumber);
     if (entry === undefined) {
       return undefined;
     }
-    this.#touch(entry);
-    entry.leases += 1;
-    if (entry.leases === 1) {
-      this.#ledger.leasedEntryBytes += entry.bytes;
-    }
-    return new CacheLease(this.#ledger, entry);
+    this.#index.touch(entry);
+    return this.#ledger.lease(entry);
   }
 
   /** Whether the entry is cached (no LRU touch; an expired entry is evicted and reported absent). */
   has(modelId: string, versionNumber: number): boolean {
-    return this.#lookup(modelId, versionNumber) !== undefined;
+    return this.#index.lookup(modelId, versionNumber) !== undefined;
   }
 
   /**
@@ -569,52 +267,37 @@ export class VersionCache<V> {
    * its recency. No-op if absent (an expired entry is evicted first, so it is absent).
    */
   setPinned(modelId: string, versionNumber: number, pinned: boolean): void {
-    const entry = this.#lookup(modelId, versionNumber);
-    if (entry === undefined || entry.pinned === pinned) {
-      return;
+    const entry = this.#index.lookup(modelId, versionNumber);
+    if (entry !== undefined) {
+      this.#index.setPinned(entry, pinned);
     }
-    if (pinned) {
-      this.#unpinned.remove(entry);
-      this.#pinned.insertByTick(entry);
-      this.#pinnedEntries += 1;
-    } else {
-      this.#pinned.remove(entry);
-      this.#unpinned.insertByTick(entry);
-      this.#pinnedEntries -= 1;
-    }
-    entry.pinned = pinned;
   }
 
   /** Removes the entry (no onEvict); under lease its bytes drain. Deleted data is freed, never kept as a spare. */
   delete(modelId: string, versionNumber: number): void {
-    const entry = this.#index.get(modelId)?.get(versionNumber);
+    const entry = this.#index.find(modelId, versionNumber);
     if (entry !== undefined) {
       entry.reusable = false;
-      this.#remove(entry);
+      this.#index.remove(entry);
     }
   }
 
   /** Removes all entries of the model (no onEvict); like delete, frees their data. */
   deleteModel(modelId: string): void {
-    const versions = this.#index.get(modelId);
-    if (versions !== undefined) {
-      for (const entry of [...versions.values()]) {
-        entry.reusable = false;
-        this.#remove(entry);
-      }
-    }
+    this.#index.removeModel(modelId);
   }
 
   /** Evicts every expired (unpinned) entry, oldest first, with onEvict(..., "expired"). */
   sweepExpired(): void {
     if (this.#expirationMs > 0) {
-      this.#collectExpired(this.#now());
-      this.#notify();
+      this.#index.evictExpired(this.#now());
+      this.#index.notify();
     }
   }
 
   stats(): VersionCacheStats {
     const ledger = this.#ledger;
+    const index = this.#index;
     return {
       maxBytes: ledger.maxBytes,
       usedBytes: ledger.usedBytes(),
@@ -623,10 +306,10 @@ export class VersionCache<V> {
       drainingBytes: ledger.drainingBytes,
       spareBytes: ledger.spareBytes,
       spares: this.#spares?.count ?? 0,
-      reuses: this.#reuses,
-      entries: this.#entries,
-      pinnedEntries: this.#pinnedEntries,
-      evictions: { size: this.#sizeEvictions, expired: this.#expiredEvictions },
+      reuses: this.#spares?.reuses ?? 0,
+      entries: index.entries,
+      pinnedEntries: index.pinnedEntries,
+      evictions: { size: index.sizeEvictions, expired: index.expiredEvictions },
     };
   }
 
@@ -636,213 +319,44 @@ export class VersionCache<V> {
       clearInterval(this.#timer);
       this.#timer = undefined;
     }
-    if (this.#spares !== undefined) {
-      this.#ledger.spareBytes -= this.#spares.clear();
-    }
-    this.#stopSpareTimer();
-  }
-
-  /** An entry's bytes left the entry/draining buckets: keep its value as a spare if it may be reused. */
-  #retire(entry: Entry<V>): void {
-    const spares = this.#spares;
-    if (spares === undefined || !entry.reusable) {
-      return;
-    }
-    spares.add(entry.bytes, entry.value, this.#now());
-    this.#ledger.spareBytes += entry.bytes;
-    if (this.#spareTimer === undefined) {
-      this.#spareTimer = setInterval(() => this.#dropOldSpares(), this.#spareMaxAgeMs);
-      this.#spareTimer.unref();
-    }
-  }
-
-  #dropOldSpares(): void {
-    const spares = this.#spares;
-    if (spares !== undefined && spares.count > 0) {
-      this.#ledger.spareBytes -= spares.dropOlderThan(this.#now() - this.#spareMaxAgeMs);
-    }
-    if (spares === undefined || spares.count === 0) {
-      this.#stopSpareTimer();
-    }
-  }
-
-  #stopSpareTimer(): void {
-    if (this.#spareTimer !== undefined) {
-      clearInterval(this.#spareTimer);
-      this.#spareTimer = undefined;
-    }
-  }
-
-  /** The live entry, or undefined; an expired one is evicted (and reported) on the way. */
-  #lookup(modelId: string, versionNumber: number): Entry<V> | undefined {
-    const entry = this.#index.get(modelId)?.get(versionNumber);
-    if (entry === undefined) {
-      return undefined;
-    }
-    if (this.#expirationMs > 0 && !entry.pinned && this.#now() - entry.insertedAt > this.#expirationMs) {
-      this.#evict(entry, "expired");
-      this.#notify();
-      return undefined;
-    }
-    return entry;
-  }
-
-  #touch(entry: Entry<V>): void {
-    entry.tick = ++this.#tick;
-    (entry.pinned ? this.#pinned : this.#unpinned).moveToBack(entry);
+    this.#spares?.clear();
   }
 
   /**
-   * Drops spares, then evicts, until `bytes` more fit; `tookSpare` (reserveReusing) is asked first at
-   * every step and ends the work when it took a spare of the right size.
+   * Drops spares, then evicts, until `bytes` more fit. With `reuse`, a spare of exactly `bytes` is
+   * looked for first at every step (evictions may have just made one) and returned, ending the work.
    */
-  #makeRoom(bytes: number, tookSpare?: () => boolean): void {
+  #makeRoom(bytes: number, reuse: boolean): V | undefined {
     const ledger = this.#ledger;
-    if (!this.#canFit(bytes)) {
-      throw this.#exhausted(bytes);
+    const index = this.#index;
+    const spares = this.#spares;
+    if (!ledger.couldFit(bytes)) {
+      throw ledger.exhausted(bytes);
     }
     if (this.#expirationMs > 0) {
-      this.#collectExpired(this.#now());
-      this.#notify();
+      index.evictExpired(this.#now());
+      index.notify();
     }
-    while (ledger.usedBytes() + bytes > ledger.maxBytes) {
-      if (tookSpare?.() === true) {
-        return;
-      }
-      // Checked again because onEvict may have called back into the cache.
-      if (!this.#canFit(bytes)) {
-        throw this.#exhausted(bytes);
-      }
-      if (ledger.spareBytes > 0 && this.#spares !== undefined) {
-        ledger.spareBytes -= this.#spares.dropOldest();
-        continue;
-      }
-      // Entries under lease are passed over: evicting one frees nothing (its bytes only drain) and
-      // takes a version out of reach while it is being read, the fan-out case.
-      let victim = firstUnleased(this.#unpinned.head) ?? firstUnleased(this.#pinned.head);
-      if (victim === null) {
-        throw this.#exhausted(bytes); // unreachable: #canFit counts only unleased entries as evictable
-      }
-      // Other versions go by batches of the prune count; the latest versions (pinned) one at a time,
-      // only as many as needed. A batch never leaves its list.
-      for (let n = victim.pinned ? 1 : this.#pruneCount; n > 0 && victim !== null; n -= 1) {
-        const following: Entry<V> | null = firstUnleased(victim.next);
-        this.#evict(victim, "size");
-        victim = following;
-      }
-      this.#notify();
-    }
-  }
-
-  /**
-   * Whether evicting every entry would make room: entries under lease would only move to draining, so
-   * what cannot be freed is reserved + draining + leased entry bytes.
-   */
-  #canFit(bytes: number): boolean {
-    const ledger = this.#ledger;
-    return bytes + ledger.reservedBytes + ledger.drainingBytes + ledger.leasedEntryBytes <= ledger.maxBytes;
-  }
-
-  #exhausted(bytes: number): Error {
-    const ledger = this.#ledger;
-    const used = ledger.usedBytes();
-    const evictable = ledger.entryBytes - ledger.leasedEntryBytes + ledger.spareBytes;
-    return resourceExhausted(
-      `cannot reserve ${bytes} bytes: the version cache budget (COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE) is ${ledger.maxBytes} bytes ` +
-        `and ${used} are used, of which only ${evictable} can be evicted ` +
-        `(${ledger.reservedBytes} reserved, ${ledger.drainingBytes} draining, ${ledger.leasedEntryBytes} in entries being read)`,
-    );
-  }
-
-  /** Evicts expired entries (structure and counters only; notifications stay pending). */
-  #collectExpired(now: number): void {
-    const limit = this.#expirationMs;
-    let entry = this.#insHead;
-    // Insertion order is insertedAt order (monotonic clock): stop at the first entry that is too young.
-    while (entry !== null && now - entry.insertedAt > limit) {
-      const next = entry.insNext;
-      if (!entry.pinned) {
-        this.#evict(entry, "expired");
-      }
-      entry = next;
-    }
-  }
-
-  #evict(entry: Entry<V>, reason: EvictionReason): void {
-    this.#remove(entry);
-    if (reason === "size") {
-      this.#sizeEvictions += 1;
-    } else {
-      this.#expiredEvictions += 1;
-    }
-    if (this.#onEvict !== undefined) {
-      this.#pendingEntries.push(entry);
-      this.#pendingReasons.push(reason);
-    }
-  }
-
-  /** Delivers pending onEvict notifications, in eviction order (re-entrant calls append to the queue). */
-  #notify(): void {
-    const onEvict = this.#onEvict;
-    if (onEvict === undefined || this.#notifying) {
-      return;
-    }
-    const entries = this.#pendingEntries;
-    const reasons = this.#pendingReasons;
-    this.#notifying = true;
-    try {
-      for (let i = 0; i < entries.length; i += 1) {
-        const entry = entries[i];
-        const reason = reasons[i];
-        if (entry !== undefined && reason !== undefined) {
-          onEvict(entry.modelId, entry.versionNumber, reason);
+    while (!ledger.fits(bytes)) {
+      if (reuse && spares !== undefined) {
+        const spare = spares.take(bytes);
+        if (spare !== undefined) {
+          return spare;
         }
       }
-    } finally {
-      entries.length = 0;
-      reasons.length = 0;
-      this.#notifying = false;
-    }
-  }
-
-  /** Takes the entry out of the index and lists; its bytes are freed, or drain while leased. */
-  #remove(entry: Entry<V>): void {
-    const versions = this.#index.get(entry.modelId);
-    if (versions !== undefined) {
-      versions.delete(entry.versionNumber);
-      if (versions.size === 0) {
-        this.#index.delete(entry.modelId);
+      // Checked again because onEvict may have called back into the cache.
+      if (!ledger.couldFit(bytes)) {
+        throw ledger.exhausted(bytes);
       }
+      if (spares !== undefined && spares.bytes > 0) {
+        spares.dropOldest();
+        continue;
+      }
+      if (!index.evictForRoom(this.#pruneCount)) {
+        throw ledger.exhausted(bytes); // unreachable: couldFit counts only unleased entries as evictable
+      }
+      index.notify();
     }
-    if (entry.pinned) {
-      this.#pinned.remove(entry);
-      this.#pinnedEntries -= 1;
-    } else {
-      this.#unpinned.remove(entry);
-    }
-    if (entry.insPrev === null) {
-      this.#insHead = entry.insNext;
-    } else {
-      entry.insPrev.insNext = entry.insNext;
-    }
-    if (entry.insNext === null) {
-      this.#insTail = entry.insPrev;
-    } else {
-      entry.insNext.insPrev = entry.insPrev;
-    }
-    entry.insPrev = null;
-    entry.insNext = null;
-    this.#entries -= 1;
-
-    const ledger = this.#ledger;
-    ledger.entryBytes -= entry.bytes;
-    if (entry.leases > 0) {
-      ledger.leasedEntryBytes -= entry.bytes;
-      ledger.drainingBytes += entry.bytes;
-      entry.state = DRAINING;
-    } else {
-      entry.state = DEAD;
-      this.#retire(entry);
-    }
+    return undefined;
   }
 }
