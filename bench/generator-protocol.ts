@@ -5,6 +5,7 @@
  * parent → child: task, then start (the measured window), optionally stop
  * child → parent: ready (connected, maybe with a port), then result or failed
  */
+import type { SmallCall } from "./small-requests.js";
 
 export type ReaderMode = "poll" | "update";
 
@@ -43,6 +44,20 @@ export interface MetadataTask {
   readonly count: number;
 }
 
+/** Small calls in a tight loop, each client on its own connection (small-call-clients.ts). */
+export interface SmallCallsTask {
+  readonly role: "small-calls";
+  readonly address: string;
+  readonly call: SmallCall;
+  /** The model read ("infos") or published to ("create-version"); "create-model" updates `${modelId}-${client index}`. */
+  readonly modelId: string;
+  readonly count: number;
+  /** Index of this process's first client (client indexes are unique across processes). */
+  readonly firstClient: number;
+  /** Data bytes of each version ("create-version"). */
+  readonly bodyBytes: number;
+}
+
 /** Connects to the source and counts bytes. */
 export interface TcpSinkTask {
   readonly role: "tcp-sink";
@@ -76,7 +91,7 @@ export interface TransferTask {
   readonly downloadWithDefaultWindow: boolean;
 }
 
-export type GeneratorTask = PublisherTask | ReadersTask | MetadataTask | TcpSinkTask | TcpSourceTask | ProxyTask | TransferTask;
+export type GeneratorTask = PublisherTask | ReadersTask | MetadataTask | SmallCallsTask | TcpSinkTask | TcpSourceTask | ProxyTask | TransferTask;
 
 export interface MeasuredWindow {
   readonly windowStart: number;
@@ -131,6 +146,14 @@ export interface MetadataResult {
   readonly firstError: string | undefined;
 }
 
+export interface SmallCallsResult {
+  readonly role: "small-calls";
+  /** Latency of each call that completed inside the window. */
+  readonly latenciesMs: readonly number[];
+  readonly errors: number;
+  readonly firstError: string | undefined;
+}
+
 export interface TcpSinkResult {
   readonly role: "tcp-sink";
   readonly bytes: number;
@@ -168,6 +191,7 @@ export type GeneratorResult =
   | PublisherResult
   | ReadersResult
   | MetadataResult
+  | SmallCallsResult
   | TcpSinkResult
   | TcpSourceResult
   | ProxyResult

@@ -22,6 +22,7 @@ import {
 } from "./generator-protocol.js";
 import { runMetadataClients } from "./metadata-clients.js";
 import { runPublisher } from "./publisher.js";
+import { runSmallCallClients } from "./small-call-clients.js";
 import { runReaders } from "./readers.js";
 import { startTcpSink, startTcpSource } from "./tcp-ceiling.js";
 import { runTransfer } from "./transfer.js";
@@ -50,6 +51,8 @@ async function prepare(task: GeneratorTask): Promise<Prepared> {
       return { port: undefined, run: (window, stop) => runReaders(task, window, stop) };
     case "metadata":
       return { port: undefined, run: (window, stop) => runMetadataClients(task, window, stop) };
+    case "small-calls":
+      return { port: undefined, run: (window, stop) => runSmallCallClients(task, window, stop) };
     case "transfer":
       return { port: undefined, run: (_window, stop) => runTransfer(task, stop) };
     case "tcp-source": {

@@ -50,7 +50,7 @@ function row(record: BenchRecord, ceilingMBps: number): string[] {
     case "publish":
       return [
         "publish",
-        `${String(p.versionMiB)} MiB, 1 publisher, back to back; ${p.server === "main" ? "main.js" : "launcher"}, ${String(p.sha256)}`,
+        `${String(p.versionMiB)} MiB, ${String(p.publishers ?? 1)} publisher(s), back to back; ${p.server === "main" ? "main.js" : "launcher"}, ${String(p.sha256)}`,
         `${fmt(m.versionsPerSec)} versions/s · ${fmt(m.MBps)} MB/s${share(m.MBps, ceilingMBps)}`,
         `CreateVersion ${fmt(m.latencyP50Ms)} / ${fmt(m.latencyP99Ms)}`,
         ...resources,
