@@ -91,7 +91,15 @@ export interface TransferTask {
   readonly downloadWithDefaultWindow: boolean;
 }
 
-export type GeneratorTask = PublisherTask | ReadersTask | MetadataTask | SmallCallsTask | TcpSinkTask | TcpSourceTask | ProxyTask | TransferTask;
+/** Reads archived versions one after another, each once, then the first one again (archived-reads.ts). */
+export interface ArchivedReadTask {
+  readonly role: "archived-read";
+  readonly address: string;
+  readonly modelId: string;
+  readonly versions: readonly { readonly versionNumber: number; readonly hash: string; readonly bytes: number }[];
+}
+
+export type GeneratorTask = PublisherTask | ReadersTask | MetadataTask | SmallCallsTask | ArchivedReadTask | TcpSinkTask | TcpSourceTask | ProxyTask | TransferTask;
 
 export interface MeasuredWindow {
   readonly windowStart: number;
@@ -154,6 +162,16 @@ export interface SmallCallsResult {
   readonly firstError: string | undefined;
 }
 
+export interface ArchivedReadResult {
+  readonly role: "archived-read";
+  /** Request to last byte of each version's first read, in task order. */
+  readonly firstReadsMs: readonly number[];
+  /** The first version read again. */
+  readonly secondReadMs: number;
+  /** Reads whose bytes did not hash to the version's data_hash (or had another size). */
+  readonly mismatches: number;
+}
+
 export interface TcpSinkResult {
   readonly role: "tcp-sink";
   readonly bytes: number;
@@ -192,6 +210,7 @@ export type GeneratorResult =
   | ReadersResult
   | MetadataResult
   | SmallCallsResult
+  | ArchivedReadResult
   | TcpSinkResult
   | TcpSourceResult
   | ProxyResult

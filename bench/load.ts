@@ -28,7 +28,9 @@ import { runCeiling } from "./scenario-ceiling.js";
 import { runMetadata } from "./scenario-metadata.js";
 import { runPublish } from "./scenario-publish.js";
 import type { LoadOptions } from "./scenario-support.js";
+import { runArchivedRead } from "./scenario-archived-read.js";
 import { runSmallCalls } from "./scenario-small.js";
+import { runStartup } from "./scenario-startup.js";
 import { runWindow } from "./scenario-window.js";
 import { GIB, MIB } from "./server-process.js";
 
@@ -117,6 +119,12 @@ export function loadScenarios(options: LoadOptions): ScenarioEntry[] {
     }
   }
   add("small", "publish 1 MiB, 4 publishers", () => runPublish(options, { versionBytes: MIB, publishers: 4 }));
+  add("startup", "startup: spawn to first served RPC, empty and 10k archived versions, with references", () =>
+    runStartup(options, { runs: quick ? 3 : 9, models: 100, versions: 100 }),
+  );
+  add("archived", "first read of archived 64 MiB versions after a restart", () =>
+    runArchivedRead(options, { versionBytes: 64 * MIB, versions: quick ? 1 : 3 }),
+  );
   for (const serverWindowBytes of [0, 8 * MIB] as const) {
     add("window", `window ${serverWindowBytes === 0 ? "before (64 KiB)" : "after (8 MiB)"}`, () =>
       runWindow(options, { versionBytes: (quick ? 16 : 64) * MIB, delayMs: 5, serverWindowBytes }),
