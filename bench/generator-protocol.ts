@@ -5,6 +5,7 @@
  * parent → child: task, then start (the measured window), optionally stop
  * child → parent: ready (connected, maybe with a port), then result or failed
  */
+import type { SmallCall } from "./small-requests.js";
 
 export type ReaderMode = "poll" | "update";
 
@@ -45,6 +46,20 @@ export interface MetadataTask {
   readonly count: number;
 }
 
+/** Small calls in a tight loop, each client on its own connection (small-call-clients.ts). */
+export interface SmallCallsTask {
+  readonly role: "small-calls";
+  readonly address: string;
+  readonly call: SmallCall;
+  /** The model read ("infos") or published to ("create-version"); "create-model" updates `${modelId}-${client index}`. */
+  readonly modelId: string;
+  readonly count: number;
+  /** Index of this process's first client (client indexes are unique across processes). */
+  readonly firstClient: number;
+  /** Data bytes of each version ("create-version"). */
+  readonly bodyBytes: number;
+}
+
 /** Connects to the source and counts bytes. */
 export interface TcpSinkTask {
   readonly role: "tcp-sink";
@@ -78,7 +93,15 @@ export interface TransferTask {
   readonly downloadWithDefaultWindow: boolean;
 }
 
-export type GeneratorTask = PublisherTask | ReadersTask | MetadataTask | TcpSinkTask | TcpSourceTask | ProxyTask | TransferTask;
+/** Reads archived versions one after another, each once, then the first one again (archived-reads.ts). */
+export interface ArchivedReadTask {
+  readonly role: "archived-read";
+  readonly address: string;
+  readonly modelId: string;
+  readonly versions: readonly { readonly versionNumber: number; readonly hash: string; readonly bytes: number }[];
+}
+
+export type GeneratorTask = PublisherTask | ReadersTask | MetadataTask | SmallCallsTask | ArchivedReadTask | TcpSinkTask | TcpSourceTask | ProxyTask | TransferTask;
 
 export interface MeasuredWindow {
   readonly windowStart: number;
@@ -133,6 +156,24 @@ export interface MetadataResult {
   readonly firstError: string | undefined;
 }
 
+export interface SmallCallsResult {
+  readonly role: "small-calls";
+  /** Latency of each call that completed inside the window. */
+  readonly latenciesMs: readonly number[];
+  readonly errors: number;
+  readonly firstError: string | undefined;
+}
+
+export interface ArchivedReadResult {
+  readonly role: "archived-read";
+  /** Request to last byte of each version's first read, in task order. */
+  readonly firstReadsMs: readonly number[];
+  /** The first version read again. */
+  readonly secondReadMs: number;
+  /** Reads whose bytes did not hash to the version's data_hash (or had another size). */
+  readonly mismatches: number;
+}
+
 export interface TcpSinkResult {
   readonly role: "tcp-sink";
   readonly bytes: number;
@@ -170,6 +211,8 @@ export type GeneratorResult =
   | PublisherResult
   | ReadersResult
   | MetadataResult
+  | SmallCallsResult
+  | ArchivedReadResult
   | TcpSinkResult
   | TcpSourceResult
   | ProxyResult

@@ -9,6 +9,7 @@
  * Every task stops by itself: loops end at the window's end, calls still in
  * flight get DRAIN_GRACE_MS, and a failsafe timer exits the process after that.
  */
+import { runArchivedReads } from "./archived-reads.js";
 import { sendToParent } from "./bench-child.js";
 import { sharedNow } from "./clock.js";
 import { startDelayProxy } from "./delay-proxy.js";
@@ -22,6 +23,7 @@ import {
 } from "./generator-protocol.js";
 import { runMetadataClients } from "./metadata-clients.js";
 import { runPublisher } from "./publisher.js";
+import { runSmallCallClients } from "./small-call-clients.js";
 import { runReaders } from "./readers.js";
 import { startTcpSink, startTcpSource } from "./tcp-ceiling.js";
 import { runTransfer } from "./transfer.js";
@@ -50,6 +52,10 @@ async function prepare(task: GeneratorTask): Promise<Prepared> {
       return { port: undefined, run: (window, stop) => runReaders(task, window, stop) };
     case "metadata":
       return { port: undefined, run: (window, stop) => runMetadataClients(task, window, stop) };
+    case "small-calls":
+      return { port: undefined, run: (window, stop) => runSmallCallClients(task, window, stop) };
+    case "archived-read":
+      return { port: undefined, run: (_window, stop) => runArchivedReads(task, stop) };
     case "transfer":
       return { port: undefined, run: (_window, stop) => runTransfer(task, stop) };
     case "tcp-source": {

@@ -4,7 +4,10 @@
  *
  *   node dist/bench/load.js [group...] [--quick]
  *
- * Groups: publish, hash, broadcast, scaling, ceiling, metadata, window, s3.
+ * Groups: publish, hash, broadcast, scaling, ceiling, metadata, window, s3 (archived versions
+ * in an S3 test server's bucket, beside the directory), and issue #15's small (small calls
+ * against the registry and the bare grpc-js floor, 4 publishers of 1 MiB), startup (spawn to
+ * first served RPC) and archived (first read after a restart).
  * run-all.ts runs these plus the micro-benchmarks and prints the summary table.
  *
  * Load generators are child processes (load-generator.ts); the thread that
@@ -27,10 +30,13 @@ import { runMetadata } from "./scenario-metadata.js";
 import { runArchive, runFetchArchived } from "./scenario-archive.js";
 import { runPublish } from "./scenario-publish.js";
 import type { LoadOptions } from "./scenario-support.js";
+import { runArchivedRead } from "./scenario-archived-read.js";
+import { runSmallCalls } from "./scenario-small.js";
+import { runStartup } from "./scenario-startup.js";
 import { runWindow } from "./scenario-window.js";
 import { GIB, MIB } from "./server-process.js";
 
-export const LOAD_GROUPS = ["publish", "hash", "broadcast", "scaling", "ceiling", "metadata", "window", "s3"] as const;
+export const LOAD_GROUPS = ["publish", "hash", "broadcast", "scaling", "ceiling", "metadata", "window", "s3", "small", "startup", "archived"] as const;
 export type LoadGroup = (typeof LOAD_GROUPS)[number];
 
 export interface ScenarioEntry {
@@ -39,6 +45,9 @@ export interface ScenarioEntry {
   /** `earlier`: the records measured before this one in the same run. */
   run(earlier: readonly BenchRecord[]): Promise<BenchRecord[]>;
 }
+
+/** The 16 small-call clients run in this many load-generator processes. */
+export const SMALL_CLIENT_PROCS = 2;
 
 /** 8 MiB, as a tuned client sets it: with grpc-js's default 64 KiB window the client, not the server, caps each download. */
 export const DEFAULT_READER_WINDOW_BYTES = 8 * MIB;
@@ -104,6 +113,20 @@ export function loadScenarios(options: LoadOptions): ScenarioEntry[] {
     );
   }
   add("metadata", "metadata, 16 clients", () => runMetadata(options, { clients: 16, clientProcs: 2 }));
+  for (const call of ["infos", "create-version", "create-model"] as const) {
+    for (const server of ["registry", "floor"] as const) {
+      add("small", `small calls: ${call}, 16 clients, ${server}`, () =>
+        runSmallCalls(options, { call, server, clients: 16, clientProcs: SMALL_CLIENT_PROCS, bodyBytes: call === "create-version" ? 1024 : 0 }),
+      );
+    }
+  }
+  add("small", "publish 1 MiB, 4 publishers", () => runPublish(options, { versionBytes: MIB, publishers: 4 }));
+  add("startup", "startup: spawn to first served RPC, empty and 10k archived versions, with references", () =>
+    runStartup(options, { runs: quick ? 3 : 9, models: 100, versions: 100 }),
+  );
+  add("archived", "first read of archived 64 MiB versions after a restart", () =>
+    runArchivedRead(options, { versionBytes: 64 * MIB, versions: quick ? 1 : 3 }),
+  );
   for (const serverWindowBytes of [0, 8 * MIB] as const) {
     add("window", `window ${serverWindowBytes === 0 ? "before (64 KiB)" : "after (8 MiB)"}`, () =>
       runWindow(options, { versionBytes: (quick ? 16 : 64) * MIB, delayMs: 5, serverWindowBytes }),

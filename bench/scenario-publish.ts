@@ -1,4 +1,4 @@
-/** One publisher, transient versions back to back: how fast can a learner push? */
+/** Publishers (one by default, each in its own process) of transient versions back to back: how fast can learners push? */
 import type { BenchRecord } from "./bench-record.js";
 import type { PublisherTask } from "./generator-protocol.js";
 import { inWindow, measureWindow, resultsOf } from "./measure-window.js";
@@ -11,6 +11,8 @@ export interface PublishScenario {
   readonly versionBytes: number;
   /** Runs bench/server-launcher.js with this hash implementation instead of src/main.js. */
   readonly sha256?: Sha256Implementation;
+  /** Publishers to the same model, each with its own connection and process; 1 by default. */
+  readonly publishers?: number;
 }
 
 export function runPublish(options: LoadOptions, scenario: PublishScenario): Promise<BenchRecord> {
@@ -24,9 +26,10 @@ export function runPublish(options: LoadOptions, scenario: PublishScenario): Pro
       chunkBytes: PUBLISH_CHUNK_BYTES,
       intervalMs: 0,
     };
-    const measurement = await measureWindow(server, [task], options);
-    const [publisher] = resultsOf(measurement.results, "publisher");
-    const versions = (publisher?.versions ?? []).filter((version) => inWindow(measurement.window, version.repliedAt));
+    const publishers = scenario.publishers ?? 1;
+    const measurement = await measureWindow(server, Array.from({ length: publishers }, () => task), options);
+    const results = resultsOf(measurement.results, "publisher");
+    const versions = results.flatMap((result) => result.versions).filter((version) => inWindow(measurement.window, version.repliedAt));
     const latency = summarize(versions.map((version) => version.repliedAt - version.startedAt));
     const bytes = versions.length * scenario.versionBytes;
     return {
@@ -35,6 +38,7 @@ export function runPublish(options: LoadOptions, scenario: PublishScenario): Pro
         versionMiB: scenario.versionBytes / MIB,
         server: scenario.sha256 === undefined ? "main" : "launcher",
         sha256: scenario.sha256 ?? "node-crypto",
+        publishers,
       },
       metrics: {
         versions: versions.length,
@@ -42,7 +46,7 @@ export function runPublish(options: LoadOptions, scenario: PublishScenario): Pro
         MBps: bytes / MB / measurement.seconds,
         latencyP50Ms: latency.p50,
         latencyP99Ms: latency.p99,
-        errors: publisher?.errors ?? 1,
+        errors: results.length === publishers ? results.reduce((total, result) => total + result.errors, 0) : 1,
         ...resourceMetrics(measurement, server, bytes),
       },
     };

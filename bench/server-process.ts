@@ -16,6 +16,7 @@ import { type ProcessMemory, readCpuSeconds, readMemory } from "./proc-stats.js"
 
 const MAIN_FILE = fileURLToPath(new URL("../src/main.js", import.meta.url));
 const LAUNCHER_FILE = fileURLToPath(new URL("./server-launcher.js", import.meta.url));
+const FLOOR_FILE = fileURLToPath(new URL("./floor-server.js", import.meta.url));
 
 export const GIB = 1024 * 1024 * 1024;
 export const MIB = 1024 * 1024;
@@ -25,6 +26,10 @@ export interface BenchServerOptions {
   readonly cacheMaxBytes?: number;
   /** Runs bench/server-launcher.js with this implementation instead of src/main.js. */
   readonly sha256?: Sha256Implementation;
+  /** Runs bench/floor-server.js (a bare grpc-js server with fixed replies) instead of src/main.js. */
+  readonly floor?: boolean;
+  /** Uses this archive directory, and leaves it in place at stop (the caller owns it); a fresh temporary one otherwise. */
+  readonly archiveDir?: string;
   /** Extra COGMENT_MODEL_REGISTRY_* (or other) variables. */
   readonly env?: Readonly<Record<string, string>>;
   /** Writes a V8 CPU profile of the server into this directory (NODE_OPTIONS for the server only). */
@@ -37,7 +42,7 @@ export interface BenchServer {
   readonly port: number;
   readonly address: string;
   readonly cacheMaxBytes: number;
-  /** "main" or the launcher's SHA-256 implementation. */
+  /** "main", "floor", or the launcher's SHA-256 implementation. */
   readonly entry: string;
   cpuSeconds(): number;
   memory(): ProcessMemory;
@@ -47,8 +52,16 @@ export interface BenchServer {
 
 export async function startBenchServer(options: BenchServerOptions = {}): Promise<BenchServer> {
   const cacheMaxBytes = options.cacheMaxBytes ?? GIB;
-  const archiveDir = mkdtempSync(join(tmpdir(), "registry-bench-"));
-  trackTempDir(archiveDir);
+  const ownArchive = options.archiveDir === undefined;
+  const archiveDir = options.archiveDir ?? mkdtempSync(join(tmpdir(), "registry-bench-"));
+  if (ownArchive) {
+    trackTempDir(archiveDir);
+  }
+  const removeArchive = (): void => {
+    if (ownArchive) {
+      removeTempDir(archiveDir);
+    }
+  };
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? "",
     COGMENT_MODEL_REGISTRY_PORT: "0",
@@ -67,7 +80,7 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
   if (options.cpuProfileDir !== undefined) {
     env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${options.cpuProfileDir}`;
   }
-  const file = options.sha256 === undefined ? MAIN_FILE : LAUNCHER_FILE;
+  const file = options.floor === true ? FLOOR_FILE : options.sha256 === undefined ? MAIN_FILE : LAUNCHER_FILE;
   // For investigations: Node/V8 flags for the server only (e.g. "--single-threaded-gc --trace-gc";
   // "none" for none at all), and a file that gets its stdout.
   const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(" ").filter((arg) => arg !== "" && arg !== "none") ?? [];
@@ -88,7 +101,7 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
   } catch (error) {
     child.kill("SIGKILL");
     await exited;
-    removeTempDir(archiveDir);
+    removeArchive();
     throw error;
   }
   const pid = child.pid as number;
@@ -98,7 +111,7 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
     port,
     address: `127.0.0.1:${port}`,
     cacheMaxBytes,
-    entry: options.sha256 ?? "main",
+    entry: options.floor === true ? "floor" : (options.sha256 ?? "main"),
     cpuSeconds: () => readCpuSeconds(pid),
     memory: () => readMemory(pid),
     stop: () => {
@@ -109,7 +122,7 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
           await exited;
           clearTimeout(timer);
         }
-        removeTempDir(archiveDir);
+        removeArchive();
       })();
       return stopped;
     },

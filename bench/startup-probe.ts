@@ -19,6 +19,7 @@ import { readMemory } from "./proc-stats.js";
 import { MIB } from "./server-process.js";
 
 const MAIN_FILE = fileURLToPath(new URL("../src/main.js", import.meta.url));
+const FLOOR_FILE = fileURLToPath(new URL("./floor-server.js", import.meta.url));
 const POLL_GAP_MS = 2;
 const POLL_CALL_DEADLINE_MS = 1000;
 const STOP_TIMEOUT_MS = 10_000;
@@ -29,6 +30,8 @@ export interface StartupProbeOptions {
   readonly timeoutMs: number;
   /** Also time the first and second RetrieveVersionInfos (all versions) of this model. */
   readonly modelId?: string;
+  /** bench/floor-server.js (a bare grpc-js server, the same proto, fixed replies) instead of src/main.js. */
+  readonly floor?: boolean;
 }
 
 export interface StartupProbe {
@@ -91,7 +94,7 @@ export async function probeStartup<T>(
     COGMENT_MODEL_REGISTRY_SHUTDOWN_GRACE_PERIOD: "1s",
   };
   const spawnedAt = performance.now();
-  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, MAIN_FILE], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, options.floor === true ? FLOOR_FILE : MAIN_FILE], { env, stdio: ["ignore", "pipe", "pipe"] });
   trackChild(child);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   let servingLogAt: number | null = null;

@@ -15,6 +15,18 @@ const HEADER = [
   "checks",
 ];
 
+const SMALL_CALLS: Readonly<Record<string, string>> = {
+  infos: "RetrieveVersionInfos([-1])",
+  "create-version": "CreateVersion 1 KiB transient",
+  "create-model": "CreateOrUpdateModel",
+};
+
+const STARTUP_CASES: Readonly<Record<string, string>> = {
+  "registry-empty": "spawn → first served RPC, empty archive",
+  floor: "spawn → first served RPC, bare grpc-js floor server",
+  "node-e-0": "`node -e 0`, spawn → exit",
+};
+
 export function summaryTable(records: readonly AggregatedRecord[], machine: MachineInfo, repeats: number): string {
   const ceiling = Math.max(0, ...records.filter((r) => r.scenario === "ceiling").map((r) => r.metrics.MBps ?? 0));
   const rows = records.map((record) => {
@@ -50,7 +62,7 @@ function row(record: BenchRecord, ceilingMBps: number): string[] {
     case "publish":
       return [
         "publish",
-        `${String(p.versionMiB)} MiB, 1 publisher, back to back; ${p.server === "main" ? "main.js" : "launcher"}, ${String(p.sha256)}`,
+        `${String(p.versionMiB)} MiB, ${String(p.publishers ?? 1)} publisher(s), back to back; ${p.server === "main" ? "main.js" : "launcher"}, ${String(p.sha256)}`,
         `${fmt(m.versionsPerSec)} versions/s · ${fmt(m.MBps)} MB/s${share(m.MBps, ceilingMBps)}`,
         `CreateVersion ${fmt(m.latencyP50Ms)} / ${fmt(m.latencyP99Ms)}`,
         ...resources,
@@ -80,6 +92,41 @@ function row(record: BenchRecord, ceilingMBps: number): string[] {
         cores(m),
         rss(m),
         `${fmt(m.errors)} errors`,
+      ];
+    case "small":
+      return [
+        "small",
+        `${String(p.clients)} clients (${String(p.clientProcs)} procs), ${SMALL_CALLS[String(p.call)] ?? String(p.call)}; ${String(p.server)}`,
+        `${fmt(m.opsPerSec)} ops/s (${fmt(m.wallUsPerOp)} µs/op wall)`,
+        `${fmt(m.latencyP50Ms)} / ${fmt(m.latencyP99Ms)}`,
+        `– (${fmt(m.serverCpuUsPerOp)} µs/op)`,
+        cores(m),
+        rss(m),
+        `${fmt(m.errors)} errors`,
+      ];
+    case "startup":
+      return [
+        "startup",
+        p.case === "registry-archive"
+          ? `spawn → first served RPC, ${String(p.archivedVersions)} archived versions`
+          : (STARTUP_CASES[String(p.case)] ?? String(p.case)),
+        `${fmt(m.spawnToReadyMs)} ms median (p90 ${fmt(m.p90Ms)}, ${fmt(m.minMs)}–${fmt(m.maxMs)}, ${fmt(m.runs)} runs)`,
+        "–",
+        "–",
+        "–",
+        "–",
+        "–",
+      ];
+    case "archived-read":
+      return [
+        "archived-read",
+        `${String(p.versions)} × ${String(p.versionMiB)} MiB archived, read by a restarted server (page cache warm)`,
+        `first read ${fmt(m.firstReadMBps)} MB/s (min ${fmt(m.firstReadMinMBps)}) · second ${fmt(m.secondReadMBps)} MB/s`,
+        "–",
+        "–",
+        "–",
+        rss(m),
+        `${fmt(m.hashMismatches)} mismatches`,
       ];
     case "ceiling":
       return [
