@@ -1,6 +1,4 @@
 import { type ArchiveStore, createFsArchiveStore } from "./archive/index.js";
-import { createS3ArchiveStore } from "./archive/s3-archive-store.js";
-import { createS3Client } from "./archive/s3-client.js";
 import { formatS3Location } from "./archive/s3-url.js";
 import type { Config } from "./config.js";
 import type { Sha256Implementation } from "./data/index.js";
@@ -53,7 +51,9 @@ export async function openCore(config: CoreConfig, log: Logger, options: CoreOpt
   return startWithRollback(log, async (stack) => {
     const memoryGuard = createMemoryGuard(config.cacheMaxBytes + MEMORY_HEADROOM_BYTES, log);
     const archiveS3 = config.archiveS3;
-    const s3Client = archiveS3 === undefined ? undefined : createS3Client({ forcePathStyle: config.archiveS3ForcePathStyle ?? false, idleTimeoutMs: config.archiveS3TimeoutMs });
+    // Loaded only for a bucket (see s3-backend.ts).
+    const s3 = archiveS3 === undefined ? undefined : await import("./archive/s3-backend.js");
+    const s3Client = s3?.createS3Client({ forcePathStyle: config.archiveS3ForcePathStyle ?? false, idleTimeoutMs: config.archiveS3TimeoutMs });
     if (s3Client !== undefined) {
       stack.defer(() => s3Client.destroy());
     }
@@ -62,9 +62,9 @@ export async function openCore(config: CoreConfig, log: Logger, options: CoreOpt
 
     const onWarning = (message: string, details: Record<string, unknown>): void => log.warn({ module: "archive", ...details }, message);
     const archive: ArchiveStore =
-      archiveS3 === undefined || s3Client === undefined
+      archiveS3 === undefined || s3 === undefined || s3Client === undefined
         ? createFsArchiveStore({ root: config.archiveDir, writer: options.timeArchiveWrites(pool.fileWriter), onWarning })
-        : createS3ArchiveStore({ client: s3Client, location: archiveS3, onWarning });
+        : s3.createS3ArchiveStore({ client: s3Client, location: archiveS3, onWarning });
     const registry = await Registry.open({
       archive,
       cacheMaxBytes: config.cacheMaxBytes,
