@@ -53,6 +53,9 @@ export interface RedisTestServer {
   running(): boolean;
   /** Stops the server: SIGTERM lets it shut down cleanly, SIGKILL is a crash. Keeps the directory. */
   stop(signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
+  /** SIGSTOP/SIGCONT: a Redis that accepts connections but never answers (a hung or partitioned server). */
+  pause(): void;
+  resume(): void;
   /** Starts it again on the same port and directory (after stop). */
   start(): Promise<void>;
   /** Kills the server and removes its directory. */
@@ -176,6 +179,8 @@ export async function startRedisServer(t?: TestContext, options: RedisServerOpti
     directory,
     running: () => child !== undefined && child.exitCode === null && child.signalCode === null,
     stop,
+    pause: () => child !== undefined && killGroup(child, "SIGSTOP"),
+    resume: () => child !== undefined && killGroup(child, "SIGCONT"),
     start: launch,
     close: async () => {
       await stop("SIGKILL");
