@@ -1,0 +1,15 @@
+export { type ChangeListener, ChangeFeed, type RegistryChange } from "./change-feed.js";
+export { DEFAULT_COMMAND_TIMEOUT_MS, RedisConnection, type RedisConnectionOptions } from "./redis-connection.js";
+export { toRegistryError } from "./redis-errors.js";
+export { DEFAULT_KEY_PREFIX, modelHashTag } from "./redis-keys.js";
+export {
+  DEFAULT_CHUNK_BYTES,
+  DEFAULT_PENDING_TTL_MS,
+  type ModelPageFromRedis,
+  type PutModelResult,
+  RedisRegistryStore,
+  type RedisRegistryStoreOptions,
+} from "./redis-registry-store.js";
+export { REDIS_URL_FORM, type RedisEndpoint, RedisUrlError, describeRedisEndpoint, parseRedisUrl, redisAddress } from "./redis-url.js";
+export type { NewVersion, StoredVersion } from "./version-codec.js";
+export { type UploadedData, VersionDataWriter } from "./version-data.js";

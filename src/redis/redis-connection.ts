@@ -1,0 +1,174 @@
+import { EventEmitter } from "node:events";
+import { Redis, type RedisOptions } from "ioredis";
+import type { RegistryError } from "../errors/index.js";
+import type { RedisScript } from "./redis-scripts.js";
+import { toRegistryError, unavailable } from "./redis-errors.js";
+import { type RedisEndpoint, redisAddress } from "./redis-url.js";
+
+export interface RedisConnectionOptions {
+  /**
+   * The bound on every call: a command that has no reply after this long fails (UNAVAILABLE), and
+   * so does connecting. While Redis is known to be down, calls fail at once (no offline queue).
+   */
+  readonly commandTimeoutMs?: number;
+  /** Longest pause between reconnection attempts; they go on forever. */
+  readonly maxReconnectDelayMs?: number;
+}
+
+export const DEFAULT_COMMAND_TIMEOUT_MS = 2000;
+const DEFAULT_MAX_RECONNECT_DELAY_MS = 1000;
+
+export interface RedisConnectionEvents {
+  /** Both connections are ready (again), or one of them was lost. */
+  health: [healthy: boolean];
+  /** The subscriber connection is subscribed again after it was lost: notifications may have been missed. */
+  resubscribed: [];
+}
+
+/**
+ * The two connections an instance holds to Redis: one for commands, one in subscriber mode (a
+ * connection that subscribed can run nothing else). Fail-fast: no offline queue, no retry of a
+ * command whose connection was lost (a script may have run), a timeout on every command; the
+ * connections reconnect by themselves, and `healthy` says whether both are up.
+ */
+export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
+  readonly address: string;
+  readonly commands: Redis;
+  readonly subscriber: Redis;
+  private commandsReady = false;
+  private subscriberReady = false;
+  private subscriberWasLost = false;
+  private lastHealthy = false;
+  private lastError = "not connected yet";
+  private closed = false;
+
+  constructor(
+    readonly endpoint: RedisEndpoint,
+    options: RedisConnectionOptions = {},
+  ) {
+    super();
+    this.address = redisAddress(endpoint);
+    const timeout = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+    const maxDelay = options.maxReconnectDelayMs ?? DEFAULT_MAX_RECONNECT_DELAY_MS;
+    const redisOptions: RedisOptions = {
+      host: endpoint.host,
+      port: endpoint.port,
+      username: endpoint.username,
+      password: endpoint.password,
+      db: endpoint.db,
+      ...(endpoint.tls ? { tls: { servername: endpoint.host } } : {}),
+      connectTimeout: timeout,
+      commandTimeout: timeout,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 10), maxDelay),
+      // Reconnect after READONLY (a failover turned our primary into a replica).
+      reconnectOnError: (error) => error.message.startsWith("READONLY"),
+    };
+    this.commands = new Redis(redisOptions);
+    this.subscriber = new Redis(redisOptions);
+    this.watch(this.commands, (ready) => (this.commandsReady = ready));
+    this.watch(this.subscriber, (ready) => {
+      this.subscriberReady = ready;
+      if (!ready) {
+        this.subscriberWasLost = true;
+      }
+    });
+  }
+
+  get healthy(): boolean {
+    return this.commandsReady && this.subscriberReady;
+  }
+
+  /** Why the connection is down (the last error seen), for messages and logs. */
+  get lastFailure(): string {
+    return this.lastError;
+  }
+
+  /** The error every call gets while Redis is unreachable. */
+  unavailableError(): RegistryError {
+    return unavailable(this.address, this.lastError);
+  }
+
+  /** Resolves once both connections are ready; rejects with UNAVAILABLE after `timeoutMs`. */
+  async waitUntilHealthy(timeoutMs: number): Promise<void> {
+    if (this.healthy) {
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const onHealth = (healthy: boolean): void => {
+        if (healthy) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      const timer = setTimeout(() => {
+        this.off("health", onHealth);
+        reject(this.unavailableError());
+      }, timeoutMs);
+      this.on("health", onHealth);
+    });
+  }
+
+  /** Runs a script by SHA-1, loading it first if this Redis does not know it yet (a restart, a failover). */
+  async runScript(script: RedisScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    if (keys.length !== script.keyCount) {
+      throw new Error(`script ${script.name} takes ${script.keyCount} keys, got ${keys.length}`);
+    }
+    return this.call(async () => {
+      try {
+        return await this.commands.evalsha(script.sha1, keys.length, ...keys, ...args);
+      } catch (error) {
+        if (error instanceof Error && error.message.startsWith("NOSCRIPT")) {
+          return await this.commands.eval(script.source, keys.length, ...keys, ...args);
+        }
+        throw error;
+      }
+    });
+  }
+
+  /** Runs Redis calls, turning any failure into the registry's error (UNAVAILABLE naming Redis, ...). */
+  async call<T>(run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (error) {
+      throw toRegistryError(this.address, error);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([this.commands.quit(), this.subscriber.quit()]);
+    this.commands.disconnect();
+    this.subscriber.disconnect();
+  }
+
+  private watch(client: Redis, setReady: (ready: boolean) => void): void {
+    client.on("ready", () => {
+      setReady(true);
+      if (client === this.subscriber && this.subscriberWasLost) {
+        this.subscriberWasLost = false;
+        // ioredis re-subscribes before "ready" (autoResubscribe), so notifications flow again now.
+        this.emit("resubscribed");
+      }
+      this.reportHealth();
+    });
+    client.on("error", (error: Error) => {
+      const code = (error as NodeJS.ErrnoException).code;
+      this.lastError = error.message !== "" ? error.message : (code ?? error.name);
+    });
+    client.on("close", () => {
+      setReady(false);
+      this.reportHealth();
+    });
+  }
+
+  private reportHealth(): void {
+    const healthy = this.healthy && !this.closed;
+    if (healthy !== this.lastHealthy) {
+      this.lastHealthy = healthy;
+      this.emit("health", healthy);
+    }
+  }
+}

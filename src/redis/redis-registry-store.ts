@@ -1,0 +1,274 @@
+import type { Logger } from "../logger.js";
+import type { ModelRecord, VersionRecord } from "../registry/index.js";
+import { ChangeFeed } from "./change-feed.js";
+import { RedisConnection, type RedisConnectionOptions } from "./redis-connection.js";
+import { DEFAULT_KEY_PREFIX, type GlobalKeys, type ModelKeys, globalKeys, modelKeys, versionInfoKey } from "./redis-keys.js";
+import { COMMIT_VERSION, DELETE_MODEL, IMPORT_ARCHIVED, LIST_VERSIONS, PUT_MODEL, RAISE_COUNTER } from "./redis-scripts.js";
+import { type RedisEndpoint, parseRedisUrl } from "./redis-url.js";
+import { type NewVersion, type StoredVersion, decodeStoredVersion, encodeImportedVersion, encodeVersionBody } from "./version-codec.js";
+import { type UploadedData, VersionDataWriter, readVersionChunks } from "./version-data.js";
+
+export interface RedisRegistryStoreOptions extends RedisConnectionOptions {
+  /** VERSION_CACHE_EXPIRATION: a transient version's keys expire this long after its commit once it is not the latest; 0: never (evictable only). */
+  readonly expirationMs: number;
+  /** Every key and the channel start with this; instances of one registry must agree on it. */
+  readonly keyPrefix?: string;
+  /** Size of the chunk keys of version data (the last one is smaller). */
+  readonly chunkBytes?: number;
+  /** TTL of an upload's pending chunks, refreshed while it goes on. */
+  readonly pendingTtlMs?: number;
+  /** Chunk writes of one upload not yet acknowledged before it waits. */
+  readonly maxChunksInFlight?: number;
+  readonly log?: Logger;
+}
+
+export const DEFAULT_CHUNK_BYTES = 2 * 1024 * 1024;
+export const DEFAULT_PENDING_TTL_MS = 10 * 60 * 1000;
+const DEFAULT_MAX_CHUNKS_IN_FLIGHT = 2;
+/** version_number is a uint32 on the wire. */
+const MAX_VERSION_NUMBER = 0xffff_ffff;
+/** Archived versions imported per script call (bounds one script's run time). */
+const IMPORT_BATCH = 500;
+
+export interface ModelPageFromRedis {
+  readonly models: readonly ModelRecord[];
+  /** Offset of the next page in the models index (the registry's model_handle). */
+  readonly nextOffset: number;
+}
+
+export interface PutModelResult {
+  readonly created: boolean;
+  /** The model's generation: pass it to commitVersion for uploads begun now. */
+  readonly generation: number;
+}
+
+/**
+ * The registry's shared state in Redis: models, version numbering, version infos, transient version
+ * data and change notifications, for several instances at once. Every change of a model is one Lua
+ * script on that model's keys (one hash slot): atomic, ordered, and published as it happens. This is
+ * the data layer under the registry-state seam; it knows neither actors nor gRPC. Every call fails
+ * within the command timeout with a RegistryError (UNAVAILABLE naming Redis when it is unreachable).
+ */
+export class RedisRegistryStore {
+  readonly feed: ChangeFeed;
+  private readonly prefix: string;
+  private readonly global: GlobalKeys;
+  private readonly chunkBytes: number;
+  private readonly pendingTtlMs: number;
+  private readonly maxChunksInFlight: number;
+
+  private constructor(
+    readonly connection: RedisConnection,
+    private readonly options: RedisRegistryStoreOptions,
+  ) {
+    this.prefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
+    this.global = globalKeys(this.prefix);
+    this.chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    this.pendingTtlMs = options.pendingTtlMs ?? DEFAULT_PENDING_TTL_MS;
+    this.maxChunksInFlight = options.maxChunksInFlight ?? DEFAULT_MAX_CHUNKS_IN_FLIGHT;
+    this.feed = new ChangeFeed(connection.subscriber, this.global.events, options.log);
+  }
+
+  /**
+   * Connects (COGMENT_MODEL_REGISTRY_REDIS_URL's value or a parsed endpoint) and subscribes to the
+   * changes. Does not wait for Redis: `connection.healthy` and its "health" events say when it is up,
+   * `connection.waitUntilHealthy` waits for it.
+   */
+  static create(url: string | RedisEndpoint, options: RedisRegistryStoreOptions): RedisRegistryStore {
+    const endpoint = typeof url === "string" ? parseRedisUrl(url) : url;
+    const store = new RedisRegistryStore(new RedisConnection(endpoint, options), options);
+    store.feed.start().catch(() => undefined); // ioredis subscribes again at every (re)connection
+    return store;
+  }
+
+  get healthy(): boolean {
+    return this.connection.healthy;
+  }
+
+  close(): Promise<void> {
+    return this.connection.close();
+  }
+
+  // --- models ---
+
+  /** Creates the model or replaces its user data. */
+  async putModel(model: ModelRecord): Promise<PutModelResult> {
+    const keys = this.keysOf(model.modelId);
+    const [created, generation] = (await this.connection.runScript(
+      PUT_MODEL,
+      [keys.model, keys.generation],
+      [JSON.stringify(model.userData), this.global.events, JSON.stringify(model.modelId)],
+    )) as [number, string];
+    // After the script (see deleteModel): an existing model is always in the index.
+    await this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, model.modelId));
+    return { created: created === 1, generation: Number(generation) };
+  }
+
+  async getModel(modelId: string): Promise<ModelRecord | undefined> {
+    const userData = await this.connection.call(() => this.connection.commands.hget(this.keysOf(modelId).model, "userData"));
+    return userData === null ? undefined : { modelId, userData: JSON.parse(userData) as Record<string, string> };
+  }
+
+  /** The model's generation (bumped by every deletion): read it when an upload begins. */
+  async generation(modelId: string): Promise<number> {
+    const value = await this.connection.call(() => this.connection.commands.get(this.keysOf(modelId).generation));
+    return Number(value ?? "0");
+  }
+
+  /**
+   * Models in UTF-8 byte order from `offset`, at most `count` (0: all). The page may be shorter than
+   * `count` when an index entry outlived its model (a deletion cut short); such entries are removed.
+   */
+  async listModels(offset: number, count: number): Promise<ModelPageFromRedis> {
+    const stop = count === 0 ? -1 : offset + count - 1;
+    const ids = await this.connection.call(() => this.connection.commands.zrange(this.global.models, offset, stop));
+    const models = await Promise.all(ids.map((id) => this.getModel(id)));
+    const found: ModelRecord[] = [];
+    for (const [index, model] of models.entries()) {
+      if (model === undefined) {
+        await this.dropFromIndexIfGone(ids[index] as string);
+      } else {
+        found.push(model);
+      }
+    }
+    return { models: found, nextOffset: offset + ids.length };
+  }
+
+  /**
+   * Deletes the model with its versions and data; every instance hears of it ("deleted" change).
+   * Returns false if there was no such model.
+   */
+  async deleteModel(modelId: string): Promise<boolean> {
+    const keys = this.keysOf(modelId);
+    // Out of the index first, then the model: a create racing with this ends listed (its ZADD follows its script).
+    await this.connection.call(() => this.connection.commands.zrem(this.global.models, modelId));
+    const deleted = await this.connection.runScript(
+      DELETE_MODEL,
+      [keys.model, keys.generation, keys.counter, keys.numbers],
+      [keys.base, this.global.events, JSON.stringify(modelId)],
+    );
+    return deleted === 1;
+  }
+
+  // --- numbering and the archive ---
+
+  /** Keeps numbering above `floor` (the archive's highest version number); returns the counter. */
+  async raiseCounter(modelId: string, floor: number): Promise<number> {
+    const keys = this.keysOf(modelId);
+    return Number(await this.connection.runScript(RAISE_COUNTER, [keys.model, keys.counter], [floor]));
+  }
+
+  /**
+   * Imports a model of the archive and its archived versions, creating only what Redis lacks, and
+   * raises the numbering above them: the migration from a single-mode archive, and the recovery of a
+   * Redis that lost its data. Returns the counter.
+   */
+  async importArchivedModel(model: ModelRecord, versions: readonly VersionRecord[]): Promise<number> {
+    const keys = this.keysOf(model.modelId);
+    let counter = 0;
+    for (let start = 0; start === 0 || start < versions.length; start += IMPORT_BATCH) {
+      const args: (string | number)[] = [keys.base, JSON.stringify(model.userData)];
+      for (const version of versions.slice(start, start + IMPORT_BATCH)) {
+        args.push(version.versionNumber, encodeImportedVersion(version));
+      }
+      counter = Number(await this.connection.runScript(IMPORT_ARCHIVED, [keys.model, keys.counter, keys.numbers], args));
+    }
+    await this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, model.modelId));
+    return counter;
+  }
+
+  /**
+   * Whether the archive was imported into this Redis (its data set: a Redis restarted without
+   * persistence has lost the mark and must be imported again).
+   */
+  async archiveImported(): Promise<boolean> {
+    return (await this.connection.call(() => this.connection.commands.exists(this.global.archiveImported))) === 1;
+  }
+
+  async markArchiveImported(): Promise<void> {
+    await this.connection.call(() => this.connection.commands.set(this.global.archiveImported, new Date().toISOString()));
+  }
+
+  // --- versions ---
+
+  /** Starts streaming an upload's data into Redis (transient versions); commit it with commitVersion. */
+  beginVersionData(modelId: string, dataSize: number): VersionDataWriter {
+    return new VersionDataWriter(this.connection, this.keysOf(modelId), dataSize, {
+      chunkBytes: this.chunkBytes,
+      pendingTtlMs: this.pendingTtlMs,
+      maxChunksInFlight: this.maxChunksInFlight,
+    });
+  }
+
+  /**
+   * Commits a version: assigns the next number (unique and gap-free across instances), stores its
+   * info, makes its data (uploaded with beginVersionData) visible at once, makes it the latest and
+   * publishes it. `generation`: the model's generation when the upload began (NOT_FOUND if it was
+   * deleted since). Without `data`, the version's bytes are not in Redis (an archived version).
+   */
+  async commitVersion(version: NewVersion, generation: number, data?: UploadedData): Promise<StoredVersion> {
+    const keys = this.keysOf(version.modelId);
+    const info = (await this.connection.runScript(
+      COMMIT_VERSION,
+      [keys.model, keys.generation, keys.counter, keys.numbers],
+      [
+        keys.base,
+        String(generation),
+        data?.uploadId ?? "",
+        data?.chunkCount ?? 0,
+        encodeVersionBody(version, data?.chunkCount ?? 0),
+        this.options.expirationMs,
+        this.global.events,
+        MAX_VERSION_NUMBER,
+      ],
+    )) as string;
+    return decodeStoredVersion(info);
+  }
+
+  async getVersion(modelId: string, versionNumber: number): Promise<StoredVersion | undefined> {
+    const info = await this.connection.call(() => this.connection.commands.get(versionInfoKey(this.keysOf(modelId), versionNumber)));
+    return info === null ? undefined : decodeStoredVersion(info);
+  }
+
+  /** Versions numbered `from` and up, in order, at most `count` (0: all). NOT_FOUND without the model. */
+  listVersions(modelId: string, from: number, count: number): Promise<StoredVersion[]> {
+    return this.rangeOfVersions(modelId, from, count, "asc");
+  }
+
+  /** The latest version, undefined when the model has none. NOT_FOUND without the model. */
+  async latestVersion(modelId: string): Promise<StoredVersion | undefined> {
+    return (await this.rangeOfVersions(modelId, MAX_VERSION_NUMBER, 1, "desc"))[0];
+  }
+
+  /**
+   * What a follower of the model missed after `lastSeen` (e.g. while the subscriber connection was
+   * down): every version above it, in order, the latest last. NOT_FOUND if the model was deleted.
+   */
+  catchUp(modelId: string, lastSeen: number): Promise<StoredVersion[]> {
+    return this.listVersions(modelId, lastSeen + 1, 0);
+  }
+
+  /** A version's data, chunk by chunk (at most two chunks held). */
+  readVersionData(version: StoredVersion): AsyncGenerator<Buffer, void, undefined> {
+    const { modelId, versionNumber } = version.record;
+    return readVersionChunks(this.connection, this.keysOf(modelId), modelId, versionNumber, version.chunkCount);
+  }
+
+  private async rangeOfVersions(modelId: string, from: number, count: number, direction: "asc" | "desc"): Promise<StoredVersion[]> {
+    const keys = this.keysOf(modelId);
+    const infos = (await this.connection.runScript(LIST_VERSIONS, [keys.model, keys.numbers], [keys.base, from, count, direction])) as string[];
+    return infos.map(decodeStoredVersion);
+  }
+
+  /** Removes an index entry whose model is gone, and puts it back if a create raced with the removal. */
+  private async dropFromIndexIfGone(modelId: string): Promise<void> {
+    await this.connection.call(() => this.connection.commands.zrem(this.global.models, modelId));
+    if ((await this.getModel(modelId)) !== undefined) {
+      await this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, modelId));
+    }
+  }
+
+  private keysOf(modelId: string): ModelKeys {
+    return modelKeys(this.prefix, modelId);
+  }
+}

@@ -1,0 +1,227 @@
+/*
+ * The Lua scripts: each runs atomically on the Redis node that owns the model's hash slot, and touches
+ * only that model's keys (declared KEYS give the slot; per-version keys are built from the shared base
+ * `<prefix>{tag}:`, so they are in the same slot). See redis-keys.ts for the layout.
+ */
+import { createHash } from "node:crypto";
+
+export interface RedisScript {
+  readonly name: string;
+  readonly source: string;
+  readonly sha1: string;
+  readonly keyCount: number;
+}
+
+function script(name: string, keyCount: number, body: string): RedisScript {
+  const source = `${EXPIRE_HELPERS}\n${body}`;
+  return { name, source, sha1: createHash("sha1").update(source).digest("hex"), keyCount };
+}
+
+/**
+ * A transient version's keys expire `expirationMs` after its commit once it is no longer the latest;
+ * with expiration off (0) they get a TTL so long it never runs out, only to make them evictable under
+ * `maxmemory-policy volatile-lru` (the latest has no TTL at all: never evicted).
+ */
+const EXPIRE_HELPERS = `
+local EVICTABLE_ONLY_TTL_MS = 3153600000000
+local function expire_version(base, number, info, expiration_ms)
+  local decoded = cjson.decode(info)
+  if decoded.archived then return end
+  local keys = { base .. 'v:' .. number }
+  for i = 0, (decoded.chunks or 0) - 1 do keys[#keys + 1] = base .. 'd:' .. number .. ':' .. i end
+  for _, key in ipairs(keys) do
+    if expiration_ms > 0 then
+      redis.call('PEXPIREAT', key, string.format('%d', decoded.storedAtMs + expiration_ms))
+    else
+      redis.call('PEXPIRE', key, EVICTABLE_ONLY_TTL_MS)
+    end
+  end
+end
+`;
+
+/**
+ * KEYS: model, generation, counter, numbers.
+ * ARGV: base, expected generation, upload id ("" = no data in Redis), chunk count, version body
+ * (version-codec.ts), expiration ms, events channel, highest version number allowed.
+ * Checks the model and its generation (an upload begun before a deletion never lands in a re-created
+ * model) and that every chunk of the upload is still there; assigns the next number; renames the
+ * chunks into place; makes the new version the latest (no TTL) and gives the previous latest its
+ * TTL; publishes the commit. Returns the stored info.
+ */
+export const COMMIT_VERSION = script(
+  "commitVersion",
+  4,
+  `
+local base = ARGV[1]
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('CMR_NOT_FOUND the model does not exist')
+end
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[2] then
+  return redis.error_reply('CMR_NOT_FOUND the model was deleted while the version was uploading')
+end
+local upload, chunks = ARGV[3], tonumber(ARGV[4])
+if upload ~= '' then
+  for i = 0, chunks - 1 do
+    if redis.call('EXISTS', base .. 'p:' .. upload .. ':' .. i) == 0 then
+      return redis.error_reply('CMR_DATA_LOST chunk ' .. i .. ' of the upload left Redis before its commit (expired or evicted: is maxmemory too small?)')
+    end
+  end
+end
+if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[8]) then
+  return redis.error_reply('CMR_EXHAUSTED the model has used every version number up to ' .. ARGV[8])
+end
+local number = redis.call('INCR', KEYS[3])
+local time = redis.call('TIME')
+local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local info = '{"versionNumber":' .. number .. ',"storedAtMs":' .. string.format('%d', now_ms) .. ',' .. ARGV[5]
+if upload ~= '' then
+  for i = 0, chunks - 1 do
+    local key = base .. 'd:' .. number .. ':' .. i
+    redis.call('RENAME', base .. 'p:' .. upload .. ':' .. i, key)
+    redis.call('PERSIST', key)
+  end
+end
+local previous = redis.call('ZRANGE', KEYS[4], -1, -1)[1]
+redis.call('SET', base .. 'v:' .. number, info)
+redis.call('ZADD', KEYS[4], number, number)
+if previous then
+  local previous_info = redis.call('GET', base .. 'v:' .. previous)
+  if previous_info then expire_version(base, previous, previous_info, tonumber(ARGV[6])) end
+end
+redis.call('PUBLISH', ARGV[7], '{"type":"version","version":' .. info .. '}')
+return info
+`,
+);
+
+/**
+ * KEYS: model, generation. ARGV: userData JSON, events channel, model id as a JSON string.
+ * Creates the model or replaces its user data. Returns {created (0/1), generation}.
+ */
+export const PUT_MODEL = script(
+  "putModel",
+  2,
+  `
+local created = redis.call('EXISTS', KEYS[1]) == 0
+redis.call('HSET', KEYS[1], 'userData', ARGV[1])
+local generation = redis.call('GET', KEYS[2]) or '0'
+redis.call('PUBLISH', ARGV[2], '{"type":"model","modelId":' .. ARGV[3] .. ',"created":' .. tostring(created) .. '}')
+return { created and 1 or 0, generation }
+`,
+);
+
+/**
+ * KEYS: model, generation, counter, numbers. ARGV: base, events channel, model id as a JSON string.
+ * Deletes the model, its versions and their data, bumps the generation (uploads in flight can no
+ * longer commit) and publishes the deletion. Returns 0 if there was no such model, else 1.
+ */
+export const DELETE_MODEL = script(
+  "deleteModel",
+  4,
+  `
+local base = ARGV[1]
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for _, number in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+  local key = base .. 'v:' .. number
+  local info = redis.call('GET', key)
+  if info then
+    local decoded = cjson.decode(info)
+    for i = 0, (decoded.chunks or 0) - 1 do redis.call('UNLINK', base .. 'd:' .. number .. ':' .. i) end
+    redis.call('UNLINK', key)
+  end
+end
+redis.call('UNLINK', KEYS[1], KEYS[3], KEYS[4])
+local generation = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[2], '{"type":"deleted","modelId":' .. ARGV[3] .. ',"generation":' .. generation .. '}')
+return 1
+`,
+);
+
+/**
+ * KEYS: model, numbers. ARGV: base, from number, count (0 = all), direction ("asc" | "desc").
+ * The infos of the versions numbered from `from` up (asc) or down (desc), at most `count`. Numbers
+ * whose info expired or was evicted are dropped from the index on the way. NOT_FOUND without the model.
+ */
+export const LIST_VERSIONS = script(
+  "listVersions",
+  2,
+  `
+local base = ARGV[1]
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('CMR_NOT_FOUND the model does not exist')
+end
+local from, count, ascending = ARGV[2], tonumber(ARGV[3]), ARGV[4] == 'asc'
+local out, offset, batch = {}, 0, 256
+while true do
+  local numbers
+  if ascending then
+    numbers = redis.call('ZRANGEBYSCORE', KEYS[2], from, '+inf', 'LIMIT', offset, batch)
+  else
+    numbers = redis.call('ZREVRANGEBYSCORE', KEYS[2], from, '-inf', 'LIMIT', offset, batch)
+  end
+  for _, number in ipairs(numbers) do
+    local info = redis.call('GET', base .. 'v:' .. number)
+    if info then
+      out[#out + 1] = info
+      if count > 0 and #out >= count then return out end
+      offset = offset + 1
+    else
+      redis.call('ZREM', KEYS[2], number)
+    end
+  end
+  if #numbers < batch then return out end
+end
+`,
+);
+
+/**
+ * KEYS: model, counter. ARGV: floor. Raises the counter to `floor` (the archive's highest version
+ * number) if it is lower, so numbering continues above the archive even on an empty or restarted
+ * Redis. Returns the counter. NOT_FOUND without the model.
+ */
+export const RAISE_COUNTER = script(
+  "raiseCounter",
+  2,
+  `
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('CMR_NOT_FOUND the model does not exist')
+end
+local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+local floor = tonumber(ARGV[1])
+if current < floor then
+  redis.call('SET', KEYS[2], ARGV[1])
+  return floor
+end
+return current
+`,
+);
+
+/**
+ * KEYS: model, counter, numbers. ARGV: base, userData JSON, then pairs of (number, info JSON).
+ * Imports a model and its archived versions from the archive: creates what is missing, never
+ * overwrites (an instance that imports late changes nothing another one already committed), and
+ * raises the counter to the highest number imported. Returns the counter.
+ */
+export const IMPORT_ARCHIVED = script(
+  "importArchived",
+  3,
+  `
+local base = ARGV[1]
+redis.call('HSETNX', KEYS[1], 'userData', ARGV[2])
+local highest = 0
+for i = 3, #ARGV, 2 do
+  local number = tonumber(ARGV[i])
+  if redis.call('SET', base .. 'v:' .. ARGV[i], ARGV[i + 1], 'NX') then
+    redis.call('ZADD', KEYS[3], number, ARGV[i])
+  end
+  if number > highest then highest = number end
+end
+local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+if current < highest then
+  redis.call('SET', KEYS[2], highest)
+  return highest
+end
+return current
+`,
+);
+
+export const ALL_SCRIPTS: readonly RedisScript[] = [COMMIT_VERSION, PUT_MODEL, DELETE_MODEL, LIST_VERSIONS, RAISE_COUNTER, IMPORT_ARCHIVED];

@@ -1,0 +1,70 @@
+/** Where the shared Redis is, from COGMENT_MODEL_REGISTRY_REDIS_URL. */
+export interface RedisEndpoint {
+  readonly host: string;
+  readonly port: number;
+  /** `rediss://`: TLS, the host name checked against the server's certificate. */
+  readonly tls: boolean;
+  readonly username: string | undefined;
+  readonly password: string | undefined;
+  readonly db: number;
+}
+
+/** Thrown by parseRedisUrl; the message says what is wrong and the accepted form. */
+export class RedisUrlError extends Error {
+  override readonly name = "RedisUrlError";
+}
+
+export const REDIS_URL_FORM = "redis://[user:password@]host[:port][/db] or rediss://... for TLS (port 6379 and db 0 by default)";
+
+const DEFAULT_PORT = 6379;
+/** Redis's default `databases 16` allows 0 to 15; a server configured with more accepts higher. */
+const MAX_DB = 1_000_000;
+
+/** Parses `redis://[user:password@]host[:port][/db]` (or `rediss://`); never echoes the password in errors. */
+export function parseRedisUrl(text: string): RedisEndpoint {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new RedisUrlError(`not a URL; expected ${REDIS_URL_FORM}`);
+  }
+  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
+    throw new RedisUrlError(`scheme "${url.protocol.slice(0, -1)}" is not supported; expected ${REDIS_URL_FORM}`);
+  }
+  if (url.hostname === "") {
+    throw new RedisUrlError(`the host is missing; expected ${REDIS_URL_FORM}`);
+  }
+  if (url.search !== "" || url.hash !== "") {
+    throw new RedisUrlError(`query parameters and fragments are not supported; expected ${REDIS_URL_FORM}`);
+  }
+  const dbText = url.pathname.replace(/^\//, "");
+  if (dbText !== "" && !/^[0-9]+$/.test(dbText)) {
+    throw new RedisUrlError(`database "${dbText}" is not a number; expected ${REDIS_URL_FORM}`);
+  }
+  const db = dbText === "" ? 0 : Number(dbText);
+  if (db > MAX_DB) {
+    throw new RedisUrlError(`database ${dbText} is out of range; expected ${REDIS_URL_FORM}`);
+  }
+  return {
+    // IPv6 literals come bracketed from URL; the socket wants them bare.
+    host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+    port: url.port === "" ? DEFAULT_PORT : Number(url.port),
+    tls: url.protocol === "rediss:",
+    username: url.username === "" ? undefined : decodeURIComponent(url.username),
+    password: url.password === "" ? undefined : decodeURIComponent(url.password),
+    db,
+  };
+}
+
+/** `host:port`, as errors and logs name the server. */
+export function redisAddress(endpoint: RedisEndpoint): string {
+  return endpoint.host.includes(":") ? `[${endpoint.host}]:${endpoint.port}` : `${endpoint.host}:${endpoint.port}`;
+}
+
+/** The URL with the password masked, safe to log. */
+export function describeRedisEndpoint(endpoint: RedisEndpoint): string {
+  const scheme = endpoint.tls ? "rediss" : "redis";
+  const user = endpoint.username === undefined ? "" : encodeURIComponent(endpoint.username);
+  const credentials = endpoint.password === undefined ? (user === "" ? "" : `${user}@`) : `${user}:***@`;
+  return `${scheme}://${credentials}${redisAddress(endpoint)}/${endpoint.db}`;
+}

@@ -1,0 +1,190 @@
+import { randomUUID } from "node:crypto";
+import { Code, RegistryError, notFound } from "../errors/index.js";
+import type { RedisConnection } from "./redis-connection.js";
+import { toRegistryError } from "./redis-errors.js";
+import { type ModelKeys, dataChunkKey, pendingChunkKey } from "./redis-keys.js";
+
+/** The data of an upload, complete in Redis under pending keys, ready for commitVersion. */
+export interface UploadedData {
+  /** "" for a version without data bytes (nothing stored). */
+  readonly uploadId: string;
+  readonly chunkCount: number;
+}
+
+export interface VersionDataWriterOptions {
+  readonly chunkBytes: number;
+  /** TTL of the pending chunk keys, refreshed as the upload goes on: what a crashed upload leaves goes away. */
+  readonly pendingTtlMs: number;
+  /** Chunk writes sent and not yet acknowledged before append waits: the memory bound of an upload. */
+  readonly maxChunksInFlight: number;
+}
+
+/**
+ * Streams one upload's data into Redis: appended bytes fill a chunk buffer, each full chunk is
+ * written (SET with a TTL) under a pending key while the next one fills. An upload holds at most
+ * (1 + maxChunksInFlight) chunks of memory, never the whole version. Nothing is visible until the
+ * commit script renames the chunks into place, so an upload that dies leaves only pending keys,
+ * which expire.
+ */
+export class VersionDataWriter {
+  readonly uploadId = randomUUID();
+  private buffer: Buffer | undefined = undefined;
+  private filled = 0;
+  private received = 0;
+  private chunks = 0;
+  private readonly inFlight: Promise<void>[] = [];
+  private failure: unknown = undefined;
+  private lastRefreshMs = Date.now();
+  private ended = false;
+
+  constructor(
+    private readonly connection: RedisConnection,
+    private readonly keys: ModelKeys,
+    /** The data_size announced by the upload's header. */
+    readonly dataSize: number,
+    private readonly options: VersionDataWriterOptions,
+  ) {}
+
+  /** Copies `data` into chunks; resolves when the writer can take more (backpressure). */
+  async append(data: Uint8Array): Promise<void> {
+    this.throwIfFailed();
+    if (this.ended) {
+      throw new Error("append after finish or abort");
+    }
+    if (this.received + data.byteLength > this.dataSize) {
+      throw new Error(`more data than the ${this.dataSize} bytes announced`);
+    }
+    let offset = 0;
+    while (offset < data.byteLength) {
+      if (this.buffer === undefined) {
+        this.buffer = Buffer.allocUnsafe(Math.min(this.options.chunkBytes, this.dataSize - this.received));
+        this.filled = 0;
+      }
+      const taken = Math.min(this.buffer.byteLength - this.filled, data.byteLength - offset);
+      this.buffer.set(data.subarray(offset, offset + taken), this.filled);
+      this.filled += taken;
+      this.received += taken;
+      offset += taken;
+      if (this.filled === this.buffer.byteLength) {
+        await this.flush();
+      }
+    }
+  }
+
+  /** Waits for every chunk to be stored and refreshes their TTL; then commit promptly. */
+  async finish(): Promise<UploadedData> {
+    this.ended = true;
+    if (this.received !== this.dataSize) {
+      throw new Error(`received ${this.received} bytes of the ${this.dataSize} announced`);
+    }
+    await Promise.all(this.inFlight.splice(0));
+    this.throwIfFailed();
+    if (this.chunks === 0) {
+      return { uploadId: "", chunkCount: 0 };
+    }
+    await this.refreshTtl();
+    return { uploadId: this.uploadId, chunkCount: this.chunks };
+  }
+
+  /** Deletes what was written (best effort: the TTL collects what this cannot). */
+  async abort(): Promise<void> {
+    this.ended = true;
+    this.buffer = undefined;
+    await Promise.all(this.inFlight.splice(0));
+    const keys = this.writtenKeys();
+    if (keys.length > 0) {
+      await this.connection.commands.unlink(...keys).catch(() => undefined);
+    }
+  }
+
+  private async flush(): Promise<void> {
+    const chunk = this.buffer;
+    if (chunk === undefined) {
+      return;
+    }
+    this.buffer = undefined;
+    const key = pendingChunkKey(this.keys, this.uploadId, this.chunks);
+    this.chunks++;
+    const written = this.connection
+      .call(() => this.connection.commands.set(key, chunk, "PX", this.options.pendingTtlMs))
+      .then(
+        () => undefined,
+        (error: unknown) => {
+          this.failure ??= error;
+        },
+      );
+    this.inFlight.push(written);
+    if (Date.now() - this.lastRefreshMs > this.options.pendingTtlMs / 3) {
+      this.inFlight.push(this.refreshTtl().catch((error: unknown) => void (this.failure ??= error)));
+    }
+    while (this.inFlight.length > this.options.maxChunksInFlight) {
+      await this.inFlight.shift();
+    }
+    this.throwIfFailed();
+  }
+
+  /** Gives every chunk written so far its full TTL again; fails if one is already gone. */
+  private async refreshTtl(): Promise<void> {
+    this.lastRefreshMs = Date.now();
+    const keys = this.writtenKeys();
+    const results = await this.connection.call(async () => {
+      const pipeline = this.connection.commands.pipeline();
+      for (const key of keys) {
+        pipeline.pexpire(key, this.options.pendingTtlMs);
+      }
+      return (await pipeline.exec()) ?? [];
+    });
+    const missing = results.findIndex(([error, value]) => error !== null || value !== 1);
+    // A chunk whose SET is still in flight may not be there yet: only count the acknowledged ones.
+    if (missing !== -1 && this.inFlight.length === 0) {
+      const error = results[missing]?.[0];
+      if (error !== null && error !== undefined) {
+        throw toRegistryError(this.connection.address, error);
+      }
+      throw new RegistryError(
+        Code.RESOURCE_EXHAUSTED,
+        `chunk ${missing} of the upload left Redis before its commit (expired or evicted: is maxmemory too small?)`,
+      );
+    }
+  }
+
+  private writtenKeys(): string[] {
+    return Array.from({ length: this.chunks }, (_, i) => pendingChunkKey(this.keys, this.uploadId, i));
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== undefined) {
+      throw this.failure;
+    }
+  }
+}
+
+/**
+ * A version's data read back from Redis chunk by chunk, the next chunk fetched while the current one
+ * is consumed: a reader holds at most two chunks. A chunk that left Redis (the version expired or was
+ * evicted while being read) ends the stream with NOT_FOUND.
+ */
+export async function* readVersionChunks(
+  connection: RedisConnection,
+  keys: ModelKeys,
+  modelId: string,
+  versionNumber: number,
+  chunkCount: number,
+): AsyncGenerator<Buffer, void, undefined> {
+  const fetch = (index: number): Promise<Buffer | null> => {
+    const pending = connection.call(() => connection.commands.getBuffer(dataChunkKey(keys, versionNumber, index)));
+    pending.catch(() => undefined); // observed below, or abandoned when the reader stops early
+    return pending;
+  };
+  let next = chunkCount > 0 ? fetch(0) : undefined;
+  for (let index = 0; index < chunkCount; index++) {
+    const chunk = await (next as Promise<Buffer | null>);
+    next = index + 1 < chunkCount ? fetch(index + 1) : undefined;
+    if (chunk === null) {
+      throw notFound(
+        `the data of version ${versionNumber} of model "${modelId}" left Redis while it was read (transient versions may have been evicted)`,
+      );
+    }
+    yield chunk;
+  }
+}
