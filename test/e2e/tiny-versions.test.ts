@@ -4,7 +4,7 @@ import { VERSION_OVERHEAD_BYTES } from "../../src/registry/index.js";
 import { startTestServer } from "../support/test-server.js";
 
 const BUDGET = 1024 * 1024;
-// The 20,000 (100,000 take over two minutes here, too long for the suite: bench/tiny-versions.ts runs those).
+// The 20,000 (100,000 take over two minutes here, too long for the suite: bench/memory/tiny-versions.ts runs those).
 const VERSIONS = 20_000;
 
 describe("tiny versions under a small budget", () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import type { AggregatedRecord } from "../../bench/bench-record.js";
-import { REFERENCE_READER_PROCS, checkGoals, goalsMarkdown } from "../../bench/goals.js";
+import type { AggregatedRecord } from "../../bench/support/bench-record.js";
+import { REFERENCE_READER_PROCS, checkGoals, goalsMarkdown } from "../../bench/support/goals.js";
 
 function broadcast(
   mode: "poll" | "update",

@@ -141,7 +141,7 @@ describe("Registry and its model actors", () => {
       page.versions.map((v) => v.versionNumber),
       Array.from({ length: 10 }, (_, i) => 92 + i),
     );
-    assert.ok(VERSION_OVERHEAD_BYTES >= 256 && VERSION_OVERHEAD_BYTES <= 2048, "hundreds of bytes, measured (bench/version-overhead.ts)");
+    assert.ok(VERSION_OVERHEAD_BYTES >= 256 && VERSION_OVERHEAD_BYTES <= 2048, "hundreds of bytes, measured (bench/memory/version-overhead.ts)");
   });
 
   test("a failed operation does not poison the model's queue", async (t) => {
