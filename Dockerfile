@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Every step here is one that README.md and .ci/run also run: npm ci, npm run build, npm ci --omit=dev.
-# The same steps are exercised without Docker by test/e2e-docker-steps.test.ts.
+# The same steps are exercised without Docker by test/e2e/docker-steps.test.ts.
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /app

@@ -17,15 +17,15 @@
  */
 import { mkdirSync } from "node:fs";
 import { resolve } from "node:path";
-import { type BenchRecord, aggregate, toJsonLine } from "./bench-record.js";
-import { checkGoals, goalsMarkdown } from "./goals.js";
-import { LOAD_GROUPS, defaultLoadOptions, loadScenarios, runLoadEntries } from "./load.js";
-import { machineInfo } from "./machine-info.js";
-import { runSha256Bench } from "./sha256.bench.js";
-import { defaultTinyVersionsOptions, runTinyVersionsBench } from "./tiny-versions.js";
-import type { LoadOptions } from "./scenario-support.js";
-import type { ReaderClient } from "./generator-protocol.js";
-import { summaryTable } from "./summary-table.js";
+import { type BenchRecord, aggregate, toJsonLine } from "./support/bench-record.js";
+import { checkGoals, goalsMarkdown } from "./support/goals.js";
+import { LOAD_GROUPS, defaultLoadOptions, loadScenarios, runLoadEntries } from "./load/load.js";
+import { machineInfo } from "./support/machine-info.js";
+import { runSha256Bench } from "./micro/sha256.bench.js";
+import { defaultTinyVersionsOptions, runTinyVersionsBench } from "./memory/tiny-versions.js";
+import type { LoadOptions } from "./load/scenario-support.js";
+import type { ReaderClient } from "./load/generator-protocol.js";
+import { summaryTable } from "./support/summary-table.js";
 
 const GROUPS: readonly string[] = ["sha256", ...LOAD_GROUPS, "tiny"];
 

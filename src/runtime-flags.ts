@@ -1,6 +1,6 @@
 /**
  * The Node.js flags the server runs with: `npm start`, the Docker image's CMD and the bin entry's
- * shebang pass these (test/runtime-flags.test.ts keeps them in step), and so do the benchmarks.
+ * shebang pass these (test/e2e/runtime-flags.test.ts keeps them in step), and so do the benchmarks.
  *
  * --single-threaded-gc: no background GC threads. This server's heap is small (~15 MB) but
  * uploads churn buffers outside it, so V8 marks often; with concurrent and parallel marking the

@@ -9,6 +9,7 @@ import { open, rename, rm } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 import type { ArchiveFileWriter, StreamedVersionCommit, VersionFilesWrite } from "./archive-file-writer.js";
+import { errorCode } from "./errno.js";
 import { tempFileName } from "./layout.js";
 
 // Same permissions as the original server's files.
@@ -17,13 +18,6 @@ const FILE_MODE = 0o640;
 const MAX_BUFFERS_PER_WRITEV = 1024;
 // Filesystems (or platforms) that cannot fsync a directory report one of these.
 const UNSUPPORTED_DIRECTORY_SYNC = new Set(["EINVAL", "ENOTSUP", "EISDIR", "EPERM"]);
-
-function errorCode(error: unknown): string | undefined {
-  if (error instanceof Error && "code" in error && typeof error.code === "string") {
-    return error.code;
-  }
-  return undefined;
-}
 
 const ignore = (): void => {};
 

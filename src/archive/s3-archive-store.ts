@@ -2,36 +2,21 @@
  * The archive in an S3-compatible bucket, in the archive directory's layout below a prefix, object for
  * object and byte for byte (the YAML comes from yaml-codec.ts, the names from layout.ts).
  *
- * A version is committed as the directory backend commits it: data first, its info (the commit
- * marker) last, both with `If-None-Match: *` so two writers never overwrite one version. A streamed
- * version's number is only known at commit, so its data goes to a temporary key (a multipart upload,
- * aborted on failure) and is copied into place at commit.
+ * Versions are written by s3-version-writes.ts, the requests themselves are in s3-objects.ts.
  */
-import {
-  CopyObjectCommand,
-  DeleteObjectCommand,
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  type S3Client,
-  type _Object,
-  UploadPartCopyCommand,
-  CreateMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  AbortMultipartUploadCommand,
-} from "@aws-sdk/client-s3";
+import { HeadObjectCommand, type S3Client, type _Object } from "@aws-sdk/client-s3";
 import { notFound, RegistryError } from "../errors/index.js";
 import type { ModelRecord, VersionRecord } from "../domain/index.js";
-import type { ArchiveStore, StreamedVersionData } from "./archive-store.js";
+import type { ArchiveStore } from "./archive-store.js";
+import { errorMessage } from "./errno.js";
 import { isTempFileName, parseVersionFileName } from "./layout.js";
-import { isNotFound, isPreconditionFailed, toS3RegistryError } from "./s3-errors.js";
+import { isNotFound, toS3RegistryError } from "./s3-errors.js";
 import { createS3Keys } from "./s3-keys.js";
+import { createS3Objects, mapLimit } from "./s3-objects.js";
 import type { S3Location } from "./s3-url.js";
 import { createS3VersionReader } from "./s3-version-reader.js";
-import { beginObjectUpload, uploadChunks } from "./s3-version-upload.js";
-import { decodeModelInfo, decodeVersionInfo, encodeModelInfo, encodeVersionInfo } from "./yaml-codec.js";
+import { createS3VersionWrites } from "./s3-version-writes.js";
+import { decodeModelInfo, decodeVersionInfo, encodeModelInfo } from "./yaml-codec.js";
 
 export interface S3ArchiveStoreOptions {
   readonly client: S3Client;
@@ -43,27 +28,9 @@ export interface S3ArchiveStoreOptions {
   readonly leftoverAgeMs?: number;
 }
 
-const MAX_SINGLE_COPY_BYTES = 5 * 1024 * 1024 * 1024;
-const COPY_PART_BYTES = 512 * 1024 * 1024;
 const LEFTOVER_AGE_MS = 24 * 60 * 60 * 1000;
 /** Concurrent small requests (HEAD, GET of a YAML) of one listing. */
 const LIST_CONCURRENCY = 16;
-const DELETE_BATCH = 1000;
-
-const errorMessage = (error: unknown): string => (error instanceof Error ? error.message : String(error));
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, task: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await task(items[index] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
 
 interface VersionObjects {
   info?: _Object;
@@ -75,128 +42,10 @@ export function createS3ArchiveStore(options: S3ArchiveStoreOptions): ArchiveSto
   const { bucket } = location;
   const keys = createS3Keys(location.prefix);
   const warn = options.onWarning ?? ((): void => {});
-  const maxSingleCopy = options.maxSingleCopyBytes ?? MAX_SINGLE_COPY_BYTES;
   const leftoverAgeMs = options.leftoverAgeMs ?? LEFTOVER_AGE_MS;
-
-  async function call<T>(what: string, request: () => Promise<T>): Promise<T> {
-    try {
-      return await request();
-    } catch (error) {
-      throw toS3RegistryError(error, what, bucket);
-    }
-  }
-
-  async function getText(key: string): Promise<string | undefined> {
-    try {
-      const reply = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-      return (await reply.Body?.transformToString("utf8")) ?? "";
-    } catch (error) {
-      if (isNotFound(error)) {
-        return undefined;
-      }
-      throw toS3RegistryError(error, `reading ${key}`, bucket);
-    }
-  }
-
-  const putText = (key: string, text: string, ifNoneMatch = false): Promise<unknown> =>
-    client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: Buffer.from(text, "utf8"), ...(ifNoneMatch ? { IfNoneMatch: "*" } : {}) }));
-
-  async function exists(key: string): Promise<boolean> {
-    try {
-      await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-      return true;
-    } catch (error) {
-      if (isNotFound(error)) {
-        return false;
-      }
-      throw toS3RegistryError(error, `checking ${key}`, bucket);
-    }
-  }
-
-  /** Every object below `prefix`, page by page (ListObjectsV2 gives at most 1000 a page). */
-  async function listAll(prefix: string, delimiter?: string): Promise<{ objects: _Object[]; prefixes: string[] }> {
-    const objects: _Object[] = [];
-    const prefixes: string[] = [];
-    let token: string | undefined;
-    do {
-      const page = await call(`listing ${prefix === "" ? "the bucket" : prefix}`, () =>
-        client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, Delimiter: delimiter, ContinuationToken: token })),
-      );
-      objects.push(...(page.Contents ?? []));
-      prefixes.push(...(page.CommonPrefixes ?? []).map((p) => p.Prefix ?? ""));
-      token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
-    } while (token !== undefined);
-    return { objects, prefixes };
-  }
-
-  async function deleteKeys(list: readonly string[]): Promise<void> {
-    for (let start = 0; start < list.length; start += DELETE_BATCH) {
-      const batch = list.slice(start, start + DELETE_BATCH);
-      const reply = await call("deleting objects", () =>
-        client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })),
-      );
-      const [firstError] = reply.Errors ?? [];
-      if (firstError !== undefined) {
-        throw toS3RegistryError(new Error(`${firstError.Code ?? "Error"}: ${firstError.Message ?? ""} (${firstError.Key ?? ""})`), "deleting objects", bucket);
-      }
-    }
-  }
-
-  const deleteKey = (key: string): Promise<unknown> => call(`deleting ${key}`, () => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })));
-
-  /** Removes `key` on a failure path; a failure to do so is only reported. */
-  async function removeQuietly(key: string): Promise<void> {
-    try {
-      await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
-    } catch (error) {
-      warn("could not remove an object of a failed archive write", { key, error: errorMessage(error) });
-    }
-  }
-
-  async function copyObject(source: string, target: string, size: number): Promise<void> {
-    const copySource = `${bucket}/${source.split("/").map(encodeURIComponent).join("/")}`;
-    if (size <= maxSingleCopy) {
-      await client.send(new CopyObjectCommand({ Bucket: bucket, Key: target, CopySource: copySource, IfNoneMatch: "*" }));
-      return;
-    }
-    const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: target }));
-    try {
-      const ranges: { PartNumber: number; start: number; end: number }[] = [];
-      for (let start = 0, part = 1; start < size; start += COPY_PART_BYTES, part++) {
-        ranges.push({ PartNumber: part, start, end: Math.min(start + COPY_PART_BYTES, size) - 1 });
-      }
-      const parts = await mapLimit(ranges, 4, async ({ PartNumber, start, end }) => {
-        const reply = await client.send(
-          new UploadPartCopyCommand({ Bucket: bucket, Key: target, UploadId, PartNumber, CopySource: copySource, CopySourceRange: `bytes=${start}-${end}` }),
-        );
-        return { PartNumber, ETag: reply.CopyPartResult?.ETag };
-      });
-      await client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: target, UploadId, IfNoneMatch: "*", MultipartUpload: { Parts: parts } }));
-    } catch (error) {
-      await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: target, UploadId })).catch(() => {});
-      throw error;
-    }
-  }
-
-  /**
-   * Writes the info of a version whose data object is in place; on failure removes that data, unless
-   * another writer holds the version (412), whose data it may be.
-   */
-  async function commitInfo(version: VersionRecord): Promise<void> {
-    const infoKey = keys.versionInfo(version.modelId, version.versionNumber);
-    try {
-      await putText(infoKey, encodeVersionInfo(version), true);
-    } catch (error) {
-      if (!isPreconditionFailed(error)) {
-        await removeQuietly(keys.versionData(version.modelId, version.versionNumber));
-      }
-      throw toS3RegistryError(error, `writing ${infoKey}`, bucket);
-    }
-  }
-
-  function describe(version: VersionRecord): string {
-    return `version ${version.versionNumber} of model "${version.modelId}"`;
-  }
+  const requests = createS3Objects(client, bucket, warn);
+  const { call, getText, putText, exists, listAll, deleteKeys, deleteKey, removeQuietly } = requests;
+  const versionWrites = createS3VersionWrites({ client, bucket, keys, objects: requests, maxSingleCopyBytes: options.maxSingleCopyBytes });
 
   async function loadVersion(modelId: string, versionNumber: number, objects: VersionObjects): Promise<VersionRecord | { skipped: string; details: Record<string, unknown> }> {
     const infoKey = keys.versionInfo(modelId, versionNumber);
@@ -332,50 +181,7 @@ export function createS3ArchiveStore(options: S3ArchiveStoreOptions): ArchiveSto
       return versions;
     },
 
-    async putVersion(version, dataChunks) {
-      if (!version.archived) {
-        throw new Error(`${describe(version)} is not archived`);
-      }
-      const total = dataChunks.reduce((sum, chunk) => sum + chunk.byteLength, 0);
-      if (total !== version.dataSize) {
-        throw new Error(`${describe(version)}: data is ${total} bytes, data_size is ${version.dataSize}`);
-      }
-      const dataKey = keys.versionData(version.modelId, version.versionNumber);
-      await call(`writing ${dataKey}`, () => uploadChunks({ client, bucket, key: dataKey, ifNoneMatch: true }, dataChunks));
-      await commitInfo(version);
-    },
-
-    async beginVersionData(modelId): Promise<StreamedVersionData> {
-      const tempKey = keys.uploadData(modelId);
-      const upload = beginObjectUpload({ client, bucket, key: tempKey });
-      let settled = false;
-      return {
-        async append(chunks) {
-          await call(`uploading ${tempKey}`, () => upload.append(chunks));
-        },
-        async commit(version) {
-          settled = true;
-          const size = await call(`uploading ${tempKey}`, () => upload.finish());
-          if (size !== version.dataSize) {
-            await removeQuietly(tempKey);
-            throw new Error(`streamed ${size} bytes for a version whose data_size is ${version.dataSize}`);
-          }
-          const dataKey = keys.versionData(version.modelId, version.versionNumber);
-          try {
-            await call(`copying ${tempKey} to ${dataKey}`, () => copyObject(tempKey, dataKey, size));
-            await commitInfo(version);
-          } finally {
-            await removeQuietly(tempKey);
-          }
-        },
-        async abort() {
-          await upload.abort();
-          if (settled) {
-            await removeQuietly(tempKey); // a commit that failed after the upload completed
-          }
-        },
-      };
-    },
+    ...versionWrites,
 
     async deleteVersion(modelId, versionNumber) {
       // Info first: it is the commit marker.

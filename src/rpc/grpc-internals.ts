@@ -8,7 +8,7 @@
  *
  * Each accessor is defensive: if a field is not what we expect, it gives undefined (or false) and its
  * caller carries on without its feature. `checkGrpcInternals()` (at start, and in the test suite
- * against the installed grpc-js: test/grpc-internals.test.ts) names each such field and the grpc-js
+ * against the installed grpc-js: test/e2e/grpc-internals.test.ts) names each such field and the grpc-js
  * version, so an upgrade that changes one fails the tests instead of quietly losing a feature.
  */
 import { EventEmitter } from "node:events";

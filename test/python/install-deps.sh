@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what test/e2e-python.test.ts needs (Debian/Ubuntu): Debian's python3 with grpcio,
+# Installs what test/e2e/python.test.ts needs (Debian/Ubuntu): Debian's python3 with grpcio,
 # protobuf and grpc-tools (for its bundled protoc). Idempotent: does nothing when all are there.
 # CI runs it as root; elsewhere it uses sudo when available.
 set -euo pipefail

@@ -1,5 +1,5 @@
 /*
- * A writer that dies mid-upload (test/redis-store.test.ts): streams the first half of a version's
+ * A writer that dies mid-upload (test/e2e/redis-store.test.ts): streams the first half of a version's
  * chunks into Redis through RedisRegistryStore, prints "half" once they are acknowledged, then waits
  * to be killed with SIGKILL. Arguments: Redis URL, model id, data size, chunk size.
  */

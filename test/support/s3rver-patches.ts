@@ -1,6 +1,6 @@
 /*
  * Test-time fixes to @20minutes/s3rver 5.0.0, the S3-protocol server the tests run. Each one makes it
- * behave as S3 does for a request the S3 archive backend sends; test/s3-test-server.test.ts proves
+ * behave as S3 does for a request the S3 archive backend sends; test/e2e/s3-test-server.test.ts proves
  * every fixed behaviour with the official AWS SDK. Written here, not copied from anywhere.
  *
  * As published, s3rver 5.0.0:

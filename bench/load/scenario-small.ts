@@ -1,0 +1,62 @@
+/**
+ * Small calls from 16 clients (issue #15): RetrieveVersionInfos([-1]), CreateVersion of a
+ * small transient version, CreateOrUpdateModel; against the registry or the bare grpc-js
+ * floor (floor-server.ts), with the same lean clients: ops/s, latency, server CPU per call.
+ */
+import type { BenchRecord } from "../support/bench-record.js";
+import type { SmallCallsTask } from "./generator-protocol.js";
+import { measureWindow, resultsOf } from "./measure-window.js";
+import { summarize } from "../support/percentiles.js";
+import { type LoadOptions, MODEL_ID, prepareModel, resourceMetrics, split, withServer } from "./scenario-support.js";
+import type { SmallCall } from "./small-requests.js";
+
+export type SmallServer = "registry" | "floor";
+
+export interface SmallScenario {
+  readonly call: SmallCall;
+  readonly server: SmallServer;
+  readonly clients: number;
+  readonly clientProcs: number;
+  /** Data bytes per version ("create-version"). */
+  readonly bodyBytes: number;
+}
+
+export function runSmallCalls(options: LoadOptions, scenario: SmallScenario): Promise<BenchRecord> {
+  return withServer(options, { floor: scenario.server === "floor" }, async (server) => {
+    if (scenario.call !== "create-model") {
+      await prepareModel(server.address, scenario.call === "infos" ? 1024 : 0);
+    }
+    const tasks = split(scenario.clients, scenario.clientProcs).map(
+      ({ count, first }): SmallCallsTask => ({
+        role: "small-calls",
+        address: server.address,
+        call: scenario.call,
+        modelId: MODEL_ID,
+        count,
+        firstClient: first,
+        bodyBytes: scenario.bodyBytes,
+      }),
+    );
+    const measurement = await measureWindow(server, tasks, options);
+    const results = resultsOf(measurement.results, "small-calls");
+    const latency = summarize(results.flatMap((result) => result.latenciesMs));
+    const opsPerSec = latency.count / measurement.seconds;
+    const firstError = results.find((result) => result.firstError !== undefined)?.firstError;
+    if (firstError !== undefined) {
+      options.log(`  first error: ${firstError}`);
+    }
+    return {
+      scenario: "small",
+      params: { call: scenario.call, server: scenario.server, clients: scenario.clients, clientProcs: tasks.length, bodyBytes: scenario.bodyBytes },
+      metrics: {
+        opsPerSec,
+        wallUsPerOp: opsPerSec > 0 ? 1e6 / opsPerSec : null,
+        latencyP50Ms: latency.p50,
+        latencyP99Ms: latency.p99,
+        serverCpuUsPerOp: latency.count === 0 ? null : (measurement.serverCpuSeconds * 1e6) / latency.count,
+        errors: results.length === tasks.length ? results.reduce((total, result) => total + result.errors, 0) : 1,
+        ...resourceMetrics(measurement, server, 0),
+      },
+    };
+  });
+}

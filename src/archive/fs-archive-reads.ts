@@ -1,0 +1,222 @@
+import { readdir, readFile, open, stat } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import { compareCodePoints } from "../code-point-order.js";
+import { notFound } from "../errors/index.js";
+import type { ModelRecord, VersionRecord } from "../domain/index.js";
+import type { ArchiveStore, VersionDataReader } from "./archive-store.js";
+import { errorMessage, isMissing } from "./errno.js";
+import { metaFilePath, modelDirPath, modelInfoPath, parseVersionFileName, versionDataPath, versionInfoPath } from "./layout.js";
+import { decodeModelInfo, decodeVersionInfo } from "./yaml-codec.js";
+
+/** The reading half of the archive directory: listing models and versions, reading infos, data and metadata. */
+export type FsArchiveReads = Pick<ArchiveStore, "listModelIds" | "readModel" | "listVersions" | "openVersionData" | "readMeta">;
+
+interface SkippedVersion {
+  readonly skipped: string;
+  readonly details: Record<string, unknown>;
+}
+
+async function readTextIfExists(filePath: string): Promise<string | undefined> {
+  try {
+    return await readFile(filePath, "utf8");
+  } catch (error) {
+    if (isMissing(error)) {
+      return undefined;
+    }
+    throw error;
+  }
+}
+
+export async function readdirIfExists(directory: string): Promise<string[]> {
+  try {
+    return await readdir(directory);
+  } catch (error) {
+    if (isMissing(error)) {
+      return [];
+    }
+    throw error;
+  }
+}
+
+function createReader(handle: FileHandle, size: number, location: string): VersionDataReader {
+  let closed: Promise<void> | undefined;
+  return {
+    size,
+    location,
+    async read(target, position) {
+      const { bytesRead } = await handle.read(target, 0, target.byteLength, position);
+      return bytesRead;
+    },
+    close() {
+      closed ??= handle.close();
+      return closed;
+    },
+  };
+}
+
+export function createFsArchiveReads(root: string, warn: (message: string, details: Record<string, unknown>) => void): FsArchiveReads {
+  /** Whether `infoPath` is a model info file; an unreadable one is reported and treated as absent. */
+  async function isModelInfoFile(infoPath: string): Promise<boolean> {
+    try {
+      return (await stat(infoPath)).isFile();
+    } catch (error) {
+      if (!isMissing(error)) {
+        warn("model skipped: unreadable model info", { path: infoPath, error: errorMessage(error) });
+      }
+      return false;
+    }
+  }
+
+  /** Loads one version, or says why it is skipped. */
+  async function loadVersion(
+    modelId: string,
+    versionNumber: number,
+    files: { info?: string; data?: string },
+  ): Promise<VersionRecord | SkippedVersion> {
+    const infoPath = versionInfoPath(root, modelId, versionNumber);
+    const dataPath = versionDataPath(root, modelId, versionNumber);
+    const skip = (reason: string, details: Record<string, unknown>): SkippedVersion => ({
+      skipped: `archived version skipped: ${reason}`,
+      details: { modelId, versionNumber, ...details },
+    });
+    if (files.info === undefined) {
+      return skip("data file without version info", { path: dataPath });
+    }
+    if (files.data === undefined) {
+      return skip("version info without data file", { path: infoPath });
+    }
+    let version: VersionRecord;
+    try {
+      version = decodeVersionInfo(await readFile(infoPath, "utf8"));
+    } catch (error) {
+      return skip("unreadable version info", { path: infoPath, error: errorMessage(error) });
+    }
+    if (version.modelId !== modelId || version.versionNumber !== versionNumber) {
+      return skip("version info names another version", {
+        path: infoPath,
+        foundModelId: version.modelId,
+        foundVersionNumber: version.versionNumber,
+      });
+    }
+    let dataSize: number;
+    try {
+      const dataStat = await stat(dataPath);
+      if (!dataStat.isFile()) {
+        return skip("data path is not a file", { path: dataPath });
+      }
+      dataSize = dataStat.size;
+    } catch (error) {
+      return skip("unreadable data file", { path: dataPath, error: errorMessage(error) });
+    }
+    if (dataSize !== version.dataSize) {
+      return skip("data file size differs from data_size", {
+        path: dataPath,
+        expectedSize: version.dataSize,
+        actualSize: dataSize,
+      });
+    }
+    return version;
+  }
+
+  return {
+    async listModelIds() {
+      const entries = await readdir(root, { withFileTypes: true }).catch((error: unknown) => {
+        if (isMissing(error)) {
+          return [];
+        }
+        throw error;
+      });
+      const candidates = entries.filter((entry) => entry.isDirectory() && !entry.name.startsWith("."));
+      const found = await Promise.all(
+        candidates.map(async ({ name }) => {
+          let infoPath: string;
+          try {
+            infoPath = modelInfoPath(root, name);
+          } catch {
+            return undefined; // a directory name that can never be a model id
+          }
+          return (await isModelInfoFile(infoPath)) ? name : undefined;
+        }),
+      );
+      return found.filter((name): name is string => name !== undefined).sort(compareCodePoints);
+    },
+
+    async readModel(modelId) {
+      const infoPath = modelInfoPath(root, modelId);
+      let model: ModelRecord;
+      try {
+        const text = await readTextIfExists(infoPath);
+        if (text === undefined) {
+          return undefined;
+        }
+        model = decodeModelInfo(text);
+      } catch (error) {
+        warn("model skipped: unreadable model info", { path: infoPath, error: errorMessage(error) });
+        return undefined;
+      }
+      if (model.modelId !== modelId) {
+        // The directory decides which model this is: it is how the model is found.
+        warn("model info names another model id; using the directory name", {
+          path: infoPath,
+          foundModelId: model.modelId,
+        });
+        return { modelId, userData: model.userData };
+      }
+      return model;
+    },
+
+    async listVersions(modelId) {
+      const directory = modelDirPath(root, modelId);
+      const files = new Map<number, { info?: string; data?: string }>();
+      for (const name of await readdirIfExists(directory)) {
+        const parsed = parseVersionFileName(modelId, name);
+        if (parsed !== undefined) {
+          const entry = files.get(parsed.versionNumber) ?? {};
+          entry[parsed.kind] = name;
+          files.set(parsed.versionNumber, entry);
+        }
+      }
+      const numbers = [...files.keys()].sort((a, b) => a - b);
+      const loaded = await Promise.all(numbers.map((n) => loadVersion(modelId, n, files.get(n) ?? {})));
+      const versions: VersionRecord[] = [];
+      // Warnings in version order, whatever order the reads completed in.
+      for (const result of loaded) {
+        if ("skipped" in result) {
+          warn(result.skipped, result.details);
+        } else {
+          versions.push(result);
+        }
+      }
+      return versions;
+    },
+
+    async openVersionData(modelId, versionNumber) {
+      const dataPath = versionDataPath(root, modelId, versionNumber);
+      const missing = () => notFound(`no archived data for version ${versionNumber} of model "${modelId}"`);
+      let handle: FileHandle;
+      try {
+        handle = await open(dataPath, "r");
+      } catch (error) {
+        if (isMissing(error)) {
+          throw missing();
+        }
+        throw error;
+      }
+      try {
+        const dataStat = await handle.stat();
+        if (!dataStat.isFile()) {
+          throw missing();
+        }
+        return createReader(handle, dataStat.size, dataPath);
+      } catch (error) {
+        await handle.close().catch(() => {});
+        throw error;
+      }
+    },
+
+    async readMeta(modelId, key) {
+      return readTextIfExists(metaFilePath(root, modelId, key));
+    },
+
+  };
+}

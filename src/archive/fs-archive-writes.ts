@@ -1,0 +1,215 @@
+import { constants, mkdir, open, readdir, rename, rm } from "node:fs/promises";
+import path from "node:path";
+import type { ArchiveStore } from "./archive-store.js";
+import type { ArchiveFileWriter } from "./archive-file-writer.js";
+import { syncDirectory } from "./atomic-write.js";
+import { errorCode, errorMessage, isMissing } from "./errno.js";
+import { type FsArchiveReads, readdirIfExists } from "./fs-archive-reads.js";
+import { isTempFileName, metaFilePath, modelDirPath, modelInfoPath, tempFileName, versionDataPath, versionInfoPath } from "./layout.js";
+import { encodeModelInfo, encodeVersionInfo } from "./yaml-codec.js";
+
+/** The writing half of the archive directory: start-up clean-up, models, versions and metadata. */
+export type FsArchiveWrites = Omit<ArchiveStore, keyof FsArchiveReads>;
+
+// Same permissions as the original server's directories.
+const DIRECTORY_MODE = 0o750;
+
+export function createFsArchiveWrites(
+  root: string,
+  writer: ArchiveFileWriter,
+  warn: (message: string, details: Record<string, unknown>) => void,
+): FsArchiveWrites {
+  // Start-up must not fail for one entry it cannot clean or read (a read-only
+  // snapshot, a permission, a symlink loop): that entry is skipped with a warning.
+  async function removeLeftover(entryPath: string): Promise<void> {
+    try {
+      await rm(entryPath, { recursive: true, force: true });
+    } catch (error) {
+      warn("could not remove a leftover temporary file of an interrupted write; it is ignored", {
+        path: entryPath,
+        error: errorMessage(error),
+      });
+      return;
+    }
+    warn("removed leftover temporary file of an interrupted write", { path: entryPath });
+  }
+
+  async function cleanModelDirectory(directory: string): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdirIfExists(directory);
+    } catch (error) {
+      warn("could not list a model directory to remove leftover temporary files", { path: directory, error: errorMessage(error) });
+      return;
+    }
+    await Promise.all(names.filter(isTempFileName).map((name) => removeLeftover(path.join(directory, name))));
+  }
+
+  return {
+    async open() {
+      await mkdir(root, { recursive: true, mode: DIRECTORY_MODE });
+      const entries = await readdir(root, { withFileTypes: true });
+      await Promise.all(
+        entries.map(async (entry) => {
+          const entryPath = path.join(root, entry.name);
+          if (isTempFileName(entry.name)) {
+            // Also what remains of a model whose deletion was interrupted.
+            await removeLeftover(entryPath);
+          } else if (entry.isDirectory() && !entry.name.startsWith(".")) {
+            await cleanModelDirectory(entryPath);
+          }
+        }),
+      );
+    },
+
+    async writeModel(model) {
+      await ensureModelDir(modelDirPath(root, model.modelId));
+      await writer.writeFileAtomic(modelInfoPath(root, model.modelId), encodeModelInfo(model));
+    },
+
+    async deleteModel(modelId) {
+      const directory = modelDirPath(root, modelId);
+      // Renaming first makes the deletion atomic; open() removes the rest if we crash midway.
+      const doomed = path.join(root, tempFileName(modelId));
+      try {
+        await rename(directory, doomed);
+      } catch (error) {
+        if (isMissing(error)) {
+          return;
+        }
+        throw error;
+      }
+      try {
+        await syncDirectory(root); // the deletion must not be undone by a power loss
+        await rm(doomed, { recursive: true, force: true });
+      } catch (error) {
+        warn("could not remove a deleted model's files; they will be removed on next start", {
+          path: doomed,
+          error: errorMessage(error),
+        });
+      }
+    },
+
+    async putVersion(version, dataChunks) {
+      if (!version.archived) {
+        throw new Error(`version ${version.versionNumber} of model "${version.modelId}" is not archived`);
+      }
+      const total = dataChunks.reduce((sum, chunk) => sum + chunk.byteLength, 0);
+      if (total !== version.dataSize) {
+        const which = `version ${version.versionNumber} of model "${version.modelId}"`;
+        throw new Error(`${which}: data is ${total} bytes, data_size is ${version.dataSize}`);
+      }
+      await ensureModelDir(modelDirPath(root, version.modelId));
+      await writer.writeVersionFilesAtomic({
+        dataPath: versionDataPath(root, version.modelId, version.versionNumber),
+        dataChunks,
+        infoPath: versionInfoPath(root, version.modelId, version.versionNumber),
+        infoText: encodeVersionInfo(version),
+      });
+    },
+
+    async beginVersionData(modelId) {
+      const directory = modelDirPath(root, modelId);
+      await ensureModelDir(directory);
+      const tempDataPath = path.join(directory, tempFileName(`${modelId}-upload.data`));
+      let written = 0;
+      let pending: Promise<void> = Promise.resolve();
+      let aborted = false;
+      return {
+        append(chunks) {
+          if (aborted) {
+            return Promise.reject(new Error("streamed version data was aborted"));
+          }
+          const position = written;
+          written += chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0);
+          // A write queued before abort() must not recreate the file abort() removes.
+          pending = pending.then(() => (aborted ? undefined : writer.writeChunksAt(tempDataPath, chunks, position)));
+          return pending;
+        },
+        async commit(version) {
+          await pending;
+          if (written !== version.dataSize) {
+            throw new Error(`streamed ${written} bytes for a version whose data_size is ${version.dataSize}`);
+          }
+          if (written === 0) {
+            await writer.writeChunksAt(tempDataPath, [], 0);
+          }
+          await writer.commitStreamedVersion({
+            tempDataPath,
+            dataPath: versionDataPath(root, version.modelId, version.versionNumber),
+            infoPath: versionInfoPath(root, version.modelId, version.versionNumber),
+            infoText: encodeVersionInfo(version),
+          });
+        },
+        async abort() {
+          aborted = true;
+          await pending.catch(() => {});
+          await rm(tempDataPath, { force: true });
+        },
+      };
+    },
+
+    async deleteVersion(modelId, versionNumber) {
+      // Info first: it is the commit marker, so a crash in between leaves no half version visible.
+      await rm(versionInfoPath(root, modelId, versionNumber), { force: true });
+      await rm(versionDataPath(root, modelId, versionNumber), { force: true });
+    },
+
+    async writeMeta(modelId, key, value) {
+      const metaPath = metaFilePath(root, modelId, key);
+      await ensureModelDir(modelDirPath(root, modelId));
+      await writer.writeFileAtomic(metaPath, value);
+    },
+
+    async overwriteMeta(modelId, key, value, { durable }) {
+      const record = paddedRecord(value);
+      const metaPath = metaFilePath(root, modelId, key);
+      // Neither O_TRUNC nor a rename: a crash at any point leaves the previous record or the new one.
+      const handle = await open(metaPath, constants.O_WRONLY | constants.O_CREAT, FILE_MODE);
+      try {
+        await handle.write(record, 0, record.byteLength, 0);
+        if (durable) {
+          await handle.truncate(record.byteLength); // whatever was longer before
+          await handle.datasync();
+        }
+      } finally {
+        await handle.close();
+      }
+      if (durable) {
+        await syncDirectory(path.dirname(metaPath)); // the file may have just been created
+      }
+    },
+  };
+}
+
+// Same permissions as the original server's files.
+const FILE_MODE = 0o640;
+/** Overwritten records all have this size, so a shorter value never leaves the end of a longer one behind. */
+const META_RECORD_BYTES = 128;
+
+function paddedRecord(value: string): Buffer {
+  const record = Buffer.alloc(META_RECORD_BYTES, " ");
+  const written = record.write(value, 0, "utf8");
+  if (written !== Buffer.byteLength(value) || written >= META_RECORD_BYTES) {
+    throw new Error(`metadata record of ${Buffer.byteLength(value)} bytes: at most ${META_RECORD_BYTES - 1} fit`);
+  }
+  record.write("\n", META_RECORD_BYTES - 1);
+  return record;
+}
+
+/**
+ * Creates a model directory inside the (existing) root. Not `recursive`: on a
+ * read-only file system a recursive mkdir reports ENOENT instead of EROFS.
+ */
+async function ensureModelDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { mode: DIRECTORY_MODE });
+  } catch (error) {
+    if (errorCode(error) !== "EEXIST") {
+      throw error;
+    }
+    return;
+  }
+  // A new model directory must survive a power loss with the files acknowledged in it.
+  await syncDirectory(path.dirname(dir));
+}

@@ -1,0 +1,168 @@
+// Version numbering across restarts, with the boot id given: a crash of the machine (another boot
+// id) cannot be caused in a test, but what the registry then does with the files on disk can.
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { describe, test } from "node:test";
+import type { TestContext } from "node:test";
+import { type ArchiveStore, createFsArchiveStore, inlineFileWriter } from "../../src/archive/index.js";
+import { createSha256 } from "../../src/data/index.js";
+import { createLogger } from "../../src/logger.js";
+import { Registry } from "../../src/registry/index.js";
+
+interface Opened {
+  readonly registry: Registry;
+  readonly logLines: Record<string, unknown>[];
+}
+
+async function tempRoot(t: TestContext): Promise<string> {
+  const root = await mkdtemp(path.join(tmpdir(), "mr-numbering-"));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  return root;
+}
+
+/** Opens a registry on `archive` as if the machine's current boot were `bootId`. */
+async function open(t: TestContext, archive: ArchiveStore, bootId: string): Promise<Opened> {
+  const sha = await createSha256("node-crypto");
+  const logLines: Record<string, unknown>[] = [];
+  const log = createLogger("info", { write: (line: string) => void logLines.push(JSON.parse(line) as Record<string, unknown>) });
+  const registry = await Registry.open({
+    archive,
+    cacheMaxBytes: 1 << 20,
+    cacheExpirationMs: 0,
+    cachePruneCount: 1,
+    chunkSize: 1024,
+    hash: async (segments) => sha(segments),
+    log,
+    bootId,
+  });
+  t.after(() => registry.close());
+  return { registry, logLines };
+}
+
+async function publish(registry: Registry, modelId: string, count: number): Promise<number[]> {
+  const numbers: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const data = Buffer.from(`${modelId} ${i}`);
+    const upload = await registry.beginUpload({ modelId, archived: false, creationTimestamp: 0n, dataHash: "", dataSize: data.length, userData: {} });
+    await upload.append(data);
+    numbers.push((await upload.finish()).versionNumber);
+  }
+  return numbers;
+}
+
+const store = (root: string): ArchiveStore => createFsArchiveStore({ root, writer: inlineFileWriter });
+const recordFile = (root: string, modelId: string): string => path.join(root, modelId, ".cogment-ts-version-record");
+const skipLines = (logLines: readonly Record<string, unknown>[]) =>
+  logLines.filter((line) => line.msg === "version numbering continues above the durable mark: numbers in between are skipped, none is reused");
+
+describe("version numbering across restarts", () => {
+  test("a crash of the process (same boot): exact; of the machine (another boot): above the durable mark, never a reuse", async (t) => {
+    const root = await tempRoot(t);
+    const first = await open(t, store(root), "boot-a");
+    await first.registry.createOrUpdateModel({ modelId: "m", userData: {} });
+    assert.deepEqual(await publish(first.registry, "m", 3), [1, 2, 3]);
+    // No recordStop: the process died.
+    assert.equal((await readFile(recordFile(root, "m"), "utf8")).trim(), "next=4 boot=boot-a state=running");
+    assert.equal(await readFile(path.join(root, "m", ".cogment-ts-next-version"), "utf8"), "1025");
+
+    const sameBoot = await open(t, store(root), "boot-a");
+    assert.deepEqual(await publish(sameBoot.registry, "m", 1), [4]);
+    assert.deepEqual(skipLines(sameBoot.logLines), []);
+
+    const rebooted = await open(t, store(root), "boot-b");
+    assert.deepEqual(await publish(rebooted.registry, "m", 1), [1025]);
+    assert.deepEqual(
+      skipLines(rebooted.logLines).map((line) => [line.modelId, line.nextVersion, line.highestOnDisk, line.recordedNext, line.reason]),
+      [["m", 1025, 0, 5, "the machine restarted since the last number was recorded, and the server had not stopped cleanly"]],
+    );
+  });
+
+  test("a graceful stop is exact even after a reboot", async (t) => {
+    const root = await tempRoot(t);
+    const first = await open(t, store(root), "boot-a");
+    await first.registry.createOrUpdateModel({ modelId: "m", userData: {} });
+    await first.registry.createOrUpdateModel({ modelId: "untouched", userData: {} });
+    assert.deepEqual(await publish(first.registry, "m", 3), [1, 2, 3]);
+    first.registry.close();
+    await first.registry.recordStop();
+    assert.equal((await readFile(recordFile(root, "m"), "utf8")).trim(), "next=4 boot=boot-a state=stopped");
+    await assert.rejects(readFile(recordFile(root, "untouched")), { code: "ENOENT" }, "a model never loaded is left as it was");
+
+    const rebooted = await open(t, store(root), "boot-b");
+    assert.deepEqual(await publish(rebooted.registry, "m", 2), [4, 5]);
+    assert.deepEqual(await publish(rebooted.registry, "untouched", 1), [1]);
+    assert.deepEqual(skipLines(rebooted.logLines), []);
+  });
+
+  test("after a clean stop, the first record of the next run is flushed to disk, the following ones are not", async (t) => {
+    const root = await tempRoot(t);
+    const inner = store(root);
+    const writes: [string, boolean][] = [];
+    const spied: ArchiveStore = {
+      ...inner,
+      overwriteMeta: (modelId, key, value, options) => {
+        writes.push([value, options.durable]);
+        return inner.overwriteMeta(modelId, key, value, options);
+      },
+    };
+    const first = await open(t, spied, "boot-a");
+    await first.registry.createOrUpdateModel({ modelId: "m", userData: {} });
+    await publish(first.registry, "m", 2);
+    await first.registry.recordStop();
+    await first.registry.recordStop(); // nothing changed: not written again
+    const second = await open(t, spied, "boot-a");
+    await publish(second.registry, "m", 2);
+    // A "running" record left only in the page cache would let a crash of the machine keep the
+    // older "stopped" one on disk, which is trusted: so the first of a run goes to the disk.
+    assert.deepEqual(writes, [
+      ["next=2 boot=boot-a state=running", true],
+      ["next=3 boot=boot-a state=running", false],
+      ["next=3 boot=boot-a state=stopped", true],
+      ["next=4 boot=boot-a state=running", true],
+      ["next=5 boot=boot-a state=running", false],
+    ]);
+  });
+
+  test("an archive of an earlier version (mark only) or with an unreadable record continues above the mark", async (t) => {
+    const root = await tempRoot(t);
+    const first = await open(t, store(root), "boot-a");
+    await first.registry.createOrUpdateModel({ modelId: "legacy", userData: {} });
+    await first.registry.createOrUpdateModel({ modelId: "garbled", userData: {} });
+    await publish(first.registry, "legacy", 1);
+    await publish(first.registry, "garbled", 1);
+    await first.registry.recordStop();
+    await rm(recordFile(root, "legacy"));
+    await writeFile(recordFile(root, "garbled"), "next=2 boot=boot-a state=sto");
+
+    const second = await open(t, store(root), "boot-a");
+    assert.deepEqual(await publish(second.registry, "legacy", 1), [1025]);
+    assert.deepEqual(await publish(second.registry, "garbled", 1), [1025]);
+    assert.deepEqual(
+      second.logLines.filter((line) => line.level === 40).map((line) => [line.modelId, line.msg, line.value]),
+      [["garbled", "ignoring an unreadable version-number record", "next=2 boot=boot-a state=sto"]],
+    );
+    assert.deepEqual(
+      skipLines(second.logLines).map((line) => [line.modelId, line.reason]).sort(),
+      [
+        ["garbled", "no exact record of the last number (an archive of an earlier version of this server, or it could not be written)"],
+        ["legacy", "no exact record of the last number (an archive of an earlier version of this server, or it could not be written)"],
+      ],
+    );
+  });
+
+  test("the record is one fixed-size line, overwritten in place", async (t) => {
+    const root = await tempRoot(t);
+    const first = await open(t, store(root), "boot-a");
+    await first.registry.createOrUpdateModel({ modelId: "m", userData: {} });
+    await publish(first.registry, "m", 9);
+    const nine = await readFile(recordFile(root, "m"), "utf8");
+    await publish(first.registry, "m", 1);
+    const ten = await readFile(recordFile(root, "m"), "utf8");
+    assert.equal(nine.length, 128);
+    assert.equal(ten.length, 128);
+    assert.equal(nine, `${"next=10 boot=boot-a state=running".padEnd(127)}\n`);
+    assert.equal(ten, `${"next=11 boot=boot-a state=running".padEnd(127)}\n`);
+  });
+});

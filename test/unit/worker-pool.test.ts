@@ -1,0 +1,115 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { type TestContext, describe, test } from "node:test";
+import { exposeGc } from "../../src/expose-gc.js";
+import { EncodedVersionData, SHA256_IMPLEMENTATIONS } from "../../src/data/index.js";
+import { type WorkerPool, createWorkerPool } from "../../src/worker-pool/index.js";
+
+/** A real pool and a temporary directory, both gone when the test ends. */
+async function poolWithTempDir(t: TestContext, maxThreads: number): Promise<{ pool: WorkerPool; dir: string }> {
+  const pool = createWorkerPool({ sha256: "node-crypto", maxThreads });
+  const dir = await mkdtemp(path.join(tmpdir(), "mr-pool-"));
+  t.after(async () => {
+    await pool.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  return { pool, dir };
+}
+
+describe("worker pool", () => {
+  for (const implementation of SHA256_IMPLEMENTATIONS) {
+    test(`hashes shared segments with ${implementation}`, async (t) => {
+      const pool = createWorkerPool({ sha256: implementation, maxThreads: 2 });
+      t.after(() => pool.close());
+      const data = Buffer.alloc(3_000_000);
+      for (let i = 0; i < data.length; i++) data[i] = i % 253;
+      const encoded = EncodedVersionData.allocate(data.length, 1_000_000);
+      encoded.write(0, data);
+      const expected = createHash("sha256").update(data).digest("base64");
+      assert.equal(await pool.hash(encoded.dataSegments()), expected);
+      assert.equal(await pool.hash([]), createHash("sha256").digest("base64"));
+      // Shared, not transferred: the main thread's views are intact after the task.
+      assert.equal(encoded.bytes.byteLength, encoded.layout.totalBytes);
+      assert.ok(encoded.toContiguous().equals(data));
+    });
+  }
+
+  test("workers let go of the shared memory they hashed: 512 MiB of versions do not stay resident", async (t) => {
+    const gc = exposeGc();
+    const pool = createWorkerPool({ sha256: "node-crypto", maxThreads: 2 });
+    t.after(() => pool.close());
+    await pool.hash([Buffer.alloc(1)]);
+    gc();
+    const before = process.memoryUsage.rss();
+    const MiB = 1024 * 1024;
+    for (let i = 0; i < 32; i++) {
+      const version = EncodedVersionData.allocate(16 * MiB, 2 * MiB);
+      version.write(0, Buffer.alloc(16 * MiB, i)); // touch every page
+      await pool.hash(version.dataSegments());
+    }
+    gc();
+    const grown = process.memoryUsage.rss() - before;
+    // Without the workers' own collections, all 512 MiB stayed resident (views held by idle workers).
+    assert.ok(grown < 256 * MiB, `RSS grew by ${Math.round(grown / MiB)} MiB after hashing 32 versions of 16 MiB`);
+  });
+
+  test("writes version files atomically from shared memory and reports errors with their code", async (t) => {
+    const { pool, dir } = await poolWithTempDir(t, 2);
+    const encoded = EncodedVersionData.allocate(10, 4);
+    encoded.write(0, Buffer.from("0123456789"));
+    await pool.fileWriter.writeVersionFilesAtomic({
+      dataPath: path.join(dir, "m-v000001.data"),
+      dataChunks: encoded.dataSegments(),
+      infoPath: path.join(dir, "m-v000001.yaml"),
+      infoText: "info\n",
+    });
+    assert.equal(await readFile(path.join(dir, "m-v000001.data"), "utf8"), "0123456789");
+    assert.equal(await readFile(path.join(dir, "m-v000001.yaml"), "utf8"), "info\n");
+    await assert.rejects(pool.fileWriter.writeFileAtomic(path.join(dir, "missing-dir", "x.yaml"), "x"), { code: "ENOENT" });
+    assert.deepEqual((await readdir(dir)).sort(), ["m-v000001.data", "m-v000001.yaml"]);
+  });
+});
+
+describe("queueing", () => {
+  test("a small metadata write runs before hashes queued ahead of it", async (t) => {
+    const { pool, dir } = await poolWithTempDir(t, 1);
+    const data = EncodedVersionData.allocate(16 * 1024 * 1024, 2 * 1024 * 1024);
+    const finished: string[] = [];
+    const hashes = Array.from({ length: 6 }, (_, i) => pool.hash(data.dataSegments()).then(() => finished.push(`hash ${i}`)));
+    const write = pool.fileWriter.writeFileAtomic(path.join(dir, "model.yaml"), "model_id: m\n").then(() => finished.push("write"));
+    await Promise.all([...hashes, write]);
+    assert.equal(await readFile(path.join(dir, "model.yaml"), "utf8"), "model_id: m\n");
+    assert.equal(finished.length, 7);
+    // One thread: at most the hash already running when the write was queued finishes before it
+    // (with piscina's own queue the write came fourth here).
+    assert.ok(finished.indexOf("write") <= 1, `completion order: ${finished.join(", ")}`);
+  });
+});
+
+describe("a worker that dies", () => {
+  test("fails only its own task; the pool replaces it and keeps working", async (t) => {
+    const pool = createWorkerPool({ sha256: "node-crypto", maxThreads: 2 });
+    t.after(() => pool.close());
+    const data = EncodedVersionData.allocate(64 * 1024 * 1024, 2 * 1024 * 1024);
+    const expected = createHash("sha256").update(data.toContiguous()).digest("base64");
+    assert.equal(await pool.hash(data.dataSegments()), expected, "warm-up");
+    const running = pool.hash(data.dataSegments());
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const victims = [...pool.threads()];
+    assert.ok(victims.length >= 1);
+    await Promise.all(victims.map((worker) => worker.terminate()));
+    const outcome = await running.then(
+      (hash) => ({ hash }),
+      (error: unknown) => ({ error }),
+    );
+    if ("error" in outcome) {
+      assert.ok(outcome.error instanceof Error);
+    } else {
+      assert.equal(outcome.hash, expected, "a task that finished before the worker died is still right");
+    }
+    assert.equal(await pool.hash(data.dataSegments()), expected, "a new worker took over");
+  });
+});
