@@ -4,6 +4,7 @@ import { notFound, resourceExhausted } from "../errors/index.js";
 import type { Logger } from "../logger.js";
 import type { ModelRecord, VersionRecord } from "./records.js";
 import { SerialQueue } from "./serial-queue.js";
+import { lowerBound } from "./version-selection.js";
 import type { Reservation, VersionCache } from "./version-cache.js";
 import { MAX_VERSION_NUMBER, VersionNumbering } from "./version-numbering.js";
 import type { VersionSubscription } from "./version-subscription.js";
@@ -38,8 +39,12 @@ export interface VersionCommit {
  */
 export class ModelActor {
   model: ModelRecord | undefined = undefined;
-  /** Existing versions, sorted by increasing number. Replaced, never mutated in place, so readers may hold it. */
-  versions: readonly VersionRecord[] = [];
+  /**
+   * Existing versions, sorted by increasing number. Changed in place (push on commit, splice on
+   * eviction: a copy per commit made 100,000 publishes quadratic), so read it synchronously and
+   * copy what must outlive an await.
+   */
+  versions: VersionRecord[] = [];
   /** Bumped on deletion so that uploads begun before it cannot land in a re-created model. */
   generation = 0;
   readonly subscriptions = new Set<VersionSubscription>();
@@ -145,7 +150,7 @@ export class ModelActor {
         if (previous !== undefined) {
           this.context.cache.setPinned(this.modelId, previous.versionNumber, false);
         }
-        this.versions = [...this.versions, record];
+        this.versions.push(record);
         this.numbering.handedOut(versionNumber);
         for (const subscription of this.subscriptions) {
           subscription.publish(record);
@@ -162,13 +167,13 @@ export class ModelActor {
 
   /** The cache dropped a version's data: a transient version is then gone for good. */
   dataEvicted(versionNumber: number): void {
-    const index = this.versions.findIndex((version) => version.versionNumber === versionNumber);
+    const index = lowerBound(this.versions, versionNumber);
     const version = this.versions[index];
-    if (version === undefined || version.archived) {
+    if (version?.versionNumber !== versionNumber || version.archived) {
       return;
     }
     const wasLatest = index === this.versions.length - 1;
-    this.versions = this.versions.filter((_, i) => i !== index);
+    this.versions.splice(index, 1);
     const latest = this.latest;
     if (wasLatest && latest !== undefined) {
       this.context.cache.setPinned(this.modelId, latest.versionNumber, true);
@@ -191,7 +196,7 @@ export class ModelActor {
       return;
     }
     // Transient versions committed before the load cannot exist: commits load first.
-    this.versions = onDisk;
+    this.versions = [...onDisk];
     this.numbering.start(saved, onDisk[onDisk.length - 1]?.versionNumber ?? 0);
     this.loaded = true;
   }
