@@ -11,7 +11,6 @@
  *
  *   node --expose-gc dist/bench/version-overhead.js [--versions=N] [--size=BYTES] [--snapshot]
  */
-import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -22,6 +21,7 @@ import { EncodedVersionData, createSha256 } from "../src/data/index.js";
 import { Registry, VERSION_OVERHEAD_BYTES } from "../src/registry/index.js";
 import { validateUserData } from "../src/rpc/validate.js";
 import type { BenchRecord } from "./bench-record.js";
+import { readResidentBreakdown } from "./resident-breakdown.js";
 
 export interface VersionOverheadOptions {
   readonly versions: number;
@@ -45,26 +45,9 @@ function heapBytes(): number {
   return usage.heapUsed + usage.external;
 }
 
-const V8_PAGE_BYTES = 256 * 1024;
-
-/**
- * Resident bytes of the C allocator (glibc malloc): the brk heap and the anonymous mappings that are
- * not V8 heap pages (V8's come in multiples of 256 KiB; malloc's arenas are 64 MiB mappings and its
- * large blocks are page-sized, neither usually such a multiple). Linux only.
- */
+/** Resident bytes of the C allocator (glibc malloc), where a version's data lives. */
 function mallocResidentBytes(): number {
-  let total = 0;
-  let counted = false;
-  for (const line of readFileSync("/proc/self/smaps", "utf8").split("\n")) {
-    const mapping = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
-    if (mapping !== null) {
-      const size = parseInt(mapping[2] as string, 16) - parseInt(mapping[1] as string, 16);
-      counted = mapping[3] === "[heap]" || (mapping[3] === "" && size % V8_PAGE_BYTES !== 0);
-    } else if (counted && line.startsWith("Rss:")) {
-      total += Number(line.split(/\s+/)[1]) * 1024;
-    }
-  }
-  return total;
+  return readResidentBreakdown(process.pid).mallocKiB * 1024;
 }
 
 /**

@@ -206,6 +206,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       health.shutdown();
+      memoryGuard.close();
       registry.close(); // ends VersionUpdate streams (UNAVAILABLE) at once: they would otherwise never finish
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
