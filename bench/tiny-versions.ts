@@ -8,6 +8,7 @@
  *   node dist/bench/tiny-versions.js [--quick] [--env=NAME=VALUE ...]   # e.g. --env=MALLOC_ARENA_MAX=2
  */
 import { setTimeout as sleep } from "node:timers/promises";
+import { EncodedVersionData } from "../src/data/index.js";
 import { VERSION_OVERHEAD_BYTES } from "../src/registry/index.js";
 import { createBenchClient } from "./bench-client.js";
 import type { BenchRecord } from "./bench-record.js";
@@ -31,6 +32,8 @@ export function defaultTinyVersionsOptions(quick: boolean): TinyVersionsOptions 
 }
 
 const MODEL_ID = "tiny";
+/** The server's default sent chunk size (any size above 16 bytes gives the same one-chunk layout). */
+const CHUNK_SIZE = 2 * 1024 * 1024;
 
 export async function runTinyVersionsBench(options: TinyVersionsOptions, log: (line: string) => void): Promise<BenchRecord> {
   const server = await startBenchServer({ cacheMaxBytes: options.cacheMaxBytes, ...(options.serverEnv === undefined ? {} : { env: options.serverEnv }) });
@@ -72,7 +75,8 @@ export async function runTinyVersionsBench(options: TinyVersionsOptions, log: (l
       metrics: {
         versionsPerSecond: options.versions / seconds,
         cachedVersions: Number(status.cached_versions),
-        maxCachedVersions: Math.floor(options.cacheMaxBytes / (options.dataSize + VERSION_OVERHEAD_BYTES)),
+        // Each counts its encoded bytes (16 of data: 23) plus the overhead.
+        maxCachedVersions: Math.floor(options.cacheMaxBytes / (EncodedVersionData.planTotalBytes(options.dataSize, CHUNK_SIZE) + VERSION_OVERHEAD_BYTES)),
         cacheUsedBytes: Number(status.cache_used_bytes),
         rssAtStartKiB: kib(rssAtStart),
         rssAfterBurstKiB: kib(rssAfterBurst),
