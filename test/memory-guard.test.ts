@@ -133,3 +133,26 @@ test("the idle check gives back the pages of a fragmented heap (V8's last-resort
   assert.ok(kept.length === 24_000);
   guard.close();
 });
+
+test("the idle check runs on its timer until closed", async () => {
+  const { guard, state } = fakeGuard(Number.MAX_SAFE_INTEGER, 100 * MiB);
+  guard.close(); // the fake guard has no timer: make one that runs every 20 ms
+  let collected = 0;
+  const timed = createMemoryGuard(Number.MAX_SAFE_INTEGER, createLogger("silent"), {
+    idleCheckMs: 20,
+    residentBytes: () => state.resident,
+    busyShare: () => 0,
+    collect: () => {
+      collected++;
+      state.resident = 100 * MiB; // given back: the level at rest again
+    },
+  });
+  state.resident = 300 * MiB;
+  await sleep(150);
+  assert.equal(collected, 1, "collected once, then at rest");
+  assert.equal(timed.idleCollections, 1);
+  timed.close();
+  state.resident = 300 * MiB;
+  await sleep(100);
+  assert.equal(collected, 1, "no check after close()");
+});
