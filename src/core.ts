@@ -50,6 +50,7 @@ export interface Core extends AsyncDisposable {
 export async function openCore(config: CoreConfig, log: Logger, options: CoreOptions): Promise<Core> {
   return startWithRollback(log, async (stack) => {
     const memoryGuard = createMemoryGuard(config.cacheMaxBytes + MEMORY_HEADROOM_BYTES, log);
+    stack.defer(() => memoryGuard.close()); // its idle check's timer
     const archiveS3 = config.archiveS3;
     // Loaded only for a bucket (see s3-backend.ts).
     const s3 = archiveS3 === undefined ? undefined : await import("./archive/s3-backend.js");

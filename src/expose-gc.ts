@@ -1,7 +1,8 @@
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 
-export type CollectGarbage = (options?: { type: "major" | "minor"; execution: "sync" }) => void;
+/** V8's gc() options; flavor "last-resort" (major only) also compacts the heap and gives its free pages back. */
+export type CollectGarbage = (options?: { type: "major" | "minor"; execution: "sync"; flavor?: "regular" | "last-resort" }) => void;
 
 /**
  * V8's gc(), which Node exposes only with --expose-gc: the flag can be set at run time and the

@@ -2,8 +2,9 @@
  * The rapid-reset abuse of issue #13: a client on 127.0.0.2 opens streams and resets each at
  * once, reconnecting after every GOAWAY or close, for 10 s, while 8 well-behaved clients on
  * 127.0.0.1 call RetrieveVersionInfos in a loop. Reports their p99 before, during and after the
- * abuse, the server's RSS at each point, and what the abusive client achieved: once with the
- * per-address limits off (0) and once with the defaults.
+ * abuse, the server's RSS at each point (and 5 s after the good clients stopped too: what an idle
+ * server gives back), and what the abusive client achieved: once with the per-address limits off
+ * (0) and once with the defaults.
  *
  *   node dist/bench/abuse/rapid-reset.js            # JSON lines, one per case
  *   node dist/bench/abuse/rapid-reset.js abuser PORT MAX_MS   # (internal) the abusive client
@@ -17,6 +18,7 @@ import * as grpc from "@grpc/grpc-js";
 import { trackChild } from "../support/cleanup.js";
 import { machineInfo } from "../support/machine-info.js";
 import { summarize } from "../support/percentiles.js";
+import { readResidentBreakdown } from "../support/resident-breakdown.js";
 import { startBenchServer } from "../support/server-process.js";
 
 const SERVICE = "cogmentAPI.ModelRegistrySP";
@@ -116,6 +118,7 @@ async function runCase(label: string, env: Record<string, string>): Promise<Reco
     phase = "before";
     await sleep(PHASE_MS);
     const rssBefore = server.memory().rssBytes;
+    const breakdownBefore = readResidentBreakdown(server.pid);
     phase = "during";
     const abuser = spawn(process.execPath, [fileURLToPath(import.meta.url), "abuser", String(server.port), String(ABUSE_MS)], {
       stdio: ["ignore", "pipe", "inherit"],
@@ -134,8 +137,13 @@ async function runCase(label: string, env: Record<string, string>): Promise<Reco
     phase = "after";
     await sleep(PHASE_MS);
     const rssAfter = server.memory().rssBytes;
+    const breakdownAfter = readResidentBreakdown(server.pid);
     running = false;
     await Promise.all(loops);
+    // No calls at all: what the server gives back once idle (its memory guard checks every 2 s).
+    await sleep(PHASE_MS);
+    const rssIdle = server.memory().rssBytes;
+    const breakdownIdle = readResidentBreakdown(server.pid);
     const p = (name: string): number | null => summarize(latencies[name] ?? []).p99;
     const p50 = (name: string): number | null => summarize(latencies[name] ?? []).p50;
     return {
@@ -148,6 +156,13 @@ async function runCase(label: string, env: Record<string, string>): Promise<Reco
         duringPeak: Math.round(rssDuringPeak / MIB),
         rightAfter: Math.round(rssRightAfter / MIB),
         fiveSecondsAfter: Math.round(rssAfter / MIB),
+        idleFiveSeconds: Math.round(rssIdle / MIB),
+      },
+      // Where the resident set is: V8's heap pages, malloc's (see resident-breakdown.ts).
+      serverResidentMiB: {
+        before: { v8Pages: Math.round(breakdownBefore.v8PagesKiB / 1024), malloc: Math.round(breakdownBefore.mallocKiB / 1024) },
+        fiveSecondsAfter: { v8Pages: Math.round(breakdownAfter.v8PagesKiB / 1024), malloc: Math.round(breakdownAfter.mallocKiB / 1024) },
+        idleFiveSeconds: { v8Pages: Math.round(breakdownIdle.v8PagesKiB / 1024), malloc: Math.round(breakdownIdle.mallocKiB / 1024) },
       },
       abuser: outcome,
     };

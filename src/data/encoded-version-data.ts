@@ -12,17 +12,40 @@ import {
  * A version's bytes, stored as its encoded reply chunks in one SharedArrayBuffer
  * (see chunk-layout.ts). The shared memory lets worker threads hash and write
  * the data without a copy while the main thread keeps serving it.
+ *
+ * A cache may hold many thousands of these (tiny versions), so the object is its own
+ * ChunkLayout and keeps nothing it can derive: measured with bench/version-overhead.ts.
+ * A plain ArrayBuffer would cost the same as the SharedArrayBuffer (measured: ~565 bytes of RSS per
+ * 23-byte buffer with its Buffer view, either kind), so every version keeps shared memory.
  */
-export class EncodedVersionData {
-  readonly layout: ChunkLayout;
-  readonly shared: SharedArrayBuffer;
+export class EncodedVersionData implements ChunkLayout {
+  readonly dataSize: number;
+  readonly chunkSize: number;
+  /** The whole encoded buffer: exactly `totalBytes` of the shared memory. */
   readonly bytes: Buffer;
-  private frameViews: Buffer[] | undefined = undefined;
+  private frameViews: readonly Buffer[] | undefined = undefined;
 
   private constructor(layout: ChunkLayout, shared: SharedArrayBuffer) {
-    this.layout = layout;
-    this.shared = shared;
+    this.dataSize = layout.dataSize;
+    this.chunkSize = layout.chunkSize;
     this.bytes = Buffer.from(shared, 0, layout.totalBytes);
+  }
+
+  get chunkCount(): number {
+    return this.dataSize === 0 ? 1 : Math.ceil(this.dataSize / this.chunkSize);
+  }
+
+  get totalBytes(): number {
+    return this.bytes.byteLength;
+  }
+
+  get layout(): ChunkLayout {
+    return this;
+  }
+
+  /** The shared memory holding `bytes` (which may be longer than `totalBytes` when wrapped with fromShared). */
+  get shared(): SharedArrayBuffer {
+    return this.bytes.buffer as SharedArrayBuffer;
   }
 
   /** Bytes that `allocate(dataSize, chunkSize)` will hold. */
@@ -62,10 +85,6 @@ export class EncodedVersionData {
     return new EncodedVersionData(layout, shared);
   }
 
-  get dataSize(): number {
-    return this.layout.dataSize;
-  }
-
   /** Copies `source` into the data at `position` (a data offset, not a buffer offset). */
   write(position: number, source: Uint8Array): void {
     const { chunkSize } = this.layout;
@@ -74,23 +93,27 @@ export class EncodedVersionData {
       const dataPosition = position + written;
       const index = Math.floor(dataPosition / chunkSize);
       const within = dataPosition - index * chunkSize;
-      const room = chunkDataLength(this.layout, index) - within;
+      const room = chunkDataLength(this, index) - within;
       const count = Math.min(room, source.byteLength - written);
-      this.bytes.set(source.subarray(written, written + count), chunkDataOffset(this.layout, index) + within);
+      this.bytes.set(source.subarray(written, written + count), chunkDataOffset(this, index) + within);
       written += count;
     }
   }
 
   /**
-   * The reply messages as gRPC frames (length prefix included), zero-copy views,
-   * the same array for every reader.
+   * The reply messages as gRPC frames (length prefix included), zero-copy views. A version of one
+   * chunk is one frame, the whole buffer: a new one-element array per call (cheaper than keeping
+   * one per cached version). Otherwise the same array for every reader.
    */
   frames(): readonly Buffer[] {
+    if (this.chunkCount === 1) {
+      return [this.bytes];
+    }
     if (this.frameViews === undefined) {
       const views: Buffer[] = [];
-      for (let index = 0; index < this.layout.chunkCount; index++) {
-        const start = chunkFrameOffset(this.layout, index);
-        const end = chunkDataOffset(this.layout, index) + chunkDataLength(this.layout, index);
+      for (let index = 0; index < this.chunkCount; index++) {
+        const start = chunkFrameOffset(this, index);
+        const end = chunkDataOffset(this, index) + chunkDataLength(this, index);
         views.push(this.bytes.subarray(start, end));
       }
       this.frameViews = views;
@@ -100,7 +123,7 @@ export class EncodedVersionData {
 
   /** Zero-copy views of the raw data, chunk by chunk. */
   dataSegments(): Uint8Array[] {
-    return dataSegments(this.layout, this.bytes);
+    return dataSegments(this, this.bytes);
   }
 
   /** Reads the data back into one contiguous buffer (a copy; for tests and small data). */

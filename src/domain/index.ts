@@ -1,1 +1,2 @@
 export type { ModelRecord, VersionRecord } from "./records.js";
+export { EMPTY_USER_DATA } from "./records.js";

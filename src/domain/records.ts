@@ -16,3 +16,9 @@ export interface VersionRecord {
   readonly dataSize: number;
   readonly userData: Readonly<Record<string, string>>;
 }
+
+/**
+ * The user_data of every model and version that has none: one frozen object instead of a new `{}`
+ * each (about 50 bytes per version, which adds up over a cache of tiny versions).
+ */
+export const EMPTY_USER_DATA: Readonly<Record<string, string>> = Object.freeze({});

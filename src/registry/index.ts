@@ -1,4 +1,4 @@
-export type { ModelRecord, VersionRecord } from "../domain/index.js";
+export { EMPTY_USER_DATA, type ModelRecord, type VersionRecord } from "../domain/index.js";
 export { Registry, type ModelPage, type RegistryOptions, type RegistryStats, type VersionDataSource, type VersionPage } from "./registry.js";
 export type { VersionSink, VersionSubscription } from "./version-subscription.js";
 export type { UploadHeader } from "./upload-header.js";

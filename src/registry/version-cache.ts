@@ -51,11 +51,11 @@ export type { Lease, Reservation } from "./cache-ledger.js";
  * Memory a cached version costs besides its encoded bytes, charged to the budget with each one so
  * that eviction bounds memory for tiny versions too (20,000 versions of 16 bytes would otherwise
  * count 16 bytes each). Measured with bench/memory/version-overhead.ts (node --expose-gc, 50,000 versions
- * of 16 bytes, Node 24): about 700 bytes of JS heap per version (its VersionRecord, cache entry and
- * index slot, the buffer objects) and about 320 bytes outside it (the SharedArrayBuffer's backing
- * store bookkeeping).
+ * of 16 bytes, each read once, Node 24): about 616 bytes of JS heap per version (its VersionRecord,
+ * cache entry and index slots, its SharedArrayBuffer and Buffer objects) and about 255 bytes outside
+ * it (malloc: the 23 encoded bytes and V8's backing-store bookkeeping): ~850, rounded up.
  */
-export const VERSION_OVERHEAD_BYTES = 1024;
+export const VERSION_OVERHEAD_BYTES = 896;
 
 export interface VersionCacheOptions {
   /** The budget, in bytes: `usedBytes` never exceeds it. */

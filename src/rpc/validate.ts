@@ -1,5 +1,6 @@
 import { MODEL_ID_RULE, modelIdProblem } from "../archive/index.js";
 import { invalidArgument, resourceExhausted } from "../errors/index.js";
+import { EMPTY_USER_DATA } from "../registry/index.js";
 
 /** Model ids name directories in the archive: anything usable as one file name is accepted. */
 export function validateModelId(field: string, modelId: string): string {
@@ -17,9 +18,15 @@ export function validateModelId(field: string, modelId: string): string {
 
 export const MAX_USER_DATA_BYTES = 64 * 1024;
 
-/** Copies a user_data map into a plain own-property record, bounded in total size. */
-export function validateUserData(field: string, userData: Readonly<Record<string, string>>): Record<string, string> {
+/**
+ * Copies a user_data map into a plain own-property record, bounded in total size. An empty map
+ * becomes the one shared, frozen EMPTY_USER_DATA (no object per version).
+ */
+export function validateUserData(field: string, userData: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
   const entries = Object.entries(userData);
+  if (entries.length === 0) {
+    return EMPTY_USER_DATA;
+  }
   let bytes = 0;
   for (const [key, value] of entries) {
     bytes += Buffer.byteLength(key) + Buffer.byteLength(value);

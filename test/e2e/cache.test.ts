@@ -3,6 +3,8 @@ import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, test } from "node:test";
 import { type ClientReadableStream, status } from "@grpc/grpc-js";
+import { frameHeaderLength } from "../../src/data/index.js";
+import { VERSION_OVERHEAD_BYTES } from "../../src/registry/index.js";
 import { startTestServer } from "../support/test-server.js";
 
 const sha256 = (data: Buffer): string => createHash("sha256").update(data).digest("base64");
@@ -93,7 +95,9 @@ describe("the version cache over gRPC", () => {
     const messages = [{ header: { version_info: { model_id: "huge", data_size: String(200 * KiB) } } }];
     await assert.rejects(client.createVersionRaw(messages, { endStream: false }), (error: { code: number; details: string }) => {
       assert.equal(error.code, status.RESOURCE_EXHAUSTED);
-      assert.match(error.details, /^cannot hold 205833 bytes: the version cache budget \(COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE\) is 102400 bytes$/);
+      // One chunk: the data, its frame header (9 bytes) and the per-version overhead.
+      const held = 200 * KiB + frameHeaderLength(200 * KiB) + VERSION_OVERHEAD_BYTES;
+      assert.equal(error.details, `cannot hold ${held} bytes: the version cache budget (COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE) is 102400 bytes`);
       return true;
     });
     // The largest data_size accepted on the wire: with the chunks' framing it is no longer a safe integer.
@@ -121,9 +125,11 @@ describe("the version cache over gRPC", () => {
     assert.ok(reserved >= 80 * KiB && reserved < 82 * KiB, `reserved ${reserved}`); // data, framing and the per-version overhead
     await assert.rejects(client.createVersionRaw([header(30 * KiB)], { endStream: false }), (error: { code: number; details: string }) => {
       assert.equal(error.code, status.RESOURCE_EXHAUSTED);
+      const asked = 30 * KiB + frameHeaderLength(30 * KiB) + VERSION_OVERHEAD_BYTES;
+      assert.equal(reserved, 80 * KiB + frameHeaderLength(80 * KiB) + VERSION_OVERHEAD_BYTES);
       assert.equal(
         error.details,
-        "cannot reserve 31753 bytes: the version cache budget (COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE) is 102400 bytes and 82953 are used, of which only 0 can be evicted (82953 reserved, 0 draining, 0 in entries being read)",
+        `cannot reserve ${asked} bytes: the version cache budget (COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE) is 102400 bytes and ${reserved} are used, of which only 0 can be evicted (${reserved} reserved, 0 draining, 0 in entries being read)`,
       );
       return true;
     });

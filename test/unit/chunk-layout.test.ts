@@ -83,4 +83,39 @@ describe("chunk layout", () => {
     encoded.write(0, Buffer.from([42]));
     assert.equal(wrapped.toContiguous()[0], 42, "another view of the same memory sees the write");
   });
+
+  test("a version of one chunk: its one frame is the whole buffer, byte for byte the frame the multi-chunk path cuts", () => {
+    const data = pattern(32);
+    const single = EncodedVersionData.allocate(16, 2 * 1024 * 1024);
+    single.write(0, data.subarray(0, 16));
+    const frames = single.frames();
+    assert.equal(frames.length, 1);
+    assert.equal(frames[0], single.bytes, "no second view of the buffer");
+    assert.notEqual(single.frames(), frames, "a new one-element array per call, nothing kept per version");
+    assert.equal(single.frames()[0], single.bytes);
+    // 5-byte prefix (uncompressed, message length 18), tag 0x0a, length 16, the data.
+    assert.deepEqual([...(frames[0] as Buffer)], [0, 0, 0, 0, 18, 0x0a, 16, ...data.subarray(0, 16)]);
+    const multi = EncodedVersionData.allocate(32, 16);
+    multi.write(0, data);
+    assert.equal(multi.frames().length, 2);
+    assert.ok((multi.frames()[0] as Buffer).equals(frames[0] as Buffer));
+  });
+
+  test("the encoded data is its own layout: the same figures planChunkLayout gives", () => {
+    for (const [size, chunk] of [
+      [0, 7],
+      [1, 1],
+      [16, 2 * 1024 * 1024],
+      [128, 127],
+      [300_001, 100_000],
+    ] as const) {
+      const encoded = EncodedVersionData.allocate(size, chunk);
+      const { dataSize, chunkSize, chunkCount, totalBytes } = encoded.layout;
+      assert.deepEqual({ dataSize, chunkSize, chunkCount, totalBytes }, planChunkLayout(size, chunk));
+    }
+    const larger = new SharedArrayBuffer(100);
+    const wrapped = EncodedVersionData.fromShared(larger, 10, 4);
+    assert.equal(wrapped.totalBytes, planChunkLayout(10, 4).totalBytes, "a view of the layout's bytes, not of all the memory");
+    assert.equal(wrapped.shared, larger);
+  });
 });

@@ -34,3 +34,125 @@ test("every 4 MiB of received data collects the young generation, which frees de
   assert.ok(freed >= 24 * MiB, `the young collection freed ${Math.round(freed / MiB)} MiB of dead buffers`);
   assert.equal(guard.collections, 0, "no major collection under the limit");
 });
+
+/** A guard with a fake resident set, event loop and collector: its decisions, without V8's timing. */
+function fakeGuard(limitBytes: number, startResident: number) {
+  const calls: string[] = [];
+  const state = { resident: startResident, busy: 0, afterCollect: startResident };
+  const guard = createMemoryGuard(limitBytes, createLogger("silent"), {
+    idleCheckMs: 0,
+    residentBytes: () => state.resident,
+    busyShare: () => state.busy,
+    collect: (options) => {
+      calls.push(options === undefined ? "major" : `${options.type}${options.flavor === undefined ? "" : ` ${options.flavor}`}`);
+      state.resident = state.afterCollect;
+    },
+  });
+  return { guard, calls, state };
+}
+
+test("an idle process whose resident set grew past its level at rest gets one memory-reducing collection", () => {
+  const { guard, calls, state } = fakeGuard(Number.MAX_SAFE_INTEGER, 120 * MiB);
+  assert.equal(guard.checkIdle(), false, "nothing grew");
+  state.resident = 400 * MiB;
+  state.busy = 0.5;
+  assert.equal(guard.checkIdle(), false, "busy: not now");
+  state.busy = 0.01;
+  state.afterCollect = 130 * MiB;
+  assert.equal(guard.checkIdle(), true);
+  assert.deepEqual(calls, ["major last-resort"]);
+  assert.equal(guard.idleCollections, 1);
+  // 130 MiB is the new level at rest: growing by less than 32 MiB does not collect again.
+  state.resident = 160 * MiB;
+  state.afterCollect = 160 * MiB;
+  assert.equal(guard.checkIdle(), false);
+  // Nor does a growth that the collection cannot give back (a full cache) repeat it at every check.
+  state.resident = 300 * MiB;
+  state.afterCollect = 290 * MiB;
+  assert.equal(guard.checkIdle(), true);
+  assert.equal(guard.checkIdle(), false);
+  assert.equal(guard.idleCollections, 2);
+  assert.equal(guard.collections, 0);
+  guard.close();
+});
+
+test("a small growth of a large process is not worth a collection (20 % and 32 MiB, both)", () => {
+  const { guard, state } = fakeGuard(Number.MAX_SAFE_INTEGER, 1024 * MiB);
+  state.resident = 1024 * MiB + 64 * MiB;
+  assert.equal(guard.checkIdle(), false, "64 MiB over 1 GiB is under 20 %");
+  state.resident = 1300 * MiB;
+  assert.equal(guard.checkIdle(), true);
+  guard.close();
+});
+
+test("over the limit, a major collection that cannot bring the resident set under it is not repeated until it grew 32 MiB more", async () => {
+  const { guard, calls, state } = fakeGuard(100 * MiB, 90 * MiB);
+  guard.beforeAllocate();
+  assert.equal(guard.collections, 0, "under the limit");
+  state.resident = 130 * MiB;
+  state.afterCollect = 125 * MiB; // the runtime alone is over this small a limit
+  guard.beforeAllocate();
+  assert.equal(guard.collections, 1);
+  await sleep(300); // past the minimum interval
+  state.resident = 150 * MiB;
+  guard.beforeAllocate();
+  assert.equal(guard.collections, 1, "150 MiB: under the 125 MiB floor + 32 MiB");
+  state.resident = 160 * MiB;
+  state.afterCollect = 60 * MiB; // this time the collection frees enough
+  guard.beforeAllocate();
+  assert.equal(guard.collections, 2);
+  await sleep(300);
+  state.resident = 101 * MiB;
+  guard.beforeAllocate();
+  assert.equal(guard.collections, 3, "back under the limit after a useful collection: the limit applies again");
+  assert.deepEqual(calls, ["major", "major", "major"]);
+  guard.close();
+});
+
+test("the idle check gives back the pages of a fragmented heap (V8's last-resort collection)", () => {
+  let resident = 100 * MiB; // at rest when created, then grown: the check must collect (with V8's real gc)
+  const guard = createMemoryGuard(Number.MAX_SAFE_INTEGER, createLogger("silent"), {
+    idleCheckMs: 0,
+    busyShare: () => 0,
+    residentBytes: () => resident,
+  });
+  resident = 1024 * MiB;
+  // Many objects, a few of them kept: after a regular collection most pages hold a survivor.
+  const kept: object[] = [];
+  for (let round = 0; round < 60; round++) {
+    for (let i = 0; i < 20_000; i++) {
+      const item = { round, i, text: `item ${i}` };
+      if (i % 50 === 0) kept.push(item);
+    }
+  }
+  const before = process.memoryUsage().heapTotal;
+  assert.equal(guard.checkIdle(), true);
+  const after = process.memoryUsage().heapTotal;
+  assert.ok(after < before / 2, `heap ${Math.round(before / MiB)} -> ${Math.round(after / MiB)} MiB`);
+  assert.equal(guard.idleCollections, 1);
+  assert.ok(kept.length === 24_000);
+  guard.close();
+});
+
+test("the idle check runs on its timer until closed", async () => {
+  const { guard, state } = fakeGuard(Number.MAX_SAFE_INTEGER, 100 * MiB);
+  guard.close(); // the fake guard has no timer: make one that runs every 20 ms
+  let collected = 0;
+  const timed = createMemoryGuard(Number.MAX_SAFE_INTEGER, createLogger("silent"), {
+    idleCheckMs: 20,
+    residentBytes: () => state.resident,
+    busyShare: () => 0,
+    collect: () => {
+      collected++;
+      state.resident = 100 * MiB; // given back: the level at rest again
+    },
+  });
+  state.resident = 300 * MiB;
+  await sleep(150);
+  assert.equal(collected, 1, "collected once, then at rest");
+  assert.equal(timed.idleCollections, 1);
+  timed.close();
+  state.resident = 300 * MiB;
+  await sleep(100);
+  assert.equal(collected, 1, "no check after close()");
+});

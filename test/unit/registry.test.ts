@@ -144,6 +144,24 @@ describe("Registry and its model actors", () => {
     assert.ok(VERSION_OVERHEAD_BYTES >= 256 && VERSION_OVERHEAD_BYTES <= 2048, "hundreds of bytes, measured (bench/memory/version-overhead.ts)");
   });
 
+  test("a page of versions is a copy: later commits and evictions leave it as it was", async (t) => {
+    const stored = planChunkLayout(16, 1024).totalBytes;
+    const registry = await openRegistry(t, 4 * (stored + VERSION_OVERHEAD_BYTES));
+    await registry.createOrUpdateModel({ modelId: "m", userData: {} });
+    for (let i = 0; i < 4; i++) {
+      await publish(registry, "m", Buffer.alloc(16, i));
+    }
+    const page = await registry.listVersions("m", [], 0, "");
+    assert.deepEqual(page.versions.map((v) => v.versionNumber), [1, 2, 3, 4]);
+    for (let i = 0; i < 3; i++) {
+      await publish(registry, "m", Buffer.alloc(16, i)); // each evicts the oldest
+    }
+    assert.deepEqual(page.versions.map((v) => v.versionNumber), [1, 2, 3, 4]);
+    const now = await registry.listVersions("m", [], 0, "");
+    assert.deepEqual(now.versions.map((v) => v.versionNumber), [4, 5, 6, 7]);
+    assert.equal((await registry.listVersions("m", [6], 0, "")).versions[0]?.versionNumber, 6);
+  });
+
   test("a failed operation does not poison the model's queue", async (t) => {
     const registry = await openRegistry(t);
     await registry.createOrUpdateModel({ modelId: "q", userData: {} });
