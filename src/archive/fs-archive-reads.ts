@@ -6,15 +6,11 @@ import type { ModelRecord, VersionRecord } from "../domain/index.js";
 import type { ArchiveStore, VersionDataReader } from "./archive-store.js";
 import { errorMessage, isMissing } from "./errno.js";
 import { metaFilePath, modelDirPath, modelInfoPath, parseVersionFileName, versionDataPath, versionInfoPath } from "./layout.js";
-import { decodeModelInfo, decodeVersionInfo } from "./yaml-codec.js";
+import { type SkippedVersion, loadListedVersion } from "./listed-version.js";
+import { decodeModelInfo } from "./yaml-codec.js";
 
 /** The reading half of the archive directory: listing models and versions, reading infos, data and metadata. */
 export type FsArchiveReads = Pick<ArchiveStore, "listModelIds" | "readModel" | "listVersions" | "openVersionData" | "readMeta">;
-
-interface SkippedVersion {
-  readonly skipped: string;
-  readonly details: Record<string, unknown>;
-}
 
 async function readTextIfExists(filePath: string): Promise<string | undefined> {
   try {
@@ -68,54 +64,29 @@ export function createFsArchiveReads(root: string, warn: (message: string, detai
   }
 
   /** Loads one version, or says why it is skipped. */
-  async function loadVersion(
+  function loadVersion(
     modelId: string,
     versionNumber: number,
     files: { info?: string; data?: string },
   ): Promise<VersionRecord | SkippedVersion> {
     const infoPath = versionInfoPath(root, modelId, versionNumber);
     const dataPath = versionDataPath(root, modelId, versionNumber);
-    const skip = (reason: string, details: Record<string, unknown>): SkippedVersion => ({
-      skipped: `archived version skipped: ${reason}`,
-      details: { modelId, versionNumber, ...details },
+    return loadListedVersion(modelId, versionNumber, {
+      locationName: "path",
+      infoLocation: infoPath,
+      dataLocation: dataPath,
+      hasInfo: files.info !== undefined,
+      hasData: files.data !== undefined,
+      readInfo: () => readFile(infoPath, "utf8"),
+      async dataSize() {
+        try {
+          const dataStat = await stat(dataPath);
+          return dataStat.isFile() ? dataStat.size : { problem: "data path is not a file" };
+        } catch (error) {
+          return { problem: "unreadable data file", error: errorMessage(error) };
+        }
+      },
     });
-    if (files.info === undefined) {
-      return skip("data file without version info", { path: dataPath });
-    }
-    if (files.data === undefined) {
-      return skip("version info without data file", { path: infoPath });
-    }
-    let version: VersionRecord;
-    try {
-      version = decodeVersionInfo(await readFile(infoPath, "utf8"));
-    } catch (error) {
-      return skip("unreadable version info", { path: infoPath, error: errorMessage(error) });
-    }
-    if (version.modelId !== modelId || version.versionNumber !== versionNumber) {
-      return skip("version info names another version", {
-        path: infoPath,
-        foundModelId: version.modelId,
-        foundVersionNumber: version.versionNumber,
-      });
-    }
-    let dataSize: number;
-    try {
-      const dataStat = await stat(dataPath);
-      if (!dataStat.isFile()) {
-        return skip("data path is not a file", { path: dataPath });
-      }
-      dataSize = dataStat.size;
-    } catch (error) {
-      return skip("unreadable data file", { path: dataPath, error: errorMessage(error) });
-    }
-    if (dataSize !== version.dataSize) {
-      return skip("data file size differs from data_size", {
-        path: dataPath,
-        expectedSize: version.dataSize,
-        actualSize: dataSize,
-      });
-    }
-    return version;
   }
 
   return {

@@ -16,7 +16,8 @@ import { createS3Objects, mapLimit } from "./s3-objects.js";
 import type { S3Location } from "./s3-url.js";
 import { createS3VersionReader } from "./s3-version-reader.js";
 import { createS3VersionWrites } from "./s3-version-writes.js";
-import { decodeModelInfo, decodeVersionInfo, encodeModelInfo } from "./yaml-codec.js";
+import { type SkippedVersion, loadListedVersion } from "./listed-version.js";
+import { decodeModelInfo, encodeModelInfo } from "./yaml-codec.js";
 
 export interface S3ArchiveStoreOptions {
   readonly client: S3Client;
@@ -47,36 +48,18 @@ export function createS3ArchiveStore(options: S3ArchiveStoreOptions): ArchiveSto
   const { call, getText, putText, exists, listAll, deleteKeys, deleteKey, removeQuietly } = requests;
   const versionWrites = createS3VersionWrites({ client, bucket, keys, objects: requests, maxSingleCopyBytes: options.maxSingleCopyBytes });
 
-  async function loadVersion(modelId: string, versionNumber: number, objects: VersionObjects): Promise<VersionRecord | { skipped: string; details: Record<string, unknown> }> {
+  function loadVersion(modelId: string, versionNumber: number, objects: VersionObjects): Promise<VersionRecord | SkippedVersion> {
     const infoKey = keys.versionInfo(modelId, versionNumber);
-    const dataKey = keys.versionData(modelId, versionNumber);
-    const skip = (reason: string, details: Record<string, unknown>) => ({
-      skipped: `archived version skipped: ${reason}`,
-      details: { modelId, versionNumber, ...details },
+    const size = objects.data?.Size;
+    return loadListedVersion(modelId, versionNumber, {
+      locationName: "key",
+      infoLocation: infoKey,
+      dataLocation: keys.versionData(modelId, versionNumber),
+      hasInfo: objects.info !== undefined,
+      hasData: objects.data !== undefined,
+      readInfo: () => getText(infoKey),
+      dataSize: () => Promise.resolve(size ?? { problem: "data object without a size in the listing" }),
     });
-    if (objects.info === undefined) {
-      return skip("data file without version info", { key: dataKey });
-    }
-    if (objects.data === undefined) {
-      return skip("version info without data file", { key: infoKey });
-    }
-    let version: VersionRecord;
-    try {
-      const text = await getText(infoKey);
-      if (text === undefined) {
-        return skip("version info without data file", { key: infoKey });
-      }
-      version = decodeVersionInfo(text);
-    } catch (error) {
-      return skip("unreadable version info", { key: infoKey, error: errorMessage(error) });
-    }
-    if (version.modelId !== modelId || version.versionNumber !== versionNumber) {
-      return skip("version info names another version", { key: infoKey, foundModelId: version.modelId, foundVersionNumber: version.versionNumber });
-    }
-    if (objects.data.Size !== version.dataSize) {
-      return skip("data file size differs from data_size", { key: dataKey, expectedSize: version.dataSize, actualSize: objects.data.Size });
-    }
-    return version;
   }
 
   async function putMeta(modelId: string, key: string, value: string): Promise<void> {
