@@ -1,4 +1,5 @@
 import { type S3Location, parseS3Url } from "./archive/s3-url.js";
+import { REDIS_URL_FORM, type RedisEndpoint, parseRedisUrl } from "./redis/redis-url.js";
 import { DurationError, parseGoDuration } from "./duration.js";
 
 export type LogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
@@ -43,6 +44,8 @@ export interface Config {
   readonly peerCancelledStreamsPerSecond: number;
   /** How long a client address over one of those limits is refused. */
   readonly peerBanMs: number;
+  /** The shared Redis of several instances acting as one registry; undefined: single mode (state in this process). */
+  readonly redis?: RedisEndpoint | undefined;
   /** Sorted names of set COGMENT_MODEL_REGISTRY_* variables this module does not know (likely typos). */
   readonly ignoredVariables: readonly string[];
 }
@@ -80,6 +83,8 @@ class InvalidValue extends Error {}
 
 interface Variable<T> extends ConfigVariable {
   readonly parse: (value: string) => T;
+  /** Its value may hold a password: never echoed in errors. */
+  readonly secret?: boolean;
 }
 
 const integer =
@@ -375,6 +380,24 @@ const SEND_IDLE_TIMEOUT: Variable<number> = {
     "How long a RetrieveVersionData reader may leave sent data unread (no message leaves the server) before its stream is reset (the client sees CANCELLED) and the version it held is released",
   parse: timerDuration,
 };
+const REDIS_URL: Variable<RedisEndpoint | undefined> = {
+  name: `${PREFIX}REDIS_URL`,
+  default: "",
+  accepted: `${REDIS_URL_FORM} (empty: single mode)`,
+  description:
+    "Redis holding the registry's shared state: every instance given the same Redis and the same archive serves one registry (see Running several instances); empty: one instance, state in the process",
+  secret: true,
+  parse: (value) => {
+    if (value === "") {
+      return undefined;
+    }
+    try {
+      return parseRedisUrl(value);
+    } catch (error) {
+      throw new InvalidValue((error as Error).message.replace(/; expected .*$/, ""));
+    }
+  },
+};
 
 const VARIABLES = [
   PORT,
@@ -399,6 +422,7 @@ const VARIABLES = [
   PEER_NEW_STREAMS_PER_SECOND,
   PEER_CANCELLED_STREAMS_PER_SECOND,
   PEER_BAN_PERIOD,
+  REDIS_URL,
 ] as const;
 
 const KNOWN_NAMES: ReadonlySet<string> = new Set(VARIABLES.map((v) => v.name));
@@ -433,7 +457,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
         throw error;
       }
       const detail = error.message === "" ? "" : `${error.message}; `;
-      problems.push(`${variable.name}=${JSON.stringify(raw)} is invalid: ${detail}expected ${variable.accepted}`);
+      const shown = variable.secret === true ? "(value not shown: it may hold a password)" : JSON.stringify(raw);
+      problems.push(`${variable.name}=${shown} is invalid: ${detail}expected ${variable.accepted}`);
       return variable.parse(variable.default);
     }
   };
@@ -461,6 +486,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     peerNewStreamsPerSecond: read(PEER_NEW_STREAMS_PER_SECOND),
     peerCancelledStreamsPerSecond: read(PEER_CANCELLED_STREAMS_PER_SECOND),
     peerBanMs: read(PEER_BAN_PERIOD),
+    redis: read(REDIS_URL),
     ignoredVariables: Object.freeze(
       Object.keys(env)
         .filter((name) => name.startsWith(PREFIX) && !KNOWN_NAMES.has(name) && env[name] !== undefined)

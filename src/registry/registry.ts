@@ -148,6 +148,16 @@ export class Registry {
     await this.#state.recordStop();
   }
 
+  /** Whether the registry state's backend can be reached (always, in single mode); health reports it. */
+  get stateHealthy(): boolean {
+    return this.#state.healthy;
+  }
+
+  /** Calls `listener` when stateHealthy changes; returns the unsubscribe function. */
+  onStateHealth(listener: (healthy: boolean) => void): () => void {
+    return this.#state.onHealth(listener);
+  }
+
   stats(): RegistryStats {
     let subscribers = 0;
     for (const actor of this.#actors.values()) {
