@@ -164,10 +164,13 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       connection.on("health", (healthy) => {
         log.info({ redis: connection.address, healthy }, healthy ? "Redis is reachable" : "Redis is unreachable");
         if (healthy && !closed) {
+          // A subscription refused while Redis was down is not retried by the client (once made, it is).
+          store.feed.start().catch((error: unknown) => log.warn({ err: error }, "cannot subscribe to the registry's changes"));
           importArchiveIfNeeded().catch((error: unknown) => log.error({ err: error }, "cannot import the archive into Redis"));
         }
       });
       await connection.waitUntilHealthy(options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
+      await store.feed.start();
       await importArchiveIfNeeded();
     },
 
