@@ -54,6 +54,14 @@ async function startCluster(
   return { redis, archiveDir, instances };
 }
 
+/** A plain Redis client for a test to look at the keys (quiet once the server is gone). */
+function inspect(t: TestContext, url: string): Redis {
+  const client = new Redis(url, { maxRetriesPerRequest: 1 });
+  client.on("error", () => undefined);
+  t.after(() => client.disconnect());
+  return client;
+}
+
 function sha256(data: Buffer): string {
   return createHash("sha256").update(data).digest("hex");
 }
@@ -188,8 +196,7 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
     const data = randomBytes(5 * 1024 * 1024 + 123);
     const info = await a.client.publish("large", data);
     assert.equal(info.version_number, 1);
-    const inspector = new Redis(redis.url);
-    t.after(() => inspector.disconnect());
+    const inspector = inspect(t, redis.url);
     const base = `cmr:${modelHashTag("large")}:`;
     // 2 MiB chunks: 3 keys, the last one shorter.
     assert.deepEqual(
@@ -221,19 +228,31 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
   });
 
   test("kill -9 of an instance mid-upload leaves no version visible anywhere, and no gap", async (t) => {
-    const { instances } = await startCluster(t, { count: 2 });
+    const { redis, instances } = await startCluster(t, { count: 2 });
     const [a, b] = instances as [Instance, Instance];
     await a.client.createModel("crash");
-    // A transient and an archived upload in flight when the process dies.
+    const inspector = inspect(t, redis.url);
+    // A transient and an archived upload in flight when the process dies; 3 MiB of the transient
+    // one sent: its first 2 MiB chunk is already in Redis, under a pending key.
     for (const archived of [false, true]) {
       const { call, reply } = a.client.openCreateVersion();
       reply.catch(() => undefined);
-      call.write({ header: { version_info: { model_id: "crash", archived, data_size: String(4 * 1024 * 1024), data_hash: "", user_data: {} } } });
-      call.write({ body: { data_chunk: randomBytes(1024 * 1024) } });
+      call.write({ header: { version_info: { model_id: "crash", archived, data_size: String(8 * 1024 * 1024), data_hash: "", user_data: {} } } });
+      for (let i = 0; i < (archived ? 1 : 3); i++) {
+        call.write({ body: { data_chunk: randomBytes(1024 * 1024) } });
+      }
     }
-    await sleep(300);
+    const pendingPattern = `cmr:${modelHashTag("crash")}:p:*`;
+    const deadline = Date.now() + 10_000;
+    while ((await inspector.keys(pendingPattern)).length === 0 && Date.now() < deadline) {
+      await sleep(20);
+    }
     a.process.child.kill("SIGKILL");
     await a.process.exited;
+    const pending = await inspector.keys(pendingPattern);
+    assert.equal(pending.length, 1, "the transient upload's first chunk was streamed into Redis");
+    assert.ok((await inspector.pttl(pending[0] as string)) > 0, "a pending chunk expires");
+    assert.deepEqual(await inspector.keys(`cmr:${modelHashTag("crash")}:d:*`), []);
     assert.deepEqual(await versionNumbers(b.client, "crash"), []);
     assert.equal((await b.client.publish("crash", Buffer.from("after the crash"))).version_number, 1);
     assert.equal((await b.client.publish("crash", Buffer.from("archived"), { archived: true })).version_number, 2);
@@ -293,5 +312,49 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
     await onB.until(() => onB.numbers.at(-1) === 2, "version 2 after the reconnection");
     assert.equal((await b.client.retrieveData("outage", 2)).toString(), "after");
     assert.equal((await b.client.retrieveData("outage", 1)).toString(), "before");
+  });
+
+  test("after the instances' subscriptions were cut, they catch up: VersionUpdate ends with the latest", async (t) => {
+    const { redis, instances } = await startCluster(t, { count: 2 });
+    const [a, b] = instances as [Instance, Instance];
+    await a.client.createModel("cut");
+    await a.client.publish("cut", Buffer.from("v1"));
+    const onB = follow(b.client, "cut");
+    await onB.until(() => onB.numbers.length === 1, "the current latest");
+    const inspector = inspect(t, redis.url);
+    // Commits published while the subscriber connections are being re-established.
+    await inspector.call("CLIENT", "KILL", "TYPE", "pubsub");
+    for (let i = 2; i <= 5; i++) {
+      await a.client.publish("cut", Buffer.from(`v${i}`));
+    }
+    await onB.until(() => onB.numbers.at(-1) === 5, "version 5");
+    assert.deepEqual(onB.numbers, [...onB.numbers].sort((x, y) => x - y), "in order");
+  });
+
+  test("a Redis restarted empty (no persistence) gets the archive imported again: archived versions and numbering above them", async (t) => {
+    const redis = await startRedisServer(t, { appendOnly: false });
+    const archiveDir = await makeArchiveDir();
+    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    const a = await startInstance(t, archiveDir, redis.url);
+    await a.client.createModel("kept", { k: "v" });
+    await a.client.publish("kept", Buffer.from("archived one"), { archived: true });
+    await a.client.publish("kept", Buffer.from("transient two"));
+    await redis.stop("SIGKILL");
+    await redis.start();
+    const deadline = Date.now() + 15_000;
+    let listed: number[] = [];
+    while (Date.now() < deadline) {
+      listed = await versionNumbers(a.client, "kept").catch(() => []);
+      if (listed.length > 0) {
+        break;
+      }
+      await sleep(50);
+    }
+    // The transient version was in Redis only: gone; the archived one is back and numbering goes on
+    // above it (number 2 is handed out again: Redis lost it, which is why the README asks for AOF).
+    assert.deepEqual(listed, [1]);
+    assert.deepEqual((await a.client.retrieveModels()).model_infos, [{ model_id: "kept", user_data: { k: "v" } }]);
+    assert.equal((await a.client.retrieveData("kept", 1)).toString(), "archived one");
+    assert.equal((await a.client.publish("kept", Buffer.from("three"))).version_number, 2);
   });
 });

@@ -114,7 +114,7 @@ export class ModelActor {
         }
         let previous: VersionRecord | undefined;
         try {
-          previous = await claim.commit(record, payload.kind === "memory" && !record.archived ? payload.data.dataSegments() : undefined);
+          previous = await claim.commit(record, payload.kind === "memory" ? payload.shared : undefined);
         } catch (error) {
           cache.delete(this.modelId, versionNumber);
           throw error;
@@ -129,6 +129,7 @@ export class ModelActor {
       .catch((error: unknown) => {
         if (payload.kind === "memory") {
           payload.reservation.release();
+          payload.shared?.abort();
         }
         throw error;
       });

@@ -111,6 +111,7 @@ export class Registry {
       streamedBatchBytes: STREAMED_UPLOAD_BATCH_BYTES,
       maxVersionBytes: options.maxVersionBytes ?? 0,
       dataReceived: options.dataReceived,
+      beginTransientData: (modelId, dataSize) => this.#state.beginTransientData(modelId, dataSize),
       now: options.now ?? createNanosecondClock(),
     });
     this.#data = new VersionDataOpener({ ...shared, state: this.#state, log });

@@ -195,6 +195,10 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
       return () => deletedListeners.delete(listener);
     },
 
+    beginTransientData() {
+      return undefined; // transient data lives only in this instance's cache
+    },
+
     async openTransientData() {
       return undefined; // transient data lives only in this instance's cache
     },

@@ -5,7 +5,7 @@ import type { VersionRecord } from "../domain/index.js";
 import { Code, RegistryError } from "../errors/index.js";
 import type { Logger } from "../logger.js";
 import type { NumberClaim, RedisRegistryStore, RegistryChange, UploadedData, VersionDataWriter } from "../redis/index.js";
-import type { RegistryState, VersionNumberClaim } from "./registry-state.js";
+import type { RegistryState, TransientDataSink, VersionNumberClaim } from "./registry-state.js";
 
 export interface RedisRegistryStateOptions {
   readonly store: RedisRegistryStore;
@@ -128,19 +128,18 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     return importing;
   };
 
+  /** The Redis writer behind each sink handed out by beginTransientData. */
+  const writers = new WeakMap<TransientDataSink, VersionDataWriter>();
+
   const newClaim = (modelId: string, claim: NumberClaim): VersionNumberClaim => ({
     versionNumber: claim.versionNumber,
     async commit(version, transientData) {
-      let writer: VersionDataWriter | undefined;
+      const writer = transientData === undefined ? undefined : writers.get(transientData);
       try {
-        let uploaded: UploadedData | undefined;
-        if (transientData !== undefined && !version.archived) {
-          writer = store.beginVersionData(modelId, version.dataSize);
-          for (const segment of transientData) {
-            await writer.append(segment);
-          }
-          uploaded = await writer.finish();
+        if (transientData !== undefined && writer === undefined) {
+          throw new Error("claim.commit was given a transient data sink of another registry state");
         }
+        const uploaded: UploadedData | undefined = writer === undefined || version.archived ? undefined : await writer.finish();
         const { versionNumber: _assigned, ...newVersion } = version;
         const stored = await store.commitVersion(newVersion, claim.generation, uploaded, claim);
         announceVersion(stored.record);
@@ -261,6 +260,22 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     onModelDeleted(listener) {
       deletedListeners.add(listener);
       return () => deletedListeners.delete(listener);
+    },
+
+    beginTransientData(modelId, dataSize) {
+      const writer = store.beginVersionData(modelId, dataSize);
+      let aborted = false;
+      const sink: TransientDataSink = {
+        append: (data) => writer.append(data),
+        abort: () => {
+          if (!aborted) {
+            aborted = true;
+            writer.abort().catch(() => undefined);
+          }
+        },
+      };
+      writers.set(sink, writer);
+      return sink;
     },
 
     async openTransientData(version) {

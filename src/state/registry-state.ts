@@ -67,6 +67,12 @@ export interface RegistryState {
   onModelDeleted(listener: (modelId: string) => void): () => void;
 
   /**
+   * Where a transient upload's bytes go as they arrive when this state shares transient data between
+   * instances (pass the sink to claim.commit); undefined when it does not (the embedded default).
+   */
+  beginTransientData(modelId: string, dataSize: number): TransientDataSink | undefined;
+
+  /**
    * A transient version's data, read from where this state shares it between instances (the read
    * through of a cache miss), in pieces of any size; undefined when the state keeps no transient data
    * (the embedded default: it lives only in the instance's cache) or the version is gone.
@@ -94,12 +100,19 @@ export interface VersionNumberClaim {
   /**
    * The version's bytes are in place: records its number and makes the version visible (listed,
    * then announced to onVersionCommitted listeners). `version.versionNumber` must be the claimed
-   * number. Resolves to the version that was the latest until this one, if any. `transientData`: a
-   * transient version's bytes, which a shared backend stores for the other instances (the embedded
-   * default ignores them: they stay in the instance's cache). Whether it resolves or rejects, the
-   * claim is over (no abandon needed).
+   * number. Resolves to the version that was the latest until this one, if any. `transientData`: the
+   * sink (beginTransientData) that received a transient version's bytes, made visible with it.
+   * Whether it resolves or rejects, the claim is over (no abandon needed).
    */
-  commit(version: VersionRecord, transientData?: readonly Uint8Array[]): Promise<VersionRecord | undefined>;
+  commit(version: VersionRecord, transientData?: TransientDataSink): Promise<VersionRecord | undefined>;
   /** The version could not be stored: nothing is handed out, the model's next claim gets the same number. */
   abandon(): void;
+}
+
+/** A transient upload's bytes on their way to a shared backend (see RegistryState.beginTransientData). */
+export interface TransientDataSink {
+  /** Takes the next bytes (copied); resolves when it can take more (backpressure). */
+  append(data: Uint8Array): Promise<void>;
+  /** The upload failed or was cancelled: what was written goes away (best effort). Idempotent. */
+  abort(): void;
 }
