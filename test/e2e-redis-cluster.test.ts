@@ -254,7 +254,11 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
     assert.ok((await inspector.pttl(pending[0] as string)) > 0, "a pending chunk expires");
     assert.deepEqual(await inspector.keys(`cmr:${modelHashTag("crash")}:d:*`), []);
     assert.deepEqual(await versionNumbers(b.client, "crash"), []);
+    // An instance that died holding the model's number claim (between its archive files and its
+    // commit): the claim runs out (lease 5 s) and the number is handed out once, without a gap.
+    await inspector.set(`cmr:${modelHashTag("crash")}:claim`, "claim-of-a-dead-instance", "PX", 2000);
     assert.equal((await b.client.publish("crash", Buffer.from("after the crash"))).version_number, 1);
+    assert.equal(await inspector.exists(`cmr:${modelHashTag("crash")}:claim`), 0);
     assert.equal((await b.client.publish("crash", Buffer.from("archived"), { archived: true })).version_number, 2);
     assert.deepEqual(await versionNumbers(b.client, "crash"), [1, 2]);
   });

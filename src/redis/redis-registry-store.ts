@@ -3,7 +3,7 @@ import type { ModelRecord, VersionRecord } from "../registry/index.js";
 import { ChangeFeed } from "./change-feed.js";
 import { RedisConnection, type RedisConnectionOptions } from "./redis-connection.js";
 import { DEFAULT_KEY_PREFIX, type GlobalKeys, type ModelKeys, globalKeys, modelKeys, versionInfoKey } from "./redis-keys.js";
-import { CLAIM_NUMBER, COMMIT_VERSION, DELETE_MODEL, IMPORT_ARCHIVED, LIST_VERSIONS, PUT_MODEL, RAISE_COUNTER, RELEASE_CLAIM } from "./redis-scripts.js";
+import { CLAIM_NUMBER, COMMIT_VERSION, DELETE_MODEL, IMPORT_ARCHIVED, LIST_VERSIONS, PUT_MODEL, RAISE_COUNTER, RELEASE_CLAIM, RENEW_CLAIM } from "./redis-scripts.js";
 import { type RedisEndpoint, parseRedisUrl } from "./redis-url.js";
 import { type NewVersion, type StoredVersion, decodeStoredVersion, encodeImportedVersion, encodeVersionBody } from "./version-codec.js";
 import { type UploadedData, VersionDataWriter, readVersionChunks } from "./version-data.js";
@@ -260,6 +260,12 @@ export class RedisRegistryStore {
       return undefined;
     }
     return versionNumber < 0 ? "busy" : { token, versionNumber, generation };
+  }
+
+  /** Extends a claim's lease; false when it is no longer held by `token` (it ran out). */
+  async renewClaim(modelId: string, token: string, leaseMs: number): Promise<boolean> {
+    const keys = this.keysOf(modelId);
+    return Number(await this.connection.runScript(RENEW_CLAIM, [keys.model], [keys.base, token, leaseMs])) === 1;
   }
 
   async releaseClaim(modelId: string, token: string): Promise<void> {

@@ -268,6 +268,16 @@ return 0
 `,
 );
 
+/** KEYS: model. ARGV: base, token, lease ms. Extends a claim still held by this token; returns 1, else 0. */
+export const RENEW_CLAIM = script(
+  "renewClaim",
+  1,
+  `
+if redis.call('GET', ARGV[1] .. 'claim') == ARGV[2] then return redis.call('PEXPIRE', ARGV[1] .. 'claim', ARGV[3]) end
+return 0
+`,
+);
+
 export const ALL_SCRIPTS: readonly RedisScript[] = [
   COMMIT_VERSION,
   PUT_MODEL,
@@ -277,4 +287,5 @@ export const ALL_SCRIPTS: readonly RedisScript[] = [
   IMPORT_ARCHIVED,
   CLAIM_NUMBER,
   RELEASE_CLAIM,
+  RENEW_CLAIM,
 ];

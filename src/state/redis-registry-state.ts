@@ -14,14 +14,16 @@ export interface RedisRegistryStateOptions {
   readonly log: Logger;
   /** How long open() waits for Redis before the start fails. */
   readonly startTimeoutMs?: number;
-  /** How long a claim of a model's next number holds at most (a crashed instance's claim runs out after this). */
+  /** A claim's lease, renewed while its commit goes on: a crashed instance's claim runs out after this. */
   readonly claimLeaseMs?: number;
   /** How long a commit waits for another instance's claim of the same model before it fails (UNAVAILABLE). */
   readonly claimWaitMs?: number;
 }
 
 const DEFAULT_START_TIMEOUT_MS = 10_000;
-const DEFAULT_CLAIM_LEASE_MS = 30_000;
+const DEFAULT_CLAIM_LEASE_MS = 5_000;
+/** A claim's lease is renewed this often while its commit stores the bytes (a share of the lease). */
+const CLAIM_RENEW_SHARE = 0.3;
 const DEFAULT_CLAIM_WAIT_MS = 30_000;
 /** Pause between two attempts at a claim held by another commit of the same model. */
 const CLAIM_RETRY_MS = 3;
@@ -128,32 +130,45 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     return importing;
   };
 
+  /** The version before a commit's: numbers have no gaps. Unknown (undefined) if Redis fails now: the commit is done. */
+  const previousVersion = async (modelId: string, versionNumber: number): Promise<VersionRecord | undefined> =>
+    versionNumber > 1 ? (await store.getVersion(modelId, versionNumber - 1).catch(() => undefined))?.record : undefined;
+
   /** The Redis writer behind each sink handed out by beginTransientData. */
   const writers = new WeakMap<TransientDataSink, VersionDataWriter>();
 
-  const newClaim = (modelId: string, claim: NumberClaim): VersionNumberClaim => ({
-    versionNumber: claim.versionNumber,
-    async commit(version, transientData) {
-      const writer = transientData === undefined ? undefined : writers.get(transientData);
-      try {
-        if (transientData !== undefined && writer === undefined) {
-          throw new Error("claim.commit was given a transient data sink of another registry state");
+  const newClaim = (modelId: string, claim: NumberClaim): VersionNumberClaim => {
+    // Renewed while the bytes are stored (large archived files); a lost renewal shows at commit (ABORTED).
+    const renewal = setInterval(() => {
+      store.renewClaim(modelId, claim.token, claimLeaseMs).catch(() => undefined);
+    }, claimLeaseMs * CLAIM_RENEW_SHARE);
+    renewal.unref();
+    return {
+      versionNumber: claim.versionNumber,
+      async commit(version, transientData) {
+        clearInterval(renewal);
+        const writer = transientData === undefined ? undefined : writers.get(transientData);
+        try {
+          if (transientData !== undefined && writer === undefined) {
+            throw new Error("claim.commit was given a transient data sink of another registry state");
+          }
+          const uploaded: UploadedData | undefined = writer === undefined || version.archived ? undefined : await writer.finish();
+          const { versionNumber: _assigned, ...newVersion } = version;
+          const stored = await store.commitVersion(newVersion, claim.generation, uploaded, claim);
+          announceVersion(stored.record);
+          return await previousVersion(modelId, claim.versionNumber);
+        } catch (error) {
+          await writer?.abort();
+          await store.releaseClaim(modelId, claim.token).catch(() => undefined);
+          throw error;
         }
-        const uploaded: UploadedData | undefined = writer === undefined || version.archived ? undefined : await writer.finish();
-        const { versionNumber: _assigned, ...newVersion } = version;
-        const stored = await store.commitVersion(newVersion, claim.generation, uploaded, claim);
-        announceVersion(stored.record);
-        return claim.versionNumber > 1 ? await store.getVersion(modelId, claim.versionNumber - 1).then((v) => v?.record, () => undefined) : undefined;
-      } catch (error) {
-        await writer?.abort();
-        await store.releaseClaim(modelId, claim.token).catch(() => undefined);
-        throw error;
-      }
-    },
-    abandon() {
-      store.releaseClaim(modelId, claim.token).catch(() => undefined); // else its lease runs out
-    },
-  });
+      },
+      abandon() {
+        clearInterval(renewal);
+        store.releaseClaim(modelId, claim.token).catch(() => undefined); // else its lease runs out
+      },
+    };
+  };
 
   return {
     async open() {
