@@ -361,4 +361,19 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
     assert.equal((await a.client.retrieveData("kept", 1)).toString(), "archived one");
     assert.equal((await a.client.publish("kept", Buffer.from("three"))).version_number, 2);
   });
+
+  test("a password in REDIS_URL is used and never logged", async (t) => {
+    const redis = await startRedisServer(t);
+    // Set after the start (the helper's readiness PING has no password).
+    await inspect(t, redis.url).config("SET", "requirepass", "pa55-w0rd-secret");
+    const archiveDir = await makeArchiveDir();
+    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    const url = `redis://:pa55-w0rd-secret@127.0.0.1:${redis.port}/0`;
+    const a = await startInstance(t, archiveDir, url);
+    await a.client.createModel("guarded");
+    assert.equal((await a.client.publish("guarded", Buffer.from("x"))).version_number, 1);
+    const logged = JSON.stringify(a.process.logLines);
+    assert.ok(logged.includes(`redis://:***@127.0.0.1:${redis.port}/0`), logged.slice(0, 2000));
+    assert.ok(!logged.includes("pa55-w0rd-secret"));
+  });
 });
