@@ -10,7 +10,8 @@
  * ceiling, metadata, window, s3 (archived versions in an S3 test server's bucket,
  * beside the directory), small, startup, archived (issue #15: small calls against the
  * registry and the bare grpc-js floor, start-up, first archived read after a restart),
- * tiny (memory after 100,000 tiny versions); none = all. Environment equivalents:
+ * tiny (memory after 100,000 tiny versions), cluster (issue #17: three instances on one Redis);
+ * none = all. Environment equivalents:
  * BENCH_SCENARIOS=publish,broadcast  BENCH_QUICK=1  BENCH_REPEAT=3.
  * A full run takes about 5 minutes on 2 cores (plus up to 10 s per scenario
  * spent waiting for other processes to leave the CPUs idle); --quick under 1.

@@ -1,5 +1,6 @@
 /* The COGMENT_MODEL_REGISTRY_* variables: name, default, accepted form, description and parser of each. */
 import { type S3Location, parseS3Url } from "./archive/s3-url.js";
+import { REDIS_URL_FORM, type RedisEndpoint, parseRedisUrl } from "./redis/redis-url.js";
 import {
   boolean,
   DURATION_UNITS,
@@ -24,6 +25,8 @@ export const PREFIX = "COGMENT_MODEL_REGISTRY_";
 
 export interface Variable<T> extends ConfigVariable {
   readonly parse: (value: string) => T;
+  /** Its value may hold a password: never echoed in errors. */
+  readonly secret?: boolean;
 }
 
 export const PORT: Variable<number> = {
@@ -228,6 +231,25 @@ export const SEND_IDLE_TIMEOUT: Variable<number> = {
   parse: timerDuration,
 };
 
+export const REDIS_URL: Variable<RedisEndpoint | undefined> = {
+  name: `${PREFIX}REDIS_URL`,
+  default: "",
+  accepted: `${REDIS_URL_FORM} (empty: single mode)`,
+  description:
+    "Redis holding the registry's shared state: every instance given the same Redis and the same archive serves one registry (see Running several instances); empty: one instance, state in the process",
+  secret: true,
+  parse: (value) => {
+    if (value === "") {
+      return undefined;
+    }
+    try {
+      return parseRedisUrl(value);
+    } catch (error) {
+      throw new InvalidValue((error as Error).message.replace(/; expected .*$/, ""));
+    }
+  },
+};
+
 export const VARIABLES = [
   PORT,
   ARCHIVE_DIR,
@@ -251,6 +273,7 @@ export const VARIABLES = [
   PEER_NEW_STREAMS_PER_SECOND,
   PEER_CANCELLED_STREAMS_PER_SECOND,
   PEER_BAN_PERIOD,
+  REDIS_URL,
 ] as const;
 
 export const KNOWN_NAMES: ReadonlySet<string> = new Set(VARIABLES.map((v) => v.name));

@@ -1,4 +1,5 @@
 import type { S3Location } from "./archive/s3-url.js";
+import type { RedisEndpoint } from "./redis/redis-url.js";
 import { InvalidValue, type LogLevel } from "./config-values.js";
 import {
   ARCHIVE_DIR,
@@ -17,6 +18,7 @@ import {
   PEER_CANCELLED_STREAMS_PER_SECOND,
   PEER_NEW_STREAMS_PER_SECOND,
   PORT,
+  REDIS_URL,
   PREFIX,
   SEND_IDLE_TIMEOUT,
   SENT_CHUNK_SIZE,
@@ -69,6 +71,8 @@ export interface Config {
   readonly peerCancelledStreamsPerSecond: number;
   /** How long a client address over one of those limits is refused. */
   readonly peerBanMs: number;
+  /** The shared Redis of several instances acting as one registry; undefined: single mode (state in this process). */
+  readonly redis?: RedisEndpoint | undefined;
   /** Sorted names of set COGMENT_MODEL_REGISTRY_* variables this module does not know (likely typos). */
   readonly ignoredVariables: readonly string[];
 }
@@ -144,7 +148,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
         throw error;
       }
       const detail = error.message === "" ? "" : `${error.message}; `;
-      problems.push(`${variable.name}=${JSON.stringify(raw)} is invalid: ${detail}expected ${variable.accepted}`);
+      const shown = variable.secret === true ? "(value not shown: it may hold a password)" : JSON.stringify(raw);
+      problems.push(`${variable.name}=${shown} is invalid: ${detail}expected ${variable.accepted}`);
       return variable.parse(variable.default);
     }
   };
@@ -172,6 +177,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     peerNewStreamsPerSecond: read(PEER_NEW_STREAMS_PER_SECOND),
     peerCancelledStreamsPerSecond: read(PEER_CANCELLED_STREAMS_PER_SECOND),
     peerBanMs: read(PEER_BAN_PERIOD),
+    redis: read(REDIS_URL),
     ignoredVariables: Object.freeze(
       Object.keys(env)
         .filter((name) => name.startsWith(PREFIX) && !KNOWN_NAMES.has(name) && env[name] !== undefined)

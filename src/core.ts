@@ -7,6 +7,7 @@ import { createMemoryGuard } from "./memory-guard.js";
 import { startWithRollback } from "./start-with-rollback.js";
 import type { ArchiveWriteTimer } from "./metrics/metrics-api.js";
 import { Registry } from "./registry/index.js";
+import type { RegistryState } from "./state/index.js";
 import { type WorkerPool, createWorkerPool } from "./worker-pool/index.js";
 
 /**
@@ -21,6 +22,8 @@ export type CoreConfig = Pick<
   Config,
   "archiveDir" | "archiveS3" | "archiveS3ForcePathStyle" | "archiveS3TimeoutMs" | "cacheMaxBytes" | "cacheExpirationMs" | "cachePruneCount" | "sentChunkSize"
 > &
+  // Optional: without it the registry runs in single mode.
+  Partial<Pick<Config, "redis">> &
   // Optional: without it versions have no size limit of their own.
   Partial<Pick<Config, "versionMaxBytes">>;
 
@@ -66,8 +69,13 @@ export async function openCore(config: CoreConfig, log: Logger, options: CoreOpt
       archiveS3 === undefined || s3 === undefined || s3Client === undefined
         ? createFsArchiveStore({ root: config.archiveDir, writer: options.timeArchiveWrites(pool.fileWriter), onWarning })
         : s3.createS3ArchiveStore({ client: s3Client, location: archiveS3, onWarning });
+    const state = await openSharedState(config, archive, log);
+    if (state !== undefined) {
+      stack.defer(() => state.close());
+    }
     const registry = await Registry.open({
       archive,
+      state,
       cacheMaxBytes: config.cacheMaxBytes,
       cacheExpirationMs: config.cacheExpirationMs,
       cachePruneCount: config.cachePruneCount,
@@ -97,4 +105,22 @@ export async function openCore(config: CoreConfig, log: Logger, options: CoreOpt
       [Symbol.asyncDispose]: () => resources.disposeAsync(),
     };
   });
+}
+
+/**
+ * With COGMENT_MODEL_REGISTRY_REDIS_URL: the state shared through Redis by every instance (ioredis is
+ * loaded only then); without it undefined, and the registry keeps its state in the process.
+ */
+async function openSharedState(config: CoreConfig, archive: ArchiveStore, log: Logger): Promise<RegistryState | undefined> {
+  if (config.redis === undefined) {
+    return undefined;
+  }
+  const [{ RedisRegistryStore, describeRedisEndpoint }, { createRedisRegistryState }] = await Promise.all([
+    import("./redis/index.js"),
+    import("./state/redis-registry-state.js"),
+  ]);
+  const redisLog = log.child({ module: "redis" });
+  redisLog.info({ redis: describeRedisEndpoint(config.redis) }, "shared state on Redis: several instances form one registry");
+  const store = RedisRegistryStore.create(config.redis, { expirationMs: config.cacheExpirationMs, log: redisLog });
+  return createRedisRegistryState({ store, archive, log: redisLog });
 }

@@ -7,7 +7,8 @@
  * Groups: publish, hash, broadcast, scaling, ceiling, metadata, window, s3 (archived versions
  * in an S3 test server's bucket, beside the directory), and issue #15's small (small calls
  * against the registry and the bare grpc-js floor, 4 publishers of 1 MiB), startup (spawn to
- * first served RPC) and archived (first read after a restart).
+ * first served RPC) and archived (first read after a restart); cluster (issue #17: the 16 MiB
+ * broadcast through three instances on one Redis, beside one instance).
  * run-all.ts runs these plus the micro-benchmarks and prints the summary table.
  *
  * Load generators are child processes (load-generator.ts); the thread that
@@ -36,7 +37,7 @@ import { runStartup } from "./scenario-startup.js";
 import { runWindow } from "./scenario-window.js";
 import { GIB, MIB } from "../support/server-process.js";
 
-export const LOAD_GROUPS = ["publish", "hash", "broadcast", "scaling", "ceiling", "metadata", "window", "s3", "small", "startup", "archived"] as const;
+export const LOAD_GROUPS = ["publish", "hash", "broadcast", "scaling", "ceiling", "metadata", "window", "s3", "small", "startup", "archived", "cluster"] as const;
 export type LoadGroup = (typeof LOAD_GROUPS)[number];
 
 export interface ScenarioEntry {
@@ -107,6 +108,15 @@ export function loadScenarios(options: LoadOptions): ScenarioEntry[] {
     }
   }
 
+  // Issue #17: three instances on one Redis (publisher on A, readers over A, B, C) beside one instance.
+  for (const mode of ["poll", "update"] as const) {
+    for (const instances of [1, 3]) {
+      const scenario: BroadcastScenario = { versionBytes: 16 * MIB, readers: 8, mode, publishIntervalMs: 0, instances };
+      add("cluster", `${describeBroadcast(scenario)}, ${instances === 1 ? "single mode" : `${instances} instances on Redis`}`, () =>
+        runBroadcast(options, scenario),
+      );
+    }
+  }
   for (const connections of quick ? [1] : [1, 8]) {
     add("ceiling", `raw TCP, ${connections} connection(s)`, (earlier) =>
       runCeiling({ bytes: ceilingBytes(earlier, options), connections }),

@@ -22,7 +22,8 @@ import {
   split,
   withServer,
 } from "./scenario-support.js";
-import { MIB } from "../support/server-process.js";
+import { withCluster } from "./cluster-servers.js";
+import { type BenchServer, MIB } from "../support/server-process.js";
 
 export interface BroadcastScenario {
   readonly versionBytes: number;
@@ -36,12 +37,24 @@ export interface BroadcastScenario {
   readonly readerClient?: ReaderClient;
   /** The server's cache budget; 1 GiB by default. */
   readonly cacheMaxBytes?: number;
+  /**
+   * More than 1: that many instances on one Redis (issue #17), the publisher on the first, the
+   * reader processes spread over all of them.
+   */
+  readonly instances?: number;
 }
 
 export function runBroadcast(options: LoadOptions, scenario: BroadcastScenario): Promise<BenchRecord> {
   const readerProcs = scenario.readerProcs ?? options.readerProcs;
   const readerClient = scenario.readerClient ?? options.readerClient;
-  return withServer(options, { cacheMaxBytes: scenario.cacheMaxBytes }, async (server) => {
+  const instances = scenario.instances ?? 1;
+  const serve = <T>(body: (server: BenchServer, addresses: readonly string[]) => Promise<T>): Promise<T> =>
+    instances > 1
+      ? withCluster(instances, { cacheMaxBytes: scenario.cacheMaxBytes, cpuProfileDir: options.cpuProfileDir }, (cluster) =>
+          body(cluster.server, cluster.addresses),
+        )
+      : withServer(options, { cacheMaxBytes: scenario.cacheMaxBytes }, (server) => body(server, [server.address]));
+  return serve(async (server, addresses) => {
     await prepareModel(server.address, scenario.versionBytes);
     const tasks: GeneratorTask[] = [
       {
@@ -52,10 +65,10 @@ export function runBroadcast(options: LoadOptions, scenario: BroadcastScenario):
         chunkBytes: PUBLISH_CHUNK_BYTES,
         intervalMs: scenario.publishIntervalMs,
       },
-      ...split(scenario.readers, readerProcs).map(
-        ({ count, first }): GeneratorTask => ({
+      ...split(scenario.readers, Math.max(readerProcs, addresses.length)).map(
+        ({ count, first }, index): GeneratorTask => ({
           role: "readers",
-          address: server.address,
+          address: addresses[index % addresses.length] ?? server.address,
           modelId: MODEL_ID,
           count,
           firstReader: first,
@@ -102,8 +115,9 @@ export function runBroadcast(options: LoadOptions, scenario: BroadcastScenario):
       }
     }
     return {
-      scenario: `broadcast-${scenario.mode}`,
+      scenario: instances > 1 ? `cluster-broadcast-${scenario.mode}` : `broadcast-${scenario.mode}`,
       params: {
+        ...(instances > 1 ? { instances } : {}),
         versionMiB: scenario.versionBytes / MIB,
         readers: scenario.readers,
         publishIntervalMs: scenario.publishIntervalMs,

@@ -69,13 +69,16 @@ function row(record: BenchRecord, ceilingMBps: number): string[] {
         `${fmt(m.errors)} errors`,
       ];
     case "broadcast-poll":
-    case "broadcast-update": {
+    case "broadcast-update":
+    case "cluster-broadcast-poll":
+    case "cluster-broadcast-update": {
+      const instances = p.instances === undefined ? "" : `${String(p.instances)} instances on Redis (CPU summed, largest RSS), `;
       const pace = p.publishIntervalMs === 0 ? "back to back" : `every ${String(p.publishIntervalMs)} ms`;
       const client = p.readerClient === "http2" ? "" : `, ${String(p.readerClient)} client`;
       const window = p.readerWindowKiB === 8192 ? "" : `, ${String(p.readerWindowKiB)} KiB reader window`;
       return [
         record.scenario,
-        `${String(p.versionMiB)} MiB ${pace}, ${String(p.readers)} readers (${String(p.readerProcs)} procs${client}${window})`,
+        `${instances}${String(p.versionMiB)} MiB ${pace}, ${String(p.readers)} readers (${String(p.readerProcs)} procs${client}${window})`,
         `${fmt(m.deliveredMBps)} MB/s${share(m.deliveredMBps, ceilingMBps)} · ${fmt(m.publishedPerSec)} versions/s · ${pct(m.fetchedShare)} fetched`,
         `staleness ${fmt(m.stalenessP50Ms)} / ${fmt(m.stalenessP99Ms)} (start ${fmt(m.startAgeP50Ms)} + fetch ${fmt(m.fetchP50Ms)}, busy ${pct(m.readerBusyShare)})`,
         ...resources,

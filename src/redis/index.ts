@@ -6,6 +6,7 @@ export {
   DEFAULT_CHUNK_BYTES,
   DEFAULT_PENDING_TTL_MS,
   type ModelPageFromRedis,
+  type NumberClaim,
   type PutModelResult,
   RedisRegistryStore,
   type RedisRegistryStoreOptions,

@@ -6,6 +6,7 @@ const SCRIPT_ERRORS: ReadonlyMap<string, Code> = new Map([
   ["CMR_NOT_FOUND", Code.NOT_FOUND],
   ["CMR_DATA_LOST", Code.RESOURCE_EXHAUSTED],
   ["CMR_EXHAUSTED", Code.RESOURCE_EXHAUSTED],
+  ["CMR_CLAIM_LOST", Code.ABORTED],
 ]);
 
 /** Replies of a Redis that is there but cannot serve now (starting, failing over, read-only replica). */

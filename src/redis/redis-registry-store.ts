@@ -3,7 +3,7 @@ import type { ModelRecord, VersionRecord } from "../registry/index.js";
 import { ChangeFeed } from "./change-feed.js";
 import { RedisConnection, type RedisConnectionOptions } from "./redis-connection.js";
 import { DEFAULT_KEY_PREFIX, type GlobalKeys, type ModelKeys, globalKeys, modelKeys, versionInfoKey } from "./redis-keys.js";
-import { COMMIT_VERSION, DELETE_MODEL, IMPORT_ARCHIVED, LIST_VERSIONS, PUT_MODEL, RAISE_COUNTER } from "./redis-scripts.js";
+import { CLAIM_NUMBER, COMMIT_VERSION, DELETE_MODEL, IMPORT_ARCHIVED, LIST_VERSIONS, PUT_MODEL, RAISE_COUNTER, RELEASE_CLAIM, RENEW_CLAIM } from "./redis-scripts.js";
 import { type RedisEndpoint, parseRedisUrl } from "./redis-url.js";
 import { type NewVersion, type StoredVersion, decodeStoredVersion, encodeImportedVersion, encodeVersionBody } from "./version-codec.js";
 import { type UploadedData, VersionDataWriter, readVersionChunks } from "./version-data.js";
@@ -34,6 +34,14 @@ export interface ModelPageFromRedis {
   readonly models: readonly ModelRecord[];
   /** Offset of the next page in the models index (the registry's model_handle). */
   readonly nextOffset: number;
+}
+
+/** A version number held by claimNumber until commitVersion (or releaseClaim, or its lease runs out). */
+export interface NumberClaim {
+  readonly token: string;
+  readonly versionNumber: number;
+  /** The model's generation when the number was claimed (commitVersion checks it). */
+  readonly generation: number;
 }
 
 export interface PutModelResult {
@@ -115,6 +123,11 @@ export class RedisRegistryStore {
     return Number(value ?? "0");
   }
 
+  /** Every model id in UTF-8 byte order (an entry whose model was just deleted may still be there). */
+  listModelIds(): Promise<string[]> {
+    return this.connection.call(() => this.connection.commands.zrange(this.global.models, 0, -1));
+  }
+
   /**
    * Models in UTF-8 byte order from `offset`, at most `count` (0: all). The page may be shorter than
    * `count` when an index entry outlived its model (a deletion cut short); such entries are removed.
@@ -139,6 +152,11 @@ export class RedisRegistryStore {
    * Returns false if there was no such model.
    */
   async deleteModel(modelId: string): Promise<boolean> {
+    return (await this.deleteModelGeneration(modelId)) !== undefined;
+  }
+
+  /** deleteModel returning the model's generation after the deletion (the one its "deleted" change carries). */
+  async deleteModelGeneration(modelId: string): Promise<number | undefined> {
     const keys = this.keysOf(modelId);
     // Out of the index first, then the model: a create racing with this ends listed (its ZADD follows its script).
     await this.connection.call(() => this.connection.commands.zrem(this.global.models, modelId));
@@ -147,7 +165,7 @@ export class RedisRegistryStore {
       [keys.model, keys.generation, keys.counter, keys.numbers],
       [keys.base, this.global.events, JSON.stringify(modelId)],
     );
-    return deleted === 1;
+    return Number(deleted) === 0 ? undefined : Number(deleted);
   }
 
   // --- numbering and the archive ---
@@ -206,7 +224,7 @@ export class RedisRegistryStore {
    * publishes it. `generation`: the model's generation when the upload began (NOT_FOUND if it was
    * deleted since). Without `data`, the version's bytes are not in Redis (an archived version).
    */
-  async commitVersion(version: NewVersion, generation: number, data?: UploadedData): Promise<StoredVersion> {
+  async commitVersion(version: NewVersion, generation: number, data?: UploadedData, claim?: NumberClaim): Promise<StoredVersion> {
     const keys = this.keysOf(version.modelId);
     const info = (await this.connection.runScript(
       COMMIT_VERSION,
@@ -220,9 +238,39 @@ export class RedisRegistryStore {
         this.options.expirationMs,
         this.global.events,
         MAX_VERSION_NUMBER,
+        ...(claim === undefined ? [] : [claim.token, claim.versionNumber]),
       ],
     )) as string;
     return decodeStoredVersion(info);
+  }
+
+  /**
+   * Claims the model's next version number for one commit, across every instance (see CLAIM_NUMBER):
+   * undefined when the model does not exist, "busy" when another commit holds the claim. The number
+   * is taken only by commitVersion with this claim; releaseClaim (or the lease running out) gives it back.
+   */
+  async claimNumber(modelId: string, token: string, leaseMs: number): Promise<NumberClaim | "busy" | undefined> {
+    const keys = this.keysOf(modelId);
+    const [versionNumber, generation] = (await this.connection.runScript(
+      CLAIM_NUMBER,
+      [keys.model, keys.generation, keys.counter],
+      [keys.base, token, leaseMs, MAX_VERSION_NUMBER],
+    )) as [number, number];
+    if (versionNumber === 0) {
+      return undefined;
+    }
+    return versionNumber < 0 ? "busy" : { token, versionNumber, generation };
+  }
+
+  /** Extends a claim's lease; false when it is no longer held by `token` (it ran out). */
+  async renewClaim(modelId: string, token: string, leaseMs: number): Promise<boolean> {
+    const keys = this.keysOf(modelId);
+    return Number(await this.connection.runScript(RENEW_CLAIM, [keys.model], [keys.base, token, leaseMs])) === 1;
+  }
+
+  async releaseClaim(modelId: string, token: string): Promise<void> {
+    const keys = this.keysOf(modelId);
+    await this.connection.runScript(RELEASE_CLAIM, [keys.model], [keys.base, token]);
   }
 
   async getVersion(modelId: string, versionNumber: number): Promise<StoredVersion | undefined> {

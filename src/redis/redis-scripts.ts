@@ -42,7 +42,9 @@ end
 /**
  * KEYS: model, generation, counter, numbers.
  * ARGV: base, expected generation, upload id ("" = no data in Redis), chunk count, version body
- * (version-codec.ts), expiration ms, events channel, highest version number allowed.
+ * (version-codec.ts), expiration ms, events channel, highest version number allowed, and optionally
+ * the token of the claim held (claimNumber) with the number it claimed: the commit then checks the
+ * claim is still this one and the number is still the next, and releases the claim.
  * Checks the model and its generation (an upload begun before a deletion never lands in a re-created
  * model) and that every chunk of the upload is still there; assigns the next number; renames the
  * chunks into place; makes the new version the latest (no TTL) and gives the previous latest its
@@ -69,6 +71,16 @@ if upload ~= '' then
 end
 if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[8]) then
   return redis.error_reply('CMR_EXHAUSTED the model has used every version number up to ' .. ARGV[8])
+end
+local claim = ARGV[9] or ''
+if claim ~= '' then
+  if redis.call('GET', base .. 'claim') ~= claim then
+    return redis.error_reply('CMR_CLAIM_LOST the claim of the version number expired before the commit (the lease ran out)')
+  end
+  if tonumber(redis.call('GET', KEYS[3]) or '0') + 1 ~= tonumber(ARGV[10]) then
+    return redis.error_reply('CMR_CLAIM_LOST the claimed version number was taken meanwhile')
+  end
+  redis.call('DEL', base .. 'claim')
 end
 local number = redis.call('INCR', KEYS[3])
 local time = redis.call('TIME')
@@ -112,7 +124,7 @@ return { created and 1 or 0, generation }
 /**
  * KEYS: model, generation, counter, numbers. ARGV: base, events channel, model id as a JSON string.
  * Deletes the model, its versions and their data, bumps the generation (uploads in flight can no
- * longer commit) and publishes the deletion. Returns 0 if there was no such model, else 1.
+ * longer commit) and publishes the deletion. Returns 0 if there was no such model, else the new generation.
  */
 export const DELETE_MODEL = script(
   "deleteModel",
@@ -132,7 +144,7 @@ end
 redis.call('UNLINK', KEYS[1], KEYS[3], KEYS[4])
 local generation = redis.call('INCR', KEYS[2])
 redis.call('PUBLISH', ARGV[2], '{"type":"deleted","modelId":' .. ARGV[3] .. ',"generation":' .. generation .. '}')
-return 1
+return generation
 `,
 );
 
@@ -224,4 +236,56 @@ return current
 `,
 );
 
-export const ALL_SCRIPTS: readonly RedisScript[] = [COMMIT_VERSION, PUT_MODEL, DELETE_MODEL, LIST_VERSIONS, RAISE_COUNTER, IMPORT_ARCHIVED];
+/**
+ * KEYS: model, generation, counter. ARGV: base, token, lease ms, highest version number allowed.
+ * Claims the model's next version number for one commit across every instance: a lease on the key
+ * `claim` (SET NX PX), so that an archived version's files can be written under its final number
+ * before the commit script makes it visible. The number is not taken: a claim that is released or
+ * runs out leaves the counter as it was, so the next claim gets the same number (gap-free).
+ * Returns {number, generation}, {0, 0} when the model does not exist, {-1, 0} when another claim holds it.
+ */
+export const CLAIM_NUMBER = script(
+  "claimNumber",
+  3,
+  `
+local base = ARGV[1]
+if redis.call('EXISTS', KEYS[1]) == 0 then return { 0, 0 } end
+if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[4]) then
+  return redis.error_reply('CMR_EXHAUSTED the model has used every version number up to ' .. ARGV[4])
+end
+if not redis.call('SET', base .. 'claim', ARGV[2], 'NX', 'PX', ARGV[3]) then return { -1, 0 } end
+return { tonumber(redis.call('GET', KEYS[3]) or '0') + 1, tonumber(redis.call('GET', KEYS[2]) or '0') }
+`,
+);
+
+/** KEYS: model. ARGV: base, token. Releases a claim if it is still this one. */
+export const RELEASE_CLAIM = script(
+  "releaseClaim",
+  1,
+  `
+if redis.call('GET', ARGV[1] .. 'claim') == ARGV[2] then redis.call('DEL', ARGV[1] .. 'claim') end
+return 0
+`,
+);
+
+/** KEYS: model. ARGV: base, token, lease ms. Extends a claim still held by this token; returns 1, else 0. */
+export const RENEW_CLAIM = script(
+  "renewClaim",
+  1,
+  `
+if redis.call('GET', ARGV[1] .. 'claim') == ARGV[2] then return redis.call('PEXPIRE', ARGV[1] .. 'claim', ARGV[3]) end
+return 0
+`,
+);
+
+export const ALL_SCRIPTS: readonly RedisScript[] = [
+  COMMIT_VERSION,
+  PUT_MODEL,
+  DELETE_MODEL,
+  LIST_VERSIONS,
+  RAISE_COUNTER,
+  IMPORT_ARCHIVED,
+  CLAIM_NUMBER,
+  RELEASE_CLAIM,
+  RENEW_CLAIM,
+];

@@ -114,7 +114,7 @@ export class ModelActor {
         }
         let previous: VersionRecord | undefined;
         try {
-          previous = await claim.commit(record);
+          previous = await claim.commit(record, payload.kind === "memory" ? payload.shared : undefined);
         } catch (error) {
           cache.delete(this.modelId, versionNumber);
           throw error;
@@ -129,6 +129,7 @@ export class ModelActor {
       .catch((error: unknown) => {
         if (payload.kind === "memory") {
           payload.reservation.release();
+          payload.shared?.abort();
         }
         throw error;
       });
@@ -151,6 +152,9 @@ export class ModelActor {
 
   /** The state announced a committed version (of this instance or another): subscribers get it. */
   versionCommitted(version: VersionRecord): void {
+    // A copy read through from a shared state while it was the latest is pinned: no longer (the
+    // committing instance unpinned its own in commit). Numbers of a shared state have no gaps.
+    this.context.cache.setPinned(this.modelId, version.versionNumber - 1, false);
     for (const subscription of this.#subscriptions) {
       subscription.publish(version);
     }

@@ -111,6 +111,7 @@ export class Registry {
       streamedBatchBytes: STREAMED_UPLOAD_BATCH_BYTES,
       maxVersionBytes: options.maxVersionBytes ?? 0,
       dataReceived: options.dataReceived,
+      beginTransientData: (modelId, dataSize) => this.#state.beginTransientData(modelId, dataSize),
       now: options.now ?? createNanosecondClock(),
     });
     this.#data = new VersionDataOpener({ ...shared, state: this.#state, log });
@@ -146,6 +147,16 @@ export class Registry {
   async recordStop(): Promise<void> {
     await Promise.all([...this.#actors.values()].map((actor) => actor.settled()));
     await this.#state.recordStop();
+  }
+
+  /** Whether the registry state's backend can be reached (always, in single mode); health reports it. */
+  get stateHealthy(): boolean {
+    return this.#state.healthy;
+  }
+
+  /** Calls `listener` when stateHealthy changes; returns the unsubscribe function. */
+  onStateHealth(listener: (healthy: boolean) => void): () => void {
+    return this.#state.onHealth(listener);
   }
 
   stats(): RegistryStats {

@@ -5,6 +5,7 @@ import { Code, RegistryError, resourceExhausted } from "../errors/index.js";
 import { StreamedVersionUpload } from "./streamed-upload.js";
 import type { ResumableHash } from "./streaming-hash.js";
 import type { UploadHeader } from "./upload-header.js";
+import type { TransientDataSink } from "../state/index.js";
 import type { Reservation, VersionCache } from "./version-cache.js";
 import type { VersionCommit } from "./version-commit.js";
 import { type PendingUpload, VersionUpload } from "./version-upload.js";
@@ -24,6 +25,8 @@ export interface UploadPlannerOptions {
   readonly maxVersionBytes: number;
   readonly beforeAllocate: (() => void) | undefined;
   readonly dataReceived: ((bytes: number) => void) | undefined;
+  /** A shared registry state's sink for a transient upload's bytes; undefined: they stay in this instance. */
+  readonly beginTransientData: ((modelId: string, dataSize: number) => TransientDataSink | undefined) | undefined;
   now(): bigint;
 }
 
@@ -127,6 +130,7 @@ export class UploadPlanner {
     }
     return new VersionUpload(header, data, reservation, {
       generation: target.generation,
+      shared: header.archived ? undefined : this.options.beginTransientData?.(header.modelId, header.dataSize),
       hash: this.options.hash,
       now: this.options.now,
       commit: (pending) => target.commit(pending),

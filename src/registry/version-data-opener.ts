@@ -49,12 +49,72 @@ export class VersionDataOpener {
       return cached;
     }
     if (!version.archived) {
-      throw notFound(
-        `version ${version.versionNumber} of model "${version.modelId}" not found (the transient version was evicted from the cache)`,
-      );
+      return this.#openTransient(version);
     }
     await this.#loadArchived(version);
     return this.#leaseData(version) ?? this.#streamFromArchive(version);
+  }
+
+  /**
+   * A transient version missing from the cache: read through from the registry state when it shares
+   * transient data between instances (into the cache when the budget has room, once per instance
+   * however many read it), else it was evicted for good.
+   */
+  async #openTransient(version: VersionRecord): Promise<VersionDataSource> {
+    const evicted = (): RegistryError =>
+      notFound(`version ${version.versionNumber} of model "${version.modelId}" not found (the transient version was evicted from the cache)`);
+    const key = `${version.modelId}\u0000${version.versionNumber}`;
+    let load = this.#archivedLoads.get(key);
+    if (load === undefined) {
+      load = this.#readTransientIntoCache(version).finally(() => this.#archivedLoads.delete(key));
+      this.#archivedLoads.set(key, load);
+    }
+    await load;
+    const cached = this.#leaseData(version);
+    if (cached !== undefined) {
+      return cached;
+    }
+    const source = await this.options.state.openTransientData(version);
+    if (source === undefined) {
+      throw evicted();
+    }
+    return { version, frames: framesOf(source, version.dataSize, this.options.chunkSize), release: () => {} };
+  }
+
+  async #readTransientIntoCache(version: VersionRecord): Promise<void> {
+    const { cache, chunkSize, state } = this.options;
+    // First: without shared data (single mode) nothing may be reserved (a reservation evicts).
+    const source = await state.openTransientData(version);
+    if (source === undefined) {
+      return;
+    }
+    const totalBytes = EncodedVersionData.planTotalBytes(version.dataSize, chunkSize);
+    let reservation;
+    try {
+      this.options.beforeAllocate?.();
+      reservation = cache.reserve(totalBytes);
+    } catch {
+      return; // No room: streamed from the state instead.
+    }
+    try {
+      const data = EncodedVersionData.allocate(version.dataSize, chunkSize);
+      let position = 0;
+      for await (const piece of source) {
+        if (position + piece.byteLength > version.dataSize) {
+          throw new RegistryError(Code.DATA_LOSS, `the shared data of version ${version.versionNumber} of model "${version.modelId}" is longer than its data_size`);
+        }
+        data.write(position, piece);
+        position += piece.byteLength;
+      }
+      if (position !== version.dataSize) {
+        throw new RegistryError(Code.DATA_LOSS, `the shared data of version ${version.versionNumber} of model "${version.modelId}" is shorter than its data_size`);
+      }
+      // A copy of data the state keeps: unpinned, the cache may drop it whenever it needs the room.
+      cache.insert(reservation, version.modelId, version.versionNumber, data, { pinned: false });
+    } catch (error) {
+      reservation.release();
+      throw error;
+    }
   }
 
   #leaseData(version: VersionRecord): VersionDataSource | undefined {
@@ -104,12 +164,13 @@ export class VersionDataOpener {
         await reader.close();
       }
       const versions = await this.options.state.listVersions(version.modelId);
-      if (findVersion(versions, version.versionNumber) !== version) {
+      // By content, not identity: a shared state reads fresh records at every call.
+      if (!sameVersion(findVersion(versions, version.versionNumber), version)) {
         reservation.release();
         return; // Deleted meanwhile: the caller reports NOT_FOUND through the disk path.
       }
       cache.insert(reservation, version.modelId, version.versionNumber, data, {
-        pinned: versions[versions.length - 1] === version,
+        pinned: sameVersion(versions[versions.length - 1], version),
       });
     } catch (error) {
       reservation.release();
@@ -184,5 +245,50 @@ export class VersionDataOpener {
       "archived version data is corrupted",
     );
     return new RegistryError(Code.DATA_LOSS, message);
+  }
+}
+
+function sameVersion(a: VersionRecord | undefined, b: VersionRecord): boolean {
+  return a !== undefined && a.versionNumber === b.versionNumber && a.creationTimestamp === b.creationTimestamp && a.dataHash === b.dataHash;
+}
+
+/** Pieces of data of any size re-cut into reply chunk frames of `chunkSize` data bytes (the last one shorter). */
+async function* framesOf(source: AsyncIterable<Uint8Array>, dataSize: number, chunkSize: number): AsyncGenerator<Buffer> {
+  let position = 0;
+  let frame: Buffer | undefined;
+  let filled = 0;
+  let headerLength = 0;
+  const startFrame = (): void => {
+    const length = Math.min(chunkSize, dataSize - position);
+    headerLength = frameHeaderLength(length);
+    frame = Buffer.allocUnsafe(headerLength + length);
+    encodeFrameHeader(length, frame, 0);
+    filled = 0;
+  };
+  if (dataSize === 0) {
+    startFrame();
+    yield frame as Buffer;
+    return;
+  }
+  for await (const piece of source) {
+    let offset = 0;
+    while (offset < piece.byteLength) {
+      if (frame === undefined) {
+        startFrame();
+      }
+      const current = frame as Buffer;
+      const taken = Math.min(current.byteLength - headerLength - filled, piece.byteLength - offset);
+      current.set(piece.subarray(offset, offset + taken), headerLength + filled);
+      filled += taken;
+      offset += taken;
+      position += taken;
+      if (headerLength + filled === current.byteLength) {
+        frame = undefined;
+        yield current;
+      }
+    }
+  }
+  if (position !== dataSize) {
+    throw new RegistryError(Code.DATA_LOSS, `the shared data of a version ended at byte ${position} of ${dataSize}`);
   }
 }

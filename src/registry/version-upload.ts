@@ -3,10 +3,13 @@ import { checkComplete, checkHash, checkNotOverSize, creationTimestampOf } from 
 import type { VersionCommit } from "./version-commit.js";
 import type { VersionRecord } from "../domain/index.js";
 import type { UploadHeader } from "./upload-header.js";
+import type { TransientDataSink } from "../state/index.js";
 import type { Reservation } from "./version-cache.js";
 
 export interface UploadContext {
   readonly generation: number;
+  /** A shared registry state's sink for a transient upload's bytes (see RegistryState.beginTransientData). */
+  readonly shared?: TransientDataSink | undefined;
   hash(segments: readonly Uint8Array[]): Promise<string>;
   commit(pending: VersionCommit): Promise<VersionRecord>;
   now(): bigint;
@@ -42,11 +45,12 @@ export class VersionUpload implements PendingUpload {
     return this.received;
   }
 
-  append(chunk: Uint8Array): void {
+  append(chunk: Uint8Array): void | Promise<void> {
     const total = this.received + chunk.byteLength;
     checkNotOverSize(this.header, total);
     this.data.write(this.received, chunk);
     this.received = total;
+    return this.context.shared?.append(chunk);
   }
 
   async finish(): Promise<VersionRecord> {
@@ -61,10 +65,11 @@ export class VersionUpload implements PendingUpload {
         creationTimestamp: creationTimestampOf(this.header, this.context.now),
         dataHash,
         userData: this.header.userData,
-        payload: { kind: "memory", data: this.data, reservation: this.reservation },
+        payload: { kind: "memory", data: this.data, reservation: this.reservation, shared: this.context.shared },
       });
     } catch (error) {
       this.reservation.release();
+      this.context.shared?.abort();
       throw error;
     }
   }
@@ -74,6 +79,7 @@ export class VersionUpload implements PendingUpload {
     if (!this.settled) {
       this.settled = true;
       this.reservation.release();
+      this.context.shared?.abort();
     }
   }
 }

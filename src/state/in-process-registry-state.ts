@@ -195,6 +195,22 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
       return () => deletedListeners.delete(listener);
     },
 
+    beginTransientData() {
+      return undefined; // transient data lives only in this instance's cache
+    },
+
+    async openTransientData() {
+      return undefined; // transient data lives only in this instance's cache
+    },
+
+    healthy: true,
+
+    onHealth() {
+      return () => {};
+    },
+
+    async close() {},
+
     async recordStop() {
       const loaded = [...models.values()].filter((entry) => entry.loaded);
       for (let start = 0; start < loaded.length; start += STOP_RECORD_BATCH) {

@@ -56,7 +56,7 @@ export interface RegistryState {
   claimVersionNumber(modelId: string): Promise<VersionNumberClaim | undefined>;
   /**
    * A transient version's data is gone for good (evicted from the instance's cache): it is no longer
-   * listed, at once. Archived versions and unknown numbers are ignored. Resolves to the version that
+   * listed, at once (a shared backend that keeps the data itself ignores this). Archived versions and unknown numbers are ignored. Resolves to the version that
    * became the model's latest by this removal, if any (its data should now be kept: it is pinned).
    */
   forgetTransientVersion(modelId: string, versionNumber: number): Promise<VersionRecord | undefined>;
@@ -67,10 +67,31 @@ export interface RegistryState {
   onModelDeleted(listener: (modelId: string) => void): () => void;
 
   /**
+   * Where a transient upload's bytes go as they arrive when this state shares transient data between
+   * instances (pass the sink to claim.commit); undefined when it does not (the embedded default).
+   */
+  beginTransientData(modelId: string, dataSize: number): TransientDataSink | undefined;
+
+  /**
+   * A transient version's data, read from where this state shares it between instances (the read
+   * through of a cache miss), in pieces of any size; undefined when the state keeps no transient data
+   * (the embedded default: it lives only in the instance's cache) or the version is gone.
+   */
+  openTransientData(version: VersionRecord): Promise<AsyncIterable<Uint8Array> | undefined>;
+
+  /** Whether the backend can be reached (the embedded default always can); health reports it. */
+  readonly healthy: boolean;
+  /** Calls `listener` whenever `healthy` changes; returns the unsubscribe function. */
+  onHealth(listener: (healthy: boolean) => void): () => void;
+
+  /**
    * At a graceful stop, once no claim is open: makes durable what lets the next start resume
    * exactly (the embedded default: each loaded model's next number, marked clean). Idempotent.
    */
   recordStop(): Promise<void>;
+
+  /** Releases the backend's connections (last, after recordStop). Idempotent. */
+  close(): Promise<void>;
 }
 
 /** A version number claimed for a version being stored (see RegistryState.claimVersionNumber). */
@@ -79,9 +100,19 @@ export interface VersionNumberClaim {
   /**
    * The version's bytes are in place: records its number and makes the version visible (listed,
    * then announced to onVersionCommitted listeners). `version.versionNumber` must be the claimed
-   * number. Resolves to the version that was the latest until this one, if any.
+   * number. Resolves to the version that was the latest until this one, if any. `transientData`: the
+   * sink (beginTransientData) that received a transient version's bytes, made visible with it.
+   * Whether it resolves or rejects, the claim is over (no abandon needed).
    */
-  commit(version: VersionRecord): Promise<VersionRecord | undefined>;
+  commit(version: VersionRecord, transientData?: TransientDataSink): Promise<VersionRecord | undefined>;
   /** The version could not be stored: nothing is handed out, the model's next claim gets the same number. */
   abandon(): void;
+}
+
+/** A transient upload's bytes on their way to a shared backend (see RegistryState.beginTransientData). */
+export interface TransientDataSink {
+  /** Takes the next bytes (copied); resolves when it can take more (backpressure). */
+  append(data: Uint8Array): Promise<void>;
+  /** The upload failed or was cancelled: what was written goes away (best effort). Idempotent. */
+  abort(): void;
 }

@@ -120,13 +120,20 @@ export async function startGrpcTransport(config: GrpcTransportConfig, log: Logge
       log.error({ module: "grpc-internals", field: problem.field, grpcJsVersion, off: problem.feature }, describeGrpcInternalsProblem(problem));
     }
     const connections = watchConnections(server, config, metrics.peerLimits, log);
-    health.setAll(ServingStatus.SERVING);
+    // NOT_SERVING while the registry state's backend (the shared Redis) cannot be reached.
+    let stopping = false;
+    const stateServing = (healthy: boolean): ServingStatus => (healthy ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
+    health.setAll(stateServing(registry.stateHealthy));
+    stack.defer(registry.onStateHealth((healthy) => stopping || health.setAll(stateServing(healthy))));
 
     const resources = stack.move();
     return {
       port,
       sessionWindows: () => sessionWindows(server),
-      stopServing: () => health.shutdown(),
+      stopServing: () => {
+        stopping = true;
+        health.shutdown();
+      },
       drain: () =>
         new Promise<void>((resolve) => {
           const force = setTimeout(() => {

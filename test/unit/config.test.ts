@@ -29,6 +29,7 @@ const DEFAULTS: Config = {
   peerNewStreamsPerSecond: 10_000,
   peerCancelledStreamsPerSecond: 1_000,
   peerBanMs: 60_000,
+  redis: undefined,
   ignoredVariables: [],
 };
 
@@ -113,6 +114,7 @@ describe("CONFIG_VARIABLES", () => {
         [`${P}PEER_NEW_STREAMS_PER_SECOND`, "10000"],
         [`${P}PEER_CANCELLED_STREAMS_PER_SECOND`, "1000"],
         [`${P}PEER_BAN_PERIOD`, "1m"],
+        [`${P}REDIS_URL`, ""],
       ],
     );
   });
@@ -143,6 +145,7 @@ describe("CONFIG_VARIABLES", () => {
         PEER_RATE_ACCEPTED,
         PEER_RATE_ACCEPTED,
         PEER_BAN_ACCEPTED,
+        "redis://[user:password@]host[:port][/db] or rediss://... for TLS (port 6379 and db 0 by default) (empty: single mode)",
       ],
     );
     for (const variable of CONFIG_VARIABLES) {

@@ -1,0 +1,62 @@
+/**
+ * Several registry instances on one Redis and one archive directory (issue #17), for the cluster
+ * broadcast: a real redis-server on loopback (AOF, appendfsync always, as recommended) and `count`
+ * server processes. The CPU time and memory reported are those of every instance together.
+ */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startRedisServer } from "../../test/support/redis-server.js";
+import { removeTempDir, trackTempDir } from "../support/cleanup.js";
+import { type BenchServer, startBenchServer } from "../support/server-process.js";
+
+export interface BenchCluster {
+  /** The instances seen as one server: address of the first, CPU summed, peak RSS of the largest. */
+  readonly server: BenchServer;
+  /** One address per instance. */
+  readonly addresses: readonly string[];
+}
+
+export async function withCluster<T>(
+  count: number,
+  options: { readonly cacheMaxBytes?: number; readonly cpuProfileDir?: string },
+  body: (cluster: BenchCluster) => Promise<T>,
+): Promise<T> {
+  const redis = await startRedisServer(undefined, { appendOnly: true });
+  const archiveDir = mkdtempSync(join(tmpdir(), "registry-bench-cluster-"));
+  trackTempDir(archiveDir);
+  const servers: BenchServer[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      servers.push(
+        await startBenchServer({
+          cacheMaxBytes: options.cacheMaxBytes,
+          cpuProfileDir: options.cpuProfileDir,
+          archiveDir,
+          env: { COGMENT_MODEL_REGISTRY_REDIS_URL: redis.url },
+        }),
+      );
+    }
+    const [first] = servers as [BenchServer];
+    const server: BenchServer = {
+      ...first,
+      entry: `cluster of ${count}`,
+      cpuSeconds: () => servers.reduce((total, s) => total + s.cpuSeconds(), 0),
+      memory: () => {
+        const memories = servers.map((s) => s.memory());
+        return {
+          peakRssBytes: Math.max(...memories.map((m) => m.peakRssBytes)),
+          rssBytes: Math.max(...memories.map((m) => m.rssBytes)),
+        };
+      },
+      stop: async () => {
+        await Promise.all(servers.map((s) => s.stop()));
+      },
+    };
+    return await body({ server, addresses: servers.map((s) => s.address) });
+  } finally {
+    await Promise.all(servers.map((s) => s.stop()));
+    await redis.close();
+    removeTempDir(archiveDir);
+  }
+}

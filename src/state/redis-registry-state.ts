@@ -1,0 +1,324 @@
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { ArchiveStore } from "../archive/index.js";
+import type { VersionRecord } from "../domain/index.js";
+import { Code, RegistryError } from "../errors/index.js";
+import type { Logger } from "../logger.js";
+import type { NumberClaim, RedisRegistryStore, RegistryChange, UploadedData, VersionDataWriter } from "../redis/index.js";
+import type { RegistryState, TransientDataSink, VersionNumberClaim } from "./registry-state.js";
+
+export interface RedisRegistryStateOptions {
+  readonly store: RedisRegistryStore;
+  /** The archive every instance shares: archived versions' data, and what an empty Redis imports. */
+  readonly archive: ArchiveStore;
+  readonly log: Logger;
+  /** How long open() waits for Redis before the start fails. */
+  readonly startTimeoutMs?: number;
+  /** A claim's lease, renewed while its commit goes on: a crashed instance's claim runs out after this. */
+  readonly claimLeaseMs?: number;
+  /** How long a commit waits for another instance's claim of the same model before it fails (UNAVAILABLE). */
+  readonly claimWaitMs?: number;
+}
+
+const DEFAULT_START_TIMEOUT_MS = 10_000;
+const DEFAULT_CLAIM_LEASE_MS = 5_000;
+/** A claim's lease is renewed this often while its commit stores the bytes (a share of the lease). */
+const CLAIM_RENEW_SHARE = 0.3;
+const DEFAULT_CLAIM_WAIT_MS = 30_000;
+/** Pause between two attempts at a claim held by another commit of the same model. */
+const CLAIM_RETRY_MS = 3;
+
+/**
+ * The registry state of several instances sharing one Redis (src/redis/) and one archive. Numbering:
+ * a commit first claims the model's next number across every instance (a lease in Redis), stores the
+ * bytes under it (an archived version's files, a transient version's chunk keys), then the commit
+ * script takes the number and makes the version visible; a claim released or run out leaves the
+ * number free, so numbers stay unique and gap-free and nothing half-stored is ever listed.
+ * Metadata is read from Redis at every call (read your writes across instances); notifications come
+ * from Redis's change feed, deduplicated with what this instance announces itself at commit and
+ * deletion, and caught up after the subscriber connection was lost.
+ */
+export function createRedisRegistryState(options: RedisRegistryStateOptions): RegistryState {
+  const { store, archive, log } = options;
+  const { connection } = store;
+  const claimLeaseMs = options.claimLeaseMs ?? DEFAULT_CLAIM_LEASE_MS;
+  const claimWaitMs = options.claimWaitMs ?? DEFAULT_CLAIM_WAIT_MS;
+  const committedListeners = new Set<(version: VersionRecord) => void>();
+  const deletedListeners = new Set<(modelId: string) => void>();
+  /** Highest version number announced per model (a commit is announced by this instance and by the feed). */
+  const lastAnnounced = new Map<string, number>();
+  /** Generation of the last deletion announced per model. */
+  const deletionAnnounced = new Map<string, number>();
+  /** Highest version number this instance saw per model: where a catch-up starts. */
+  const followed = new Map<string, number>();
+  let modelCount = 0;
+  let importing: Promise<void> | undefined = undefined;
+  let closed = false;
+
+  const follow = (modelId: string, versionNumber: number): void => {
+    followed.set(modelId, Math.max(followed.get(modelId) ?? 0, versionNumber));
+  };
+
+  const announceVersion = (version: VersionRecord): void => {
+    if (version.versionNumber <= (lastAnnounced.get(version.modelId) ?? 0)) {
+      return;
+    }
+    lastAnnounced.set(version.modelId, version.versionNumber);
+    follow(version.modelId, version.versionNumber);
+    for (const listener of committedListeners) {
+      listener(version);
+    }
+  };
+
+  const announceDeleted = (modelId: string, generation: number): void => {
+    if (generation <= (deletionAnnounced.get(modelId) ?? 0)) {
+      return;
+    }
+    deletionAnnounced.set(modelId, generation);
+    lastAnnounced.delete(modelId);
+    followed.delete(modelId);
+    for (const listener of deletedListeners) {
+      listener(modelId);
+    }
+  };
+
+  const onChange = (change: RegistryChange): void => {
+    if (change.type === "version") {
+      announceVersion(change.version.record);
+    } else if (change.type === "deleted") {
+      announceDeleted(change.modelId, change.generation);
+    }
+  };
+
+  /** After the subscriber connection was lost: what was published meanwhile, for every followed model. */
+  const catchUp = async (): Promise<void> => {
+    for (const [modelId, lastSeen] of followed) {
+      try {
+        for (const version of await store.catchUp(modelId, lastSeen)) {
+          announceVersion(version.record);
+        }
+      } catch (error) {
+        if (error instanceof RegistryError && error.code === Code.NOT_FOUND) {
+          announceDeleted(modelId, await store.generation(modelId));
+        } else {
+          log.warn({ err: error, modelId }, "cannot catch up on a model's changes after the Redis subscription was lost");
+        }
+      }
+    }
+  };
+
+  /**
+   * Imports the archive's models and versions into a Redis that has not got them (a first start on a
+   * single-mode archive, or a Redis that lost its data): what Redis already has is never overwritten.
+   */
+  const importArchiveIfNeeded = (): Promise<void> => {
+    importing ??= (async () => {
+      if (await store.archiveImported()) {
+        return;
+      }
+      let models = 0;
+      for (const modelId of await archive.listModelIds()) {
+        const model = await archive.readModel(modelId);
+        if (model !== undefined) {
+          await store.importArchivedModel(model, await archive.listVersions(modelId));
+          models++;
+        }
+      }
+      await store.markArchiveImported();
+      log.info({ models }, "archive imported into Redis");
+    })().finally(() => (importing = undefined));
+    return importing;
+  };
+
+  /** The version before a commit's: numbers have no gaps. Unknown (undefined) if Redis fails now: the commit is done. */
+  const previousVersion = async (modelId: string, versionNumber: number): Promise<VersionRecord | undefined> =>
+    versionNumber > 1 ? (await store.getVersion(modelId, versionNumber - 1).catch(() => undefined))?.record : undefined;
+
+  /** The Redis writer behind each sink handed out by beginTransientData. */
+  const writers = new WeakMap<TransientDataSink, VersionDataWriter>();
+
+  const newClaim = (modelId: string, claim: NumberClaim): VersionNumberClaim => {
+    // Renewed while the bytes are stored (large archived files); a lost renewal shows at commit (ABORTED).
+    const renewal = setInterval(() => {
+      store.renewClaim(modelId, claim.token, claimLeaseMs).catch(() => undefined);
+    }, claimLeaseMs * CLAIM_RENEW_SHARE);
+    renewal.unref();
+    return {
+      versionNumber: claim.versionNumber,
+      async commit(version, transientData) {
+        clearInterval(renewal);
+        const writer = transientData === undefined ? undefined : writers.get(transientData);
+        try {
+          if (transientData !== undefined && writer === undefined) {
+            throw new Error("claim.commit was given a transient data sink of another registry state");
+          }
+          const uploaded: UploadedData | undefined = writer === undefined || version.archived ? undefined : await writer.finish();
+          const { versionNumber: _assigned, ...newVersion } = version;
+          const stored = await store.commitVersion(newVersion, claim.generation, uploaded, claim);
+          announceVersion(stored.record);
+          return await previousVersion(modelId, claim.versionNumber);
+        } catch (error) {
+          await writer?.abort();
+          await store.releaseClaim(modelId, claim.token).catch(() => undefined);
+          throw error;
+        }
+      },
+      abandon() {
+        clearInterval(renewal);
+        store.releaseClaim(modelId, claim.token).catch(() => undefined); // else its lease runs out
+      },
+    };
+  };
+
+  return {
+    async open() {
+      await archive.open();
+      store.feed.followAll(onChange);
+      connection.on("resubscribed", () => void catchUp());
+      connection.on("health", (healthy) => {
+        log.info({ redis: connection.address, healthy }, healthy ? "Redis is reachable" : "Redis is unreachable");
+        if (healthy && !closed) {
+          // A subscription refused while Redis was down is not retried by the client (once made, it is).
+          store.feed.start().catch((error: unknown) => log.warn({ err: error }, "cannot subscribe to the registry's changes"));
+          importArchiveIfNeeded().catch((error: unknown) => log.error({ err: error }, "cannot import the archive into Redis"));
+        }
+      });
+      await connection.waitUntilHealthy(options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
+      await store.feed.start();
+      await importArchiveIfNeeded();
+    },
+
+    async listModelIds() {
+      const ids = await store.listModelIds();
+      modelCount = ids.length;
+      return ids;
+    },
+
+    getModel(modelId) {
+      return store.getModel(modelId);
+    },
+
+    async putModel(model) {
+      // The archive keeps every model info too: what an empty Redis imports.
+      await archive.writeModel(model);
+      const { created } = await store.putModel(model);
+      if (created) {
+        modelCount++;
+      }
+      return created;
+    },
+
+    async deleteModel(modelId) {
+      const generation = await store.deleteModelGeneration(modelId);
+      if (generation === undefined) {
+        return false;
+      }
+      modelCount = Math.max(0, modelCount - 1);
+      try {
+        await archive.deleteModel(modelId);
+      } catch (error) {
+        log.warn({ err: error, modelId }, "the model is deleted but its archive files could not all be removed");
+      }
+      announceDeleted(modelId, generation);
+      return true;
+    },
+
+    get modelCount() {
+      return modelCount;
+    },
+
+    async listVersions(modelId) {
+      let stored;
+      try {
+        stored = await store.listVersions(modelId, 1, 0);
+      } catch (error) {
+        if (error instanceof RegistryError && error.code === Code.NOT_FOUND) {
+          return [];
+        }
+        throw error;
+      }
+      const versions = stored.map((version) => version.record);
+      follow(modelId, versions[versions.length - 1]?.versionNumber ?? 0);
+      return versions;
+    },
+
+    async claimVersionNumber(modelId) {
+      const token = randomUUID();
+      const deadline = Date.now() + claimWaitMs;
+      for (;;) {
+        const claim = await store.claimNumber(modelId, token, claimLeaseMs);
+        if (claim === undefined) {
+          return undefined;
+        }
+        if (claim !== "busy") {
+          return newClaim(modelId, claim);
+        }
+        if (Date.now() > deadline) {
+          throw new RegistryError(
+            Code.UNAVAILABLE,
+            `another commit of model "${modelId}" has held its version numbering for over ${claimWaitMs} ms; try again`,
+          );
+        }
+        await sleep(CLAIM_RETRY_MS + Math.random() * CLAIM_RETRY_MS);
+      }
+    },
+
+    async forgetTransientVersion() {
+      return undefined; // Redis keeps the data: this instance's cache held only a copy
+    },
+
+    onVersionCommitted(listener) {
+      committedListeners.add(listener);
+      return () => committedListeners.delete(listener);
+    },
+
+    onModelDeleted(listener) {
+      deletedListeners.add(listener);
+      return () => deletedListeners.delete(listener);
+    },
+
+    beginTransientData(modelId, dataSize) {
+      const writer = store.beginVersionData(modelId, dataSize);
+      let aborted = false;
+      const sink: TransientDataSink = {
+        append: (data) => writer.append(data),
+        abort: () => {
+          if (!aborted) {
+            aborted = true;
+            writer.abort().catch(() => undefined);
+          }
+        },
+      };
+      writers.set(sink, writer);
+      return sink;
+    },
+
+    async openTransientData(version) {
+      const stored = await store.getVersion(version.modelId, version.versionNumber);
+      if (stored === undefined || stored.record.archived || stored.record.creationTimestamp !== version.creationTimestamp) {
+        return undefined;
+      }
+      return store.readVersionData(stored);
+    },
+
+    get healthy() {
+      return store.healthy;
+    },
+
+    onHealth(listener) {
+      connection.on("health", listener);
+      return () => connection.off("health", listener);
+    },
+
+    async recordStop() {
+      // Nothing to record: Redis holds the numbering.
+    },
+
+    async close() {
+      if (!closed) {
+        closed = true;
+        await store.close();
+      }
+    },
+  };
+}

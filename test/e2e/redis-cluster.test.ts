@@ -1,0 +1,379 @@
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { rm } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import { after, describe, test, type TestContext } from "node:test";
+import * as grpc from "@grpc/grpc-js";
+import { Redis } from "ioredis";
+import { modelHashTag } from "../../src/redis/index.js";
+import { HealthClient } from "../support/health-client.js";
+import { type RedisTestServer, killAllRedisServers, startRedisServer } from "../support/redis-server.js";
+import { RegistryClient, type WireVersionInfo } from "../support/registry-client.js";
+import { type ServerProcess, killAllServers, spawnServer } from "../support/server-process.js";
+import { makeArchiveDir } from "../support/test-server.js";
+
+interface Instance {
+  readonly process: ServerProcess;
+  readonly client: RegistryClient;
+  readonly address: string;
+}
+
+interface Cluster {
+  readonly redis: RedisTestServer;
+  readonly archiveDir: string;
+  readonly instances: Instance[];
+}
+
+async function startInstance(t: TestContext, archiveDir: string, redisUrl: string, env: Record<string, string> = {}): Promise<Instance> {
+  const process = await spawnServer({
+    COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir,
+    COGMENT_MODEL_REGISTRY_REDIS_URL: redisUrl,
+    ...env,
+  });
+  const address = `127.0.0.1:${process.port}`;
+  const client = new RegistryClient(address);
+  t.after(async () => {
+    client.close();
+    process.child.kill("SIGKILL");
+    await process.exited;
+  });
+  return { process, client, address };
+}
+
+/** One Redis (AOF on), one shared archive directory, `count` server instances on them. */
+async function startCluster(
+  t: TestContext,
+  options: { count?: number; env?: Record<string, string>; archiveDir?: string } = {},
+): Promise<Cluster> {
+  const redis = await startRedisServer(t, { appendOnly: true });
+  const archiveDir = options.archiveDir ?? (await makeArchiveDir());
+  t.after(() => rm(archiveDir, { recursive: true, force: true }));
+  const instances = await Promise.all(
+    Array.from({ length: options.count ?? 3 }, () => startInstance(t, archiveDir, redis.url, options.env)),
+  );
+  return { redis, archiveDir, instances };
+}
+
+/** A plain Redis client for a test to look at the keys (quiet once the server is gone). */
+function inspect(t: TestContext, url: string): Redis {
+  const client = new Redis(url, { maxRetriesPerRequest: 1 });
+  client.on("error", () => undefined);
+  t.after(() => client.disconnect());
+  return client;
+}
+
+function sha256(data: Buffer): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** Collects a VersionUpdate stream's versions and its end. */
+function follow(client: RegistryClient, modelId: string) {
+  const stream = client.versionUpdate(modelId);
+  const numbers: number[] = [];
+  let error: grpc.ServiceError | undefined;
+  stream.on("data", (message: { version_info: WireVersionInfo }) => numbers.push(message.version_info.version_number));
+  stream.on("error", (e: grpc.ServiceError) => (error = e));
+  const until = async (predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate()) {
+      if (Date.now() > deadline) {
+        throw new Error(`timed out waiting for ${what}; received ${numbers.join(",")}, error ${error?.message}`);
+      }
+      await sleep(10);
+    }
+  };
+  return {
+    numbers,
+    get error() {
+      return error;
+    },
+    until,
+    cancel: () => stream.cancel(),
+  };
+}
+
+async function versionNumbers(client: RegistryClient, modelId: string): Promise<number[]> {
+  const { version_infos } = await client.retrieveVersionInfos({ model_id: modelId });
+  return version_infos.map((v) => v.version_number);
+}
+
+async function rejectsWith(promise: Promise<unknown>, code: grpc.status, message: RegExp): Promise<void> {
+  await assert.rejects(promise, (error: grpc.ServiceError) => {
+    assert.equal(error.code, code, error.message);
+    assert.match(error.details, message);
+    return true;
+  });
+}
+
+describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", () => {
+  after(() => {
+    killAllServers();
+    killAllRedisServers();
+  });
+
+  test("concurrent uploads through three instances get unique, gap-free numbers; every instance reads every write", async (t) => {
+    const { instances } = await startCluster(t);
+    const [a, b, c] = instances as [Instance, Instance, Instance];
+    await a.client.createModel("shared", { team: "one" });
+    // Read your writes: the model is there on the other instances at once.
+    assert.deepEqual((await b.client.retrieveModels()).model_infos, [{ model_id: "shared", user_data: { team: "one" } }]);
+    assert.deepEqual(await versionNumbers(c.client, "shared"), []);
+
+    const published: { info: WireVersionInfo; data: Buffer; via: number }[] = [];
+    await Promise.all(
+      instances.flatMap((instance, via) =>
+        Array.from({ length: 8 }, async (_, i) => {
+          const data = randomBytes(1000 + via * 100 + i);
+          const info = await instance.client.publish("shared", data, { archived: i % 3 === 0, user_data: { via: String(via) } });
+          published.push({ info, data, via });
+        }),
+      ),
+    );
+    assert.deepEqual(
+      published.map((p) => p.info.version_number).sort((x, y) => x - y),
+      Array.from({ length: 24 }, (_, i) => i + 1),
+    );
+    for (const instance of instances) {
+      const { version_infos } = await instance.client.retrieveVersionInfos({ model_id: "shared" });
+      assert.deepEqual(
+        version_infos,
+        [...published].sort((x, y) => x.info.version_number - y.info.version_number).map((p) => p.info),
+      );
+    }
+    // Each version's data read through the two instances that did not store it.
+    for (const { info, data, via } of published) {
+      for (const [index, instance] of instances.entries()) {
+        if (index !== via) {
+          assert.equal(sha256(await instance.client.retrieveData("shared", info.version_number)), sha256(data));
+        }
+      }
+    }
+    // Paging handles are the same on every instance.
+    await a.client.createModel("shared-2");
+    const page = await c.client.retrieveModels({ models_count: 1 });
+    assert.deepEqual(page.model_infos.map((m) => m.model_id), ["shared"]);
+    const next = await b.client.retrieveModels({ models_count: 1, model_handle: page.next_model_handle });
+    assert.deepEqual(next.model_infos.map((m) => m.model_id), ["shared-2"]);
+  });
+
+  test("VersionUpdate streams on every instance get each version in order; a deletion through one ends them all (NOT_FOUND)", async (t) => {
+    const { instances } = await startCluster(t);
+    const [a, b, c] = instances as [Instance, Instance, Instance];
+    await a.client.createModel("followed");
+    await a.client.publish("followed", Buffer.from("v1"));
+    const onB = follow(b.client, "followed");
+    const onC = follow(c.client, "followed");
+    await onB.until(() => onB.numbers.length >= 1, "the current latest on B");
+    await onC.until(() => onC.numbers.length >= 1, "the current latest on C");
+    for (let i = 2; i <= 6; i++) {
+      await a.client.publish("followed", Buffer.from(`v${i}`));
+    }
+    for (const stream of [onB, onC]) {
+      await stream.until(() => stream.numbers.at(-1) === 6, "version 6");
+      assert.deepEqual(stream.numbers, [...stream.numbers].sort((x, y) => x - y), "in order");
+      assert.equal(new Set(stream.numbers).size, stream.numbers.length, "no duplicate");
+    }
+    // B reads version 6's data (cached there by none) and keeps a copy; the deletion drops it.
+    assert.equal((await b.client.retrieveData("followed", 6)).toString(), "v6");
+    await a.client.deleteModel("followed");
+    for (const stream of [onB, onC]) {
+      await stream.until(() => stream.error !== undefined, "the end of the stream");
+      assert.equal(stream.error?.code, grpc.status.NOT_FOUND);
+      assert.match(stream.error?.details ?? "", /model "followed" was deleted/);
+    }
+    await rejectsWith(b.client.retrieveVersionInfos({ model_id: "followed" }), grpc.status.NOT_FOUND, /model "followed" not found/);
+    await rejectsWith(c.client.retrieveData("followed", 6), grpc.status.NOT_FOUND, /model "followed" not found/);
+    // Created again through C: numbering starts over, and B serves the new data, not its old copy.
+    await c.client.createModel("followed");
+    assert.equal((await c.client.publish("followed", Buffer.from("new one"))).version_number, 1);
+    assert.equal((await b.client.retrieveData("followed", 1)).toString(), "new one");
+  });
+
+  test("a large transient version is stored in Redis in chunk keys and read back whole through the other instances", async (t) => {
+    const { redis, instances } = await startCluster(t, { count: 2 });
+    const [a, b] = instances as [Instance, Instance];
+    await a.client.createModel("large");
+    const data = randomBytes(5 * 1024 * 1024 + 123);
+    const info = await a.client.publish("large", data);
+    assert.equal(info.version_number, 1);
+    const inspector = inspect(t, redis.url);
+    const base = `cmr:${modelHashTag("large")}:`;
+    // 2 MiB chunks: 3 keys, the last one shorter.
+    assert.deepEqual(
+      await Promise.all([0, 1, 2, 3].map((i) => inspector.strlen(`${base}d:1:${i}`))),
+      [2 * 1024 * 1024, 2 * 1024 * 1024, 1024 * 1024 + 123, 0],
+    );
+    const read = await b.client.retrieveVersionData("large", 1);
+    assert.equal(sha256(Buffer.concat(read)), sha256(data));
+    assert.ok(read.length > 1, "sent in several reply chunks");
+  });
+
+  test("a transient version that is no longer the latest expires from Redis after VERSION_CACHE_EXPIRATION, on every instance", async (t) => {
+    const { instances } = await startCluster(t, { count: 2, env: { COGMENT_MODEL_REGISTRY_VERSION_CACHE_EXPIRATION: "1s" } });
+    const [a, b] = instances as [Instance, Instance];
+    await a.client.createModel("expiring");
+    await a.client.publish("expiring", Buffer.from("old"));
+    await a.client.publish("expiring", Buffer.from("archived"), { archived: true });
+    await a.client.publish("expiring", Buffer.from("latest"));
+    assert.equal((await b.client.retrieveData("expiring", 1)).toString(), "old");
+    const deadline = Date.now() + 15_000;
+    while ((await versionNumbers(b.client, "expiring")).includes(1) && Date.now() < deadline) {
+      await sleep(100);
+    }
+    // The archived version and the latest stay.
+    assert.deepEqual(await versionNumbers(b.client, "expiring"), [2, 3]);
+    assert.deepEqual(await versionNumbers(a.client, "expiring"), [2, 3]);
+    assert.equal((await b.client.retrieveData("expiring", 3)).toString(), "latest");
+    await rejectsWith(b.client.retrieveData("expiring", 1), grpc.status.NOT_FOUND, /version 1 of model "expiring"/);
+  });
+
+  test("kill -9 of an instance mid-upload leaves no version visible anywhere, and no gap", async (t) => {
+    const { redis, instances } = await startCluster(t, { count: 2 });
+    const [a, b] = instances as [Instance, Instance];
+    await a.client.createModel("crash");
+    const inspector = inspect(t, redis.url);
+    // A transient and an archived upload in flight when the process dies; 3 MiB of the transient
+    // one sent: its first 2 MiB chunk is already in Redis, under a pending key.
+    for (const archived of [false, true]) {
+      const { call, reply } = a.client.openCreateVersion();
+      reply.catch(() => undefined);
+      call.write({ header: { version_info: { model_id: "crash", archived, data_size: String(8 * 1024 * 1024), data_hash: "", user_data: {} } } });
+      for (let i = 0; i < (archived ? 1 : 3); i++) {
+        call.write({ body: { data_chunk: randomBytes(1024 * 1024) } });
+      }
+    }
+    const pendingPattern = `cmr:${modelHashTag("crash")}:p:*`;
+    const deadline = Date.now() + 10_000;
+    while ((await inspector.keys(pendingPattern)).length === 0 && Date.now() < deadline) {
+      await sleep(20);
+    }
+    a.process.child.kill("SIGKILL");
+    await a.process.exited;
+    const pending = await inspector.keys(pendingPattern);
+    assert.equal(pending.length, 1, "the transient upload's first chunk was streamed into Redis");
+    assert.ok((await inspector.pttl(pending[0] as string)) > 0, "a pending chunk expires");
+    assert.deepEqual(await inspector.keys(`cmr:${modelHashTag("crash")}:d:*`), []);
+    assert.deepEqual(await versionNumbers(b.client, "crash"), []);
+    // An instance that died holding the model's number claim (between its archive files and its
+    // commit): the claim runs out (lease 5 s) and the number is handed out once, without a gap.
+    await inspector.set(`cmr:${modelHashTag("crash")}:claim`, "claim-of-a-dead-instance", "PX", 2000);
+    assert.equal((await b.client.publish("crash", Buffer.from("after the crash"))).version_number, 1);
+    assert.equal(await inspector.exists(`cmr:${modelHashTag("crash")}:claim`), 0);
+    assert.equal((await b.client.publish("crash", Buffer.from("archived"), { archived: true })).version_number, 2);
+    assert.deepEqual(await versionNumbers(b.client, "crash"), [1, 2]);
+  });
+
+  test("instances started on a single-mode archive with an empty Redis see its models and versions; numbering continues above them", async (t) => {
+    const archiveDir = await makeArchiveDir();
+    const single = await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir });
+    const singleClient = new RegistryClient(`127.0.0.1:${single.port}`);
+    await singleClient.createModel("legacy", { origin: "single" });
+    const archivedData = [Buffer.from("one"), Buffer.from("two"), Buffer.from("three")];
+    for (const data of archivedData) {
+      await singleClient.publish("legacy", data, { archived: true });
+    }
+    singleClient.close();
+    single.child.kill("SIGTERM");
+    await single.exited;
+
+    const { instances } = await startCluster(t, { count: 2, archiveDir });
+    const [a, b] = instances as [Instance, Instance];
+    assert.deepEqual((await b.client.retrieveModels()).model_infos, [{ model_id: "legacy", user_data: { origin: "single" } }]);
+    assert.deepEqual(await versionNumbers(a.client, "legacy"), [1, 2, 3]);
+    assert.equal((await b.client.retrieveData("legacy", 2)).toString(), "two");
+    assert.equal((await a.client.publish("legacy", Buffer.from("four"))).version_number, 4);
+    assert.equal((await b.client.publish("legacy", Buffer.from("five"), { archived: true })).version_number, 5);
+    assert.equal((await a.client.retrieveData("legacy", 5)).toString(), "five");
+  });
+
+  test("Redis stopped: calls fail with UNAVAILABLE naming Redis, health NOT_SERVING; restarted: the instances recover and catch up", async (t) => {
+    const { redis, instances } = await startCluster(t, { count: 2 });
+    const [a, b] = instances as [Instance, Instance];
+    await a.client.createModel("outage");
+    await a.client.publish("outage", Buffer.from("before"), { archived: true });
+    const onB = follow(b.client, "outage");
+    await onB.until(() => onB.numbers.length === 1, "the current latest");
+    const health = new HealthClient(a.address);
+    t.after(() => health.close());
+    assert.equal(await health.check(""), "SERVING");
+
+    await redis.stop("SIGKILL");
+    const address = `Redis at 127\\.0\\.0\\.1:${redis.port} is unreachable`;
+    await rejectsWith(a.client.publish("outage", Buffer.from("during")), grpc.status.UNAVAILABLE, new RegExp(address));
+    await rejectsWith(b.client.retrieveVersionInfos({ model_id: "outage" }), grpc.status.UNAVAILABLE, new RegExp(address));
+    await rejectsWith(b.client.retrieveModels(), grpc.status.UNAVAILABLE, new RegExp(address));
+    assert.equal(await health.check(""), "NOT_SERVING");
+    assert.equal(a.process.child.exitCode, null, "the instance stays up");
+
+    await redis.start();
+    const deadline = Date.now() + 15_000;
+    while ((await health.check("")) !== "SERVING" && Date.now() < deadline) {
+      await sleep(50);
+    }
+    assert.equal(await health.check(""), "SERVING");
+    // AOF kept the numbering: the next version is 2, and B's stream (subscribed before) gets it.
+    assert.equal((await a.client.publish("outage", Buffer.from("after"))).version_number, 2);
+    await onB.until(() => onB.numbers.at(-1) === 2, "version 2 after the reconnection");
+    assert.equal((await b.client.retrieveData("outage", 2)).toString(), "after");
+    assert.equal((await b.client.retrieveData("outage", 1)).toString(), "before");
+  });
+
+  test("after the instances' subscriptions were cut, they catch up: VersionUpdate ends with the latest", async (t) => {
+    const { redis, instances } = await startCluster(t, { count: 2 });
+    const [a, b] = instances as [Instance, Instance];
+    await a.client.createModel("cut");
+    await a.client.publish("cut", Buffer.from("v1"));
+    const onB = follow(b.client, "cut");
+    await onB.until(() => onB.numbers.length === 1, "the current latest");
+    const inspector = inspect(t, redis.url);
+    // Commits published while the subscriber connections are being re-established.
+    await inspector.call("CLIENT", "KILL", "TYPE", "pubsub");
+    for (let i = 2; i <= 5; i++) {
+      await a.client.publish("cut", Buffer.from(`v${i}`));
+    }
+    await onB.until(() => onB.numbers.at(-1) === 5, "version 5");
+    assert.deepEqual(onB.numbers, [...onB.numbers].sort((x, y) => x - y), "in order");
+  });
+
+  test("a Redis restarted empty (no persistence) gets the archive imported again: archived versions and numbering above them", async (t) => {
+    const redis = await startRedisServer(t, { appendOnly: false });
+    const archiveDir = await makeArchiveDir();
+    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    const a = await startInstance(t, archiveDir, redis.url);
+    await a.client.createModel("kept", { k: "v" });
+    await a.client.publish("kept", Buffer.from("archived one"), { archived: true });
+    await a.client.publish("kept", Buffer.from("transient two"));
+    await redis.stop("SIGKILL");
+    await redis.start();
+    const deadline = Date.now() + 15_000;
+    let listed: number[] = [];
+    while (Date.now() < deadline) {
+      listed = await versionNumbers(a.client, "kept").catch(() => []);
+      if (listed.length > 0) {
+        break;
+      }
+      await sleep(50);
+    }
+    // The transient version was in Redis only: gone; the archived one is back and numbering goes on
+    // above it (number 2 is handed out again: Redis lost it, which is why the README asks for AOF).
+    assert.deepEqual(listed, [1]);
+    assert.deepEqual((await a.client.retrieveModels()).model_infos, [{ model_id: "kept", user_data: { k: "v" } }]);
+    assert.equal((await a.client.retrieveData("kept", 1)).toString(), "archived one");
+    assert.equal((await a.client.publish("kept", Buffer.from("three"))).version_number, 2);
+  });
+
+  test("a password in REDIS_URL is used and never logged", async (t) => {
+    const redis = await startRedisServer(t);
+    // Set after the start (the helper's readiness PING has no password).
+    await inspect(t, redis.url).config("SET", "requirepass", "pa55-w0rd-secret");
+    const archiveDir = await makeArchiveDir();
+    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    const url = `redis://:pa55-w0rd-secret@127.0.0.1:${redis.port}/0`;
+    const a = await startInstance(t, archiveDir, url);
+    await a.client.createModel("guarded");
+    assert.equal((await a.client.publish("guarded", Buffer.from("x"))).version_number, 1);
+    const logged = JSON.stringify(a.process.logLines);
+    assert.ok(logged.includes(`redis://:***@127.0.0.1:${redis.port}/0`), logged.slice(0, 2000));
+    assert.ok(!logged.includes("pa55-w0rd-secret"));
+  });
+});
