@@ -18,7 +18,7 @@ import { sleep } from "./clock.js";
 import { readMemory } from "./proc-stats.js";
 import { MIB } from "./server-process.js";
 
-const MAIN_FILE = fileURLToPath(new URL("../src/main.js", import.meta.url));
+const MAIN_FILE = fileURLToPath(new URL("../bundle/main.js", import.meta.url));
 const FLOOR_FILE = fileURLToPath(new URL("./floor-server.js", import.meta.url));
 const POLL_GAP_MS = 2;
 const POLL_CALL_DEADLINE_MS = 1000;
