@@ -5,7 +5,11 @@ interface PackageJson {
   readonly version: string;
 }
 
-/** name and version from package.json (dist/src/package-info.js → ../../package.json). */
-export const packageInfo: PackageJson = JSON.parse(
-  readFileSync(new URL("../../package.json", import.meta.url), "utf8"),
-) as PackageJson;
+/**
+ * The package's root directory: two levels above the compiled file of this module, whether tsc wrote
+ * it (dist/src/package-info.js) or the production bundle holds it (dist/bundle/<chunk>.js).
+ */
+export const PACKAGE_ROOT: URL = new URL("../../", import.meta.url);
+
+/** name and version from package.json. */
+export const packageInfo: PackageJson = JSON.parse(readFileSync(new URL("package.json", PACKAGE_ROOT), "utf8")) as PackageJson;

@@ -3,7 +3,6 @@ import { openCore } from "./core.js";
 import type { Sha256Implementation } from "./data/index.js";
 import type { Logger } from "./logger.js";
 import { disabledServerMetrics } from "./metrics/disabled-metrics.js";
-import { startMetricsEndpoint } from "./metrics/metrics-endpoint.js";
 import { packageInfo } from "./package-info.js";
 import { startWithRollback } from "./start-with-rollback.js";
 import type { Registry } from "./registry/index.js";
@@ -84,7 +83,8 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
     const metricsEndpoint =
       metricsListen === undefined || prometheus === undefined
         ? undefined
-        : await startMetricsEndpoint(prometheus.register, {
+        : // Loaded only for a server that serves metrics too: importing node:http loads Node's fetch (undici).
+          await (await import("./metrics/metrics-endpoint.js")).startMetricsEndpoint(prometheus.register, {
             host: metricsListen.host ?? host,
             port: metricsListen.port,
             log: log.child({ module: "metrics" }),
@@ -96,6 +96,9 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
     const grpcServer = stack.use(
       await startGrpcTransport(config, log, { host, keepalive: options.keepalive ?? DEFAULT_KEEPALIVE, registry, workerPool: pool, metrics }),
     );
+    // The worker threads start once the server listens, off the path to the first served call; a first
+    // hash or archive write before then starts them itself and waits for them.
+    setImmediate(() => pool.start());
     const resources = stack.move();
 
     let stopping: Promise<void> | undefined;

@@ -1,9 +1,10 @@
 /**
  * Start-up in `npm run bench` (issue #15): spawn to first served RPC of the server as
- * production starts it (`node --single-threaded-gc dist/src/main.js`), with an empty
+ * production starts it (`node --single-threaded-gc dist/bundle/main.js`), with an empty
  * archive and with `models` × `versions` archived versions (written in the original's
- * layout, page cache warm), next to two references of the same run: `node -e 0`
- * (spawn to exit) and the bare grpc-js floor server (spawn to first served RPC).
+ * layout, page cache warm), next to three references of the same run: `node -e 0`
+ * (spawn to exit), the bare grpc-js floor server (spawn to first served RPC) and the
+ * server unbundled (tsc's dist/src/main.js, empty archive: what the bundle saves).
  * Interleaved runs after one discarded warm-up of each; medians. bench/startup.ts
  * is the detailed tool (RSS, lazy loading, a check of every model served).
  */
@@ -16,7 +17,7 @@ import { percentile } from "../support/percentiles.js";
 import { waitForQuietMachine } from "../support/quiet-machine.js";
 import type { LoadOptions } from "./scenario-support.js";
 import { generateArchive, modelIdOf } from "../startup/startup-archive.js";
-import { nodeBaselineMs, probeStartup } from "../startup/startup-probe.js";
+import { UNBUNDLED_MAIN_FILE, nodeBaselineMs, probeStartup } from "../startup/startup-probe.js";
 
 export interface StartupScenario {
   readonly runs: number;
@@ -25,9 +26,9 @@ export interface StartupScenario {
 }
 
 /** What is started, and from which archive. */
-export type StartupCase = "registry-empty" | "registry-archive" | "floor" | "node-e-0";
+export type StartupCase = "registry-empty" | "registry-archive" | "registry-unbundled" | "floor" | "node-e-0";
 
-const CASES: readonly StartupCase[] = ["registry-empty", "registry-archive", "floor", "node-e-0"];
+const CASES: readonly StartupCase[] = ["registry-empty", "registry-archive", "registry-unbundled", "floor", "node-e-0"];
 const START_TIMEOUT_MS = 60_000;
 const QUIET_BUSY_CORES = 0.5;
 
@@ -47,6 +48,8 @@ export async function runStartup(options: LoadOptions, scenario: StartupScenario
           return (await probeStartup({ archiveDir: emptyDir, timeoutMs: START_TIMEOUT_MS, floor: true })).probe.spawnToFirstRpcMs;
         case "registry-empty":
           return (await probeStartup({ archiveDir: emptyDir, timeoutMs: START_TIMEOUT_MS })).probe.spawnToFirstRpcMs;
+        case "registry-unbundled":
+          return (await probeStartup({ archiveDir: emptyDir, timeoutMs: START_TIMEOUT_MS, mainFile: UNBUNDLED_MAIN_FILE })).probe.spawnToFirstRpcMs;
         case "registry-archive": {
           // Also read one model's versions, so a server that skipped the archive fails here.
           const modelId = modelIdOf((run * 37) % scenario.models);

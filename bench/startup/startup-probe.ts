@@ -18,7 +18,9 @@ import { sleep } from "../support/clock.js";
 import { readMemory } from "../support/proc-stats.js";
 import { MIB } from "../support/server-process.js";
 
-const MAIN_FILE = fileURLToPath(new URL("../../src/main.js", import.meta.url));
+const MAIN_FILE = fileURLToPath(new URL("../../bundle/main.js", import.meta.url));
+/** tsc's output, unbundled: how the server started before the bundle (a reference in the startup bench). */
+export const UNBUNDLED_MAIN_FILE = fileURLToPath(new URL("../../src/main.js", import.meta.url));
 const FLOOR_FILE = fileURLToPath(new URL("../load/floor-server.js", import.meta.url));
 const POLL_GAP_MS = 2;
 const POLL_CALL_DEADLINE_MS = 1000;
@@ -30,8 +32,10 @@ export interface StartupProbeOptions {
   readonly timeoutMs: number;
   /** Also time the first and second RetrieveVersionInfos (all versions) of this model. */
   readonly modelId?: string;
-  /** bench/load/floor-server.js (a bare grpc-js server, the same proto, fixed replies) instead of src/main.js. */
+  /** bench/load/floor-server.js (a bare grpc-js server, the same proto, fixed replies) instead of the server. */
   readonly floor?: boolean;
+  /** The server's main file; the production bundle (dist/bundle/main.js) by default. */
+  readonly mainFile?: string;
 }
 
 export interface StartupProbe {
@@ -94,7 +98,7 @@ export async function probeStartup<T>(
     COGMENT_MODEL_REGISTRY_SHUTDOWN_GRACE_PERIOD: "1s",
   };
   const spawnedAt = performance.now();
-  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, options.floor === true ? FLOOR_FILE : MAIN_FILE], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, options.floor === true ? FLOOR_FILE : (options.mainFile ?? MAIN_FILE)], { env, stdio: ["ignore", "pipe", "pipe"] });
   trackChild(child);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   let servingLogAt: number | null = null;

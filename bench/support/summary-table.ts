@@ -23,6 +23,7 @@ const SMALL_CALLS: Readonly<Record<string, string>> = {
 
 const STARTUP_CASES: Readonly<Record<string, string>> = {
   "registry-empty": "spawn → first served RPC, empty archive",
+  "registry-unbundled": "spawn → first served RPC, empty archive, unbundled (dist/src/main.js)",
   floor: "spawn → first served RPC, bare grpc-js floor server",
   "node-e-0": "`node -e 0`, spawn → exit",
 };

@@ -13,10 +13,11 @@
  */
 import { EventEmitter } from "node:events";
 import type { Http2Server, Http2Session, ServerHttp2Stream, Settings } from "node:http2";
-import { createRequire } from "node:module";
 import { Server as NetServer } from "node:net";
-import path from "node:path";
 import { Metadata, Server, ServerInterceptingCall, type ServerInterceptingCallInterface } from "@grpc/grpc-js";
+import grpcJsManifest from "@grpc/grpc-js/package.json" with { type: "json" };
+import grpcJsServerCall from "@grpc/grpc-js/build/src/server-call.js";
+import grpcJsServerInterceptors from "@grpc/grpc-js/build/src/server-interceptors.js";
 
 /** A private field of grpc-js that is missing or not of the expected type. */
 export interface GrpcInternalsProblem {
@@ -36,33 +37,27 @@ const FEATURE = {
     "per-address stream limits, the prompt close of idle connections at shutdown and the HTTP/2 connection window",
 } as const;
 
-const require = createRequire(import.meta.url);
-const GRPC_JS_DIR = path.dirname(require.resolve("@grpc/grpc-js"));
-
 /** The installed grpc-js version, for the messages that name a changed field. */
-export const grpcJsVersion: string = readGrpcJsVersion();
-
-function readGrpcJsVersion(): string {
-  try {
-    const manifest = require(path.join(GRPC_JS_DIR, "..", "..", "package.json")) as { version?: unknown };
-    return typeof manifest.version === "string" ? manifest.version : "unknown";
-  } catch {
-    return "unknown";
-  }
-}
+export const grpcJsVersion: string = typeof grpcJsManifest.version === "string" ? grpcJsManifest.version : "unknown";
 
 /** One line naming the field, what we expected, the grpc-js version and what is off without it. */
 export function describeGrpcInternalsProblem(problem: GrpcInternalsProblem): string {
   return `grpc-js ${grpcJsVersion} internals changed: ${problem.field} is not ${problem.expected}; off: ${problem.feature}`;
 }
 
-/** grpc-js's own modules, from the CommonJS cache grpc-js itself uses (same resolved path). */
+/**
+ * grpc-js's own modules, imported by their paths so that Node (which reads them from the CommonJS
+ * cache grpc-js itself uses) and the production bundle (one copy of each file) give the very
+ * instance grpc-js runs.
+ */
+const GRPC_JS_MODULES: Readonly<Record<string, unknown>> = {
+  "server-interceptors.js": grpcJsServerInterceptors,
+  "server-call.js": grpcJsServerCall,
+};
+
 function grpcJsModule(file: string): Record<string, unknown> | undefined {
-  try {
-    return require(path.join(GRPC_JS_DIR, file)) as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
+  const module = GRPC_JS_MODULES[file];
+  return typeof module === "object" && module !== null ? (module as Record<string, unknown>) : undefined;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { Config } from "../config.js";
 import type { Logger } from "../logger.js";
 import type { PeerLimitCounts, ServerMetrics } from "../metrics/metrics-api.js";
+import { PACKAGE_ROOT } from "../package-info.js";
 import type { Registry } from "../registry/index.js";
 import { startWithRollback } from "../start-with-rollback.js";
 import { createCallObserver } from "../rpc/call-observer.js";
@@ -20,7 +21,7 @@ import type { WorkerPool } from "../worker-pool/index.js";
 /** Incoming messages up to this size are accepted (stock clients send far smaller chunks). */
 export const MAX_RECEIVE_MESSAGE_BYTES = 64 * 1024 * 1024 + 1024;
 const SERVICE_NAME = "cogmentAPI.ModelRegistrySP";
-const PROTO_DIR = fileURLToPath(new URL("../../../proto", import.meta.url));
+const PROTO_DIR = fileURLToPath(new URL("proto", PACKAGE_ROOT));
 /** Client addresses the peer limiter remembers at most (those with an open connection always). */
 const MAX_TRACKED_PEERS = 10_000;
 
@@ -96,7 +97,11 @@ export async function startGrpcTransport(config: GrpcTransportConfig, log: Logge
     server.addService(healthServiceDefinition, createHealthService(health) as unknown as grpc.UntypedServiceImplementation);
     if (config.grpcReflection) {
       // Loaded only when asked for: proto-loader and protobufjs cost start-up time otherwise.
-      const [{ loadSync }, { ReflectionService }] = await Promise.all([import("@grpc/proto-loader"), import("@grpc/reflection")]);
+      // Both are CommonJS: `default` is their module.exports in Node and in the bundle alike (a bundle
+      // gives no named exports for a dynamically imported CommonJS module).
+      const [protoLoader, reflection] = await Promise.all([import("@grpc/proto-loader"), import("@grpc/reflection")]);
+      const { loadSync } = protoLoader.default;
+      const { ReflectionService } = reflection.default;
       const definitions = loadSync(["cogment/api/model_registry.proto", "grpc/health/v1/health.proto"], {
         includeDirs: [PROTO_DIR],
         keepCase: true,

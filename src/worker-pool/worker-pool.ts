@@ -25,6 +25,11 @@ export interface WorkerPool {
   stats(): WorkerPoolStats;
   /** The live worker threads (a worker that dies is replaced by the pool; its task fails). */
   threads(): readonly Worker[];
+  /**
+   * Starts the threads now (the server calls it once it listens); otherwise the first task does.
+   * Does nothing once started or closed.
+   */
+  start(): void;
   close(): Promise<void>;
 }
 
@@ -60,45 +65,63 @@ function throwIfFailed(outcome: unknown): void {
 
 export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   const maxThreads = options.maxThreads ?? Math.max(2, availableParallelism());
-  const piscina = new Piscina({
-    filename: WORKER_FILE.href,
-    minThreads: 1,
-    maxThreads,
-    idleTimeout: 30_000,
-    // Beyond this the pool rejects tasks at once instead of queueing without bound.
-    maxQueue: 4096,
-    taskQueue: new TwoLaneTaskQueue(URGENT_TASKS),
-  });
+  // Created on first need: a thread costs the main thread a few ms and the machine a Node start, and
+  // the server's start-up (spawn to first served call, issue #15) needs none.
+  let started: Piscina | undefined;
+  let closed = false;
+  const piscina = (): Piscina => {
+    if (closed) {
+      throw new Error("the worker pool is closed");
+    }
+    started ??= new Piscina({
+      filename: WORKER_FILE.href,
+      minThreads: 1,
+      maxThreads,
+      idleTimeout: 30_000,
+      // Beyond this the pool rejects tasks at once instead of queueing without bound.
+      maxQueue: 4096,
+      taskQueue: new TwoLaneTaskQueue(URGENT_TASKS),
+    });
+    return started;
+  };
+  const run = async (task: unknown, name: TaskName): Promise<unknown> => piscina().run(task, { name });
   // Shared memory is shared, not copied, when posted; so no transferList is needed.
   const hash = (segments: readonly Uint8Array[]): Promise<string> =>
-    piscina.run({ segments, implementation: options.sha256 } satisfies HashTask, { name: "hash" }) as Promise<string>;
+    run({ segments, implementation: options.sha256 } satisfies HashTask, "hash") as Promise<string>;
   const fileWriter: ArchiveFileWriter = {
     async writeFileAtomic(path, content) {
-      throwIfFailed(await piscina.run({ path, content } satisfies WriteFileTask, { name: "writeFile" }));
+      throwIfFailed(await run({ path, content } satisfies WriteFileTask, "writeFile"));
     },
     async writeVersionFilesAtomic(task) {
-      throwIfFailed(await piscina.run(task satisfies WriteVersionTask, { name: "writeVersion" }));
+      throwIfFailed(await run(task satisfies WriteVersionTask, "writeVersion"));
     },
     async writeChunksAt(path, chunks, position) {
-      throwIfFailed(await piscina.run({ path, chunks, position } satisfies WriteChunksTask, { name: "writeChunks" }));
+      throwIfFailed(await run({ path, chunks, position } satisfies WriteChunksTask, "writeChunks"));
     },
     async commitStreamedVersion(task) {
-      throwIfFailed(await piscina.run(task, { name: "commitStreamed" }));
+      throwIfFailed(await run(task, "commitStreamed"));
     },
   };
   return {
     hash,
-    hashUpdate: (state, segments) =>
-      piscina.run({ state, segments } satisfies HashUpdateTask, { name: "hashUpdate" }) as Promise<Uint8Array>,
-    hashDigest: (state) => piscina.run(state, { name: "hashDigest" }) as Promise<string>,
+    hashUpdate: (state, segments) => run({ state, segments } satisfies HashUpdateTask, "hashUpdate") as Promise<Uint8Array>,
+    hashDigest: (state) => run(state, "hashDigest") as Promise<string>,
     fileWriter,
     stats: () => ({
-      threads: piscina.threads.length,
-      queueSize: piscina.queueSize,
-      completed: piscina.completed,
-      utilization: piscina.utilization,
+      threads: started?.threads.length ?? 0,
+      queueSize: started?.queueSize ?? 0,
+      completed: started?.completed ?? 0,
+      utilization: started?.utilization ?? 0,
     }),
-    threads: () => piscina.threads,
-    close: () => piscina.close(),
+    threads: () => started?.threads ?? [],
+    start: () => {
+      if (!closed) {
+        piscina();
+      }
+    },
+    close: async () => {
+      closed = true;
+      await started?.close();
+    },
   };
 }

@@ -25,10 +25,10 @@ test("the Dockerfile's runtime steps work in a clean directory: npm ci --omit=de
     "RUN npm ci\n",
     "RUN npm run build\n",
     "RUN npm ci --omit=dev",
-    "COPY --from=build /app/dist/src ./dist/src",
+    "COPY --from=build /app/dist/bundle ./dist/bundle",
     "COPY proto ./proto",
-    'HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 CMD ["node", "dist/src/healthcheck.js"]',
-    'CMD ["node", "--single-threaded-gc", "dist/src/main.js"]',
+    'HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 CMD ["node", "dist/bundle/healthcheck.js"]',
+    'CMD ["node", "--single-threaded-gc", "dist/bundle/main.js"]',
     "USER node",
     "VOLUME /data",
     "EXPOSE 9000",
@@ -40,7 +40,7 @@ test("the Dockerfile's runtime steps work in a clean directory: npm ci --omit=de
   // The runtime stage, without Docker: the package files, proto/ and the built output only.
   const app = await mkdtemp(path.join(tmpdir(), "mr-image-"));
   t.after(() => rm(app, { recursive: true, force: true }));
-  for (const entry of ["package.json", "package-lock.json", "proto", "dist/src"]) {
+  for (const entry of ["package.json", "package-lock.json", "proto", "dist/bundle"]) {
     await cp(path.join(REPO, entry), path.join(app, entry), { recursive: true });
   }
   // Offline: the packages come from the npm cache that `npm ci` just filled; tests make no network calls.
@@ -50,9 +50,9 @@ test("the Dockerfile's runtime steps work in a clean directory: npm ci --omit=de
   assert.ok((await stat(path.join(app, "node_modules", "@grpc", "grpc-js"))).isDirectory());
 
   const archiveDir = path.join(app, "data");
-  const server = await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir }, 30_000, path.join(app, "dist/src/main.js"));
+  const server = await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir }, 30_000, path.join(app, "dist/bundle/main.js"));
   try {
-    const health = await run(process.execPath, [path.join(app, "dist/src/healthcheck.js")], {
+    const health = await run(process.execPath, [path.join(app, "dist/bundle/healthcheck.js")], {
       env: { PATH: process.env.PATH ?? "", COGMENT_MODEL_REGISTRY_PORT: String(server.port) },
     });
     assert.equal(health.stdout, "SERVING\n");
@@ -69,7 +69,7 @@ test("the Dockerfile's runtime steps work in a clean directory: npm ci --omit=de
   }
   assert.equal(await server.exited, 0);
   await assert.rejects(
-    run(process.execPath, [path.join(app, "dist/src/healthcheck.js")], {
+    run(process.execPath, [path.join(app, "dist/bundle/healthcheck.js")], {
       env: { PATH: process.env.PATH ?? "", COGMENT_MODEL_REGISTRY_PORT: String(server.port) },
     }),
     (error: { code: number; stderr: string }) => error.code === 1 && error.stderr.startsWith("unhealthy: "),

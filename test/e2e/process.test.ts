@@ -17,13 +17,13 @@ import { makeArchiveDir } from "../support/test-server.js";
 after(killAllServers);
 
 describe("the server as a process", () => {
-  test("package.json's bin and npm start run the compiled main file", async () => {
+  test("package.json's bin and npm start run the bundled main file", async () => {
     const pkg = JSON.parse(await readFile(path.resolve(import.meta.dirname, "../../../package.json"), "utf8")) as {
       bin: Record<string, string>;
       scripts: Record<string, string>;
     };
-    assert.equal(pkg.bin["cogment-model-registry"], "dist/src/main.js");
-    assert.equal(pkg.scripts.start, `node ${SERVER_NODE_FLAGS.join(" ")} dist/src/main.js`);
+    assert.equal(pkg.bin["cogment-model-registry"], "dist/bundle/main.js");
+    assert.equal(pkg.scripts.start, `node ${SERVER_NODE_FLAGS.join(" ")} dist/bundle/main.js`);
     assert.equal(path.resolve(import.meta.dirname, "../../..", pkg.bin["cogment-model-registry"] ?? ""), MAIN_FILE);
     const head = (await readFile(MAIN_FILE, "utf8")).split("\n")[0];
     assert.equal(head, `#!/usr/bin/env -S node ${SERVER_NODE_FLAGS.join(" ")}`);

@@ -12,7 +12,7 @@ const REPO = path.resolve(fileURLToPath(new URL("../../..", import.meta.url)));
 test("the Docker image starts the server with the same Node.js flags as npm start and the bin entry (e2e/process.test.ts)", async () => {
   assert.deepEqual(SERVER_NODE_FLAGS, ["--single-threaded-gc"]);
   const dockerfile = await readFile(path.join(REPO, "Dockerfile"), "utf8");
-  assert.ok(dockerfile.includes(`CMD ["node", ${SERVER_NODE_FLAGS.map((f) => JSON.stringify(f)).join(", ")}, "dist/src/main.js"]`));
+  assert.ok(dockerfile.includes(`CMD ["node", ${SERVER_NODE_FLAGS.map((f) => JSON.stringify(f)).join(", ")}, "dist/bundle/main.js"]`));
 });
 
 test("missingServerFlags names the flags a process lacks", () => {

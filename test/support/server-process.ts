@@ -15,7 +15,8 @@ export function killAllServers(): void {
   live.clear();
 }
 
-export const MAIN_FILE = fileURLToPath(new URL("../../src/main.js", import.meta.url));
+/** What production runs (npm start, the Docker image, the bin entry): the bundle `npm run build` writes (scripts/bundle.ts). */
+export const MAIN_FILE = fileURLToPath(new URL("../../bundle/main.js", import.meta.url));
 
 export interface ServerProcess {
   readonly child: ChildProcess;

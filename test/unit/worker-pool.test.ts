@@ -7,6 +7,7 @@ import { type TestContext, describe, test } from "node:test";
 import { exposeGc } from "../../src/expose-gc.js";
 import { EncodedVersionData, SHA256_IMPLEMENTATIONS } from "../../src/data/index.js";
 import { type WorkerPool, createWorkerPool } from "../../src/worker-pool/index.js";
+import { startTestServer } from "../support/test-server.js";
 
 /** A real pool and a temporary directory, both gone when the test ends. */
 async function poolWithTempDir(t: TestContext, maxThreads: number): Promise<{ pool: WorkerPool; dir: string }> {
@@ -111,5 +112,42 @@ describe("a worker that dies", () => {
       assert.equal(outcome.hash, expected, "a task that finished before the worker died is still right");
     }
     assert.equal(await pool.hash(data.dataSegments()), expected, "a new worker took over");
+  });
+});
+
+describe("starting the threads (issue #15: none on the way to the first served call)", () => {
+  test("no thread before start() or a first task; start() starts them; a task waits for them", async (t) => {
+    const pool = createWorkerPool({ sha256: "node-crypto", maxThreads: 2 });
+    t.after(() => pool.close());
+    assert.equal(pool.threads().length, 0);
+    assert.deepEqual(pool.stats(), { threads: 0, queueSize: 0, completed: 0, utilization: 0 });
+    pool.start();
+    pool.start();
+    assert.equal(pool.threads().length, 1, "minThreads, once");
+    assert.equal(await pool.hash([Buffer.from("abc")]), createHash("sha256").update("abc").digest("base64"));
+    assert.equal(pool.stats().completed, 1);
+  });
+
+  test("a first task starts them by itself", async (t) => {
+    const pool = createWorkerPool({ sha256: "node-crypto", maxThreads: 2 });
+    t.after(() => pool.close());
+    assert.equal(await pool.hash([Buffer.from("abc")]), createHash("sha256").update("abc").digest("base64"));
+    assert.ok(pool.threads().length >= 1);
+  });
+
+  test("the server listens before its threads start, and starts them right after", async (t) => {
+    const { server, close } = await startTestServer();
+    t.after(close);
+    assert.equal(server.workerPool.threads().length, 0, "none when startServer resolves");
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(server.workerPool.threads().length, 1);
+  });
+
+  test("once closed, start() starts nothing and tasks fail", async () => {
+    const pool = createWorkerPool({ sha256: "node-crypto", maxThreads: 2 });
+    await pool.close();
+    pool.start();
+    assert.equal(pool.threads().length, 0);
+    await assert.rejects(pool.hash([Buffer.from("abc")]), { message: "the worker pool is closed" });
   });
 });
