@@ -6,7 +6,7 @@ import type { ModelRecord, VersionRecord } from "../domain/index.js";
 import type { ArchiveStore, VersionDataReader } from "./archive-store.js";
 import { errorMessage, isMissing } from "./errno.js";
 import { metaFilePath, modelDirPath, modelInfoPath, parseVersionFileName, versionDataPath, versionInfoPath } from "./layout.js";
-import { type SkippedVersion, loadListedVersion } from "./listed-version.js";
+import { type SkippedVersion, keepServable, loadListedVersion } from "./listed-version.js";
 import { decodeModelInfo } from "./yaml-codec.js";
 
 /** The reading half of the archive directory: listing models and versions, reading infos, data and metadata. */
@@ -149,16 +149,8 @@ export function createFsArchiveReads(root: string, warn: (message: string, detai
       }
       const numbers = [...files.keys()].sort((a, b) => a - b);
       const loaded = await Promise.all(numbers.map((n) => loadVersion(modelId, n, files.get(n) ?? {})));
-      const versions: VersionRecord[] = [];
       // Warnings in version order, whatever order the reads completed in.
-      for (const result of loaded) {
-        if ("skipped" in result) {
-          warn(result.skipped, result.details);
-        } else {
-          versions.push(result);
-        }
-      }
-      return versions;
+      return keepServable(loaded, warn);
     },
 
     async openVersionData(modelId, versionNumber) {

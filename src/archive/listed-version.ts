@@ -73,3 +73,19 @@ export async function loadListedVersion(
   }
   return version;
 }
+
+/** The versions a listing loaded, in order; each skipped one is reported through warn, in version order too. */
+export function keepServable(
+  loaded: readonly (VersionRecord | SkippedVersion)[],
+  warn: (message: string, details: Record<string, unknown>) => void,
+): VersionRecord[] {
+  const versions: VersionRecord[] = [];
+  for (const result of loaded) {
+    if ("skipped" in result) {
+      warn(result.skipped, result.details);
+    } else {
+      versions.push(result);
+    }
+  }
+  return versions;
+}

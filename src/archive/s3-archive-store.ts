@@ -16,7 +16,7 @@ import { createS3Objects, mapLimit } from "./s3-objects.js";
 import type { S3Location } from "./s3-url.js";
 import { createS3VersionReader } from "./s3-version-reader.js";
 import { createS3VersionWrites } from "./s3-version-writes.js";
-import { type SkippedVersion, loadListedVersion } from "./listed-version.js";
+import { type SkippedVersion, keepServable, loadListedVersion } from "./listed-version.js";
 import { decodeModelInfo, encodeModelInfo } from "./yaml-codec.js";
 
 export interface S3ArchiveStoreOptions {
@@ -153,15 +153,7 @@ export function createS3ArchiveStore(options: S3ArchiveStoreOptions): ArchiveSto
       }
       const numbers = [...byNumber.keys()].sort((a, b) => a - b);
       const loaded = await mapLimit(numbers, LIST_CONCURRENCY, (n) => loadVersion(modelId, n, byNumber.get(n) ?? {}));
-      const versions: VersionRecord[] = [];
-      for (const result of loaded) {
-        if ("skipped" in result) {
-          warn(result.skipped, result.details);
-        } else {
-          versions.push(result);
-        }
-      }
-      return versions;
+      return keepServable(loaded, warn);
     },
 
     ...versionWrites,
