@@ -39,8 +39,14 @@ export function s3Reason(error: unknown): string {
   return parts.join(", ");
 }
 
+/**
+ * What a 412 means depends on the request: on a conditional write (`If-None-Match: *`) another writer
+ * holds the key; on a read pinned to an ETag (`If-Match`) the object changed since it was opened.
+ */
+export type PreconditionMeaning = "key-taken" | "object-changed";
+
 /** Maps an S3 failure of `what` on `bucket` to the status a client gets. */
-export function toS3RegistryError(error: unknown, what: string, bucket: string): RegistryError {
+export function toS3RegistryError(error: unknown, what: string, bucket: string, precondition: PreconditionMeaning = "key-taken"): RegistryError {
   if (error instanceof RegistryError) {
     return error;
   }
@@ -52,6 +58,8 @@ export function toS3RegistryError(error: unknown, what: string, bucket: string):
     code = Code.PERMISSION_DENIED;
   } else if (name === "KeyTooLongError") {
     code = Code.INVALID_ARGUMENT;
+  } else if (status === 412 && precondition === "object-changed") {
+    return new RegistryError(Code.ABORTED, `${message}; the object changed while it was being read, retry the call`, { cause: error });
   } else if (status === 412) {
     code = Code.ALREADY_EXISTS;
   } else if (status === undefined || status >= 500 || status === 429 || name === "NoSuchBucket" || name === "SlowDown" || name === "RequestTimeout") {

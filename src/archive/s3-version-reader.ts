@@ -52,7 +52,7 @@ export function createS3VersionReader(object: S3ObjectRef): VersionDataReader {
       const body = reply.Body as Readable;
       return { body, chunks: body[Symbol.asyncIterator]() as AsyncIterator<Buffer>, position, end, pending: undefined };
     } catch (error) {
-      throw toS3RegistryError(error, `reading ${object.key}`, object.bucket);
+      throw toS3RegistryError(error, `reading ${object.key}`, object.bucket, "object-changed");
     }
   }
 

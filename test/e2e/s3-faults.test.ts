@@ -2,7 +2,8 @@
  * The S3 archive under store faults, end to end: server process → fault proxy (s3-fault-proxy.ts) →
  * S3 test server. Throttling and 5xx are retried by the SDK's standard retry; exhausted retries fail
  * the call with UNAVAILABLE and the store's reason, with nothing half-visible; a stalled request
- * times out; a download that breaks mid-body is resumed; AWS_MAX_ATTEMPTS is honoured.
+ * times out; a download that breaks mid-body is resumed; a read whose object changed fails with ABORTED;
+ * AWS_MAX_ATTEMPTS is honoured.
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -187,6 +188,25 @@ describe("archive on S3: store faults", () => {
       assert.equal(requestsTo("GET", dataPath).length - before, 4);
       proxy.clear();
       assert.ok((await client.retrieveData("m", 1)).equals(data));
+    });
+  });
+
+  test("a read whose object changed under it (412 on its If-Match): ABORTED saying so, not ALREADY_EXISTS; the next read works", async () => {
+    const data = randomBytes(2 * MiB + 3);
+    const v1Path = /\/changed\/m\/m-v000001\.data(\?|$)/;
+    await withServer("changed/", { COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE: String(MiB) }, async (client, server) => {
+      await client.createModel("m");
+      await client.publish("m", data, { archived: true });
+      proxy.inject({ method: "GET", path: v1Path, fault: { kind: "precondition-failed" }, times: 1 });
+      const failed = await failure(client.retrieveData("m", 1));
+      assert.equal(failed.code, status.ABORTED);
+      assert.equal(
+        failed.details,
+        'archive bucket "models": reading changed/m/m-v000001.data failed: PreconditionFailed: At least one of the pre-conditions you specified did not hold, HTTP 412; ' +
+          "the object changed while it was being read, retry the call",
+      );
+      assert.ok((await client.retrieveData("m", 1)).equals(data));
+      assert.equal(server.child.exitCode, null);
     });
   });
 

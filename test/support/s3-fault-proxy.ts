@@ -4,6 +4,8 @@
  * matches it, and then answers what S3 answers under load or breaks the exchange:
  *   slow-down       503 SlowDown (S3's throttling reply)
  *   internal-error  500 InternalError
+ *   precondition-failed  412 PreconditionFailed (what S3 answers a GET whose If-Match no longer holds,
+ *                   which the test server itself does not check)
  *   stall           reads the request, never answers (until the client gives up)
  *   reset           closes the connection without an answer
  *   cut-body        forwards the answer, then closes the connection (or goes silent: `then: "stall"`)
@@ -16,6 +18,7 @@ import type { AddressInfo, Socket } from "node:net";
 export type S3Fault =
   | { readonly kind: "slow-down" }
   | { readonly kind: "internal-error" }
+  | { readonly kind: "precondition-failed" }
   | { readonly kind: "stall" }
   | { readonly kind: "reset" }
   | { readonly kind: "cut-body"; readonly afterBytes: number; readonly then?: "reset" | "stall" };
@@ -56,6 +59,7 @@ export interface S3FaultProxy {
 const ERROR_REPLIES = {
   "slow-down": { status: 503, code: "SlowDown", message: "Please reduce your request rate." },
   "internal-error": { status: 500, code: "InternalError", message: "We encountered an internal error. Please try again." },
+  "precondition-failed": { status: 412, code: "PreconditionFailed", message: "At least one of the pre-conditions you specified did not hold" },
 } as const;
 
 function errorXml(code: string, message: string): string {
@@ -143,7 +147,8 @@ export async function startS3FaultProxy(targetPort: number): Promise<S3FaultProx
         req.resume(); // read the request; never answer
         return;
       case "slow-down":
-      case "internal-error": {
+      case "internal-error":
+      case "precondition-failed": {
         const reply = ERROR_REPLIES[fault.kind];
         req.resume();
         req.on("end", () => {
