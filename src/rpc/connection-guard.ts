@@ -13,7 +13,7 @@ import { type Http2Server, type Http2Session, type ServerHttp2Stream, constants 
 import type { Socket } from "node:net";
 import type { Logger } from "../logger.js";
 import type { PeerLimitCounts } from "../metrics/metrics-api.js";
-import { type LimitExceeded, type PeerLimiter, peerAddress } from "./peer-limiter.js";
+import { type LimitExceeded, type PeerLimiter, peerAddress, peerLimitKey } from "./peer-limiter.js";
 
 export interface ConnectionGuardOptions {
   /** Undefined: no limits, only the shutdown job. */
@@ -32,6 +32,8 @@ export interface ConnectionGuard {
 
 interface TrackedSession {
   readonly peer: string;
+  /** What the limits count it as (an IPv6 peer's /64). */
+  readonly limitKey: string;
   /** The accepted TCP socket (the session only exposes a proxy of it that cannot close it). */
   readonly socket: Socket | undefined;
   openStreams: number;
@@ -60,7 +62,7 @@ export function guardConnections(http2Servers: readonly Http2Server[], options: 
     counts.sessionClosed(exceeded.limit);
     if (exceeded.newBan) {
       log.warn(
-        { peer: tracked.peer, limit: exceeded.limit, perSecond: exceeded.perSecond, banMs: limiter?.limits.banMs },
+        { peer: tracked.peer, limitedAs: tracked.limitKey, limit: exceeded.limit, perSecond: exceeded.perSecond, banMs: limiter?.limits.banMs },
         "client address over its stream limit: connection closed, new connections from it refused for the ban period",
       );
     }
@@ -74,7 +76,7 @@ export function guardConnections(http2Servers: readonly Http2Server[], options: 
       tracked.openStreams--;
       // A reset by the client; not the streams of a connection going away as a whole.
       if (limiter !== undefined && !draining && stream.rstCode !== constants.NGHTTP2_NO_ERROR && !session.destroyed) {
-        const exceeded = limiter.streamCancelled(tracked.peer);
+        const exceeded = limiter.streamCancelled(tracked.limitKey);
         if (exceeded !== undefined) {
           cutOff(session, tracked, exceeded);
         }
@@ -84,7 +86,7 @@ export function guardConnections(http2Servers: readonly Http2Server[], options: 
       }
     });
     if (limiter !== undefined) {
-      const exceeded = limiter.streamOpened(tracked.peer);
+      const exceeded = limiter.streamOpened(tracked.limitKey);
       if (exceeded !== undefined) {
         cutOff(session, tracked, exceeded);
       }
@@ -93,18 +95,20 @@ export function guardConnections(http2Servers: readonly Http2Server[], options: 
 
   const onSession = (session: Http2Session): void => {
     const socket = accepting;
+    const peer = peerAddress(socket?.remoteAddress ?? session.socket?.remoteAddress);
     const tracked: TrackedSession = {
-      peer: peerAddress(socket?.remoteAddress ?? session.socket?.remoteAddress),
+      peer,
+      limitKey: peerLimitKey(peer),
       socket,
       openStreams: 0,
       cutOff: false,
     };
     sessions.set(session, tracked);
-    limiter?.sessionOpened(tracked.peer);
+    limiter?.sessionOpened(tracked.limitKey);
     session.on("stream", (stream: ServerHttp2Stream) => onStream(session, tracked, stream));
     session.once("close", () => {
       sessions.delete(session);
-      limiter?.sessionClosed(tracked.peer);
+      limiter?.sessionClosed(tracked.limitKey);
     });
   };
 
@@ -112,7 +116,7 @@ export function guardConnections(http2Servers: readonly Http2Server[], options: 
     const handlers = http2Server.listeners("connection") as ConnectionListener[];
     http2Server.removeAllListeners("connection");
     http2Server.on("connection", function (this: Http2Server, socket: Socket) {
-      if (limiter !== undefined && !limiter.admitsConnection(peerAddress(socket.remoteAddress))) {
+      if (limiter !== undefined && !limiter.admitsConnection(peerLimitKey(peerAddress(socket.remoteAddress)))) {
         counts.connectionRefused();
         socket.destroy();
         return;

@@ -1,6 +1,7 @@
 /**
  * Per-peer-address limits on HTTP/2 streams: a token bucket of new streams and one of cancelled
- * streams per address, shared by all the connections of that address. A peer over either limit is
+ * streams per address, shared by all the connections of that address (an IPv6 address counts as its
+ * /64, see peerLimitKey). A peer over either limit is
  * banned for a while: its connections are refused and any stream it still opens closes the
  * connection. Pure bookkeeping (the clock is passed in); connection-guard.ts does the I/O.
  *
@@ -9,6 +10,7 @@
  * forgotten oldest first, bans included (an attacker with that many addresses gets early releases,
  * not more memory).
  */
+import { isIPv6 } from "node:net";
 import { TokenBucket } from "./token-bucket.js";
 
 export type PeerLimitName = "new_streams" | "cancelled_streams";
@@ -166,4 +168,47 @@ export function peerAddress(remoteAddress: string | undefined): string {
     return "unknown";
   }
   return remoteAddress.startsWith("::ffff:") && remoteAddress.includes(".") ? remoteAddress.slice(7) : remoteAddress;
+}
+
+/**
+ * What the limits count an address as. An IPv6 host is normally given a whole /64 and can pick a new
+ * address in it for every connection, so a global or unique-local IPv6 address counts as its /64
+ * ("2001:db8:1:2::/64"); loopback and link-local addresses (fe80::/10, where every neighbour shares
+ * one prefix) count alone, as IPv4 addresses do.
+ */
+export function peerLimitKey(address: string): string {
+  const zoneless = address.split("%", 1)[0] ?? address;
+  if (!isIPv6(zoneless)) {
+    return address;
+  }
+  const groups = ipv6Groups(zoneless);
+  const first = groups[0] ?? 0;
+  const isLoopback = groups.slice(0, 7).every((group) => group === 0) && groups[7] === 1;
+  if (isLoopback || (first & 0xffc0) === 0xfe80) {
+    return address;
+  }
+  return `${groups.slice(0, 4).map((group) => group.toString(16)).join(":")}::/64`;
+}
+
+/** The eight 16-bit groups of a valid IPv6 address (an embedded IPv4 tail is two groups). */
+function ipv6Groups(address: string): number[] {
+  const parse = (part: string): number[] => {
+    if (part === "") {
+      return [];
+    }
+    return part.split(":").flatMap((group) => {
+      if (group.includes(".")) {
+        const [a = 0, b = 0, c = 0, d = 0] = group.split(".").map(Number);
+        return [(a << 8) | b, (c << 8) | d];
+      }
+      return [parseInt(group, 16)];
+    });
+  };
+  const gap = address.indexOf("::");
+  if (gap < 0) {
+    return parse(address);
+  }
+  const head = parse(address.slice(0, gap));
+  const tail = parse(address.slice(gap + 2));
+  return [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { PeerLimiter, peerAddress } from "../../src/rpc/peer-limiter.js";
+import { PeerLimiter, peerAddress, peerLimitKey } from "../../src/rpc/peer-limiter.js";
 
 function limiterAt(limits: Partial<ConstructorParameters<typeof PeerLimiter>[0]> = {}): { limiter: PeerLimiter; clock: { now: number } } {
   const clock = { now: 1_000_000 };
@@ -88,5 +88,44 @@ describe("peerAddress", () => {
     assert.equal(peerAddress("::1"), "::1");
     assert.equal(peerAddress("2001:db8::1"), "2001:db8::1");
     assert.equal(peerAddress(undefined), "unknown");
+  });
+});
+
+describe("peerLimitKey", () => {
+  test("a global or unique-local IPv6 address counts as its /64, however it is written", () => {
+    assert.equal(peerLimitKey("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+    assert.equal(peerLimitKey("2001:0db8:0001:0002:ffff:0:0:9"), "2001:db8:1:2::/64");
+    assert.equal(peerLimitKey("2001:db8::1"), "2001:db8:0:0::/64");
+    assert.equal(peerLimitKey("2001:db8:0:0:1::"), "2001:db8:0:0::/64");
+    assert.equal(peerLimitKey("fd12:3456:789a:1::42"), "fd12:3456:789a:1::/64");
+    assert.equal(peerLimitKey("64:ff9b::192.0.2.33"), "64:ff9b:0:0::/64");
+    assert.equal(peerLimitKey("2001:DB8:A:B::1%eth0"), "2001:db8:a:b::/64");
+  });
+
+  test("IPv4, loopback and link-local addresses count alone", () => {
+    assert.equal(peerLimitKey("203.0.113.7"), "203.0.113.7");
+    assert.equal(peerLimitKey("::1"), "::1");
+    assert.equal(peerLimitKey("0:0:0:0:0:0:0:1"), "0:0:0:0:0:0:0:1");
+    assert.equal(peerLimitKey("fe80::1%eth0"), "fe80::1%eth0");
+    assert.equal(peerLimitKey("febf::2"), "febf::2");
+    assert.equal(peerLimitKey("unknown"), "unknown");
+  });
+
+  test("two addresses of one /64 share one budget and one ban; another /64 has its own", () => {
+    const { limiter } = limiterAt({ newStreamsPerSecond: 4 });
+    const a = peerLimitKey("2001:db8:1:2::a");
+    const b = peerLimitKey("2001:db8:1:2::b");
+    const other = peerLimitKey("2001:db8:1:3::a");
+    for (const key of [a, b, other]) {
+      limiter.sessionOpened(key);
+    }
+    for (let i = 0; i < 2; i++) {
+      assert.equal(limiter.streamOpened(a), undefined);
+      assert.equal(limiter.streamOpened(b), undefined);
+    }
+    assert.deepEqual(limiter.streamOpened(b), { limit: "new_streams", perSecond: 4, newBan: true });
+    assert.equal(limiter.admitsConnection(peerLimitKey("2001:db8:1:2::c")), false);
+    assert.equal(limiter.streamOpened(other), undefined);
+    assert.equal(limiter.admitsConnection(other), true);
   });
 });
