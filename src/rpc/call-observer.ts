@@ -13,15 +13,11 @@
  */
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
-import {
-  type ServerInterceptingCallInterface,
-  type ServerInterceptor,
-  type ServerListener,
-  ServerInterceptingCall,
-} from "@grpc/grpc-js";
+import type { Deadline, Metadata, ServerInterceptingCall, ServerInterceptingCallInterface, ServerInterceptor } from "@grpc/grpc-js";
 import type { Logger } from "../logger.js";
 import { interceptedCallStream } from "./grpc-internals.js";
 import { MalformedRequest } from "./service-definition.js";
+import { malformedRequestStatus } from "./reject-malformed.js";
 import { Code } from "../errors/index.js";
 // Types only: prom-client is loaded only when the metrics endpoint is on (metrics-api.ts).
 import { grpcCodeName } from "../metrics/grpc-code-name.js";
@@ -247,7 +243,123 @@ class CallObserverState {
   }
 }
 
-/** A grpc-js server interceptor that meters and logs every call. */
+type Call = ServerInterceptingCallInterface;
+/** grpc-js's InterceptingServerListener (not exported by name). */
+type InterceptingServerListener = Parameters<Call["start"]>[0];
+type PartialStatusObject = Parameters<Call["sendStatus"]>[0];
+
+/**
+ * The call as the layers above it see it: each event is passed on as it comes (nothing is held
+ * back), after the observer has noted it. One object is its own listener for the call below,
+ * where grpc-js's ServerInterceptingCall makes a responder, a listener and a closure per event.
+ * A request that did not decode is answered here (reject-malformed.ts), its status passing
+ * through the observation like any other.
+ */
+class ObservingCall implements ServerInterceptingCallInterface, InterceptingServerListener {
+  /** `nextCall`, as grpc-js names it: handlerCallStream (grpc-internals.ts) follows it down to the stream. */
+  readonly nextCall: ServerInterceptingCallInterface;
+  readonly #observed: ObservedCall;
+  readonly #requestStream: boolean;
+  #listener: InterceptingServerListener | undefined = undefined;
+  /** As in grpc-js's intercepting listener: once cancelled, later events are not passed on. */
+  #cancelled = false;
+
+  constructor(next: ServerInterceptingCallInterface, observed: ObservedCall, requestStream: boolean) {
+    this.nextCall = next;
+    this.#observed = observed;
+    this.#requestStream = requestStream;
+  }
+
+  start(listener: InterceptingServerListener): void {
+    this.#listener = listener;
+    this.nextCall.start(this);
+  }
+
+  onReceiveMetadata(metadata: Metadata): void {
+    if (!this.#cancelled) {
+      this.#listener?.onReceiveMetadata(metadata);
+    }
+  }
+
+  onReceiveMessage(message: unknown): void {
+    if (this.#cancelled) {
+      return;
+    }
+    this.#observed.received(message);
+    const rejection = malformedRequestStatus(message);
+    if (rejection !== undefined) {
+      this.sendStatus(rejection);
+      return;
+    }
+    this.#listener?.onReceiveMessage(message);
+  }
+
+  onReceiveHalfClose(): void {
+    if (!this.#cancelled) {
+      this.#listener?.onReceiveHalfClose();
+    }
+  }
+
+  onCancel(): void {
+    this.#cancelled = true;
+    this.#observed.closed(this.nextCall);
+    this.#listener?.onCancel();
+  }
+
+  sendMetadata(metadata: Metadata): void {
+    this.nextCall.sendMetadata(metadata);
+  }
+
+  sendMessage(message: unknown, callback: () => void): void {
+    this.#observed.sent(message);
+    this.nextCall.sendMessage(message, callback);
+  }
+
+  sendStatus(status: PartialStatusObject): void {
+    const next = this.nextCall;
+    if (streamClosedBelow(next)) {
+      this.#observed.closed(next); // reset by the client first: this status reaches nobody
+    } else if (status.code === Code.UNIMPLEMENTED && !this.#requestStream && this.#observed.awaitsFirstMessage()) {
+      // grpc-js's answer to a call whose client ended its side before sending the request
+      // message. Node's http2 (so grpc-js) cancels a call by ending the stream, then resetting
+      // it: that half-close can arrive before the reset, but it is still the client cancelling.
+      this.#observed.closed(next, "the client ended the call before sending its request message (cancelled by the client)");
+    } else {
+      this.#observed.end(status.code, status.details ?? "");
+    }
+    next.sendStatus(status);
+  }
+
+  startRead(): void {
+    this.nextCall.startRead();
+  }
+
+  getPeer(): string {
+    return this.nextCall.getPeer();
+  }
+
+  getDeadline(): Deadline {
+    return this.nextCall.getDeadline();
+  }
+
+  getHost(): string {
+    return this.nextCall.getHost();
+  }
+
+  getAuthContext(): ReturnType<Call["getAuthContext"]> {
+    return this.nextCall.getAuthContext();
+  }
+
+  getConnectionInfo(): ReturnType<Call["getConnectionInfo"]> {
+    return this.nextCall.getConnectionInfo();
+  }
+
+  getMetricsRecorder(): ReturnType<Call["getMetricsRecorder"]> {
+    return this.nextCall.getMetricsRecorder();
+  }
+}
+
+/** A grpc-js server interceptor that meters and logs every call, and answers requests that did not decode. */
 export function createCallObserver(options: CallObserverOptions): ServerInterceptor {
   const { grpc: grpcMetrics, dataTransfer } = options.metrics;
   const state = new CallObserverState(options.log, dataTransfer);
@@ -270,33 +382,9 @@ export function createCallObserver(options: CallObserverOptions): ServerIntercep
   };
 
   return (descriptor, next) => {
-    const call = new ObservedCall(entryFor(descriptor.path, descriptor.requestStream, descriptor.responseStream), state);
-    const listener: ServerListener = {
-      onReceiveMessage: (message: unknown, pass: (message: unknown) => void) => {
-        call.received(message);
-        pass(message);
-      },
-      onCancel: () => call.closed(next),
-    };
-    return new ServerInterceptingCall(next, {
-      start: (proceed) => proceed(listener),
-      sendMessage: (message: unknown, pass: (message: unknown) => void) => {
-        call.sent(message);
-        pass(message);
-      },
-      sendStatus: (status, pass) => {
-        if (streamClosedBelow(next)) {
-          call.closed(next); // reset by the client first: this status reaches nobody
-        } else if (status.code === Code.UNIMPLEMENTED && !descriptor.requestStream && call.awaitsFirstMessage()) {
-          // grpc-js's answer to a call whose client ended its side before sending the request
-          // message. Node's http2 (so grpc-js) cancels a call by ending the stream, then resetting
-          // it: that half-close can arrive before the reset, but it is still the client cancelling.
-          call.closed(next, "the client ended the call before sending its request message (cancelled by the client)");
-        } else {
-          call.end(status.code, status.details ?? "");
-        }
-        pass(status);
-      },
-    });
+    const observed = new ObservedCall(entryFor(descriptor.path, descriptor.requestStream, descriptor.responseStream), state);
+    // grpc-js types an interceptor's result as its ServerInterceptingCall class, but uses it only
+    // through ServerInterceptingCallInterface (getServerInterceptingCall's declared return type).
+    return new ObservingCall(next, observed, descriptor.requestStream) as unknown as ServerInterceptingCall;
   };
 }

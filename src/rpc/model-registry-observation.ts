@@ -6,8 +6,9 @@ import { streamingFlags } from "./method-streaming.js";
 
 type Methods = (typeof ModelRegistrySP)["method"];
 
-/** RetrieveVersionData sends reply chunks as stored gRPC frames (see pre-framed-messages.ts). */
-type Sent<K extends keyof Methods> = K extends "retrieveVersionData" ? Buffer : MessageShape<Methods[K]["output"]>;
+/** These methods send whole gRPC frames (see pre-framed-messages.ts, encoded-infos.ts). */
+type FramedMethod = "retrieveVersionData" | "retrieveModels" | "retrieveVersionInfos" | "versionUpdate";
+type Sent<K extends keyof Methods> = K extends FramedMethod ? Buffer : MessageShape<Methods[K]["output"]>;
 
 type Observations = {
   readonly [K in keyof Methods]: MethodObservation<MessageShape<Methods[K]["input"]>, Sent<K>>;

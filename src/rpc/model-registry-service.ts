@@ -7,14 +7,12 @@ import {
   CreateVersionReplySchema,
   DeleteModelReplySchema,
   ModelRegistrySP,
-  RetrieveModelsReplySchema,
-  RetrieveVersionInfosReplySchema,
-  VersionUpdateReplySchema,
 } from "../gen/cogment/api/model_registry_pb.js";
 import { packageInfo } from "../package-info.js";
 import type { PendingUpload, Registry } from "../registry/index.js";
 import { invalidArgument } from "../errors/index.js";
-import { toWireModel, toWireVersion } from "./convert.js";
+import { toWireVersion } from "./convert.js";
+import { encodedModelInfo, encodedVersionInfo, framedInfosReply } from "./encoded-infos.js";
 import { type ServiceImplementation, createServiceDefinition } from "./service-definition.js";
 import { writeWithBackpressure } from "./stream-writer.js";
 import { WriteConfirmations } from "./write-confirmations.js";
@@ -28,7 +26,8 @@ import { readOneMessageAhead } from "./read-ahead.js";
 import type { Logger } from "../logger.js";
 
 type Methods = (typeof ModelRegistrySP)["method"];
-const PRE_FRAMED = { retrieveVersionData: true } as const;
+/** Replies given as whole gRPC frames: version data as stored, infos assembled from cached encodings (encoded-infos.ts). */
+const PRE_FRAMED = { retrieveVersionData: true, retrieveModels: true, retrieveVersionInfos: true, versionUpdate: true } as const;
 
 export type ModelRegistryImplementation = ServiceImplementation<Methods, typeof PRE_FRAMED>;
 
@@ -91,10 +90,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
         const page = await registry.listModels(modelIds, modelsCount, modelHandle);
         const models = limitReplySize(page.models);
         const offset = Number(page.nextHandle) - page.models.length;
-        return create(RetrieveModelsReplySchema, {
-          modelInfos: models.map(toWireModel),
-          nextModelHandle: String(offset + models.length),
-        });
+        return framedInfosReply(models.map(encodedModelInfo), String(offset + models.length));
       });
     },
 
@@ -111,10 +107,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
         const last = versions[versions.length - 1];
         const nextHandle =
           versions.length === page.versions.length || last === undefined ? page.nextHandle : String(last.versionNumber + 1);
-        return create(RetrieveVersionInfosReplySchema, {
-          versionInfos: versions.map(toWireVersion),
-          nextVersionHandle: nextHandle,
-        });
+        return framedInfosReply(versions.map(encodedVersionInfo), nextHandle);
       });
     },
 
@@ -226,7 +219,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
         const modelId = validateModelId("model_id", call.request.modelId);
         const subscription = await registry.subscribe(modelId, {
           send: async (version) => {
-            await writeWithBackpressure(call, create(VersionUpdateReplySchema, { versionInfo: toWireVersion(version) }));
+            await writeWithBackpressure(call, framedInfosReply([encodedVersionInfo(version)]));
           },
           // An error status, never OK: see VersionSink.end.
           end: (reason) => failStream(call as ServerWritableStream<unknown, unknown>, reason),

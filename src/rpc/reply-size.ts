@@ -22,6 +22,9 @@ export function estimateEncodedSize(item: SizedItem): number {
 }
 
 export function limitReplySize<T extends SizedItem>(items: readonly T[], limit = MAX_LISTING_REPLY_BYTES): readonly T[] {
+  if (items.length <= 1) {
+    return items; // the first item is always returned (RetrieveVersionInfos([-1]) asks for one)
+  }
   let bytes = 0;
   for (let index = 0; index < items.length; index++) {
     bytes += estimateEncodedSize(items[index] as T);

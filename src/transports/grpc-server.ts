@@ -15,7 +15,6 @@ import { modelRegistryObservedMethods } from "../rpc/model-registry-observation.
 import { createModelRegistryService, modelRegistryServiceDefinition } from "../rpc/model-registry-service.js";
 import { PeerLimiter } from "../rpc/peer-limiter.js";
 import { installPreFramedSending } from "../rpc/pre-framed-messages.js";
-import { createMalformedRequestRejecter } from "../rpc/reject-malformed.js";
 import type { WorkerPool } from "../worker-pool/index.js";
 
 /** Incoming messages up to this size are accepted (stock clients send far smaller chunks). */
@@ -72,11 +71,8 @@ export async function startGrpcTransport(config: GrpcTransportConfig, log: Logge
       // Read by grpc-js servers once grpc-node pull request 3058 lands (both windows, as
       // rpc/http2-window.ts sets them now); ignored by 1.14.
       ...(config.http2WindowBytes > 0 ? { "grpc-node.flow_control_window": config.http2WindowBytes } : {}),
-      // grpc-js wraps in order: the observer sits closest to the transport, so it sees the rejecter's statuses too.
-      interceptors: [
-        createCallObserver({ log: log.child({ module: "rpc" }), metrics, methods: modelRegistryObservedMethods }),
-        createMalformedRequestRejecter(),
-      ],
+      // One interceptor: it also answers requests that did not decode (rpc/reject-malformed.ts).
+      interceptors: [createCallObserver({ log: log.child({ module: "rpc" }), metrics, methods: modelRegistryObservedMethods })],
     });
     stack.defer(() => server.forceShutdown());
     server.addService(

@@ -129,6 +129,30 @@ describe("one log line per call", () => {
     assert.match(line.details as string, /^model_id "bad\/id" is invalid/);
   });
 
+  test("a request that does not decode is one INVALID_ARGUMENT info line naming the message type, with its request id", async () => {
+    const raw = new grpc.Client(`127.0.0.1:${t.server.port}`, grpc.credentials.createInsecure());
+    try {
+      const identity = (bytes: Buffer): Buffer => bytes;
+      // Field 1 (model_id, length-delimited) claiming 100 bytes, followed by 2.
+      const garbage = Buffer.from([0x0a, 0x64, 0x61, 0x62]);
+      const from = t.lines.length;
+      const error = await new Promise<grpc.ServiceError | null>((resolve) =>
+        raw.makeUnaryRequest(`/${SERVICE}/RetrieveVersionInfos`, identity, identity, garbage, (e) => resolve(e)),
+      );
+      assert.equal(error?.code, grpc.status.INVALID_ARGUMENT);
+      const line = await waitForCallLine(t.lines, "RetrieveVersionInfos", from);
+      assert.equal(line.level, LEVEL.info);
+      assert.equal(line.code, "INVALID_ARGUMENT");
+      assert.equal(line.modelId, undefined, "nothing is read from a request that did not decode");
+      assert.equal(line.details, error?.details);
+      assert.match(line.details as string, /^the request is not a valid cogmentAPI\.RetrieveVersionInfosRequest message: .+/);
+      assertRequestId(line);
+      assertDuration(line);
+    } finally {
+      raw.close();
+    }
+  });
+
   test("RESOURCE_EXHAUSTED is a warn line", async () => {
     await t.client.createModel("huge");
     const from = t.lines.length;

@@ -341,6 +341,29 @@ describe("the Prometheus endpoint", () => {
     assert.equal(delta(before, after, "grpc_server_msg_received_total", labels), 0);
   });
 
+  test("a request that does not decode is received, counted as INVALID_ARGUMENT, and never reaches the handler", async () => {
+    const labels = grpcLabels("unary", "RetrieveModels");
+    const before = await t.scrape();
+    const raw = new grpc.Client(`127.0.0.1:${t.server.port}`, grpc.credentials.createInsecure());
+    try {
+      const identity = (bytes: Buffer): Buffer => bytes;
+      // Field 1 (model_ids, length-delimited) claiming 100 bytes, followed by 2.
+      const garbage = Buffer.from([0x0a, 0x64, 0x61, 0x62]);
+      const error = await new Promise<grpc.ServiceError | null>((resolve) =>
+        raw.makeUnaryRequest(`/${SERVICE}/RetrieveModels`, identity, identity, garbage, (e) => resolve(e)),
+      );
+      assert.equal(error?.code, grpc.status.INVALID_ARGUMENT);
+    } finally {
+      raw.close();
+    }
+    const after = await t.scrape();
+    assert.equal(delta(before, after, "grpc_server_started_total", labels), 1);
+    assert.equal(delta(before, after, "grpc_server_msg_received_total", labels), 1);
+    assert.equal(delta(before, after, "grpc_server_msg_sent_total", labels), 0, "no reply message: the handler never ran");
+    assert.equal(delta(before, after, "grpc_server_handled_total", { ...labels, grpc_code: "INVALID_ARGUMENT" }), 1);
+    assert.equal(delta(before, after, "grpc_server_handling_seconds_count", labels), 1);
+  });
+
   test("a failed upload counts its status and the bytes that did arrive", async () => {
     const { client } = t;
     await client.createModel("too-many");
