@@ -198,7 +198,7 @@ export const UPLOAD_MIN_RATE_PERIOD: Variable<number> = {
 
 export const PEER_NEW_STREAMS_PER_SECOND: Variable<number> = {
   name: `${PREFIX}PEER_NEW_STREAMS_PER_SECOND`,
-  default: "10000",
+  default: "50000",
   accepted: "an integer from 0 to 1000000 (0: no limit)",
   description:
     "Calls (HTTP/2 streams) one client IP address may start per second, in bursts up to as many, over all its connections; past it the connection is closed and the address banned",
