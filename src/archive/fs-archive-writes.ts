@@ -34,6 +34,33 @@ export function createFsArchiveWrites(
     warn("removed leftover temporary file of an interrupted write", { path: entryPath });
   }
 
+  /**
+   * Model directories known to exist: a write into one goes straight to the file, without a mkdir
+   * first (a thread-pool round trip per call that, queued behind the fsyncs of the small-file group
+   * commit, kept calls from joining the next batch). A directory removed behind the server's back
+   * shows as ENOENT: it is then made again and the write retried, once.
+   */
+  const knownDirectories = new Set<string>();
+  async function ensureKnownModelDir(directory: string): Promise<void> {
+    if (!knownDirectories.has(directory)) {
+      await ensureModelDir(directory);
+      knownDirectories.add(directory);
+    }
+  }
+  async function intoModelDir(directory: string, write: () => Promise<void>): Promise<void> {
+    await ensureKnownModelDir(directory);
+    try {
+      await write();
+    } catch (error) {
+      if (!isMissing(error)) {
+        throw error;
+      }
+      knownDirectories.delete(directory);
+      await ensureKnownModelDir(directory);
+      await write();
+    }
+  }
+
   async function cleanModelDirectory(directory: string): Promise<void> {
     let names: string[];
     try {
@@ -63,14 +90,15 @@ export function createFsArchiveWrites(
     },
 
     async writeModel(model) {
-      await ensureModelDir(modelDirPath(root, model.modelId));
-      await writer.writeFileAtomic(modelInfoPath(root, model.modelId), encodeModelInfo(model));
+      const text = encodeModelInfo(model);
+      await intoModelDir(modelDirPath(root, model.modelId), () => writer.writeFileAtomic(modelInfoPath(root, model.modelId), text));
     },
 
     async deleteModel(modelId) {
       const directory = modelDirPath(root, modelId);
       // Renaming first makes the deletion atomic; open() removes the rest if we crash midway.
       const doomed = path.join(root, tempFileName(modelId));
+      knownDirectories.delete(directory);
       try {
         await rename(directory, doomed);
       } catch (error) {
@@ -99,13 +127,13 @@ export function createFsArchiveWrites(
         const which = `version ${version.versionNumber} of model "${version.modelId}"`;
         throw new Error(`${which}: data is ${total} bytes, data_size is ${version.dataSize}`);
       }
-      await ensureModelDir(modelDirPath(root, version.modelId));
-      await writer.writeVersionFilesAtomic({
+      const files = {
         dataPath: versionDataPath(root, version.modelId, version.versionNumber),
         dataChunks,
         infoPath: versionInfoPath(root, version.modelId, version.versionNumber),
         infoText: encodeVersionInfo(version),
-      });
+      };
+      await intoModelDir(modelDirPath(root, version.modelId), () => writer.writeVersionFilesAtomic(files));
     },
 
     async beginVersionData(modelId) {
@@ -157,8 +185,7 @@ export function createFsArchiveWrites(
 
     async writeMeta(modelId, key, value) {
       const metaPath = metaFilePath(root, modelId, key);
-      await ensureModelDir(modelDirPath(root, modelId));
-      await writer.writeFileAtomic(metaPath, value);
+      await intoModelDir(modelDirPath(root, modelId), () => writer.writeFileAtomic(metaPath, value));
     },
 
     async overwriteMeta(modelId, key, value, { durable }) {

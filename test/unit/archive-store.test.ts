@@ -522,6 +522,36 @@ describe("filesystem archive store", () => {
     assert.deepEqual(warnings, []);
   });
 
+  test("a model directory removed behind the server's back is made again by the next write", async () => {
+    const root = path.join(await makeTempDir(), "archive");
+    const { store, warnings } = openStore(root);
+    await store.open();
+    await store.writeModel({ modelId: "m", userData: {} });
+    await fs.rm(path.join(root, "m"), { recursive: true });
+    await store.writeModel({ modelId: "m", userData: { step: "2" } });
+    assert.deepEqual(await store.readModel("m"), { modelId: "m", userData: { step: "2" } });
+    await fs.rm(path.join(root, "m"), { recursive: true });
+    await store.writeMeta("m", "next-version", "7");
+    assert.equal(await store.readMeta("m", "next-version"), "7");
+    await fs.rm(path.join(root, "m"), { recursive: true });
+    const version: VersionRecord = {
+      modelId: "m",
+      versionNumber: 1,
+      creationTimestamp: 0n,
+      archived: true,
+      dataHash: sha256(Buffer.from("x")),
+      dataSize: 1,
+      userData: {},
+    };
+    await store.putVersion(version, [Buffer.from("x")]);
+    assert.deepEqual((await fs.readdir(path.join(root, "m"))).sort(), ["m-v000001.data", "m-v000001.yaml"]);
+    // Deleted then created again through the store: made again too.
+    await store.deleteModel("m");
+    await store.writeModel({ modelId: "m", userData: {} });
+    assert.deepEqual(await fs.readdir(path.join(root, "m")), ["m.yaml"]);
+    assert.deepEqual(warnings, []);
+  });
+
   test("readModel trusts the directory when the file names another model", async () => {
     const root = await copyFixture();
     const { store, warnings } = openStore(root);
