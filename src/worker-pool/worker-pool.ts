@@ -49,16 +49,20 @@ export interface WorkerPoolOptions {
   /**
    * hash() of at most this many bytes runs on the calling thread (same implementation, same
    * result): below it, handing the task to a worker and back costs the main thread more than the
-   * hashing itself. Default INLINE_HASH_MAX_BYTES; 0: every hash goes to the workers.
+   * hashing itself. Default INLINE_HASH_MAX_BYTES of the implementation; 0: every hash goes to the workers.
    */
   readonly inlineHashMaxBytes?: number;
 }
 
 /**
- * The crossover measured by bench/micro/hash-crossover.bench.ts (docs/performance.md): a hash task's
- * round trip to a worker costs the main thread about what hashing this much in place does.
+ * The crossovers measured by bench/micro/hash-crossover.bench.ts (docs/performance.md): a hash
+ * task's round trip to a worker costs the main thread ~14-18 µs, what node:crypto takes for ~30 KiB
+ * and hash-wasm for ~5 KiB; so a margin under each.
  */
-export const INLINE_HASH_MAX_BYTES = 16 * 1024;
+export const INLINE_HASH_MAX_BYTES: Readonly<Record<Sha256Implementation, number>> = {
+  "node-crypto": 16 * 1024,
+  "hash-wasm": 4 * 1024,
+};
 
 const WORKER_FILE = new URL("./archive-worker.js", import.meta.url);
 
@@ -112,7 +116,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     return started;
   };
   const run = async (task: unknown, name: TaskName): Promise<unknown> => piscina().run(task, { name });
-  const inlineHashMaxBytes = options.inlineHashMaxBytes ?? INLINE_HASH_MAX_BYTES;
+  const inlineHashMaxBytes = options.inlineHashMaxBytes ?? INLINE_HASH_MAX_BYTES[options.sha256];
   // Made at the first hash, not at start-up (which needs none). hash-wasm's instance is compiled
   // asynchronously: until it is ready, small hashes go to the workers too.
   let inlineSha256: Sha256Base64 | undefined;

@@ -91,7 +91,8 @@ describe("small hashes on the calling thread", () => {
         }
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
-      const sizes = [0, 1, 1023, 1024, INLINE_HASH_MAX_BYTES - 1, INLINE_HASH_MAX_BYTES, INLINE_HASH_MAX_BYTES + 1, 3_000_000];
+      const crossover = INLINE_HASH_MAX_BYTES[implementation];
+      const sizes = [0, 1, 1023, 1024, crossover - 1, crossover, crossover + 1, 3_000_000];
       for (const size of sizes) {
         const data = Buffer.alloc(size);
         for (let i = 0; i < size; i++) data[i] = (i * 31) % 251;
@@ -103,7 +104,7 @@ describe("small hashes on the calling thread", () => {
         assert.equal(await pool.hash(encoded.dataSegments()), expected, `${size} bytes`);
         assert.equal(await workersOnly.hash(encoded.dataSegments()), expected, `${size} bytes on the workers`);
         const onWorkers = pool.stats().completed - completedBefore;
-        assert.equal(onWorkers, size <= INLINE_HASH_MAX_BYTES ? 0 : 1, `${size} bytes: ${onWorkers} worker task(s)`);
+        assert.equal(onWorkers, size <= crossover ? 0 : 1, `${size} bytes: ${onWorkers} worker task(s)`);
       }
       assert.equal(workersOnly.stats().completed, sizes.length);
     });
