@@ -6,7 +6,7 @@
  *   node dist/bench/run-all.js [group...] [--quick] [--repeat=N] [--reader-procs=N]
  *                              [--reader-window=BYTES] [--reader-client=http2|grpc-js] [--cpu-prof=DIR]
  *
- * Groups: sha256 (micro-benchmarks), publish, hash, broadcast, scaling,
+ * Groups: sha256 (micro-benchmarks, with the in-place vs worker hash crossover), publish, hash, broadcast, scaling,
  * ceiling, metadata, window, s3 (archived versions in an S3 test server's bucket,
  * beside the directory), small, startup, archived (issue #15: small calls against the
  * registry and the bare grpc-js floor, start-up, first archived read after a restart),
@@ -23,6 +23,7 @@ import { checkGoals, goalsMarkdown } from "./support/goals.js";
 import { LOAD_GROUPS, defaultLoadOptions, loadScenarios, runLoadEntries } from "./load/load.js";
 import { machineInfo } from "./support/machine-info.js";
 import { runSha256Bench } from "./micro/sha256.bench.js";
+import { runHashCrossoverBench } from "./micro/hash-crossover.bench.js";
 import { defaultTinyVersionsOptions, runTinyVersionsBench } from "./memory/tiny-versions.js";
 import type { LoadOptions } from "./load/scenario-support.js";
 import type { ReaderClient } from "./load/generator-protocol.js";
@@ -109,6 +110,10 @@ async function main(): Promise<void> {
     if (wanted("sha256")) {
       log("# sha256 and copy micro-benchmarks");
       for (const record of await runSha256Bench({ quick: cli.quick })) {
+        print(record, repeat);
+      }
+      log("# hash in place vs on the worker pool: main-thread CPU per hash");
+      for (const record of await runHashCrossoverBench({ quick: cli.quick })) {
         print(record, repeat);
       }
     }

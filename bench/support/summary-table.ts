@@ -58,6 +58,17 @@ function row(record: BenchRecord, ceilingMBps: number): string[] {
   switch (record.scenario) {
     case "sha256":
       return ["sha256 (micro)", `${String(p.implementation)}, ${String(p.size)}`, `${fmt(m.medianMBps)} MB/s`, "–", "–", "–", "–", "–"];
+    case "hash-crossover":
+      return [
+        "hash-crossover (micro)",
+        `${String(p.implementation)}, ${String(p.size)}, ${String(p.where)}`,
+        `${fmt(m.mainCpuUsPerHash)} µs main-thread CPU per hash (${fmt(m.wallUsPerHash)} µs wall)`,
+        "–",
+        "–",
+        "–",
+        "–",
+        "–",
+      ];
     case "copy":
       return ["copy (micro)", `write ${String(p.body)} bodies into ${String(p.version)}`, `${fmt(m.medianMBps)} MB/s`, "–", "–", "–", "–", "–"];
     case "publish":

@@ -118,6 +118,45 @@ export async function writeFileAtomic(finalPath: string, content: string | reado
 }
 
 /**
+ * writeFileAtomic for several distinct files at once (see group-commit.ts): every temporary file is
+ * written and flushed concurrently, then renamed, then each directory is flushed once for all its
+ * files. Resolves, in order, to each file's error (with its `code`) or undefined; a file that failed
+ * leaves its previous content in place and no temporary file behind.
+ */
+export async function writeFilesAtomic(files: readonly { readonly path: string; readonly content: string | readonly Uint8Array[] }[]): Promise<(Error | undefined)[]> {
+  const asError = (error: unknown): Error => (error instanceof Error ? error : new Error(String(error)));
+  const outcomes = await Promise.all(
+    files.map(async (file): Promise<Error | undefined> => {
+      const tempPath = tempPathFor(file.path);
+      try {
+        await writeNewFile(tempPath, toChunks(file.content));
+        await rename(tempPath, file.path);
+        return undefined;
+      } catch (error) {
+        await removeQuietly(tempPath);
+        return asError(error);
+      }
+    }),
+  );
+  const directories = new Map<string, Promise<Error | undefined>>();
+  files.forEach((file, index) => {
+    const directory = path.dirname(file.path);
+    if (outcomes[index] === undefined && !directories.has(directory)) {
+      directories.set(
+        directory,
+        syncDirectory(directory).then(
+          () => undefined,
+          (error: unknown) => asError(error),
+        ),
+      );
+    }
+  });
+  return Promise.all(
+    files.map(async (file, index) => outcomes[index] ?? (await directories.get(path.dirname(file.path)))),
+  );
+}
+
+/**
  * Writes a version's data and info files. The info file is the commit marker: it is renamed into
  * place last, so after a crash there is either no info file or both files, complete. On failure
  * the temporary files are removed, and so is the data file if it was already renamed.

@@ -34,7 +34,7 @@ export interface RegistryOptions {
   readonly maxVersionBytes?: number;
   readonly log: Logger;
   /** Called before version data is allocated (see memory-guard.ts). */
-  readonly beforeAllocate?: () => void;
+  readonly beforeAllocate?: (bytes?: number) => void;
   /** Called with the size of every piece of version data an upload receives. */
   readonly dataReceived?: (bytes: number) => void;
   /** Clock in ns since the epoch, for creation timestamps. */

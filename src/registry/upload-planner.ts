@@ -23,7 +23,7 @@ export interface UploadPlannerOptions {
   readonly resumableHash: ResumableHash | undefined;
   /** 0 = no limit but the cache budget (transient) or the disk (archived). */
   readonly maxVersionBytes: number;
-  readonly beforeAllocate: (() => void) | undefined;
+  readonly beforeAllocate: ((bytes: number) => void) | undefined;
   readonly dataReceived: ((bytes: number) => void) | undefined;
   /** A shared registry state's sink for a transient upload's bytes; undefined: they stay in this instance. */
   readonly beginTransientData: ((modelId: string, dataSize: number) => TransientDataSink | undefined) | undefined;
@@ -121,7 +121,7 @@ export class UploadPlanner {
       if (reused !== undefined) {
         data = EncodedVersionData.reuse(reused, header.dataSize, chunkSize);
       } else {
-        this.options.beforeAllocate?.();
+        this.options.beforeAllocate?.(totalBytes);
         data = EncodedVersionData.allocate(header.dataSize, chunkSize);
       }
     } catch (error) {

@@ -4,10 +4,10 @@
  */
 import { createSHA256 } from "hash-wasm";
 import type { StreamedVersionCommit } from "../archive/archive-file-writer.js";
-import { commitStreamedVersion, writeChunksAt, writeFileAtomic, writeVersionFilesAtomic } from "../archive/atomic-write.js";
+import { commitStreamedVersion, writeChunksAt, writeFilesAtomic, writeVersionFilesAtomic } from "../archive/atomic-write.js";
 import { exposeGc } from "../expose-gc.js";
 import { type Sha256Base64, type Sha256Implementation, createSha256 } from "../data/sha256.js";
-import type { HashTask, HashUpdateTask, WriteChunksTask, WriteFileTask, WriteOutcome, WriteVersionTask } from "./tasks.js";
+import type { HashTask, HashUpdateTask, WriteChunksTask, WriteFilesTask, WriteOutcome, WriteVersionTask } from "./tasks.js";
 
 /**
  * A worker that received views of a SharedArrayBuffer keeps that memory alive until its own heap is
@@ -64,22 +64,31 @@ export async function hash(task: HashTask): Promise<string> {
   }
 }
 
+function failureOf(error: unknown): WriteOutcome {
+  const code = (error as { code?: unknown } | null)?.code;
+  return {
+    ok: false,
+    message: error instanceof Error ? error.message : String(error),
+    ...(typeof code === "string" ? { code } : {}),
+  };
+}
+
 async function outcomeOf(write: () => Promise<void>): Promise<WriteOutcome> {
   try {
     await write();
     return { ok: true };
   } catch (error) {
-    const code = (error as { code?: unknown } | null)?.code;
-    return {
-      ok: false,
-      message: error instanceof Error ? error.message : String(error),
-      ...(typeof code === "string" ? { code } : {}),
-    };
+    return failureOf(error);
   }
 }
 
-export function writeFile(task: WriteFileTask): Promise<WriteOutcome> {
-  return outcomeOf(() => writeFileAtomic(task.path, task.content));
+export async function writeFiles(task: WriteFilesTask): Promise<WriteOutcome[]> {
+  try {
+    const errors = await writeFilesAtomic(task.files);
+    return errors.map((error) => (error === undefined ? { ok: true } : failureOf(error)));
+  } catch (error) {
+    return task.files.map(() => failureOf(error));
+  }
 }
 
 export function writeVersion(task: WriteVersionTask): Promise<WriteOutcome> {

@@ -1,1 +1,1 @@
-export { type WorkerPool, type WorkerPoolOptions, type WorkerPoolStats, createWorkerPool } from "./worker-pool.js";
+export { INLINE_HASH_MAX_BYTES, type WorkerPool, type WorkerPoolOptions, type WorkerPoolStats, createWorkerPool } from "./worker-pool.js";

@@ -21,6 +21,11 @@ export interface WriteVersionTask {
   readonly infoText: string;
 }
 
+/** Several distinct small files written as one group commit (see archive/group-commit.ts). */
+export interface WriteFilesTask {
+  readonly files: readonly WriteFileTask[];
+}
+
 export interface WriteChunksTask {
   readonly path: string;
   readonly chunks: readonly Uint8Array[];

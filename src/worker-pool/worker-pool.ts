@@ -2,17 +2,18 @@ import { availableParallelism } from "node:os";
 import type { Worker } from "node:worker_threads";
 import { Piscina } from "piscina";
 import type { ArchiveFileWriter } from "../archive/index.js";
-import type { Sha256Implementation } from "../data/index.js";
+import { type Sha256Base64, type Sha256Implementation, createSha256 } from "../data/index.js";
 import type {
   HashTask,
   HashUpdateTask,
   WriteChunksTask,
-  WriteFileTask,
+  WriteFilesTask,
   WriteOutcome,
   WriteVersionTask,
 } from "./tasks.js";
 import type * as ArchiveWorker from "./archive-worker.js";
 import { TwoLaneTaskQueue } from "./two-lane-task-queue.js";
+import { type GroupCommitStats, createGroupCommit } from "../archive/group-commit.js";
 
 export interface WorkerPool {
   /** SHA-256 of the segments, standard padded base64. */
@@ -38,12 +39,30 @@ export interface WorkerPoolStats {
   readonly queueSize: number;
   readonly completed: number;
   readonly utilization: number;
+  /** Group commits of small files so far (see archive/group-commit.ts). */
+  readonly smallFileWrites: GroupCommitStats;
 }
 
 export interface WorkerPoolOptions {
   readonly sha256: Sha256Implementation;
   readonly maxThreads?: number;
+  /**
+   * hash() of at most this many bytes runs on the calling thread (same implementation, same
+   * result): below it, handing the task to a worker and back costs the main thread more than the
+   * hashing itself. Default INLINE_HASH_MAX_BYTES of the implementation; 0: every hash goes to the workers.
+   */
+  readonly inlineHashMaxBytes?: number;
 }
+
+/**
+ * The crossovers measured by bench/micro/hash-crossover.bench.ts (docs/performance.md): a hash
+ * task's round trip to a worker costs the main thread ~14-18 µs, what node:crypto takes for ~30 KiB
+ * and hash-wasm for ~5 KiB; so a margin under each.
+ */
+export const INLINE_HASH_MAX_BYTES: Readonly<Record<Sha256Implementation, number>> = {
+  "node-crypto": 16 * 1024,
+  "hash-wasm": 4 * 1024,
+};
 
 const WORKER_FILE = new URL("./archive-worker.js", import.meta.url);
 
@@ -53,14 +72,26 @@ type TaskName = {
 }[keyof typeof ArchiveWorker];
 
 /** Small metadata writes (a model's info, the version-number mark) jump the queue of hashes and version writes. */
-const URGENT_TASKS: ReadonlySet<string> = new Set<TaskName>(["writeFile"]);
+const URGENT_TASKS: ReadonlySet<string> = new Set<TaskName>(["writeFiles"]);
 
 /** Rebuilds the worker's error with its errno code, so the RPC edge can map ENOSPC, EACCES… */
+function errorOf(result: WriteOutcome): Error | undefined {
+  return result.ok ? undefined : Object.assign(new Error(result.message), result.code === undefined ? {} : { code: result.code });
+}
+
 function throwIfFailed(outcome: unknown): void {
-  const result = outcome as WriteOutcome;
-  if (!result.ok) {
-    throw Object.assign(new Error(result.message), result.code === undefined ? {} : { code: result.code });
+  const error = errorOf(outcome as WriteOutcome);
+  if (error !== undefined) {
+    throw error;
   }
+}
+
+function totalBytes(segments: readonly Uint8Array[]): number {
+  let total = 0;
+  for (const segment of segments) {
+    total += segment.byteLength;
+  }
+  return total;
 }
 
 export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
@@ -85,13 +116,43 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     return started;
   };
   const run = async (task: unknown, name: TaskName): Promise<unknown> => piscina().run(task, { name });
+  const inlineHashMaxBytes = options.inlineHashMaxBytes ?? INLINE_HASH_MAX_BYTES[options.sha256];
+  // Made at the first hash, not at start-up (which needs none). hash-wasm's instance is compiled
+  // asynchronously: until it is ready, small hashes go to the workers too.
+  let inlineSha256: Sha256Base64 | undefined;
+  let inlineRequested = false;
+  const inlineHasher = (): Sha256Base64 | undefined => {
+    if (!inlineRequested) {
+      inlineRequested = true;
+      createSha256(options.sha256).then(
+        (sha256) => {
+          inlineSha256 = sha256;
+        },
+        () => {}, // the workers hash everything then
+      );
+    }
+    return inlineSha256;
+  };
   // Shared memory is shared, not copied, when posted; so no transferList is needed.
-  const hash = (segments: readonly Uint8Array[]): Promise<string> =>
-    run({ segments, implementation: options.sha256 } satisfies HashTask, "hash") as Promise<string>;
+  const hash = (segments: readonly Uint8Array[]): Promise<string> => {
+    const sha256 = inlineHashMaxBytes > 0 && totalBytes(segments) <= inlineHashMaxBytes ? inlineHasher() : undefined;
+    if (sha256 !== undefined) {
+      try {
+        return Promise.resolve(sha256(segments));
+      } catch (error) {
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+      }
+    }
+    return run({ segments, implementation: options.sha256 } satisfies HashTask, "hash") as Promise<string>;
+  };
+  // Small files (a model's info, metadata) go to the workers in group commits: one task, and one
+  // round of fsyncs, for all the files asked for while the previous batch was being written.
+  const smallFiles = createGroupCommit(async (files) => {
+    const outcomes = (await run({ files } satisfies WriteFilesTask, "writeFiles")) as readonly WriteOutcome[];
+    return outcomes.map(errorOf);
+  });
   const fileWriter: ArchiveFileWriter = {
-    async writeFileAtomic(path, content) {
-      throwIfFailed(await run({ path, content } satisfies WriteFileTask, "writeFile"));
-    },
+    writeFileAtomic: (path, content) => smallFiles.write(path, content),
     async writeVersionFilesAtomic(task) {
       throwIfFailed(await run(task satisfies WriteVersionTask, "writeVersion"));
     },
@@ -112,6 +173,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       queueSize: started?.queueSize ?? 0,
       completed: started?.completed ?? 0,
       utilization: started?.utilization ?? 0,
+      smallFileWrites: smallFiles.stats(),
     }),
     threads: () => started?.threads ?? [],
     start: () => {

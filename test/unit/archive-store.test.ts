@@ -522,6 +522,36 @@ describe("filesystem archive store", () => {
     assert.deepEqual(warnings, []);
   });
 
+  test("a model directory removed behind the server's back is made again by the next write", async () => {
+    const root = path.join(await makeTempDir(), "archive");
+    const { store, warnings } = openStore(root);
+    await store.open();
+    await store.writeModel({ modelId: "m", userData: {} });
+    await fs.rm(path.join(root, "m"), { recursive: true });
+    await store.writeModel({ modelId: "m", userData: { step: "2" } });
+    assert.deepEqual(await store.readModel("m"), { modelId: "m", userData: { step: "2" } });
+    await fs.rm(path.join(root, "m"), { recursive: true });
+    await store.writeMeta("m", "next-version", "7");
+    assert.equal(await store.readMeta("m", "next-version"), "7");
+    await fs.rm(path.join(root, "m"), { recursive: true });
+    const version: VersionRecord = {
+      modelId: "m",
+      versionNumber: 1,
+      creationTimestamp: 0n,
+      archived: true,
+      dataHash: sha256(Buffer.from("x")),
+      dataSize: 1,
+      userData: {},
+    };
+    await store.putVersion(version, [Buffer.from("x")]);
+    assert.deepEqual((await fs.readdir(path.join(root, "m"))).sort(), ["m-v000001.data", "m-v000001.yaml"]);
+    // Deleted then created again through the store: made again too.
+    await store.deleteModel("m");
+    await store.writeModel({ modelId: "m", userData: {} });
+    assert.deepEqual(await fs.readdir(path.join(root, "m")), ["m.yaml"]);
+    assert.deepEqual(warnings, []);
+  });
+
   test("readModel trusts the directory when the file names another model", async () => {
     const root = await copyFixture();
     const { store, warnings } = openStore(root);
@@ -597,6 +627,46 @@ describe("filesystem archive store", () => {
     });
     await assert.rejects(store.overwriteMeta("policy_net", "Bad", "1", { durable: false }), isInvalidArgument);
     assert.deepEqual(await store.listVersions("policy_net"), policyNetVersions);
+    assert.deepEqual(warnings, []);
+  });
+
+  test("page-cache records follow their file: removed, its model directory removed, the model deleted and made again", async () => {
+    const root = path.join(await makeTempDir(), "archive");
+    const { store, warnings } = openStore(root);
+    await store.open();
+    const file = path.join(root, "m/.cogment-ts-version-record");
+    const record = (value: string): string => `${value.padEnd(127)}\n`;
+    await store.writeModel({ modelId: "m", userData: {} });
+    await store.overwriteMeta("m", "version-record", "1", { durable: false });
+    await store.overwriteMeta("m", "version-record", "2", { durable: false });
+    assert.equal(await fs.readFile(file, "utf8"), record("2"));
+
+    await fs.rm(file); // behind the server's back: the next write makes the file again
+    await store.overwriteMeta("m", "version-record", "3", { durable: false });
+    assert.equal(await fs.readFile(file, "utf8"), record("3"));
+
+    await fs.rm(path.join(root, "m"), { recursive: true }); // the model directory with it: fails as a first write would
+    await assert.rejects(store.overwriteMeta("m", "version-record", "4", { durable: false }), { code: "ENOENT" });
+
+    await store.writeModel({ modelId: "m", userData: {} });
+    await store.overwriteMeta("m", "version-record", "5", { durable: false });
+    assert.equal(await fs.readFile(file, "utf8"), record("5"));
+    await store.deleteModel("m");
+    await store.writeModel({ modelId: "m", userData: {} });
+    await store.overwriteMeta("m", "version-record", "6", { durable: false });
+    assert.equal(await fs.readFile(file, "utf8"), record("6"), "written into the new directory, not the deleted one");
+
+    // More models than files kept open: every record still lands in its own file.
+    for (let i = 0; i < 80; i++) {
+      await store.writeModel({ modelId: `n${i}`, userData: {} });
+      await store.overwriteMeta(`n${i}`, "version-record", `first ${i}`, { durable: false });
+    }
+    for (let i = 0; i < 80; i++) {
+      await store.overwriteMeta(`n${i}`, "version-record", `second ${i}`, { durable: false });
+    }
+    for (let i = 0; i < 80; i++) {
+      assert.equal(await fs.readFile(path.join(root, `n${i}/.cogment-ts-version-record`), "utf8"), record(`second ${i}`));
+    }
     assert.deepEqual(warnings, []);
   });
 });

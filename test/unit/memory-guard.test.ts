@@ -156,3 +156,87 @@ test("the idle check runs on its timer until closed", async () => {
   await sleep(100);
   assert.equal(collected, 1, "no check after close()");
 });
+
+test("an allocation of known size relies on a reading under 10 ms old while it and those since cannot cross the limit", () => {
+  let clock = 1_000;
+  let reads = 0;
+  let resident = 90 * MiB;
+  const collected: string[] = [];
+  const guard = createMemoryGuard(100 * MiB, createLogger("silent"), {
+    idleCheckMs: 0,
+    now: () => clock,
+    residentBytes: () => {
+      reads++;
+      return resident;
+    },
+    busyShare: () => 0,
+    collect: () => {
+      collected.push("major");
+      resident = 50 * MiB;
+    },
+  });
+  const created = reads; // the level at rest, read at creation
+  guard.beforeAllocate(2048);
+  assert.equal(reads - created, 1, "no reading yet: read");
+  for (let i = 0; i < 100; i++) {
+    guard.beforeAllocate(2048);
+  }
+  assert.equal(reads - created, 1, "100 allocations of 2 KiB within the same ms: the reading stands");
+  assert.equal(guard.residentReads, 1);
+
+  clock += 9;
+  guard.beforeAllocate(2048);
+  assert.equal(guard.residentReads, 1, "9 ms old: still stands");
+  clock += 1;
+  guard.beforeAllocate(2048);
+  assert.equal(guard.residentReads, 2, "10 ms old: read again");
+
+  guard.beforeAllocate(1024 * 1024 - 2048);
+  assert.equal(guard.residentReads, 2, "1 MiB since the reading (the 2 KiB allocated right after it included): stands");
+  guard.beforeAllocate(1);
+  assert.equal(guard.residentReads, 3, "over 1 MiB since the reading: read again");
+
+  // Near the limit: an allocation that could take the last reading over it reads again.
+  resident = 99.5 * MiB;
+  guard.beforeAllocate(1);
+  assert.equal(guard.residentReads, 3, "the 90 MiB reading is fresh and far from the limit");
+  clock += 10;
+  guard.beforeAllocate(1);
+  assert.equal(guard.residentReads, 4, "the new reading: 99.5 MiB");
+  guard.beforeAllocate(256 * 1024);
+  assert.equal(guard.residentReads, 4, "99.5 MiB + 256 KiB is under the 100 MiB limit");
+  resident = 101 * MiB;
+  guard.beforeAllocate(256 * 1024);
+  assert.equal(guard.residentReads, 5, "99.5 MiB + 512 KiB could be over the limit: read, not assumed");
+  assert.deepEqual(collected, ["major"], "and it is over: collected, as without the sampling");
+  assert.equal(guard.collections, 1);
+  assert.equal(guard.residentReads, 5, "the level after the collection is read apart");
+
+  // A size not given (the archived read path): always read.
+  clock += 300;
+  const before = guard.residentReads;
+  guard.beforeAllocate();
+  guard.beforeAllocate();
+  assert.equal(guard.residentReads, before + 2);
+  guard.close();
+});
+
+test("a size-less allocation over the limit collects at once, as before the sampling", () => {
+  let resident = 90 * MiB;
+  let clock = 0;
+  const guard = createMemoryGuard(100 * MiB, createLogger("silent"), {
+    idleCheckMs: 0,
+    now: () => clock,
+    residentBytes: () => resident,
+    busyShare: () => 0,
+    collect: () => {
+      resident = 60 * MiB;
+    },
+  });
+  guard.beforeAllocate(4096); // a reading of 90 MiB, now relied upon by allocations of known size
+  resident = 200 * MiB; // grown by something else than version data
+  clock += 1;
+  guard.beforeAllocate();
+  assert.equal(guard.collections, 1, "not fooled by the recent reading");
+  guard.close();
+});

@@ -6,7 +6,7 @@ import path from "node:path";
 import { type TestContext, describe, test } from "node:test";
 import { exposeGc } from "../../src/expose-gc.js";
 import { EncodedVersionData, SHA256_IMPLEMENTATIONS } from "../../src/data/index.js";
-import { type WorkerPool, createWorkerPool } from "../../src/worker-pool/index.js";
+import { INLINE_HASH_MAX_BYTES, type WorkerPool, createWorkerPool } from "../../src/worker-pool/index.js";
 import { startTestServer } from "../support/test-server.js";
 
 /** A real pool and a temporary directory, both gone when the test ends. */
@@ -74,6 +74,60 @@ describe("worker pool", () => {
   });
 });
 
+describe("small hashes on the calling thread", () => {
+  for (const implementation of SHA256_IMPLEMENTATIONS) {
+    test(`give the workers' result, in place up to the crossover and on the workers past it (${implementation})`, async (t) => {
+      const pool = createWorkerPool({ sha256: implementation, maxThreads: 2 });
+      const workersOnly = createWorkerPool({ sha256: implementation, maxThreads: 2, inlineHashMaxBytes: 0 });
+      t.after(() => Promise.all([pool.close(), workersOnly.close()]));
+      // The first hash asks for the in-place hasher and goes to the workers meanwhile.
+      assert.equal(await pool.hash([Buffer.from("abc")]), createHash("sha256").update("abc").digest("base64"));
+      // hash-wasm compiles its instance asynchronously: until then small hashes go to the workers too.
+      for (let attempt = 0; attempt < 500; attempt++) {
+        const completed = pool.stats().completed;
+        await pool.hash([Buffer.from("abc")]);
+        if (pool.stats().completed === completed) {
+          break;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      const crossover = INLINE_HASH_MAX_BYTES[implementation];
+      const sizes = [0, 1, 1023, 1024, crossover - 1, crossover, crossover + 1, 3_000_000];
+      for (const size of sizes) {
+        const data = Buffer.alloc(size);
+        for (let i = 0; i < size; i++) data[i] = (i * 31) % 251;
+        // Laid out as the server stores it: several segments of a SharedArrayBuffer.
+        const encoded = EncodedVersionData.allocate(size, 1000);
+        encoded.write(0, data);
+        const expected = createHash("sha256").update(data).digest("base64");
+        const completedBefore = pool.stats().completed;
+        assert.equal(await pool.hash(encoded.dataSegments()), expected, `${size} bytes`);
+        assert.equal(await workersOnly.hash(encoded.dataSegments()), expected, `${size} bytes on the workers`);
+        const onWorkers = pool.stats().completed - completedBefore;
+        assert.equal(onWorkers, size <= crossover ? 0 : 1, `${size} bytes: ${onWorkers} worker task(s)`);
+      }
+      assert.equal(workersOnly.stats().completed, sizes.length);
+    });
+  }
+});
+
+describe("small files through the pool", () => {
+  test("concurrent writes go in group commits; each caller gets its own file's outcome", async (t) => {
+    const { pool, dir } = await poolWithTempDir(t, 2);
+    const good = Array.from({ length: 12 }, (_, i) => pool.fileWriter.writeFileAtomic(path.join(dir, `model-${i}.yaml`), `model ${i}\n`));
+    const bad = pool.fileWriter.writeFileAtomic(path.join(dir, "missing-dir", "x.yaml"), "x");
+    await Promise.all(good);
+    await assert.rejects(bad, { code: "ENOENT" });
+    for (let i = 0; i < 12; i++) {
+      assert.equal(await readFile(path.join(dir, `model-${i}.yaml`), "utf8"), `model ${i}\n`);
+    }
+    const { smallFileWrites } = pool.stats();
+    assert.equal(smallFileWrites.calls, 13);
+    assert.equal(smallFileWrites.files, 13);
+    assert.equal(smallFileWrites.batches, 1, "all asked for in one turn of the event loop: one batch");
+  });
+});
+
 describe("queueing", () => {
   test("a small metadata write runs before hashes queued ahead of it", async (t) => {
     const { pool, dir } = await poolWithTempDir(t, 1);
@@ -120,7 +174,13 @@ describe("starting the threads (issue #15: none on the way to the first served c
     const pool = createWorkerPool({ sha256: "node-crypto", maxThreads: 2 });
     t.after(() => pool.close());
     assert.equal(pool.threads().length, 0);
-    assert.deepEqual(pool.stats(), { threads: 0, queueSize: 0, completed: 0, utilization: 0 });
+    assert.deepEqual(pool.stats(), {
+      threads: 0,
+      queueSize: 0,
+      completed: 0,
+      utilization: 0,
+      smallFileWrites: { batches: 0, files: 0, calls: 0 },
+    });
     pool.start();
     pool.start();
     assert.equal(pool.threads().length, 1, "minThreads, once");
