@@ -121,8 +121,11 @@ export class Registry {
   static async open(options: RegistryOptions): Promise<Registry> {
     const registry = new Registry(options);
     await registry.#state.open();
-    for (const modelId of await registry.#state.listModelIds()) {
-      registry.#actorFor(modelId).markKnown();
+    // A shared state whose backend is not reachable yet serves NOT_SERVING: models become known as used.
+    if (registry.#state.healthy) {
+      for (const modelId of await registry.#state.listModelIds()) {
+        registry.#actorFor(modelId).markKnown();
+      }
     }
     return registry;
   }

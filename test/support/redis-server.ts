@@ -41,6 +41,8 @@ export interface RedisServerOptions {
   /** More `--name value` arguments, e.g. ["--maxmemory", "10mb"]. */
   readonly extraArgs?: readonly string[];
   readonly startTimeoutMs?: number;
+  /** The loopback port to listen on (default: a free one), e.g. one a server was told to use before Redis runs. */
+  readonly port?: number;
 }
 
 export interface RedisTestServer {
@@ -119,7 +121,7 @@ function pingOnce(port: number): Promise<boolean> {
  */
 export async function startRedisServer(t?: TestContext, options: RedisServerOptions = {}): Promise<RedisTestServer> {
   const directory = await mkdtemp(path.join(tmpdir(), "mr-redis-"));
-  const port = await freeLoopbackPort();
+  const port = options.port ?? (await freeLoopbackPort());
   const persistence = options.appendOnly === true ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"];
   const args = [
     "--port", String(port),
