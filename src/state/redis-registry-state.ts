@@ -244,8 +244,6 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     } catch (error) {
       log.error({ err: error, redis: connection.address }, "cannot subscribe to Redis or import the archive into it; trying again");
       return false;
-    } finally {
-      announceFirstAttempt();
     }
   };
 
@@ -257,17 +255,21 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     resumeRunning = true;
     try {
       while (!closed && connection.healthy && resumesDone < resumesWanted) {
-        if (!(await attemptResume())) {
+        const done = await attemptResume();
+        if (done && !started && resumesDone >= resumesWanted && connection.healthy && !closed) {
+          started = true;
+          log.info({ redis: connection.address }, "start on Redis finished: serving");
+        }
+        reportHealth();
+        announceFirstAttempt();
+        if (!done) {
           await sleep(options.resumeRetryMs ?? DEFAULT_RESUME_RETRY_MS, undefined, { ref: false });
         }
-      }
-      if (!closed && connection.healthy && resumesDone >= resumesWanted && !started) {
-        started = true;
-        log.info({ redis: connection.address }, "start on Redis finished: serving");
       }
     } finally {
       resumeRunning = false;
       reportHealth();
+      announceFirstAttempt(); // also when Redis went away again before a try
     }
   };
 

@@ -91,6 +91,10 @@ describe("Redis faults (COGMENT_MODEL_REGISTRY_REDIS_URL)", () => {
     const archiveDir = await tempArchive(t);
     const a = await startInstance(t, archiveDir, redis.url);
     const b = await startInstance(t, archiveDir, redis.url);
+    // Redis was there at the start: no instance said otherwise.
+    for (const instance of [a, b]) {
+      assert.deepEqual(instance.process.logLines.filter((line) => String(line.msg).startsWith("Redis is not usable yet")), []);
+    }
     await a.client.createModel("bitrot");
     const data = randomBytes(5 * 1024 * 1024 + 17); // three 2 MiB chunk keys
     assert.equal((await a.client.publish("bitrot", data)).version_number, 1);

@@ -53,6 +53,8 @@ export interface RedisTestServer {
   readonly directory: string;
   /** Whether the process is running now. */
   running(): boolean;
+  /** The process id while it runs (benches read its CPU time). */
+  pid(): number | undefined;
   /** Stops the server: SIGTERM lets it shut down cleanly, SIGKILL is a crash. Keeps the directory. */
   stop(signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
   /** SIGSTOP/SIGCONT: a Redis that accepts connections but never answers (a hung or partitioned server). */
@@ -180,6 +182,7 @@ export async function startRedisServer(t?: TestContext, options: RedisServerOpti
     url: `redis://127.0.0.1:${port}`,
     directory,
     running: () => child !== undefined && child.exitCode === null && child.signalCode === null,
+    pid: () => child?.pid,
     stop,
     pause: () => child !== undefined && killGroup(child, "SIGSTOP"),
     resume: () => child !== undefined && killGroup(child, "SIGCONT"),
