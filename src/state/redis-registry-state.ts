@@ -315,6 +315,13 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       return ids;
     },
 
+    async listModelIdPage(offset, count) {
+      requireStarted();
+      const { ids, total } = await store.listModelIdPage(offset, count);
+      modelCount = total;
+      return ids;
+    },
+
     async getModel(modelId) {
       requireStarted();
       return store.getModel(modelId);

@@ -35,6 +35,11 @@ export interface RegistryState {
 
   /** Every model id, sorted by code point (the byte order of UTF-8, as the original server pages them). */
   listModelIds(): Promise<readonly string[]>;
+  /**
+   * The ids of listModelIds from position `offset`, at most `count` (0: all to the end): a page of
+   * RetrieveModels without reading every id (a shared backend reads just the page).
+   */
+  listModelIdPage(offset: number, count: number): Promise<readonly string[]>;
   getModel(modelId: string): Promise<ModelRecord | undefined>;
   /** Creates or replaces a model info, durably; resolves to whether it was created. */
   putModel(model: ModelRecord): Promise<boolean>;
