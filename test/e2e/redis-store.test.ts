@@ -381,9 +381,17 @@ describe("RedisRegistryStore", () => {
     const server = await startRedisServer(t);
     const store = await openReadyStore(t, server, { commandTimeoutMs: 500 });
     t.after(() => server.resume());
+    const health: boolean[] = [];
+    store.connection.on("health", (healthy) => health.push(healthy));
     server.pause();
     await rejectsWith(store.getModel("m"), Code.UNAVAILABLE, new RegExp(`^Redis at 127\\.0\\.0\\.1:${server.port} is unreachable: Command timed out`));
+    // The timeout dropped the connection: unhealthy, and the next calls fail at once naming the cause.
+    assert.equal(store.connection.healthy, false);
+    assert.deepEqual(health, [false]);
+    await rejectsWith(store.getModel("m"), Code.UNAVAILABLE, /is unreachable: /);
     server.resume();
+    await store.connection.waitUntilHealthy(15_000);
+    assert.deepEqual(health, [false, true]);
     assert.equal(await store.getModel("m"), undefined);
   });
 
