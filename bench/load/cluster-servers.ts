@@ -1,13 +1,15 @@
 /**
  * Several registry instances on one Redis and one archive directory (issue #17), for the cluster
  * broadcast: a real redis-server on loopback (AOF, appendfsync always, as recommended) and `count`
- * server processes. The CPU time and memory reported are those of every instance together.
+ * server processes. The CPU time reported is that of every instance and redis-server together; the
+ * memory, the largest instance's.
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startRedisServer } from "../../test/support/redis-server.js";
 import { removeTempDir, trackTempDir } from "../support/cleanup.js";
+import { readCpuSeconds } from "../support/proc-stats.js";
 import { type BenchServer, startBenchServer } from "../support/server-process.js";
 
 export interface BenchCluster {
@@ -25,6 +27,8 @@ export async function withCluster<T>(
   const redis = await startRedisServer(undefined, { appendOnly: true });
   const archiveDir = mkdtempSync(join(tmpdir(), "registry-bench-cluster-"));
   trackTempDir(archiveDir);
+  const redisPid = redis.pid();
+  const redisCpuSeconds = (): number => (redisPid === undefined ? 0 : readCpuSeconds(redisPid));
   const servers: BenchServer[] = [];
   try {
     for (let i = 0; i < count; i++) {
@@ -41,7 +45,7 @@ export async function withCluster<T>(
     const server: BenchServer = {
       ...first,
       entry: `cluster of ${count}`,
-      cpuSeconds: () => servers.reduce((total, s) => total + s.cpuSeconds(), 0),
+      cpuSeconds: () => servers.reduce((total, s) => total + s.cpuSeconds(), redisCpuSeconds()),
       memory: () => {
         const memories = servers.map((s) => s.memory());
         return {

@@ -17,6 +17,8 @@ export interface RedisConnectionOptions {
 
 export const DEFAULT_COMMAND_TIMEOUT_MS = 2000;
 const DEFAULT_MAX_RECONNECT_DELAY_MS = 1000;
+/** ioredis's error for a command without a reply within commandTimeout. */
+const COMMAND_TIMED_OUT = "Command timed out";
 
 export interface RedisConnectionEvents {
   /** Both connections are ready (again), or one of them was lost. */
@@ -41,6 +43,7 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
   private lastHealthy = false;
   private lastError = "not connected yet";
   private closed = false;
+  private readonly commandTimeoutMs: number;
 
   constructor(
     readonly endpoint: RedisEndpoint,
@@ -49,6 +52,7 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     super();
     this.address = redisAddress(endpoint);
     const timeout = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+    this.commandTimeoutMs = timeout;
     const maxDelay = options.maxReconnectDelayMs ?? DEFAULT_MAX_RECONNECT_DELAY_MS;
     const redisOptions: RedisOptions = {
       host: endpoint.host,
@@ -128,11 +132,22 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     });
   }
 
-  /** Runs Redis calls, turning any failure into the registry's error (UNAVAILABLE naming Redis, ...). */
+  /**
+   * Runs Redis calls, turning any failure into the registry's error (UNAVAILABLE naming Redis, ...).
+   * A command left without a reply for the command timeout means a hung or cut-off Redis, which TCP
+   * alone may not notice for minutes: the command connection is dropped and made again, so `healthy`
+   * turns false (health NOT_SERVING, later calls fail at once) until Redis answers again.
+   */
   async call<T>(run: () => Promise<T>): Promise<T> {
     try {
       return await run();
     } catch (error) {
+      if (error instanceof Error && error.message === COMMAND_TIMED_OUT && !this.closed && this.commandsReady) {
+        this.lastError = `no reply within ${this.commandTimeoutMs} ms`;
+        this.commandsReady = false; // now: the connection's "close" comes later
+        this.reportHealth();
+        this.commands.disconnect(true);
+      }
       throw toRegistryError(this.address, error);
     }
   }

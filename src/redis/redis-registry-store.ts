@@ -1,6 +1,7 @@
 import type { Logger } from "../logger.js";
 import type { ModelRecord, VersionRecord } from "../registry/index.js";
 import { ChangeFeed } from "./change-feed.js";
+import { toRegistryError } from "./redis-errors.js";
 import { RedisConnection, type RedisConnectionOptions } from "./redis-connection.js";
 import { DEFAULT_KEY_PREFIX, type GlobalKeys, type ModelKeys, globalKeys, modelKeys, versionInfoKey } from "./redis-keys.js";
 import { CLAIM_NUMBER, COMMIT_VERSION, DELETE_MODEL, IMPORT_ARCHIVED, LIST_VERSIONS, PUT_MODEL, RAISE_COUNTER, RELEASE_CLAIM, RENEW_CLAIM } from "./redis-scripts.js";
@@ -129,6 +130,23 @@ export class RedisRegistryStore {
   }
 
   /**
+   * Model ids in UTF-8 byte order from rank `offset`, at most `count` (0: all to the end), and how many
+   * the index holds: one round trip, O(log N + count) (ZRANGE by rank on the score-0 index, which
+   * Redis orders by memcmp of the members), whatever the number of models.
+   */
+  async listModelIdPage(offset: number, count: number): Promise<{ readonly ids: string[]; readonly total: number }> {
+    const stop = count === 0 ? -1 : offset + count - 1;
+    const results = await this.connection.call(
+      async () => (await this.connection.commands.pipeline().zrange(this.global.models, offset, stop).zcard(this.global.models).exec()) ?? [],
+    );
+    const [[rangeError, ids], [countError, total]] = results as [[Error | null, string[]], [Error | null, number]];
+    if (rangeError !== null || countError !== null) {
+      throw toRegistryError(this.connection.address, rangeError ?? countError);
+    }
+    return { ids, total };
+  }
+
+  /**
    * Models in UTF-8 byte order from `offset`, at most `count` (0: all). The page may be shorter than
    * `count` when an index entry outlived its model (a deletion cut short); such entries are removed.
    */
@@ -158,13 +176,15 @@ export class RedisRegistryStore {
   /** deleteModel returning the model's generation after the deletion (the one its "deleted" change carries). */
   async deleteModelGeneration(modelId: string): Promise<number | undefined> {
     const keys = this.keysOf(modelId);
-    // Out of the index first, then the model: a create racing with this ends listed (its ZADD follows its script).
-    await this.connection.call(() => this.connection.commands.zrem(this.global.models, modelId));
+    // The model first, then its index entry: a deletion cut short between the two leaves an entry whose
+    // model is gone (listings skip and remove it), never a model that exists unlisted. A create racing
+    // with this ends listed: the entry is put back when the model exists again after the removal.
     const deleted = await this.connection.runScript(
       DELETE_MODEL,
       [keys.model, keys.generation, keys.counter, keys.numbers],
       [keys.base, this.global.events, JSON.stringify(modelId)],
     );
+    await this.dropFromIndexIfGone(modelId);
     return Number(deleted) === 0 ? undefined : Number(deleted);
   }
 

@@ -121,8 +121,11 @@ export class Registry {
   static async open(options: RegistryOptions): Promise<Registry> {
     const registry = new Registry(options);
     await registry.#state.open();
-    for (const modelId of await registry.#state.listModelIds()) {
-      registry.#actorFor(modelId).markKnown();
+    // A shared state whose backend is not reachable yet serves NOT_SERVING: models become known as used.
+    if (registry.#state.healthy) {
+      for (const modelId of await registry.#state.listModelIds()) {
+        registry.#actorFor(modelId).markKnown();
+      }
     }
     return registry;
   }
@@ -183,7 +186,7 @@ export class Registry {
 
   async listModels(modelIds: readonly string[], count: number, handle: string): Promise<ModelPage> {
     const offset = parseHandle("model_handle", handle) ?? 0;
-    const ids = pageOf(modelIds.length === 0 ? await this.#state.listModelIds() : modelIds, offset, count);
+    const ids = modelIds.length === 0 ? await this.#state.listModelIdPage(offset, count) : pageOf(modelIds, offset, count);
     const found = await Promise.all(ids.map((id) => this.#state.getModel(id)));
     const models: ModelRecord[] = [];
     for (const [index, model] of found.entries()) {

@@ -39,6 +39,8 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
   const committedListeners = new Set<(version: VersionRecord) => void>();
   const deletedListeners = new Set<(modelId: string) => void>();
   let sortedIds: string[] | undefined = undefined;
+  // Byte order of UTF-8, like the original.
+  const sortedModelIds = (): string[] => (sortedIds ??= [...models.keys()].sort(compareCodePoints));
   let bootId: string | undefined = options.bootId;
 
   const newEntry = (model: ModelRecord): ModelEntry => ({
@@ -107,9 +109,11 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
     },
 
     async listModelIds() {
-      // Byte order of UTF-8, like the original.
-      sortedIds ??= [...models.keys()].sort(compareCodePoints);
-      return sortedIds;
+      return sortedModelIds();
+    },
+
+    async listModelIdPage(offset, count) {
+      return sortedModelIds().slice(offset, count === 0 ? undefined : offset + count);
     },
 
     async getModel(modelId) {

@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ArchiveStore } from "../archive/index.js";
 import type { VersionRecord } from "../domain/index.js";
@@ -12,15 +12,21 @@ export interface RedisRegistryStateOptions {
   /** The archive every instance shares: archived versions' data, and what an empty Redis imports. */
   readonly archive: ArchiveStore;
   readonly log: Logger;
-  /** How long open() waits for Redis before the start fails. */
-  readonly startTimeoutMs?: number;
+  /**
+   * How long open() waits for Redis to be reachable before it lets the instance listen anyway (health
+   * NOT_SERVING, calls UNAVAILABLE naming Redis); the start is finished once Redis is reachable.
+   */
+  readonly startWaitMs?: number;
+  /** Pause before another attempt at finishing the start (subscribing, importing) after it failed with Redis up. */
+  readonly resumeRetryMs?: number;
   /** A claim's lease, renewed while its commit goes on: a crashed instance's claim runs out after this. */
   readonly claimLeaseMs?: number;
   /** How long a commit waits for another instance's claim of the same model before it fails (UNAVAILABLE). */
   readonly claimWaitMs?: number;
 }
 
-const DEFAULT_START_TIMEOUT_MS = 10_000;
+const DEFAULT_START_WAIT_MS = 2_000;
+const DEFAULT_RESUME_RETRY_MS = 1_000;
 const DEFAULT_CLAIM_LEASE_MS = 5_000;
 /** A claim's lease is renewed this often while its commit stores the bytes (a share of the lease). */
 const CLAIM_RENEW_SHARE = 0.3;
@@ -134,6 +140,27 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   const previousVersion = async (modelId: string, versionNumber: number): Promise<VersionRecord | undefined> =>
     versionNumber > 1 ? (await store.getVersion(modelId, versionNumber - 1).catch(() => undefined))?.record : undefined;
 
+  /**
+   * A version's chunks as Redis returns them, hashed on the way (node:crypto: ~9 ms of CPU per 16 MiB
+   * here, cheaper than a round trip to a worker): when the SHA-256 differs from the version's
+   * data_hash, the stream ends with DATA_LOSS instead of completing, and an error line names the
+   * version, as for a corrupted archive file.
+   */
+  async function* verifiedData(version: VersionRecord, chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array, void, undefined> {
+    const hash = createHash("sha256");
+    for await (const chunk of chunks) {
+      hash.update(chunk);
+      yield chunk;
+    }
+    const digest = hash.digest("base64");
+    if (digest !== version.dataHash) {
+      const { modelId, versionNumber } = version;
+      const detail = `its data's SHA-256 is "${digest}", its info says "${version.dataHash}"`;
+      log.error({ modelId, versionNumber, redis: connection.address, detail }, "transient version data in Redis is corrupted");
+      throw new RegistryError(Code.DATA_LOSS, `version ${versionNumber} of model "${modelId}" is corrupted in Redis: ${detail}`);
+    }
+  }
+
   /** The Redis writer behind each sink handed out by beginTransientData. */
   const writers = new WeakMap<TransientDataSink, VersionDataWriter>();
 
@@ -170,35 +197,138 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     };
   };
 
+  /**
+   * The start on Redis: subscribed to the changes and the archive imported if Redis lacks it. Until
+   * it is done, health says NOT_SERVING and every call fails UNAVAILABLE naming Redis; it is done
+   * (again: a Redis restarted empty is imported again) whenever Redis becomes reachable.
+   */
+  let started = false;
+  /** Returns of Redis (connection healthy) asked for, and the last one whose start-up work is done. */
+  let resumesWanted = 0;
+  let resumesDone = 0;
+  let resumeRunning = false;
+  let announceFirstAttempt: () => void = () => undefined;
+  const firstAttemptDone = new Promise<void>((resolve) => (announceFirstAttempt = resolve));
+  const healthListeners = new Set<(healthy: boolean) => void>();
+  const healthy = (): boolean => started && connection.healthy && !closed;
+  let lastHealthy = false;
+  const reportHealth = (): void => {
+    const now = healthy();
+    if (now !== lastHealthy) {
+      lastHealthy = now;
+      for (const listener of healthListeners) {
+        listener(now);
+      }
+    }
+  };
+
+  const requireStarted = (): void => {
+    if (!started) {
+      throw connection.healthy
+        ? new RegistryError(
+            Code.UNAVAILABLE,
+            `Redis at ${connection.address} is reachable but this instance has not finished its start on it yet (subscribing, importing the archive); try again`,
+          )
+        : connection.unavailableError();
+    }
+  };
+
+  /** One try at the start-up work on a reachable Redis; whether it is done. */
+  const attemptResume = async (): Promise<boolean> => {
+    const target = resumesWanted;
+    try {
+      await store.feed.start();
+      await importArchiveIfNeeded();
+      resumesDone = Math.max(resumesDone, target);
+      return true;
+    } catch (error) {
+      log.error({ err: error, redis: connection.address }, "cannot subscribe to Redis or import the archive into it; trying again");
+      return false;
+    }
+  };
+
+  /** Redis is reachable (again): the start-up work, retried while Redis stays reachable, then serve. */
+  const resume = async (): Promise<void> => {
+    if (resumeRunning) {
+      return; // the loop below sees resumesWanted move
+    }
+    resumeRunning = true;
+    try {
+      while (!closed && connection.healthy && resumesDone < resumesWanted) {
+        const done = await attemptResume();
+        if (done && !started && resumesDone >= resumesWanted && connection.healthy && !closed) {
+          started = true;
+          log.info({ redis: connection.address }, "start on Redis finished: serving");
+        }
+        reportHealth();
+        announceFirstAttempt();
+        if (!done) {
+          await sleep(options.resumeRetryMs ?? DEFAULT_RESUME_RETRY_MS, undefined, { ref: false });
+        }
+      }
+    } finally {
+      resumeRunning = false;
+      reportHealth();
+      announceFirstAttempt(); // also when Redis went away again before a try
+    }
+  };
+
+  const onConnectionHealth = (connectionHealthy: boolean): void => {
+    log.info({ redis: connection.address, healthy: connectionHealthy }, connectionHealthy ? "Redis is reachable" : "Redis is unreachable");
+    if (connectionHealthy && !closed) {
+      // Also after a return: a subscription refused while Redis was down is not retried by the client,
+      // and a Redis restarted without its data gets the archive imported again.
+      resumesWanted++;
+      void resume();
+    }
+    reportHealth();
+  };
+
   return {
     async open() {
       await archive.open();
       store.feed.followAll(onChange);
       connection.on("resubscribed", () => void catchUp());
-      connection.on("health", (healthy) => {
-        log.info({ redis: connection.address, healthy }, healthy ? "Redis is reachable" : "Redis is unreachable");
-        if (healthy && !closed) {
-          // A subscription refused while Redis was down is not retried by the client (once made, it is).
-          store.feed.start().catch((error: unknown) => log.warn({ err: error }, "cannot subscribe to the registry's changes"));
-          importArchiveIfNeeded().catch((error: unknown) => log.error({ err: error }, "cannot import the archive into Redis"));
-        }
-      });
-      await connection.waitUntilHealthy(options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
-      await store.feed.start();
-      await importArchiveIfNeeded();
+      connection.on("health", onConnectionHealth);
+      if (connection.healthy) {
+        onConnectionHealth(true);
+      }
+      const reachable = await connection.waitUntilHealthy(options.startWaitMs ?? DEFAULT_START_WAIT_MS).then(
+        () => true,
+        () => false,
+      );
+      if (reachable) {
+        await firstAttemptDone; // a reachable Redis: serve only once in step with it, as before
+      }
+      if (!started) {
+        log.warn(
+          { redis: connection.address, cause: connection.healthy ? "the start on Redis failed" : connection.lastFailure },
+          "Redis is not usable yet: this instance listens, health says NOT_SERVING and every call fails UNAVAILABLE until it is; the start finishes by itself then",
+        );
+      }
     },
 
     async listModelIds() {
+      requireStarted();
       const ids = await store.listModelIds();
       modelCount = ids.length;
       return ids;
     },
 
-    getModel(modelId) {
+    async listModelIdPage(offset, count) {
+      requireStarted();
+      const { ids, total } = await store.listModelIdPage(offset, count);
+      modelCount = total;
+      return ids;
+    },
+
+    async getModel(modelId) {
+      requireStarted();
       return store.getModel(modelId);
     },
 
     async putModel(model) {
+      requireStarted();
       // The archive keeps every model info too: what an empty Redis imports.
       await archive.writeModel(model);
       const { created } = await store.putModel(model);
@@ -209,6 +339,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     },
 
     async deleteModel(modelId) {
+      requireStarted();
       const generation = await store.deleteModelGeneration(modelId);
       if (generation === undefined) {
         return false;
@@ -228,6 +359,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     },
 
     async listVersions(modelId) {
+      requireStarted();
       let stored;
       try {
         stored = await store.listVersions(modelId, 1, 0);
@@ -243,6 +375,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     },
 
     async claimVersionNumber(modelId) {
+      requireStarted();
       const token = randomUUID();
       const deadline = Date.now() + claimWaitMs;
       for (;;) {
@@ -294,20 +427,21 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     },
 
     async openTransientData(version) {
+      requireStarted();
       const stored = await store.getVersion(version.modelId, version.versionNumber);
       if (stored === undefined || stored.record.archived || stored.record.creationTimestamp !== version.creationTimestamp) {
         return undefined;
       }
-      return store.readVersionData(stored);
+      return verifiedData(stored.record, store.readVersionData(stored));
     },
 
     get healthy() {
-      return store.healthy;
+      return healthy();
     },
 
     onHealth(listener) {
-      connection.on("health", listener);
-      return () => connection.off("health", listener);
+      healthListeners.add(listener);
+      return () => healthListeners.delete(listener);
     },
 
     async recordStop() {
@@ -317,6 +451,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     async close() {
       if (!closed) {
         closed = true;
+        connection.off("health", onConnectionHealth);
         await store.close();
       }
     },

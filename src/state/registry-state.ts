@@ -26,11 +26,20 @@ import type { ModelRecord, VersionRecord } from "../domain/index.js";
  *   error the RPC edge maps); a backend that cannot be reached fails fast, it does not hang.
  */
 export interface RegistryState {
-  /** Before any other call: loads what must be known at once (the model infos). */
+  /**
+   * Before any other call: loads what must be known at once (the model infos). A shared backend that
+   * cannot be reached yet resolves anyway, with `healthy` false: its calls fail UNAVAILABLE until it
+   * is reachable and has finished its start by itself (then `healthy` turns true).
+   */
   open(): Promise<void>;
 
   /** Every model id, sorted by code point (the byte order of UTF-8, as the original server pages them). */
   listModelIds(): Promise<readonly string[]>;
+  /**
+   * The ids of listModelIds from position `offset`, at most `count` (0: all to the end): a page of
+   * RetrieveModels without reading every id (a shared backend reads just the page).
+   */
+  listModelIdPage(offset: number, count: number): Promise<readonly string[]>;
   getModel(modelId: string): Promise<ModelRecord | undefined>;
   /** Creates or replaces a model info, durably; resolves to whether it was created. */
   putModel(model: ModelRecord): Promise<boolean>;

@@ -7,6 +7,7 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
+import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test, type TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
@@ -129,6 +130,30 @@ describe("RedisRegistryStore", () => {
     assert.deepEqual(await rawClient(t, server).keys("*"), [`cmr:${modelHashTag("shared")}:generation`]);
   });
 
+  test("a deletion is never cut short into a model that exists unlisted: the model goes first, then its index entry", async (t) => {
+    const server = await startRedisServer(t);
+    const store = await openReadyStore(t, server);
+    const raw = rawClient(t, server);
+    await store.putModel({ modelId: "gone", userData: {} });
+    // Watch the commands of the deletion: the script that removes the model runs before the ZREM.
+    const monitor = await raw.monitor(); // a connection of its own
+    monitor.on("error", () => undefined); // reconnection attempts once the test's Redis is gone
+    const commands: string[] = [];
+    monitor.on("monitor", (_time: string, args: string[]) => commands.push(args.slice(0, 2).join(" ").toLowerCase()));
+    t.after(() => monitor.disconnect());
+    assert.equal(await store.deleteModel("gone"), true);
+    while (!commands.includes("zrem cmr:models")) {
+      await sleep(5); // MONITOR lines come on their own connection
+    }
+    const script = commands.findIndex((command) => command.startsWith("evalsha ") || command.startsWith("eval "));
+    assert.ok(script !== -1 && script < commands.indexOf("zrem cmr:models"), commands.join(", "));
+    assert.equal(await raw.zscore("cmr:models", "gone"), null);
+    // Cut short after the script (the state such a failure leaves): listings skip and remove the entry.
+    await raw.zadd("cmr:models", 0, "gone");
+    assert.deepEqual((await store.listModels(0, 0)).models, []);
+    assert.equal(await raw.zscore("cmr:models", "gone"), null);
+  });
+
   test("models list in UTF-8 byte order, paged by offset, whatever characters the ids hold", async (t) => {
     const server = await startRedisServer(t);
     const store = await openReadyStore(t, server);
@@ -146,6 +171,11 @@ describe("RedisRegistryStore", () => {
       offset = page.nextOffset;
     }
     assert.deepEqual(seen, expected);
+    // A page of ids alone, with the index's size, read without the other ids.
+    assert.deepEqual(await store.listModelIdPage(0, 3), { ids: expected.slice(0, 3), total: 8 });
+    assert.deepEqual(await store.listModelIdPage(6, 3), { ids: expected.slice(6), total: 8 });
+    assert.deepEqual(await store.listModelIdPage(8, 3), { ids: [], total: 8 });
+    assert.deepEqual(await store.listModelIdPage(2, 0), { ids: expected.slice(2), total: 8 });
     // Every key of a model carries its tag as the first {...}, so they share one slot on Redis Cluster.
     const keys = await rawClient(t, server).keys("cmr:{*");
     for (const id of ids) {
@@ -351,9 +381,17 @@ describe("RedisRegistryStore", () => {
     const server = await startRedisServer(t);
     const store = await openReadyStore(t, server, { commandTimeoutMs: 500 });
     t.after(() => server.resume());
+    const health: boolean[] = [];
+    store.connection.on("health", (healthy) => health.push(healthy));
     server.pause();
     await rejectsWith(store.getModel("m"), Code.UNAVAILABLE, new RegExp(`^Redis at 127\\.0\\.0\\.1:${server.port} is unreachable: Command timed out`));
+    // The timeout dropped the connection: unhealthy, and the next calls fail at once naming the cause.
+    assert.equal(store.connection.healthy, false);
+    assert.deepEqual(health, [false]);
+    await rejectsWith(store.getModel("m"), Code.UNAVAILABLE, /is unreachable: /);
     server.resume();
+    await store.connection.waitUntilHealthy(15_000);
+    assert.deepEqual(health, [false, true]);
     assert.equal(await store.getModel("m"), undefined);
   });
 

@@ -41,6 +41,8 @@ export interface RedisServerOptions {
   /** More `--name value` arguments, e.g. ["--maxmemory", "10mb"]. */
   readonly extraArgs?: readonly string[];
   readonly startTimeoutMs?: number;
+  /** The loopback port to listen on (default: a free one), e.g. one a server was told to use before Redis runs. */
+  readonly port?: number;
 }
 
 export interface RedisTestServer {
@@ -51,6 +53,8 @@ export interface RedisTestServer {
   readonly directory: string;
   /** Whether the process is running now. */
   running(): boolean;
+  /** The process id while it runs (benches read its CPU time). */
+  pid(): number | undefined;
   /** Stops the server: SIGTERM lets it shut down cleanly, SIGKILL is a crash. Keeps the directory. */
   stop(signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
   /** SIGSTOP/SIGCONT: a Redis that accepts connections but never answers (a hung or partitioned server). */
@@ -119,7 +123,7 @@ function pingOnce(port: number): Promise<boolean> {
  */
 export async function startRedisServer(t?: TestContext, options: RedisServerOptions = {}): Promise<RedisTestServer> {
   const directory = await mkdtemp(path.join(tmpdir(), "mr-redis-"));
-  const port = await freeLoopbackPort();
+  const port = options.port ?? (await freeLoopbackPort());
   const persistence = options.appendOnly === true ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"];
   const args = [
     "--port", String(port),
@@ -178,6 +182,7 @@ export async function startRedisServer(t?: TestContext, options: RedisServerOpti
     url: `redis://127.0.0.1:${port}`,
     directory,
     running: () => child !== undefined && child.exitCode === null && child.signalCode === null,
+    pid: () => child?.pid,
     stop,
     pause: () => child !== undefined && killGroup(child, "SIGSTOP"),
     resume: () => child !== undefined && killGroup(child, "SIGCONT"),
