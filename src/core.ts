@@ -44,6 +44,11 @@ export interface Core extends AsyncDisposable {
    * dispose. Once: later calls do nothing.
    */
   closeRegistry(): void;
+  /**
+   * Starts what serving a first call does not need (the server calls it once it listens): the worker
+   * threads and the memory guard's hook on the garbage collector. Otherwise their first use does.
+   */
+  startDeferred(): void;
 }
 
 /**
@@ -102,6 +107,10 @@ export async function openCore(config: CoreConfig, log: Logger, options: CoreOpt
       workerPool: pool,
       archiveLocation: archiveS3 === undefined ? { archiveDir: config.archiveDir } : { archiveUrl: formatS3Location(archiveS3) },
       closeRegistry,
+      startDeferred: () => {
+        memoryGuard.prepare();
+        pool.start();
+      },
       [Symbol.asyncDispose]: () => resources.disposeAsync(),
     };
   });

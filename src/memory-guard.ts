@@ -41,6 +41,11 @@ export interface MemoryGuard {
   dataReceived(bytes: number): void;
   /** The idle check the timer runs (exposed for tests); true when it collected. */
   checkIdle(): boolean;
+  /**
+   * Exposes V8's garbage collector now (a new V8 context, about a millisecond), off the way to the
+   * first served call; otherwise the first need does it. A failure is logged once, as a warning.
+   */
+  prepare(): void;
   /** Stops the idle check's timer (unref'd: it never keeps the process alive anyway). */
   close(): void;
   /** Major collections forced so far by beforeAllocate. */
@@ -90,14 +95,20 @@ function eventLoopBusyShare(): () => number {
 }
 
 export function createMemoryGuard(limitBytes: number, log: Logger, options: MemoryGuardOptions = {}): MemoryGuard {
-  let gc: CollectGarbage | undefined = options.collect;
-  if (gc === undefined) {
-    try {
-      gc = exposeGc();
-    } catch (error) {
-      log.warn({ err: error }, "cannot expose the garbage collector: memory may exceed the budget under churn");
+  let collector: CollectGarbage | undefined = options.collect;
+  let exposed = collector !== undefined;
+  /** The collector, exposed on first need; undefined where the runtime refuses. */
+  const gc = (): CollectGarbage | undefined => {
+    if (!exposed) {
+      exposed = true;
+      try {
+        collector = exposeGc();
+      } catch (error) {
+        log.warn({ err: error }, "cannot expose the garbage collector: memory may exceed the budget under churn");
+      }
     }
-  }
+    return collector;
+  };
   const residentBytes = options.residentBytes ?? (() => process.memoryUsage.rss());
   const busyShare = options.busyShare ?? eventLoopBusyShare();
   const clock = options.now ?? (() => performance.now());
@@ -127,11 +138,12 @@ export function createMemoryGuard(limitBytes: number, log: Logger, options: Memo
     const resident = residentBytes();
     atRest = Math.min(atRest, resident);
     const grown = resident > atRest + IDLE_GROWTH_BYTES && resident > atRest * IDLE_GROWTH_RATIO;
-    if (gc === undefined || busy >= IDLE_BUSY_SHARE || !grown) {
+    const collect = busy >= IDLE_BUSY_SHARE || !grown ? undefined : gc();
+    if (collect === undefined) {
       return false;
     }
     const startedAt = performance.now();
-    gc({ type: "major", execution: "sync", flavor: "last-resort" });
+    collect({ type: "major", execution: "sync", flavor: "last-resort" });
     idleCollections++;
     atRest = residentBytes();
     floor = Math.min(floor, atRest);
@@ -143,9 +155,6 @@ export function createMemoryGuard(limitBytes: number, log: Logger, options: Memo
 
   return {
     beforeAllocate(bytes) {
-      if (gc === undefined) {
-        return;
-      }
       const now = clock();
       const threshold = floor > limitBytes ? floor + FUTILE_SLACK_BYTES : limitBytes;
       if (now - last < MIN_INTERVAL_MS) {
@@ -162,9 +171,13 @@ export function createMemoryGuard(limitBytes: number, log: Logger, options: Memo
         allocatedSinceSample = bytes ?? 0; // allocated after the reading
         return;
       }
+      const collect = gc();
+      if (collect === undefined) {
+        return;
+      }
       last = now;
       collections++;
-      gc();
+      collect();
       floor = residentBytes();
       sampledResident = floor;
       sampledAt = clock();
@@ -172,14 +185,21 @@ export function createMemoryGuard(limitBytes: number, log: Logger, options: Memo
     },
     dataReceived(bytes) {
       receivedSinceYoungCollection += bytes;
-      if (gc === undefined || receivedSinceYoungCollection < YOUNG_COLLECTION_BYTES) {
+      if (receivedSinceYoungCollection < YOUNG_COLLECTION_BYTES) {
+        return;
+      }
+      const collect = gc();
+      if (collect === undefined) {
         return;
       }
       receivedSinceYoungCollection = 0;
       youngCollections++;
-      gc({ type: "minor", execution: "sync" });
+      collect({ type: "minor", execution: "sync" });
     },
     checkIdle,
+    prepare() {
+      gc();
+    },
     close() {
       clearInterval(timer);
     },

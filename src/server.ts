@@ -11,6 +11,9 @@ import type { WorkerPool } from "./worker-pool/index.js";
 
 export { DEFAULT_KEEPALIVE, MAX_RECEIVE_MESSAGE_BYTES } from "./transports/grpc-server.js";
 
+/** How long after listening the server starts what a first call does not need (Core.startDeferred). */
+export const DEFERRED_START_MS = 100;
+
 /**
  * The server: the core (core.ts: archive, worker threads, registry) served by the transports
  * (transports/grpc-server.ts, and the metrics endpoint). Every resource is registered once, as it is
@@ -96,9 +99,12 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
     const grpcServer = stack.use(
       await startGrpcTransport(config, log, { host, keepalive: options.keepalive ?? DEFAULT_KEEPALIVE, registry, workerPool: pool, metrics }),
     );
-    // The worker threads start once the server listens, off the path to the first served call; a first
-    // hash or archive write before then starts them itself and waits for them.
-    setImmediate(() => pool.start());
+    // The worker threads (and the GC hook) start a moment after the server listens, once a client that
+    // connected at once was served: a thread costs the main thread a few ms and the machine a Node
+    // start. A first hash or archive write before then starts the threads itself and waits for them.
+    const deferredStart = setTimeout(() => core.startDeferred(), DEFERRED_START_MS);
+    deferredStart.unref();
+    stack.defer(() => clearTimeout(deferredStart));
     const resources = stack.move();
 
     let stopping: Promise<void> | undefined;

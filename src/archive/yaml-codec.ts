@@ -6,6 +6,8 @@
 import { Document, isMap, isScalar, Pair, parseDocument, Scalar, YAMLMap } from "yaml";
 import type { ScalarTag } from "yaml";
 import type { ModelRecord, VersionRecord } from "../domain/index.js";
+import { parseSimpleYaml } from "./yaml-fast-path.js";
+import { PLAIN_NULLS, type YamlField, type YamlFields } from "./yaml-fields.js";
 import { formatRfc3339Nano, parseRfc3339Nano } from "./timestamp.js";
 
 /** A timestamp already formatted as Go does; written as a plain scalar, never quoted. */
@@ -142,18 +144,39 @@ export function encodeVersionInfo(version: VersionRecord): string {
   );
 }
 
-// Plain scalars that YAML (and yaml.v2) reads as null; yaml.v2 stores null as "" in a string.
-const PLAIN_NULLS = new Set(["", "~", "null", "Null", "NULL"]);
-
 function isPlainNull(node: unknown): boolean {
   return isScalar(node) && node.type === Scalar.PLAIN && PLAIN_NULLS.has(String(node.value));
 }
 
+/** One value of the library's document as the checks see it (yaml-fields.ts). */
+function toField(node: unknown): YamlField {
+  if (node === undefined || node === null || isPlainNull(node)) {
+    return { kind: "null" };
+  }
+  if (isScalar(node)) {
+    return { kind: "scalar", text: String(node.value) };
+  }
+  if (!isMap(node)) {
+    return { kind: "other" };
+  }
+  const entries: [string, string][] = [];
+  for (const pair of node.items) {
+    const key: unknown = pair.key;
+    const value: unknown = pair.value;
+    if (!isScalar(key) || (value !== null && !isScalar(value))) {
+      return { kind: "other" };
+    }
+    entries.push([String(key.value), isScalar(value) && !isPlainNull(value) ? String(value.value) : ""]);
+  }
+  return { kind: "map", entries };
+}
+
 /**
- * Parses with the failsafe schema: every scalar stays the string it is in the file, so
- * `step: 1000` gives "1000" (which is also what yaml.v2 gives for a `map[string]string`).
+ * The full library (exported for the fast path's tests). Parses with the failsafe schema: every
+ * scalar stays the string it is in the file, so `step: 1000` gives "1000" (which is also what
+ * yaml.v2 gives for a `map[string]string`).
  */
-function parseTopLevelMap(text: string, what: string): Map<string, unknown> {
+export function parseFieldsWithLibrary(text: string, what: string): YamlFields {
   const doc = parseDocument(text, { schema: "failsafe", prettyErrors: false });
   const [firstError] = doc.errors;
   if (firstError !== undefined) {
@@ -163,27 +186,32 @@ function parseTopLevelMap(text: string, what: string): Map<string, unknown> {
   if (!isMap(contents)) {
     throw new Error(`${what}: expected a YAML mapping at the top level`);
   }
-  const fields = new Map<string, unknown>();
+  const fields = new Map<string, YamlField>();
   for (const pair of contents.items) {
     if (isScalar(pair.key)) {
-      fields.set(String(pair.key.value), pair.value);
+      fields.set(String(pair.key.value), toField(pair.value));
     }
   }
   return fields;
 }
 
-function scalarText(fields: Map<string, unknown>, key: string, what: string): string {
-  const node = fields.get(key);
-  if (node === undefined || node === null || isPlainNull(node)) {
-    throw new Error(`${what}: missing ${key}`);
-  }
-  if (!isScalar(node)) {
-    throw new Error(`${what}: ${key} must be a scalar`);
-  }
-  return String(node.value);
+/** The files as the archive writes them take the fast path; anything else the full library. */
+function parseTopLevelMap(text: string, what: string): YamlFields {
+  return parseSimpleYaml(text) ?? parseFieldsWithLibrary(text, what);
 }
 
-function modelIdField(fields: Map<string, unknown>, what: string): string {
+function scalarText(fields: YamlFields, key: string, what: string): string {
+  const field = fields.get(key);
+  if (field === undefined || field.kind === "null") {
+    throw new Error(`${what}: missing ${key}`);
+  }
+  if (field.kind !== "scalar") {
+    throw new Error(`${what}: ${key} must be a scalar`);
+  }
+  return field.text;
+}
+
+function modelIdField(fields: YamlFields, what: string): string {
   const modelId = scalarText(fields, "model_id", what);
   if (modelId === "") {
     throw new Error(`${what}: model_id must not be empty`);
@@ -191,7 +219,7 @@ function modelIdField(fields: Map<string, unknown>, what: string): string {
   return modelId;
 }
 
-function integerField(fields: Map<string, unknown>, key: string, what: string, minimum: number): number {
+function integerField(fields: YamlFields, key: string, what: string, minimum: number): number {
   const text = scalarText(fields, key, what);
   const value = /^(0|[1-9][0-9]*)$/.test(text) ? Number(text) : Number.NaN;
   if (!Number.isSafeInteger(value) || value < minimum) {
@@ -200,26 +228,16 @@ function integerField(fields: Map<string, unknown>, key: string, what: string, m
   return value;
 }
 
-function userDataField(fields: Map<string, unknown>, what: string): Record<string, string> {
-  const node = fields.get("user_data");
-  if (node === undefined || node === null || isPlainNull(node)) {
+function userDataField(fields: YamlFields, what: string): Record<string, string> {
+  const field = fields.get("user_data");
+  if (field === undefined || field.kind === "null") {
     return {};
   }
-  if (!isMap(node)) {
+  if (field.kind !== "map") {
     throw new Error(`${what}: user_data must be a mapping of strings`);
   }
-  const entries: [string, string][] = [];
-  for (const pair of node.items) {
-    const key: unknown = pair.key;
-    const value: unknown = pair.value;
-    if (!isScalar(key) || (value !== null && !isScalar(value))) {
-      throw new Error(`${what}: user_data must be a mapping of strings`);
-    }
-    const text = isScalar(value) && !isPlainNull(value) ? String(value.value) : "";
-    entries.push([String(key.value), text]);
-  }
   // fromEntries defines own properties, so even a "__proto__" key is kept as data.
-  return Object.fromEntries(entries);
+  return Object.fromEntries(field.entries);
 }
 
 export function decodeModelInfo(text: string): ModelRecord {

@@ -96,11 +96,21 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
 
   return {
     async open() {
-      bootId ??= await readBootId();
-      await archive.open();
-      const ids = await archive.listModelIds();
-      const found = await Promise.all(ids.map((id) => archive.readModel(id)));
-      for (const model of found) {
+      // Concurrently: the clean-up of leftover temp files never touches what the listing reads (the
+      // model directories and their info files), and a missing root lists as empty.
+      const readModels = async (): Promise<(ModelRecord | undefined)[]> => {
+        const ids = await archive.listModelIds();
+        return Promise.all(ids.map((id) => archive.readModel(id)));
+      };
+      const [readBoot, opened, listed] = await Promise.allSettled([bootId ?? readBootId(), archive.open(), readModels()]);
+      // A failed open is the error to report, as when the listing came after it.
+      for (const outcome of [readBoot, opened, listed]) {
+        if (outcome.status === "rejected") {
+          throw outcome.reason;
+        }
+      }
+      bootId = readBoot.status === "fulfilled" ? readBoot.value : undefined;
+      for (const model of listed.status === "fulfilled" ? listed.value : []) {
         if (model !== undefined) {
           models.set(model.modelId, newEntry(model));
         }

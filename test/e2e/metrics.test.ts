@@ -147,6 +147,8 @@ describe("the Prometheus endpoint", () => {
 
   test("GET /metrics answers the Prometheus text format, with every method at zero before its first call", async () => {
     assert.ok(t.server.metricsPort !== undefined && t.server.metricsPort > 0);
+    // The worker threads start a moment after the server listens (server.ts, DEFERRED_START_MS).
+    await until(async () => t.server.workerPool.threads().length >= 1, "the worker threads' deferred start");
     const reply = await httpRequest(t.server.metricsPort, "/metrics");
     assert.equal(reply.status, 200);
     assert.equal(reply.contentType, "text/plain; version=0.0.4; charset=utf-8");
