@@ -10,6 +10,9 @@ import { Registry } from "./registry/index.js";
 import type { RegistryState } from "./state/index.js";
 import { type WorkerPool, createWorkerPool } from "./worker-pool/index.js";
 
+/** In a directory shared by several instances, a temporary file untouched for this long is a dead writer's leftover. */
+export const SHARED_ARCHIVE_LEFTOVER_AGE_MS = 60 * 60 * 1000;
+
 /**
  * The core of the server, whatever serves it: the archive (a directory or an S3 bucket), the worker
  * threads and the registry. The transports (transports/) come on top.
@@ -72,7 +75,13 @@ export async function openCore(config: CoreConfig, log: Logger, options: CoreOpt
     const onWarning = (message: string, details: Record<string, unknown>): void => log.warn({ module: "archive", ...details }, message);
     const archive: ArchiveStore =
       archiveS3 === undefined || s3 === undefined || s3Client === undefined
-        ? createFsArchiveStore({ root: config.archiveDir, writer: options.timeArchiveWrites(pool.fileWriter), onWarning })
+        ? createFsArchiveStore({
+            root: config.archiveDir,
+            writer: options.timeArchiveWrites(pool.fileWriter),
+            onWarning,
+            // Instances sharing state on Redis share the directory: a fresh temporary file may be another's write in progress.
+            leftoverMinAgeMs: config.redis === undefined ? 0 : SHARED_ARCHIVE_LEFTOVER_AGE_MS,
+          })
         : s3.createS3ArchiveStore({ client: s3Client, location: archiveS3, onWarning });
     const state = await openSharedState(config, archive, log);
     if (state !== undefined) {

@@ -7,11 +7,16 @@ export interface FsArchiveStoreOptions {
   readonly root: string;
   readonly writer: ArchiveFileWriter;
   readonly onWarning?: (message: string, details: Record<string, unknown>) => void;
+  /**
+   * Temporary files modified within this long are left alone at start: another instance sharing the
+   * directory may be writing them. 0 (the default, one server per directory): every one is a leftover.
+   */
+  readonly leftoverMinAgeMs?: number;
 }
 
 /** The original server's archive directory layout on the local filesystem. */
 export function createFsArchiveStore(options: FsArchiveStoreOptions): ArchiveStore {
   const { root, writer } = options;
   const warn = options.onWarning ?? ((): void => {});
-  return { ...createFsArchiveWrites(root, writer, warn), ...createFsArchiveReads(root, warn) };
+  return { ...createFsArchiveWrites(root, writer, warn, options.leftoverMinAgeMs ?? 0), ...createFsArchiveReads(root, warn) };
 }

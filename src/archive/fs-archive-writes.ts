@@ -1,5 +1,5 @@
 import { closeSync, openSync, writeSync } from "node:fs";
-import { constants, mkdir, open, readdir, rename, rm } from "node:fs/promises";
+import { constants, lstat, mkdir, open, readdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import type { ArchiveStore } from "./archive-store.js";
 import type { ArchiveFileWriter } from "./archive-file-writer.js";
@@ -19,11 +19,30 @@ export function createFsArchiveWrites(
   root: string,
   writer: ArchiveFileWriter,
   warn: (message: string, details: Record<string, unknown>) => void,
+  leftoverMinAgeMs = 0,
 ): FsArchiveWrites {
+  /** Whether a temporary file is to be left alone: gone already, or maybe written by another instance sharing the directory. */
+  async function leaveAlone(entryPath: string): Promise<boolean> {
+    if (leftoverMinAgeMs <= 0) {
+      return false;
+    }
+    try {
+      return Date.now() - (await lstat(entryPath)).mtimeMs < leftoverMinAgeMs;
+    } catch (error) {
+      if (isMissing(error)) {
+        return true; // another instance's start removed it
+      }
+      throw error;
+    }
+  }
+
   // Start-up must not fail for one entry it cannot clean or read (a read-only
   // snapshot, a permission, a symlink loop): that entry is skipped with a warning.
   async function removeLeftover(entryPath: string): Promise<void> {
     try {
+      if (await leaveAlone(entryPath)) {
+        return;
+      }
       await rm(entryPath, { recursive: true, force: true });
     } catch (error) {
       warn("could not remove a leftover temporary file of an interrupted write; it is ignored", {

@@ -59,12 +59,13 @@ interface Warning {
   details: Record<string, unknown>;
 }
 
-function openStore(root: string): { store: ArchiveStore; warnings: Warning[] } {
+function openStore(root: string, leftoverMinAgeMs?: number): { store: ArchiveStore; warnings: Warning[] } {
   const warnings: Warning[] = [];
   const store = createFsArchiveStore({
     root,
     writer: inlineFileWriter,
     onWarning: (message, details) => warnings.push({ message, details }),
+    leftoverMinAgeMs,
   });
   return { store, warnings };
 }
@@ -475,6 +476,34 @@ describe("filesystem archive store", () => {
       "value-net_2.yaml",
     ].sort());
     assert.deepEqual(await store.listVersions("policy_net"), policyNetVersions);
+  });
+
+  test("open() in a shared directory removes only the temporary files untouched for leftoverMinAgeMs", async () => {
+    const root = await copyFixture();
+    const dir = path.join(root, "policy_net");
+    const hourAgo = new Date(Date.now() - 60 * 60 * 1000 - 1000);
+    const stale = path.join(dir, tempFileName("policy_net-v000005.data"));
+    const staleDeletion = path.join(root, tempFileName("old_model"));
+    const inProgress = path.join(dir, tempFileName("policy_net-v000006.data"));
+    const freshDeletion = path.join(root, tempFileName("other_model"));
+    for (const file of [stale, inProgress]) {
+      await fs.writeFile(file, "partial");
+    }
+    for (const directory of [staleDeletion, freshDeletion]) {
+      await fs.mkdir(directory);
+    }
+    for (const old of [stale, staleDeletion]) {
+      await fs.utimes(old, hourAgo, hourAgo);
+    }
+
+    const { store, warnings } = openStore(root, 60 * 60 * 1000);
+    await store.open();
+    assert.deepEqual(warnings.map((w) => w.details["path"]).sort(), [stale, staleDeletion].sort());
+    assert.ok(warnings.every((w) => w.message === "removed leftover temporary file of an interrupted write"));
+    await fs.access(inProgress);
+    await fs.access(freshDeletion);
+    await assert.rejects(fs.access(stale), { code: "ENOENT" });
+    await assert.rejects(fs.access(staleDeletion), { code: "ENOENT" });
   });
 
   test("writeModel, listModelIds and deleteModel", async () => {
