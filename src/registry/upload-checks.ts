@@ -1,3 +1,4 @@
+import { cutText } from "../cut-text.js";
 import { invalidArgument } from "../errors/index.js";
 import type { UploadHeader } from "./upload-header.js";
 
@@ -22,7 +23,7 @@ export function checkComplete(header: UploadHeader, received: number): void {
 export function checkHash(header: UploadHeader, dataHash: string): void {
   if (header.dataHash !== "" && header.dataHash !== dataHash) {
     throw invalidArgument(
-      `data_hash mismatch: the header says "${header.dataHash.slice(0, 64)}" but the received data's SHA-256 (base64) is "${dataHash}"`,
+      `data_hash mismatch: the header says "${cutText(header.dataHash, 64)}" but the received data's SHA-256 (base64) is "${dataHash}"`,
     );
   }
 }

@@ -1,3 +1,4 @@
+import { cutText } from "../cut-text.js";
 import { invalidArgument, notFound } from "../errors/index.js";
 import type { VersionRecord } from "../domain/index.js";
 
@@ -22,7 +23,7 @@ export function pageOf<T>(items: readonly T[], offset: number, count: number): r
 }
 
 function truncate(text: string): string {
-  return text.length > 40 ? `${text.slice(0, 40)}…` : text;
+  return text.length > 40 ? `${cutText(text, 40)}…` : text;
 }
 
 export function describeVersionNumber(versionNumber: number): string {

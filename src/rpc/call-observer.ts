@@ -11,6 +11,7 @@
  *
  * Per message it only adds to plain numbers: no allocation, no logging.
  */
+import { cutText } from "../cut-text.js";
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type { Deadline, Metadata, ServerInterceptingCall, ServerInterceptingCallInterface, ServerInterceptor } from "@grpc/grpc-js";
@@ -109,7 +110,7 @@ class ObservedCall {
       if (observation.modelId !== undefined) {
         const modelId = observation.modelId(message);
         if (typeof modelId === "string" && modelId !== "") {
-          this.#modelId = modelId.length > MAX_LOGGED_MODEL_ID ? modelId.slice(0, MAX_LOGGED_MODEL_ID) : modelId;
+          this.#modelId = cutText(modelId, MAX_LOGGED_MODEL_ID);
         }
       }
     }

@@ -1,3 +1,4 @@
+import { cutText } from "../cut-text.js";
 import { create } from "@bufbuild/protobuf";
 import {
   Health,
@@ -76,7 +77,7 @@ export function createHealthService(health: HealthStatus): ServiceImplementation
     check(call, callback) {
       const status = health.get(call.request.service);
       if (status === undefined) {
-        callback(toServiceError(notFound(`unknown service "${call.request.service.slice(0, 256)}"`)));
+        callback(toServiceError(notFound(`unknown service "${cutText(call.request.service, 256)}"`)));
         return;
       }
       callback(null, create(HealthCheckResponseSchema, { status }));

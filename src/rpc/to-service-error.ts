@@ -1,4 +1,5 @@
 import { Metadata, type status } from "@grpc/grpc-js";
+import { wellFormed } from "../cut-text.js";
 import { Code, RegistryError } from "../errors/index.js";
 
 /*
@@ -46,5 +47,6 @@ export function toServiceError(reason: unknown): RpcStatusError {
   const error = toRegistryError(reason);
   // Code mirrors the wire numbers, so it is grpc-js's status enum value for value.
   const code = error.code as number as status;
-  return { name: "ServiceError", message: error.message, code, details: error.message, metadata: new Metadata() };
+  const details = wellFormed(error.message);
+  return { name: "ServiceError", message: details, code, details, metadata: new Metadata() };
 }

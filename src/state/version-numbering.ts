@@ -1,3 +1,4 @@
+import { cutText } from "../cut-text.js";
 import type { ArchiveStore } from "../archive/index.js";
 import type { Logger } from "../logger.js";
 
@@ -67,7 +68,7 @@ export class VersionNumbering {
     ]);
     const mark = parseMark(markText);
     if (markText !== undefined && mark === undefined) {
-      log.warn({ modelId: this.modelId, value: markText.slice(0, 64) }, "ignoring an unreadable version high-water mark");
+      log.warn({ modelId: this.modelId, value: cutText(markText, 64) }, "ignoring an unreadable version high-water mark");
     }
     const record = parseRecord(recordText);
     if (recordText !== undefined && record === undefined) {

@@ -145,6 +145,12 @@ describe("VersionUpdate, Version, Status and health", () => {
         code: grpc.status.NOT_FOUND,
         details: 'unknown service "no.such.Service"',
       });
+      // Quoted cut to 256 UTF-16 units, never through the middle of a character.
+      await assert.rejects(health.check(`${"s".repeat(255)}😀`), {
+        code: grpc.status.NOT_FOUND,
+        details: `unknown service "${"s".repeat(255)}"`,
+      });
+      assert.equal(await health.check(""), "SERVING");
     } finally {
       health.close();
     }

@@ -197,6 +197,17 @@ describe("versions over gRPC", () => {
       code: status.INVALID_ARGUMENT,
       details: 'version_handle "x" is invalid: expected a non-negative decimal integer or ""',
     });
+    // A long handle is quoted cut short, never in the middle of a character (a lone surrogate in a
+    // status message would make grpc-js's encodeURI of the grpc-message trailer throw).
+    await assert.rejects(t.client.retrieveVersionInfos({ model_id: "errs", version_handle: `${"x".repeat(39)}😀😀` }), {
+      code: status.INVALID_ARGUMENT,
+      details: `version_handle "${"x".repeat(39)}…" is invalid: expected a non-negative decimal integer or ""`,
+    });
+    await assert.rejects(t.client.retrieveVersionInfos({ model_id: "errs", version_handle: `${"x".repeat(38)}😀😀` }), {
+      code: status.INVALID_ARGUMENT,
+      details: `version_handle "${"x".repeat(38)}😀…" is invalid: expected a non-negative decimal integer or ""`,
+    });
+    assert.equal((await t.client.retrieveVersionInfos({ model_id: "errs" })).version_infos.length, 1);
   });
 
   test("RetrieveVersionData: chunks of at most the configured size, -n addressing, empty data", async () => {
