@@ -15,6 +15,8 @@ export type BulkSink = (piece: Uint8Array) => void;
 interface PendingReply {
   /** Where a bulk reply's bytes go; without it they are collected into a new Buffer. */
   readonly sink: BulkSink | undefined;
+  /** Called at once (before later replies are parsed) when the reply is not a bulk: nil or an error. */
+  readonly onNoBulk?: (() => void) | undefined;
   readonly resolve: (value: ChunkReply) => void;
   readonly reject: (error: Error) => void;
   readonly timer: NodeJS.Timeout;
@@ -66,9 +68,14 @@ export class ChunkChannel {
     await this.send([Buffer.from(head), ...segments, Buffer.from(tail, "latin1")], undefined);
   }
 
-  /** GET key, its bytes handed to `sink` as they arrive: the value's length, or null without the key. */
-  async getInto(key: string, sink: BulkSink): Promise<number | null> {
-    const reply = await this.send([Buffer.from(`*2\r\n$3\r\nGET\r\n$${Buffer.byteLength(key)}\r\n${key}\r\n`)], sink);
+  /**
+   * GET key, its bytes handed to `sink` as they arrive: the value's length, or null without the key.
+   * `onNoBulk` runs as soon as the reply turns out to be nil or an error, before any later reply is
+   * parsed (the promise settles only after those already parsed in the same read), so that a caller
+   * with GETs pipelined can stop its sinks in time.
+   */
+  async getInto(key: string, sink: BulkSink, onNoBulk?: () => void): Promise<number | null> {
+    const reply = await this.send([Buffer.from(`*2\r\n$3\r\nGET\r\n$${Buffer.byteLength(key)}\r\n${key}\r\n`)], sink, onNoBulk);
     return reply as number | null;
   }
 
@@ -82,7 +89,7 @@ export class ChunkChannel {
     this.drop(new Error("Connection is closed."));
   }
 
-  private send(parts: readonly Uint8Array[], sink: BulkSink | undefined): Promise<ChunkReply> {
+  private send(parts: readonly Uint8Array[], sink: BulkSink | undefined, onNoBulk?: () => void): Promise<ChunkReply> {
     if (this.closed) {
       return Promise.reject(new Error("Connection is closed."));
     }
@@ -91,7 +98,7 @@ export class ChunkChannel {
       const timer = setTimeout(() => {
         this.drop(new Error(CHUNK_COMMAND_TIMED_OUT));
       }, this.timeoutMs);
-      this.pending.push({ sink, resolve, reject, timer });
+      this.pending.push({ sink, onNoBulk, resolve, reject, timer });
       socket.cork();
       for (const part of parts) {
         socket.write(part);
@@ -249,6 +256,9 @@ export class ChunkChannel {
       return;
     }
     clearTimeout(reply.timer);
+    if (value === null || value instanceof Error) {
+      reply.onNoBulk?.();
+    }
     if (value instanceof Error) {
       reply.reject(value);
     } else {

@@ -195,7 +195,10 @@ export async function copyVersionChunks(
     }
   };
   const fetch = (index: number): Promise<number | null> => {
-    const pending = connection.call(() => connection.chunks.getInto(dataChunkKey(keys, versionNumber, index), guarded));
+    const pending = connection.call(() =>
+      // Nil or an error: no later reply's bytes may reach the sink (they would land at this chunk's place).
+      connection.chunks.getInto(dataChunkKey(keys, versionNumber, index), guarded, () => (settled = true)),
+    );
     pending.catch(() => undefined); // observed below, or abandoned when an earlier chunk failed
     return pending;
   };

@@ -38,12 +38,14 @@ describe("ChunkChannel", () => {
     const values = [randomBytes(2 * MIB + 3), Buffer.alloc(0), randomBytes(1)];
     await Promise.all(values.map((value, i) => check.set(`v${i}`, value)));
     const received: Buffer[][] = values.map(() => []);
+    const noBulk: string[] = [];
     // Pipelined: every reply goes to its own command's sink.
     const lengths = await Promise.all([
-      ...values.map((_, i) => channel.getInto(`v${i}`, (piece) => received[i]?.push(Buffer.from(piece)))),
-      channel.getInto("missing", () => assert.fail("no bytes for a missing key")),
+      ...values.map((_, i) => channel.getInto(`v${i}`, (piece) => received[i]?.push(Buffer.from(piece)), () => noBulk.push(`v${i}`))),
+      channel.getInto("missing", () => assert.fail("no bytes for a missing key"), () => noBulk.push("missing")),
     ]);
     assert.deepEqual(lengths, [2 * MIB + 3, 0, 1, null]);
+    assert.deepEqual(noBulk, ["missing"]);
     values.forEach((value, i) => assert.deepEqual(Buffer.concat(received[i] ?? []), value));
     assert.ok((received[0]?.length ?? 0) > 1, "a 2 MiB value arrives in several pieces");
     assert.deepEqual(await channel.getBuffer("v0"), values[0]);
@@ -58,6 +60,9 @@ describe("ChunkChannel", () => {
     t.after(() => check.disconnect());
     await check.rpush("list", "x");
     await check.set("fine", "ok");
+    let noBulk = 0;
+    await assert.rejects(channel.getInto("list", () => assert.fail("no bytes for an error"), () => noBulk++), /^ReplyError: WRONGTYPE /);
+    assert.equal(noBulk, 1);
     const [wrong, fine] = await Promise.allSettled([channel.getBuffer("list"), channel.getBuffer("fine")]);
     assert.equal(wrong.status, "rejected");
     assert.equal((wrong as PromiseRejectedResult).reason.name, "ReplyError");
