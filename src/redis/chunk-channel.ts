@@ -52,6 +52,8 @@ export class ChunkChannel {
   private body: Buffer | undefined = undefined;
   private bodyFilled = 0;
   private crlfLeft = 0;
+  /** What the current bulk reply's sink threw. */
+  private sinkError: Error | undefined = undefined;
   private closed = false;
 
   constructor(
@@ -136,6 +138,7 @@ export class ChunkChannel {
     this.socket = socket;
     this.state = ParseState.Line;
     this.line = "";
+    this.sinkError = undefined;
     // Sent ahead of the first command; their replies are checked like any other.
     if (password !== undefined) {
       this.handshake(socket, username === undefined ? ["AUTH", password] : ["AUTH", username, password]);
@@ -192,8 +195,13 @@ export class ChunkChannel {
         if (this.body !== undefined) {
           this.body.set(piece, this.bodyFilled);
           this.bodyFilled += taken;
-        } else if (sink !== undefined) {
-          sink(piece);
+        } else if (sink !== undefined && this.sinkError === undefined) {
+          try {
+            sink(piece);
+          } catch (error) {
+            // Not thrown out of the socket's read callback: the reply is read to its end, then its command fails.
+            this.sinkError = error instanceof Error ? error : new Error(String(error));
+          }
         }
         offset += taken;
         this.bodyLeft -= taken;
@@ -208,8 +216,10 @@ export class ChunkChannel {
         if (this.crlfLeft === 0) {
           this.state = ParseState.Line;
           const body = this.body;
+          const sinkError = this.sinkError;
           this.body = undefined;
-          this.settle(body ?? this.bodyFilled);
+          this.sinkError = undefined;
+          this.settle(sinkError ?? body ?? this.bodyFilled);
         }
       }
     }

@@ -70,6 +70,25 @@ describe("ChunkChannel", () => {
     assert.deepEqual(fine, { status: "fulfilled", value: Buffer.from("ok") });
   });
 
+  test("a sink that throws fails its own GET only; the connection goes on", async (t) => {
+    const server = await startRedisServer(t);
+    const channel = new ChunkChannel(parseRedisUrl(server.url), 2000);
+    t.after(() => channel.close());
+    const check = new Redis(server.url);
+    t.after(() => check.disconnect());
+    await check.set("big", randomBytes(MIB));
+    await check.set("next", "after");
+    const [thrown, next] = await Promise.allSettled([
+      channel.getInto("big", () => {
+        throw new Error("sink refused");
+      }),
+      channel.getBuffer("next"),
+    ]);
+    assert.equal(thrown.status, "rejected");
+    assert.equal((thrown as PromiseRejectedResult).reason.message, "sink refused");
+    assert.deepEqual(next, { status: "fulfilled", value: Buffer.from("after") });
+  });
+
   test("authenticates (user and password) and selects the URL's database", async (t) => {
     const server = await startRedisServer(t);
     const admin = new Redis(server.url);
