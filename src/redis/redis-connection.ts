@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
 import { Redis, type RedisOptions } from "ioredis";
 import type { RegistryError } from "../errors/index.js";
+import { ChunkChannel } from "./chunk-channel.js";
 import type { RedisScript } from "./redis-scripts.js";
 import { toRegistryError, unavailable } from "./redis-errors.js";
 import { type RedisEndpoint, redisAddress } from "./redis-url.js";
@@ -37,6 +38,8 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
   readonly address: string;
   readonly commands: Redis;
   readonly subscriber: Redis;
+  /** A third connection, for the bytes of version data only (see ChunkChannel); opened at its first use. */
+  readonly chunks: ChunkChannel;
   private commandsReady = false;
   private subscriberReady = false;
   private subscriberWasLost = false;
@@ -72,6 +75,7 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     };
     this.commands = new Redis(redisOptions);
     this.subscriber = new Redis(redisOptions);
+    this.chunks = new ChunkChannel(endpoint, timeout);
     this.watch(this.commands, (ready) => (this.commandsReady = ready));
     this.watch(this.subscriber, (ready) => {
       this.subscriberReady = ready;
@@ -154,6 +158,7 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.chunks.close();
     await Promise.allSettled([this.commands.quit(), this.subscriber.quit()]);
     this.commands.disconnect();
     this.subscriber.disconnect();

@@ -7,7 +7,8 @@ import { DEFAULT_KEY_PREFIX, type GlobalKeys, type ModelKeys, globalKeys, modelK
 import { CLAIM_NUMBER, COMMIT_VERSION, DELETE_MODEL, IMPORT_ARCHIVED, LIST_VERSIONS, PUT_MODEL, RAISE_COUNTER, RELEASE_CLAIM, RENEW_CLAIM } from "./redis-scripts.js";
 import { type RedisEndpoint, parseRedisUrl } from "./redis-url.js";
 import { type NewVersion, type StoredVersion, decodeStoredVersion, encodeImportedVersion, encodeVersionBody } from "./version-codec.js";
-import { type UploadedData, VersionDataWriter, readVersionChunks } from "./version-data.js";
+import type { BulkSink } from "./chunk-channel.js";
+import { type UploadedData, VersionDataWriter, copyVersionChunks, readVersionChunks } from "./version-data.js";
 
 export interface RedisRegistryStoreOptions extends RedisConnectionOptions {
   /** VERSION_CACHE_EXPIRATION: a transient version's keys expire this long after its commit once it is not the latest; 0: never (evictable only). */
@@ -314,6 +315,12 @@ export class RedisRegistryStore {
    */
   catchUp(modelId: string, lastSeen: number): Promise<StoredVersion[]> {
     return this.listVersions(modelId, lastSeen + 1, 0);
+  }
+
+  /** A version's data copied in order into `sink` as it arrives (see copyVersionChunks). */
+  copyVersionData(version: StoredVersion, sink: BulkSink): Promise<void> {
+    const { modelId, versionNumber } = version.record;
+    return copyVersionChunks(this.connection, this.keysOf(modelId), modelId, versionNumber, version.chunkCount, sink);
   }
 
   /** A version's data, chunk by chunk (at most two chunks held). */

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Code, RegistryError, notFound } from "../errors/index.js";
+import type { BulkSink } from "./chunk-channel.js";
 import type { RedisConnection } from "./redis-connection.js";
 import { toRegistryError } from "./redis-errors.js";
 import { type ModelKeys, dataChunkKey, pendingChunkKey } from "./redis-keys.js";
@@ -29,7 +30,15 @@ export interface VersionDataWriterOptions {
 export class VersionDataWriter {
   readonly uploadId = randomUUID();
   private buffer: Buffer | undefined = undefined;
+  /** The bytes of `buffer` this chunk fills (the last chunk is shorter). */
+  private length = 0;
   private filled = 0;
+  /**
+   * Chunk buffers whose SET is acknowledged, filled again by the next chunks: the chunk channel sends
+   * a buffer as it is (no copy), so an upload goes through (1 + maxChunksInFlight) buffers whatever
+   * its size instead of one new Buffer per chunk.
+   */
+  private readonly spare: Buffer[] = [];
   private received = 0;
   private chunks = 0;
   private readonly inFlight: Promise<void>[] = [];
@@ -57,15 +66,16 @@ export class VersionDataWriter {
     let offset = 0;
     while (offset < data.byteLength) {
       if (this.buffer === undefined) {
-        this.buffer = Buffer.allocUnsafe(Math.min(this.options.chunkBytes, this.dataSize - this.received));
+        this.buffer = this.spare.pop() ?? Buffer.allocUnsafe(Math.min(this.options.chunkBytes, this.dataSize));
+        this.length = Math.min(this.options.chunkBytes, this.dataSize - this.received);
         this.filled = 0;
       }
-      const taken = Math.min(this.buffer.byteLength - this.filled, data.byteLength - offset);
+      const taken = Math.min(this.length - this.filled, data.byteLength - offset);
       this.buffer.set(data.subarray(offset, offset + taken), this.filled);
       this.filled += taken;
       this.received += taken;
       offset += taken;
-      if (this.filled === this.buffer.byteLength) {
+      if (this.filled === this.length) {
         await this.flush();
       }
     }
@@ -98,18 +108,19 @@ export class VersionDataWriter {
   }
 
   private async flush(): Promise<void> {
-    const chunk = this.buffer;
-    if (chunk === undefined) {
+    const buffer = this.buffer;
+    if (buffer === undefined) {
       return;
     }
     this.buffer = undefined;
     const key = pendingChunkKey(this.keys, this.uploadId, this.chunks);
     this.chunks++;
     const written = this.connection
-      .call(() => this.connection.commands.set(key, chunk, "PX", this.options.pendingTtlMs))
+      .call(() => this.connection.chunks.setChunk(key, [buffer.subarray(0, this.length)], this.options.pendingTtlMs))
       .then(
-        () => undefined,
+        () => void this.spare.push(buffer),
         (error: unknown) => {
+          // Not reused: a write cut off by a dropped connection may still hold it.
           this.failure ??= error;
         },
       );
@@ -159,10 +170,58 @@ export class VersionDataWriter {
   }
 }
 
+/** Chunk GETs sent ahead of the one being received when copying a version's data (replies land in place, so this holds no memory). */
+const CHUNK_GETS_AHEAD = 4;
+
 /**
- * A version's data read back from Redis chunk by chunk, the next chunk fetched while the current one
- * is consumed: a reader holds at most two chunks. A chunk that left Redis (the version expired or was
- * evicted while being read) ends the stream with NOT_FOUND.
+ * Copies a version's data from Redis, in order, into `sink` (each piece valid only during the call):
+ * the bytes go from the chunk channel's read buffer straight to where the caller keeps them, with a
+ * few GETs in flight so that Redis always has the next chunk to send. A chunk that left Redis (the
+ * version expired or was evicted while being read) fails with NOT_FOUND; once this settles, `sink`
+ * is never called again.
+ */
+export async function copyVersionChunks(
+  connection: RedisConnection,
+  keys: ModelKeys,
+  modelId: string,
+  versionNumber: number,
+  chunkCount: number,
+  sink: BulkSink,
+): Promise<void> {
+  let settled = false;
+  const guarded: BulkSink = (piece) => {
+    if (!settled) {
+      sink(piece);
+    }
+  };
+  const fetch = (index: number): Promise<number | null> => {
+    const pending = connection.call(() =>
+      // Nil or an error: no later reply's bytes may reach the sink (they would land at this chunk's place).
+      connection.chunks.getInto(dataChunkKey(keys, versionNumber, index), guarded, () => (settled = true)),
+    );
+    pending.catch(() => undefined); // observed below, or abandoned when an earlier chunk failed
+    return pending;
+  };
+  const inFlight: Promise<number | null>[] = [];
+  let next = 0;
+  try {
+    for (let index = 0; index < chunkCount; index++) {
+      while (next < chunkCount && inFlight.length <= CHUNK_GETS_AHEAD) {
+        inFlight.push(fetch(next++));
+      }
+      if ((await inFlight.shift()) === null) {
+        throw leftRedis(modelId, versionNumber);
+      }
+    }
+  } finally {
+    settled = true;
+  }
+}
+
+/**
+ * A version's data read back from Redis chunk by chunk into Buffers of its own, the next chunk fetched
+ * while the current one is consumed: a reader holds at most two chunks (the stream for a reader the
+ * cache has no room for). A chunk that left Redis ends the stream with NOT_FOUND.
  */
 export async function* readVersionChunks(
   connection: RedisConnection,
@@ -172,7 +231,7 @@ export async function* readVersionChunks(
   chunkCount: number,
 ): AsyncGenerator<Buffer, void, undefined> {
   const fetch = (index: number): Promise<Buffer | null> => {
-    const pending = connection.call(() => connection.commands.getBuffer(dataChunkKey(keys, versionNumber, index)));
+    const pending = connection.call(() => connection.chunks.getBuffer(dataChunkKey(keys, versionNumber, index)));
     pending.catch(() => undefined); // observed below, or abandoned when the reader stops early
     return pending;
   };
@@ -181,10 +240,14 @@ export async function* readVersionChunks(
     const chunk = await (next as Promise<Buffer | null>);
     next = index + 1 < chunkCount ? fetch(index + 1) : undefined;
     if (chunk === null) {
-      throw notFound(
-        `the data of version ${versionNumber} of model "${modelId}" left Redis while it was read (transient versions may have been evicted)`,
-      );
+      throw leftRedis(modelId, versionNumber);
     }
     yield chunk;
   }
+}
+
+function leftRedis(modelId: string, versionNumber: number): RegistryError {
+  return notFound(
+    `the data of version ${versionNumber} of model "${modelId}" left Redis while it was read (transient versions may have been evicted)`,
+  );
 }

@@ -78,7 +78,7 @@ export class VersionDataOpener {
     if (source === undefined) {
       throw evicted();
     }
-    return { version, frames: framesOf(source, version.dataSize, this.options.chunkSize), release: () => {} };
+    return { version, frames: framesOf(source.stream(), version.dataSize, this.options.chunkSize), release: () => {} };
   }
 
   async #readTransientIntoCache(version: VersionRecord): Promise<void> {
@@ -99,12 +99,15 @@ export class VersionDataOpener {
     try {
       const data = EncodedVersionData.allocate(version.dataSize, chunkSize);
       let position = 0;
-      for await (const piece of source) {
-        if (position + piece.byteLength > version.dataSize) {
-          throw new RegistryError(Code.DATA_LOSS, `the shared data of version ${version.versionNumber} of model "${version.modelId}" is longer than its data_size`);
+      // Straight from the state's socket reads into the cache entry; too many bytes are counted, never written.
+      await source.copyTo((piece) => {
+        if (position + piece.byteLength <= version.dataSize) {
+          data.write(position, piece);
         }
-        data.write(position, piece);
         position += piece.byteLength;
+      });
+      if (position > version.dataSize) {
+        throw new RegistryError(Code.DATA_LOSS, `the shared data of version ${version.versionNumber} of model "${version.modelId}" is longer than its data_size`);
       }
       if (position !== version.dataSize) {
         throw new RegistryError(Code.DATA_LOSS, `the shared data of version ${version.versionNumber} of model "${version.modelId}" is shorter than its data_size`);

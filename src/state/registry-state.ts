@@ -83,10 +83,10 @@ export interface RegistryState {
 
   /**
    * A transient version's data, read from where this state shares it between instances (the read
-   * through of a cache miss), in pieces of any size; undefined when the state keeps no transient data
-   * (the embedded default: it lives only in the instance's cache) or the version is gone.
+   * through of a cache miss); undefined when the state keeps no transient data (the embedded default:
+   * it lives only in the instance's cache) or the version is gone.
    */
-  openTransientData(version: VersionRecord): Promise<AsyncIterable<Uint8Array> | undefined>;
+  openTransientData(version: VersionRecord): Promise<TransientDataSource | undefined>;
 
   /** Whether the backend can be reached (the embedded default always can); health reports it. */
   readonly healthy: boolean;
@@ -119,6 +119,18 @@ export interface VersionNumberClaim {
 }
 
 /** A transient upload's bytes on their way to a shared backend (see RegistryState.beginTransientData). */
+/** A transient version's bytes where a shared state keeps them; each read checks them against data_hash (DATA_LOSS). */
+export interface TransientDataSource {
+  /**
+   * Hands over the whole data in order, in pieces of any size, each valid only during the call (copy
+   * it): the way to fill a buffer with no intermediate copies. Resolves once every byte was handed
+   * over and matched data_hash.
+   */
+  copyTo(write: (piece: Uint8Array) => void): Promise<void>;
+  /** The data in pieces the caller may keep, a few at a time (for a reader with nowhere to copy it). */
+  stream(): AsyncIterable<Uint8Array>;
+}
+
 export interface TransientDataSink {
   /** Takes the next bytes (copied); resolves when it can take more (backpressure). */
   append(data: Uint8Array): Promise<void>;

@@ -288,6 +288,47 @@ describe("RedisRegistryStore", () => {
     await rejectsWith(reader.next(), Code.NOT_FOUND, /^the data of version 1 of model "m" left Redis while it was read/);
   });
 
+  test("copyVersionData hands over every chunk in order, pieces of any size, byte-exact (reused write buffers)", async (t) => {
+    const server = await startRedisServer(t);
+    // 13 chunks with 2 in flight: the writer fills its chunk buffers again several times.
+    const store = await openReadyStore(t, server, { chunkBytes: 64 * 1024 });
+    await store.putModel({ modelId: "m", userData: {} });
+    const data = randomBytes(12 * 64 * 1024 + 7);
+    const version = await commitWithData(store, "m", data);
+    assert.equal(version.chunkCount, 13);
+    const copy = Buffer.alloc(data.byteLength);
+    let position = 0;
+    await store.copyVersionData(version, (piece) => {
+      copy.set(piece, position);
+      position += piece.byteLength;
+    });
+    assert.equal(position, data.byteLength);
+    assert.ok(copy.equals(data));
+  });
+
+  test("a chunk gone from Redis fails copyVersionData with NOT_FOUND, and the sink gets nothing after that", async (t) => {
+    const server = await startRedisServer(t);
+    const store = await openReadyStore(t, server, { chunkBytes: 1024 });
+    await store.putModel({ modelId: "m", userData: {} });
+    const version = await commitWithData(store, "m", randomBytes(10 * 1024));
+    await rawClient(t, server).del(`cmr:${modelHashTag("m")}:d:1:3`);
+    let received = 0;
+    let settled = false;
+    await rejectsWith(
+      store
+        .copyVersionData(version, (piece) => {
+          assert.equal(settled, false, "a piece after copyVersionData settled");
+          received += piece.byteLength;
+        })
+        .finally(() => (settled = true)),
+      Code.NOT_FOUND,
+      /^the data of version 1 of model "m" left Redis while it was read/,
+    );
+    assert.equal(received, 3 * 1024);
+    // The GETs sent ahead of the failure are answered meanwhile; the channel still serves.
+    assert.equal((await readAll(store, { ...version, chunkCount: 3 })).byteLength, 3 * 1024);
+  });
+
   test("a writer killed with kill -9 mid-upload leaves no version, and its chunks expire", async (t) => {
     const server = await startRedisServer(t);
     const store = await openReadyStore(t, server);

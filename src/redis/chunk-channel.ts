@@ -1,0 +1,278 @@
+import { type Socket, connect as connectTcp } from "node:net";
+import { connect as connectTls } from "node:tls";
+import { ReplyError } from "ioredis";
+import type { RedisEndpoint } from "./redis-url.js";
+
+/** The message of a command left without a reply: the same as ioredis's, so RedisConnection.call treats both alike. */
+export const CHUNK_COMMAND_TIMED_OUT = "Command timed out";
+/** Bytes one socket read lands in (plain TCP: always the same buffer, so reads make no garbage). */
+const READ_BUFFER_BYTES = 256 * 1024;
+const CRLF = Buffer.from("\r\n", "latin1");
+
+/** Receives a bulk reply's bytes in order; `piece` is valid only during the call (copy what you keep). */
+export type BulkSink = (piece: Uint8Array) => void;
+
+interface PendingReply {
+  /** Where a bulk reply's bytes go; without it they are collected into a new Buffer. */
+  readonly sink: BulkSink | undefined;
+  /** Called at once (before later replies are parsed) when the reply is not a bulk: nil or an error. */
+  readonly onNoBulk?: (() => void) | undefined;
+  readonly resolve: (value: ChunkReply) => void;
+  readonly reject: (error: Error) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/** A reply as this channel understands it: status or integer, a bulk's length (sink) or bytes, or nil. */
+export type ChunkReply = string | number | Buffer | null;
+
+const enum ParseState {
+  Line,
+  Body,
+  BodyEnd,
+}
+
+/**
+ * A RESP connection of its own for the bytes of version data, beside ioredis (which keeps everything
+ * else): ioredis copies every Buffer argument into one new Buffer per command (Command.toWritable's
+ * MixedBuffers) and collects every bulk reply with Buffer.concat of its socket reads, so each 2 MiB
+ * chunk cost two 2 MiB throwaway Buffers, and V8's collections of them were most of an instance's CPU.
+ * Here a SET goes out as header, the caller's Buffers and CRLF in one corked write (writev: no copy),
+ * and a GET's bytes are handed from the socket's read buffer, one reused buffer on plain TCP, to a
+ * sink that copies them where they belong (the cache entry). Replies come in command order (RESP).
+ * Fail-fast like the ioredis connections: a lost connection fails what waits on it and the next
+ * command connects again; a command without a reply for `timeoutMs` drops the connection.
+ */
+export class ChunkChannel {
+  private socket: Socket | undefined = undefined;
+  private readonly pending: PendingReply[] = [];
+  private readonly readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+  private state = ParseState.Line;
+  private line = "";
+  private bodyLeft = 0;
+  private body: Buffer | undefined = undefined;
+  private bodyFilled = 0;
+  private crlfLeft = 0;
+  /** What the current bulk reply's sink threw. */
+  private sinkError: Error | undefined = undefined;
+  private closed = false;
+
+  constructor(
+    private readonly endpoint: RedisEndpoint,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** SET key <value made of `segments`> PX ttlMs. The segments must not change until this resolves. */
+  async setChunk(key: string, segments: readonly Uint8Array[], ttlMs: number): Promise<void> {
+    const length = segments.reduce((sum, segment) => sum + segment.byteLength, 0);
+    const ttl = String(ttlMs);
+    const head = `*5\r\n$3\r\nSET\r\n$${Buffer.byteLength(key)}\r\n${key}\r\n$${length}\r\n`;
+    const tail = `\r\n$2\r\nPX\r\n$${ttl.length}\r\n${ttl}\r\n`;
+    await this.send([Buffer.from(head), ...segments, Buffer.from(tail, "latin1")], undefined);
+  }
+
+  /**
+   * GET key, its bytes handed to `sink` as they arrive: the value's length, or null without the key.
+   * `onNoBulk` runs as soon as the reply turns out to be nil or an error, before any later reply is
+   * parsed (the promise settles only after those already parsed in the same read), so that a caller
+   * with GETs pipelined can stop its sinks in time.
+   */
+  async getInto(key: string, sink: BulkSink, onNoBulk?: () => void): Promise<number | null> {
+    const reply = await this.send([Buffer.from(`*2\r\n$3\r\nGET\r\n$${Buffer.byteLength(key)}\r\n${key}\r\n`)], sink, onNoBulk);
+    return reply as number | null;
+  }
+
+  /** GET key into a Buffer of its own (exactly its length: one copy, no concatenation). */
+  async getBuffer(key: string): Promise<Buffer | null> {
+    return (await this.send([Buffer.from(`*2\r\n$3\r\nGET\r\n$${Buffer.byteLength(key)}\r\n${key}\r\n`)], undefined)) as Buffer | null;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.drop(new Error("Connection is closed."));
+  }
+
+  private send(parts: readonly Uint8Array[], sink: BulkSink | undefined, onNoBulk?: () => void): Promise<ChunkReply> {
+    if (this.closed) {
+      return Promise.reject(new Error("Connection is closed."));
+    }
+    const socket = this.socket ?? this.open();
+    return new Promise<ChunkReply>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.drop(new Error(CHUNK_COMMAND_TIMED_OUT));
+      }, this.timeoutMs);
+      this.pending.push({ sink, onNoBulk, resolve, reject, timer });
+      socket.cork();
+      for (const part of parts) {
+        socket.write(part);
+      }
+      socket.uncork();
+    });
+  }
+
+  private open(): Socket {
+    const { host, port, tls, username, password, db } = this.endpoint;
+    const socket = tls
+      ? connectTls({ host, port, servername: host })
+      : connectTcp({
+          host,
+          port,
+          onread: {
+            buffer: this.readBuffer,
+            callback: (count) => {
+              this.parse(this.readBuffer.subarray(0, count));
+              return true;
+            },
+          },
+        });
+    if (tls) {
+      socket.on("data", (data: Buffer) => this.parse(data));
+    }
+    socket.setNoDelay(true);
+    const fail = (error: Error): void => {
+      if (this.socket === socket) {
+        this.drop(error);
+      }
+    };
+    socket.on("error", fail);
+    socket.on("close", () => fail(new Error("Connection is closed.")));
+    this.socket = socket;
+    this.state = ParseState.Line;
+    this.line = "";
+    this.sinkError = undefined;
+    // Sent ahead of the first command; their replies are checked like any other.
+    if (password !== undefined) {
+      this.handshake(socket, username === undefined ? ["AUTH", password] : ["AUTH", username, password]);
+    }
+    if (db !== 0) {
+      this.handshake(socket, ["SELECT", String(db)]);
+    }
+    return socket;
+  }
+
+  private handshake(socket: Socket, words: readonly string[]): void {
+    const encoded = words.map((word) => `$${Buffer.byteLength(word)}\r\n${word}\r\n`).join("");
+    const timer = setTimeout(() => this.drop(new Error(CHUNK_COMMAND_TIMED_OUT)), this.timeoutMs);
+    this.pending.push({
+      sink: undefined,
+      resolve: () => {},
+      // A refused AUTH or SELECT leaves the connection unusable: every command waiting fails with it.
+      reject: (error) => this.drop(error),
+      timer,
+    });
+    socket.write(`*${words.length}\r\n${encoded}`);
+  }
+
+  /** Forgets the connection: every command waiting on it fails with `error`. */
+  private drop(error: Error): void {
+    const socket = this.socket;
+    this.socket = undefined;
+    socket?.destroy();
+    this.body = undefined;
+    for (const reply of this.pending.splice(0)) {
+      clearTimeout(reply.timer);
+      reply.reject(error);
+    }
+  }
+
+  private parse(data: Buffer): void {
+    let offset = 0;
+    while (offset < data.byteLength && this.socket !== undefined) {
+      if (this.state === ParseState.Line) {
+        const end = data.indexOf(10, offset);
+        if (end === -1) {
+          this.line += data.toString("latin1", offset);
+          return;
+        }
+        this.line += data.toString("latin1", offset, end);
+        offset = end + 1;
+        const line = this.line.endsWith("\r") ? this.line.slice(0, -1) : this.line;
+        this.line = "";
+        this.onLine(line);
+      } else if (this.state === ParseState.Body) {
+        const taken = Math.min(this.bodyLeft, data.byteLength - offset);
+        const piece = data.subarray(offset, offset + taken);
+        const sink = this.pending[0]?.sink;
+        if (this.body !== undefined) {
+          this.body.set(piece, this.bodyFilled);
+          this.bodyFilled += taken;
+        } else if (sink !== undefined && this.sinkError === undefined) {
+          try {
+            sink(piece);
+          } catch (error) {
+            // Not thrown out of the socket's read callback: the reply is read to its end, then its command fails.
+            this.sinkError = error instanceof Error ? error : new Error(String(error));
+          }
+        }
+        offset += taken;
+        this.bodyLeft -= taken;
+        if (this.bodyLeft === 0) {
+          this.state = ParseState.BodyEnd;
+          this.crlfLeft = CRLF.byteLength;
+        }
+      } else {
+        const taken = Math.min(this.crlfLeft, data.byteLength - offset);
+        offset += taken;
+        this.crlfLeft -= taken;
+        if (this.crlfLeft === 0) {
+          this.state = ParseState.Line;
+          const body = this.body;
+          const sinkError = this.sinkError;
+          this.body = undefined;
+          this.sinkError = undefined;
+          this.settle(sinkError ?? body ?? this.bodyFilled);
+        }
+      }
+    }
+  }
+
+  private onLine(line: string): void {
+    const rest = line.slice(1);
+    switch (line[0]) {
+      case "+":
+        this.settle(rest);
+        return;
+      case ":":
+        this.settle(Number(rest));
+        return;
+      case "-":
+        this.settle(new ReplyError(rest) as Error);
+        return;
+      case "$": {
+        const length = Number(rest);
+        if (length < 0) {
+          this.settle(null);
+          return;
+        }
+        const sink = this.pending[0]?.sink;
+        this.body = sink === undefined ? Buffer.allocUnsafe(length) : undefined;
+        this.bodyFilled = sink === undefined ? 0 : length;
+        this.bodyLeft = length;
+        this.state = ParseState.Body;
+        if (length === 0) {
+          this.state = ParseState.BodyEnd;
+          this.crlfLeft = CRLF.byteLength;
+        }
+        return;
+      }
+      default:
+        this.drop(new Error(`unexpected reply from Redis: ${JSON.stringify(line.slice(0, 40))}`));
+    }
+  }
+
+  private settle(value: ChunkReply | Error): void {
+    const reply = this.pending.shift();
+    if (reply === undefined) {
+      this.drop(new Error("a reply from Redis without a command"));
+      return;
+    }
+    clearTimeout(reply.timer);
+    if (value === null || value instanceof Error) {
+      reply.onNoBulk?.();
+    }
+    if (value instanceof Error) {
+      reply.reject(value);
+    } else {
+      reply.resolve(value);
+    }
+  }
+}

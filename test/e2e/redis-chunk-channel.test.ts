@@ -1,0 +1,134 @@
+/*
+ * ChunkChannel (the RESP connection for version data bytes) against a real redis-server: what it
+ * writes is what ioredis reads back, and the other way round, with credentials, a database, errors
+ * and a server that goes away.
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, describe, test } from "node:test";
+import { Redis } from "ioredis";
+import { ChunkChannel } from "../../src/redis/chunk-channel.js";
+import { parseRedisUrl } from "../../src/redis/redis-url.js";
+import { killAllRedisServers, startRedisServer } from "../support/redis-server.js";
+
+after(killAllRedisServers);
+
+const MIB = 1024 * 1024;
+
+describe("ChunkChannel", () => {
+  test("a SET made of several segments is stored as their concatenation, with its TTL", async (t) => {
+    const server = await startRedisServer(t);
+    const channel = new ChunkChannel(parseRedisUrl(server.url), 2000);
+    t.after(() => channel.close());
+    const check = new Redis(server.url);
+    t.after(() => check.disconnect());
+    const parts = [randomBytes(3 * MIB + 17), randomBytes(0), randomBytes(5)];
+    await channel.setChunk("k:é", parts, 60_000);
+    assert.deepEqual(await check.getBuffer("k:é"), Buffer.concat(parts));
+    const ttl = await check.pttl("k:é");
+    assert.ok(ttl > 50_000 && ttl <= 60_000, `pttl ${ttl}`);
+  });
+
+  test("getInto hands over the value in order in pieces, and says its length; null without the key", async (t) => {
+    const server = await startRedisServer(t);
+    const channel = new ChunkChannel(parseRedisUrl(server.url), 2000);
+    t.after(() => channel.close());
+    const check = new Redis(server.url);
+    t.after(() => check.disconnect());
+    const values = [randomBytes(2 * MIB + 3), Buffer.alloc(0), randomBytes(1)];
+    await Promise.all(values.map((value, i) => check.set(`v${i}`, value)));
+    const received: Buffer[][] = values.map(() => []);
+    const noBulk: string[] = [];
+    // Pipelined: every reply goes to its own command's sink.
+    const lengths = await Promise.all([
+      ...values.map((_, i) => channel.getInto(`v${i}`, (piece) => received[i]?.push(Buffer.from(piece)), () => noBulk.push(`v${i}`))),
+      channel.getInto("missing", () => assert.fail("no bytes for a missing key"), () => noBulk.push("missing")),
+    ]);
+    assert.deepEqual(lengths, [2 * MIB + 3, 0, 1, null]);
+    assert.deepEqual(noBulk, ["missing"]);
+    values.forEach((value, i) => assert.deepEqual(Buffer.concat(received[i] ?? []), value));
+    assert.ok((received[0]?.length ?? 0) > 1, "a 2 MiB value arrives in several pieces");
+    assert.deepEqual(await channel.getBuffer("v0"), values[0]);
+    assert.equal(await channel.getBuffer("missing"), null);
+  });
+
+  test("an error reply fails that command only", async (t) => {
+    const server = await startRedisServer(t);
+    const channel = new ChunkChannel(parseRedisUrl(server.url), 2000);
+    t.after(() => channel.close());
+    const check = new Redis(server.url);
+    t.after(() => check.disconnect());
+    await check.rpush("list", "x");
+    await check.set("fine", "ok");
+    let noBulk = 0;
+    await assert.rejects(channel.getInto("list", () => assert.fail("no bytes for an error"), () => noBulk++), /^ReplyError: WRONGTYPE /);
+    assert.equal(noBulk, 1);
+    const [wrong, fine] = await Promise.allSettled([channel.getBuffer("list"), channel.getBuffer("fine")]);
+    assert.equal(wrong.status, "rejected");
+    assert.equal((wrong as PromiseRejectedResult).reason.name, "ReplyError");
+    assert.match(String((wrong as PromiseRejectedResult).reason.message), /^WRONGTYPE /);
+    assert.deepEqual(fine, { status: "fulfilled", value: Buffer.from("ok") });
+  });
+
+  test("a sink that throws fails its own GET only; the connection goes on", async (t) => {
+    const server = await startRedisServer(t);
+    const channel = new ChunkChannel(parseRedisUrl(server.url), 2000);
+    t.after(() => channel.close());
+    const check = new Redis(server.url);
+    t.after(() => check.disconnect());
+    await check.set("big", randomBytes(MIB));
+    await check.set("next", "after");
+    const [thrown, next] = await Promise.allSettled([
+      channel.getInto("big", () => {
+        throw new Error("sink refused");
+      }),
+      channel.getBuffer("next"),
+    ]);
+    assert.equal(thrown.status, "rejected");
+    assert.equal((thrown as PromiseRejectedResult).reason.message, "sink refused");
+    assert.deepEqual(next, { status: "fulfilled", value: Buffer.from("after") });
+  });
+
+  test("authenticates (user and password) and selects the URL's database", async (t) => {
+    const server = await startRedisServer(t);
+    const admin = new Redis(server.url);
+    await admin.call("ACL", "SETUSER", "reg", "on", ">s3cret", "~*", "+@all");
+    await admin.call("ACL", "SETUSER", "default", "off");
+    admin.disconnect();
+    const url = `redis://reg:s3cret@127.0.0.1:${server.port}/3`;
+    const channel = new ChunkChannel(parseRedisUrl(url), 2000);
+    t.after(() => channel.close());
+    await channel.setChunk("in-db-3", [Buffer.from("abc")], 60_000);
+    const check = new Redis(url);
+    t.after(() => check.disconnect());
+    assert.equal(await check.get("in-db-3"), "abc");
+    await check.select(0);
+    assert.equal(await check.get("in-db-3"), null);
+
+    const refused = new ChunkChannel(parseRedisUrl(`redis://reg:wrong@127.0.0.1:${server.port}`), 2000);
+    t.after(() => refused.close());
+    await assert.rejects(refused.getBuffer("in-db-3"), /WRONGPASS/);
+  });
+
+  test("a server that stops fails what waits; a server that hangs times out; both reconnect", async (t) => {
+    const server = await startRedisServer(t);
+    const channel = new ChunkChannel(parseRedisUrl(server.url), 500);
+    t.after(() => channel.close());
+    await channel.setChunk("a", [Buffer.from("1")], 60_000);
+    server.pause();
+    await assert.rejects(channel.getBuffer("a"), { message: "Command timed out" });
+    server.resume();
+    assert.deepEqual(await channel.getBuffer("a"), Buffer.from("1"));
+    await server.stop("SIGKILL");
+    await assert.rejects(channel.getBuffer("a"), (error: Error) => error.name !== "ReplyError");
+    await server.start();
+    assert.equal(await channel.getBuffer("a"), null); // no persistence: a new, empty Redis
+  });
+
+  test("after close, commands fail at once", async (t) => {
+    const server = await startRedisServer(t);
+    const channel = new ChunkChannel(parseRedisUrl(server.url), 2000);
+    channel.close();
+    await assert.rejects(channel.getBuffer("a"), { message: "Connection is closed." });
+  });
+});
