@@ -14,8 +14,9 @@ import { requireMessage, validateDataSize, validateModelId, validateUserData } f
  *
  * A message is handled synchronously when it can be (a body chunk of an upload held in memory);
  * while the handler waits (the model looked up at the header, a streamed upload's disk write),
- * messages that arrive meanwhile are queued and the stream is paused, so the client waits (flow
- * control) as it did under `for await`, which cost a promise and an iterator step per message.
+ * the stream is paused: later messages stay in its buffer, within its high-water mark, and the
+ * client waits (flow control) as it did under `for await`, which cost a promise and an iterator
+ * step per message. A message emitted all the same is queued and handled in order.
  * The reply is one pre-framed gRPC frame built from the version's cached info encoding
  * (encoded-infos.ts): CreateVersionReply is `version_info = 1`, the same bytes as a
  * VersionUpdate reply, and a first RetrieveVersionInfos then finds the encoding cached.
@@ -109,6 +110,9 @@ export class CreateVersionCall {
 
   #wait(pending: Promise<void>): void {
     this.#busy = true;
+    // Paused at once, not when the next message arrives: the stream's buffer then holds what
+    // `for await` let it hold (its high-water mark; one message once read-ahead is limited).
+    this.#call.pause();
     pending.then(
       () => this.#resume(),
       (error: unknown) => {
