@@ -123,14 +123,21 @@ export function loadScenarios(options: LoadOptions): ScenarioEntry[] {
     );
   }
   add("metadata", "metadata, 16 clients", () => runMetadata(options, { clients: 16, clientProcs: 2 }));
+  // BENCH_SMALL_CALLS=create-version,publish,...: only these small-group scenarios (all by default).
+  const smallCalls = process.env.BENCH_SMALL_CALLS?.split(",").filter((call) => call !== "");
   for (const call of ["infos", "create-version", "create-model"] as const) {
+    if (smallCalls !== undefined && smallCalls.length > 0 && !smallCalls.includes(call)) {
+      continue;
+    }
     for (const server of ["registry", "floor"] as const) {
       add("small", `small calls: ${call}, 16 clients, ${server}`, () =>
         runSmallCalls(options, { call, server, clients: 16, clientProcs: SMALL_CLIENT_PROCS, bodyBytes: call === "create-version" ? 1024 : 0 }),
       );
     }
   }
-  add("small", "publish 1 MiB, 4 publishers", () => runPublish(options, { versionBytes: MIB, publishers: 4 }));
+  if (smallCalls === undefined || smallCalls.length === 0 || smallCalls.includes("publish")) {
+    add("small", "publish 1 MiB, 4 publishers", () => runPublish(options, { versionBytes: MIB, publishers: 4 }));
+  }
   add("startup", "startup: spawn to first served RPC, empty and 10k archived versions, with references", () =>
     runStartup(options, { runs: quick ? 3 : 9, models: 100, versions: 100 }),
   );

@@ -211,11 +211,11 @@ export function createFsArchiveWrites(
     },
 
     async overwriteMeta(modelId, key, value, { durable }) {
-      const record = paddedRecord(value);
       if (!durable) {
-        pageCacheRecords.write(modelId, key, record);
+        pageCacheRecords.write(modelId, key, value);
         return;
       }
+      const record = paddedRecord(value);
       const metaPath = metaFilePath(root, modelId, key);
       // Neither O_TRUNC nor a rename: a crash at any point leaves the previous record or the new one.
       const handle = await open(metaPath, constants.O_WRONLY | constants.O_CREAT, FILE_MODE);
@@ -236,8 +236,8 @@ const FILE_MODE = 0o640;
 /** Overwritten records all have this size, so a shorter value never leaves the end of a longer one behind. */
 const META_RECORD_BYTES = 128;
 
-function paddedRecord(value: string): Buffer {
-  const record = Buffer.alloc(META_RECORD_BYTES, " ");
+function paddedRecord(value: string, record: Buffer = Buffer.allocUnsafe(META_RECORD_BYTES)): Buffer {
+  record.fill(" ");
   const written = record.write(value, 0, "utf8");
   if (written !== Buffer.byteLength(value) || written >= META_RECORD_BYTES) {
     throw new Error(`metadata record of ${Buffer.byteLength(value)} bytes: at most ${META_RECORD_BYTES - 1} fit`);
@@ -259,10 +259,13 @@ function paddedRecord(value: string): Buffer {
 class PageCacheRecords {
   /** `model id \n key` → the record's path. */
   readonly #paths = new Map<string, { readonly modelId: string; readonly path: string }>();
+  /** Every record is written synchronously from here: one buffer serves them all (no ArrayBuffer per commit). */
+  readonly #scratch = Buffer.allocUnsafe(META_RECORD_BYTES);
 
   constructor(private readonly root: string) {}
 
-  write(modelId: string, key: string, record: Buffer): void {
+  write(modelId: string, key: string, value: string): void {
+    const record = paddedRecord(value, this.#scratch);
     const id = `${modelId}\n${key}`;
     let known = this.#paths.get(id);
     if (known === undefined) {

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, hash as oneShotHash } from "node:crypto";
 import { createSHA256 } from "hash-wasm";
 
 /** Computes the SHA-256 of data given in segments, as standard padded base64 (the wire's data_hash). */
@@ -9,6 +9,10 @@ export type Sha256Implementation = "node-crypto" | "hash-wasm";
 export const SHA256_IMPLEMENTATIONS: readonly Sha256Implementation[] = ["node-crypto", "hash-wasm"];
 
 const nodeCryptoSha256: Sha256Base64 = (segments) => {
+  if (segments.length === 1) {
+    // One segment (every version of one chunk): one call, no Hash object to build and collect.
+    return oneShotHash("sha256", segments[0] as Uint8Array, "base64");
+  }
   const hash = createHash("sha256");
   for (const segment of segments) {
     hash.update(segment);

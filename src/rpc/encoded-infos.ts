@@ -2,8 +2,8 @@
  * Listing and update replies assembled from stored bytes.
  *
  * Model and version records never change once made (a model's update makes a new record), so a
- * record's ModelInfo / ModelVersionInfo is encoded by protobuf-es once, the first time a reply
- * carries it, and kept beside the record (a WeakMap: it goes with the record). A reply is then
+ * record's ModelInfo (by protobuf-es) / ModelVersionInfo (written here, protobuf-es's bytes) is
+ * encoded once, the first time a reply carries it, and kept beside the record (a WeakMap: it goes with the record). A reply is then
  * its gRPC frame prefix, each info as a length-delimited field 1 (what protobuf-es writes for a
  * repeated or singular message field), and the handle as field 2 when it is not empty (proto3
  * leaves an empty string out): byte for byte what protobuf-es's create() + toBinary() of the
@@ -14,9 +14,9 @@
  */
 import { toBinary } from "@bufbuild/protobuf";
 import { GRPC_FRAME_PREFIX_LENGTH } from "../data/index.js";
-import { ModelInfoSchema, ModelVersionInfoSchema } from "../gen/cogment/api/model_registry_pb.js";
+import { ModelInfoSchema } from "../gen/cogment/api/model_registry_pb.js";
 import type { ModelRecord, VersionRecord } from "../registry/index.js";
-import { toWireModel, toWireVersion } from "./convert.js";
+import { toWireModel } from "./convert.js";
 
 const INFO_TAG = (1 << 3) | 2; // field 1, length-delimited
 const HANDLE_TAG = (2 << 3) | 2; // field 2, length-delimited
@@ -32,7 +32,7 @@ function asLatin1(bytes: Uint8Array): string {
 export function encodedVersionInfo(version: VersionRecord): string {
   let encoded = versionInfos.get(version);
   if (encoded === undefined) {
-    encoded = asLatin1(toBinary(ModelVersionInfoSchema, toWireVersion(version)));
+    encoded = encodeVersionInfo(version).toString("latin1");
     versionInfos.set(version, encoded);
   }
   return encoded;
@@ -75,6 +75,105 @@ function writeField(target: Buffer, offset: number, tag: number, encoded: string
   target[offset++] = tag;
   offset = writeVarint(target, offset, encoded.length);
   return offset + target.write(encoded, offset, encoded.length, "latin1");
+}
+
+const MODEL_ID_TAG = (1 << 3) | 2;
+const VERSION_NUMBER_TAG = 2 << 3; // varint
+const CREATION_TIMESTAMP_TAG = (3 << 3) | 1; // fixed64
+const ARCHIVED_TAG = 4 << 3; // varint
+const DATA_HASH_TAG = (5 << 3) | 2;
+const DATA_SIZE_TAG = (6 << 3) | 1; // fixed64
+const USER_DATA_TAG = (7 << 3) | 2; // one map entry: key as field 1, value as field 2
+const ENTRY_KEY_TAG = (1 << 3) | 2;
+const ENTRY_VALUE_TAG = (2 << 3) | 2;
+const TWO_POW_32 = 2 ** 32;
+
+function stringFieldLength(byteLength: number): number {
+  return 1 + varintLength(byteLength) + byteLength;
+}
+
+function writeStringField(target: Buffer, offset: number, tag: number, text: string, byteLength: number): number {
+  target[offset++] = tag;
+  offset = writeVarint(target, offset, byteLength);
+  return offset + target.write(text, offset, byteLength, "utf8");
+}
+
+/**
+ * ModelVersionInfo written directly, as protobuf-es's toBinary writes it (the first reply that
+ * carries a version is its CreateVersion reply, so this runs once per version): fields in number
+ * order, proto3's defaults (empty, 0, false) left out, each user_data entry as a message with its
+ * key and value both written, entries in the object's key order. test/unit/encoded-infos.test.ts
+ * compares the bytes with protobuf-es's for every field's edge cases.
+ */
+function encodeVersionInfo(version: VersionRecord): Buffer {
+  const { modelId, versionNumber, creationTimestamp, archived, dataHash, dataSize, userData } = version;
+  const modelIdBytes = Buffer.byteLength(modelId, "utf8");
+  const dataHashBytes = Buffer.byteLength(dataHash, "utf8");
+  let length = 0;
+  if (modelIdBytes > 0) {
+    length += stringFieldLength(modelIdBytes);
+  }
+  if (versionNumber !== 0) {
+    length += 1 + varintLength(versionNumber);
+  }
+  if (creationTimestamp !== 0n) {
+    length += 9;
+  }
+  if (archived) {
+    length += 2;
+  }
+  if (dataHashBytes > 0) {
+    length += stringFieldLength(dataHashBytes);
+  }
+  if (dataSize !== 0) {
+    length += 9;
+  }
+  const keys = Object.keys(userData);
+  /** Per entry: key bytes, value bytes, entry bytes. */
+  const entrySizes: number[] = [];
+  for (const key of keys) {
+    const keyBytes = Buffer.byteLength(key, "utf8");
+    const valueBytes = Buffer.byteLength(userData[key] as string, "utf8");
+    const entry = stringFieldLength(keyBytes) + stringFieldLength(valueBytes);
+    entrySizes.push(keyBytes, valueBytes, entry);
+    length += 1 + varintLength(entry) + entry;
+  }
+  const target = Buffer.allocUnsafe(length);
+  let offset = 0;
+  if (modelIdBytes > 0) {
+    offset = writeStringField(target, offset, MODEL_ID_TAG, modelId, modelIdBytes);
+  }
+  if (versionNumber !== 0) {
+    target[offset++] = VERSION_NUMBER_TAG;
+    offset = writeVarint(target, offset, versionNumber);
+  }
+  if (creationTimestamp !== 0n) {
+    target[offset++] = CREATION_TIMESTAMP_TAG;
+    offset = target.writeBigUInt64LE(creationTimestamp, offset);
+  }
+  if (archived) {
+    target[offset++] = ARCHIVED_TAG;
+    target[offset++] = 1;
+  }
+  if (dataHashBytes > 0) {
+    offset = writeStringField(target, offset, DATA_HASH_TAG, dataHash, dataHashBytes);
+  }
+  if (dataSize !== 0) {
+    target[offset++] = DATA_SIZE_TAG;
+    offset = target.writeUInt32LE(dataSize % TWO_POW_32, offset);
+    offset = target.writeUInt32LE(Math.floor(dataSize / TWO_POW_32), offset);
+  }
+  for (let index = 0; index < keys.length; index++) {
+    const key = keys[index] as string;
+    target[offset++] = USER_DATA_TAG;
+    offset = writeVarint(target, offset, entrySizes[index * 3 + 2] as number);
+    offset = writeStringField(target, offset, ENTRY_KEY_TAG, key, entrySizes[index * 3] as number);
+    offset = writeStringField(target, offset, ENTRY_VALUE_TAG, userData[key] as string, entrySizes[index * 3 + 1] as number);
+  }
+  if (offset !== length) {
+    throw new Error(`ModelVersionInfo encoding: wrote ${offset} bytes of ${length}`);
+  }
+  return target;
 }
 
 /**

@@ -2,32 +2,34 @@ import { create } from "@bufbuild/protobuf";
 import type { ServerWritableStream, sendUnaryData } from "@grpc/grpc-js";
 import { StatusReplySchema, VersionInfoSchema } from "../gen/cogment/api/common_pb.js";
 import {
-  type CreateVersionRequestChunk,
   CreateOrUpdateModelReplySchema,
-  CreateVersionReplySchema,
   DeleteModelReplySchema,
   ModelRegistrySP,
 } from "../gen/cogment/api/model_registry_pb.js";
 import { packageInfo } from "../package-info.js";
-import type { PendingUpload, Registry } from "../registry/index.js";
-import { invalidArgument } from "../errors/index.js";
-import { toWireVersion } from "./convert.js";
+import type { Registry } from "../registry/index.js";
 import { encodedModelInfo, encodedVersionInfo, framedInfosReply } from "./encoded-infos.js";
 import { type ServiceImplementation, createServiceDefinition } from "./service-definition.js";
 import { writeWithBackpressure } from "./stream-writer.js";
 import { WriteConfirmations } from "./write-confirmations.js";
 import { toServiceError } from "./to-service-error.js";
-import { requireMessage, validateDataSize, validateModelId, validateUserData } from "./validate.js";
+import { requireMessage, validateModelId, validateUserData } from "./validate.js";
 import { limitReplySize } from "./reply-size.js";
-import { NO_UPLOAD_LIMITS, type UploadLimits, UploadWatchdog } from "./upload-watchdog.js";
+import { NO_UPLOAD_LIMITS, type UploadLimits } from "./upload-watchdog.js";
+import { CreateVersionCall } from "./create-version-call.js";
 import { SendWatchdog } from "./send-watchdog.js";
 import { resetCallStream } from "./reset-call-stream.js";
-import { readOneMessageAhead } from "./read-ahead.js";
 import type { Logger } from "../logger.js";
 
 type Methods = (typeof ModelRegistrySP)["method"];
 /** Replies given as whole gRPC frames: version data as stored, infos assembled from cached encodings (encoded-infos.ts). */
-const PRE_FRAMED = { retrieveVersionData: true, retrieveModels: true, retrieveVersionInfos: true, versionUpdate: true } as const;
+const PRE_FRAMED = {
+  retrieveVersionData: true,
+  retrieveModels: true,
+  retrieveVersionInfos: true,
+  versionUpdate: true,
+  createVersion: true,
+} as const;
 
 export type ModelRegistryImplementation = ServiceImplementation<Methods, typeof PRE_FRAMED>;
 
@@ -112,66 +114,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
     },
 
     createVersion(call, callback) {
-      let upload: PendingUpload | undefined;
-      let answered = false;
-      const fail = (reason: unknown): void => {
-        watchdog.stop();
-        upload?.abort();
-        if (!answered) {
-          answered = true;
-          callback(toServiceError(reason));
-        }
-      };
-      // A client too slow to send ends the upload at once: its reservation must not be held hostage.
-      const watchdog = new UploadWatchdog(context.uploadLimits ?? NO_UPLOAD_LIMITS, fail);
-      call.on("cancelled", () => {
-        answered = true;
-        watchdog.stop();
-        upload?.abort();
-      });
-      const receive = async (): Promise<void> => {
-        watchdog.waiting();
-        for await (const chunk of call as AsyncIterable<CreateVersionRequestChunk>) {
-          watchdog.received(chunk.msg.case === "body" ? chunk.msg.value.dataChunk.byteLength : 0);
-          if (answered) {
-            break;
-          }
-          if (upload === undefined) {
-            upload = await beginUpload(registry, chunk);
-            if (answered) {
-              upload.abort(); // cancelled while the model was looked up
-              break;
-            }
-          } else if (chunk.msg.case === "body") {
-            // A streamed (archived, large) upload hands back a promise: the next chunk waits for it.
-            const appended = upload.append(chunk.msg.value.dataChunk);
-            if (appended !== undefined) {
-              readOneMessageAhead(call);
-              await appended;
-            }
-          } else {
-            throw invalidArgument(
-              chunk.msg.case === "header"
-                ? "CreateVersionRequestChunk: a second header was received; only the first message may be a header, every later one must be a body"
-                : "CreateVersionRequestChunk: a message without header or body was received; every message after the header must be a body",
-            );
-          }
-          watchdog.waiting();
-        }
-        watchdog.stop();
-        if (answered) {
-          return;
-        }
-        if (upload === undefined) {
-          throw invalidArgument("CreateVersion: the stream was empty; the first message must be a header with version_info");
-        }
-        const version = await upload.finish();
-        if (!answered) {
-          answered = true;
-          callback(null, create(CreateVersionReplySchema, { versionInfo: toWireVersion(version) }));
-        }
-      };
-      receive().catch(fail);
+      new CreateVersionCall(registry, call, callback, context.uploadLimits ?? NO_UPLOAD_LIMITS).start();
     },
 
     retrieveVersionData(call) {
@@ -277,19 +220,4 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
       });
     },
   };
-}
-
-function beginUpload(registry: Registry, chunk: CreateVersionRequestChunk): Promise<PendingUpload> {
-  if (chunk.msg.case !== "header") {
-    throw invalidArgument("CreateVersionRequestChunk: the first message must be a header, a body was received");
-  }
-  const info = requireMessage("CreateVersionRequestChunk.header.version_info", chunk.msg.value.versionInfo);
-  return registry.beginUpload({
-    modelId: validateModelId("header.version_info.model_id", info.modelId),
-    archived: info.archived,
-    creationTimestamp: info.creationTimestamp,
-    dataHash: info.dataHash,
-    dataSize: validateDataSize("header.version_info.data_size", info.dataSize),
-    userData: validateUserData("header.version_info.user_data", info.userData),
-  });
 }

@@ -54,7 +54,11 @@ export class UploadWatchdog {
     const now = this.#now();
     this.#waitStart = now;
     this.#accountedUntil = now;
-    this.#arm();
+    // A timer still pending from an earlier wait fires no later than this wait needs (waiting
+    // time only grows), and #tick re-arms for what is left: one timer per upload, not one per message.
+    if (this.#timer === undefined) {
+      this.#arm();
+    }
   }
 
   /** A message with `dataBytes` of version data arrived; the server is busy with it until waiting(). */
@@ -62,7 +66,7 @@ export class UploadWatchdog {
     if (this.#done) {
       return;
     }
-    this.#disarm();
+    // The timer is left pending (see waiting()); if it fires while the server is busy, it stops.
     if (this.#waitStart !== undefined) {
       this.#account(this.#now());
       this.#waitStart = undefined;

@@ -32,6 +32,21 @@ describe("versions over gRPC", () => {
     assert.equal((await t.client.retrieveData("cv", 1)).toString(), "chunk_1chunk_2");
   });
 
+  test("a header and 300 bodies sent at once: every body kept in order; the reply is the stored info", async () => {
+    // The bodies arrive while the server still looks the model up for the header: they wait in
+    // order (the stream paused), then are appended one by one.
+    await t.client.createModel("burst");
+    const chunks = Array.from({ length: 300 }, (_, index) => Buffer.alloc(7, index % 251));
+    const data = Buffer.concat(chunks);
+    const info = await t.client.createVersion({ model_id: "burst", data_size: data.byteLength, user_data: { a: "b" } }, chunks);
+    assert.equal(info.version_number, 1);
+    assert.equal(info.data_size, String(data.byteLength));
+    assert.equal(info.data_hash, sha256(data));
+    assert.ok((await t.client.retrieveData("burst", 1)).equals(data));
+    const infos = await t.client.retrieveVersionInfos({ model_id: "burst" });
+    assert.deepEqual(infos.version_infos, [info]);
+  });
+
   test("a creation_timestamp > 0 is kept, a matching data_hash accepted", async () => {
     await t.client.createModel("ts");
     const info = await t.client.createVersion(

@@ -37,6 +37,9 @@ const VERSIONS: readonly VersionRecord[] = [
   version({ userData: { step: "1", lr: "0.001", "0": "zero first", b: "insertion order kept" } }),
   version({ modelId: "m".repeat(250), userData: { blob: "x".repeat(70_000) } }),
   version({ userData: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`key-${i}`, `value-${i}`])) }),
+  version({ versionNumber: 2_147_483_648, creationTimestamp: 1n, dataSize: 2 ** 32 }),
+  version({ versionNumber: 2_147_483_647, creationTimestamp: 2n ** 63n, dataSize: 2 ** 32 + 1 }),
+  version({ versionNumber: 16_384, dataSize: 2 ** 32 - 1, userData: { k: "v".repeat(200), ["κ".repeat(70)]: "" } }),
 ];
 
 const MODELS: readonly ModelRecord[] = [

@@ -42,6 +42,24 @@ test("idle: a wait longer than the idle timeout expires with DEADLINE_EXCEEDED; 
   assert.equal(errors.length, 1, "expires once");
 });
 
+test("idle: a message that arrives keeps the earlier timer; when it fires early it re-arms for the time left of the new wait", (t) => {
+  const { dog, errors, advance } = watch(t, { idleTimeoutMs: 1000, minRateBytesPerSecond: 0, minRatePeriodMs: 1000 });
+  dog.waiting();
+  advance(600);
+  dog.received(1);
+  dog.waiting(); // the new wait began at 600: it may last until 1600
+  advance(400); // the first wait's timer fires at 1000
+  assert.equal(errors.length, 0);
+  advance(599);
+  assert.equal(errors.length, 0);
+  advance(1);
+  assert.equal(errors.length, 1);
+  assert.equal(
+    errors[0]?.message,
+    "CreateVersion received nothing from the client for 1s (COGMENT_MODEL_REGISTRY_UPLOAD_IDLE_TIMEOUT = 1s) after 1 bytes of data; the upload was abandoned and its memory reservation released",
+  );
+});
+
 test("minimum rate: the first period is not checked, a later period below the rate expires", (t) => {
   const { dog, errors, advance } = watch(t, { idleTimeoutMs: 0, minRateBytesPerSecond: 1000, minRatePeriodMs: 1000 });
   dog.waiting();

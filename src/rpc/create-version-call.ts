@@ -1,0 +1,206 @@
+import type { ServerReadableStream, sendUnaryData } from "@grpc/grpc-js";
+import type { CreateVersionRequestChunk } from "../gen/cogment/api/model_registry_pb.js";
+import type { VersionRecord } from "../domain/index.js";
+import type { PendingUpload, Registry } from "../registry/index.js";
+import { invalidArgument } from "../errors/index.js";
+import { encodedVersionInfo, framedInfosReply } from "./encoded-infos.js";
+import { readOneMessageAhead } from "./read-ahead.js";
+import { toServiceError } from "./to-service-error.js";
+import { type UploadLimits, UploadWatchdog } from "./upload-watchdog.js";
+import { requireMessage, validateDataSize, validateModelId, validateUserData } from "./validate.js";
+
+/**
+ * One CreateVersion call: the client's stream read with 'data' events, one object per call.
+ *
+ * A message is handled synchronously when it can be (a body chunk of an upload held in memory);
+ * while the handler waits (the model looked up at the header, a streamed upload's disk write),
+ * the stream is paused: later messages stay in its buffer, within its high-water mark, and the
+ * client waits (flow control) as it did under `for await`, which cost a promise and an iterator
+ * step per message. A message emitted all the same is queued and handled in order.
+ * The reply is one pre-framed gRPC frame built from the version's cached info encoding
+ * (encoded-infos.ts): CreateVersionReply is `version_info = 1`, the same bytes as a
+ * VersionUpdate reply, and a first RetrieveVersionInfos then finds the encoding cached.
+ */
+export class CreateVersionCall {
+  readonly #registry: Registry;
+  readonly #call: ServerReadableStream<CreateVersionRequestChunk, Buffer>;
+  readonly #callback: sendUnaryData<Buffer>;
+  // A client too slow to send ends the upload at once: its reservation must not be held hostage.
+  readonly #watchdog: UploadWatchdog;
+  #upload: PendingUpload | undefined = undefined;
+  /** Messages that arrived while the handler waited, in order. */
+  #queue: CreateVersionRequestChunk[] | undefined = undefined;
+  #busy = false;
+  #ended = false;
+  #answered = false;
+
+  constructor(
+    registry: Registry,
+    call: ServerReadableStream<CreateVersionRequestChunk, Buffer>,
+    callback: sendUnaryData<Buffer>,
+    limits: UploadLimits,
+  ) {
+    this.#registry = registry;
+    this.#call = call;
+    this.#callback = callback;
+    this.#watchdog = new UploadWatchdog(limits, (error) => this.#fail(error));
+  }
+
+  start(): void {
+    const call = this.#call;
+    call.on("cancelled", () => this.#cancelled());
+    call.on("error", (error: unknown) => this.#fail(error));
+    call.on("close", () => {
+      if (!this.#ended) {
+        this.#fail(new Error("CreateVersion: the request stream closed before its end"));
+      }
+    });
+    call.on("end", () => this.#end());
+    this.#watchdog.waiting();
+    call.on("data", (chunk: CreateVersionRequestChunk) => this.#received(chunk));
+  }
+
+  #received(chunk: CreateVersionRequestChunk): void {
+    if (this.#answered) {
+      return;
+    }
+    this.#watchdog.received(chunk.msg.case === "body" ? chunk.msg.value.dataChunk.byteLength : 0);
+    if (this.#busy) {
+      (this.#queue ??= []).push(chunk);
+      this.#call.pause();
+      return;
+    }
+    this.#handle(chunk);
+    if (!this.#busy && !this.#answered) {
+      this.#watchdog.waiting();
+    }
+  }
+
+  /** Handles one message; sets #busy when it has to wait for something. */
+  #handle(chunk: CreateVersionRequestChunk): void {
+    try {
+      const upload = this.#upload;
+      if (upload === undefined) {
+        this.#wait(
+          beginUpload(this.#registry, chunk).then((begun) => {
+            this.#upload = begun;
+            if (this.#answered) {
+              begun.abort(); // cancelled while the model was looked up
+            }
+          }),
+        );
+      } else if (chunk.msg.case === "body") {
+        // A streamed (archived, large) upload hands back a promise: the next chunk waits for it.
+        const appended = upload.append(chunk.msg.value.dataChunk);
+        if (appended !== undefined) {
+          readOneMessageAhead(this.#call);
+          this.#wait(appended);
+        }
+      } else {
+        throw invalidArgument(
+          chunk.msg.case === "header"
+            ? "CreateVersionRequestChunk: a second header was received; only the first message may be a header, every later one must be a body"
+            : "CreateVersionRequestChunk: a message without header or body was received; every message after the header must be a body",
+        );
+      }
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  #wait(pending: Promise<void>): void {
+    this.#busy = true;
+    // Paused at once, not when the next message arrives: the stream's buffer then holds what
+    // `for await` let it hold (its high-water mark; one message once read-ahead is limited).
+    this.#call.pause();
+    pending.then(
+      () => this.#resume(),
+      (error: unknown) => {
+        this.#busy = false;
+        this.#fail(error);
+      },
+    );
+  }
+
+  /** What waited is done: the queued messages are handled, then the stream flows again. */
+  #resume(): void {
+    this.#busy = false;
+    const queue = this.#queue;
+    while (!this.#answered && !this.#busy && queue !== undefined && queue.length > 0) {
+      this.#handle(queue.shift() as CreateVersionRequestChunk);
+    }
+    if (this.#answered || this.#busy) {
+      return;
+    }
+    if (this.#ended) {
+      this.#finish();
+      return;
+    }
+    this.#watchdog.waiting();
+    if (this.#call.isPaused()) {
+      this.#call.resume();
+    }
+  }
+
+  #end(): void {
+    this.#ended = true;
+    if (!this.#busy && (this.#queue === undefined || this.#queue.length === 0)) {
+      this.#finish();
+    }
+  }
+
+  #finish(): void {
+    this.#watchdog.stop();
+    if (this.#answered) {
+      return;
+    }
+    const upload = this.#upload;
+    if (upload === undefined) {
+      this.#fail(invalidArgument("CreateVersion: the stream was empty; the first message must be a header with version_info"));
+      return;
+    }
+    upload.finish().then(
+      (version) => this.#reply(version),
+      (error: unknown) => this.#fail(error),
+    );
+  }
+
+  #reply(version: VersionRecord): void {
+    if (!this.#answered) {
+      this.#answered = true;
+      this.#callback(null, framedInfosReply([encodedVersionInfo(version)]));
+    }
+  }
+
+  #fail(reason: unknown): void {
+    this.#watchdog.stop();
+    this.#upload?.abort();
+    if (!this.#answered) {
+      this.#answered = true;
+      this.#queue = undefined;
+      this.#callback(toServiceError(reason));
+    }
+  }
+
+  #cancelled(): void {
+    this.#answered = true;
+    this.#queue = undefined;
+    this.#watchdog.stop();
+    this.#upload?.abort();
+  }
+}
+
+function beginUpload(registry: Registry, chunk: CreateVersionRequestChunk): Promise<PendingUpload> {
+  if (chunk.msg.case !== "header") {
+    throw invalidArgument("CreateVersionRequestChunk: the first message must be a header, a body was received");
+  }
+  const info = requireMessage("CreateVersionRequestChunk.header.version_info", chunk.msg.value.versionInfo);
+  return registry.beginUpload({
+    modelId: validateModelId("header.version_info.model_id", info.modelId),
+    archived: info.archived,
+    creationTimestamp: info.creationTimestamp,
+    dataHash: info.dataHash,
+    dataSize: validateDataSize("header.version_info.data_size", info.dataSize),
+    userData: validateUserData("header.version_info.user_data", info.userData),
+  });
+}
