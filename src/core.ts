@@ -60,7 +60,8 @@ export interface Core extends AsyncDisposable {
  */
 export async function openCore(config: CoreConfig, log: Logger, options: CoreOptions): Promise<Core> {
   return startWithRollback(log, async (stack) => {
-    const memoryGuard = createMemoryGuard(config.cacheMaxBytes + MEMORY_HEADROOM_BYTES, log);
+    let cachedBytes = (): number => 0; // the registry's, once it is open
+    const memoryGuard = createMemoryGuard(config.cacheMaxBytes + MEMORY_HEADROOM_BYTES, log, { heldBytes: () => cachedBytes() });
     stack.defer(() => memoryGuard.close()); // its idle check's timer
     const archiveS3 = config.archiveS3;
     // Loaded only for a bucket (see s3-backend.ts).
@@ -101,6 +102,7 @@ export async function openCore(config: CoreConfig, log: Logger, options: CoreOpt
       resumableHash: { update: (state, segments) => pool.hashUpdate(state, segments), digest: (state) => pool.hashDigest(state) },
       log: log.child({ module: "registry" }),
     });
+    cachedBytes = () => registry.cache.stats().usedBytes;
     let registryClosed = false;
     const closeRegistry = (): void => {
       if (!registryClosed) {

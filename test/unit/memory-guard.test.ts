@@ -38,11 +38,12 @@ test("every 4 MiB of received data collects the young generation, which frees de
 /** A guard with a fake resident set, event loop and collector: its decisions, without V8's timing. */
 function fakeGuard(limitBytes: number, startResident: number) {
   const calls: string[] = [];
-  const state = { resident: startResident, busy: 0, afterCollect: startResident };
+  const state = { resident: startResident, busy: 0, afterCollect: startResident, held: 0 };
   const guard = createMemoryGuard(limitBytes, createLogger("silent"), {
     idleCheckMs: 0,
     residentBytes: () => state.resident,
     busyShare: () => state.busy,
+    heldBytes: () => state.held,
     collect: (options) => {
       calls.push(options === undefined ? "major" : `${options.type}${options.flavor === undefined ? "" : ` ${options.flavor}`}`);
       state.resident = state.afterCollect;
@@ -73,6 +74,24 @@ test("an idle process whose resident set grew past its level at rest gets one me
   assert.equal(guard.checkIdle(), false);
   assert.equal(guard.idleCollections, 2);
   assert.equal(guard.collections, 0);
+  guard.close();
+});
+
+test("the idle check leaves out what the cache holds: a filling cache is not a burst, its evicted bytes are", () => {
+  const { guard, calls, state } = fakeGuard(Number.MAX_SAFE_INTEGER, 120 * MiB);
+  // The cache takes 300 MiB of versions: the resident set grows with it, nothing to give back.
+  state.resident = 420 * MiB;
+  state.held = 300 * MiB;
+  assert.equal(guard.checkIdle(), false);
+  // It evicts 200 MiB: their memory stays resident until collected, and that is a burst to give back.
+  state.held = 100 * MiB;
+  state.afterCollect = 225 * MiB;
+  assert.equal(guard.checkIdle(), true);
+  assert.deepEqual(calls, ["major last-resort"]);
+  // The level at rest is now 125 MiB besides the cache: 25 MiB more is not worth another collection.
+  state.resident = 250 * MiB;
+  assert.equal(guard.checkIdle(), false);
+  assert.equal(guard.idleCollections, 1);
   guard.close();
 });
 
