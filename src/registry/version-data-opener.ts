@@ -28,7 +28,6 @@ export interface VersionDataOpenerOptions {
   readonly chunkSize: number;
   /** Archived versions larger than cacheMaxBytes / this are streamed from disk, never cached. */
   readonly archivedCacheShare: number;
-  hash(segments: readonly Uint8Array[]): Promise<string>;
   readonly offThreadHash: OffThreadHashing | undefined;
   readonly beforeAllocate: (() => void) | undefined;
   readonly log: Logger;
@@ -152,15 +151,19 @@ export class VersionDataOpener {
     try {
       const data = EncodedVersionData.allocate(version.dataSize, chunkSize);
       const reader = await archive.openVersionData(version.modelId, version.versionNumber);
+      // Each chunk hashed on a hash thread while the next one is read.
+      const hash = createStreamingHash(this.options.offThreadHash);
       try {
         this.#checkArchivedSize(version, reader);
         let position = 0;
         for (const segment of data.dataSegments()) {
           await this.#readFully(version, reader, segment, position);
           position += segment.byteLength;
+          await hash.add(segment);
         }
-        this.#checkArchivedHash(version, reader, await this.options.hash(data.dataSegments()));
+        this.#checkArchivedHash(version, reader, await hash.digest());
       } finally {
+        hash.abandon(); // after digest(): nothing
         await reader.close();
       }
       const versions = await this.options.state.listVersions(version.modelId);
