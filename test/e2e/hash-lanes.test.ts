@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { describe, test } from "node:test";
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import { makeArchiveDir, startTestServer } from "../support/test-server.js";
 
 const MiB = 1024 * 1024;
