@@ -55,7 +55,8 @@ interface LaneStream {
 
 class Lane {
   readonly streams = new Map<number, LaneStream>();
-  readonly #countWaiters: Waiter[] = [];
+  /** count() calls awaiting their reply, in order. */
+  readonly #countWaiters: ((open: number) => void)[] = [];
   #awaited = 0;
   #failure: Error | undefined;
   #lastError: Error | undefined;
@@ -113,10 +114,10 @@ class Lane {
       return Promise.resolve(0);
     }
     this.worker.postMessage({ kind: "count" } satisfies LaneRequest);
-    return new Promise<string | undefined>((resolve, reject) => {
-      this.#countWaiters.push({ resolve, reject });
+    return new Promise<number>((resolve) => {
+      this.#countWaiters.push(resolve);
       this.#awaitOne();
-    }).then(Number);
+    });
   }
 
   /** Fails every stream of the lane with `error` (the thread stopped, or the lanes closed). */
@@ -131,8 +132,8 @@ class Lane {
         waiter.reject(error);
       }
     }
-    for (const waiter of this.#countWaiters.splice(0)) {
-      waiter.resolve("0");
+    for (const resolve of this.#countWaiters.splice(0)) {
+      resolve(0); // a stopped thread holds nothing
     }
     this.#awaited = 0;
   }
@@ -155,10 +156,10 @@ class Lane {
 
   #onReply(reply: LaneReply): void {
     if (reply.kind === "count") {
-      const waiter = this.#countWaiters.shift();
-      if (waiter !== undefined) {
+      const resolve = this.#countWaiters.shift();
+      if (resolve !== undefined) {
         this.#replied();
-        waiter.resolve(String(reply.open));
+        resolve(reply.open);
       }
       return;
     }
