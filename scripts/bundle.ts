@@ -6,6 +6,7 @@
  *   dist/bundle/main.js            the server (npm start, the Docker image, the bin entry)
  *   dist/bundle/healthcheck.js     the container HEALTHCHECK
  *   dist/bundle/archive-worker.js  the worker threads' task file (worker-pool.ts finds it next to itself)
+ *   dist/bundle/hash-lane-worker.js  the hash threads' script (hash-lanes.ts finds it next to itself)
  *   dist/bundle/worker.js          piscina's own worker script (piscina finds it next to itself)
  *   dist/bundle/chunk-*.js, …      code shared by the entries, and what is imported only when needed
  *                                  (the AWS SDK for a bucket, prom-client for metrics)
@@ -38,6 +39,7 @@ const result = await build({
     main: "dist/src/main.js",
     healthcheck: "dist/src/healthcheck.js",
     "archive-worker": "dist/src/worker-pool/archive-worker.js",
+    "hash-lane-worker": "dist/src/worker-pool/hash-lane-worker.js",
     // piscina starts its threads on `resolve(__dirname, "worker.js")`: here, dist/bundle/worker.js.
     worker: path.join(path.dirname(require.resolve("piscina")), "worker.js"),
   },

@@ -8,7 +8,7 @@ import { startWithRollback } from "./start-with-rollback.js";
 import type { ArchiveWriteTimer } from "./metrics/metrics-api.js";
 import { Registry } from "./registry/index.js";
 import type { RegistryState } from "./state/index.js";
-import { type WorkerPool, createWorkerPool } from "./worker-pool/index.js";
+import { type HashLanes, type WorkerPool, createHashLanes, createWorkerPool } from "./worker-pool/index.js";
 
 /** In a directory shared by several instances, a temporary file untouched for this long is a dead writer's leftover. */
 export const SHARED_ARCHIVE_LEFTOVER_AGE_MS = 60 * 60 * 1000;
@@ -40,6 +40,8 @@ export interface Core extends AsyncDisposable {
   readonly registry: Registry;
   /** The worker threads hashing and writing the archive. */
   readonly workerPool: WorkerPool;
+  /** The threads hashing streams: versions read from disk, uploads streamed to disk. */
+  readonly hashLanes: HashLanes;
   /** Where the archive is, for log lines. */
   readonly archiveLocation: { readonly archiveDir: string } | { readonly archiveUrl: string };
   /**
@@ -49,13 +51,13 @@ export interface Core extends AsyncDisposable {
   closeRegistry(): void;
   /**
    * Starts what serving a first call does not need (the server calls it once it listens): the worker
-   * threads and the memory guard's hook on the garbage collector. Otherwise their first use does.
+   * threads, the hash threads and the memory guard's hook on the garbage collector. Otherwise their first use does.
    */
   startDeferred(): void;
 }
 
 /**
- * Opens the archive and the registry. Disposing the core releases, in this order: the registry, the
+ * Opens the archive and the registry. Disposing the core releases, in this order: the registry, the hash threads, the
  * worker threads, the S3 client; a failed open releases what it had acquired the same way.
  */
 export async function openCore(config: CoreConfig, log: Logger, options: CoreOptions): Promise<Core> {
@@ -72,6 +74,8 @@ export async function openCore(config: CoreConfig, log: Logger, options: CoreOpt
     }
     const pool = createWorkerPool({ sha256: options.sha256 });
     stack.defer(() => pool.close());
+    const hashLanes = createHashLanes();
+    stack.defer(() => hashLanes.close());
 
     const onWarning = (message: string, details: Record<string, unknown>): void => log.warn({ module: "archive", ...details }, message);
     const archive: ArchiveStore =
@@ -99,7 +103,7 @@ export async function openCore(config: CoreConfig, log: Logger, options: CoreOpt
       maxVersionBytes: config.versionMaxBytes ?? 0,
       beforeAllocate: memoryGuard.beforeAllocate,
       dataReceived: memoryGuard.dataReceived,
-      resumableHash: { update: (state, segments) => pool.hashUpdate(state, segments), digest: (state) => pool.hashDigest(state) },
+      offThreadHash: hashLanes,
       log: log.child({ module: "registry" }),
     });
     cachedBytes = () => registry.cache.stats().usedBytes;
@@ -116,11 +120,13 @@ export async function openCore(config: CoreConfig, log: Logger, options: CoreOpt
     return {
       registry,
       workerPool: pool,
+      hashLanes,
       archiveLocation: archiveS3 === undefined ? { archiveDir: config.archiveDir } : { archiveUrl: formatS3Location(archiveS3) },
       closeRegistry,
       startDeferred: () => {
         memoryGuard.prepare();
         pool.start();
+        hashLanes.start();
       },
       [Symbol.asyncDispose]: () => resources.disposeAsync(),
     };

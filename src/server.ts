@@ -7,7 +7,7 @@ import { packageInfo } from "./package-info.js";
 import { startWithRollback } from "./start-with-rollback.js";
 import type { Registry } from "./registry/index.js";
 import { DEFAULT_KEEPALIVE, startGrpcTransport } from "./transports/grpc-server.js";
-import type { WorkerPool } from "./worker-pool/index.js";
+import type { HashLanes, WorkerPool } from "./worker-pool/index.js";
 
 export { DEFAULT_KEEPALIVE, MAX_RECEIVE_MESSAGE_BYTES } from "./transports/grpc-server.js";
 
@@ -62,6 +62,8 @@ export interface RunningServer {
   readonly registry: Registry;
   /** The worker threads hashing and writing the archive. */
   readonly workerPool: WorkerPool;
+  /** The threads hashing streamed versions (reads from disk, uploads to disk). */
+  readonly hashLanes: HashLanes;
   /** HTTP/2 receive windows of the open client sessions. */
   sessionWindows(): number[];
   /** Stops accepting calls, ends streams, waits for in-flight calls up to the grace period, then releases everything. */
@@ -79,7 +81,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
       metricsListen === undefined ? undefined : (await import("./metrics/server-metrics.js")).createServerMetrics({ processMetrics: true });
     const metrics = prometheus ?? disabledServerMetrics();
 
-    // Released in reverse order: gRPC server, metrics endpoint, registry, worker threads, S3 client.
+    // Released in reverse order: gRPC server, metrics endpoint, registry, hash threads, worker threads, S3 client.
     const core = stack.use(await openCore(config, log, { sha256: options.sha256 ?? "node-crypto", timeArchiveWrites: metrics.timeArchiveWrites }));
     const { registry, workerPool: pool } = core;
     metrics.observe({ registry: () => registry.stats(), workerPool: () => pool.stats() });
@@ -143,6 +145,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
       metricsPort: metricsEndpoint?.port,
       registry,
       workerPool: pool,
+      hashLanes: core.hashLanes,
       stop,
       sessionWindows: () => grpcServer.sessionWindows(),
     };

@@ -5,7 +5,7 @@ import { Code, RegistryError, notFound } from "../errors/index.js";
 import type { Logger } from "../logger.js";
 import { type RegistryState, createInProcessRegistryState } from "../state/index.js";
 import { ModelActor } from "./model-actor.js";
-import type { ResumableHash } from "./streaming-hash.js";
+import type { OffThreadHashing } from "./streaming-hash.js";
 import type { UploadHeader } from "./upload-header.js";
 import { UploadPlanner } from "./upload-planner.js";
 import { VERSION_OVERHEAD_BYTES, VersionCache, type VersionCacheStats } from "./version-cache.js";
@@ -29,7 +29,7 @@ export interface RegistryOptions {
    * Resumable hashing for archived uploads streamed to disk. Without it, archived uploads are held
    * in memory like transient ones (and so limited by the cache budget).
    */
-  readonly resumableHash?: ResumableHash;
+  readonly offThreadHash?: OffThreadHashing;
   /** Largest data_size accepted for one version; 0 = no limit but the cache budget (transient) or the disk (archived). */
   readonly maxVersionBytes?: number;
   readonly log: Logger;
@@ -103,7 +103,7 @@ export class Registry {
       chunkSize: options.chunkSize,
       archivedCacheShare: ARCHIVED_CACHE_SHARE,
       hash: options.hash,
-      resumableHash: options.resumableHash,
+      offThreadHash: options.offThreadHash,
       beforeAllocate: options.beforeAllocate,
     };
     this.#uploads = new UploadPlanner({

@@ -5,13 +5,14 @@ import type { VersionRecord } from "../domain/index.js";
 import type { Reservation } from "./version-cache.js";
 import type { UploadHeader } from "./upload-header.js";
 import type { PendingUpload } from "./version-upload.js";
+import type { OffThreadHash } from "./streaming-hash.js";
 
 export interface StreamedUploadContext {
   readonly generation: number;
   readonly archive: ArchiveStore;
   readonly batchBytes: number;
-  hashUpdate(state: Uint8Array | undefined, segments: readonly Uint8Array[]): Promise<Uint8Array>;
-  hashDigest(state: Uint8Array): Promise<string>;
+  /** This upload's hash; given up on abort or failure. */
+  readonly hash: OffThreadHash;
   commit(pending: VersionCommit): Promise<VersionRecord>;
   now(): bigint;
 }
@@ -19,14 +20,13 @@ export interface StreamedUploadContext {
 /**
  * An archived upload too large to hold in memory: received bytes gather in
  * one reserved batch buffer, and each full batch is written to a temporary
- * archive file and hashed (resumable SHA-256) by the workers in parallel,
+ * archive file and hashed (a hash thread's SHA-256 of the stream) in parallel,
  * before the batch is reused. The client's stream waits meanwhile (flow control).
  */
 export class StreamedVersionUpload implements PendingUpload {
   private readonly batch: Buffer;
   private filled = 0;
   private received = 0;
-  private hashState: Uint8Array | undefined = undefined;
   private stream: Promise<StreamedVersionData> | undefined = undefined;
   private settled = false;
   /** Set by abort(): no batch may be written after it, or a new temp file would outlive the upload. */
@@ -65,8 +65,7 @@ export class StreamedVersionUpload implements PendingUpload {
     try {
       checkComplete(this.header, this.received);
       await this.flush();
-      const state = this.hashState ?? (await this.context.hashUpdate(undefined, []));
-      const dataHash = await this.context.hashDigest(state);
+      const dataHash = await this.context.hash.digest();
       checkHash(this.header, dataHash);
       const stream = await this.openStream();
       return await this.context.commit({
@@ -105,12 +104,12 @@ export class StreamedVersionUpload implements PendingUpload {
     }
     const view = this.batch.subarray(0, this.filled);
     const stream = await this.openStream();
-    const [, state] = await Promise.all([stream.append([view]), this.context.hashUpdate(this.hashState, [view])]);
-    this.hashState = state;
+    await Promise.all([stream.append([view]), this.context.hash.update([view])]);
     this.filled = 0;
   }
 
   private async discard(): Promise<void> {
+    this.context.hash.abandon(); // after digest(): nothing
     const stream = this.stream;
     this.stream = undefined;
     if (stream !== undefined) {

@@ -3,7 +3,7 @@ import type { VersionRecord } from "../domain/index.js";
 import { EncodedVersionData } from "../data/index.js";
 import { Code, RegistryError, resourceExhausted } from "../errors/index.js";
 import { StreamedVersionUpload } from "./streamed-upload.js";
-import type { ResumableHash } from "./streaming-hash.js";
+import type { OffThreadHashing } from "./streaming-hash.js";
 import type { UploadHeader } from "./upload-header.js";
 import type { TransientDataSink } from "../state/index.js";
 import type { Reservation, VersionCache } from "./version-cache.js";
@@ -20,7 +20,7 @@ export interface UploadPlannerOptions {
   /** Memory an archived upload streamed to disk holds at most (one batch). */
   readonly streamedBatchBytes: number;
   hash(segments: readonly Uint8Array[]): Promise<string>;
-  readonly resumableHash: ResumableHash | undefined;
+  readonly offThreadHash: OffThreadHashing | undefined;
   /** 0 = no limit but the cache budget (transient) or the disk (archived). */
   readonly maxVersionBytes: number;
   readonly beforeAllocate: ((bytes: number) => void) | undefined;
@@ -59,7 +59,7 @@ export class UploadPlanner {
 
   /** Checks the size and reserves memory in the cache account. */
   begin(header: UploadHeader, target: UploadTarget): PendingUpload {
-    const { maxVersionBytes, resumableHash } = this.options;
+    const { maxVersionBytes, offThreadHash } = this.options;
     if (maxVersionBytes > 0 && header.dataSize > maxVersionBytes) {
       throw resourceExhausted(
         `data_size ${header.dataSize} is larger than the largest version this server accepts (COGMENT_MODEL_REGISTRY_VERSION_MAX_SIZE = ${maxVersionBytes} bytes)`,
@@ -67,8 +67,8 @@ export class UploadPlanner {
     }
     const totalBytes = EncodedVersionData.planTotalBytes(header.dataSize, this.options.chunkSize);
     const upload =
-      header.archived && resumableHash !== undefined
-        ? this.#beginArchived(header, target, totalBytes, resumableHash)
+      header.archived && offThreadHash !== undefined
+        ? this.#beginArchived(header, target, totalBytes, offThreadHash)
         : this.#beginInMemory(header, target, totalBytes);
     this.#inFlight++;
     let counted = true;
@@ -93,7 +93,7 @@ export class UploadPlanner {
     };
   }
 
-  #beginArchived(header: UploadHeader, target: UploadTarget, totalBytes: number, resumable: ResumableHash): PendingUpload {
+  #beginArchived(header: UploadHeader, target: UploadTarget, totalBytes: number, offThreadHash: OffThreadHashing): PendingUpload {
     if (totalBytes <= this.options.cacheMaxBytes / this.options.archivedCacheShare) {
       try {
         return this.#beginInMemory(header, target, totalBytes);
@@ -104,7 +104,7 @@ export class UploadPlanner {
         // No room in the budget right now: to disk instead.
       }
     }
-    return this.#beginStreamed(header, target, resumable);
+    return this.#beginStreamed(header, target, offThreadHash);
   }
 
   #beginInMemory(header: UploadHeader, target: UploadTarget, totalBytes: number): PendingUpload {
@@ -143,14 +143,13 @@ export class UploadPlanner {
    * The batch is counted in the budget when the budget can take it, and held beside the budget
    * otherwise (Status `upload_bytes_outside_budget`), so the upload is never refused for it.
    */
-  #beginStreamed(header: UploadHeader, target: UploadTarget, resumable: ResumableHash): PendingUpload {
+  #beginStreamed(header: UploadHeader, target: UploadTarget, offThreadHash: OffThreadHashing): PendingUpload {
     const batchBytes = Math.max(1, Math.min(this.options.streamedBatchBytes, header.dataSize));
     return new StreamedVersionUpload(header, this.#reserveBatch(batchBytes), {
       generation: target.generation,
       archive: this.options.archive,
       batchBytes,
-      hashUpdate: resumable.update,
-      hashDigest: resumable.digest,
+      hash: offThreadHash.begin(),
       commit: (pending) => target.commit(pending),
       now: this.options.now,
     });

@@ -6,7 +6,7 @@ import type { Logger } from "../logger.js";
 import type { RegistryState } from "../state/index.js";
 import type { VersionCache } from "./version-cache.js";
 import { findVersion } from "./version-selection.js";
-import { type ResumableHash, createStreamingHash } from "./streaming-hash.js";
+import { type OffThreadHashing, createStreamingHash } from "./streaming-hash.js";
 
 /** A version's data ready to stream: its reply chunk messages as gRPC frames (length prefix included). */
 export interface VersionDataSource {
@@ -28,8 +28,7 @@ export interface VersionDataOpenerOptions {
   readonly chunkSize: number;
   /** Archived versions larger than cacheMaxBytes / this are streamed from disk, never cached. */
   readonly archivedCacheShare: number;
-  hash(segments: readonly Uint8Array[]): Promise<string>;
-  readonly resumableHash: ResumableHash | undefined;
+  readonly offThreadHash: OffThreadHashing | undefined;
   readonly beforeAllocate: (() => void) | undefined;
   readonly log: Logger;
 }
@@ -155,15 +154,19 @@ export class VersionDataOpener {
     try {
       const data = EncodedVersionData.allocate(version.dataSize, chunkSize);
       const reader = await archive.openVersionData(version.modelId, version.versionNumber);
+      // Each chunk hashed on a hash thread while the next one is read.
+      const hash = createStreamingHash(this.options.offThreadHash);
       try {
         this.#checkArchivedSize(version, reader);
         let position = 0;
         for (const segment of data.dataSegments()) {
           await this.#readFully(version, reader, segment, position);
           position += segment.byteLength;
+          await hash.add(segment);
         }
-        this.#checkArchivedHash(version, reader, await this.options.hash(data.dataSegments()));
+        this.#checkArchivedHash(version, reader, await hash.digest());
       } finally {
+        hash.abandon(); // after digest(): nothing
         await reader.close();
       }
       const versions = await this.options.state.listVersions(version.modelId);
@@ -192,7 +195,7 @@ export class VersionDataOpener {
 
   async *#archivedFrames(version: VersionRecord): AsyncGenerator<Buffer> {
     const { chunkSize } = this.options;
-    const hash = createStreamingHash(this.options.resumableHash);
+    const hash = createStreamingHash(this.options.offThreadHash);
     const reader = await this.options.archive.openVersionData(version.modelId, version.versionNumber);
     try {
       this.#checkArchivedSize(version, reader);
@@ -213,6 +216,7 @@ export class VersionDataOpener {
       } while (position < version.dataSize);
       this.#checkArchivedHash(version, reader, await hash.digest());
     } finally {
+      hash.abandon(); // a stream given up half way (after digest(): nothing)
       await reader.close();
     }
   }

@@ -2,12 +2,11 @@
  * Piscina task file: the only code that hashes version data or writes archive
  * files. Data arrives as views of SharedArrayBuffers, so nothing is copied.
  */
-import { createSHA256 } from "hash-wasm";
 import type { StreamedVersionCommit } from "../archive/archive-file-writer.js";
 import { commitStreamedVersion, writeChunksAt, writeFilesAtomic, writeVersionFilesAtomic } from "../archive/atomic-write.js";
 import { exposeGc } from "../expose-gc.js";
 import { type Sha256Base64, type Sha256Implementation, createSha256 } from "../data/sha256.js";
-import type { HashTask, HashUpdateTask, WriteChunksTask, WriteFilesTask, WriteOutcome, WriteVersionTask } from "./tasks.js";
+import type { HashTask, WriteChunksTask, WriteFilesTask, WriteOutcome, WriteVersionTask } from "./tasks.js";
 
 /**
  * A worker that received views of a SharedArrayBuffer keeps that memory alive until its own heap is
@@ -101,28 +100,4 @@ export function writeChunks(task: WriteChunksTask): Promise<WriteOutcome> {
 
 export function commitStreamed(task: StreamedVersionCommit): Promise<WriteOutcome> {
   return outcomeOf(() => commitStreamedVersion(task));
-}
-
-let resumableHasher: ReturnType<typeof createSHA256> | undefined;
-
-export async function hashUpdate(task: HashUpdateTask): Promise<Uint8Array> {
-  resumableHasher ??= createSHA256();
-  const hasher = await resumableHasher;
-  if (task.state === undefined) {
-    hasher.init();
-  } else {
-    hasher.load(task.state);
-  }
-  for (const segment of task.segments) {
-    hasher.update(segment);
-  }
-  releasedShared(task.segments);
-  return hasher.save();
-}
-
-export async function hashDigest(state: Uint8Array): Promise<string> {
-  resumableHasher ??= createSHA256();
-  const hasher = await resumableHasher;
-  hasher.load(state);
-  return Buffer.from(hasher.digest("binary")).toString("base64");
 }

@@ -1,1 +1,2 @@
+export { type HashLanes, type HashLanesOptions, type LaneHash, createHashLanes } from "./hash-lanes.js";
 export { INLINE_HASH_MAX_BYTES, type WorkerPool, type WorkerPoolOptions, type WorkerPoolStats, createWorkerPool } from "./worker-pool.js";

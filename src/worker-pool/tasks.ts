@@ -32,12 +32,6 @@ export interface WriteChunksTask {
   readonly position: number;
 }
 
-/** Hashing that follows an upload batch by batch, on whichever worker is free: hash-wasm's state moves between threads. */
-export interface HashUpdateTask {
-  readonly state: Uint8Array | undefined;
-  readonly segments: readonly Uint8Array[];
-}
-
 /**
  * Errors crossing the thread boundary lose their own properties (an errno
  * `code` such as ENOSPC among them), so write tasks report failures as data.

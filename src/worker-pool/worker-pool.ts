@@ -5,7 +5,6 @@ import type { ArchiveFileWriter } from "../archive/index.js";
 import { type Sha256Base64, type Sha256Implementation, createSha256 } from "../data/index.js";
 import type {
   HashTask,
-  HashUpdateTask,
   WriteChunksTask,
   WriteFilesTask,
   WriteOutcome,
@@ -18,9 +17,6 @@ import { type GroupCommitStats, createGroupCommit } from "../archive/group-commi
 export interface WorkerPool {
   /** SHA-256 of the segments, standard padded base64. */
   hash(segments: readonly Uint8Array[]): Promise<string>;
-  /** Resumable SHA-256 (hash-wasm): feed an upload batch by batch, then digest. */
-  hashUpdate(state: Uint8Array | undefined, segments: readonly Uint8Array[]): Promise<Uint8Array>;
-  hashDigest(state: Uint8Array): Promise<string>;
   /** Archive writes, run in the pool. */
   readonly fileWriter: ArchiveFileWriter;
   stats(): WorkerPoolStats;
@@ -165,8 +161,6 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   };
   return {
     hash,
-    hashUpdate: (state, segments) => run({ state, segments } satisfies HashUpdateTask, "hashUpdate") as Promise<Uint8Array>,
-    hashDigest: (state) => run(state, "hashDigest") as Promise<string>,
     fileWriter,
     stats: () => ({
       threads: started?.threads.length ?? 0,

@@ -13,7 +13,7 @@ import type { ArchiveStore } from "../../src/archive/index.js";
 import { toRegistryError } from "../../src/rpc/to-service-error.js";
 import type { VersionRecord } from "../../src/registry/index.js";
 import type { RegistryOptions } from "../../src/registry/registry.js";
-import { hashDigest, hashUpdate } from "../../src/worker-pool/archive-worker.js";
+import { createHashLanes } from "../../src/worker-pool/index.js";
 import { VersionSubscription } from "../../src/registry/version-subscription.js";
 
 async function baseOptions(archive: ArchiveStore): Promise<RegistryOptions> {
@@ -67,10 +67,9 @@ describe("Registry and its model actors", () => {
   });
 
   test("a version streamed to disk unpins the previous latest, which can then expire", async (t) => {
-    const registry = await openRegistry(t, 64 * 1024, {
-      cacheExpirationMs: 100,
-      resumableHash: { update: (state, segments) => hashUpdate({ state, segments }), digest: hashDigest },
-    });
+    const hashLanes = createHashLanes({ threads: 1 });
+    t.after(() => hashLanes.close());
+    const registry = await openRegistry(t, 64 * 1024, { cacheExpirationMs: 100, offThreadHash: hashLanes });
     await registry.createOrUpdateModel({ modelId: "ckpt", userData: {} });
     await publish(registry, "ckpt", Buffer.alloc(1000, 1));
     assert.equal(registry.stats().cache.pinnedEntries, 1);

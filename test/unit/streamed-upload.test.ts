@@ -9,7 +9,7 @@ import { inlineFileWriter } from "../../src/archive/atomic-write.js";
 import { createFsArchiveStore } from "../../src/archive/fs-archive-store.js";
 import { StreamedVersionUpload } from "../../src/registry/streamed-upload.js";
 import { VersionCache } from "../../src/registry/version-cache.js";
-import { hashDigest, hashUpdate } from "../../src/worker-pool/archive-worker.js";
+import { createHashLanes } from "../../src/worker-pool/index.js";
 import { makeArchiveDir } from "../support/test-server.js";
 
 /** An opened archive store in a temp directory (removed after the test) holding an empty model "m". */
@@ -59,6 +59,8 @@ describe("archived uploads streamed to disk", () => {
     const { store, root } = await storeWithModel(t, writer);
     const cache = new VersionCache<Buffer>({ maxBytes: 1 << 20, expirationMs: 60_000, pruneCount: 1 });
     const batchBytes = 4096;
+    const hashLanes = createHashLanes({ threads: 1 });
+    t.after(() => hashLanes.close());
     const upload = new StreamedVersionUpload(
       { modelId: "m", archived: true, creationTimestamp: 0n, dataHash: "", dataSize: 16 * batchBytes, userData: {} },
       cache.reserve(batchBytes),
@@ -66,8 +68,7 @@ describe("archived uploads streamed to disk", () => {
         generation: 0,
         archive: store,
         batchBytes,
-        hashUpdate: (state, segments) => hashUpdate({ state, segments }),
-        hashDigest,
+        hash: hashLanes.begin(),
         commit: () => Promise.reject(new Error("must not commit")),
         now: () => 0n,
       },
@@ -81,6 +82,7 @@ describe("archived uploads streamed to disk", () => {
     assert.equal(writer.writesStarted, 1);
     assert.deepEqual(await fs.readdir(path.join(root, "m")), ["m.yaml"]);
     assert.equal(cache.stats().reservedBytes, 0);
+    assert.equal(await hashLanes.openOnThreads(), 0, "the upload's hash is released on its thread");
     cache.close();
   });
 });
