@@ -67,8 +67,16 @@ export async function openCore(config: CoreConfig, log: Logger, options: CoreOpt
     const onWarning = (message: string, details: Record<string, unknown>): void => log.warn({ module: "archive", ...details }, message);
     const archive: ArchiveStore =
       archiveS3 === undefined || s3 === undefined || s3Client === undefined
-        ? createFsArchiveStore({ root: config.archiveDir, writer: options.timeArchiveWrites(pool.fileWriter), onWarning })
+        ? createFsArchiveStore({
+            root: config.archiveDir,
+            writer: options.timeArchiveWrites(pool.fileWriter),
+            onWarning,
+            // Several instances write one archive in Redis mode: the journal is one process's.
+            modelJournal: config.redis === undefined,
+          })
         : s3.createS3ArchiveStore({ client: s3Client, location: archiveS3, onWarning });
+    // After the registry and the shared state are closed (disposed in reverse order): a last checkpoint.
+    stack.defer(() => archive.close?.());
     const state = await openSharedState(config, archive, log);
     if (state !== undefined) {
       stack.defer(() => state.close());

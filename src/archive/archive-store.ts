@@ -4,6 +4,8 @@ import type { ModelRecord, VersionRecord } from "../domain/index.js";
 export interface ArchiveStore {
   /** Creates the root if missing, removes leftover temp files from a crash. */
   open(): Promise<void>;
+  /** Flushes what the archive holds pending (the model journal's checkpoint); after the last write. */
+  close?(): Promise<void>;
   /** Sorted (plain JS string order); a directory counts as a model only if it has `<id>/<id>.yaml`. */
   listModelIds(): Promise<string[]>;
   /** Undefined if there is no such model; an unreadable or unparsable model info is reported as a warning and also gives undefined. */

@@ -7,11 +7,15 @@ export interface FsArchiveStoreOptions {
   readonly root: string;
   readonly writer: ArchiveFileWriter;
   readonly onWarning?: (message: string, details: Record<string, unknown>) => void;
+  /** Model infos through the write-ahead journal (model-journal.ts); only where one process writes the archive. */
+  readonly modelJournal?: boolean;
+  /** The journal file's size (tests). */
+  readonly journalBytes?: number;
 }
 
 /** The original server's archive directory layout on the local filesystem. */
 export function createFsArchiveStore(options: FsArchiveStoreOptions): ArchiveStore {
   const { root, writer } = options;
   const warn = options.onWarning ?? ((): void => {});
-  return { ...createFsArchiveWrites(root, writer, warn), ...createFsArchiveReads(root, warn) };
+  return { ...createFsArchiveWrites(root, writer, warn, { modelJournal: options.modelJournal, journalBytes: options.journalBytes }), ...createFsArchiveReads(root, warn) };
 }

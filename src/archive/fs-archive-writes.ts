@@ -6,6 +6,8 @@ import type { ArchiveFileWriter } from "./archive-file-writer.js";
 import { syncDirectory } from "./atomic-write.js";
 import { errorCode, errorMessage, isMissing } from "./errno.js";
 import { type FsArchiveReads, readdirIfExists } from "./fs-archive-reads.js";
+import { createGroupCommit } from "./group-commit.js";
+import { createModelJournal } from "./model-journal.js";
 import { isTempFileName, metaFilePath, modelDirPath, modelInfoPath, tempFileName, versionDataPath, versionInfoPath } from "./layout.js";
 import { encodeModelInfo, encodeVersionInfo } from "./yaml-codec.js";
 
@@ -19,7 +21,13 @@ export function createFsArchiveWrites(
   root: string,
   writer: ArchiveFileWriter,
   warn: (message: string, details: Record<string, unknown>) => void,
+  options: { readonly modelJournal?: boolean; readonly journalBytes?: number } = {},
 ): FsArchiveWrites {
+  // Model infos go through the write-ahead journal (model-journal.ts) in group commits: one
+  // fdatasync per batch. Only one process may write it: never with several instances (Redis mode).
+  const journal = options.modelJournal === true ? createModelJournal({ root, warn, capacityBytes: options.journalBytes }) : undefined;
+  const journaledModels = journal === undefined ? undefined : createGroupCommit((files) => journal.writeBatch(files));
+
   // Start-up must not fail for one entry it cannot clean or read (a read-only
   // snapshot, a permission, a symlink loop): that entry is skipped with a warning.
   async function removeLeftover(entryPath: string): Promise<void> {
@@ -89,11 +97,19 @@ export function createFsArchiveWrites(
           }
         }),
       );
+      await journal?.open();
+    },
+
+    async close() {
+      await journal?.close();
     },
 
     async writeModel(model) {
       const text = encodeModelInfo(model);
-      await intoModelDir(modelDirPath(root, model.modelId), () => writer.writeFileAtomic(modelInfoPath(root, model.modelId), text));
+      const infoPath = modelInfoPath(root, model.modelId);
+      await intoModelDir(modelDirPath(root, model.modelId), () =>
+        journaledModels === undefined ? writer.writeFileAtomic(infoPath, text) : journaledModels.write(infoPath, text),
+      );
     },
 
     async deleteModel(modelId) {
@@ -102,13 +118,21 @@ export function createFsArchiveWrites(
       const doomed = path.join(root, tempFileName(modelId));
       knownDirectories.delete(directory);
       pageCacheRecords.forgetModel(modelId);
-      try {
-        await rename(directory, doomed);
-      } catch (error) {
-        if (isMissing(error)) {
-          return;
+      // No record left in the journal may bring the model back at the next start.
+      const removeDirectory = async (): Promise<boolean> => {
+        try {
+          await rename(directory, doomed);
+        } catch (error) {
+          if (isMissing(error)) {
+            return false;
+          }
+          throw error;
         }
-        throw error;
+        return true;
+      };
+      const removed = journal === undefined ? await removeDirectory() : await journal.beforeRemoving(directory, removeDirectory);
+      if (!removed) {
+        return;
       }
       try {
         await syncDirectory(root); // the deletion must not be undone by a power loss

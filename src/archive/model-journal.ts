@@ -1,0 +1,402 @@
+/**
+ * The write-ahead journal of model files (`<archive>/.cogment-ts-journal`, format in
+ * journal-codec.ts). A batch of model files (see group-commit.ts) costs ONE fdatasync instead of
+ * two per file: the batch's records (path and exact bytes) are written into the journal and
+ * flushed with one fdatasync, then the files are put in place without a flush: overwritten in
+ * place when their blocks hold the new content (a rename over an existing file costs ~870 µs on
+ * ext4, which flushes the replaced file's data: docs/performance.md), else written under a
+ * temporary name before the journal's flush and renamed after it. The callers are answered then:
+ * their change is durable in the journal. The journal file is preallocated (its blocks written
+ * once) and overwritten in place, so its fdatasync has no metadata to flush.
+ *
+ * A checkpoint (when the journal is full, every CHECKPOINT_INTERVAL_MS with files pending, before
+ * a model with journaled files is deleted, at close) flushes the files written since the previous
+ * one and their directories, then resets the journal (a new epoch in its header). At open, before
+ * serving, the journal is replayed: each complete record rewrites its file durably if the file's
+ * content differs (the later record of a path wins); a torn tail is ignored; then it is reset.
+ *
+ * Everything runs one operation at a time (batch, checkpoint, deletion), in call order.
+ */
+import { closeSync, constants, fstatSync, ftruncateSync, openSync, writeSync } from "node:fs";
+import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import path from "node:path";
+import { syncDirectory, writeFileAtomic, writeFilesAtomic, writeUnflushedTempFile } from "./atomic-write.js";
+import { errorCode, errorMessage, isMissing } from "./errno.js";
+import type { GroupedFile } from "./group-commit.js";
+import { HEADER_BYTES, RECORDS_START, decodeHeader, decodeRecords, encodeHeader, encodeRecord } from "./journal-codec.js";
+import { modelIdProblem, modelInfoPath } from "./layout.js";
+
+export const JOURNAL_FILE_NAME = ".cogment-ts-journal";
+/** 4 MiB: about 8,000 records of a 500-byte model info between two checkpoints. */
+export const DEFAULT_JOURNAL_BYTES = 4 * 1024 * 1024;
+const CHECKPOINT_INTERVAL_MS = 30_000;
+const FILE_MODE = 0o640;
+const DIRECTORY_MODE = 0o750;
+const ZEROS_CHUNK_BYTES = 1024 * 1024;
+
+export interface ModelJournalOptions {
+  readonly root: string;
+  readonly capacityBytes?: number;
+  readonly warn: (message: string, details: Record<string, unknown>) => void;
+}
+
+export interface ModelJournal {
+  /** Replays what a crash left in the journal, then resets it. Before anything else. */
+  open(): Promise<void>;
+  /** Writes distinct files through the journal; resolves, in order, to each file's error or undefined (durable then). */
+  writeBatch(files: readonly GroupedFile[]): Promise<(Error | undefined)[]>;
+  /** Runs `action` (a deletion of the model directory `directory`) once no record in the journal can rewrite a file in it. */
+  beforeRemoving<T>(directory: string, action: () => Promise<T>): Promise<T>;
+  /** Flushes what was written since the last checkpoint and resets the journal. */
+  checkpoint(): Promise<void>;
+  /** A last checkpoint, then the journal file is closed. */
+  close(): Promise<void>;
+}
+
+const asError = (error: unknown): Error => (error instanceof Error ? error : new Error(String(error)));
+
+async function writeFully(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  let written = 0;
+  while (written < bytes.byteLength) {
+    const { bytesWritten } = await handle.write(bytes, written, bytes.byteLength - written, position + written);
+    if (bytesWritten <= 0) {
+      throw new Error(`journal write wrote no bytes at position ${position + written}`);
+    }
+    written += bytesWritten;
+  }
+}
+
+/** The model id of `<id>/<id>.yaml`, the only path a record may name; undefined for any other. */
+function modelIdOfInfoPath(relativePath: string): string | undefined {
+  const [modelId, fileName, ...rest] = relativePath.split("/");
+  if (modelId === undefined || rest.length > 0 || fileName !== `${modelId}.yaml` || modelIdProblem(modelId) !== undefined) {
+    return undefined;
+  }
+  return modelId;
+}
+
+export function createModelJournal(options: ModelJournalOptions): ModelJournal {
+  const { root, warn } = options;
+  const capacity = options.capacityBytes ?? DEFAULT_JOURNAL_BYTES;
+  const journalPath = path.join(root, JOURNAL_FILE_NAME);
+  let handle: FileHandle | undefined;
+  let epoch = 0;
+  let end = RECORDS_START;
+  /** A failed journal write may have left records of unanswered changes: reset before the next batch. */
+  let resetNeeded = false;
+  /** Files renamed into place since the last checkpoint, and the model directories they are in. */
+  const unflushedFiles = new Set<string>();
+  const journaledDirectories = new Set<string>();
+  let timer: NodeJS.Timeout | undefined;
+
+  let queue: Promise<unknown> = Promise.resolve();
+  const serially = <T>(operation: () => Promise<T>): Promise<T> => {
+    const result = queue.then(operation);
+    queue = result.catch(() => {});
+    return result;
+  };
+
+  const journal = (): FileHandle => {
+    if (handle === undefined) {
+      throw new Error("the model journal is not open");
+    }
+    return handle;
+  };
+
+  async function reset(): Promise<void> {
+    epoch = (epoch + 1) >>> 0;
+    await writeFully(journal(), encodeHeader(epoch), 0);
+    await journal().datasync();
+    end = RECORDS_START;
+    resetNeeded = false;
+    journaledDirectories.clear();
+  }
+
+  async function flushIgnoringMissing(flush: () => Promise<void>): Promise<void> {
+    try {
+      await flush();
+    } catch (error) {
+      if (!isMissing(error)) {
+        throw error;
+      }
+    }
+  }
+
+  async function checkpointNow(): Promise<void> {
+    const files = [...unflushedFiles];
+    await Promise.all(
+      files.map((file) =>
+        flushIgnoringMissing(async () => {
+          const fileHandle = await open(file, "r");
+          try {
+            await fileHandle.datasync();
+          } finally {
+            await fileHandle.close();
+          }
+        }),
+      ),
+    );
+    const directories = new Set(files.map((file) => path.dirname(file)));
+    await Promise.all([...directories].map((directory) => flushIgnoringMissing(() => syncDirectory(directory))));
+    for (const file of files) {
+      unflushedFiles.delete(file);
+    }
+    await reset();
+  }
+
+  async function replay(bytes: Buffer): Promise<void> {
+    const headerEpoch = decodeHeader(bytes.subarray(0, HEADER_BYTES));
+    if (headerEpoch === undefined) {
+      return;
+    }
+    epoch = headerEpoch;
+    const latest = new Map<string, Uint8Array>();
+    for (const record of decodeRecords(bytes, headerEpoch).records) {
+      latest.delete(record.relativePath); // the later record of a path wins
+      latest.set(record.relativePath, record.content);
+    }
+    let rewritten = 0;
+    for (const [relativePath, content] of latest) {
+      const modelId = modelIdOfInfoPath(relativePath);
+      if (modelId === undefined) {
+        warn("journal record skipped: it does not name a model info file", { path: relativePath });
+        continue;
+      }
+      const filePath = modelInfoPath(root, modelId);
+      const current = await readFile(filePath).catch((error: unknown) => {
+        if (isMissing(error)) {
+          return undefined;
+        }
+        throw error;
+      });
+      if (current !== undefined && Buffer.compare(current, content) === 0) {
+        continue;
+      }
+      const directory = path.dirname(filePath);
+      try {
+        await mkdir(directory, { mode: DIRECTORY_MODE });
+        await syncDirectory(root);
+      } catch (error) {
+        if (errorCode(error) !== "EEXIST") {
+          throw error;
+        }
+      }
+      await writeFileAtomic(filePath, [content]);
+      rewritten++;
+    }
+    if (rewritten > 0) {
+      warn("model files restored from the journal after a crash", { journal: journalPath, files: rewritten });
+    }
+  }
+
+  /** Makes the journal file `capacity` bytes of written (allocated) blocks. */
+  async function preallocate(from: number): Promise<void> {
+    const zeros = Buffer.alloc(Math.min(ZEROS_CHUNK_BYTES, capacity));
+    for (let position = from; position < capacity; position += zeros.byteLength) {
+      await writeFully(journal(), zeros.subarray(0, Math.min(zeros.byteLength, capacity - position)), position);
+    }
+    await journal().sync();
+  }
+
+  /**
+   * Opens `filePath` for an overwrite in place when its allocated blocks hold `byteLength` bytes
+   * (no block to allocate, so no ENOSPC); undefined when it does not exist or is too small.
+   */
+  function openForOverwrite(filePath: string, byteLength: number): number | undefined {
+    let fd: number;
+    try {
+      fd = openSync(filePath, constants.O_WRONLY);
+    } catch {
+      return undefined; // missing (a new model) or not writable: the temporary file's way says why
+    }
+    try {
+      const stats = fstatSync(fd);
+      if (stats.isFile() && stats.blocks * 512 >= byteLength) {
+        return fd;
+      }
+    } catch {
+      // as if it were too small
+    }
+    closeSync(fd);
+    return undefined;
+  }
+
+  /** pwrite and ftruncate: no rename, whose replacing of a file costs a flush of it on ext4 (auto_da_alloc). */
+  function overwriteInPlace(fd: number, content: Buffer): void {
+    try {
+      let written = 0;
+      while (written < content.byteLength) {
+        const count = writeSync(fd, content, written, content.byteLength - written, written);
+        if (count <= 0) {
+          throw new Error(`overwrite wrote no bytes at ${written}`);
+        }
+        written += count;
+      }
+      ftruncateSync(fd, content.byteLength);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  async function writeThroughJournal(files: readonly GroupedFile[]): Promise<(Error | undefined)[]> {
+    if (resetNeeded) {
+      await checkpointNow();
+    }
+    const contents = files.map((file) => (typeof file.content === "string" ? Buffer.from(file.content, "utf8") : Buffer.concat(file.content)));
+    // Each file is either overwritten in place (after the journal's flush) or, when new or growing
+    // past its blocks, written now under a temporary name and renamed after the flush: so a full
+    // disk fails a file before its record is journaled, never half-way.
+    type Prepared = { readonly fd: number } | { readonly tempPath: string } | { readonly error: Error };
+    const prepared: Prepared[] = await Promise.all(
+      files.map(async (file, index): Promise<Prepared> => {
+        const content = contents[index] ?? Buffer.alloc(0);
+        const fd = openForOverwrite(file.path, content.byteLength);
+        if (fd !== undefined) {
+          return { fd };
+        }
+        return writeUnflushedTempFile(file.path, [content]).then(
+          (tempPath) => ({ tempPath }),
+          (error: unknown) => ({ error: asError(error) }),
+        );
+      }),
+    );
+    const undo = (): Promise<unknown> =>
+      Promise.all(
+        prepared.map((entry) => {
+          if ("fd" in entry) {
+            closeSync(entry.fd);
+          } else if ("tempPath" in entry) {
+            return rm(entry.tempPath, { force: true }).catch(() => {});
+          }
+          return undefined;
+        }),
+      );
+    const journaled = files.flatMap((file, index) =>
+      "error" in (prepared[index] ?? { error: undefined })
+        ? []
+        : [{ relativePath: path.relative(root, file.path).split(path.sep).join("/"), content: contents[index] ?? Buffer.alloc(0) }],
+    );
+    // Encoded (with the epoch) once a checkpoint that makes room, and starts a new epoch, is done.
+    const encodeBatch = (): Buffer => Buffer.concat(journaled.map((entry) => encodeRecord(epoch, entry)));
+    let batch = encodeBatch();
+    const batchBytes = batch.byteLength;
+    if (RECORDS_START + batchBytes > capacity) {
+      // Larger than the whole journal: written the way it was before the journal.
+      await undo();
+      return writeFilesAtomic(files);
+    }
+    try {
+      if (end + batchBytes > capacity) {
+        await checkpointNow();
+        batch = encodeBatch();
+      }
+      if (batchBytes > 0) {
+        try {
+          await writeFully(journal(), batch, end);
+          await journal().datasync();
+        } catch (error) {
+          resetNeeded = true;
+          throw error;
+        }
+        end += batchBytes;
+      }
+    } catch (error) {
+      await undo();
+      throw error;
+    }
+    return Promise.all(
+      files.map(async (file, index): Promise<Error | undefined> => {
+        const entry = prepared[index] ?? { error: new Error(`no outcome for ${file.path}`) };
+        if ("error" in entry) {
+          return entry.error;
+        }
+        journaledDirectories.add(path.dirname(file.path));
+        try {
+          if ("fd" in entry) {
+            overwriteInPlace(entry.fd, contents[index] ?? Buffer.alloc(0));
+          } else {
+            await rename(entry.tempPath, file.path).catch(async (error: unknown) => {
+              await rm(entry.tempPath, { force: true }).catch(() => {});
+              throw error;
+            });
+          }
+        } catch (error) {
+          // Journaled, but not in place: put it in place the way it was before the journal.
+          try {
+            await writeFileAtomic(file.path, [contents[index] ?? Buffer.alloc(0)]);
+          } catch {
+            return asError(error);
+          }
+          return undefined;
+        }
+        unflushedFiles.add(file.path);
+        return undefined;
+      }),
+    );
+  }
+
+  return {
+    async open() {
+      let existing: Buffer | undefined;
+      try {
+        existing = await readFile(journalPath);
+      } catch (error) {
+        if (!isMissing(error)) {
+          throw error;
+        }
+      }
+      if (existing !== undefined) {
+        await replay(existing);
+      }
+      handle = await open(journalPath, existing === undefined ? "w+" : "r+", FILE_MODE);
+      try {
+        if ((existing?.byteLength ?? 0) < capacity) {
+          await preallocate(existing?.byteLength ?? 0);
+        }
+        if (existing === undefined) {
+          await syncDirectory(root);
+        }
+        await reset();
+      } catch (error) {
+        await handle.close().catch(() => {});
+        handle = undefined;
+        throw error;
+      }
+      timer = setInterval(() => {
+        if (unflushedFiles.size > 0) {
+          serially(checkpointNow).catch((error: unknown) => {
+            warn("model journal checkpoint failed; it is retried", { journal: journalPath, error: errorMessage(error) });
+          });
+        }
+      }, CHECKPOINT_INTERVAL_MS);
+      timer.unref();
+    },
+
+    writeBatch: (files) => serially(() => writeThroughJournal(files)),
+
+    beforeRemoving(directory, action) {
+      return serially(async () => {
+        if (journaledDirectories.has(directory) || resetNeeded) {
+          await checkpointNow();
+        }
+        return action();
+      });
+    },
+
+    checkpoint: () => serially(checkpointNow),
+
+    async close() {
+      clearInterval(timer);
+      if (handle === undefined) {
+        return;
+      }
+      try {
+        await serially(checkpointNow);
+      } finally {
+        await handle.close();
+        handle = undefined;
+      }
+    },
+  };
+}
