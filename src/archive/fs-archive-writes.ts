@@ -108,7 +108,7 @@ export function createFsArchiveWrites(
       const text = encodeModelInfo(model);
       const infoPath = modelInfoPath(root, model.modelId);
       await intoModelDir(modelDirPath(root, model.modelId), () =>
-        journaledModels === undefined ? writer.writeFileAtomic(infoPath, text) : journaledModels.write(infoPath, text),
+        journaledModels === undefined || journal?.available() !== true ? writer.writeFileAtomic(infoPath, text) : journaledModels.write(infoPath, text),
       );
     },
 
@@ -130,7 +130,7 @@ export function createFsArchiveWrites(
         }
         return true;
       };
-      const removed = journal === undefined ? await removeDirectory() : await journal.beforeRemoving(directory, removeDirectory);
+      const removed = journal?.available() === true ? await journal.beforeRemoving(directory, removeDirectory) : await removeDirectory();
       if (!removed) {
         return;
       }

@@ -18,7 +18,7 @@
  * Everything runs one operation at a time (batch, checkpoint, deletion), in call order.
  */
 import { closeSync, constants, fstatSync, ftruncateSync, openSync, writeSync } from "node:fs";
-import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { mkdir, open, readFile, rename, rm, statfs } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { syncDirectory, writeFileAtomic, writeFilesAtomic, writeUnflushedTempFile } from "./atomic-write.js";
@@ -28,12 +28,16 @@ import { HEADER_BYTES, RECORDS_START, decodeHeader, decodeRecords, encodeHeader,
 import { modelIdProblem, modelInfoPath } from "./layout.js";
 
 export const JOURNAL_FILE_NAME = ".cogment-ts-journal";
-/** 4 MiB: about 8,000 records of a 500-byte model info between two checkpoints. */
-export const DEFAULT_JOURNAL_BYTES = 4 * 1024 * 1024;
+/** 1 MiB: about 2,000 records of a 500-byte model info (128 groups of 16) between two checkpoints. */
+export const DEFAULT_JOURNAL_BYTES = 1024 * 1024;
+/** The journal is made only where it takes at most this share of the free space: a small volume keeps its space for versions. */
+const MIN_FREE_SPACE_FACTOR = 8;
 const CHECKPOINT_INTERVAL_MS = 30_000;
 const FILE_MODE = 0o640;
 const DIRECTORY_MODE = 0o750;
 const ZEROS_CHUNK_BYTES = 1024 * 1024;
+/** Errors of an archive that cannot take the journal file; the server starts without it. */
+const UNWRITABLE = new Set(["ENOSPC", "EROFS", "EACCES", "EPERM", "EDQUOT"]);
 
 export interface ModelJournalOptions {
   readonly root: string;
@@ -42,8 +46,13 @@ export interface ModelJournalOptions {
 }
 
 export interface ModelJournal {
-  /** Replays what a crash left in the journal, then resets it. Before anything else. */
+  /**
+   * Replays what a crash left in the journal, then resets it. Before anything else. On an archive
+   * that cannot take the journal (full, read-only) it warns and `available()` is false.
+   */
   open(): Promise<void>;
+  /** Whether writeBatch may be used (open succeeded in opening the journal). */
+  available(): boolean;
   /** Writes distinct files through the journal; resolves, in order, to each file's error or undefined (durable then). */
   writeBatch(files: readonly GroupedFile[]): Promise<(Error | undefined)[]>;
   /** Runs `action` (a deletion of the model directory `directory`) once no record in the journal can rewrite a file in it. */
@@ -80,7 +89,8 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
   const { root, warn } = options;
   const capacity = options.capacityBytes ?? DEFAULT_JOURNAL_BYTES;
   const journalPath = path.join(root, JOURNAL_FILE_NAME);
-  let handle: FileHandle | undefined;
+  /** Opened by each operation, never held: an open file would block `mount -o remount,ro`. */
+  let opened = false;
   let epoch = 0;
   let end = RECORDS_START;
   /** A failed journal write may have left records of unanswered changes: reset before the next batch. */
@@ -97,17 +107,22 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
     return result;
   };
 
-  const journal = (): FileHandle => {
-    if (handle === undefined) {
-      throw new Error("the model journal is not open");
+  async function withJournal<T>(use: (journal: FileHandle) => Promise<T>): Promise<T> {
+    const journal = await open(journalPath, "r+");
+    try {
+      return await use(journal);
+    } finally {
+      await journal.close();
     }
-    return handle;
-  };
+  }
 
   async function reset(): Promise<void> {
-    epoch = (epoch + 1) >>> 0;
-    await writeFully(journal(), encodeHeader(epoch), 0);
-    await journal().datasync();
+    const next = (epoch + 1) >>> 0;
+    await withJournal(async (journal) => {
+      await writeFully(journal, encodeHeader(next), 0);
+      await journal.datasync();
+    });
+    epoch = next;
     end = RECORDS_START;
     resetNeeded = false;
     journaledDirectories.clear();
@@ -182,7 +197,16 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
           throw error;
         }
       }
-      await writeFileAtomic(filePath, [content]);
+      try {
+        await writeFileAtomic(filePath, [content]);
+      } catch (error) {
+        // Said loudly and skipped: a read-only archive still starts, serving what it has.
+        warn("could not restore a model file from the journal; its last acknowledged change is missing", {
+          path: filePath,
+          error: errorMessage(error),
+        });
+        continue;
+      }
       rewritten++;
     }
     if (rewritten > 0) {
@@ -191,12 +215,12 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
   }
 
   /** Makes the journal file `capacity` bytes of written (allocated) blocks. */
-  async function preallocate(from: number): Promise<void> {
+  async function preallocate(journal: FileHandle, from: number): Promise<void> {
     const zeros = Buffer.alloc(Math.min(ZEROS_CHUNK_BYTES, capacity));
     for (let position = from; position < capacity; position += zeros.byteLength) {
-      await writeFully(journal(), zeros.subarray(0, Math.min(zeros.byteLength, capacity - position)), position);
+      await writeFully(journal, zeros.subarray(0, Math.min(zeros.byteLength, capacity - position)), position);
     }
-    await journal().sync();
+    await journal.sync();
   }
 
   /**
@@ -293,8 +317,10 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
       }
       if (batchBytes > 0) {
         try {
-          await writeFully(journal(), batch, end);
-          await journal().datasync();
+          await withJournal(async (journal) => {
+            await writeFully(journal, batch, end);
+            await journal.datasync();
+          });
         } catch (error) {
           resetNeeded = true;
           throw error;
@@ -349,20 +375,41 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
       if (existing !== undefined) {
         await replay(existing);
       }
-      handle = await open(journalPath, existing === undefined ? "w+" : "r+", FILE_MODE);
       try {
-        if ((existing?.byteLength ?? 0) < capacity) {
-          await preallocate(existing?.byteLength ?? 0);
+        if (existing === undefined) {
+          const space = await statfs(root);
+          if (space.bavail * space.bsize < MIN_FREE_SPACE_FACTOR * capacity) {
+            warn("model journal not made: the archive's volume is nearly full; model infos are written with an fsync each", {
+              journal: journalPath,
+              freeBytes: space.bavail * space.bsize,
+            });
+            return;
+          }
+        }
+        const journal = await open(journalPath, existing === undefined ? "w+" : "r+", FILE_MODE);
+        try {
+          if ((existing?.byteLength ?? 0) < capacity) {
+            await preallocate(journal, existing?.byteLength ?? 0);
+          }
+        } finally {
+          await journal.close();
         }
         if (existing === undefined) {
           await syncDirectory(root);
         }
         await reset();
       } catch (error) {
-        await handle.close().catch(() => {});
-        handle = undefined;
-        throw error;
+        if (existing === undefined) {
+          await rm(journalPath, { force: true }).catch(() => {});
+        }
+        if (!UNWRITABLE.has(errorCode(error) ?? "")) {
+          throw error;
+        }
+        // A full or read-only archive still starts: model infos are then written as before.
+        warn("model journal unavailable: model infos are written with an fsync each", { journal: journalPath, error: errorMessage(error) });
+        return;
       }
+      opened = true;
       timer = setInterval(() => {
         if (unflushedFiles.size > 0) {
           serially(checkpointNow).catch((error: unknown) => {
@@ -372,6 +419,8 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
       }, CHECKPOINT_INTERVAL_MS);
       timer.unref();
     },
+
+    available: () => opened,
 
     writeBatch: (files) => serially(() => writeThroughJournal(files)),
 
@@ -388,15 +437,11 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
 
     async close() {
       clearInterval(timer);
-      if (handle === undefined) {
+      if (!opened) {
         return;
       }
-      try {
-        await serially(checkpointNow);
-      } finally {
-        await handle.close();
-        handle = undefined;
-      }
+      opened = false;
+      await serially(checkpointNow);
     },
   };
 }

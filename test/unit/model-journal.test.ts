@@ -8,7 +8,7 @@ import { createFsArchiveStore } from "../../src/archive/fs-archive-store.js";
 import type { ArchiveStore } from "../../src/archive/archive-store.js";
 import { HEADER_BYTES, RECORDS_START, decodeHeader, decodeRecords, encodeHeader, encodeRecord } from "../../src/archive/journal-codec.js";
 import { modelInfoPath } from "../../src/archive/layout.js";
-import { JOURNAL_FILE_NAME } from "../../src/archive/model-journal.js";
+import { DEFAULT_JOURNAL_BYTES, JOURNAL_FILE_NAME } from "../../src/archive/model-journal.js";
 import { encodeModelInfo } from "../../src/archive/yaml-codec.js";
 import { ORIGINAL_ARCHIVE } from "../support/fixtures.js";
 
@@ -177,7 +177,7 @@ describe("model journal replay", () => {
     await store.writeModel({ modelId: "m", userData: {} });
     await store.close?.();
     const bytes = await fs.readFile(path.join(root, JOURNAL_FILE_NAME));
-    assert.equal(bytes.byteLength, 4 * 1024 * 1024);
+    assert.equal(bytes.byteLength, DEFAULT_JOURNAL_BYTES);
     assert.deepEqual(decodeRecords(bytes, decodeHeader(bytes) ?? -1).records, []);
   });
 
