@@ -59,7 +59,7 @@ export interface ModelJournal {
   beforeRemoving<T>(directory: string, action: () => Promise<T>): Promise<T>;
   /** Flushes what was written since the last checkpoint and resets the journal. */
   checkpoint(): Promise<void>;
-  /** A last checkpoint, then the journal file is closed. */
+  /** A last checkpoint if anything is pending; never fails (a failed one is replayed at the next start). */
   close(): Promise<void>;
 }
 
@@ -441,7 +441,17 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
         return;
       }
       opened = false;
-      await serially(checkpointNow);
+      if (unflushedFiles.size === 0 && end === RECORDS_START) {
+        return;
+      }
+      try {
+        await serially(checkpointNow);
+      } catch (error) {
+        // Nothing is lost: the journal is replayed at the next start. Gone with the archive: nothing to say.
+        if (!isMissing(error)) {
+          warn("model journal checkpoint at stop failed; the journal is replayed at the next start", { journal: journalPath, error: errorMessage(error) });
+        }
+      }
     },
   };
 }
