@@ -89,7 +89,7 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
   const { root, warn } = options;
   const capacity = options.capacityBytes ?? DEFAULT_JOURNAL_BYTES;
   const journalPath = path.join(root, JOURNAL_FILE_NAME);
-  /** Opened by each operation, never held: an open file would block `mount -o remount,ro`. */
+  /** Whether open() made the journal usable (see withJournal for when the file is held open). */
   let opened = false;
   let epoch = 0;
   let end = RECORDS_START;
