@@ -1,5 +1,6 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -192,6 +193,40 @@ describe("model journal replay", () => {
     const reopened = await openStore(root);
     assert.deepEqual(await reopened.listModelIds(), expected);
     assert.deepEqual((await reopened.readModel("policy_net"))?.userData, { touched: "yes" });
+    await reopened.close?.();
+  });
+
+  test("a journal that cannot be written fails the batch's callers, leaves their files untouched, and the next batch works", async (t) => {
+    const root = await makeRoot();
+    const store = await openStore(root);
+    await store.writeModel({ modelId: "m", userData: { step: "1" } });
+    // The journal is closed two event-loop turns after the last operation.
+    for (let turn = 0; turn < 3; turn++) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const journalPath = path.join(root, JOURNAL_FILE_NAME);
+    try {
+      execFileSync("chattr", ["+i", journalPath], { stdio: "ignore" });
+    } catch {
+      t.skip("chattr +i is not available here (needs root on ext4)");
+      return;
+    }
+    try {
+      const outcomes = await Promise.allSettled([store.writeModel({ modelId: "m", userData: { step: "2" } }), store.writeModel({ modelId: "new", userData: {} })]);
+      assert.deepEqual(
+        outcomes.map((outcome) => (outcome.status === "rejected" ? (outcome.reason as NodeJS.ErrnoException).code : "fulfilled")),
+        ["EPERM", "EPERM"],
+      );
+      assert.equal(await fs.readFile(modelInfoPath(root, "m"), "utf8"), infoText("m", { step: "1" }));
+      assert.deepEqual((await fs.readdir(path.join(root, "new"))).filter((name) => name !== ".cogment-ts-journal"), [], "no temporary file left");
+    } finally {
+      execFileSync("chattr", ["-i", journalPath], { stdio: "ignore" });
+    }
+    await store.writeModel({ modelId: "m", userData: { step: "3" } });
+    await loseWrite(root, "m", infoText("m", { step: "1" }));
+    const reopened = await openStore(root);
+    assert.equal(await fs.readFile(modelInfoPath(root, "m"), "utf8"), infoText("m", { step: "3" }));
+    assert.deepEqual(await reopened.listModelIds(), ["m"], "the failed model info was never written");
     await reopened.close?.();
   });
 });
