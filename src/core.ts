@@ -86,8 +86,12 @@ export async function openCore(config: CoreConfig, log: Logger, options: CoreOpt
             onWarning,
             // Instances sharing state on Redis share the directory: a fresh temporary file may be another's write in progress.
             leftoverMinAgeMs: config.redis === undefined ? 0 : SHARED_ARCHIVE_LEFTOVER_AGE_MS,
+            // Several instances write one archive in Redis mode: the journal is one process's.
+            modelJournal: config.redis === undefined,
           })
         : s3.createS3ArchiveStore({ client: s3Client, location: archiveS3, onWarning });
+    // After the registry and the shared state are closed (disposed in reverse order): a last checkpoint.
+    stack.defer(() => archive.close?.());
     const state = await openSharedState(config, archive, log);
     if (state !== undefined) {
       stack.defer(() => state.close());

@@ -2,8 +2,15 @@ import type { ModelRecord, VersionRecord } from "../domain/index.js";
 
 /** Persistent storage of models and archived versions, whatever the backend. */
 export interface ArchiveStore {
-  /** Creates the root if missing, removes leftover temp files from a crash. */
+  /** Creates the root if missing and restores what a crash may have lost (the model journal); reads may follow. */
   open(): Promise<void>;
+  /**
+   * After open(): removes the leftover temporary files of a crash. It never touches what reads look
+   * at, so it may run beside them; a backend without such files has none.
+   */
+  removeLeftovers?(): Promise<void>;
+  /** Flushes what the archive holds pending (the model journal's checkpoint); after the last write. */
+  close?(): Promise<void>;
   /** Sorted (plain JS string order); a directory counts as a model only if it has `<id>/<id>.yaml`. */
   listModelIds(): Promise<string[]>;
   /** Undefined if there is no such model; an unreadable or unparsable model info is reported as a warning and also gives undefined. */

@@ -57,12 +57,14 @@ async function writeAll(handle: FileHandle, chunks: readonly Uint8Array[], start
   }
 }
 
-/** Creates `filePath` (which must not exist), writes everything and flushes it to disk. */
-async function writeNewFile(filePath: string, chunks: readonly Uint8Array[]): Promise<void> {
+/** Creates `filePath` (which must not exist), writes everything and (unless told not to) flushes it to disk. */
+async function writeNewFile(filePath: string, chunks: readonly Uint8Array[], flush = true): Promise<void> {
   const handle = await open(filePath, "wx", FILE_MODE);
   try {
     await writeAll(handle, chunks);
-    await handle.datasync();
+    if (flush) {
+      await handle.datasync();
+    }
   } catch (error) {
     await handle.close().catch(ignore);
     throw error;
@@ -115,6 +117,21 @@ export async function writeFileAtomic(finalPath: string, content: string | reado
     throw error;
   }
   await syncDirectory(path.dirname(finalPath));
+}
+
+/**
+ * Writes `content` to a new temporary file next to `finalPath`, NOT flushed (the model journal
+ * makes it durable), and resolves to the temporary file's path; on failure nothing is left behind.
+ */
+export async function writeUnflushedTempFile(finalPath: string, content: string | readonly Uint8Array[]): Promise<string> {
+  const tempPath = tempPathFor(finalPath);
+  try {
+    await writeNewFile(tempPath, toChunks(content), false);
+  } catch (error) {
+    await removeQuietly(tempPath);
+    throw error;
+  }
+  return tempPath;
 }
 
 /**

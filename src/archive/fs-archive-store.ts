@@ -12,11 +12,22 @@ export interface FsArchiveStoreOptions {
    * directory may be writing them. 0 (the default, one server per directory): every one is a leftover.
    */
   readonly leftoverMinAgeMs?: number;
+  /** Model infos through the write-ahead journal (model-journal.ts); only where one process writes the archive. */
+  readonly modelJournal?: boolean;
+  /** The journal file's size (tests). */
+  readonly journalBytes?: number;
 }
 
 /** The original server's archive directory layout on the local filesystem. */
 export function createFsArchiveStore(options: FsArchiveStoreOptions): ArchiveStore {
   const { root, writer } = options;
   const warn = options.onWarning ?? ((): void => {});
-  return { ...createFsArchiveWrites(root, writer, warn, options.leftoverMinAgeMs ?? 0), ...createFsArchiveReads(root, warn) };
+  return {
+    ...createFsArchiveWrites(root, writer, warn, {
+      leftoverMinAgeMs: options.leftoverMinAgeMs ?? 0,
+      modelJournal: options.modelJournal,
+      journalBytes: options.journalBytes,
+    }),
+    ...createFsArchiveReads(root, warn),
+  };
 }

@@ -6,6 +6,8 @@ import type { ArchiveFileWriter } from "./archive-file-writer.js";
 import { syncDirectory } from "./atomic-write.js";
 import { errorCode, errorMessage, isMissing } from "./errno.js";
 import { type FsArchiveReads, readdirIfExists } from "./fs-archive-reads.js";
+import { createGroupCommit } from "./group-commit.js";
+import { createModelJournal } from "./model-journal.js";
 import { isTempFileName, metaFilePath, modelDirPath, modelInfoPath, tempFileName, versionDataPath, versionInfoPath } from "./layout.js";
 import { encodeModelInfo, encodeVersionInfo } from "./yaml-codec.js";
 
@@ -19,8 +21,14 @@ export function createFsArchiveWrites(
   root: string,
   writer: ArchiveFileWriter,
   warn: (message: string, details: Record<string, unknown>) => void,
-  leftoverMinAgeMs = 0,
+  options: { readonly leftoverMinAgeMs?: number; readonly modelJournal?: boolean; readonly journalBytes?: number } = {},
 ): FsArchiveWrites {
+  const leftoverMinAgeMs = options.leftoverMinAgeMs ?? 0;
+  // Model infos go through the write-ahead journal (model-journal.ts) in group commits: one
+  // fdatasync per batch. Only one process may write it: never with several instances (Redis mode).
+  const journal = options.modelJournal === true ? createModelJournal({ root, warn, capacityBytes: options.journalBytes }) : undefined;
+  const journaledModels = journal === undefined ? undefined : createGroupCommit((files) => journal.writeBatch(files));
+
   /** Whether a temporary file is to be left alone: gone already, or maybe written by another instance sharing the directory. */
   async function leaveAlone(entryPath: string): Promise<boolean> {
     if (leftoverMinAgeMs <= 0) {
@@ -96,6 +104,11 @@ export function createFsArchiveWrites(
   return {
     async open() {
       await mkdir(root, { recursive: true, mode: DIRECTORY_MODE });
+      // Before anything reads a model file: the journal's replay may rewrite some.
+      await journal?.open();
+    },
+
+    async removeLeftovers() {
       const entries = await readdir(root, { withFileTypes: true });
       await Promise.all(
         entries.map(async (entry) => {
@@ -110,9 +123,16 @@ export function createFsArchiveWrites(
       );
     },
 
+    async close() {
+      await journal?.close();
+    },
+
     async writeModel(model) {
       const text = encodeModelInfo(model);
-      await intoModelDir(modelDirPath(root, model.modelId), () => writer.writeFileAtomic(modelInfoPath(root, model.modelId), text));
+      const infoPath = modelInfoPath(root, model.modelId);
+      await intoModelDir(modelDirPath(root, model.modelId), () =>
+        journaledModels === undefined || journal?.available() !== true ? writer.writeFileAtomic(infoPath, text) : journaledModels.write(infoPath, text),
+      );
     },
 
     async deleteModel(modelId) {
@@ -121,13 +141,21 @@ export function createFsArchiveWrites(
       const doomed = path.join(root, tempFileName(modelId));
       knownDirectories.delete(directory);
       pageCacheRecords.forgetModel(modelId);
-      try {
-        await rename(directory, doomed);
-      } catch (error) {
-        if (isMissing(error)) {
-          return;
+      // No record left in the journal may bring the model back at the next start.
+      const removeDirectory = async (): Promise<boolean> => {
+        try {
+          await rename(directory, doomed);
+        } catch (error) {
+          if (isMissing(error)) {
+            return false;
+          }
+          throw error;
         }
-        throw error;
+        return true;
+      };
+      const removed = journal?.available() === true ? await journal.beforeRemoving(directory, removeDirectory) : await removeDirectory();
+      if (!removed) {
+        return;
       }
       try {
         await syncDirectory(root); // the deletion must not be undone by a power loss

@@ -96,19 +96,24 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
 
   return {
     async open() {
-      // Concurrently: the clean-up of leftover temp files never touches what the listing reads (the
-      // model directories and their info files), and a missing root lists as empty.
+      const throwFirstFailure = (outcomes: readonly PromiseSettledResult<unknown>[]): void => {
+        for (const outcome of outcomes) {
+          if (outcome.status === "rejected") {
+            throw outcome.reason;
+          }
+        }
+      };
       const readModels = async (): Promise<(ModelRecord | undefined)[]> => {
         const ids = await archive.listModelIds();
         return Promise.all(ids.map((id) => archive.readModel(id)));
       };
-      const [readBoot, opened, listed] = await Promise.allSettled([bootId ?? readBootId(), archive.open(), readModels()]);
-      // A failed open is the error to report, as when the listing came after it.
-      for (const outcome of [readBoot, opened, listed]) {
-        if (outcome.status === "rejected") {
-          throw outcome.reason;
-        }
-      }
+      const [readBoot, opened] = await Promise.allSettled([bootId ?? readBootId(), archive.open()]);
+      throwFirstFailure([readBoot, opened]);
+      // Concurrently: the clean-up of leftover temp files never touches what the listing reads (the
+      // model directories and their info files), and a missing root lists as empty. A failed
+      // clean-up is the error to report, as when the listing came after it.
+      const [cleaned, listed] = await Promise.allSettled([archive.removeLeftovers?.(), readModels()]);
+      throwFirstFailure([cleaned, listed]);
       bootId = readBoot.status === "fulfilled" ? readBoot.value : undefined;
       for (const model of listed.status === "fulfilled" ? listed.value : []) {
         if (model !== undefined) {

@@ -303,6 +303,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   return {
     async open() {
       await archive.open();
+      await archive.removeLeftovers?.();
       store.feed.followAll(onChange);
       connection.on("resubscribed", () => void catchUp());
       connection.on("health", onConnectionHealth);

@@ -439,7 +439,7 @@ describe("filesystem archive store", () => {
     });
   });
 
-  test("open() creates the root and removes leftover temporary files", async () => {
+  test("open() creates the root; removeLeftovers() removes leftover temporary files", async () => {
     const base = await makeTempDir();
     const fresh = path.join(base, "nested", "archive");
     await openStore(fresh).store.open();
@@ -463,6 +463,7 @@ describe("filesystem archive store", () => {
 
     const { store, warnings } = openStore(root);
     await store.open();
+    await store.removeLeftovers?.();
     assert.deepEqual(
       warnings.map((w) => w.details["path"]).sort(),
       [...leftovers, deleted].sort(),
@@ -478,7 +479,7 @@ describe("filesystem archive store", () => {
     assert.deepEqual(await store.listVersions("policy_net"), policyNetVersions);
   });
 
-  test("open() in a shared directory removes only the temporary files untouched for leftoverMinAgeMs", async () => {
+  test("removeLeftovers() in a shared directory removes only the temporary files untouched for leftoverMinAgeMs", async () => {
     const root = await copyFixture();
     const dir = path.join(root, "policy_net");
     const hourAgo = new Date(Date.now() - 60 * 60 * 1000 - 1000);
@@ -498,6 +499,7 @@ describe("filesystem archive store", () => {
 
     const { store, warnings } = openStore(root, 60 * 60 * 1000);
     await store.open();
+    await store.removeLeftovers?.();
     assert.deepEqual(warnings.map((w) => w.details["path"]).sort(), [stale, staleDeletion].sort());
     assert.ok(warnings.every((w) => w.message === "removed leftover temporary file of an interrupted write"));
     await fs.access(inProgress);
