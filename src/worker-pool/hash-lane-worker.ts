@@ -5,37 +5,11 @@
  */
 import { type Hash, createHash } from "node:crypto";
 import { parentPort } from "node:worker_threads";
-import { exposeGc } from "../expose-gc.js";
 import type { LaneReply, LaneRequest } from "./hash-lane-protocol.js";
+import { createSharedMemoryCollector } from "./shared-memory-collector.js";
 
-/**
- * Shared views received keep their memory alive until this heap is collected, and a thread that
- * allocates little is rarely collected: the same measure as archive-worker.ts, a young-generation
- * collection every so many shared bytes.
- */
-const SHARED_BYTES_BETWEEN_COLLECTIONS = 32 * 1024 * 1024;
-let sharedBytesSinceCollection = 0;
-const collectGarbage = exposeGcIfAllowed();
-
-function exposeGcIfAllowed(): ReturnType<typeof exposeGc> | undefined {
-  try {
-    return exposeGc();
-  } catch {
-    return undefined;
-  }
-}
-
-function releasedShared(views: readonly Uint8Array[]): void {
-  for (const view of views) {
-    if (view.buffer instanceof SharedArrayBuffer) {
-      sharedBytesSinceCollection += view.byteLength;
-    }
-  }
-  if (sharedBytesSinceCollection >= SHARED_BYTES_BETWEEN_COLLECTIONS && collectGarbage !== undefined) {
-    sharedBytesSinceCollection = 0;
-    collectGarbage({ type: "minor", execution: "sync" });
-  }
-}
+/** Shared views received keep their memory alive until this heap is collected (see shared-memory-collector.ts). */
+const releasedShared = createSharedMemoryCollector();
 
 const port = parentPort;
 if (port === null) {
