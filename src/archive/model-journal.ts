@@ -91,6 +91,9 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
   const journalPath = path.join(root, JOURNAL_FILE_NAME);
   /** Whether open() made the journal usable (see withJournal for when the file is held open). */
   let opened = false;
+  /** Valid records the last replay found, and the files it could not restore. */
+  let replayedRecords = 0;
+  const replayFailures: { path: string; code: string | undefined; message: string }[] = [];
   let epoch = 0;
   let end = RECORDS_START;
   /** A failed journal write may have left records of unanswered changes: reset before the next batch. */
@@ -149,10 +152,16 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
 
   async function reset(): Promise<void> {
     const next = (epoch + 1) >>> 0;
-    await withJournal(async (journal) => {
-      await writeFully(journal, encodeHeader(next), 0);
-      await journal.datasync();
-    });
+    try {
+      await withJournal(async (journal) => {
+        await writeFully(journal, encodeHeader(next), 0);
+        await journal.datasync();
+      });
+    } catch (error) {
+      // The header on disk may already be the next epoch's: no record may be appended before a reset succeeds.
+      resetNeeded = true;
+      throw error;
+    }
     epoch = next;
     end = RECORDS_START;
     resetNeeded = false;
@@ -202,7 +211,10 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
       latest.delete(record.relativePath); // the later record of a path wins
       latest.set(record.relativePath, record.content);
     }
+    replayedRecords = latest.size;
     let rewritten = 0;
+    /** Files found right: maybe only in the page cache of a process killed before its checkpoint. */
+    const found = new Set<string>();
     for (const [relativePath, content] of latest) {
       const modelId = modelIdOfInfoPath(relativePath);
       if (modelId === undefined) {
@@ -217,6 +229,7 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
         throw error;
       });
       if (current !== undefined && Buffer.compare(current, content) === 0) {
+        found.add(filePath);
         continue;
       }
       const directory = path.dirname(filePath);
@@ -231,15 +244,29 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
       try {
         await writeFileAtomic(filePath, [content]);
       } catch (error) {
-        // Said loudly and skipped: a read-only archive still starts, serving what it has.
+        // Said loudly; a read-only archive still starts, serving what it has (the journal is kept).
         warn("could not restore a model file from the journal; its last acknowledged change is missing", {
           path: filePath,
           error: errorMessage(error),
         });
+        replayFailures.push({ path: filePath, code: errorCode(error), message: errorMessage(error) });
         continue;
       }
       rewritten++;
     }
+    // The reset that follows makes the records void: what they describe must be on disk first.
+    await Promise.all(
+      [...found].map(async (filePath) => {
+        const handle = await open(filePath, "r");
+        try {
+          await handle.datasync();
+        } finally {
+          await handle.close();
+        }
+      }),
+    );
+    const directories = new Set([...found].map((filePath) => path.dirname(filePath)));
+    await Promise.all([...directories].map((directory) => syncDirectory(directory)));
     if (rewritten > 0) {
       warn("model files restored from the journal after a crash", { journal: journalPath, files: rewritten });
     }
@@ -337,8 +364,10 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
     let batch = encodeBatch();
     const batchBytes = batch.byteLength;
     if (RECORDS_START + batchBytes > capacity) {
-      // Larger than the whole journal: written the way it was before the journal.
+      // Larger than the whole journal: written the way it was before the journal, after a checkpoint,
+      // so that no older record of these files is left to be replayed over them after a crash.
       await undo();
+      await checkpointNow();
       return writeFilesAtomic(files);
     }
     try {
@@ -405,6 +434,18 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
       }
       if (existing !== undefined) {
         await replay(existing);
+        const lost = replayFailures.filter((failure) => failure.code !== "EROFS");
+        if (lost.length > 0) {
+          // Resetting the journal would lose these changes for good, and running without resetting it
+          // would replay it over newer files at the next start: the archive must be mended first.
+          throw new Error(
+            `the model journal ${journalPath} could not restore ${lost.length} model file(s) after a crash ` +
+              `(${lost[0]?.path}: ${lost[0]?.message}); give the archive room or permission and start again`,
+          );
+        }
+        if (replayFailures.length > 0) {
+          return; // a read-only archive: nothing can be written, the journal stays for a writable start
+        }
       }
       try {
         if (existing === undefined) {
@@ -433,7 +474,9 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
         if (existing === undefined) {
           await rm(journalPath, { force: true }).catch(() => {});
         }
-        if (!UNWRITABLE.has(errorCode(error) ?? "")) {
+        const code = errorCode(error) ?? "";
+        if (!UNWRITABLE.has(code) || (replayedRecords > 0 && code !== "EROFS")) {
+          // Records that cannot be voided would be replayed over newer files at every later start.
           throw error;
         }
         // A full or read-only archive still starts: model infos are then written as before.

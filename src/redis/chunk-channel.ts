@@ -3,6 +3,11 @@ import { connect as connectTls } from "node:tls";
 import { ReplyError } from "ioredis";
 import type { RedisEndpoint } from "./redis-url.js";
 
+/** Error replies of a node that cannot take writes now: a replica after a failover, or one still loading. */
+const NODE_NOT_A_PRIMARY = /^(READONLY|MASTERDOWN|LOADING)\b/;
+/** What Redis answers AUTH when it has no password set (ioredis goes on in that case). */
+const AUTH_WITHOUT_PASSWORD = /no password is set|called without any password configured/i;
+
 /** The message of a command left without a reply: the same as ioredis's, so RedisConnection.call treats both alike. */
 export const CHUNK_COMMAND_TIMED_OUT = "Command timed out";
 /** Bytes one socket read lands in (plain TCP: always the same buffer, so reads make no garbage). */
@@ -155,8 +160,13 @@ export class ChunkChannel {
     this.pending.push({
       sink: undefined,
       resolve: () => {},
-      // A refused AUTH or SELECT leaves the connection unusable: every command waiting fails with it.
-      reject: (error) => this.drop(error),
+      // A refused AUTH or SELECT leaves the connection unusable: every command waiting fails with it;
+      // except AUTH to a Redis without a password, which ioredis also lets pass (with a warning of its own).
+      reject: (error) => {
+        if (!(words[0] === "AUTH" && AUTH_WITHOUT_PASSWORD.test(error.message))) {
+          this.drop(error);
+        }
+      },
       timer,
     });
     socket.write(`*${words.length}\r\n${encoded}`);
@@ -236,6 +246,11 @@ export class ChunkChannel {
         return;
       case "-":
         this.settle(new ReplyError(rest) as Error);
+        if (NODE_NOT_A_PRIMARY.test(rest) && this.socket !== undefined) {
+          // A failover moved the primary (the address now names another node, as ioredis's
+          // reconnectOnError assumes): the next command connects again rather than keep asking a replica.
+          this.drop(new ReplyError(rest) as Error);
+        }
         return;
       case "$": {
         const length = Number(rest);

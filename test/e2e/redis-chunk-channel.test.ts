@@ -52,6 +52,36 @@ describe("ChunkChannel", () => {
     assert.equal(await channel.getBuffer("missing"), null);
   });
 
+  test("a READONLY reply (a replica after a failover) fails that command and the next one connects again", async (t) => {
+    const server = await startRedisServer(t);
+    const channel = new ChunkChannel(parseRedisUrl(server.url), 2000);
+    t.after(() => channel.close());
+    const check = new Redis(server.url);
+    t.after(() => check.disconnect());
+    await channel.setChunk("before", [Buffer.from("x")], 60_000);
+    const connections = async (): Promise<number> => Number(/total_connections_received:(\d+)/.exec(await check.info("stats"))?.[1]);
+    const connectedBefore = await connections();
+    // A replica of a port nobody listens on: it stays a read-only replica.
+    await check.replicaof("127.0.0.1", "1");
+    await assert.rejects(channel.setChunk("during", [Buffer.from("y")], 60_000), /^ReplyError: READONLY/);
+    await check.replicaof("NO", "ONE");
+    await channel.setChunk("after", [Buffer.from("z")], 60_000);
+    assert.equal(await connections(), connectedBefore + 1, "one new connection after the READONLY reply");
+    assert.deepEqual(await check.getBuffer("after"), Buffer.from("z"));
+  });
+
+  test("a password in the URL of a Redis without one is let pass, as ioredis does", async (t) => {
+    const server = await startRedisServer(t);
+    const url = parseRedisUrl(server.url.replace("redis://", "redis://:unneeded@"));
+    const channel = new ChunkChannel(url, 2000);
+    t.after(() => channel.close());
+    const check = new Redis(server.url);
+    t.after(() => check.disconnect());
+    await channel.setChunk("k", [Buffer.from("v")], 60_000);
+    assert.deepEqual(await check.getBuffer("k"), Buffer.from("v"));
+    assert.deepEqual(await channel.getBuffer("k"), Buffer.from("v"));
+  });
+
   test("an error reply fails that command only", async (t) => {
     const server = await startRedisServer(t);
     const channel = new ChunkChannel(parseRedisUrl(server.url), 2000);

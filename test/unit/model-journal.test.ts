@@ -157,10 +157,11 @@ describe("model journal replay", () => {
     const root = await makeRoot();
     const crashed = await openStore(root, 2048);
     const bigValue = "x".repeat(3000);
+    // Larger than the journal: written without it, after a checkpoint (which makes every earlier write durable).
+    await crashed.writeModel({ modelId: "big", userData: { value: bigValue } });
     for (let step = 1; step <= 40; step++) {
       await Promise.all(["a", "b", "c"].map((modelId) => crashed.writeModel({ modelId, userData: { step: String(step) } })));
     }
-    await crashed.writeModel({ modelId: "big", userData: { value: bigValue } });
     for (const modelId of ["a", "b", "c"]) {
       await loseWrite(root, modelId, infoText(modelId, { step: "39" }));
     }
@@ -169,6 +170,18 @@ describe("model journal replay", () => {
       assert.equal(await fs.readFile(modelInfoPath(root, modelId), "utf8"), infoText(modelId, { step: "40" }));
     }
     assert.equal(await fs.readFile(modelInfoPath(root, "big"), "utf8"), infoText("big", { value: bigValue }));
+    await reopened.close?.();
+  });
+
+  test("a batch larger than the journal, written without it, is not undone by an older record at the next start", async () => {
+    const root = await makeRoot();
+    const crashed = await openStore(root, 4096);
+    await crashed.writeModel({ modelId: "a", userData: { step: "1" } });
+    const big = { step: "2", padding: "x".repeat(8192) };
+    await crashed.writeModel({ modelId: "a", userData: big });
+    // The process dies before any checkpoint (no close()); its writes are on disk.
+    const reopened = await openStore(root, 4096);
+    assert.equal(await fs.readFile(modelInfoPath(root, "a"), "utf8"), infoText("a", big));
     await reopened.close?.();
   });
 
