@@ -109,7 +109,12 @@ describe("Redis faults (COGMENT_MODEL_REGISTRY_REDIS_URL)", () => {
 
     // B has no copy: it reads the version through from Redis.
     await rejectsWith(b.client.retrieveData("bitrot", 1), grpc.status.DATA_LOSS, /^version 1 of model "bitrot" is corrupted in Redis: its data's SHA-256 is "[A-Za-z0-9+/]{43}=", its info says "[A-Za-z0-9+/]{43}="$/);
-    const errorLine = b.process.logLines.find((line) => line.msg === "transient version data in Redis is corrupted");
+    // The log line comes through B's stdout pipe, which may lag behind the call's status.
+    const isErrorLine = (line: Record<string, unknown>): boolean => line.msg === "transient version data in Redis is corrupted";
+    for (const deadline = Date.now() + 5000; !b.process.logLines.some(isErrorLine) && Date.now() < deadline; ) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const errorLine = b.process.logLines.find(isErrorLine);
     assert.equal(errorLine?.level, 50);
     assert.equal(errorLine?.modelId, "bitrot");
     assert.equal(errorLine?.versionNumber, 1);
