@@ -1,6 +1,7 @@
 import { type Socket, connect as connectTcp } from "node:net";
 import { connect as connectTls } from "node:tls";
 import { ReplyError } from "ioredis";
+import { Code, RegistryError } from "../errors/index.js";
 import type { RedisEndpoint } from "./redis-url.js";
 
 /** Error replies of a node that cannot take writes now: a replica after a failover, or one still loading. */
@@ -209,8 +210,14 @@ export class ChunkChannel {
           try {
             sink(piece);
           } catch (error) {
-            // Not thrown out of the socket's read callback: the reply is read to its end, then its command fails.
-            this.sinkError = error instanceof Error ? error : new Error(String(error));
+            // Not thrown out of the socket's read callback: the reply is read to its end, then its command
+            // fails; with INTERNAL, since the failure is ours, not Redis's (not "Redis is unreachable").
+            this.sinkError =
+              error instanceof RegistryError
+                ? error
+                : new RegistryError(Code.INTERNAL, `storing the data read from Redis failed: ${error instanceof Error ? error.message : String(error)}`, {
+                    cause: error,
+                  });
           }
         }
         offset += taken;

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, describe, test } from "node:test";
 import { Redis } from "ioredis";
+import { Code } from "../../src/errors/index.js";
 import { ChunkChannel } from "../../src/redis/chunk-channel.js";
 import { parseRedisUrl } from "../../src/redis/redis-url.js";
 import { killAllRedisServers, startRedisServer } from "../support/redis-server.js";
@@ -115,7 +116,9 @@ describe("ChunkChannel", () => {
       channel.getBuffer("next"),
     ]);
     assert.equal(thrown.status, "rejected");
-    assert.equal((thrown as PromiseRejectedResult).reason.message, "sink refused");
+    // A failure of ours, not of Redis: INTERNAL, never mapped to "Redis ... is unreachable".
+    assert.equal((thrown as PromiseRejectedResult).reason.code, Code.INTERNAL);
+    assert.equal((thrown as PromiseRejectedResult).reason.message, "storing the data read from Redis failed: sink refused");
     assert.deepEqual(next, { status: "fulfilled", value: Buffer.from("after") });
   });
 
