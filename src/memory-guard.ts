@@ -137,9 +137,8 @@ export function createMemoryGuard(limitBytes: number, log: Logger, options: Memo
     return sampledResident;
   };
   const heldBytes = options.heldBytes ?? ((): number => 0);
-  /** The resident set less what is held on purpose. */
-  const unheldBytes = (): number => residentBytes() - heldBytes();
-  let atRest = unheldBytes();
+  /** The resident set at rest, less what is held on purpose. */
+  let atRest = residentBytes() - heldBytes();
 
   const checkIdle = (): boolean => {
     const busy = busyShare();
