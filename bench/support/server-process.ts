@@ -45,6 +45,8 @@ export interface BenchServer {
   /** "main", "floor", or the launcher's SHA-256 implementation. */
   readonly entry: string;
   cpuSeconds(): number;
+  /** Where several processes serve (a cluster), the CPU seconds of each, by name. */
+  cpuSecondsByPart?(): Record<string, number>;
   memory(): ProcessMemory;
   /** SIGTERM, wait for exit (SIGKILL after a timeout), remove the archive directory. Idempotent. */
   stop(): Promise<void>;
