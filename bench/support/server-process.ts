@@ -14,7 +14,8 @@ import { SERVER_NODE_FLAGS } from "../../src/runtime-flags.js";
 import { removeTempDir, trackChild, trackTempDir } from "./cleanup.js";
 import { type ProcessMemory, readCpuSeconds, readMemory } from "./proc-stats.js";
 
-const MAIN_FILE = fileURLToPath(new URL("../../bundle/main.js", import.meta.url));
+/** The server's bundle; BENCH_SERVER_MAIN_FILE runs another build's (e.g. the base of an A/B pair) under this bench. */
+const MAIN_FILE = process.env.BENCH_SERVER_MAIN_FILE ?? fileURLToPath(new URL("../../bundle/main.js", import.meta.url));
 const LAUNCHER_FILE = fileURLToPath(new URL("./server-launcher.js", import.meta.url));
 const FLOOR_FILE = fileURLToPath(new URL("../load/floor-server.js", import.meta.url));
 

@@ -202,6 +202,14 @@ export class Registry {
   async listVersions(modelId: string, versionNumbers: readonly number[], count: number, handle: string): Promise<VersionPage> {
     await this.#requireModel(modelId);
     parseHandle("version_handle", handle); // a bad handle fails before the versions are read
+    const [only] = versionNumbers;
+    if (versionNumbers.length === 1 && handle === "" && only !== undefined) {
+      // One version asked (a poll of the latest): read just it; when absent, the full list below gives the error.
+      const found = await this.#state.findVersion(modelId, only);
+      if (found !== undefined) {
+        return selectVersionPage(modelId, [found], versionNumbers, count, handle);
+      }
+    }
     return selectVersionPage(modelId, await this.#state.listVersions(modelId), versionNumbers, count, handle);
   }
 
@@ -215,7 +223,9 @@ export class Registry {
 
   async openVersionData(modelId: string, versionNumber: number): Promise<VersionDataSource> {
     await this.#requireModel(modelId);
-    const version = resolveVersion(modelId, await this.#state.listVersions(modelId), versionNumber);
+    // Just that version; when absent, the full list gives the error (it names how many there are).
+    const version =
+      (await this.#state.findVersion(modelId, versionNumber)) ?? resolveVersion(modelId, await this.#state.listVersions(modelId), versionNumber);
     return this.#data.open(version);
   }
 
