@@ -3,6 +3,7 @@
  *
  *   npx node dist/bench/load/cluster-rounds.js [--rounds 5] [--measure-ms 12000] [--modes poll,update]
  *       [--intervals 0,2000] [--fsync always,everysec] [--out results.jsonl] [--cpu-prof dir]
+ *       [--base other-build/dist/bundle/main.js]
  *
  * For each reader mode and publish interval, every round runs single mode and shared mode (3
  * instances on Redis, once per AOF fsync policy) one after the other, in an order rotated from round
@@ -24,7 +25,8 @@ import { defaultLoadOptions } from "./load.js";
 import type { RedisAppendFsync } from "./cluster-servers.js";
 import { runBroadcast } from "./scenario-broadcast.js";
 
-type Config = "single" | `shared-${RedisAppendFsync}`;
+/** `@base`: the server bundle given by --base (an A/B pair under one bench build). */
+type Config = "single" | `shared-${RedisAppendFsync}` | `shared-${RedisAppendFsync}@base`;
 
 function argument(name: string, fallback: string): string {
   const index = process.argv.indexOf(`--${name}`);
@@ -39,7 +41,12 @@ const fsyncs = argument("fsync", "always,everysec").split(",") as RedisAppendFsy
 const out = argument("out", "");
 /** A directory for V8 CPU profiles of every server process (--cpu-prof), for investigations. */
 const cpuProfileDir = argument("cpu-prof", "");
-const configs: Config[] = ["single", ...fsyncs.map((fsync): Config => `shared-${fsync}`)];
+/** Another build's bundle (dist/bundle/main.js): each shared configuration also runs on it. */
+const baseMainFile = argument("base", "");
+const configs: Config[] = [
+  "single",
+  ...fsyncs.flatMap((fsync): Config[] => (baseMainFile === "" ? [`shared-${fsync}`] : [`shared-${fsync}`, `shared-${fsync}@base`])),
+];
 
 const log = (line: string): void => {
   process.stderr.write(`${line}\n`);
@@ -59,14 +66,22 @@ function spread(values: readonly number[], digits = 0): string {
 }
 
 async function runOne(mode: ReaderMode, publishIntervalMs: number, config: Config): Promise<BenchRecord> {
-  const fsync = config === "single" ? undefined : (config.slice("shared-".length) as RedisAppendFsync);
-  return runBroadcast(options, {
-    versionBytes: 16 * MIB,
-    readers: 8,
-    mode,
-    publishIntervalMs,
-    ...(fsync === undefined ? {} : { instances: 3, appendfsync: fsync }),
-  });
+  const [setting, build] = config.split("@") as [string, string | undefined];
+  const fsync = setting === "single" ? undefined : (setting.slice("shared-".length) as RedisAppendFsync);
+  if (build === "base") {
+    process.env.BENCH_SERVER_MAIN_FILE = baseMainFile;
+  }
+  try {
+    return await runBroadcast(options, {
+      versionBytes: 16 * MIB,
+      readers: 8,
+      mode,
+      publishIntervalMs,
+      ...(fsync === undefined ? {} : { instances: 3, appendfsync: fsync }),
+    });
+  } finally {
+    delete process.env.BENCH_SERVER_MAIN_FILE;
+  }
 }
 
 async function main(): Promise<void> {
@@ -104,7 +119,7 @@ function printSummary(mode: ReaderMode, interval: number, byConfig: ReadonlyMap<
     ``,
     `### ${mode}, ${interval === 0 ? "back to back" : `one version every ${interval} ms`} (${rounds} rounds, ${measureMs / 1000} s windows): median [min…max] over rounds`,
     ``,
-    `| configuration | delivered MB/s | published /s | publish p50 ms | staleness p50 ms | staleness p99 ms | Δ staleness p50 vs single (per round) | CPU s/GB (servers + Redis) | × single (per round) | CPU s/GB A / B / C / redis | others (cores) | errors |`,
+    `| configuration | delivered MB/s | published /s | publish p50 ms | staleness p50 ms | staleness p99 ms | Δ staleness p50 vs single (per round) | CPU s/GB (servers + Redis) | × single (per round) | CPU s/GB A / B / C / redis (of which AOF rewrites) | others (cores) | errors |`,
     `| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |`,
   ];
   for (const [config, records] of byConfig) {
@@ -119,7 +134,7 @@ function printSummary(mode: ReaderMode, interval: number, byConfig: ReadonlyMap<
         ? [shared.metrics.serverCpuSecPerGB / base.metrics.serverCpuSecPerGB]
         : [],
     );
-    const parts = ["A", "B", "C", "redis"].map((part) => fmt(median(metric(records, `cpuSecPerGB_${part}`)), 3)).join(" / ");
+    const parts = ["A", "B", "C", "redis", "redisChildren"].map((part) => fmt(median(metric(records, `cpuSecPerGB_${part}`)), 3)).join(" / ").replace(/ \/ ([^/]*)$/, " ($1)");
     const errors = ["errors", "hashMismatches", "notFound"].reduce((total, name) => total + metric(records, name).reduce((a, b) => a + b, 0), 0);
     lines.push(
       `| ${config} | ${spread(metric(records, "deliveredMBps"))} | ${spread(metric(records, "publishedPerSec"), 2)} | ${spread(metric(records, "publishP50Ms"))} | ` +

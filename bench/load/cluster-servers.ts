@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startRedisServer } from "../../test/support/redis-server.js";
 import { removeTempDir, trackTempDir } from "../support/cleanup.js";
-import { readCpuSecondsWithChildren } from "../support/proc-stats.js";
+import { readCpuSeconds, readCpuSecondsWithChildren } from "../support/proc-stats.js";
 import { type BenchServer, startBenchServer } from "../support/server-process.js";
 
 export interface BenchCluster {
@@ -56,10 +56,16 @@ export async function withCluster<T>(
       ...first,
       entry: `cluster of ${count}`,
       cpuSeconds: () => servers.reduce((total, s) => total + s.cpuSeconds(), redisCpuSeconds()),
-      cpuSecondsByPart: () => ({
-        ...Object.fromEntries(servers.map((s, i) => [String.fromCharCode(65 + i), s.cpuSeconds()])),
-        redis: redisCpuSeconds(),
-      }),
+      cpuSecondsByPart: () => {
+        const redisAll = redisCpuSeconds();
+        const redisOwn = redisPid === undefined ? 0 : readCpuSeconds(redisPid);
+        return {
+          ...Object.fromEntries(servers.map((s, i) => [String.fromCharCode(65 + i), s.cpuSeconds()])),
+          redis: redisAll,
+          // Of which: its forked children (AOF rewrites).
+          redisChildren: redisAll - redisOwn,
+        };
+      },
       memory: () => {
         const memories = servers.map((s) => s.memory());
         return {

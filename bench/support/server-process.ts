@@ -14,8 +14,9 @@ import { SERVER_NODE_FLAGS } from "../../src/runtime-flags.js";
 import { removeTempDir, trackChild, trackTempDir } from "./cleanup.js";
 import { type ProcessMemory, readCpuSeconds, readMemory } from "./proc-stats.js";
 
-/** The server's bundle; BENCH_SERVER_MAIN_FILE runs another build's (e.g. the base of an A/B pair) under this bench. */
-const MAIN_FILE = process.env.BENCH_SERVER_MAIN_FILE ?? fileURLToPath(new URL("../../bundle/main.js", import.meta.url));
+const MAIN_FILE = fileURLToPath(new URL("../../bundle/main.js", import.meta.url));
+/** The server's bundle; BENCH_SERVER_MAIN_FILE (read at each start) runs another build's, e.g. the base of an A/B pair, under this bench. */
+const mainFile = (): string => process.env.BENCH_SERVER_MAIN_FILE ?? MAIN_FILE;
 const LAUNCHER_FILE = fileURLToPath(new URL("./server-launcher.js", import.meta.url));
 const FLOOR_FILE = fileURLToPath(new URL("../load/floor-server.js", import.meta.url));
 
@@ -83,7 +84,7 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
   if (options.cpuProfileDir !== undefined) {
     env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${options.cpuProfileDir}`;
   }
-  const file = options.floor === true ? FLOOR_FILE : options.sha256 === undefined ? MAIN_FILE : LAUNCHER_FILE;
+  const file = options.floor === true ? FLOOR_FILE : options.sha256 === undefined ? mainFile() : LAUNCHER_FILE;
   // For investigations: Node/V8 flags for the server only (e.g. "--single-threaded-gc --trace-gc";
   // "none" for none at all), and a file that gets its stdout.
   const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(" ").filter((arg) => arg !== "" && arg !== "none") ?? [];
