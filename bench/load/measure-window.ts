@@ -24,6 +24,8 @@ export interface WindowMeasurement {
   readonly seconds: number;
   readonly results: readonly GeneratorResult[];
   readonly serverCpuSeconds: number;
+  /** The window's CPU seconds of each serving process, where the server says (a cluster). */
+  readonly serverCpuSecondsByPart: Record<string, number> | undefined;
   readonly generatorCpuSeconds: number;
   /** Busy CPU time of the whole machine in the window (ours and everyone else's). */
   readonly machineBusySeconds: number;
@@ -47,10 +49,12 @@ export async function measureWindow(server: BenchServer, tasks: readonly Generat
     await sleepUntil(window.windowStart);
     const startedAt = sharedNow();
     const serverCpu0 = server.cpuSeconds();
+    const parts0 = server.cpuSecondsByPart?.();
     const generatorCpu0 = sumCpu(generators);
     const machine0 = readMachineBusySeconds();
     await sleepUntil(window.windowEnd);
     const serverCpu1 = server.cpuSeconds();
+    const parts1 = server.cpuSecondsByPart?.();
     const generatorCpu1 = sumCpu(generators);
     const machine1 = readMachineBusySeconds();
     const seconds = (sharedNow() - startedAt) / 1000;
@@ -60,6 +64,10 @@ export async function measureWindow(server: BenchServer, tasks: readonly Generat
       seconds,
       results,
       serverCpuSeconds: serverCpu1 - serverCpu0,
+      serverCpuSecondsByPart:
+        parts0 === undefined || parts1 === undefined
+          ? undefined
+          : Object.fromEntries(Object.entries(parts1).map(([part, seconds]) => [part, seconds - (parts0[part] ?? 0)])),
       generatorCpuSeconds: generatorCpu1 - generatorCpu0,
       machineBusySeconds: machine1 - machine0,
       serverPeakRssBytes: server.memory().peakRssBytes,

@@ -22,7 +22,7 @@ import {
   split,
   withServer,
 } from "./scenario-support.js";
-import { withCluster } from "./cluster-servers.js";
+import { type RedisAppendFsync, withCluster } from "./cluster-servers.js";
 import { type BenchServer, MIB } from "../support/server-process.js";
 
 export interface BroadcastScenario {
@@ -42,6 +42,8 @@ export interface BroadcastScenario {
    * reader processes spread over all of them.
    */
   readonly instances?: number;
+  /** With instances: Redis's AOF fsync policy ("always" by default, as recommended). */
+  readonly appendfsync?: RedisAppendFsync;
 }
 
 export function runBroadcast(options: LoadOptions, scenario: BroadcastScenario): Promise<BenchRecord> {
@@ -50,7 +52,10 @@ export function runBroadcast(options: LoadOptions, scenario: BroadcastScenario):
   const instances = scenario.instances ?? 1;
   const serve = <T>(body: (server: BenchServer, addresses: readonly string[]) => Promise<T>): Promise<T> =>
     instances > 1
-      ? withCluster(instances, { cacheMaxBytes: scenario.cacheMaxBytes, cpuProfileDir: options.cpuProfileDir }, (cluster) =>
+      ? withCluster(
+          instances,
+          { cacheMaxBytes: scenario.cacheMaxBytes, cpuProfileDir: options.cpuProfileDir, appendfsync: scenario.appendfsync },
+          (cluster) =>
           body(cluster.server, cluster.addresses),
         )
       : withServer(options, { cacheMaxBytes: scenario.cacheMaxBytes }, (server) => body(server, [server.address]));
@@ -117,7 +122,7 @@ export function runBroadcast(options: LoadOptions, scenario: BroadcastScenario):
     return {
       scenario: instances > 1 ? `cluster-broadcast-${scenario.mode}` : `broadcast-${scenario.mode}`,
       params: {
-        ...(instances > 1 ? { instances } : {}),
+        ...(instances > 1 ? { instances, appendfsync: scenario.appendfsync ?? "always" } : {}),
         versionMiB: scenario.versionBytes / MIB,
         readers: scenario.readers,
         publishIntervalMs: scenario.publishIntervalMs,
@@ -144,6 +149,13 @@ export function runBroadcast(options: LoadOptions, scenario: BroadcastScenario):
         notFound: fetches.filter((fetch) => fetch.outcome === "not-found").length,
         errors,
         ...resourceMetrics(measurement, server, deliveredBytes),
+        // Per serving process (cluster): CPU seconds per GB delivered, e.g. cpuSecPerGB_A, cpuSecPerGB_redis.
+        ...Object.fromEntries(
+          Object.entries(measurement.serverCpuSecondsByPart ?? {}).map(([part, cpu]) => [
+            `cpuSecPerGB_${part}`,
+            deliveredBytes > 0 ? cpu / (deliveredBytes / 1e9) : null,
+          ]),
+        ),
       },
     };
   });

@@ -15,6 +15,8 @@ import { removeTempDir, trackChild, trackTempDir } from "./cleanup.js";
 import { type ProcessMemory, readCpuSeconds, readMemory } from "./proc-stats.js";
 
 const MAIN_FILE = fileURLToPath(new URL("../../bundle/main.js", import.meta.url));
+/** The server's bundle; BENCH_SERVER_MAIN_FILE (read at each start) runs another build's, e.g. the base of an A/B pair, under this bench. */
+const mainFile = (): string => process.env.BENCH_SERVER_MAIN_FILE ?? MAIN_FILE;
 const LAUNCHER_FILE = fileURLToPath(new URL("./server-launcher.js", import.meta.url));
 const FLOOR_FILE = fileURLToPath(new URL("../load/floor-server.js", import.meta.url));
 
@@ -45,6 +47,8 @@ export interface BenchServer {
   /** "main", "floor", or the launcher's SHA-256 implementation. */
   readonly entry: string;
   cpuSeconds(): number;
+  /** Where several processes serve (a cluster), the CPU seconds of each, by name. */
+  cpuSecondsByPart?(): Record<string, number>;
   memory(): ProcessMemory;
   /** SIGTERM, wait for exit (SIGKILL after a timeout), remove the archive directory. Idempotent. */
   stop(): Promise<void>;
@@ -80,7 +84,7 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
   if (options.cpuProfileDir !== undefined) {
     env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${options.cpuProfileDir}`;
   }
-  const file = options.floor === true ? FLOOR_FILE : options.sha256 === undefined ? MAIN_FILE : LAUNCHER_FILE;
+  const file = options.floor === true ? FLOOR_FILE : options.sha256 === undefined ? mainFile() : LAUNCHER_FILE;
   // For investigations: Node/V8 flags for the server only (e.g. "--single-threaded-gc --trace-gc";
   // "none" for none at all), and a file that gets its stdout.
   const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(" ").filter((arg) => arg !== "" && arg !== "none") ?? [];

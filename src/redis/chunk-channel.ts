@@ -9,8 +9,14 @@ const NODE_NOT_A_PRIMARY = /^(READONLY|MASTERDOWN|LOADING)\b/;
 /** What Redis answers AUTH when it has no password set (ioredis goes on in that case). */
 const AUTH_WITHOUT_PASSWORD = /no password is set|called without any password configured/i;
 
-/** The message of a command left without a reply: the same as ioredis's, so RedisConnection.call treats both alike. */
-export const CHUNK_COMMAND_TIMED_OUT = "Command timed out";
+/**
+ * Why the commands waiting on the channel failed when its connection made no progress for the timeout.
+ * Not ioredis's "Command timed out": RedisConnection.call drops the command connection on that one, and a
+ * stalled chunk connection says nothing about the command connection (it may only be a slow link).
+ */
+export function chunkConnectionStalled(timeoutMs: number): string {
+  return `the chunk connection made no progress for ${timeoutMs} ms`;
+}
 /** Bytes one socket read lands in (plain TCP: always the same buffer, so reads make no garbage). */
 const READ_BUFFER_BYTES = 256 * 1024;
 const CRLF = Buffer.from("\r\n", "latin1");
@@ -25,7 +31,6 @@ interface PendingReply {
   readonly onNoBulk?: (() => void) | undefined;
   readonly resolve: (value: ChunkReply) => void;
   readonly reject: (error: Error) => void;
-  readonly timer: NodeJS.Timeout;
 }
 
 /** A reply as this channel understands it: status or integer, a bulk's length (sink) or bytes, or nil. */
@@ -46,7 +51,10 @@ const enum ParseState {
  * and a GET's bytes are handed from the socket's read buffer, one reused buffer on plain TCP, to a
  * sink that copies them where they belong (the cache entry). Replies come in command order (RESP).
  * Fail-fast like the ioredis connections: a lost connection fails what waits on it and the next
- * command connects again; a command without a reply for `timeoutMs` drops the connection.
+ * command connects again. The timeout bounds a lack of progress, not a command's age: the connection
+ * is dropped when commands wait and nothing moved on it for `timeoutMs` (no byte received, no byte of
+ * a write taken by the kernel: the socket's own inactivity timer). Commands queued behind others
+ * (32 readers, each a few GETs of 2 MiB ahead, on a slow link) wait as long as replies keep coming.
  */
 export class ChunkChannel {
   private socket: Socket | undefined = undefined;
@@ -103,10 +111,7 @@ export class ChunkChannel {
     }
     const socket = this.socket ?? this.open();
     return new Promise<ChunkReply>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.drop(new Error(CHUNK_COMMAND_TIMED_OUT));
-      }, this.timeoutMs);
-      this.pending.push({ sink, onNoBulk, resolve, reject, timer });
+      this.pending.push({ sink, onNoBulk, resolve, reject });
       socket.cork();
       for (const part of parts) {
         socket.write(part);
@@ -134,6 +139,15 @@ export class ChunkChannel {
       socket.on("data", (data: Buffer) => this.parse(data));
     }
     socket.setNoDelay(true);
+    // Inactivity: restarted by every read, every write handed to the kernel and every part of a large
+    // write the kernel takes (Node's net watches the write queue); it also bounds connecting. An idle
+    // connection (nothing waiting) is no fault: a later write starts the timer again.
+    socket.setTimeout(this.timeoutMs);
+    socket.on("timeout", () => {
+      if (this.socket === socket && this.pending.length > 0) {
+        this.drop(new Error(chunkConnectionStalled(this.timeoutMs)));
+      }
+    });
     const fail = (error: Error): void => {
       if (this.socket === socket) {
         this.drop(error);
@@ -157,7 +171,6 @@ export class ChunkChannel {
 
   private handshake(socket: Socket, words: readonly string[]): void {
     const encoded = words.map((word) => `$${Buffer.byteLength(word)}\r\n${word}\r\n`).join("");
-    const timer = setTimeout(() => this.drop(new Error(CHUNK_COMMAND_TIMED_OUT)), this.timeoutMs);
     this.pending.push({
       sink: undefined,
       resolve: () => {},
@@ -168,7 +181,6 @@ export class ChunkChannel {
           this.drop(error);
         }
       },
-      timer,
     });
     socket.write(`*${words.length}\r\n${encoded}`);
   }
@@ -180,7 +192,6 @@ export class ChunkChannel {
     socket?.destroy();
     this.body = undefined;
     for (const reply of this.pending.splice(0)) {
-      clearTimeout(reply.timer);
       reply.reject(error);
     }
   }
@@ -287,7 +298,6 @@ export class ChunkChannel {
       this.drop(new Error("a reply from Redis without a command"));
       return;
     }
-    clearTimeout(reply.timer);
     if (value === null || value instanceof Error) {
       reply.onNoBulk?.();
     }

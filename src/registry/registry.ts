@@ -1,5 +1,5 @@
 import type { ArchiveStore } from "../archive/index.js";
-import type { ModelRecord } from "../domain/index.js";
+import type { ModelRecord, VersionRecord } from "../domain/index.js";
 import type { EncodedVersionData } from "../data/index.js";
 import { Code, RegistryError, notFound } from "../errors/index.js";
 import type { Logger } from "../logger.js";
@@ -200,6 +200,15 @@ export class Registry {
   }
 
   async listVersions(modelId: string, versionNumbers: readonly number[], count: number, handle: string): Promise<VersionPage> {
+    const [only] = versionNumbers;
+    if (versionNumbers.length === 1 && handle === "" && only !== undefined) {
+      // One version asked (a poll of the latest): read just it (see #findVersion); when absent, the
+      // full path below gives the error.
+      const found = await this.#findVersion(modelId, only);
+      if (found !== undefined) {
+        return selectVersionPage(modelId, [found], versionNumbers, count, handle);
+      }
+    }
     await this.#requireModel(modelId);
     parseHandle("version_handle", handle); // a bad handle fails before the versions are read
     return selectVersionPage(modelId, await this.#state.listVersions(modelId), versionNumbers, count, handle);
@@ -214,9 +223,13 @@ export class Registry {
   }
 
   async openVersionData(modelId: string, versionNumber: number): Promise<VersionDataSource> {
+    const found = await this.#findVersion(modelId, versionNumber);
+    if (found !== undefined) {
+      return this.#data.open(found);
+    }
+    // Absent: the model's check and the full list give the error (it names how many versions there are).
     await this.#requireModel(modelId);
-    const version = resolveVersion(modelId, await this.#state.listVersions(modelId), versionNumber);
-    return this.#data.open(version);
+    return this.#data.open(resolveVersion(modelId, await this.#state.listVersions(modelId), versionNumber));
   }
 
   async subscribe(modelId: string, sink: VersionSink): Promise<VersionSubscription> {
@@ -254,6 +267,19 @@ export class Registry {
   /** Number of actors held (models plus actors still finishing work); for tests. */
   get actorCount(): number {
     return this.#actors.size;
+  }
+
+  /**
+   * One version (-1: the latest) without reading the model's others. A version found means its model
+   * exists (a model's deletion removes its versions at once, in both states), so the model's own
+   * check (#requireModel: one more Redis round trip per poll in shared mode) is skipped.
+   */
+  async #findVersion(modelId: string, versionNumber: number): Promise<VersionRecord | undefined> {
+    const found = await this.#state.findVersion(modelId, versionNumber);
+    if (found !== undefined) {
+      this.#actors.get(modelId)?.markKnown();
+    }
+    return found;
   }
 
   /** NOT_FOUND unless the model exists; the model's actor then stays (see ModelActor.markKnown). */

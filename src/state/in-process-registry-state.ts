@@ -171,6 +171,31 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
       return entry.versions;
     },
 
+    async findVersion(modelId, versionNumber) {
+      const entry = models.get(modelId);
+      if (entry === undefined) {
+        return undefined;
+      }
+      await ensureLoaded(entry);
+      const versions = entry.versions;
+      if (versionNumber === -1) {
+        return versions[versions.length - 1];
+      }
+      // Sorted by number: binary search.
+      let low = 0;
+      let high = versions.length;
+      while (low < high) {
+        const middle = (low + high) >>> 1;
+        if ((versions[middle]?.versionNumber ?? Infinity) < versionNumber) {
+          low = middle + 1;
+        } else {
+          high = middle;
+        }
+      }
+      const candidate = versions[low];
+      return versionNumber > 0 && candidate?.versionNumber === versionNumber ? candidate : undefined;
+    },
+
     async claimVersionNumber(modelId) {
       const entry = models.get(modelId);
       if (entry === undefined) {

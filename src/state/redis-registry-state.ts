@@ -391,6 +391,28 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       return versions;
     },
 
+    async findVersion(modelId, versionNumber) {
+      requireStarted();
+      let stored;
+      try {
+        stored =
+          versionNumber === -1
+            ? await store.latestVersion(modelId)
+            : versionNumber > 0
+              ? await store.getVersion(modelId, versionNumber)
+              : undefined;
+      } catch (error) {
+        if (error instanceof RegistryError && error.code === Code.NOT_FOUND) {
+          return undefined;
+        }
+        throw error;
+      }
+      if (stored !== undefined) {
+        follow(modelId, stored.record.versionNumber);
+      }
+      return stored?.record;
+    },
+
     async claimVersionNumber(modelId) {
       requireStarted();
       const token = randomUUID();

@@ -59,6 +59,12 @@ export interface RegistryState {
    */
   listVersions(modelId: string): Promise<readonly VersionRecord[]>;
   /**
+   * One version: `versionNumber` > 0 that one, -1 the latest; undefined when it is not there (or the
+   * model is unknown). What listVersions would give for it, without reading every version: a shared
+   * backend answers a poll of the latest in one small read however many versions the model has.
+   */
+  findVersion(modelId: string, versionNumber: number): Promise<VersionRecord | undefined>;
+  /**
    * Claims the model's next version number, before its bytes are stored under it; undefined when
    * there is no such model. Rejects with RESOURCE_EXHAUSTED when every number was used.
    */

@@ -9,8 +9,10 @@ import { after, describe, test } from "node:test";
 import { Redis } from "ioredis";
 import { Code } from "../../src/errors/index.js";
 import { ChunkChannel } from "../../src/redis/chunk-channel.js";
+import { RedisConnection } from "../../src/redis/redis-connection.js";
 import { parseRedisUrl } from "../../src/redis/redis-url.js";
 import { killAllRedisServers, startRedisServer } from "../support/redis-server.js";
+import { startThrottleProxy } from "../support/throttle-proxy.js";
 
 after(killAllRedisServers);
 
@@ -149,13 +151,54 @@ describe("ChunkChannel", () => {
     t.after(() => channel.close());
     await channel.setChunk("a", [Buffer.from("1")], 60_000);
     server.pause();
-    await assert.rejects(channel.getBuffer("a"), { message: "Command timed out" });
+    await assert.rejects(channel.getBuffer("a"), { message: "the chunk connection made no progress for 500 ms" });
     server.resume();
     assert.deepEqual(await channel.getBuffer("a"), Buffer.from("1"));
     await server.stop("SIGKILL");
     await assert.rejects(channel.getBuffer("a"), (error: Error) => error.name !== "ReplyError");
     await server.start();
     assert.equal(await channel.getBuffer("a"), null); // no persistence: a new, empty Redis
+  });
+
+  test("GETs queued behind others on a slow link wait while replies keep coming (the timeout is a lack of progress)", async (t) => {
+    const server = await startRedisServer(t);
+    const check = new Redis(server.url);
+    t.after(() => check.disconnect());
+    const values = Array.from({ length: 16 }, () => randomBytes(MIB / 2));
+    await Promise.all(values.map((value, i) => check.set(`slow${i}`, value)));
+    // 64 KiB every 20 ms: the 8 MiB of replies take at least 2.5 s, over twice the 1 s timeout, and
+    // never stop for more than a tick. A timer started when a GET is queued fails the later ones.
+    const proxy = await startThrottleProxy(server.port, 64 * 1024, 20);
+    t.after(() => proxy.close());
+    const channel = new ChunkChannel(parseRedisUrl(`redis://127.0.0.1:${proxy.port}`), 1000);
+    t.after(() => channel.close());
+    const replies = await Promise.all(values.map((_, i) => channel.getBuffer(`slow${i}`)));
+    replies.forEach((reply, i) => assert.deepEqual(reply, values[i], `value ${i}`));
+  });
+
+  test("a chunk connection that stalls fails its commands with UNAVAILABLE but leaves the command connection up", async (t) => {
+    const server = await startRedisServer(t);
+    t.after(() => server.resume());
+    const connection = new RedisConnection(parseRedisUrl(server.url), { commandTimeoutMs: 500 });
+    t.after(() => connection.close());
+    await connection.waitUntilHealthy(15_000);
+    await connection.chunks.setChunk("a", [Buffer.from("1")], 60_000);
+    const health: boolean[] = [];
+    connection.on("health", (healthy) => health.push(healthy));
+    server.pause();
+    await assert.rejects(
+      connection.call(() => connection.chunks.getBuffer("a")),
+      (error: Error & { code?: number }) =>
+        error.code === Code.UNAVAILABLE &&
+        error.message === `Redis at 127.0.0.1:${server.port} is unreachable: the chunk connection made no progress for 500 ms`,
+    );
+    // The command connection was not dropped for it: still healthy, no health change.
+    assert.equal(connection.healthy, true);
+    assert.deepEqual(health, []);
+    server.resume();
+    assert.equal(await connection.commands.get("a"), "1");
+    assert.deepEqual(await connection.call(() => connection.chunks.getBuffer("a")), Buffer.from("1"));
+    assert.deepEqual(health, []);
   });
 
   test("after close, commands fail at once", async (t) => {

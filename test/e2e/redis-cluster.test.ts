@@ -156,6 +156,46 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
     assert.deepEqual(next.model_infos.map((m) => m.model_id), ["shared-2"]);
   });
 
+  test("a poll of the latest version and a read of one version read that version's info only, whatever the model holds", async (t) => {
+    const { redis, instances } = await startCluster(t, { count: 2 });
+    const [a, b] = instances as [Instance, Instance];
+    const check = inspect(t, redis.url);
+    await a.client.createModel("many");
+    const published: WireVersionInfo[] = [];
+    for (let i = 0; i < 6; i++) {
+      published.push(await a.client.publish("many", Buffer.from(`v${i}`)));
+    }
+    // Commands run by scripts count in commandstats: how many version infos a call read (GET), and
+    // whether it also read the model (HGET: a version found says its model exists).
+    let modelReads = 0;
+    const infoReads = async (call: () => Promise<unknown>): Promise<number> => {
+      await check.config("RESETSTAT");
+      await call();
+      const stats = await check.info("commandstats");
+      modelReads = Number(/cmdstat_hget:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+      return Number(/cmdstat_get:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+    };
+    let latest: { version_infos: WireVersionInfo[]; next_version_handle: string } | undefined;
+    assert.equal(await infoReads(async () => (latest = await b.client.retrieveVersionInfos({ model_id: "many", version_numbers: [-1] }))), 1);
+    assert.equal(modelReads, 0);
+    assert.deepEqual(latest, { version_infos: [published[5]], next_version_handle: "7" });
+    // The data of version 3 (cached on neither instance's side: A holds it, B reads it through): its
+    // info once for the call and once to open it in Redis, then its single chunk.
+    let data: Buffer | undefined;
+    assert.equal(await infoReads(async () => (data = await b.client.retrieveData("many", 3))), 3);
+    assert.equal(modelReads, 0);
+    assert.deepEqual(data, Buffer.from("v2"));
+    // Absent: the full list gives the error, as before; a missing model is named as such.
+    await assert.rejects(b.client.retrieveVersionInfos({ model_id: "none", version_numbers: [-1] }), {
+      code: grpc.status.NOT_FOUND,
+      details: 'model "none" not found',
+    });
+    await assert.rejects(b.client.retrieveVersionInfos({ model_id: "many", version_numbers: [9] }), {
+      code: grpc.status.NOT_FOUND,
+      details: 'version 9 of model "many" not found (it has 6 version(s); transient versions may have been evicted)',
+    });
+  });
+
   test("VersionUpdate streams on every instance get each version in order; a deletion through one ends them all (NOT_FOUND)", async (t) => {
     const { instances } = await startCluster(t);
     const [a, b, c] = instances as [Instance, Instance, Instance];
