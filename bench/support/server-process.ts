@@ -18,7 +18,10 @@ const MAIN_FILE = fileURLToPath(new URL("../../bundle/main.js", import.meta.url)
 /** The server's bundle; BENCH_SERVER_MAIN_FILE (read at each start) runs another build's, e.g. the base of an A/B pair, under this bench. */
 const mainFile = (): string => process.env.BENCH_SERVER_MAIN_FILE ?? MAIN_FILE;
 const LAUNCHER_FILE = fileURLToPath(new URL("./server-launcher.js", import.meta.url));
-const FLOOR_FILE = fileURLToPath(new URL("../load/floor-server.js", import.meta.url));
+// BENCH_FLOOR=http2 (investigations): the floor is node:http2 alone, below grpc-js (http2-floor-server.ts).
+const FLOOR_FILE = fileURLToPath(
+  new URL(process.env.BENCH_FLOOR === "http2" ? "../load/http2-floor-server.js" : "../load/floor-server.js", import.meta.url),
+);
 
 export const GIB = 1024 * 1024 * 1024;
 export const MIB = 1024 * 1024;

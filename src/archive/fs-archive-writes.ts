@@ -124,6 +124,7 @@ export function createFsArchiveWrites(
     },
 
     async close() {
+      pageCacheRecords.closeAll();
       await journal?.close();
     },
 
@@ -261,6 +262,8 @@ export function createFsArchiveWrites(
 
 // Same permissions as the original server's files.
 const FILE_MODE = 0o640;
+/** Record files held open at most at once (see PageCacheRecords): one per model written to in the last two turns. */
+const MAX_HELD_RECORD_FILES = 64;
 /** Overwritten records all have this size, so a shorter value never leaves the end of a longer one behind. */
 const META_RECORD_BYTES = 128;
 
@@ -276,17 +279,27 @@ function paddedRecord(value: string, record: Buffer = Buffer.allocUnsafe(META_RE
 
 /**
  * Records that only have to reach the page cache (the version-number record, written at every
- * commit), overwritten in place on the calling thread: open, pwrite and close, system calls that
- * touch no disk (~10 µs), against the same three on the thread pool they were (three round trips
- * and their promises, 19 % of the main thread per 1 KiB CreateVersion, profiled, during which the
- * model's next commit waited). Neither O_TRUNC nor a rename, as for a durable one. The file is not
- * kept open between writes: an open file blocks `mount -o remount,ro` and holds a descriptor per
- * model (see docs/performance.md, "The version-number record on the publish path"). The checked
- * path of each record is remembered (deleteModel forgets the model's).
+ * commit), overwritten in place on the calling thread with pwrite: system calls that touch no disk
+ * (~10 µs), against three round trips to the thread pool and their promises (19 % of the main
+ * thread per 1 KiB CreateVersion, profiled, during which the model's next commit waited). Neither
+ * O_TRUNC nor a rename, as for a durable one.
+ *
+ * A record's file is held open while writes to it follow each other and closed at the second
+ * event-loop turn without one (as the model journal is): opening and closing it at every commit
+ * were ~11 % of the server's busy main thread under 16 clients of 1 KiB CreateVersion (profiled),
+ * while an idle server holds no descriptor, so `mount -o remount,ro` works and a model costs a
+ * descriptor only while it is being written to (at most MAX_HELD_RECORD_FILES at once). A record
+ * file removed behind the server's back while held is made again at the first write after the
+ * file was closed (before, at the next write). A failed write closes the file (the next write
+ * opens it again); deleteModel closes the model's files before its directory goes, and close()
+ * every file.
  */
 class PageCacheRecords {
-  /** `model id \n key` → the record's path. */
-  readonly #paths = new Map<string, { readonly modelId: string; readonly path: string }>();
+  /** `model id \n key` → the record's file. */
+  readonly #files = new Map<string, RecordFile>();
+  /** Files whose descriptor is held, checked at each turn's check phase (see #sweep). */
+  readonly #open = new Set<RecordFile>();
+  #sweepScheduled = false;
   /** Every record is written synchronously from here: one buffer serves them all (no ArrayBuffer per commit). */
   readonly #scratch = Buffer.allocUnsafe(META_RECORD_BYTES);
 
@@ -295,26 +308,86 @@ class PageCacheRecords {
   write(modelId: string, key: string, value: string): void {
     const record = paddedRecord(value, this.#scratch);
     const id = `${modelId}\n${key}`;
-    let known = this.#paths.get(id);
-    if (known === undefined) {
-      known = { modelId, path: metaFilePath(this.root, modelId, key) };
-      this.#paths.set(id, known);
+    let file = this.#files.get(id);
+    if (file === undefined) {
+      file = { modelId, path: metaFilePath(this.root, modelId, key), fd: undefined, writtenSinceSweep: false };
+      this.#files.set(id, file);
     }
-    const fd = openSync(known.path, constants.O_WRONLY | constants.O_CREAT, FILE_MODE);
+    if (file.fd === undefined) {
+      file.fd = openSync(file.path, constants.O_WRONLY | constants.O_CREAT, FILE_MODE);
+      this.#open.add(file);
+      this.#scheduleSweep();
+    }
+    file.writtenSinceSweep = true;
     try {
-      writeAllSync(fd, record);
-    } finally {
-      closeSync(fd);
+      writeAllSync(file.fd, record);
+    } catch (error) {
+      this.#close(file);
+      throw error;
+    }
+    if (this.#open.size > MAX_HELD_RECORD_FILES) {
+      this.#close(file); // a burst over many models: written as before, open and close
     }
   }
 
   forgetModel(modelId: string): void {
-    for (const [id, known] of this.#paths) {
-      if (known.modelId === modelId) {
-        this.#paths.delete(id);
+    for (const [id, file] of this.#files) {
+      if (file.modelId === modelId) {
+        this.#close(file);
+        this.#files.delete(id);
       }
     }
   }
+
+  /** Closes every held file (the archive is closing). */
+  closeAll(): void {
+    for (const file of this.#open) {
+      this.#close(file);
+    }
+  }
+
+  #scheduleSweep(): void {
+    if (!this.#sweepScheduled) {
+      this.#sweepScheduled = true;
+      setImmediate(this.#sweep);
+    }
+  }
+
+  /** Closes the files not written since the previous sweep; runs once per turn while any is held. */
+  readonly #sweep = (): void => {
+    this.#sweepScheduled = false;
+    for (const file of this.#open) {
+      if (file.writtenSinceSweep) {
+        file.writtenSinceSweep = false;
+      } else {
+        this.#close(file);
+      }
+    }
+    if (this.#open.size > 0) {
+      this.#scheduleSweep();
+    }
+  };
+
+  #close(file: RecordFile): void {
+    const { fd } = file;
+    if (fd === undefined) {
+      return;
+    }
+    file.fd = undefined;
+    this.#open.delete(file);
+    try {
+      closeSync(fd);
+    } catch {
+      // The record was written (or its write already failed and was reported): nothing to report.
+    }
+  }
+}
+
+interface RecordFile {
+  readonly modelId: string;
+  readonly path: string;
+  fd: number | undefined;
+  writtenSinceSweep: boolean;
 }
 
 function writeAllSync(fd: number, record: Buffer): void {

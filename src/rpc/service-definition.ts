@@ -64,7 +64,13 @@ function decodeRequest(input: DescMessage, bytes: Buffer): unknown {
   }
 }
 
-function methodDefinition(method: DescMethod, preFramed: boolean): MethodDefinition<unknown, unknown> {
+/**
+ * Reads the common shape of a method's request message without protobuf-es, giving exactly what
+ * protobuf-es's fromBinary would; undefined for anything else, which protobuf-es then decodes.
+ */
+export type FastRequestDecoder = (bytes: Buffer) => unknown;
+
+function methodDefinition(method: DescMethod, preFramed: boolean, fastDecoder: FastRequestDecoder | undefined): MethodDefinition<unknown, unknown> {
   const input: DescMessage = method.input;
   const output: DescMessage = method.output;
   return {
@@ -72,7 +78,8 @@ function methodDefinition(method: DescMethod, preFramed: boolean): MethodDefinit
     originalName: method.localName,
     ...streamingFlags(method),
     requestSerialize: (message) => asBuffer(toBinary(input, message as MessageShape<DescMessage>)),
-    requestDeserialize: (bytes) => decodeRequest(input, bytes),
+    requestDeserialize:
+      fastDecoder === undefined ? (bytes) => decodeRequest(input, bytes) : (bytes) => fastDecoder(bytes) ?? decodeRequest(input, bytes),
     responseSerialize: preFramed
       ? (frameSerializer() as (value: unknown) => Buffer)
       : (message) => asBuffer(toBinary(output, message as MessageShape<DescMessage>)),
@@ -80,11 +87,18 @@ function methodDefinition(method: DescMethod, preFramed: boolean): MethodDefinit
   };
 }
 
-/** Builds the grpc-js ServiceDefinition of a protobuf-es service (protobuf-es v2 has no grpc-js generator). */
-export function createServiceDefinition(service: DescService, preFramed: Readonly<Record<string, true>> = {}): ServiceDefinition {
+/**
+ * Builds the grpc-js ServiceDefinition of a protobuf-es service (protobuf-es v2 has no grpc-js generator).
+ * `fastDecoders` (by method local name) are tried on each request message before protobuf-es.
+ */
+export function createServiceDefinition(
+  service: DescService,
+  preFramed: Readonly<Record<string, true>> = {},
+  fastDecoders: Readonly<Record<string, FastRequestDecoder>> = {},
+): ServiceDefinition {
   const definition: Record<string, MethodDefinition<unknown, unknown>> = {};
   for (const method of service.methods) {
-    definition[method.localName] = methodDefinition(method, preFramed[method.localName] === true);
+    definition[method.localName] = methodDefinition(method, preFramed[method.localName] === true, fastDecoders[method.localName]);
   }
   return definition;
 }

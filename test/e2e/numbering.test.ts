@@ -90,6 +90,52 @@ describe("version numbers across restarts", () => {
     await stop(running, "SIGTERM");
   });
 
+  test("kill -9 while 8 clients publish: numbering resumes right after the last number handed out", { skip: noBootId }, async (t) => {
+    const archiveDir = await tempArchive(t);
+    const running = await start(t, archiveDir);
+    await running.client.createModel("busy");
+    const clients = 8;
+    const acknowledged: number[] = [];
+    let killed = false;
+    const publisher = async (index: number): Promise<void> => {
+      const client = new RegistryClient(`127.0.0.1:${running.server.port}`);
+      try {
+        while (!killed) {
+          let version: { version_number: number };
+          try {
+            version = await client.publish("busy", Buffer.alloc(1024, index));
+          } catch (error) {
+            if (killed) {
+              return; // the call the kill cut
+            }
+            throw error;
+          }
+          acknowledged.push(version.version_number);
+          if (acknowledged.length >= 400 && !killed) {
+            killed = true; // the other clients' calls are in flight: the record is being written turn after turn
+            running.server.child.kill("SIGKILL");
+          }
+        }
+      } finally {
+        client.close();
+      }
+    };
+    await Promise.all(Array.from({ length: clients }, (_, index) => publisher(index)));
+    running.client.close();
+    assert.equal(await running.server.exited, "SIGKILL");
+    const highestAcknowledged = Math.max(...acknowledged);
+    assert.equal(new Set(acknowledged).size, acknowledged.length, "no number handed out twice");
+    const match = /^next=([0-9]+) boot=(\S+) state=running$/.exec(await recordOf(archiveDir, "busy"));
+    assert.ok(match !== null, "a running record");
+    const next = Number(match[1]);
+    assert.equal(match[2], BOOT_ID);
+    // Committed, recorded, but not yet acknowledged when the process died: at most one call per client.
+    assert.ok(next > highestAcknowledged && next <= highestAcknowledged + 1 + clients, `next=${next} after ${highestAcknowledged} acknowledged`);
+    const restarted = await start(t, archiveDir);
+    assert.deepEqual(await publishMany(restarted.client, "busy", 1), [next], "exactly the recorded next number");
+    await stop(restarted, "SIGTERM");
+  });
+
   test("a model whose versions are all archived, 1 to 4: after a restart the next is 5", async (t) => {
     const archiveDir = await tempArchive(t);
     let running = await start(t, archiveDir);

@@ -1,6 +1,7 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { readdirSync, readlinkSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -672,6 +673,7 @@ describe("filesystem archive store", () => {
     await store.overwriteMeta("m", "version-record", "2", { durable: false });
     assert.equal(await fs.readFile(file, "utf8"), record("2"));
 
+    await nextTurns(2); // the file is held open while written turn after turn (see the next test)
     await fs.rm(file); // behind the server's back: the next write makes the file again
     await store.overwriteMeta("m", "version-record", "3", { durable: false });
     assert.equal(await fs.readFile(file, "utf8"), record("3"));
@@ -700,4 +702,67 @@ describe("filesystem archive store", () => {
     }
     assert.deepEqual(warnings, []);
   });
+  test("a page-cache record's file is held open while written turn after turn, and closed at the second turn without a write", async () => {
+    const root = path.join(await makeTempDir(), "archive");
+    const { store, warnings } = openStore(root);
+    await store.open();
+    const file = path.join(root, "m/.cogment-ts-version-record");
+    await store.writeModel({ modelId: "m", userData: {} });
+    assert.deepEqual(heldFiles(root), []);
+    await store.overwriteMeta("m", "version-record", "1", { durable: false });
+    await store.overwriteMeta("m", "version-record", "2", { durable: false });
+    assert.deepEqual(heldFiles(root), [file], "one descriptor for both writes");
+    await nextTurns(1);
+    await store.overwriteMeta("m", "version-record", "3", { durable: false });
+    await nextTurns(1);
+    assert.deepEqual(heldFiles(root), [file], "written in the previous turn: still held");
+    await nextTurns(1);
+    assert.deepEqual(heldFiles(root), [], "closed at the second turn without a write");
+    assert.equal(await fs.readFile(file, "utf8"), `${"3".padEnd(127)}\n`);
+
+    await store.overwriteMeta("m", "version-record", "4", { durable: false });
+    assert.deepEqual(heldFiles(root), [file]);
+    const deleting = store.deleteModel("m");
+    assert.deepEqual(heldFiles(root), [], "closed before the model's directory goes");
+    await deleting;
+
+    for (let i = 0; i < 100; i++) {
+      await store.writeModel({ modelId: `n${i}`, userData: {} });
+    }
+    for (let i = 0; i < 100; i++) {
+      await store.overwriteMeta(`n${i}`, "version-record", `first ${i}`, { durable: false });
+    }
+    assert.equal(heldFiles(root).length, 64, "at most 64 held at once");
+    for (let i = 0; i < 100; i++) {
+      assert.equal(await fs.readFile(path.join(root, `n${i}/.cogment-ts-version-record`), "utf8"), `${`first ${i}`.padEnd(127)}\n`);
+    }
+    await store.overwriteMeta("n0", "version-record", "again", { durable: false });
+    await store.close?.();
+    assert.deepEqual(heldFiles(root), [], "close() closes every held file");
+    assert.equal(await fs.readFile(path.join(root, "n0/.cogment-ts-version-record"), "utf8"), `${"again".padEnd(127)}\n`);
+    assert.deepEqual(warnings, []);
+  });
 });
+
+/** Lets `count` event-loop turns pass (each setImmediate callback runs in the next turn's check phase). */
+async function nextTurns(count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+/** The files under `root` this process holds a descriptor of, sorted. */
+function heldFiles(root: string): string[] {
+  const held: string[] = [];
+  for (const fd of readdirSync("/proc/self/fd")) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      if (target.startsWith(`${root}/`)) {
+        held.push(target);
+      }
+    } catch {
+      // closed meanwhile (the listing's own descriptor)
+    }
+  }
+  return held.sort();
+}

@@ -176,6 +176,42 @@ test("the idle check runs on its timer until closed", async () => {
   assert.equal(collected, 1, "no check after close()");
 });
 
+test("far from the limit (64 MiB or more under it), a reading stands 100 ms; closer, 10 ms", () => {
+  let clock = 1_000;
+  let resident = 100 * MiB;
+  const guard = createMemoryGuard(200 * MiB, createLogger("silent"), {
+    idleCheckMs: 0,
+    now: () => clock,
+    residentBytes: () => resident,
+    busyShare: () => 0,
+    collect: () => {},
+  });
+  guard.beforeAllocate(2048);
+  assert.equal(guard.residentReads, 1);
+  clock += 99;
+  guard.beforeAllocate(2048);
+  assert.equal(guard.residentReads, 1, "100 MiB under the limit, 99 ms old: stands");
+  clock += 1;
+  guard.beforeAllocate(2048);
+  assert.equal(guard.residentReads, 2, "100 ms old: read again");
+  guard.beforeAllocate(1024 * 1024 - 4096);
+  assert.equal(guard.residentReads, 2, "1 MiB since the reading: stands");
+  guard.beforeAllocate(4096);
+  assert.equal(guard.residentReads, 3, "over 1 MiB since the reading: read again, far or not");
+
+  resident = 137 * MiB; // 63 MiB under the limit: no longer far
+  clock += 100;
+  guard.beforeAllocate(1);
+  assert.equal(guard.residentReads, 4, "the new reading: 137 MiB");
+  clock += 9;
+  guard.beforeAllocate(1);
+  assert.equal(guard.residentReads, 4, "9 ms old: stands");
+  clock += 1;
+  guard.beforeAllocate(1);
+  assert.equal(guard.residentReads, 5, "less than 64 MiB under the limit, 10 ms old: read again");
+  guard.close();
+});
+
 test("an allocation of known size relies on a reading under 10 ms old while it and those since cannot cross the limit", () => {
   let clock = 1_000;
   let reads = 0;
