@@ -186,22 +186,28 @@ export class VersionDataOpener {
     return load;
   }
 
-  /** Reads an archived version into `data`, each chunk hashed on a hash thread while the next one is read. */
+  /**
+   * Reads an archived version into `data`, each chunk hashed on a hash thread while the next ones are
+   * read. The reads do not wait for the hash: the whole version is in memory (reserved) anyway, so
+   * waiting would bound nothing and would pace the readers by the hash thread instead of the send.
+   */
   async #readArchived(version: VersionRecord, data: EncodedVersionData, chunkLoaded: () => void): Promise<void> {
     const reader = await this.options.archive.openVersionData(version.modelId, version.versionNumber);
     const hash = createStreamingHash(this.options.offThreadHash);
     try {
       this.#checkArchivedSize(version, reader);
       let position = 0;
+      const hashing: Promise<void>[] = [];
       for (const segment of data.dataSegments()) {
         await this.#readFully(version, reader, segment, position);
         position += segment.byteLength;
         const behind = hash.add(segment);
-        chunkLoaded();
         if (behind !== undefined) {
-          await behind;
+          hashing.push(behind);
         }
+        chunkLoaded();
       }
+      await Promise.all(hashing);
       this.#checkArchivedHash(version, reader, await hash.digest());
     } finally {
       hash.abandon(); // after digest(): nothing
