@@ -4,7 +4,8 @@ import { EncodedVersionData, encodeFrameHeader, frameHeaderLength } from "../dat
 import { Code, RegistryError, notFound } from "../errors/index.js";
 import type { Logger } from "../logger.js";
 import type { RegistryState } from "../state/index.js";
-import type { VersionCache } from "./version-cache.js";
+import { ArchivedLoad } from "./archived-load.js";
+import type { Lease, Reservation, VersionCache } from "./version-cache.js";
 import { findVersion } from "./version-selection.js";
 import { type OffThreadHashing, createStreamingHash } from "./streaming-hash.js";
 
@@ -34,11 +35,16 @@ export interface VersionDataOpenerOptions {
 }
 
 /**
- * The RetrieveVersionData read path: a version's data from the cache, else (archived) read from the
- * archive into the cache when it fits a share of the budget, else streamed from the archive.
+ * The RetrieveVersionData read path: a version's data from the cache, else (archived) streamed while
+ * it is read from the archive into the cache when it fits a share of the budget, else streamed from
+ * the archive. Either way archived data is checked against its SHA-256 as it is sent: a mismatch ends
+ * the stream with DATA_LOSS after the bytes, and such data is never cached.
  */
 export class VersionDataOpener {
-  readonly #archivedLoads = new Map<string, Promise<void>>();
+  /** Transient versions being read from the shared state into the cache (their readers wait for it). */
+  readonly #transientLoads = new Map<string, Promise<void>>();
+  /** Archived versions being read into the cache (their readers stream them meanwhile). */
+  readonly #archivedLoads = new Map<string, ArchivedLoad>();
 
   constructor(private readonly options: VersionDataOpenerOptions) {}
 
@@ -50,8 +56,7 @@ export class VersionDataOpener {
     if (!version.archived) {
       return this.#openTransient(version);
     }
-    await this.#loadArchived(version);
-    return this.#leaseData(version) ?? this.#streamFromArchive(version);
+    return (await this.#followArchivedLoad(version)) ?? this.#streamFromArchive(version);
   }
 
   /**
@@ -63,10 +68,10 @@ export class VersionDataOpener {
     const evicted = (): RegistryError =>
       notFound(`version ${version.versionNumber} of model "${version.modelId}" not found (the transient version was evicted from the cache)`);
     const key = `${version.modelId}\u0000${version.versionNumber}`;
-    let load = this.#archivedLoads.get(key);
+    let load = this.#transientLoads.get(key);
     if (load === undefined) {
-      load = this.#readTransientIntoCache(version).finally(() => this.#archivedLoads.delete(key));
-      this.#archivedLoads.set(key, load);
+      load = this.#readTransientIntoCache(version).finally(() => this.#transientLoads.delete(key));
+      this.#transientLoads.set(key, load);
     }
     await load;
     const cached = this.#leaseData(version);
@@ -127,61 +132,105 @@ export class VersionDataOpener {
     return { version, frames: lease.value.frames(), release: (mayStillBeRead) => lease.release(mayStillBeRead) };
   }
 
-  /** Reads an archived version into the cache if it fits a share of the budget; concurrent readers share one load. */
-  #loadArchived(version: VersionRecord): Promise<void> {
+  /**
+   * An archived version that fits a share of the budget: streamed while it is read into the cache
+   * (ArchivedLoad), following the load in progress if there is one. Undefined when it is too large or
+   * the budget has no room: the caller streams it from the archive instead.
+   */
+  async #followArchivedLoad(version: VersionRecord): Promise<VersionDataSource | undefined> {
     const key = `${version.modelId}\u0000${version.versionNumber}`;
-    let load = this.#archivedLoads.get(key);
+    const load = this.#archivedLoads.get(key) ?? this.#startArchivedLoad(version, key);
     if (load === undefined) {
-      load = this.#readArchivedIntoCache(version).finally(() => this.#archivedLoads.delete(key));
-      this.#archivedLoads.set(key, load);
+      return undefined;
     }
-    return load;
+    const follower = await load.follow();
+    return { version, frames: follower.frames, release: follower.release };
   }
 
-  async #readArchivedIntoCache(version: VersionRecord): Promise<void> {
-    const { archive, cache, cacheMaxBytes, chunkSize } = this.options;
+  #startArchivedLoad(version: VersionRecord, key: string): ArchivedLoad | undefined {
+    const { cache, cacheMaxBytes, chunkSize } = this.options;
     const totalBytes = EncodedVersionData.planTotalBytes(version.dataSize, chunkSize);
     if (totalBytes > cacheMaxBytes / this.options.archivedCacheShare) {
-      return;
+      return undefined;
     }
     this.options.beforeAllocate?.();
     let reservation;
     try {
       reservation = cache.reserve(totalBytes);
     } catch {
-      return; // No room: stream from disk instead.
+      return undefined; // No room: stream from disk instead.
     }
+    let data;
     try {
-      const data = EncodedVersionData.allocate(version.dataSize, chunkSize);
-      const reader = await archive.openVersionData(version.modelId, version.versionNumber);
-      // Each chunk hashed on a hash thread while the next one is read.
-      const hash = createStreamingHash(this.options.offThreadHash);
-      try {
-        this.#checkArchivedSize(version, reader);
-        let position = 0;
-        for (const segment of data.dataSegments()) {
-          await this.#readFully(version, reader, segment, position);
-          position += segment.byteLength;
-          await hash.add(segment);
-        }
-        this.#checkArchivedHash(version, reader, await hash.digest());
-      } finally {
-        hash.abandon(); // after digest(): nothing
-        await reader.close();
-      }
-      const versions = await this.options.state.listVersions(version.modelId);
-      // By content, not identity: a shared state reads fresh records at every call.
-      if (!sameVersion(findVersion(versions, version.versionNumber), version)) {
-        reservation.release();
-        return; // Deleted meanwhile: the caller reports NOT_FOUND through the disk path.
-      }
-      cache.insert(reservation, version.modelId, version.versionNumber, data, {
-        pinned: sameVersion(versions[versions.length - 1], version),
-      });
+      data = EncodedVersionData.allocate(version.dataSize, chunkSize);
     } catch (error) {
       reservation.release();
-      throw error; // as is: the RPC edge maps file system errors (EACCES, EIO...) to their status
+      throw error;
     }
+    const load = new ArchivedLoad(
+      data,
+      reservation,
+      (chunkLoaded) => this.#readArchived(version, data, chunkLoaded),
+      {
+        checked: async () => {
+          try {
+            return await this.#cacheLoaded(version, data, reservation);
+          } finally {
+            this.#archivedLoads.delete(key);
+          }
+        },
+        failed: () => this.#archivedLoads.delete(key), // the next reader reads the file again (and fails the same way)
+      },
+    );
+    this.#archivedLoads.set(key, load);
+    return load;
+  }
+
+  /**
+   * Reads an archived version into `data`, each chunk hashed on a hash thread while the next ones are
+   * read. The reads do not wait for the hash: the whole version is in memory (reserved) anyway, so
+   * waiting would bound nothing and would pace the readers by the hash thread instead of the send.
+   */
+  async #readArchived(version: VersionRecord, data: EncodedVersionData, chunkLoaded: () => void): Promise<void> {
+    const reader = await this.options.archive.openVersionData(version.modelId, version.versionNumber);
+    const hash = createStreamingHash(this.options.offThreadHash);
+    try {
+      this.#checkArchivedSize(version, reader);
+      let position = 0;
+      const hashing: Promise<void>[] = [];
+      for (const segment of data.dataSegments()) {
+        await this.#readFully(version, reader, segment, position);
+        position += segment.byteLength;
+        const behind = hash.add(segment);
+        if (behind !== undefined) {
+          hashing.push(behind);
+        }
+        chunkLoaded();
+      }
+      await Promise.all(hashing);
+      this.#checkArchivedHash(version, reader, await hash.digest());
+    } finally {
+      hash.abandon(); // after digest(): nothing
+      await reader.close();
+    }
+  }
+
+  /**
+   * A checked version enters the cache (pinned when it is its model's latest), with a lease for the
+   * readers still streaming it; undefined when it was deleted meanwhile (not cached: its readers got
+   * the bytes it had when they asked).
+   */
+  async #cacheLoaded(version: VersionRecord, data: EncodedVersionData, reservation: Reservation): Promise<Lease<EncodedVersionData> | undefined> {
+    const { cache } = this.options;
+    const versions = await this.options.state.listVersions(version.modelId);
+    // By content, not identity: a shared state reads fresh records at every call.
+    if (!sameVersion(findVersion(versions, version.versionNumber), version)) {
+      return undefined;
+    }
+    cache.insert(reservation, version.modelId, version.versionNumber, data, {
+      pinned: sameVersion(versions[versions.length - 1], version),
+    });
+    return cache.acquire(version.modelId, version.versionNumber);
   }
 
   /**

@@ -109,10 +109,11 @@ describe("archived data corrupted on disk is never served with OK", () => {
     assert.equal((await client.retrieveData("big", ok.version_number)).toString(), "fine");
   });
 
-  test("loaded into the cache: DATA_LOSS before any byte, an error line naming the file, nothing cached", async (t) => {
+  test("loaded into the cache: every byte as stored, then DATA_LOSS, an error line naming the file, nothing cached, and again at the next read", async (t) => {
     const archiveDir = await makeArchiveDir();
     const first = await startTestServer({ archiveDir });
-    const data = pattern(MiB, 9);
+    t.after(() => first.close());
+    const data = pattern(MiB + 20, 9);
     await first.client.createModel("small");
     await first.client.publish("small", data, { archived: true });
     await first.stop();
@@ -121,25 +122,35 @@ describe("archived data corrupted on disk is never served with OK", () => {
     await flipBit(file, 1000);
     const stored = await readFile(file);
     const { log, lines } = collectingLogger();
-    const server = await startTestServer({ archiveDir }, {}, log);
+    // Chunks of 64 KiB: the version is sent as it is read, so the bytes reach the client in many messages.
+    const server = await startTestServer({ archiveDir, sentChunkSize: 64 * 1024 }, {}, log);
     t.after(() => server.close());
     const { client } = server;
+    const expected = `version 1 of model "small" is corrupted on disk: its data's SHA-256 is "${sha256(stored)}", its info says "${sha256(data)}"`;
     for (let attempt = 0; attempt < 2; attempt++) {
       const outcome = await retrieveOutcome(client, "small", 1);
       assert.equal(outcome.error?.code, grpc.status.DATA_LOSS);
-      assert.equal(
-        outcome.error.details,
-        `version 1 of model "small" is corrupted on disk: its data's SHA-256 is "${sha256(stored)}", its info says "${sha256(data)}"`,
-      );
-      assert.equal(outcome.data.length, 0);
+      assert.equal(outcome.error.details, expected);
+      assert.ok(outcome.data.equals(stored), "the client received every byte as stored before the status");
+      assert.deepEqual((await client.status(["cached_versions", "cache_used_bytes"])).statuses, {
+        cached_versions: "0",
+        cache_used_bytes: "0",
+      });
     }
     const found = corruptionLines(lines);
-    assert.equal(found.length, 2);
-    assert.equal(found[0]?.level, 50);
-    assert.equal(found[0]?.path, file);
-    assert.deepEqual((await client.status(["cached_versions", "cache_used_bytes"])).statuses, {
-      cached_versions: "0",
-      cache_used_bytes: "0",
-    });
+    assert.equal(found.length, 2, "one line per read");
+    for (const line of found) {
+      assert.equal(line.level, 50);
+      assert.equal(line.path, file);
+      assert.equal(line.modelId, "small");
+      assert.equal(line.versionNumber, 1);
+    }
+
+    // Once the file is right again, the next read is OK and the version is cached.
+    await flipBit(file, 1000);
+    const repaired = await retrieveOutcome(client, "small", 1);
+    assert.equal(repaired.error, undefined);
+    assert.ok(repaired.data.equals(data));
+    assert.equal((await client.status(["cached_versions"])).statuses.cached_versions, "1");
   });
 });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, open, readFile, rm } from "node:fs/promises";
+import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
@@ -15,6 +16,8 @@ import type { VersionRecord } from "../../src/registry/index.js";
 import type { RegistryOptions } from "../../src/registry/registry.js";
 import { createHashLanes } from "../../src/worker-pool/index.js";
 import { VersionSubscription } from "../../src/registry/version-subscription.js";
+
+const sha256Base64 = (data: Buffer): string => createHash("sha256").update(data).digest("base64");
 
 async function baseOptions(archive: ArchiveStore): Promise<RegistryOptions> {
   const sha = await createSha256("node-crypto");
@@ -52,6 +55,153 @@ async function publish(registry: Registry, modelId: string, data: Buffer, archiv
   await upload.append(data);
   return upload.finish();
 }
+
+/** An archive whose reads past `openBytes` wait for open(), and that counts the data files opened. */
+function gatedArchive(store: ArchiveStore, openBytes: number): { archive: ArchiveStore; opens: () => number; open: () => void } {
+  let opened = 0;
+  let openGate: () => void = () => {};
+  const gate = new Promise<void>((resolve) => {
+    openGate = resolve;
+  });
+  const archive: ArchiveStore = {
+    ...store,
+    openVersionData: async (modelId, versionNumber) => {
+      opened += 1;
+      const reader = await store.openVersionData(modelId, versionNumber);
+      return {
+        size: reader.size,
+        location: reader.location,
+        read: async (target, position) => {
+          if (position + target.byteLength > openBytes) {
+            await gate;
+          }
+          return reader.read(target, position);
+        },
+        close: () => reader.close(),
+      };
+    },
+  };
+  return { archive, opens: () => opened, open: () => openGate() };
+}
+
+/** The data of a stream of reply frames of `chunkSize` data bytes each (the last one shorter): each frame ends with its chunk. */
+async function streamedData(frames: Iterable<Buffer> | AsyncIterable<Buffer>, dataSize: number, chunkSize: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let position = 0;
+  for await (const frame of frames) {
+    const length = Math.min(chunkSize, dataSize - position);
+    chunks.push(Buffer.from(frame.subarray(frame.byteLength - length)));
+    position += length;
+  }
+  return Buffer.concat(chunks);
+}
+
+function patterned(size: number): Buffer {
+  const data = Buffer.allocUnsafe(size);
+  for (let i = 0; i < size; i++) data[i] = (i * 131 + 7) & 0xff;
+  return data;
+}
+
+describe("VersionDataOpener: an archived version streamed while it is loaded into the cache", () => {
+  const size = 64 * 1024 + 100;
+  const chunk = 1024;
+  const encoded = planChunkLayout(size, chunk).totalBytes + VERSION_OVERHEAD_BYTES;
+
+  async function archivedVersion(t: { after: (fn: () => Promise<void>) => void }, corrupt: boolean) {
+    const root = await mkdtemp(path.join(tmpdir(), "mr-load-"));
+    t.after(() => rm(root, { recursive: true, force: true }));
+    const store = createFsArchiveStore({ root, writer: inlineFileWriter });
+    const writer = await Registry.open(await baseOptions(store));
+    await writer.createOrUpdateModel({ modelId: "m", userData: {} });
+    const data = patterned(size);
+    await publish(writer, "m", data, true);
+    writer.close();
+    const file = path.join(root, "m", "m-v000001.data");
+    if (corrupt) {
+      const handle = await open(file, "r+");
+      await handle.write(Buffer.from([data[40_000] as number ^ 1]), 0, 1, 40_000);
+      await handle.close();
+    }
+    const gated = gatedArchive(store, 4 * chunk);
+    const hashLanes = createHashLanes({ threads: 1 });
+    t.after(() => hashLanes.close());
+    const registry = await Registry.open({ ...(await baseOptions(gated.archive)), offThreadHash: hashLanes });
+    t.after(async () => registry.close());
+    return { registry, data, file, gated };
+  }
+
+  test("readers that arrive while it loads read the file once; one that leaves early breaks nothing; the bytes stay counted until the last reader is done", async (t) => {
+    const { registry, data, gated } = await archivedVersion(t, false);
+    const first = await registry.openVersionData("m", 1);
+    const second = await registry.openVersionData("m", 1);
+    const leaving = await registry.openVersionData("m", 1);
+    assert.equal(gated.opens(), 1);
+    assert.equal(registry.stats().cache.reservedBytes, encoded);
+    assert.equal(registry.stats().cache.entries, 0);
+
+    // One reader takes a frame and goes away (as a cancelled call does).
+    const iterator = (leaving.frames as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    assert.equal((await iterator.next()).done, false);
+    await iterator.return?.();
+    leaving.release(false);
+
+    gated.open();
+    const firstData = await streamedData(first.frames, size, chunk);
+    assert.ok(firstData.equals(data));
+    // The version is cached; `second` still streams it, under a lease.
+    const cached = registry.stats().cache;
+    assert.deepEqual([cached.entries, cached.reservedBytes, cached.entryBytes], [1, 0, encoded]);
+    first.release(false);
+    assert.ok((await streamedData(second.frames, size, chunk)).equals(data));
+    second.release(false);
+
+    const later = await registry.openVersionData("m", 1);
+    assert.ok((await streamedData(later.frames, size, chunk)).equals(data));
+    later.release(false);
+    assert.equal(gated.opens(), 1, "the later read came from the cache");
+    assert.equal(registry.stats().cache.usedBytes, encoded);
+  });
+
+  test("a hash mismatch ends every reader's stream with DATA_LOSS after the bytes, caches nothing, and the next read fails the same way", async (t) => {
+    const { registry, data, file, gated } = await archivedVersion(t, true);
+    const stored = await readFile(file);
+    assert.equal(stored.length, data.length);
+    const readers = [await registry.openVersionData("m", 1), await registry.openVersionData("m", 1)];
+    gated.open();
+    for (const reader of readers) {
+      const received: Buffer[] = [];
+      const failure = await streamedData(
+        (async function* () {
+          for await (const frame of reader.frames) {
+            received.push(frame);
+            yield frame;
+          }
+        })(),
+        size,
+        chunk,
+      ).then(
+        () => assert.fail("expected DATA_LOSS"),
+        (error: unknown) => toRegistryError(error),
+      );
+      assert.equal(failure.code, Code.DATA_LOSS);
+      assert.equal(failure.message, `version 1 of model "m" is corrupted on disk: its data's SHA-256 is "${sha256Base64(stored)}", its info says "${sha256Base64(data)}"`);
+      assert.ok((await streamedData(received, size, chunk)).equals(stored), "every byte as stored, then the error");
+      reader.release(false);
+    }
+    assert.equal(gated.opens(), 1);
+    assert.deepEqual([registry.stats().cache.entries, registry.stats().cache.usedBytes], [0, 0]);
+
+    const again = await registry.openVersionData("m", 1);
+    const failure = await streamedData(again.frames, size, chunk).then(
+      () => assert.fail("expected DATA_LOSS"),
+      (error: unknown) => toRegistryError(error),
+    );
+    again.release(false);
+    assert.equal(failure.code, Code.DATA_LOSS);
+    assert.equal(gated.opens(), 2, "read from the file again");
+    assert.deepEqual([registry.stats().cache.entries, registry.stats().cache.usedBytes], [0, 0]);
+  });
+});
 
 describe("Registry and its model actors", () => {
   test("no actor is left behind once deleted models are idle", async (t) => {
