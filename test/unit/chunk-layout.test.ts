@@ -38,6 +38,18 @@ describe("chunk layout", () => {
     assert.throws(() => planChunkLayout(1.5, 10), RangeError);
   });
 
+  test("a plain Uint8Array (not a Buffer), from an offset into its memory, is written across chunk boundaries", () => {
+    const data = pattern(1000);
+    const backing = new Uint8Array(1100);
+    backing.set(data, 50);
+    const source = new Uint8Array(backing.buffer, 50, 1000);
+    const encoded = EncodedVersionData.allocate(1000, 128);
+    encoded.write(0, source.subarray(0, 300));
+    encoded.write(300, source.subarray(300));
+    assert.ok(encoded.toContiguous().equals(data));
+    assert.equal(backing[49], 0, "the source is left as it was");
+  });
+
   for (const [size, chunk] of [
     [0, 7],
     [1, 1],
