@@ -1,2 +1,2 @@
 export type { ModelRecord, VersionRecord } from "./records.js";
-export { EMPTY_USER_DATA } from "./records.js";
+export { EMPTY_USER_DATA, versionIdentity } from "./records.js";

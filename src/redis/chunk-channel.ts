@@ -31,6 +31,8 @@ interface PendingReply {
   readonly onNoBulk?: (() => void) | undefined;
   readonly resolve: (value: ChunkReply) => void;
   readonly reject: (error: Error) => void;
+  /** When the kernel took the command's last byte (performance.now()); 0 before. */
+  writtenAt: number;
 }
 
 /** A reply as this channel understands it: status or integer, a bulk's length (sink) or bytes, or nil. */
@@ -52,9 +54,11 @@ const enum ParseState {
  * sink that copies them where they belong (the cache entry). Replies come in command order (RESP).
  * Fail-fast like the ioredis connections: a lost connection fails what waits on it and the next
  * command connects again. The timeout bounds a lack of progress, not a command's age: the connection
- * is dropped when commands wait and nothing moved on it for `timeoutMs` (no byte received, no byte of
- * a write taken by the kernel: the socket's own inactivity timer). Commands queued behind others
- * (32 readers, each a few GETs of 2 MiB ahead, on a slow link) wait as long as replies keep coming.
+ * is dropped when commands wait and nothing moved on it for `timeoutMs`: no byte received, no write
+ * completed and the kernel's backlog of our writes did not shrink. A new command is no progress (a
+ * peer that takes bytes and never answers must not be kept alive by more commands: the socket's own
+ * inactivity timer restarts at every write, so it is not used). Commands queued behind others (32
+ * readers, each a few GETs of 2 MiB ahead, on a slow link) wait as long as replies keep coming.
  */
 export class ChunkChannel {
   private socket: Socket | undefined = undefined;
@@ -69,6 +73,13 @@ export class ChunkChannel {
   /** What the current bulk reply's sink threw. */
   private sinkError: Error | undefined = undefined;
   private closed = false;
+  /** When a reply's byte last came (or the first command of a busy spell was sent), performance.now(). */
+  private receivedAt = 0;
+  /** When the kernel last took some of our bytes while the oldest command was not fully written. */
+  private writtenAt = 0;
+  /** The socket's backlog of bytes not yet taken by the kernel, at the last check. */
+  private lastBacklog = 0;
+  private watchdog: NodeJS.Timeout | undefined = undefined;
 
   constructor(
     private readonly endpoint: RedisEndpoint,
@@ -111,14 +122,48 @@ export class ChunkChannel {
     }
     const socket = this.socket ?? this.open();
     return new Promise<ChunkReply>((resolve, reject) => {
-      this.pending.push({ sink, onNoBulk, resolve, reject });
-      socket.cork();
-      for (const part of parts) {
-        socket.write(part);
+      if (this.pending.length === 0) {
+        this.receivedAt = performance.now();
       }
+      const reply: PendingReply = { sink, onNoBulk, resolve, reject, writtenAt: 0 };
+      this.pending.push(reply);
+      socket.cork();
+      for (let i = 0; i < parts.length - 1; i++) {
+        socket.write(parts[i] as Uint8Array);
+      }
+      socket.write(parts[parts.length - 1] as Uint8Array, () => this.written(reply));
       socket.uncork();
+      this.watchdog ??= setTimeout(this.checkProgress, this.timeoutMs / 4);
     });
   }
+
+  private written(reply: PendingReply): void {
+    reply.writtenAt = this.writtenAt = performance.now();
+  }
+
+  /** Drops the connection when commands wait and nothing moved for timeoutMs (see the class comment). */
+  private readonly checkProgress = (): void => {
+    this.watchdog = undefined;
+    const socket = this.socket;
+    if (socket === undefined || this.pending.length === 0) {
+      return;
+    }
+    const backlog = kernelBacklog(socket);
+    const now = performance.now();
+    if (backlog < this.lastBacklog) {
+      this.writtenAt = now;
+    }
+    this.lastBacklog = backlog;
+    // The oldest command waits for its reply once written (later commands' writes are no news of
+    // it), and for the kernel to take its bytes before.
+    const oldest = this.pending[0] as PendingReply;
+    const progressAt = Math.max(this.receivedAt, oldest.writtenAt > 0 ? oldest.writtenAt : this.writtenAt);
+    if (now - progressAt >= this.timeoutMs) {
+      this.drop(new Error(chunkConnectionStalled(this.timeoutMs)));
+      return;
+    }
+    this.watchdog = setTimeout(this.checkProgress, this.timeoutMs / 4);
+  };
 
   private open(): Socket {
     const { host, port, tls, username, password, db } = this.endpoint;
@@ -139,15 +184,6 @@ export class ChunkChannel {
       socket.on("data", (data: Buffer) => this.parse(data));
     }
     socket.setNoDelay(true);
-    // Inactivity: restarted by every read, every write handed to the kernel and every part of a large
-    // write the kernel takes (Node's net watches the write queue); it also bounds connecting. An idle
-    // connection (nothing waiting) is no fault: a later write starts the timer again.
-    socket.setTimeout(this.timeoutMs);
-    socket.on("timeout", () => {
-      if (this.socket === socket && this.pending.length > 0) {
-        this.drop(new Error(chunkConnectionStalled(this.timeoutMs)));
-      }
-    });
     const fail = (error: Error): void => {
       if (this.socket === socket) {
         this.drop(error);
@@ -156,6 +192,9 @@ export class ChunkChannel {
     socket.on("error", fail);
     socket.on("close", () => fail(new Error("Connection is closed.")));
     this.socket = socket;
+    this.lastBacklog = 0;
+    // Connecting counts against the timeout from now.
+    this.receivedAt = performance.now();
     this.state = ParseState.Line;
     this.line = "";
     this.sinkError = undefined;
@@ -171,8 +210,9 @@ export class ChunkChannel {
 
   private handshake(socket: Socket, words: readonly string[]): void {
     const encoded = words.map((word) => `$${Buffer.byteLength(word)}\r\n${word}\r\n`).join("");
-    this.pending.push({
+    const reply: PendingReply = {
       sink: undefined,
+      writtenAt: 0,
       resolve: () => {},
       // A refused AUTH or SELECT leaves the connection unusable: every command waiting fails with it;
       // except AUTH to a Redis without a password, which ioredis also lets pass (with a warning of its own).
@@ -181,8 +221,9 @@ export class ChunkChannel {
           this.drop(error);
         }
       },
-    });
-    socket.write(`*${words.length}\r\n${encoded}`);
+    };
+    this.pending.push(reply);
+    socket.write(`*${words.length}\r\n${encoded}`, () => this.written(reply));
   }
 
   /** Forgets the connection: every command waiting on it fails with `error`. */
@@ -190,6 +231,8 @@ export class ChunkChannel {
     const socket = this.socket;
     this.socket = undefined;
     socket?.destroy();
+    clearTimeout(this.watchdog);
+    this.watchdog = undefined;
     this.body = undefined;
     for (const reply of this.pending.splice(0)) {
       reply.reject(error);
@@ -197,6 +240,7 @@ export class ChunkChannel {
   }
 
   private parse(data: Buffer): void {
+    this.receivedAt = performance.now();
     let offset = 0;
     while (offset < data.byteLength && this.socket !== undefined) {
       if (this.state === ParseState.Line) {
@@ -307,4 +351,14 @@ export class ChunkChannel {
       reply.resolve(value);
     }
   }
+}
+
+/**
+ * Bytes of our writes the kernel has not taken yet: libuv's write queue (what Node's own socket
+ * timeout watches, an undocumented but long-standing field of the handle) plus what Node still holds.
+ */
+function kernelBacklog(socket: Socket): number {
+  const handle = (socket as unknown as { _handle?: { writeQueueSize?: unknown } | null })._handle;
+  const queued = typeof handle?.writeQueueSize === "number" ? handle.writeQueueSize : 0;
+  return queued + socket.writableLength;
 }

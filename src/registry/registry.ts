@@ -95,7 +95,16 @@ export class Registry {
     const { archive, log } = options;
     this.#state = options.state ?? createInProcessRegistryState({ archive, log, bootId: options.bootId });
     this.#state.onVersionCommitted((version) => this.#actors.get(version.modelId)?.versionCommitted(version));
-    this.#state.onModelDeleted((modelId) => this.#actors.get(modelId)?.modelDeleted());
+    this.#state.onModelDeleted((modelId) => {
+      // Reads create no actor, so an instance that only served a model's versions (shared state:
+      // another instance deleted it) still holds them in its cache.
+      const actor = this.#actors.get(modelId);
+      if (actor === undefined) {
+        this.cache.deleteModel(modelId);
+      } else {
+        actor.modelDeleted();
+      }
+    });
     const shared = {
       archive,
       cache: this.cache,

@@ -228,10 +228,11 @@ export class VersionCache<V> {
     modelId: string,
     versionNumber: number,
     value: V,
-    options?: { pinned?: boolean },
+    options?: { pinned?: boolean; identity?: string },
   ): void {
     const bytes = this.#ledger.consume(reservation);
-    this.#index.insert(modelId, versionNumber, value, bytes, options?.pinned === true);
+    const entry = this.#index.insert(modelId, versionNumber, value, bytes, options?.pinned === true);
+    entry.identity = options?.identity ?? "";
   }
 
   /** The cached value, marked most recently used; undefined if absent or expired (then evicted). */
@@ -246,11 +247,12 @@ export class VersionCache<V> {
 
   /**
    * Like get, and holds the value: until the lease is released, the entry's bytes stay counted, as
-   * drainingBytes once the entry has left the index.
+   * drainingBytes once the entry has left the index. With `identity`, an entry inserted with another
+   * identity (an older version under the same key) counts as absent.
    */
-  acquire(modelId: string, versionNumber: number): Lease<V> | undefined {
+  acquire(modelId: string, versionNumber: number, identity?: string): Lease<V> | undefined {
     const entry = this.#index.lookup(modelId, versionNumber);
-    if (entry === undefined) {
+    if (entry === undefined || (identity !== undefined && entry.identity !== identity)) {
       return undefined;
     }
     this.#index.touch(entry);

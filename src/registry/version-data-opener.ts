@@ -1,5 +1,5 @@
 import type { ArchiveStore, VersionDataReader } from "../archive/index.js";
-import type { VersionRecord } from "../domain/index.js";
+import { type VersionRecord, versionIdentity } from "../domain/index.js";
 import { EncodedVersionData, encodeFrameHeader, frameHeaderLength } from "../data/index.js";
 import { Code, RegistryError, notFound } from "../errors/index.js";
 import type { Logger } from "../logger.js";
@@ -67,7 +67,7 @@ export class VersionDataOpener {
   async #openTransient(version: VersionRecord): Promise<VersionDataSource> {
     const evicted = (): RegistryError =>
       notFound(`version ${version.versionNumber} of model "${version.modelId}" not found (the transient version was evicted from the cache)`);
-    const key = `${version.modelId}\u0000${version.versionNumber}`;
+    const key = loadKey(version);
     let load = this.#transientLoads.get(key);
     if (load === undefined) {
       load = this.#readTransientIntoCache(version).finally(() => this.#transientLoads.delete(key));
@@ -117,7 +117,7 @@ export class VersionDataOpener {
         throw new RegistryError(Code.DATA_LOSS, `the shared data of version ${version.versionNumber} of model "${version.modelId}" is shorter than its data_size`);
       }
       // A copy of data the state keeps: unpinned, the cache may drop it whenever it needs the room.
-      cache.insert(reservation, version.modelId, version.versionNumber, data, { pinned: false });
+      cache.insert(reservation, version.modelId, version.versionNumber, data, { pinned: false, identity: versionIdentity(version) });
     } catch (error) {
       reservation.release();
       throw error;
@@ -125,7 +125,7 @@ export class VersionDataOpener {
   }
 
   #leaseData(version: VersionRecord): VersionDataSource | undefined {
-    const lease = this.options.cache.acquire(version.modelId, version.versionNumber);
+    const lease = this.options.cache.acquire(version.modelId, version.versionNumber, versionIdentity(version));
     if (lease === undefined) {
       return undefined;
     }
@@ -138,7 +138,7 @@ export class VersionDataOpener {
    * the budget has no room: the caller streams it from the archive instead.
    */
   async #followArchivedLoad(version: VersionRecord): Promise<VersionDataSource | undefined> {
-    const key = `${version.modelId}\u0000${version.versionNumber}`;
+    const key = loadKey(version);
     const load = this.#archivedLoads.get(key) ?? this.#startArchivedLoad(version, key);
     if (load === undefined) {
       return undefined;
@@ -227,10 +227,12 @@ export class VersionDataOpener {
     if (!sameVersion(findVersion(versions, version.versionNumber), version)) {
       return undefined;
     }
+    const identity = versionIdentity(version);
     cache.insert(reservation, version.modelId, version.versionNumber, data, {
       pinned: sameVersion(versions[versions.length - 1], version),
+      identity,
     });
-    return cache.acquire(version.modelId, version.versionNumber);
+    return cache.acquire(version.modelId, version.versionNumber, identity);
   }
 
   /**
@@ -302,6 +304,14 @@ export class VersionDataOpener {
     );
     return new RegistryError(Code.DATA_LOSS, message);
   }
+}
+
+/**
+ * A load in progress is followed only by readers of that very version: a model deleted and created
+ * again reuses its numbers, and a reader of the new version 1 must not get the old one's bytes.
+ */
+function loadKey(version: VersionRecord): string {
+  return `${version.modelId}\u0000${version.versionNumber}\u0000${versionIdentity(version)}`;
 }
 
 function sameVersion(a: VersionRecord | undefined, b: VersionRecord): boolean {

@@ -5,6 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { type AddressInfo, type Socket, createServer } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test } from "node:test";
 import { Redis } from "ioredis";
 import { Code } from "../../src/errors/index.js";
@@ -199,6 +202,41 @@ describe("ChunkChannel", () => {
     assert.equal(await connection.commands.get("a"), "1");
     assert.deepEqual(await connection.call(() => connection.chunks.getBuffer("a")), Buffer.from("1"));
     assert.deepEqual(health, []);
+  });
+
+  test("a peer that takes every byte and never answers times out although new commands keep coming", async (t) => {
+    // Not a Redis: a half-open path (the bytes go, no reply comes back), which a real server cannot play.
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => {
+      sockets.add(socket);
+      socket.resume();
+    });
+    silent.listen(0, "127.0.0.1");
+    await once(silent, "listening");
+    t.after(() => {
+      for (const socket of sockets) socket.destroy();
+      silent.close();
+    });
+    const { port } = silent.address() as AddressInfo;
+    const channel = new ChunkChannel(parseRedisUrl(`redis://127.0.0.1:${port}`), 500);
+    t.after(() => channel.close());
+    const first = channel.getBuffer("a").then(
+      () => "answered",
+      (error: Error) => error.message,
+    );
+    // A GET every 100 ms for up to 10 s: each is written at once, and none may keep the connection alive.
+    let issued = 1;
+    const later: Promise<unknown>[] = [];
+    let outcome: string | undefined;
+    void first.then((result) => (outcome = result));
+    while (outcome === undefined && issued < 100) {
+      await sleep(100);
+      later.push(channel.getBuffer("a").catch(() => undefined));
+      issued += 1;
+    }
+    assert.equal(await first, "the chunk connection made no progress for 500 ms");
+    assert.ok(issued < 100, `the first GET failed only after ${issued} more GETs stopped coming`);
+    await Promise.all(later);
   });
 
   test("after close, commands fail at once", async (t) => {

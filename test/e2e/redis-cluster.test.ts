@@ -229,6 +229,23 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
     assert.equal((await b.client.retrieveData("followed", 1)).toString(), "new one");
   });
 
+  test("an instance that only read a model drops its copy when another deletes it: the model's new version 1 is served, not the old one", async (t) => {
+    const { instances } = await startCluster(t, { count: 2 });
+    const [a, b] = instances as [Instance, Instance];
+    await a.client.createModel("renewed");
+    await a.client.publish("renewed", Buffer.from("old one"));
+    await a.client.publish("renewed", Buffer.from("old archived"), { archived: true });
+    // B reads both (it has no actor for the model: no upload, no subscription there) and caches them.
+    assert.equal((await b.client.retrieveData("renewed", 1)).toString(), "old one");
+    assert.equal((await b.client.retrieveData("renewed", 2)).toString(), "old archived");
+    await a.client.deleteModel("renewed");
+    await a.client.createModel("renewed");
+    await a.client.publish("renewed", Buffer.from("new one"));
+    await a.client.publish("renewed", Buffer.from("new archived"), { archived: true });
+    assert.equal((await b.client.retrieveData("renewed", 1)).toString(), "new one");
+    assert.equal((await b.client.retrieveData("renewed", 2)).toString(), "new archived");
+  });
+
   test("a large transient version is stored in Redis in chunk keys and read back whole through the other instances", async (t) => {
     const { redis, instances } = await startCluster(t, { count: 2 });
     const [a, b] = instances as [Instance, Instance];

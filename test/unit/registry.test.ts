@@ -201,6 +201,23 @@ describe("VersionDataOpener: an archived version streamed while it is loaded int
     assert.equal(gated.opens(), 2, "read from the file again");
     assert.deepEqual([registry.stats().cache.entries, registry.stats().cache.usedBytes], [0, 0]);
   });
+  test("a reader of a model's new version 1 never follows the load of the deleted model's version 1", async (t) => {
+    const { registry, data, gated } = await archivedVersion(t, false);
+    const old = await registry.openVersionData("m", 1);
+    await registry.deleteModel("m");
+    await registry.createOrUpdateModel({ modelId: "m", userData: {} });
+    // Larger than a quarter of the 1 MiB budget: streamed from the file, never cached.
+    const renewed = Buffer.alloc(300 * 1024, 0x5a);
+    await publish(registry, "m", renewed, true);
+    const fresh = await registry.openVersionData("m", 1);
+    gated.open();
+    assert.ok((await streamedData(fresh.frames, renewed.length, chunk)).equals(renewed));
+    fresh.release(false);
+    assert.ok((await streamedData(old.frames, size, chunk)).equals(data));
+    old.release(false);
+    assert.equal(gated.opens(), 2, "each version read from its own file");
+    assert.deepEqual([registry.stats().cache.entries, registry.stats().cache.usedBytes], [0, 0]);
+  });
 });
 
 describe("Registry and its model actors", () => {

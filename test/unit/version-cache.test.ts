@@ -169,6 +169,19 @@ describe("VersionCache LRU eviction", () => {
     assert.equal(cache.get("m1", 12), undefined);
     assert.equal(cache.get("m", 2), undefined);
   });
+
+  test("acquire with an identity finds only the entry inserted with that identity", () => {
+    const { cache } = harness({ maxBytes: 100 });
+    cache.insert(cache.reserve(4), "m", 1, "old", { identity: "t1 hashA" });
+    assert.equal(cache.acquire("m", 1, "t2 hashB"), undefined, "another version under the same key");
+    const lease = cache.acquire("m", 1, "t1 hashA");
+    assert.equal(lease?.value, "old");
+    lease?.release(false);
+    assert.equal(cache.acquire("m", 1)?.value, "old", "no identity asked: any entry under the key");
+    cache.insert(cache.reserve(4), "m", 1, "new", { identity: "t2 hashB" });
+    assert.equal(cache.acquire("m", 1, "t2 hashB")?.value, "new");
+    assert.equal(cache.acquire("m", 1, "t1 hashA"), undefined);
+  });
 });
 
 describe("VersionCache pinned entries", () => {
