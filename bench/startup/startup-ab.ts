@@ -2,7 +2,9 @@
  * Paired start-up A/B: this build's bundle against another server main file (a base build),
  * alternated run by run, both cases (an empty archive, a generated archive of archived versions):
  *
- *   node dist/bench/startup/startup-ab.js --base=/path/to/dist/bundle/main.js [--repeat=9] [--models=100] [--versions=100]
+ *   node dist/bench/startup/startup-ab.js --base=/path/to/dist/bundle/main.js [--side=<name>=<main file>]… [--repeat=9] [--models=100] [--versions=100]
+ *
+ * (`--side` adds more servers to the rotation, e.g. an intermediate commit's build.)
  *
  * Each side has its own copy of the generated archive (each side's server leaves its own model
  * journal in it). One discarded warm-up start per side and case. Prints the samples, the medians
@@ -22,15 +24,21 @@ import { probeStartup } from "./startup-probe.js";
 const HEAD_MAIN_FILE = fileURLToPath(new URL("../../bundle/main.js", import.meta.url));
 const START_TIMEOUT_MS = 60_000;
 
-function parseArgs(argv: readonly string[]): { base: string; repeat: number; models: number; versions: number } {
-  const options = { base: "", repeat: 9, models: 100, versions: 100 };
+function parseArgs(argv: readonly string[]): { base: string; sides: Record<string, string>; repeat: number; models: number; versions: number } {
+  const options = { base: "", sides: {} as Record<string, string>, repeat: 9, models: 100, versions: 100 };
   for (const arg of argv) {
-    const match = /^--(base|repeat|models|versions)=(.+)$/.exec(arg);
+    const match = /^--(base|side|repeat|models|versions)=(.+)$/.exec(arg);
     if (match === null) {
-      throw new Error(`unknown argument "${arg}"; usage: startup-ab.js --base=<main file> [--repeat=9] [--models=100] [--versions=100]`);
+      throw new Error(`unknown argument "${arg}"; usage: startup-ab.js --base=<main file> [--side=<name>=<main file>]… [--repeat=9] [--models=100] [--versions=100]`);
     }
     if (match[1] === "base") {
       options.base = match[2] as string;
+    } else if (match[1] === "side") {
+      const [name, file] = (match[2] as string).split(/=(.*)/s);
+      if (name === undefined || file === undefined || name === "" || file === "" || name === "base" || name === "head") {
+        throw new Error(`--side=<name>=<main file>, a name other than base and head: "${arg}"`);
+      }
+      options.sides[name] = file;
     } else {
       options[match[1] as "repeat" | "models" | "versions"] = Number(match[2]);
     }
@@ -43,11 +51,12 @@ function parseArgs(argv: readonly string[]): { base: string; repeat: number; mod
 
 async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
-  const sides = { base: options.base, head: HEAD_MAIN_FILE } as const;
+  const sides: Record<string, string> = { base: options.base, ...options.sides, head: HEAD_MAIN_FILE };
+  const names = Object.keys(sides);
   const source = mkdtempSync(join(tmpdir(), "registry-startup-ab-"));
   trackTempDir(source);
   await generateArchive(source, options.models, options.versions, 1024);
-  const bigDirs = { base: `${source}-base`, head: `${source}-head` };
+  const bigDirs: Record<string, string> = Object.fromEntries(names.map((name) => [name, `${source}-${name}`]));
   for (const dir of Object.values(bigDirs)) {
     trackTempDir(dir);
     cpSync(source, dir, { recursive: true });
@@ -55,9 +64,9 @@ async function main(): Promise<void> {
   const samples = new Map<string, number[]>();
   const busy: number[] = [];
   const add = (name: string, value: number): void => void (samples.get(name) ?? samples.set(name, []).get(name))?.push(value);
-  const start = async (side: keyof typeof sides, big: boolean): Promise<number> => {
+  const start = async (side: string, big: boolean): Promise<number> => {
     busy.push((await waitForQuietMachine(0.5, 5000, 250)).busyCores);
-    const archiveDir = big ? bigDirs[side] : mkdtempSync(join(tmpdir(), "registry-startup-ab-empty-"));
+    const archiveDir = (big ? bigDirs[side] : undefined) ?? mkdtempSync(join(tmpdir(), "registry-startup-ab-empty-"));
     try {
       const { probe } = await probeStartup({ archiveDir, timeoutMs: START_TIMEOUT_MS, mainFile: sides[side] });
       return probe.spawnToFirstRpcMs;
@@ -67,13 +76,13 @@ async function main(): Promise<void> {
       }
     }
   };
-  for (const side of ["base", "head"] as const) {
+  for (const side of names) {
     await start(side, false);
     await start(side, true);
   }
   for (let run = 1; run <= options.repeat; run++) {
-    // Alternated, and the order flipped every run.
-    const order = run % 2 === 0 ? (["base", "head"] as const) : (["head", "base"] as const);
+    // Alternated, and the order rotated every run.
+    const order = names.map((_, index) => names[(index + run) % names.length] as string);
     for (const big of [false, true]) {
       for (const side of order) {
         add(`${big ? "big" : "empty"}.${side}`, await start(side, big));
