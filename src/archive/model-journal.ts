@@ -13,7 +13,10 @@
  * a model with journaled files is deleted, at close) flushes the files written since the previous
  * one and their directories, then resets the journal (a new epoch in its header). At open, before
  * serving, the journal is replayed: each complete record rewrites its file durably if the file's
- * content differs (the later record of a path wins); a torn tail is ignored; then it is reset.
+ * content differs (the later record of a path wins); a torn tail is ignored; then it is reset. When
+ * nothing was replayed the reset (or a fresh archive's creation of the journal) waits until after
+ * listening or the first write (ready()), and after a clean stop it is skipped (open() says why).
+ * A stop refuses every operation asked once it began (UNAVAILABLE), after those queued before.
  *
  * Everything runs one operation at a time (batch, checkpoint, deletion), in call order.
  */
