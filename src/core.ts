@@ -129,6 +129,7 @@ export async function openCore(config: CoreConfig, log: Logger, options: CoreOpt
       closeRegistry,
       startDeferred: () => {
         memoryGuard.prepare();
+        archive.startDeferred?.();
         pool.start();
         hashLanes.start();
       },

@@ -9,6 +9,8 @@ export interface ArchiveStore {
    * at, so it may run beside them; a backend without such files has none.
    */
   removeLeftovers?(): Promise<void>;
+  /** Starts, in the background, what open() left for after the server listens (the model journal's creation). */
+  startDeferred?(): void;
   /** Flushes what the archive holds pending (the model journal's checkpoint); after the last write. */
   close?(): Promise<void>;
   /** Sorted (plain JS string order); a directory counts as a model only if it has `<id>/<id>.yaml`. */

@@ -123,6 +123,10 @@ export function createFsArchiveWrites(
       );
     },
 
+    startDeferred() {
+      journal?.startDeferred();
+    },
+
     async close() {
       pageCacheRecords.closeAll();
       await journal?.close();
@@ -131,12 +135,15 @@ export function createFsArchiveWrites(
     async writeModel(model) {
       const text = encodeModelInfo(model);
       const infoPath = modelInfoPath(root, model.modelId);
+      // Made after listening (model-journal.ts): the first write waits for it; refused once stopping.
+      await journal?.ready();
       await intoModelDir(modelDirPath(root, model.modelId), () =>
         journaledModels === undefined || journal?.available() !== true ? writer.writeFileAtomic(infoPath, text) : journaledModels.write(infoPath, text),
       );
     },
 
     async deleteModel(modelId) {
+      await journal?.ready(); // refused once stopping: a record left in the journal could bring the model back
       const directory = modelDirPath(root, modelId);
       // Renaming first makes the deletion atomic; open() removes the rest if we crash midway.
       const doomed = path.join(root, tempFileName(modelId));

@@ -2,6 +2,8 @@
  * The bytes of the model journal (model-journal.ts), `<archive>/.cogment-ts-journal`:
  *   header, at 0 (HEADER_BYTES, a sector of its own):
  *     "CTSJRNL1" | epoch u32 LE | CRC-32 of the 12 bytes before, u32 LE
+ *     then, only in a header written by a clean stop: "CLEAN\0\0\0" | CRC-32 of the 24 bytes before
+ *     (readers that predate it check the first 16 bytes only: the same epoch for them)
  *   records, one after another from RECORDS_START:
  *     payload length u32 LE | epoch u32 LE | CRC-32 of epoch and payload, u32 LE | payload
  *   payload: path length u16 LE | the file's path below the archive, UTF-8 | the file's bytes
@@ -23,12 +25,44 @@ export interface JournalRecord {
   readonly content: Uint8Array;
 }
 
-export function encodeHeader(epoch: number): Buffer {
+const CLEAN_MARK = Buffer.from("CLEAN\0\0\0", "latin1");
+const CLEAN_MARK_AT = MAGIC.length + 8;
+const CLEAN_CHECKSUM_AT = CLEAN_MARK_AT + CLEAN_MARK.length;
+
+/** A header of `epoch`; `clean` marks one written by a clean stop (see model-journal.ts for what it proves). */
+export function encodeHeader(epoch: number, clean = false): Buffer {
   const header = Buffer.alloc(HEADER_BYTES);
   MAGIC.copy(header, 0);
   header.writeUInt32LE(epoch, MAGIC.length);
   header.writeUInt32LE(crc32(header.subarray(0, MAGIC.length + 4)), MAGIC.length + 4);
+  if (clean) {
+    CLEAN_MARK.copy(header, CLEAN_MARK_AT);
+    header.writeUInt32LE(crc32(header.subarray(0, CLEAN_CHECKSUM_AT)), CLEAN_CHECKSUM_AT);
+  }
   return header;
+}
+
+/** Whether a valid header (decodeHeader) carries the clean-stop mark. */
+export function isCleanHeader(bytes: Uint8Array): boolean {
+  const header = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return (
+    decodeHeader(header) !== undefined &&
+    header.byteLength >= CLEAN_CHECKSUM_AT + 4 &&
+    header.subarray(CLEAN_MARK_AT, CLEAN_CHECKSUM_AT).equals(CLEAN_MARK) &&
+    header.readUInt32LE(CLEAN_CHECKSUM_AT) === crc32(header.subarray(0, CLEAN_CHECKSUM_AT))
+  );
+}
+
+/**
+ * Whether any record of `epoch` may begin anywhere in the journal after its header: whether the
+ * epoch's 4 bytes occur at any offset where a record's epoch field could be (a record of another
+ * epoch may hold them by chance: then true, the safe answer).
+ */
+export function mayHoldRecordOf(journal: Uint8Array, epoch: number): boolean {
+  const bytes = Buffer.from(journal.buffer, journal.byteOffset, journal.byteLength);
+  const pattern = Buffer.alloc(4);
+  pattern.writeUInt32LE(epoch >>> 0, 0);
+  return bytes.indexOf(pattern, RECORDS_START + 4) !== -1;
 }
 
 /** The header's epoch, or undefined if the header is not a valid one (never written, torn, another file). */

@@ -13,7 +13,10 @@
  * a model with journaled files is deleted, at close) flushes the files written since the previous
  * one and their directories, then resets the journal (a new epoch in its header). At open, before
  * serving, the journal is replayed: each complete record rewrites its file durably if the file's
- * content differs (the later record of a path wins); a torn tail is ignored; then it is reset.
+ * content differs (the later record of a path wins); a torn tail is ignored; then it is reset. When
+ * nothing was replayed the reset (or a fresh archive's creation of the journal) waits until after
+ * listening or the first write (ready()), and after a clean stop it is skipped (open() says why).
+ * A stop refuses every operation asked once it began (UNAVAILABLE), after those queued before.
  *
  * Everything runs one operation at a time (batch, checkpoint, deletion), in call order.
  */
@@ -24,7 +27,8 @@ import path from "node:path";
 import { syncDirectory, writeFileAtomic, writeFilesAtomic, writeUnflushedTempFile } from "./atomic-write.js";
 import { errorCode, errorMessage, isMissing } from "./errno.js";
 import type { GroupedFile } from "./group-commit.js";
-import { HEADER_BYTES, RECORDS_START, decodeHeader, decodeRecords, encodeHeader, encodeRecord } from "./journal-codec.js";
+import { Code, RegistryError } from "../errors/index.js";
+import { HEADER_BYTES, RECORDS_START, decodeHeader, decodeRecords, encodeHeader, encodeRecord, isCleanHeader, mayHoldRecordOf } from "./journal-codec.js";
 import { modelIdProblem, modelInfoPath } from "./layout.js";
 
 export const JOURNAL_FILE_NAME = ".cogment-ts-journal";
@@ -48,10 +52,18 @@ export interface ModelJournalOptions {
 export interface ModelJournal {
   /**
    * Replays what a crash left in the journal, then resets it. Before anything else. On an archive
-   * that cannot take the journal (full, read-only) it warns and `available()` is false.
+   * that cannot take the journal (full, read-only) it warns and `available()` is false. Making a
+   * new journal, or resetting one that holds no record, is left for later: see ready().
    */
   open(): Promise<void>;
-  /** Whether writeBatch may be used (open succeeded in opening the journal). */
+  /**
+   * Resolves once the journal is made and reset (starting that now if open() left it for later);
+   * rejects with UNAVAILABLE once close() began. Before available() and every write or deletion.
+   */
+  ready(): Promise<void>;
+  /** Starts what open() left for later, in the background (once the server listens). */
+  startDeferred(): void;
+  /** Whether writeBatch may be used (the journal is made and reset, and close() did not begin). */
   available(): boolean;
   /** Writes distinct files through the journal; resolves, in order, to each file's error or undefined (durable then). */
   writeBatch(files: readonly GroupedFile[]): Promise<(Error | undefined)[]>;
@@ -59,9 +71,17 @@ export interface ModelJournal {
   beforeRemoving<T>(directory: string, action: () => Promise<T>): Promise<T>;
   /** Flushes what was written since the last checkpoint and resets the journal. */
   checkpoint(): Promise<void>;
-  /** A last checkpoint if anything is pending; never fails (a failed one is replayed at the next start). */
+  /**
+   * Waits for the queued operations (a preparation in flight too), then a last checkpoint if
+   * anything is pending and the clean-stop mark; never fails (a failed checkpoint is replayed at the
+   * next start). Every call made once it began is refused with UNAVAILABLE; nothing is created after.
+   */
   close(): Promise<void>;
 }
+
+/** What a write or deletion gets once the journal is closing: never a closed file's EBADF. */
+export const stoppingError = (): RegistryError =>
+  new RegistryError(Code.UNAVAILABLE, "the model registry is stopping: model files can no longer be written; call again once the server is back");
 
 const asError = (error: unknown): Error => (error instanceof Error ? error : new Error(String(error)));
 
@@ -102,6 +122,17 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
   const unflushedFiles = new Set<string>();
   const journaledDirectories = new Set<string>();
   let timer: NodeJS.Timeout | undefined;
+  /** Whether the header on disk carries the clean-stop mark for `epoch` (see open()). */
+  let headerClean = false;
+  /** close() began: every new operation is refused. */
+  let stopping = false;
+  let closed: Promise<void> | undefined;
+  /**
+   * Journaled files that could be put in place neither in place nor by the fallback (ENOSPC, EIO):
+   * maybe torn, their record is their only good copy. No checkpoint resets the journal before each
+   * is rewritten whole (or a later write of it succeeded); replay restores them after a crash.
+   */
+  const unrestored = new Map<string, Buffer>();
 
   let queue: Promise<unknown> = Promise.resolve();
   const serially = <T>(operation: () => Promise<T>): Promise<T> => {
@@ -165,6 +196,7 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
     epoch = next;
     end = RECORDS_START;
     resetNeeded = false;
+    headerClean = false;
     journaledDirectories.clear();
   }
 
@@ -179,6 +211,11 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
   }
 
   async function checkpointNow(): Promise<void> {
+    for (const [filePath, content] of [...unrestored]) {
+      // Throws while the disk still refuses it: the journal keeps the record.
+      await writeFileAtomic(filePath, [content]);
+      unrestored.delete(filePath);
+    }
     const files = [...unflushedFiles];
     await Promise.all(
       files.map((file) =>
@@ -412,14 +449,121 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
           try {
             await writeFileAtomic(file.path, [contents[index] ?? Buffer.alloc(0)]);
           } catch {
+            unrestored.set(file.path, contents[index] ?? Buffer.alloc(0));
             return asError(error);
           }
+          unrestored.delete(file.path);
           return undefined;
         }
+        unrestored.delete(file.path);
         unflushedFiles.add(file.path);
         return undefined;
       }),
     );
+  }
+
+  /** Builds the journal file if missing, preallocates it, and resets it; one operation in the queue. */
+  async function prepare(existing: Buffer | undefined): Promise<void> {
+    try {
+      if (existing === undefined) {
+        const space = await statfs(root);
+        if (space.bavail * space.bsize < MIN_FREE_SPACE_FACTOR * capacity) {
+          warn("model journal not made: the archive's volume is nearly full; model infos are written with an fsync each", {
+            journal: journalPath,
+            freeBytes: space.bavail * space.bsize,
+          });
+          return;
+        }
+      }
+      const journal = await open(journalPath, existing === undefined ? "w+" : "r+", FILE_MODE);
+      try {
+        if ((existing?.byteLength ?? 0) < capacity) {
+          await preallocate(journal, existing?.byteLength ?? 0);
+        }
+      } finally {
+        await journal.close();
+      }
+      if (existing === undefined) {
+        await syncDirectory(root);
+      }
+      await reset();
+    } catch (error) {
+      if (existing === undefined) {
+        await rm(journalPath, { force: true }).catch(() => {});
+      }
+      const code = errorCode(error) ?? "";
+      if (!UNWRITABLE.has(code) || (replayedRecords > 0 && code !== "EROFS")) {
+        // Records that cannot be voided would be replayed over newer files at every later start.
+        throw error;
+      }
+      // A full or read-only archive still starts: model infos are then written as before.
+      warn("model journal unavailable: model infos are written with an fsync each", { journal: journalPath, error: errorMessage(error) });
+      return;
+    }
+    opened = true;
+    timer = setInterval(() => {
+      if (unflushedFiles.size > 0 || unrestored.size > 0) {
+        serially(checkpointNow).catch((error: unknown) => {
+          warn("model journal checkpoint failed; it is retried", { journal: journalPath, error: errorMessage(error) });
+        });
+      }
+    }, CHECKPOINT_INTERVAL_MS);
+    timer.unref();
+  }
+
+  /**
+   * The preparation left for after the server listens (see open()): not started yet, or started
+   * (its outcome; a failed one is tried again by the next ready()).
+   */
+  let deferredPreparation: (() => Promise<void>) | undefined;
+  let preparation: Promise<void> | undefined;
+  const ready = (): Promise<void> => {
+    if (stopping) {
+      return Promise.reject(stoppingError());
+    }
+    const run = deferredPreparation;
+    if (run !== undefined) {
+      deferredPreparation = undefined;
+      const started: Promise<void> = serially(run).catch((error: unknown) => {
+        if (preparation === started && !stopping) {
+          deferredPreparation = run;
+          preparation = undefined;
+        }
+        throw error;
+      });
+      preparation = started;
+    }
+    return preparation ?? Promise.resolve();
+  };
+
+  /**
+   * An operation of the journal, after its preparation, in the queue; refused once close() began, and
+   * also when it comes out of the queue after close's own operation (asked just before close()).
+   */
+  let finished = false;
+  const guarded = <T>(operation: () => Promise<T>): Promise<T> =>
+    ready().then(() =>
+      serially(() => {
+        if (finished) {
+          return Promise.reject(stoppingError());
+        }
+        if (!opened) {
+          return Promise.reject(new Error(`the model journal ${journalPath} is unavailable`));
+        }
+        return operation();
+      }),
+    );
+
+  /** Writes the clean-stop mark: the current epoch's header, whose records are all void (see open()). */
+  async function markClean(): Promise<void> {
+    if (headerClean) {
+      return;
+    }
+    await withJournal(async (journal) => {
+      await writeFully(journal, encodeHeader(epoch, true), 0);
+      await journal.datasync();
+    });
+    headerClean = true;
   }
 
   return {
@@ -446,89 +590,116 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
         if (replayFailures.length > 0) {
           return; // a read-only archive: nothing can be written, the journal stays for a writable start
         }
+        /*
+         * A journal a clean stop left is used as it is, with no write and no fdatasync: new records
+         * are appended from RECORDS_START in the header's epoch E. Safe because
+         * - no record of E is in the file: E's 4 bytes occur at no offset where a record's epoch
+         *   field could be (mayHoldRecordOf), so no stale record of E can line up after new ones;
+         * - the header of E is durable, and so is the void state: the clean mark is written (and
+         *   flushed) only by a stop whose last checkpoint flushed header E (or found it flushed) and
+         *   appended nothing since, so whatever a power loss leaves of the header is of E, a header
+         *   under which no record exists (an epoch is only ever used after its header is written and
+         *   epochs only grow, so no older block of the file holds a record of E either);
+         * - a run that appends records of E and crashes leaves E's bytes in the file: the next start
+         *   replays them and takes the reset below; a torn first record still leaves E's bytes in
+         *   the records after it or in its own head, so it is seen too.
+         * Deletions before the first flush of the journal are safe for the same reason: the
+         * durable journal voids everything.
+         */
+        const headerEpoch = decodeHeader(existing.subarray(0, HEADER_BYTES));
+        if (
+          replayedRecords === 0 &&
+          headerEpoch !== undefined &&
+          isCleanHeader(existing.subarray(0, HEADER_BYTES)) &&
+          existing.byteLength >= capacity &&
+          !mayHoldRecordOf(existing, headerEpoch)
+        ) {
+          epoch = headerEpoch;
+          end = RECORDS_START;
+          headerClean = true;
+          opened = true;
+          timer = setInterval(() => {
+            if (unflushedFiles.size > 0 || unrestored.size > 0) {
+              serially(checkpointNow).catch((error: unknown) => {
+                warn("model journal checkpoint failed; it is retried", { journal: journalPath, error: errorMessage(error) });
+              });
+            }
+          }, CHECKPOINT_INTERVAL_MS);
+          timer.unref();
+          return;
+        }
+        if (replayedRecords > 0) {
+          // The replayed records must be void before anything is served (a deletion could be undone by them).
+          await serially(() => prepare(existing));
+          return;
+        }
       }
-      try {
-        if (existing === undefined) {
-          const space = await statfs(root);
-          if (space.bavail * space.bsize < MIN_FREE_SPACE_FACTOR * capacity) {
-            warn("model journal not made: the archive's volume is nearly full; model infos are written with an fsync each", {
-              journal: journalPath,
-              freeBytes: space.bavail * space.bsize,
-            });
-            return;
-          }
-        }
-        const journal = await open(journalPath, existing === undefined ? "w+" : "r+", FILE_MODE);
-        try {
-          if ((existing?.byteLength ?? 0) < capacity) {
-            await preallocate(journal, existing?.byteLength ?? 0);
-          }
-        } finally {
-          await journal.close();
-        }
-        if (existing === undefined) {
-          await syncDirectory(root);
-        }
-        await serially(reset);
-      } catch (error) {
-        if (existing === undefined) {
-          await rm(journalPath, { force: true }).catch(() => {});
-        }
-        const code = errorCode(error) ?? "";
-        if (!UNWRITABLE.has(code) || (replayedRecords > 0 && code !== "EROFS")) {
-          // Records that cannot be voided would be replayed over newer files at every later start.
-          throw error;
-        }
-        // A full or read-only archive still starts: model infos are then written as before.
-        warn("model journal unavailable: model infos are written with an fsync each", { journal: journalPath, error: errorMessage(error) });
-        return;
-      }
-      opened = true;
-      timer = setInterval(() => {
-        if (unflushedFiles.size > 0) {
-          serially(checkpointNow).catch((error: unknown) => {
-            warn("model journal checkpoint failed; it is retried", { journal: journalPath, error: errorMessage(error) });
-          });
-        }
-      }, CHECKPOINT_INTERVAL_MS);
-      timer.unref();
+      // A new journal (~10-16 ms of file creation, preallocation and flushes) or the reset of one
+      // with no record: no file needs them to be served, so they are left for after listening
+      // (startDeferred) or the first write, whichever comes first (ready()).
+      const found = existing;
+      deferredPreparation = () => prepare(found);
     },
 
-    available: () => opened,
+    ready,
 
-    writeBatch: (files) => serially(() => writeThroughJournal(files)),
+    startDeferred() {
+      if (deferredPreparation !== undefined && !stopping) {
+        ready().catch((error: unknown) => {
+          if (!stopping) {
+            warn("model journal could not be prepared; it is tried again at the next model write", { journal: journalPath, error: errorMessage(error) });
+          }
+        });
+      }
+    },
 
-    beforeRemoving(directory, action) {
-      return serially(async () => {
-        if (journaledDirectories.has(directory) || resetNeeded) {
+    available: () => opened && !stopping,
+
+    writeBatch: (files) => guarded(() => writeThroughJournal(files)),
+
+    beforeRemoving: (directory, action) =>
+      guarded(async () => {
+        if (journaledDirectories.has(directory) || resetNeeded || unrestored.size > 0) {
           await checkpointNow();
         }
         return action();
-      });
-    },
+      }),
 
-    checkpoint: () => serially(checkpointNow),
+    checkpoint: () => guarded(checkpointNow),
 
     async close() {
+      if (stopping) {
+        return closed;
+      }
+      stopping = true;
+      deferredPreparation = undefined; // nothing is created once the stop began
       clearInterval(timer);
-      if (!opened) {
-        return;
-      }
-      opened = false;
-      try {
-        if (unflushedFiles.size > 0 || end > RECORDS_START) {
-          await serially(checkpointNow);
+      // Queued after every operation already queued (batches, a preparation in flight): they finish
+      // first; anything asked after this point was refused (stoppingError).
+      closed = serially(async () => {
+        finished = true;
+        clearInterval(timer); // a preparation that just finished may have set it
+        if (!opened) {
+          return;
         }
-      } catch (error) {
-        // Nothing is lost: the journal is replayed at the next start. Gone with the archive: nothing to say.
-        if (!isMissing(error)) {
-          warn("model journal checkpoint at stop failed; the journal is replayed at the next start", { journal: journalPath, error: errorMessage(error) });
+        opened = false;
+        if (unflushedFiles.size > 0 || end > RECORDS_START || resetNeeded || unrestored.size > 0) {
+          await checkpointNow();
         }
-      } finally {
-        const closing = held;
-        held = undefined;
-        await closing?.then((journal) => journal.close()).catch(() => {});
-      }
+        await markClean();
+      })
+        .catch((error: unknown) => {
+          // Nothing is lost: the journal is replayed at the next start. Gone with the archive: nothing to say.
+          if (!isMissing(error)) {
+            warn("model journal checkpoint at stop failed; the journal is replayed at the next start", { journal: journalPath, error: errorMessage(error) });
+          }
+        })
+        .finally(async () => {
+          const closing = held;
+          held = undefined;
+          await closing?.then((journal) => journal.close()).catch(() => {});
+        });
+      return closed;
     },
   };
 }

@@ -33,7 +33,13 @@ function modelInfo(m: number): { text: string; userData: Record<string, string> 
 
 test("a large archive at start: every model and version served as written, leftovers removed", async (t) => {
   const archiveDir = await makeArchiveDir();
-  t.after(() => rm(archiveDir, { recursive: true, force: true }));
+  const running: { server?: Awaited<ReturnType<typeof startTestServer>> } = {};
+  // The server is stopped before its archive is removed: a running server may still write into it
+  // (the model journal is made just after listening).
+  t.after(async () => {
+    await running.server?.close();
+    await rm(archiveDir, { recursive: true, force: true });
+  });
   const leftovers: string[] = [];
   for (let m = 0; m < MODELS; m++) {
     const id = modelId(m);
@@ -59,7 +65,7 @@ test("a large archive at start: every model and version served as written, lefto
   await writeFile(path.join(archiveDir, ".gone.tmp-0123456789abcdef", "gone.yaml"), "model_id: gone\n");
 
   const server = await startTestServer({ archiveDir });
-  t.after(() => server.close());
+  running.server = server;
   const { client } = server;
 
   const listed = await client.retrieveModels({});

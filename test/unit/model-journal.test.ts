@@ -7,9 +7,10 @@ import path from "node:path";
 import { inlineFileWriter } from "../../src/archive/atomic-write.js";
 import { createFsArchiveStore } from "../../src/archive/fs-archive-store.js";
 import type { ArchiveStore } from "../../src/archive/archive-store.js";
-import { HEADER_BYTES, RECORDS_START, decodeHeader, decodeRecords, encodeHeader, encodeRecord } from "../../src/archive/journal-codec.js";
+import { HEADER_BYTES, RECORDS_START, decodeHeader, decodeRecords, encodeHeader, encodeRecord, isCleanHeader, mayHoldRecordOf } from "../../src/archive/journal-codec.js";
 import { modelInfoPath } from "../../src/archive/layout.js";
 import { DEFAULT_JOURNAL_BYTES, JOURNAL_FILE_NAME } from "../../src/archive/model-journal.js";
+import { Code, RegistryError } from "../../src/errors/index.js";
 import { encodeModelInfo } from "../../src/archive/yaml-codec.js";
 import { ORIGINAL_ARCHIVE } from "../support/fixtures.js";
 
@@ -42,6 +43,26 @@ describe("journal codec", () => {
     torn[9] = (torn[9] ?? 0) ^ 1;
     assert.equal(decodeHeader(torn), undefined);
     assert.equal(decodeHeader(Buffer.alloc(HEADER_BYTES)), undefined);
+  });
+
+  test("the clean-stop mark: same epoch for a reader of the first 16 bytes, and checked", () => {
+    const clean = encodeHeader(9, true);
+    assert.equal(decodeHeader(clean), 9);
+    assert.deepEqual(clean.subarray(0, 16), encodeHeader(9).subarray(0, 16), "a reader of the old format sees the same header");
+    assert.equal(isCleanHeader(clean), true);
+    assert.equal(isCleanHeader(encodeHeader(9)), false);
+    const torn = Buffer.from(clean);
+    torn[20] = (torn[20] ?? 0) ^ 1;
+    assert.equal(isCleanHeader(torn), false);
+  });
+
+  test("mayHoldRecordOf finds an epoch's bytes anywhere after the header, and only there", () => {
+    const a = encodeRecord(5, record("a/a.yaml", "one\n"));
+    assert.equal(mayHoldRecordOf(journalOf(6, [a]), 6), false, "the header's own epoch is not counted");
+    assert.equal(mayHoldRecordOf(journalOf(6, [a]), 5), true);
+    const shifted = Buffer.concat([encodeHeader(6), Buffer.from([1, 2, 3]), encodeRecord(6, record("b/b.yaml", "x"))]);
+    assert.equal(mayHoldRecordOf(shifted, 6), true, "at any offset, not only where records begin");
+    assert.equal(mayHoldRecordOf(journalOf(6, [], Buffer.alloc(DEFAULT_JOURNAL_BYTES)), 6), false);
   });
 
   test("records round-trip in order, with their exact bytes", () => {
@@ -241,5 +262,221 @@ describe("model journal replay", () => {
     assert.equal(await fs.readFile(modelInfoPath(root, "m"), "utf8"), infoText("m", { step: "3" }));
     assert.deepEqual(await reopened.listModelIds(), ["m"], "the failed model info was never written");
     await reopened.close?.();
+  });
+});
+
+const journalPathOf = (root: string): string => path.join(root, JOURNAL_FILE_NAME);
+const exists = (file: string): Promise<boolean> => fs.stat(file).then(
+  () => true,
+  () => false,
+);
+const turns = async (count: number): Promise<void> => {
+  for (let turn = 0; turn < count; turn++) {
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+};
+const codeOf = (outcome: PromiseSettledResult<unknown>): string =>
+  outcome.status === "fulfilled" ? "fulfilled" : outcome.reason instanceof RegistryError ? `gRPC ${outcome.reason.code}` : String((outcome.reason as NodeJS.ErrnoException).code);
+
+describe("model journal made after listening, clean stop, shutdown", () => {
+  test("a fresh archive opens without the journal; the first model write makes it and goes through it", async () => {
+    const root = await makeRoot();
+    const store = await openStore(root);
+    assert.equal(await exists(journalPathOf(root)), false, "open() made no journal");
+    assert.deepEqual(await store.listModelIds(), []);
+    await store.writeModel({ modelId: "m", userData: { step: "1" } });
+    const bytes = await fs.readFile(journalPathOf(root));
+    assert.equal(bytes.byteLength, DEFAULT_JOURNAL_BYTES);
+    assert.deepEqual(
+      decodeRecords(bytes, decodeHeader(bytes) ?? -1).records.map((entry) => [entry.relativePath, Buffer.from(entry.content).toString("utf8")]),
+      [["m/m.yaml", infoText("m", { step: "1" })]],
+    );
+    await store.close?.();
+  });
+
+  test("close() waits for a creation in flight, and nothing is created once it began", async () => {
+    const root = await makeRoot();
+    const store = await openStore(root);
+    store.startDeferred?.();
+    await store.close?.();
+    const bytes = await fs.readFile(journalPathOf(root));
+    assert.equal(bytes.byteLength, DEFAULT_JOURNAL_BYTES, "complete when close() resolved");
+    assert.equal(isCleanHeader(bytes.subarray(0, HEADER_BYTES)), true);
+    await fs.rm(root, { recursive: true, force: true });
+    store.startDeferred?.();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(await exists(root), false, "nothing recreated the removed archive");
+
+    const unstarted = await makeRoot();
+    const idle = await openStore(unstarted);
+    await idle.close?.();
+    idle.startDeferred?.();
+    const outcomes = await Promise.allSettled([idle.writeModel({ modelId: "late", userData: {} }), idle.deleteModel("late")]);
+    assert.deepEqual(outcomes.map(codeOf), [`gRPC ${Code.UNAVAILABLE}`, `gRPC ${Code.UNAVAILABLE}`]);
+    assert.match(String((outcomes[0] as PromiseRejectedResult).reason), /the model registry is stopping/);
+    await turns(3);
+    assert.deepEqual(await fs.readdir(unstarted), [], "no journal, no model directory after a stop that never needed them");
+  });
+
+  test("a batch in flight at close is written; calls queued once close began get UNAVAILABLE, never EBADF", async () => {
+    const root = await makeRoot();
+    const store = await openStore(root);
+    await store.writeModel({ modelId: "m", userData: { step: "1" } });
+    const inFlight = store.writeModel({ modelId: "m", userData: { step: "2" } });
+    await turns(2); // the group commit took it (on the next turn): its batch is in the journal's queue
+    const closing = store.close?.();
+    const late = [store.writeModel({ modelId: "m", userData: { step: "3" } }), store.writeModel({ modelId: "n", userData: {} })];
+    const outcomes = await Promise.allSettled([inFlight, ...late]);
+    await closing;
+    assert.deepEqual(outcomes.map(codeOf), ["fulfilled", `gRPC ${Code.UNAVAILABLE}`, `gRPC ${Code.UNAVAILABLE}`]);
+    assert.equal(await fs.readFile(modelInfoPath(root, "m"), "utf8"), infoText("m", { step: "2" }));
+    assert.equal(await exists(path.join(root, "n")), false);
+    const bytes = await fs.readFile(journalPathOf(root));
+    assert.equal(isCleanHeader(bytes.subarray(0, HEADER_BYTES)), true);
+  });
+
+  test("calls queued in the group commit just before close are refused cleanly, and their files untouched", async () => {
+    const root = await makeRoot();
+    const store = await openStore(root);
+    await store.writeModel({ modelId: "m", userData: { step: "1" } });
+    const queued = [store.writeModel({ modelId: "m", userData: { step: "2" } }), store.writeModel({ modelId: "o", userData: {} })];
+    await store.close?.();
+    const outcomes = await Promise.allSettled(queued);
+    for (const outcome of outcomes) {
+      // Either written before the stop's checkpoint or refused: never a closed file's error.
+      assert.ok(codeOf(outcome) === "fulfilled" || codeOf(outcome) === `gRPC ${Code.UNAVAILABLE}`, codeOf(outcome));
+    }
+    const expected = outcomes[0]?.status === "fulfilled" ? infoText("m", { step: "2" }) : infoText("m", { step: "1" });
+    assert.equal(await fs.readFile(modelInfoPath(root, "m"), "utf8"), expected);
+  });
+
+  test("after a clean stop the next start writes nothing to the journal, and its records still survive a crash", async () => {
+    const root = await makeRoot();
+    const first = await openStore(root);
+    await first.writeModel({ modelId: "m", userData: { step: "1" } });
+    await first.close?.();
+    const atStop = await fs.readFile(journalPathOf(root));
+    assert.equal(isCleanHeader(atStop.subarray(0, HEADER_BYTES)), true);
+    const before = await fs.stat(journalPathOf(root));
+
+    const second = await openStore(root);
+    second.startDeferred?.();
+    await turns(5);
+    assert.deepEqual(await fs.readFile(journalPathOf(root)), atStop, "no reset at a start after a clean stop");
+    await second.close?.();
+    assert.deepEqual(await fs.readFile(journalPathOf(root)), atStop, "nor at a stop that wrote nothing");
+    assert.equal((await fs.stat(journalPathOf(root))).mtimeMs, before.mtimeMs);
+
+    const crashed = await openStore(root);
+    await crashed.writeModel({ modelId: "m", userData: { step: "2" } });
+    await crashed.writeModel({ modelId: "n", userData: {} });
+    // Abandoned without close() (kill -9), the files' writes lost.
+    await loseWrite(root, "m", infoText("m", { step: "1" }));
+    await loseWrite(root, "n", undefined);
+    const reopened = await openStore(root);
+    assert.equal(await fs.readFile(modelInfoPath(root, "m"), "utf8"), infoText("m", { step: "2" }));
+    assert.equal(await fs.readFile(modelInfoPath(root, "n"), "utf8"), infoText("n", {}));
+    const afterReplay = await fs.readFile(journalPathOf(root));
+    assert.equal(isCleanHeader(afterReplay.subarray(0, HEADER_BYTES)), false, "replayed records were voided by a reset");
+    assert.equal(decodeHeader(afterReplay), (decodeHeader(atStop) ?? 0) + 1);
+    await reopened.close?.();
+  });
+
+  test("a clean header over a torn first record of its epoch: the epoch is not reused, so a later record of it never lines up", async () => {
+    const root = await makeRoot();
+    const first = await openStore(root);
+    await first.writeModel({ modelId: "a", userData: { v: "0" } });
+    await first.writeModel({ modelId: "b", userData: { v: "0" } });
+    await first.close?.();
+    const clean = await fs.readFile(journalPathOf(root));
+    const epoch = decodeHeader(clean) ?? -1;
+    // What a kill -9 during the first batch after a clean start may leave: its first record torn, its second whole.
+    const torn = encodeRecord(epoch, record("a/a.yaml", infoText("a", { v: "1" })));
+    torn[torn.byteLength - 1] = (torn[torn.byteLength - 1] ?? 0) ^ 0x01;
+    const stale = encodeRecord(epoch, record("b/b.yaml", infoText("b", { v: "stale" })));
+    const crashed = Buffer.from(clean);
+    Buffer.concat([torn, stale]).copy(crashed, RECORDS_START);
+    await fs.writeFile(journalPathOf(root), crashed);
+
+    const restarted = await openStore(root);
+    assert.equal(await fs.readFile(modelInfoPath(root, "b"), "utf8"), infoText("b", { v: "0" }), "nothing replayed");
+    // A record of the same length as the torn one: with the epoch reused, the stale one would follow it.
+    await restarted.writeModel({ modelId: "a", userData: { v: "2" } });
+    assert.equal(Buffer.byteLength(infoText("a", { v: "2" })), Buffer.byteLength(infoText("a", { v: "1" })));
+    // Abandoned (kill -9); restarted again.
+    const again = await openStore(root);
+    assert.equal(await fs.readFile(modelInfoPath(root, "a"), "utf8"), infoText("a", { v: "2" }));
+    assert.equal(await fs.readFile(modelInfoPath(root, "b"), "utf8"), infoText("b", { v: "0" }), "the unacknowledged stale record was not replayed");
+    await again.close?.();
+  });
+
+  test("a journal cut short (kill -9 while it was being made) is completed after listening, not before", async () => {
+    const root = await makeRoot();
+    await fs.writeFile(journalPathOf(root), Buffer.alloc(4096));
+    const store = await openStore(root);
+    assert.equal((await fs.stat(journalPathOf(root))).size, 4096, "untouched by open()");
+    store.startDeferred?.();
+    await store.writeModel({ modelId: "m", userData: {} });
+    const bytes = await fs.readFile(journalPathOf(root));
+    assert.equal(bytes.byteLength, DEFAULT_JOURNAL_BYTES);
+    assert.equal(decodeHeader(bytes), 1);
+    assert.deepEqual(decodeRecords(bytes, 1).records.map((entry) => entry.relativePath), ["m/m.yaml"]);
+    await store.close?.();
+  });
+
+  test("a file that can be put in place neither in place nor by the fallback keeps its record until it is whole", async (t) => {
+    const root = await makeRoot();
+    const store = await openStore(root);
+    await store.writeModel({ modelId: "m", userData: { step: "1" } });
+    const infoPath = modelInfoPath(root, "m");
+    try {
+      execFileSync("chattr", ["+i", infoPath], { stdio: "ignore" });
+    } catch {
+      t.skip("chattr +i is not available here (needs root on ext4)");
+      return;
+    }
+    let crashedJournal: Buffer;
+    try {
+      const outcome = await Promise.allSettled([store.writeModel({ modelId: "m", userData: { step: "2" } })]);
+      assert.deepEqual(outcome.map(codeOf), ["EPERM"]);
+      // A deletion checkpoints first: it must fail rather than reset the journal past the record.
+      await assert.rejects(store.deleteModel("m"), (error: NodeJS.ErrnoException) => error.code === "EPERM");
+      crashedJournal = await fs.readFile(journalPathOf(root));
+      const records = decodeRecords(crashedJournal, decodeHeader(crashedJournal) ?? -1).records;
+      assert.deepEqual(
+        records.map((entry) => Buffer.from(entry.content).toString("utf8")).at(-1),
+        infoText("m", { step: "2" }),
+        "the checkpoint did not reset the journal past the record",
+      );
+    } finally {
+      execFileSync("chattr", ["-i", infoPath], { stdio: "ignore" });
+    }
+    // Abandoned (kill -9); the next start restores the file from the record.
+    const reopened = await openStore(root);
+    assert.equal(await fs.readFile(infoPath, "utf8"), infoText("m", { step: "2" }));
+    await reopened.close?.();
+  });
+
+  test("once the file can be written again, the next checkpoint puts it in place and then resets", async (t) => {
+    const root = await makeRoot();
+    const store = await openStore(root);
+    await store.writeModel({ modelId: "m", userData: { step: "1" } });
+    const infoPath = modelInfoPath(root, "m");
+    try {
+      execFileSync("chattr", ["+i", infoPath], { stdio: "ignore" });
+    } catch {
+      t.skip("chattr +i is not available here (needs root on ext4)");
+      return;
+    }
+    try {
+      await assert.rejects(store.writeModel({ modelId: "m", userData: { step: "2" } }), (error: NodeJS.ErrnoException) => error.code === "EPERM");
+    } finally {
+      execFileSync("chattr", ["-i", infoPath], { stdio: "ignore" });
+    }
+    await store.close?.();
+    assert.equal(await fs.readFile(infoPath, "utf8"), infoText("m", { step: "2" }));
+    const bytes = await fs.readFile(journalPathOf(root));
+    assert.deepEqual(decodeRecords(bytes, decodeHeader(bytes) ?? -1).records, []);
+    assert.equal(isCleanHeader(bytes.subarray(0, HEADER_BYTES)), true);
   });
 });
