@@ -143,12 +143,13 @@ export function createFsArchiveWrites(
     },
 
     async deleteModel(modelId) {
-      await journal?.ready(); // refused once stopping: a record left in the journal could bring the model back
       const directory = modelDirPath(root, modelId);
-      // Renaming first makes the deletion atomic; open() removes the rest if we crash midway.
-      const doomed = path.join(root, tempFileName(modelId));
+      // Before any wait: no descriptor of the model's may stay open while its directory goes.
       knownDirectories.delete(directory);
       pageCacheRecords.forgetModel(modelId);
+      await journal?.ready(); // refused once stopping: a record left in the journal could bring the model back
+      // Renaming first makes the deletion atomic; open() removes the rest if we crash midway.
+      const doomed = path.join(root, tempFileName(modelId));
       // No record left in the journal may bring the model back at the next start.
       const removeDirectory = async (): Promise<boolean> => {
         try {
