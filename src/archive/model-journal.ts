@@ -500,6 +500,11 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
       warn("model journal unavailable: model infos are written with an fsync each", { journal: journalPath, error: errorMessage(error) });
       return;
     }
+    startCheckpoints();
+  }
+
+  /** Marks the journal open and checkpoints it every CHECKPOINT_INTERVAL_MS while something waits for one. */
+  function startCheckpoints(): void {
     opened = true;
     timer = setInterval(() => {
       if (unflushedFiles.size > 0 || unrestored.size > 0) {
@@ -617,15 +622,7 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
           epoch = headerEpoch;
           end = RECORDS_START;
           headerClean = true;
-          opened = true;
-          timer = setInterval(() => {
-            if (unflushedFiles.size > 0 || unrestored.size > 0) {
-              serially(checkpointNow).catch((error: unknown) => {
-                warn("model journal checkpoint failed; it is retried", { journal: journalPath, error: errorMessage(error) });
-              });
-            }
-          }, CHECKPOINT_INTERVAL_MS);
-          timer.unref();
+          startCheckpoints();
           return;
         }
         if (replayedRecords > 0) {
