@@ -20,6 +20,7 @@
  *
  * Everything runs one operation at a time (batch, checkpoint, deletion), in call order.
  */
+import { randomInt } from "node:crypto";
 import { closeSync, constants, fstatSync, ftruncateSync, openSync, writeSync } from "node:fs";
 import { mkdir, open, readFile, rename, rm, statfs } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
@@ -240,6 +241,9 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
   async function replay(bytes: Buffer): Promise<void> {
     const headerEpoch = decodeHeader(bytes.subarray(0, HEADER_BYTES));
     if (headerEpoch === undefined) {
+      // Not a header of ours (never written, torn, damaged): nothing to replay, and the reset's epoch
+      // (epoch + 1) must be one no leftover record carries, or such a record could line up after new ones.
+      epoch = epochBeforeUnused(bytes);
       return;
     }
     epoch = headerEpoch;
@@ -699,4 +703,17 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
       return closed;
     },
   };
+}
+
+/**
+ * An epoch E such that E + 1 occurs nowhere a record's epoch could be in `journal`: 0 (the first
+ * epoch, 1) for a new or blank file, else a random one (a journal whose header was lost may hold
+ * records of any earlier epoch).
+ */
+function epochBeforeUnused(journal: Buffer): number {
+  let candidate = 0;
+  while (mayHoldRecordOf(journal, (candidate + 1) >>> 0)) {
+    candidate = randomInt(0, 2 ** 32 - 1);
+  }
+  return candidate;
 }

@@ -410,6 +410,33 @@ describe("model journal made after listening, clean stop, shutdown", () => {
     await again.close?.();
   });
 
+  test("a journal whose header was lost gets an epoch no leftover record carries, so none lines up after new ones", async () => {
+    const root = await makeRoot();
+    const first = await openStore(root);
+    await first.writeModel({ modelId: "a", userData: { v: "0" } });
+    await first.writeModel({ modelId: "b", userData: { v: "0" } });
+    await first.close?.();
+    // Epoch-1 records behind a damaged header: what any first journal life leaves once its header is gone.
+    const damaged = Buffer.from(await fs.readFile(journalPathOf(root)));
+    damaged.fill(0x55, 0, HEADER_BYTES);
+    Buffer.concat([
+      encodeRecord(1, record("a/a.yaml", infoText("a", { v: "1" }))),
+      encodeRecord(1, record("b/b.yaml", infoText("b", { v: "stale" }))),
+    ]).copy(damaged, RECORDS_START);
+    await fs.writeFile(journalPathOf(root), damaged);
+
+    const restarted = await openStore(root);
+    assert.equal(await fs.readFile(modelInfoPath(root, "b"), "utf8"), infoText("b", { v: "0" }), "nothing replayed");
+    // A record of the same length as the first leftover: with epoch 1 chosen again, the stale one would follow it.
+    await restarted.writeModel({ modelId: "a", userData: { v: "2" } });
+    assert.notEqual(decodeHeader(await fs.readFile(journalPathOf(root))), 1);
+    // Abandoned (kill -9); restarted again.
+    const again = await openStore(root);
+    assert.equal(await fs.readFile(modelInfoPath(root, "a"), "utf8"), infoText("a", { v: "2" }));
+    assert.equal(await fs.readFile(modelInfoPath(root, "b"), "utf8"), infoText("b", { v: "0" }), "the leftover record was not replayed");
+    await again.close?.();
+  });
+
   test("a journal cut short (kill -9 while it was being made) is completed after listening, not before", async () => {
     const root = await makeRoot();
     await fs.writeFile(journalPathOf(root), Buffer.alloc(4096));
