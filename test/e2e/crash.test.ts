@@ -47,13 +47,16 @@ async function uploadUntilKilled(server: ServerProcess, random: () => number, ac
 
 test(`kill -9 during archived uploads, ${ROUNDS} times: only whole versions, every acknowledged one intact`, async (t) => {
   const archiveDir = await makeArchiveDir();
-  t.after(() => rm(archiveDir, { recursive: true, force: true }));
   const env = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir };
   const random = createRandom(20261126);
   const acknowledged = new Map<number, string>();
   let current: ServerProcess | undefined;
-  // Whatever fails, no server process outlives the test.
-  t.after(() => current?.child.kill("SIGKILL"));
+  // Whatever fails, no server process outlives the test, and none writes into the archive as it goes.
+  t.after(async () => {
+    current?.child.kill("SIGKILL");
+    await current?.exited;
+    await rm(archiveDir, { recursive: true, force: true });
+  });
 
   for (let round = 0; round < ROUNDS; round++) {
     const server = await spawnServer(env);

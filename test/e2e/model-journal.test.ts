@@ -34,10 +34,13 @@ async function loseUnflushedWrites(archiveDir: string, modelIds: readonly string
 
 test("kill -9 after acknowledged CreateOrUpdateModel calls, files' writes lost: the restart restores every acknowledged content", async (t) => {
   const archiveDir = await makeArchiveDir();
-  t.after(() => rm(archiveDir, { recursive: true, force: true }));
   const env = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir };
   let current: ServerProcess | undefined;
-  t.after(() => current?.child.kill("SIGKILL"));
+  t.after(async () => {
+    current?.child.kill("SIGKILL");
+    await current?.exited;
+    await rm(archiveDir, { recursive: true, force: true });
+  });
 
   current = await spawnServer(env);
   const clients = MODELS.map(() => new RegistryClient(`127.0.0.1:${current?.port ?? 0}`));
@@ -81,11 +84,14 @@ test("kill -9 after acknowledged CreateOrUpdateModel calls, files' writes lost: 
 
 test("the original's archive with our journal in it: same models listed, an update survives a crash", async (t) => {
   const archiveDir = await makeArchiveDir();
-  t.after(() => rm(archiveDir, { recursive: true, force: true }));
   await cp(ORIGINAL_ARCHIVE, archiveDir, { recursive: true });
   const env = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir };
   let current: ServerProcess | undefined;
-  t.after(() => current?.child.kill("SIGKILL"));
+  t.after(async () => {
+    current?.child.kill("SIGKILL");
+    await current?.exited;
+    await rm(archiveDir, { recursive: true, force: true });
+  });
   const originalIds = (await readdir(ORIGINAL_ARCHIVE)).sort();
   const before = await readFile(modelInfoPath(archiveDir, "policy_net"), "utf8");
 

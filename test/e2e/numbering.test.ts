@@ -7,7 +7,7 @@ import { after, describe, test } from "node:test";
 import type { TestContext } from "node:test";
 import { ORIGINAL_ARCHIVE } from "../support/fixtures.js";
 import { RegistryClient } from "../support/registry-client.js";
-import { type ServerProcess, killAllServers, spawnServer } from "../support/server-process.js";
+import { type ServerProcess, killAllServers, spawnServer, stopAllServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 
 after(killAllServers);
@@ -38,7 +38,11 @@ async function stop({ server, client }: Running, signal: "SIGTERM" | "SIGINT" | 
 
 async function tempArchive(t: TestContext): Promise<string> {
   const archiveDir = await makeArchiveDir();
-  t.after(() => rm(archiveDir, { recursive: true, force: true }));
+  // Runs before the servers' own teardown (hooks run in the order registered): none may still write.
+  t.after(async () => {
+    await stopAllServers();
+    await rm(archiveDir, { recursive: true, force: true });
+  });
   return archiveDir;
 }
 

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
 import { rm } from "node:fs/promises";
 import type { TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -13,6 +14,13 @@ export function killAllServers(): void {
     child.kill("SIGKILL");
   }
   live.clear();
+}
+
+/** Kills every server process still running and waits until each has exited. */
+export async function stopAllServers(): Promise<void> {
+  const exits = [...live].map((child) => (child.exitCode !== null || child.signalCode !== null ? undefined : once(child, "exit")));
+  killAllServers();
+  await Promise.all(exits);
 }
 
 /** What production runs (npm start, the Docker image, the bin entry): the bundle `npm run build` writes (scripts/bundle.ts). */
@@ -95,8 +103,19 @@ export function spawnServer(env: Record<string, string>, timeoutMs = 15_000, mai
 /** A server on a fresh temp archive directory, removed after the test (as is the process, by killAllServers). */
 export async function spawnServerOnTempArchive(t: TestContext, env: Record<string, string> = {}): Promise<ServerProcess & { archiveDir: string }> {
   const archiveDir = await makeArchiveDir();
-  t.after(() => rm(archiveDir, { recursive: true, force: true }));
-  return { ...(await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, ...env })), archiveDir };
+  const server = await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, ...env }).catch(async (error: unknown) => {
+    await rm(archiveDir, { recursive: true, force: true });
+    throw error;
+  });
+  // The archive goes only once this server is gone (a test's own stop, registered later, may not have run).
+  t.after(async () => {
+    if (server.child.exitCode === null && server.child.signalCode === null) {
+      server.child.kill("SIGKILL");
+    }
+    await server.exited;
+    await rm(archiveDir, { recursive: true, force: true });
+  });
+  return { ...server, archiveDir };
 }
 
 /** Runs the server expecting it to fail at start; returns its exit code and stderr. */
