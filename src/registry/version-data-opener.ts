@@ -3,8 +3,8 @@ import { type VersionRecord, versionIdentity } from "../domain/index.js";
 import { EncodedVersionData, encodeFrameHeader, frameHeaderLength } from "../data/index.js";
 import { Code, RegistryError, notFound } from "../errors/index.js";
 import type { Logger } from "../logger.js";
-import type { RegistryState } from "../state/index.js";
-import { ArchivedLoad } from "./archived-load.js";
+import type { RegistryState, TransientDataSource } from "../state/index.js";
+import { CacheLoad } from "./cache-load.js";
 import type { Lease, Reservation, VersionCache } from "./version-cache.js";
 import { findVersion } from "./version-selection.js";
 import { type OffThreadHashing, createStreamingHash } from "./streaming-hash.js";
@@ -41,10 +41,10 @@ export interface VersionDataOpenerOptions {
  * the stream with DATA_LOSS after the bytes, and such data is never cached.
  */
 export class VersionDataOpener {
-  /** Transient versions being read from the shared state into the cache (their readers wait for it). */
-  readonly #transientLoads = new Map<string, Promise<void>>();
+  /** Transient versions being read from the shared state into the cache (their readers stream them meanwhile). */
+  readonly #transientLoads = new Map<string, Promise<CacheLoad | undefined>>();
   /** Archived versions being read into the cache (their readers stream them meanwhile). */
-  readonly #archivedLoads = new Map<string, ArchivedLoad>();
+  readonly #archivedLoads = new Map<string, CacheLoad>();
 
   constructor(private readonly options: VersionDataOpenerOptions) {}
 
@@ -61,63 +61,127 @@ export class VersionDataOpener {
 
   /**
    * A transient version missing from the cache: read through from the registry state when it shares
-   * transient data between instances (into the cache when the budget has room, once per instance
-   * however many read it), else it was evicted for good.
+   * transient data between instances, streamed while it is read into the cache (CacheLoad: once per
+   * instance however many read it); streamed from the state by each reader when the budget has no
+   * room; else it was evicted for good.
    */
   async #openTransient(version: VersionRecord): Promise<VersionDataSource> {
-    const evicted = (): RegistryError =>
-      notFound(`version ${version.versionNumber} of model "${version.modelId}" not found (the transient version was evicted from the cache)`);
     const key = loadKey(version);
-    let load = this.#transientLoads.get(key);
-    if (load === undefined) {
-      load = this.#readTransientIntoCache(version).finally(() => this.#transientLoads.delete(key));
-      this.#transientLoads.set(key, load);
+    for (;;) {
+      let starting = this.#transientLoads.get(key);
+      if (starting === undefined) {
+        starting = this.#startTransientLoad(version, key);
+        this.#transientLoads.set(key, starting);
+      }
+      const load = await starting;
+      if (load === undefined) {
+        return this.#streamTransient(version);
+      }
+      // Still listed: not yet cached, so it can be followed (a finished load is removed before it ends).
+      if (this.#transientLoads.get(key) === starting) {
+        const follower = await load.follow();
+        return { version, frames: follower.frames, release: follower.release };
+      }
+      const cached = this.#leaseData(version);
+      if (cached !== undefined) {
+        return cached;
+      }
     }
-    await load;
-    const cached = this.#leaseData(version);
-    if (cached !== undefined) {
-      return cached;
-    }
+  }
+
+  /** Each reader its own read of the shared state (the budget has no room for the version). */
+  async #streamTransient(version: VersionRecord): Promise<VersionDataSource> {
     const source = await this.options.state.openTransientData(version);
     if (source === undefined) {
-      throw evicted();
+      throw transientEvicted(version);
     }
     return { version, frames: framesOf(source.stream(), version.dataSize, this.options.chunkSize), release: () => {} };
   }
 
-  async #readTransientIntoCache(version: VersionRecord): Promise<void> {
-    const { cache, chunkSize, state } = this.options;
-    // First: without shared data (single mode) nothing may be reserved (a reservation evicts).
-    const source = await state.openTransientData(version);
-    if (source === undefined) {
-      return;
+  /**
+   * Starts reading a transient version from the shared state into the cache: undefined when the
+   * budget has no room (its readers stream it from the state instead). Rejects with NOT_FOUND when
+   * the state does not have it (single mode, or evicted).
+   */
+  async #startTransientLoad(version: VersionRecord, key: string): Promise<CacheLoad | undefined> {
+    try {
+      // First: without shared data (single mode) nothing may be reserved (a reservation evicts).
+      const source = await this.options.state.openTransientData(version);
+      if (source === undefined) {
+        throw transientEvicted(version);
+      }
+      const room = this.#reserveForLoad(version);
+      if (room === undefined) {
+        this.#transientLoads.delete(key);
+        return undefined;
+      }
+      const { data, reservation } = room;
+      const { cache } = this.options;
+      return new CacheLoad(data, reservation, (chunkLoaded) => this.#readTransient(version, source, data, chunkLoaded), {
+        checked: async () => {
+          this.#transientLoads.delete(key);
+          // A copy of data the state keeps: unpinned, the cache may drop it whenever it needs the room.
+          const identity = versionIdentity(version);
+          cache.insert(reservation, version.modelId, version.versionNumber, data, { pinned: false, identity });
+          return cache.acquire(version.modelId, version.versionNumber, identity);
+        },
+        failed: () => this.#transientLoads.delete(key),
+      });
+    } catch (error) {
+      this.#transientLoads.delete(key);
+      throw error;
     }
-    const totalBytes = EncodedVersionData.planTotalBytes(version.dataSize, chunkSize);
+  }
+
+  /**
+   * Copies a transient version from the shared state into `data`, straight from the state's socket
+   * reads (the state checks the SHA-256 as the bytes pass), each reply chunk announced as soon as its
+   * last byte is in place; too many bytes are counted, never written.
+   */
+  async #readTransient(version: VersionRecord, source: TransientDataSource, data: EncodedVersionData, chunkLoaded: () => void): Promise<void> {
+    const { chunkSize } = this.options;
+    const chunkCount = data.chunkCount;
+    let position = 0;
+    let announced = 0;
+    await source.copyTo((piece) => {
+      if (position + piece.byteLength <= version.dataSize) {
+        data.write(position, piece);
+      }
+      position += piece.byteLength;
+      // A chunk is complete once the data reaches its end (the last one ends at dataSize).
+      const reached = Math.min(position, version.dataSize);
+      while (announced < chunkCount && Math.min((announced + 1) * chunkSize, version.dataSize) <= reached) {
+        announced += 1;
+        chunkLoaded();
+      }
+    });
+    if (position > version.dataSize) {
+      throw new RegistryError(Code.DATA_LOSS, `the shared data of version ${version.versionNumber} of model "${version.modelId}" is longer than its data_size`);
+    }
+    if (position !== version.dataSize) {
+      throw new RegistryError(Code.DATA_LOSS, `the shared data of version ${version.versionNumber} of model "${version.modelId}" is shorter than its data_size`);
+    }
+    while (announced < chunkCount) {
+      announced += 1; // a version without bytes: its one empty chunk
+      chunkLoaded();
+    }
+  }
+
+  /**
+   * The budget's room for a version being loaded into the cache, and where its bytes go; undefined
+   * when the budget has no room for it.
+   */
+  #reserveForLoad(version: VersionRecord): { reservation: Reservation; data: EncodedVersionData } | undefined {
+    const { cache, chunkSize } = this.options;
+    this.options.beforeAllocate?.();
     let reservation;
     try {
-      this.options.beforeAllocate?.();
-      reservation = cache.reserve(totalBytes);
+      reservation = cache.reserve(EncodedVersionData.planTotalBytes(version.dataSize, chunkSize));
     } catch {
-      return; // No room: streamed from the state instead.
+      return undefined;
     }
     try {
-      const data = EncodedVersionData.allocate(version.dataSize, chunkSize);
-      let position = 0;
-      // Straight from the state's socket reads into the cache entry; too many bytes are counted, never written.
-      await source.copyTo((piece) => {
-        if (position + piece.byteLength <= version.dataSize) {
-          data.write(position, piece);
-        }
-        position += piece.byteLength;
-      });
-      if (position > version.dataSize) {
-        throw new RegistryError(Code.DATA_LOSS, `the shared data of version ${version.versionNumber} of model "${version.modelId}" is longer than its data_size`);
-      }
-      if (position !== version.dataSize) {
-        throw new RegistryError(Code.DATA_LOSS, `the shared data of version ${version.versionNumber} of model "${version.modelId}" is shorter than its data_size`);
-      }
-      // A copy of data the state keeps: unpinned, the cache may drop it whenever it needs the room.
-      cache.insert(reservation, version.modelId, version.versionNumber, data, { pinned: false, identity: versionIdentity(version) });
+      return { reservation, data: EncodedVersionData.allocate(version.dataSize, chunkSize) };
     } catch (error) {
       reservation.release();
       throw error;
@@ -134,7 +198,7 @@ export class VersionDataOpener {
 
   /**
    * An archived version that fits a share of the budget: streamed while it is read into the cache
-   * (ArchivedLoad), following the load in progress if there is one. Undefined when it is too large or
+   * (CacheLoad), following the load in progress if there is one. Undefined when it is too large or
    * the budget has no room: the caller streams it from the archive instead.
    */
   async #followArchivedLoad(version: VersionRecord): Promise<VersionDataSource | undefined> {
@@ -147,27 +211,17 @@ export class VersionDataOpener {
     return { version, frames: follower.frames, release: follower.release };
   }
 
-  #startArchivedLoad(version: VersionRecord, key: string): ArchivedLoad | undefined {
-    const { cache, cacheMaxBytes, chunkSize } = this.options;
-    const totalBytes = EncodedVersionData.planTotalBytes(version.dataSize, chunkSize);
-    if (totalBytes > cacheMaxBytes / this.options.archivedCacheShare) {
+  #startArchivedLoad(version: VersionRecord, key: string): CacheLoad | undefined {
+    const { cacheMaxBytes, chunkSize } = this.options;
+    if (EncodedVersionData.planTotalBytes(version.dataSize, chunkSize) > cacheMaxBytes / this.options.archivedCacheShare) {
       return undefined;
     }
-    this.options.beforeAllocate?.();
-    let reservation;
-    try {
-      reservation = cache.reserve(totalBytes);
-    } catch {
+    const room = this.#reserveForLoad(version);
+    if (room === undefined) {
       return undefined; // No room: stream from disk instead.
     }
-    let data;
-    try {
-      data = EncodedVersionData.allocate(version.dataSize, chunkSize);
-    } catch (error) {
-      reservation.release();
-      throw error;
-    }
-    const load = new ArchivedLoad(
+    const { data, reservation } = room;
+    const load = new CacheLoad(
       data,
       reservation,
       (chunkLoaded) => this.#readArchived(version, data, chunkLoaded),
@@ -304,6 +358,10 @@ export class VersionDataOpener {
     );
     return new RegistryError(Code.DATA_LOSS, message);
   }
+}
+
+function transientEvicted(version: VersionRecord): RegistryError {
+  return notFound(`version ${version.versionNumber} of model "${version.modelId}" not found (the transient version was evicted from the cache)`);
 }
 
 /**

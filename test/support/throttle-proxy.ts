@@ -8,12 +8,18 @@ import { type AddressInfo, type Socket, connect, createServer } from "node:net";
 
 export interface ThrottleProxy {
   readonly port: number;
+  /** Bytes of the server's answers handed to the clients so far (all connections). */
+  readonly forwardedBytes: number;
+  /** Each connection stops forwarding answers once it has forwarded `bytes` in all (undefined: they go on again). */
+  holdAt(bytes: number | undefined): void;
   close(): Promise<void>;
 }
 
 export async function startThrottleProxy(targetPort: number, bytesPerTick: number, tickMs: number): Promise<ThrottleProxy> {
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
+  let forwardedBytes = 0;
+  let holdAtBytes = Number.POSITIVE_INFINITY;
   const server = createServer((client) => {
     const target = connect({ host: "127.0.0.1", port: targetPort });
     for (const socket of [client, target]) {
@@ -28,6 +34,7 @@ export async function startThrottleProxy(targetPort: number, bytesPerTick: numbe
     target.on("close", () => client.destroy());
     client.on("data", (data: Buffer) => target.write(data));
     const waiting: Buffer[] = [];
+    let forwardedHere = 0;
     let waitingBytes = 0;
     target.on("data", (data: Buffer) => {
       waiting.push(data);
@@ -37,11 +44,13 @@ export async function startThrottleProxy(targetPort: number, bytesPerTick: numbe
       }
     });
     const timer = setInterval(() => {
-      let budget = bytesPerTick;
+      let budget = Math.min(bytesPerTick, holdAtBytes - forwardedHere);
       while (budget > 0 && waiting.length > 0) {
         const head = waiting[0] as Buffer;
         const piece = head.subarray(0, budget);
         client.write(piece);
+        forwardedBytes += piece.byteLength;
+        forwardedHere += piece.byteLength;
         budget -= piece.byteLength;
         waitingBytes -= piece.byteLength;
         if (piece.byteLength === head.byteLength) {
@@ -66,6 +75,12 @@ export async function startThrottleProxy(targetPort: number, bytesPerTick: numbe
   });
   return {
     port: (server.address() as AddressInfo).port,
+    get forwardedBytes() {
+      return forwardedBytes;
+    },
+    holdAt(bytes) {
+      holdAtBytes = bytes ?? Number.POSITIVE_INFINITY;
+    },
     close: () =>
       new Promise((resolve) => {
         for (const timer of timers) {

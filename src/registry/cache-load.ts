@@ -13,25 +13,27 @@ export interface LoadEnd {
 }
 
 /**
- * Reads a version into `data` (chunk by chunk, calling `chunkLoaded` after each one) and checks it
- * (its SHA-256); resolves once it is checked (before the cache is filled), rejects when it is not
- * what its info says (DATA_LOSS) or cannot be read.
+ * Reads a version into `data` (calling `chunkLoaded` once per reply chunk, in order, as soon as that
+ * chunk's bytes are all in place) and checks it (its SHA-256); resolves once it is checked (before the
+ * cache is filled), rejects when it is not what its info says (DATA_LOSS) or cannot be read.
  */
 export type LoadBody = (chunkLoaded: () => void) => Promise<void>;
 
 /**
- * One version being read from the archive into the cache while readers stream it (issue #15): each
- * reply chunk is sent as soon as it is read, the SHA-256 is computed meanwhile, and the version
- * enters the cache only once it matches; on a mismatch every reader's stream ends with DATA_LOSS
- * after the bytes (as a version streamed from disk does) and nothing is cached. Readers that arrive
- * while it loads follow the same load: the file is read once however many read it.
+ * One version being read into the cache while readers stream it: from the archive (issue #15) or, in
+ * shared mode, a transient version read through from Redis (issue #17). Each reply chunk is sent as
+ * soon as it is read, the SHA-256 is computed meanwhile, and the version enters the cache only once it
+ * matches; on a mismatch every reader's stream ends with DATA_LOSS after the bytes (as a version
+ * streamed from disk does) and nothing is cached; a read that fails half way (Redis unreachable) ends
+ * every reader's stream with that error after the bytes read so far. Readers that arrive while it
+ * loads follow the same load: the file (or Redis) is read once however many read it.
  *
  * Memory: the bytes stay counted in the cache's budget from the start (the reservation) to the end
  * of the last reader's stream: as an entry under a lease once cached, else as the reservation,
  * released when the last reader leaves. A reader that goes away changes nothing for the others, and
  * the load goes on without readers (the next one finds the version cached).
  */
-export class ArchivedLoad {
+export class CacheLoad {
   readonly #data: EncodedVersionData;
   #reservation: Reservation | undefined;
   #loadedChunks = 0;

@@ -1,0 +1,228 @@
+/*
+ * Issue #17: a transient version read through from Redis by an instance that has no copy is streamed
+ * to its readers as its bytes arrive (the load into the cache goes on meanwhile), once per instance.
+ */
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { rm } from "node:fs/promises";
+import { after, describe, test, type TestContext } from "node:test";
+import * as grpc from "@grpc/grpc-js";
+import { Redis } from "ioredis";
+import { modelHashTag } from "../../src/redis/index.js";
+import { killAllRedisServers, startRedisServer } from "../support/redis-server.js";
+import { RegistryClient } from "../support/registry-client.js";
+import { type ServerProcess, killAllServers, spawnServer } from "../support/server-process.js";
+import { makeArchiveDir } from "../support/test-server.js";
+import { startThrottleProxy } from "../support/throttle-proxy.js";
+
+const MIB = 1024 * 1024;
+/** Four 2 MiB chunk keys in Redis, four 2 MiB reply chunks. */
+const VERSION_BYTES = 8 * MIB;
+
+interface Instance {
+  readonly process: ServerProcess;
+  readonly client: RegistryClient;
+}
+
+async function tempArchive(t: TestContext): Promise<string> {
+  const archiveDir = await makeArchiveDir();
+  t.after(() => rm(archiveDir, { recursive: true, force: true }));
+  return archiveDir;
+}
+
+async function startInstance(t: TestContext, archiveDir: string, redisUrl: string, env: Record<string, string> = {}): Promise<Instance> {
+  const process = await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: redisUrl, ...env });
+  const client = new RegistryClient(`127.0.0.1:${process.port}`);
+  t.after(async () => {
+    client.close();
+    process.child.kill("SIGKILL");
+    await process.exited;
+  });
+  return { process, client };
+}
+
+function inspect(t: TestContext, url: string): Redis {
+  const client = new Redis(url, { maxRetriesPerRequest: 1 });
+  client.on("error", () => undefined);
+  t.after(() => client.disconnect());
+  return client;
+}
+
+/**
+ * Counts the GETs of a model's data chunk keys that Redis runs from now on (through MONITOR);
+ * `count()` first waits for a marker sent after them, so every earlier command is counted.
+ */
+async function countChunkGets(t: TestContext, url: string, modelId: string): Promise<() => Promise<number>> {
+  const base = inspect(t, url);
+  const monitor = await base.monitor();
+  monitor.on("error", () => undefined);
+  t.after(() => monitor.disconnect());
+  const marker = inspect(t, url);
+  const prefix = `cmr:${modelHashTag(modelId)}:d:`;
+  let gets = 0;
+  const markers = new Map<string, () => void>();
+  monitor.on("monitor", (_time: string, args: string[]) => {
+    const command = args[0]?.toUpperCase();
+    if (command === "GET" && args[1]?.startsWith(prefix) === true) {
+      gets += 1;
+    } else if (command === "ECHO") {
+      markers.get(args[1] ?? "")?.();
+    }
+  });
+  let sent = 0;
+  return async () => {
+    const name = `count-${++sent}`;
+    const seen = new Promise<void>((resolve) => markers.set(name, resolve));
+    await marker.echo(name);
+    await seen;
+    return gets;
+  };
+}
+
+const sha256 = (data: Buffer): string => createHash("sha256").update(data).digest("hex");
+
+/** A RetrieveVersionData call: its chunks as they come, the first one's arrival, its end. */
+function read(client: RegistryClient, modelId: string, versionNumber: number) {
+  const fn = client.raw.RetrieveVersionData as (req: object) => grpc.ClientReadableStream<{ data_chunk: Buffer }>;
+  const call = fn.call(client.raw, { model_id: modelId, version_number: versionNumber });
+  const chunks: Buffer[] = [];
+  let onFirst: (() => void) | undefined;
+  const firstChunk = new Promise<void>((resolve, reject) => {
+    onFirst = resolve;
+    call.on("error", reject);
+    call.on("end", () => reject(new Error("the call ended without data")));
+  });
+  firstChunk.catch(() => undefined);
+  const end = new Promise<Buffer>((resolve, reject) => {
+    call.on("data", (message) => {
+      chunks.push(message.data_chunk);
+      onFirst?.();
+    });
+    call.on("error", reject);
+    call.on("end", () => resolve(Buffer.concat(chunks)));
+  });
+  end.catch(() => undefined);
+  return { call, chunks, firstChunk, end };
+}
+
+async function endsWith(promise: Promise<unknown>, code: grpc.status, message: RegExp): Promise<void> {
+  await assert.rejects(promise, (error: grpc.ServiceError) => {
+    assert.equal(error.code, code, error.message);
+    assert.match(error.details, message);
+    return true;
+  });
+}
+
+describe("a transient version read through from Redis is streamed while it loads (issue #17)", () => {
+  after(() => {
+    killAllServers();
+    killAllRedisServers();
+  });
+
+  test("its first chunk reaches the readers before the instance has read it all; the readers share one read of Redis; one that cancels leaves the others intact", async (t) => {
+    const redis = await startRedisServer(t);
+    const archiveDir = await tempArchive(t);
+    const a = await startInstance(t, archiveDir, redis.url);
+    // B's link to Redis: 256 KiB every 10 ms, and held wherever the test says.
+    const proxy = await startThrottleProxy(redis.port, 256 * 1024, 10);
+    t.after(() => proxy.close());
+    const b = await startInstance(t, archiveDir, `redis://127.0.0.1:${proxy.port}`);
+    await a.client.createModel("stream");
+    const data = randomBytes(VERSION_BYTES);
+    assert.equal((await a.client.publish("stream", data)).version_number, 1);
+
+    const chunkGets = await countChunkGets(t, redis.url, "stream");
+    // B's chunk connection (its first use) may carry three of the four chunks; then nothing until the
+    // readers got their first chunk.
+    const forwardedBefore = proxy.forwardedBytes;
+    proxy.holdAt(3 * 2 * MIB);
+    const readers = [read(b.client, "stream", 1), read(b.client, "stream", 1), read(b.client, "stream", 1)];
+    await Promise.all(readers.map((reader) => reader.firstChunk));
+    assert.ok(proxy.forwardedBytes - forwardedBefore < VERSION_BYTES, "B cannot have read the whole version yet");
+    const [kept, other, cancelled] = readers as [ReturnType<typeof read>, ReturnType<typeof read>, ReturnType<typeof read>];
+    cancelled.call.cancel();
+    await endsWith(cancelled.end, grpc.status.CANCELLED, /Cancelled/);
+    proxy.holdAt(undefined);
+
+    for (const reader of [kept, other]) {
+      const received = await reader.end;
+      assert.equal(received.length, data.length);
+      assert.equal(sha256(received), sha256(data));
+      assert.deepEqual(
+        reader.chunks.map((chunk) => chunk.length),
+        [2 * MIB, 2 * MIB, 2 * MIB, 2 * MIB],
+      );
+    }
+    assert.equal(await chunkGets(), 4, "four chunk GETs: one read of the version for three readers");
+
+    // The version went into B's cache: a later read does not touch Redis's data.
+    assert.equal(sha256(await b.client.retrieveData("stream", 1)), sha256(data));
+    assert.equal(await chunkGets(), 4);
+  });
+
+  test("a chunk connection lost mid-stream ends the call with UNAVAILABLE naming Redis, after the bytes already sent", async (t) => {
+    const redis = await startRedisServer(t);
+    const archiveDir = await tempArchive(t);
+    const a = await startInstance(t, archiveDir, redis.url);
+    const proxy = await startThrottleProxy(redis.port, 256 * 1024, 10);
+    t.after(() => proxy.close());
+    const b = await startInstance(t, archiveDir, `redis://127.0.0.1:${proxy.port}`);
+    await a.client.createModel("cut");
+    const data = randomBytes(VERSION_BYTES);
+    await a.client.publish("cut", data);
+
+    proxy.holdAt(3 * MIB); // B's chunk connection: one chunk and a half
+    const reader = read(b.client, "cut", 1);
+    await reader.firstChunk;
+    await proxy.close(); // every connection of B to Redis is cut
+    await endsWith(reader.end, grpc.status.UNAVAILABLE, new RegExp(`^Redis at 127\\.0\\.0\\.1:${proxy.port} is unreachable`));
+    assert.deepEqual(Buffer.concat(reader.chunks), data.subarray(0, 2 * MIB), "the first chunk, then the status");
+  });
+
+  test("a corrupted chunk: every byte is streamed, then DATA_LOSS; nothing is cached, the next read goes to Redis again", async (t) => {
+    const redis = await startRedisServer(t);
+    const archiveDir = await tempArchive(t);
+    const a = await startInstance(t, archiveDir, redis.url);
+    const b = await startInstance(t, archiveDir, redis.url);
+    const inspector = inspect(t, redis.url);
+    await a.client.createModel("bitrot");
+    const data = randomBytes(VERSION_BYTES);
+    await a.client.publish("bitrot", data);
+    // The last chunk key: one byte changed, same length (only the hash can tell).
+    const chunkKey = `cmr:${modelHashTag("bitrot")}:d:1:3`;
+    await inspector.setrange(chunkKey, 1000, Buffer.from([(data[6 * MIB + 1000] as number) ^ 0xff]));
+    const stored = Buffer.from(data);
+    stored[6 * MIB + 1000] = (data[6 * MIB + 1000] as number) ^ 0xff;
+
+    const chunkGets = await countChunkGets(t, redis.url, "bitrot");
+    const readers = [read(b.client, "bitrot", 1), read(b.client, "bitrot", 1)];
+    for (const reader of readers) {
+      await endsWith(reader.end, grpc.status.DATA_LOSS, /^version 1 of model "bitrot" is corrupted in Redis: its data's SHA-256 is "[A-Za-z0-9+/]{43}=", its info says "[A-Za-z0-9+/]{43}="$/);
+      assert.equal(sha256(Buffer.concat(reader.chunks)), sha256(stored), "every byte as stored in Redis, then the status");
+    }
+    assert.equal(await chunkGets(), 4, "one read for both readers");
+
+    const again = read(b.client, "bitrot", 1);
+    await endsWith(again.end, grpc.status.DATA_LOSS, /is corrupted in Redis/);
+    assert.equal(await chunkGets(), 8, "nothing was cached: read from Redis again");
+    // A still serves its own upload's bytes, as received.
+    assert.equal(sha256(await a.client.retrieveData("bitrot", 1)), sha256(data));
+  });
+
+  test("a version larger than the cache budget is still served, each reader reading it from Redis", async (t) => {
+    const redis = await startRedisServer(t);
+    const archiveDir = await tempArchive(t);
+    const a = await startInstance(t, archiveDir, redis.url);
+    const b = await startInstance(t, archiveDir, redis.url, { COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE: String(4 * MIB) });
+    await a.client.createModel("large");
+    const data = randomBytes(VERSION_BYTES);
+    await a.client.publish("large", data);
+
+    const chunkGets = await countChunkGets(t, redis.url, "large");
+    const received = await Promise.all([read(b.client, "large", 1).end, read(b.client, "large", 1).end]);
+    for (const bytes of received) {
+      assert.equal(sha256(bytes), sha256(data));
+    }
+    assert.equal(await chunkGets(), 8, "no room in the cache: one read of Redis per reader");
+  });
+});
