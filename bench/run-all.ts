@@ -26,7 +26,7 @@ import { runSha256Bench } from "./micro/sha256.bench.js";
 import { runHashCrossoverBench } from "./micro/hash-crossover.bench.js";
 import { defaultTinyVersionsOptions, runTinyVersionsBench } from "./memory/tiny-versions.js";
 import type { LoadOptions } from "./load/scenario-support.js";
-import type { ReaderClient } from "./load/generator-protocol.js";
+import type { PublisherClient, ReaderClient } from "./load/generator-protocol.js";
 import { summaryTable } from "./support/summary-table.js";
 
 const GROUPS: readonly string[] = ["sha256", ...LOAD_GROUPS, "tiny"];
@@ -39,6 +39,7 @@ interface CliOptions {
   readonly readerWindowBytes: number | undefined;
   readonly cpuProfileDir: string | undefined;
   readonly readerClient: ReaderClient | undefined;
+  readonly publisherClient: PublisherClient | undefined;
 }
 
 function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): CliOptions {
@@ -68,6 +69,10 @@ function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): CliOptions 
   if (readerClient !== undefined && readerClient !== "http2" && readerClient !== "grpc-js") {
     throw new Error(`--reader-client=${readerClient}: expected http2 or grpc-js`);
   }
+  const publisherClient = flag("publisher-client") ?? env.BENCH_PUBLISHER_CLIENT;
+  if (publisherClient !== undefined && publisherClient !== "http2" && publisherClient !== "grpc-js") {
+    throw new Error(`--publisher-client=${publisherClient}: expected http2 or grpc-js`);
+  }
   return {
     groups,
     quick: argv.includes("--quick") || env.BENCH_QUICK === "1",
@@ -76,6 +81,7 @@ function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): CliOptions 
     readerWindowBytes: positiveInt("--reader-window", flag("reader-window")),
     cpuProfileDir: cpuProf === undefined ? undefined : resolve(cpuProf),
     readerClient,
+    publisherClient,
   };
 }
 
@@ -88,6 +94,7 @@ async function main(): Promise<void> {
     readerProcs: cli.readerProcs ?? defaults.readerProcs,
     readerWindowBytes: cli.readerWindowBytes ?? defaults.readerWindowBytes,
     readerClient: cli.readerClient ?? defaults.readerClient,
+    publisherClient: cli.publisherClient,
     cpuProfileDir: cli.cpuProfileDir,
   };
   if (options.cpuProfileDir !== undefined) {

@@ -20,7 +20,11 @@ export interface PublisherTask {
   readonly intervalMs: number;
   /** Archived versions instead of transient ones. */
   readonly archived?: boolean;
+  /** What publishes: the e2e grpc-js client (the default), or the lean node:http2 one (http2-publisher.ts). */
+  readonly client?: PublisherClient;
 }
+
+export type PublisherClient = "grpc-js" | "http2";
 
 /** Which client reads version data: the e2e grpc-js client, or the lean node:http2 one (http2-data-reader.ts). */
 export type ReaderClient = "grpc-js" | "http2";

@@ -1,6 +1,6 @@
 /** Publishers (one by default, each in its own process) of transient versions back to back: how fast can learners push? */
 import type { BenchRecord } from "../support/bench-record.js";
-import type { PublisherTask } from "./generator-protocol.js";
+import type { PublisherClient, PublisherTask } from "./generator-protocol.js";
 import { inWindow, measureWindow, resultsOf } from "./measure-window.js";
 import { summarize } from "../support/percentiles.js";
 import { type LoadOptions, MB, MODEL_ID, PUBLISH_CHUNK_BYTES, prepareModel, resourceMetrics, withServer } from "./scenario-support.js";
@@ -13,9 +13,12 @@ export interface PublishScenario {
   readonly sha256?: Sha256Implementation;
   /** Publishers to the same model, each with its own connection and process; 1 by default. */
   readonly publishers?: number;
+  /** Overrides LoadOptions.publisherClient (grpc-js when neither is set). */
+  readonly publisherClient?: PublisherClient;
 }
 
 export function runPublish(options: LoadOptions, scenario: PublishScenario): Promise<BenchRecord> {
+  const publisherClient = scenario.publisherClient ?? options.publisherClient ?? "grpc-js";
   return withServer(options, { sha256: scenario.sha256 }, async (server) => {
     await prepareModel(server.address, 0);
     const task: PublisherTask = {
@@ -25,6 +28,7 @@ export function runPublish(options: LoadOptions, scenario: PublishScenario): Pro
       versionBytes: scenario.versionBytes,
       chunkBytes: PUBLISH_CHUNK_BYTES,
       intervalMs: 0,
+      client: publisherClient,
     };
     const publishers = scenario.publishers ?? 1;
     const measurement = await measureWindow(server, Array.from({ length: publishers }, () => task), options);
@@ -39,6 +43,7 @@ export function runPublish(options: LoadOptions, scenario: PublishScenario): Pro
         server: scenario.sha256 === undefined ? "main" : "launcher",
         sha256: scenario.sha256 ?? "node-crypto",
         publishers,
+        publisherClient,
       },
       metrics: {
         versions: versions.length,

@@ -1,7 +1,7 @@
 /** What every load scenario shares: a fresh server around each run, the model it uses, the common metrics. */
 import { randomFillSync } from "node:crypto";
 import { createBenchClient } from "../support/bench-client.js";
-import type { ReaderClient } from "./generator-protocol.js";
+import type { PublisherClient, ReaderClient } from "./generator-protocol.js";
 import type { WindowMeasurement } from "./measure-window.js";
 import { type BenchServer, type BenchServerOptions, MIB, startBenchServer } from "../support/server-process.js";
 
@@ -20,6 +20,8 @@ export interface LoadOptions {
   readonly readerWindowBytes: number;
   /** What reads version data in the broadcast readers. */
   readonly readerClient: ReaderClient;
+  /** What publishes in the publish scenarios, if not the scenario's own choice (BENCH_PUBLISHER_CLIENT, --publisher-client). */
+  readonly publisherClient?: PublisherClient;
   /** If set, each server writes a V8 CPU profile there. */
   readonly cpuProfileDir: string | undefined;
   /** Before each scenario, wait up to this long for other processes to leave the CPUs idle. */
@@ -79,6 +81,7 @@ export function resourceMetrics(measurement: ResourceSample, server: BenchServer
     serverCpuSecPerGB: bytes > 0 ? measurement.serverCpuSeconds / (bytes / GB) : null,
     serverCpuCores: measurement.serverCpuSeconds / measurement.seconds,
     clientCpuCores: measurement.generatorCpuSeconds / measurement.seconds,
+    clientCpuSecPerGB: bytes > 0 ? measurement.generatorCpuSeconds / (bytes / GB) : null,
     // Everything else that ran on the machine meanwhile (other users' jobs on a shared box): when
     // this is high, the figures above were measured with fewer cores than the machine has.
     otherCpuCores: Math.max(0, measurement.machineBusySeconds - measurement.serverCpuSeconds - measurement.generatorCpuSeconds) / measurement.seconds,

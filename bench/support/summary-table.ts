@@ -74,10 +74,13 @@ function row(record: BenchRecord, ceilingMBps: number): string[] {
     case "publish":
       return [
         "publish",
-        `${String(p.versionMiB)} MiB, ${String(p.publishers ?? 1)} publisher(s), back to back; ${p.server === "main" ? "main.js" : "launcher"}, ${String(p.sha256)}`,
+        `${String(p.versionMiB)} MiB, ${String(p.publishers ?? 1)} publisher(s), back to back; ${p.server === "main" ? "main.js" : "launcher"}, ${String(p.sha256)}${p.publisherClient === undefined ? "" : `, ${String(p.publisherClient)} client`}`,
         `${fmt(m.versionsPerSec)} versions/s · ${fmt(m.MBps)} MB/s${share(m.MBps, ceilingMBps)}`,
         `CreateVersion ${fmt(m.latencyP50Ms)} / ${fmt(m.latencyP99Ms)}`,
-        ...resources,
+        // The clients' CPU per GB beside the server's: on 2 shared cores the publishers compete with it.
+        m.clientCpuSecPerGB === undefined ? cpuPerGB(m) : `${cpuPerGB(m)} (clients ${fmt(m.clientCpuSecPerGB)})`,
+        cores(m),
+        rss(m),
         `${fmt(m.errors)} errors`,
       ];
     case "broadcast-poll":
