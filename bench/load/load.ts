@@ -136,7 +136,10 @@ export function loadScenarios(options: LoadOptions): ScenarioEntry[] {
     }
   }
   if (smallCalls === undefined || smallCalls.length === 0 || smallCalls.includes("publish")) {
-    add("small", "publish 1 MiB, 4 publishers", () => runPublish(options, { versionBytes: MIB, publishers: 4 }));
+    // BENCH_PUBLISH_CACHE_MIB=512: a budget the cache fills within the window (1 GiB by default).
+    const cacheMiB = Number(process.env.BENCH_PUBLISH_CACHE_MIB ?? "0");
+    const cacheMaxBytes = cacheMiB > 0 ? cacheMiB * MIB : undefined;
+    add("small", "publish 1 MiB, 4 publishers", () => runPublish(options, { versionBytes: MIB, publishers: 4, cacheMaxBytes }));
   }
   add("startup", "startup: spawn to first served RPC, empty and 10k archived versions, with references", () =>
     runStartup(options, { runs: quick ? 3 : 9, models: 100, versions: 100 }),

@@ -13,10 +13,12 @@ export interface PublishScenario {
   readonly sha256?: Sha256Implementation;
   /** Publishers to the same model, each with its own connection and process; 1 by default. */
   readonly publishers?: number;
+  /** The server's version cache budget; 1 GiB by default. */
+  readonly cacheMaxBytes?: number;
 }
 
 export function runPublish(options: LoadOptions, scenario: PublishScenario): Promise<BenchRecord> {
-  return withServer(options, { sha256: scenario.sha256 }, async (server) => {
+  return withServer(options, { sha256: scenario.sha256, cacheMaxBytes: scenario.cacheMaxBytes }, async (server) => {
     await prepareModel(server.address, 0);
     const task: PublisherTask = {
       role: "publisher",
