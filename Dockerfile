@@ -15,7 +15,8 @@ RUN npm run build
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
     COGMENT_MODEL_REGISTRY_ARCHIVE_DIR=/data \
-    COGMENT_MODEL_REGISTRY_PORT=9000
+    COGMENT_MODEL_REGISTRY_PORT=9000 \
+    MALLOC_ARENA_MAX=2
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev && npm cache clean --force
@@ -30,4 +31,4 @@ EXPOSE 9000
 # run with `docker run --init` (or `init: true` in compose) to also have zombies reaped.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 CMD ["node", "dist/bundle/healthcheck.js"]
-CMD ["node", "--single-threaded-gc", "dist/bundle/main.js"]
+CMD ["node", "--single-threaded-gc", "--max-semi-space-size=1", "dist/bundle/main.js"]

@@ -131,7 +131,10 @@ export async function openCore(config: CoreConfig, log: Logger, options: CoreOpt
         memoryGuard.prepare();
         archive.startDeferred?.();
         pool.start();
-        hashLanes.start();
+        // Not the hash lanes: only archived versions (uploaded or read from the archive) use them, and
+        // a thread is ~11 MiB resident, which a server of transient versions would carry for nothing
+        // (issue #15: the resident set with the cache full). The first stream starts one (a Node
+        // worker's start, tens of ms once).
       },
       [Symbol.asyncDispose]: () => resources.disposeAsync(),
     };

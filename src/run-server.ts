@@ -23,7 +23,7 @@ async function main(): Promise<void> {
   }
   const missingFlags = missingServerFlags();
   if (missingFlags.length > 0) {
-    log.info({ flags: missingFlags }, "started without the recommended Node.js flags (npm start and the Docker image pass them): expect more CPU per GB served");
+    log.info({ flags: missingFlags }, "started without the recommended Node.js flags (npm start and the Docker image pass them): expect more CPU per GB served and a larger resident set");
   }
   process.on("unhandledRejection", (reason) => log.error({ err: reason }, "unhandled rejection"));
 

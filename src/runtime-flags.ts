@@ -7,8 +7,33 @@
  * helper threads spent more CPU than the marking itself is worth (measured: 34% of the server's
  * CPU when publishing, and 10-20% less CPU per GB delivered without them). V8 options cannot be
  * set from NODE_OPTIONS or once the process runs (changing GC flags at run time can crash V8).
+ *
+ * --max-semi-space-size=1 (MiB): V8's young generation grows to 2 MiB per isolate (the main thread
+ * and each worker thread) instead of 16 (measured). The server's JavaScript objects are few and short-lived
+ * (its bytes live outside the heap), and the memory guard forces young collections anyway once the
+ * cache is near its budget; the larger young generation only added resident pages: with 4
+ * publishers of 1 MiB versions and the cache full, ~10 MiB of the resident set over the budget
+ * (issue #15, docs/performance.md), at no measured CPU cost.
  */
-export const SERVER_NODE_FLAGS: readonly string[] = ["--single-threaded-gc"];
+export const SERVER_NODE_FLAGS: readonly string[] = ["--single-threaded-gc", "--max-semi-space-size=1"];
+
+/**
+ * The environment the server runs with where it can (npm start, the Docker image, the bin entry's
+ * shebang and the benchmarks): glibc's malloc reads it only at the process's start.
+ *
+ * MALLOC_ARENA_MAX=2: at most two malloc arenas instead of 8 per core. Each thread (workers, libuv's
+ * pool, V8's platform threads) otherwise gets its own 64 MiB arena whose freed pages stay resident:
+ * ~20 MiB of the resident set under 4 publishers of 1 MiB versions, ~7–10 MiB of it saved (issue
+ * #15). Ignored by other C libraries (musl).
+ */
+export const SERVER_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: "2" };
+
+/** SERVER_ENV as shell assignments, `NAME=value ...`. */
+export function serverEnvAssignments(): string {
+  return Object.entries(SERVER_ENV)
+    .map(([name, value]) => `${name}=${value}`)
+    .join(" ");
+}
 
 /** The flags of SERVER_NODE_FLAGS this process was not started with. */
 export function missingServerFlags(execArgv: readonly string[] = process.execArgv): string[] {

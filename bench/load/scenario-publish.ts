@@ -15,11 +15,13 @@ export interface PublishScenario {
   readonly publishers?: number;
   /** Overrides LoadOptions.publisherClient (grpc-js when neither is set). */
   readonly publisherClient?: PublisherClient;
+  /** The server's version cache budget; 1 GiB by default. */
+  readonly cacheMaxBytes?: number;
 }
 
 export function runPublish(options: LoadOptions, scenario: PublishScenario): Promise<BenchRecord> {
   const publisherClient = scenario.publisherClient ?? options.publisherClient ?? "grpc-js";
-  return withServer(options, { sha256: scenario.sha256 }, async (server) => {
+  return withServer(options, { sha256: scenario.sha256, cacheMaxBytes: scenario.cacheMaxBytes }, async (server) => {
     await prepareModel(server.address, 0);
     const task: PublisherTask = {
       role: "publisher",

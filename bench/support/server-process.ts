@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { Sha256Implementation } from "../../src/data/index.js";
-import { SERVER_NODE_FLAGS } from "../../src/runtime-flags.js";
+import { SERVER_ENV, SERVER_NODE_FLAGS } from "../../src/runtime-flags.js";
 import { removeTempDir, trackChild, trackTempDir } from "./cleanup.js";
 import { type ProcessMemory, readCpuSeconds, readMemory } from "./proc-stats.js";
 
@@ -71,6 +71,8 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
   };
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? "",
+    // As in production (npm start, the Docker image), unless BENCH_SERVER_ENV (below) says otherwise.
+    ...SERVER_ENV,
     COGMENT_MODEL_REGISTRY_PORT: "0",
     COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir,
     COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE: String(cacheMaxBytes),
@@ -80,6 +82,13 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
     COGMENT_MODEL_REGISTRY_LOG_LEVEL: "info",
     COGMENT_MODEL_REGISTRY_SHUTDOWN_GRACE_PERIOD: "2s",
     ...options.env,
+    // For investigations: extra environment for the server only, e.g. "MALLOC_ARENA_MAX=2".
+    ...Object.fromEntries(
+      (process.env.BENCH_SERVER_ENV ?? "")
+        .split(" ")
+        .filter((pair) => pair.includes("="))
+        .map((pair) => [pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1)]),
+    ),
   };
   if (options.sha256 !== undefined) {
     env.BENCH_SHA256 = options.sha256;

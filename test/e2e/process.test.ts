@@ -1,4 +1,4 @@
-import { SERVER_NODE_FLAGS } from "../../src/runtime-flags.js";
+import { SERVER_NODE_FLAGS, serverEnvAssignments } from "../../src/runtime-flags.js";
 import assert from "node:assert/strict";
 import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -23,10 +23,11 @@ describe("the server as a process", () => {
       scripts: Record<string, string>;
     };
     assert.equal(pkg.bin["cogment-model-registry"], "dist/bundle/main.js");
-    assert.equal(pkg.scripts.start, `node ${SERVER_NODE_FLAGS.join(" ")} dist/bundle/main.js`);
+    assert.equal(pkg.scripts.start, `MALLOC_ARENA_MAX=2 node ${SERVER_NODE_FLAGS.join(" ")} dist/bundle/main.js`);
+    assert.equal(serverEnvAssignments(), "MALLOC_ARENA_MAX=2");
     assert.equal(path.resolve(import.meta.dirname, "../../..", pkg.bin["cogment-model-registry"] ?? ""), MAIN_FILE);
     const head = (await readFile(MAIN_FILE, "utf8")).split("\n")[0];
-    assert.equal(head, `#!/usr/bin/env -S node ${SERVER_NODE_FLAGS.join(" ")}`);
+    assert.equal(head, `#!/usr/bin/env -S ${serverEnvAssignments()} node ${SERVER_NODE_FLAGS.join(" ")}`);
   });
 
   test("starts, creates a missing archive dir, serves, and exits 0 on SIGTERM", async (t) => {
@@ -97,7 +98,7 @@ describe("the server as a process", () => {
     assert.equal(exit, 0);
     const messages = logLines.map((line) => line.msg);
     assert.deepEqual(
-      messages.filter((message) => message !== "started without the recommended Node.js flags (npm start and the Docker image pass them): expect more CPU per GB served"),
+      messages.filter((message) => message !== "started without the recommended Node.js flags (npm start and the Docker image pass them): expect more CPU per GB served and a larger resident set"),
       ["opening the archive", "signal during start-up: stopping as soon as the server is up", "model registry serving", "stopping", "stopped"],
     );
   });

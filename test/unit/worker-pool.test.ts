@@ -208,6 +208,27 @@ describe("starting the threads (issue #15: none on the way to the first served c
     assert.equal(server.workerPool.threads().length, 1);
   });
 
+  test("the server starts no hash lane thread until a stream needs one: the first streamed archived upload does", async (t) => {
+    // A 1 MiB budget: an archived version of over a quarter of it streams to the archive (hashed on a lane).
+    const { server, client, close } = await startTestServer({ cacheMaxBytes: 1024 * 1024 });
+    t.after(close);
+    // After the deferred start (the pool's first thread is its sign), still no hash lane.
+    for (let waited = 0; server.workerPool.threads().length === 0 && waited < 10_000; waited += 10) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.equal(server.workerPool.threads().length, 1);
+    assert.equal(server.hashLanes.threads().length, 0, "no lane after the deferred start");
+    await client.createModel("lazy-lanes");
+    const data = Buffer.alloc(64 * 1024, 7);
+    const transient = await client.publish("lazy-lanes", data);
+    assert.equal(transient.data_hash, createHash("sha256").update(data).digest("base64"));
+    assert.equal(server.hashLanes.threads().length, 0, "a transient version needs none");
+    const large = Buffer.alloc(512 * 1024, 9);
+    const archived = await client.publish("lazy-lanes", large, { archived: true });
+    assert.equal(archived.data_hash, createHash("sha256").update(large).digest("base64"));
+    assert.equal(server.hashLanes.threads().length, 1, "the archived upload started one");
+  });
+
   test("once closed, start() starts nothing and tasks fail", async () => {
     const pool = createWorkerPool({ sha256: "node-crypto", maxThreads: 2 });
     await pool.close();
