@@ -9,19 +9,10 @@ import * as http2 from "node:http2";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { sharedNow } from "../support/clock.js";
 import type { FetchedData } from "../support/bench-client.js";
+import { GrpcStatusError, watchGrpcStatus } from "./grpc-call-status.js";
 import { GrpcFrameHasher } from "./grpc-frame-hasher.js";
 
 const PATH = "/cogmentAPI.ModelRegistrySP/RetrieveVersionData";
-
-/** A gRPC status other than OK, with its code (like grpc-js's ServiceError). */
-export class GrpcStatusError extends Error {
-  constructor(
-    readonly code: number,
-    details: string,
-  ) {
-    super(`gRPC status ${code}: ${details}`);
-  }
-}
 
 export class Http2DataReader {
   private readonly session: http2.ClientHttp2Session;
@@ -57,17 +48,7 @@ export class Http2DataReader {
             }, Math.max(0, deadline - sharedNow()));
       const hasher = new GrpcFrameHasher();
       let lastByteAt = sharedNow();
-      let status: string | undefined;
-      let message = "";
-      const readStatus = (headers: http2.IncomingHttpHeaders): void => {
-        const value = headers["grpc-status"];
-        if (typeof value === "string") {
-          status = value;
-          message = String(headers["grpc-message"] ?? "");
-        }
-      };
-      request.on("response", readStatus);
-      request.on("trailers", readStatus);
+      const failure = watchGrpcStatus(request);
       request.on("data", (chunk: Buffer) => {
         try {
           hasher.push(chunk, (length) => {
@@ -85,10 +66,9 @@ export class Http2DataReader {
       });
       request.on("close", () => {
         clearTimeout(timer);
-        if (status === undefined) {
-          reject(new GrpcStatusError(14, `stream closed without a gRPC status (HTTP/2 code ${request.rstCode})`));
-        } else if (status !== "0") {
-          reject(new GrpcStatusError(Number(status), decodeURIComponent(message)));
+        const error = failure();
+        if (error !== undefined) {
+          reject(error);
         } else if (!hasher.atBoundary) {
           reject(new GrpcStatusError(13, "response ended inside a message"));
         } else {

@@ -9,7 +9,7 @@
  */
 import * as http2 from "node:http2";
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { GrpcStatusError } from "./http2-data-reader.js";
+import { watchGrpcStatus } from "./grpc-call-status.js";
 import { grpcFrame } from "./small-requests.js";
 
 const PATH = "/cogmentAPI.ModelRegistrySP/CreateVersion";
@@ -78,27 +78,14 @@ export class Http2Publisher {
     return new Promise((resolve, reject) => {
       const request = this.session.request({ ":method": "POST", ":path": PATH, "content-type": "application/grpc", te: "trailers" });
       request.setTimeout(this.options.timeoutMs, () => request.close(http2.constants.NGHTTP2_CANCEL));
-      let status: string | undefined;
-      let message = "";
       const reply: Buffer[] = [];
-      const readStatus = (headers: http2.IncomingHttpHeaders): void => {
-        const value = headers["grpc-status"];
-        if (typeof value === "string") {
-          status = value;
-          message = String(headers["grpc-message"] ?? "");
-        }
-      };
-      request.on("response", readStatus);
-      request.on("trailers", readStatus);
+      const failure = watchGrpcStatus(request);
       request.on("data", (chunk: Buffer) => reply.push(chunk));
       request.on("error", () => {});
       request.on("close", () => {
-        if (status === undefined) {
-          reject(new GrpcStatusError(14, `stream closed without a gRPC status (HTTP/2 code ${request.rstCode})`));
-          return;
-        }
-        if (status !== "0") {
-          reject(new GrpcStatusError(Number(status), decodeURIComponent(message)));
+        const error = failure();
+        if (error !== undefined) {
+          reject(error);
           return;
         }
         try {

@@ -7,7 +7,7 @@
  * with grpc-js clients, for comparison).
  */
 import * as http2 from "node:http2";
-import { GrpcStatusError } from "./http2-data-reader.js";
+import { GrpcStatusError, watchGrpcStatus } from "./grpc-call-status.js";
 
 export class Http2UnaryClient {
   private readonly session: http2.ClientHttp2Session;
@@ -26,25 +26,14 @@ export class Http2UnaryClient {
     return new Promise((resolve, reject) => {
       const request = this.session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers" });
       request.setTimeout(timeoutMs, () => request.close(http2.constants.NGHTTP2_CANCEL));
-      let status: string | undefined;
-      let message = "";
       let replyBytes = 0;
-      const readStatus = (headers: http2.IncomingHttpHeaders): void => {
-        const value = headers["grpc-status"];
-        if (typeof value === "string") {
-          status = value;
-          message = String(headers["grpc-message"] ?? "");
-        }
-      };
-      request.on("response", readStatus);
-      request.on("trailers", readStatus);
+      const failure = watchGrpcStatus(request);
       request.on("data", (chunk: Buffer) => (replyBytes += chunk.byteLength));
       request.on("error", () => {});
       request.on("close", () => {
-        if (status === undefined) {
-          reject(new GrpcStatusError(14, `stream closed without a gRPC status (HTTP/2 code ${request.rstCode})`));
-        } else if (status !== "0") {
-          reject(new GrpcStatusError(Number(status), decodeURIComponent(message)));
+        const error = failure();
+        if (error !== undefined) {
+          reject(error);
         } else if (replyBytes < 5) {
           reject(new GrpcStatusError(13, "OK without a reply message"));
         } else {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { GrpcStatusError } from "../../bench/load/http2-data-reader.js";
+import { GrpcStatusError } from "../../bench/load/grpc-call-status.js";
 import { Http2Publisher, STAMP_BYTES, decodeCreateVersionReply, encodeCreateVersion } from "../../bench/load/http2-publisher.js";
 import { type TestServer, startTestServer } from "../support/test-server.js";
 
