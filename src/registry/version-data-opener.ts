@@ -1,12 +1,11 @@
 import type { ArchiveStore, VersionDataReader } from "../archive/index.js";
-import { type VersionRecord, versionIdentity } from "../domain/index.js";
+import { type VersionRecord, findVersion, versionIdentity } from "../domain/index.js";
 import { EncodedVersionData, encodeFrameHeader, frameHeaderLength } from "../data/index.js";
 import { Code, RegistryError, notFound } from "../errors/index.js";
 import type { Logger } from "../logger.js";
 import type { RegistryState, TransientDataSource } from "../state/index.js";
 import { CacheLoad } from "./cache-load.js";
 import type { Lease, Reservation, VersionCache } from "./version-cache.js";
-import { findVersion } from "./version-selection.js";
 import { type OffThreadHashing, createStreamingHash } from "./streaming-hash.js";
 
 /** A version's data ready to stream: its reply chunk messages as gRPC frames (length prefix included). */

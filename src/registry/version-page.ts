@@ -1,5 +1,5 @@
-import type { ModelRecord, VersionRecord } from "../domain/index.js";
-import { lowerBound, pageOf, parseHandle, resolveVersion } from "./version-selection.js";
+import { type ModelRecord, type VersionRecord, lowerBound } from "../domain/index.js";
+import { pageOf, parseHandle, resolveVersion } from "./version-selection.js";
 
 export interface ModelPage {
   readonly models: readonly ModelRecord[];

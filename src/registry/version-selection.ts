@@ -1,6 +1,6 @@
 import { cutText } from "../cut-text.js";
 import { invalidArgument, notFound } from "../errors/index.js";
-import type { VersionRecord } from "../domain/index.js";
+import { type VersionRecord, findVersion } from "../domain/index.js";
 
 /** Parses a paging handle: empty → undefined, else a non-negative decimal integer. */
 export function parseHandle(field: string, handle: string): number | undefined {
@@ -56,26 +56,4 @@ export function resolveVersion(modelId: string, versions: readonly VersionRecord
     );
   }
   return found;
-}
-
-/** Binary search by version number. */
-export function findVersion(versions: readonly VersionRecord[], versionNumber: number): VersionRecord | undefined {
-  const index = lowerBound(versions, versionNumber);
-  const candidate = versions[index];
-  return candidate?.versionNumber === versionNumber ? candidate : undefined;
-}
-
-/** Index of the first version whose number is >= versionNumber. */
-export function lowerBound(versions: readonly VersionRecord[], versionNumber: number): number {
-  let low = 0;
-  let high = versions.length;
-  while (low < high) {
-    const middle = (low + high) >>> 1;
-    if ((versions[middle] as VersionRecord).versionNumber < versionNumber) {
-      low = middle + 1;
-    } else {
-      high = middle;
-    }
-  }
-  return low;
 }

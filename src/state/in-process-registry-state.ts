@@ -1,6 +1,6 @@
 import type { ArchiveStore } from "../archive/index.js";
 import { compareCodePoints } from "../code-point-order.js";
-import type { ModelRecord, VersionRecord } from "../domain/index.js";
+import { type ModelRecord, type VersionRecord, findVersion } from "../domain/index.js";
 import { resourceExhausted } from "../errors/index.js";
 import type { Logger } from "../logger.js";
 import { readBootId } from "./boot-id.js";
@@ -178,22 +178,7 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
       }
       await ensureLoaded(entry);
       const versions = entry.versions;
-      if (versionNumber === -1) {
-        return versions[versions.length - 1];
-      }
-      // Sorted by number: binary search.
-      let low = 0;
-      let high = versions.length;
-      while (low < high) {
-        const middle = (low + high) >>> 1;
-        if ((versions[middle]?.versionNumber ?? Infinity) < versionNumber) {
-          low = middle + 1;
-        } else {
-          high = middle;
-        }
-      }
-      const candidate = versions[low];
-      return versionNumber > 0 && candidate?.versionNumber === versionNumber ? candidate : undefined;
+      return versionNumber === -1 ? versions[versions.length - 1] : findVersion(versions, versionNumber);
     },
 
     async claimVersionNumber(modelId) {
