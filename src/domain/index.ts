@@ -1,3 +1,3 @@
 export type { ModelRecord, VersionRecord } from "./records.js";
-export { EMPTY_USER_DATA, versionIdentity } from "./records.js";
+export { EMPTY_USER_DATA } from "./records.js";
 export { findVersion, lowerBound } from "./version-order.js";

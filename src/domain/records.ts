@@ -18,14 +18,6 @@ export interface VersionRecord {
 }
 
 /**
- * What tells two versions under the same model and number apart (a model deleted and created again
- * numbers from 1 again): equal identities mean equal bytes, as the SHA-256 is part of it.
- */
-export function versionIdentity(version: VersionRecord): string {
-  return `${version.creationTimestamp}\u0000${version.dataHash}`;
-}
-
-/**
  * The user_data of every model and version that has none: one frozen object instead of a new `{}`
  * each (about 50 bytes per version, which adds up over a cache of tiny versions).
  */

@@ -28,7 +28,7 @@ export class Entry<V> {
   leases: number;
   /** False once a lease was released while its memory might still be read, or once deleted (never reuse it). */
   reusable: boolean;
-  /** Which version the value holds, beyond its key (a model deleted and created again reuses numbers); "" when untold. */
+  /** Which version the value holds, beyond its key (the registry gives its SHA-256: a model deleted and created again reuses numbers); "" when untold. */
   identity = "";
   state: EntryState;
   /** Recency list links (the pinned or the unpinned list); prev = less recently used. */

@@ -1,5 +1,5 @@
 import type { ArchiveStore } from "../archive/index.js";
-import { type ModelRecord, type VersionRecord, versionIdentity } from "../domain/index.js";
+import type { ModelRecord, VersionRecord } from "../domain/index.js";
 import type { EncodedVersionData } from "../data/index.js";
 import { notFound } from "../errors/index.js";
 import type { RegistryError } from "../errors/index.js";
@@ -110,7 +110,7 @@ export class ModelActor {
         }
         if (payload.kind === "memory") {
           // In the cache before the version is visible: a reader told of it finds its data.
-          cache.insert(payload.reservation, this.modelId, versionNumber, payload.data, { pinned: true, identity: versionIdentity(record) });
+          cache.insert(payload.reservation, this.modelId, versionNumber, payload.data, { pinned: true, identity: record.dataHash });
         }
         let previous: VersionRecord | undefined;
         try {

@@ -1,5 +1,5 @@
 import type { ArchiveStore, VersionDataReader } from "../archive/index.js";
-import { type VersionRecord, findVersion, versionIdentity } from "../domain/index.js";
+import { type VersionRecord, findVersion } from "../domain/index.js";
 import { EncodedVersionData, encodeFrameHeader, frameHeaderLength } from "../data/index.js";
 import { Code, RegistryError, notFound } from "../errors/index.js";
 import type { Logger } from "../logger.js";
@@ -120,9 +120,8 @@ export class VersionDataOpener {
         checked: async () => {
           this.#transientLoads.delete(key);
           // A copy of data the state keeps: unpinned, the cache may drop it whenever it needs the room.
-          const identity = versionIdentity(version);
-          cache.insert(reservation, version.modelId, version.versionNumber, data, { pinned: false, identity });
-          return cache.acquire(version.modelId, version.versionNumber, identity);
+          cache.insert(reservation, version.modelId, version.versionNumber, data, { pinned: false, identity: version.dataHash });
+          return cache.acquire(version.modelId, version.versionNumber, version.dataHash);
         },
         failed: () => this.#transientLoads.delete(key),
       });
@@ -187,8 +186,12 @@ export class VersionDataOpener {
     }
   }
 
+  /**
+   * The cached data of this very version: a model deleted and created again reuses its numbers, and
+   * only an entry of the same SHA-256 (the same bytes) may answer for it.
+   */
   #leaseData(version: VersionRecord): VersionDataSource | undefined {
-    const lease = this.options.cache.acquire(version.modelId, version.versionNumber, versionIdentity(version));
+    const lease = this.options.cache.acquire(version.modelId, version.versionNumber, version.dataHash);
     if (lease === undefined) {
       return undefined;
     }
@@ -280,12 +283,11 @@ export class VersionDataOpener {
     if (!sameVersion(findVersion(versions, version.versionNumber), version)) {
       return undefined;
     }
-    const identity = versionIdentity(version);
     cache.insert(reservation, version.modelId, version.versionNumber, data, {
       pinned: sameVersion(versions[versions.length - 1], version),
-      identity,
+      identity: version.dataHash,
     });
-    return cache.acquire(version.modelId, version.versionNumber, identity);
+    return cache.acquire(version.modelId, version.versionNumber, version.dataHash);
   }
 
   /**
@@ -364,11 +366,12 @@ function transientEvicted(version: VersionRecord): RegistryError {
 }
 
 /**
- * A load in progress is followed only by readers of that very version: a model deleted and created
- * again reuses its numbers, and a reader of the new version 1 must not get the old one's bytes.
+ * A load in progress is followed only by readers of the same bytes (the same SHA-256): a model
+ * deleted and created again reuses its numbers, and a reader of the new version 1 must not get the
+ * old one's bytes.
  */
 function loadKey(version: VersionRecord): string {
-  return `${version.modelId}\u0000${version.versionNumber}\u0000${versionIdentity(version)}`;
+  return `${version.modelId}\u0000${version.versionNumber}\u0000${version.dataHash}`;
 }
 
 function sameVersion(a: VersionRecord | undefined, b: VersionRecord): boolean {
