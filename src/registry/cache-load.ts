@@ -37,11 +37,11 @@ export class CacheLoad {
   readonly #data: EncodedVersionData;
   #reservation: Reservation | undefined;
   #loadedChunks = 0;
-  #progress = progressSignal();
+  #progress = Promise.withResolvers<void>();
   /** Settles once every byte is read and checked. */
   readonly #checked: Promise<void>;
   /** Resolves once the load is over (the version cached, or not): the end of every reader's stream. */
-  readonly #over = progressSignal();
+  readonly #over = Promise.withResolvers<void>();
   #failed = false;
   #readers = 0;
   #finished = false;
@@ -118,7 +118,7 @@ export class CacheLoad {
 
   #wake(): void {
     const reached = this.#progress;
-    this.#progress = progressSignal();
+    this.#progress = Promise.withResolvers<void>();
     reached.resolve();
   }
 
@@ -149,12 +149,4 @@ export class CacheLoad {
     hold?.release(this.#mayStillBeRead);
     this.#mayStillBeRead = false;
   }
-}
-
-function progressSignal(): { readonly promise: Promise<void>; readonly resolve: () => void } {
-  let resolve: () => void = () => {};
-  const promise = new Promise<void>((settle) => {
-    resolve = settle;
-  });
-  return { promise, resolve };
 }
