@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { readdir, rm } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, test } from "node:test";
 import { RegistryClient } from "../support/registry-client.js";
-import { type ServerProcess, killAllServers, spawnServer } from "../support/server-process.js";
+import { type ServerProcess, killAllServers, removeArchiveAfterServers, spawnServer } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 
 after(killAllServers);
@@ -50,17 +50,11 @@ test(`kill -9 during archived uploads, ${ROUNDS} times: only whole versions, eve
   const env = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir };
   const random = createRandom(20261126);
   const acknowledged = new Map<number, string>();
-  let current: ServerProcess | undefined;
   // Whatever fails, no server process outlives the test, and none writes into the archive as it goes.
-  t.after(async () => {
-    current?.child.kill("SIGKILL");
-    await current?.exited;
-    await rm(archiveDir, { recursive: true, force: true });
-  });
+  removeArchiveAfterServers(t, archiveDir);
 
   for (let round = 0; round < ROUNDS; round++) {
     const server = await spawnServer(env);
-    current = server;
     if (round === 0) {
       const client = new RegistryClient(`127.0.0.1:${server.port}`);
       await client.createModel("crash");
@@ -71,7 +65,6 @@ test(`kill -9 during archived uploads, ${ROUNDS} times: only whole versions, eve
   assert.ok(acknowledged.size >= ROUNDS, `only ${acknowledged.size} uploads were acknowledged`);
 
   const server = await spawnServer(env);
-  current = server;
   const client = new RegistryClient(`127.0.0.1:${server.port}`);
   try {
     const leftovers = (await readdir(path.join(archiveDir, "crash"))).filter((name) => name.includes(".tmp-"));

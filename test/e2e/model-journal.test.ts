@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { cp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { cp, readFile, readdir, writeFile } from "node:fs/promises";
 import { after, test } from "node:test";
 import { modelInfoPath } from "../../src/archive/layout.js";
 import { encodeModelInfo } from "../../src/archive/yaml-codec.js";
 import { ORIGINAL_ARCHIVE } from "../support/fixtures.js";
 import { RegistryClient } from "../support/registry-client.js";
-import { type ServerProcess, killAllServers, spawnServer } from "../support/server-process.js";
+import { type ServerProcess, killAllServers, removeArchiveAfterServers, spawnServer } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 
 after(killAllServers);
@@ -36,11 +36,7 @@ test("kill -9 after acknowledged CreateOrUpdateModel calls, files' writes lost: 
   const archiveDir = await makeArchiveDir();
   const env = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir };
   let current: ServerProcess | undefined;
-  t.after(async () => {
-    current?.child.kill("SIGKILL");
-    await current?.exited;
-    await rm(archiveDir, { recursive: true, force: true });
-  });
+  removeArchiveAfterServers(t, archiveDir);
 
   current = await spawnServer(env);
   const clients = MODELS.map(() => new RegistryClient(`127.0.0.1:${current?.port ?? 0}`));
@@ -87,11 +83,7 @@ test("the original's archive with our journal in it: same models listed, an upda
   await cp(ORIGINAL_ARCHIVE, archiveDir, { recursive: true });
   const env = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir };
   let current: ServerProcess | undefined;
-  t.after(async () => {
-    current?.child.kill("SIGKILL");
-    await current?.exited;
-    await rm(archiveDir, { recursive: true, force: true });
-  });
+  removeArchiveAfterServers(t, archiveDir);
   const originalIds = (await readdir(ORIGINAL_ARCHIVE)).sort();
   const before = await readFile(modelInfoPath(archiveDir, "policy_net"), "utf8");
 

@@ -1,13 +1,13 @@
 // Version numbers across restarts of the real server process: exact after a graceful stop and
 // after a crash of the process, as the original continues (highest on disk + 1) on its archives.
 import assert from "node:assert/strict";
-import { cp, readFile, rm } from "node:fs/promises";
+import { cp, readFile } from "node:fs/promises";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import type { TestContext } from "node:test";
 import { ORIGINAL_ARCHIVE } from "../support/fixtures.js";
 import { RegistryClient } from "../support/registry-client.js";
-import { type ServerProcess, killAllServers, spawnServer, stopAllServers } from "../support/server-process.js";
+import { type ServerProcess, killAllServers, removeArchiveAfterServers, spawnServer } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 
 after(killAllServers);
@@ -38,11 +38,7 @@ async function stop({ server, client }: Running, signal: "SIGTERM" | "SIGINT" | 
 
 async function tempArchive(t: TestContext): Promise<string> {
   const archiveDir = await makeArchiveDir();
-  // Runs before the servers' own teardown (hooks run in the order registered): none may still write.
-  t.after(async () => {
-    await stopAllServers();
-    await rm(archiveDir, { recursive: true, force: true });
-  });
+  removeArchiveAfterServers(t, archiveDir);
   return archiveDir;
 }
 

@@ -8,7 +8,7 @@ import { Redis } from "ioredis";
 import { modelHashTag } from "../../src/redis/index.js";
 import { HealthClient } from "../support/health-client.js";
 import { type RedisTestServer, killAllRedisServers, startRedisServer } from "../support/redis-server.js";
-import { RegistryClient, type WireVersionInfo } from "../support/registry-client.js";
+import { RegistryClient, rejectsWithStatus, type WireVersionInfo } from "../support/registry-client.js";
 import { type ServerProcess, killAllServers, spawnServer } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 
@@ -95,14 +95,6 @@ function follow(client: RegistryClient, modelId: string) {
 async function versionNumbers(client: RegistryClient, modelId: string): Promise<number[]> {
   const { version_infos } = await client.retrieveVersionInfos({ model_id: modelId });
   return version_infos.map((v) => v.version_number);
-}
-
-async function rejectsWith(promise: Promise<unknown>, code: grpc.status, message: RegExp): Promise<void> {
-  await assert.rejects(promise, (error: grpc.ServiceError) => {
-    assert.equal(error.code, code, error.message);
-    assert.match(error.details, message);
-    return true;
-  });
 }
 
 describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", () => {
@@ -221,8 +213,8 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
       assert.equal(stream.error?.code, grpc.status.NOT_FOUND);
       assert.match(stream.error?.details ?? "", /model "followed" was deleted/);
     }
-    await rejectsWith(b.client.retrieveVersionInfos({ model_id: "followed" }), grpc.status.NOT_FOUND, /model "followed" not found/);
-    await rejectsWith(c.client.retrieveData("followed", 6), grpc.status.NOT_FOUND, /model "followed" not found/);
+    await rejectsWithStatus(b.client.retrieveVersionInfos({ model_id: "followed" }), grpc.status.NOT_FOUND, /model "followed" not found/);
+    await rejectsWithStatus(c.client.retrieveData("followed", 6), grpc.status.NOT_FOUND, /model "followed" not found/);
     // Created again through C: numbering starts over, and B serves the new data, not its old copy.
     await c.client.createModel("followed");
     assert.equal((await c.client.publish("followed", Buffer.from("new one"))).version_number, 1);
@@ -281,7 +273,7 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
     assert.deepEqual(await versionNumbers(b.client, "expiring"), [2, 3]);
     assert.deepEqual(await versionNumbers(a.client, "expiring"), [2, 3]);
     assert.equal((await b.client.retrieveData("expiring", 3)).toString(), "latest");
-    await rejectsWith(b.client.retrieveData("expiring", 1), grpc.status.NOT_FOUND, /version 1 of model "expiring"/);
+    await rejectsWithStatus(b.client.retrieveData("expiring", 1), grpc.status.NOT_FOUND, /version 1 of model "expiring"/);
   });
 
   test("kill -9 of an instance mid-upload leaves no version visible anywhere, and no gap", async (t) => {
@@ -356,9 +348,9 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
 
     await redis.stop("SIGKILL");
     const address = `Redis at 127\\.0\\.0\\.1:${redis.port} is unreachable`;
-    await rejectsWith(a.client.publish("outage", Buffer.from("during")), grpc.status.UNAVAILABLE, new RegExp(address));
-    await rejectsWith(b.client.retrieveVersionInfos({ model_id: "outage" }), grpc.status.UNAVAILABLE, new RegExp(address));
-    await rejectsWith(b.client.retrieveModels(), grpc.status.UNAVAILABLE, new RegExp(address));
+    await rejectsWithStatus(a.client.publish("outage", Buffer.from("during")), grpc.status.UNAVAILABLE, new RegExp(address));
+    await rejectsWithStatus(b.client.retrieveVersionInfos({ model_id: "outage" }), grpc.status.UNAVAILABLE, new RegExp(address));
+    await rejectsWithStatus(b.client.retrieveModels(), grpc.status.UNAVAILABLE, new RegExp(address));
     assert.equal(await health.check(""), "NOT_SERVING");
     assert.equal(a.process.child.exitCode, null, "the instance stays up");
 

@@ -8,7 +8,7 @@ import { Redis } from "ioredis";
 import { modelHashTag } from "../../src/redis/index.js";
 import { HealthClient } from "../support/health-client.js";
 import { freeLoopbackPort, killAllRedisServers, startRedisServer } from "../support/redis-server.js";
-import { RegistryClient } from "../support/registry-client.js";
+import { RegistryClient, rejectsWithStatus } from "../support/registry-client.js";
 import { type ServerProcess, killAllServers, spawnServer } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 
@@ -30,14 +30,6 @@ async function startInstance(t: TestContext, archiveDir: string, redisUrl: strin
     await process.exited;
   });
   return { process, client, health };
-}
-
-async function rejectsWith(promise: Promise<unknown>, code: grpc.status, message: RegExp): Promise<void> {
-  await assert.rejects(promise, (error: grpc.ServiceError) => {
-    assert.equal(error.code, code, error.message);
-    assert.match(error.details, message);
-    return true;
-  });
 }
 
 describe("Redis faults (COGMENT_MODEL_REGISTRY_REDIS_URL)", () => {
@@ -62,11 +54,11 @@ describe("Redis faults (COGMENT_MODEL_REGISTRY_REDIS_URL)", () => {
     const unreachable = new RegExp(`^Redis at 127\\.0\\.0\\.1:${port} is unreachable: `);
     assert.equal(await instance.health.check(""), "NOT_SERVING");
     assert.equal(await instance.health.check("cogmentAPI.ModelRegistrySP"), "NOT_SERVING");
-    await rejectsWith(instance.client.retrieveModels(), grpc.status.UNAVAILABLE, unreachable);
-    await rejectsWith(instance.client.createModel("new"), grpc.status.UNAVAILABLE, unreachable);
-    await rejectsWith(instance.client.retrieveVersionInfos({ model_id: "waiting" }), grpc.status.UNAVAILABLE, unreachable);
-    await rejectsWith(instance.client.retrieveData("waiting", 1), grpc.status.UNAVAILABLE, unreachable);
-    await rejectsWith(instance.client.publish("waiting", Buffer.from("x")), grpc.status.UNAVAILABLE, unreachable);
+    await rejectsWithStatus(instance.client.retrieveModels(), grpc.status.UNAVAILABLE, unreachable);
+    await rejectsWithStatus(instance.client.createModel("new"), grpc.status.UNAVAILABLE, unreachable);
+    await rejectsWithStatus(instance.client.retrieveVersionInfos({ model_id: "waiting" }), grpc.status.UNAVAILABLE, unreachable);
+    await rejectsWithStatus(instance.client.retrieveData("waiting", 1), grpc.status.UNAVAILABLE, unreachable);
+    await rejectsWithStatus(instance.client.publish("waiting", Buffer.from("x")), grpc.status.UNAVAILABLE, unreachable);
     const warning = instance.process.logLines.find((line) => String(line.msg).startsWith("Redis is not usable yet"));
     assert.equal(warning?.redis, `127.0.0.1:${port}`);
     assert.equal(instance.process.child.exitCode, null, "the instance stays up");
@@ -108,7 +100,7 @@ describe("Redis faults (COGMENT_MODEL_REGISTRY_REDIS_URL)", () => {
     await inspector.setrange(chunkKey, 1000, Buffer.from([(original[0] ?? 0) ^ 0xff]));
 
     // B has no copy: it reads the version through from Redis.
-    await rejectsWith(b.client.retrieveData("bitrot", 1), grpc.status.DATA_LOSS, /^version 1 of model "bitrot" is corrupted in Redis: its data's SHA-256 is "[A-Za-z0-9+/]{43}=", its info says "[A-Za-z0-9+/]{43}="$/);
+    await rejectsWithStatus(b.client.retrieveData("bitrot", 1), grpc.status.DATA_LOSS, /^version 1 of model "bitrot" is corrupted in Redis: its data's SHA-256 is "[A-Za-z0-9+/]{43}=", its info says "[A-Za-z0-9+/]{43}="$/);
     // The log line comes through B's stdout pipe, which may lag behind the call's status.
     const isErrorLine = (line: Record<string, unknown>): boolean => line.msg === "transient version data in Redis is corrupted";
     for (const deadline = Date.now() + 5000; !b.process.logLines.some(isErrorLine) && Date.now() < deadline; ) {
@@ -119,7 +111,7 @@ describe("Redis faults (COGMENT_MODEL_REGISTRY_REDIS_URL)", () => {
     assert.equal(errorLine?.modelId, "bitrot");
     assert.equal(errorLine?.versionNumber, 1);
     // Nothing corrupted was kept in B's cache: the next read checks again.
-    await rejectsWith(b.client.retrieveData("bitrot", 1), grpc.status.DATA_LOSS, /is corrupted in Redis/);
+    await rejectsWithStatus(b.client.retrieveData("bitrot", 1), grpc.status.DATA_LOSS, /is corrupted in Redis/);
     // A still serves its own upload's bytes, as received.
     assert.deepEqual(await a.client.retrieveData("bitrot", 1), data);
   });

@@ -10,7 +10,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Redis } from "ioredis";
 import { modelHashTag } from "../../src/redis/index.js";
 import { killAllRedisServers, startRedisServer } from "../support/redis-server.js";
-import { RegistryClient } from "../support/registry-client.js";
+import { RegistryClient, rejectsWithStatus } from "../support/registry-client.js";
 import { type ServerProcess, killAllServers, spawnServer } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 import { startThrottleProxy } from "../support/throttle-proxy.js";
@@ -105,14 +105,6 @@ function read(client: RegistryClient, modelId: string, versionNumber: number) {
   return { call, chunks, firstChunk, end };
 }
 
-async function endsWith(promise: Promise<unknown>, code: grpc.status, message: RegExp): Promise<void> {
-  await assert.rejects(promise, (error: grpc.ServiceError) => {
-    assert.equal(error.code, code, error.message);
-    assert.match(error.details, message);
-    return true;
-  });
-}
-
 describe("a transient version read through from Redis is streamed while it loads (issue #17)", () => {
   after(() => {
     killAllServers();
@@ -141,7 +133,7 @@ describe("a transient version read through from Redis is streamed while it loads
     assert.ok(proxy.forwardedBytes - forwardedBefore < VERSION_BYTES, "B cannot have read the whole version yet");
     const [kept, other, cancelled] = readers as [ReturnType<typeof read>, ReturnType<typeof read>, ReturnType<typeof read>];
     cancelled.call.cancel();
-    await endsWith(cancelled.end, grpc.status.CANCELLED, /Cancelled/);
+    await rejectsWithStatus(cancelled.end, grpc.status.CANCELLED, /Cancelled/);
     proxy.holdAt(undefined);
 
     for (const reader of [kept, other]) {
@@ -175,7 +167,7 @@ describe("a transient version read through from Redis is streamed while it loads
     const reader = read(b.client, "cut", 1);
     await reader.firstChunk;
     await proxy.close(); // every connection of B to Redis is cut
-    await endsWith(reader.end, grpc.status.UNAVAILABLE, new RegExp(`^Redis at 127\\.0\\.0\\.1:${proxy.port} is unreachable`));
+    await rejectsWithStatus(reader.end, grpc.status.UNAVAILABLE, new RegExp(`^Redis at 127\\.0\\.0\\.1:${proxy.port} is unreachable`));
     assert.deepEqual(Buffer.concat(reader.chunks), data.subarray(0, 2 * MIB), "the first chunk, then the status");
   });
 
@@ -197,13 +189,13 @@ describe("a transient version read through from Redis is streamed while it loads
     const chunkGets = await countChunkGets(t, redis.url, "bitrot");
     const readers = [read(b.client, "bitrot", 1), read(b.client, "bitrot", 1)];
     for (const reader of readers) {
-      await endsWith(reader.end, grpc.status.DATA_LOSS, /^version 1 of model "bitrot" is corrupted in Redis: its data's SHA-256 is "[A-Za-z0-9+/]{43}=", its info says "[A-Za-z0-9+/]{43}="$/);
+      await rejectsWithStatus(reader.end, grpc.status.DATA_LOSS, /^version 1 of model "bitrot" is corrupted in Redis: its data's SHA-256 is "[A-Za-z0-9+/]{43}=", its info says "[A-Za-z0-9+/]{43}="$/);
       assert.equal(sha256(Buffer.concat(reader.chunks)), sha256(stored), "every byte as stored in Redis, then the status");
     }
     assert.equal(await chunkGets(), 4, "one read for both readers");
 
     const again = read(b.client, "bitrot", 1);
-    await endsWith(again.end, grpc.status.DATA_LOSS, /is corrupted in Redis/);
+    await rejectsWithStatus(again.end, grpc.status.DATA_LOSS, /is corrupted in Redis/);
     assert.equal(await chunkGets(), 8, "nothing was cached: read from Redis again");
     // A still serves its own upload's bytes, as received.
     assert.equal(sha256(await a.client.retrieveData("bitrot", 1)), sha256(data));

@@ -3,6 +3,7 @@
  * server's protobuf-es codegen, so a codegen mistake cannot hide from the tests.
  * fixed64 fields come back as decimal strings.
  */
+import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
@@ -198,4 +199,13 @@ export class RegistryClient {
     const fn = this.raw.VersionUpdate as (req: object) => grpc.ClientReadableStream<{ version_info: WireVersionInfo }>;
     return fn.call(this.raw, { model_id });
   }
+}
+
+/** Asserts that `promise` fails with gRPC status `code` and details matching `message`. */
+export async function rejectsWithStatus(promise: Promise<unknown>, code: grpc.status, message: RegExp): Promise<void> {
+  await assert.rejects(promise, (error: grpc.ServiceError) => {
+    assert.equal(error.code, code, error.message);
+    assert.match(error.details, message);
+    return true;
+  });
 }

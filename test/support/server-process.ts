@@ -17,10 +17,21 @@ export function killAllServers(): void {
 }
 
 /** Kills every server process still running and waits until each has exited. */
-export async function stopAllServers(): Promise<void> {
+async function stopAllServers(): Promise<void> {
   const exits = [...live].map((child) => (child.exitCode !== null || child.signalCode !== null ? undefined : once(child, "exit")));
   killAllServers();
   await Promise.all(exits);
+}
+
+/**
+ * Removes `archiveDir` once the test is over and every server this process started has exited: hooks
+ * run in the order registered, so a server's own teardown may come later, and none may still write.
+ */
+export function removeArchiveAfterServers(t: TestContext, archiveDir: string): void {
+  t.after(async () => {
+    await stopAllServers();
+    await rm(archiveDir, { recursive: true, force: true });
+  });
 }
 
 /** What production runs (npm start, the Docker image, the bin entry): the bundle `npm run build` writes (scripts/bundle.ts). */
