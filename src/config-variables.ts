@@ -231,6 +231,15 @@ export const SEND_IDLE_TIMEOUT: Variable<number> = {
   parse: timerDuration,
 };
 
+export const STREAMED_READS_MAX_SIZE: Variable<number> = {
+  name: `${PREFIX}STREAMED_READS_MAX_SIZE`,
+  default: "67108864",
+  accepted: `an integer number of bytes from 1 to ${Number.MAX_SAFE_INTEGER}`,
+  description:
+    "Most bytes of version data held at once, over all RetrieveVersionData streams, by reads the cache does not hold (an archived version larger than a quarter of VERSION_CACHE_MAX_SIZE, or one the cache had no room for): such a stream waits for room before reading its next chunk; a chunk larger than this is sent alone",
+  parse: integer(1, Number.MAX_SAFE_INTEGER),
+};
+
 export const REDIS_URL: Variable<RedisEndpoint | undefined> = {
   name: `${PREFIX}REDIS_URL`,
   default: "",
@@ -270,6 +279,7 @@ export const VARIABLES = [
   UPLOAD_MIN_RATE,
   UPLOAD_MIN_RATE_PERIOD,
   SEND_IDLE_TIMEOUT,
+  STREAMED_READS_MAX_SIZE,
   PEER_NEW_STREAMS_PER_SECOND,
   PEER_CANCELLED_STREAMS_PER_SECOND,
   PEER_BAN_PERIOD,

@@ -21,6 +21,7 @@ import {
   REDIS_URL,
   PREFIX,
   SEND_IDLE_TIMEOUT,
+  STREAMED_READS_MAX_SIZE,
   SENT_CHUNK_SIZE,
   SHUTDOWN_GRACE_PERIOD,
   UPLOAD_IDLE_TIMEOUT,
@@ -65,6 +66,8 @@ export interface Config {
   readonly uploadMinRatePeriodMs: number;
   /** A RetrieveVersionData stream whose sent messages make no progress for this long is cancelled; 0 disables. */
   readonly sendIdleTimeoutMs: number;
+  /** Bytes of version data held at once by all reads the cache does not hold (streamed from the archive or the shared state). */
+  readonly streamedReadsMaxBytes: number;
   /** New HTTP/2 streams one client address may open per second (bursts up to as many); 0 = no limit. */
   readonly peerNewStreamsPerSecond: number;
   /** HTTP/2 streams one client address may reset per second (bursts up to as many); 0 = no limit. */
@@ -174,6 +177,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     uploadMinRateBytesPerSecond: read(UPLOAD_MIN_RATE),
     uploadMinRatePeriodMs: read(UPLOAD_MIN_RATE_PERIOD),
     sendIdleTimeoutMs: read(SEND_IDLE_TIMEOUT),
+    streamedReadsMaxBytes: read(STREAMED_READS_MAX_SIZE),
     peerNewStreamsPerSecond: read(PEER_NEW_STREAMS_PER_SECOND),
     peerCancelledStreamsPerSecond: read(PEER_CANCELLED_STREAMS_PER_SECOND),
     peerBanMs: read(PEER_BAN_PERIOD),

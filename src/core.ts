@@ -28,7 +28,7 @@ export type CoreConfig = Pick<
   // Optional: without it the registry runs in single mode.
   Partial<Pick<Config, "redis">> &
   // Optional: without it versions have no size limit of their own.
-  Partial<Pick<Config, "versionMaxBytes">>;
+  Partial<Pick<Config, "versionMaxBytes" | "streamedReadsMaxBytes">>;
 
 export interface CoreOptions {
   readonly sha256: Sha256Implementation;
@@ -105,6 +105,7 @@ export async function openCore(config: CoreConfig, log: Logger, options: CoreOpt
       chunkSize: config.sentChunkSize,
       hash: (segments) => pool.hash(segments),
       maxVersionBytes: config.versionMaxBytes ?? 0,
+      ...(config.streamedReadsMaxBytes === undefined ? {} : { streamedReadsMaxBytes: config.streamedReadsMaxBytes }),
       beforeAllocate: memoryGuard.beforeAllocate,
       dataReceived: memoryGuard.dataReceived,
       offThreadHash: hashLanes,

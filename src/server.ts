@@ -5,7 +5,7 @@ import type { Logger } from "./logger.js";
 import { disabledServerMetrics } from "./metrics/disabled-metrics.js";
 import { packageInfo } from "./package-info.js";
 import { startWithRollback } from "./start-with-rollback.js";
-import type { Registry } from "./registry/index.js";
+import { type Registry, STREAMED_READS_MAX_BYTES } from "./registry/index.js";
 import { DEFAULT_KEEPALIVE, startGrpcTransport } from "./transports/grpc-server.js";
 import type { HashLanes, WorkerPool } from "./worker-pool/index.js";
 
@@ -36,7 +36,7 @@ export type ServerConfig = Pick<
   | "http2WindowBytes"
 > &
   // Optional: without them the metrics endpoint is off and versions have no size limit of their own.
-  Partial<Pick<Config, "metricsPort" | "versionMaxBytes">> &
+  Partial<Pick<Config, "metricsPort" | "versionMaxBytes" | "streamedReadsMaxBytes">> &
   // Optional: without them slow uploads and stalled readers are never cut off.
   Partial<Pick<Config, "uploadIdleTimeoutMs" | "uploadMinRateBytesPerSecond" | "uploadMinRatePeriodMs" | "sendIdleTimeoutMs">> &
   // The peer limits default to none (tests); main passes the configured ones.
@@ -131,6 +131,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
         cacheExpirationMs: config.cacheExpirationMs,
         cachePruneCount: config.cachePruneCount,
         sentChunkSize: config.sentChunkSize,
+        streamedReadsMaxBytes: config.streamedReadsMaxBytes ?? STREAMED_READS_MAX_BYTES,
         grpcReflection: config.grpcReflection,
         http2WindowBytes: config.http2WindowBytes,
         metricsPort: metricsEndpoint?.port ?? 0,

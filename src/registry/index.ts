@@ -1,5 +1,5 @@
 export { EMPTY_USER_DATA, type ModelRecord, type VersionRecord } from "../domain/index.js";
-export { Registry, type ModelPage, type RegistryOptions, type RegistryStats, type VersionDataSource, type VersionPage } from "./registry.js";
+export { Registry, STREAMED_READS_MAX_BYTES, type ModelPage, type RegistryOptions, type RegistryStats, type VersionDataSource, type VersionPage } from "./registry.js";
 export type { VersionSink, VersionSubscription } from "./version-subscription.js";
 export type { UploadHeader } from "./upload-header.js";
 export type { PendingUpload, VersionUpload } from "./version-upload.js";

@@ -5,6 +5,7 @@ import { Code, RegistryError, notFound } from "../errors/index.js";
 import type { Logger } from "../logger.js";
 import { type RegistryState, createInProcessRegistryState } from "../state/index.js";
 import { ModelActor } from "./model-actor.js";
+import { StreamedReadBuffers } from "./streamed-read-buffers.js";
 import type { OffThreadHashing } from "./streaming-hash.js";
 import type { UploadHeader } from "./upload-header.js";
 import { UploadPlanner } from "./upload-planner.js";
@@ -32,6 +33,11 @@ export interface RegistryOptions {
   readonly offThreadHash?: OffThreadHashing;
   /** Largest data_size accepted for one version; 0 = no limit but the cache budget (transient) or the disk (archived). */
   readonly maxVersionBytes?: number;
+  /**
+   * Bytes of version data all reads without a cache entry behind them (too large for the cache, or
+   * no room in it) may hold at once; default STREAMED_READS_MAX_BYTES.
+   */
+  readonly streamedReadsMaxBytes?: number;
   readonly log: Logger;
   /** Called before version data is allocated (see memory-guard.ts). */
   readonly beforeAllocate?: (bytes?: number) => void;
@@ -51,6 +57,10 @@ export interface RegistryStats {
   readonly uploadsInFlight: number;
   /** Bytes of streamed archived uploads' batch buffers held beside the budget (it had no room for them). */
   readonly uploadBytesOutsideBudget: number;
+  /** Bytes of version data held by reads without a cache entry behind them (see StreamedReadBuffers). */
+  readonly streamedReadBytes: number;
+  /** Such reads waiting for room before reading their next chunk. */
+  readonly streamedReadsWaiting: number;
   readonly cache: VersionCacheStats;
 }
 
@@ -65,6 +75,9 @@ const ARCHIVED_CACHE_SHARE = 4;
  * stream window lets the client send ahead.
  */
 const STREAMED_UPLOAD_BATCH_BYTES = 4 * 1024 * 1024;
+
+/** Default of RegistryOptions.streamedReadsMaxBytes (and of STREAMED_READS_MAX_SIZE): 32 chunks of 2 MiB. */
+export const STREAMED_READS_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
  * How long the memory of a version that left the cache is kept (inside the budget) for the next
@@ -82,6 +95,7 @@ export class Registry {
   readonly #state: RegistryState;
   readonly #uploads: UploadPlanner;
   readonly #data: VersionDataOpener;
+  readonly #streamedReads: StreamedReadBuffers;
 
   private constructor(private readonly options: RegistryOptions) {
     this.cache = new VersionCache<EncodedVersionData>({
@@ -123,7 +137,8 @@ export class Registry {
       beginTransientData: (modelId, dataSize) => this.#state.beginTransientData(modelId, dataSize),
       now: options.now ?? createNanosecondClock(),
     });
-    this.#data = new VersionDataOpener({ ...shared, state: this.#state, log });
+    this.#streamedReads = new StreamedReadBuffers(options.streamedReadsMaxBytes ?? STREAMED_READS_MAX_BYTES);
+    this.#data = new VersionDataOpener({ ...shared, state: this.#state, streamedReads: this.#streamedReads, log });
   }
 
   /** Opens the state and so the archive, reading the model list (version infos are read lazily, per model). */
@@ -181,6 +196,8 @@ export class Registry {
       subscribers,
       uploadsInFlight: this.#uploads.inFlight,
       uploadBytesOutsideBudget: this.#uploads.bytesOutsideBudget,
+      streamedReadBytes: this.#streamedReads.heldBytes,
+      streamedReadsWaiting: this.#streamedReads.waitingCount,
       cache: this.cache.stats(),
     };
   }

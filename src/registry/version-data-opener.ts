@@ -5,6 +5,7 @@ import { Code, RegistryError, notFound } from "../errors/index.js";
 import type { Logger } from "../logger.js";
 import type { RegistryState, TransientDataSource } from "../state/index.js";
 import { CacheLoad } from "./cache-load.js";
+import type { StreamedReadAccount, StreamedReadBuffers } from "./streamed-read-buffers.js";
 import type { Lease, Reservation, VersionCache } from "./version-cache.js";
 import { type OffThreadHashing, createStreamingHash } from "./streaming-hash.js";
 
@@ -17,6 +18,11 @@ export interface VersionDataSource {
    * handed out may still be read (a socket write not confirmed), so its memory must never be reused.
    */
   release(mayStillBeRead: boolean): void;
+  /**
+   * Called once each frame has been written to the socket (or dropped), with its length: frames that
+   * no cache entry holds are counted in StreamedReadBuffers until then. Absent for cached data.
+   */
+  readonly sent?: (frameBytes: number) => void;
 }
 
 export interface VersionDataOpenerOptions {
@@ -30,6 +36,8 @@ export interface VersionDataOpenerOptions {
   readonly archivedCacheShare: number;
   readonly offThreadHash: OffThreadHashing | undefined;
   readonly beforeAllocate: (() => void) | undefined;
+  /** The bound on frames of reads no cache entry backs (streamed from the archive or the shared state). */
+  readonly streamedReads: StreamedReadBuffers;
   readonly log: Logger;
 }
 
@@ -94,7 +102,13 @@ export class VersionDataOpener {
     if (source === undefined) {
       throw transientEvicted(version);
     }
-    return { version, frames: framesOf(source.stream(), version.dataSize, this.options.chunkSize), release: () => {} };
+    const account = this.options.streamedReads.open();
+    return {
+      version,
+      frames: framesOf(source.stream(), version.dataSize, this.options.chunkSize, account),
+      release: () => account.close(),
+      sent: (frameBytes) => account.sent(frameBytes),
+    };
   }
 
   /**
@@ -296,10 +310,16 @@ export class VersionDataOpener {
    * must not trust them). The frames live in shared memory so the worker hashing them needs no copy.
    */
   #streamFromArchive(version: VersionRecord): VersionDataSource {
-    return { version, frames: this.#archivedFrames(version), release: () => {} };
+    const account = this.options.streamedReads.open();
+    return {
+      version,
+      frames: this.#archivedFrames(version, account),
+      release: () => account.close(),
+      sent: (frameBytes) => account.sent(frameBytes),
+    };
   }
 
-  async *#archivedFrames(version: VersionRecord): AsyncGenerator<Buffer> {
+  async *#archivedFrames(version: VersionRecord, account: StreamedReadAccount): AsyncGenerator<Buffer> {
     const { chunkSize } = this.options;
     const hash = createStreamingHash(this.options.offThreadHash);
     const reader = await this.options.archive.openVersionData(version.modelId, version.versionNumber);
@@ -309,6 +329,7 @@ export class VersionDataOpener {
       do {
         const length = Math.min(chunkSize, version.dataSize - position);
         const headerLength = frameHeaderLength(length);
+        await account.take(headerLength + length);
         const frame = Buffer.from(new SharedArrayBuffer(headerLength + length));
         encodeFrameHeader(length, frame, 0);
         const data = frame.subarray(headerLength);
@@ -379,20 +400,26 @@ function sameVersion(a: VersionRecord | undefined, b: VersionRecord): boolean {
 }
 
 /** Pieces of data of any size re-cut into reply chunk frames of `chunkSize` data bytes (the last one shorter). */
-async function* framesOf(source: AsyncIterable<Uint8Array>, dataSize: number, chunkSize: number): AsyncGenerator<Buffer> {
+async function* framesOf(
+  source: AsyncIterable<Uint8Array>,
+  dataSize: number,
+  chunkSize: number,
+  account: StreamedReadAccount,
+): AsyncGenerator<Buffer> {
   let position = 0;
   let frame: Buffer | undefined;
   let filled = 0;
   let headerLength = 0;
-  const startFrame = (): void => {
+  const startFrame = async (): Promise<void> => {
     const length = Math.min(chunkSize, dataSize - position);
     headerLength = frameHeaderLength(length);
+    await account.take(headerLength + length);
     frame = Buffer.allocUnsafe(headerLength + length);
     encodeFrameHeader(length, frame, 0);
     filled = 0;
   };
   if (dataSize === 0) {
-    startFrame();
+    await startFrame();
     yield frame as Buffer;
     return;
   }
@@ -400,7 +427,7 @@ async function* framesOf(source: AsyncIterable<Uint8Array>, dataSize: number, ch
     let offset = 0;
     while (offset < piece.byteLength) {
       if (frame === undefined) {
-        startFrame();
+        await startFrame();
       }
       const current = frame as Buffer;
       const taken = Math.min(current.byteLength - headerLength - filled, piece.byteLength - offset);

@@ -141,8 +141,17 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
         });
         try {
           let cancelled = false;
+          const { sent } = source;
           for await (const frame of source.frames) {
-            if (!(await writeWithBackpressure(call, frame, stalls.track(writes.track())))) {
+            const confirm = stalls.track(writes.track());
+            const written =
+              sent === undefined
+                ? confirm
+                : () => {
+                    confirm();
+                    sent(frame.byteLength);
+                  };
+            if (!(await writeWithBackpressure(call, frame, written))) {
               cancelled = true;
               break;
             }
@@ -202,6 +211,8 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
           subscribers: String(stats.subscribers),
           uploads_in_flight: String(stats.uploadsInFlight),
           upload_bytes_outside_budget: String(stats.uploadBytesOutsideBudget),
+          streamed_read_bytes: String(stats.streamedReadBytes),
+          streamed_reads_waiting: String(stats.streamedReadsWaiting),
           cache_max_bytes: String(cache.maxBytes),
           cache_used_bytes: String(cache.usedBytes),
           cache_data_bytes: String(cache.entryBytes),

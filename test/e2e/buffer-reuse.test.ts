@@ -1,13 +1,12 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { type ClientHttp2Stream, connect } from "node:http2";
-import { fileURLToPath } from "node:url";
+import { connect } from "node:http2";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, test } from "node:test";
-import { loadSync } from "@grpc/proto-loader";
 import { planChunkLayout } from "../../src/data/index.js";
 import { VERSION_OVERHEAD_BYTES } from "../../src/registry/index.js";
 import { startTestServer } from "../support/test-server.js";
+import { openStalledReader } from "../support/stalled-reader.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -23,25 +22,6 @@ function versionData(size: number, seed: number): Buffer {
 async function figures(client: { status(names: string[]): Promise<{ statuses: Record<string, string> }> }): Promise<Record<string, number>> {
   const { statuses } = await client.status(["cache_reused_buffers", "cache_spare_bytes", "cache_used_bytes", "cache_draining_bytes"]);
   return Object.fromEntries(Object.entries(statuses).map(([name, value]) => [name, Number(value)]));
-}
-
-const service = loadSync(["cogment/api/model_registry.proto"], {
-  includeDirs: [fileURLToPath(new URL("../../../proto", import.meta.url))],
-  keepCase: true,
-})["cogmentAPI.ModelRegistrySP"] as unknown as Record<string, { path: string; requestSerialize: (value: object) => Buffer }>;
-
-/** A bare HTTP/2 RetrieveVersionData stream left paused: the server's writes stay unconfirmed. */
-function openStalledReader(session: ReturnType<typeof connect>, modelId: string, versionNumber: number): ClientHttp2Stream {
-  const method = service.RetrieveVersionData;
-  assert.ok(method);
-  const message = method.requestSerialize({ model_id: modelId, version_number: versionNumber });
-  const frame = Buffer.alloc(5 + message.length);
-  frame.writeUInt32BE(message.length, 1);
-  message.copy(frame, 5);
-  const stream = session.request({ ":method": "POST", ":path": method.path, "content-type": "application/grpc", te: "trailers" });
-  stream.pause();
-  stream.end(frame);
-  return stream;
 }
 
 describe("memory of evicted versions is reused by the next upload of the same size", () => {

@@ -5,15 +5,19 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
+import { connect } from "node:http2";
+import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test, type TestContext } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { Redis } from "ioredis";
+import { frameHeaderLength } from "../../src/data/index.js";
 import { modelHashTag } from "../../src/redis/index.js";
 import { killAllRedisServers, startRedisServer } from "../support/redis-server.js";
 import { RegistryClient, rejectsWithStatus } from "../support/registry-client.js";
 import { type ServerProcess, killAllServers, spawnServer } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 import { startThrottleProxy } from "../support/throttle-proxy.js";
+import { openStalledReader, readToEnd } from "../support/stalled-reader.js";
 
 const MIB = 1024 * 1024;
 /** Four 2 MiB chunk keys in Redis, four 2 MiB reply chunks. */
@@ -216,5 +220,37 @@ describe("a transient version read through from Redis is streamed while it loads
       assert.equal(sha256(bytes), sha256(data));
     }
     assert.equal(await chunkGets(), 8, "no room in the cache: one read of Redis per reader");
+  });
+
+  test("readers of such a version that stop reading hold at most STREAMED_READS_MAX_SIZE between them, then finish byte-exact", async (t) => {
+    const redis = await startRedisServer(t);
+    const archiveDir = await tempArchive(t);
+    const a = await startInstance(t, archiveDir, redis.url);
+    const frameBytes = frameHeaderLength(2 * MIB) + 2 * MIB;
+    const b = await startInstance(t, archiveDir, redis.url, {
+      COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE: String(4 * MIB),
+      COGMENT_MODEL_REGISTRY_STREAMED_READS_MAX_SIZE: String(2 * frameBytes),
+    });
+    await a.client.createModel("large");
+    const data = randomBytes(VERSION_BYTES);
+    await a.client.publish("large", data);
+
+    const session = connect(`http://127.0.0.1:${b.process.port}`);
+    t.after(() => session.destroy());
+    const readers = Array.from({ length: 3 }, () => openStalledReader(session, "large", 1));
+    const held = async (): Promise<string[]> => {
+      const { statuses } = await b.client.status(["streamed_read_bytes", "streamed_reads_waiting"]);
+      return [statuses.streamed_read_bytes ?? "", statuses.streamed_reads_waiting ?? ""];
+    };
+    let seen = await held();
+    for (let waited = 0; seen[1] !== "3" && waited < 10_000; waited += 20) {
+      await sleep(20);
+      seen = await held();
+    }
+    assert.deepEqual(seen, [String(2 * frameBytes), "3"], "two reply chunks held, every reader waiting for room");
+    for (const outcome of await Promise.all(readers.map(readToEnd))) {
+      assert.deepEqual([outcome.grpcStatus, sha256(outcome.data)], ["0", sha256(data)]);
+    }
+    assert.deepEqual(await held(), ["0", "0"]);
   });
 });

@@ -4,14 +4,13 @@ import { get } from "node:http";
 import { rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type TestContext, after, test } from "node:test";
-import { type ClientHttp2Stream, connect, constants as http2Constants } from "node:http2";
-import { fileURLToPath } from "node:url";
-import { loadSync } from "@grpc/proto-loader";
+import { connect, constants as http2Constants } from "node:http2";
 import { createLogger } from "../../src/logger.js";
 import { type RunningServer, type ServerConfig, type ServerOptions, startServer } from "../../src/server.js";
 import { RegistryClient } from "../support/registry-client.js";
 import { DEFAULT_TEST_CONFIG, makeArchiveDir } from "../support/test-server.js";
 import { killAllServers, spawnServerOnTempArchive } from "../support/server-process.js";
+import { openStalledReader } from "../support/stalled-reader.js";
 
 after(killAllServers);
 
@@ -33,34 +32,6 @@ async function sentBytes(port: number): Promise<number> {
   const line = (await scrape(port)).split("\n").find((l) => l.startsWith(`${SENT} `));
   assert.ok(line, `${SENT} is exported`);
   return Number(line.slice(SENT.length + 1));
-}
-
-const service = loadSync(["cogment/api/model_registry.proto"], {
-  includeDirs: [fileURLToPath(new URL("../../../proto", import.meta.url))],
-  keepCase: true,
-})["cogmentAPI.ModelRegistrySP"] as unknown as Record<string, { path: string; requestSerialize: (value: object) => Buffer }>;
-
-/**
- * A reader that truly stops reading: a bare HTTP/2 stream left paused, so the client stops
- * granting flow-control window. (grpc-js clients keep reading into their own memory when paused,
- * so they cannot play this part.)
- */
-function openStalledReader(session: ReturnType<typeof connect>): ClientHttp2Stream {
-  const method = service.RetrieveVersionData;
-  assert.ok(method);
-  const message = method.requestSerialize({ model_id: "slow", version_number: -1 });
-  const frame = Buffer.alloc(5 + message.length);
-  frame.writeUInt32BE(message.length, 1);
-  message.copy(frame, 5);
-  const stream = session.request({
-    ":method": "POST",
-    ":path": method.path,
-    "content-type": "application/grpc",
-    te: "trailers",
-  });
-  stream.pause();
-  stream.end(frame);
-  return stream;
 }
 
 /** Bytes of data_chunk payload in a gRPC response body (5-byte prefix, tag, varint length, bytes). */
@@ -114,7 +85,7 @@ test("readers that stop reading hold back the server (backpressure): it does not
   // Four readers open the stream and read nothing.
   const session = connect(`http://127.0.0.1:${server.port}`);
   t.after(() => session.destroy());
-  const readers = Array.from({ length: 4 }, () => openStalledReader(session));
+  const readers = Array.from({ length: 4 }, () => openStalledReader(session, "slow", -1));
   await sleep(800);
   const whileStalled = await sentBytes(metricsPort);
   // Each stalled stream may have grpc-js's 16-message buffer plus the HTTP/2 windows in flight,
@@ -152,7 +123,7 @@ test("stalled readers of a version streamed from disk do not make the server rea
   const before = process.memoryUsage().arrayBuffers;
   const session = connect(`http://127.0.0.1:${server.port}`);
   t.after(() => session.destroy());
-  const readers = Array.from({ length: 4 }, () => openStalledReader(session));
+  const readers = Array.from({ length: 4 }, () => openStalledReader(session, "slow", -1));
   await sleep(1000);
   const grown = process.memoryUsage().arrayBuffers - before;
   // Reading ahead without backpressure would hold 4 x 48 MiB here.
@@ -169,7 +140,7 @@ test("a reader stalled at a version's end keeps its bytes counted until it goes 
   const session = connect(`http://127.0.0.1:${server.port}`);
   session.on("error", () => {});
   t.after(() => session.destroy());
-  const reader = openStalledReader(session);
+  const reader = openStalledReader(session, "slow", -1);
   reader.on("error", () => {});
   await sleep(300);
   await client.deleteModel("slow"); // the version leaves the cache; the stalled reader still holds it
@@ -202,7 +173,7 @@ test("a reader that stops reading is cut off after SEND_IDLE_TIMEOUT: its stream
   const session = connect(`http://127.0.0.1:${server.port}`);
   session.on("error", () => {});
   t.after(() => session.destroy());
-  const reader = openStalledReader(session);
+  const reader = openStalledReader(session, "slow", -1);
   reader.on("error", () => {});
   const closed = new Promise<number>((resolve) => reader.on("close", () => resolve(reader.rstCode ?? -1)));
   await sleep(200);

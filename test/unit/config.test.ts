@@ -26,6 +26,7 @@ const DEFAULTS: Config = {
   uploadMinRateBytesPerSecond: 65_536,
   uploadMinRatePeriodMs: 10_000,
   sendIdleTimeoutMs: 60_000,
+  streamedReadsMaxBytes: 67_108_864,
   peerNewStreamsPerSecond: 50_000,
   peerCancelledStreamsPerSecond: 1_000,
   peerBanMs: 60_000,
@@ -111,6 +112,7 @@ describe("CONFIG_VARIABLES", () => {
         [`${P}UPLOAD_MIN_RATE`, "65536"],
         [`${P}UPLOAD_MIN_RATE_PERIOD`, "10s"],
         [`${P}SEND_IDLE_TIMEOUT`, "60s"],
+        [`${P}STREAMED_READS_MAX_SIZE`, "67108864"],
         [`${P}PEER_NEW_STREAMS_PER_SECOND`, "50000"],
         [`${P}PEER_CANCELLED_STREAMS_PER_SECOND`, "1000"],
         [`${P}PEER_BAN_PERIOD`, "1m"],
@@ -142,6 +144,7 @@ describe("CONFIG_VARIABLES", () => {
         UPLOAD_MIN_RATE_ACCEPTED,
         UPLOAD_MIN_RATE_PERIOD_ACCEPTED,
         SEND_IDLE_ACCEPTED,
+        ACCEPTED.cacheMaxBytes,
         PEER_RATE_ACCEPTED,
         PEER_RATE_ACCEPTED,
         PEER_BAN_ACCEPTED,
@@ -428,6 +431,18 @@ describe("slow clients: UPLOAD_IDLE_TIMEOUT, UPLOAD_MIN_RATE, UPLOAD_MIN_RATE_PE
       `${P}UPLOAD_MIN_RATE="64KiB" is invalid: expected ${UPLOAD_MIN_RATE_ACCEPTED}`,
       `${P}UPLOAD_MIN_RATE_PERIOD="0" is invalid: shorter than 1ms; expected ${UPLOAD_MIN_RATE_PERIOD_ACCEPTED}`,
     );
+  });
+});
+
+describe("STREAMED_READS_MAX_SIZE", () => {
+  const name = `${P}STREAMED_READS_MAX_SIZE`;
+  test("takes a positive byte count", () => {
+    assert.equal(loadConfig({ [name]: "1" }).streamedReadsMaxBytes, 1);
+    assert.equal(loadConfig({ [name]: "536870912" }).streamedReadsMaxBytes, 536_870_912);
+  });
+  test("refuses 0, units and negative numbers, naming the variable and the accepted form", () => {
+    assertInvalid({ [name]: "0" }, `${name}="0" is invalid: expected ${ACCEPTED.cacheMaxBytes}`);
+    assertInvalid({ [name]: "64MiB" }, `${name}="64MiB" is invalid: expected ${ACCEPTED.cacheMaxBytes}`);
   });
 });
 

@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { connect } from "node:http2";
+import { setTimeout as sleep } from "node:timers/promises";
+import { describe, test } from "node:test";
+import { frameHeaderLength } from "../../src/data/index.js";
+import { openStalledReader, readToEnd } from "../support/stalled-reader.js";
+import { startTestServer } from "../support/test-server.js";
+
+const MiB = 1024 * 1024;
+const sha256 = (data: Buffer): string => createHash("sha256").update(data).digest("base64");
+
+function pattern(size: number, seed: number): Buffer {
+  const data = Buffer.allocUnsafe(size);
+  for (let i = 0; i + 4 <= size; i += 4) data.writeUInt32LE((i * 2654435761 + seed) >>> 0, i);
+  return data;
+}
+
+type Figures = { streamed_read_bytes: number; streamed_reads_waiting: number };
+
+async function figures(client: { status(names: string[]): Promise<{ statuses: Record<string, string> }> }): Promise<Figures> {
+  const { statuses } = await client.status(["streamed_read_bytes", "streamed_reads_waiting"]);
+  return { streamed_read_bytes: Number(statuses.streamed_read_bytes), streamed_reads_waiting: Number(statuses.streamed_reads_waiting) };
+}
+
+describe("reads the cache does not hold are bounded together (STREAMED_READS_MAX_SIZE)", () => {
+  test("five readers that stop reading a version streamed from disk hold four chunks between them, then all finish byte-exact", async (t) => {
+    const chunk = MiB;
+    const frameBytes = frameHeaderLength(chunk) + chunk;
+    // A 16 MiB archived version is larger than a quarter of the 8 MiB budget: streamed from disk.
+    const server = await startTestServer({ cacheMaxBytes: 8 * MiB, sentChunkSize: chunk, streamedReadsMaxBytes: 4 * frameBytes });
+    t.after(() => server.close());
+    const { client } = server;
+    await client.createModel("big");
+    const data = pattern(16 * MiB, 7);
+    await client.publish("big", data, { archived: true, data_hash: sha256(data) });
+
+    const session = connect(`http://127.0.0.1:${server.server.port}`);
+    t.after(() => session.destroy());
+    const readers = Array.from({ length: 5 }, () => openStalledReader(session, "big", 1));
+    // The first reader takes the four chunks' room (its writes stay queued), then waits with the other four.
+    let seen = await figures(client);
+    for (let waited = 0; seen.streamed_reads_waiting < 5 && waited < 10_000; waited += 20) {
+      await sleep(20);
+      seen = await figures(client);
+    }
+    assert.deepEqual(seen, { streamed_read_bytes: 4 * frameBytes, streamed_reads_waiting: 5 });
+
+    const outcomes = await Promise.all(readers.map(readToEnd));
+    for (const [index, outcome] of outcomes.entries()) {
+      assert.equal(outcome.grpcStatus, "0", `reader ${index} ends with OK`);
+      assert.equal(outcome.data.length, data.length, `reader ${index} got every byte`);
+      assert.equal(sha256(outcome.data), sha256(data), `reader ${index} got the version's bytes`);
+    }
+    assert.deepEqual(await figures(client), { streamed_read_bytes: 0, streamed_reads_waiting: 0 });
+  });
+
+  test("a reader that goes away while it waits gives its room back: the others finish", async (t) => {
+    const chunk = MiB;
+    const frameBytes = frameHeaderLength(chunk) + chunk;
+    const server = await startTestServer({ cacheMaxBytes: 8 * MiB, sentChunkSize: chunk, streamedReadsMaxBytes: 2 * frameBytes });
+    t.after(() => server.close());
+    const { client } = server;
+    await client.createModel("big");
+    const data = pattern(8 * MiB, 3);
+    await client.publish("big", data, { archived: true, data_hash: sha256(data) });
+
+    const session = connect(`http://127.0.0.1:${server.server.port}`);
+    t.after(() => session.destroy());
+    const holder = openStalledReader(session, "big", 1);
+    const leaving = openStalledReader(session, "big", 1);
+    const staying = openStalledReader(session, "big", 1);
+    let seen = await figures(client);
+    for (let waited = 0; seen.streamed_reads_waiting < 3 && waited < 10_000; waited += 20) {
+      await sleep(20);
+      seen = await figures(client);
+    }
+    assert.deepEqual(seen, { streamed_read_bytes: 2 * frameBytes, streamed_reads_waiting: 3 });
+    leaving.close();
+    const [first, last] = await Promise.all([readToEnd(holder), readToEnd(staying)]);
+    assert.deepEqual([first.grpcStatus, sha256(first.data)], ["0", sha256(data)]);
+    assert.deepEqual([last.grpcStatus, sha256(last.data)], ["0", sha256(data)]);
+    // The stream that left is over once its granted chunk failed to be written.
+    for (let waited = 0; (await figures(client)).streamed_read_bytes !== 0 && waited < 10_000; waited += 20) {
+      await sleep(20);
+    }
+    assert.deepEqual(await figures(client), { streamed_read_bytes: 0, streamed_reads_waiting: 0 });
+  });
+});
