@@ -110,6 +110,7 @@ export class Registry {
     this.#state = options.state ?? createInProcessRegistryState({ archive, log, bootId: options.bootId });
     this.#state.onVersionCommitted((version) => this.#actors.get(version.modelId)?.versionCommitted(version));
     this.#state.onModelDeleted((modelId) => {
+      this.#data.modelDeleted();
       // Reads create no actor, so an instance that only served a model's versions (shared state:
       // another instance deleted it) still holds them in its cache.
       const actor = this.#actors.get(modelId);

@@ -53,7 +53,15 @@ export class VersionDataOpener {
   /** Archived versions being read into the cache (their readers stream them meanwhile). */
   readonly #archivedLoads = new Map<string, CacheLoad>();
 
+  /** Model deletions seen so far (any model): a load that saw none during its read needs no check before it caches. */
+  #deletions = 0;
+
   constructor(private readonly options: VersionDataOpenerOptions) {}
+
+  /** A model was deleted (through this instance or, in shared mode, another). */
+  modelDeleted(): void {
+    this.#deletions += 1;
+  }
 
   async open(version: VersionRecord): Promise<VersionDataSource> {
     const cached = this.#leaseData(version);
@@ -117,6 +125,7 @@ export class VersionDataOpener {
    * the state does not have it (single mode, or evicted).
    */
   async #startTransientLoad(version: VersionRecord, key: string): Promise<CacheLoad | undefined> {
+    const deletionsBefore = this.#deletions;
     try {
       // First: without shared data (single mode) nothing may be reserved (a reservation evicts).
       const source = await this.options.state.openTransientData(version);
@@ -132,10 +141,19 @@ export class VersionDataOpener {
       const { cache } = this.options;
       return new CacheLoad(data, reservation, (chunkLoaded) => this.#readTransient(version, source, data, chunkLoaded), {
         checked: async () => {
-          this.#transientLoads.delete(key);
-          // A copy of data the state keeps: unpinned, the cache may drop it whenever it needs the room.
-          cache.insert(reservation, version.modelId, version.versionNumber, data, { pinned: false, identity: version.dataHash });
-          return cache.acquire(version.modelId, version.versionNumber, version.dataHash);
+          try {
+            // A model deleted while it loaded (its event may have dropped the model from the cache
+            // already): this version is not cached if it is gone, its readers got the bytes it had
+            // when they asked. A deletion after this is seen by the cache itself.
+            if (this.#deletions !== deletionsBefore && !sameVersion(await this.options.state.findVersion(version.modelId, version.versionNumber), version)) {
+              return undefined;
+            }
+            // A copy of data the state keeps: unpinned, the cache may drop it whenever it needs the room.
+            cache.insert(reservation, version.modelId, version.versionNumber, data, { pinned: false, identity: version.dataHash });
+            return cache.acquire(version.modelId, version.versionNumber, version.dataHash);
+          } finally {
+            this.#transientLoads.delete(key);
+          }
         },
         failed: () => this.#transientLoads.delete(key),
       });

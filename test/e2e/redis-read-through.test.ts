@@ -156,6 +156,33 @@ describe("a transient version read through from Redis is streamed while it loads
     assert.equal(await chunkGets(), 4);
   });
 
+  test("a version deleted while it loads: the readers that asked before get it whole with OK; it is not cached, later reads get NOT_FOUND", async (t) => {
+    const redis = await startRedisServer(t);
+    const archiveDir = await tempArchive(t);
+    const a = await startInstance(t, archiveDir, redis.url);
+    const proxy = await startThrottleProxy(redis.port, 256 * 1024, 10);
+    t.after(() => proxy.close());
+    const b = await startInstance(t, archiveDir, `redis://127.0.0.1:${proxy.port}`);
+    await a.client.createModel("going");
+    const data = randomBytes(VERSION_BYTES);
+    await a.client.publish("going", data);
+
+    // B's chunk connection (first used here) stops after three of the four chunks; its other
+    // connections (commands, the subscription) are far below the mark and keep going.
+    proxy.holdAt(proxy.forwardedBytes + 3 * 2 * MIB);
+    const reader = read(b.client, "going", 1);
+    await reader.firstChunk;
+    await a.client.deleteModel("going");
+    // Time for the deletion's event to reach B (it drops the model from B's cache) before the load
+    // ends: the order that left the loaded version in the cache before the fix.
+    await sleep(300);
+    proxy.holdAt(undefined);
+    const received = await reader.end;
+    assert.equal(sha256(received), sha256(data), "the whole version, as it was when asked for");
+    await rejectsWithStatus(b.client.retrieveData("going", 1), grpc.status.NOT_FOUND, /going/);
+    assert.equal((await b.client.status(["cached_versions"])).statuses.cached_versions, "0");
+  });
+
   test("a chunk connection lost mid-stream ends the call with UNAVAILABLE naming Redis, after the bytes already sent", async (t) => {
     const redis = await startRedisServer(t);
     const archiveDir = await tempArchive(t);
@@ -203,6 +230,27 @@ describe("a transient version read through from Redis is streamed while it loads
     assert.equal(await chunkGets(), 8, "nothing was cached: read from Redis again");
     // A still serves its own upload's bytes, as received.
     assert.equal(sha256(await a.client.retrieveData("bitrot", 1)), sha256(data));
+  });
+
+  test("an empty transient version is read through too: one empty chunk and OK, with room in the cache and without", async (t) => {
+    const redis = await startRedisServer(t);
+    const archiveDir = await tempArchive(t);
+    const a = await startInstance(t, archiveDir, redis.url);
+    const roomy = await startInstance(t, archiveDir, redis.url);
+    // A budget smaller than one version's overhead: nothing can be loaded into it.
+    const cramped = await startInstance(t, archiveDir, redis.url, { COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE: "1" });
+    await a.client.createModel("empty");
+    const info = await a.client.publish("empty", Buffer.alloc(0));
+    assert.deepEqual([info.version_number, info.data_size], [1, "0"]);
+    for (const instance of [roomy, cramped]) {
+      const reader = read(instance.client, "empty", 1);
+      assert.equal((await reader.end).length, 0);
+      assert.deepEqual(
+        reader.chunks.map((chunk) => chunk.length),
+        [0],
+        "one reply chunk without data, as for an empty version in the cache",
+      );
+    }
   });
 
   test("a version larger than the cache budget is still served, each reader reading it from Redis", async (t) => {
