@@ -14,9 +14,15 @@ export interface RedisConnectionOptions {
   readonly commandTimeoutMs?: number;
   /** Longest pause between reconnection attempts; they go on forever. */
   readonly maxReconnectDelayMs?: number;
+  /**
+   * How often each connection is sent a PING while it is up (DEFAULT_PROBE_INTERVAL_MS), so that a
+   * hung Redis turns health NOT_SERVING even on an instance no call reaches; 0: never.
+   */
+  readonly probeIntervalMs?: number;
 }
 
 export const DEFAULT_COMMAND_TIMEOUT_MS = 2000;
+export const DEFAULT_PROBE_INTERVAL_MS = 1000;
 const DEFAULT_MAX_RECONNECT_DELAY_MS = 1000;
 /** ioredis's error for a command without a reply within commandTimeout. */
 const COMMAND_TIMED_OUT = "Command timed out";
@@ -47,6 +53,8 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
   private lastError = "not connected yet";
   private closed = false;
   private readonly commandTimeoutMs: number;
+  private readonly probeTimer: NodeJS.Timeout | undefined;
+  private probing = false;
 
   constructor(
     readonly endpoint: RedisEndpoint,
@@ -83,6 +91,47 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
         this.subscriberWasLost = true;
       }
     });
+    const probeInterval = options.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS;
+    if (probeInterval > 0) {
+      this.probeTimer = setInterval(() => void this.probe(), probeInterval);
+      this.probeTimer.unref();
+    }
+  }
+
+  /**
+   * A PING on each connection that is up. A hung Redis (stopped, or a path that drops packets) keeps
+   * its sockets open, and TCP alone may not notice for minutes; without the probe, an instance that no
+   * call reaches would say SERVING all along. A PING without a reply within the command timeout drops
+   * that connection as a timed-out call does (health NOT_SERVING until Redis answers again; the
+   * subscriber's reconnection catches up on what it missed).
+   */
+  private async probe(): Promise<void> {
+    if (this.probing || this.closed) {
+      return;
+    }
+    this.probing = true;
+    try {
+      const pings: Promise<unknown>[] = [];
+      if (this.commandsReady) {
+        pings.push(this.call(() => this.commands.ping()));
+      }
+      if (this.subscriberReady) {
+        pings.push(
+          this.subscriber.ping().catch((error: unknown) => {
+            if (error instanceof Error && error.message === COMMAND_TIMED_OUT && !this.closed && this.subscriberReady) {
+              this.lastError = `no reply to a PING within ${this.commandTimeoutMs} ms`;
+              this.subscriberReady = false; // now: the connection's "close" comes later
+              this.subscriberWasLost = true;
+              this.reportHealth();
+              this.subscriber.disconnect(true);
+            }
+          }),
+        );
+      }
+      await Promise.allSettled(pings);
+    } finally {
+      this.probing = false;
+    }
   }
 
   get healthy(): boolean {
@@ -158,6 +207,7 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.probeTimer);
     this.chunks.close();
     await Promise.allSettled([this.commands.quit(), this.subscriber.quit()]);
     this.commands.disconnect();

@@ -78,6 +78,28 @@ describe("Redis faults (COGMENT_MODEL_REGISTRY_REDIS_URL)", () => {
     assert.equal(instance.process.logLines.filter((line) => line.msg === "archive imported into Redis").length, 1);
   });
 
+  test("an instance no call reaches says NOT_SERVING once Redis hangs (SIGSTOP), and SERVING again once it answers", async (t) => {
+    const redis = await startRedisServer(t);
+    t.after(() => redis.resume());
+    const instance = await startInstance(t, await tempArchive(t), redis.url);
+    const waitFor = async (wanted: string): Promise<string> => {
+      let seen = await instance.health.check("");
+      for (const deadline = Date.now() + 15_000; seen !== wanted && Date.now() < deadline; seen = await instance.health.check("")) {
+        await sleep(50);
+      }
+      return seen;
+    };
+    assert.equal(await waitFor("SERVING"), "SERVING");
+    redis.pause();
+    // No registry call: only the connections' probes can notice (a PING each second, 2 s to answer).
+    assert.equal(await waitFor("NOT_SERVING"), "NOT_SERVING");
+    assert.equal(instance.process.child.exitCode, null, "the instance stays up");
+    redis.resume();
+    assert.equal(await waitFor("SERVING"), "SERVING");
+    await instance.client.createModel("after");
+    assert.deepEqual((await instance.client.retrieveModels()).model_infos, [{ model_id: "after", user_data: {} }]);
+  });
+
   test("a transient version whose chunk was corrupted in Redis ends the read-through with DATA_LOSS and an error line", async (t) => {
     const redis = await startRedisServer(t);
     const archiveDir = await tempArchive(t);

@@ -436,6 +436,24 @@ describe("RedisRegistryStore", () => {
     assert.equal(await store.getModel("m"), undefined);
   });
 
+  test("a hung Redis is noticed without any call: both connections are probed, health turns false, then true again", async (t) => {
+    const server = await startRedisServer(t);
+    const store = await openReadyStore(t, server, { commandTimeoutMs: 300, probeIntervalMs: 100 });
+    t.after(() => server.resume());
+    const health: boolean[] = [];
+    const changed = (): Promise<boolean> => new Promise((resolve) => store.connection.once("health", resolve));
+    store.connection.on("health", (healthy) => health.push(healthy));
+    const lost = changed();
+    server.pause();
+    assert.equal(await lost, false);
+    assert.match(store.connection.lastFailure, /^no reply (to a PING )?within 300 ms$/);
+    await rejectsWith(store.getModel("m"), Code.UNAVAILABLE, new RegExp(`^Redis at 127\\.0\\.0\\.1:${server.port} is unreachable: `));
+    server.resume();
+    await store.connection.waitUntilHealthy(15_000);
+    assert.deepEqual(health, [false, true]);
+    assert.equal(await store.getModel("m"), undefined);
+  });
+
   test("a store started while Redis is down reports UNAVAILABLE until it comes up", async (t) => {
     const server = await startRedisServer(t);
     await server.stop("SIGKILL");
