@@ -57,12 +57,29 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   const deletionAnnounced = new Map<string, number>();
   /** Highest version number this instance saw per model: where a catch-up starts. */
   const followed = new Map<string, number>();
+  /**
+   * The model's generation (its count of deletions) when this instance began to follow it, read once
+   * in the background: a catch-up that finds a higher one knows the model was deleted (and maybe
+   * created again) while the subscription was down, which version numbers alone cannot tell.
+   */
+  const followedGeneration = new Map<string, number>();
   let modelCount = 0;
   let importing: Promise<void> | undefined = undefined;
   let closed = false;
 
   const follow = (modelId: string, versionNumber: number): void => {
-    followed.set(modelId, Math.max(followed.get(modelId) ?? 0, versionNumber));
+    const seen = followed.get(modelId);
+    followed.set(modelId, Math.max(seen ?? 0, versionNumber));
+    if (seen === undefined) {
+      store.generation(modelId).then(
+        (generation) => {
+          if (followed.has(modelId) && !followedGeneration.has(modelId)) {
+            followedGeneration.set(modelId, generation);
+          }
+        },
+        () => undefined, // unknown: a catch-up then goes by version numbers only
+      );
+    }
   };
 
   const announceVersion = (version: VersionRecord): void => {
@@ -83,6 +100,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     deletionAnnounced.set(modelId, generation);
     lastAnnounced.delete(modelId);
     followed.delete(modelId);
+    followedGeneration.delete(modelId);
     for (const listener of deletedListeners) {
       listener(modelId);
     }
@@ -96,10 +114,22 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     }
   };
 
-  /** After the subscriber connection was lost: what was published meanwhile, for every followed model. */
-  const catchUp = async (): Promise<void> => {
+  /**
+   * After the subscriber connection was lost: what was published meanwhile, for every followed model.
+   * Whether every model was caught up (false: some could not be read; the resume loop tries again).
+   */
+  const catchUp = async (): Promise<boolean> => {
+    let complete = true;
     for (const [modelId, lastSeen] of followed) {
       try {
+        const known = followedGeneration.get(modelId);
+        if (known !== undefined) {
+          const generation = await store.generation(modelId);
+          if (generation > known) {
+            announceDeleted(modelId, generation); // ends its streams (NOT_FOUND) and drops it from the cache
+            continue;
+          }
+        }
         for (const version of await store.catchUp(modelId, lastSeen)) {
           announceVersion(version.record);
         }
@@ -107,10 +137,12 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         if (error instanceof RegistryError && error.code === Code.NOT_FOUND) {
           announceDeleted(modelId, await store.generation(modelId));
         } else {
-          log.warn({ err: error, modelId }, "cannot catch up on a model's changes after the Redis subscription was lost");
+          complete = false;
+          log.warn({ err: error, modelId }, "cannot catch up on a model's changes after the Redis subscription was lost; trying again");
         }
       }
     }
+    return complete;
   };
 
   /**
@@ -223,6 +255,8 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   let resumesWanted = 0;
   let resumesDone = 0;
   let resumeRunning = false;
+  /** The subscriber connection came back: what it missed must be read (see catchUp). */
+  let catchUpWanted = false;
   let announceFirstAttempt: () => void = () => undefined;
   const firstAttemptDone = new Promise<void>((resolve) => (announceFirstAttempt = resolve));
   const healthListeners = new Set<(healthy: boolean) => void>();
@@ -249,12 +283,19 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     }
   };
 
-  /** One try at the start-up work on a reachable Redis; whether it is done. */
+  /** One try at the start-up work on a reachable Redis (and a catch-up when one is due); whether it is done. */
   const attemptResume = async (): Promise<boolean> => {
     const target = resumesWanted;
     try {
       await store.feed.start();
       await importArchiveIfNeeded();
+      if (catchUpWanted) {
+        catchUpWanted = false;
+        if (!(await catchUp())) {
+          catchUpWanted = true;
+          return false;
+        }
+      }
       resumesDone = Math.max(resumesDone, target);
       return true;
     } catch (error) {
@@ -305,7 +346,13 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       await archive.open();
       await archive.removeLeftovers?.();
       store.feed.followAll(onChange);
-      connection.on("resubscribed", () => void catchUp());
+      // The subscriber may be back before the command connection: the catch-up runs in the resume
+      // loop, once both are up, and is tried again until every followed model was read.
+      connection.on("resubscribed", () => {
+        catchUpWanted = true;
+        resumesWanted++;
+        void resume();
+      });
       connection.on("health", onConnectionHealth);
       if (connection.healthy) {
         onConnectionHealth(true);

@@ -9,8 +9,9 @@ import { modelHashTag } from "../../src/redis/index.js";
 import { HealthClient } from "../support/health-client.js";
 import { type RedisTestServer, killAllRedisServers, startRedisServer } from "../support/redis-server.js";
 import { RegistryClient, rejectsWithStatus, type WireVersionInfo } from "../support/registry-client.js";
-import { type ServerProcess, killAllServers, spawnServer } from "../support/server-process.js";
+import { type ServerProcess, killAllServers, removeArchiveAfterServers, spawnServer } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
+import { startThrottleProxy } from "../support/throttle-proxy.js";
 
 interface Instance {
   readonly process: ServerProcess;
@@ -382,6 +383,48 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
     }
     await onB.until(() => onB.numbers.at(-1) === 5, "version 5");
     assert.deepEqual(onB.numbers, [...onB.numbers].sort((x, y) => x - y), "in order");
+  });
+
+  test("a model deleted and created again while an instance was cut off from Redis: its catch-up ends the old streams (NOT_FOUND)", async (t) => {
+    const redis = await startRedisServer(t, { appendOnly: false });
+    const archiveDir = await makeArchiveDir();
+    removeArchiveAfterServers(t, archiveDir);
+    const a = await startInstance(t, archiveDir, redis.url);
+    const link = await startThrottleProxy(redis.port, 64 * 1024 * 1024, 1);
+    t.after(() => link.close());
+    const b = await startInstance(t, archiveDir, `redis://127.0.0.1:${link.port}`);
+    await a.client.createModel("again");
+    for (let i = 1; i <= 3; i++) {
+      await a.client.publish("again", Buffer.from(`old ${i}`));
+    }
+    const onB = follow(b.client, "again");
+    await onB.until(() => onB.numbers.at(-1) === 3, "the current latest");
+    assert.equal((await b.client.retrieveData("again", 1)).toString(), "old 1");
+    const health = new HealthClient(b.address);
+    t.after(() => health.close());
+    const healthIs = async (wanted: string): Promise<string> => {
+      let seen = await health.check("");
+      for (const deadline = Date.now() + 15_000; seen !== wanted && Date.now() < deadline; seen = await health.check("")) {
+        await sleep(50);
+      }
+      return seen;
+    };
+
+    link.cut();
+    assert.equal(await healthIs("NOT_SERVING"), "NOT_SERVING");
+    await a.client.deleteModel("again");
+    await a.client.createModel("again");
+    await a.client.publish("again", Buffer.from("new 1"));
+    link.restore();
+    assert.equal(await healthIs("SERVING"), "SERVING");
+
+    // Version numbers alone would say nothing happened (the new model's 1 is below the 3 seen).
+    await onB.until(() => onB.error !== undefined, "the end of the old model's stream");
+    assert.equal(onB.error?.code, grpc.status.NOT_FOUND);
+    assert.equal((await b.client.retrieveData("again", 1)).toString(), "new 1");
+    const fresh = follow(b.client, "again");
+    t.after(() => fresh.cancel());
+    await fresh.until(() => fresh.numbers.at(-1) === 1, "the new model's latest");
   });
 
   test("a Redis restarted empty (no persistence) gets the archive imported again: archived versions and numbering above them", async (t) => {

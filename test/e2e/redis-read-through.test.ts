@@ -12,6 +12,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Redis } from "ioredis";
 import { frameHeaderLength } from "../../src/data/index.js";
 import { modelHashTag } from "../../src/redis/index.js";
+import { startMonitor } from "../support/redis-monitor.js";
 import { killAllRedisServers, startRedisServer } from "../support/redis-server.js";
 import { RegistryClient, rejectsWithStatus } from "../support/registry-client.js";
 import { type ServerProcess, killAllServers, spawnServer } from "../support/server-process.js";
@@ -57,15 +58,10 @@ function inspect(t: TestContext, url: string): Redis {
  * `count()` first waits for a marker sent after them, so every earlier command is counted.
  */
 async function countChunkGets(t: TestContext, url: string, modelId: string): Promise<() => Promise<number>> {
-  const base = inspect(t, url);
-  const monitor = await base.monitor();
-  monitor.on("error", () => undefined);
-  t.after(() => monitor.disconnect());
-  const marker = inspect(t, url);
   const prefix = `cmr:${modelHashTag(modelId)}:d:`;
   let gets = 0;
   const markers = new Map<string, () => void>();
-  monitor.on("monitor", (_time: string, args: string[]) => {
+  await startMonitor(t, url, (args) => {
     const command = args[0]?.toUpperCase();
     if (command === "GET" && args[1]?.startsWith(prefix) === true) {
       gets += 1;
@@ -73,6 +69,7 @@ async function countChunkGets(t: TestContext, url: string, modelId: string): Pro
       markers.get(args[1] ?? "")?.();
     }
   });
+  const marker = inspect(t, url);
   let sent = 0;
   return async () => {
     const name = `count-${++sent}`;

@@ -15,6 +15,7 @@ import { compareCodePoints } from "../../src/code-point-order.js";
 import { Code, RegistryError } from "../../src/errors/index.js";
 import { type NewVersion, type RedisRegistryStoreOptions, RedisRegistryStore, type RegistryChange, type StoredVersion, modelHashTag } from "../../src/redis/index.js";
 import { type RedisTestServer, killAllRedisServers, startRedisServer } from "../support/redis-server.js";
+import { startMonitor } from "../support/redis-monitor.js";
 
 after(killAllRedisServers);
 
@@ -136,11 +137,8 @@ describe("RedisRegistryStore", () => {
     const raw = rawClient(t, server);
     await store.putModel({ modelId: "gone", userData: {} });
     // Watch the commands of the deletion: the script that removes the model runs before the ZREM.
-    const monitor = await raw.monitor(); // a connection of its own
-    monitor.on("error", () => undefined); // reconnection attempts once the test's Redis is gone
     const commands: string[] = [];
-    monitor.on("monitor", (_time: string, args: string[]) => commands.push(args.slice(0, 2).join(" ").toLowerCase()));
-    t.after(() => monitor.disconnect());
+    await startMonitor(t, server.url, (args) => commands.push(args.slice(0, 2).join(" ").toLowerCase()));
     assert.equal(await store.deleteModel("gone"), true);
     while (!commands.includes("zrem cmr:models")) {
       await sleep(5); // MONITOR lines come on their own connection

@@ -12,6 +12,9 @@ export interface ThrottleProxy {
   readonly forwardedBytes: number;
   /** Each connection stops forwarding answers once it has forwarded `bytes` in all (undefined: they go on again). */
   holdAt(bytes: number | undefined): void;
+  /** Drops every connection and refuses new ones (destroyed as they come) until restore(): a cut link. */
+  cut(): void;
+  restore(): void;
   close(): Promise<void>;
 }
 
@@ -20,7 +23,12 @@ export async function startThrottleProxy(targetPort: number, bytesPerTick: numbe
   const timers = new Set<NodeJS.Timeout>();
   let forwardedBytes = 0;
   let holdAtBytes = Number.POSITIVE_INFINITY;
+  let refusing = false;
   const server = createServer((client) => {
+    if (refusing) {
+      client.destroy();
+      return;
+    }
     const target = connect({ host: "127.0.0.1", port: targetPort });
     for (const socket of [client, target]) {
       sockets.add(socket);
@@ -80,6 +88,15 @@ export async function startThrottleProxy(targetPort: number, bytesPerTick: numbe
     },
     holdAt(bytes) {
       holdAtBytes = bytes ?? Number.POSITIVE_INFINITY;
+    },
+    cut() {
+      refusing = true;
+      for (const socket of sockets) {
+        socket.destroy();
+      }
+    },
+    restore() {
+      refusing = false;
     },
     close: () =>
       new Promise((resolve) => {
