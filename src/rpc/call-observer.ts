@@ -145,17 +145,16 @@ export class ObservedCall {
       return;
     }
     const deadline = call.getDeadline();
-    const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+    this.closedWithoutStatus(deadline instanceof Date ? deadline.getTime() : deadline, cancelledDetails);
+  }
+
+  /** The stream closed before a status was sent: DEADLINE_EXCEEDED if the call's deadline (ms, Infinity: none) is over, else CANCELLED. */
+  closedWithoutStatus(deadlineMs: number, cancelledDetails = CANCELLED_BY_CLIENT): void {
     if (Number.isFinite(deadlineMs) && Date.now() >= deadlineMs - DEADLINE_SLACK_MS) {
       this.end(Code.DEADLINE_EXCEEDED, "deadline exceeded");
     } else {
       this.end(Code.CANCELLED, cancelledDetails);
     }
-  }
-
-  /** The stream closed before a status was sent, on a call without a deadline: CANCELLED. */
-  cancelledByClient(): void {
-    this.end(Code.CANCELLED, CANCELLED_BY_CLIENT);
   }
 
   end(code: number, details: string): void {

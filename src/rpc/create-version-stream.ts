@@ -9,9 +9,10 @@
  * (create-version-call.ts: CreateVersionUpload), the same call observation (metrics, log line,
  * request id: call-observer.ts), the same limits and the same bytes on the wire: every header,
  * trailer, status and message below is what grpc-js's BaseServerInterceptingCall sends for the
- * same event (test/e2e/create-version-stream.test.ts compares the two byte for byte). Any other
- * CreateVersion call (a grpc-timeout, a grpc-encoding, another content type) and every other
- * method goes to grpc-js unchanged, and so does every call once the server drains.
+ * same event (test/e2e/create-version-stream.test.ts compares the two byte for byte), a
+ * `grpc-timeout` deadline included. Any other CreateVersion call (a grpc-encoding, another content
+ * type) and every other method goes to grpc-js unchanged, and so does every call once the server
+ * drains.
  */
 import { type IncomingHttpHeaders, type ServerHttp2Stream, constants } from "node:http2";
 import type { CreateVersionRequestChunk } from "../gen/cogment/api/model_registry_pb.js";
@@ -40,6 +41,9 @@ const TRAILERS_ONLY_OPTIONS = { endStream: true } as const;
 /** grpc-js's answers to a deserializer that throws and to a failed write (without GRPC_NODE_DEBUG_SEND_ERROR_DETAILS). */
 const DESERIALIZE_FAILED = "Error deserializing request";
 const WRITE_FAILED = "Internal server error";
+// grpc-js's reading of grpc-timeout (server-interceptors.js: DEADLINE_REGEX, deadlineUnitsToMs, handleTimeoutHeader).
+const DEADLINE_PATTERN = /(\d{1,8})\s*([HMSmun])/;
+const DEADLINE_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
 
 export interface CreateVersionStreamsOptions {
   readonly registry: Registry;
@@ -60,7 +64,12 @@ export interface CreateVersionStreams extends DivertedStreams {
 
 /** The request headers of a call served here; anything else goes to grpc-js. */
 function takesHeaders(headers: IncomingHttpHeaders): boolean {
-  if (headers[constants.HTTP2_HEADER_PATH] !== CREATE_VERSION_PATH || headers["grpc-timeout"] !== undefined) {
+  if (headers[constants.HTTP2_HEADER_PATH] !== CREATE_VERSION_PATH) {
+    return false;
+  }
+  const timeout = headers["grpc-timeout"];
+  // One value: grpc-js reads the first of several, which node:http2 gives joined.
+  if (timeout !== undefined && (typeof timeout !== "string" || timeout.includes(","))) {
     return false;
   }
   const contentType = headers[constants.HTTP2_HEADER_CONTENT_TYPE];
@@ -79,9 +88,9 @@ export function createVersionStreams(options: CreateVersionStreamsOptions): Crea
       taking = false;
     },
     takes: (headers) => taking && takesHeaders(headers),
-    serve(stream) {
+    serve(stream, headers) {
       served++;
-      new CreateVersionStream(stream, options).start();
+      new CreateVersionStream(stream, options, headers["grpc-timeout"] as string | undefined).start();
     },
   };
 }
@@ -94,12 +103,15 @@ class CreateVersionStream {
   readonly #observed: ObservedCall;
   readonly #upload: CreateVersionUpload;
   #headersSent = false;
+  /** The call's deadline (ms since the epoch), Infinity without one. */
+  #deadline = Number.POSITIVE_INFINITY;
+  #deadlineTimer: NodeJS.Timeout | undefined = undefined;
   /** The status waits for the reply's write, then goes out as trailers. */
   #trailersPending = false;
   /** A status was sent, or the stream closed first: as grpc-js's `cancelled`, nothing more happens. */
   #done = false;
 
-  constructor(stream: ServerHttp2Stream, options: CreateVersionStreamsOptions) {
+  constructor(stream: ServerHttp2Stream, options: CreateVersionStreamsOptions, timeout: string | undefined) {
     this.#stream = stream;
     this.#frames = new GrpcFrameReader(options.maxReceiveMessageBytes);
     this.#deserialize = options.deserialize;
@@ -114,6 +126,22 @@ class CreateVersionStream {
       }
     };
     this.#upload = new CreateVersionUpload(options.registry, stream, answer, options.uploadLimits);
+    if (timeout !== undefined) {
+      this.#startDeadline(timeout);
+    }
+  }
+
+  /** As grpc-js's handleTimeoutHeader: a bad value is INTERNAL (once the call is set up), a good one a timer. */
+  #startDeadline(timeout: string): void {
+    const match = DEADLINE_PATTERN.exec(timeout);
+    if (match === null) {
+      process.nextTick(() => this.#sendStatus(Code.INTERNAL, `Invalid grpc-timeout value "${timeout}"`));
+      return;
+    }
+    // grpc-js's arithmetic, its 32-bit truncation included.
+    const timeoutMs = (Number(match[1]) * (DEADLINE_UNIT_MS[match[2] as string] as number)) | 0;
+    this.#deadline = Date.now() + timeoutMs;
+    this.#deadlineTimer = setTimeout(() => this.#sendStatus(Code.DEADLINE_EXCEEDED, "Deadline exceeded"), timeoutMs);
   }
 
   start(): void {
@@ -215,16 +243,19 @@ class CreateVersionStream {
       return;
     }
     this.#done = true;
+    if (this.#deadlineTimer !== undefined) {
+      clearTimeout(this.#deadlineTimer);
+    }
     this.#stream.resume();
     this.#upload.cancelled();
   }
 
-  /** The stream closed (or was found closed) before a status was sent: the client cancelled. */
+  /** The stream closed (or was found closed) before a status was sent: the client cancelled, or its deadline passed. */
   #closed(): void {
     if (this.#done) {
       return;
     }
-    this.#observed.cancelledByClient();
+    this.#observed.closedWithoutStatus(this.#deadline);
     this.#finished();
   }
 }

@@ -68,10 +68,14 @@ interface CallControls {
   cancel(): void;
   /** The client's connection goes away at once (no END_STREAM, no RST_STREAM). */
   dropConnection(): void;
+  /** Resolves once the response headers have arrived. */
+  response(): Promise<void>;
+  /** Ends the request stream. */
+  end(): void;
 }
 
 interface RawCallOptions {
-  readonly extraHeaders?: Readonly<Record<string, string>>;
+  readonly extraHeaders?: Readonly<Record<string, string | readonly string[]>>;
   /** Ends the request stream after the frames (default true). */
   readonly end?: boolean;
   /** Run once the frames are written (e.g. to cancel the call, or stop the server). */
@@ -112,13 +116,19 @@ async function rawCall(address: string, frames: readonly Buffer[], options: RawC
     });
     stream.on("data", (chunk: Buffer) => data.push(chunk));
     const closed = new Promise<number | undefined>((resolve) => stream.once("close", () => resolve(stream.rstCode)));
+    const responded = new Promise<void>((resolve) => stream.once("response", () => resolve()));
     for (const bytes of frames) {
       stream.write(bytes);
     }
     if (options.end !== false) {
       stream.end();
     }
-    await options.afterWrite?.({ cancel: () => stream.close(constants.NGHTTP2_CANCEL), dropConnection: () => session.destroy() });
+    await options.afterWrite?.({
+      cancel: () => stream.close(constants.NGHTTP2_CANCEL),
+      dropConnection: () => session.destroy(),
+      response: () => responded,
+      end: () => stream.end(),
+    });
     const rstCode = await closed;
     return { headers, data: Buffer.concat(data), trailers, rstCode };
   } finally {
@@ -265,6 +275,33 @@ describe("CreateVersion below grpc-js: the same wire behaviour as grpc-js's path
     assert.deepEqual(logged(fastLines), logged(grpcJsLines));
   });
 
+  test("a grpc-timeout deadline passing mid-upload: the same DEADLINE_EXCEEDED, no version", async () => {
+    const before = await fast.server.client.retrieveVersionInfos({ model_id: "m", version_numbers: [-1] });
+    const { fast: a, grpcJs: b, fastLines, grpcJsLines } = await both([header("m", 2 * DATA.byteLength), body(DATA)], {
+      extraHeaders: { "grpc-timeout": "200m" },
+      end: false,
+      afterWrite: async ({ response, end }) => {
+        await response();
+        end();
+      },
+    });
+    assert.deepEqual(a.headers.slice(0, 3), [":status: 200", "grpc-status: 4", "grpc-message: Deadline%20exceeded"]);
+    assert.deepEqual(a, b);
+    assert.deepEqual(logged(fastLines), [{ code: "DEADLINE_EXCEEDED", details: "Deadline exceeded", modelId: "m" }]);
+    assert.deepEqual(logged(fastLines), logged(grpcJsLines));
+    assert.deepEqual(await fast.server.client.retrieveVersionInfos({ model_id: "m", version_numbers: [-1] }), before);
+  });
+
+  test("a grpc-timeout not in gRPC's form: the same INTERNAL; one in time: the same success", async () => {
+    const bad = await both([header("m", DATA.byteLength), body(DATA)], { extraHeaders: { "grpc-timeout": "soon" } });
+    assert.deepEqual(bad.fast.headers.slice(0, 3), [":status: 200", "grpc-status: 13", "grpc-message: Invalid%20grpc-timeout%20value%20%22soon%22"]);
+    assert.deepEqual(bad.fast, bad.grpcJs);
+    assert.deepEqual(logged(bad.fastLines), logged(bad.grpcJsLines));
+    const good = await both([header("m", DATA.byteLength), body(DATA)], { extraHeaders: { "grpc-timeout": "30S" } });
+    assert.deepEqual(good.fast.trailers, ["grpc-status: 0", "grpc-message: OK"]);
+    assert.deepEqual(good.fast, good.grpcJs);
+  });
+
   test("the client's connection drops mid-upload: CANCELLED logged, no version, nothing held", async () => {
     const before = await fast.server.client.retrieveVersionInfos({ model_id: "m", version_numbers: [-1] });
     const { fast: a, grpcJs: b, fastLines, grpcJsLines } = await both([header("m", 2 * DATA.byteLength), body(DATA)], {
@@ -311,7 +348,7 @@ describe("CreateVersion below grpc-js: what it does not serve goes to grpc-js", 
   });
 
   for (const [what, extraHeaders] of [
-    ["a grpc-timeout", { "grpc-timeout": "10S" }],
+    ["two grpc-timeout values", { "grpc-timeout": ["10S", "20S"] }],
     ["a grpc-encoding other than identity", { "grpc-encoding": "gzip" }],
     ["another content type", { "content-type": "application/grpc+json" }],
   ] as const) {
@@ -323,10 +360,10 @@ describe("CreateVersion below grpc-js: what it does not serve goes to grpc-js", 
     });
   }
 
-  test("identity, application/grpc+proto and a stock grpc-js client: served below grpc-js", async () => {
+  test("identity, application/grpc+proto, a grpc-timeout and a stock grpc-js client: served below grpc-js", async () => {
     const served = fast.server.server.createVersionFastPathCalls();
     const response = await rawCall(fast.server.address, [header("m", DATA.byteLength), body(DATA)], {
-      extraHeaders: { "grpc-encoding": "identity", "content-type": "application/grpc+proto" },
+      extraHeaders: { "grpc-encoding": "identity", "content-type": "application/grpc+proto", "grpc-timeout": "10S" },
     });
     assert.deepEqual(response.trailers, ["grpc-status: 0", "grpc-message: OK"]);
     await fast.server.client.createVersion({ model_id: "m", data_size: "3" }, ["abc"]);

@@ -89,13 +89,14 @@ describe("createVersionStreams: which calls it takes", () => {
     const streams = createVersionStreams({} as Parameters<typeof createVersionStreams>[0]);
     assert.equal(streams.takes(plain), true);
     assert.equal(streams.takes({ ...plain, "grpc-encoding": "identity", "content-type": "application/grpc+proto" }), true);
+    assert.equal(streams.takes({ ...plain, "grpc-timeout": "10S" }), true);
   });
 
-  test("not another method, a deadline, a compression, another content type, or once stopped", () => {
+  test("not another method, several deadlines, a compression, another content type, or once stopped", () => {
     const streams = createVersionStreams({} as Parameters<typeof createVersionStreams>[0]);
     for (const headers of [
       { ...plain, ":path": "/cogmentAPI.ModelRegistrySP/RetrieveVersionInfos" },
-      { ...plain, "grpc-timeout": "10S" },
+      { ...plain, "grpc-timeout": "10S, 20S" },
       { ...plain, "grpc-encoding": "gzip" },
       { ...plain, "content-type": "application/grpc+json" },
       { ...plain, "content-type": undefined },
