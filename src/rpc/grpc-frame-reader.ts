@@ -11,8 +11,8 @@ import { GRPC_FRAME_PREFIX_LENGTH } from "../data/index.js";
  */
 export class GrpcFrameReader {
   readonly #maxMessageBytes: number;
-  /** The prefix (or its first bytes) of the message being read. */
-  readonly #prefix = Buffer.alloc(GRPC_FRAME_PREFIX_LENGTH);
+  /** The first bytes of a prefix split between two pieces of data (made when first needed: most calls never split one). */
+  #prefix: Buffer | undefined = undefined;
   #prefixBytes = 0;
   /** Pieces of the message being read, prefix included, when it spans several pieces of data. */
   #parts: Buffer[] = [];
@@ -44,16 +44,17 @@ export class GrpcFrameReader {
           this.#partsBytes = end - at;
           return messages;
         }
+        const prefix = (this.#prefix ??= Buffer.alloc(GRPC_FRAME_PREFIX_LENGTH));
         const take = Math.min(GRPC_FRAME_PREFIX_LENGTH - this.#prefixBytes, end - at);
-        data.copy(this.#prefix, this.#prefixBytes, at, at + take);
+        data.copy(prefix, this.#prefixBytes, at, at + take);
         this.#prefixBytes += take;
         at += take;
         if (this.#prefixBytes < GRPC_FRAME_PREFIX_LENGTH) {
           return messages;
         }
         this.#prefixBytes = 0;
-        this.#frameBytes = this.#frameLength(this.#prefix.readUInt32BE(1));
-        this.#parts = [Buffer.from(this.#prefix)];
+        this.#frameBytes = this.#frameLength(prefix.readUInt32BE(1));
+        this.#parts = [Buffer.from(prefix)];
         this.#partsBytes = GRPC_FRAME_PREFIX_LENGTH;
         if (this.#frameBytes === GRPC_FRAME_PREFIX_LENGTH) {
           messages.push(this.#takeFrame());
