@@ -15,6 +15,7 @@
  * drains.
  */
 import { type IncomingHttpHeaders, type ServerHttp2Stream, constants } from "node:http2";
+import { GRPC_FRAME_PREFIX_LENGTH } from "../data/index.js";
 import type { CreateVersionRequestChunk } from "../gen/cogment/api/model_registry_pb.js";
 import type { Registry } from "../registry/index.js";
 import { Code } from "../errors/index.js";
@@ -173,7 +174,7 @@ class CreateVersionStream {
       // The compressed flag is not read: with the identity encoding, grpc-js takes the bytes as they are.
       let message: unknown;
       try {
-        message = this.#deserialize(frame.subarray(5));
+        message = this.#deserialize(frame.subarray(GRPC_FRAME_PREFIX_LENGTH));
       } catch {
         this.#sendStatus(Code.INTERNAL, DESERIALIZE_FAILED);
         return;

@@ -378,7 +378,7 @@ describe("CreateVersion below grpc-js: what it does not serve goes to grpc-js", 
 });
 
 describe("CreateVersion below grpc-js: a server stopping mid-upload", () => {
-  test("the upload is cancelled at the end of the grace period as on grpc-js's path; calls started while draining go to grpc-js", async () => {
+  test("the upload is cancelled at the end of the grace period, as on grpc-js's path: the same reset, the same log line", async () => {
     const results: { rstCode: number | undefined; headers: string[]; trailers: string[] | undefined; lines: ReturnType<typeof logged> }[] = [];
     for (const name of ["fast path", "grpc-js"] as const) {
       const side = await startSide(name, { shutdownGraceMs: 300 });

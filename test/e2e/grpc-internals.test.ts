@@ -121,25 +121,18 @@ describe("grpc-js internals", () => {
   test("divertStreams: the streams it takes are served by it, every other by grpc-js; grpc-js's idle tracking counts both", async (t) => {
     const server = new grpc.Server({ "grpc.enable_channelz": 0 });
     t.after(() => server.forceShutdown());
+    const unaryMethod = (path: string): grpc.MethodDefinition<Buffer, Buffer> => ({
+      path,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: identity,
+      requestDeserialize: identity,
+      responseSerialize: identity,
+      responseDeserialize: identity,
+    });
     const definition: grpc.ServiceDefinition = {
-      Echo: {
-        path: "/grpc.internals.Check/Echo",
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: identity,
-        requestDeserialize: identity,
-        responseSerialize: identity,
-        responseDeserialize: identity,
-      },
-      Diverted: {
-        path: "/grpc.internals.Check/Diverted",
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: identity,
-        requestDeserialize: identity,
-        responseSerialize: identity,
-        responseDeserialize: identity,
-      },
+      Echo: unaryMethod("/grpc.internals.Check/Echo"),
+      Diverted: unaryMethod("/grpc.internals.Check/Diverted"),
     };
     let grpcJsServed = 0;
     server.addService(definition, {
