@@ -53,6 +53,8 @@ export interface ServerOptions {
   readonly metricsListen?: { readonly port: number; readonly host?: string };
   /** HTTP/2 keepalive pings to clients (DEFAULT_KEEPALIVE); shorter in tests. */
   readonly keepalive?: { readonly timeMs: number; readonly timeoutMs: number };
+  /** Serve plain CreateVersion calls below grpc-js (the default); false to compare with grpc-js's path (tests). */
+  readonly createVersionFastPath?: boolean;
 }
 
 export interface RunningServer {
@@ -66,6 +68,8 @@ export interface RunningServer {
   readonly hashLanes: HashLanes;
   /** HTTP/2 receive windows of the open client sessions. */
   sessionWindows(): number[];
+  /** CreateVersion calls served below grpc-js so far (transports/grpc-server.ts). */
+  createVersionFastPathCalls(): number;
   /** Stops accepting calls, ends streams, waits for in-flight calls up to the grace period, then releases everything. */
   stop(): Promise<void>;
 }
@@ -99,7 +103,14 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
       stack.defer(() => metricsEndpoint.close());
     }
     const grpcServer = stack.use(
-      await startGrpcTransport(config, log, { host, keepalive: options.keepalive ?? DEFAULT_KEEPALIVE, registry, workerPool: pool, metrics }),
+      await startGrpcTransport(config, log, {
+        host,
+        keepalive: options.keepalive ?? DEFAULT_KEEPALIVE,
+        registry,
+        workerPool: pool,
+        metrics,
+        createVersionFastPath: options.createVersionFastPath,
+      }),
     );
     // The worker threads (and the GC hook) start a moment after the server listens, once a client that
     // connected at once was served: a thread costs the main thread a few ms and the machine a Node
@@ -149,6 +160,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
       hashLanes: core.hashLanes,
       stop,
       sessionWindows: () => grpcServer.sessionWindows(),
+      createVersionFastPathCalls: () => grpcServer.createVersionFastPathCalls(),
     };
   });
 }

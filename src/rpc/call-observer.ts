@@ -74,13 +74,15 @@ const MAX_LOGGED_MODEL_ID = 256;
 /** Deadline timers may fire a little before the wall clock reaches the deadline. */
 const DEADLINE_SLACK_MS = 5;
 const NOTHING_OBSERVED: MethodObservation = {};
+const CANCELLED_BY_CLIENT = "the stream closed before a status was sent (cancelled by the client)";
 
 interface MethodEntry {
   readonly stats: MethodStats;
   readonly observation: MethodObservation;
 }
 
-class ObservedCall {
+/** One call as the observer sees it: its messages and its end. */
+export class ObservedCall {
   readonly #entry: MethodEntry;
   readonly #observer: CallObserverState;
   readonly #requestNumber: number;
@@ -133,7 +135,7 @@ class ObservedCall {
   }
 
   /** The stream closed: a no-op if a status was sent already. */
-  closed(call: ServerInterceptingCallInterface, cancelledDetails = "the stream closed before a status was sent (cancelled by the client)"): void {
+  closed(call: ServerInterceptingCallInterface, cancelledDetails = CANCELLED_BY_CLIENT): void {
     if (this.#ended) {
       return;
     }
@@ -143,7 +145,11 @@ class ObservedCall {
       return;
     }
     const deadline = call.getDeadline();
-    const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+    this.closedWithoutStatus(deadline instanceof Date ? deadline.getTime() : deadline, cancelledDetails);
+  }
+
+  /** The stream closed before a status was sent: DEADLINE_EXCEEDED if the call's deadline (ms, Infinity: none) is over, else CANCELLED. */
+  closedWithoutStatus(deadlineMs: number, cancelledDetails = CANCELLED_BY_CLIENT): void {
     if (Number.isFinite(deadlineMs) && Date.now() >= deadlineMs - DEADLINE_SLACK_MS) {
       this.end(Code.DEADLINE_EXCEEDED, "deadline exceeded");
     } else {
@@ -360,8 +366,15 @@ class ObservingCall implements ServerInterceptingCallInterface, InterceptingServ
   }
 }
 
-/** A grpc-js server interceptor that meters and logs every call, and answers requests that did not decode. */
-export function createCallObserver(options: CallObserverOptions): ServerInterceptor {
+export interface CallObserver {
+  /** The grpc-js server interceptor that meters and logs every call, and answers requests that did not decode. */
+  readonly interceptor: ServerInterceptor;
+  /** A call served below grpc-js (create-version-stream.ts), metered and logged as the interceptor does it. */
+  observe(path: string, requestStream: boolean, responseStream: boolean): ObservedCall;
+}
+
+/** The call observer: one state (request ids, metrics) for the calls grpc-js serves and those served below it. */
+export function createCallObserver(options: CallObserverOptions): CallObserver {
   const { grpc: grpcMetrics, dataTransfer } = options.metrics;
   const state = new CallObserverState(options.log, dataTransfer);
   const entries = new Map<string, MethodEntry>();
@@ -382,10 +395,13 @@ export function createCallObserver(options: CallObserverOptions): ServerIntercep
     return entry;
   };
 
-  return (descriptor, next) => {
-    const observed = new ObservedCall(entryFor(descriptor.path, descriptor.requestStream, descriptor.responseStream), state);
-    // grpc-js types an interceptor's result as its ServerInterceptingCall class, but uses it only
-    // through ServerInterceptingCallInterface (getServerInterceptingCall's declared return type).
-    return new ObservingCall(next, observed, descriptor.requestStream) as unknown as ServerInterceptingCall;
+  return {
+    interceptor: (descriptor, next) => {
+      const observed = new ObservedCall(entryFor(descriptor.path, descriptor.requestStream, descriptor.responseStream), state);
+      // grpc-js types an interceptor's result as its ServerInterceptingCall class, but uses it only
+      // through ServerInterceptingCallInterface (getServerInterceptingCall's declared return type).
+      return new ObservingCall(next, observed, descriptor.requestStream) as unknown as ServerInterceptingCall;
+    },
+    observe: (path, requestStream, responseStream) => new ObservedCall(entryFor(path, requestStream, responseStream), state),
   };
 }

@@ -9,22 +9,36 @@ import { toServiceError } from "./to-service-error.js";
 import { type UploadLimits, UploadWatchdog } from "./upload-watchdog.js";
 import { requireMessage, validateDataSize, validateModelId, validateUserData } from "./validate.js";
 
+/** Where an upload's request messages come from: paused while the upload waits. */
+export interface UploadSource {
+  pause(): unknown;
+  resume(): unknown;
+  isPaused(): boolean;
+}
+
+/** How the reply (a pre-framed gRPC frame) or the error status goes back: grpc-js's callback's shape. */
+export type UploadAnswer = sendUnaryData<Buffer>;
+
 /**
- * One CreateVersion call: the client's stream read with 'data' events, one object per call.
+ * One CreateVersion upload, whoever carries its messages: grpc-js (CreateVersionCall below) or the
+ * fast path (create-version-stream.ts), which feed it the decoded messages, the end of the request
+ * stream and its cancellation.
  *
  * A message is handled synchronously when it can be (a body chunk of an upload held in memory);
  * while the handler waits (the model looked up at the header, a streamed upload's disk write),
- * the stream is paused: later messages stay in its buffer, within its high-water mark, and the
+ * the source is paused: later messages stay in its buffer, within its high-water mark, and the
  * client waits (flow control) as it did under `for await`, which cost a promise and an iterator
  * step per message. A message emitted all the same is queued and handled in order.
  * The reply is one pre-framed gRPC frame built from the version's cached info encoding
  * (encoded-infos.ts): CreateVersionReply is `version_info = 1`, the same bytes as a
  * VersionUpdate reply, and a first RetrieveVersionInfos then finds the encoding cached.
  */
-export class CreateVersionCall {
+export class CreateVersionUpload {
   readonly #registry: Registry;
-  readonly #call: ServerReadableStream<CreateVersionRequestChunk, Buffer>;
-  readonly #callback: sendUnaryData<Buffer>;
+  readonly #source: UploadSource;
+  readonly #answer: UploadAnswer;
+  /** Called when a streamed upload first waits for the disk: its source should read at most one message ahead. */
+  readonly #onStreamedWait: (() => void) | undefined;
   // A client too slow to send ends the upload at once: its reservation must not be held hostage.
   readonly #watchdog: UploadWatchdog;
   #upload: PendingUpload | undefined = undefined;
@@ -34,40 +48,30 @@ export class CreateVersionCall {
   #ended = false;
   #answered = false;
 
-  constructor(
-    registry: Registry,
-    call: ServerReadableStream<CreateVersionRequestChunk, Buffer>,
-    callback: sendUnaryData<Buffer>,
-    limits: UploadLimits,
-  ) {
+  constructor(registry: Registry, source: UploadSource, answer: UploadAnswer, limits: UploadLimits, onStreamedWait?: () => void) {
     this.#registry = registry;
-    this.#call = call;
-    this.#callback = callback;
-    this.#watchdog = new UploadWatchdog(limits, (error) => this.#fail(error));
-  }
-
-  start(): void {
-    const call = this.#call;
-    call.on("cancelled", () => this.#cancelled());
-    call.on("error", (error: unknown) => this.#fail(error));
-    call.on("close", () => {
-      if (!this.#ended) {
-        this.#fail(new Error("CreateVersion: the request stream closed before its end"));
-      }
-    });
-    call.on("end", () => this.#end());
+    this.#source = source;
+    this.#answer = answer;
+    this.#onStreamedWait = onStreamedWait;
+    this.#watchdog = new UploadWatchdog(limits, (error) => this.fail(error));
     this.#watchdog.waiting();
-    call.on("data", (chunk: CreateVersionRequestChunk) => this.#received(chunk));
   }
 
-  #received(chunk: CreateVersionRequestChunk): void {
+  /** The request stream closed before its end (not cancelled): an error status. */
+  closedEarly(): void {
+    if (!this.#ended) {
+      this.fail(new Error("CreateVersion: the request stream closed before its end"));
+    }
+  }
+
+  received(chunk: CreateVersionRequestChunk): void {
     if (this.#answered) {
       return;
     }
     this.#watchdog.received(chunk.msg.case === "body" ? chunk.msg.value.dataChunk.byteLength : 0);
     if (this.#busy) {
       (this.#queue ??= []).push(chunk);
-      this.#call.pause();
+      this.#source.pause();
       return;
     }
     this.#handle(chunk);
@@ -93,7 +97,7 @@ export class CreateVersionCall {
         // A streamed (archived, large) upload hands back a promise: the next chunk waits for it.
         const appended = upload.append(chunk.msg.value.dataChunk);
         if (appended !== undefined) {
-          readOneMessageAhead(this.#call);
+          this.#onStreamedWait?.();
           this.#wait(appended);
         }
       } else {
@@ -104,25 +108,25 @@ export class CreateVersionCall {
         );
       }
     } catch (error) {
-      this.#fail(error);
+      this.fail(error);
     }
   }
 
   #wait(pending: Promise<void>): void {
     this.#busy = true;
-    // Paused at once, not when the next message arrives: the stream's buffer then holds what
+    // Paused at once, not when the next message arrives: the source's buffer then holds what
     // `for await` let it hold (its high-water mark; one message once read-ahead is limited).
-    this.#call.pause();
+    this.#source.pause();
     pending.then(
       () => this.#resume(),
       (error: unknown) => {
         this.#busy = false;
-        this.#fail(error);
+        this.fail(error);
       },
     );
   }
 
-  /** What waited is done: the queued messages are handled, then the stream flows again. */
+  /** What waited is done: the queued messages are handled, then the source flows again. */
   #resume(): void {
     this.#busy = false;
     const queue = this.#queue;
@@ -137,12 +141,13 @@ export class CreateVersionCall {
       return;
     }
     this.#watchdog.waiting();
-    if (this.#call.isPaused()) {
-      this.#call.resume();
+    if (this.#source.isPaused()) {
+      this.#source.resume();
     }
   }
 
-  #end(): void {
+  /** The client ended its side of the request stream. */
+  end(): void {
     this.#ended = true;
     if (!this.#busy && (this.#queue === undefined || this.#queue.length === 0)) {
       this.#finish();
@@ -156,37 +161,65 @@ export class CreateVersionCall {
     }
     const upload = this.#upload;
     if (upload === undefined) {
-      this.#fail(invalidArgument("CreateVersion: the stream was empty; the first message must be a header with version_info"));
+      this.fail(invalidArgument("CreateVersion: the stream was empty; the first message must be a header with version_info"));
       return;
     }
     upload.finish().then(
       (version) => this.#reply(version),
-      (error: unknown) => this.#fail(error),
+      (error: unknown) => this.fail(error),
     );
   }
 
   #reply(version: VersionRecord): void {
     if (!this.#answered) {
       this.#answered = true;
-      this.#callback(null, framedInfosReply([encodedVersionInfo(version)]));
+      this.#answer(null, framedInfosReply([encodedVersionInfo(version)]));
     }
   }
 
-  #fail(reason: unknown): void {
+  /** Ends the upload (nothing of it is kept) and answers with the error's status. */
+  fail(reason: unknown): void {
     this.#watchdog.stop();
     this.#upload?.abort();
     if (!this.#answered) {
       this.#answered = true;
       this.#queue = undefined;
-      this.#callback(toServiceError(reason));
+      this.#answer(toServiceError(reason));
     }
   }
 
-  #cancelled(): void {
+  /** The client went away (or the call ended below the upload): the upload is dropped, no answer. */
+  cancelled(): void {
     this.#answered = true;
     this.#queue = undefined;
     this.#watchdog.stop();
     this.#upload?.abort();
+  }
+}
+
+/** CreateVersion as grpc-js serves it: the handler's stream read with 'data' events. */
+export class CreateVersionCall {
+  readonly #upload: CreateVersionUpload;
+  readonly #call: ServerReadableStream<CreateVersionRequestChunk, Buffer>;
+
+  constructor(
+    registry: Registry,
+    call: ServerReadableStream<CreateVersionRequestChunk, Buffer>,
+    callback: sendUnaryData<Buffer>,
+    limits: UploadLimits,
+  ) {
+    this.#call = call;
+    this.#upload = new CreateVersionUpload(registry, call, callback, limits, () => readOneMessageAhead(call));
+  }
+
+  start(): void {
+    const call = this.#call;
+    const upload = this.#upload;
+    call.on("cancelled", () => upload.cancelled());
+    call.on("error", (error: unknown) => upload.fail(error));
+    call.on("close", () => upload.closedEarly());
+    call.on("end", () => upload.end());
+    call.on("data", (chunk: CreateVersionRequestChunk) => upload.received(chunk));
   }
 }
 

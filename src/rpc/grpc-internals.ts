@@ -12,7 +12,7 @@
  * version, so an upgrade that changes one fails the tests instead of quietly losing a feature.
  */
 import { EventEmitter } from "node:events";
-import type { Http2Server, Http2Session, ServerHttp2Stream, Settings } from "node:http2";
+import type { Http2Server, Http2Session, IncomingHttpHeaders, ServerHttp2Stream, Settings } from "node:http2";
 import { Server as NetServer } from "node:net";
 import { Metadata, Server, ServerInterceptingCall, type ServerInterceptingCallInterface } from "@grpc/grpc-js";
 import grpcJsManifest from "@grpc/grpc-js/package.json" with { type: "json" };
@@ -35,6 +35,7 @@ const FEATURE = {
   streamWindow: "the HTTP/2 stream window is raised (COGMENT_MODEL_REGISTRY_HTTP2_WINDOW_BYTES)",
   http2Servers:
     "per-address stream limits, the prompt close of idle connections at shutdown and the HTTP/2 connection window",
+  divertStreams: "CreateVersion is served below grpc-js's call machinery (create-version-stream.ts)",
 } as const;
 
 /** The installed grpc-js version, for the messages that name a changed field. */
@@ -133,6 +134,7 @@ export function wrapMessageFraming(sendAsIs: (serialize: unknown, value: unknown
 interface ServerInternals {
   commonServerOptions?: unknown;
   http2Servers?: unknown;
+  onStreamOpened?: unknown;
 }
 
 /**
@@ -178,6 +180,55 @@ export function grpcHttp2Sessions(server: Server): Http2Session[] {
   return sessions;
 }
 
+type StreamListener = (this: Http2Server, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ...rest: unknown[]) => void;
+
+/** Whether every node:http2 server of a bound grpc-js Server has one 'stream' listener (grpc-js's). */
+function hasOneStreamListener(http2Servers: readonly Http2Server[]): boolean {
+  return http2Servers.every((http2Server) => http2Server.listenerCount("stream") === 1);
+}
+
+/** Streams served without grpc-js: those whose request headers `takes` accepts go to `serve`. */
+export interface DivertedStreams {
+  takes(headers: IncomingHttpHeaders): boolean;
+  serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void;
+}
+
+/**
+ * Puts a dispatcher before grpc-js's 'stream' listener (set by its private `_setupHandlers`) on each
+ * node:http2 server of a bound grpc-js Server. A stream `diverted.takes` is served by
+ * `diverted.serve`, once what grpc-js's `_streamHandler` does first for every stream is done: an
+ * 'error' listener (an error event always comes with the close event that matters) and the private
+ * `onStreamOpened` (grpc-js's connection idle timeout counts the open streams). Any other stream goes
+ * to grpc-js's listener, same `this`, same arguments. False (nothing changed) if a field is not as
+ * expected.
+ */
+export function divertStreams(server: Server, diverted: DivertedStreams): boolean {
+  const http2Servers = grpcHttp2Servers(server);
+  const onStreamOpened = (server as unknown as ServerInternals).onStreamOpened;
+  if (http2Servers === undefined || typeof onStreamOpened !== "function" || !hasOneStreamListener(http2Servers)) {
+    return false;
+  }
+  const opened = onStreamOpened as (this: Server, stream: ServerHttp2Stream) => void;
+  for (const http2Server of http2Servers) {
+    const grpcJsListener = http2Server.listeners("stream")[0] as StreamListener;
+    http2Server.removeListener("stream", grpcJsListener);
+    http2Server.on("stream", function divert(this: Http2Server, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ...rest: unknown[]) {
+      if (!diverted.takes(headers)) {
+        grpcJsListener.call(this, stream, headers, ...rest);
+        return;
+      }
+      stream.once("error", ignoreStreamError);
+      opened.call(server, stream);
+      diverted.serve(stream, headers);
+    } as StreamListener);
+  }
+  return true;
+}
+
+function ignoreStreamError(): void {
+  // As grpc-js: the close event that follows handles the end of the call.
+}
+
 // ---------------------------------------------------------------------------------------------
 // The check.
 
@@ -207,6 +258,7 @@ export function checkGrpcInternals(boundServer?: Server): GrpcInternalsProblem[]
     FEATURE.streamWindow,
   );
   expect(internals.http2Servers instanceof Map, "Server.http2Servers", "a Map", FEATURE.http2Servers);
+  expect(typeof internals.onStreamOpened === "function", "Server.onStreamOpened", "a function", FEATURE.divertStreams);
 
   if (boundServer !== undefined) {
     const bound = (boundServer as unknown as ServerInternals).http2Servers;
@@ -222,6 +274,13 @@ export function checkGrpcInternals(boundServer?: Server): GrpcInternalsProblem[]
       "Server.http2Servers entry .sessions",
       "a Set of sessions",
       FEATURE.http2Servers,
+    );
+    const http2Servers = grpcHttp2Servers(boundServer);
+    expect(
+      http2Servers !== undefined && hasOneStreamListener(http2Servers),
+      "Server._setupHandlers",
+      "one 'stream' listener per node:http2 server",
+      FEATURE.divertStreams,
     );
   }
   return problems;

@@ -8,7 +8,8 @@ import type { Registry } from "../registry/index.js";
 import { startWithRollback } from "../start-with-rollback.js";
 import { createCallObserver } from "../rpc/call-observer.js";
 import { type ConnectionGuard, guardConnections } from "../rpc/connection-guard.js";
-import { checkGrpcInternals, describeGrpcInternalsProblem, grpcHttp2Servers, grpcJsVersion } from "../rpc/grpc-internals.js";
+import { type CreateVersionStreams, createVersionStreams } from "../rpc/create-version-stream.js";
+import { checkGrpcInternals, describeGrpcInternalsProblem, divertStreams, grpcHttp2Servers, grpcJsVersion } from "../rpc/grpc-internals.js";
 import { HealthStatus, ServingStatus, createHealthService, healthServiceDefinition } from "../rpc/health-service.js";
 import { sessionWindows, setConnectionWindow, setStreamWindow } from "../rpc/http2-window.js";
 import { modelRegistryObservedMethods } from "../rpc/model-registry-observation.js";
@@ -41,12 +42,19 @@ export interface GrpcTransportOptions {
   readonly registry: Registry;
   readonly workerPool: WorkerPool;
   readonly metrics: ServerMetrics;
+  /**
+   * Serve plain CreateVersion calls below grpc-js (rpc/create-version-stream.ts); true by default.
+   * Off only to compare the two paths (tests).
+   */
+  readonly createVersionFastPath?: boolean;
 }
 
 export interface GrpcTransport extends AsyncDisposable {
   readonly port: number;
   /** HTTP/2 receive windows of the open client sessions. */
   sessionWindows(): number[];
+  /** CreateVersion calls served below grpc-js so far (rpc/create-version-stream.ts). */
+  createVersionFastPathCalls(): number;
   /** Health turns NOT_SERVING for every service: the first step of a stop. */
   stopServing(): void;
   /**
@@ -63,6 +71,12 @@ export interface GrpcTransport extends AsyncDisposable {
 export async function startGrpcTransport(config: GrpcTransportConfig, log: Logger, options: GrpcTransportOptions): Promise<GrpcTransport> {
   return startWithRollback(log, async (stack) => {
     const { registry, workerPool, metrics } = options;
+    const observer = createCallObserver({ log: log.child({ module: "rpc" }), metrics, methods: modelRegistryObservedMethods });
+    const uploadLimits = {
+      idleTimeoutMs: config.uploadIdleTimeoutMs ?? 0,
+      minRateBytesPerSecond: config.uploadMinRateBytesPerSecond ?? 0,
+      minRatePeriodMs: config.uploadMinRatePeriodMs ?? 10_000,
+    };
     const server = new grpc.Server({
       "grpc.max_receive_message_length": MAX_RECEIVE_MESSAGE_BYTES,
       "grpc.max_send_message_length": -1,
@@ -72,7 +86,7 @@ export async function startGrpcTransport(config: GrpcTransportConfig, log: Logge
       // rpc/http2-window.ts sets them now); ignored by 1.14.
       ...(config.http2WindowBytes > 0 ? { "grpc-node.flow_control_window": config.http2WindowBytes } : {}),
       // One interceptor: it also answers requests that did not decode (rpc/reject-malformed.ts).
-      interceptors: [createCallObserver({ log: log.child({ module: "rpc" }), metrics, methods: modelRegistryObservedMethods })],
+      interceptors: [observer.interceptor],
     });
     stack.defer(() => server.forceShutdown());
     server.addService(
@@ -80,11 +94,7 @@ export async function startGrpcTransport(config: GrpcTransportConfig, log: Logge
       createModelRegistryService({
         registry,
         extraStatus: () => workerStatus(workerPool),
-        uploadLimits: {
-          idleTimeoutMs: config.uploadIdleTimeoutMs ?? 0,
-          minRateBytesPerSecond: config.uploadMinRateBytesPerSecond ?? 0,
-          minRatePeriodMs: config.uploadMinRatePeriodMs ?? 10_000,
-        },
+        uploadLimits,
         sendIdleTimeoutMs: config.sendIdleTimeoutMs ?? 0,
         log: log.child({ module: "rpc" }),
       }) as unknown as grpc.UntypedServiceImplementation,
@@ -121,6 +131,16 @@ export async function startGrpcTransport(config: GrpcTransportConfig, log: Logge
       log.error({ module: "grpc-internals", field: problem.field, grpcJsVersion, off: problem.feature }, describeGrpcInternalsProblem(problem));
     }
     const connections = watchConnections(server, config, metrics.peerLimits, log);
+    const fastPath =
+      options.createVersionFastPath === false
+        ? undefined
+        : serveCreateVersionBelowGrpcJs(server, log, {
+            registry,
+            uploadLimits,
+            maxReceiveMessageBytes: MAX_RECEIVE_MESSAGE_BYTES,
+            deserialize: createVersionDeserializer(),
+            observer,
+          });
     // NOT_SERVING while the registry state's backend (the shared Redis) cannot be reached.
     let stopping = false;
     const stateServing = (healthy: boolean): ServingStatus => (healthy ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
@@ -131,12 +151,15 @@ export async function startGrpcTransport(config: GrpcTransportConfig, log: Logge
     return {
       port,
       sessionWindows: () => sessionWindows(server),
+      createVersionFastPathCalls: () => fastPath?.served ?? 0,
       stopServing: () => {
         stopping = true;
         health.shutdown();
       },
       drain: () =>
         new Promise<void>((resolve) => {
+          // Calls started from now on go through grpc-js; those running below it end as grpc-js's do (their sessions close).
+          fastPath?.stopTaking();
           const force = setTimeout(() => {
             log.warn({ graceMs: config.shutdownGraceMs }, "grace period over: cancelling the calls still running");
             server.forceShutdown();
@@ -153,6 +176,29 @@ export async function startGrpcTransport(config: GrpcTransportConfig, log: Logge
       [Symbol.asyncDispose]: () => resources.disposeAsync(),
     };
   });
+}
+
+/** CreateVersion's request deserializer as grpc-js has it (service-definition.ts). */
+function createVersionDeserializer(): (bytes: Buffer) => unknown {
+  const method = modelRegistryServiceDefinition.createVersion;
+  if (method === undefined) {
+    throw new Error("the ModelRegistrySP service definition has no createVersion method");
+  }
+  return method.requestDeserialize;
+}
+
+/** CreateVersion served from the HTTP/2 stream (rpc/create-version-stream.ts); undefined if grpc-js's internals changed. */
+function serveCreateVersionBelowGrpcJs(
+  server: grpc.Server,
+  log: Logger,
+  options: Parameters<typeof createVersionStreams>[0],
+): CreateVersionStreams | undefined {
+  const streams = createVersionStreams(options);
+  if (!divertStreams(server, streams)) {
+    log.warn("grpc-js internals changed: CreateVersion is served through grpc-js's call machinery");
+    return undefined;
+  }
+  return streams;
 }
 
 /** Per-peer limits and the prompt close of idle connections at shutdown (rpc/connection-guard.ts). */

@@ -9,6 +9,8 @@ import {
   checkGrpcInternals,
   describeGrpcInternalsProblem,
   grpcJsVersion,
+  divertStreams,
+  grpcHttp2Servers,
   handlerCallStream,
   interceptedCallStream,
 } from "../../src/rpc/grpc-internals.js";
@@ -114,6 +116,98 @@ describe("grpc-js internals", () => {
     assert.equal(fromHandler, fromInterceptor, "the handler's call chain ends at the same stream");
     const sentTrailers = (fromInterceptor as { sentTrailers?: Record<string, unknown> }).sentTrailers;
     assert.equal(sentTrailers?.["grpc-status"], grpc.status.OK);
+  });
+
+  test("divertStreams: the streams it takes are served by it, every other by grpc-js; grpc-js's idle tracking counts both", async (t) => {
+    const server = new grpc.Server({ "grpc.enable_channelz": 0 });
+    t.after(() => server.forceShutdown());
+    const unaryMethod = (path: string): grpc.MethodDefinition<Buffer, Buffer> => ({
+      path,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: identity,
+      requestDeserialize: identity,
+      responseSerialize: identity,
+      responseDeserialize: identity,
+    });
+    const definition: grpc.ServiceDefinition = {
+      Echo: unaryMethod("/grpc.internals.Check/Echo"),
+      Diverted: unaryMethod("/grpc.internals.Check/Diverted"),
+    };
+    let grpcJsServed = 0;
+    server.addService(definition, {
+      Echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+        grpcJsServed++;
+        callback(null, call.request);
+      },
+      Diverted: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+        grpcJsServed++;
+        callback(null, Buffer.from("from grpc-js"));
+      },
+    });
+    const port = await bind(server);
+    const opened: unknown[] = [];
+    const internals = server as unknown as { onStreamOpened: (stream: unknown) => void };
+    const onStreamOpened = internals.onStreamOpened;
+    internals.onStreamOpened = function (this: unknown, stream: unknown) {
+      opened.push(stream);
+      onStreamOpened.call(this, stream);
+    };
+    const served: unknown[] = [];
+    assert.equal(
+      divertStreams(server, {
+        takes: (headers) => headers[":path"] === "/grpc.internals.Check/Diverted",
+        serve: (stream) => {
+          served.push(stream);
+          stream.respond({ ":status": 200, "content-type": "application/grpc+proto" }, { waitForTrailers: true });
+          stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": 0, "grpc-message": "OK" }));
+          stream.end(Buffer.from([0, 0, 0, 0, 2, 0x68, 0x69]));
+        },
+      }),
+      true,
+    );
+    const Client = grpc.makeGenericClientConstructor(definition, "Check");
+    const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    t.after(() => client.close());
+    const call = (method: string): Promise<Buffer> =>
+      new Promise((resolve, reject) =>
+        (client as unknown as Record<string, (request: Buffer, callback: (error: Error | null, reply: Buffer) => void) => void>)[method]!(
+          Buffer.from("echo"),
+          (error, reply) => (error ? reject(error) : resolve(reply)),
+        ),
+      );
+    assert.equal((await call("Echo")).toString(), "echo");
+    assert.equal((await call("Diverted")).toString(), "hi");
+    assert.equal(grpcJsServed, 1, "only Echo reached grpc-js");
+    assert.equal(served.length, 1);
+    assert.equal(opened.length, 2, "each stream counted once by grpc-js's idle tracking: Echo's by grpc-js, the diverted one by divertStreams");
+    assert.equal(opened[1], served[0]);
+  });
+
+  test("divertStreams changes nothing when a field it needs is missing, and the check names it", async (t) => {
+    const prototype = grpc.Server.prototype as unknown as { onStreamOpened?: unknown };
+    const onStreamOpened = prototype.onStreamOpened;
+    prototype.onStreamOpened = undefined;
+    t.after(() => {
+      prototype.onStreamOpened = onStreamOpened;
+    });
+    assert.deepEqual(checkGrpcInternals(), [
+      {
+        field: "Server.onStreamOpened",
+        expected: "a function",
+        feature: "CreateVersion is served below grpc-js's call machinery (create-version-stream.ts)",
+      },
+    ]);
+    const server = new grpc.Server({ "grpc.enable_channelz": 0 });
+    t.after(() => server.forceShutdown());
+    await bind(server);
+    const grpcJsListeners = grpcHttp2Servers(server)?.map((http2Server) => http2Server.listeners("stream"));
+    assert.equal(divertStreams(server, { takes: () => true, serve: () => undefined }), false);
+    assert.deepEqual(
+      grpcHttp2Servers(server)?.map((http2Server) => http2Server.listeners("stream")),
+      grpcJsListeners,
+      "grpc-js's own listener left in place",
+    );
   });
 
   test("a server starts with no grpc-js internals error or warning in its log", async (t) => {

@@ -112,10 +112,11 @@ interface RapidResetOutcome {
 }
 
 /**
- * The rapid-reset client: opens RetrieveVersionInfos streams and resets each at once, reconnecting
- * after every GOAWAY or close, until a connection is refused or `maxStreams` / `maxMs` are reached.
+ * The rapid-reset client: opens `method` streams (RetrieveVersionInfos by default) and resets each at
+ * once, reconnecting after every GOAWAY or close, until a connection is refused or `maxStreams` /
+ * `maxMs` are reached.
  */
-async function rapidReset(port: number, localAddress: string, maxStreams: number, maxMs: number): Promise<RapidResetOutcome> {
+async function rapidReset(port: number, localAddress: string, maxStreams: number, maxMs: number, method = "RetrieveVersionInfos"): Promise<RapidResetOutcome> {
   const deadline = Date.now() + maxMs;
   let streamsReset = 0;
   let connections = 0;
@@ -128,7 +129,7 @@ async function rapidReset(port: number, localAddress: string, maxStreams: number
     }
     while (!connection.session.closed && !connection.session.destroyed && connection.goaways.length === 0 && streamsReset < maxStreams) {
       for (let i = 0; i < 20; i++) {
-        openCall(connection.session, "RetrieveVersionInfos").close(constants.NGHTTP2_CANCEL);
+        openCall(connection.session, method).close(constants.NGHTTP2_CANCEL);
         streamsReset++;
       }
       await sleep(1); // let the frames go out and the server answer
@@ -200,6 +201,15 @@ describe("per-address stream limits", () => {
       await connection.closed;
     }
     assert.equal(status, "0", "a call from the formerly banned address succeeds");
+  });
+
+  test("CreateVersion streams, served below grpc-js, count as any other: a rapid-reset client of CreateVersion is cut off and refused", async (t) => {
+    const s = await startLimitedServer({ peerCancelledStreamsPerSecond: 50, peerNewStreamsPerSecond: 0, peerBanMs: 3000 });
+    t.after(() => s.close());
+    const outcome = await rapidReset(s.server.port, "127.0.0.2", 20_000, 20_000, "CreateVersion");
+    assert.equal(outcome.refused, true, `cut off and refused: ${JSON.stringify(outcome)}`);
+    assert.ok(outcome.goaways.includes(ENHANCE_YOUR_CALM), `GOAWAY ENHANCE_YOUR_CALM received: ${JSON.stringify(outcome)}`);
+    assert.ok(s.server.createVersionFastPathCalls() > 0, "the streams went to the fast path");
   });
 
   test("an address opening streams faster than its new-stream limit is cut off; a call in flight elsewhere is not", async (t) => {
