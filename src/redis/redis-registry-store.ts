@@ -104,13 +104,17 @@ export class RedisRegistryStore {
   /** Creates the model or replaces its user data. */
   async putModel(model: ModelRecord): Promise<PutModelResult> {
     const keys = this.keysOf(model.modelId);
+    const index = (): Promise<number> => this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, model.modelId));
+    // Before the script: a create cut short after it (the instance killed) leaves its model listed
+    // (an entry whose model never came is skipped and removed by listings, as a deletion's).
+    await index();
     const [created, generation] = (await this.connection.runScript(
       PUT_MODEL,
       [keys.model, keys.generation],
       [JSON.stringify(model.userData), this.global.events, JSON.stringify(model.modelId)],
     )) as [number, string];
-    // After the script (see deleteModel): an existing model is always in the index.
-    await this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, model.modelId));
+    // And after it (see deleteModel): a deletion racing with this may have removed the first entry.
+    await index();
     return { created: created === 1, generation: Number(generation) };
   }
 

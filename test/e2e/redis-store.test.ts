@@ -152,6 +152,25 @@ describe("RedisRegistryStore", () => {
     assert.equal(await raw.zscore("cmr:models", "gone"), null);
   });
 
+  test("a create is never cut short into a model that exists unlisted: its index entry goes first, and again after", async (t) => {
+    const server = await startRedisServer(t);
+    const store = await openReadyStore(t, server);
+    const commands: string[] = [];
+    await startMonitor(t, server.url, (args) => commands.push(args.slice(0, 2).join(" ").toLowerCase()));
+    await store.putModel({ modelId: "made", userData: {} });
+    while (commands.filter((command) => command === "zadd cmr:models").length < 2) {
+      await sleep(5); // MONITOR lines come on their own connection
+    }
+    const script = commands.findIndex((command) => command.startsWith("evalsha ") || command.startsWith("eval "));
+    const first = commands.indexOf("zadd cmr:models");
+    assert.ok(first !== -1 && first < script && commands.lastIndexOf("zadd cmr:models") > script, commands.join(", "));
+    // What a create cut short after its first step leaves: an entry without a model, skipped and removed.
+    const raw = rawClient(t, server);
+    await raw.zadd("cmr:models", 0, "never-made");
+    assert.deepEqual((await store.listModels(0, 0)).models.map((m) => m.modelId), ["made"]);
+    assert.equal(await raw.zscore("cmr:models", "never-made"), null);
+  });
+
   test("models list in UTF-8 byte order, paged by offset, whatever characters the ids hold", async (t) => {
     const server = await startRedisServer(t);
     const store = await openReadyStore(t, server);
