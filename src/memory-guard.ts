@@ -21,7 +21,9 @@ import type { Logger } from "./logger.js";
  *   at most a few ms, a fraction of the 250 ms a forced GC waits for anyway. An allocation whose size
  *   is not given always reads it.
  * - Every upload passes through short-lived buffers outside the V8 heap (the HTTP/2 read buffers,
- *   grpc-js's reassembled messages), about twice its size. They die young, but V8 starts a
+ *   grpc-js's reassembled messages), about twice its size; an upload held in memory frees each
+ *   reassembled message as soon as it copied it (src/rpc/release-received-bytes.ts), the rest
+ *   waits for a collection. They die young, but V8 starts a
  *   young-generation collection only when its heap's own young objects fill up, which a server
  *   moving bytes rarely does: measured, 100-200 MiB of those dead buffers stayed resident with a
  *   256 MiB budget. So after every YOUNG_COLLECTION_BYTES of received version data, collect the

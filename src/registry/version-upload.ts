@@ -18,7 +18,11 @@ export interface UploadContext {
 /** One CreateVersion in flight, whichever way its bytes are kept. */
 export interface PendingUpload {
   readonly header: UploadHeader;
-  /** Takes the next body chunk; when it returns a promise, wait for it before the next chunk or finish(). */
+  /**
+   * Takes the next body chunk; when it returns a promise, wait for it before the next chunk or
+   * finish(). When it returns undefined, the chunk's bytes were copied and nothing keeps the chunk:
+   * the caller may free its memory.
+   */
   append(chunk: Uint8Array): void | Promise<void>;
   /** Checks size and hash, then commits: resolves to the stored version. */
   finish(): Promise<VersionRecord>;

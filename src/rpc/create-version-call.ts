@@ -5,6 +5,7 @@ import type { PendingUpload, Registry } from "../registry/index.js";
 import { invalidArgument } from "../errors/index.js";
 import { encodedVersionInfo, framedInfosReply } from "./encoded-infos.js";
 import { readOneMessageAhead } from "./read-ahead.js";
+import { releaseReceivedBytes } from "./release-received-bytes.js";
 import { toServiceError } from "./to-service-error.js";
 import { type UploadLimits, UploadWatchdog } from "./upload-watchdog.js";
 import { requireMessage, validateDataSize, validateModelId, validateUserData } from "./validate.js";
@@ -95,10 +96,13 @@ export class CreateVersionUpload {
         );
       } else if (chunk.msg.case === "body") {
         // A streamed (archived, large) upload hands back a promise: the next chunk waits for it.
-        const appended = upload.append(chunk.msg.value.dataChunk);
+        const data = chunk.msg.value.dataChunk;
+        const appended = upload.append(data);
         if (appended !== undefined) {
           this.#onStreamedWait?.();
           this.#wait(appended);
+        } else {
+          releaseReceivedBytes(data); // copied: its message buffer is dead (release-received-bytes.ts)
         }
       } else {
         throw invalidArgument(
