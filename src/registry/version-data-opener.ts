@@ -23,6 +23,11 @@ export interface VersionDataSource {
    * no cache entry holds are counted in StreamedReadBuffers until then. Absent for cached data.
    */
   readonly sent?: (frameBytes: number) => void;
+  /**
+   * The reader went away before the end (call it at once, the frames may be waiting for room): what
+   * the stream holds goes back and its frames end. Absent for cached data. release() is still due.
+   */
+  readonly abandon?: () => void;
 }
 
 export interface VersionDataOpenerOptions {
@@ -116,6 +121,7 @@ export class VersionDataOpener {
       frames: framesOf(source.stream(), version.dataSize, this.options.chunkSize, account),
       release: () => account.close(),
       sent: (frameBytes) => account.sent(frameBytes),
+      abandon: () => account.close(),
     };
   }
 
@@ -334,6 +340,7 @@ export class VersionDataOpener {
       frames: this.#archivedFrames(version, account),
       release: () => account.close(),
       sent: (frameBytes) => account.sent(frameBytes),
+      abandon: () => account.close(),
     };
   }
 

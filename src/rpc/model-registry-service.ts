@@ -139,9 +139,14 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
             context.log?.warn("grpc-js internals changed: cannot reset the stream of a stalled reader");
           }
         });
+        // A stream waiting for room (a read the cache does not hold) is parked in the frames'
+        // generator: its client going away must give its room back now, not once a room comes.
+        const { sent, abandon } = source;
+        if (abandon !== undefined) {
+          call.once("cancelled", abandon);
+        }
         try {
           let cancelled = false;
-          const { sent } = source;
           for await (const frame of source.frames) {
             const confirm = stalls.track(writes.track());
             const written =
@@ -162,6 +167,9 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
           }
         } finally {
           stalls.stop();
+          if (abandon !== undefined) {
+            call.off("cancelled", abandon);
+          }
           source.release(!writes.allConfirmed);
         }
       };

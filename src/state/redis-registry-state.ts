@@ -73,7 +73,8 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     if (seen === undefined) {
       store.generation(modelId).then(
         (generation) => {
-          if (followed.has(modelId) && !followedGeneration.has(modelId)) {
+          // A reply behind a deletion announced meanwhile (the model followed again) is stale.
+          if (followed.has(modelId) && !followedGeneration.has(modelId) && generation >= (deletionAnnounced.get(modelId) ?? 0)) {
             followedGeneration.set(modelId, generation);
           }
         },
@@ -126,8 +127,11 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         if (known !== undefined) {
           const generation = await store.generation(modelId);
           if (generation > known) {
-            announceDeleted(modelId, generation); // ends its streams (NOT_FOUND) and drops it from the cache
-            continue;
+            if (generation > (deletionAnnounced.get(modelId) ?? 0)) {
+              announceDeleted(modelId, generation); // ends its streams (NOT_FOUND) and drops it from the cache
+              continue;
+            }
+            followedGeneration.set(modelId, generation); // that deletion was announced already
           }
         }
         for (const version of await store.catchUp(modelId, lastSeen)) {
@@ -135,7 +139,12 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         }
       } catch (error) {
         if (error instanceof RegistryError && error.code === Code.NOT_FOUND) {
-          announceDeleted(modelId, await store.generation(modelId));
+          try {
+            announceDeleted(modelId, await store.generation(modelId));
+          } catch (generationError) {
+            complete = false;
+            log.warn({ err: generationError, modelId }, "cannot catch up on a model's changes after the Redis subscription was lost; trying again");
+          }
         } else {
           complete = false;
           log.warn({ err: error, modelId }, "cannot catch up on a model's changes after the Redis subscription was lost; trying again");
@@ -291,8 +300,13 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       await importArchiveIfNeeded();
       if (catchUpWanted) {
         catchUpWanted = false;
-        if (!(await catchUp())) {
-          catchUpWanted = true;
+        let complete = false;
+        try {
+          complete = await catchUp();
+        } finally {
+          catchUpWanted ||= !complete; // however it failed, the next try catches up again
+        }
+        if (!complete) {
           return false;
         }
       }

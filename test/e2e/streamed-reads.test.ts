@@ -55,6 +55,48 @@ describe("reads the cache does not hold are bounded together (STREAMED_READS_MAX
     assert.deepEqual(await figures(client), { streamed_read_bytes: 0, streamed_reads_waiting: 0 });
   });
 
+  for (const how of ["reset by SEND_IDLE_TIMEOUT", "cancelled by its client"] as const) {
+    test(`a reader waiting for room that is ${how} gives all its room back at once; the next read finishes`, async (t) => {
+      const chunk = MiB;
+      const frameBytes = frameHeaderLength(chunk) + chunk;
+      const server = await startTestServer({
+        cacheMaxBytes: 8 * MiB,
+        sentChunkSize: chunk,
+        streamedReadsMaxBytes: 4 * frameBytes,
+        sendIdleTimeoutMs: how === "reset by SEND_IDLE_TIMEOUT" ? 1000 : 0,
+      });
+      t.after(() => server.close());
+      const { client } = server;
+      await client.createModel("big");
+      const data = pattern(16 * MiB, 5);
+      await client.publish("big", data, { archived: true, data_hash: sha256(data) });
+
+      const session = connect(`http://127.0.0.1:${server.server.port}`);
+      t.after(() => session.destroy());
+      session.on("error", () => undefined);
+      const stalled = openStalledReader(session, "big", 1);
+      stalled.on("error", () => undefined);
+      // It holds its chunk (its share of the bound) and waits for room for the next: the writes of
+      // a call that is gone never complete, so only the call's end can give the room back.
+      let seen = await figures(client);
+      for (let waited = 0; seen.streamed_reads_waiting < 1 && waited < 10_000; waited += 20) {
+        await sleep(20);
+        seen = await figures(client);
+      }
+      assert.deepEqual(seen, { streamed_read_bytes: frameBytes, streamed_reads_waiting: 1 });
+      const closed = new Promise<void>((resolve) => stalled.once("close", () => resolve()));
+      if (how === "cancelled by its client") {
+        stalled.close(8); // RST_STREAM CANCEL
+      }
+      await closed;
+      for (let waited = 0; (await figures(client)).streamed_read_bytes !== 0 && waited < 10_000; waited += 20) {
+        await sleep(20);
+      }
+      assert.deepEqual(await figures(client), { streamed_read_bytes: 0, streamed_reads_waiting: 0 });
+      assert.equal(sha256(await client.retrieveData("big", 1)), sha256(data));
+    });
+  }
+
   test("a reader that goes away while it waits gives its room back: the others finish", async (t) => {
     const chunk = MiB;
     const frameBytes = frameHeaderLength(chunk) + chunk;

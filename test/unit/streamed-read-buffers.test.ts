@@ -1,48 +1,67 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { StreamedReadBuffers } from "../../src/registry/streamed-read-buffers.js";
+import { StreamedReadBuffers, StreamedReadClosed } from "../../src/registry/streamed-read-buffers.js";
 
-/** Whether `promise` has settled after the microtasks queued so far have run. */
+/** Whether `promise` has settled (either way) once the tasks queued so far have run. */
 async function settled(promise: Promise<void>): Promise<boolean> {
   let done = false;
-  void promise.then(() => (done = true));
+  promise.then(
+    () => (done = true),
+    () => (done = true),
+  );
   await new Promise((resolve) => setImmediate(resolve));
   return done;
 }
 
 describe("StreamedReadBuffers: the bound on chunks of reads without a cache entry", () => {
-  test("takes at once while the bound has room, then makes streams wait until chunks are sent", async () => {
-    const buffers = new StreamedReadBuffers(10);
-    const a = buffers.open();
-    const b = buffers.open();
-    await a.take(4);
-    await b.take(4);
-    assert.equal(buffers.heldBytes, 8);
-    const third = a.take(4);
-    assert.equal(await settled(third), false, "8 + 4 > 10: waits");
+  test("streams take room while the bound has some, then wait until chunks are sent", async () => {
+    const buffers = new StreamedReadBuffers(12);
+    const streams = Array.from({ length: 5 }, () => buffers.open());
+    for (const stream of streams.slice(0, 4)) {
+      await stream.take(3);
+    }
+    assert.equal(buffers.heldBytes, 12);
+    const fifth = (streams[4] as (typeof streams)[number]).take(3);
+    assert.equal(await settled(fifth), false, "12 + 3 > 12: waits");
     assert.equal(buffers.waitingCount, 1);
-    b.sent(4);
-    assert.equal(await settled(third), true, "room again once b's chunk was sent");
-    assert.deepEqual([buffers.heldBytes, buffers.waitingCount], [8, 0]);
+    streams[1]?.sent(3);
+    assert.equal(await settled(fifth), true, "room again once a chunk was sent");
+    assert.deepEqual([buffers.heldBytes, buffers.waitingCount], [12, 0]);
   });
 
-  test("serves waiting streams in arrival order: a small chunk does not pass a large one", async () => {
-    const buffers = new StreamedReadBuffers(10);
-    const holder = buffers.open();
-    await holder.take(9);
-    const large = buffers.open().take(8);
+  test("one stream holds at most a quarter of the bound (always one chunk): the others pass it", async () => {
+    const buffers = new StreamedReadBuffers(12);
+    const greedy = buffers.open();
+    await greedy.take(3);
+    const second = greedy.take(3);
+    assert.equal(await settled(second), false, "3 + 3 is over its share of 3");
+    const other = buffers.open().take(3);
+    assert.equal(await settled(other), true, "another stream is not held up behind it");
+    const big = buffers.open().take(5);
+    assert.equal(await settled(big), true, "a chunk over the share is taken by a stream that holds nothing");
+    greedy.sent(3);
+    assert.equal(await settled(second), true);
+    assert.equal(buffers.heldBytes, 11);
+  });
+
+  test("room of the bound goes in arrival order: a small chunk does not pass a large one", async () => {
+    const buffers = new StreamedReadBuffers(8);
+    const holders = Array.from({ length: 3 }, () => buffers.open());
+    for (const holder of holders) {
+      await holder.take(2);
+    }
+    const large = buffers.open().take(4);
     const small = buffers.open().take(1);
-    assert.deepEqual([await settled(large), await settled(small)], [false, false], "1 byte is free, but the 8-byte chunk came first");
-    holder.sent(9);
-    assert.deepEqual([await settled(large), await settled(small)], [true, true]);
-    assert.equal(buffers.heldBytes, 9);
+    assert.deepEqual([await settled(large), await settled(small)], [false, false], "2 bytes are free, the 4-byte chunk came first");
+    holders[0]?.sent(2);
+    assert.deepEqual([await settled(large), await settled(small)], [true, false]);
+    assert.equal(buffers.heldBytes, 8);
   });
 
   test("a chunk larger than the whole bound is taken alone", async () => {
     const buffers = new StreamedReadBuffers(10);
     const first = buffers.open();
     await first.take(25);
-    assert.equal(buffers.heldBytes, 25);
     const next = buffers.open().take(1);
     assert.equal(await settled(next), false);
     first.sent(25);
@@ -50,8 +69,8 @@ describe("StreamedReadBuffers: the bound on chunks of reads without a cache entr
     assert.equal(buffers.heldBytes, 1);
   });
 
-  test("close() gives back what a stream still holds, and never more than it took", async () => {
-    const buffers = new StreamedReadBuffers(10);
+  test("close() gives back what a stream holds, never more than it took, and is safe twice", async () => {
+    const buffers = new StreamedReadBuffers(40);
     const other = buffers.open();
     await other.take(3);
     const stream = buffers.open();
@@ -62,22 +81,27 @@ describe("StreamedReadBuffers: the bound on chunks of reads without a cache entr
     assert.equal(buffers.heldBytes, 3);
     await stream.take(5);
     stream.close();
+    stream.close();
     stream.sent(5);
     assert.equal(buffers.heldBytes, 3, "only the other stream's chunk is left");
   });
 
-  test("a stream closed while it waits gives its room back as soon as it is granted", async () => {
-    const buffers = new StreamedReadBuffers(10);
+  test("a stream closed while it waits stops waiting (StreamedReadClosed), gives its room back and lets the next in", async () => {
+    const buffers = new StreamedReadBuffers(8);
     const holder = buffers.open();
-    await holder.take(10);
-    const gone = buffers.open();
-    const waiting = gone.take(6);
-    gone.close();
-    const after = buffers.open().take(6);
-    holder.sent(10);
-    assert.equal(await settled(waiting), true);
-    assert.equal(await settled(after), true, "the closed stream's 6 bytes were given back");
-    assert.equal(buffers.heldBytes, 6);
+    await holder.take(2);
+    const parked = holder.take(2); // over its share of 2: waits for its own chunk to be sent, which never comes
+    const others = [buffers.open(), buffers.open(), buffers.open()];
+    for (const other of others.slice(0, 2)) {
+      await other.take(2);
+    }
+    const last = (others[2] as (typeof others)[number]).take(4);
+    assert.deepEqual([buffers.heldBytes, buffers.waitingCount], [6, 2]);
+    holder.close();
+    await assert.rejects(parked, StreamedReadClosed);
+    assert.equal(await settled(last), true, "the closed stream's 2 bytes let the 4-byte chunk in");
+    assert.deepEqual([buffers.heldBytes, buffers.waitingCount], [8, 0]);
+    await assert.rejects(holder.take(1), { name: "StreamedReadClosed", message: "the read was given up while it waited for room (STREAMED_READS_MAX_SIZE)" });
   });
 
   test("refuses a bound that is not a positive integer", () => {
