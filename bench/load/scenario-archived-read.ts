@@ -12,10 +12,10 @@ import { join } from "node:path";
 import type { BenchRecord } from "../support/bench-record.js";
 import { createBenchClient } from "../support/bench-client.js";
 import { removeTempDir, trackTempDir } from "../support/cleanup.js";
-import type { ArchivedReadTask } from "./generator-protocol.js";
+import type { ArchivedReadTask, ArchivedReader } from "./generator-protocol.js";
 import { spawnGenerator } from "./generators.js";
 import { median } from "../support/percentiles.js";
-import { type LoadOptions, MB, MODEL_ID, PUBLISH_CHUNK_BYTES, prepareModel, withServer } from "./scenario-support.js";
+import { GB, type LoadOptions, MB, MODEL_ID, PUBLISH_CHUNK_BYTES, prepareModel, withServer } from "./scenario-support.js";
 import { MIB } from "../support/server-process.js";
 
 export interface ArchivedReadScenario {
@@ -45,35 +45,77 @@ export async function runArchivedRead(options: LoadOptions, scenario: ArchivedRe
         client.close();
       }
     });
-    return await withServer(options, { archiveDir }, async (server) => {
-      const reader = spawnGenerator({ role: "archived-read", address: server.address, modelId: MODEL_ID, versions });
-      try {
-        await reader.ready;
-        reader.start({ windowStart: 0, windowEnd: Number.POSITIVE_INFINITY });
-        const result = await reader.resultWithin(TIMEOUT_MS);
-        if (result.role !== "archived-read") {
-          throw new Error("unexpected archived-read result");
-        }
-        const mbps = (ms: number): number => scenario.versionBytes / MB / (ms / 1000);
-        const memory = server.memory();
-        return {
-          scenario: "archived-read",
-          params: { versionMiB: scenario.versionBytes / MIB, versions: scenario.versions },
-          metrics: {
-            firstReadMBps: median(result.firstReadsMs.map(mbps)),
-            firstReadMinMBps: Math.min(...result.firstReadsMs.map(mbps)),
-            secondReadMBps: mbps(result.secondReadMs),
-            hashMismatches: result.mismatches,
-            serverPeakRssMiB: memory.peakRssBytes / MIB,
-            cacheBudgetMiB: server.cacheMaxBytes / MIB,
-            rssOverBudgetMiB: (memory.peakRssBytes - server.cacheMaxBytes) / MIB,
-          },
-        };
-      } finally {
-        reader.kill();
+    const metrics: Record<string, number | null> = { hashMismatches: 0, serverPeakRssMiB: 0 };
+    // Each reader against its own restarted server (a first read needs one); the raw reader's figures
+    // are the scenario's, the node:http2 reader's are kept beside them (prefixed) for comparison.
+    for (const reader of archivedReaders()) {
+      const run = await readOnce(options, archiveDir, reader, versions, scenario);
+      for (const [metric, value] of Object.entries(run.figures)) {
+        metrics[reader === "raw" ? metric : `nodeHttp2${(metric[0] ?? "").toUpperCase()}${metric.slice(1)}`] = value;
       }
-    });
+      metrics.hashMismatches = (metrics.hashMismatches ?? 0) + run.mismatches;
+      metrics.serverPeakRssMiB = Math.max(metrics.serverPeakRssMiB ?? 0, run.peakRssBytes / MIB);
+      metrics.cacheBudgetMiB = run.cacheMaxBytes / MIB;
+      metrics.rssOverBudgetMiB = (metrics.serverPeakRssMiB ?? 0) - run.cacheMaxBytes / MIB;
+    }
+    return {
+      scenario: "archived-read",
+      params: { versionMiB: scenario.versionBytes / MIB, versions: scenario.versions },
+      metrics,
+    };
   } finally {
     removeTempDir(archiveDir);
   }
+}
+
+/** BENCH_ARCHIVED_READERS=raw,node-http2 (the default: both, raw first). */
+function archivedReaders(): ArchivedReader[] {
+  const names = (process.env.BENCH_ARCHIVED_READERS ?? "raw,node-http2").split(",").filter((name) => name !== "");
+  for (const name of names) {
+    if (name !== "raw" && name !== "node-http2") {
+      throw new Error(`BENCH_ARCHIVED_READERS: unknown reader "${name}" (raw, node-http2)`);
+    }
+  }
+  return names as ArchivedReader[];
+}
+
+/** A restarted server on the archive; each version read once, then the first one again. */
+async function readOnce(
+  options: LoadOptions,
+  archiveDir: string,
+  readerKind: ArchivedReader,
+  versions: ArchivedReadTask["versions"],
+  scenario: ArchivedReadScenario,
+): Promise<{ figures: Record<string, number | null>; mismatches: number; peakRssBytes: number; cacheMaxBytes: number }> {
+  return await withServer(options, { archiveDir }, async (server) => {
+    const reader = spawnGenerator({ role: "archived-read", reader: readerKind, address: server.address, modelId: MODEL_ID, versions });
+    try {
+      await reader.ready;
+      const serverCpuBefore = server.cpuSeconds();
+      const readerCpuBefore = reader.cpuSeconds();
+      reader.start({ windowStart: 0, windowEnd: Number.POSITIVE_INFINITY });
+      const result = await reader.resultWithin(TIMEOUT_MS);
+      if (result.role !== "archived-read") {
+        throw new Error("unexpected archived-read result");
+      }
+      const gigabytes = ((versions.length + 1) * scenario.versionBytes) / GB;
+      const mbps = (ms: number): number => scenario.versionBytes / MB / (ms / 1000);
+      return {
+        figures: {
+          firstReadMBps: median(result.firstReadsMs.map(mbps)),
+          firstReadMinMBps: Math.min(...result.firstReadsMs.map(mbps)),
+          secondReadMBps: mbps(result.secondReadMs),
+          // Over every read (first and second): CPU seconds per GB delivered.
+          serverCpuSPerGB: (server.cpuSeconds() - serverCpuBefore) / gigabytes,
+          readerCpuSPerGB: (reader.cpuSeconds() - readerCpuBefore) / gigabytes,
+          ...(result.dataFrames > 0 ? { dataFrameKiB: result.dataFrameBytes / result.dataFrames / 1024 } : {}),
+        },
+        mismatches: result.mismatches,
+        peakRssBytes: server.memory().peakRssBytes,
+        cacheMaxBytes: server.cacheMaxBytes,
+      };
+    } finally {
+      reader.kill();
+    }
+  });
 }
