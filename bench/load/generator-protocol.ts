@@ -109,7 +109,11 @@ export interface ArchivedReadTask {
   readonly reader: ArchivedReader;
   readonly address: string;
   readonly modelId: string;
-  readonly versions: readonly { readonly versionNumber: number; readonly hash: string; readonly bytes: number }[];
+  /**
+   * `expectedFile`: the version's bytes as the bench wrote them; the raw reader then compares every
+   * received byte with them instead of hashing (ExpectedBytes). Otherwise the SHA-256 is checked.
+   */
+  readonly versions: readonly { readonly versionNumber: number; readonly hash: string; readonly bytes: number; readonly expectedFile?: string }[];
 }
 
 export type GeneratorTask = PublisherTask | ReadersTask | MetadataTask | SmallCallsTask | ArchivedReadTask | TcpSinkTask | TcpSourceTask | ProxyTask | TransferTask;

@@ -4,7 +4,8 @@
  * box that reader alone capped the archived-read bench. This one parses frames straight out of large
  * socket reads into one reused buffer and hashes the data where it lies, yet checks everything a real
  * client would: the gRPC message framing (GrpcFrameHasher), the response's :status and content-type,
- * the trailers' grpc-status, every byte's SHA-256 (compared by the caller), RST_STREAM and GOAWAY.
+ * the trailers' grpc-status, every byte (its SHA-256 for the caller to compare, or a comparison with
+ * the expected bytes: ExpectedBytes), RST_STREAM and GOAWAY.
  *
  * What it sends: the preface; SETTINGS (no push, a large stream window, the largest frame size); a
  * connection WINDOW_UPDATE to the same window; per call one HEADERS frame (literal HPACK fields) and
@@ -15,6 +16,7 @@ import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { sharedNow } from "../support/clock.js";
 import type { FetchedData } from "../support/bench-client.js";
 import { GrpcStatusError } from "./grpc-call-status.js";
+import type { ExpectedBytes } from "./expected-bytes.js";
 import { GrpcFrameHasher } from "./grpc-frame-hasher.js";
 import { type HeaderField, HpackDecoder, encodeLiteralHeaderBlock } from "./hpack-decoder.js";
 
@@ -52,6 +54,7 @@ const CANCEL = 0x8;
 interface Call {
   readonly streamId: number;
   readonly hasher: GrpcFrameHasher;
+  readonly expected: ExpectedBytes | undefined;
   readonly onChunk: ((length: number, at: number) => void) | undefined;
   readonly resolve: (data: FetchedData) => void;
   readonly reject: (error: Error) => void;
@@ -141,7 +144,17 @@ export class RawHttp2DataReader {
     this.socket.destroy();
   }
 
-  async fetch(modelId: string, versionNumber: number, onChunk?: (length: number, at: number) => void, deadline?: number): Promise<FetchedData> {
+  /**
+   * One RetrieveVersionData call. With `expected`, every data byte is compared with the expected ones
+   * (FetchedData.matchedExpected) instead of hashed.
+   */
+  async fetch(
+    modelId: string,
+    versionNumber: number,
+    onChunk?: (length: number, at: number) => void,
+    deadline?: number,
+    expected?: ExpectedBytes,
+  ): Promise<FetchedData> {
     await this.connected;
     if (this.closedWith !== undefined) {
       throw this.closedWith;
@@ -161,7 +174,8 @@ export class RawHttp2DataReader {
             }, Math.max(0, deadline - sharedNow()));
       this.call = {
         streamId,
-        hasher: new GrpcFrameHasher(),
+        hasher: new GrpcFrameHasher(expected === undefined ? undefined : (piece) => expected.check(piece)),
+        expected,
         onChunk,
         resolve,
         reject,
@@ -421,7 +435,9 @@ export class RawHttp2DataReader {
     } else if (!call.hasher.atBoundary) {
       this.endCall(new GrpcStatusError(13, "response ended inside a message"));
     } else {
-      this.endCall(undefined, { bytes: call.hasher.dataBytes, lastByteAt: call.lastByteAt, hashBase64: call.hasher.digestBase64() });
+      const checked =
+        call.expected === undefined ? { hashBase64: call.hasher.digestBase64() } : { hashBase64: "", matchedExpected: call.expected.complete };
+      this.endCall(undefined, { bytes: call.hasher.dataBytes, lastByteAt: call.lastByteAt, ...checked });
     }
   }
 

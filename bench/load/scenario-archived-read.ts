@@ -6,7 +6,7 @@
  * disk, is measured. MB/s of each first read (median) and of the second.
  */
 import { createHash, randomFillSync } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BenchRecord } from "../support/bench-record.js";
@@ -28,6 +28,10 @@ const TIMEOUT_MS = 150_000;
 export async function runArchivedRead(options: LoadOptions, scenario: ArchivedReadScenario): Promise<BenchRecord> {
   const archiveDir = mkdtempSync(join(tmpdir(), "registry-bench-archived-"));
   trackTempDir(archiveDir);
+  // The bench's own copy of the data, for the raw reader to compare with (not the server's archive).
+  const expectedDir = mkdtempSync(join(tmpdir(), "registry-bench-expected-"));
+  trackTempDir(expectedDir);
+  const check = rawReaderCheck();
   try {
     const versions = await withServer(options, { archiveDir }, async (server) => {
       await prepareModel(server.address, 0);
@@ -38,7 +42,14 @@ export async function runArchivedRead(options: LoadOptions, scenario: ArchivedRe
         for (let i = 0; i < scenario.versions; i++) {
           randomFillSync(data);
           const info = await client.publish(MODEL_ID, data, { archived: true, chunkBytes: PUBLISH_CHUNK_BYTES });
-          written.push({ versionNumber: info.version_number, hash: createHash("sha256").update(data).digest("base64"), bytes: data.byteLength });
+          const hash = createHash("sha256").update(data).digest("base64");
+          if (check === "bytes") {
+            const expectedFile = join(expectedDir, `v${info.version_number}.bin`);
+            writeFileSync(expectedFile, data);
+            written.push({ versionNumber: info.version_number, hash, bytes: data.byteLength, expectedFile });
+          } else {
+            written.push({ versionNumber: info.version_number, hash, bytes: data.byteLength });
+          }
         }
         return written;
       } finally {
@@ -60,12 +71,25 @@ export async function runArchivedRead(options: LoadOptions, scenario: ArchivedRe
     }
     return {
       scenario: "archived-read",
-      params: { versionMiB: scenario.versionBytes / MIB, versions: scenario.versions },
+      params: { versionMiB: scenario.versionBytes / MIB, versions: scenario.versions, rawReaderCheck: check },
       metrics,
     };
   } finally {
     removeTempDir(archiveDir);
+    removeTempDir(expectedDir);
   }
+}
+
+/**
+ * How the raw reader checks the data (BENCH_ARCHIVED_CHECK): "bytes" (the default), every byte compared
+ * with the bench's copy; "sha256", hashed as the node:http2 reader does (which always hashes).
+ */
+function rawReaderCheck(): "bytes" | "sha256" {
+  const check = process.env.BENCH_ARCHIVED_CHECK ?? "bytes";
+  if (check !== "bytes" && check !== "sha256") {
+    throw new Error(`BENCH_ARCHIVED_CHECK: "${check}" is neither bytes nor sha256`);
+  }
+  return check;
 }
 
 /** BENCH_ARCHIVED_READERS=raw,node-http2 (the default: both, raw first). */

@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { open } from "node:fs/promises";
+import { mkdtemp, open, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { ExpectedBytes } from "../../bench/load/expected-bytes.js";
 import { GrpcStatusError } from "../../bench/load/grpc-call-status.js";
 import { RawHttp2DataReader } from "../../bench/load/raw-http2-reader.js";
 import { type TestServer, makeArchiveDir, startTestServer } from "../support/test-server.js";
@@ -57,6 +59,32 @@ describe("bench: the raw-socket HTTP/2 reader (raw-http2-reader.ts) against the 
     }
     assert.ok(raw.dataFrames > 0);
     assert.equal(raw.dataFrameBytes, 2 * (archived.byteLength + 6 * 9) + transient.byteLength + 9, "data, one 9-byte header per reply message");
+  });
+
+  test("with the expected bytes: every byte compared, a single different byte or a wrong length is no match", async () => {
+    const raw = reader(8 * MiB);
+    const dir = await mkdtemp(path.join(tmpdir(), "raw-reader-expected-"));
+    try {
+      const variants: [string, Buffer, boolean][] = [
+        ["same", archived, true],
+        ["one-byte-off", Buffer.concat([archived.subarray(0, 4 * MiB), Buffer.from([(archived[4 * MiB] as number) ^ 1]), archived.subarray(4 * MiB + 1)]), false],
+        ["shorter", archived.subarray(0, archived.byteLength - 1), false],
+        ["longer", Buffer.concat([archived, Buffer.from([0])]), false],
+      ];
+      for (const [name, bytes, matches] of variants) {
+        const file = path.join(dir, name);
+        await writeFile(file, bytes);
+        const expected = new ExpectedBytes(file);
+        try {
+          const fetched = await raw.fetch("raw", 1, undefined, Date.now() + DEADLINE_MS, expected);
+          assert.deepEqual([name, fetched.bytes, fetched.hashBase64, fetched.matchedExpected], [name, archived.byteLength, "", matches]);
+        } finally {
+          expected.close();
+        }
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test("a window far smaller than a version: the reader's WINDOW_UPDATEs keep the data coming", async () => {
