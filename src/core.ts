@@ -131,15 +131,10 @@ export async function openCore(config: CoreConfig, log: Logger, options: CoreOpt
         memoryGuard.prepare();
         archive.startDeferred?.();
         pool.start();
-        // The hash lanes only when the archive lists models: only archived versions (uploaded or read
-        // from the archive) use them, and a thread is ~11 MiB resident, which a server of transient
-        // versions would carry for nothing (issue #15: the resident set with the cache full); otherwise
-        // the first stream starts one. A server started on models has archived versions to serve, read
-        // and checked on a lane: started now, the thread's start (tens of ms of CPU, and the first
-        // read's digest waiting for it) is off the first read after a restart (issue #15).
-        if (registry.knownModelCount > 0) {
-          hashLanes.start();
-        }
+        // Not the hash lanes: only archived versions (uploaded or read from the archive) use them, and
+        // a thread is ~11 MiB resident, which a server of transient versions would carry for nothing
+        // (issue #15: the resident set with the cache full). The first stream starts one (a Node
+        // worker's start, tens of ms once).
       },
       [Symbol.asyncDispose]: () => resources.disposeAsync(),
     };

@@ -139,11 +139,6 @@ export class Registry {
     return registry;
   }
 
-  /** Models known so far: listed by the state at open (the archive's), or used since. */
-  get knownModelCount(): number {
-    return this.#actors.size;
-  }
-
   /** Ends the VersionUpdate streams (UNAVAILABLE: the client follows again once a server is back). */
   close(): void {
     for (const actor of this.#actors.values()) {

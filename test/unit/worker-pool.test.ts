@@ -7,7 +7,7 @@ import { type TestContext, describe, test } from "node:test";
 import { exposeGc } from "../../src/expose-gc.js";
 import { EncodedVersionData, SHA256_IMPLEMENTATIONS } from "../../src/data/index.js";
 import { INLINE_HASH_MAX_BYTES, type WorkerPool, createWorkerPool } from "../../src/worker-pool/index.js";
-import { makeArchiveDir, startTestServer } from "../support/test-server.js";
+import { startTestServer } from "../support/test-server.js";
 
 /** A real pool and a temporary directory, both gone when the test ends. */
 async function poolWithTempDir(t: TestContext, maxThreads: number): Promise<{ pool: WorkerPool; dir: string }> {
@@ -227,22 +227,6 @@ describe("starting the threads (issue #15: none on the way to the first served c
     const archived = await client.publish("lazy-lanes", large, { archived: true });
     assert.equal(archived.data_hash, createHash("sha256").update(large).digest("base64"));
     assert.equal(server.hashLanes.threads().length, 1, "the archived upload started one");
-  });
-
-  test("a server started on an archive that lists models starts a hash lane at its deferred start (its reads need one)", async (t) => {
-    const archiveDir = await makeArchiveDir();
-    t.after(() => rm(archiveDir, { recursive: true, force: true }));
-    const first = await startTestServer({ archiveDir });
-    t.after(() => first.stop());
-    await first.client.createModel("restarted");
-    await first.stop();
-    const { server, close } = await startTestServer({ archiveDir });
-    t.after(close);
-    assert.equal(server.hashLanes.threads().length, 0, "none when startServer resolves");
-    for (let waited = 0; server.hashLanes.threads().length === 0 && waited < 10_000; waited += 10) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    assert.equal(server.hashLanes.threads().length, 1);
   });
 
   test("once closed, start() starts nothing and tasks fail", async () => {
