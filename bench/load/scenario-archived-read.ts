@@ -17,6 +17,8 @@ import { spawnGenerator } from "./generators.js";
 import { median } from "../support/percentiles.js";
 import { GB, type LoadOptions, MB, MODEL_ID, PUBLISH_CHUNK_BYTES, prepareModel, withServer } from "./scenario-support.js";
 import { MIB } from "../support/server-process.js";
+import { sharedNow } from "../support/clock.js";
+import { readMachineBusySeconds } from "../support/proc-stats.js";
 
 export interface ArchivedReadScenario {
   readonly versionBytes: number;
@@ -117,8 +119,14 @@ async function readOnce(
       await reader.ready;
       const serverCpuBefore = server.cpuSeconds();
       const readerCpuBefore = reader.cpuSeconds();
+      const machineBefore = readMachineBusySeconds();
+      const startedAt = sharedNow();
       reader.start({ windowStart: 0, windowEnd: Number.POSITIVE_INFINITY });
       const result = await reader.resultWithin(TIMEOUT_MS);
+      const seconds = (sharedNow() - startedAt) / 1000;
+      const serverCpu = server.cpuSeconds() - serverCpuBefore;
+      const readerCpu = reader.cpuSeconds() - readerCpuBefore;
+      const machineBusy = readMachineBusySeconds() - machineBefore;
       if (result.role !== "archived-read") {
         throw new Error("unexpected archived-read result");
       }
@@ -130,8 +138,12 @@ async function readOnce(
           firstReadMinMBps: Math.min(...result.firstReadsMs.map(mbps)),
           secondReadMBps: mbps(result.secondReadMs),
           // Over every read (first and second): CPU seconds per GB delivered.
-          serverCpuSPerGB: (server.cpuSeconds() - serverCpuBefore) / gigabytes,
-          readerCpuSPerGB: (reader.cpuSeconds() - readerCpuBefore) / gigabytes,
+          serverCpuSPerGB: serverCpu / gigabytes,
+          readerCpuSPerGB: readerCpu / gigabytes,
+          serverCpuCores: serverCpu / seconds,
+          clientCpuCores: readerCpu / seconds,
+          // The machine's other processes meanwhile (the bench's orchestrator waits, idle).
+          otherCpuCores: Math.max(0, machineBusy - serverCpu - readerCpu) / seconds,
           ...(result.dataFrames > 0 ? { dataFrameKiB: result.dataFrameBytes / result.dataFrames / 1024 } : {}),
         },
         mismatches: result.mismatches,

@@ -145,7 +145,7 @@ function row(record: BenchRecord, ceilingMBps: number): string[] {
             : `; node:http2 reader: first ${fmt(m.nodeHttp2FirstReadMBps)} · second ${fmt(m.nodeHttp2SecondReadMBps)} MB/s`),
         "–",
         m.serverCpuSPerGB === undefined ? "–" : `${fmt(m.serverCpuSPerGB)} (reader ${fmt(m.readerCpuSPerGB)})`,
-        "–",
+        m.serverCpuCores === undefined ? "–" : cores(m),
         rss(m),
         `${fmt(m.hashMismatches)} mismatches`,
       ];
