@@ -97,12 +97,23 @@ export interface TransferTask {
   readonly downloadWithDefaultWindow: boolean;
 }
 
+/**
+ * What reads in the archived-read scenario: "raw", a minimal HTTP/2 client on a raw socket
+ * (raw-http2-reader.ts, the cheapest); "node-http2", the lean node:http2 reader (http2-data-reader.ts).
+ */
+export type ArchivedReader = "raw" | "node-http2";
+
 /** Reads archived versions one after another, each once, then the first one again (archived-reads.ts). */
 export interface ArchivedReadTask {
   readonly role: "archived-read";
+  readonly reader: ArchivedReader;
   readonly address: string;
   readonly modelId: string;
-  readonly versions: readonly { readonly versionNumber: number; readonly hash: string; readonly bytes: number }[];
+  /**
+   * `expectedFile`: the version's bytes as the bench wrote them; the raw reader then compares every
+   * received byte with them instead of hashing (ExpectedBytes). Otherwise the SHA-256 is checked.
+   */
+  readonly versions: readonly { readonly versionNumber: number; readonly hash: string; readonly bytes: number; readonly expectedFile?: string }[];
 }
 
 export type GeneratorTask = PublisherTask | ReadersTask | MetadataTask | SmallCallsTask | ArchivedReadTask | TcpSinkTask | TcpSourceTask | ProxyTask | TransferTask;
@@ -176,6 +187,9 @@ export interface ArchivedReadResult {
   readonly secondReadMs: number;
   /** Reads whose bytes did not hash to the version's data_hash (or had another size). */
   readonly mismatches: number;
+  /** DATA frames received and their payload bytes (the raw reader only; 0 otherwise). */
+  readonly dataFrames: number;
+  readonly dataFrameBytes: number;
 }
 
 export interface TcpSinkResult {

@@ -31,8 +31,10 @@ export interface FetchedData {
   readonly bytes: number;
   /** Shared-clock time at which the last data chunk arrived. */
   readonly lastByteAt: number;
-  /** SHA-256 of the received bytes, standard padded base64 (like data_hash). */
+  /** SHA-256 of the received bytes, standard padded base64 (like data_hash); "" when they were compared instead. */
   readonly hashBase64: string;
+  /** When the read compared the bytes with the expected ones (raw reader, ExpectedBytes): whether they were those. */
+  readonly matchedExpected?: boolean;
 }
 
 type DataStream = grpc.ClientReadableStream<{ data_chunk: Buffer }>;

@@ -112,7 +112,11 @@ export function checkSmallCallGoals(records: readonly AggregatedRecord[]): GoalC
     detail:
       read === undefined
         ? "not measured"
-        : `registry ${fmt(read.firstReadMBps)} MB/s first read, ${fmt(read.secondReadMBps)} MB/s second; ${fmt(read.hashMismatches)} mismatches (${GO_NOTE})`,
+        : `registry ${fmt(read.firstReadMBps)} MB/s first read, ${fmt(read.secondReadMBps)} MB/s second; ${fmt(read.hashMismatches)} mismatches` +
+          (read.nodeHttp2FirstReadMBps === undefined
+            ? ""
+            : `; with the node:http2 reader ${fmt(read.nodeHttp2FirstReadMBps)} MB/s first read, ${fmt(read.nodeHttp2SecondReadMBps)} MB/s second`) +
+          ` (${GO_NOTE})`,
   });
   return checks;
 }

@@ -139,10 +139,13 @@ function row(record: BenchRecord, ceilingMBps: number): string[] {
       return [
         "archived-read",
         `${String(p.versions)} × ${String(p.versionMiB)} MiB archived, read by a restarted server (page cache warm)`,
-        `first read ${fmt(m.firstReadMBps)} MB/s (min ${fmt(m.firstReadMinMBps)}) · second ${fmt(m.secondReadMBps)} MB/s`,
+        `first read ${fmt(m.firstReadMBps)} MB/s (min ${fmt(m.firstReadMinMBps)}) · second ${fmt(m.secondReadMBps)} MB/s (raw-socket reader)` +
+          (m.nodeHttp2FirstReadMBps === undefined
+            ? ""
+            : `; node:http2 reader: first ${fmt(m.nodeHttp2FirstReadMBps)} · second ${fmt(m.nodeHttp2SecondReadMBps)} MB/s`),
         "–",
-        "–",
-        "–",
+        m.serverCpuSPerGB === undefined ? "–" : `${fmt(m.serverCpuSPerGB)} (reader ${fmt(m.readerCpuSPerGB)})`,
+        m.serverCpuCores === undefined ? "–" : cores(m),
         rss(m),
         `${fmt(m.hashMismatches)} mismatches`,
       ];
