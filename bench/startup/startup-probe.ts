@@ -11,7 +11,7 @@ import { createServer } from "node:net";
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { SERVER_NODE_FLAGS } from "../../src/runtime-flags.js";
+import { SERVER_ENV, SERVER_NODE_FLAGS } from "../../src/runtime-flags.js";
 import { RegistryClient, type WireVersionInfo } from "../../test/support/registry-client.js";
 import { trackChild } from "../support/cleanup.js";
 import { sleep } from "../support/clock.js";
@@ -92,6 +92,8 @@ export async function probeStartup<T>(
   });
   const env = {
     PATH: process.env.PATH ?? "",
+    // As in production (npm start, the Docker image, the bin entry): MALLOC_ARENA_MAX=2.
+    ...SERVER_ENV,
     COGMENT_MODEL_REGISTRY_PORT: String(port),
     COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: options.archiveDir,
     COGMENT_MODEL_REGISTRY_LOG_LEVEL: "info",
