@@ -7,6 +7,7 @@
  * lazily, on a model's first use.
  */
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
@@ -43,6 +44,12 @@ export interface StartupProbe {
   readonly spawnToServingLogMs: number | null;
   readonly attempts: number;
   readonly rssAtFirstRpcMiB: number | null;
+  /**
+   * CPU time of the server's main thread from its start to the first served call (ms, from
+   * /proc/<pid>/task/<pid>/schedstat): less swayed than the wall time by the other work on a shared
+   * machine (a start that waits for a core does not count it).
+   */
+  readonly mainThreadCpuMsAtFirstRpc: number | null;
   readonly firstVersionInfosMs: number | null;
   readonly secondVersionInfosMs: number | null;
   /** What the first RetrieveVersionInfos returned (for checking), if asked. */
@@ -138,6 +145,7 @@ export async function probeStartup<T>(
       }
     }
     let rssAtFirstRpcMiB: number | null = null;
+    const mainThreadCpuMsAtFirstRpc = readMainThreadCpuMs(child.pid as number);
     try {
       rssAtFirstRpcMiB = readMemory(child.pid as number).rssBytes / MIB;
     } catch {
@@ -159,6 +167,7 @@ export async function probeStartup<T>(
       spawnToServingLogMs: servingLogAt === null ? null : (servingLogAt as number) - spawnedAt,
       attempts,
       rssAtFirstRpcMiB,
+      mainThreadCpuMsAtFirstRpc,
       firstVersionInfosMs,
       secondVersionInfosMs,
       versionInfos,
@@ -175,6 +184,15 @@ export async function probeStartup<T>(
       await exited;
       clearTimeout(timer);
     }
+  }
+}
+
+/** CPU time run by a process's main thread so far (ms); null once it is gone. */
+function readMainThreadCpuMs(pid: number): number | null {
+  try {
+    return Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").split(" ")[0]) / 1e6;
+  } catch {
+    return null;
   }
 }
 
