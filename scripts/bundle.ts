@@ -17,20 +17,22 @@
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { readFileSync, writeFileSync } from "node:fs";
 import { build } from "esbuild";
 
 const ROOT = path.resolve(fileURLToPath(new URL("../..", import.meta.url)));
 const OUT_DIR = path.join(ROOT, "dist", "bundle");
 const require = createRequire(import.meta.url);
 
-/** CommonJS code in the bundle (grpc-js, pino…) uses require, __filename and __dirname: ESM has none. */
+/**
+ * CommonJS code in the bundle (grpc-js, pino…) uses require, __filename and __dirname: ESM has none.
+ * Taken with process.getBuiltinModule, not `import … from "node:module"`: every import statement of
+ * a chunk is one more specifier for the ESM loader to resolve and link at each start.
+ */
 const COMMONJS_GLOBALS = [
-  'import { createRequire as __bundleCreateRequire } from "node:module";',
-  'import { fileURLToPath as __bundleFileURLToPath } from "node:url";',
-  'import { dirname as __bundleDirname } from "node:path";',
-  "const require = __bundleCreateRequire(import.meta.url);",
-  "const __filename = __bundleFileURLToPath(import.meta.url);",
-  "const __dirname = __bundleDirname(__filename);",
+  'const require = process.getBuiltinModule("node:module").createRequire(import.meta.url);',
+  'const __filename = process.getBuiltinModule("node:url").fileURLToPath(import.meta.url);',
+  'const __dirname = process.getBuiltinModule("node:path").dirname(__filename);',
 ].join("\n");
 
 const result = await build({
@@ -57,6 +59,41 @@ const result = await build({
   metafile: true,
   logLevel: "warning",
 });
+
+/**
+ * esbuild wraps each CommonJS module (grpc-js, pino, piscina, yaml…) in a method that runs at its
+ * first require: `"path"(exports, module) { … }`. V8 compiles such a function lazily, at its first
+ * call, and Node's compile cache stores a chunk's code right after compiling it, before running
+ * it: so every start compiled the body of every CommonJS module again (issue #15, start-up). Written
+ * as a parenthesized function expression, `"path": (function(exports, module) { … })`, V8 compiles
+ * it with the chunk (its heuristic for functions called at once), so the cache holds it. Same
+ * lines, so the source maps still hold; the call is the same (esbuild's __commonJS calls it with no
+ * `this`). A build whose output does not have the expected shape fails here, not silently.
+ */
+const COMMONJS_WRAPPER = /__commonJS\(\{\n {2}("[^"\n]+")\(((?:exports|module|, )*)\) \{\n([\s\S]*?)\n {2}\}\n\}\);/g;
+
+function compileCommonJsModulesEagerly(file: string): void {
+  const source = readFileSync(file, "utf8");
+  const wrappers = source.split("__commonJS({").length - 1;
+  if (wrappers === 0) {
+    return;
+  }
+  let rewritten = 0;
+  const eager = source.replace(COMMONJS_WRAPPER, (_, name: string, parameters: string, body: string) => {
+    rewritten++;
+    return `__commonJS({\n  ${name}: (function(${parameters}) {\n${body}\n  })\n});`;
+  });
+  if (rewritten !== wrappers) {
+    throw new Error(`${file}: ${wrappers} CommonJS wrappers, ${rewritten} of the expected shape (has esbuild's output changed?)`);
+  }
+  writeFileSync(file, eager);
+}
+
+for (const file of Object.keys(result.metafile.outputs)) {
+  if (file.endsWith(".js")) {
+    compileCommonJsModulesEagerly(path.join(ROOT, file));
+  }
+}
 
 const sizes = Object.entries(result.metafile.outputs)
   .filter(([file]) => file.endsWith(".js"))

@@ -110,6 +110,9 @@ export async function openCore(config: CoreConfig, log: Logger, options: CoreOpt
       dataReceived: memoryGuard.dataReceived,
       offThreadHash: hashLanes,
       log: log.child({ module: "registry" }),
+      // The model listing (an archive of many models: a read per model) goes on while the server
+      // binds and serves its first calls; those that need it wait (issue #15, start-up).
+      listModelsLater: true,
     });
     cachedBytes = () => registry.cache.stats().usedBytes;
     let registryClosed = false;

@@ -112,6 +112,10 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
         createVersionFastPath: options.createVersionFastPath,
       }),
     );
+    // Listening already, and serving what needs no model list (Version, health); the start is done, and
+    // reported, once the list is read: a failed listing fails the start as before (the stack releases
+    // the gRPC server too).
+    await registry.whenListed();
     // The worker threads (and the GC hook) start a moment after the server listens, once a client that
     // connected at once was served: a thread costs the main thread a few ms and the machine a Node
     // start. A first hash or archive write before then starts the threads itself and waits for them.

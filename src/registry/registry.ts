@@ -47,6 +47,11 @@ export interface RegistryOptions {
   readonly now?: () => bigint;
   /** The kernel's boot id, for the in-process state; read from /proc when not given (tests give one to simulate a reboot). */
   readonly bootId?: string;
+  /**
+   * open() resolves before the model listing ends (a server then listens meanwhile, and awaits
+   * whenListed() before it reports the start done); the calls that need the listing wait for it.
+   */
+  readonly listModelsLater?: boolean;
 }
 
 export type { ModelPage, VersionDataSource, VersionPage };
@@ -93,6 +98,7 @@ export class Registry {
   readonly cache: VersionCache<EncodedVersionData>;
   readonly #actors = new Map<string, ModelActor>();
   readonly #state: RegistryState;
+  #listed: Promise<void> = Promise.resolve();
   readonly #uploads: UploadPlanner;
   readonly #data: VersionDataOpener;
   readonly #streamedReads: StreamedReadBuffers;
@@ -142,17 +148,38 @@ export class Registry {
     this.#data = new VersionDataOpener({ ...shared, state: this.#state, streamedReads: this.#streamedReads, log });
   }
 
-  /** Opens the state and so the archive, reading the model list (version infos are read lazily, per model). */
+  /**
+   * Opens the state and so the archive, reading the model list (version infos are read lazily, per
+   * model); with `listModelsLater`, resolves before the list is read (see whenListed).
+   */
   static async open(options: RegistryOptions): Promise<Registry> {
     const registry = new Registry(options);
-    await registry.#state.open();
-    // A shared state whose backend is not reachable yet serves NOT_SERVING: models become known as used.
-    if (registry.#state.healthy) {
-      for (const modelId of await registry.#state.listModelIds()) {
-        registry.#actorFor(modelId).markKnown();
+    const state = registry.#state;
+    let listed: Promise<void>;
+    if (state.openServing === undefined) {
+      await state.open();
+      listed = Promise.resolve();
+    } else {
+      listed = (await state.openServing()).listed;
+    }
+    registry.#listed = listed.then(async () => {
+      // A shared state whose backend is not reachable yet serves NOT_SERVING: models become known as used.
+      if (state.healthy) {
+        for (const modelId of await state.listModelIds()) {
+          registry.#actorFor(modelId).markKnown();
+        }
       }
+    });
+    registry.#listed.catch(() => {}); // awaited below or by whenListed(): not an unhandled rejection meanwhile
+    if (options.listModelsLater !== true) {
+      await registry.#listed;
     }
     return registry;
+  }
+
+  /** Settles once the model list is read (at once unless opened with `listModelsLater`): rejects if that failed. */
+  whenListed(): Promise<void> {
+    return this.#listed;
   }
 
   /** Ends the VersionUpdate streams (UNAVAILABLE: the client follows again once a server is back). */

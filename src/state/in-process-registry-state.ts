@@ -42,6 +42,10 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
   // Byte order of UTF-8, like the original.
   const sortedModelIds = (): string[] => (sortedIds ??= [...models.keys()].sort(compareCodePoints));
   let bootId: string | undefined = options.bootId;
+  // The model listing (and the leftover clean-up beside it), started by open(). Every call that reads
+  // the models waits for it (`if (!listed) await listing`: no extra turn once it is done).
+  let listing: Promise<void> = Promise.resolve();
+  let listed = false;
 
   const newEntry = (model: ModelRecord): ModelEntry => ({
     model,
@@ -94,48 +98,73 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
     },
   });
 
-  return {
-    async open() {
-      const throwFirstFailure = (outcomes: readonly PromiseSettledResult<unknown>[]): void => {
-        for (const outcome of outcomes) {
-          if (outcome.status === "rejected") {
-            throw outcome.reason;
-          }
+  const openServing = async (): Promise<{ readonly listed: Promise<void> }> => {
+    const throwFirstFailure = (outcomes: readonly PromiseSettledResult<unknown>[]): void => {
+      for (const outcome of outcomes) {
+        if (outcome.status === "rejected") {
+          throw outcome.reason;
         }
-      };
-      const readModels = async (): Promise<(ModelRecord | undefined)[]> => {
-        const ids = await archive.listModelIds();
-        return Promise.all(ids.map((id) => archive.readModel(id)));
-      };
-      const [readBoot, opened] = await Promise.allSettled([bootId ?? readBootId(), archive.open()]);
-      throwFirstFailure([readBoot, opened]);
-      // Concurrently: the clean-up of leftover temp files never touches what the listing reads (the
-      // model directories and their info files), and a missing root lists as empty. A failed
-      // clean-up is the error to report, as when the listing came after it.
-      const [cleaned, listed] = await Promise.allSettled([archive.removeLeftovers?.(), readModels()]);
-      throwFirstFailure([cleaned, listed]);
-      bootId = readBoot.status === "fulfilled" ? readBoot.value : undefined;
-      for (const model of listed.status === "fulfilled" ? listed.value : []) {
+      }
+    };
+    const readModels = async (): Promise<(ModelRecord | undefined)[]> => {
+      const ids = await archive.listModelIds();
+      return Promise.all(ids.map((id) => archive.readModel(id)));
+    };
+    const [readBoot, opened] = await Promise.allSettled([bootId ?? readBootId(), archive.open()]);
+    throwFirstFailure([readBoot, opened]);
+    bootId = readBoot.status === "fulfilled" ? readBoot.value : undefined;
+    // Concurrently: the clean-up of leftover temp files never touches what the listing reads (the
+    // model directories and their info files), and a missing root lists as empty. A failed
+    // clean-up is the error to report, as when the listing came after it.
+    listing = (async () => {
+      const [cleaned, listedModels] = await Promise.allSettled([archive.removeLeftovers?.(), readModels()]);
+      throwFirstFailure([cleaned, listedModels]);
+      for (const model of listedModels.status === "fulfilled" ? listedModels.value : []) {
         if (model !== undefined) {
           models.set(model.modelId, newEntry(model));
         }
       }
       sortedIds = undefined;
+      listed = true;
+    })();
+    // Whoever needs it awaits it (calls, the server's start); this copy only keeps a failure that
+    // nobody awaited yet from being an unhandled rejection.
+    listing.catch(() => {});
+    return { listed: listing };
+  };
+
+  return {
+    openServing,
+
+    async open() {
+      await (await openServing()).listed;
     },
 
     async listModelIds() {
+      if (!listed) {
+        await listing;
+      }
       return sortedModelIds();
     },
 
     async listModelIdPage(offset, count) {
+      if (!listed) {
+        await listing;
+      }
       return sortedModelIds().slice(offset, count === 0 ? undefined : offset + count);
     },
 
     async getModel(modelId) {
+      if (!listed) {
+        await listing;
+      }
       return models.get(modelId)?.model;
     },
 
     async putModel(model) {
+      if (!listed) {
+        await listing;
+      }
       await archive.writeModel(model);
       const entry = models.get(model.modelId);
       if (entry !== undefined) {
@@ -148,6 +177,9 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
     },
 
     async deleteModel(modelId) {
+      if (!listed) {
+        await listing;
+      }
       if (!models.has(modelId)) {
         return false;
       }
@@ -163,6 +195,9 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
     },
 
     async listVersions(modelId) {
+      if (!listed) {
+        await listing;
+      }
       const entry = models.get(modelId);
       if (entry === undefined) {
         return [];
@@ -172,6 +207,9 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
     },
 
     async findVersion(modelId, versionNumber) {
+      if (!listed) {
+        await listing;
+      }
       const entry = models.get(modelId);
       if (entry === undefined) {
         return undefined;
@@ -182,6 +220,9 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
     },
 
     async claimVersionNumber(modelId) {
+      if (!listed) {
+        await listing;
+      }
       const entry = models.get(modelId);
       if (entry === undefined) {
         return undefined;

@@ -32,6 +32,13 @@ export interface RegistryState {
    * is reachable and has finished its start by itself (then `healthy` turns true).
    */
   open(): Promise<void>;
+  /**
+   * open() in two steps, for a server that listens before the model listing ends (issue #15,
+   * start-up): resolves once the rest of open() is done, to `listed`, which settles as open() would
+   * have once the listing ended. Meanwhile every call that needs the listing waits for it. Optional:
+   * a state without it is opened with open().
+   */
+  openServing?(): Promise<{ readonly listed: Promise<void> }>;
 
   /** Every model id, sorted by code point (the byte order of UTF-8, as the original server pages them). */
   listModelIds(): Promise<readonly string[]>;
