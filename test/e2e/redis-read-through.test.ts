@@ -13,11 +13,11 @@ import { Redis } from "ioredis";
 import { frameHeaderLength } from "../../src/data/index.js";
 import { modelHashTag } from "../../src/redis/index.js";
 import { startMonitor } from "../support/redis-monitor.js";
-import { killAllRedisServers, startRedisServer } from "../support/redis-server.js";
+import { type RedisTestServer, killAllRedisServers, startRedisServer } from "../support/redis-server.js";
 import { RegistryClient, rejectsWithStatus } from "../support/registry-client.js";
 import { type ServerProcess, killAllServers, spawnServer } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
-import { startThrottleProxy } from "../support/throttle-proxy.js";
+import { type ThrottleProxy, startThrottleProxy } from "../support/throttle-proxy.js";
 import { openStalledReader, readToEnd } from "../support/stalled-reader.js";
 
 const MIB = 1024 * 1024;
@@ -44,6 +44,17 @@ async function startInstance(t: TestContext, archiveDir: string, redisUrl: strin
     await process.exited;
   });
   return { process, client };
+}
+
+/** One Redis, instance A on it directly, instance B through a throttle proxy (256 KiB every 10 ms). */
+async function startThrottledPair(t: TestContext): Promise<{ redis: RedisTestServer; a: Instance; b: Instance; proxy: ThrottleProxy }> {
+  const redis = await startRedisServer(t);
+  const archiveDir = await tempArchive(t);
+  const a = await startInstance(t, archiveDir, redis.url);
+  const proxy = await startThrottleProxy(redis.port, 256 * 1024, 10);
+  t.after(() => proxy.close());
+  const b = await startInstance(t, archiveDir, `redis://127.0.0.1:${proxy.port}`);
+  return { redis, a, b, proxy };
 }
 
 function inspect(t: TestContext, url: string): Redis {
@@ -113,13 +124,8 @@ describe("a transient version read through from Redis is streamed while it loads
   });
 
   test("its first chunk reaches the readers before the instance has read it all; the readers share one read of Redis; one that cancels leaves the others intact", async (t) => {
-    const redis = await startRedisServer(t);
-    const archiveDir = await tempArchive(t);
-    const a = await startInstance(t, archiveDir, redis.url);
     // B's link to Redis: 256 KiB every 10 ms, and held wherever the test says.
-    const proxy = await startThrottleProxy(redis.port, 256 * 1024, 10);
-    t.after(() => proxy.close());
-    const b = await startInstance(t, archiveDir, `redis://127.0.0.1:${proxy.port}`);
+    const { redis, a, b, proxy } = await startThrottledPair(t);
     await a.client.createModel("stream");
     const data = randomBytes(VERSION_BYTES);
     assert.equal((await a.client.publish("stream", data)).version_number, 1);
@@ -154,12 +160,7 @@ describe("a transient version read through from Redis is streamed while it loads
   });
 
   test("a version deleted while it loads: the readers that asked before get it whole with OK; it is not cached, later reads get NOT_FOUND", async (t) => {
-    const redis = await startRedisServer(t);
-    const archiveDir = await tempArchive(t);
-    const a = await startInstance(t, archiveDir, redis.url);
-    const proxy = await startThrottleProxy(redis.port, 256 * 1024, 10);
-    t.after(() => proxy.close());
-    const b = await startInstance(t, archiveDir, `redis://127.0.0.1:${proxy.port}`);
+    const { a, b, proxy } = await startThrottledPair(t);
     await a.client.createModel("going");
     const data = randomBytes(VERSION_BYTES);
     await a.client.publish("going", data);
@@ -181,12 +182,7 @@ describe("a transient version read through from Redis is streamed while it loads
   });
 
   test("a chunk connection lost mid-stream ends the call with UNAVAILABLE naming Redis, after the bytes already sent", async (t) => {
-    const redis = await startRedisServer(t);
-    const archiveDir = await tempArchive(t);
-    const a = await startInstance(t, archiveDir, redis.url);
-    const proxy = await startThrottleProxy(redis.port, 256 * 1024, 10);
-    t.after(() => proxy.close());
-    const b = await startInstance(t, archiveDir, `redis://127.0.0.1:${proxy.port}`);
+    const { a, b, proxy } = await startThrottledPair(t);
     await a.client.createModel("cut");
     const data = randomBytes(VERSION_BYTES);
     await a.client.publish("cut", data);
