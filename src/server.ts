@@ -88,7 +88,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
     // Released in reverse order: gRPC server, metrics endpoint, registry, hash threads, worker threads, S3 client.
     const core = stack.use(await openCore(config, log, { sha256: options.sha256 ?? "node-crypto", timeArchiveWrites: metrics.timeArchiveWrites }));
     const { registry, workerPool: pool } = core;
-    metrics.observe({ registry: () => registry.stats(), workerPool: () => pool.stats() });
+    metrics.observe({ registry: () => registry.stats(), workerPool: () => pool.stats(), hashLanes: () => core.hashLanes.stats() });
     const metricsEndpoint =
       metricsListen === undefined || prometheus === undefined
         ? undefined
@@ -108,6 +108,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
         keepalive: options.keepalive ?? DEFAULT_KEEPALIVE,
         registry,
         workerPool: pool,
+        hashLanes: core.hashLanes,
         metrics,
         createVersionFastPath: options.createVersionFastPath,
       }),

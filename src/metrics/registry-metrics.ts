@@ -1,10 +1,11 @@
 import { Counter, Gauge, type Registry as MetricsRegistry } from "prom-client";
 import type { RegistryStats } from "../registry/index.js";
-import type { WorkerPoolStats } from "../worker-pool/index.js";
+import type { HashLanesStats, WorkerPoolStats } from "../worker-pool/index.js";
 
 export interface RegistryMetricsSources {
   readonly registry: () => RegistryStats;
   readonly workerPool: () => WorkerPoolStats;
+  readonly hashLanes: () => HashLanesStats;
 }
 
 const PREFIX = "cogment_model_registry_";
@@ -30,6 +31,7 @@ function oncePerScrape<T>(read: () => T): () => T {
 export function registerRegistryMetrics(register: MetricsRegistry, sources: RegistryMetricsSources): void {
   const registry = oncePerScrape(sources.registry);
   const pool = oncePerScrape(sources.workerPool);
+  const lanes = oncePerScrape(sources.hashLanes);
   const gauge = (name: string, help: string, read: () => number): void => {
     new Gauge({
       name: PREFIX + name,
@@ -92,4 +94,6 @@ export function registerRegistryMetrics(register: MetricsRegistry, sources: Regi
     "Share of the worker pool's capacity used since it started (0 to 1, as piscina reports it).",
     () => pool().utilization,
   );
+  gauge("hash_lane_threads", "Threads hashing streamed data (archived versions read from or streamed to disk); started at first need.", () => lanes().threads);
+  gauge("hash_lane_streams", "Streams being hashed on the hash lane threads.", () => lanes().streams);
 }

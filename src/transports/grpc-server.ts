@@ -16,7 +16,7 @@ import { modelRegistryObservedMethods } from "../rpc/model-registry-observation.
 import { createModelRegistryService, modelRegistryServiceDefinition } from "../rpc/model-registry-service.js";
 import { PeerLimiter } from "../rpc/peer-limiter.js";
 import { installPreFramedSending } from "../rpc/pre-framed-messages.js";
-import type { WorkerPool } from "../worker-pool/index.js";
+import type { HashLanes, WorkerPool } from "../worker-pool/index.js";
 
 /** Incoming messages up to this size are accepted (stock clients send far smaller chunks). */
 export const MAX_RECEIVE_MESSAGE_BYTES = 64 * 1024 * 1024 + 1024;
@@ -41,6 +41,7 @@ export interface GrpcTransportOptions {
   readonly keepalive: { readonly timeMs: number; readonly timeoutMs: number };
   readonly registry: Registry;
   readonly workerPool: WorkerPool;
+  readonly hashLanes: HashLanes;
   readonly metrics: ServerMetrics;
   /**
    * Serve plain CreateVersion calls below grpc-js (rpc/create-version-stream.ts); true by default.
@@ -93,7 +94,7 @@ export async function startGrpcTransport(config: GrpcTransportConfig, log: Logge
       modelRegistryServiceDefinition,
       createModelRegistryService({
         registry,
-        extraStatus: () => workerStatus(workerPool),
+        extraStatus: () => workerStatus(workerPool, options.hashLanes),
         uploadLimits,
         sendIdleTimeoutMs: config.sendIdleTimeoutMs ?? 0,
         log: log.child({ module: "rpc" }),
@@ -217,11 +218,14 @@ function watchConnections(server: grpc.Server, config: GrpcTransportConfig, coun
   return guardConnections(http2Servers, { limiter, counts, log: log.child({ module: "connections" }) });
 }
 
-function workerStatus(pool: WorkerPool): Record<string, string> {
+function workerStatus(pool: WorkerPool, hashLanes: HashLanes): Record<string, string> {
   const stats = pool.stats();
+  const lanes = hashLanes.stats();
   return {
     worker_threads: String(stats.threads),
     worker_queue: String(stats.queueSize),
     worker_utilization: stats.utilization.toFixed(3),
+    hash_lane_threads: String(lanes.threads),
+    hash_lane_streams: String(lanes.streams),
   };
 }

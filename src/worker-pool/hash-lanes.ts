@@ -15,6 +15,8 @@ export interface HashLanes {
   start(): void;
   /** The live lane threads. */
   threads(): readonly Worker[];
+  /** Threads running and streams being hashed on them (Status, metrics). */
+  stats(): HashLanesStats;
   /** Hashes held by the lane threads, over all lanes (tests: a stream given up leaves none). */
   openOnThreads(): Promise<number>;
   /** Stops the threads; a stream still hashing fails. */
@@ -31,6 +33,11 @@ export interface LaneHash {
   digest(): Promise<string>;
   /** The stream was given up: releases its hash on its thread. Does nothing after digest(). */
   abandon(): void;
+}
+
+export interface HashLanesStats {
+  readonly threads: number;
+  readonly streams: number;
 }
 
 export interface HashLanesOptions {
@@ -244,6 +251,17 @@ export function createHashLanes(options: HashLanesOptions = {}): HashLanes {
   };
 
   return {
+    stats() {
+      let threads = 0;
+      let streams = 0;
+      for (const lane of lanes) {
+        if (lane !== undefined && !lane.failed) {
+          threads++;
+          streams += lane.streams.size;
+        }
+      }
+      return { threads, streams };
+    },
     begin() {
       const lane = startLane(leastBusy());
       const stream = nextStream++;

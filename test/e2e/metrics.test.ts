@@ -381,6 +381,29 @@ describe("the Prometheus endpoint", () => {
   });
 });
 
+describe("hash lanes", () => {
+  test("none until the first version streamed to disk starts one; Status and the metrics say the same", async (t) => {
+    // A 1 MiB archived version is larger than a quarter of the 400 KiB budget: streamed to disk, hashed on a lane.
+    const s = await startMetricsServer({ cacheMaxBytes: 400 * KiB });
+    t.after(() => s.close());
+    const figures = async (): Promise<{ status: [string, string]; metrics: [number, number] }> => {
+      const { statuses } = await s.client.status(["hash_lane_threads", "hash_lane_streams"]);
+      const metrics = await s.scrape();
+      return {
+        status: [statuses.hash_lane_threads ?? "", statuses.hash_lane_streams ?? ""],
+        metrics: [metrics.value("cogment_model_registry_hash_lane_threads"), metrics.value("cogment_model_registry_hash_lane_streams")],
+      };
+    };
+    assert.deepEqual(await figures(), { status: ["0", "0"], metrics: [0, 0] });
+    await s.client.createModel("lanes");
+    const data = filled(1024 * KiB, 3);
+    await s.client.publish("lanes", data, { archived: true });
+    assert.deepEqual(await figures(), { status: ["1", "0"], metrics: [1, 0] });
+    assert.ok((await s.client.retrieveData("lanes", 1)).equals(data));
+    assert.deepEqual(await figures(), { status: ["1", "0"], metrics: [1, 0] }, "the read's hash is done and released");
+  });
+});
+
 describe("evictions", () => {
   test("are counted by reason, as Status reports them", async (t) => {
     const s = await startMetricsServer({ cacheMaxBytes: 400 * KiB, cachePruneCount: 1, sentChunkSize: 64 * KiB });
