@@ -25,6 +25,8 @@ function createRandom(seed: number): () => number {
 async function uploadUntilKilled(server: ServerProcess, random: () => number, acknowledged: Map<number, string>): Promise<void> {
   const clients = [0, 1].map(() => new RegistryClient(`127.0.0.1:${server.port}`));
   let running = true;
+  let firstAcknowledged: () => void = () => undefined;
+  const oneAcknowledged = new Promise<void>((resolve) => (firstAcknowledged = resolve));
   const loops = clients.map(async (client) => {
     while (running) {
       const data = Buffer.alloc(1 + Math.floor(random() * 1_500_000), Math.floor(random() * 256));
@@ -32,11 +34,15 @@ async function uploadUntilKilled(server: ServerProcess, random: () => number, ac
       try {
         const info = await client.publish("crash", data, { archived: true, chunkBytes: 256 * 1024 });
         acknowledged.set(info.version_number, sha256(data));
+        firstAcknowledged();
       } catch {
         return; // the server died mid-call: that upload was never acknowledged
       }
     }
   });
+  // Each round kills the server mid-upload after at least one acknowledged upload, however slow the
+  // machine: a fixed delay alone left some rounds without any on a loaded box.
+  await Promise.race([oneAcknowledged, Promise.all(loops)]); // (all loops over: the server died by itself)
   await sleep(150 + random() * 350);
   server.child.kill("SIGKILL");
   await server.exited;
