@@ -116,13 +116,7 @@ export class VersionDataOpener {
       throw transientEvicted(version);
     }
     const account = this.options.streamedReads.open();
-    return {
-      version,
-      frames: framesOf(source.stream(), version.dataSize, this.options.chunkSize, account),
-      release: () => account.close(),
-      sent: (frameBytes) => account.sent(frameBytes),
-      abandon: () => account.close(),
-    };
+    return accountedSource(version, framesOf(source.stream(), version.dataSize, this.options.chunkSize, account), account);
   }
 
   /**
@@ -335,13 +329,7 @@ export class VersionDataOpener {
    */
   #streamFromArchive(version: VersionRecord): VersionDataSource {
     const account = this.options.streamedReads.open();
-    return {
-      version,
-      frames: this.#archivedFrames(version, account),
-      release: () => account.close(),
-      sent: (frameBytes) => account.sent(frameBytes),
-      abandon: () => account.close(),
-    };
+    return accountedSource(version, this.#archivedFrames(version, account), account);
   }
 
   async *#archivedFrames(version: VersionRecord, account: StreamedReadAccount): AsyncGenerator<Buffer> {
@@ -422,6 +410,17 @@ function loadKey(version: VersionRecord): string {
 
 function sameVersion(a: VersionRecord | undefined, b: VersionRecord): boolean {
   return a !== undefined && a.versionNumber === b.versionNumber && a.creationTimestamp === b.creationTimestamp && a.dataHash === b.dataHash;
+}
+
+/** A read no cache entry backs: its frames counted in StreamedReadBuffers through `account`. */
+function accountedSource(version: VersionRecord, frames: AsyncIterable<Buffer>, account: StreamedReadAccount): VersionDataSource {
+  return {
+    version,
+    frames,
+    release: () => account.close(),
+    sent: (frameBytes) => account.sent(frameBytes),
+    abandon: () => account.close(),
+  };
 }
 
 /** Pieces of data of any size re-cut into reply chunk frames of `chunkSize` data bytes (the last one shorter). */
