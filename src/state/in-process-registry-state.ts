@@ -65,6 +65,18 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
     return entry.loading;
   };
 
+  /** The model's entry with its versions read (once the start-up listing is done); undefined for an unknown model. */
+  const loadedEntry = async (modelId: string): Promise<ModelEntry | undefined> => {
+    if (!listed) {
+      await listing;
+    }
+    const entry = models.get(modelId);
+    if (entry !== undefined) {
+      await ensureLoaded(entry);
+    }
+    return entry;
+  };
+
   const loadVersions = async (entry: ModelEntry): Promise<void> => {
     const { modelId } = entry.model;
     const [onDisk, saved] = await Promise.all([archive.listVersions(modelId), entry.numbering.readSaved()]);
@@ -195,39 +207,22 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
     },
 
     async listVersions(modelId) {
-      if (!listed) {
-        await listing;
-      }
-      const entry = models.get(modelId);
-      if (entry === undefined) {
-        return [];
-      }
-      await ensureLoaded(entry);
-      return entry.versions;
+      return (await loadedEntry(modelId))?.versions ?? [];
     },
 
     async findVersion(modelId, versionNumber) {
-      if (!listed) {
-        await listing;
-      }
-      const entry = models.get(modelId);
-      if (entry === undefined) {
+      const versions = (await loadedEntry(modelId))?.versions;
+      if (versions === undefined) {
         return undefined;
       }
-      await ensureLoaded(entry);
-      const versions = entry.versions;
       return versionNumber === -1 ? versions[versions.length - 1] : findVersion(versions, versionNumber);
     },
 
     async claimVersionNumber(modelId) {
-      if (!listed) {
-        await listing;
-      }
-      const entry = models.get(modelId);
+      const entry = await loadedEntry(modelId);
       if (entry === undefined) {
         return undefined;
       }
-      await ensureLoaded(entry);
       if (models.get(modelId) !== entry) {
         return undefined; // deleted meanwhile
       }
