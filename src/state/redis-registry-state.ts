@@ -116,6 +116,37 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   };
 
   /**
+   * What one followed model missed after `lastSeen`: its deletion (its generation moved, or it is
+   * gone) or the versions published meanwhile. Throws when Redis could not be read.
+   */
+  const catchUpModel = async (modelId: string, lastSeen: number): Promise<void> => {
+    const known = followedGeneration.get(modelId);
+    if (known !== undefined) {
+      const generation = await store.generation(modelId);
+      if (generation > known) {
+        if (generation > (deletionAnnounced.get(modelId) ?? 0)) {
+          announceDeleted(modelId, generation); // ends its streams (NOT_FOUND) and drops it from the cache
+          return;
+        }
+        followedGeneration.set(modelId, generation); // that deletion was announced already
+      }
+    }
+    let missed;
+    try {
+      missed = await store.catchUp(modelId, lastSeen);
+    } catch (error) {
+      if (error instanceof RegistryError && error.code === Code.NOT_FOUND) {
+        announceDeleted(modelId, await store.generation(modelId));
+        return;
+      }
+      throw error;
+    }
+    for (const version of missed) {
+      announceVersion(version.record);
+    }
+  };
+
+  /**
    * After the subscriber connection was lost: what was published meanwhile, for every followed model.
    * Whether every model was caught up (false: some could not be read; the resume loop tries again).
    */
@@ -123,32 +154,10 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     let complete = true;
     for (const [modelId, lastSeen] of followed) {
       try {
-        const known = followedGeneration.get(modelId);
-        if (known !== undefined) {
-          const generation = await store.generation(modelId);
-          if (generation > known) {
-            if (generation > (deletionAnnounced.get(modelId) ?? 0)) {
-              announceDeleted(modelId, generation); // ends its streams (NOT_FOUND) and drops it from the cache
-              continue;
-            }
-            followedGeneration.set(modelId, generation); // that deletion was announced already
-          }
-        }
-        for (const version of await store.catchUp(modelId, lastSeen)) {
-          announceVersion(version.record);
-        }
+        await catchUpModel(modelId, lastSeen);
       } catch (error) {
-        if (error instanceof RegistryError && error.code === Code.NOT_FOUND) {
-          try {
-            announceDeleted(modelId, await store.generation(modelId));
-          } catch (generationError) {
-            complete = false;
-            log.warn({ err: generationError, modelId }, "cannot catch up on a model's changes after the Redis subscription was lost; trying again");
-          }
-        } else {
-          complete = false;
-          log.warn({ err: error, modelId }, "cannot catch up on a model's changes after the Redis subscription was lost; trying again");
-        }
+        complete = false;
+        log.warn({ err: error, modelId }, "cannot catch up on a model's changes after the Redis subscription was lost; trying again");
       }
     }
     return complete;
