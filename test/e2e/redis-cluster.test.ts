@@ -9,15 +9,12 @@ import { modelHashTag } from "../../src/redis/index.js";
 import { HealthClient } from "../support/health-client.js";
 import { type RedisTestServer, killAllRedisServers, startRedisServer } from "../support/redis-server.js";
 import { RegistryClient, rejectsWithStatus, type WireVersionInfo } from "../support/registry-client.js";
-import { type ServerProcess, killAllServers, removeArchiveAfterServers, spawnServer } from "../support/server-process.js";
+import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
+import { killAllServers, removeArchiveAfterServers, spawnServer } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 import { startThrottleProxy } from "../support/throttle-proxy.js";
 
-interface Instance {
-  readonly process: ServerProcess;
-  readonly client: RegistryClient;
-  readonly address: string;
-}
+type Instance = ServerInstance;
 
 interface Cluster {
   readonly redis: RedisTestServer;
@@ -25,20 +22,8 @@ interface Cluster {
   readonly instances: Instance[];
 }
 
-async function startInstance(t: TestContext, archiveDir: string, redisUrl: string, env: Record<string, string> = {}): Promise<Instance> {
-  const process = await spawnServer({
-    COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir,
-    COGMENT_MODEL_REGISTRY_REDIS_URL: redisUrl,
-    ...env,
-  });
-  const address = `127.0.0.1:${process.port}`;
-  const client = new RegistryClient(address);
-  t.after(async () => {
-    client.close();
-    process.child.kill("SIGKILL");
-    await process.exited;
-  });
-  return { process, client, address };
+function startInstance(t: TestContext, archiveDir: string, redisUrl: string, env: Record<string, string> = {}): Promise<Instance> {
+  return startServerInstance(t, { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: redisUrl, ...env });
 }
 
 /** One Redis (AOF on), one shared archive directory, `count` server instances on them. */

@@ -9,7 +9,8 @@ import { modelHashTag } from "../../src/redis/index.js";
 import { HealthClient } from "../support/health-client.js";
 import { freeLoopbackPort, killAllRedisServers, startRedisServer } from "../support/redis-server.js";
 import { RegistryClient, rejectsWithStatus } from "../support/registry-client.js";
-import { type ServerProcess, killAllServers, spawnServer } from "../support/server-process.js";
+import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
+import { killAllServers, spawnServer } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 
 async function tempArchive(t: TestContext): Promise<string> {
@@ -18,18 +19,11 @@ async function tempArchive(t: TestContext): Promise<string> {
   return archiveDir;
 }
 
-async function startInstance(t: TestContext, archiveDir: string, redisUrl: string): Promise<{ process: ServerProcess; client: RegistryClient; health: HealthClient }> {
-  const process = await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: redisUrl });
-  const address = `127.0.0.1:${process.port}`;
-  const client = new RegistryClient(address);
-  const health = new HealthClient(address);
-  t.after(async () => {
-    client.close();
-    health.close();
-    process.child.kill("SIGKILL");
-    await process.exited;
-  });
-  return { process, client, health };
+async function startInstance(t: TestContext, archiveDir: string, redisUrl: string): Promise<ServerInstance & { health: HealthClient }> {
+  const instance = await startServerInstance(t, { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: redisUrl });
+  const health = new HealthClient(instance.address);
+  t.after(() => health.close());
+  return { ...instance, health };
 }
 
 describe("Redis faults (COGMENT_MODEL_REGISTRY_REDIS_URL)", () => {

@@ -14,8 +14,9 @@ import { frameHeaderLength } from "../../src/data/index.js";
 import { modelHashTag } from "../../src/redis/index.js";
 import { startMonitor } from "../support/redis-monitor.js";
 import { type RedisTestServer, killAllRedisServers, startRedisServer } from "../support/redis-server.js";
-import { RegistryClient, rejectsWithStatus } from "../support/registry-client.js";
-import { type ServerProcess, killAllServers, spawnServer } from "../support/server-process.js";
+import { type RegistryClient, rejectsWithStatus } from "../support/registry-client.js";
+import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
+import { killAllServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 import { type ThrottleProxy, startThrottleProxy } from "../support/throttle-proxy.js";
 import { openStalledReader, readToEnd } from "../support/stalled-reader.js";
@@ -24,10 +25,7 @@ const MIB = 1024 * 1024;
 /** Four 2 MiB chunk keys in Redis, four 2 MiB reply chunks. */
 const VERSION_BYTES = 8 * MIB;
 
-interface Instance {
-  readonly process: ServerProcess;
-  readonly client: RegistryClient;
-}
+type Instance = ServerInstance;
 
 async function tempArchive(t: TestContext): Promise<string> {
   const archiveDir = await makeArchiveDir();
@@ -35,15 +33,8 @@ async function tempArchive(t: TestContext): Promise<string> {
   return archiveDir;
 }
 
-async function startInstance(t: TestContext, archiveDir: string, redisUrl: string, env: Record<string, string> = {}): Promise<Instance> {
-  const process = await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: redisUrl, ...env });
-  const client = new RegistryClient(`127.0.0.1:${process.port}`);
-  t.after(async () => {
-    client.close();
-    process.child.kill("SIGKILL");
-    await process.exited;
-  });
-  return { process, client };
+function startInstance(t: TestContext, archiveDir: string, redisUrl: string, env: Record<string, string> = {}): Promise<Instance> {
+  return startServerInstance(t, { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: redisUrl, ...env });
 }
 
 /** One Redis, instance A on it directly, instance B through a throttle proxy (256 KiB every 10 ms). */

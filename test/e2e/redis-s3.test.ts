@@ -6,34 +6,18 @@
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { after, describe, test, type TestContext } from "node:test";
+import { after, describe, test } from "node:test";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { killAllRedisServers, startRedisServer } from "../support/redis-server.js";
-import { RegistryClient } from "../support/registry-client.js";
 import { killAllS3TestServers, startS3TestServer } from "../support/s3-test-server.js";
-import { type ServerProcess, killAllServers, spawnServer } from "../support/server-process.js";
+import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
+import { killAllServers } from "../support/server-process.js";
 
 const BUCKET = "models";
 const MiB = 1024 * 1024;
 const sha256 = (data: Buffer): string => createHash("sha256").update(data).digest("base64");
 
-interface Instance {
-  readonly process: ServerProcess;
-  readonly client: RegistryClient;
-}
-
-async function startInstance(t: TestContext, env: Record<string, string>): Promise<Instance> {
-  const process = await spawnServer(env);
-  const client = new RegistryClient(`127.0.0.1:${process.port}`);
-  t.after(async () => {
-    client.close();
-    process.child.kill("SIGKILL");
-    await process.exited;
-  });
-  return { process, client };
-}
-
-async function stop(instance: Instance): Promise<void> {
+async function stop(instance: ServerInstance): Promise<void> {
   instance.client.close();
   instance.process.child.kill("SIGTERM");
   assert.equal(await instance.process.exited, 0);
@@ -55,13 +39,13 @@ describe("several instances on one Redis with the archive on S3", () => {
 
     // Single mode first, on the same bucket and prefix.
     const first = randomBytes(2 * MiB + 3);
-    const single = await startInstance(t, archive);
+    const single = await startServerInstance(t, archive);
     await single.client.createModel("net", { team: "rl" });
     assert.equal((await single.client.publish("net", first, { archived: true })).version_number, 1);
     await stop(single);
 
-    const a = await startInstance(t, clustered);
-    const b = await startInstance(t, clustered);
+    const a = await startServerInstance(t, clustered);
+    const b = await startServerInstance(t, clustered);
     assert.deepEqual((await b.client.retrieveModels()).model_infos, [{ model_id: "net", user_data: { team: "rl" } }]);
     assert.ok((await b.client.retrieveData("net", 1)).equals(first), "the imported version, read from the bucket");
 
@@ -84,7 +68,7 @@ describe("several instances on one Redis with the archive on S3", () => {
 
     await stop(a);
     await stop(b);
-    const c = await startInstance(t, clustered);
+    const c = await startServerInstance(t, clustered);
     const infos = await c.client.retrieveVersionInfos({ model_id: "net" });
     assert.deepEqual(
       infos.version_infos.map((v) => [v.version_number, v.archived, v.data_hash]),

@@ -1,4 +1,4 @@
-import { after, describe, test } from "node:test";
+import { type TestContext, after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs/promises";
@@ -13,6 +13,25 @@ import { DEFAULT_JOURNAL_BYTES, JOURNAL_FILE_NAME } from "../../src/archive/mode
 import { Code, RegistryError } from "../../src/errors/index.js";
 import { encodeModelInfo } from "../../src/archive/yaml-codec.js";
 import { ORIGINAL_ARCHIVE } from "../support/fixtures.js";
+
+/**
+ * Runs `body` while `file` is immutable (chattr +i), and makes it writable again whatever happens;
+ * false, with the test skipped, where chattr +i is not available (it needs root on ext4).
+ */
+async function whileImmutable(t: TestContext, file: string, body: () => Promise<void>): Promise<boolean> {
+  try {
+    execFileSync("chattr", ["+i", file], { stdio: "ignore" });
+  } catch {
+    t.skip("chattr +i is not available here (needs root on ext4)");
+    return false;
+  }
+  try {
+    await body();
+  } finally {
+    execFileSync("chattr", ["-i", file], { stdio: "ignore" });
+  }
+  return true;
+}
 
 const tempDirs: string[] = [];
 after(async () => {
@@ -239,13 +258,7 @@ describe("model journal replay", () => {
       await new Promise((resolve) => setImmediate(resolve));
     }
     const journalPath = path.join(root, JOURNAL_FILE_NAME);
-    try {
-      execFileSync("chattr", ["+i", journalPath], { stdio: "ignore" });
-    } catch {
-      t.skip("chattr +i is not available here (needs root on ext4)");
-      return;
-    }
-    try {
+    const ran = await whileImmutable(t, journalPath, async () => {
       const outcomes = await Promise.allSettled([store.writeModel({ modelId: "m", userData: { step: "2" } }), store.writeModel({ modelId: "new", userData: {} })]);
       assert.deepEqual(
         outcomes.map((outcome) => (outcome.status === "rejected" ? (outcome.reason as NodeJS.ErrnoException).code : "fulfilled")),
@@ -253,8 +266,9 @@ describe("model journal replay", () => {
       );
       assert.equal(await fs.readFile(modelInfoPath(root, "m"), "utf8"), infoText("m", { step: "1" }));
       assert.deepEqual((await fs.readdir(path.join(root, "new"))).filter((name) => name !== ".cogment-ts-journal"), [], "no temporary file left");
-    } finally {
-      execFileSync("chattr", ["-i", journalPath], { stdio: "ignore" });
+    });
+    if (!ran) {
+      return;
     }
     await store.writeModel({ modelId: "m", userData: { step: "3" } });
     await loseWrite(root, "m", infoText("m", { step: "1" }));
@@ -456,27 +470,21 @@ describe("model journal made after listening, clean stop, shutdown", () => {
     const store = await openStore(root);
     await store.writeModel({ modelId: "m", userData: { step: "1" } });
     const infoPath = modelInfoPath(root, "m");
-    try {
-      execFileSync("chattr", ["+i", infoPath], { stdio: "ignore" });
-    } catch {
-      t.skip("chattr +i is not available here (needs root on ext4)");
-      return;
-    }
-    let crashedJournal: Buffer;
-    try {
+    const ran = await whileImmutable(t, infoPath, async () => {
       const outcome = await Promise.allSettled([store.writeModel({ modelId: "m", userData: { step: "2" } })]);
       assert.deepEqual(outcome.map(codeOf), ["EPERM"]);
       // A deletion checkpoints first: it must fail rather than reset the journal past the record.
       await assert.rejects(store.deleteModel("m"), (error: NodeJS.ErrnoException) => error.code === "EPERM");
-      crashedJournal = await fs.readFile(journalPathOf(root));
+      const crashedJournal = await fs.readFile(journalPathOf(root));
       const records = decodeRecords(crashedJournal, decodeHeader(crashedJournal) ?? -1).records;
       assert.deepEqual(
         records.map((entry) => Buffer.from(entry.content).toString("utf8")).at(-1),
         infoText("m", { step: "2" }),
         "the checkpoint did not reset the journal past the record",
       );
-    } finally {
-      execFileSync("chattr", ["-i", infoPath], { stdio: "ignore" });
+    });
+    if (!ran) {
+      return;
     }
     // Abandoned (kill -9); the next start restores the file from the record.
     const reopened = await openStore(root);
@@ -489,16 +497,11 @@ describe("model journal made after listening, clean stop, shutdown", () => {
     const store = await openStore(root);
     await store.writeModel({ modelId: "m", userData: { step: "1" } });
     const infoPath = modelInfoPath(root, "m");
-    try {
-      execFileSync("chattr", ["+i", infoPath], { stdio: "ignore" });
-    } catch {
-      t.skip("chattr +i is not available here (needs root on ext4)");
-      return;
-    }
-    try {
+    const ran = await whileImmutable(t, infoPath, async () => {
       await assert.rejects(store.writeModel({ modelId: "m", userData: { step: "2" } }), (error: NodeJS.ErrnoException) => error.code === "EPERM");
-    } finally {
-      execFileSync("chattr", ["-i", infoPath], { stdio: "ignore" });
+    });
+    if (!ran) {
+      return;
     }
     await store.close?.();
     assert.equal(await fs.readFile(infoPath, "utf8"), infoText("m", { step: "2" }));

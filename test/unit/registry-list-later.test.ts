@@ -1,38 +1,20 @@
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { type ArchiveStore, createFsArchiveStore, inlineFileWriter } from "../../src/archive/index.js";
-import { createLogger } from "../../src/logger.js";
 import { Registry, type VersionRecord } from "../../src/registry/index.js";
 import type { RegistryOptions } from "../../src/registry/registry.js";
+import { testRegistryOptions } from "../support/registry-options.js";
 
 /**
  * Registry.open with `listModelsLater` (issue #15, start-up): the server listens while the model
  * listing goes on; every call that needs the listing waits for it, and a failed listing is reported.
  */
 
-const sha256Base64 = (segments: readonly Uint8Array[]): string => {
-  const hash = createHash("sha256");
-  for (const segment of segments) {
-    hash.update(segment);
-  }
-  return hash.digest("base64");
-};
-
-function options(archive: ArchiveStore, listModelsLater: boolean): RegistryOptions {
-  return {
-    archive,
-    cacheMaxBytes: 1 << 20,
-    cacheExpirationMs: 0,
-    cachePruneCount: 1,
-    chunkSize: 1024,
-    hash: async (segments) => sha256Base64(segments),
-    log: createLogger("silent"),
-    listModelsLater,
-  };
+async function options(archive: ArchiveStore, listModelsLater: boolean): Promise<RegistryOptions> {
+  return { ...(await testRegistryOptions(archive)), listModelsLater };
 }
 
 async function publish(registry: Registry, modelId: string, data: Buffer): Promise<VersionRecord> {
@@ -46,7 +28,7 @@ async function writtenArchive(t: { after: (fn: () => Promise<void>) => void }): 
   const root = await mkdtemp(path.join(tmpdir(), "mr-list-later-"));
   t.after(() => rm(root, { recursive: true, force: true }));
   const store = createFsArchiveStore({ root, writer: inlineFileWriter });
-  const writer = await Registry.open(options(store, false));
+  const writer = await Registry.open(await options(store, false));
   await writer.createOrUpdateModel({ modelId: "m", userData: {} });
   await writer.createOrUpdateModel({ modelId: "n", userData: {} });
   await publish(writer, "m", Buffer.from("one"));
@@ -104,7 +86,7 @@ describe("Registry.open with listModelsLater: the model listing after open()", (
       held.release();
     }, 10_000);
     t.after(() => clearTimeout(fallback));
-    const registry = await Registry.open(options(held.archive, true));
+    const registry = await Registry.open(await options(held.archive, true));
     openResolvedFirst ??= true;
     t.after(async () => registry.close());
     assert.equal(openResolvedFirst, true, "open() resolved before the listing ended");
@@ -138,7 +120,7 @@ describe("Registry.open with listModelsLater: the model listing after open()", (
   test("a failed listing: open() resolves, then whenListed() and the calls that need the listing reject with its error", async (t) => {
     const root = await writtenArchive(t);
     const held = heldListing(t, root, new Error("EIO: listing the archive failed"));
-    const registry = await Registry.open(options(held.archive, true));
+    const registry = await Registry.open(await options(held.archive, true));
     t.after(async () => registry.close());
     const models = registry.listModels([], 0, "");
     held.release();
@@ -150,10 +132,10 @@ describe("Registry.open with listModelsLater: the model listing after open()", (
     const root = await writtenArchive(t);
     const failing = heldListing(t, root, new Error("EIO: listing the archive failed"));
     failing.release();
-    await assert.rejects(Registry.open(options(failing.archive, false)), { message: "EIO: listing the archive failed" });
+    await assert.rejects(Registry.open(await options(failing.archive, false)), { message: "EIO: listing the archive failed" });
 
     const held = heldListing(t, root);
-    const opening = Registry.open(options(held.archive, false));
+    const opening = Registry.open(await options(held.archive, false));
     assert.equal(await stillPending(opening), true, "open() waits for the held listing");
     held.release();
     const registry = await opening;

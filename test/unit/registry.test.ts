@@ -5,9 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { createFsArchiveStore, inlineFileWriter } from "../../src/archive/index.js";
-import { createSha256 } from "../../src/data/index.js";
 import { Code } from "../../src/errors/index.js";
-import { createLogger } from "../../src/logger.js";
 import { Registry, VERSION_OVERHEAD_BYTES } from "../../src/registry/index.js";
 import { planChunkLayout } from "../../src/data/index.js";
 import type { ArchiveStore } from "../../src/archive/index.js";
@@ -16,21 +14,9 @@ import type { VersionRecord } from "../../src/registry/index.js";
 import type { RegistryOptions } from "../../src/registry/registry.js";
 import { createHashLanes } from "../../src/worker-pool/index.js";
 import { VersionSubscription } from "../../src/registry/version-subscription.js";
+import { testRegistryOptions } from "../support/registry-options.js";
 
 const sha256Base64 = (data: Buffer): string => createHash("sha256").update(data).digest("base64");
-
-async function baseOptions(archive: ArchiveStore): Promise<RegistryOptions> {
-  const sha = await createSha256("node-crypto");
-  return {
-    archive,
-    cacheMaxBytes: 1 << 20,
-    cacheExpirationMs: 0,
-    cachePruneCount: 1,
-    chunkSize: 1024,
-    hash: async (segments) => sha(segments),
-    log: createLogger("silent"),
-  };
-}
 
 async function openRegistry(
   t: { after: (fn: () => Promise<void>) => void },
@@ -39,7 +25,7 @@ async function openRegistry(
 ): Promise<Registry> {
   const root = await mkdtemp(path.join(tmpdir(), "mr-reg-"));
   const registry = await Registry.open({
-    ...(await baseOptions(createFsArchiveStore({ root, writer: inlineFileWriter }))),
+    ...(await testRegistryOptions(createFsArchiveStore({ root, writer: inlineFileWriter }))),
     cacheMaxBytes,
     ...options,
   });
@@ -111,7 +97,7 @@ describe("VersionDataOpener: an archived version streamed while it is loaded int
     const root = await mkdtemp(path.join(tmpdir(), "mr-load-"));
     t.after(() => rm(root, { recursive: true, force: true }));
     const store = createFsArchiveStore({ root, writer: inlineFileWriter });
-    const writer = await Registry.open(await baseOptions(store));
+    const writer = await Registry.open(await testRegistryOptions(store));
     await writer.createOrUpdateModel({ modelId: "m", userData: {} });
     const data = patterned(size);
     await publish(writer, "m", data, true);
@@ -125,7 +111,7 @@ describe("VersionDataOpener: an archived version streamed while it is loaded int
     const gated = gatedArchive(store, 4 * chunk);
     const hashLanes = createHashLanes({ threads: 1 });
     t.after(() => hashLanes.close());
-    const registry = await Registry.open({ ...(await baseOptions(gated.archive)), offThreadHash: hashLanes });
+    const registry = await Registry.open({ ...(await testRegistryOptions(gated.archive)), offThreadHash: hashLanes });
     t.after(async () => registry.close());
     return { registry, data, file, gated };
   }
@@ -267,7 +253,7 @@ describe("Registry and its model actors", () => {
           ? Promise.reject(Object.assign(new Error(`EACCES: permission denied, open '${modelId}'`), { code: "EACCES" }))
           : store.openVersionData(modelId, versionNumber),
     };
-    const registry = await Registry.open(await baseOptions(archive));
+    const registry = await Registry.open(await testRegistryOptions(archive));
     t.after(async () => {
       registry.close();
       await rm(root, { recursive: true, force: true });
@@ -275,7 +261,7 @@ describe("Registry and its model actors", () => {
     await registry.createOrUpdateModel({ modelId: "locked", userData: {} });
     await publish(registry, "locked", Buffer.from("archived bytes"), true);
     registry.close();
-    const reopened = await Registry.open(await baseOptions(archive));
+    const reopened = await Registry.open(await testRegistryOptions(archive));
     t.after(() => reopened.close());
     denied = true;
     const failure = await reopened.openVersionData("locked", 1).then(
