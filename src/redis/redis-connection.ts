@@ -236,8 +236,12 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     );
     this.subscriberNodes = seeds.map((seed) => ({ host: seed.host, port: seed.port }));
     cluster.on("ready", () => {
-      this.commandsReady = true;
-      this.reportHealth();
+      // Every master connected first: ioredis refuses a command for a node whose connection is still
+      // being made (enableOfflineQueue off), so the first calls after a start would fail for nothing.
+      void this.probeMasters(cluster).then(() => {
+        this.commandsReady = cluster.status === "ready";
+        this.reportHealth();
+      });
     });
     cluster.on("error", (error: Error) => this.noteError(error));
     cluster.on("node error", (error: Error) => this.noteError(error));
@@ -355,8 +359,14 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     this.reportHealth();
   }
 
+  /** Both connections are up: calls can run, though on a Redis Cluster some master may be down (see healthy). */
+  get connected(): boolean {
+    return this.commandsReady && this.subscriberReady;
+  }
+
+  /** Connected, and on a Redis Cluster every master serving slots answered its last probe. */
   get healthy(): boolean {
-    return this.commandsReady && this.subscriberReady && this.mastersDown.size === 0;
+    return this.connected && this.mastersDown.size === 0;
   }
 
   /** Why the connection is down (the last error seen), for messages and logs. */

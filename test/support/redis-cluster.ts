@@ -18,6 +18,8 @@ export interface RedisClusterOptions {
   /** cluster-node-timeout: how long a master may be unreachable before the others declare it failed. */
   readonly nodeTimeoutMs?: number;
   readonly appendOnly?: boolean;
+  /** cluster-require-full-coverage (Redis's default: yes, every slot refused while one is not served). */
+  readonly requireFullCoverage?: boolean;
 }
 
 export interface RedisTestCluster {
@@ -44,7 +46,9 @@ export async function startRedisCluster(t: TestContext | undefined, options: Red
     Array.from({ length: count }, () =>
       startRedisServer(t, {
         appendOnly: options.appendOnly ?? true,
-        extraArgs: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", nodeTimeout],
+        extraArgs: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", nodeTimeout,
+          "--cluster-require-full-coverage", options.requireFullCoverage === false ? "no" : "yes",
+        ],
       }),
     ),
   );
