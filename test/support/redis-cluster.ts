@@ -1,6 +1,7 @@
 /*
- * Starts a real Redis Cluster: `masters` redis-server processes (test/support/redis-server.ts, each in
- * its own temp directory with its own nodes.conf) joined by `redis-cli --cluster create`, no replicas.
+ * Starts a real Redis Cluster: `masters` redis-server processes and their replicas (none by default;
+ * test/support/redis-server.ts, each in its own temp directory with its own nodes.conf) joined by
+ * `redis-cli --cluster create`.
  * Every node is stopped by process group when the test (or file) ends, also on failure.
  */
 import { execFile } from "node:child_process";
@@ -15,6 +16,8 @@ export const REDIS_CLI_BINARY = process.env.REDIS_CLI_BINARY ?? "redis-cli";
 
 export interface RedisClusterOptions {
   readonly masters?: number;
+  /** Replicas of each master (redis-cli --cluster-replicas); 0 by default. */
+  readonly replicas?: number;
   /** cluster-node-timeout: how long a master may be unreachable before the others declare it failed. */
   readonly nodeTimeoutMs?: number;
   readonly appendOnly?: boolean;
@@ -40,7 +43,8 @@ export interface RedisTestCluster {
 
 /** Starts the cluster; with `t`, it is closed when that test ends, else call close() (an `after` hook). */
 export async function startRedisCluster(t: TestContext | undefined, options: RedisClusterOptions = {}): Promise<RedisTestCluster> {
-  const count = options.masters ?? 3;
+  const replicas = options.replicas ?? 0;
+  const count = (options.masters ?? 3) * (1 + replicas);
   const nodeTimeout = String(options.nodeTimeoutMs ?? 1000);
   const nodes = await Promise.all(
     Array.from({ length: count }, () =>
@@ -60,7 +64,7 @@ export async function startRedisCluster(t: TestContext | undefined, options: Red
   };
   await run(
     REDIS_CLI_BINARY,
-    ["--cluster", "create", ...nodes.map((node) => `127.0.0.1:${node.port}`), "--cluster-replicas", "0", "--cluster-yes"],
+    ["--cluster", "create", ...nodes.map((node) => `127.0.0.1:${node.port}`), "--cluster-replicas", String(replicas), "--cluster-yes"],
     { timeout: 30_000 },
   ).catch(async (error: unknown) => {
     await close();
