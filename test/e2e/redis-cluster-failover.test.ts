@@ -3,7 +3,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test } from "node:test";
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import { modelHashTag } from "../../src/redis/index.js";
 import { HealthClient } from "../support/health-client.js";
 import { startRedisCluster } from "../support/redis-cluster.js";
