@@ -173,8 +173,17 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
           }
         },
         (error: unknown) => {
+          const message = error instanceof Error ? error.message : String(error);
+          if (message.includes("NOPERM") && !this.closed && client === this.commands && this.modeNow === "detecting") {
+            // A user not allowed INFO (ioredis's ready check lets it pass too): taken for a single Redis;
+            // a Redis Cluster is then given as several comma-separated URLs.
+            this.modeNow = "single";
+            this.commandsReady = client.status === "ready";
+            this.reportHealth();
+            return;
+          }
           // The connection went away meanwhile: its next "ready" asks again.
-          this.lastError = `cannot ask Redis whether it is a cluster: ${error instanceof Error ? error.message : String(error)}`;
+          this.lastError = `cannot ask Redis whether it is a cluster: ${message}`;
         },
       );
     });

@@ -9,7 +9,7 @@ import { RedisRegistryStore, modelHashTag } from "../../src/redis/index.js";
 import { keySlot } from "../../src/redis/cluster-slot.js";
 import { HealthClient } from "../support/health-client.js";
 import { type RedisTestCluster, startRedisCluster } from "../support/redis-cluster.js";
-import { killAllRedisServers } from "../support/redis-server.js";
+import { killAllRedisServers, startRedisServer } from "../support/redis-server.js";
 import { RegistryClient, rejectsWithStatus, type WireVersionInfo } from "../support/registry-client.js";
 import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
 import { killAllServers, spawnServer } from "../support/server-process.js";
@@ -303,6 +303,20 @@ describe("several instances on a Redis Cluster of three masters", () => {
     for (const stream of streams) {
       await stream.until(() => stream.numbers.at(-1) === 4, "version 4");
       assert.deepEqual(stream.numbers, [...new Set(stream.numbers)].sort((x, y) => x - y), "in order, no duplicate");
+    }
+  });
+
+  test("a single Redis stays in single mode (one INFO cluster at connection), also for a user not allowed INFO", async (t) => {
+    const single = await startRedisServer(t);
+    await cluster.cli(single.port, "acl", "setuser", "reg", "on", ">secret", "~*", "&*", "+@all", "-info");
+    for (const url of [single.url, single.url.replace("redis://", "redis://reg:secret@")]) {
+      const store = RedisRegistryStore.create(url, { expirationMs: 0 });
+      t.after(() => store.close());
+      await store.connection.waitUntilHealthy(10_000);
+      assert.equal(store.connection.mode, "single");
+      assert.equal(store.connection.address, `127.0.0.1:${single.port}`);
+      await store.putModel({ modelId: "alone", userData: {} });
+      assert.deepEqual(await store.listModelIds(), ["alone"]);
     }
   });
 
