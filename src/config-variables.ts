@@ -1,6 +1,6 @@
 /* The COGMENT_MODEL_REGISTRY_* variables: name, default, accepted form, description and parser of each. */
 import { type S3Location, parseS3Url } from "./archive/s3-url.js";
-import { REDIS_URL_FORM, type RedisEndpoint, parseRedisUrl } from "./redis/redis-url.js";
+import { REDIS_URL_FORM, type RedisEndpoint, parseRedisUrls } from "./redis/redis-url.js";
 import {
   boolean,
   DURATION_UNITS,
@@ -245,14 +245,14 @@ export const REDIS_URL: Variable<RedisEndpoint | undefined> = {
   default: "",
   accepted: `${REDIS_URL_FORM} (empty: single mode)`,
   description:
-    "Redis holding the registry's shared state: every instance given the same Redis and the same archive serves one registry (see Running several instances); empty: one instance, state in the process",
+    "Redis holding the registry's shared state: every instance given the same Redis and the same archive serves one registry (see Running several instances); a Redis Cluster is detected from the one node given, or several of its nodes may be listed, comma-separated; empty: one instance, state in the process",
   secret: true,
   parse: (value) => {
     if (value === "") {
       return undefined;
     }
     try {
-      return parseRedisUrl(value);
+      return parseRedisUrls(value);
     } catch (error) {
       throw new InvalidValue((error as Error).message.replace(/; expected .*$/, ""));
     }

@@ -158,7 +158,12 @@ async function openSharedState(config: CoreConfig, archive: ArchiveStore, log: L
     import("./state/redis-registry-state.js"),
   ]);
   const redisLog = log.child({ module: "redis" });
+  const endpoint = config.redis;
   redisLog.info({ redis: describeRedisEndpoint(config.redis) }, "shared state on Redis: several instances form one registry");
-  const store = RedisRegistryStore.create(config.redis, { expirationMs: config.cacheExpirationMs, log: redisLog });
+  const store = RedisRegistryStore.create(config.redis, {
+    expirationMs: config.cacheExpirationMs,
+    log: redisLog,
+    onModeDetected: (message) => redisLog.info({ redis: describeRedisEndpoint(endpoint) }, message),
+  });
   return createRedisRegistryState({ store, archive, log: redisLog });
 }

@@ -38,6 +38,17 @@ interface PendingReply {
 /** A reply as this channel understands it: status or integer, a bulk's length (sink) or bytes, or nil. */
 export type ChunkReply = string | number | Buffer | null;
 
+/** What the registry needs of the connection(s) carrying version data: one ChunkChannel, or one per node of a Redis Cluster. */
+export interface ChunkStore {
+  setChunk(key: string, segments: readonly Uint8Array[], ttlMs: number): Promise<void>;
+  getInto(key: string, sink: BulkSink, onNoBulk?: () => void): Promise<number | null>;
+  getBuffer(key: string): Promise<Buffer | null>;
+  close(): void;
+}
+
+/** ASKING: the next command is for a slot this Cluster node is importing (an ASK redirection). */
+const ASKING = Buffer.from("*1\r\n$6\r\nASKING\r\n", "latin1");
+
 const enum ParseState {
   Line,
   Body,
@@ -60,7 +71,7 @@ const enum ParseState {
  * inactivity timer restarts at every write, so it is not used). Commands queued behind others (32
  * readers, each a few GETs of 2 MiB ahead, on a slow link) wait as long as replies keep coming.
  */
-export class ChunkChannel {
+export class ChunkChannel implements ChunkStore {
   private socket: Socket | undefined = undefined;
   private readonly pending: PendingReply[] = [];
   private readonly readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
@@ -87,12 +98,12 @@ export class ChunkChannel {
   ) {}
 
   /** SET key <value made of `segments`> PX ttlMs. The segments must not change until this resolves. */
-  async setChunk(key: string, segments: readonly Uint8Array[], ttlMs: number): Promise<void> {
+  async setChunk(key: string, segments: readonly Uint8Array[], ttlMs: number, asking = false): Promise<void> {
     const length = segments.reduce((sum, segment) => sum + segment.byteLength, 0);
     const ttl = String(ttlMs);
     const head = `*5\r\n$3\r\nSET\r\n$${Buffer.byteLength(key)}\r\n${key}\r\n$${length}\r\n`;
     const tail = `\r\n$2\r\nPX\r\n$${ttl.length}\r\n${ttl}\r\n`;
-    await this.send([Buffer.from(head), ...segments, Buffer.from(tail, "latin1")], undefined);
+    await this.send([Buffer.from(head), ...segments, Buffer.from(tail, "latin1")], undefined, undefined, asking);
   }
 
   /**
@@ -101,14 +112,14 @@ export class ChunkChannel {
    * parsed (the promise settles only after those already parsed in the same read), so that a caller
    * with GETs pipelined can stop its sinks in time.
    */
-  async getInto(key: string, sink: BulkSink, onNoBulk?: () => void): Promise<number | null> {
-    const reply = await this.send([Buffer.from(`*2\r\n$3\r\nGET\r\n$${Buffer.byteLength(key)}\r\n${key}\r\n`)], sink, onNoBulk);
+  async getInto(key: string, sink: BulkSink, onNoBulk?: () => void, asking = false): Promise<number | null> {
+    const reply = await this.send([Buffer.from(`*2\r\n$3\r\nGET\r\n$${Buffer.byteLength(key)}\r\n${key}\r\n`)], sink, onNoBulk, asking);
     return reply as number | null;
   }
 
   /** GET key into a Buffer of its own (exactly its length: one copy, no concatenation). */
-  async getBuffer(key: string): Promise<Buffer | null> {
-    return (await this.send([Buffer.from(`*2\r\n$3\r\nGET\r\n$${Buffer.byteLength(key)}\r\n${key}\r\n`)], undefined)) as Buffer | null;
+  async getBuffer(key: string, asking = false): Promise<Buffer | null> {
+    return (await this.send([Buffer.from(`*2\r\n$3\r\nGET\r\n$${Buffer.byteLength(key)}\r\n${key}\r\n`)], undefined, undefined, asking)) as Buffer | null;
   }
 
   close(): void {
@@ -116,7 +127,7 @@ export class ChunkChannel {
     this.drop(new Error("Connection is closed."));
   }
 
-  private send(parts: readonly Uint8Array[], sink: BulkSink | undefined, onNoBulk?: () => void): Promise<ChunkReply> {
+  private send(parts: readonly Uint8Array[], sink: BulkSink | undefined, onNoBulk?: () => void, asking = false): Promise<ChunkReply> {
     if (this.closed) {
       return Promise.reject(new Error("Connection is closed."));
     }
@@ -125,9 +136,16 @@ export class ChunkChannel {
       if (this.pending.length === 0) {
         this.receivedAt = performance.now();
       }
-      const reply: PendingReply = { sink, onNoBulk, resolve, reject, writtenAt: 0 };
-      this.pending.push(reply);
+      // ASKING's +OK is dropped; an error reply to it fails the command after it.
+      let askingFailed: Error | undefined;
+      const settle = (value: ChunkReply): void => (askingFailed === undefined ? resolve(value) : reject(askingFailed));
+      const reply: PendingReply = { sink, onNoBulk, resolve: settle, reject, writtenAt: 0 };
       socket.cork();
+      if (asking) {
+        this.pending.push({ sink: undefined, writtenAt: 0, resolve: () => undefined, reject: (error) => (askingFailed = error) });
+        socket.write(ASKING);
+      }
+      this.pending.push(reply);
       for (let i = 0; i < parts.length - 1; i++) {
         socket.write(parts[i] as Uint8Array);
       }

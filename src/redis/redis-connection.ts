@@ -1,7 +1,9 @@
 import { EventEmitter } from "node:events";
-import { Redis, type RedisOptions } from "ioredis";
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
 import type { RegistryError } from "../errors/index.js";
-import { ChunkChannel } from "./chunk-channel.js";
+import { ChunkChannel, type ChunkStore } from "./chunk-channel.js";
+import { ChunkRedirected, ClusterChunkChannels } from "./cluster-chunk-channels.js";
+import { probeKeyForSlot } from "./cluster-slot.js";
 import type { RedisScript } from "./redis-scripts.js";
 import { toRegistryError, unavailable } from "./redis-errors.js";
 import { type RedisEndpoint, redisAddress } from "./redis-url.js";
@@ -19,6 +21,8 @@ export interface RedisConnectionOptions {
    * hung Redis turns health NOT_SERVING even on an instance no call reaches; 0: never.
    */
   readonly probeIntervalMs?: number;
+  /** Told once the URL turned out to name a node of a Redis Cluster (for the log). */
+  readonly onModeDetected?: (message: string) => void;
 }
 
 export const DEFAULT_COMMAND_TIMEOUT_MS = 2000;
@@ -26,6 +30,12 @@ export const DEFAULT_PROBE_INTERVAL_MS = 1000;
 const DEFAULT_MAX_RECONNECT_DELAY_MS = 1000;
 /** ioredis's error for a command without a reply within commandTimeout. */
 const COMMAND_TIMED_OUT = "Command timed out";
+
+/** What INFO says on a node of a Redis Cluster. */
+const CLUSTER_ENABLED = /^cluster_enabled:1\s*$/m;
+
+/** Single: one Redis (or its primary). Cluster: a Redis Cluster, found out at the first connection or given as several seeds. */
+export type RedisMode = "detecting" | "single" | "cluster";
 
 export interface RedisConnectionEvents {
   /** Both connections are ready (again), or one of them was lost. */
@@ -41,30 +51,44 @@ export interface RedisConnectionEvents {
  * connections reconnect by themselves, and `healthy` says whether both are up.
  */
 export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
-  readonly address: string;
-  readonly commands: Redis;
+  /**
+   * The commands' client: a Redis, or a Cluster once a Redis Cluster was found (the same commands,
+   * each sent to the node serving its key's slot; a script goes where its first key is).
+   */
+  commands: Redis | Cluster;
+  /**
+   * The subscriber: on a Redis Cluster too, one plain connection to one node (a PUBLISH reaches the
+   * subscribers of every node); when it is lost it connects again to the next node of the cluster.
+   */
   readonly subscriber: Redis;
-  /** A third connection, for the bytes of version data only (see ChunkChannel); opened at its first use. */
-  readonly chunks: ChunkChannel;
+  /** The connection(s) for the bytes of version data only (see ChunkChannel): one, or one per Cluster node; opened at first use. */
+  chunks: ChunkStore;
+  private modeNow: RedisMode;
   private commandsReady = false;
+  /** Cluster mode: masters (node keys) whose last probe failed; health waits for them. */
+  private readonly mastersDown = new Set<string>();
+  /** Cluster mode: the seed nodes, then the nodes the subscriber may move to. */
+  private subscriberNodes: readonly { host: string; port: number }[] = [];
+  private subscriberNodeIndex = 0;
   private subscriberReady = false;
   private subscriberWasLost = false;
   private lastHealthy = false;
   private lastError = "not connected yet";
   private closed = false;
   private readonly commandTimeoutMs: number;
+  private readonly maxReconnectDelayMs: number;
   private readonly probeTimer: NodeJS.Timeout | undefined;
   private probing = false;
 
   constructor(
     readonly endpoint: RedisEndpoint,
-    options: RedisConnectionOptions = {},
+    private readonly options: RedisConnectionOptions = {},
   ) {
     super();
-    this.address = redisAddress(endpoint);
     const timeout = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
     this.commandTimeoutMs = timeout;
     const maxDelay = options.maxReconnectDelayMs ?? DEFAULT_MAX_RECONNECT_DELAY_MS;
+    this.maxReconnectDelayMs = maxDelay;
     const redisOptions: RedisOptions = {
       host: endpoint.host,
       port: endpoint.port,
@@ -81,10 +105,24 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
       // Reconnect after READONLY (a failover turned our primary into a replica).
       reconnectOnError: (error) => error.message.startsWith("READONLY"),
     };
-    this.commands = new Redis(redisOptions);
-    this.subscriber = new Redis(redisOptions);
-    this.chunks = new ChunkChannel(endpoint, timeout);
-    this.watch(this.commands, (ready) => (this.commandsReady = ready));
+    this.subscriber = new Redis({
+      ...redisOptions,
+      retryStrategy: (attempt) => {
+        this.moveSubscriberIfCluster();
+        return Math.min(50 * 2 ** Math.min(attempt, 10), maxDelay);
+      },
+    });
+    if (endpoint.clusterSeeds === undefined) {
+      // One URL: a plain client, until its first connection says whether the node is part of a Redis Cluster.
+      this.modeNow = "detecting";
+      this.commands = new Redis(redisOptions);
+      this.chunks = new ChunkChannel(endpoint, timeout);
+      this.watchCommands(this.commands);
+    } else {
+      this.modeNow = "cluster";
+      this.commands = this.openCluster(endpoint.clusterSeeds);
+      this.chunks = new ClusterChunkChannels(this.commands, endpoint, timeout);
+    }
     this.watch(this.subscriber, (ready) => {
       this.subscriberReady = ready;
       if (!ready) {
@@ -96,6 +134,161 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
       this.probeTimer = setInterval(() => void this.probe(), probeInterval);
       this.probeTimer.unref();
     }
+  }
+
+  /** Whether this is a single Redis or a Redis Cluster (detecting: not connected yet). */
+  get mode(): RedisMode {
+    return this.modeNow;
+  }
+
+  /** `host:port` of the Redis (of the Cluster's seed nodes, comma-separated), as errors and logs name it. */
+  get address(): string {
+    const seeds = this.endpoint.clusterSeeds ?? [this.endpoint];
+    const list = seeds.map(redisAddress).join(",");
+    return this.modeNow === "cluster" ? `${list} (cluster)` : list;
+  }
+
+  /** The plain client's first connection: a node of a Redis Cluster turns this into a Cluster client. */
+  private watchCommands(client: Redis): void {
+    client.on("ready", () => {
+      if (this.modeNow === "single") {
+        this.commandsReady = true;
+        this.reportHealth();
+        return;
+      }
+      if (this.modeNow !== "detecting" || client !== this.commands) {
+        return;
+      }
+      client.info("cluster").then(
+        (info) => {
+          if (this.closed || client !== this.commands || this.modeNow !== "detecting") {
+            return;
+          }
+          if (CLUSTER_ENABLED.test(info)) {
+            this.switchToCluster(client);
+          } else {
+            this.modeNow = "single";
+            this.commandsReady = client.status === "ready";
+            this.reportHealth();
+          }
+        },
+        (error: unknown) => {
+          const message = error instanceof Error ? error.message : String(error);
+          if (message.includes("NOPERM") && !this.closed && client === this.commands && this.modeNow === "detecting") {
+            // A user not allowed INFO (ioredis's ready check lets it pass too): taken for a single Redis;
+            // a Redis Cluster is then given as several comma-separated URLs.
+            this.modeNow = "single";
+            this.commandsReady = client.status === "ready";
+            this.reportHealth();
+            return;
+          }
+          // The connection went away meanwhile: its next "ready" asks again.
+          this.lastError = `cannot ask Redis whether it is a cluster: ${message}`;
+        },
+      );
+    });
+    client.on("error", (error: Error) => this.noteError(error));
+    client.on("close", () => {
+      this.commandsReady = false;
+      this.reportHealth();
+    });
+  }
+
+  private switchToCluster(plain: Redis): void {
+    this.modeNow = "cluster";
+    this.log("the Redis at the URL is a node of a Redis Cluster: using the Cluster client with it as seed");
+    const cluster = this.openCluster([this.endpoint]);
+    this.commands = cluster;
+    const chunks = this.chunks;
+    this.chunks = new ClusterChunkChannels(cluster, this.endpoint, this.commandTimeoutMs);
+    chunks.close();
+    plain.removeAllListeners("ready");
+    plain.removeAllListeners("close");
+    plain.on("error", () => undefined);
+    plain.disconnect();
+  }
+
+  /**
+   * The Cluster client. Fail-fast as the single client: no offline queue, no retry of a command whose
+   * connection was lost (retryDelayOnFailover 0: a script may have run), CLUSTERDOWN at once; MOVED,
+   * ASK and TRYAGAIN are followed (the command did not run). A node's connection that is lost ends
+   * (ioredis's default for nodes); the next command for its slots, or the probe, connects again.
+   */
+  private openCluster(seeds: readonly RedisEndpoint[]): Cluster {
+    const { endpoint } = this;
+    const maxDelay = this.maxReconnectDelayMs;
+    const options: ClusterOptions = {
+      enableOfflineQueue: false,
+      enableReadyCheck: true,
+      scaleReads: "master",
+      maxRedirections: 16,
+      retryDelayOnFailover: 0,
+      retryDelayOnClusterDown: 0,
+      retryDelayOnTryAgain: 100,
+      retryDelayOnMoved: 0,
+      slotsRefreshTimeout: this.commandTimeoutMs,
+      clusterRetryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 10), maxDelay),
+      redisOptions: {
+        username: endpoint.username,
+        password: endpoint.password,
+        // Each node's host name is checked against its certificate (Node's default servername).
+        ...(endpoint.tls ? { tls: {} } : {}),
+        connectTimeout: this.commandTimeoutMs,
+        commandTimeout: this.commandTimeoutMs,
+        maxRetriesPerRequest: 0,
+        autoResendUnfulfilledCommands: false,
+      },
+    };
+    const cluster = new Cluster(
+      seeds.map((seed) => ({ host: seed.host, port: seed.port })),
+      options,
+    );
+    this.subscriberNodes = seeds.map((seed) => ({ host: seed.host, port: seed.port }));
+    cluster.on("ready", () => {
+      // Every master connected first: ioredis refuses a command for a node whose connection is still
+      // being made (enableOfflineQueue off), so the first calls after a start would fail for nothing.
+      void this.probeMasters(cluster).then(() => {
+        this.commandsReady = cluster.status === "ready";
+        this.reportHealth();
+      });
+    });
+    cluster.on("error", (error: Error) => this.noteError(error));
+    cluster.on("node error", (error: Error) => this.noteError(error));
+    for (const event of ["close", "end", "reconnecting"]) {
+      cluster.on(event, () => {
+        this.commandsReady = false;
+        this.reportHealth();
+      });
+    }
+    return cluster;
+  }
+
+  /** Cluster mode: the subscriber's next connection goes to the next node known (any node hears every PUBLISH). */
+  private moveSubscriberIfCluster(): void {
+    if (this.modeNow !== "cluster" || !(this.commands instanceof Cluster)) {
+      return;
+    }
+    const known = new Map<string, { host: string; port: number }>();
+    for (const node of [...this.subscriberNodes, ...this.commands.nodes("all").map((redis) => redis.options)]) {
+      if (node.host !== undefined && node.port !== undefined) {
+        known.set(`${node.host}:${node.port}`, { host: node.host, port: node.port });
+      }
+    }
+    const nodes = [...known.values()];
+    this.subscriberNodes = nodes;
+    const next = nodes[this.subscriberNodeIndex++ % nodes.length];
+    if (next !== undefined) {
+      // ioredis's connector reads these options at each connection attempt.
+      this.subscriber.options.host = next.host;
+      this.subscriber.options.port = next.port;
+      if (this.endpoint.tls) {
+        this.subscriber.options.tls = {};
+      }
+    }
+  }
+
+  private log(message: string): void {
+    this.options.onModeDetected?.(message);
   }
 
   /**
@@ -112,7 +305,9 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     this.probing = true;
     try {
       const pings: Promise<unknown>[] = [];
-      if (this.commandsReady) {
+      if (this.commands instanceof Cluster) {
+        pings.push(this.probeMasters(this.commands));
+      } else if (this.commandsReady) {
         pings.push(this.call(() => this.commands.ping()));
       }
       if (this.subscriberReady) {
@@ -134,8 +329,53 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     }
   }
 
-  get healthy(): boolean {
+  /**
+   * Cluster mode: one command to each master serving slots (EXISTS of a key of its first slot, never
+   * written: routed like any call, so a lost node's connection is made again). A master that does not
+   * answer within the timeout, refuses (CLUSTERDOWN) or cannot be reached is down until it answers:
+   * health NOT_SERVING meanwhile, as with a single Redis that is down (calls for the other masters'
+   * models still run).
+   */
+  private async probeMasters(cluster: Cluster): Promise<void> {
+    if (cluster.status !== "ready") {
+      return;
+    }
+    const firstSlots = new Map<string, number>();
+    cluster.slots.forEach((nodes, slot) => {
+      const master = nodes[0];
+      if (master !== undefined && !firstSlots.has(master)) {
+        firstSlots.set(master, slot);
+      }
+    });
+    await Promise.all(
+      [...firstSlots].map(async ([master, slot]) => {
+        try {
+          await cluster.exists(probeKeyForSlot(slot));
+          this.mastersDown.delete(master);
+        } catch (error) {
+          if (!this.mastersDown.has(master)) {
+            this.lastError = `the Cluster node ${master} did not answer: ${error instanceof Error ? error.message : String(error)}`;
+          }
+          this.mastersDown.add(master);
+        }
+      }),
+    );
+    for (const master of this.mastersDown) {
+      if (!firstSlots.has(master)) {
+        this.mastersDown.delete(master); // serves no slot any more (a failover or resharding moved them)
+      }
+    }
+    this.reportHealth();
+  }
+
+  /** Both connections are up: calls can run, though on a Redis Cluster some master may be down (see healthy). */
+  get connected(): boolean {
     return this.commandsReady && this.subscriberReady;
+  }
+
+  /** Connected, and on a Redis Cluster every master serving slots answered its last probe. */
+  get healthy(): boolean {
+    return this.connected && this.mastersDown.size === 0;
   }
 
   /** Why the connection is down (the last error seen), for messages and logs. */
@@ -195,7 +435,13 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     try {
       return await run();
     } catch (error) {
-      if (error instanceof Error && error.message === COMMAND_TIMED_OUT && !this.closed && this.commandsReady) {
+      if (error instanceof ChunkRedirected) {
+        throw error; // the caller sends it again (copyVersionChunks)
+      }
+      if (error instanceof Error && error.message === COMMAND_TIMED_OUT && this.commands instanceof Cluster) {
+        // Which node hung is not known here: the probe finds it and turns health NOT_SERVING.
+        this.lastError = `no reply within ${this.commandTimeoutMs} ms`;
+      } else if (error instanceof Error && error.message === COMMAND_TIMED_OUT && !this.closed && this.commandsReady) {
         this.lastError = `no reply within ${this.commandTimeoutMs} ms`;
         this.commandsReady = false; // now: the connection's "close" comes later
         this.reportHealth();
@@ -224,14 +470,16 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
       }
       this.reportHealth();
     });
-    client.on("error", (error: Error) => {
-      const code = (error as NodeJS.ErrnoException).code;
-      this.lastError = error.message !== "" ? error.message : (code ?? error.name);
-    });
+    client.on("error", (error: Error) => this.noteError(error));
     client.on("close", () => {
       setReady(false);
       this.reportHealth();
     });
+  }
+
+  private noteError(error: Error): void {
+    const code = (error as NodeJS.ErrnoException).code;
+    this.lastError = error.message !== "" ? error.message : (code ?? error.name);
   }
 
   private reportHealth(): void {

@@ -12,6 +12,9 @@ const SCRIPT_ERRORS: ReadonlyMap<string, Code> = new Map([
 /** Replies of a Redis that is there but cannot serve now (starting, failing over, read-only replica). */
 const UNAVAILABLE_REPLIES = ["LOADING", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS"];
 
+/** A script on a Cluster node whose slot is being migrated, after some of its keys left: try again. */
+const NOT_LOCAL_ANY_MORE = /Script attempted to access a non local key/;
+
 /**
  * Maps whatever a Redis call threw to the registry's error: no connection, a timeout or a Redis
  * that cannot serve → UNAVAILABLE "Redis at host:port is unreachable: <cause>"; out of memory →
@@ -35,7 +38,7 @@ export function toRegistryError(address: string, error: unknown): RegistryError 
         { cause: error },
       );
     }
-    if (UNAVAILABLE_REPLIES.includes(word)) {
+    if (UNAVAILABLE_REPLIES.includes(word) || NOT_LOCAL_ANY_MORE.test(message)) {
       return unavailable(address, message, error);
     }
     return new RegistryError(Code.INTERNAL, `Redis at ${address} refused a command: ${message}`, { cause: error });

@@ -7,6 +7,11 @@ export interface RedisEndpoint {
   readonly username: string | undefined;
   readonly password: string | undefined;
   readonly db: number;
+  /**
+   * Every node given when COGMENT_MODEL_REGISTRY_REDIS_URL lists several (comma-separated), this one
+   * first: a Redis Cluster, these its seed nodes. Absent for one URL (a Cluster is then detected).
+   */
+  readonly clusterSeeds?: readonly RedisEndpoint[];
 }
 
 /** Thrown by parseRedisUrl; the message says what is wrong and the accepted form. */
@@ -56,6 +61,41 @@ export function parseRedisUrl(text: string): RedisEndpoint {
   };
 }
 
+/** The form of several URLs: the seed nodes of one Redis Cluster. */
+export const REDIS_CLUSTER_URLS_FORM =
+  "several URLs are nodes of one Redis Cluster, separated by commas, e.g. redis://node-a:6379,redis://node-b:6379, all with the same scheme, user and password and no database (one URL suffices: a Cluster is detected)";
+
+/**
+ * Parses COGMENT_MODEL_REGISTRY_REDIS_URL: one URL (see parseRedisUrl), or several separated by
+ * commas, the seed nodes of a Redis Cluster (`clusterSeeds`; the first one is the endpoint itself).
+ */
+export function parseRedisUrls(text: string): RedisEndpoint {
+  const parts = text.split(",").map((part) => part.trim());
+  if (parts.length === 1) {
+    return parseRedisUrl(text);
+  }
+  if (parts.some((part) => part === "")) {
+    throw new RedisUrlError(`an empty URL in the comma-separated list; ${REDIS_CLUSTER_URLS_FORM}; expected ${REDIS_URL_FORM}`);
+  }
+  const seeds = parts.map((part, index) => {
+    try {
+      return parseRedisUrl(part);
+    } catch (error) {
+      throw new RedisUrlError(`URL ${index + 1} of the list: ${(error as Error).message}`);
+    }
+  });
+  const first = seeds[0] as RedisEndpoint;
+  for (const [index, seed] of seeds.entries()) {
+    if (seed.tls !== first.tls || seed.username !== first.username || seed.password !== first.password) {
+      throw new RedisUrlError(`URL ${index + 1} of the list differs from the first in scheme, user or password; ${REDIS_CLUSTER_URLS_FORM}; expected ${REDIS_URL_FORM}`);
+    }
+    if (seed.db !== 0) {
+      throw new RedisUrlError(`URL ${index + 1} of the list names database ${seed.db}, but a Redis Cluster has only database 0; ${REDIS_CLUSTER_URLS_FORM}; expected ${REDIS_URL_FORM}`);
+    }
+  }
+  return { ...first, clusterSeeds: seeds };
+}
+
 /** `host:port`, as errors and logs name the server. */
 export function redisAddress(endpoint: RedisEndpoint): string {
   return endpoint.host.includes(":") ? `[${endpoint.host}]:${endpoint.port}` : `${endpoint.host}:${endpoint.port}`;
@@ -66,5 +106,6 @@ export function describeRedisEndpoint(endpoint: RedisEndpoint): string {
   const scheme = endpoint.tls ? "rediss" : "redis";
   const user = endpoint.username === undefined ? "" : encodeURIComponent(endpoint.username);
   const credentials = endpoint.password === undefined ? (user === "" ? "" : `${user}@`) : `${user}:***@`;
-  return `${scheme}://${credentials}${redisAddress(endpoint)}/${endpoint.db}`;
+  const describe = (one: RedisEndpoint): string => `${scheme}://${credentials}${redisAddress(one)}/${one.db}`;
+  return endpoint.clusterSeeds === undefined ? describe(endpoint) : endpoint.clusterSeeds.map(describe).join(",");
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Code, RegistryError, notFound } from "../errors/index.js";
 import type { BulkSink } from "./chunk-channel.js";
+import { ChunkRedirected } from "./cluster-chunk-channels.js";
 import type { RedisConnection } from "./redis-connection.js";
 import { toRegistryError } from "./redis-errors.js";
 import { type ModelKeys, dataChunkKey, pendingChunkKey } from "./redis-keys.js";
@@ -188,6 +189,47 @@ export async function copyVersionChunks(
   chunkCount: number,
   sink: BulkSink,
 ): Promise<void> {
+  // A Redis Cluster node may answer a GET with MOVED or ASK (its slot moved, or is moving): nothing of
+  // that chunk reached the sink, so the copy goes on from that chunk, where the redirection points; the
+  // GETs pipelined after it are abandoned (their attempt's sink is closed before their replies). From
+  // then on one GET at a time: during a migration a version's chunks are on two nodes, and replies on
+  // two connections would reach the sink in no set order.
+  let from = 0;
+  for (let redirections = 0; ; redirections++) {
+    try {
+      await copyChunksFrom(connection, keys, modelId, versionNumber, chunkCount, sink, from, redirections === 0 ? CHUNK_GETS_AHEAD : 0);
+      return;
+    } catch (error) {
+      if (!(error instanceof ChunkCopyRedirected) || redirections >= chunkCount + MAX_COPY_REDIRECTIONS) {
+        throw error instanceof ChunkCopyRedirected ? (error.cause as Error) : error;
+      }
+      from = error.index;
+    }
+  }
+}
+
+/** Redirections a copy follows beyond one per chunk (a slot migrated key by key may redirect each chunk once). */
+const MAX_COPY_REDIRECTIONS = 4;
+
+class ChunkCopyRedirected extends Error {
+  constructor(
+    readonly index: number,
+    cause: unknown,
+  ) {
+    super(`chunk ${index} was redirected`, { cause });
+  }
+}
+
+async function copyChunksFrom(
+  connection: RedisConnection,
+  keys: ModelKeys,
+  modelId: string,
+  versionNumber: number,
+  chunkCount: number,
+  sink: BulkSink,
+  from: number,
+  getsAhead: number,
+): Promise<void> {
   let settled = false;
   const guarded: BulkSink = (piece) => {
     if (!settled) {
@@ -203,13 +245,19 @@ export async function copyVersionChunks(
     return pending;
   };
   const inFlight: Promise<number | null>[] = [];
-  let next = 0;
+  let next = from;
   try {
-    for (let index = 0; index < chunkCount; index++) {
-      while (next < chunkCount && inFlight.length <= CHUNK_GETS_AHEAD) {
+    for (let index = from; index < chunkCount; index++) {
+      while (next < chunkCount && inFlight.length <= getsAhead) {
         inFlight.push(fetch(next++));
       }
-      if ((await inFlight.shift()) === null) {
+      let length: number | null;
+      try {
+        length = await (inFlight.shift() as Promise<number | null>);
+      } catch (error) {
+        throw error instanceof ChunkRedirected ? new ChunkCopyRedirected(index, error) : error;
+      }
+      if (length === null) {
         throw leftRedis(modelId, versionNumber);
       }
     }

@@ -154,7 +154,9 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     let complete = true;
     for (const [modelId, lastSeen] of followed) {
       try {
-        await catchUpModel(modelId, lastSeen);
+        // From the last version announced, not the last one read: a read of a version while the
+        // subscription was down (it "saw" it) has not announced it to the model's VersionUpdate streams.
+        await catchUpModel(modelId, lastAnnounced.get(modelId) ?? lastSeen);
       } catch (error) {
         complete = false;
         log.warn({ err: error, modelId }, "cannot catch up on a model's changes after the Redis subscription was lost; trying again");
@@ -334,9 +336,10 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     }
     resumeRunning = true;
     try {
-      while (!closed && connection.healthy && resumesDone < resumesWanted) {
+      // Connected is enough (one master of a Redis Cluster down): what can be caught up is, the rest is tried again.
+      while (!closed && connection.connected && resumesDone < resumesWanted) {
         const done = await attemptResume();
-        if (done && !started && resumesDone >= resumesWanted && connection.healthy && !closed) {
+        if (done && !started && resumesDone >= resumesWanted && connection.connected && !closed) {
           started = true;
           log.info({ redis: connection.address }, "start on Redis finished: serving");
         }
