@@ -4,6 +4,7 @@ import type { RegistryError } from "../errors/index.js";
 import { ChunkChannel } from "./chunk-channel.js";
 import type { RedisScript } from "./redis-scripts.js";
 import { toRegistryError, unavailable } from "./redis-errors.js";
+import { type SentinelAddress, sentinelClientOptions } from "./redis-sentinel-url.js";
 import { type RedisEndpoint, redisAddress } from "./redis-url.js";
 
 export interface RedisConnectionOptions {
@@ -65,25 +66,26 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     const timeout = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
     this.commandTimeoutMs = timeout;
     const maxDelay = options.maxReconnectDelayMs ?? DEFAULT_MAX_RECONNECT_DELAY_MS;
+    const retryDelay = (attempt: number): number => Math.min(50 * 2 ** Math.min(attempt, 10), maxDelay);
     const redisOptions: RedisOptions = {
-      host: endpoint.host,
-      port: endpoint.port,
+      ...(endpoint.sentinel === undefined
+        ? { host: endpoint.host, port: endpoint.port, ...(endpoint.tls ? { tls: { servername: endpoint.host } } : {}) }
+        : sentinelClientOptions(endpoint.sentinel, endpoint.tls, timeout, retryDelay)),
       username: endpoint.username,
       password: endpoint.password,
       db: endpoint.db,
-      ...(endpoint.tls ? { tls: { servername: endpoint.host } } : {}),
       connectTimeout: timeout,
       commandTimeout: timeout,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
-      retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 10), maxDelay),
+      retryStrategy: retryDelay,
       // Reconnect after READONLY (a failover turned our primary into a replica).
       reconnectOnError: (error) => error.message.startsWith("READONLY"),
     };
     this.commands = new Redis(redisOptions);
     this.subscriber = new Redis(redisOptions);
-    this.chunks = new ChunkChannel(endpoint, timeout);
+    this.chunks = new ChunkChannel(endpoint, timeout, endpoint.sentinel === undefined ? undefined : () => this.primaryAddress());
     this.watch(this.commands, (ready) => (this.commandsReady = ready));
     this.watch(this.subscriber, (ready) => {
       this.subscriberReady = ready;
@@ -132,6 +134,18 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     } finally {
       this.probing = false;
     }
+  }
+
+  /**
+   * Sentinel mode: the primary the command connection is on, which ioredis asked the Sentinels for and
+   * checked (INFO's role) before it turned ready; the chunk channel follows it across failovers.
+   */
+  private primaryAddress(): SentinelAddress {
+    const stream = this.commands.stream as { remoteAddress?: string; remotePort?: number } | undefined;
+    if (!this.commandsReady || stream?.remoteAddress === undefined || stream.remotePort === undefined) {
+      throw new Error(`no primary reachable now (${this.lastError})`);
+    }
+    return { host: stream.remoteAddress, port: stream.remotePort };
   }
 
   get healthy(): boolean {

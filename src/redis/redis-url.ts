@@ -1,5 +1,8 @@
+import { type SentinelTarget, SENTINEL_URL_FORM, describeSentinelTarget, describeSentinelUrl, isSentinelUrl, parseSentinelUrl } from "./redis-sentinel-url.js";
+
 /** Where the shared Redis is, from COGMENT_MODEL_REGISTRY_REDIS_URL. */
 export interface RedisEndpoint {
+  /** The Redis; with `sentinel`, the first Sentinel (the primary's address comes from the Sentinels). */
   readonly host: string;
   readonly port: number;
   /** `rediss://`: TLS, the host name checked against the server's certificate. */
@@ -7,6 +10,8 @@ export interface RedisEndpoint {
   readonly username: string | undefined;
   readonly password: string | undefined;
   readonly db: number;
+  /** Set (only) by the Sentinel form: the primary is the one these Sentinels name (redis-sentinel-url.ts). */
+  readonly sentinel?: SentinelTarget;
 }
 
 /** Thrown by parseRedisUrl; the message says what is wrong and the accepted form. */
@@ -15,6 +20,8 @@ export class RedisUrlError extends Error {
 }
 
 export const REDIS_URL_FORM = "redis://[user:password@]host[:port][/db] or rediss://... for TLS (port 6379 and db 0 by default)";
+/** Every form COGMENT_MODEL_REGISTRY_REDIS_URL accepts. */
+export const REDIS_URL_FORMS = `${REDIS_URL_FORM}, or ${SENTINEL_URL_FORM}`;
 
 const DEFAULT_PORT = 6379;
 /** Redis's default `databases 16` allows 0 to 15; a server configured with more accepts higher. */
@@ -22,6 +29,11 @@ const MAX_DB = 1_000_000;
 
 /** Parses `redis://[user:password@]host[:port][/db]` (or `rediss://`); never echoes the password in errors. */
 export function parseRedisUrl(text: string): RedisEndpoint {
+  if (isSentinelUrl(text)) {
+    const parsed = parseSentinelUrl(text, (reason) => new RedisUrlError(reason));
+    const first = parsed.sentinel.sentinels[0] as { host: string; port: number };
+    return { host: first.host, port: first.port, tls: parsed.tls, username: parsed.username, password: parsed.password, db: parsed.db, sentinel: parsed.sentinel };
+  }
   let url: URL;
   try {
     url = new URL(text);
@@ -29,7 +41,7 @@ export function parseRedisUrl(text: string): RedisEndpoint {
     throw new RedisUrlError(`not a URL; expected ${REDIS_URL_FORM}`);
   }
   if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
-    throw new RedisUrlError(`scheme "${url.protocol.slice(0, -1)}" is not supported; expected ${REDIS_URL_FORM}`);
+    throw new RedisUrlError(`scheme "${url.protocol.slice(0, -1)}" is not supported; expected ${REDIS_URL_FORMS}`);
   }
   if (url.hostname === "") {
     throw new RedisUrlError(`the host is missing; expected ${REDIS_URL_FORM}`);
@@ -56,13 +68,19 @@ export function parseRedisUrl(text: string): RedisEndpoint {
   };
 }
 
-/** `host:port`, as errors and logs name the server. */
+/** `host:port` (Sentinel form: `master "name" of Sentinels host:port,...`), as errors and logs name the server. */
 export function redisAddress(endpoint: RedisEndpoint): string {
+  if (endpoint.sentinel !== undefined) {
+    return describeSentinelTarget(endpoint.sentinel);
+  }
   return endpoint.host.includes(":") ? `[${endpoint.host}]:${endpoint.port}` : `${endpoint.host}:${endpoint.port}`;
 }
 
 /** The URL with the password masked, safe to log. */
 export function describeRedisEndpoint(endpoint: RedisEndpoint): string {
+  if (endpoint.sentinel !== undefined) {
+    return describeSentinelUrl({ ...endpoint, sentinel: endpoint.sentinel });
+  }
   const scheme = endpoint.tls ? "rediss" : "redis";
   const user = endpoint.username === undefined ? "" : encodeURIComponent(endpoint.username);
   const credentials = endpoint.password === undefined ? (user === "" ? "" : `${user}@`) : `${user}:***@`;

@@ -1,0 +1,167 @@
+/*
+ * A real Sentinel deployment on loopback (#17): a primary and one replica (`--replicaof`), both with
+ * AOF (`appendfsync always`), and 3 Sentinels (`redis-server <conf> --sentinel`, each with its own
+ * config file in a temp directory, since Sentinel rewrites it) monitoring them with quorum 2. The
+ * Sentinels are told of the replica and of each other in their config (`known-replica`,
+ * `known-sentinel`, fixed `myid`s), so the deployment can fail over as soon as it is up instead of
+ * after the 10 s of discovery. A failover takes a few seconds: `down-after-milliseconds` 1000.
+ * Every process runs in its own process group and is killed by it when the test ends (passed or
+ * failed) and at process exit.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import type { TestContext } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Redis } from "ioredis";
+import { REDIS_SERVER_BINARY, type RedisTestServer, freeLoopbackPort, startRedisServer, waitForPong } from "./redis-server.js";
+
+export const MASTER_NAME = "registry-primary";
+const DOWN_AFTER_MS = 1000;
+const FAILOVER_TIMEOUT_MS = 6000;
+
+const live = new Set<ChildProcess>();
+
+function killGroup(child: ChildProcess): void {
+  if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+    try {
+      process.kill(-child.pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Kills every test Sentinel still running (the data nodes are redis-server.ts's: killAllRedisServers). */
+export function killAllSentinels(): void {
+  for (const child of live) {
+    killGroup(child);
+  }
+  live.clear();
+}
+process.once("exit", killAllSentinels);
+
+export interface SentinelDeployment {
+  /** The two data nodes; which one is the primary changes with a failover. */
+  readonly nodes: readonly [RedisTestServer, RedisTestServer];
+  readonly sentinelPorts: readonly number[];
+  /** `redis+sentinel://127.0.0.1:<p1>,127.0.0.1:<p2>,127.0.0.1:<p3>/<MASTER_NAME>`. */
+  readonly url: string;
+  /** The data node every Sentinel names as the primary now (undefined while they disagree). */
+  primary(): Promise<RedisTestServer | undefined>;
+  /** Waits until every Sentinel names `node` as the primary (after a failover); rejects after `timeoutMs`. */
+  waitForPrimary(node: RedisTestServer, timeoutMs?: number): Promise<void>;
+  /** SENTINEL FAILOVER through the first Sentinel: the replica is promoted, the primary stays up and is turned into a replica. */
+  failover(): Promise<void>;
+  /** A plain client of the data node on `port`, for a test to look at keys (closed after the test). */
+  inspect(node: RedisTestServer): Redis;
+}
+
+async function startSentinel(t: TestContext, port: number, config: string): Promise<void> {
+  const directory = await mkdtemp(path.join(tmpdir(), "mr-sentinel-"));
+  t.after(() => rm(directory, { recursive: true, force: true }));
+  const configFile = path.join(directory, "sentinel.conf");
+  await writeFile(configFile, `port ${port}\nbind 127.0.0.1\ndir ${directory}\ndaemonize no\nloglevel warning\n${config}`);
+  const child = spawn(REDIS_SERVER_BINARY, [configFile, "--sentinel"], { stdio: ["ignore", "pipe", "pipe"], detached: true });
+  live.add(child);
+  child.once("exit", () => live.delete(child));
+  const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
+  t.after(async () => {
+    killGroup(child);
+    await exited;
+  });
+  let output = "";
+  const collect = (data: Buffer): void => {
+    output = (output + data.toString()).slice(-4000);
+  };
+  child.stdout?.on("data", collect);
+  child.stderr?.on("data", collect);
+  let spawnError: Error | undefined;
+  child.once("error", (error) => (spawnError = error));
+  await waitForPong(port, 15_000, () => {
+    if (spawnError !== undefined) {
+      return `cannot run ${REDIS_SERVER_BINARY} --sentinel: ${spawnError.message}`;
+    }
+    return child.exitCode !== null || child.signalCode !== null ? `Sentinel exited with ${child.exitCode ?? child.signalCode}: ${output}` : undefined;
+  });
+}
+
+function client(t: TestContext, port: number): Redis {
+  const redis = new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 1, lazyConnect: false });
+  redis.on("error", () => undefined);
+  t.after(() => redis.disconnect());
+  return redis;
+}
+
+async function until(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
+  for (const deadline = Date.now() + timeoutMs; !(await check().catch(() => false)); await sleep(50)) {
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+  }
+}
+
+/** Starts the primary, its replica and 3 Sentinels; everything is stopped when the test ends. */
+export async function startSentinelDeployment(t: TestContext): Promise<SentinelDeployment> {
+  const primary = await startRedisServer(t, { appendOnly: true });
+  const replica = await startRedisServer(t, { appendOnly: true, extraArgs: ["--replicaof", "127.0.0.1", String(primary.port)] });
+  const nodes = [primary, replica] as const;
+  const replicaClient = client(t, replica.port);
+  await until("the replica's link to the primary", 15_000, async () => (await replicaClient.info("replication")).includes("master_link_status:up"));
+
+  const sentinelPorts = [await freeLoopbackPort(), await freeLoopbackPort(), await freeLoopbackPort()];
+  const ids = sentinelPorts.map((_, index) => String(index + 1).repeat(40));
+  await Promise.all(
+    sentinelPorts.map((port, index) =>
+      startSentinel(
+        t,
+        port,
+        [
+          `sentinel myid ${ids[index]}`,
+          `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${primary.port} 2`,
+          `sentinel down-after-milliseconds ${MASTER_NAME} ${DOWN_AFTER_MS}`,
+          `sentinel failover-timeout ${MASTER_NAME} ${FAILOVER_TIMEOUT_MS}`,
+          `sentinel known-replica ${MASTER_NAME} 127.0.0.1 ${replica.port}`,
+          ...sentinelPorts.flatMap((other, j) => (j === index ? [] : [`sentinel known-sentinel ${MASTER_NAME} 127.0.0.1 ${other} ${ids[j]}`])),
+          "",
+        ].join("\n"),
+      ),
+    ),
+  );
+  const sentinels = sentinelPorts.map((port) => client(t, port));
+  // Each Sentinel connected to the primary and sees the replica's link up: a failover can happen.
+  await until("the Sentinels to see the primary and its replica", 15_000, async () => {
+    for (const sentinel of sentinels) {
+      const replicas = (await sentinel.call("SENTINEL", "REPLICAS", MASTER_NAME)) as string[][];
+      const fields = replicas.map((entry) => new Map(entry.flatMap((value, i) => (i % 2 === 0 ? [[value, entry[i + 1] ?? ""] as const] : []))));
+      if (!fields.some((replicaFields) => replicaFields.get("master-link-status") === "ok" && replicaFields.get("flags") === "slave")) {
+        return false;
+      }
+    }
+    return true;
+  });
+
+  const primaryPortOf = async (sentinel: Redis): Promise<number> => Number(((await sentinel.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)) as string[])[1]);
+  const deployment: SentinelDeployment = {
+    nodes,
+    sentinelPorts,
+    url: `redis+sentinel://${sentinelPorts.map((port) => `127.0.0.1:${port}`).join(",")}/${MASTER_NAME}`,
+    primary: async () => {
+      const ports = new Set(await Promise.all(sentinels.map(primaryPortOf)));
+      return ports.size === 1 ? nodes.find((node) => ports.has(node.port)) : undefined;
+    },
+    waitForPrimary: async (node, timeoutMs = 30_000) => {
+      const nodeClient = client(t, node.port);
+      await until(`every Sentinel to name port ${node.port} the primary`, timeoutMs, async () => {
+        const ports = await Promise.all(sentinels.map(primaryPortOf));
+        return ports.every((port) => port === node.port) && (await nodeClient.info("replication")).includes("role:master");
+      });
+    },
+    failover: async () => {
+      await (sentinels[0] as Redis).call("SENTINEL", "FAILOVER", MASTER_NAME);
+    },
+    inspect: (node) => client(t, node.port),
+  };
+  return deployment;
+}
