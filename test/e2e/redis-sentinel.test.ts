@@ -226,6 +226,36 @@ describe("Redis Sentinel (COGMENT_MODEL_REGISTRY_REDIS_URL=redis+sentinel://...)
     onB.cancel();
   });
 
+  test("passwords: the URL's for the data nodes, sentinel_password for the Sentinels; neither is logged; a wrong one is UNAVAILABLE naming Redis", async (t) => {
+    const deployment = await startSentinelDeployment(t, { dataPassword: "data-secret", sentinelPassword: "watch-secret" });
+    const hosts = deployment.sentinelPorts.map((port) => `127.0.0.1:${port}`).join(",");
+    const [good, wrongSentinel, wrongData] = (await Promise.all([
+      startInstances(t, `redis+sentinel://:data-secret@${hosts}/${MASTER_NAME}?sentinel_password=watch-secret`, 1),
+      startInstances(t, `redis+sentinel://:data-secret@${hosts}/${MASTER_NAME}?sentinel_password=wrong-secret`, 1),
+      startInstances(t, `redis+sentinel://:wrong-secret@${hosts}/${MASTER_NAME}?sentinel_password=watch-secret`, 1),
+    ])).flat() as [Instance, Instance, Instance];
+    assert.equal(await waitForHealth(good, "SERVING"), "SERVING");
+    await good.client.createModel("guarded");
+    const data = randomBytes(2 * 1024 * 1024 + 9);
+    assert.equal((await good.client.publish("guarded", data)).version_number, 1);
+    assert.deepEqual(await good.client.retrieveData("guarded", 1), data);
+    assert.equal(await deployment.inspect(deployment.nodes[0]).strlen(`cmr:${modelHashTag("guarded")}:d:1:1`), 9);
+
+    const refused = new RegExp(`${unreachable(deployment.sentinelPorts).source}.*WRONGPASS invalid username-password pair`);
+    for (const instance of [wrongSentinel, wrongData]) {
+      assert.equal(await instance.health.check(""), "NOT_SERVING");
+      await rejectsWithStatus(instance.client.retrieveModels(), grpc.status.UNAVAILABLE, refused);
+    }
+    // Which password was refused: the Sentinels' (none of them answers), or the data node's.
+    await rejectsWithStatus(wrongSentinel.client.createModel("x"), grpc.status.UNAVAILABLE, /is unreachable: All sentinels are unreachable\. .* Last error: WRONGPASS/);
+    await rejectsWithStatus(wrongData.client.createModel("x"), grpc.status.UNAVAILABLE, /is unreachable: WRONGPASS/);
+    const started = good.process.logLines.find((line) => line.msg === "shared state on Redis: several instances form one registry");
+    assert.equal(started?.redis, `redis+sentinel://:***@${hosts}/${MASTER_NAME}/0?sentinel_password=***`);
+    for (const instance of [good, wrongSentinel, wrongData]) {
+      assert.doesNotMatch(JSON.stringify(instance.process.logLines), /secret/);
+    }
+  });
+
   test("no Sentinel reachable: NOT_SERVING, and calls fail at once with UNAVAILABLE naming the master and the Sentinels", async (t) => {
     const ports = [await freeLoopbackPort(), await freeLoopbackPort()];
     const [instance] = (await startInstances(t, `redis+sentinel://127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}/${MASTER_NAME}`, 1)) as [Instance];

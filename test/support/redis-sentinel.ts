@@ -15,7 +15,8 @@ import path from "node:path";
 import type { TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
-import { REDIS_SERVER_BINARY, type RedisTestServer, freeLoopbackPort, startRedisServer, waitForPong } from "./redis-server.js";
+import { createConnection } from "node:net";
+import { REDIS_SERVER_BINARY, type RedisTestServer, freeLoopbackPort, startRedisServer } from "./redis-server.js";
 
 export const MASTER_NAME = "registry-primary";
 const DOWN_AFTER_MS = 1000;
@@ -42,11 +43,18 @@ export function killAllSentinels(): void {
 }
 process.once("exit", killAllSentinels);
 
+export interface SentinelDeploymentOptions {
+  /** `requirepass` (and `masterauth`) of the data nodes; the Sentinels get it as `auth-pass`. */
+  readonly dataPassword?: string;
+  /** `requirepass` of the Sentinels (and `sentinel-pass`, for their talk to each other). */
+  readonly sentinelPassword?: string;
+}
+
 export interface SentinelDeployment {
   /** The two data nodes; which one is the primary changes with a failover. */
   readonly nodes: readonly [RedisTestServer, RedisTestServer];
   readonly sentinelPorts: readonly number[];
-  /** `redis+sentinel://127.0.0.1:<p1>,127.0.0.1:<p2>,127.0.0.1:<p3>/<MASTER_NAME>`. */
+  /** `redis+sentinel://127.0.0.1:<p1>,127.0.0.1:<p2>,127.0.0.1:<p3>/<MASTER_NAME>` (without the passwords). */
   readonly url: string;
   /** The data node every Sentinel names as the primary now (undefined while they disagree). */
   primary(): Promise<RedisTestServer | undefined>;
@@ -54,11 +62,11 @@ export interface SentinelDeployment {
   waitForPrimary(node: RedisTestServer, timeoutMs?: number): Promise<void>;
   /** SENTINEL FAILOVER through the first Sentinel: the replica is promoted, the primary stays up and is turned into a replica. */
   failover(): Promise<void>;
-  /** A plain client of the data node on `port`, for a test to look at keys (closed after the test). */
+  /** A plain client of a data node, for a test to look at keys (closed after the test). */
   inspect(node: RedisTestServer): Redis;
 }
 
-async function startSentinel(t: TestContext, port: number, config: string): Promise<void> {
+async function startSentinel(t: TestContext, port: number, password: string | undefined, config: string): Promise<void> {
   const directory = await mkdtemp(path.join(tmpdir(), "mr-sentinel-"));
   t.after(() => rm(directory, { recursive: true, force: true }));
   const configFile = path.join(directory, "sentinel.conf");
@@ -79,7 +87,7 @@ async function startSentinel(t: TestContext, port: number, config: string): Prom
   child.stderr?.on("data", collect);
   let spawnError: Error | undefined;
   child.once("error", (error) => (spawnError = error));
-  await waitForPong(port, 15_000, () => {
+  await waitForPong(port, 15_000, password, () => {
     if (spawnError !== undefined) {
       return `cannot run ${REDIS_SERVER_BINARY} --sentinel: ${spawnError.message}`;
     }
@@ -87,8 +95,43 @@ async function startSentinel(t: TestContext, port: number, config: string): Prom
   });
 }
 
-function client(t: TestContext, port: number): Redis {
-  const redis = new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 1, lazyConnect: false });
+/** Resolves once the Sentinel on `port` answers PING (after AUTH with `password`); rejects after `timeoutMs` or when `failed` says so. */
+async function waitForPong(port: number, timeoutMs: number, password: string | undefined, failed: () => string | undefined): Promise<void> {
+  const request = password === undefined ? "PING\r\n" : `AUTH ${password}\r\nPING\r\n`;
+  const expected = password === undefined ? "+PONG\r\n" : "+OK\r\n+PONG\r\n";
+  for (const deadline = Date.now() + timeoutMs; ; await sleep(20)) {
+    const failure = failed();
+    if (failure !== undefined) {
+      throw new Error(failure);
+    }
+    const reply = await new Promise<string>((resolve) => {
+      const socket = createConnection({ host: "127.0.0.1", port });
+      let received = "";
+      const done = (): void => {
+        socket.destroy();
+        resolve(received);
+      };
+      socket.setTimeout(500, done);
+      socket.once("error", done);
+      socket.once("connect", () => socket.write(request));
+      socket.on("data", (data: Buffer) => {
+        received += data.toString();
+        if (received.length >= expected.length || received.startsWith("-")) {
+          done();
+        }
+      });
+    });
+    if (reply === expected) {
+      return;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`the Sentinel on port ${port} did not answer PING within ${timeoutMs} ms`);
+    }
+  }
+}
+
+function client(t: TestContext, port: number, password: string | undefined): Redis {
+  const redis = new Redis({ host: "127.0.0.1", port, password, maxRetriesPerRequest: 1 });
   redis.on("error", () => undefined);
   t.after(() => redis.disconnect());
   return redis;
@@ -103,12 +146,22 @@ async function until(what: string, timeoutMs: number, check: () => Promise<boole
 }
 
 /** Starts the primary, its replica and 3 Sentinels; everything is stopped when the test ends. */
-export async function startSentinelDeployment(t: TestContext): Promise<SentinelDeployment> {
+export async function startSentinelDeployment(t: TestContext, options: SentinelDeploymentOptions = {}): Promise<SentinelDeployment> {
+  const { dataPassword, sentinelPassword } = options;
   const primary = await startRedisServer(t, { appendOnly: true });
   const replica = await startRedisServer(t, { appendOnly: true, extraArgs: ["--replicaof", "127.0.0.1", String(primary.port)] });
   const nodes = [primary, replica] as const;
-  const replicaClient = client(t, replica.port);
+  const replicaClient = client(t, replica.port, undefined);
   await until("the replica's link to the primary", 15_000, async () => (await replicaClient.info("replication")).includes("master_link_status:up"));
+  if (dataPassword !== undefined) {
+    // Set once they run (redis-server.ts's readiness PING has no password); the link is up already.
+    for (const node of [replica, primary]) {
+      const setup = client(t, node.port, undefined);
+      await setup.config("SET", "masterauth", dataPassword);
+      await setup.config("SET", "requirepass", dataPassword);
+      setup.disconnect();
+    }
+  }
 
   const sentinelPorts = [await freeLoopbackPort(), await freeLoopbackPort(), await freeLoopbackPort()];
   const ids = sentinelPorts.map((_, index) => String(index + 1).repeat(40));
@@ -117,19 +170,22 @@ export async function startSentinelDeployment(t: TestContext): Promise<SentinelD
       startSentinel(
         t,
         port,
+        sentinelPassword,
         [
           `sentinel myid ${ids[index]}`,
           `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${primary.port} 2`,
           `sentinel down-after-milliseconds ${MASTER_NAME} ${DOWN_AFTER_MS}`,
           `sentinel failover-timeout ${MASTER_NAME} ${FAILOVER_TIMEOUT_MS}`,
           `sentinel known-replica ${MASTER_NAME} 127.0.0.1 ${replica.port}`,
+          ...(dataPassword === undefined ? [] : [`sentinel auth-pass ${MASTER_NAME} ${dataPassword}`]),
+          ...(sentinelPassword === undefined ? [] : [`requirepass ${sentinelPassword}`, `sentinel sentinel-pass ${sentinelPassword}`]),
           ...sentinelPorts.flatMap((other, j) => (j === index ? [] : [`sentinel known-sentinel ${MASTER_NAME} 127.0.0.1 ${other} ${ids[j]}`])),
           "",
         ].join("\n"),
       ),
     ),
   );
-  const sentinels = sentinelPorts.map((port) => client(t, port));
+  const sentinels = sentinelPorts.map((port) => client(t, port, sentinelPassword));
   // Each Sentinel connected to the primary and sees the replica's link up: a failover can happen.
   await until("the Sentinels to see the primary and its replica", 15_000, async () => {
     for (const sentinel of sentinels) {
@@ -152,7 +208,7 @@ export async function startSentinelDeployment(t: TestContext): Promise<SentinelD
       return ports.size === 1 ? nodes.find((node) => ports.has(node.port)) : undefined;
     },
     waitForPrimary: async (node, timeoutMs = 30_000) => {
-      const nodeClient = client(t, node.port);
+      const nodeClient = client(t, node.port, dataPassword);
       await until(`every Sentinel to name port ${node.port} the primary`, timeoutMs, async () => {
         const ports = await Promise.all(sentinels.map(primaryPortOf));
         return ports.every((port) => port === node.port) && (await nodeClient.info("replication")).includes("role:master");
@@ -161,7 +217,7 @@ export async function startSentinelDeployment(t: TestContext): Promise<SentinelD
     failover: async () => {
       await (sentinels[0] as Redis).call("SENTINEL", "FAILOVER", MASTER_NAME);
     },
-    inspect: (node) => client(t, node.port),
+    inspect: (node) => client(t, node.port, dataPassword),
   };
   return deployment;
 }

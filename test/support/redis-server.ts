@@ -79,7 +79,7 @@ export function freeLoopbackPort(): Promise<number> {
 }
 
 /** Resolves once a PING on a fresh connection gets +PONG; rejects after `timeoutMs` or when `failed` says so. */
-export async function waitForPong(port: number, timeoutMs: number, failed: () => string | undefined): Promise<void> {
+async function waitForPong(port: number, timeoutMs: number, failed: () => string | undefined): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const failure = failed();
