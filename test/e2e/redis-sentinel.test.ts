@@ -256,6 +256,40 @@ describe("Redis Sentinel (COGMENT_MODEL_REGISTRY_REDIS_URL=redis+sentinel://...)
     }
   });
 
+  test("min-replicas-to-write 1 (recommended): with no replica in sync, writes fail with UNAVAILABLE naming Redis and take no number, reads go on; with the replica back, writes go on", async (t) => {
+    const deployment = await startSentinelDeployment(t);
+    const [primary, replica] = deployment.nodes;
+    const primaryClient = deployment.inspect(primary);
+    await primaryClient.config("SET", "min-replicas-to-write", "1");
+    await primaryClient.config("SET", "min-replicas-max-lag", "1");
+    const goodReplicas = async (): Promise<string | undefined> => /min_slaves_good_slaves:(\d+)/.exec(await primaryClient.info("replication"))?.[1];
+    const [a] = (await startInstances(t, deployment.url, 1)) as [Instance];
+    assert.equal(await waitForHealth(a, "SERVING"), "SERVING");
+    await a.client.createModel("safe");
+    const first = randomBytes(2 * 1024 * 1024 + 1);
+    assert.equal((await a.client.publish("safe", first)).version_number, 1);
+
+    await replica.stop("SIGKILL");
+    for (const deadline = Date.now() + 15_000; (await goodReplicas()) !== "0"; await sleep(50)) {
+      assert.ok(Date.now() < deadline, "the primary still counts its replica as good");
+    }
+    const refused = new RegExp(`${unreachable(deployment.sentinelPorts).source}NOREPLICAS Not enough good replicas to write\\.( script: [0-9a-f]{40}, on @user_script:[0-9]+\\.)?$`);
+    await rejectsWithStatus(a.client.publish("safe", randomBytes(3 * 1024 * 1024)), grpc.status.UNAVAILABLE, refused);
+    await rejectsWithStatus(a.client.publish("safe", Buffer.from("small")), grpc.status.UNAVAILABLE, refused);
+    await rejectsWithStatus(a.client.createModel("other"), grpc.status.UNAVAILABLE, refused);
+    assert.deepEqual(await a.client.retrieveData("safe", 1), first);
+    assert.deepEqual((await a.client.retrieveModels()).model_infos, [{ model_id: "safe", user_data: {} }]);
+    assert.equal(await a.health.check(""), "SERVING", "Redis answers: only its writes are refused");
+
+    await replica.start();
+    for (const deadline = Date.now() + 15_000; (await goodReplicas()) !== "1"; await sleep(50)) {
+      assert.ok(Date.now() < deadline, "the replica did not come back in sync");
+    }
+    const second = randomBytes(2 * 1024 * 1024 + 2);
+    assert.equal((await a.client.publish("safe", second)).version_number, 2);
+    assert.deepEqual(await a.client.retrieveData("safe", 2), second);
+  });
+
   test("no Sentinel reachable: NOT_SERVING, and calls fail at once with UNAVAILABLE naming the master and the Sentinels", async (t) => {
     const ports = [await freeLoopbackPort(), await freeLoopbackPort()];
     const [instance] = (await startInstances(t, `redis+sentinel://127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}/${MASTER_NAME}`, 1)) as [Instance];
