@@ -224,6 +224,10 @@ describe("Redis Sentinel (COGMENT_MODEL_REGISTRY_REDIS_URL=redis+sentinel://...)
     assert.deepEqual(onB.numbers, [...new Set(onB.numbers)].sort((x, y) => x - y));
     assert.equal(onB.error, undefined);
     onB.cancel();
+    // A graceful stop closes the Sentinel connections too (the failover detector's among them).
+    a.process.child.kill("SIGTERM");
+    assert.equal(await a.process.exited, 0);
+    assert.equal(a.process.logLines.at(-1)?.msg, "stopped");
   });
 
   test("passwords: the URL's for the data nodes, sentinel_password for the Sentinels; neither is logged; a wrong one is UNAVAILABLE naming Redis", async (t) => {
