@@ -18,12 +18,12 @@ type Instance = ServerInstance & { readonly health: HealthClient };
 /** Longer than any call may take by the documented bound (2 s per Redis command): a call still running then hangs. */
 const HANG_MS = 10_000;
 
-async function startInstances(t: TestContext, url: string, count: number): Promise<Instance[]> {
+async function startInstances(t: TestContext, url: string, count: number, env: Record<string, string> = {}): Promise<Instance[]> {
   const archiveDir = await makeArchiveDir();
   t.after(() => rm(archiveDir, { recursive: true, force: true }));
   return Promise.all(
     Array.from({ length: count }, async () => {
-      const instance = await startServerInstance(t, { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: url });
+      const instance = await startServerInstance(t, { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: url, ...env });
       const health = new HealthClient(instance.address);
       t.after(() => health.close());
       return { ...instance, health };
@@ -292,6 +292,50 @@ describe("Redis Sentinel (COGMENT_MODEL_REGISTRY_REDIS_URL=redis+sentinel://...)
     const second = randomBytes(2 * 1024 * 1024 + 2);
     assert.equal((await a.client.publish("safe", second)).version_number, 2);
     assert.deepEqual(await a.client.retrieveData("safe", 2), second);
+  });
+
+  test("rediss+sentinel://: TLS to the Sentinels, the data nodes and the chunk connection, through a failover; a certificate the instance cannot check is UNAVAILABLE", async (t) => {
+    const deployment = await startSentinelDeployment(t, { tls: true });
+    const [primary, replica] = deployment.nodes;
+    assert.match(deployment.url, /^rediss\+sentinel:\/\//);
+    const [[trusting], [untrusting]] = (await Promise.all([
+      startInstances(t, deployment.url, 1, { NODE_EXTRA_CA_CERTS: deployment.caFile as string }),
+      startInstances(t, deployment.url, 1),
+    ])) as [[Instance], [Instance]];
+    assert.equal(await waitForHealth(trusting, "SERVING"), "SERVING");
+    await trusting.client.createModel("sealed");
+    const first = randomBytes(3 * 1024 * 1024 + 1);
+    assert.equal((await trusting.client.publish("sealed", first)).version_number, 1);
+    assert.deepEqual(await trusting.client.retrieveData("sealed", 1), first);
+    const tag = modelHashTag("sealed");
+    assert.equal(await deployment.inspect(primary).strlen(`cmr:${tag}:d:1:1`), 1024 * 1024 + 1);
+
+    // Without the CA, no Sentinel can be checked. (ioredis reports the refused handshake as a closed
+    // connection, not the certificate error: docs/redis-mode.md.)
+    assert.equal(await untrusting.health.check(""), "NOT_SERVING");
+    await rejectsWithStatus(
+      untrusting.client.retrieveModels(),
+      grpc.status.UNAVAILABLE,
+      new RegExp(`${unreachable(deployment.sentinelPorts).source}All sentinels are unreachable\\. .* Last error: Connection is closed\\.$`),
+    );
+
+    assert.equal(await deployment.inspect(primary).call("WAIT", "1", "5000"), 1);
+    await deployment.failover();
+    await deployment.waitForPrimary(replica);
+    let published: WireVersionInfo | undefined;
+    const second = randomBytes(2 * 1024 * 1024 + 2);
+    for (const deadline = Date.now() + 30_000; published === undefined; await sleep(100)) {
+      const outcome = await withinBound(trusting.client.publish("sealed", second));
+      if ("error" in outcome) {
+        assert.equal(outcome.error.code, grpc.status.UNAVAILABLE, outcome.error.message);
+        assert.ok(Date.now() < deadline, `uploads still fail 30 s after the failover: ${outcome.error.message}`);
+      } else {
+        published = outcome.value;
+      }
+    }
+    assert.equal(published.version_number, 2);
+    assert.deepEqual(await trusting.client.retrieveData("sealed", 2), second);
+    assert.equal(await deployment.inspect(replica).strlen(`cmr:${tag}:d:2:1`), 2);
   });
 
   test("no Sentinel reachable: NOT_SERVING, and calls fail at once with UNAVAILABLE naming the master and the Sentinels", async (t) => {

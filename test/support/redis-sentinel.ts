@@ -8,12 +8,13 @@
  * Every process runs in its own process group and is killed by it when the test ends (passed or
  * failed) and at process exit.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { createConnection } from "node:net";
 import { REDIS_SERVER_BINARY, type RedisTestServer, freeLoopbackPort, startRedisServer } from "./redis-server.js";
@@ -48,14 +49,24 @@ export interface SentinelDeploymentOptions {
   readonly dataPassword?: string;
   /** `requirepass` of the Sentinels (and `sentinel-pass`, for their talk to each other). */
   readonly sentinelPassword?: string;
+  /**
+   * TLS: every node and Sentinel also gets a `tls-port` with a certificate for 127.0.0.1 from a
+   * fresh test CA (`caFile`), and they talk to each other over TLS (`tls-replication yes`), so the
+   * Sentinels name the nodes' TLS ports and `url` lists the Sentinels' TLS ports. The plain ports
+   * stay, for the helper's own checks.
+   */
+  readonly tls?: boolean;
 }
 
 export interface SentinelDeployment {
   /** The two data nodes; which one is the primary changes with a failover. */
   readonly nodes: readonly [RedisTestServer, RedisTestServer];
+  /** The ports the instances are given (the TLS ones with TLS). */
   readonly sentinelPorts: readonly number[];
-  /** `redis+sentinel://127.0.0.1:<p1>,127.0.0.1:<p2>,127.0.0.1:<p3>/<MASTER_NAME>` (without the passwords). */
+  /** `redis+sentinel://127.0.0.1:<p1>,127.0.0.1:<p2>,127.0.0.1:<p3>/<MASTER_NAME>` (without the passwords; `rediss+sentinel` with TLS). */
   readonly url: string;
+  /** With `tls`: the test CA's certificate (for NODE_EXTRA_CA_CERTS). */
+  readonly caFile: string | undefined;
   /** The data node every Sentinel names as the primary now (undefined while they disagree). */
   primary(): Promise<RedisTestServer | undefined>;
   /** Waits until every Sentinel names `node` as the primary (after a failover); rejects after `timeoutMs`. */
@@ -145,11 +156,48 @@ async function until(what: string, timeoutMs: number, check: () => Promise<boole
   }
 }
 
+interface TlsFiles {
+  readonly caFile: string;
+  /** redis.conf directives for a TLS port with the test certificate, and TLS between the servers. */
+  readonly directives: (tlsPort: number) => string[][];
+}
+
+/** A test CA and a certificate for IP 127.0.0.1 it signed (openssl), in a temp directory removed after the test. */
+async function makeTlsFiles(t: TestContext): Promise<TlsFiles> {
+  const directory = await mkdtemp(path.join(tmpdir(), "mr-sentinel-tls-"));
+  t.after(() => rm(directory, { recursive: true, force: true }));
+  const file = (name: string): string => path.join(directory, name);
+  const openssl = (args: string[]): Promise<unknown> => promisify(execFile)("openssl", args);
+  await openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", file("ca.key"), "-out", file("ca.crt"), "-days", "2", "-subj", "/CN=registry test CA"]);
+  await openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", file("node.key"), "-out", file("node.csr"), "-subj", "/CN=127.0.0.1"]);
+  await writeFile(file("ext"), "subjectAltName=IP:127.0.0.1\n");
+  await openssl(["x509", "-req", "-in", file("node.csr"), "-CA", file("ca.crt"), "-CAkey", file("ca.key"), "-CAcreateserial", "-out", file("node.crt"), "-days", "2", "-extfile", file("ext")]);
+  return {
+    caFile: file("ca.crt"),
+    directives: (tlsPort) => [
+      ["tls-port", String(tlsPort)],
+      ["tls-cert-file", file("node.crt")],
+      ["tls-key-file", file("node.key")],
+      ["tls-ca-cert-file", file("ca.crt")],
+      ["tls-auth-clients", "no"],
+      ["tls-replication", "yes"],
+    ],
+  };
+}
+
 /** Starts the primary, its replica and 3 Sentinels; everything is stopped when the test ends. */
 export async function startSentinelDeployment(t: TestContext, options: SentinelDeploymentOptions = {}): Promise<SentinelDeployment> {
   const { dataPassword, sentinelPassword } = options;
-  const primary = await startRedisServer(t, { appendOnly: true });
-  const replica = await startRedisServer(t, { appendOnly: true, extraArgs: ["--replicaof", "127.0.0.1", String(primary.port)] });
+  const tls = options.tls === true ? await makeTlsFiles(t) : undefined;
+  const tlsArgs = (tlsPort: number): string[] => (tls?.directives(tlsPort) ?? []).flatMap(([name, value]) => [`--${name}`, value as string]);
+  // The port the Sentinels and the instances know each data node by: its TLS port with TLS.
+  const [primaryTlsPort, replicaTlsPort] = tls === undefined ? [0, 0] : [await freeLoopbackPort(), await freeLoopbackPort()];
+  const primary = await startRedisServer(t, { appendOnly: true, extraArgs: tlsArgs(primaryTlsPort) });
+  const knownPort = (node: RedisTestServer): number => (tls === undefined ? node.port : node === primary ? primaryTlsPort : replicaTlsPort);
+  const replica = await startRedisServer(t, {
+    appendOnly: true,
+    extraArgs: [...tlsArgs(replicaTlsPort), "--replicaof", "127.0.0.1", String(knownPort(primary))],
+  });
   const nodes = [primary, replica] as const;
   const replicaClient = client(t, replica.port, undefined);
   await until("the replica's link to the primary", 15_000, async () => (await replicaClient.info("replication")).includes("master_link_status:up"));
@@ -164,6 +212,7 @@ export async function startSentinelDeployment(t: TestContext, options: SentinelD
   }
 
   const sentinelPorts = [await freeLoopbackPort(), await freeLoopbackPort(), await freeLoopbackPort()];
+  const sentinelTlsPorts = tls === undefined ? sentinelPorts : [await freeLoopbackPort(), await freeLoopbackPort(), await freeLoopbackPort()];
   const ids = sentinelPorts.map((_, index) => String(index + 1).repeat(40));
   await Promise.all(
     sentinelPorts.map((port, index) =>
@@ -172,14 +221,15 @@ export async function startSentinelDeployment(t: TestContext, options: SentinelD
         port,
         sentinelPassword,
         [
+          ...(tls?.directives(sentinelTlsPorts[index] as number) ?? []).map((words) => words.join(" ")),
           `sentinel myid ${ids[index]}`,
-          `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${primary.port} 2`,
+          `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${knownPort(primary)} 2`,
           `sentinel down-after-milliseconds ${MASTER_NAME} ${DOWN_AFTER_MS}`,
           `sentinel failover-timeout ${MASTER_NAME} ${FAILOVER_TIMEOUT_MS}`,
-          `sentinel known-replica ${MASTER_NAME} 127.0.0.1 ${replica.port}`,
+          `sentinel known-replica ${MASTER_NAME} 127.0.0.1 ${knownPort(replica)}`,
           ...(dataPassword === undefined ? [] : [`sentinel auth-pass ${MASTER_NAME} ${dataPassword}`]),
           ...(sentinelPassword === undefined ? [] : [`requirepass ${sentinelPassword}`, `sentinel sentinel-pass ${sentinelPassword}`]),
-          ...sentinelPorts.flatMap((other, j) => (j === index ? [] : [`sentinel known-sentinel ${MASTER_NAME} 127.0.0.1 ${other} ${ids[j]}`])),
+          ...sentinelTlsPorts.flatMap((other, j) => (j === index ? [] : [`sentinel known-sentinel ${MASTER_NAME} 127.0.0.1 ${other} ${ids[j]}`])),
           "",
         ].join("\n"),
       ),
@@ -201,17 +251,18 @@ export async function startSentinelDeployment(t: TestContext, options: SentinelD
   const primaryPortOf = async (sentinel: Redis): Promise<number> => Number(((await sentinel.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)) as string[])[1]);
   const deployment: SentinelDeployment = {
     nodes,
-    sentinelPorts,
-    url: `redis+sentinel://${sentinelPorts.map((port) => `127.0.0.1:${port}`).join(",")}/${MASTER_NAME}`,
+    sentinelPorts: sentinelTlsPorts,
+    url: `${tls === undefined ? "redis" : "rediss"}+sentinel://${sentinelTlsPorts.map((port) => `127.0.0.1:${port}`).join(",")}/${MASTER_NAME}`,
+    caFile: tls?.caFile,
     primary: async () => {
       const ports = new Set(await Promise.all(sentinels.map(primaryPortOf)));
-      return ports.size === 1 ? nodes.find((node) => ports.has(node.port)) : undefined;
+      return ports.size === 1 ? nodes.find((node) => ports.has(knownPort(node))) : undefined;
     },
     waitForPrimary: async (node, timeoutMs = 30_000) => {
       const nodeClient = client(t, node.port, dataPassword);
-      await until(`every Sentinel to name port ${node.port} the primary`, timeoutMs, async () => {
+      await until(`every Sentinel to name port ${knownPort(node)} the primary`, timeoutMs, async () => {
         const ports = await Promise.all(sentinels.map(primaryPortOf));
-        return ports.every((port) => port === node.port) && (await nodeClient.info("replication")).includes("role:master");
+        return ports.every((port) => port === knownPort(node)) && (await nodeClient.info("replication")).includes("role:master");
       });
     },
     failover: async () => {
