@@ -194,7 +194,7 @@ export class ChunkChannel {
       this.drop(new Error(`the primary moved to ${address}`));
     }
     this.connectedTo = address;
-    // A name as the Sentinels gave it is checked against the certificate; an IP address is not sent as SNI.
+    // TLS: the certificate is checked against this host; an IP address (what a socket's peer is) is not sent as SNI.
     return this.socket ?? this.open(primary, isIP(primary.host) === 0 ? primary.host : undefined);
   }
 

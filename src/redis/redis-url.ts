@@ -1,4 +1,4 @@
-import { type SentinelTarget, SENTINEL_URL_FORM, describeSentinelTarget, describeSentinelUrl, isSentinelUrl, parseSentinelUrl } from "./redis-sentinel-url.js";
+import { type SentinelAddress, type SentinelTarget, SENTINEL_URL_FORM, describeSentinelTarget, describeSentinelUrl, isSentinelUrl, parseSentinelUrl } from "./redis-sentinel-url.js";
 
 /** Where the shared Redis is, from COGMENT_MODEL_REGISTRY_REDIS_URL. */
 export interface RedisEndpoint {
@@ -31,7 +31,7 @@ const MAX_DB = 1_000_000;
 export function parseRedisUrl(text: string): RedisEndpoint {
   if (isSentinelUrl(text)) {
     const parsed = parseSentinelUrl(text, (reason) => new RedisUrlError(reason));
-    const first = parsed.sentinel.sentinels[0] as { host: string; port: number };
+    const first = parsed.sentinel.sentinels[0] as SentinelAddress;
     return { host: first.host, port: first.port, tls: parsed.tls, username: parsed.username, password: parsed.password, db: parsed.db, sentinel: parsed.sentinel };
   }
   let url: URL;
