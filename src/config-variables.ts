@@ -1,6 +1,6 @@
 /* The COGMENT_MODEL_REGISTRY_* variables: name, default, accepted form, description and parser of each. */
 import { type S3Location, parseS3Url } from "./archive/s3-url.js";
-import { REDIS_URL_FORM, type RedisEndpoint, parseRedisUrls } from "./redis/redis-url.js";
+import { REDIS_URL_FORMS, type RedisEndpoint, parseRedisUrls } from "./redis/redis-url.js";
 import {
   boolean,
   DURATION_UNITS,
@@ -243,9 +243,9 @@ export const STREAMED_READS_MAX_SIZE: Variable<number> = {
 export const REDIS_URL: Variable<RedisEndpoint | undefined> = {
   name: `${PREFIX}REDIS_URL`,
   default: "",
-  accepted: `${REDIS_URL_FORM} (empty: single mode)`,
+  accepted: `${REDIS_URL_FORMS} (empty: single mode)`,
   description:
-    "Redis holding the registry's shared state: every instance given the same Redis and the same archive serves one registry (see Running several instances); a Redis Cluster is detected from the one node given, or several of its nodes may be listed, comma-separated; empty: one instance, state in the process",
+    "Redis holding the registry's shared state: every instance given the same Redis and the same archive serves one registry (see Running several instances); a Redis Cluster is detected from the one node given, or several of its nodes may be listed, comma-separated; a redis+sentinel:// URL names the Sentinels of a primary; empty: one instance, state in the process",
   secret: true,
   parse: (value) => {
     if (value === "") {

@@ -1,8 +1,15 @@
-import { type Socket, connect as connectTcp } from "node:net";
+import { type Socket, connect as connectTcp, isIP } from "node:net";
 import { connect as connectTls } from "node:tls";
 import { ReplyError } from "ioredis";
 import { Code, RegistryError } from "../errors/index.js";
+import type { SentinelAddress } from "./redis-sentinel-url.js";
 import type { RedisEndpoint } from "./redis-url.js";
+
+/**
+ * Where the primary is now (Sentinel mode: the one the command connection reached and checked is a
+ * primary); throws while none is known. Without it, the channel connects to the endpoint's host and port.
+ */
+export type PrimaryLocator = () => SentinelAddress;
 
 /** Error replies of a node that cannot take writes now: a replica after a failover, or one still loading. */
 const NODE_NOT_A_PRIMARY = /^(READONLY|MASTERDOWN|LOADING)\b/;
@@ -91,10 +98,13 @@ export class ChunkChannel implements ChunkStore {
   /** The socket's backlog of bytes not yet taken by the kernel, at the last check. */
   private lastBacklog = 0;
   private watchdog: NodeJS.Timeout | undefined = undefined;
+  /** With a locator: the primary the socket was opened to (`host:port`). */
+  private connectedTo = "";
 
   constructor(
     private readonly endpoint: RedisEndpoint,
     private readonly timeoutMs: number,
+    private readonly locatePrimary?: PrimaryLocator,
   ) {}
 
   /** SET key <value made of `segments`> PX ttlMs. The segments must not change until this resolves. */
@@ -131,7 +141,12 @@ export class ChunkChannel implements ChunkStore {
     if (this.closed) {
       return Promise.reject(new Error("Connection is closed."));
     }
-    const socket = this.socket ?? this.open();
+    let socket: Socket;
+    try {
+      socket = this.currentSocket();
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
     return new Promise<ChunkReply>((resolve, reject) => {
       if (this.pending.length === 0) {
         this.receivedAt = performance.now();
@@ -183,10 +198,28 @@ export class ChunkChannel implements ChunkStore {
     this.watchdog = setTimeout(this.checkProgress, this.timeoutMs / 4);
   };
 
-  private open(): Socket {
-    const { host, port, tls, username, password, db } = this.endpoint;
+  /**
+   * The open socket, or a new one. With a locator, a socket to a node that is no longer the primary
+   * (a failover that left the old one up: it would still answer GETs, as a replica) is dropped first.
+   */
+  private currentSocket(): Socket {
+    if (this.locatePrimary === undefined) {
+      return this.socket ?? this.open(this.endpoint);
+    }
+    const primary = this.locatePrimary();
+    const address = `${primary.host}:${primary.port}`;
+    if (this.socket !== undefined && this.connectedTo !== address) {
+      this.drop(new Error(`the primary moved to ${address}`));
+    }
+    this.connectedTo = address;
+    // TLS: the certificate is checked against this host; an IP address (what a socket's peer is) is not sent as SNI.
+    return this.socket ?? this.open(primary, isIP(primary.host) === 0 ? primary.host : undefined);
+  }
+
+  private open({ host, port }: SentinelAddress, servername: string | undefined = host): Socket {
+    const { tls, username, password, db } = this.endpoint;
     const socket = tls
-      ? connectTls({ host, port, servername: host })
+      ? connectTls({ host, port, servername })
       : connectTcp({
           host,
           port,

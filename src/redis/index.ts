@@ -11,6 +11,7 @@ export {
   RedisRegistryStore,
   type RedisRegistryStoreOptions,
 } from "./redis-registry-store.js";
-export { REDIS_URL_FORM, type RedisEndpoint, RedisUrlError, describeRedisEndpoint, parseRedisUrl, redisAddress } from "./redis-url.js";
+export { REDIS_URL_FORM, REDIS_URL_FORMS, type RedisEndpoint, RedisUrlError, describeRedisEndpoint, parseRedisUrl, redisAddress } from "./redis-url.js";
 export type { NewVersion, StoredVersion } from "./version-codec.js";
 export { type UploadedData, VersionDataWriter } from "./version-data.js";
+export { SENTINEL_URL_FORM, type SentinelAddress, type SentinelTarget, isSentinelUrl } from "./redis-sentinel-url.js";

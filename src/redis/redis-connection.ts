@@ -6,6 +6,7 @@ import { ChunkRedirected, ClusterChunkChannels } from "./cluster-chunk-channels.
 import { probeKeyForSlot } from "./cluster-slot.js";
 import type { RedisScript } from "./redis-scripts.js";
 import { toRegistryError, unavailable } from "./redis-errors.js";
+import { type SentinelAddress, sentinelClientOptions } from "./redis-sentinel-url.js";
 import { type RedisEndpoint, redisAddress } from "./redis-url.js";
 
 export interface RedisConnectionOptions {
@@ -89,19 +90,20 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     this.commandTimeoutMs = timeout;
     const maxDelay = options.maxReconnectDelayMs ?? DEFAULT_MAX_RECONNECT_DELAY_MS;
     this.maxReconnectDelayMs = maxDelay;
+    const retryDelay = (attempt: number): number => Math.min(50 * 2 ** Math.min(attempt, 10), maxDelay);
     const redisOptions: RedisOptions = {
-      host: endpoint.host,
-      port: endpoint.port,
+      ...(endpoint.sentinel === undefined
+        ? { host: endpoint.host, port: endpoint.port, ...(endpoint.tls ? { tls: { servername: endpoint.host } } : {}) }
+        : sentinelClientOptions(endpoint.sentinel, endpoint.tls, timeout, retryDelay)),
       username: endpoint.username,
       password: endpoint.password,
       db: endpoint.db,
-      ...(endpoint.tls ? { tls: { servername: endpoint.host } } : {}),
       connectTimeout: timeout,
       commandTimeout: timeout,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
-      retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 10), maxDelay),
+      retryStrategy: retryDelay,
       // Reconnect after READONLY (a failover turned our primary into a replica).
       reconnectOnError: (error) => error.message.startsWith("READONLY"),
     };
@@ -109,10 +111,16 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
       ...redisOptions,
       retryStrategy: (attempt) => {
         this.moveSubscriberIfCluster();
-        return Math.min(50 * 2 ** Math.min(attempt, 10), maxDelay);
+        return retryDelay(attempt);
       },
     });
-    if (endpoint.clusterSeeds === undefined) {
+    if (endpoint.sentinel !== undefined) {
+      // The Sentinels name a primary, never a Redis Cluster node: no detection.
+      this.modeNow = "single";
+      this.commands = new Redis(redisOptions);
+      this.chunks = new ChunkChannel(endpoint, timeout, () => this.primaryAddress());
+      this.watchCommands(this.commands);
+    } else if (endpoint.clusterSeeds === undefined) {
       // One URL: a plain client, until its first connection says whether the node is part of a Redis Cluster.
       this.modeNow = "detecting";
       this.commands = new Redis(redisOptions);
@@ -366,6 +374,18 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
       }
     }
     this.reportHealth();
+  }
+
+  /**
+   * Sentinel mode: the primary the command connection is on, which ioredis asked the Sentinels for and
+   * checked (INFO's role) before it turned ready; the chunk channel follows it across failovers.
+   */
+  private primaryAddress(): SentinelAddress {
+    const stream = this.commands instanceof Redis ? (this.commands.stream as { remoteAddress?: string; remotePort?: number } | undefined) : undefined;
+    if (!this.commandsReady || stream?.remoteAddress === undefined || stream.remotePort === undefined) {
+      throw new Error(`no primary reachable now (${this.lastError})`);
+    }
+    return { host: stream.remoteAddress, port: stream.remotePort };
   }
 
   /** Both connections are up: calls can run, though on a Redis Cluster some master may be down (see healthy). */

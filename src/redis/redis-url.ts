@@ -1,5 +1,8 @@
+import { type SentinelAddress, type SentinelTarget, SENTINEL_URL_FORM, describeSentinelTarget, describeSentinelUrl, isSentinelUrl, parseSentinelUrl } from "./redis-sentinel-url.js";
+
 /** Where the shared Redis is, from COGMENT_MODEL_REGISTRY_REDIS_URL. */
 export interface RedisEndpoint {
+  /** The Redis; with `sentinel`, the first Sentinel (the primary's address comes from the Sentinels). */
   readonly host: string;
   readonly port: number;
   /** `rediss://`: TLS, the host name checked against the server's certificate. */
@@ -12,6 +15,8 @@ export interface RedisEndpoint {
    * first: a Redis Cluster, these its seed nodes. Absent for one URL (a Cluster is then detected).
    */
   readonly clusterSeeds?: readonly RedisEndpoint[];
+  /** Set (only) by the Sentinel form: the primary is the one these Sentinels name (redis-sentinel-url.ts). */
+  readonly sentinel?: SentinelTarget;
 }
 
 /** Thrown by parseRedisUrl; the message says what is wrong and the accepted form. */
@@ -20,6 +25,8 @@ export class RedisUrlError extends Error {
 }
 
 export const REDIS_URL_FORM = "redis://[user:password@]host[:port][/db] or rediss://... for TLS (port 6379 and db 0 by default)";
+/** Every form COGMENT_MODEL_REGISTRY_REDIS_URL accepts. */
+export const REDIS_URL_FORMS = `${REDIS_URL_FORM}, or ${SENTINEL_URL_FORM}`;
 
 const DEFAULT_PORT = 6379;
 /** Redis's default `databases 16` allows 0 to 15; a server configured with more accepts higher. */
@@ -27,6 +34,11 @@ const MAX_DB = 1_000_000;
 
 /** Parses `redis://[user:password@]host[:port][/db]` (or `rediss://`); never echoes the password in errors. */
 export function parseRedisUrl(text: string): RedisEndpoint {
+  if (isSentinelUrl(text)) {
+    const parsed = parseSentinelUrl(text, (reason) => new RedisUrlError(reason));
+    const first = parsed.sentinel.sentinels[0] as SentinelAddress;
+    return { host: first.host, port: first.port, tls: parsed.tls, username: parsed.username, password: parsed.password, db: parsed.db, sentinel: parsed.sentinel };
+  }
   let url: URL;
   try {
     url = new URL(text);
@@ -34,7 +46,7 @@ export function parseRedisUrl(text: string): RedisEndpoint {
     throw new RedisUrlError(`not a URL; expected ${REDIS_URL_FORM}`);
   }
   if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
-    throw new RedisUrlError(`scheme "${url.protocol.slice(0, -1)}" is not supported; expected ${REDIS_URL_FORM}`);
+    throw new RedisUrlError(`scheme "${url.protocol.slice(0, -1)}" is not supported; expected ${REDIS_URL_FORMS}`);
   }
   if (url.hostname === "") {
     throw new RedisUrlError(`the host is missing; expected ${REDIS_URL_FORM}`);
@@ -70,6 +82,9 @@ export const REDIS_CLUSTER_URLS_FORM =
  * commas, the seed nodes of a Redis Cluster (`clusterSeeds`; the first one is the endpoint itself).
  */
 export function parseRedisUrls(text: string): RedisEndpoint {
+  if (isSentinelUrl(text)) {
+    return parseRedisUrl(text); // its commas separate Sentinels
+  }
   const parts = text.split(",").map((part) => part.trim());
   if (parts.length === 1) {
     return parseRedisUrl(text);
@@ -86,6 +101,9 @@ export function parseRedisUrls(text: string): RedisEndpoint {
   });
   const first = seeds[0] as RedisEndpoint;
   for (const [index, seed] of seeds.entries()) {
+    if (seed.sentinel !== undefined) {
+      throw new RedisUrlError(`URL ${index + 1} of the list is a Sentinel URL, which stands alone; ${REDIS_CLUSTER_URLS_FORM}; expected ${REDIS_URL_FORMS}`);
+    }
     if (seed.tls !== first.tls || seed.username !== first.username || seed.password !== first.password) {
       throw new RedisUrlError(`URL ${index + 1} of the list differs from the first in scheme, user or password; ${REDIS_CLUSTER_URLS_FORM}; expected ${REDIS_URL_FORM}`);
     }
@@ -96,13 +114,19 @@ export function parseRedisUrls(text: string): RedisEndpoint {
   return { ...first, clusterSeeds: seeds };
 }
 
-/** `host:port`, as errors and logs name the server. */
+/** `host:port` (Sentinel form: `master "name" of Sentinels host:port,...`), as errors and logs name the server. */
 export function redisAddress(endpoint: RedisEndpoint): string {
+  if (endpoint.sentinel !== undefined) {
+    return describeSentinelTarget(endpoint.sentinel);
+  }
   return endpoint.host.includes(":") ? `[${endpoint.host}]:${endpoint.port}` : `${endpoint.host}:${endpoint.port}`;
 }
 
 /** The URL with the password masked, safe to log. */
 export function describeRedisEndpoint(endpoint: RedisEndpoint): string {
+  if (endpoint.sentinel !== undefined) {
+    return describeSentinelUrl({ ...endpoint, sentinel: endpoint.sentinel });
+  }
   const scheme = endpoint.tls ? "rediss" : "redis";
   const user = endpoint.username === undefined ? "" : encodeURIComponent(endpoint.username);
   const credentials = endpoint.password === undefined ? (user === "" ? "" : `${user}@`) : `${user}:***@`;

@@ -22,7 +22,7 @@ describe("config: Redis (several instances)", () => {
       (error: unknown) =>
         error instanceof ConfigError &&
         error.message ===
-          'COGMENT_MODEL_REGISTRY_REDIS_URL=(value not shown: it may hold a password) is invalid: scheme "http" is not supported; expected redis://[user:password@]host[:port][/db] or rediss://... for TLS (port 6379 and db 0 by default) (empty: single mode)',
+          'COGMENT_MODEL_REGISTRY_REDIS_URL=(value not shown: it may hold a password) is invalid: scheme "http" is not supported; expected redis://[user:password@]host[:port][/db] or rediss://... for TLS (port 6379 and db 0 by default), or redis+sentinel://[user:password@]host[:port][,host[:port]...]/master-name[/db][?sentinel_username=...&sentinel_password=...] or rediss+sentinel://... for TLS (Sentinel port 26379 and db 0 by default) (empty: single mode)',
     );
   });
 });

@@ -148,7 +148,7 @@ describe("CONFIG_VARIABLES", () => {
         PEER_RATE_ACCEPTED,
         PEER_RATE_ACCEPTED,
         PEER_BAN_ACCEPTED,
-        "redis://[user:password@]host[:port][/db] or rediss://... for TLS (port 6379 and db 0 by default) (empty: single mode)",
+        "redis://[user:password@]host[:port][/db] or rediss://... for TLS (port 6379 and db 0 by default), or redis+sentinel://[user:password@]host[:port][,host[:port]...]/master-name[/db][?sentinel_username=...&sentinel_password=...] or rediss+sentinel://... for TLS (Sentinel port 26379 and db 0 by default) (empty: single mode)",
       ],
     );
     for (const variable of CONFIG_VARIABLES) {

@@ -20,13 +20,16 @@ describe("Redis Cluster: several seed URLs, key slots", () => {
     const cluster =
       "several URLs are nodes of one Redis Cluster, separated by commas, e.g. redis://node-a:6379,redis://node-b:6379, all with the same scheme, user and password and no database (one URL suffices: a Cluster is detected)";
     const accepted =
-      "expected redis://[user:password@]host[:port][/db] or rediss://... for TLS (port 6379 and db 0 by default) (empty: single mode)";
+      "expected redis://[user:password@]host[:port][/db] or rediss://... for TLS (port 6379 and db 0 by default), or " +
+      "redis+sentinel://[user:password@]host[:port][,host[:port]...]/master-name[/db][?sentinel_username=...&sentinel_password=...] " +
+      "or rediss+sentinel://... for TLS (Sentinel port 26379 and db 0 by default) (empty: single mode)";
     for (const [value, reason] of [
       ["redis://:hunter2@a:1,", `an empty URL in the comma-separated list; ${cluster}`],
       ["redis://:hunter2@a:1,redis://:other@b:2", `URL 2 of the list differs from the first in scheme, user or password; ${cluster}`],
       ["redis://a:1,rediss://b:2", `URL 2 of the list differs from the first in scheme, user or password; ${cluster}`],
       ["redis://a:1,redis://b:2/3", `URL 2 of the list names database 3, but a Redis Cluster has only database 0; ${cluster}`],
       ["redis://a:1,http://b:2", 'URL 2 of the list: scheme "http" is not supported'],
+      ["redis://a:1,redis+sentinel://s:26379/main", `URL 2 of the list is a Sentinel URL, which stands alone; ${cluster}`],
     ] as const) {
       assert.throws(
         () => loadConfig({ COGMENT_MODEL_REGISTRY_REDIS_URL: value }),
