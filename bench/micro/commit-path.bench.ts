@@ -16,16 +16,20 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { PerformanceObserver } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
+import type * as ArchiveModule from "../../src/archive/index.js";
+import type * as DataModule from "../../src/data/index.js";
+import type * as LoggerModule from "../../src/logger.js";
+import type * as RegistryModule from "../../src/registry/index.js";
 
 const PUBLISHERS = 16;
 const VERSION_BYTES = 1024;
 
 interface Build {
   readonly name: string;
-  readonly Registry: typeof import("../../src/registry/index.js").Registry;
-  readonly archive: typeof import("../../src/archive/index.js");
-  readonly data: typeof import("../../src/data/index.js");
-  readonly logger: typeof import("../../src/logger.js");
+  readonly Registry: typeof RegistryModule.Registry;
+  readonly archive: typeof ArchiveModule;
+  readonly data: typeof DataModule;
+  readonly logger: typeof LoggerModule;
 }
 
 interface Sample {
@@ -46,13 +50,13 @@ const median = (values: readonly number[]): number => {
 
 async function loadBuild(srcDir: string): Promise<Build> {
   const at = (file: string): string => pathToFileURL(path.resolve(srcDir, file)).href;
-  const registry = (await import(at("registry/index.js"))) as typeof import("../../src/registry/index.js");
+  const registry = (await import(at("registry/index.js"))) as typeof RegistryModule;
   return {
     name: srcDir,
     Registry: registry.Registry,
-    archive: (await import(at("archive/index.js"))) as typeof import("../../src/archive/index.js"),
-    data: (await import(at("data/index.js"))) as typeof import("../../src/data/index.js"),
-    logger: (await import(at("logger.js"))) as typeof import("../../src/logger.js"),
+    archive: (await import(at("archive/index.js"))) as typeof ArchiveModule,
+    data: (await import(at("data/index.js"))) as typeof DataModule,
+    logger: (await import(at("logger.js"))) as typeof LoggerModule,
   };
 }
 
