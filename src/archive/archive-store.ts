@@ -45,6 +45,8 @@ export interface ArchiveStore {
    * Overwrites a small metadata value in place (no temporary file, no rename), for values written
    * often. Without `durable` it only reaches the kernel's page cache: it survives a crash of the
    * process, not necessarily one of the machine. readMeta may return it with trailing padding.
+   * A value written at once, on the calling thread (the directory store's page-cache write), returns
+   * META_WRITTEN: callers may take that as done without waiting a turn.
    */
   overwriteMeta(modelId: string, key: string, value: string, options: { readonly durable: boolean }): Promise<void>;
 }
@@ -66,3 +68,10 @@ export interface StreamedVersionData {
   /** Removes what was written. */
   abort(): Promise<void>;
 }
+
+/**
+ * What overwriteMeta returns for a value it wrote before returning: always this one settled
+ * promise, so a caller writing at every commit (version-numbering.ts) can tell and go on at once,
+ * with no promise, reaction or turn per write.
+ */
+export const META_WRITTEN: Promise<void> = Promise.resolve();

@@ -1,7 +1,7 @@
 import { closeSync, openSync, writeSync } from "node:fs";
 import { constants, lstat, mkdir, open, readdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
-import type { ArchiveStore } from "./archive-store.js";
+import { type ArchiveStore, META_WRITTEN } from "./archive-store.js";
 import type { ArchiveFileWriter } from "./archive-file-writer.js";
 import { syncDirectory } from "./atomic-write.js";
 import { errorCode, errorMessage, isMissing } from "./errno.js";
@@ -247,23 +247,16 @@ export function createFsArchiveWrites(
       await intoModelDir(modelDirPath(root, modelId), () => writer.writeFileAtomic(metaPath, value));
     },
 
-    async overwriteMeta(modelId, key, value, { durable }) {
-      if (!durable) {
-        pageCacheRecords.write(modelId, key, value);
-        return;
+    overwriteMeta(modelId, key, value, { durable }) {
+      if (durable) {
+        return overwriteDurably(root, modelId, key, value);
       }
-      const record = paddedRecord(value);
-      const metaPath = metaFilePath(root, modelId, key);
-      // Neither O_TRUNC nor a rename: a crash at any point leaves the previous record or the new one.
-      const handle = await open(metaPath, constants.O_WRONLY | constants.O_CREAT, FILE_MODE);
       try {
-        await handle.write(record, 0, record.byteLength, 0);
-        await handle.truncate(record.byteLength); // whatever was longer before
-        await handle.datasync();
-      } finally {
-        await handle.close();
+        pageCacheRecords.write(modelId, key, value);
+      } catch (error) {
+        return Promise.reject(error);
       }
-      await syncDirectory(path.dirname(metaPath)); // the file may have just been created
+      return META_WRITTEN; // written at once: no promise per commit
     },
   };
 }
@@ -275,14 +268,32 @@ const MAX_HELD_RECORD_FILES = 64;
 /** Overwritten records all have this size, so a shorter value never leaves the end of a longer one behind. */
 const META_RECORD_BYTES = 128;
 
+const SPACE = 0x20;
+const NEWLINE = 0x0a;
+
 function paddedRecord(value: string, record: Buffer = Buffer.allocUnsafe(META_RECORD_BYTES)): Buffer {
-  record.fill(" ");
   const written = record.write(value, 0, "utf8");
   if (written !== Buffer.byteLength(value) || written >= META_RECORD_BYTES) {
     throw new Error(`metadata record of ${Buffer.byteLength(value)} bytes: at most ${META_RECORD_BYTES - 1} fit`);
   }
-  record.write("\n", META_RECORD_BYTES - 1);
+  record.fill(SPACE, written, META_RECORD_BYTES - 1);
+  record[META_RECORD_BYTES - 1] = NEWLINE;
   return record;
+}
+
+/** Neither O_TRUNC nor a rename: a crash at any point leaves the previous record or the new one. */
+async function overwriteDurably(root: string, modelId: string, key: string, value: string): Promise<void> {
+  const record = paddedRecord(value);
+  const metaPath = metaFilePath(root, modelId, key);
+  const handle = await open(metaPath, constants.O_WRONLY | constants.O_CREAT, FILE_MODE);
+  try {
+    await handle.write(record, 0, record.byteLength, 0);
+    await handle.truncate(record.byteLength); // whatever was longer before
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
+  await syncDirectory(path.dirname(metaPath)); // the file may have just been created
 }
 
 /**
@@ -303,8 +314,8 @@ function paddedRecord(value: string, record: Buffer = Buffer.allocUnsafe(META_RE
  * every file.
  */
 class PageCacheRecords {
-  /** `model id \n key` → the record's file. */
-  readonly #files = new Map<string, RecordFile>();
+  /** Model id → key → the record's file (two lookups: no key string made per write). */
+  readonly #files = new Map<string, Map<string, RecordFile>>();
   /** Files whose descriptor is held, checked at each turn's check phase (see #sweep). */
   readonly #open = new Set<RecordFile>();
   #sweepScheduled = false;
@@ -315,11 +326,15 @@ class PageCacheRecords {
 
   write(modelId: string, key: string, value: string): void {
     const record = paddedRecord(value, this.#scratch);
-    const id = `${modelId}\n${key}`;
-    let file = this.#files.get(id);
+    let files = this.#files.get(modelId);
+    if (files === undefined) {
+      files = new Map();
+      this.#files.set(modelId, files);
+    }
+    let file = files.get(key);
     if (file === undefined) {
-      file = { modelId, path: metaFilePath(this.root, modelId, key), fd: undefined, writtenSinceSweep: false };
-      this.#files.set(id, file);
+      file = { path: metaFilePath(this.root, modelId, key), fd: undefined, writtenSinceSweep: false };
+      files.set(key, file);
     }
     if (file.fd === undefined) {
       file.fd = openSync(file.path, constants.O_WRONLY | constants.O_CREAT, FILE_MODE);
@@ -339,12 +354,10 @@ class PageCacheRecords {
   }
 
   forgetModel(modelId: string): void {
-    for (const [id, file] of this.#files) {
-      if (file.modelId === modelId) {
-        this.#close(file);
-        this.#files.delete(id);
-      }
+    for (const file of this.#files.get(modelId)?.values() ?? []) {
+      this.#close(file);
     }
+    this.#files.delete(modelId);
   }
 
   /** Closes every held file (the archive is closing). */
@@ -392,7 +405,6 @@ class PageCacheRecords {
 }
 
 interface RecordFile {
-  readonly modelId: string;
   readonly path: string;
   fd: number | undefined;
   writtenSinceSweep: boolean;

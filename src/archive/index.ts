@@ -1,4 +1,5 @@
 export type { ArchiveStore, StreamedVersionData, VersionDataReader } from "./archive-store.js";
+export { META_WRITTEN } from "./archive-store.js";
 export {
   commitStreamedVersion,
   inlineFileWriter,

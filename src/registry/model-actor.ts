@@ -79,60 +79,62 @@ export class ModelActor {
 
   /** Numbers and stores a received version. A memory payload's reservation is consumed on success, released on failure. */
   commit(pending: VersionCommit): Promise<VersionRecord> {
+    return this.#queue.run(() => this.#commitNow(pending));
+  }
+
+  async #commitNow(pending: VersionCommit): Promise<VersionRecord> {
     const { payload } = pending;
-    return this.#queue
-      .run(async () => {
-        const { state, archive, cache } = this.context;
-        const claim = pending.generation === this.#generation ? await state.claimVersionNumber(this.modelId) : undefined;
-        if (claim === undefined || pending.generation !== this.#generation) {
-          claim?.abandon();
-          throw notFound(`model "${this.modelId}" not found (it was deleted while the version was uploading)`);
+    try {
+      const { state, archive, cache } = this.context;
+      const claim = pending.generation === this.#generation ? await state.claimVersionNumber(this.modelId) : undefined;
+      if (claim === undefined || pending.generation !== this.#generation) {
+        claim?.abandon();
+        throw notFound(`model "${this.modelId}" not found (it was deleted while the version was uploading)`);
+      }
+      const { versionNumber } = claim;
+      const record: VersionRecord = {
+        modelId: this.modelId,
+        versionNumber,
+        creationTimestamp: pending.creationTimestamp,
+        archived: pending.archived,
+        dataHash: pending.dataHash,
+        dataSize: payload.kind === "memory" ? payload.data.dataSize : payload.dataSize,
+        userData: pending.userData,
+      };
+      try {
+        if (payload.kind === "stream") {
+          await payload.stream.commit(record);
+        } else if (record.archived) {
+          await archive.putVersion(record, payload.data.dataSegments());
         }
-        const { versionNumber } = claim;
-        const record: VersionRecord = {
-          modelId: this.modelId,
-          versionNumber,
-          creationTimestamp: pending.creationTimestamp,
-          archived: pending.archived,
-          dataHash: pending.dataHash,
-          dataSize: payload.kind === "memory" ? payload.data.dataSize : payload.dataSize,
-          userData: pending.userData,
-        };
-        try {
-          if (payload.kind === "stream") {
-            await payload.stream.commit(record);
-          } else if (record.archived) {
-            await archive.putVersion(record, payload.data.dataSegments());
-          }
-        } catch (error) {
-          claim.abandon();
-          throw error;
-        }
-        if (payload.kind === "memory") {
-          // In the cache before the version is visible: a reader told of it finds its data.
-          cache.insert(payload.reservation, this.modelId, versionNumber, payload.data, { pinned: true, identity: record.dataHash });
-        }
-        let previous: VersionRecord | undefined;
-        try {
-          previous = await claim.commit(record, payload.kind === "memory" ? payload.shared : undefined);
-        } catch (error) {
-          cache.delete(this.modelId, versionNumber);
-          throw error;
-        }
-        // The previous latest as of the commit (an eviction meanwhile may have made an older version
-        // the latest and pinned it: dataEvicted). Unpinned on both paths: a version streamed to disk is not cached.
-        if (previous !== undefined) {
-          cache.setPinned(this.modelId, previous.versionNumber, false);
-        }
-        return record;
-      })
-      .catch((error: unknown) => {
-        if (payload.kind === "memory") {
-          payload.reservation.release();
-          payload.shared?.abort();
-        }
+      } catch (error) {
+        claim.abandon();
         throw error;
-      });
+      }
+      if (payload.kind === "memory") {
+        // In the cache before the version is visible: a reader told of it finds its data.
+        cache.insert(payload.reservation, this.modelId, versionNumber, payload.data, { pinned: true, identity: record.dataHash });
+      }
+      let previous: VersionRecord | undefined;
+      try {
+        previous = await claim.commit(record, payload.kind === "memory" ? payload.shared : undefined);
+      } catch (error) {
+        cache.delete(this.modelId, versionNumber);
+        throw error;
+      }
+      // The previous latest as of the commit (an eviction meanwhile may have made an older version
+      // the latest and pinned it: dataEvicted). Unpinned on both paths: a version streamed to disk is not cached.
+      if (previous !== undefined) {
+        cache.setPinned(this.modelId, previous.versionNumber, false);
+      }
+      return record;
+    } catch (error) {
+      if (payload.kind === "memory") {
+        payload.reservation.release();
+        payload.shared?.abort();
+      }
+      throw error;
+    }
   }
 
   /**

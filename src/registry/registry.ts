@@ -15,6 +15,7 @@ import { type ModelPage, type VersionPage, selectVersionPage } from "./version-p
 import { pageOf, parseHandle, resolveVersion } from "./version-selection.js";
 import { type VersionSink, VersionSubscription } from "./version-subscription.js";
 import type { PendingUpload } from "./version-upload.js";
+import type { VersionCommit } from "./version-commit.js";
 
 export interface RegistryOptions {
   readonly archive: ArchiveStore;
@@ -268,12 +269,15 @@ export class Registry {
     return selectVersionPage(modelId, await this.#state.listVersions(modelId), versionNumbers, count, handle);
   }
 
-  /** Starts an upload: checks the model and the size, and reserves memory in the cache account (see UploadPlanner). */
-  async beginUpload(header: UploadHeader): Promise<PendingUpload> {
+  /**
+   * Starts an upload: checks the model and the size, and reserves memory in the cache account (see
+   * UploadPlanner). Not async: one promise per CreateVersion, where async frames cost a few hundred
+   * bytes of garbage each.
+   */
+  beginUpload(header: UploadHeader): Promise<PendingUpload> {
     const actor = this.#actorFor(header.modelId);
-    const generation = actor.generation;
-    await this.#requireModel(header.modelId);
-    return this.#uploads.begin(header, { generation, commit: (pending) => actor.commit(pending) });
+    const target = { generation: actor.generation, commit: (pending: VersionCommit) => actor.commit(pending) };
+    return this.#requireModel(header.modelId).then(() => this.#uploads.begin(header, target));
   }
 
   async openVersionData(modelId: string, versionNumber: number): Promise<VersionDataSource> {
@@ -337,16 +341,17 @@ export class Registry {
   }
 
   /** NOT_FOUND unless the model exists; the model's actor then stays (see ModelActor.markKnown). */
-  async #requireModel(modelId: string): Promise<void> {
-    const model = await this.#state.getModel(modelId);
-    const actor = this.#actors.get(modelId);
-    if (model === undefined) {
-      if (actor !== undefined) {
-        this.#dropIfIdle(actor);
+  #requireModel(modelId: string): Promise<void> {
+    return this.#state.getModel(modelId).then((model) => {
+      const actor = this.#actors.get(modelId);
+      if (model === undefined) {
+        if (actor !== undefined) {
+          this.#dropIfIdle(actor);
+        }
+        throw notFound(`model "${modelId}" not found`);
       }
-      throw notFound(`model "${modelId}" not found`);
-    }
-    actor?.markKnown();
+      actor?.markKnown();
+    });
   }
 
   #actorFor(modelId: string): ModelActor {

@@ -15,13 +15,15 @@ export class SerialQueue {
   run<T>(task: () => Promise<T>): Promise<T> {
     this.pendingCount++;
     const result = this.tail.then(task, task);
-    const settle = (): void => {
-      this.pendingCount--;
-      if (this.pendingCount === 0) {
-        this.onIdle();
-      }
-    };
-    this.tail = result.then(settle, settle);
+    this.tail = result.then(this.settle, this.settle);
     return result;
   }
+
+  /** One function for every task (a queue runs one per commit). */
+  private readonly settle = (): void => {
+    this.pendingCount--;
+    if (this.pendingCount === 0) {
+      this.onIdle();
+    }
+  };
 }

@@ -94,21 +94,30 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
     }
   };
 
-  const claim = (entry: ModelEntry, versionNumber: number): VersionNumberClaim => ({
-    versionNumber,
-    async commit(version) {
-      // Stored: the number is recorded before anyone can see it.
-      await entry.numbering.record(versionNumber);
-      const previous = entry.versions[entry.versions.length - 1];
-      entry.versions.push(version);
-      entry.numbering.handedOut(versionNumber);
-      announce(committedListeners, version);
-      return previous;
-    },
-    abandon() {
-      // Nothing to undo: `next` moves on only at commit.
-    },
-  });
+  /** A claimed number: recorded, listed and announced at commit (see InProcessClaim). */
+  const claim = (entry: ModelEntry, versionNumber: number): VersionNumberClaim =>
+    new InProcessClaim(entry, versionNumber, committedListeners);
+
+  /** The claim of a loaded model: no promise but the one returned, unless the durable mark is due. */
+  const claimLoaded = (entry: ModelEntry): Promise<VersionNumberClaim> => {
+    const versionNumber = entry.numbering.next;
+    if (versionNumber > MAX_VERSION_NUMBER) {
+      return Promise.reject(resourceExhausted(`model "${entry.model.modelId}" has used every version number up to ${MAX_VERSION_NUMBER}`));
+    }
+    const reserved = entry.numbering.reserve(versionNumber);
+    return reserved === undefined ? Promise.resolve(claim(entry, versionNumber)) : reserved.then(() => claim(entry, versionNumber));
+  };
+
+  const claimAfterLoading = async (modelId: string): Promise<VersionNumberClaim | undefined> => {
+    const entry = await loadedEntry(modelId);
+    if (entry === undefined) {
+      return undefined;
+    }
+    if (models.get(modelId) !== entry) {
+      return undefined; // deleted meanwhile
+    }
+    return claimLoaded(entry);
+  };
 
   const openServing = async (): Promise<{ readonly listed: Promise<void> }> => {
     const throwFirstFailure = (outcomes: readonly PromiseSettledResult<unknown>[]): void => {
@@ -166,11 +175,10 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
       return sortedModelIds().slice(offset, count === 0 ? undefined : offset + count);
     },
 
-    async getModel(modelId) {
-      if (!listed) {
-        await listing;
-      }
-      return models.get(modelId)?.model;
+    // Not async: every CreateVersion asks, and once listed the answer takes no turn of its own.
+    getModel(modelId) {
+      const read = (): ModelRecord | undefined => models.get(modelId)?.model;
+      return listed ? Promise.resolve(read()) : listing.then(read);
     },
 
     async putModel(model) {
@@ -218,20 +226,14 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
       return versionNumber === -1 ? versions[versions.length - 1] : findVersion(versions, versionNumber);
     },
 
-    async claimVersionNumber(modelId) {
-      const entry = await loadedEntry(modelId);
-      if (entry === undefined) {
-        return undefined;
+    claimVersionNumber(modelId) {
+      // The common case (listed, the model's versions read) takes no turn of its own; the contract
+      // is the same: a promise, rejected rather than thrown.
+      const entry = listed ? models.get(modelId) : undefined;
+      if (entry?.loaded === true) {
+        return claimLoaded(entry);
       }
-      if (models.get(modelId) !== entry) {
-        return undefined; // deleted meanwhile
-      }
-      const versionNumber = entry.numbering.next;
-      if (versionNumber > MAX_VERSION_NUMBER) {
-        throw resourceExhausted(`model "${modelId}" has used every version number up to ${MAX_VERSION_NUMBER}`);
-      }
-      await entry.numbering.reserve(versionNumber);
-      return claim(entry, versionNumber);
+      return claimAfterLoading(modelId);
     },
 
     // Async for the contract, but the removal happens before the first await: at once, as promised.
@@ -283,4 +285,46 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
       }
     },
   };
+}
+
+/**
+ * A claimed version number of the in-process state. The version's bytes are in place at commit:
+ * its number is recorded (version-numbering.ts) before it is listed and announced, so no reader,
+ * subscriber or uploader can learn of a number a crash of the process would hand out again.
+ * A class, not an object of closures: a commit is the hot path of a small CreateVersion.
+ */
+class InProcessClaim implements VersionNumberClaim {
+  constructor(
+    private readonly entry: ModelEntry,
+    readonly versionNumber: number,
+    private readonly listeners: ReadonlySet<(version: VersionRecord) => void>,
+  ) {}
+
+  commit(version: VersionRecord): Promise<VersionRecord | undefined> {
+    const recorded = this.entry.numbering.record(this.versionNumber);
+    if (recorded !== undefined) {
+      return recorded.then(() => this.handOut(version));
+    }
+    try {
+      return Promise.resolve(this.handOut(version));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  abandon(): void {
+    // Nothing to undo: `next` moves on only at commit.
+  }
+
+  /** Recorded: the version is listed, then announced. Returns the previous latest. */
+  private handOut(version: VersionRecord): VersionRecord | undefined {
+    const { versions, numbering } = this.entry;
+    const previous = versions[versions.length - 1];
+    versions.push(version);
+    numbering.handedOut(this.versionNumber);
+    for (const listener of this.listeners) {
+      listener(version);
+    }
+    return previous;
+  }
 }

@@ -1,5 +1,5 @@
 import { cutText } from "../cut-text.js";
-import type { ArchiveStore } from "../archive/index.js";
+import { type ArchiveStore, META_WRITTEN } from "../archive/index.js";
 import type { Logger } from "../logger.js";
 
 /** The durable mark is written this many numbers ahead (see reserve). */
@@ -32,6 +32,9 @@ export interface SavedNumbering {
 
 type Recorded = "mark" | "record";
 
+const DURABLE_WRITE = { durable: true } as const;
+const PAGE_CACHE_WRITE = { durable: false } as const;
+
 /**
  * A model's version numbering across restarts. Two records, both dotfiles in the model's directory:
  * - the exact record (next number, boot id, running/stopped), overwritten in place at every commit
@@ -50,8 +53,9 @@ export class VersionNumbering {
   private reservedUpTo = 0;
   /** Whether a "running" record was flushed to disk since the load; until then a stale "stopped" one may be on disk. */
   private recordFlushed = false;
-  /** What the record on disk says, as far as this process knows. */
-  private recorded: ExactRecord | undefined = undefined;
+  /** What the record on disk says, as far as this process knows (recordedNext undefined: nothing known). */
+  private recordedNext: number | undefined = undefined;
+  private recordedStopped = false;
   private started = false;
   private readonly warned = new Set<Recorded>();
 
@@ -103,41 +107,44 @@ export class VersionNumbering {
       }
     }
     this.reservedUpTo = Math.max(mark ?? 0, afterDisk);
-    this.recorded = record;
+    this.recordedNext = record?.next;
+    this.recordedStopped = record?.stopped ?? false;
     this.recordFlushed = false;
     this.started = true;
   }
 
   /**
    * Before `versionNumber` is handed out: makes sure the durable mark covers it, a block ahead,
-   * so a crash of the machine never leads to reusing it.
+   * so a crash of the machine never leads to reusing it. Undefined when the mark already does
+   * (every commit but one in VERSION_NUMBER_BLOCK): nothing to wait for.
    */
-  async reserve(versionNumber: number): Promise<void> {
+  reserve(versionNumber: number): Promise<void> | undefined {
     if (versionNumber < this.reservedUpTo) {
-      return;
+      return undefined;
     }
     const mark = Math.min(versionNumber + VERSION_NUMBER_BLOCK, MAX_VERSION_NUMBER + 1);
-    try {
-      await this.context.archive.writeMeta(this.modelId, MARK_KEY, String(mark));
-    } catch (error) {
-      this.warnOnce(
-        "mark",
-        error,
-        "could not write the version-number mark: versions are still numbered and served, but after a crash of the machine (not of the process) the server may hand out again numbers of transient versions created from now on",
-      );
-      return;
-    }
-    this.reservedUpTo = mark;
-    this.warned.delete("mark");
+    return this.context.archive.writeMeta(this.modelId, MARK_KEY, String(mark)).then(
+      () => {
+        this.reservedUpTo = mark;
+        this.warned.delete("mark");
+      },
+      (error: unknown) =>
+        this.warnOnce(
+          "mark",
+          error,
+          "could not write the version-number mark: versions are still numbered and served, but after a crash of the machine (not of the process) the server may hand out again numbers of transient versions created from now on",
+        ),
+    );
   }
 
   /**
    * `versionNumber` is stored and about to be handed out: records the next number in the page
    * cache (flushed to disk the first time after a load). Never fails: what cannot be recorded is
-   * logged once. `next` moves on at `handedOut`.
+   * logged once. Undefined when the record was written at once (the archive directory's page-cache
+   * write, every commit but the first of a run): nothing to wait for. `next` moves on at `handedOut`.
    */
-  async record(versionNumber: number): Promise<void> {
-    await this.writeRecord(versionNumber + 1, false);
+  record(versionNumber: number): Promise<void> | undefined {
+    return this.writeRecord(versionNumber + 1, false);
   }
 
   /** `versionNumber` is visible: the next commit gets the number after it. */
@@ -147,30 +154,54 @@ export class VersionNumbering {
 
   /** At a graceful stop, once no more commits run: flushes the exact record to disk, marked clean. */
   async recordStop(): Promise<void> {
-    const unchanged = this.recorded?.stopped === true && this.recorded.next === this.next;
+    const unchanged = this.recordedStopped && this.recordedNext === this.next;
     if (this.started && !unchanged) {
       await this.writeRecord(this.next, true);
     }
   }
 
-  private async writeRecord(next: number, stopped: boolean): Promise<void> {
-    const record: ExactRecord = { next, bootId: this.context.bootId ?? "-", stopped };
+  /** Written at every commit: no object, promise or closure per call when the archive writes at once. */
+  private writeRecord(next: number, stopped: boolean): Promise<void> | undefined {
     // A "running" record must reach the disk once before the next ones may stay in the page cache:
     // otherwise a crash of the machine could leave an older "stopped" record there, and it is trusted.
     const durable = stopped || !this.recordFlushed;
+    let written: Promise<void>;
     try {
-      await this.context.archive.overwriteMeta(this.modelId, RECORD_KEY, formatRecord(record), { durable });
-    } catch (error) {
-      this.warnOnce(
-        "record",
-        error,
-        "could not record the next version number: versions are still numbered and served, but after a restart the server may hand out again numbers of transient versions created from now on (archived versions keep theirs)",
+      written = this.context.archive.overwriteMeta(
+        this.modelId,
+        RECORD_KEY,
+        formatRecord(next, this.context.bootId ?? "-", stopped),
+        durable ? DURABLE_WRITE : PAGE_CACHE_WRITE,
       );
-      return;
+    } catch (error) {
+      this.recordFailed(error); // a store that throws instead of rejecting
+      return undefined;
     }
-    this.recorded = record;
+    if (written === META_WRITTEN) {
+      this.recordWritten(next, stopped);
+      return undefined;
+    }
+    return written.then(
+      () => this.recordWritten(next, stopped),
+      (error: unknown) => this.recordFailed(error),
+    );
+  }
+
+  private recordWritten(next: number, stopped: boolean): void {
+    this.recordedNext = next;
+    this.recordedStopped = stopped;
     this.recordFlushed = !stopped;
-    this.warned.delete("record");
+    if (this.warned.size > 0) {
+      this.warned.delete("record");
+    }
+  }
+
+  private recordFailed(error: unknown): void {
+    this.warnOnce(
+      "record",
+      error,
+      "could not record the next version number: versions are still numbered and served, but after a restart the server may hand out again numbers of transient versions created from now on (archived versions keep theirs)",
+    );
   }
 
   /** Once per model and record until a write of it succeeds again: the path, the errno and what it means. */
@@ -203,8 +234,8 @@ function parseMark(text: string | undefined): number | undefined {
 
 const RECORD_PATTERN = /^next=([0-9]{1,10}) boot=([0-9A-Za-z-]{1,64}) state=(running|stopped)$/;
 
-function formatRecord(record: ExactRecord): string {
-  return `next=${record.next} boot=${record.bootId} state=${record.stopped ? "stopped" : "running"}`;
+function formatRecord(next: number, bootId: string, stopped: boolean): string {
+  return `next=${next} boot=${bootId} state=${stopped ? "stopped" : "running"}`;
 }
 
 function parseRecord(text: string | undefined): ExactRecord | undefined {
