@@ -14,6 +14,8 @@ const UNAVAILABLE_REPLIES = ["LOADING", "MASTERDOWN", "READONLY", "CLUSTERDOWN",
 
 /** A script on a Cluster node whose slot is being migrated, after some of its keys left: try again. */
 const NOT_LOCAL_ANY_MORE = /Script attempted to access a non local key/;
+/** A Redis at its `maxclients` refuses a new connection's first command: there, but full for now. */
+const NO_ROOM_FOR_CLIENTS = /^ERR max number of clients reached/;
 
 /**
  * Maps whatever a Redis call threw to the registry's error: no connection, a timeout or a Redis
@@ -38,7 +40,7 @@ export function toRegistryError(address: string, error: unknown): RegistryError 
         { cause: error },
       );
     }
-    if (UNAVAILABLE_REPLIES.includes(word) || NOT_LOCAL_ANY_MORE.test(message)) {
+    if (UNAVAILABLE_REPLIES.includes(word) || NOT_LOCAL_ANY_MORE.test(message) || NO_ROOM_FOR_CLIENTS.test(message)) {
       return unavailable(address, message, error);
     }
     return new RegistryError(Code.INTERNAL, `Redis at ${address} refused a command: ${message}`, { cause: error });

@@ -55,7 +55,12 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   const lastAnnounced = new Map<string, number>();
   /** Generation of the last deletion announced per model. */
   const deletionAnnounced = new Map<string, number>();
-  /** Highest version number this instance saw per model: where a catch-up starts. */
+  /**
+   * Where a catch-up of each followed model starts: the version read when this instance began to
+   * follow it, raised by each version announced. Reads do not raise it: a version read while the
+   * subscription was down (or whose notification was lost with it) has not been announced to the
+   * model's VersionUpdate streams, and the catch-up must announce it.
+   */
   const followed = new Map<string, number>();
   /**
    * The model's generation (its count of deletions) when this instance began to follow it, read once
@@ -67,9 +72,11 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   let importing: Promise<void> | undefined = undefined;
   let closed = false;
 
-  const follow = (modelId: string, versionNumber: number): void => {
+  const follow = (modelId: string, versionNumber: number, announced: boolean): void => {
     const seen = followed.get(modelId);
-    followed.set(modelId, Math.max(seen ?? 0, versionNumber));
+    if (seen === undefined || (announced && versionNumber > seen)) {
+      followed.set(modelId, versionNumber);
+    }
     if (seen === undefined) {
       store.generation(modelId).then(
         (generation) => {
@@ -88,7 +95,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       return;
     }
     lastAnnounced.set(version.modelId, version.versionNumber);
-    follow(version.modelId, version.versionNumber);
+    follow(version.modelId, version.versionNumber, true);
     for (const listener of committedListeners) {
       listener(version);
     }
@@ -152,11 +159,9 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
    */
   const catchUp = async (): Promise<boolean> => {
     let complete = true;
-    for (const [modelId, lastSeen] of followed) {
+    for (const [modelId, from] of followed) {
       try {
-        // From the last version announced, not the last one read: a read of a version while the
-        // subscription was down (it "saw" it) has not announced it to the model's VersionUpdate streams.
-        await catchUpModel(modelId, lastAnnounced.get(modelId) ?? lastSeen);
+        await catchUpModel(modelId, from);
       } catch (error) {
         complete = false;
         log.warn({ err: error, modelId }, "cannot catch up on a model's changes after the Redis subscription was lost; trying again");
@@ -460,7 +465,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         throw error;
       }
       const versions = stored.map((version) => version.record);
-      follow(modelId, versions[versions.length - 1]?.versionNumber ?? 0);
+      follow(modelId, versions[versions.length - 1]?.versionNumber ?? 0, false);
       return versions;
     },
 
@@ -481,7 +486,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         throw error;
       }
       if (stored !== undefined) {
-        follow(modelId, stored.record.versionNumber);
+        follow(modelId, stored.record.versionNumber, false);
       }
       return stored?.record;
     },

@@ -370,6 +370,45 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
     assert.deepEqual(onB.numbers, [...onB.numbers].sort((x, y) => x - y), "in order");
   });
 
+  test("a version read on an instance while its subscription was down still reaches that instance's VersionUpdate streams", async (t) => {
+    const { redis, instances } = await startCluster(t, { count: 2 });
+    const [a, b] = instances as [Instance, Instance];
+    await a.client.createModel("unseen");
+    // Each instance's connection for version data opened first (it is opened at its first use).
+    await a.client.createModel("warm");
+    await a.client.publish("warm", Buffer.from("w"));
+    assert.equal((await b.client.retrieveData("warm", 1)).toString(), "w");
+    const inspector = inspect(t, redis.url);
+    const pubsubCount = async (): Promise<number> =>
+      String(await inspector.call("CLIENT", "LIST", "TYPE", "pubsub"))
+        .split("\n")
+        .filter((line) => line.trim() !== "").length;
+    const connected = Number(/connected_clients:(\d+)/.exec(String(await inspector.call("INFO", "clients")))?.[1]);
+    // The subscriber connections are dropped and kept out (no room for them); the command connections stay.
+    await inspector.call("CONFIG", "SET", "maxclients", String(connected - (await pubsubCount())));
+    t.after(() => inspector.call("CONFIG", "SET", "maxclients", "10000").catch(() => undefined));
+    await inspector.call("CLIENT", "KILL", "TYPE", "pubsub");
+    assert.equal(await pubsubCount(), 0);
+
+    // B never hears of "unseen"'s commits from the feed: v1 before its stream opens, v2 after.
+    await a.client.publish("unseen", Buffer.from("v1"));
+    const onB = follow(b.client, "unseen");
+    t.after(() => onB.cancel());
+    await onB.until(() => onB.numbers.length === 1, "the current latest");
+    assert.equal((await a.client.publish("unseen", Buffer.from("v2"))).version_number, 2);
+    // A read of the new latest through B while its subscription is still down.
+    const read = await b.client.retrieveVersionInfos({ model_id: "unseen", version_numbers: [-1] });
+    assert.deepEqual(
+      read.version_infos.map((info) => info.version_number),
+      [2],
+    );
+    assert.deepEqual(onB.numbers, [1]);
+
+    await inspector.call("CONFIG", "SET", "maxclients", "10000");
+    await onB.until(() => onB.numbers.at(-1) === 2, "version 2 from the catch-up");
+    assert.deepEqual(onB.numbers, [1, 2]);
+  });
+
   test("a model deleted and created again while an instance was cut off from Redis: its catch-up ends the old streams (NOT_FOUND)", async (t) => {
     const redis = await startRedisServer(t, { appendOnly: false });
     const archiveDir = await makeArchiveDir();
