@@ -269,11 +269,19 @@ export class Registry {
   }
 
   /** Starts an upload: checks the model and the size, and reserves memory in the cache account (see UploadPlanner). */
-  async beginUpload(header: UploadHeader): Promise<PendingUpload> {
-    const actor = this.#actorFor(header.modelId);
-    const generation = actor.generation;
-    await this.#requireModel(header.modelId);
-    return this.#uploads.begin(header, { generation, commit: (pending) => actor.commit(pending) });
+  beginUpload(header: UploadHeader): Promise<PendingUpload> {
+    // One promise step per upload, not three (no async frames here: issue #15's garbage per call).
+    try {
+      const { modelId } = header;
+      const actor = this.#actorFor(modelId);
+      const generation = actor.generation;
+      return this.#state.getModel(modelId).then((model) => {
+        this.#checkModel(modelId, model);
+        return this.#uploads.begin(header, { generation, commit: (pending) => actor.commit(pending) });
+      });
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
   }
 
   async openVersionData(modelId: string, versionNumber: number): Promise<VersionDataSource> {
@@ -338,7 +346,11 @@ export class Registry {
 
   /** NOT_FOUND unless the model exists; the model's actor then stays (see ModelActor.markKnown). */
   async #requireModel(modelId: string): Promise<void> {
-    const model = await this.#state.getModel(modelId);
+    this.#checkModel(modelId, await this.#state.getModel(modelId));
+  }
+
+  /** #requireModel once the model is read. */
+  #checkModel(modelId: string, model: ModelRecord | undefined): void {
     const actor = this.#actors.get(modelId);
     if (model === undefined) {
       if (actor !== undefined) {
