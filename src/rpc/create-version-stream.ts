@@ -141,7 +141,8 @@ class CreateVersionStream {
 
   start(): void {
     const stream = this.#stream;
-    stream.once("close", () => this.#closed());
+    // `on`, not `once`, for the events a stream emits once: no once-wrapper per call.
+    stream.on("close", () => this.#closed());
     stream.on("end", () => {
       if (!this.#done) {
         this.#upload.end();
@@ -222,7 +223,7 @@ class CreateVersionStream {
     if (this.#headersSent) {
       this.#trailersPending = true;
       const trailers = code === Code.OK && details === "OK" ? OK_TRAILERS : { "grpc-status": code, "grpc-message": encodeURI(details) };
-      stream.once("wantTrailers", () => {
+      stream.on("wantTrailers", () => {
         stream.sendTrailers(trailers);
         this.#finished();
       });
