@@ -71,26 +71,7 @@ export class UploadPlanner {
         ? this.#beginArchived(header, target, totalBytes, offThreadHash)
         : this.#beginInMemory(header, target, totalBytes);
     this.#inFlight++;
-    let counted = true;
-    const uncount = (): void => {
-      if (counted) {
-        counted = false;
-        this.#inFlight--;
-      }
-    };
-    const { dataReceived } = this.options;
-    return {
-      header,
-      append: (chunk) => {
-        dataReceived?.(chunk.byteLength);
-        return upload.append(chunk);
-      },
-      finish: () => upload.finish().finally(uncount),
-      abort: () => {
-        uncount();
-        upload.abort();
-      },
-    };
+    return new CountedUpload(upload, this.options.dataReceived, () => this.#inFlight--);
   }
 
   #beginArchived(header: UploadHeader, target: UploadTarget, totalBytes: number, offThreadHash: OffThreadHashing): PendingUpload {
@@ -174,5 +155,53 @@ export class UploadPlanner {
         }
       },
     };
+  }
+}
+
+/** An upload counted in `inFlight` until it settles, the data it receives reported to the memory guard. */
+class CountedUpload implements PendingUpload {
+  readonly #upload: PendingUpload;
+  readonly #dataReceived: ((bytes: number) => void) | undefined;
+  #uncount: (() => void) | undefined;
+
+  constructor(upload: PendingUpload, dataReceived: ((bytes: number) => void) | undefined, uncount: () => void) {
+    this.#upload = upload;
+    this.#dataReceived = dataReceived;
+    this.#uncount = uncount;
+  }
+
+  get header(): UploadHeader {
+    return this.#upload.header;
+  }
+
+  append(chunk: Uint8Array): void | Promise<void> {
+    this.#dataReceived?.(chunk.byteLength);
+    return this.#upload.append(chunk);
+  }
+
+  finish(): Promise<VersionRecord> {
+    return this.#upload.finish().then(
+      (version) => {
+        this.#settled();
+        return version;
+      },
+      (error: unknown) => {
+        this.#settled();
+        throw error;
+      },
+    );
+  }
+
+  abort(): void {
+    this.#settled();
+    this.#upload.abort();
+  }
+
+  #settled(): void {
+    const uncount = this.#uncount;
+    if (uncount !== undefined) {
+      this.#uncount = undefined;
+      uncount();
+    }
   }
 }

@@ -8,8 +8,12 @@
  * without its reader, its read context and its default-filled messages. Anything else (a header, an
  * empty or absent data_chunk, unknown or repeated fields, a truncated message) goes to protobuf-es
  * as before, so its answers and its errors are unchanged (test/unit/body-chunk-decoder.test.ts).
+ *
+ * The header (the first message of every upload) is read here too when it is plain: its
+ * ModelVersionInfo's fields in number order, once each, ASCII text (decodeHeaderChunk below);
+ * protobuf-es's reader, its read context and its messages were ~1 KiB of garbage per call.
  */
-import type { CreateVersionRequestChunk } from "../gen/cogment/api/model_registry_pb.js";
+import type { CreateVersionRequestChunk, ModelVersionInfo } from "../gen/cogment/api/model_registry_pb.js";
 
 const BODY_TAG = (2 << 3) | 2; // field 2 (body), length-delimited
 const DATA_CHUNK_TAG = (1 << 3) | 2; // field 1 (data_chunk), length-delimited
@@ -59,4 +63,176 @@ export function decodeBodyChunk(bytes: Buffer): CreateVersionRequestChunk | unde
       value: { $typeName: "cogmentAPI.CreateVersionRequestChunk.Body", dataChunk: bytes.subarray(dataStart, end) },
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The header: `header = 1 { version_info = 1 { ModelVersionInfo } }`, the first message of every upload.
+
+const HEADER_TAG = (1 << 3) | 2; // field 1 (header), length-delimited
+const VERSION_INFO_TAG = (1 << 3) | 2; // field 1 (version_info), length-delimited
+const MODEL_ID_TAG = (1 << 3) | 2;
+const VERSION_NUMBER_TAG = 2 << 3; // varint
+const CREATION_TIMESTAMP_TAG = (3 << 3) | 1; // fixed64
+const ARCHIVED_TAG = 4 << 3; // varint
+const DATA_HASH_TAG = (5 << 3) | 2;
+const DATA_SIZE_TAG = (6 << 3) | 1; // fixed64
+const USER_DATA_TAG = (7 << 3) | 2; // one map entry: key as field 1, value as field 2
+const ENTRY_KEY_TAG = (1 << 3) | 2;
+const ENTRY_VALUE_TAG = (2 << 3) | 2;
+
+/** Bytes `start` to `end` as a string when all are ASCII (the same text as UTF-8); undefined otherwise. */
+function asciiText(bytes: Buffer, start: number, end: number): string | undefined {
+  for (let i = start; i < end; i++) {
+    if ((bytes[i] as number) >= 0x80) {
+      return undefined;
+    }
+  }
+  return bytes.toString("latin1", start, end);
+}
+
+/** A length-delimited ASCII string at `at` (its end in lengthEnd); undefined when not one within `end`. */
+function readText(bytes: Buffer, at: number, end: number): string | undefined {
+  const length = readLength(bytes, at, end);
+  const start = lengthEnd;
+  if (length < 0 || start + length > end) {
+    return undefined;
+  }
+  lengthEnd = start + length;
+  return asciiText(bytes, start, start + length);
+}
+
+/**
+ * The ModelVersionInfo from `start` to `end`, as protobuf-es gives it (every field, default-filled,
+ * in declaration order); undefined for anything this reader does not take: fields out of number
+ * order or repeated (but user_data's entries), a wire type or a field it does not know, non-ASCII
+ * text, a version number of more than 4 varint bytes, `archived` other than 0 or 1, a map entry
+ * other than exactly key then value, a `__proto__` key.
+ */
+function decodeVersionInfo(bytes: Buffer, start: number, end: number): ModelVersionInfo | undefined {
+  let modelId = "";
+  let versionNumber = 0;
+  let creationTimestamp = 0n;
+  let archived = false;
+  let dataHash = "";
+  let dataSize = 0n;
+  const userData: Record<string, string> = {};
+  let lastTag = 0;
+  let at = start;
+  while (at < end) {
+    const tag = bytes[at++] as number;
+    if (tag < lastTag || (tag === lastTag && tag !== USER_DATA_TAG)) {
+      return undefined;
+    }
+    lastTag = tag;
+    switch (tag) {
+      case MODEL_ID_TAG:
+      case DATA_HASH_TAG: {
+        const text = readText(bytes, at, end);
+        if (text === undefined) {
+          return undefined;
+        }
+        if (tag === MODEL_ID_TAG) {
+          modelId = text;
+        } else {
+          dataHash = text;
+        }
+        at = lengthEnd;
+        break;
+      }
+      case VERSION_NUMBER_TAG:
+        versionNumber = readLength(bytes, at, end);
+        if (versionNumber < 0) {
+          return undefined;
+        }
+        at = lengthEnd;
+        break;
+      case CREATION_TIMESTAMP_TAG:
+      case DATA_SIZE_TAG: {
+        if (at + 8 > end) {
+          return undefined;
+        }
+        const value = bytes.readBigUInt64LE(at);
+        if (tag === CREATION_TIMESTAMP_TAG) {
+          creationTimestamp = value;
+        } else {
+          dataSize = value;
+        }
+        at += 8;
+        break;
+      }
+      case ARCHIVED_TAG: {
+        const value = bytes[at];
+        if (at >= end || (value !== 0 && value !== 1)) {
+          return undefined;
+        }
+        archived = value === 1;
+        at++;
+        break;
+      }
+      case USER_DATA_TAG: {
+        const entryLength = readLength(bytes, at, end);
+        const entryEnd = lengthEnd + entryLength;
+        if (entryLength < 0 || entryEnd > end || bytes[lengthEnd] !== ENTRY_KEY_TAG) {
+          return undefined;
+        }
+        const key = readText(bytes, lengthEnd + 1, entryEnd);
+        if (key === undefined || key === "__proto__" || bytes[lengthEnd] !== ENTRY_VALUE_TAG) {
+          return undefined;
+        }
+        const value = readText(bytes, lengthEnd + 1, entryEnd);
+        if (value === undefined || lengthEnd !== entryEnd) {
+          return undefined;
+        }
+        userData[key] = value;
+        at = entryEnd;
+        break;
+      }
+      default:
+        return undefined;
+    }
+  }
+  return {
+    $typeName: "cogmentAPI.ModelVersionInfo",
+    modelId,
+    versionNumber,
+    creationTimestamp,
+    archived,
+    dataHash,
+    dataSize,
+    userData,
+  };
+}
+
+/**
+ * The CreateVersionRequestChunk a header message with version_info decodes to; undefined for any
+ * other message, and for a version_info decodeVersionInfo does not take (protobuf-es decodes those).
+ */
+export function decodeHeaderChunk(bytes: Buffer): CreateVersionRequestChunk | undefined {
+  const end = bytes.byteLength;
+  if (end < 4 || bytes[0] !== HEADER_TAG) {
+    return undefined;
+  }
+  const headerLength = readLength(bytes, 1, end);
+  const headerStart = lengthEnd;
+  if (headerLength < 0 || headerStart + headerLength !== end || bytes[headerStart] !== VERSION_INFO_TAG) {
+    return undefined;
+  }
+  const infoLength = readLength(bytes, headerStart + 1, end);
+  const infoStart = lengthEnd;
+  if (infoLength < 0 || infoStart + infoLength !== end) {
+    return undefined;
+  }
+  const versionInfo = decodeVersionInfo(bytes, infoStart, end);
+  if (versionInfo === undefined) {
+    return undefined;
+  }
+  return {
+    $typeName: "cogmentAPI.CreateVersionRequestChunk",
+    msg: { case: "header", value: { $typeName: "cogmentAPI.CreateVersionRequestChunk.Header", versionInfo } },
+  };
+}
+
+/** CreateVersion's request messages, body or header, read without protobuf-es when they can be. */
+export function decodeCreateVersionChunk(bytes: Buffer): CreateVersionRequestChunk | undefined {
+  return decodeBodyChunk(bytes) ?? decodeHeaderChunk(bytes);
 }

@@ -72,7 +72,8 @@ export function guardConnections(http2Servers: readonly Http2Server[], options: 
 
   const onStream = (session: Http2Session, tracked: TrackedSession, stream: ServerHttp2Stream): void => {
     tracked.openStreams++;
-    stream.once("close", () => {
+    // `on`: a stream emits 'close' once, and `once` would wrap the listener for every stream.
+    stream.on("close", () => {
       tracked.openStreams--;
       // A reset by the client; not the streams of a connection going away as a whole.
       if (limiter !== undefined && !draining && stream.rstCode !== constants.NGHTTP2_NO_ERROR && !session.destroyed) {

@@ -3,7 +3,7 @@ import type { CreateVersionRequestChunk } from "../gen/cogment/api/model_registr
 import type { VersionRecord } from "../domain/index.js";
 import type { PendingUpload, Registry } from "../registry/index.js";
 import { invalidArgument } from "../errors/index.js";
-import { encodedVersionInfo, framedInfosReply } from "./encoded-infos.js";
+import { framedVersionReply } from "./encoded-infos.js";
 import { readOneMessageAhead } from "./read-ahead.js";
 import { releaseReceivedBytes } from "./release-received-bytes.js";
 import { toServiceError } from "./to-service-error.js";
@@ -30,9 +30,9 @@ export type UploadAnswer = sendUnaryData<Buffer>;
  * the source is paused: later messages stay in its buffer, within its high-water mark, and the
  * client waits (flow control) as it did under `for await`, which cost a promise and an iterator
  * step per message. A message emitted all the same is queued and handled in order.
- * The reply is one pre-framed gRPC frame built from the version's cached info encoding
- * (encoded-infos.ts): CreateVersionReply is `version_info = 1`, the same bytes as a
- * VersionUpdate reply, and a first RetrieveVersionInfos then finds the encoding cached.
+ * The reply is one pre-framed gRPC frame with the version's info encoding (encoded-infos.ts:
+ * framedVersionReply): CreateVersionReply is `version_info = 1`, the same bytes as a
+ * VersionUpdate reply.
  */
 export class CreateVersionUpload {
   readonly #registry: Registry;
@@ -177,7 +177,7 @@ export class CreateVersionUpload {
   #reply(version: VersionRecord): void {
     if (!this.#answered) {
       this.#answered = true;
-      this.#answer(null, framedInfosReply([encodedVersionInfo(version)]));
+      this.#answer(null, framedVersionReply(version));
     }
   }
 

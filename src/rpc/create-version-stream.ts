@@ -29,15 +29,9 @@ import type { UploadLimits } from "./upload-watchdog.js";
 
 export const CREATE_VERSION_PATH = "/cogmentAPI.ModelRegistrySP/CreateVersion";
 
-// grpc-js's response headers and trailers (server-interceptors.js: defaultResponseHeaders,
-// defaultCompressionHeaders, sendStatus), in its order.
-const RESPONSE_HEADERS = {
-  [constants.HTTP2_HEADER_STATUS]: constants.HTTP_STATUS_OK,
-  [constants.HTTP2_HEADER_CONTENT_TYPE]: "application/grpc+proto",
-  "grpc-accept-encoding": "identity,deflate,gzip",
-  "grpc-encoding": "identity",
-} as const;
 const RESPONSE_OPTIONS = { waitForTrailers: true } as const;
+/** The trailers of a call that succeeded, as grpc-js's sendStatus writes them (`grpc-status` 0, `encodeURI("OK")`). */
+const OK_TRAILERS = { "grpc-status": "0", "grpc-message": "OK" } as const;
 const TRAILERS_ONLY_OPTIONS = { endStream: true } as const;
 /** grpc-js's answers to a deserializer that throws and to a failed write (without GRPC_NODE_DEBUG_SEND_ERROR_DETAILS). */
 const DESERIALIZE_FAILED = "Error deserializing request";
@@ -147,7 +141,8 @@ class CreateVersionStream {
 
   start(): void {
     const stream = this.#stream;
-    stream.once("close", () => this.#closed());
+    // `on`, not `once`, for the events a stream emits once: no once-wrapper per call.
+    stream.on("close", () => this.#closed());
     stream.on("end", () => {
       if (!this.#done) {
         this.#upload.end();
@@ -204,7 +199,7 @@ class CreateVersionStream {
     }
     const stream = this.#stream;
     this.#headersSent = true;
-    stream.respond(RESPONSE_HEADERS, RESPONSE_OPTIONS);
+    stream.respond(responseHeaders(), RESPONSE_OPTIONS);
     stream.write(reply, (error) => {
       if (error) {
         this.#sendStatus(Code.INTERNAL, WRITE_FAILED);
@@ -227,8 +222,9 @@ class CreateVersionStream {
     const stream = this.#stream;
     if (this.#headersSent) {
       this.#trailersPending = true;
-      stream.once("wantTrailers", () => {
-        stream.sendTrailers({ "grpc-status": code, "grpc-message": encodeURI(details) });
+      const trailers = code === Code.OK && details === "OK" ? OK_TRAILERS : { "grpc-status": code, "grpc-message": encodeURI(details) };
+      stream.on("wantTrailers", () => {
+        stream.sendTrailers(trailers);
         this.#finished();
       });
       stream.end();
@@ -259,6 +255,41 @@ class CreateVersionStream {
     this.#observed.closedWithoutStatus(this.#deadline);
     this.#finished();
   }
+}
+
+/**
+ * grpc-js's response headers (server-interceptors.js: defaultResponseHeaders,
+ * defaultCompressionHeaders), in its order, then `date` as node:http2 adds it last: node:http2's raw
+ * headers form (`[name, value, ...]`), which it takes as it is, where it copies an object's fields
+ * into a new object first; the header block on the wire is the same. A new array per call:
+ * node:http2 keeps the array it is given (and appends a missing `date` to it).
+ */
+function responseHeaders(): string[] {
+  return [
+    constants.HTTP2_HEADER_STATUS,
+    "200",
+    constants.HTTP2_HEADER_CONTENT_TYPE,
+    "application/grpc+proto",
+    "grpc-accept-encoding",
+    "identity,deflate,gzip",
+    "grpc-encoding",
+    "identity",
+    constants.HTTP2_HEADER_DATE,
+    httpDate(),
+  ];
+}
+
+let dateSecond = -1;
+let dateText = "";
+
+/** The `date` header's value, as node:http2 makes it (`toUTCString()`, kept for the second). */
+function httpDate(): string {
+  const second = Math.floor(Date.now() / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(second * 1000).toUTCString();
+  }
+  return dateText;
 }
 
 /** What a trailers-only response carries after the status: grpc-js's defaultResponseHeaders. */

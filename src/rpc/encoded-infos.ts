@@ -106,6 +106,23 @@ function writeStringField(target: Buffer, offset: number, tag: number, text: str
  * compares the bytes with protobuf-es's for every field's edge cases.
  */
 function encodeVersionInfo(version: VersionRecord): Buffer {
+  const plan = planVersionInfo(version);
+  const target = Buffer.allocUnsafe(plan.length);
+  writeVersionInfo(version, plan, target, 0);
+  return target;
+}
+
+/** The sizes encodeVersionInfo needs before it writes. */
+interface VersionInfoPlan {
+  readonly length: number;
+  readonly modelIdBytes: number;
+  readonly dataHashBytes: number;
+  readonly keys: readonly string[];
+  /** Per user_data entry: key bytes, value bytes, entry bytes. */
+  readonly entrySizes: readonly number[];
+}
+
+function planVersionInfo(version: VersionRecord): VersionInfoPlan {
   const { modelId, versionNumber, creationTimestamp, archived, dataHash, dataSize, userData } = version;
   const modelIdBytes = Buffer.byteLength(modelId, "utf8");
   const dataHashBytes = Buffer.byteLength(dataHash, "utf8");
@@ -138,8 +155,14 @@ function encodeVersionInfo(version: VersionRecord): Buffer {
     entrySizes.push(keyBytes, valueBytes, entry);
     length += 1 + varintLength(entry) + entry;
   }
-  const target = Buffer.allocUnsafe(length);
-  let offset = 0;
+  return { length, modelIdBytes, dataHashBytes, keys, entrySizes };
+}
+
+/** Writes the ModelVersionInfo planned by planVersionInfo at `start` of `target`. */
+function writeVersionInfo(version: VersionRecord, plan: VersionInfoPlan, target: Buffer, start: number): void {
+  const { modelId, versionNumber, creationTimestamp, archived, dataHash, dataSize, userData } = version;
+  const { length, modelIdBytes, dataHashBytes, keys, entrySizes } = plan;
+  let offset = start;
   if (modelIdBytes > 0) {
     offset = writeStringField(target, offset, MODEL_ID_TAG, modelId, modelIdBytes);
   }
@@ -170,10 +193,9 @@ function encodeVersionInfo(version: VersionRecord): Buffer {
     offset = writeStringField(target, offset, ENTRY_KEY_TAG, key, entrySizes[index * 3] as number);
     offset = writeStringField(target, offset, ENTRY_VALUE_TAG, userData[key] as string, entrySizes[index * 3 + 1] as number);
   }
-  if (offset !== length) {
-    throw new Error(`ModelVersionInfo encoding: wrote ${offset} bytes of ${length}`);
+  if (offset - start !== length) {
+    throw new Error(`ModelVersionInfo encoding: wrote ${offset - start} bytes of ${length}`);
   }
-  return target;
 }
 
 /**
@@ -197,5 +219,28 @@ export function framedInfosReply(infos: readonly string[], handle = ""): Buffer 
   if (handleBytes !== undefined) {
     writeField(frame, offset, HANDLE_TAG, handleBytes);
   }
+  return frame;
+}
+
+/**
+ * `framedInfosReply([encodedVersionInfo(version)])`, the same bytes, written straight into the
+ * frame when the version's encoding is not kept yet, and not kept: CreateVersion's reply. A version
+ * may never be listed or sent again (a stream of small uploads); one that is gets its encoding
+ * kept then. Kept from here, every such version would leave a string and a WeakMap entry behind
+ * for the young generation's collector to copy and the old one's to trace.
+ */
+export function framedVersionReply(version: VersionRecord): Buffer {
+  const encoded = versionInfos.get(version);
+  if (encoded !== undefined) {
+    return framedInfosReply([encoded]);
+  }
+  const plan = planVersionInfo(version);
+  const length = 1 + varintLength(plan.length) + plan.length;
+  const frame = Buffer.allocUnsafe(GRPC_FRAME_PREFIX_LENGTH + length);
+  frame[0] = 0; // not compressed
+  frame.writeUInt32BE(length, 1);
+  frame[GRPC_FRAME_PREFIX_LENGTH] = INFO_TAG;
+  const at = writeVarint(frame, GRPC_FRAME_PREFIX_LENGTH + 1, plan.length);
+  writeVersionInfo(version, plan, frame, at);
   return frame;
 }

@@ -212,12 +212,14 @@ export function divertStreams(server: Server, diverted: DivertedStreams): boolea
   for (const http2Server of http2Servers) {
     const grpcJsListener = http2Server.listeners("stream")[0] as StreamListener;
     http2Server.removeListener("stream", grpcJsListener);
-    http2Server.on("stream", function divert(this: Http2Server, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ...rest: unknown[]) {
+    // node:http2 emits 'stream' with these four arguments; named, not gathered (a rest array per call).
+    http2Server.on("stream", function divert(this: Http2Server, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) {
       if (!diverted.takes(headers)) {
-        grpcJsListener.call(this, stream, headers, ...rest);
+        grpcJsListener.call(this, stream, headers, flags, rawHeaders);
         return;
       }
-      stream.once("error", ignoreStreamError);
+      // `on`, not `once` (no wrapper per call): the listener only has to exist.
+      stream.on("error", ignoreStreamError);
       opened.call(server, stream);
       diverted.serve(stream, headers);
     } as StreamListener);

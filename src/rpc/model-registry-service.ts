@@ -17,7 +17,7 @@ import { requireMessage, validateModelId, validateUserData } from "./validate.js
 import { limitReplySize } from "./reply-size.js";
 import { NO_UPLOAD_LIMITS, type UploadLimits } from "./upload-watchdog.js";
 import { CreateVersionCall } from "./create-version-call.js";
-import { decodeBodyChunk } from "./body-chunk-decoder.js";
+import { decodeCreateVersionChunk } from "./body-chunk-decoder.js";
 import { SendWatchdog } from "./send-watchdog.js";
 import { resetCallStream } from "./reset-call-stream.js";
 import type { Logger } from "../logger.js";
@@ -34,8 +34,8 @@ const PRE_FRAMED = {
 
 export type ModelRegistryImplementation = ServiceImplementation<Methods, typeof PRE_FRAMED>;
 
-/** CreateVersion's body messages, most of what the server receives, are read without protobuf-es (body-chunk-decoder.ts). */
-export const modelRegistryServiceDefinition = createServiceDefinition(ModelRegistrySP, PRE_FRAMED, { createVersion: decodeBodyChunk });
+/** CreateVersion's body messages, most of what the server receives, and plain headers are read without protobuf-es (body-chunk-decoder.ts). */
+export const modelRegistryServiceDefinition = createServiceDefinition(ModelRegistrySP, PRE_FRAMED, { createVersion: decodeCreateVersionChunk });
 
 export interface ServiceContext {
   readonly registry: Registry;

@@ -8,7 +8,7 @@ import {
 } from "../../src/gen/cogment/api/model_registry_pb.js";
 import { EMPTY_USER_DATA, type ModelRecord, type VersionRecord } from "../../src/registry/index.js";
 import { toWireModel, toWireVersion } from "../../src/rpc/convert.js";
-import { encodedModelInfo, encodedVersionInfo, framedInfosReply } from "../../src/rpc/encoded-infos.js";
+import { encodedModelInfo, encodedVersionInfo, framedInfosReply, framedVersionReply } from "../../src/rpc/encoded-infos.js";
 import { isWellFormedFrame } from "../../src/rpc/pre-framed-messages.js";
 
 const HASH = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
@@ -61,6 +61,19 @@ describe("replies assembled from cached info encodings", () => {
       const encoded = encodedVersionInfo(record);
       assert.equal(encodedVersionInfo(record), encoded);
       assert.deepEqual(payload(framedInfosReply([encoded])), expected);
+    }
+  });
+
+  test("CreateVersion's reply written straight into its frame: protobuf-es's bytes, before and after the encoding is kept", () => {
+    for (const overrides of VERSIONS) {
+      const record = { ...overrides }; // a record no other test has encoded yet
+      const expected = Buffer.from(toBinary(VersionUpdateReplySchema, create(VersionUpdateReplySchema, { versionInfo: toWireVersion(record) })));
+      const direct = framedVersionReply(record);
+      assert.deepEqual(payload(direct), expected);
+      assert.deepEqual(payload(framedInfosReply([encodedVersionInfo(record)])), expected);
+      const fromKept = framedVersionReply(record);
+      assert.notEqual(fromKept, direct);
+      assert.deepEqual(fromKept, direct);
     }
   });
 
