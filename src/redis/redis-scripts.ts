@@ -24,6 +24,11 @@ function script(name: string, keyCount: number, body: string): RedisScript {
  */
 const EXPIRE_HELPERS = `
 local EVICTABLE_ONLY_TTL_MS = 3153600000000
+local function touch_version_data(base, number, info)
+  local decoded = cjson.decode(info)
+  if decoded.archived then return end
+  for i = 0, (decoded.chunks or 0) - 1 do redis.call('EXISTS', base .. 'd:' .. number .. ':' .. i) end
+end
 local function expire_version(base, number, info, expiration_ms)
   local decoded = cjson.decode(info)
   if decoded.archived then return end
@@ -80,8 +85,19 @@ if claim ~= '' then
   if tonumber(redis.call('GET', KEYS[3]) or '0') + 1 ~= tonumber(ARGV[10]) then
     return redis.error_reply('CMR_CLAIM_LOST the claimed version number was taken meanwhile')
   end
-  redis.call('DEL', base .. 'claim')
 end
+-- Every key written below is touched by a read first. Redis does not undo a script's writes when a
+-- later command fails, and on a Redis Cluster whose slot is migrating, any command on a key this node
+-- no longer (or not yet) holds fails: the reads fail it here, before the number is taken.
+local next_number = tonumber(redis.call('GET', KEYS[3]) or '0') + 1
+redis.call('EXISTS', base .. 'v:' .. next_number)
+if upload ~= '' then
+  for i = 0, chunks - 1 do redis.call('EXISTS', base .. 'd:' .. next_number .. ':' .. i) end
+end
+local previous = redis.call('ZRANGE', KEYS[4], -1, -1)[1]
+local previous_info = previous and redis.call('GET', base .. 'v:' .. previous)
+if previous_info then touch_version_data(base, previous, previous_info) end
+if claim ~= '' then redis.call('DEL', base .. 'claim') end
 local number = redis.call('INCR', KEYS[3])
 local time = redis.call('TIME')
 local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -93,13 +109,9 @@ if upload ~= '' then
     redis.call('PERSIST', key)
   end
 end
-local previous = redis.call('ZRANGE', KEYS[4], -1, -1)[1]
 redis.call('SET', base .. 'v:' .. number, info)
 redis.call('ZADD', KEYS[4], number, number)
-if previous then
-  local previous_info = redis.call('GET', base .. 'v:' .. previous)
-  if previous_info then expire_version(base, previous, previous_info, tonumber(ARGV[6])) end
-end
+if previous_info then expire_version(base, previous, previous_info, tonumber(ARGV[6])) end
 redis.call('PUBLISH', ARGV[7], '{"type":"version","version":' .. info .. '}')
 return info
 `,
@@ -132,15 +144,23 @@ export const DELETE_MODEL = script(
   `
 local base = ARGV[1]
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+-- Every key is read before the first is unlinked (see commitVersion: a failure midway would leave
+-- the model half deleted).
+local doomed = {}
 for _, number in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
   local key = base .. 'v:' .. number
   local info = redis.call('GET', key)
   if info then
     local decoded = cjson.decode(info)
-    for i = 0, (decoded.chunks or 0) - 1 do redis.call('UNLINK', base .. 'd:' .. number .. ':' .. i) end
-    redis.call('UNLINK', key)
+    for i = 0, (decoded.chunks or 0) - 1 do
+      local chunk = base .. 'd:' .. number .. ':' .. i
+      redis.call('EXISTS', chunk)
+      doomed[#doomed + 1] = chunk
+    end
+    doomed[#doomed + 1] = key
   end
 end
+for _, key in ipairs(doomed) do redis.call('UNLINK', key) end
 redis.call('UNLINK', KEYS[1], KEYS[3], KEYS[4])
 local generation = redis.call('INCR', KEYS[2])
 redis.call('PUBLISH', ARGV[2], '{"type":"deleted","modelId":' .. ARGV[3] .. ',"generation":' .. generation .. '}')

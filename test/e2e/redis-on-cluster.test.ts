@@ -4,9 +4,12 @@ import { rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, beforeEach, describe, test, type TestContext } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import type { Cluster } from "ioredis";
+import { type Cluster, Redis } from "ioredis";
 import { RedisRegistryStore, modelHashTag } from "../../src/redis/index.js";
 import { keySlot } from "../../src/redis/cluster-slot.js";
+import { toRegistryError } from "../../src/redis/redis-errors.js";
+import { dataChunkKey, modelKeys, pendingChunkKey, versionInfoKey } from "../../src/redis/redis-keys.js";
+import { COMMIT_VERSION, DELETE_MODEL } from "../../src/redis/redis-scripts.js";
 import { HealthClient } from "../support/health-client.js";
 import { type RedisTestCluster, startRedisCluster } from "../support/redis-cluster.js";
 import { killAllRedisServers, startRedisServer } from "../support/redis-server.js";
@@ -281,6 +284,76 @@ describe("several instances on a Redis Cluster of three masters", () => {
     assert.equal((await b.client.retrieveData(model, 4)).toString(), "four");
     const lengths = await Promise.all([0, 1, 2].map(async (i) => (await cluster.cli(target, "strlen", `cmr:${modelHashTag(model)}:d:3:${i}`)).trim()));
     assert.deepEqual(lengths, [String(2 * 1024 * 1024), String(2 * 1024 * 1024), String(1024 * 1024)]);
+  });
+
+  test("while a model's slot migrates, a commit or a deletion that meets a key the node does not hold fails whole: no number taken, nothing written or deleted", async (t) => {
+    const model = (await modelsOnEveryMaster("migrating"))[0] as string;
+    const keys = modelKeys("cmr:", model);
+    const slot = keySlot(keys.model);
+    const source = await cluster.ownerOfSlot(slot);
+    const target = (cluster.nodes.find((node) => node.port !== source) as { port: number }).port;
+    const node = new Redis({ port: source, lazyConnect: true, maxRetriesPerRequest: 0 });
+    node.on("error", () => undefined);
+    t.after(() => node.disconnect());
+    // A model deleted once (its generation key exists), version 1 transient in one chunk, and an upload
+    // whose chunk was stored before the move began: every key the scripts read first is on the source.
+    await node.hset(keys.model, "userData", "{}");
+    await node.set(keys.generation, "1");
+    await node.set(keys.counter, "1");
+    await node.zadd(keys.numbers, 1, 1);
+    await node.set(versionInfoKey(keys, 1), '{"versionNumber":1,"storedAtMs":1,"chunks":1}');
+    await node.set(dataChunkKey(keys, 1, 0), "one");
+    await node.set(pendingChunkKey(keys, "up", 0), "two");
+    const move = slotMove(slot, source, target);
+    t.after(async () => {
+      for (const { port } of cluster.nodes) {
+        await cluster.cli(port, "cluster", "setslot", String(slot), "stable"); // a failed test leaves no slot migrating
+      }
+    });
+    await move.begin();
+    const run = (script: typeof COMMIT_VERSION, keyList: string[], args: string[]) =>
+      node.evalsha(script.sha1, keyList.length, ...keyList, ...args).catch(async (error: Error) => {
+        if (!error.message.startsWith("NOSCRIPT")) {
+          throw error;
+        }
+        return node.eval(script.source, keyList.length, ...keyList, ...args);
+      });
+    const commitArgs = [keys.base, "1", "up", "1", '"chunks":1,"archived":false}', "0", "cmr:test-events", "4294967295"];
+    const modelKeyList = [keys.model, keys.generation, keys.counter, keys.numbers];
+
+    // The new version's keys are not on the source: the commit fails before INCR, as UNAVAILABLE.
+    const commitError = (await run(COMMIT_VERSION, modelKeyList, commitArgs).then(
+      () => undefined,
+      (error: unknown) => error,
+    )) as Error | undefined;
+    assert.ok(commitError !== undefined, "the commit must fail while the slot migrates");
+    assert.match(commitError.message, /Script attempted to access a non local key/);
+    assert.equal(toRegistryError("node", commitError).code, grpc.status.UNAVAILABLE);
+    assert.equal(await node.get(keys.counter), "1");
+    assert.deepEqual(await node.zrange(keys.numbers, 0, -1), ["1"]);
+    assert.equal(await node.get(pendingChunkKey(keys, "up", 0)), "two");
+    assert.equal(await node.pttl(dataChunkKey(keys, 1, 0)), -1, "the previous latest keeps no TTL");
+
+    // Version 1's chunk already moved: the deletion fails before unlinking anything.
+    await move.migrate([dataChunkKey(keys, 1, 0)]);
+    const deleteError = (await run(DELETE_MODEL, modelKeyList, [keys.base, "cmr:test-events", JSON.stringify(model)]).then(
+      () => undefined,
+      (error: unknown) => error,
+    )) as Error | undefined;
+    assert.ok(deleteError !== undefined, "the deletion must fail while the slot migrates");
+    assert.equal(toRegistryError("node", deleteError).code, grpc.status.UNAVAILABLE);
+    assert.equal(await node.exists(keys.model, keys.counter, keys.numbers, versionInfoKey(keys, 1)), 4);
+    assert.equal(await node.get(keys.generation), "1");
+
+    // Once the move is done, the commit takes the next number: 2, no gap.
+    await move.finish();
+    const owner = new Redis({ port: target, lazyConnect: true, maxRetriesPerRequest: 0 });
+    owner.on("error", () => undefined);
+    t.after(() => owner.disconnect());
+    const info = String(await owner.eval(COMMIT_VERSION.source, 4, ...modelKeyList, ...commitArgs));
+    assert.match(info, /^\{"versionNumber":2,/);
+    assert.equal(await owner.get(dataChunkKey(keys, 2, 0)), "two");
+    assert.deepEqual(await owner.zrange(keys.numbers, 0, -1), ["1", "2"]);
   });
 
   test("after the subscriber connections were cut on every node, the instances catch up: VersionUpdate ends with the latest", async (t) => {
