@@ -49,6 +49,11 @@ export type ChunkReply = string | number | Buffer | null;
 export interface ChunkStore {
   setChunk(key: string, segments: readonly Uint8Array[], ttlMs: number): Promise<void>;
   getInto(key: string, sink: BulkSink, onNoBulk?: () => void): Promise<number | null>;
+  /**
+   * The connection a command for `key` would go to now (nothing is sent or consumed). Replies come in
+   * order on one connection only: GETs feeding one sink are pipelined only while this stays the same.
+   */
+  connectionFor(key: string): unknown;
   getBuffer(key: string): Promise<Buffer | null>;
   close(): void;
 }
@@ -128,6 +133,10 @@ export class ChunkChannel implements ChunkStore {
   }
 
   /** GET key into a Buffer of its own (exactly its length: one copy, no concatenation). */
+  connectionFor(): unknown {
+    return this; // one connection for every key
+  }
+
   async getBuffer(key: string, asking = false): Promise<Buffer | null> {
     return (await this.send([Buffer.from(`*2\r\n$3\r\nGET\r\n$${Buffer.byteLength(key)}\r\n${key}\r\n`)], undefined, undefined, asking)) as Buffer | null;
   }

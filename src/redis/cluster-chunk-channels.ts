@@ -98,6 +98,11 @@ export class ClusterChunkChannels implements ChunkStore {
     return true;
   }
 
+  /** The node (`host:port`) a command for `key` goes to now; undefined while no node is known for its slot. */
+  connectionFor(key: string): unknown {
+    return this.asked.get(key) ?? this.nodeOfSlot(keySlot(key));
+  }
+
   private route(key: string): { channel: ChunkChannel; asking: boolean } {
     const askedNode = this.asked.get(key);
     if (askedNode !== undefined) {
@@ -105,11 +110,15 @@ export class ClusterChunkChannels implements ChunkStore {
       return { channel: this.channel(askedNode), asking: true };
     }
     const slot = keySlot(key);
-    const node = this.moved.get(slot) ?? this.cluster.slots[slot]?.[0];
+    const node = this.nodeOfSlot(slot);
     if (node === undefined) {
       throw new Error(`no node of the Redis Cluster is known to serve slot ${slot} yet`);
     }
     return { channel: this.channel(node), asking: false };
+  }
+
+  private nodeOfSlot(slot: number): string | undefined {
+    return this.moved.get(slot) ?? this.cluster.slots[slot]?.[0];
   }
 
   private channel(node: string): ChunkChannel {
@@ -137,6 +146,9 @@ export class ClusterChunkChannels implements ChunkStore {
   /** ioredis read the slot map again: MOVED replies seen before are in it; nodes that serve nothing lose their connection. */
   private readonly onRefresh = (): void => {
     this.moved.clear();
+    // ASK targets are one command's; those of abandoned commands would stay for ever (a key asked again
+    // meets its ASK again).
+    this.asked.clear();
     const serving = new Set(this.cluster.slots.map((nodes) => nodes[0]));
     for (const [node, channel] of this.channels) {
       if (!serving.has(node)) {

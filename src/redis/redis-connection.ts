@@ -172,7 +172,14 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
           if (this.closed || client !== this.commands || this.modeNow !== "detecting") {
             return;
           }
-          if (CLUSTER_ENABLED.test(info)) {
+          if (CLUSTER_ENABLED.test(info) && this.endpoint.db !== 0) {
+            // Not silently database 0: two registries kept apart by their database would share keys.
+            const reason = `the URL names database ${this.endpoint.db}, but the Redis there is a Redis Cluster node, which has only database 0: remove /${this.endpoint.db} from COGMENT_MODEL_REGISTRY_REDIS_URL`;
+            if (this.lastError !== reason) {
+              this.lastError = reason;
+              this.log(reason);
+            }
+          } else if (CLUSTER_ENABLED.test(info)) {
             this.switchToCluster(client);
           } else {
             this.modeNow = "single";

@@ -10,7 +10,7 @@ const SCRIPT_ERRORS: ReadonlyMap<string, Code> = new Map([
 ]);
 
 /** Replies of a Redis that is there but cannot serve now (starting, failing over, read-only replica). */
-const UNAVAILABLE_REPLIES = ["LOADING", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS"];
+const UNAVAILABLE_REPLIES = ["LOADING", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS", "MOVED", "ASK"];
 
 /** A script on a Cluster node whose slot is being migrated, after some of its keys left: try again. */
 const NOT_LOCAL_ANY_MORE = /Script attempted to access a non local key/;

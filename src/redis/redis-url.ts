@@ -85,7 +85,7 @@ export function parseRedisUrls(text: string): RedisEndpoint {
   if (isSentinelUrl(text)) {
     return parseRedisUrl(text); // its commas separate Sentinels
   }
-  const parts = text.split(",").map((part) => part.trim());
+  const parts = splitUrlList(text);
   if (parts.length === 1) {
     return parseRedisUrl(text);
   }
@@ -112,6 +112,23 @@ export function parseRedisUrls(text: string): RedisEndpoint {
     }
   }
   return { ...first, clusterSeeds: seeds };
+}
+
+/**
+ * The URLs of a comma-separated list. A comma not followed by a scheme (`x://`) belongs to the URL
+ * before it (a password may hold one), so one URL with a comma in its password stays one URL.
+ */
+function splitUrlList(text: string): string[] {
+  const parts: string[] = [];
+  for (const piece of text.split(",")) {
+    const previous = parts.length - 1;
+    if (previous >= 0 && piece.trim() !== "" && !/^\s*[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(piece) && parts[previous] !== "") {
+      parts[previous] = `${parts[previous] as string},${piece}`;
+    } else {
+      parts.push(piece);
+    }
+  }
+  return parts.map((part) => part.trim());
 }
 
 /** `host:port` (Sentinel form: `master "name" of Sentinels host:port,...`), as errors and logs name the server. */

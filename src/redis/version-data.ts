@@ -201,7 +201,8 @@ export async function copyVersionChunks(
       return;
     } catch (error) {
       if (!(error instanceof ChunkCopyRedirected) || redirections >= chunkCount + MAX_COPY_REDIRECTIONS) {
-        throw error instanceof ChunkCopyRedirected ? (error.cause as Error) : error;
+        // Redirected again and again (a slot moving on and on): Redis cannot serve it now.
+        throw error instanceof ChunkCopyRedirected ? toRegistryError(connection.address, error.cause) : error;
       }
       from = error.index;
     }
@@ -236,19 +237,29 @@ async function copyChunksFrom(
       sink(piece);
     }
   };
+  const chunkKey = (index: number): string => dataChunkKey(keys, versionNumber, index);
   const fetch = (index: number): Promise<number | null> => {
     const pending = connection.call(() =>
       // Nil or an error: no later reply's bytes may reach the sink (they would land at this chunk's place).
-      connection.chunks.getInto(dataChunkKey(keys, versionNumber, index), guarded, () => (settled = true)),
+      connection.chunks.getInto(chunkKey(index), guarded, () => (settled = true)),
     );
     pending.catch(() => undefined); // observed below, or abandoned when an earlier chunk failed
     return pending;
   };
   const inFlight: Promise<number | null>[] = [];
+  /** The connection of the GETs in flight: a GET for another one waits until they are all answered. */
+  let inFlightOn: unknown = undefined;
   let next = from;
   try {
     for (let index = from; index < chunkCount; index++) {
       while (next < chunkCount && inFlight.length <= getsAhead) {
+        // Replies are ordered on one connection only: on a Redis Cluster whose slot map changes meanwhile
+        // (a MOVED or ASK met by any command), two nodes would feed the sink in no set order.
+        const on = connection.chunks.connectionFor(chunkKey(next));
+        if (inFlight.length > 0 && on !== inFlightOn) {
+          break;
+        }
+        inFlightOn = on;
         inFlight.push(fetch(next++));
       }
       let length: number | null;

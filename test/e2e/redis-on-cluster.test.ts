@@ -393,6 +393,19 @@ describe("several instances on a Redis Cluster of three masters", () => {
     }
   });
 
+  test("one URL naming a database other than 0 on a Cluster node is refused (never served from database 0), the reason in the errors", async (t) => {
+    const store = RedisRegistryStore.create(`${cluster.url}/3`, { expirationMs: 0 });
+    t.after(() => store.close());
+    const reason =
+      "the URL names database 3, but the Redis there is a Redis Cluster node, which has only database 0: remove /3 from COGMENT_MODEL_REGISTRY_REDIS_URL";
+    await assert.rejects(store.connection.waitUntilHealthy(3_000), (error: Error) => {
+      assert.equal(error.message, `Redis at ${cluster.url.replace("redis://", "")} is unreachable: ${reason}`);
+      return true;
+    });
+    assert.equal(store.connection.mode, "detecting");
+    assert.equal(store.connection.healthy, false);
+  });
+
   test("the chunk connections follow ASK (a slot half migrated) and MOVED (moved, ioredis's map not told yet): copies stay byte-exact, in order", async (t) => {
     const store = RedisRegistryStore.create(cluster.url, { expirationMs: 0, chunkBytes: 1024 });
     t.after(() => store.close());
@@ -438,6 +451,46 @@ describe("several instances on a Redis Cluster of three masters", () => {
     assert.deepEqual(await copy(), data);
     assert.deepEqual(await read(), data);
     assert.equal(await store.connection.chunks.getBuffer(`cmr:${modelHashTag(model)}:d:1:5`).then((chunk) => chunk?.byteLength), 7);
+  });
+
+  test("a copy never has GETs in flight on two nodes: with another reader's ASK pending for one chunk, the copy's bytes stay in order", async (t) => {
+    const store = RedisRegistryStore.create(cluster.url, { expirationMs: 0, chunkBytes: 1024 * 1024 });
+    t.after(() => store.close());
+    await store.connection.waitUntilHealthy(10_000);
+    const model = (await modelsOnEveryMaster("asked"))[0] as string;
+    await store.putModel({ modelId: model, userData: {} });
+    const data = randomBytes(5 * 1024 * 1024);
+    const writer = store.beginVersionData(model, data.byteLength);
+    await writer.append(data);
+    const version = await store.commitVersion(
+      { modelId: model, creationTimestamp: 1n, archived: false, dataHash: sha256(data), dataSize: data.byteLength, userData: {} },
+      0,
+      await writer.finish(),
+    );
+    assert.equal(version.chunkCount, 5);
+    const slot = keySlot(`cmr:${modelHashTag(model)}:model`);
+    const source = await cluster.ownerOfSlot(slot);
+    const target = (cluster.nodes.find((node) => node.port !== source) as { port: number }).port;
+    const move = slotMove(slot, source, target);
+    t.after(async () => {
+      for (const { port } of cluster.nodes) {
+        await cluster.cli(port, "cluster", "setslot", String(slot), "stable");
+      }
+    });
+    await move.begin();
+    const third = `cmr:${modelHashTag(model)}:d:1:3`;
+    await move.migrate([third]);
+    // Another reader's GET of chunk 3 meets ASK: the next command for that key goes to the target.
+    await assert.rejects(
+      store.connection.chunks.getInto(third, () => undefined),
+      (error: Error) => error.name === "ChunkRedirected",
+    );
+    for (let round = 0; round < 3; round++) {
+      const pieces: Buffer[] = [];
+      await store.copyVersionData(version, (piece) => pieces.push(Buffer.from(piece)));
+      assert.equal(sha256(Buffer.concat(pieces)), sha256(data), `copy ${round}`);
+    }
+    await move.finish();
   });
 
   test("one master stopped: calls for its models fail UNAVAILABLE naming Redis, health NOT_SERVING, the other masters' models go on; restarted: recovery", async (t) => {

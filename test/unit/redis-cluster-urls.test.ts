@@ -16,6 +16,18 @@ describe("Redis Cluster: several seed URLs, key slots", () => {
     assert.equal(describeRedisEndpoint(endpoint), "rediss://app:***@node-a:7000/0,rediss://app:***@node-b:7001/0");
   });
 
+  test("a comma in a password does not make a list: one URL stays one endpoint, also as a seed of a list", () => {
+    assert.deepEqual(parseRedisUrls("redis://:pa,ss@cache:6380"), { host: "cache", port: 6380, tls: false, username: undefined, password: "pa,ss", db: 0 });
+    const endpoint = parseRedisUrls("redis://app:a,b@node-a:7000,redis://app:a,b@node-b:7001");
+    assert.deepEqual(
+      endpoint.clusterSeeds?.map((seed) => [seed.host, seed.port, seed.password]),
+      [
+        ["node-a", 7000, "a,b"],
+        ["node-b", 7001, "a,b"],
+      ],
+    );
+  });
+
   test("bad lists are start-up errors naming the variable, the URL at fault and the accepted forms, never the password", () => {
     const cluster =
       "several URLs are nodes of one Redis Cluster, separated by commas, e.g. redis://node-a:6379,redis://node-b:6379, all with the same scheme, user and password and no database (one URL suffices: a Cluster is detected)";
