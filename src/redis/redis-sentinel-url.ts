@@ -65,7 +65,7 @@ export function parseSentinelUrl(text: string, fail: (reason: string) => Error):
     throw expected("fragments are not supported");
   }
   const queryStart = rest.indexOf("?");
-  const query = new URLSearchParams(queryStart === -1 ? "" : rest.slice(queryStart + 1));
+  const query = readQuery(queryStart === -1 ? "" : rest.slice(queryStart + 1), expected);
   rest = queryStart === -1 ? rest : rest.slice(0, queryStart);
   const pathStart = rest.indexOf("/");
   const authority = pathStart === -1 ? rest : rest.slice(0, pathStart);
@@ -185,6 +185,20 @@ function decode(text: string, what: string, expected: (reason: string) => Error)
   }
 }
 
-function emptyToUndefined(value: string | null): string | undefined {
+/**
+ * `name=value&…`, each part percent-decoded as the URL's user and password are: a `+` stays a `+`
+ * (URLSearchParams would make it a space, and a password would be wrong).
+ */
+function readQuery(text: string, expected: (reason: string) => Error): Map<string, string> {
+  const query = new Map<string, string>();
+  for (const part of text === "" ? [] : text.split("&")) {
+    const equals = part.indexOf("=");
+    const name = decode(equals === -1 ? part : part.slice(0, equals), "a query parameter's name", expected);
+    query.set(name, decode(equals === -1 ? "" : part.slice(equals + 1), `the value of ${name}`, expected));
+  }
+  return query;
+}
+
+function emptyToUndefined(value: string | null | undefined): string | undefined {
   return value === null || value === "" ? undefined : value;
 }

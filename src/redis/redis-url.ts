@@ -56,7 +56,8 @@ export function parseRedisUrl(text: string): RedisEndpoint {
   }
   const dbText = url.pathname.replace(/^\//, "");
   if (dbText !== "" && !/^[0-9]+$/.test(dbText)) {
-    throw new RedisUrlError(`database "${dbText}" is not a number; expected ${REDIS_URL_FORM}`);
+    // Not echoed: a password holding an unencoded "/" ends up here.
+    throw new RedisUrlError(`the database (the path after the host) is not a number (a "/" in a password must be written %2F); expected ${REDIS_URL_FORM}`);
   }
   const db = dbText === "" ? 0 : Number(dbText);
   if (db > MAX_DB) {

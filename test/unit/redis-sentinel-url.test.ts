@@ -45,6 +45,11 @@ describe("COGMENT_MODEL_REGISTRY_REDIS_URL, Sentinel form", () => {
         },
       },
     );
+    // A "+" stays a "+" in the Sentinels' password, as in the data nodes' (not a space, as URLSearchParams reads it).
+    const plus = parseRedisUrl("redis+sentinel://:a+b@s1/m?sentinel_password=s+cret&sentinel_username=w%2Bx");
+    assert.equal(plus.password, "a+b");
+    assert.equal(plus.sentinel?.password, "s+cret");
+    assert.equal(plus.sentinel?.username, "w+x");
     const passwordOnly = parseRedisUrl("REDIS+SENTINEL://:secret@s1/m/");
     assert.equal(passwordOnly.username, undefined);
     assert.equal(passwordOnly.password, "secret");

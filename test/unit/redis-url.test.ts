@@ -37,7 +37,9 @@ describe("COGMENT_MODEL_REGISTRY_REDIS_URL", () => {
     for (const [url, reason] of [
       ["localhost:6379", /^scheme "localhost" is not supported; /],
       ["http://redis:6379", /^scheme "http" is not supported; /],
-      ["redis://:secret@redis/x", /^database "x" is not a number; /],
+      ["redis://:secret@redis/x", /^the database \(the path after the host\) is not a number \(a "\/" in a password must be written %2F\); /],
+      // A password holding an unencoded "/": the URL parser sees a path; no part of it is echoed.
+      ["redis://user:123/secret@redis", /^the database \(the path after the host\) is not a number /],
       ["redis://redis/0?timeout=1", /^query parameters and fragments are not supported; /],
       ["not a url", /^not a URL; /],
     ] as const) {
