@@ -198,8 +198,14 @@ class CreateVersionStream {
       return;
     }
     const stream = this.#stream;
+    try {
+      stream.respond(responseHeaders(), RESPONSE_OPTIONS);
+    } catch {
+      // Nothing went out: the client gets a status rather than a call left without an answer.
+      this.#sendStatus(Code.INTERNAL, WRITE_FAILED);
+      return;
+    }
     this.#headersSent = true;
-    stream.respond(responseHeaders(), RESPONSE_OPTIONS);
     stream.write(reply, (error) => {
       if (error) {
         this.#sendStatus(Code.INTERNAL, WRITE_FAILED);
@@ -264,7 +270,10 @@ class CreateVersionStream {
  * into a new object first; the header block on the wire is the same. A new array per call:
  * node:http2 keeps the array it is given (and appends a missing `date` to it).
  */
-function responseHeaders(): string[] {
+function responseHeaders(): string[] | typeof RESPONSE_HEADERS_OBJECT {
+  if (!RAW_HEADER_ARRAYS) {
+    return RESPONSE_HEADERS_OBJECT;
+  }
   return [
     constants.HTTP2_HEADER_STATUS,
     "200",
@@ -278,6 +287,25 @@ function responseHeaders(): string[] {
     httpDate(),
   ];
 }
+
+/** The same headers as an object, for a Node.js whose `respond()` takes no array; it adds `date` last. */
+const RESPONSE_HEADERS_OBJECT = {
+  [constants.HTTP2_HEADER_STATUS]: constants.HTTP_STATUS_OK,
+  [constants.HTTP2_HEADER_CONTENT_TYPE]: "application/grpc+proto",
+  "grpc-accept-encoding": "identity,deflate,gzip",
+  "grpc-encoding": "identity",
+} as const;
+
+/**
+ * Whether this Node.js's `Http2Stream.respond()` takes raw `[name, value, ...]` headers: from 24.7.0
+ * (nodejs/node#59455); before, it throws ERR_INVALID_ARG_TYPE. `engines` allows any Node.js 24.
+ */
+export function takesRawHeaderArrays(nodeVersion: string): boolean {
+  const [major = 0, minor = 0] = nodeVersion.split(".").map(Number);
+  return major > 24 || (major === 24 && minor >= 7);
+}
+
+const RAW_HEADER_ARRAYS = takesRawHeaderArrays(process.versions.node);
 
 let dateSecond = -1;
 let dateText = "";

@@ -123,18 +123,24 @@ export class VersionNumbering {
       return undefined;
     }
     const mark = Math.min(versionNumber + VERSION_NUMBER_BLOCK, MAX_VERSION_NUMBER + 1);
-    return this.context.archive.writeMeta(this.modelId, MARK_KEY, String(mark)).then(
-      () => {
-        this.reservedUpTo = mark;
-        this.warned.delete("mark");
-      },
-      (error: unknown) =>
-        this.warnOnce(
-          "mark",
-          error,
-          "could not write the version-number mark: versions are still numbered and served, but after a crash of the machine (not of the process) the server may hand out again numbers of transient versions created from now on",
-        ),
-    );
+    const failed = (error: unknown): void =>
+      this.warnOnce(
+        "mark",
+        error,
+        "could not write the version-number mark: versions are still numbered and served, but after a crash of the machine (not of the process) the server may hand out again numbers of transient versions created from now on",
+      );
+    let written: Promise<void>;
+    try {
+      written = this.context.archive.writeMeta(this.modelId, MARK_KEY, String(mark));
+    } catch (error) {
+      // A store that throws instead of rejecting: the same warning, never a failed commit.
+      failed(error);
+      return undefined;
+    }
+    return written.then(() => {
+      this.reservedUpTo = mark;
+      this.warned.delete("mark");
+    }, failed);
   }
 
   /**

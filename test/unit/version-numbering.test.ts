@@ -125,6 +125,27 @@ describe("version numbering across restarts", () => {
     ]);
   });
 
+  test("a mark write that throws (rather than rejects) is the same warning, once; versions are still numbered", async (t) => {
+    const root = await tempRoot(t);
+    const inner = store(root);
+    const throwing: ArchiveStore = {
+      ...inner,
+      writeMeta: (modelId, key, value) => {
+        if (key === "next-version") {
+          throw Object.assign(new Error("EROFS: read-only file system"), { code: "EROFS" });
+        }
+        return inner.writeMeta(modelId, key, value);
+      },
+    };
+    const { registry, logLines } = await open(t, throwing, "boot-a");
+    await registry.createOrUpdateModel({ modelId: "m", userData: {} });
+    assert.deepEqual(await publish(registry, "m", 3), [1, 2, 3]);
+    const warnings = logLines.filter((line) => String(line.msg).startsWith("could not write the version-number mark"));
+    assert.equal(warnings.length, 1);
+    assert.equal(warnings[0]?.errno, "EROFS");
+    assert.equal(warnings[0]?.file, ".cogment-ts-next-version");
+  });
+
   test("an archive of an earlier version (mark only) or with an unreadable record continues above the mark", async (t) => {
     const root = await tempRoot(t);
     const first = await open(t, store(root), "boot-a");
