@@ -9,6 +9,7 @@ import { modelHashTag } from "../../src/redis/index.js";
 import { HealthClient } from "../support/health-client.js";
 import { type RedisTestServer, killAllRedisServers, startRedisServer } from "../support/redis-server.js";
 import { RegistryClient, rejectsWithStatus, type WireVersionInfo } from "../support/registry-client.js";
+import { type VersionUpdateFollower, followVersionUpdates } from "../support/version-update-follower.js";
 import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
 import { killAllServers, removeArchiveAfterServers, spawnServer } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
@@ -52,30 +53,9 @@ function sha256(data: Buffer): string {
   return createHash("sha256").update(data).digest("hex");
 }
 
-/** Collects a VersionUpdate stream's versions and its end. */
-function follow(client: RegistryClient, modelId: string) {
-  const stream = client.versionUpdate(modelId);
-  const numbers: number[] = [];
-  let error: grpc.ServiceError | undefined;
-  stream.on("data", (message: { version_info: WireVersionInfo }) => numbers.push(message.version_info.version_number));
-  stream.on("error", (e: grpc.ServiceError) => (error = e));
-  const until = async (predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> => {
-    const deadline = Date.now() + timeoutMs;
-    while (!predicate()) {
-      if (Date.now() > deadline) {
-        throw new Error(`timed out waiting for ${what}; received ${numbers.join(",")}, error ${error?.message}`);
-      }
-      await sleep(10);
-    }
-  };
-  return {
-    numbers,
-    get error() {
-      return error;
-    },
-    until,
-    cancel: () => stream.cancel(),
-  };
+/** Collects a VersionUpdate stream's version numbers and its end. */
+function follow(client: RegistryClient, modelId: string): VersionUpdateFollower {
+  return followVersionUpdates(client, modelId, 10_000);
 }
 
 async function versionNumbers(client: RegistryClient, modelId: string): Promise<number[]> {

@@ -14,6 +14,7 @@ import { HealthClient } from "../support/health-client.js";
 import { type RedisTestCluster, startRedisCluster } from "../support/redis-cluster.js";
 import { killAllRedisServers, startRedisServer } from "../support/redis-server.js";
 import { RegistryClient, rejectsWithStatus, type WireVersionInfo } from "../support/registry-client.js";
+import { type VersionUpdateFollower, followVersionUpdates } from "../support/version-update-follower.js";
 import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
 import { killAllServers, spawnServer } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
@@ -67,29 +68,9 @@ async function versionNumbers(client: RegistryClient, modelId: string): Promise<
   return version_infos.map((v) => v.version_number);
 }
 
-/** Collects a VersionUpdate stream's versions and its end. */
-function follow(client: RegistryClient, modelId: string) {
-  const stream = client.versionUpdate(modelId);
-  const numbers: number[] = [];
-  let error: grpc.ServiceError | undefined;
-  stream.on("data", (message: { version_info: WireVersionInfo }) => numbers.push(message.version_info.version_number));
-  stream.on("error", (e: grpc.ServiceError) => (error = e));
-  const until = async (predicate: () => boolean, what: string, timeoutMs = 15_000): Promise<void> => {
-    const deadline = Date.now() + timeoutMs;
-    while (!predicate()) {
-      if (Date.now() > deadline) {
-        throw new Error(`timed out waiting for ${what}; received ${numbers.join(",")}, error ${error?.message}`);
-      }
-      await sleep(10);
-    }
-  };
-  return {
-    numbers,
-    get error() {
-      return error;
-    },
-    until,
-  };
+/** Collects a VersionUpdate stream's version numbers and its end. */
+function follow(client: RegistryClient, modelId: string): VersionUpdateFollower {
+  return followVersionUpdates(client, modelId, 15_000);
 }
 
 async function waitForHealth(health: HealthClient, wanted: string, timeoutMs = 20_000): Promise<void> {

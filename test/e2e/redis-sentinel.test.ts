@@ -9,6 +9,7 @@ import { HealthClient } from "../support/health-client.js";
 import { MASTER_NAME, type SentinelDeployment, killAllSentinels, startSentinelDeployment } from "../support/redis-sentinel.js";
 import { freeLoopbackPort, killAllRedisServers } from "../support/redis-server.js";
 import { type RegistryClient, rejectsWithStatus, type WireVersionInfo } from "../support/registry-client.js";
+import { type VersionUpdateFollower, followVersionUpdates } from "../support/version-update-follower.js";
 import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
 import { killAllServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
@@ -46,26 +47,8 @@ function unreachable(sentinelPorts: readonly number[]): RegExp {
 }
 
 /** Collects a VersionUpdate stream's version numbers and its end. */
-function follow(client: RegistryClient, modelId: string) {
-  const stream = client.versionUpdate(modelId);
-  const numbers: number[] = [];
-  let error: grpc.ServiceError | undefined;
-  stream.on("data", (message: { version_info: WireVersionInfo }) => numbers.push(message.version_info.version_number));
-  stream.on("error", (e: grpc.ServiceError) => (error = e));
-  return {
-    numbers,
-    get error() {
-      return error;
-    },
-    until: async (predicate: () => boolean, what: string, timeoutMs = 20_000): Promise<void> => {
-      for (const deadline = Date.now() + timeoutMs; !predicate(); await sleep(10)) {
-        if (Date.now() > deadline) {
-          throw new Error(`timed out waiting for ${what}; received ${numbers.join(",")}, error ${error?.message}`);
-        }
-      }
-    },
-    cancel: () => stream.cancel(),
-  };
+function follow(client: RegistryClient, modelId: string): VersionUpdateFollower {
+  return followVersionUpdates(client, modelId, 20_000);
 }
 
 /** The call's outcome, or a failure of the test if it is still running after HANG_MS. */
