@@ -14,6 +14,17 @@
  * protobuf-es's reader, its read context and its messages were ~1 KiB of garbage per call.
  */
 import type { CreateVersionRequestChunk, ModelVersionInfo } from "../gen/cogment/api/model_registry_pb.js";
+import {
+  ARCHIVED_TAG,
+  CREATION_TIMESTAMP_TAG,
+  DATA_HASH_TAG,
+  DATA_SIZE_TAG,
+  ENTRY_KEY_TAG,
+  ENTRY_VALUE_TAG,
+  MODEL_ID_TAG,
+  USER_DATA_TAG,
+  VERSION_NUMBER_TAG,
+} from "./version-info-tags.js";
 
 const BODY_TAG = (2 << 3) | 2; // field 2 (body), length-delimited
 const DATA_CHUNK_TAG = (1 << 3) | 2; // field 1 (data_chunk), length-delimited
@@ -70,15 +81,6 @@ export function decodeBodyChunk(bytes: Buffer): CreateVersionRequestChunk | unde
 
 const HEADER_TAG = (1 << 3) | 2; // field 1 (header), length-delimited
 const VERSION_INFO_TAG = (1 << 3) | 2; // field 1 (version_info), length-delimited
-const MODEL_ID_TAG = (1 << 3) | 2;
-const VERSION_NUMBER_TAG = 2 << 3; // varint
-const CREATION_TIMESTAMP_TAG = (3 << 3) | 1; // fixed64
-const ARCHIVED_TAG = 4 << 3; // varint
-const DATA_HASH_TAG = (5 << 3) | 2;
-const DATA_SIZE_TAG = (6 << 3) | 1; // fixed64
-const USER_DATA_TAG = (7 << 3) | 2; // one map entry: key as field 1, value as field 2
-const ENTRY_KEY_TAG = (1 << 3) | 2;
-const ENTRY_VALUE_TAG = (2 << 3) | 2;
 
 /** Bytes `start` to `end` as a string when all are ASCII (the same text as UTF-8); undefined otherwise. */
 function asciiText(bytes: Buffer, start: number, end: number): string | undefined {

@@ -17,6 +17,17 @@ import { GRPC_FRAME_PREFIX_LENGTH } from "../data/index.js";
 import { ModelInfoSchema } from "../gen/cogment/api/model_registry_pb.js";
 import type { ModelRecord, VersionRecord } from "../registry/index.js";
 import { toWireModel } from "./convert.js";
+import {
+  ARCHIVED_TAG,
+  CREATION_TIMESTAMP_TAG,
+  DATA_HASH_TAG,
+  DATA_SIZE_TAG,
+  ENTRY_KEY_TAG,
+  ENTRY_VALUE_TAG,
+  MODEL_ID_TAG,
+  USER_DATA_TAG,
+  VERSION_NUMBER_TAG,
+} from "./version-info-tags.js";
 
 const INFO_TAG = (1 << 3) | 2; // field 1, length-delimited
 const HANDLE_TAG = (2 << 3) | 2; // field 2, length-delimited
@@ -77,15 +88,6 @@ function writeField(target: Buffer, offset: number, tag: number, encoded: string
   return offset + target.write(encoded, offset, encoded.length, "latin1");
 }
 
-const MODEL_ID_TAG = (1 << 3) | 2;
-const VERSION_NUMBER_TAG = 2 << 3; // varint
-const CREATION_TIMESTAMP_TAG = (3 << 3) | 1; // fixed64
-const ARCHIVED_TAG = 4 << 3; // varint
-const DATA_HASH_TAG = (5 << 3) | 2;
-const DATA_SIZE_TAG = (6 << 3) | 1; // fixed64
-const USER_DATA_TAG = (7 << 3) | 2; // one map entry: key as field 1, value as field 2
-const ENTRY_KEY_TAG = (1 << 3) | 2;
-const ENTRY_VALUE_TAG = (2 << 3) | 2;
 const TWO_POW_32 = 2 ** 32;
 
 function stringFieldLength(byteLength: number): number {
