@@ -73,7 +73,7 @@ async function main(): Promise<void> {
     busy.push((await waitForQuietMachine(0.5, 5000, 250)).busyCores);
     const archiveDir = (big ? bigDirs[side] : undefined) ?? mkdtempSync(join(tmpdir(), "registry-startup-ab-empty-"));
     try {
-      const { probe } = await probeStartup({ archiveDir, timeoutMs: START_TIMEOUT_MS, mainFile: sides[side] });
+      const { probe } = await probeStartup({ archiveDir, timeoutMs: START_TIMEOUT_MS, mainFile: sides[side], awaitServingLog: true });
       const name = `${big ? "big" : "empty"}.${side}`;
       (cpu.get(name) ?? cpu.set(name, []).get(name))?.push(probe.mainThreadCpuMsAtFirstRpc ?? Number.NaN);
       (serving.get(name) ?? serving.set(name, []).get(name))?.push(probe.spawnToServingLogMs ?? Number.NaN);
