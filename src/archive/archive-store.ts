@@ -17,6 +17,11 @@ export interface ArchiveStore {
   listModelIds(): Promise<string[]>;
   /** Undefined if there is no such model; an unreadable or unparsable model info is reported as a warning and also gives undefined. */
   readModel(modelId: string): Promise<ModelRecord | undefined>;
+  /**
+   * readModel of each id, in the same order, at the backend's own pace (the directory: a few reads
+   * in flight at a time, see fs-archive-store.ts); without it, the ids are read with readModel all at once.
+   */
+  readModels?(modelIds: readonly string[]): Promise<(ModelRecord | undefined)[]>;
   /** Creates the model directory if needed. */
   writeModel(model: ModelRecord): Promise<void>;
   /** Removes the whole model directory; no error if missing. */

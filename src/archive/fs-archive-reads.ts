@@ -6,6 +6,7 @@ import { compareCodePoints } from "../code-point-order.js";
 import { notFound } from "../errors/index.js";
 import type { ModelRecord, VersionRecord } from "../domain/index.js";
 import type { ArchiveStore, VersionDataReader } from "./archive-store.js";
+import { type ConcurrencyLimit, createConcurrencyLimit } from "./concurrency-limit.js";
 import { errorMessage, isMissing } from "./errno.js";
 import { metaFilePath, modelDirPath, modelInfoPath, parseVersionFileName, versionDataPath, versionInfoPath } from "./layout.js";
 import { type SkippedVersion, keepServable, loadListedVersion } from "./listed-version.js";
@@ -19,7 +20,7 @@ import { decodeModelInfo } from "./yaml-codec.js";
 const readFile = promisify(readFileWithCallback);
 
 /** The reading half of the archive directory: listing models and versions, reading infos, data and metadata. */
-export type FsArchiveReads = Pick<ArchiveStore, "listModelIds" | "readModel" | "listVersions" | "openVersionData" | "readMeta">;
+export type FsArchiveReads = Pick<ArchiveStore, "listModelIds" | "readModel" | "readModels" | "listVersions" | "openVersionData" | "readMeta">;
 
 async function readTextIfExists(filePath: string): Promise<string | undefined> {
   try {
@@ -59,7 +60,12 @@ function createReader(handle: FileHandle, size: number, location: string): Versi
   };
 }
 
-export function createFsArchiveReads(root: string, warn: (message: string, details: Record<string, unknown>) => void): FsArchiveReads {
+/** `startupScans` paces the model listing's requests (a stat and an info read per model); unlimited by default. */
+export function createFsArchiveReads(
+  root: string,
+  warn: (message: string, details: Record<string, unknown>) => void,
+  startupScans: ConcurrencyLimit = createConcurrencyLimit(Number.MAX_SAFE_INTEGER),
+): FsArchiveReads {
   /** Whether `infoPath` is a model info file; an unreadable one is reported and treated as absent. */
   async function isModelInfoFile(infoPath: string): Promise<boolean> {
     try {
@@ -98,6 +104,31 @@ export function createFsArchiveReads(root: string, warn: (message: string, detai
     });
   }
 
+  /** Undefined if there is no such model; an unreadable or unparsable model info is reported and also gives undefined. */
+  async function readModel(modelId: string): Promise<ModelRecord | undefined> {
+    const infoPath = modelInfoPath(root, modelId);
+    let model: ModelRecord;
+    try {
+      const text = await readTextIfExists(infoPath);
+      if (text === undefined) {
+        return undefined;
+      }
+      model = decodeModelInfo(text);
+    } catch (error) {
+      warn("model skipped: unreadable model info", { path: infoPath, error: errorMessage(error) });
+      return undefined;
+    }
+    if (model.modelId !== modelId) {
+      // The directory decides which model this is: it is how the model is found.
+      warn("model info names another model id; using the directory name", {
+        path: infoPath,
+        foundModelId: model.modelId,
+      });
+      return { modelId, userData: model.userData };
+    }
+    return model;
+  }
+
   return {
     async listModelIds() {
       const entries = await readdir(root, { withFileTypes: true }).catch((error: unknown) => {
@@ -115,34 +146,16 @@ export function createFsArchiveReads(root: string, warn: (message: string, detai
           } catch {
             return undefined; // a directory name that can never be a model id
           }
-          return (await isModelInfoFile(infoPath)) ? name : undefined;
+          return (await startupScans.run(() => isModelInfoFile(infoPath))) ? name : undefined;
         }),
       );
       return found.filter((name): name is string => name !== undefined).sort(compareCodePoints);
     },
 
-    async readModel(modelId) {
-      const infoPath = modelInfoPath(root, modelId);
-      let model: ModelRecord;
-      try {
-        const text = await readTextIfExists(infoPath);
-        if (text === undefined) {
-          return undefined;
-        }
-        model = decodeModelInfo(text);
-      } catch (error) {
-        warn("model skipped: unreadable model info", { path: infoPath, error: errorMessage(error) });
-        return undefined;
-      }
-      if (model.modelId !== modelId) {
-        // The directory decides which model this is: it is how the model is found.
-        warn("model info names another model id; using the directory name", {
-          path: infoPath,
-          foundModelId: model.modelId,
-        });
-        return { modelId, userData: model.userData };
-      }
-      return model;
+    readModel,
+
+    readModels(modelIds) {
+      return Promise.all(modelIds.map((modelId) => startupScans.run(() => readModel(modelId))));
     },
 
     async listVersions(modelId) {

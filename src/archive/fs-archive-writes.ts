@@ -6,6 +6,7 @@ import type { ArchiveFileWriter } from "./archive-file-writer.js";
 import { syncDirectory } from "./atomic-write.js";
 import { errorCode, errorMessage, isMissing } from "./errno.js";
 import { type FsArchiveReads, readdirIfExists } from "./fs-archive-reads.js";
+import { type ConcurrencyLimit, createConcurrencyLimit } from "./concurrency-limit.js";
 import { createGroupCommit } from "./group-commit.js";
 import { createModelJournal } from "./model-journal.js";
 import { isTempFileName, metaFilePath, modelDirPath, modelInfoPath, tempFileName, versionDataPath, versionInfoPath } from "./layout.js";
@@ -21,9 +22,16 @@ export function createFsArchiveWrites(
   root: string,
   writer: ArchiveFileWriter,
   warn: (message: string, details: Record<string, unknown>) => void,
-  options: { readonly leftoverMinAgeMs?: number; readonly modelJournal?: boolean; readonly journalBytes?: number } = {},
+  options: {
+    readonly leftoverMinAgeMs?: number;
+    readonly modelJournal?: boolean;
+    readonly journalBytes?: number;
+    /** Paces the leftover clean-up's work per entry of the root (a directory read per model); unlimited by default. */
+    readonly startupScans?: ConcurrencyLimit;
+  } = {},
 ): FsArchiveWrites {
   const leftoverMinAgeMs = options.leftoverMinAgeMs ?? 0;
+  const startupScans = options.startupScans ?? createConcurrencyLimit(Number.MAX_SAFE_INTEGER);
   // Model infos go through the write-ahead journal (model-journal.ts) in group commits: one
   // fdatasync per batch. Only one process may write it: never with several instances (Redis mode).
   const journal = options.modelJournal === true ? createModelJournal({ root, warn, capacityBytes: options.journalBytes }) : undefined;
@@ -115,9 +123,9 @@ export function createFsArchiveWrites(
           const entryPath = path.join(root, entry.name);
           if (isTempFileName(entry.name)) {
             // Also what remains of a model whose deletion was interrupted.
-            await removeLeftover(entryPath);
+            await startupScans.run(() => removeLeftover(entryPath));
           } else if (entry.isDirectory() && !entry.name.startsWith(".")) {
-            await cleanModelDirectory(entryPath);
+            await startupScans.run(() => cleanModelDirectory(entryPath));
           }
         }),
       );

@@ -129,7 +129,7 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
     };
     const readModels = async (): Promise<(ModelRecord | undefined)[]> => {
       const ids = await archive.listModelIds();
-      return Promise.all(ids.map((id) => archive.readModel(id)));
+      return archive.readModels?.(ids) ?? Promise.all(ids.map((id) => archive.readModel(id)));
     };
     const [readBoot, opened] = await Promise.allSettled([bootId ?? readBootId(), archive.open()]);
     throwFirstFailure([readBoot, opened]);
