@@ -1,14 +1,21 @@
 import type { ModelRecord, VersionRecord } from "../domain/index.js";
 
+export interface LeftoverCleanupOptions {
+  /** Milliseconds since the epoch: temporary files whose status changed (ctime) at or after it are kept. */
+  readonly changedBefore?: number;
+}
+
 /** Persistent storage of models and archived versions, whatever the backend. */
 export interface ArchiveStore {
   /** Creates the root if missing and restores what a crash may have lost (the model journal); reads may follow. */
   open(): Promise<void>;
   /**
    * After open(): removes the leftover temporary files of a crash. It never touches what reads look
-   * at, so it may run beside them; a backend without such files has none.
+   * at, so it may run beside them; a backend without such files has none. With `changedBefore`, a
+   * temporary file changed at or after that time is left alone (a write of this process in progress).
+   * Once close() was called it removes nothing more.
    */
-  removeLeftovers?(): Promise<void>;
+  removeLeftovers?(options?: LeftoverCleanupOptions): Promise<void>;
   /** Starts, in the background, what open() left for after the server listens (the model journal's creation). */
   startDeferred?(): void;
   /** Flushes what the archive holds pending (the model journal's checkpoint); after the last write. */

@@ -1,4 +1,4 @@
-import { readFile as readFileWithCallback } from "node:fs";
+import { readFile as readFileWithCallback, readFileSync, statSync } from "node:fs";
 import { readdir, open, stat } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { promisify } from "node:util";
@@ -6,7 +6,6 @@ import { compareCodePoints } from "../code-point-order.js";
 import { notFound } from "../errors/index.js";
 import type { ModelRecord, VersionRecord } from "../domain/index.js";
 import type { ArchiveStore, VersionDataReader } from "./archive-store.js";
-import { type ConcurrencyLimit, createConcurrencyLimit } from "./concurrency-limit.js";
 import { errorMessage, isMissing } from "./errno.js";
 import { metaFilePath, modelDirPath, modelInfoPath, parseVersionFileName, versionDataPath, versionInfoPath } from "./layout.js";
 import { type SkippedVersion, keepServable, loadListedVersion } from "./listed-version.js";
@@ -60,16 +59,40 @@ function createReader(handle: FileHandle, size: number, location: string): Versi
   };
 }
 
-/** `startupScans` paces the model listing's requests (a stat and an info read per model); unlimited by default. */
+/**
+ * How long the model listing reads synchronously before it gives the event loop a turn. The listing
+ * (a stat and an info read per model) runs while the server binds and serves its first calls (issue
+ * #15): read synchronously, a model costs ~15 µs of the main thread on a local disk, less than the
+ * callbacks of the four thread-pool round trips of an fs.readFile and the stat, and it takes no
+ * pool thread from the other core; the turns bound how long a call arriving meanwhile waits.
+ */
+export const LISTING_TURN_MS = 2;
+
+/** `work` applied to each item synchronously, in order, the event loop getting a turn every `turnMs` or so. */
+export async function inTurns<T, R>(items: readonly T[], turnMs: number, work: (item: T) => R): Promise<R[]> {
+  const results: R[] = [];
+  let turnStart = performance.now();
+  for (const item of items) {
+    if (performance.now() - turnStart >= turnMs) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      turnStart = performance.now();
+    }
+    results.push(work(item));
+  }
+  return results;
+}
+
+/** `listingTurnMs` sets LISTING_TURN_MS (tests). */
 export function createFsArchiveReads(
   root: string,
   warn: (message: string, details: Record<string, unknown>) => void,
-  startupScans: ConcurrencyLimit = createConcurrencyLimit(Number.MAX_SAFE_INTEGER),
+  options: { readonly listingTurnMs?: number } = {},
 ): FsArchiveReads {
+  const listingTurnMs = options.listingTurnMs ?? LISTING_TURN_MS;
   /** Whether `infoPath` is a model info file; an unreadable one is reported and treated as absent. */
-  async function isModelInfoFile(infoPath: string): Promise<boolean> {
+  function isModelInfoFile(infoPath: string): boolean {
     try {
-      return (await stat(infoPath)).isFile();
+      return statSync(infoPath).isFile();
     } catch (error) {
       if (!isMissing(error)) {
         warn("model skipped: unreadable model info", { path: infoPath, error: errorMessage(error) });
@@ -104,12 +127,11 @@ export function createFsArchiveReads(
     });
   }
 
-  /** Undefined if there is no such model; an unreadable or unparsable model info is reported and also gives undefined. */
-  async function readModel(modelId: string): Promise<ModelRecord | undefined> {
-    const infoPath = modelInfoPath(root, modelId);
+  /** The model of `infoPath`'s text (undefined: no such file); an unreadable or unparsable one is reported and also gives undefined. */
+  function modelOf(modelId: string, infoPath: string, readText: () => string | undefined): ModelRecord | undefined {
     let model: ModelRecord;
     try {
-      const text = await readTextIfExists(infoPath);
+      const text = readText();
       if (text === undefined) {
         return undefined;
       }
@@ -129,6 +151,34 @@ export function createFsArchiveReads(
     return model;
   }
 
+  /** Undefined if there is no such model; an unreadable or unparsable model info is reported and also gives undefined. */
+  async function readModel(modelId: string): Promise<ModelRecord | undefined> {
+    const infoPath = modelInfoPath(root, modelId);
+    let text: string | undefined;
+    try {
+      text = await readTextIfExists(infoPath);
+    } catch (error) {
+      return modelOf(modelId, infoPath, () => {
+        throw error;
+      });
+    }
+    return modelOf(modelId, infoPath, () => text);
+  }
+
+  function readModelSync(modelId: string): ModelRecord | undefined {
+    const infoPath = modelInfoPath(root, modelId);
+    return modelOf(modelId, infoPath, () => {
+      try {
+        return readFileSync(infoPath, "utf8");
+      } catch (error) {
+        if (isMissing(error)) {
+          return undefined;
+        }
+        throw error;
+      }
+    });
+  }
+
   return {
     async listModelIds() {
       const entries = await readdir(root, { withFileTypes: true }).catch((error: unknown) => {
@@ -138,24 +188,22 @@ export function createFsArchiveReads(
         throw error;
       });
       const candidates = entries.filter((entry) => entry.isDirectory() && !entry.name.startsWith("."));
-      const found = await Promise.all(
-        candidates.map(async ({ name }) => {
-          let infoPath: string;
-          try {
-            infoPath = modelInfoPath(root, name);
-          } catch {
-            return undefined; // a directory name that can never be a model id
-          }
-          return (await startupScans.run(() => isModelInfoFile(infoPath))) ? name : undefined;
-        }),
-      );
+      const found = await inTurns(candidates, listingTurnMs, ({ name }) => {
+        let infoPath: string;
+        try {
+          infoPath = modelInfoPath(root, name);
+        } catch {
+          return undefined; // a directory name that can never be a model id
+        }
+        return isModelInfoFile(infoPath) ? name : undefined;
+      });
       return found.filter((name): name is string => name !== undefined).sort(compareCodePoints);
     },
 
     readModel,
 
     readModels(modelIds) {
-      return Promise.all(modelIds.map((modelId) => startupScans.run(() => readModel(modelId))));
+      return inTurns(modelIds, listingTurnMs, readModelSync);
     },
 
     async listVersions(modelId) {

@@ -18,16 +18,16 @@ export interface FsArchiveStoreOptions {
   readonly modelJournal?: boolean;
   /** The journal file's size (tests). */
   readonly journalBytes?: number;
-  /** Start-up scans in flight at once; startupScanConcurrency() by default. */
+  /** The leftover clean-up's requests in flight at once; startupScanConcurrency() by default. */
   readonly startupScanConcurrency?: number;
 }
 
 /**
- * How many of the start-up scan's file system requests (the listing's stat and info read per model,
- * the leftover clean-up's directory read per model) are in flight at once: a core fewer than the
- * machine has, at most libuv's 4 threads. The server binds and serves its first calls while the scan
- * runs (issue #15): queued all at once, a few hundred requests kept the thread pool busy on every
- * core, and each submission could hand the main thread's core to a thread it woke.
+ * How many of the leftover clean-up's file system requests (a directory read per model, a removal per
+ * leftover) are in flight at once: a core fewer than the machine has, at most libuv's 4 threads. It
+ * runs in the background after the start (issue #15); queued all at once, a few hundred requests kept
+ * the thread pool busy on every core, and each submission could hand the main thread's core to a
+ * thread it woke. (The model listing reads synchronously in turns: fs-archive-reads.ts.)
  */
 export function startupScanConcurrency(cores: number = availableParallelism()): number {
   return Math.max(1, Math.min(4, cores - 1));
@@ -45,6 +45,6 @@ export function createFsArchiveStore(options: FsArchiveStoreOptions): ArchiveSto
       journalBytes: options.journalBytes,
       startupScans,
     }),
-    ...createFsArchiveReads(root, warn, startupScans),
+    ...createFsArchiveReads(root, warn),
   };
 }

@@ -37,16 +37,21 @@ export function createFsArchiveWrites(
   const journal = options.modelJournal === true ? createModelJournal({ root, warn, capacityBytes: options.journalBytes }) : undefined;
   const journaledModels = journal === undefined ? undefined : createGroupCommit((files) => journal.writeBatch(files));
 
-  /** Whether a temporary file is to be left alone: gone already, or maybe written by another instance sharing the directory. */
-  async function leaveAlone(entryPath: string): Promise<boolean> {
-    if (leftoverMinAgeMs <= 0) {
+  /**
+   * Whether a temporary file is to be left alone: gone already, maybe written by another instance
+   * sharing the directory, or changed since `changedBefore` (a write of this process in progress).
+   */
+  async function leaveAlone(entryPath: string, changedBefore: number | undefined): Promise<boolean> {
+    if (leftoverMinAgeMs <= 0 && changedBefore === undefined) {
       return false;
     }
     try {
-      return Date.now() - (await lstat(entryPath)).mtimeMs < leftoverMinAgeMs;
+      const status = await lstat(entryPath);
+      // ctime: a rename (a model's directory moved aside for deletion) and every write change it; utimes cannot set it back.
+      return (changedBefore !== undefined && status.ctimeMs >= changedBefore) || Date.now() - status.mtimeMs < leftoverMinAgeMs;
     } catch (error) {
       if (isMissing(error)) {
-        return true; // another instance's start removed it
+        return true; // another instance's start removed it, or the write it belonged to ended
       }
       throw error;
     }
@@ -54,9 +59,9 @@ export function createFsArchiveWrites(
 
   // Start-up must not fail for one entry it cannot clean or read (a read-only
   // snapshot, a permission, a symlink loop): that entry is skipped with a warning.
-  async function removeLeftover(entryPath: string): Promise<void> {
+  async function removeLeftover(entryPath: string, changedBefore: number | undefined): Promise<void> {
     try {
-      if (await leaveAlone(entryPath)) {
+      if (stopping || (await leaveAlone(entryPath, changedBefore))) {
         return;
       }
       await rm(entryPath, { recursive: true, force: true });
@@ -98,7 +103,10 @@ export function createFsArchiveWrites(
     }
   }
 
-  async function cleanModelDirectory(directory: string): Promise<void> {
+  async function cleanModelDirectory(directory: string, changedBefore: number | undefined): Promise<void> {
+    if (stopping) {
+      return;
+    }
     let names: string[];
     try {
       names = await readdirIfExists(directory);
@@ -106,7 +114,25 @@ export function createFsArchiveWrites(
       warn("could not list a model directory to remove leftover temporary files", { path: directory, error: errorMessage(error) });
       return;
     }
-    await Promise.all(names.filter(isTempFileName).map((name) => removeLeftover(path.join(directory, name))));
+    await Promise.all(names.filter(isTempFileName).map((name) => removeLeftover(path.join(directory, name), changedBefore)));
+  }
+
+  // Set by close(): a clean-up still queued removes nothing more; close() waits for the ones running.
+  let stopping = false;
+  const cleanups = new Set<Promise<void>>();
+  async function removeLeftovers(changedBefore: number | undefined): Promise<void> {
+    const entries = await readdir(root, { withFileTypes: true });
+    await Promise.all(
+      entries.map(async (entry) => {
+        const entryPath = path.join(root, entry.name);
+        if (isTempFileName(entry.name)) {
+          // Also what remains of a model whose deletion was interrupted.
+          await startupScans.run(() => removeLeftover(entryPath, changedBefore));
+        } else if (entry.isDirectory() && !entry.name.startsWith(".")) {
+          await startupScans.run(() => cleanModelDirectory(entryPath, changedBefore));
+        }
+      }),
+    );
   }
 
   return {
@@ -116,19 +142,17 @@ export function createFsArchiveWrites(
       await journal?.open();
     },
 
-    async removeLeftovers() {
-      const entries = await readdir(root, { withFileTypes: true });
-      await Promise.all(
-        entries.map(async (entry) => {
-          const entryPath = path.join(root, entry.name);
-          if (isTempFileName(entry.name)) {
-            // Also what remains of a model whose deletion was interrupted.
-            await startupScans.run(() => removeLeftover(entryPath));
-          } else if (entry.isDirectory() && !entry.name.startsWith(".")) {
-            await startupScans.run(() => cleanModelDirectory(entryPath));
-          }
-        }),
-      );
+    async removeLeftovers(cleanupOptions) {
+      if (stopping) {
+        return;
+      }
+      const cleanup = removeLeftovers(cleanupOptions?.changedBefore);
+      cleanups.add(cleanup);
+      try {
+        await cleanup;
+      } finally {
+        cleanups.delete(cleanup);
+      }
     },
 
     startDeferred() {
@@ -136,6 +160,8 @@ export function createFsArchiveWrites(
     },
 
     async close() {
+      stopping = true;
+      await Promise.allSettled(cleanups);
       pageCacheRecords.closeAll();
       await journal?.close();
     },
