@@ -161,9 +161,11 @@ export function createFsArchiveWrites(
 
     async close() {
       stopping = true;
-      await Promise.allSettled(cleanups);
       pageCacheRecords.closeAll();
-      await journal?.close();
+      // The journal's close begins at once: a write asked after close() is refused, not queued.
+      const journalClosed = journal?.close();
+      await Promise.allSettled(cleanups);
+      await journalClosed;
     },
 
     async writeModel(model) {
