@@ -9,8 +9,9 @@
  * Each side has its own copy of the generated archive (each side's server leaves its own model
  * journal in it). One discarded warm-up start per side and case. Prints the samples, the medians
  * (with each pair's difference to base and the wins), the server's main-thread CPU time at the first
- * call (less swayed by other work than the wall time) and the "others" CPU load seen before each
- * start (waitForQuietMachine).
+ * call (less swayed by other work than the wall time), the time to the "model registry serving" line
+ * (the model listing done: what calls that need the models wait for) and the "others" CPU load seen
+ * before each start (waitForQuietMachine).
  */
 import { cpSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -67,13 +68,15 @@ async function main(): Promise<void> {
   const busy: number[] = [];
   const add = (name: string, value: number): void => void (samples.get(name) ?? samples.set(name, []).get(name))?.push(value);
   const cpu = new Map<string, number[]>();
+  const serving = new Map<string, number[]>();
   const start = async (side: string, big: boolean): Promise<number> => {
     busy.push((await waitForQuietMachine(0.5, 5000, 250)).busyCores);
     const archiveDir = (big ? bigDirs[side] : undefined) ?? mkdtempSync(join(tmpdir(), "registry-startup-ab-empty-"));
     try {
-      const { probe } = await probeStartup({ archiveDir, timeoutMs: START_TIMEOUT_MS, mainFile: sides[side] });
+      const { probe } = await probeStartup({ archiveDir, timeoutMs: START_TIMEOUT_MS, mainFile: sides[side], awaitServingLog: true });
       const name = `${big ? "big" : "empty"}.${side}`;
       (cpu.get(name) ?? cpu.set(name, []).get(name))?.push(probe.mainThreadCpuMsAtFirstRpc ?? Number.NaN);
+      (serving.get(name) ?? serving.set(name, []).get(name))?.push(probe.spawnToServingLogMs ?? Number.NaN);
       return probe.spawnToFirstRpcMs;
     } finally {
       if (!big) {
@@ -101,8 +104,11 @@ async function main(): Promise<void> {
   const rows = [...samples.entries()].map(([name, values]) => {
     // The first value of each name is the warm-up's (discarded from `samples`).
     const cpuValues = (cpu.get(name) ?? []).slice(1);
+    const servingValues = (serving.get(name) ?? []).slice(1);
     const baseValues = samples.get(name.replace(/\.[^.]+$/, ".base")) ?? [];
     const differences = values.map((value, index) => value - (baseValues[index] ?? Number.NaN));
+    const baseCpuValues = (cpu.get(name.replace(/\.[^.]+$/, ".base")) ?? []).slice(1);
+    const cpuDifferences = cpuValues.map((value, index) => value - (baseCpuValues[index] ?? Number.NaN));
     return {
       name,
       median: median(values),
@@ -110,18 +116,20 @@ async function main(): Promise<void> {
       pairedDifferenceMedian: median(differences),
       winsOverBase: differences.filter((difference) => difference < 0).length,
       mainThreadCpuMedian: median(cpuValues),
+      pairedCpuDifferenceMedian: median(cpuDifferences),
+      servingLogMedian: median(servingValues),
       mainThreadCpuSamples: cpuValues.map((v) => Number(v.toFixed(1))),
     };
   });
   console.log(JSON.stringify({ machine: machineInfo(), date: new Date().toISOString(), othersBusyCoresMedian: median(busy), othersBusyCoresMax: Math.max(...busy), rows }));
   console.log(
-    "| case | side | median (ms) | min | max | runs | − base, paired median (wins) | main-thread CPU at the first call, median (ms) |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| case | side | median (ms) | min | max | runs | − base, paired median (wins) | main-thread CPU at the first call, median (ms) | CPU − base, paired median | \"serving\" line, median (ms) |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   );
   for (const row of rows) {
     const [kind, side] = row.name.split(".");
     const paired = side === "base" ? "" : `${row.pairedDifferenceMedian?.toFixed(1)} (${row.winsOverBase}/${row.samples.length})`;
     console.log(
-      `| ${kind} | ${side} | ${row.median?.toFixed(1)} | ${Math.min(...row.samples).toFixed(1)} | ${Math.max(...row.samples).toFixed(1)} | ${row.samples.length} | ${paired} | ${row.mainThreadCpuMedian?.toFixed(1)} |`,
+      `| ${kind} | ${side} | ${row.median?.toFixed(1)} | ${Math.min(...row.samples).toFixed(1)} | ${Math.max(...row.samples).toFixed(1)} | ${row.samples.length} | ${paired} | ${row.mainThreadCpuMedian?.toFixed(1)} | ${side === "base" ? "" : row.pairedCpuDifferenceMedian?.toFixed(1)} | ${row.servingLogMedian?.toFixed(1)} |`,
     );
   }
   console.log(`others' load before each start: median ${median(busy)?.toFixed(2)} cores, max ${Math.max(...busy).toFixed(2)}`);

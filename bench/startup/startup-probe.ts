@@ -37,6 +37,11 @@ export interface StartupProbeOptions {
   readonly floor?: boolean;
   /** The server's main file; the production bundle (dist/bundle/main.js) by default. */
   readonly mainFile?: string;
+  /**
+   * After the first call, also wait (up to the timeout) for the "model registry serving" line, which
+   * comes once the model listing is done, so spawnToServingLogMs is known even when it comes later.
+   */
+  readonly awaitServingLog?: boolean;
 }
 
 export interface StartupProbe {
@@ -150,6 +155,9 @@ export async function probeStartup<T>(
       rssAtFirstRpcMiB = readMemory(child.pid as number).rssBytes / MIB;
     } catch {
       // Gone: reported as null.
+    }
+    while (options.awaitServingLog === true && servingLogAt === null && child.exitCode === null && performance.now() - spawnedAt < options.timeoutMs) {
+      await sleep(POLL_GAP_MS);
     }
     let firstVersionInfosMs: number | null = null;
     let secondVersionInfosMs: number | null = null;

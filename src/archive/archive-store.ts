@@ -1,14 +1,21 @@
 import type { ModelRecord, VersionRecord } from "../domain/index.js";
 
+export interface LeftoverCleanupOptions {
+  /** Milliseconds since the epoch: temporary files whose status changed (ctime) at or after it are kept. */
+  readonly changedBefore?: number;
+}
+
 /** Persistent storage of models and archived versions, whatever the backend. */
 export interface ArchiveStore {
   /** Creates the root if missing and restores what a crash may have lost (the model journal); reads may follow. */
   open(): Promise<void>;
   /**
    * After open(): removes the leftover temporary files of a crash. It never touches what reads look
-   * at, so it may run beside them; a backend without such files has none.
+   * at, so it may run beside them; a backend without such files has none. With `changedBefore`, a
+   * temporary file changed at or after that time is left alone (a write of this process in progress).
+   * Once close() was called it removes nothing more.
    */
-  removeLeftovers?(): Promise<void>;
+  removeLeftovers?(options?: LeftoverCleanupOptions): Promise<void>;
   /** Starts, in the background, what open() left for after the server listens (the model journal's creation). */
   startDeferred?(): void;
   /** Flushes what the archive holds pending (the model journal's checkpoint); after the last write. */
@@ -17,6 +24,11 @@ export interface ArchiveStore {
   listModelIds(): Promise<string[]>;
   /** Undefined if there is no such model; an unreadable or unparsable model info is reported as a warning and also gives undefined. */
   readModel(modelId: string): Promise<ModelRecord | undefined>;
+  /**
+   * readModel of each id, in the same order, at the backend's own pace (the directory: a few reads
+   * in flight at a time, see fs-archive-store.ts); without it, the ids are read with readModel all at once.
+   */
+  readModels?(modelIds: readonly string[]): Promise<(ModelRecord | undefined)[]>;
   /** Creates the model directory if needed. */
   writeModel(model: ModelRecord): Promise<void>;
   /** Removes the whole model directory; no error if missing. */

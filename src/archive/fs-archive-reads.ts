@@ -1,4 +1,4 @@
-import { readFile as readFileWithCallback } from "node:fs";
+import { readFile as readFileWithCallback, readFileSync, statSync } from "node:fs";
 import { readdir, open, stat } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { promisify } from "node:util";
@@ -19,7 +19,7 @@ import { decodeModelInfo } from "./yaml-codec.js";
 const readFile = promisify(readFileWithCallback);
 
 /** The reading half of the archive directory: listing models and versions, reading infos, data and metadata. */
-export type FsArchiveReads = Pick<ArchiveStore, "listModelIds" | "readModel" | "listVersions" | "openVersionData" | "readMeta">;
+export type FsArchiveReads = Pick<ArchiveStore, "listModelIds" | "readModel" | "readModels" | "listVersions" | "openVersionData" | "readMeta">;
 
 async function readTextIfExists(filePath: string): Promise<string | undefined> {
   try {
@@ -59,11 +59,40 @@ function createReader(handle: FileHandle, size: number, location: string): Versi
   };
 }
 
-export function createFsArchiveReads(root: string, warn: (message: string, details: Record<string, unknown>) => void): FsArchiveReads {
+/**
+ * How long the model listing reads synchronously before it gives the event loop a turn. The listing
+ * (a stat and an info read per model) runs while the server binds and serves its first calls (issue
+ * #15): read synchronously, a model costs ~15 µs of the main thread on a local disk, less than the
+ * callbacks of the four thread-pool round trips of an fs.readFile and the stat, and it takes no
+ * pool thread from the other core; the turns bound how long a call arriving meanwhile waits.
+ */
+export const LISTING_TURN_MS = 2;
+
+/** `work` applied to each item synchronously, in order, the event loop getting a turn every `turnMs` or so. */
+export async function inTurns<T, R>(items: readonly T[], turnMs: number, work: (item: T) => R): Promise<R[]> {
+  const results: R[] = [];
+  let turnStart = performance.now();
+  for (const item of items) {
+    if (performance.now() - turnStart >= turnMs) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      turnStart = performance.now();
+    }
+    results.push(work(item));
+  }
+  return results;
+}
+
+/** `listingTurnMs` sets LISTING_TURN_MS (tests). */
+export function createFsArchiveReads(
+  root: string,
+  warn: (message: string, details: Record<string, unknown>) => void,
+  options: { readonly listingTurnMs?: number } = {},
+): FsArchiveReads {
+  const listingTurnMs = options.listingTurnMs ?? LISTING_TURN_MS;
   /** Whether `infoPath` is a model info file; an unreadable one is reported and treated as absent. */
-  async function isModelInfoFile(infoPath: string): Promise<boolean> {
+  function isModelInfoFile(infoPath: string): boolean {
     try {
-      return (await stat(infoPath)).isFile();
+      return statSync(infoPath).isFile();
     } catch (error) {
       if (!isMissing(error)) {
         warn("model skipped: unreadable model info", { path: infoPath, error: errorMessage(error) });
@@ -98,6 +127,58 @@ export function createFsArchiveReads(root: string, warn: (message: string, detai
     });
   }
 
+  /** The model of `infoPath`'s text (undefined: no such file); an unreadable or unparsable one is reported and also gives undefined. */
+  function modelOf(modelId: string, infoPath: string, readText: () => string | undefined): ModelRecord | undefined {
+    let model: ModelRecord;
+    try {
+      const text = readText();
+      if (text === undefined) {
+        return undefined;
+      }
+      model = decodeModelInfo(text);
+    } catch (error) {
+      warn("model skipped: unreadable model info", { path: infoPath, error: errorMessage(error) });
+      return undefined;
+    }
+    if (model.modelId !== modelId) {
+      // The directory decides which model this is: it is how the model is found.
+      warn("model info names another model id; using the directory name", {
+        path: infoPath,
+        foundModelId: model.modelId,
+      });
+      return { modelId, userData: model.userData };
+    }
+    return model;
+  }
+
+  /** Undefined if there is no such model; an unreadable or unparsable model info is reported and also gives undefined. */
+  async function readModel(modelId: string): Promise<ModelRecord | undefined> {
+    const infoPath = modelInfoPath(root, modelId);
+    let text: string | undefined;
+    try {
+      text = await readTextIfExists(infoPath);
+    } catch (error) {
+      return modelOf(modelId, infoPath, () => {
+        throw error;
+      });
+    }
+    return modelOf(modelId, infoPath, () => text);
+  }
+
+  function readModelSync(modelId: string): ModelRecord | undefined {
+    const infoPath = modelInfoPath(root, modelId);
+    return modelOf(modelId, infoPath, () => {
+      try {
+        return readFileSync(infoPath, "utf8");
+      } catch (error) {
+        if (isMissing(error)) {
+          return undefined;
+        }
+        throw error;
+      }
+    });
+  }
+
   return {
     async listModelIds() {
       const entries = await readdir(root, { withFileTypes: true }).catch((error: unknown) => {
@@ -107,42 +188,22 @@ export function createFsArchiveReads(root: string, warn: (message: string, detai
         throw error;
       });
       const candidates = entries.filter((entry) => entry.isDirectory() && !entry.name.startsWith("."));
-      const found = await Promise.all(
-        candidates.map(async ({ name }) => {
-          let infoPath: string;
-          try {
-            infoPath = modelInfoPath(root, name);
-          } catch {
-            return undefined; // a directory name that can never be a model id
-          }
-          return (await isModelInfoFile(infoPath)) ? name : undefined;
-        }),
-      );
+      const found = await inTurns(candidates, listingTurnMs, ({ name }) => {
+        let infoPath: string;
+        try {
+          infoPath = modelInfoPath(root, name);
+        } catch {
+          return undefined; // a directory name that can never be a model id
+        }
+        return isModelInfoFile(infoPath) ? name : undefined;
+      });
       return found.filter((name): name is string => name !== undefined).sort(compareCodePoints);
     },
 
-    async readModel(modelId) {
-      const infoPath = modelInfoPath(root, modelId);
-      let model: ModelRecord;
-      try {
-        const text = await readTextIfExists(infoPath);
-        if (text === undefined) {
-          return undefined;
-        }
-        model = decodeModelInfo(text);
-      } catch (error) {
-        warn("model skipped: unreadable model info", { path: infoPath, error: errorMessage(error) });
-        return undefined;
-      }
-      if (model.modelId !== modelId) {
-        // The directory decides which model this is: it is how the model is found.
-        warn("model info names another model id; using the directory name", {
-          path: infoPath,
-          foundModelId: model.modelId,
-        });
-        return { modelId, userData: model.userData };
-      }
-      return model;
+    readModel,
+
+    readModels(modelIds) {
+      return inTurns(modelIds, listingTurnMs, readModelSync);
     },
 
     async listVersions(modelId) {

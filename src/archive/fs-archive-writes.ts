@@ -6,6 +6,7 @@ import type { ArchiveFileWriter } from "./archive-file-writer.js";
 import { syncDirectory } from "./atomic-write.js";
 import { errorCode, errorMessage, isMissing } from "./errno.js";
 import { type FsArchiveReads, readdirIfExists } from "./fs-archive-reads.js";
+import { type ConcurrencyLimit, createConcurrencyLimit } from "./concurrency-limit.js";
 import { createGroupCommit } from "./group-commit.js";
 import { createModelJournal } from "./model-journal.js";
 import { isTempFileName, metaFilePath, modelDirPath, modelInfoPath, tempFileName, versionDataPath, versionInfoPath } from "./layout.js";
@@ -21,24 +22,36 @@ export function createFsArchiveWrites(
   root: string,
   writer: ArchiveFileWriter,
   warn: (message: string, details: Record<string, unknown>) => void,
-  options: { readonly leftoverMinAgeMs?: number; readonly modelJournal?: boolean; readonly journalBytes?: number } = {},
+  options: {
+    readonly leftoverMinAgeMs?: number;
+    readonly modelJournal?: boolean;
+    readonly journalBytes?: number;
+    /** Paces the leftover clean-up's work per entry of the root (a directory read per model); unlimited by default. */
+    readonly startupScans?: ConcurrencyLimit;
+  } = {},
 ): FsArchiveWrites {
   const leftoverMinAgeMs = options.leftoverMinAgeMs ?? 0;
+  const startupScans = options.startupScans ?? createConcurrencyLimit(Number.MAX_SAFE_INTEGER);
   // Model infos go through the write-ahead journal (model-journal.ts) in group commits: one
   // fdatasync per batch. Only one process may write it: never with several instances (Redis mode).
   const journal = options.modelJournal === true ? createModelJournal({ root, warn, capacityBytes: options.journalBytes }) : undefined;
   const journaledModels = journal === undefined ? undefined : createGroupCommit((files) => journal.writeBatch(files));
 
-  /** Whether a temporary file is to be left alone: gone already, or maybe written by another instance sharing the directory. */
-  async function leaveAlone(entryPath: string): Promise<boolean> {
-    if (leftoverMinAgeMs <= 0) {
+  /**
+   * Whether a temporary file is to be left alone: gone already, maybe written by another instance
+   * sharing the directory, or changed since `changedBefore` (a write of this process in progress).
+   */
+  async function leaveAlone(entryPath: string, changedBefore: number | undefined): Promise<boolean> {
+    if (leftoverMinAgeMs <= 0 && changedBefore === undefined) {
       return false;
     }
     try {
-      return Date.now() - (await lstat(entryPath)).mtimeMs < leftoverMinAgeMs;
+      const status = await lstat(entryPath);
+      // ctime: a rename (a model's directory moved aside for deletion) and every write change it; utimes cannot set it back.
+      return (changedBefore !== undefined && status.ctimeMs >= changedBefore) || Date.now() - status.mtimeMs < leftoverMinAgeMs;
     } catch (error) {
       if (isMissing(error)) {
-        return true; // another instance's start removed it
+        return true; // another instance's start removed it, or the write it belonged to ended
       }
       throw error;
     }
@@ -46,9 +59,9 @@ export function createFsArchiveWrites(
 
   // Start-up must not fail for one entry it cannot clean or read (a read-only
   // snapshot, a permission, a symlink loop): that entry is skipped with a warning.
-  async function removeLeftover(entryPath: string): Promise<void> {
+  async function removeLeftover(entryPath: string, changedBefore: number | undefined): Promise<void> {
     try {
-      if (await leaveAlone(entryPath)) {
+      if (stopping || (await leaveAlone(entryPath, changedBefore))) {
         return;
       }
       await rm(entryPath, { recursive: true, force: true });
@@ -90,7 +103,10 @@ export function createFsArchiveWrites(
     }
   }
 
-  async function cleanModelDirectory(directory: string): Promise<void> {
+  async function cleanModelDirectory(directory: string, changedBefore: number | undefined): Promise<void> {
+    if (stopping) {
+      return;
+    }
     let names: string[];
     try {
       names = await readdirIfExists(directory);
@@ -98,7 +114,25 @@ export function createFsArchiveWrites(
       warn("could not list a model directory to remove leftover temporary files", { path: directory, error: errorMessage(error) });
       return;
     }
-    await Promise.all(names.filter(isTempFileName).map((name) => removeLeftover(path.join(directory, name))));
+    await Promise.all(names.filter(isTempFileName).map((name) => removeLeftover(path.join(directory, name), changedBefore)));
+  }
+
+  // Set by close(): a clean-up still queued removes nothing more; close() waits for the ones running.
+  let stopping = false;
+  const cleanups = new Set<Promise<void>>();
+  async function removeLeftovers(changedBefore: number | undefined): Promise<void> {
+    const entries = await readdir(root, { withFileTypes: true });
+    await Promise.all(
+      entries.map(async (entry) => {
+        const entryPath = path.join(root, entry.name);
+        if (isTempFileName(entry.name)) {
+          // Also what remains of a model whose deletion was interrupted.
+          await startupScans.run(() => removeLeftover(entryPath, changedBefore));
+        } else if (entry.isDirectory() && !entry.name.startsWith(".")) {
+          await startupScans.run(() => cleanModelDirectory(entryPath, changedBefore));
+        }
+      }),
+    );
   }
 
   return {
@@ -108,19 +142,17 @@ export function createFsArchiveWrites(
       await journal?.open();
     },
 
-    async removeLeftovers() {
-      const entries = await readdir(root, { withFileTypes: true });
-      await Promise.all(
-        entries.map(async (entry) => {
-          const entryPath = path.join(root, entry.name);
-          if (isTempFileName(entry.name)) {
-            // Also what remains of a model whose deletion was interrupted.
-            await removeLeftover(entryPath);
-          } else if (entry.isDirectory() && !entry.name.startsWith(".")) {
-            await cleanModelDirectory(entryPath);
-          }
-        }),
-      );
+    async removeLeftovers(cleanupOptions) {
+      if (stopping) {
+        return;
+      }
+      const cleanup = removeLeftovers(cleanupOptions?.changedBefore);
+      cleanups.add(cleanup);
+      try {
+        await cleanup;
+      } finally {
+        cleanups.delete(cleanup);
+      }
     },
 
     startDeferred() {
@@ -128,8 +160,12 @@ export function createFsArchiveWrites(
     },
 
     async close() {
+      stopping = true;
       pageCacheRecords.closeAll();
-      await journal?.close();
+      // The journal's close begins at once: a write asked after close() is refused, not queued.
+      const journalClosed = journal?.close();
+      await Promise.allSettled(cleanups);
+      await journalClosed;
     },
 
     async writeModel(model) {

@@ -1,4 +1,4 @@
-export type { ArchiveStore, StreamedVersionData, VersionDataReader } from "./archive-store.js";
+export type { ArchiveStore, LeftoverCleanupOptions, StreamedVersionData, VersionDataReader } from "./archive-store.js";
 export { META_WRITTEN } from "./archive-store.js";
 export {
   commitStreamedVersion,

@@ -14,6 +14,18 @@ export interface InProcessRegistryStateOptions {
   readonly bootId: string | undefined;
 }
 
+/**
+ * The leftover clean-up starts this long after the model listing, in the background: off the path of
+ * the start and the first calls (issue #15). It removes only temporary files changed before the state
+ * opened (less CLOCK_TICK_MARGIN_MS), so never one of an upload of this process.
+ */
+const LEFTOVER_CLEANUP_DELAY_MS = 250;
+/**
+ * A file's ctime comes from the kernel's coarse clock, which can be a tick (10 ms at HZ=100) behind
+ * Date.now(): a file written just after the cut-off can look older than it (up to 7 ms seen here).
+ */
+export const CLOCK_TICK_MARGIN_MS = 25;
+
 /** Models whose numbering record is flushed at once at a graceful stop (bounds the open files). */
 const STOP_RECORD_BATCH = 32;
 
@@ -42,7 +54,8 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
   // Byte order of UTF-8, like the original.
   const sortedModelIds = (): string[] => (sortedIds ??= [...models.keys()].sort(compareCodePoints));
   let bootId: string | undefined = options.bootId;
-  // The model listing (and the leftover clean-up beside it), started by open(). Every call that reads
+  let cleanupTimer: NodeJS.Timeout | undefined;
+  // The model listing, started by open(). Every call that reads
   // the models waits for it (`if (!listed) await listing`: no extra turn once it is done).
   let listing: Promise<void> = Promise.resolve();
   let listed = false;
@@ -129,18 +142,15 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
     };
     const readModels = async (): Promise<(ModelRecord | undefined)[]> => {
       const ids = await archive.listModelIds();
-      return Promise.all(ids.map((id) => archive.readModel(id)));
+      return archive.readModels?.(ids) ?? Promise.all(ids.map((id) => archive.readModel(id)));
     };
+    // Before anything of this process can write a temporary file: uploads wait for the listing.
+    const changedBefore = Date.now() - CLOCK_TICK_MARGIN_MS;
     const [readBoot, opened] = await Promise.allSettled([bootId ?? readBootId(), archive.open()]);
     throwFirstFailure([readBoot, opened]);
     bootId = readBoot.status === "fulfilled" ? readBoot.value : undefined;
-    // Concurrently: the clean-up of leftover temp files never touches what the listing reads (the
-    // model directories and their info files), and a missing root lists as empty. A failed
-    // clean-up is the error to report, as when the listing came after it.
     listing = (async () => {
-      const [cleaned, listedModels] = await Promise.allSettled([archive.removeLeftovers?.(), readModels()]);
-      throwFirstFailure([cleaned, listedModels]);
-      for (const model of listedModels.status === "fulfilled" ? listedModels.value : []) {
+      for (const model of await readModels()) {
         if (model !== undefined) {
           models.set(model.modelId, newEntry(model));
         }
@@ -148,6 +158,21 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
       sortedIds = undefined;
       listed = true;
     })();
+    // The clean-up of leftover temp files (a directory read per model) runs after the listing and the
+    // first calls, in the background: it keeps every temporary file changed since the state opened,
+    // so an upload of this process is never touched. A failure is logged; the start does not wait for it.
+    listing.then(
+      () => {
+        cleanupTimer = setTimeout(() => {
+          cleanupTimer = undefined;
+          archive.removeLeftovers?.({ changedBefore })?.catch((error: unknown) => {
+            log.warn({ module: "archive", error: error instanceof Error ? error.message : String(error) }, "leftover clean-up failed");
+          });
+        }, LEFTOVER_CLEANUP_DELAY_MS);
+        cleanupTimer.unref();
+      },
+      () => {},
+    );
     // Whoever needs it awaits it (calls, the server's start); this copy only keeps a failure that
     // nobody awaited yet from being an unhandled rejection.
     listing.catch(() => {});
@@ -276,7 +301,9 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
       return () => {};
     },
 
-    async close() {},
+    async close() {
+      clearTimeout(cleanupTimer);
+    },
 
     async recordStop() {
       const loaded = [...models.values()].filter((entry) => entry.loaded);
