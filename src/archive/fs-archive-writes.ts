@@ -120,7 +120,39 @@ export function createFsArchiveWrites(
   // Set by close(): a clean-up still queued removes nothing more; close() waits for the ones running.
   let stopping = false;
   const cleanups = new Set<Promise<void>>();
-  async function removeLeftovers(changedBefore: number | undefined): Promise<void> {
+  /**
+   * How far the archive's file system clock is ahead of this process's (negative: behind), from the
+   * ctime of a probe file written now. A network file system stamps files with its server's clock:
+   * a cut-off in this process's time would take the fresh temporary files of a server whose clock
+   * runs behind for leftovers. Undefined when no probe could be written (nothing could be removed either).
+   */
+  async function fileSystemClockSkew(): Promise<number | undefined> {
+    const probe = path.join(root, tempFileName("clock-probe"));
+    const before = Date.now();
+    try {
+      const handle = await open(probe, "wx", 0o600);
+      try {
+        const status = await handle.stat();
+        return status.ctimeMs - before;
+      } finally {
+        await handle.close();
+        await rm(probe, { force: true });
+      }
+    } catch (error) {
+      warn("could not measure the archive file system's clock; leftover temporary files are kept", { path: probe, error: errorMessage(error) });
+      return undefined;
+    }
+  }
+
+  async function removeLeftovers(localChangedBefore: number | undefined): Promise<void> {
+    let changedBefore = localChangedBefore;
+    if (localChangedBefore !== undefined) {
+      const skew = await fileSystemClockSkew();
+      if (skew === undefined) {
+        return;
+      }
+      changedBefore = localChangedBefore + skew;
+    }
     const entries = await readdir(root, { withFileTypes: true });
     await Promise.all(
       entries.map(async (entry) => {

@@ -43,6 +43,34 @@ async function exists(filePath: string): Promise<boolean> {
 }
 
 describe("removeLeftovers({ changedBefore })", () => {
+  test("the cut-off is taken to the file system's clock: with this process's clock 500 ms ahead of it (a network file system's server behind), a fresh upload's file is kept", async (t) => {
+    const root = await tempRoot(t);
+    const { stale } = await archiveWithLeftovers(root);
+    await sleep(PAST_THE_MARGIN_MS);
+    const realNow = Date.now;
+    const ahead = (): number => realNow() + 500;
+    const changedBefore = ahead() - CLOCK_TICK_MARGIN_MS; // as the state takes it, in this process's (fast) clock
+    const store = createFsArchiveStore({ root, writer: inlineFileWriter, onWarning: () => undefined });
+    t.after(async () => store.close?.());
+    await store.open();
+    const upload = await store.beginVersionData("m");
+    await upload.append([Buffer.from("fresh")]);
+    const uploadTemp = (await readdir(path.join(root, "m"))).filter((name) => name.startsWith(".m-upload.data.tmp-"));
+    assert.equal(uploadTemp.length, 1);
+    Date.now = ahead;
+    try {
+      await store.removeLeftovers?.({ changedBefore });
+    } finally {
+      Date.now = realNow;
+    }
+    assert.equal(await exists(path.join(root, "m", uploadTemp[0] as string)), true, "the upload's temporary file is kept");
+    for (const leftover of stale) {
+      assert.equal(await exists(leftover), false, leftover);
+    }
+    assert.deepEqual((await readdir(root)).filter((name) => name.includes("clock-probe")), [], "the probe file is gone");
+    await upload.abort();
+  });
+
   test("removes the temporary files changed before the cut-off and keeps an upload in progress and a deletion made after it", async (t) => {
     const root = await tempRoot(t);
     const { stale } = await archiveWithLeftovers(root);
