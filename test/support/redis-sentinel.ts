@@ -18,31 +18,19 @@ import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { createConnection } from "node:net";
 import { REDIS_SERVER_BINARY, type RedisTestServer, freeLoopbackPort, startRedisServer } from "./redis-server.js";
+import { liveProcessGroups, signalGroup } from "./process-groups.js";
 
 export const MASTER_NAME = "registry-primary";
 const DOWN_AFTER_MS = 1000;
 const FAILOVER_TIMEOUT_MS = 6000;
 
-const live = new Set<ChildProcess>();
-
-function killGroup(child: ChildProcess): void {
-  if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-    try {
-      process.kill(-child.pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-}
+const { live, killAll } = liveProcessGroups();
+const killGroup = (child: ChildProcess): void => signalGroup(child, "SIGKILL");
 
 /** Kills every test Sentinel still running (the data nodes are redis-server.ts's: killAllRedisServers). */
 export function killAllSentinels(): void {
-  for (const child of live) {
-    killGroup(child);
-  }
-  live.clear();
+  killAll();
 }
-process.once("exit", killAllSentinels);
 
 export interface SentinelDeploymentOptions {
   /** `requirepass` (and `masterauth`) of the data nodes; the Sentinels get it as `auth-pass`. */

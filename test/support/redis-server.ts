@@ -11,29 +11,17 @@ import { createServer, createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { TestContext } from "node:test";
+import { liveProcessGroups, signalGroup } from "./process-groups.js";
 
 export const REDIS_SERVER_BINARY = process.env.REDIS_SERVER_BINARY ?? "redis-server";
 
-const live = new Set<ChildProcess>();
-
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-    try {
-      process.kill(-child.pid, signal);
-    } catch {
-      // already gone
-    }
-  }
-}
+const { live, killAll } = liveProcessGroups();
+const killGroup = signalGroup;
 
 /** Kills every test Redis server still running. */
 export function killAllRedisServers(): void {
-  for (const child of live) {
-    killGroup(child, "SIGKILL");
-  }
-  live.clear();
+  killAll();
 }
-process.once("exit", killAllRedisServers);
 
 export interface RedisServerOptions {
   /** AOF with `appendfsync always`: every acknowledged write is on disk. Off: no persistence at all. */

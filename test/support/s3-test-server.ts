@@ -10,32 +10,20 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { S3Client } from "@aws-sdk/client-s3";
+import { liveProcessGroups, signalGroup } from "./process-groups.js";
 
 const MAIN = fileURLToPath(new URL("./s3-test-server-main.js", import.meta.url));
 /** The account s3rver accepts. */
 export const S3_TEST_CREDENTIALS = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" } as const;
 export const S3_TEST_REGION = "us-east-1";
 
-const live = new Set<ChildProcess>();
-
-function killGroup(child: ChildProcess): void {
-  if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-    try {
-      process.kill(-child.pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-}
+const { live, killAll } = liveProcessGroups();
+const killGroup = (child: ChildProcess): void => signalGroup(child, "SIGKILL");
 
 /** Kills every test S3 server still running. */
 export function killAllS3TestServers(): void {
-  for (const child of live) {
-    killGroup(child);
-  }
-  live.clear();
+  killAll();
 }
-process.once("exit", killAllS3TestServers);
 
 export interface S3TestServer {
   readonly endpoint: string;
