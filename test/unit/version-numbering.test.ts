@@ -7,9 +7,9 @@ import path from "node:path";
 import { describe, test } from "node:test";
 import type { TestContext } from "node:test";
 import { type ArchiveStore, createFsArchiveStore, inlineFileWriter } from "../../src/archive/index.js";
-import { createSha256 } from "../../src/data/index.js";
 import { createLogger } from "../../src/logger.js";
 import { Registry } from "../../src/registry/index.js";
+import { testRegistryOptions } from "../support/registry-options.js";
 
 interface Opened {
   readonly registry: Registry;
@@ -24,19 +24,9 @@ async function tempRoot(t: TestContext): Promise<string> {
 
 /** Opens a registry on `archive` as if the machine's current boot were `bootId`. */
 async function open(t: TestContext, archive: ArchiveStore, bootId: string): Promise<Opened> {
-  const sha = await createSha256("node-crypto");
   const logLines: Record<string, unknown>[] = [];
   const log = createLogger("info", { write: (line: string) => void logLines.push(JSON.parse(line) as Record<string, unknown>) });
-  const registry = await Registry.open({
-    archive,
-    cacheMaxBytes: 1 << 20,
-    cacheExpirationMs: 0,
-    cachePruneCount: 1,
-    chunkSize: 1024,
-    hash: async (segments) => sha(segments),
-    log,
-    bootId,
-  });
+  const registry = await Registry.open({ ...(await testRegistryOptions(archive)), log, bootId });
   t.after(() => registry.close());
   return { registry, logLines };
 }
