@@ -274,18 +274,7 @@ function responseHeaders(): string[] | typeof RESPONSE_HEADERS_OBJECT {
   if (!RAW_HEADER_ARRAYS) {
     return RESPONSE_HEADERS_OBJECT;
   }
-  return [
-    constants.HTTP2_HEADER_STATUS,
-    "200",
-    constants.HTTP2_HEADER_CONTENT_TYPE,
-    "application/grpc+proto",
-    "grpc-accept-encoding",
-    "identity,deflate,gzip",
-    "grpc-encoding",
-    "identity",
-    constants.HTTP2_HEADER_DATE,
-    httpDate(),
-  ];
+  return [...RESPONSE_HEADER_PAIRS, constants.HTTP2_HEADER_DATE, httpDate()];
 }
 
 /** The same headers as an object, for a Node.js whose `respond()` takes no array; it adds `date` last. */
@@ -295,6 +284,9 @@ const RESPONSE_HEADERS_OBJECT = {
   "grpc-accept-encoding": "identity,deflate,gzip",
   "grpc-encoding": "identity",
 } as const;
+
+/** RESPONSE_HEADERS_OBJECT as raw `[name, value, ...]` pairs, in its order. */
+const RESPONSE_HEADER_PAIRS: readonly string[] = Object.entries(RESPONSE_HEADERS_OBJECT).flatMap(([name, value]) => [name, String(value)]);
 
 /**
  * Whether this Node.js's `Http2Stream.respond()` takes raw `[name, value, ...]` headers: from 24.7.0
