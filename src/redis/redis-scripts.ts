@@ -74,7 +74,8 @@ if upload ~= '' then
     end
   end
 end
-if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[8]) then
+local next_number = tonumber(redis.call('GET', KEYS[3]) or '0') + 1
+if next_number > tonumber(ARGV[8]) then
   return redis.error_reply('CMR_EXHAUSTED the model has used every version number up to ' .. ARGV[8])
 end
 local claim = ARGV[9] or ''
@@ -82,14 +83,13 @@ if claim ~= '' then
   if redis.call('GET', base .. 'claim') ~= claim then
     return redis.error_reply('CMR_CLAIM_LOST the claim of the version number expired before the commit (the lease ran out)')
   end
-  if tonumber(redis.call('GET', KEYS[3]) or '0') + 1 ~= tonumber(ARGV[10]) then
+  if next_number ~= tonumber(ARGV[10]) then
     return redis.error_reply('CMR_CLAIM_LOST the claimed version number was taken meanwhile')
   end
 end
 -- Every key written below is touched by a read first. Redis does not undo a script's writes when a
 -- later command fails, and on a Redis Cluster whose slot is migrating, any command on a key this node
 -- no longer (or not yet) holds fails: the reads fail it here, before the number is taken.
-local next_number = tonumber(redis.call('GET', KEYS[3]) or '0') + 1
 redis.call('EXISTS', base .. 'v:' .. next_number)
 if upload ~= '' then
   for i = 0, chunks - 1 do redis.call('EXISTS', base .. 'd:' .. next_number .. ':' .. i) end
