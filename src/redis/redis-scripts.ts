@@ -24,19 +24,18 @@ function script(name: string, keyCount: number, body: string): RedisScript {
  */
 const EXPIRE_HELPERS = `
 local EVICTABLE_ONLY_TTL_MS = 3153600000000
-local function touch_version_data(base, number, info)
+-- A transient version's keys (its info and data chunks) and its commit time; nothing for an archived one.
+local function transient_version_keys(base, number, info)
   local decoded = cjson.decode(info)
-  if decoded.archived then return end
-  for i = 0, (decoded.chunks or 0) - 1 do redis.call('EXISTS', base .. 'd:' .. number .. ':' .. i) end
-end
-local function expire_version(base, number, info, expiration_ms)
-  local decoded = cjson.decode(info)
-  if decoded.archived then return end
+  if decoded.archived then return nil end
   local keys = { base .. 'v:' .. number }
   for i = 0, (decoded.chunks or 0) - 1 do keys[#keys + 1] = base .. 'd:' .. number .. ':' .. i end
+  return keys, decoded.storedAtMs
+end
+local function expire_version_keys(keys, stored_at_ms, expiration_ms)
   for _, key in ipairs(keys) do
     if expiration_ms > 0 then
-      redis.call('PEXPIREAT', key, string.format('%d', decoded.storedAtMs + expiration_ms))
+      redis.call('PEXPIREAT', key, string.format('%d', stored_at_ms + expiration_ms))
     else
       redis.call('PEXPIRE', key, EVICTABLE_ONLY_TTL_MS)
     end
@@ -96,7 +95,11 @@ if upload ~= '' then
 end
 local previous = redis.call('ZRANGE', KEYS[4], -1, -1)[1]
 local previous_info = previous and redis.call('GET', base .. 'v:' .. previous)
-if previous_info then touch_version_data(base, previous, previous_info) end
+local previous_keys, previous_stored_at
+if previous_info then previous_keys, previous_stored_at = transient_version_keys(base, previous, previous_info) end
+if previous_keys then
+  for _, key in ipairs(previous_keys) do redis.call('EXISTS', key) end
+end
 if claim ~= '' then redis.call('DEL', base .. 'claim') end
 local number = redis.call('INCR', KEYS[3])
 local time = redis.call('TIME')
@@ -111,7 +114,7 @@ if upload ~= '' then
 end
 redis.call('SET', base .. 'v:' .. number, info)
 redis.call('ZADD', KEYS[4], number, number)
-if previous_info then expire_version(base, previous, previous_info, tonumber(ARGV[6])) end
+if previous_keys then expire_version_keys(previous_keys, previous_stored_at, tonumber(ARGV[6])) end
 redis.call('PUBLISH', ARGV[7], '{"type":"version","version":' .. info .. '}')
 return info
 `,
