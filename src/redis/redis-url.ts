@@ -91,7 +91,7 @@ export function parseRedisUrls(text: string): RedisEndpoint {
     return parseRedisUrl(text);
   }
   if (parts.some((part) => part === "")) {
-    throw new RedisUrlError(`an empty URL in the comma-separated list; ${REDIS_CLUSTER_URLS_FORM}; expected ${REDIS_URL_FORM}`);
+    throw listError("an empty URL in the comma-separated list");
   }
   const seeds = parts.map((part, index) => {
     try {
@@ -103,16 +103,21 @@ export function parseRedisUrls(text: string): RedisEndpoint {
   const first = seeds[0] as RedisEndpoint;
   for (const [index, seed] of seeds.entries()) {
     if (seed.sentinel !== undefined) {
-      throw new RedisUrlError(`URL ${index + 1} of the list is a Sentinel URL, which stands alone; ${REDIS_CLUSTER_URLS_FORM}; expected ${REDIS_URL_FORMS}`);
+      throw listError(`URL ${index + 1} of the list is a Sentinel URL, which stands alone`, REDIS_URL_FORMS);
     }
     if (seed.tls !== first.tls || seed.username !== first.username || seed.password !== first.password) {
-      throw new RedisUrlError(`URL ${index + 1} of the list differs from the first in scheme, user or password; ${REDIS_CLUSTER_URLS_FORM}; expected ${REDIS_URL_FORM}`);
+      throw listError(`URL ${index + 1} of the list differs from the first in scheme, user or password`);
     }
     if (seed.db !== 0) {
-      throw new RedisUrlError(`URL ${index + 1} of the list names database ${seed.db}, but a Redis Cluster has only database 0; ${REDIS_CLUSTER_URLS_FORM}; expected ${REDIS_URL_FORM}`);
+      throw listError(`URL ${index + 1} of the list names database ${seed.db}, but a Redis Cluster has only database 0`);
     }
   }
   return { ...first, clusterSeeds: seeds };
+}
+
+/** An error of a comma-separated list: the reason, the list's form and the accepted URL form(s). */
+function listError(reason: string, accepted: string = REDIS_URL_FORM): RedisUrlError {
+  return new RedisUrlError(`${reason}; ${REDIS_CLUSTER_URLS_FORM}; expected ${accepted}`);
 }
 
 /**
