@@ -111,17 +111,23 @@ export class ModelActor {
         claim.abandon();
         throw error;
       }
+      // Held until the version is listed: an eviction before that could not forget the version (not
+      // listed yet), which would then be listed, the latest even, with no data behind it.
+      let heldUntilListed: { release(): void } | undefined;
       if (payload.kind === "memory") {
         // In the cache before the version is visible: a reader told of it finds its data.
         cache.insert(payload.reservation, this.modelId, versionNumber, payload.data, { pinned: true, identity: record.dataHash });
+        heldUntilListed = cache.acquire(this.modelId, versionNumber, record.dataHash);
       }
       let previous: VersionRecord | undefined;
       try {
         previous = await claim.commit(record, payload.kind === "memory" ? payload.shared : undefined);
       } catch (error) {
+        heldUntilListed?.release();
         cache.delete(this.modelId, versionNumber);
         throw error;
       }
+      heldUntilListed?.release();
       // The previous latest as of the commit (an eviction meanwhile may have made an older version
       // the latest and pinned it: dataEvicted). Unpinned on both paths: a version streamed to disk is not cached.
       if (previous !== undefined) {
