@@ -125,15 +125,17 @@ export function createFsArchiveWrites(
    * ctime of a probe file written now. A network file system stamps files with its server's clock:
    * a cut-off in this process's time would take the fresh temporary files of a server whose clock
    * runs behind for leftovers. Undefined when no probe could be written (nothing could be removed either).
+   * Taken against the time after the probe's stat, not before its open: a thread pool busy with other
+   * requests (an upload's fsyncs) delays the open, and that delay read as skew would move the cut-off
+   * past files written after it; an estimate too low only keeps a few leftovers until the next start.
    */
   async function fileSystemClockSkew(): Promise<number | undefined> {
     const probe = path.join(root, tempFileName("clock-probe"));
-    const before = Date.now();
     try {
       const handle = await open(probe, "wx", 0o600);
       try {
         const status = await handle.stat();
-        return status.ctimeMs - before;
+        return status.ctimeMs - Date.now();
       } finally {
         await handle.close();
         await rm(probe, { force: true });

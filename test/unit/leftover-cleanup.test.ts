@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
+import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
@@ -106,6 +108,46 @@ describe("removeLeftovers({ changedBefore })", () => {
     await upload.append([Buffer.from("data")]);
     await upload.commit({ modelId: "m", versionNumber: 1, creationTimestamp: 0n, archived: true, dataHash: "h", dataSize: 10, userData: {} });
     assert.equal(await readFile(versionDataPath(root, "m", 1), "utf8"), "fresh data");
+  });
+
+  test("a thread pool busy when the clock probe is written (fsyncs of uploads) does not move the cut-off past an upload made after it", async (t) => {
+    const root = await tempRoot(t);
+    await mkdir(path.join(root, "m"));
+    await writeFile(path.join(root, "m", "m.yaml"), "model_id: m\nuser_data: {}\n");
+    const store = createFsArchiveStore({ root, writer: inlineFileWriter });
+    t.after(async () => store.close?.());
+    // As the state does: the cut-off taken when it opens, before anything of this process writes.
+    const changedBefore = Date.now() - CLOCK_TICK_MARGIN_MS;
+    await store.open();
+    await sleep(PAST_THE_MARGIN_MS);
+    const upload = await store.beginVersionData("m");
+    await upload.append([Buffer.from("first batch")]);
+    const temps = (await readdir(path.join(root, "m"))).filter((name) => name.startsWith(".m-upload.data.tmp-"));
+    assert.equal(temps.length, 1);
+
+    // Every thread of libuv's pool (4 by default) blocked on opening a FIFO for 300 ms, as by fsyncs.
+    const fifoDir = await tempRoot(t);
+    const fifo = path.join(fifoDir, "fifo");
+    execFileSync("mkfifo", [fifo]);
+    const blocked = [0, 1, 2, 3].map(() => open(fifo, "r"));
+    let cleanup: Promise<void> | undefined;
+    try {
+      await sleep(20);
+      cleanup = store.removeLeftovers?.({ changedBefore });
+      await sleep(300);
+    } finally {
+      // A writer unblocks the readers' opens: opened synchronously ("r+" does not block on a FIFO),
+      // since the pool it would otherwise wait for is the one blocked.
+      const writer = openSync(fifo, "r+");
+      await Promise.all(blocked.map(async (handle) => (await handle).close()));
+      closeSync(writer);
+    }
+    await cleanup;
+    const after = (await readdir(path.join(root, "m"))).filter((name) => name.startsWith(".m-upload.data.tmp-"));
+    assert.deepEqual(after, temps, "the upload's temporary file is kept");
+    await upload.append([Buffer.from(" second batch")]);
+    await upload.commit({ modelId: "m", versionNumber: 1, creationTimestamp: 0n, archived: true, dataHash: "h", dataSize: 24, userData: {} });
+    assert.equal(await readFile(versionDataPath(root, "m", 1), "utf8"), "first batch second batch");
   });
 
   test("after close(), removes nothing", async (t) => {
