@@ -291,9 +291,17 @@ export class Registry {
   }
 
   async subscribe(modelId: string, sink: VersionSink): Promise<VersionSubscription> {
-    const actor = this.#actorFor(modelId);
-    const generation = actor.generation;
+    let actor = this.#actorFor(modelId);
+    let generation = actor.generation;
     await this.#requireModel(modelId);
+    // A lookup made earlier, before another instance created the model, may have answered "absent"
+    // meanwhile and dropped the actor: announcements go to the actor in the map, so subscribe there
+    // (a new one: the model was just found, it starts known).
+    while (this.#actors.get(modelId) !== actor) {
+      actor = this.#actorFor(modelId);
+      generation = actor.generation;
+      await this.#requireModel(modelId);
+    }
     if (actor.generation !== generation) {
       throw notFound(`model "${modelId}" not found`); // deleted meanwhile
     }
