@@ -74,6 +74,22 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
+/** The least time a stop gives the registry's final writes once the calls have ended (see stop()). */
+const MIN_STOP_FINISH_MS = 5_000;
+
+/** Whether `work` settles (resolves; a rejection is thrown) within `ms`. */
+async function settlesWithin(work: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([work.then(() => true as const), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export async function startServer(config: ServerConfig, log: Logger, options: ServerOptions = {}): Promise<RunningServer> {
   return startWithRollback(log, async (stack) => {
     const host = options.host ?? "0.0.0.0";
@@ -131,9 +147,19 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
         grpcServer.stopServing();
         core.closeRegistry(); // ends VersionUpdate streams (UNAVAILABLE) at once: they would otherwise never finish
         await grpcServer.drain();
-        // After the last commit: the next version numbers, flushed and marked clean.
-        await registry.recordStop();
-        await resources.disposeAsync();
+        // After the last commit: the next version numbers, flushed and marked clean. Bounded: a stalled
+        // archive (an S3 PUT retried for minutes) must not keep a stopping server alive; stopped
+        // without them, the next start numbers above the block-ahead mark, as after a crash.
+        const finishMs = Math.max(config.shutdownGraceMs, MIN_STOP_FINISH_MS);
+        const finished = await settlesWithin(
+          registry.recordStop().then(() => resources.disposeAsync()),
+          finishMs,
+        );
+        if (!finished) {
+          throw new Error(
+            `the archive did not finish the commits in flight and the next-number records within ${finishMs} ms after the calls ended: stopped without them (numbering stays above every number handed out)`,
+          );
+        }
       })();
       return stopping;
     };
