@@ -12,10 +12,12 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test, type TestContext } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { Redis } from "ioredis";
-import { modelHashTag } from "../../src/redis/index.js";
+import { Code, RegistryError } from "../../src/errors/index.js";
+import { RedisRegistryStore, modelHashTag } from "../../src/redis/index.js";
 import { startDelayProxy } from "../support/delay-proxy.js";
 import { HealthClient } from "../support/health-client.js";
 import { type RedisTestServer, killAllRedisServers, startRedisServer } from "../support/redis-server.js";
+import { killAllSentinels, startSentinelDeployment } from "../support/redis-sentinel.js";
 import { rejectsWithStatus } from "../support/registry-client.js";
 import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
 import { killAllServers } from "../support/server-process.js";
@@ -95,6 +97,7 @@ async function replicaKeys(onReplica: Redis, model: string): Promise<string[]> {
 describe("REDIS_WAIT_REPLICAS: a write is acknowledged once replicated", () => {
   after(() => {
     killAllServers();
+    killAllSentinels();
     killAllRedisServers();
   });
 
@@ -230,6 +233,81 @@ describe("REDIS_WAIT_REPLICAS: a write is acknowledged once replicated", () => {
     assert.ok((await promoted.client.retrieveData(model, 1)).equals(data));
     assert.equal((await promoted.client.retrieveData(model, 2)).toString(), "archived");
     assert.equal((await promoted.client.publish(model, Buffer.from("after"))).version_number, 3);
+  });
+
+  test("through Sentinel: the wait runs on the primary the Sentinels name; after kill -9 of the primary, the promoted replica has every version and numbering goes on", async (t) => {
+    const deployment = await startSentinelDeployment(t);
+    const [primary, replica] = deployment.nodes;
+    const instance = await startInstance(t, await tempArchive(t), deployment.url, { COGMENT_MODEL_REGISTRY_REDIS_WAIT_TIMEOUT: "300ms" });
+    const health = new HealthClient(instance.address);
+    t.after(() => health.close());
+    const waitForServing = async (): Promise<void> => {
+      const deadline = Date.now() + 30_000;
+      while ((await health.check("")) !== "SERVING") {
+        assert.ok(Date.now() < deadline, "not SERVING");
+        await sleep(50);
+      }
+    };
+    await waitForServing();
+    const model = "sentinel-waited";
+    await instance.client.createModel(model);
+    assert.equal((await instance.client.publish(model, Buffer.from("one"))).version_number, 1);
+    assert.equal(await deployment.inspect(replica).get(`cmr:${modelHashTag(model)}:counter`), "1");
+    replica.pause();
+    try {
+      await rejectsWithStatus(instance.client.publish(model, Buffer.from("two")), grpc.status.UNAVAILABLE, unconfirmed(`version 2 of model "${model}" is committed`, 300));
+    } finally {
+      replica.resume();
+    }
+    const three = randomBytes(3 * MIB);
+    assert.equal((await instance.client.publish(model, three)).version_number, 3);
+
+    await primary.stop("SIGKILL"); // no WAIT of the test's own: the registry's was enough
+    await deployment.waitForPrimary(replica);
+    await waitForServing();
+    assert.deepEqual(
+      (await instance.client.retrieveVersionInfos({ model_id: model })).version_infos.map((info) => info.version_number),
+      [1, 2, 3],
+    );
+    assert.ok((await instance.client.retrieveData(model, 3)).equals(three));
+    // The promoted primary has no replica left: the next commit is numbered on, and said unconfirmed.
+    await rejectsWithStatus(instance.client.publish(model, Buffer.from("four")), grpc.status.UNAVAILABLE, unconfirmed(`version 4 of model "${model}" is committed`, 300));
+    assert.equal((await instance.client.retrieveData(model, 4)).toString(), "four");
+  });
+
+  test("concurrent writes with the replica stopped share WAITs: each is answered as unconfirmed, no command behind them times out, the connection stays healthy", async (t) => {
+    const { primary, replica } = await startPair(t, { delayed: false });
+    // The default 2 s command timeout: six WAITs of 1 s stacked on the connection would exceed it.
+    const store = RedisRegistryStore.create(primary.url, { expirationMs: 0, waitReplicas: 1, waitTimeoutMs: 1000 });
+    t.after(() => store.close());
+    await store.connection.waitUntilHealthy(10_000);
+    const healthChanges: boolean[] = [];
+    store.connection.on("health", (healthy) => healthChanges.push(healthy));
+    const models = Array.from({ length: 6 }, (_, i) => `concurrent-${i}`);
+    const generations = await Promise.all(models.map(async (modelId) => (await store.putModel({ modelId, userData: {} })).generation));
+    replica.pause();
+    try {
+      const commits = models.map((modelId, i) =>
+        store.commitVersion(
+          { modelId, creationTimestamp: 1_700_000_000_000_000_000n, archived: true, dataHash: "h", dataSize: 0, userData: {} },
+          generations[i] as number,
+        ),
+      );
+      const read = store.getModel("concurrent-0"); // queued behind the WAITs
+      const outcomes = await Promise.allSettled(commits);
+      assert.deepEqual(await read, { modelId: "concurrent-0", userData: {} });
+      for (const [i, outcome] of outcomes.entries()) {
+        assert.equal(outcome.status, "rejected");
+        const error = (outcome as PromiseRejectedResult).reason as unknown;
+        assert.ok(error instanceof RegistryError);
+        assert.equal(error.code, Code.UNAVAILABLE);
+        assert.match(error.message, unconfirmed(`version 1 of model "${models[i]}" is committed`, 1000));
+      }
+    } finally {
+      replica.resume();
+    }
+    assert.deepEqual(healthChanges, [], "the command connection was never dropped");
+    assert.equal(store.healthy, true);
   });
 
   test("fewer replicas online than asked: a warning at start, and the instance serves (writes fail UNAVAILABLE)", async (t) => {
