@@ -36,7 +36,7 @@ describe("REDIS_WAIT_REPLICAS on a Redis Cluster", () => {
       COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir,
       COGMENT_MODEL_REGISTRY_REDIS_URL: cluster.url,
       COGMENT_MODEL_REGISTRY_REDIS_WAIT_REPLICAS: "1",
-      COGMENT_MODEL_REGISTRY_REDIS_WAIT_TIMEOUT: "300ms",
+      COGMENT_MODEL_REGISTRY_REDIS_WAIT_TIMEOUT: "1s",
     });
     const masterOf = async (key: string): Promise<number> => cluster.ownerOfSlot(await cluster.keySlot(key));
     const replicaOf = async (master: number): Promise<number> => {
@@ -85,7 +85,7 @@ describe("REDIS_WAIT_REPLICAS on a Redis Cluster", () => {
         instance.client.publish(stalledModel, Buffer.from("two")),
         grpc.status.UNAVAILABLE,
         exactly(
-          `version 2 of model "${stalledModel}" is committed on the Redis primary but only 0 of 1 replicas acknowledged it within 300 ms (COGMENT_MODEL_REGISTRY_REDIS_WAIT_REPLICAS): it may be lost if the primary fails over`,
+          `version 2 of model "${stalledModel}" is committed on the Redis primary but only 0 of 1 replicas acknowledged it within 1000 ms (COGMENT_MODEL_REGISTRY_REDIS_WAIT_REPLICAS): it may be lost if the primary fails over`,
         ),
       );
       // The other masters' models are written and confirmed as usual.
@@ -115,7 +115,7 @@ describe("REDIS_WAIT_REPLICAS on a Redis Cluster", () => {
         instance.client.createModel(created),
         grpc.status.UNAVAILABLE,
         exactly(
-          `model "${created}" is created on the Redis primary but only 0 of 1 replicas acknowledged it within 300 ms (COGMENT_MODEL_REGISTRY_REDIS_WAIT_REPLICAS): it may be lost if the primary fails over`,
+          `model "${created}" is created on the Redis primary but only 0 of 1 replicas acknowledged it within 1000 ms (COGMENT_MODEL_REGISTRY_REDIS_WAIT_REPLICAS): it may be lost if the primary fails over`,
         ),
       );
     } finally {

@@ -1,7 +1,7 @@
 /*
  * COGMENT_MODEL_REGISTRY_REDIS_WAIT_REPLICAS: real redis-server processes, a primary and a replica
  * (`--replicaof`), server instances in their own processes. The replica gets the replication stream
- * through a proxy that holds it 300 ms (test/support/delay-proxy.ts), so without the WAIT an
+ * through a proxy that holds it 200 ms (test/support/delay-proxy.ts), so without the WAIT an
  * acknowledged write is certainly not on the replica yet when the test looks.
  */
 import assert from "node:assert/strict";
@@ -24,7 +24,7 @@ import { killAllServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 
 const MIB = 1024 * 1024;
-const REPLICATION_DELAY_MS = 300;
+const REPLICATION_DELAY_MS = 200;
 
 interface Pair {
   readonly primary: RedisTestServer;
@@ -133,7 +133,7 @@ describe("REDIS_WAIT_REPLICAS: a write is acknowledged once replicated", () => {
     const archiveDir = await tempArchive(t);
     // A small cache: the 3 MiB archived version below is streamed to disk (the other commit path).
     const instance = await startInstance(t, archiveDir, primary.url, {
-      COGMENT_MODEL_REGISTRY_REDIS_WAIT_TIMEOUT: "200ms",
+      COGMENT_MODEL_REGISTRY_REDIS_WAIT_TIMEOUT: "500ms",
       COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE: String(4 * MIB),
     });
     const health = new HealthClient(instance.address);
@@ -144,15 +144,15 @@ describe("REDIS_WAIT_REPLICAS: a write is acknowledged once replicated", () => {
 
     replica.pause();
     try {
-      await rejectsWithStatus(instance.client.publish(model, Buffer.from("two")), grpc.status.UNAVAILABLE, unconfirmed(`version 2 of model "${model}" is committed`, 200));
+      await rejectsWithStatus(instance.client.publish(model, Buffer.from("two")), grpc.status.UNAVAILABLE, unconfirmed(`version 2 of model "${model}" is committed`, 500));
       const archived = randomBytes(3 * MIB);
       await rejectsWithStatus(
         instance.client.publish(model, archived, { archived: true }),
         grpc.status.UNAVAILABLE,
-        unconfirmed(`version 3 of model "${model}" is committed`, 200),
+        unconfirmed(`version 3 of model "${model}" is committed`, 500),
       );
-      await rejectsWithStatus(instance.client.createModel("new-model"), grpc.status.UNAVAILABLE, unconfirmed(`model "new-model" is created`, 200));
-      await rejectsWithStatus(instance.client.createModel(model, { k: "v" }), grpc.status.UNAVAILABLE, unconfirmed(`model "${model}" is updated`, 200));
+      await rejectsWithStatus(instance.client.createModel("new-model"), grpc.status.UNAVAILABLE, unconfirmed(`model "new-model" is created`, 500));
+      await rejectsWithStatus(instance.client.createModel(model, { k: "v" }), grpc.status.UNAVAILABLE, unconfirmed(`model "${model}" is updated`, 500));
 
       // Committed all the same, and served: the client was told the write may only be lost on a failover.
       assert.equal(await health.check(""), "SERVING");
@@ -181,14 +181,14 @@ describe("REDIS_WAIT_REPLICAS: a write is acknowledged once replicated", () => {
       await rejectsWithStatus(
         instance.client.publish("new-model", Buffer.from("kept"), { archived: true }),
         grpc.status.UNAVAILABLE,
-        unconfirmed('version 1 of model "new-model" is committed', 200),
+        unconfirmed('version 1 of model "new-model" is committed', 500),
       );
       const files = await readdir(archiveDir, { recursive: true });
       await rejectsWithStatus(
         instance.client.deleteModel("new-model"),
         grpc.status.UNAVAILABLE,
         exactly(
-          `model "new-model" is deleted on the Redis primary but only 0 of 1 replicas acknowledged it within 200 ms (COGMENT_MODEL_REGISTRY_REDIS_WAIT_REPLICAS): it may be lost if the primary fails over; its archive files were kept`,
+          `model "new-model" is deleted on the Redis primary but only 0 of 1 replicas acknowledged it within 500 ms (COGMENT_MODEL_REGISTRY_REDIS_WAIT_REPLICAS): it may be lost if the primary fails over; its archive files were kept`,
         ),
       );
       assert.deepEqual((await readdir(archiveDir, { recursive: true })).sort(), files.sort());
@@ -217,7 +217,7 @@ describe("REDIS_WAIT_REPLICAS: a write is acknowledged once replicated", () => {
     const data = randomBytes(3 * MIB);
     assert.equal((await before.client.publish(model, data)).version_number, 1);
     assert.equal((await before.client.publish(model, Buffer.from("archived"), { archived: true })).version_number, 2);
-    await primary.stop("SIGKILL"); // right after the acknowledgment, the replication stream still held 300 ms by the proxy
+    await primary.stop("SIGKILL"); // right after the acknowledgment, the replication stream still held 200 ms by the proxy
     await onReplica.replicaof("NO", "ONE");
 
     // The promoted node has no replica of its own (Sentinel would turn the old primary into one): no wait there.
@@ -238,7 +238,7 @@ describe("REDIS_WAIT_REPLICAS: a write is acknowledged once replicated", () => {
   test("through Sentinel: the wait runs on the primary the Sentinels name; after kill -9 of the primary, the promoted replica has every version and numbering goes on", async (t) => {
     const deployment = await startSentinelDeployment(t);
     const [primary, replica] = deployment.nodes;
-    const instance = await startInstance(t, await tempArchive(t), deployment.url, { COGMENT_MODEL_REGISTRY_REDIS_WAIT_TIMEOUT: "300ms" });
+    const instance = await startInstance(t, await tempArchive(t), deployment.url, { COGMENT_MODEL_REGISTRY_REDIS_WAIT_TIMEOUT: "1s" });
     const health = new HealthClient(instance.address);
     t.after(() => health.close());
     const waitForServing = async (): Promise<void> => {
@@ -255,7 +255,7 @@ describe("REDIS_WAIT_REPLICAS: a write is acknowledged once replicated", () => {
     assert.equal(await deployment.inspect(replica).get(`cmr:${modelHashTag(model)}:counter`), "1");
     replica.pause();
     try {
-      await rejectsWithStatus(instance.client.publish(model, Buffer.from("two")), grpc.status.UNAVAILABLE, unconfirmed(`version 2 of model "${model}" is committed`, 300));
+      await rejectsWithStatus(instance.client.publish(model, Buffer.from("two")), grpc.status.UNAVAILABLE, unconfirmed(`version 2 of model "${model}" is committed`, 1000));
     } finally {
       replica.resume();
     }
@@ -271,7 +271,7 @@ describe("REDIS_WAIT_REPLICAS: a write is acknowledged once replicated", () => {
     );
     assert.ok((await instance.client.retrieveData(model, 3)).equals(three));
     // The promoted primary has no replica left: the next commit is numbered on, and said unconfirmed.
-    await rejectsWithStatus(instance.client.publish(model, Buffer.from("four")), grpc.status.UNAVAILABLE, unconfirmed(`version 4 of model "${model}" is committed`, 300));
+    await rejectsWithStatus(instance.client.publish(model, Buffer.from("four")), grpc.status.UNAVAILABLE, unconfirmed(`version 4 of model "${model}" is committed`, 1000));
     assert.equal((await instance.client.retrieveData(model, 4)).toString(), "four");
   });
 
