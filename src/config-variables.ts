@@ -259,6 +259,36 @@ export const REDIS_URL: Variable<RedisEndpoint | undefined> = {
   },
 };
 
+/** A WAIT's longest timeout: a command queued behind one WAIT keeps half the 2 s per-call bound for itself. */
+export const MAX_REDIS_WAIT_TIMEOUT_MS = 1000;
+
+export const REDIS_WAIT_REPLICAS: Variable<number> = {
+  name: `${PREFIX}REDIS_WAIT_REPLICAS`,
+  default: "0",
+  accepted: "an integer from 0 to 1000 (0: no wait)",
+  description:
+    "With REDIS_URL: how many replicas must acknowledge (Redis WAIT) each commit, model creation or update and deletion before the client is told it succeeded; fewer within REDIS_WAIT_TIMEOUT: the call fails UNAVAILABLE, saying the write is done on the primary but may be lost if it fails over",
+  parse: integer(0, 1000),
+};
+
+export const REDIS_WAIT_TIMEOUT: Variable<number> = {
+  name: `${PREFIX}REDIS_WAIT_TIMEOUT`,
+  default: "1s",
+  accepted: `a positive Go duration such as 100ms or 1s, at most 1s (${DURATION_UNITS})`,
+  description:
+    "How long a write waits for the REDIS_WAIT_REPLICAS acknowledgments; at most 1s, so that the commands queued behind a WAIT on its connection stay within the 2 s bound of a Redis call",
+  parse: (value) => {
+    const ms = nonNegativeDuration(value);
+    if (ms < 1) {
+      throw new InvalidValue("shorter than 1ms");
+    }
+    if (ms > MAX_REDIS_WAIT_TIMEOUT_MS) {
+      throw new InvalidValue("longer than 1s");
+    }
+    return Math.round(ms);
+  },
+};
+
 export const VARIABLES = [
   PORT,
   ARCHIVE_DIR,
@@ -284,6 +314,8 @@ export const VARIABLES = [
   PEER_CANCELLED_STREAMS_PER_SECOND,
   PEER_BAN_PERIOD,
   REDIS_URL,
+  REDIS_WAIT_REPLICAS,
+  REDIS_WAIT_TIMEOUT,
 ] as const;
 
 export const KNOWN_NAMES: ReadonlySet<string> = new Set(VARIABLES.map((v) => v.name));

@@ -19,6 +19,8 @@ import {
   PEER_NEW_STREAMS_PER_SECOND,
   PORT,
   REDIS_URL,
+  REDIS_WAIT_REPLICAS,
+  REDIS_WAIT_TIMEOUT,
   PREFIX,
   SEND_IDLE_TIMEOUT,
   STREAMED_READS_MAX_SIZE,
@@ -76,6 +78,10 @@ export interface Config {
   readonly peerBanMs: number;
   /** The shared Redis of several instances acting as one registry; undefined: single mode (state in this process). */
   readonly redis?: RedisEndpoint | undefined;
+  /** Replicas that must acknowledge each write a client is told succeeded (Redis WAIT); 0: no wait. */
+  readonly redisWaitReplicas: number;
+  /** How long such a write waits for them, in ms. */
+  readonly redisWaitTimeoutMs: number;
   /** Sorted names of set COGMENT_MODEL_REGISTRY_* variables this module does not know (likely typos). */
   readonly ignoredVariables: readonly string[];
 }
@@ -182,6 +188,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     peerCancelledStreamsPerSecond: read(PEER_CANCELLED_STREAMS_PER_SECOND),
     peerBanMs: read(PEER_BAN_PERIOD),
     redis: read(REDIS_URL),
+    redisWaitReplicas: read(REDIS_WAIT_REPLICAS),
+    redisWaitTimeoutMs: read(REDIS_WAIT_TIMEOUT),
     ignoredVariables: Object.freeze(
       Object.keys(env)
         .filter((name) => name.startsWith(PREFIX) && !KNOWN_NAMES.has(name) && env[name] !== undefined)
@@ -190,6 +198,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   };
   if (config.archiveS3 !== undefined && (env[ARCHIVE_DIR.name]?.trim() ?? "") !== "") {
     problems.push(`${ARCHIVE_DIR.name} and ${ARCHIVE_URL.name} are both set: the archive is either a directory or a bucket; unset one of them`);
+  }
+  if (config.redisWaitReplicas > 0 && config.redis === undefined) {
+    problems.push(
+      `${REDIS_WAIT_REPLICAS.name}=${config.redisWaitReplicas} needs ${REDIS_URL.name}: only a Redis has replicas to wait for; unset it or set ${REDIS_URL.name}`,
+    );
   }
   if (problems.length > 0) {
     throw new ConfigError(problems.join("\n"));

@@ -26,7 +26,7 @@ export type CoreConfig = Pick<
   "archiveDir" | "archiveS3" | "archiveS3ForcePathStyle" | "archiveS3TimeoutMs" | "cacheMaxBytes" | "cacheExpirationMs" | "cachePruneCount" | "sentChunkSize"
 > &
   // Optional: without it the registry runs in single mode.
-  Partial<Pick<Config, "redis">> &
+  Partial<Pick<Config, "redis" | "redisWaitReplicas" | "redisWaitTimeoutMs">> &
   // Optional: without it versions have no size limit of their own.
   Partial<Pick<Config, "versionMaxBytes" | "streamedReadsMaxBytes">>;
 
@@ -162,6 +162,8 @@ async function openSharedState(config: CoreConfig, archive: ArchiveStore, log: L
   redisLog.info({ redis: describeRedisEndpoint(config.redis) }, "shared state on Redis: several instances form one registry");
   const store = RedisRegistryStore.create(config.redis, {
     expirationMs: config.cacheExpirationMs,
+    waitReplicas: config.redisWaitReplicas ?? 0,
+    ...(config.redisWaitTimeoutMs === undefined ? {} : { waitTimeoutMs: config.redisWaitTimeoutMs }),
     log: redisLog,
     onModeDetected: (message) => redisLog.info({ redis: describeRedisEndpoint(endpoint) }, message),
   });

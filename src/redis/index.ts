@@ -5,6 +5,7 @@ export { DEFAULT_KEY_PREFIX, modelHashTag } from "./redis-keys.js";
 export {
   DEFAULT_CHUNK_BYTES,
   DEFAULT_PENDING_TTL_MS,
+  DEFAULT_WAIT_TIMEOUT_MS,
   type ModelPageFromRedis,
   type NumberClaim,
   type PutModelResult,
@@ -14,4 +15,5 @@ export {
 export { REDIS_URL_FORM, REDIS_URL_FORMS, type RedisEndpoint, RedisUrlError, describeRedisEndpoint, parseRedisUrl, redisAddress } from "./redis-url.js";
 export type { NewVersion, StoredVersion } from "./version-codec.js";
 export { type UploadedData, VersionDataWriter } from "./version-data.js";
+export { ReplicationUnconfirmed } from "./replication-wait.js";
 export { SENTINEL_URL_FORM, type SentinelAddress, type SentinelTarget, isSentinelUrl } from "./redis-sentinel-url.js";

@@ -1,3 +1,4 @@
+import { Cluster } from "ioredis";
 import type { Logger } from "../logger.js";
 import type { ModelRecord, VersionRecord } from "../registry/index.js";
 import { ChangeFeed } from "./change-feed.js";
@@ -6,6 +7,7 @@ import { RedisConnection, type RedisConnectionOptions } from "./redis-connection
 import { DEFAULT_KEY_PREFIX, type GlobalKeys, type ModelKeys, globalKeys, modelKeys, versionInfoKey } from "./redis-keys.js";
 import { CLAIM_NUMBER, COMMIT_VERSION, DELETE_MODEL, IMPORT_ARCHIVED, LIST_VERSIONS, PUT_MODEL, RAISE_COUNTER, RELEASE_CLAIM, RENEW_CLAIM } from "./redis-scripts.js";
 import { type RedisEndpoint, parseRedisUrl } from "./redis-url.js";
+import { ReplicationUnconfirmed, ReplicationWait, type WriteMark } from "./replication-wait.js";
 import { type NewVersion, type StoredVersion, decodeStoredVersion, encodeImportedVersion, encodeVersionBody } from "./version-codec.js";
 import type { BulkSink } from "./chunk-channel.js";
 import { type UploadedData, VersionDataWriter, copyVersionChunks, readVersionChunks } from "./version-data.js";
@@ -21,8 +23,18 @@ export interface RedisRegistryStoreOptions extends RedisConnectionOptions {
   readonly pendingTtlMs?: number;
   /** Chunk writes of one upload not yet acknowledged before it waits. */
   readonly maxChunksInFlight?: number;
+  /**
+   * COGMENT_MODEL_REGISTRY_REDIS_WAIT_REPLICAS: after each write a client is told succeeded (a version's
+   * commit, a model's creation or update, its deletion), `WAIT` for this many replicas to acknowledge
+   * it; fewer: the call fails with ReplicationUnconfirmed (UNAVAILABLE). 0 (default): no wait.
+   */
+  readonly waitReplicas?: number;
+  /** COGMENT_MODEL_REGISTRY_REDIS_WAIT_TIMEOUT: WAIT's timeout, in ms. */
+  readonly waitTimeoutMs?: number;
   readonly log?: Logger;
 }
+
+export const DEFAULT_WAIT_TIMEOUT_MS = 1000;
 
 export const DEFAULT_CHUNK_BYTES = 2 * 1024 * 1024;
 export const DEFAULT_PENDING_TTL_MS = 10 * 60 * 1000;
@@ -66,6 +78,8 @@ export class RedisRegistryStore {
   private readonly chunkBytes: number;
   private readonly pendingTtlMs: number;
   private readonly maxChunksInFlight: number;
+  /** Set when writes wait for their replication (waitReplicas > 0). */
+  readonly replication: ReplicationWait | undefined;
 
   private constructor(
     readonly connection: RedisConnection,
@@ -77,6 +91,9 @@ export class RedisRegistryStore {
     this.pendingTtlMs = options.pendingTtlMs ?? DEFAULT_PENDING_TTL_MS;
     this.maxChunksInFlight = options.maxChunksInFlight ?? DEFAULT_MAX_CHUNKS_IN_FLIGHT;
     this.feed = new ChangeFeed(connection.subscriber, this.global.events, options.log);
+    const replicas = options.waitReplicas ?? 0;
+    this.replication =
+      replicas > 0 ? new ReplicationWait(connection, { replicas, timeoutMs: options.waitTimeoutMs ?? DEFAULT_WAIT_TIMEOUT_MS }) : undefined;
   }
 
   /**
@@ -104,6 +121,8 @@ export class RedisRegistryStore {
   /** Creates the model or replaces its user data. */
   async putModel(model: ModelRecord): Promise<PutModelResult> {
     const keys = this.keysOf(model.modelId);
+    // The model's node and the index's (one node but on a Redis Cluster): a lost entry would leave the model unlisted.
+    const mark = this.replication?.mark([keys.model, this.global.models]);
     const index = (): Promise<number> => this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, model.modelId));
     // Before the script: a create cut short after it (the instance killed) leaves its model listed
     // (an entry whose model never came is skipped and removed by listings, as a deletion's).
@@ -115,7 +134,9 @@ export class RedisRegistryStore {
     )) as [number, string];
     // And after it (see deleteModel): a deletion racing with this may have removed the first entry.
     await index();
-    return { created: created === 1, generation: Number(generation) };
+    const result = { created: created === 1, generation: Number(generation) };
+    await this.confirmReplicated(mark, () => `model "${model.modelId}" is ${result.created ? "created" : "updated"}`, result);
+    return result;
   }
 
   async getModel(modelId: string): Promise<ModelRecord | undefined> {
@@ -181,6 +202,8 @@ export class RedisRegistryStore {
   /** deleteModel returning the model's generation after the deletion (the one its "deleted" change carries). */
   async deleteModelGeneration(modelId: string): Promise<number | undefined> {
     const keys = this.keysOf(modelId);
+    // The model's node only: an index entry outliving its model is skipped and removed by listings.
+    const mark = this.replication?.mark([keys.model]);
     // The model first, then its index entry: a deletion cut short between the two leaves an entry whose
     // model is gone (listings skip and remove it), never a model that exists unlisted. A create racing
     // with this ends listed: the entry is put back when the model exists again after the removal.
@@ -190,7 +213,11 @@ export class RedisRegistryStore {
       [keys.base, this.global.events, JSON.stringify(modelId)],
     );
     await this.dropFromIndexIfGone(modelId);
-    return Number(deleted) === 0 ? undefined : Number(deleted);
+    if (Number(deleted) === 0) {
+      return undefined;
+    }
+    await this.confirmReplicated(mark, () => `model "${modelId}" is deleted`, Number(deleted));
+    return Number(deleted);
   }
 
   // --- numbering and the archive ---
@@ -251,6 +278,7 @@ export class RedisRegistryStore {
    */
   async commitVersion(version: NewVersion, generation: number, data?: UploadedData, claim?: NumberClaim): Promise<StoredVersion> {
     const keys = this.keysOf(version.modelId);
+    const mark = this.replication?.mark([keys.model]);
     const info = (await this.connection.runScript(
       COMMIT_VERSION,
       [keys.model, keys.generation, keys.counter, keys.numbers],
@@ -266,7 +294,9 @@ export class RedisRegistryStore {
         ...(claim === undefined ? [] : [claim.token, claim.versionNumber]),
       ],
     )) as string;
-    return decodeStoredVersion(info);
+    const stored = decodeStoredVersion(info);
+    await this.confirmReplicated(mark, () => `version ${stored.record.versionNumber} of model "${version.modelId}" is committed`, stored);
+    return stored;
   }
 
   /**
@@ -344,6 +374,38 @@ export class RedisRegistryStore {
     await this.connection.call(() => this.connection.commands.zrem(this.global.models, modelId));
     if ((await this.getModel(modelId)) !== undefined) {
       await this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, modelId));
+    }
+  }
+
+  /** The replicas online (connected, in sync) on the primary (to each master of a Redis Cluster) now, from INFO replication. */
+  async connectedReplicas(): Promise<{ readonly node: string; readonly replicas: number }[]> {
+    const { commands } = this.connection;
+    const nodes = commands instanceof Cluster ? commands.nodes("master") : [commands];
+    return Promise.all(
+      nodes.map(async (node) => {
+        const info = await this.connection.call(() => node.info("replication"));
+        // Replicas still syncing are listed too (state=wait_bgsave, send_bulk): only online ones acknowledge.
+        const online = info.match(/^slave\d+:.*\bstate=online\b/gm)?.length ?? 0;
+        return { node: commands instanceof Cluster ? `${node.options.host}:${node.options.port}` : this.connection.address, replicas: online };
+      }),
+    );
+  }
+
+  /**
+   * With waitReplicas: WAIT on the nodes `mark` named before the write; throws ReplicationUnconfirmed
+   * (UNAVAILABLE, carrying `outcome`) when the replicas did not all acknowledge it. `what`: "version 7
+   * of model "m" is committed", for the message.
+   */
+  private async confirmReplicated<T>(mark: WriteMark | undefined, what: () => string, outcome: T): Promise<void> {
+    const { replication } = this;
+    if (replication === undefined || mark === undefined) {
+      return;
+    }
+    const why = await replication.confirm(mark);
+    if (why !== undefined) {
+      const message = replication.unconfirmedMessage(what(), why);
+      this.options.log?.warn({ redis: this.connection.address }, message);
+      throw new ReplicationUnconfirmed(message, outcome);
     }
   }
 

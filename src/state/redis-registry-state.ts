@@ -4,7 +4,15 @@ import type { ArchiveStore } from "../archive/index.js";
 import type { VersionRecord } from "../domain/index.js";
 import { Code, RegistryError } from "../errors/index.js";
 import type { Logger } from "../logger.js";
-import type { NumberClaim, RedisRegistryStore, RegistryChange, StoredVersion, UploadedData, VersionDataWriter } from "../redis/index.js";
+import {
+  type NumberClaim,
+  type RedisRegistryStore,
+  type RegistryChange,
+  ReplicationUnconfirmed,
+  type StoredVersion,
+  type UploadedData,
+  type VersionDataWriter,
+} from "../redis/index.js";
 import type { RegistryState, TransientDataSink, TransientDataSource, VersionNumberClaim } from "./registry-state.js";
 
 export interface RedisRegistryStateOptions {
@@ -258,6 +266,11 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
           announceVersion(stored.record);
           return await previousVersion(modelId, claim.versionNumber);
         } catch (error) {
+          if (error instanceof ReplicationUnconfirmed) {
+            // Committed (numbered, published), only not known to be replicated: nothing to undo.
+            announceVersion((error.outcome as StoredVersion).record);
+            throw error;
+          }
           await writer?.abort();
           await store.releaseClaim(modelId, claim.token).catch(() => undefined);
           throw error;
@@ -368,8 +381,36 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       // and a Redis restarted without its data gets the archive imported again.
       resumesWanted++;
       void resume();
+      void checkReplicas();
     }
     reportHealth();
+  };
+
+  /**
+   * With REDIS_WAIT_REPLICAS: whether the primary (each master of a Redis Cluster) has that many
+   * replicas connected now, each time Redis becomes reachable. Fewer is a warning, not a refusal:
+   * replicas may come later; meanwhile every write waits its timeout and fails UNAVAILABLE.
+   */
+  const checkReplicas = async (): Promise<void> => {
+    const wanted = store.replication?.options.replicas ?? 0;
+    if (wanted === 0) {
+      return;
+    }
+    let counts;
+    try {
+      counts = await store.connectedReplicas();
+    } catch (error) {
+      log.warn({ err: error, redis: connection.address }, "cannot read how many replicas the Redis primary has (INFO replication)");
+      return;
+    }
+    for (const { node, replicas } of counts) {
+      if (replicas < wanted) {
+        log.warn(
+          { redis: connection.address, node, connectedReplicas: replicas, waitReplicas: wanted },
+          `the Redis primary has ${replicas} connected replicas, fewer than COGMENT_MODEL_REGISTRY_REDIS_WAIT_REPLICAS=${wanted}: until more replicas are connected, every commit, model change and deletion is done on the primary but fails UNAVAILABLE after the WAIT timeout`,
+        );
+      }
+    }
   };
 
   return {
@@ -426,7 +467,15 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       requireStarted();
       // The archive keeps every model info too: what an empty Redis imports.
       await archive.writeModel(model);
-      const { created } = await store.putModel(model);
+      let created;
+      try {
+        ({ created } = await store.putModel(model));
+      } catch (error) {
+        if (error instanceof ReplicationUnconfirmed && (error.outcome as { created: boolean }).created) {
+          modelCount++;
+        }
+        throw error;
+      }
       if (created) {
         modelCount++;
       }
@@ -435,7 +484,18 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
 
     async deleteModel(modelId) {
       requireStarted();
-      const generation = await store.deleteModelGeneration(modelId);
+      let generation;
+      try {
+        generation = await store.deleteModelGeneration(modelId);
+      } catch (error) {
+        if (error instanceof ReplicationUnconfirmed) {
+          // A failover may bring the model back: its archived versions' files must still be there then.
+          modelCount = Math.max(0, modelCount - 1);
+          announceDeleted(modelId, error.outcome as number);
+          throw new ReplicationUnconfirmed(`${error.message}; its archive files were kept`, error.outcome);
+        }
+        throw error;
+      }
       if (generation === undefined) {
         return false;
       }

@@ -31,6 +31,8 @@ const DEFAULTS: Config = {
   peerCancelledStreamsPerSecond: 1_000,
   peerBanMs: 60_000,
   redis: undefined,
+  redisWaitReplicas: 0,
+  redisWaitTimeoutMs: 1000,
   ignoredVariables: [],
 };
 
@@ -117,6 +119,8 @@ describe("CONFIG_VARIABLES", () => {
         [`${P}PEER_CANCELLED_STREAMS_PER_SECOND`, "1000"],
         [`${P}PEER_BAN_PERIOD`, "1m"],
         [`${P}REDIS_URL`, ""],
+        [`${P}REDIS_WAIT_REPLICAS`, "0"],
+        [`${P}REDIS_WAIT_TIMEOUT`, "1s"],
       ],
     );
   });
@@ -149,6 +153,8 @@ describe("CONFIG_VARIABLES", () => {
         PEER_RATE_ACCEPTED,
         PEER_BAN_ACCEPTED,
         "redis://[user:password@]host[:port][/db] or rediss://... for TLS (port 6379 and db 0 by default), or redis+sentinel://[user:password@]host[:port][,host[:port]...]/master-name[/db][?sentinel_username=...&sentinel_password=...] or rediss+sentinel://... for TLS (Sentinel port 26379 and db 0 by default) (empty: single mode)",
+        "an integer from 0 to 1000 (0: no wait)",
+        "a positive Go duration such as 100ms or 1s, at most 1s (units ns, us, ms, s, m, h)",
       ],
     );
     for (const variable of CONFIG_VARIABLES) {
