@@ -276,7 +276,8 @@ export class Registry {
    */
   beginUpload(header: UploadHeader): Promise<PendingUpload> {
     const actor = this.#actorFor(header.modelId);
-    const target = { generation: actor.generation, commit: (pending: VersionCommit) => actor.commit(pending) };
+    const generation = actor.generation;
+    const target = { generation, modelDeleted: () => actor.generation !== generation, commit: (pending: VersionCommit) => actor.commit(pending) };
     return this.#requireModel(header.modelId).then(() => this.#uploads.begin(header, target));
   }
 
