@@ -16,6 +16,8 @@
  * content differs (the later record of a path wins); a torn tail is ignored; then it is reset. When
  * nothing was replayed the reset (or a fresh archive's creation of the journal) waits until after
  * listening or the first write (ready()), and after a clean stop it is skipped (open() says why).
+ * On a read-only archive the records are kept, and no model write or deletion may go around them
+ * (applyKeptRecords).
  * A stop refuses every operation asked once it began (UNAVAILABLE), after those queued before.
  *
  * Everything runs one operation at a time (batch, checkpoint, deletion), in call order.
@@ -53,8 +55,10 @@ export interface ModelJournalOptions {
 export interface ModelJournal {
   /**
    * Replays what a crash left in the journal, then resets it. Before anything else. On an archive
-   * that cannot take the journal (full, read-only) it warns and `available()` is false. Making a
-   * new journal, or resetting one that holds no record, is left for later: see ready().
+   * that cannot take the journal (full, read-only) it warns and `available()` is false; on a
+   * read-only one it keeps the records it could neither void nor apply, and ready() stands in front
+   * of every model write and deletion until they are voided. Making a new journal, or resetting one
+   * that holds no record, is left for later: see ready().
    */
   open(): Promise<void>;
   /**

@@ -31,7 +31,9 @@ async function listModels(server: ServerProcess): Promise<Record<string, Record<
   }
 }
 
-const warningsOf = (server: ServerProcess): string[] => server.logLines.filter((line) => line.level === 40).map((line) => String(line.msg));
+/** The warnings about the journal and its files (the background leftover clean-up may add its own on a read-only archive). */
+const warningsOf = (server: ServerProcess): string[] =>
+  server.logLines.filter((line) => line.level === 40 && /journal/.test(String(line.msg))).map((line) => String(line.msg));
 
 interface Archive {
   readonly mount: string;
