@@ -1,5 +1,5 @@
 import { closeSync, openSync, writeSync } from "node:fs";
-import { constants, lstat, mkdir, open, readdir, rename, rm } from "node:fs/promises";
+import { constants, lstat, mkdir, open, readdir, rename, rm, rmdir } from "node:fs/promises";
 import path from "node:path";
 import { type ArchiveStore, META_WRITTEN } from "./archive-store.js";
 import type { ArchiveFileWriter } from "./archive-file-writer.js";
@@ -9,6 +9,7 @@ import { type FsArchiveReads, readdirIfExists } from "./fs-archive-reads.js";
 import { type ConcurrencyLimit, createConcurrencyLimit } from "./concurrency-limit.js";
 import { createGroupCommit } from "./group-commit.js";
 import { createModelJournal } from "./model-journal.js";
+import { notFound, type RegistryError } from "../errors/index.js";
 import { isTempFileName, metaFilePath, modelDirPath, modelInfoPath, tempFileName, versionDataPath, versionInfoPath } from "./layout.js";
 import { encodeModelInfo, encodeVersionInfo } from "./yaml-codec.js";
 
@@ -117,6 +118,75 @@ export function createFsArchiveWrites(
     await Promise.all(names.filter(isTempFileName).map((name) => removeLeftover(path.join(directory, name), changedBefore)));
   }
 
+  /**
+   * Versions being streamed into a model's directory (beginVersionData), and the deletions in
+   * progress (each resolving to whether it removed the model's directory): a deletion makes its
+   * model's streams fail with NOT_FOUND, as the in-memory path does, never with the ENOENT of a
+   * directory renamed away, and no stream may make the directory of a deleted model again. A
+   * deletion stays listed until the turn after it ended: the registry learns of it in the
+   * continuation of deleteModel's promise (and refuses to begin streams from then on, see
+   * StreamedVersionUpload), so a stream may begin in between.
+   */
+  const streams = new Map<string, Set<StreamedUpload>>();
+  const deletions = new Map<string, Promise<boolean>>();
+  const deletedWhileUploading = (modelId: string): RegistryError =>
+    notFound(`model "${modelId}" not found (it was deleted while the version was uploading)`);
+  /** Whether the model's directory was (or is being) renamed away by a deletion. */
+  const removedByDeletion = async (upload: StreamedUpload): Promise<boolean> => upload.modelDeleted || ((await deletions.get(upload.modelId)) ?? false);
+  /** An ENOENT in a stream while its model's deletion runs or ran: the directory was renamed away. */
+  const modelGone = (upload: StreamedUpload): boolean => upload.modelDeleted || deletions.has(upload.modelId);
+  function forgetStream(upload: StreamedUpload): void {
+    const ofModel = streams.get(upload.modelId);
+    ofModel?.delete(upload);
+    if (ofModel?.size === 0) {
+      streams.delete(upload.modelId);
+    }
+  }
+  /** The error of a streamed upload's write: NOT_FOUND when its model was deleted meanwhile. */
+  const streamFailure = (upload: StreamedUpload, error: unknown): unknown => (modelGone(upload) && isMissing(error) ? deletedWhileUploading(upload.modelId) : error);
+
+  /** Resolves to whether it removed the model's directory. */
+  async function deleteModel(modelId: string): Promise<boolean> {
+    const directory = modelDirPath(root, modelId);
+    // Before any wait: no descriptor of the model's may stay open while its directory goes.
+    knownDirectories.delete(directory);
+    pageCacheRecords.forgetModel(modelId);
+    // Refused once stopping, and while the journal holds records a read-only start kept: a record
+    // left in the journal could bring the model back.
+    await journal?.ready();
+    // Renaming first makes the deletion atomic; open() removes the rest if we crash midway.
+    const doomed = path.join(root, tempFileName(modelId));
+    // No record left in the journal may bring the model back at the next start.
+    const removeDirectory = async (): Promise<boolean> => {
+      try {
+        await rename(directory, doomed);
+      } catch (error) {
+        if (isMissing(error)) {
+          return false;
+        }
+        throw error;
+      }
+      return true;
+    };
+    const removed = journal?.available() === true ? await journal.beforeRemoving(directory, removeDirectory) : await removeDirectory();
+    if (!removed) {
+      return false;
+    }
+    for (const upload of streams.get(modelId) ?? []) {
+      upload.modelDeleted = true; // its next append fails at once: no more bytes written for nothing
+    }
+    try {
+      await syncDirectory(root); // the deletion must not be undone by a power loss
+      await rm(doomed, { recursive: true, force: true });
+    } catch (error) {
+      warn("could not remove a deleted model's files; they will be removed on next start", {
+        path: doomed,
+        error: errorMessage(error),
+      });
+    }
+    return true;
+  }
+
   // Set by close(): a clean-up still queued removes nothing more; close() waits for the ones running.
   let stopping = false;
   const cleanups = new Set<Promise<void>>();
@@ -205,7 +275,9 @@ export function createFsArchiveWrites(
     async writeModel(model) {
       const text = encodeModelInfo(model);
       const infoPath = modelInfoPath(root, model.modelId);
-      // Made after listening (model-journal.ts): the first write waits for it; refused once stopping.
+      // Made after listening (model-journal.ts): the first write waits for it; refused once stopping,
+      // and while the journal holds records a read-only start kept (a write beside them would be
+      // undone by the next start's replay): with no journal, none is left to replay.
       await journal?.ready();
       await intoModelDir(modelDirPath(root, model.modelId), () =>
         journaledModels === undefined || journal?.available() !== true ? writer.writeFileAtomic(infoPath, text) : journaledModels.write(infoPath, text),
@@ -213,38 +285,20 @@ export function createFsArchiveWrites(
     },
 
     async deleteModel(modelId) {
-      const directory = modelDirPath(root, modelId);
-      // Before any wait: no descriptor of the model's may stay open while its directory goes.
-      knownDirectories.delete(directory);
-      pageCacheRecords.forgetModel(modelId);
-      await journal?.ready(); // refused once stopping: a record left in the journal could bring the model back
-      // Renaming first makes the deletion atomic; open() removes the rest if we crash midway.
-      const doomed = path.join(root, tempFileName(modelId));
-      // No record left in the journal may bring the model back at the next start.
-      const removeDirectory = async (): Promise<boolean> => {
-        try {
-          await rename(directory, doomed);
-        } catch (error) {
-          if (isMissing(error)) {
-            return false;
+      const deletion = deleteModel(modelId);
+      const removed = deletion.then(
+        (outcome) => outcome,
+        () => false,
+      );
+      deletions.set(modelId, removed);
+      void removed.then(() =>
+        setImmediate(() => {
+          if (deletions.get(modelId) === removed) {
+            deletions.delete(modelId);
           }
-          throw error;
-        }
-        return true;
-      };
-      const removed = journal?.available() === true ? await journal.beforeRemoving(directory, removeDirectory) : await removeDirectory();
-      if (!removed) {
-        return;
-      }
-      try {
-        await syncDirectory(root); // the deletion must not be undone by a power loss
-        await rm(doomed, { recursive: true, force: true });
-      } catch (error) {
-        warn("could not remove a deleted model's files; they will be removed on next start", {
-          path: doomed,
-          error: errorMessage(error),
-        });
-      }
+        }),
+      );
+      await deletion;
     },
 
     async putVersion(version, dataChunks) {
@@ -267,39 +321,88 @@ export function createFsArchiveWrites(
 
     async beginVersionData(modelId) {
       const directory = modelDirPath(root, modelId);
-      await ensureModelDir(directory);
+      const upload: StreamedUpload = { modelId, modelDeleted: false };
+      const refuse = (): never => {
+        forgetStream(upload);
+        throw deletedWhileUploading(modelId);
+      };
+      let ofModel = streams.get(modelId);
+      if (ofModel === undefined) {
+        ofModel = new Set();
+        streams.set(modelId, ofModel);
+      }
+      ofModel.add(upload);
+      if (await removedByDeletion(upload)) {
+        refuse();
+      }
+      let made: boolean;
+      try {
+        made = await ensureModelDir(directory);
+      } catch (error) {
+        forgetStream(upload);
+        throw error;
+      }
+      if (await removedByDeletion(upload)) {
+        // Deleted while the directory was made: made again after the deletion's rename, it goes.
+        if (made) {
+          await rmdir(directory).catch(() => {});
+        }
+        refuse();
+      }
       const tempDataPath = path.join(directory, tempFileName(`${modelId}-upload.data`));
       let written = 0;
       let pending: Promise<void> = Promise.resolve();
       let aborted = false;
+      const write = async (chunks: readonly Uint8Array[], position: number): Promise<void> => {
+        if (aborted) {
+          return; // a write queued before abort() must not recreate the file abort() removes
+        }
+        if (upload.modelDeleted) {
+          throw deletedWhileUploading(modelId);
+        }
+        await writer.writeChunksAt(tempDataPath, chunks, position).catch((error: unknown) => {
+          throw streamFailure(upload, error);
+        });
+      };
       return {
         append(chunks) {
           if (aborted) {
             return Promise.reject(new Error("streamed version data was aborted"));
           }
+          if (upload.modelDeleted) {
+            return Promise.reject(deletedWhileUploading(modelId));
+          }
           const position = written;
           written += chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0);
-          // A write queued before abort() must not recreate the file abort() removes.
-          pending = pending.then(() => (aborted ? undefined : writer.writeChunksAt(tempDataPath, chunks, position)));
+          pending = pending.then(() => write(chunks, position));
           return pending;
         },
         async commit(version) {
-          await pending;
-          if (written !== version.dataSize) {
-            throw new Error(`streamed ${written} bytes for a version whose data_size is ${version.dataSize}`);
+          try {
+            await pending;
+            if (written !== version.dataSize) {
+              throw new Error(`streamed ${written} bytes for a version whose data_size is ${version.dataSize}`);
+            }
+            if (written === 0) {
+              await write([], 0);
+            }
+            await writer
+              .commitStreamedVersion({
+                tempDataPath,
+                dataPath: versionDataPath(root, version.modelId, version.versionNumber),
+                infoPath: versionInfoPath(root, version.modelId, version.versionNumber),
+                infoText: encodeVersionInfo(version),
+              })
+              .catch((error: unknown) => {
+                throw streamFailure(upload, error);
+              });
+          } finally {
+            forgetStream(upload);
           }
-          if (written === 0) {
-            await writer.writeChunksAt(tempDataPath, [], 0);
-          }
-          await writer.commitStreamedVersion({
-            tempDataPath,
-            dataPath: versionDataPath(root, version.modelId, version.versionNumber),
-            infoPath: versionInfoPath(root, version.modelId, version.versionNumber),
-            infoText: encodeVersionInfo(version),
-          });
         },
         async abort() {
           aborted = true;
+          forgetStream(upload);
           await pending.catch(() => {});
           await rm(tempDataPath, { force: true });
         },
@@ -491,19 +594,26 @@ function writeAllSync(fd: number, record: Buffer): void {
   }
 }
 
+/** A version being streamed into its model's directory; `modelDeleted` once the deletion of the model renamed that directory away. */
+interface StreamedUpload {
+  readonly modelId: string;
+  modelDeleted: boolean;
+}
+
 /**
- * Creates a model directory inside the (existing) root. Not `recursive`: on a
- * read-only file system a recursive mkdir reports ENOENT instead of EROFS.
+ * Creates a model directory inside the (existing) root; true when it made it. Not `recursive`: on
+ * a read-only file system a recursive mkdir reports ENOENT instead of EROFS.
  */
-async function ensureModelDir(dir: string): Promise<void> {
+async function ensureModelDir(dir: string): Promise<boolean> {
   try {
     await mkdir(dir, { mode: DIRECTORY_MODE });
   } catch (error) {
     if (errorCode(error) !== "EEXIST") {
       throw error;
     }
-    return;
+    return false;
   }
   // A new model directory must survive a power loss with the files acknowledged in it.
   await syncDirectory(path.dirname(dir));
+  return true;
 }

@@ -16,6 +16,8 @@
  * content differs (the later record of a path wins); a torn tail is ignored; then it is reset. When
  * nothing was replayed the reset (or a fresh archive's creation of the journal) waits until after
  * listening or the first write (ready()), and after a clean stop it is skipped (open() says why).
+ * On a read-only archive the records are kept, and no model write or deletion may go around them
+ * (applyKeptRecords).
  * A stop refuses every operation asked once it began (UNAVAILABLE), after those queued before.
  *
  * Everything runs one operation at a time (batch, checkpoint, deletion), in call order.
@@ -53,13 +55,18 @@ export interface ModelJournalOptions {
 export interface ModelJournal {
   /**
    * Replays what a crash left in the journal, then resets it. Before anything else. On an archive
-   * that cannot take the journal (full, read-only) it warns and `available()` is false. Making a
-   * new journal, or resetting one that holds no record, is left for later: see ready().
+   * that cannot take the journal (full, read-only) it warns and `available()` is false; on a
+   * read-only one it keeps the records it could neither void nor apply, and ready() stands in front
+   * of every model write and deletion until they are voided. Making a new journal, or resetting one
+   * that holds no record, is left for later: see ready().
    */
   open(): Promise<void>;
   /**
    * Resolves once the journal is made and reset (starting that now if open() left it for later);
-   * rejects with UNAVAILABLE once close() began. Before available() and every write or deletion.
+   * rejects with UNAVAILABLE once close() began, and while records open() kept on a read-only
+   * archive can be neither applied nor voided (see applyKeptRecords). Before available() and every
+   * write or deletion: a model file written or removed beside a journal holding records would be
+   * undone by the next start's replay.
    */
   ready(): Promise<void>;
   /** Starts what open() left for later, in the background (once the server listens). */
@@ -83,6 +90,13 @@ export interface ModelJournal {
 /** What a write or deletion gets once the journal is closing: never a closed file's EBADF. */
 export const stoppingError = (): RegistryError =>
   new RegistryError(Code.UNAVAILABLE, "the model registry is stopping: model files can no longer be written; call again once the server is back");
+
+/** Records a start on a read-only archive could not void: how many, how many it could not apply, and why. */
+interface KeptRecords {
+  readonly records: number;
+  readonly unapplied: number;
+  readonly cause: string;
+}
 
 const asError = (error: unknown): Error => (error instanceof Error ? error : new Error(String(error)));
 
@@ -114,6 +128,13 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
   let opened = false;
   /** Valid records the last replay found, and the files it could not restore. */
   let replayedRecords = 0;
+  /**
+   * Records open() could neither void nor (all of them) apply, on a read-only archive: no model
+   * info may then be written or deleted beside the journal, or the next start would replay the
+   * records over it (see applyKeptRecords).
+   */
+  let kept: KeptRecords | undefined;
+  let applyingKept: Promise<void> | undefined;
   const replayFailures: { path: string; code: string | undefined; message: string }[] = [];
   let epoch = 0;
   let end = RECORDS_START;
@@ -466,6 +487,72 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
     );
   }
 
+  /** Makes the journal file (if `existing` is undefined), preallocates it as needed, and resets it. */
+  async function sizeAndReset(existing: Buffer | undefined): Promise<void> {
+    const journal = await open(journalPath, existing === undefined ? "w+" : "r+", FILE_MODE);
+    try {
+      if ((existing?.byteLength ?? 0) < capacity) {
+        await preallocate(journal, existing?.byteLength ?? 0);
+      }
+    } finally {
+      await journal.close();
+    }
+    if (existing === undefined) {
+      await syncDirectory(root);
+    }
+    await reset();
+  }
+
+  function keepRecords(records: KeptRecords): void {
+    kept = records;
+    warn(
+      records.unapplied > 0
+        ? "model journal kept: its changes could not be applied on a read-only archive; model infos can be neither written nor deleted until the server restarts on a writable archive"
+        : "model journal kept: its records could not be voided on a read-only archive; model infos can be neither written nor deleted until they are (tried again at each such call)",
+      { journal: journalPath, records: records.records, unapplied: records.unapplied, error: records.cause },
+    );
+  }
+
+  /**
+   * What a model write or deletion waits for while open() kept the journal's records. When every
+   * file matched its record at start (what is served is what the records say), the records are
+   * applied and voided now, once the archive is writable; then writes go through the journal. When
+   * some file could not be restored, what is served is older than its record: a write or deletion
+   * beside the journal would be undone by the next start's replay, and applying the records now
+   * would change files under what is served, so both wait for a restart (whose replay is the fix).
+   */
+  async function applyKeptRecords(records: KeptRecords): Promise<void> {
+    if (records.unapplied > 0) {
+      throw new RegistryError(
+        Code.UNAVAILABLE,
+        `the model journal ${journalPath} could not be applied at start (${records.cause}): model infos can be neither written nor deleted ` +
+          "until it is; restart the server once the archive is writable",
+      );
+    }
+    try {
+      const bytes = await readFile(journalPath);
+      replayFailures.length = 0;
+      await replay(bytes);
+      const failure = replayFailures[0];
+      if (failure !== undefined) {
+        throw new Error(`${failure.path}: ${failure.message}`);
+      }
+      await sizeAndReset(bytes);
+    } catch (error) {
+      throw new RegistryError(
+        Code.UNAVAILABLE,
+        `the model journal ${journalPath} holds ${records.records} record(s) that could not be voided at start and still cannot be ` +
+          `(${errorMessage(error)}): model infos can be neither written nor deleted until they are; call again once the archive is writable`,
+      );
+    }
+    kept = undefined;
+    warn("model journal records voided once the archive became writable: model infos are written through the journal again", {
+      journal: journalPath,
+      records: records.records,
+    });
+    startCheckpoints();
+  }
+
   /** Builds the journal file if missing, preallocates it, and resets it; one operation in the queue. */
   async function prepare(existing: Buffer | undefined): Promise<void> {
     try {
@@ -479,18 +566,7 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
           return;
         }
       }
-      const journal = await open(journalPath, existing === undefined ? "w+" : "r+", FILE_MODE);
-      try {
-        if ((existing?.byteLength ?? 0) < capacity) {
-          await preallocate(journal, existing?.byteLength ?? 0);
-        }
-      } finally {
-        await journal.close();
-      }
-      if (existing === undefined) {
-        await syncDirectory(root);
-      }
-      await reset();
+      await sizeAndReset(existing);
     } catch (error) {
       if (existing === undefined) {
         await rm(journalPath, { force: true }).catch(() => {});
@@ -499,6 +575,11 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
       if (!UNWRITABLE.has(code) || (replayedRecords > 0 && code !== "EROFS")) {
         // Records that cannot be voided would be replayed over newer files at every later start.
         throw error;
+      }
+      if (replayedRecords > 0) {
+        // A read-only archive whose files all match their records: it starts, and the records stay.
+        keepRecords({ records: replayedRecords, unapplied: 0, cause: errorMessage(error) });
+        return;
       }
       // A full or read-only archive still starts: model infos are then written as before.
       warn("model journal unavailable: model infos are written with an fsync each", { journal: journalPath, error: errorMessage(error) });
@@ -529,6 +610,18 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
   const ready = (): Promise<void> => {
     if (stopping) {
       return Promise.reject(stoppingError());
+    }
+    if (kept !== undefined) {
+      // One attempt for the calls that wait meanwhile; a failed one is tried again by the next call.
+      applyingKept ??= serially(() => {
+        if (finished) {
+          return Promise.reject(stoppingError());
+        }
+        return kept === undefined ? Promise.resolve() : applyKeptRecords(kept);
+      }).finally(() => {
+        applyingKept = undefined;
+      });
+      return applyingKept;
     }
     const run = deferredPreparation;
     if (run !== undefined) {
@@ -596,8 +689,11 @@ export function createModelJournal(options: ModelJournalOptions): ModelJournal {
               `(${lost[0]?.path}: ${lost[0]?.message}); give the archive room or permission and start again`,
           );
         }
-        if (replayFailures.length > 0) {
-          return; // a read-only archive: nothing can be written, the journal stays for a writable start
+        const failure = replayFailures[0];
+        if (failure !== undefined) {
+          // A read-only archive: nothing can be written, the journal stays for a writable start.
+          keepRecords({ records: replayedRecords, unapplied: replayFailures.length, cause: `${failure.path}: ${failure.message}` });
+          return;
         }
         /*
          * A journal a clean stop left is used as it is, with no write and no fdatasync: new records

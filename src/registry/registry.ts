@@ -8,7 +8,7 @@ import { ModelActor } from "./model-actor.js";
 import { StreamedReadBuffers } from "./streamed-read-buffers.js";
 import type { OffThreadHashing } from "./streaming-hash.js";
 import type { UploadHeader } from "./upload-header.js";
-import { UploadPlanner } from "./upload-planner.js";
+import { UploadPlanner, type UploadTarget } from "./upload-planner.js";
 import { VERSION_OVERHEAD_BYTES, VersionCache, type VersionCacheStats } from "./version-cache.js";
 import { type VersionDataSource, VersionDataOpener } from "./version-data-opener.js";
 import { type ModelPage, type VersionPage, selectVersionPage } from "./version-page.js";
@@ -95,6 +95,23 @@ const SPARE_MAX_AGE_MS = 30_000;
  * The registry as rpc/ sees it: routes each model's work to its owner actor, reads through the
  * registry state, and keeps this instance's version cache.
  */
+/** The model an upload is for: its actor, as of the upload's begin. One object per CreateVersion, no closure. */
+class ActorUploadTarget implements UploadTarget {
+  readonly generation: number;
+
+  constructor(private readonly actor: ModelActor) {
+    this.generation = actor.generation;
+  }
+
+  modelDeleted(): boolean {
+    return this.actor.generation !== this.generation;
+  }
+
+  commit(pending: VersionCommit): Promise<VersionRecord> {
+    return this.actor.commit(pending);
+  }
+}
+
 export class Registry {
   readonly cache: VersionCache<EncodedVersionData>;
   readonly #actors = new Map<string, ModelActor>();
@@ -276,7 +293,7 @@ export class Registry {
    */
   beginUpload(header: UploadHeader): Promise<PendingUpload> {
     const actor = this.#actorFor(header.modelId);
-    const target = { generation: actor.generation, commit: (pending: VersionCommit) => actor.commit(pending) };
+    const target = new ActorUploadTarget(actor);
     return this.#requireModel(header.modelId).then(() => this.#uploads.begin(header, target));
   }
 

@@ -6,9 +6,16 @@ import type { Reservation } from "./version-cache.js";
 import type { UploadHeader } from "./upload-header.js";
 import type { PendingUpload } from "./version-upload.js";
 import type { OffThreadHash } from "./streaming-hash.js";
+import { notFound } from "../errors/index.js";
 
 export interface StreamedUploadContext {
   readonly generation: number;
+  /**
+   * Whether the model was deleted since the upload began: no more batch is written then (the
+   * commit would refuse the version), and no archive stream begun (a directory store would make the
+   * deleted model's directory again).
+   */
+  modelDeleted(): boolean;
   readonly archive: ArchiveStore;
   readonly batchBytes: number;
   /** This upload's hash; given up on abort or failure. */
@@ -94,13 +101,24 @@ export class StreamedVersionUpload implements PendingUpload {
   }
 
   private openStream(): Promise<StreamedVersionData> {
+    if (this.stream === undefined && this.context.modelDeleted()) {
+      return Promise.reject(this.deletedError());
+    }
     this.stream ??= this.context.archive.beginVersionData(this.header.modelId);
     return this.stream;
+  }
+
+  /** The same refusal as the commit's (model-actor.ts). */
+  private deletedError(): Error {
+    return notFound(`model "${this.header.modelId}" not found (it was deleted while the version was uploading)`);
   }
 
   private async flush(): Promise<void> {
     if (this.filled === 0 || this.aborted) {
       return;
+    }
+    if (this.context.modelDeleted()) {
+      throw this.deletedError(); // not a byte more written for a version the commit would refuse
     }
     const view = this.batch.subarray(0, this.filled);
     const stream = await this.openStream();

@@ -33,6 +33,8 @@ export interface UploadPlannerOptions {
 /** The model an upload is for: the generation it began in, and where it commits. */
 export interface UploadTarget {
   readonly generation: number;
+  /** Whether the model was deleted since the upload began (its generation moved on). */
+  modelDeleted(): boolean;
   commit(pending: VersionCommit): Promise<VersionRecord>;
 }
 
@@ -128,6 +130,7 @@ export class UploadPlanner {
     const batchBytes = Math.max(1, Math.min(this.options.streamedBatchBytes, header.dataSize));
     return new StreamedVersionUpload(header, this.#reserveBatch(batchBytes), {
       generation: target.generation,
+      modelDeleted: () => target.modelDeleted(),
       archive: this.options.archive,
       batchBytes,
       hash: offThreadHash.begin(),

@@ -5,6 +5,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
+import type { RegistryClient as TestClient } from "../support/registry-client.js";
 import { startTestServer } from "../support/test-server.js";
 
 const MiB = 1024 * 1024;
@@ -94,5 +95,74 @@ describe("archived versions larger than the memory budget stream to disk", () =>
     });
     const ok = await client.publish("capped", Buffer.alloc(MiB), { archived: true });
     assert.equal(ok.version_number, 1);
+  });
+
+  describe("the model deleted while its version streams to disk", () => {
+    const deletedWhileUploading = { code: status.NOT_FOUND, details: 'model "m" not found (it was deleted while the version was uploading)' };
+
+    /** Sends the header of a 64 MiB archived version of "m" (streamed: over the 16 MiB budget's share) and `firstMiB` MiB of it. */
+    async function startUpload(client: TestClient, firstMiB: number): Promise<{ rest: () => Promise<void>; reply: Promise<unknown> }> {
+      const { call, reply } = client.openCreateVersion();
+      call.on("error", () => undefined);
+      let failed = false;
+      reply.catch(() => (failed = true));
+      const settled = reply.then(
+        () => undefined,
+        () => undefined,
+      );
+      call.write({ header: { version_info: { model_id: "m", archived: true, data_size: String(64 * MiB), data_hash: "", creation_timestamp: "0", user_data: {} } } });
+      const chunk = Buffer.alloc(MiB, 9);
+      const send = async (count: number): Promise<void> => {
+        for (let i = 0; i < count && !failed; i++) {
+          if (!call.write({ body: { data_chunk: chunk } })) {
+            await Promise.race([new Promise((resolve) => call.once("drain", resolve)), settled]);
+          }
+        }
+      };
+      await send(firstMiB);
+      return {
+        reply,
+        rest: async () => {
+          await send(64 - firstMiB);
+          call.end();
+        },
+      };
+    }
+
+    async function waitFor(condition: () => Promise<boolean>): Promise<void> {
+      for (let tries = 0; tries < 500 && !(await condition()); tries++) {
+        await sleep(10);
+      }
+    }
+
+    test("midway (batches on disk): the uploader gets NOT_FOUND, nothing is left", async (t) => {
+      const server = await startTestServer({ cacheMaxBytes: 16 * MiB });
+      t.after(() => server.close());
+      const { client } = server;
+      await client.createModel("m");
+      const upload = await startUpload(client, 12);
+      const modelDir = path.join(server.archiveDir, "m");
+      await waitFor(async () => (await readdir(modelDir)).some((name) => name.startsWith(".m-upload.data.tmp-")));
+      await client.deleteModel("m");
+      await upload.rest();
+      await assert.rejects(upload.reply, deletedWhileUploading);
+      await waitFor(async () => (await client.status(["uploads_in_flight"])).statuses.uploads_in_flight === "0");
+      assert.deepEqual((await readdir(server.archiveDir)).filter((name) => !name.startsWith(".cogment-ts-")), []);
+    });
+
+    test("before its first batch was written: the uploader gets NOT_FOUND, the model's directory is not made again", async (t) => {
+      const server = await startTestServer({ cacheMaxBytes: 16 * MiB });
+      t.after(() => server.close());
+      const { client } = server;
+      await client.createModel("m");
+      const upload = await startUpload(client, 1); // less than one 4 MiB batch: nothing on disk yet
+      await waitFor(async () => (await client.status(["uploads_in_flight"])).statuses.uploads_in_flight === "1");
+      await client.deleteModel("m");
+      assert.deepEqual(await readdir(server.archiveDir), [".cogment-ts-journal"]);
+      await upload.rest();
+      await assert.rejects(upload.reply, deletedWhileUploading);
+      await waitFor(async () => (await client.status(["uploads_in_flight"])).statuses.uploads_in_flight === "0");
+      assert.deepEqual((await readdir(server.archiveDir)).filter((name) => !name.startsWith(".cogment-ts-")), []);
+    });
   });
 });

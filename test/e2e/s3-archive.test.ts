@@ -167,6 +167,48 @@ describe("archive on S3-compatible storage", () => {
     });
   });
 
+  test("the model deleted while its version streams to the bucket: the uploader gets NOT_FOUND, no object and no multipart upload left", async () => {
+    const env = { ...s3Env(s3, "deleted/"), COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE: String(16 * MiB) };
+    await withServer(env, async (client) => {
+      await client.createModel("m");
+      const { call, reply } = client.openCreateVersion();
+      call.on("error", () => undefined);
+      let failed = false;
+      const settled = reply.then(
+        () => undefined,
+        () => {
+          failed = true;
+        },
+      );
+      call.write({ header: { version_info: { model_id: "m", archived: true, data_size: String(64 * MiB), data_hash: "", creation_timestamp: "0", user_data: {} } } });
+      const chunk = Buffer.alloc(MiB, 9);
+      const send = async (count: number): Promise<void> => {
+        for (let i = 0; i < count && !failed; i++) {
+          if (!call.write({ body: { data_chunk: chunk } })) {
+            await Promise.race([new Promise((resolve) => call.once("drain", resolve)), settled]);
+          }
+        }
+      };
+      await send(12);
+      // s3rver keeps each multipart upload in progress as a directory here: the version's parts are being uploaded.
+      const uploads = path.join(s3.directory, BUCKET, "._S3rver_uploads");
+      const pendingUploads = async (): Promise<number> => (await readdir(uploads).catch(() => [])).length;
+      for (let tries = 0; tries < 500 && (await pendingUploads()) === 0; tries++) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      assert.equal(await pendingUploads(), 1);
+      await client.deleteModel("m");
+      await send(52);
+      call.end();
+      await assert.rejects(reply, { code: status.NOT_FOUND, details: 'model "m" not found (it was deleted while the version was uploading)' });
+      for (let tries = 0; tries < 500 && (await pendingUploads()) > 0; tries++) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      assert.equal(await pendingUploads(), 0, "the multipart upload is aborted");
+      assert.deepEqual((await listKeys(s3Client, "deleted/")).filter((key) => !key.startsWith(".cogment-ts-")), [], "nothing of the model is left");
+    });
+  });
+
   test("start-up check: a missing bucket, an unreachable store and a wrong configuration stop the server with a message", async () => {
     const missing = await runFailingServer({ ...s3.awsEnv(), COGMENT_MODEL_REGISTRY_ARCHIVE_URL: "s3://no-such-bucket/p", COGMENT_MODEL_REGISTRY_ARCHIVE_S3_FORCE_PATH_STYLE: "true" });
     assert.equal(missing.code, 1);

@@ -4,6 +4,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ArchiveStore } from "../../src/archive/archive-store.js";
+import type { VersionRecord } from "../../src/domain/index.js";
 import type { ArchiveFileWriter } from "../../src/archive/archive-file-writer.js";
 import { inlineFileWriter } from "../../src/archive/atomic-write.js";
 import { createFsArchiveStore } from "../../src/archive/fs-archive-store.js";
@@ -11,6 +12,7 @@ import { StreamedVersionUpload } from "../../src/registry/streamed-upload.js";
 import { VersionCache } from "../../src/registry/version-cache.js";
 import { createHashLanes } from "../../src/worker-pool/index.js";
 import { makeArchiveDir } from "../support/test-server.js";
+import { Code } from "../../src/errors/index.js";
 
 /** An opened archive store in a temp directory (removed after the test) holding an empty model "m". */
 async function storeWithModel(t: TestContext, writer: ArchiveFileWriter): Promise<{ store: ArchiveStore; root: string }> {
@@ -36,6 +38,24 @@ function slowWriter(delayMs: number): ArchiveFileWriter & { writesStarted: numbe
   };
   return writer;
 }
+
+/** The real file writer, each chunk write held until `release()` (a write in flight for as long as a test needs). */
+function gatedWriter(): ArchiveFileWriter & { release(): void } {
+  let release = (): void => {};
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  return {
+    ...inlineFileWriter,
+    release,
+    async writeChunksAt(filePath: string, chunks: readonly Uint8Array[], position: number): Promise<void> {
+      await gate;
+      await inlineFileWriter.writeChunksAt(filePath, chunks, position);
+    },
+  };
+}
+
+const versionOf = (dataSize: number): VersionRecord => ({ modelId: "m", versionNumber: 1, creationTimestamp: 0n, archived: true, dataHash: "", dataSize, userData: {} });
+
+const deletedWhileUploading = { code: Code.NOT_FOUND, message: 'model "m" not found (it was deleted while the version was uploading)' };
 
 describe("archived uploads streamed to disk", () => {
   test("abort() while writes are queued leaves no file, and later appends are refused", async (t) => {
@@ -66,6 +86,7 @@ describe("archived uploads streamed to disk", () => {
       cache.reserve(batchBytes),
       {
         generation: 0,
+        modelDeleted: () => false,
         archive: store,
         batchBytes,
         hash: hashLanes.begin(),
@@ -84,5 +105,99 @@ describe("archived uploads streamed to disk", () => {
     assert.equal(cache.stats().reservedBytes, 0);
     assert.equal(await hashLanes.openOnThreads(), 0, "the upload's hash is released on its thread");
     cache.close();
+  });
+
+  test("the model deleted while a write is in flight: that write, the next one and the commit fail with NOT_FOUND (not ENOENT), nothing is left", async (t) => {
+    const writer = gatedWriter();
+    const { store, root } = await storeWithModel(t, writer);
+    const stream = await store.beginVersionData("m");
+    const inFlight = stream.append([Buffer.alloc(1024, 1)]);
+    await store.deleteModel("m");
+    writer.release(); // the write opens its file in the directory the deletion renamed away
+    await assert.rejects(inFlight, deletedWhileUploading);
+    await assert.rejects(stream.append([Buffer.alloc(1024, 2)]), deletedWhileUploading);
+    await assert.rejects(stream.commit(versionOf(2048)), deletedWhileUploading);
+    await stream.abort();
+    assert.deepEqual(await fs.readdir(root), []);
+  });
+
+  test("the model deleted while its stream begins: NOT_FOUND, and its directory is not made again", async (t) => {
+    for (const order of ["deletion first", "stream first"] as const) {
+      const { store, root } = await storeWithModel(t, inlineFileWriter);
+      let begun: Promise<unknown>;
+      let deletion: Promise<void>;
+      if (order === "deletion first") {
+        deletion = store.deleteModel("m");
+        begun = store.beginVersionData("m");
+      } else {
+        begun = store.beginVersionData("m");
+        deletion = store.deleteModel("m");
+      }
+      await assert.rejects(begun, deletedWhileUploading, order);
+      await deletion;
+      assert.deepEqual(await fs.readdir(root), [], order);
+    }
+  });
+
+  test("the model deleted after a batch was written: the next batch is refused with NOT_FOUND before anything is written", async (t) => {
+    const writer = slowWriter(0);
+    const { store, root } = await storeWithModel(t, writer);
+    const cache = new VersionCache<Buffer>({ maxBytes: 1 << 20, expirationMs: 60_000, pruneCount: 1 });
+    t.after(() => cache.close());
+    const batchBytes = 4096;
+    const hashLanes = createHashLanes({ threads: 1 });
+    t.after(() => hashLanes.close());
+    let deleted = false;
+    const upload = new StreamedVersionUpload(
+      { modelId: "m", archived: true, creationTimestamp: 0n, dataHash: "", dataSize: 4 * batchBytes, userData: {} },
+      cache.reserve(batchBytes),
+      {
+        generation: 0,
+        modelDeleted: () => deleted,
+        archive: store,
+        batchBytes,
+        hash: hashLanes.begin(),
+        commit: () => Promise.reject(new Error("must not commit")),
+        now: () => 0n,
+      },
+    );
+    await upload.append(Buffer.alloc(batchBytes, 1));
+    assert.equal(writer.writesStarted, 1);
+    deleted = true;
+    await assert.rejects(upload.append(Buffer.alloc(batchBytes, 2)), { code: Code.NOT_FOUND, message: deletedWhileUploading.message });
+    upload.abort();
+    assert.equal(writer.writesStarted, 1, "no batch written once the model is deleted");
+    // The abort's removal of the batch written runs in the background.
+    let left = await fs.readdir(path.join(root, "m"));
+    for (let tries = 0; left.length > 1 && tries < 100; tries++) {
+      await sleep(10);
+      left = await fs.readdir(path.join(root, "m"));
+    }
+    assert.deepEqual(left, ["m.yaml"]);
+  });
+
+  test("the model deleted before the first batch: NOT_FOUND, no stream begun", async (t) => {
+    const { store, root } = await storeWithModel(t, inlineFileWriter);
+    await store.deleteModel("m");
+    const cache = new VersionCache<Buffer>({ maxBytes: 1 << 20, expirationMs: 60_000, pruneCount: 1 });
+    t.after(() => cache.close());
+    const hashLanes = createHashLanes({ threads: 1 });
+    t.after(() => hashLanes.close());
+    const upload = new StreamedVersionUpload(
+      { modelId: "m", archived: true, creationTimestamp: 0n, dataHash: "", dataSize: 8192, userData: {} },
+      cache.reserve(4096),
+      {
+        generation: 0,
+        modelDeleted: () => true,
+        archive: store,
+        batchBytes: 4096,
+        hash: hashLanes.begin(),
+        commit: () => Promise.reject(new Error("must not commit")),
+        now: () => 0n,
+      },
+    );
+    await assert.rejects(upload.append(Buffer.alloc(4096, 1)), { code: Code.NOT_FOUND, message: deletedWhileUploading.message });
+    upload.abort();
+    assert.deepEqual(await fs.readdir(root), [], "the deleted model's directory is not made again");
   });
 });
