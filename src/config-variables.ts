@@ -231,6 +231,29 @@ export const SEND_IDLE_TIMEOUT: Variable<number> = {
   parse: timerDuration,
 };
 
+export const SEND_MIN_RATE: Variable<number> = {
+  name: `${PREFIX}SEND_MIN_RATE`,
+  default: "16384",
+  accepted: `an integer number of bytes per second from 0 to ${Number.MAX_SAFE_INTEGER} (0 disables the limit)`,
+  description:
+    "Slowest RetrieveVersionData reader accepted, in bytes per second of the server waiting for it (sent data left unread), checked over each SEND_MIN_RATE_PERIOD after the first; a slower reader has its stream reset (the client sees CANCELLED) and the version it held is released",
+  parse: integer(0, Number.MAX_SAFE_INTEGER),
+};
+
+export const SEND_MIN_RATE_PERIOD: Variable<number> = {
+  name: `${PREFIX}SEND_MIN_RATE_PERIOD`,
+  default: "10s",
+  accepted: `a positive Go duration such as 5s or 1m, at most 596h (${DURATION_UNITS})`,
+  description: "Length of the periods over which SEND_MIN_RATE is measured; a read's first period is not checked (connection start-up)",
+  parse: (value) => {
+    const ms = timerDuration(value);
+    if (ms < 1) {
+      throw new InvalidValue("shorter than 1ms");
+    }
+    return ms;
+  },
+};
+
 export const STREAMED_READS_MAX_SIZE: Variable<number> = {
   name: `${PREFIX}STREAMED_READS_MAX_SIZE`,
   default: "67108864",
@@ -309,6 +332,8 @@ export const VARIABLES = [
   UPLOAD_MIN_RATE,
   UPLOAD_MIN_RATE_PERIOD,
   SEND_IDLE_TIMEOUT,
+  SEND_MIN_RATE,
+  SEND_MIN_RATE_PERIOD,
   STREAMED_READS_MAX_SIZE,
   PEER_NEW_STREAMS_PER_SECOND,
   PEER_CANCELLED_STREAMS_PER_SECOND,

@@ -23,6 +23,8 @@ import {
   REDIS_WAIT_TIMEOUT,
   PREFIX,
   SEND_IDLE_TIMEOUT,
+  SEND_MIN_RATE,
+  SEND_MIN_RATE_PERIOD,
   STREAMED_READS_MAX_SIZE,
   SENT_CHUNK_SIZE,
   SHUTDOWN_GRACE_PERIOD,
@@ -68,6 +70,9 @@ export interface Config {
   readonly uploadMinRatePeriodMs: number;
   /** A RetrieveVersionData stream whose sent messages make no progress for this long is cancelled; 0 disables. */
   readonly sendIdleTimeoutMs: number;
+  /** Fewest bytes per second a RetrieveVersionData reader must take over time the server waits for it; 0: no limit. */
+  readonly sendMinRateBytesPerSecond: number;
+  readonly sendMinRatePeriodMs: number;
   /** Bytes of version data held at once by all reads the cache does not hold (streamed from the archive or the shared state). */
   readonly streamedReadsMaxBytes: number;
   /** New HTTP/2 streams one client address may open per second (bursts up to as many); 0 = no limit. */
@@ -183,6 +188,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     uploadMinRateBytesPerSecond: read(UPLOAD_MIN_RATE),
     uploadMinRatePeriodMs: read(UPLOAD_MIN_RATE_PERIOD),
     sendIdleTimeoutMs: read(SEND_IDLE_TIMEOUT),
+    sendMinRateBytesPerSecond: read(SEND_MIN_RATE),
+    sendMinRatePeriodMs: read(SEND_MIN_RATE_PERIOD),
     streamedReadsMaxBytes: read(STREAMED_READS_MAX_SIZE),
     peerNewStreamsPerSecond: read(PEER_NEW_STREAMS_PER_SECOND),
     peerCancelledStreamsPerSecond: read(PEER_CANCELLED_STREAMS_PER_SECOND),

@@ -38,7 +38,7 @@ export type ServerConfig = Pick<
   // Optional: without them the metrics endpoint is off and versions have no size limit of their own.
   Partial<Pick<Config, "metricsPort" | "versionMaxBytes" | "streamedReadsMaxBytes">> &
   // Optional: without them slow uploads and stalled readers are never cut off.
-  Partial<Pick<Config, "uploadIdleTimeoutMs" | "uploadMinRateBytesPerSecond" | "uploadMinRatePeriodMs" | "sendIdleTimeoutMs">> &
+  Partial<Pick<Config, "uploadIdleTimeoutMs" | "uploadMinRateBytesPerSecond" | "uploadMinRatePeriodMs" | "sendIdleTimeoutMs" | "sendMinRateBytesPerSecond" | "sendMinRatePeriodMs">> &
   // The peer limits default to none (tests); main passes the configured ones.
   Partial<Pick<Config, "peerNewStreamsPerSecond" | "peerCancelledStreamsPerSecond" | "peerBanMs">>;
 

@@ -18,7 +18,7 @@ import { limitReplySize } from "./reply-size.js";
 import { NO_UPLOAD_LIMITS, type UploadLimits } from "./upload-watchdog.js";
 import { CreateVersionCall } from "./create-version-call.js";
 import { decodeCreateVersionChunk } from "./body-chunk-decoder.js";
-import { SendWatchdog } from "./send-watchdog.js";
+import { NO_SEND_LIMITS, type SendLimits, SendWatchdog } from "./send-watchdog.js";
 import { resetCallStream } from "./reset-call-stream.js";
 import type { Logger } from "../logger.js";
 
@@ -43,8 +43,8 @@ export interface ServiceContext {
   readonly extraStatus: () => Record<string, string>;
   /** How slow a CreateVersion client may be before the server gives up on it; no limits if absent. */
   readonly uploadLimits?: UploadLimits;
-  /** A RetrieveVersionData stream whose messages make no progress for this long is reset; 0 or absent: never. */
-  readonly sendIdleTimeoutMs?: number;
+  /** How slow a RetrieveVersionData reader may be before its stream is reset; no limits if absent. */
+  readonly sendLimits?: SendLimits;
   readonly log?: Logger;
 }
 
@@ -120,7 +120,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
     },
 
     retrieveVersionData(call) {
-      const sendIdleTimeoutMs = context.sendIdleTimeoutMs ?? 0;
+      const sendLimits = context.sendLimits ?? NO_SEND_LIMITS;
       const send = async (): Promise<void> => {
         const { modelId, versionNumber } = call.request;
         const source = await registry.openVersionData(validateModelId("model_id", modelId), versionNumber);
@@ -130,11 +130,19 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
         // A reader that stops reading would hold the lease (and the version's bytes in the budget)
         // for as long as it keeps its stream open: past the send idle time its stream is reset,
         // which drops the queued messages and ends the call (then the lease is released below).
-        const stalls = new SendWatchdog(sendIdleTimeoutMs, () => {
-          context.log?.warn(
-            { modelId, versionNumber: source.version.versionNumber, sendIdleTimeoutMs },
-            "RetrieveVersionData reader stopped reading: stream reset (COGMENT_MODEL_REGISTRY_SEND_IDLE_TIMEOUT)",
-          );
+        const stalls = new SendWatchdog(sendLimits, (why) => {
+          const versionAt = { modelId, versionNumber: source.version.versionNumber };
+          if (why === "idle") {
+            context.log?.warn(
+              { ...versionAt, sendIdleTimeoutMs: sendLimits.idleTimeoutMs },
+              "RetrieveVersionData reader stopped reading: stream reset (COGMENT_MODEL_REGISTRY_SEND_IDLE_TIMEOUT)",
+            );
+          } else {
+            context.log?.warn(
+              { ...versionAt, sendMinRate: sendLimits.minRateBytesPerSecond, why },
+              "RetrieveVersionData reader too slow: stream reset (COGMENT_MODEL_REGISTRY_SEND_MIN_RATE)",
+            );
+          }
           if (!resetCallStream(call)) {
             context.log?.warn("grpc-js internals changed: cannot reset the stream of a stalled reader");
           }
@@ -148,7 +156,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
         try {
           let cancelled = false;
           for await (const frame of source.frames) {
-            const confirm = stalls.track(writes.track());
+            const confirm = stalls.track(writes.track(), frame.byteLength);
             const written =
               sent === undefined
                 ? confirm

@@ -1,39 +1,63 @@
+export interface SendLimits {
+  /** Longest time with sent data left unread before the stream is reset; 0 disables. */
+  readonly idleTimeoutMs: number;
+  /** Fewest bytes per second the reader must take, over time spent waiting for it; 0 disables. */
+  readonly minRateBytesPerSecond: number;
+  /** The rate is checked over each period of waiting of this length, from the end of the first one. */
+  readonly minRatePeriodMs: number;
+}
+
+export const NO_SEND_LIMITS: SendLimits = { idleTimeoutMs: 0, minRateBytesPerSecond: 0, minRatePeriodMs: 10_000 };
+
 /**
- * Notices a server stream whose client stopped reading: messages were handed to grpc-js and none of
- * them has left for the socket for `timeoutMs`. Counts the writes in flight through the completion
- * callbacks of their writes (see WriteConfirmations); the clock runs only while some write is
- * pending, and restarts whenever one completes (progress). 0 disables it.
+ * Notices a server stream whose client does not read, or reads too slowly: messages were handed to
+ * grpc-js and none of them has left for the socket for `idleTimeoutMs`, or fewer than
+ * `minRateBytesPerSecond` left over a period of waiting after the first (left to connection
+ * start-up). A reader holds what it reads (a cached version's lease, streamed-read room) for as long
+ * as its stream runs: one that takes a chunk just before each idle timeout would otherwise hold it
+ * for hours. Counts the writes in flight through the completion callbacks of their writes (see
+ * WriteConfirmations); only time with a write pending counts (the server waiting for the client),
+ * so a reader the server keeps waiting is never at fault.
  */
 export class SendWatchdog {
-  readonly #timeoutMs: number;
-  readonly #onStalled: () => void;
+  readonly #limits: SendLimits;
+  readonly #onStalled: (why: string) => void;
+  readonly #now: () => number;
   #pending = 0;
   #timer: NodeJS.Timeout | undefined = undefined;
   #stopped = false;
+  /** When the last write completed or the first was made (the idle clock), while writes are pending. */
+  #idleSince = 0;
+  /** Up to when the waiting time has been added to the current period. */
+  #accountedUntil = 0;
+  #periodWaitMs = 0;
+  #periodBytes = 0;
+  #periodsDone = 0;
+  #totalBytes = 0;
 
-  constructor(timeoutMs: number, onStalled: () => void) {
-    this.#timeoutMs = timeoutMs;
+  constructor(limits: SendLimits, onStalled: (why: string) => void, now: () => number = () => performance.now()) {
+    this.#limits = limits;
     this.#onStalled = onStalled;
+    this.#now = now;
   }
 
-  /** Wraps one write's completion callback. */
-  track(written: () => void): () => void {
-    if (this.#timeoutMs <= 0 || this.#stopped) {
+  /** Wraps the completion callback of one write of `bytes`. */
+  track(written: () => void, bytes: number): () => void {
+    const { idleTimeoutMs, minRateBytesPerSecond } = this.#limits;
+    if ((idleTimeoutMs <= 0 && minRateBytesPerSecond <= 0) || this.#stopped) {
       return written;
     }
-    this.#pending++;
-    if (this.#timer === undefined) {
-      this.#arm();
+    if (this.#pending++ === 0) {
+      const now = this.#now();
+      this.#idleSince = now;
+      this.#accountedUntil = now;
+      this.#rearm();
     }
     let done = false;
     return () => {
       if (!done) {
         done = true;
-        this.#pending--;
-        this.#disarm();
-        if (this.#pending > 0) {
-          this.#arm();
-        }
+        this.#completed(bytes);
       }
       written();
     };
@@ -44,21 +68,88 @@ export class SendWatchdog {
     this.#disarm();
   }
 
-  #arm(): void {
+  #completed(bytes: number): void {
     if (this.#stopped) {
       return;
     }
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      if (!this.#stopped && this.#pending > 0) {
-        this.#stopped = true;
-        this.#onStalled();
-      }
-    }, this.#timeoutMs).unref();
+    const now = this.#now();
+    // Counted before the waiting time is: the bytes arrived by the end of the period they end.
+    this.#periodBytes += bytes;
+    this.#totalBytes += bytes;
+    this.#account(now);
+    this.#pending--;
+    this.#idleSince = now;
+    if (this.#pending > 0) {
+      this.#rearm();
+    } else {
+      this.#disarm();
+    }
+  }
+
+  #rearm(): void {
+    this.#disarm();
+    if (this.#stopped) {
+      return;
+    }
+    const { idleTimeoutMs, minRateBytesPerSecond, minRatePeriodMs } = this.#limits;
+    const now = this.#now();
+    let delay = Number.POSITIVE_INFINITY;
+    if (idleTimeoutMs > 0) {
+      delay = idleTimeoutMs - (now - this.#idleSince);
+    }
+    if (minRateBytesPerSecond > 0) {
+      delay = Math.min(delay, minRatePeriodMs - this.#periodWaitMs - (now - this.#accountedUntil));
+    }
+    this.#timer = setTimeout(() => this.#tick(), Math.max(0, Math.ceil(delay))).unref();
   }
 
   #disarm(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
+  }
+
+  #tick(): void {
+    this.#timer = undefined;
+    if (this.#stopped || this.#pending === 0) {
+      return;
+    }
+    const now = this.#now();
+    const { idleTimeoutMs } = this.#limits;
+    if (idleTimeoutMs > 0 && now - this.#idleSince >= idleTimeoutMs) {
+      this.#stall("idle");
+      return;
+    }
+    this.#account(now);
+    if (!this.#stopped) {
+      this.#rearm();
+    }
+  }
+
+  /** Adds the waiting time up to `now` to the periods, checking the rate of each period it completes. */
+  #account(now: number): void {
+    const { minRateBytesPerSecond, minRatePeriodMs } = this.#limits;
+    this.#periodWaitMs += now - this.#accountedUntil;
+    this.#accountedUntil = now;
+    if (minRateBytesPerSecond <= 0) {
+      return;
+    }
+    while (this.#periodWaitMs >= minRatePeriodMs) {
+      const wanted = (minRateBytesPerSecond * minRatePeriodMs) / 1000;
+      if (this.#periodsDone > 0 && this.#periodBytes < wanted) {
+        const rate = Math.floor((this.#periodBytes * 1000) / minRatePeriodMs);
+        this.#stall(
+          `the reader took ${this.#periodBytes} bytes in ${minRatePeriodMs} ms of waiting (${rate} bytes/s), below ${minRateBytesPerSecond} bytes/s, after ${this.#totalBytes} bytes`,
+        );
+        return;
+      }
+      this.#periodsDone++;
+      this.#periodWaitMs -= minRatePeriodMs;
+      this.#periodBytes = 0;
+    }
+  }
+
+  #stall(why: string): void {
+    this.stop();
+    this.#onStalled(why);
   }
 }

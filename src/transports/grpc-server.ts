@@ -33,7 +33,7 @@ const MAX_TRACKED_PEERS = 10_000;
 export const DEFAULT_KEEPALIVE = { timeMs: 60_000, timeoutMs: 20_000 } as const;
 
 export type GrpcTransportConfig = Pick<Config, "port" | "grpcReflection" | "shutdownGraceMs" | "http2WindowBytes"> &
-  Partial<Pick<Config, "uploadIdleTimeoutMs" | "uploadMinRateBytesPerSecond" | "uploadMinRatePeriodMs" | "sendIdleTimeoutMs">> &
+  Partial<Pick<Config, "uploadIdleTimeoutMs" | "uploadMinRateBytesPerSecond" | "uploadMinRatePeriodMs" | "sendIdleTimeoutMs" | "sendMinRateBytesPerSecond" | "sendMinRatePeriodMs">> &
   Partial<Pick<Config, "peerNewStreamsPerSecond" | "peerCancelledStreamsPerSecond" | "peerBanMs">>;
 
 export interface GrpcTransportOptions {
@@ -96,7 +96,11 @@ export async function startGrpcTransport(config: GrpcTransportConfig, log: Logge
         registry,
         extraStatus: () => workerStatus(workerPool, options.hashLanes),
         uploadLimits,
-        sendIdleTimeoutMs: config.sendIdleTimeoutMs ?? 0,
+        sendLimits: {
+          idleTimeoutMs: config.sendIdleTimeoutMs ?? 0,
+          minRateBytesPerSecond: config.sendMinRateBytesPerSecond ?? 0,
+          minRatePeriodMs: config.sendMinRatePeriodMs ?? 10_000,
+        },
         log: log.child({ module: "rpc" }),
       }) as unknown as grpc.UntypedServiceImplementation,
     );

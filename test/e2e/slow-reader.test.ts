@@ -195,3 +195,61 @@ test("a reader that stops reading is cut off after SEND_IDLE_TIMEOUT: its stream
   await client.publish("slow", Buffer.from("after"));
   assert.equal((await client.retrieveData("slow", -1)).toString(), "after");
 });
+
+test("a reader slower than SEND_MIN_RATE is cut off even with SEND_IDLE_TIMEOUT off: its stream is reset and the version's bytes leave the account", { timeout: 60_000 }, async (t) => {
+  const server = await spawnServerOnTempArchive(t, {
+    COGMENT_MODEL_REGISTRY_SEND_IDLE_TIMEOUT: "0",
+    COGMENT_MODEL_REGISTRY_SEND_MIN_RATE: "1000000",
+    COGMENT_MODEL_REGISTRY_SEND_MIN_RATE_PERIOD: "1s",
+    COGMENT_MODEL_REGISTRY_SENT_MODEL_VERSION_DATA_CHUNK_SIZE: "16000",
+  });
+  const client = new RegistryClient(`127.0.0.1:${server.port}`);
+  t.after(() => client.close());
+  await client.createModel("slow");
+  await client.publish("slow", Buffer.alloc(200_000, 7));
+  const session = connect(`http://127.0.0.1:${server.port}`);
+  session.on("error", () => {});
+  t.after(() => session.destroy());
+  // Takes its first 64 KiB window and nothing more: far below 1,000,000 bytes/s of waiting.
+  const reader = openStalledReader(session, "slow", -1);
+  reader.on("error", () => {});
+  const closed = new Promise<number>((resolve) => reader.on("close", () => resolve(reader.rstCode ?? -1)));
+  await sleep(200);
+  await client.deleteModel("slow"); // the version leaves the cache; the slow reader still holds it
+  assert.ok(Number((await client.status(["cache_draining_bytes"])).statuses.cache_draining_bytes) >= 200_000);
+
+  assert.equal(await closed, http2Constants.NGHTTP2_CANCEL);
+  const tooSlow = (): Record<string, unknown> | undefined =>
+    server.logLines.find((line) => line.msg === "RetrieveVersionData reader too slow: stream reset (COGMENT_MODEL_REGISTRY_SEND_MIN_RATE)");
+  for (let waited = 0; tooSlow() === undefined && waited < 5000; waited += 20) {
+    await sleep(20); // the log line comes through the server's stdout
+  }
+  const warning = tooSlow();
+  assert.ok(warning !== undefined, "the reset is logged");
+  assert.equal(warning.sendMinRate, 1_000_000);
+  assert.match(String(warning.why), /^the reader took \d+ bytes in 1000 ms of waiting \(\d+ bytes\/s\), below 1000000 bytes\/s, after \d+ bytes$/);
+  let draining = "";
+  for (let waited = 0; draining !== "0" && waited < 10_000; waited += 20) {
+    draining = (await client.status(["cache_draining_bytes"])).statuses.cache_draining_bytes ?? "";
+    if (draining !== "0") {
+      await sleep(20);
+    }
+  }
+  assert.equal(draining, "0");
+});
+
+test("a reader that keeps up is not cut off by SEND_MIN_RATE", { timeout: 60_000 }, async (t) => {
+  const server = await spawnServerOnTempArchive(t, {
+    COGMENT_MODEL_REGISTRY_SEND_MIN_RATE: "100000",
+    COGMENT_MODEL_REGISTRY_SEND_MIN_RATE_PERIOD: "100ms",
+    COGMENT_MODEL_REGISTRY_SENT_MODEL_VERSION_DATA_CHUNK_SIZE: "65536",
+  });
+  const client = new RegistryClient(`127.0.0.1:${server.port}`);
+  t.after(() => client.close());
+  await client.createModel("fast");
+  const data = Buffer.alloc(32 * MiB, 5);
+  await client.publish("fast", data);
+  const read = await client.retrieveData("fast", -1);
+  assert.equal(createHash("sha256").update(read).digest("hex"), createHash("sha256").update(data).digest("hex"));
+  assert.equal(server.logLines.filter((line) => String(line.msg).startsWith("RetrieveVersionData reader")).length, 0);
+});

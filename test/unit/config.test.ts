@@ -26,6 +26,8 @@ const DEFAULTS: Config = {
   uploadMinRateBytesPerSecond: 65_536,
   uploadMinRatePeriodMs: 10_000,
   sendIdleTimeoutMs: 60_000,
+  sendMinRateBytesPerSecond: 16_384,
+  sendMinRatePeriodMs: 10_000,
   streamedReadsMaxBytes: 67_108_864,
   peerNewStreamsPerSecond: 50_000,
   peerCancelledStreamsPerSecond: 1_000,
@@ -114,6 +116,8 @@ describe("CONFIG_VARIABLES", () => {
         [`${P}UPLOAD_MIN_RATE`, "65536"],
         [`${P}UPLOAD_MIN_RATE_PERIOD`, "10s"],
         [`${P}SEND_IDLE_TIMEOUT`, "60s"],
+        [`${P}SEND_MIN_RATE`, "16384"],
+        [`${P}SEND_MIN_RATE_PERIOD`, "10s"],
         [`${P}STREAMED_READS_MAX_SIZE`, "67108864"],
         [`${P}PEER_NEW_STREAMS_PER_SECOND`, "50000"],
         [`${P}PEER_CANCELLED_STREAMS_PER_SECOND`, "1000"],
@@ -148,6 +152,8 @@ describe("CONFIG_VARIABLES", () => {
         UPLOAD_MIN_RATE_ACCEPTED,
         UPLOAD_MIN_RATE_PERIOD_ACCEPTED,
         SEND_IDLE_ACCEPTED,
+        UPLOAD_MIN_RATE_ACCEPTED,
+        UPLOAD_MIN_RATE_PERIOD_ACCEPTED,
         ACCEPTED.cacheMaxBytes,
         PEER_RATE_ACCEPTED,
         PEER_RATE_ACCEPTED,
@@ -437,6 +443,22 @@ describe("slow clients: UPLOAD_IDLE_TIMEOUT, UPLOAD_MIN_RATE, UPLOAD_MIN_RATE_PE
       `${P}UPLOAD_MIN_RATE="64KiB" is invalid: expected ${UPLOAD_MIN_RATE_ACCEPTED}`,
       `${P}UPLOAD_MIN_RATE_PERIOD="0" is invalid: shorter than 1ms; expected ${UPLOAD_MIN_RATE_PERIOD_ACCEPTED}`,
     );
+  });
+});
+
+describe("slow readers: SEND_MIN_RATE, SEND_MIN_RATE_PERIOD", () => {
+  test("a rate in bytes per second (0 disables it) and a positive period", () => {
+    const config = loadConfig({ [`${P}SEND_MIN_RATE`]: "0", [`${P}SEND_MIN_RATE_PERIOD`]: "2.5s" });
+    assert.deepEqual([config.sendMinRateBytesPerSecond, config.sendMinRatePeriodMs], [0, 2500]);
+    assert.equal(loadConfig({ [`${P}SEND_MIN_RATE`]: "1048576" }).sendMinRateBytesPerSecond, 1_048_576);
+  });
+  test("refuses units, negative rates and a zero period, naming the variable and the accepted form", () => {
+    assertInvalid(
+      { [`${P}SEND_MIN_RATE`]: "16KiB", [`${P}SEND_MIN_RATE_PERIOD`]: "0" },
+      `${P}SEND_MIN_RATE="16KiB" is invalid: expected ${UPLOAD_MIN_RATE_ACCEPTED}`,
+      `${P}SEND_MIN_RATE_PERIOD="0" is invalid: shorter than 1ms; expected ${UPLOAD_MIN_RATE_PERIOD_ACCEPTED}`,
+    );
+    assertInvalid({ [`${P}SEND_MIN_RATE`]: "-1" }, `${P}SEND_MIN_RATE="-1" is invalid: expected ${UPLOAD_MIN_RATE_ACCEPTED}`);
   });
 });
 

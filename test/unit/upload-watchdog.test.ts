@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { type TestContext, test } from "node:test";
 import { Code, type RegistryError } from "../../src/errors/index.js";
 import { type UploadLimits, UploadWatchdog } from "../../src/rpc/upload-watchdog.js";
-import { SendWatchdog } from "../../src/rpc/send-watchdog.js";
+import { type SendLimits, SendWatchdog } from "../../src/rpc/send-watchdog.js";
 
 /** A watchdog on mocked timers and a clock that moves with them. */
 function watch(t: TestContext, limits: UploadLimits): { dog: UploadWatchdog; errors: RegistryError[]; advance(ms: number): void } {
@@ -102,24 +102,70 @@ test("no limits: never expires", (t) => {
   assert.deepEqual(errors, []);
 });
 
+/** A send watchdog on mocked timers and clock (Date.now, which the mock moves with the timers). */
+function sendWatch(t: TestContext, limits: SendLimits): { dog: SendWatchdog; stalls: string[] } {
+  t.mock.timers.enable({ apis: ["setTimeout", "Date"] });
+  const stalls: string[] = [];
+  const dog = new SendWatchdog(limits, (why) => stalls.push(why), () => Date.now());
+  t.after(() => dog.stop());
+  return { dog, stalls };
+}
+
 test("send watchdog: fires only when writes are pending and none completes for the timeout", (t) => {
-  t.mock.timers.enable({ apis: ["setTimeout"] });
-  let stalled = 0;
-  const dog = new SendWatchdog(1000, () => stalled++);
+  const { dog, stalls } = sendWatch(t, { idleTimeoutMs: 1000, minRateBytesPerSecond: 0, minRatePeriodMs: 10_000 });
   let written = 0;
-  const first = dog.track(() => written++);
-  const second = dog.track(() => written++);
+  const first = dog.track(() => written++, 10);
+  const second = dog.track(() => written++, 10);
   t.mock.timers.tick(900);
   first(); // progress: the clock restarts
   t.mock.timers.tick(900);
-  assert.equal(stalled, 0);
+  assert.deepEqual(stalls, []);
   second();
   t.mock.timers.tick(5000); // nothing pending: no stall
-  assert.equal(stalled, 0);
-  const third = dog.track(() => written++);
+  assert.deepEqual(stalls, []);
+  const third = dog.track(() => written++, 10);
   t.mock.timers.tick(1000);
-  assert.equal(stalled, 1);
+  assert.deepEqual(stalls, ["idle"]);
   third();
   assert.equal(written, 3, "every write's own callback still runs");
-  dog.stop();
+});
+
+test("send watchdog: a reader taking a chunk just before each idle timeout is reset once a period after the first is below the rate", (t) => {
+  const { dog, stalls } = sendWatch(t, { idleTimeoutMs: 1000, minRateBytesPerSecond: 1000, minRatePeriodMs: 2000 });
+  // One 1,000-byte write completes every 900 ms (never idle for 1 s): 1,111 bytes/s over the first
+  // period (not checked), then the pace halves to 555 bytes/s.
+  let pending = dog.track(() => {}, 1000);
+  for (let i = 0; i < 3; i++) {
+    t.mock.timers.tick(900);
+    const done = pending;
+    pending = dog.track(() => {}, 1000);
+    done();
+  }
+  assert.deepEqual(stalls, []);
+  for (let i = 0; i < 4 && stalls.length === 0; i++) {
+    t.mock.timers.tick(900);
+    const done = pending;
+    pending = dog.track(() => {}, 500);
+    done();
+  }
+  assert.deepEqual(stalls, ["the reader took 1000 bytes in 2000 ms of waiting (500 bytes/s), below 1000 bytes/s, after 5000 bytes"]);
+});
+
+test("send watchdog: only time with a write pending counts toward the rate's periods", (t) => {
+  const { dog, stalls } = sendWatch(t, { idleTimeoutMs: 0, minRateBytesPerSecond: 1000, minRatePeriodMs: 1000 });
+  // Slow in wall time (one 1,000-byte write per 10 s) but each taken at once: the server, not the
+  // reader, is the slow one; nothing to reset.
+  for (let i = 0; i < 5; i++) {
+    const done = dog.track(() => {}, 1000);
+    t.mock.timers.tick(100);
+    done();
+    t.mock.timers.tick(9900);
+  }
+  assert.deepEqual(stalls, []);
+  // A write left unread: the first period passes unchecked, the second is below the rate.
+  dog.track(() => {}, 1000);
+  t.mock.timers.tick(1100);
+  assert.deepEqual(stalls, []);
+  t.mock.timers.tick(1000);
+  assert.deepEqual(stalls, ["the reader took 0 bytes in 1000 ms of waiting (0 bytes/s), below 1000 bytes/s, after 5000 bytes"]);
 });
