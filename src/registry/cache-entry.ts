@@ -66,11 +66,6 @@ export class Entry<V> {
     this.insertionPrev = null;
     this.insertionNext = null;
   }
-
-  /** A model's latest whose data is only in memory (transient): evicting it loses the version for good. */
-  get pinnedTransient(): boolean {
-    return this.pinned && !this.archived;
-  }
 }
 
 class RecencyLinks implements ListLinks<Entry<unknown>> {
