@@ -22,6 +22,8 @@ export class Entry<V> {
   readonly value: V;
   readonly bytes: number;
   readonly insertedAt: number;
+  /** The version is archived: its data is also on disk, so evicting the entry loses nothing. */
+  readonly archived: boolean;
   pinned: boolean;
   /** Recency stamp: larger = used more recently. */
   tick: number;
@@ -46,12 +48,14 @@ export class Entry<V> {
     insertedAt: number,
     pinned: boolean,
     tick: number,
+    archived = false,
   ) {
     this.modelId = modelId;
     this.versionNumber = versionNumber;
     this.value = value;
     this.bytes = bytes;
     this.insertedAt = insertedAt;
+    this.archived = archived;
     this.pinned = pinned;
     this.tick = tick;
     this.leases = 0;

@@ -2,11 +2,11 @@
  * The index of the VersionCache: which versions are cached, in which order they were used and
  * inserted, and which go when room is needed or when they expire; with the onEvict notifications.
  *
- * Owns: the (modelId, versionNumber) → entry maps; two recency lists (unpinned and pinned; front =
- * least recently used); the insertion-order list (front = oldest, for the expiry sweep); the recency
- * ticks; the eviction counters; the pending onEvict notifications.
+ * Owns: the (modelId, versionNumber) → entry maps; three recency lists (unpinned, pinned archived,
+ * pinned transient; front = least recently used); the insertion-order list (front = oldest, for the
+ * expiry sweep); the recency ticks; the eviction counters; the pending onEvict notifications.
  * Invariants: an entry is LIVE exactly while it is in the maps, in the insertion list, and in the
- * recency list of its `pinned` flag; each recency list is sorted by `tick`; the insertion list is
+ * recency list of its `pinned` and `archived` flags; each recency list is sorted by `tick`; the insertion list is
  * sorted by `insertedAt` (a monotonic clock); a model has a map only while it has entries. Every
  * removal goes through {@link CacheIndex.remove}, which hands the entry's bytes to the ledger.
  * Notifications are delivered in eviction order, after the structural change is complete, never
@@ -45,8 +45,14 @@ export class CacheIndex<V> {
   readonly #now: () => number;
   readonly #onEvict: CacheIndexOptions["onEvict"];
   readonly #versions: Map<string, Map<number, Entry<V>>> = new Map();
+  // An entry's recency list is `pinned ? (archived ? #pinnedArchived : #pinnedTransient) : #unpinned`,
+  // written out at each use: a method for it cost ~10 % of a publish's cache work
+  // (bench/micro/version-cache.bench.ts).
   readonly #unpinned: IntrusiveList<Entry<V>> = new IntrusiveList(recencyLinksOf<V>());
-  readonly #pinned: IntrusiveList<Entry<V>> = new IntrusiveList(recencyLinksOf<V>());
+  /** Pinned entries whose data is also on disk: evicting one only drops the memory copy. */
+  readonly #pinnedArchived: IntrusiveList<Entry<V>> = new IntrusiveList(recencyLinksOf<V>());
+  /** Pinned entries whose data is only here: evicting one loses the model's latest for good. */
+  readonly #pinnedTransient: IntrusiveList<Entry<V>> = new IntrusiveList(recencyLinksOf<V>());
   readonly #byInsertion: IntrusiveList<Entry<V>> = new IntrusiveList(insertionLinksOf<V>());
   #tick = 0;
   #sizeEvictions = 0;
@@ -68,7 +74,7 @@ export class CacheIndex<V> {
   }
 
   get pinnedEntries(): number {
-    return this.#pinned.size;
+    return this.#pinnedArchived.size + this.#pinnedTransient.size;
   }
 
   get sizeEvictions(): number {
@@ -101,14 +107,14 @@ export class CacheIndex<V> {
   /** Marks the entry most recently used. */
   touch(entry: Entry<V>): void {
     entry.tick = ++this.#tick;
-    (entry.pinned ? this.#pinned : this.#unpinned).moveToBack(entry);
+    (entry.pinned ? (entry.archived ? this.#pinnedArchived : this.#pinnedTransient) : this.#unpinned).moveToBack(entry);
   }
 
   /**
    * Files a new entry, most recently used, whose bytes the caller took out of a reservation; an
    * entry with the same key is removed first (no onEvict; under lease it drains).
    */
-  insert(modelId: string, versionNumber: number, value: V, bytes: number, pinned: boolean): Entry<V> {
+  insert(modelId: string, versionNumber: number, value: V, bytes: number, pinned: boolean, archived: boolean): Entry<V> {
     let versions = this.#versions.get(modelId);
     if (versions === undefined) {
       versions = new Map();
@@ -132,10 +138,11 @@ export class CacheIndex<V> {
       this.#expirationMs > 0 ? this.#now() : 0,
       pinned,
       ++this.#tick,
+      archived,
     );
     versions.set(versionNumber, entry);
     this.#ledger.entryAdded(entry);
-    (pinned ? this.#pinned : this.#unpinned).pushBack(entry);
+    (pinned ? (archived ? this.#pinnedArchived : this.#pinnedTransient) : this.#unpinned).pushBack(entry);
     this.#byInsertion.pushBack(entry);
     return entry;
   }
@@ -145,8 +152,8 @@ export class CacheIndex<V> {
     if (entry.pinned === pinned) {
       return;
     }
-    const to = pinned ? this.#pinned : this.#unpinned;
-    (pinned ? this.#unpinned : this.#pinned).remove(entry);
+    const to = pinned ? (entry.archived ? this.#pinnedArchived : this.#pinnedTransient) : this.#unpinned;
+    (entry.pinned ? (entry.archived ? this.#pinnedArchived : this.#pinnedTransient) : this.#unpinned).remove(entry);
     // Keep `to` sorted by tick: scan from its most recently used end.
     let after = to.tail;
     while (after !== null && after.tick > entry.tick) {
@@ -157,6 +164,7 @@ export class CacheIndex<V> {
     } else {
       to.insertAfter(after, entry);
     }
+    this.#ledger.pinChanging(entry, pinned);
     entry.pinned = pinned;
   }
 
@@ -180,7 +188,7 @@ export class CacheIndex<V> {
         this.#versions.delete(entry.modelId);
       }
     }
-    (entry.pinned ? this.#pinned : this.#unpinned).remove(entry);
+    (entry.pinned ? (entry.archived ? this.#pinnedArchived : this.#pinnedTransient) : this.#unpinned).remove(entry);
     this.#byInsertion.remove(entry);
     this.#ledger.entryRemoved(entry);
   }
@@ -202,12 +210,17 @@ export class CacheIndex<V> {
   /**
    * Evicts one batch for room (notifications pending): the least recently used entries no reader
    * holds, `pruneCount` of them from the unpinned list, or when no unpinned entry is free, one pinned
-   * entry (each model's latest goes only when needed). A batch never leaves its list. Entries under
-   * lease are passed over: evicting one frees nothing (its bytes only drain) and takes a version out
-   * of reach while it is being read, the fan-out case. False when every entry is under lease.
+   * entry (each model's latest goes only when needed): an archived one (its data stays on disk)
+   * before a transient one (lost for good), and never a transient one when `keepPinnedTransient`.
+   * A batch never leaves its list. Entries under lease are passed over: evicting one frees nothing
+   * (its bytes only drain) and takes a version out of reach while it is being read, the fan-out
+   * case. False when no entry may be evicted.
    */
-  evictForRoom(pruneCount: number): boolean {
-    let victim = firstUnleased(this.#unpinned.head) ?? firstUnleased(this.#pinned.head);
+  evictForRoom(pruneCount: number, keepPinnedTransient: boolean): boolean {
+    let victim =
+      firstUnleased(this.#unpinned.head) ??
+      firstUnleased(this.#pinnedArchived.head) ??
+      (keepPinnedTransient ? null : firstUnleased(this.#pinnedTransient.head));
     if (victim === null) {
       return false;
     }

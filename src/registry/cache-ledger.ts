@@ -2,7 +2,8 @@
  * The byte account of the VersionCache: every byte of version data in memory is counted here in
  * exactly one of four buckets, and the reservations and leases handed out keep it current.
  *
- * - `entryBytes`: data of the entries in the index (of which `leasedEntryBytes` are under lease);
+ * - `entryBytes`: data of the entries in the index (of which `leasedEntryBytes` are under lease, and
+ *   `pinnedTransientBytes` are models' transient latests under no lease);
  * - `reservedBytes`: reservations not yet released or turned into an entry;
  * - `drainingBytes`: entries gone from the index while still leased;
  * - `spareBytes`: values kept for reuse (the spares' own total, see spare-values.ts).
@@ -11,7 +12,7 @@
  * entry's bytes are in as it is added, leased, removed and released.
  * Invariants: `usedBytes() = entryBytes + reservedBytes + drainingBytes + spareBytes <= maxBytes`
  * (the only way to add bytes, {@link CacheLedger.reserve}, refuses to go over; making room first is
- * the caller's job); `0 <= leasedEntryBytes <= entryBytes`; a reservation's bytes leave the account
+ * the caller's job); `0 <= leasedEntryBytes + pinnedTransientBytes <= entryBytes`; a reservation's bytes leave the account
  * once (release or consume, whichever comes first); a lease's once (its first release); an entry's
  * bytes move entry → draining → (spare or freed) or entry → (spare or freed), and become a spare only
  * if its value may be reused.
@@ -44,6 +45,13 @@ export class CacheLedger<V> {
   drainingBytes = 0;
   /** The part of entryBytes whose entries are under lease (evicting them would not free anything). */
   leasedEntryBytes = 0;
+  /**
+   * The part of entryBytes whose entries are pinned transient versions under no lease (a model's latest
+   * whose only copy is this memory): evictable, but only by a request that has nowhere else to go.
+   * (`entry.pinned && !entry.archived` is written out where it is tested: a getter for it cost ~10 %
+   * of a publish's cache work in bench/micro/version-cache.bench.ts.)
+   */
+  pinnedTransientBytes = 0;
   /** Where values of dead entries go when they may be reused; undefined = never kept. */
   readonly #spares: SpareValues<V> | undefined;
 
@@ -66,20 +74,24 @@ export class CacheLedger<V> {
   }
 
   /**
-   * Whether evicting every entry and dropping every spare would make room: entries under lease would
-   * only move to draining, so what cannot be freed is reserved + draining + leased entry bytes.
+   * Whether evicting every entry it may evict and dropping every spare would make room: entries under
+   * lease would only move to draining, so what cannot be freed is reserved + draining + leased entry
+   * bytes, and the unleased pinned transient entries' bytes when `keepPinnedTransient`.
    */
-  couldFit(bytes: number): boolean {
-    return bytes + this.reservedBytes + this.drainingBytes + this.leasedEntryBytes <= this.maxBytes;
+  couldFit(bytes: number, keepPinnedTransient = false): boolean {
+    const kept = keepPinnedTransient ? this.pinnedTransientBytes : 0;
+    return bytes + this.reservedBytes + this.drainingBytes + this.leasedEntryBytes + kept <= this.maxBytes;
   }
 
   /** RESOURCE_EXHAUSTED for a reservation of `bytes` that cannot fit, with the account's state. */
-  exhausted(bytes: number): Error {
-    const evictable = this.entryBytes - this.leasedEntryBytes + this.spareBytes;
+  exhausted(bytes: number, keepPinnedTransient = false): Error {
+    const kept = keepPinnedTransient ? this.pinnedTransientBytes : 0;
+    const evictable = this.entryBytes - this.leasedEntryBytes - kept + this.spareBytes;
+    const keptPart = keepPinnedTransient ? `, ${kept} in latest transient versions, which this request may not evict` : "";
     return resourceExhausted(
       `cannot reserve ${bytes} bytes: the version cache budget (COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE) is ${this.maxBytes} bytes ` +
         `and ${this.usedBytes()} are used, of which only ${evictable} can be evicted ` +
-        `(${this.reservedBytes} reserved, ${this.drainingBytes} draining, ${this.leasedEntryBytes} in entries being read)`,
+        `(${this.reservedBytes} reserved, ${this.drainingBytes} draining, ${this.leasedEntryBytes} in entries being read${keptPart})`,
     );
   }
 
@@ -106,13 +118,27 @@ export class CacheLedger<V> {
     return reservation.bytes;
   }
 
+  /** A new entry (under no lease yet) entered the index. */
   entryAdded(entry: Entry<V>): void {
     this.entryBytes += entry.bytes;
+    if ((entry.pinned && !entry.archived)) {
+      this.pinnedTransientBytes += entry.bytes;
+    }
+  }
+
+  /** The live entry is about to be pinned or unpinned (its `pinned` flag still the old one). */
+  pinChanging(entry: Entry<V>, pinned: boolean): void {
+    if (!entry.archived && entry.leases === 0 && entry.pinned !== pinned) {
+      this.pinnedTransientBytes += pinned ? entry.bytes : -entry.bytes;
+    }
   }
 
   /** The entry left the index: its bytes drain while leased, else it is dead (a spare, or freed). */
   entryRemoved(entry: Entry<V>): void {
     this.entryBytes -= entry.bytes;
+    if ((entry.pinned && !entry.archived) && entry.leases === 0) {
+      this.pinnedTransientBytes -= entry.bytes;
+    }
     if (entry.leases > 0) {
       this.leasedEntryBytes -= entry.bytes;
       this.drainingBytes += entry.bytes;
@@ -128,6 +154,9 @@ export class CacheLedger<V> {
     entry.leases += 1;
     if (entry.leases === 1) {
       this.leasedEntryBytes += entry.bytes;
+      if ((entry.pinned && !entry.archived)) {
+        this.pinnedTransientBytes -= entry.bytes;
+      }
     }
     return new CacheLease(this, entry);
   }
@@ -140,6 +169,9 @@ export class CacheLedger<V> {
     if (entry.leases === 0) {
       if (entry.state === LIVE) {
         this.leasedEntryBytes -= entry.bytes;
+        if ((entry.pinned && !entry.archived)) {
+          this.pinnedTransientBytes += entry.bytes;
+        }
       } else if (entry.state === DRAINING) {
         this.drainingBytes -= entry.bytes;
         entry.state = DEAD;

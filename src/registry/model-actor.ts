@@ -116,7 +116,11 @@ export class ModelActor {
       let heldUntilListed: { release(): void } | undefined;
       if (payload.kind === "memory") {
         // In the cache before the version is visible: a reader told of it finds its data.
-        cache.insert(payload.reservation, this.modelId, versionNumber, payload.data, { pinned: true, identity: record.dataHash });
+        cache.insert(payload.reservation, this.modelId, versionNumber, payload.data, {
+          pinned: true,
+          archived: record.archived,
+          identity: record.dataHash,
+        });
         heldUntilListed = cache.acquire(this.modelId, versionNumber, record.dataHash);
       }
       let previous: VersionRecord | undefined;

@@ -40,9 +40,10 @@ export interface UploadTarget {
 
 /**
  * Chooses where an upload's bytes go and starts it. A transient version is held in memory (one
- * copy): it needs room for its whole size. An archived version is never refused for the budget:
- * held in memory (and so cached for readers) when it fits a share of the budget and the budget has
- * room for it right now, streamed to disk otherwise.
+ * copy): it needs room for its whole size, and may evict other models' latests for it as a last
+ * resort. An archived version is never refused for the budget: held in memory (and so cached for
+ * readers) when it fits a share of the budget and the budget has room for it right now without
+ * evicting a model's transient latest (which would lose it for good), streamed to disk otherwise.
  */
 export class UploadPlanner {
   #inFlight = 0;
@@ -71,7 +72,7 @@ export class UploadPlanner {
     const upload =
       header.archived && offThreadHash !== undefined
         ? this.#beginArchived(header, target, totalBytes, offThreadHash)
-        : this.#beginInMemory(header, target, totalBytes);
+        : this.#beginInMemory(header, target, totalBytes, false);
     this.#inFlight++;
     return new CountedUpload(upload, this.options.dataReceived, () => this.#inFlight--);
   }
@@ -79,7 +80,7 @@ export class UploadPlanner {
   #beginArchived(header: UploadHeader, target: UploadTarget, totalBytes: number, offThreadHash: OffThreadHashing): PendingUpload {
     if (totalBytes <= this.options.cacheMaxBytes / this.options.archivedCacheShare) {
       try {
-        return this.#beginInMemory(header, target, totalBytes);
+        return this.#beginInMemory(header, target, totalBytes, true);
       } catch (error) {
         if (!(error instanceof RegistryError && error.code === Code.RESOURCE_EXHAUSTED)) {
           throw error;
@@ -90,7 +91,8 @@ export class UploadPlanner {
     return this.#beginStreamed(header, target, offThreadHash);
   }
 
-  #beginInMemory(header: UploadHeader, target: UploadTarget, totalBytes: number): PendingUpload {
+  /** `keepPinnedTransient`: the upload can go to disk instead (see ReserveOptions). */
+  #beginInMemory(header: UploadHeader, target: UploadTarget, totalBytes: number, keepPinnedTransient: boolean): PendingUpload {
     const { cache, chunkSize } = this.options;
     if (!Number.isSafeInteger(totalBytes)) {
       // data_size itself is a safe integer (validated); with the chunks' framing it may not be.
@@ -98,7 +100,7 @@ export class UploadPlanner {
         `cannot hold data_size ${header.dataSize} bytes: the version cache budget (COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE) is ${this.options.cacheMaxBytes} bytes`,
       );
     }
-    const { reservation, reused } = cache.reserveReusing(totalBytes);
+    const { reservation, reused } = cache.reserveReusing(totalBytes, { keepPinnedTransient });
     let data: EncodedVersionData;
     try {
       if (reused !== undefined) {
@@ -123,8 +125,9 @@ export class UploadPlanner {
   /**
    * An archived upload streamed to disk holds one batch buffer (at most streamedBatchBytes), whatever
    * the version's size; the client's further bytes wait in its HTTP/2 stream window (flow control).
-   * The batch is counted in the budget when the budget can take it, and held beside the budget
-   * otherwise (Status `upload_bytes_outside_budget`), so the upload is never refused for it.
+   * The batch is counted in the budget when the budget can take it without evicting a model's
+   * transient latest, and held beside the budget otherwise (Status `upload_bytes_outside_budget`), so
+   * the upload is never refused for it.
    */
   #beginStreamed(header: UploadHeader, target: UploadTarget, offThreadHash: OffThreadHashing): PendingUpload {
     const batchBytes = Math.max(1, Math.min(this.options.streamedBatchBytes, header.dataSize));
@@ -141,7 +144,7 @@ export class UploadPlanner {
 
   #reserveBatch(bytes: number): Reservation {
     try {
-      return this.options.cache.reserve(bytes);
+      return this.options.cache.reserve(bytes, { keepPinnedTransient: true });
     } catch (error) {
       if (!(error instanceof RegistryError && error.code === Code.RESOURCE_EXHAUSTED)) {
         throw error;

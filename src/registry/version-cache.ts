@@ -15,7 +15,8 @@
  * Invariant, at every moment: `usedBytes = entryBytes + reservedBytes + drainingBytes + spareBytes <= maxBytes`.
  * The only ways to add bytes are `reserve()` and `reserveReusing()`, which drop spares, then evict (LRU,
  * passing over entries under lease; unpinned entries first, by batches of `pruneCount`; pinned ones,
- * each model's latest, one at a time) until the request fits or throw RESOURCE_EXHAUSTED;
+ * each model's latest, one at a time, archived ones before transient ones, and transient ones not at
+ * all for a request with `keepPinnedTransient`) until the request fits or throw RESOURCE_EXHAUSTED;
  * `insert()` only turns reserved bytes into entry bytes, and eviction/deletion only moves entry bytes to
  * draining, to spares or frees them.
  *
@@ -84,6 +85,17 @@ export interface VersionCacheOptions {
    * data (see VERSION_OVERHEAD_BYTES); default 0. Reservation.bytes includes it.
    */
   entryOverheadBytes?: number;
+}
+
+/** How a reservation may make room. */
+export interface ReserveOptions {
+  /**
+   * Never evict a pinned transient entry (a model's latest whose only copy is in memory: evicting it
+   * loses it for good): for a request that has somewhere else to put its bytes when there is no room
+   * without them (an archived version read from or written to disk). Default false: a transient
+   * upload, which has nowhere else, evicts them last.
+   */
+  readonly keepPinnedTransient?: boolean;
 }
 
 export interface VersionCacheStats {
@@ -167,17 +179,19 @@ export class VersionCache<V> {
 
   /**
    * Counts `dataBytes` plus the entry overhead (`bytes` below) against the budget now, evicting if needed: first expired entries, then batches of
-   * `pruneCount` least recently used unpinned entries, then (when no unpinned entry is left) batches of
-   * pinned entries, until the request fits.
+   * `pruneCount` least recently used unpinned entries, then (when no unpinned entry is left) pinned
+   * entries one at a time, archived ones first, then transient ones (unless `keepPinnedTransient`),
+   * until the request fits.
    *
-   * Throws RESOURCE_EXHAUSTED when `bytes > maxBytes`, or when even evicting every entry could not make
-   * room (the rest is reservations, draining bytes and entries under lease). That is decided BEFORE
+   * Throws RESOURCE_EXHAUSTED when `bytes > maxBytes`, or when even evicting every entry it may evict
+   * could not make room (the rest is reservations, draining bytes, entries under lease and, with
+   * `keepPinnedTransient`, pinned transient entries). That is decided BEFORE
    * evicting anything: a failed reserve leaves the account and the entries exactly as they were (the
    * one exception: an onEvict callback that itself reserves or acquires during this reserve's evictions
    * can make it fail afterwards; the evictions already done then stay done).
    * Throws RangeError when `bytes` is not a non-negative safe integer.
    */
-  reserve(dataBytes: number): Reservation {
+  reserve(dataBytes: number, options?: ReserveOptions): Reservation {
     checkBytes(dataBytes, "bytes");
     const bytes = dataBytes + this.#overhead;
     const ledger = this.#ledger;
@@ -187,7 +201,7 @@ export class VersionCache<V> {
       );
     }
     if (!ledger.fits(bytes)) {
-      this.#makeRoom(bytes, false);
+      this.#makeRoom(bytes, false, options?.keepPinnedTransient === true);
     }
     return ledger.reserve(bytes);
   }
@@ -197,29 +211,33 @@ export class VersionCache<V> {
    * the evictions that make room), so that the caller can reuse its memory instead of allocating.
    * The spare's bytes become the reservation's: the account does not change.
    */
-  reserveReusing(dataBytes: number): { readonly reservation: Reservation; readonly reused: V | undefined } {
+  reserveReusing(
+    dataBytes: number,
+    options?: ReserveOptions,
+  ): { readonly reservation: Reservation; readonly reused: V | undefined } {
     checkBytes(dataBytes, "bytes");
     const spares = this.#spares;
     const ledger = this.#ledger;
     if (spares === undefined) {
-      return { reservation: this.reserve(dataBytes), reused: undefined };
+      return { reservation: this.reserve(dataBytes, options), reused: undefined };
     }
     const bytes = dataBytes + this.#overhead;
     spares.dropExpired();
     let reused = spares.take(bytes);
     if (reused === undefined && bytes <= ledger.maxBytes && !ledger.fits(bytes)) {
       // Evicting for room may retire an entry of this very size: take it rather than drop it.
-      reused = this.#makeRoom(bytes, true);
+      reused = this.#makeRoom(bytes, true, options?.keepPinnedTransient === true);
     }
     if (reused === undefined) {
-      return { reservation: this.reserve(dataBytes), reused: undefined };
+      return { reservation: this.reserve(dataBytes, options), reused: undefined };
     }
     return { reservation: ledger.reserve(bytes), reused };
   }
 
   /**
    * Turns the reservation into the entry (modelId, versionNumber) of `reservation.bytes` bytes, most
-   * recently used; the reservation is consumed (releasing it afterwards is a no-op). An existing entry
+   * recently used; the reservation is consumed (releasing it afterwards is a no-op). `archived`: the
+   * version's data is also on disk (a pinned archived entry is evicted before a transient one). An existing entry
    * with the same key is replaced (no onEvict; under lease it drains). Throws Error if the reservation
    * is not an active reservation of this cache.
    */
@@ -228,10 +246,10 @@ export class VersionCache<V> {
     modelId: string,
     versionNumber: number,
     value: V,
-    options?: { pinned?: boolean; identity?: string },
+    options?: { pinned?: boolean; identity?: string; archived?: boolean },
   ): void {
     const bytes = this.#ledger.consume(reservation);
-    const entry = this.#index.insert(modelId, versionNumber, value, bytes, options?.pinned === true);
+    const entry = this.#index.insert(modelId, versionNumber, value, bytes, options?.pinned === true, options?.archived === true);
     entry.identity = options?.identity ?? "";
   }
 
@@ -325,15 +343,16 @@ export class VersionCache<V> {
   }
 
   /**
-   * Drops spares, then evicts, until `bytes` more fit. With `reuse`, a spare of exactly `bytes` is
-   * looked for first at every step (evictions may have just made one) and returned, ending the work.
+   * Drops spares, then evicts (never a pinned transient entry with `keepPinnedTransient`), until
+   * `bytes` more fit. With `reuse`, a spare of exactly `bytes` is looked for first at every step
+   * (evictions may have just made one) and returned, ending the work.
    */
-  #makeRoom(bytes: number, reuse: boolean): V | undefined {
+  #makeRoom(bytes: number, reuse: boolean, keepPinnedTransient: boolean): V | undefined {
     const ledger = this.#ledger;
     const index = this.#index;
     const spares = this.#spares;
-    if (!ledger.couldFit(bytes)) {
-      throw ledger.exhausted(bytes);
+    if (!ledger.couldFit(bytes, keepPinnedTransient)) {
+      throw ledger.exhausted(bytes, keepPinnedTransient);
     }
     if (this.#expirationMs > 0) {
       index.evictExpired(this.#now());
@@ -347,15 +366,16 @@ export class VersionCache<V> {
         }
       }
       // Checked again because onEvict may have called back into the cache.
-      if (!ledger.couldFit(bytes)) {
-        throw ledger.exhausted(bytes);
+      if (!ledger.couldFit(bytes, keepPinnedTransient)) {
+        throw ledger.exhausted(bytes, keepPinnedTransient);
       }
       if (spares !== undefined && spares.bytes > 0) {
         spares.dropOldest();
         continue;
       }
-      if (!index.evictForRoom(this.#pruneCount)) {
-        throw ledger.exhausted(bytes); // unreachable: couldFit counts only unleased entries as evictable
+      if (!index.evictForRoom(this.#pruneCount, keepPinnedTransient)) {
+        // Unreachable: couldFit counts as evictable only the entries evictForRoom may evict.
+        throw ledger.exhausted(bytes, keepPinnedTransient);
       }
       index.notify();
     }

@@ -199,14 +199,16 @@ export class VersionDataOpener {
 
   /**
    * The budget's room for a version being loaded into the cache, and where its bytes go; undefined
-   * when the budget has no room for it.
+   * when the budget has no room for it. Its readers can stream it instead (from the archive or the
+   * shared state), so it never takes the room of a model's transient latest: evicting that would
+   * lose it for good.
    */
   #reserveForLoad(version: VersionRecord): { reservation: Reservation; data: EncodedVersionData } | undefined {
     const { cache, chunkSize } = this.options;
     this.options.beforeAllocate?.();
     let reservation;
     try {
-      reservation = cache.reserve(EncodedVersionData.planTotalBytes(version.dataSize, chunkSize));
+      reservation = cache.reserve(EncodedVersionData.planTotalBytes(version.dataSize, chunkSize), { keepPinnedTransient: true });
     } catch {
       return undefined;
     }
@@ -317,6 +319,7 @@ export class VersionDataOpener {
     }
     cache.insert(reservation, version.modelId, version.versionNumber, data, {
       pinned: sameVersion(versions[versions.length - 1], version),
+      archived: true,
       identity: version.dataHash,
     });
     return cache.acquire(version.modelId, version.versionNumber, version.dataHash);

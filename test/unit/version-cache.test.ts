@@ -268,6 +268,112 @@ describe("VersionCache pinned entries", () => {
   });
 });
 
+/** A model's latest: pinned, its data also on disk when `archived`. */
+function putLatest(cache: VersionCache<string>, modelId: string, version: number, bytes: number, archived: boolean): void {
+  cache.insert(cache.reserve(bytes), modelId, version, `${modelId}@${version}`, { pinned: true, archived });
+}
+
+function cannotReserveKeeping(bytes: number, max: number, used: number, evictable: number, r: number, d: number, l: number, kept: number) {
+  return exhausted(
+    `cannot reserve ${bytes} bytes: ${BUDGET} is ${max} bytes and ${used} are used, of which only ${evictable} can be evicted ` +
+      `(${r} reserved, ${d} draining, ${l} in entries being read, ${kept} in latest transient versions, which this request may not evict)`,
+  );
+}
+
+describe("VersionCache pinned transient entries (a model's latest held only in memory)", () => {
+  const keep = { keepPinnedTransient: true } as const;
+
+  test("a pinned archived entry is evicted before a pinned transient one, whatever their recency", () => {
+    const { cache, events } = harness({ maxBytes: 100, pruneCount: 3 });
+    putLatest(cache, "t", 1, 25, false); // the least recently used of all
+    putLatest(cache, "a", 1, 25, true);
+    put(cache, "u", 1, 25);
+    putLatest(cache, "b", 1, 25, true);
+    assert.equal(cache.get("a", 1), "a@1"); // pinned archived recency: b, a
+    assert.deepEqual(cache.stats(), stats({ entryBytes: 100, entries: 4, pinnedEntries: 3 }, 100));
+
+    const r1 = cache.reserve(70); // u (75 + 70), then b (50 + 70), then a (25 + 70 fits); t stays
+    assert.deepEqual(events, ["u:1:size", "b:1:size", "a:1:size"]);
+    assert.equal(cache.get("t", 1), "t@1");
+    const r2 = cache.reserve(30); // only a transient latest is left: it goes (the documented last resort)
+    assert.deepEqual(events, ["u:1:size", "b:1:size", "a:1:size", "t:1:size"]);
+    assert.deepEqual(cache.stats(), stats({ reservedBytes: 100, size: 4 }, 100));
+    r1.release();
+    r2.release();
+  });
+
+  test("keepPinnedTransient evicts unpinned and archived pinned entries, never a transient latest; it fails, evicting nothing, when only those could make room", () => {
+    const { cache, events } = harness({ maxBytes: 100, pruneCount: 1 });
+    put(cache, "u", 1, 20);
+    putLatest(cache, "a", 1, 20, true);
+    putLatest(cache, "t", 1, 30, false);
+    putLatest(cache, "s", 1, 30, false);
+    const before = cache.stats();
+    assert.throws(() => cache.reserve(41, keep), cannotReserveKeeping(41, 100, 100, 40, 0, 0, 0, 60));
+    assert.deepEqual(events, []);
+    assert.deepEqual(cache.stats(), before);
+
+    const r = cache.reserve(40, keep); // u, then a: exactly enough
+    assert.deepEqual(events, ["u:1:size", "a:1:size"]);
+    assert.deepEqual(cache.stats(), stats({ entryBytes: 60, reservedBytes: 40, entries: 2, pinnedEntries: 2, size: 2 }, 100));
+    assert.throws(() => cache.reserve(1, keep), cannotReserveKeeping(1, 100, 100, 0, 40, 0, 0, 60));
+    assert.deepEqual(events, ["u:1:size", "a:1:size"]);
+    cache.reserve(1); // without the option, a transient latest goes (t, the least recently used)
+    assert.deepEqual(events, ["u:1:size", "a:1:size", "t:1:size"]);
+    r.release();
+  });
+
+  test("keepPinnedTransient follows leases, pin changes and removals of transient latests", () => {
+    const { cache, events } = harness({ maxBytes: 100, pruneCount: 1 });
+    putLatest(cache, "m", 1, 50, false);
+    put(cache, "m", 2, 50);
+    assert.throws(() => cache.reserve(60, keep), cannotReserveKeeping(60, 100, 100, 50, 0, 0, 0, 50));
+
+    const lease = cache.acquire("m", 1); // being read: counted as such, not twice
+    assert.ok(lease !== undefined);
+    assert.throws(() => cache.reserve(60, keep), cannotReserveKeeping(60, 100, 100, 50, 0, 0, 50, 0));
+    cache.setPinned("m", 1, false); // unpinned while leased: evictable once released
+    cache.setPinned("m", 2, true); // the new latest, transient, unleased: kept
+    assert.throws(() => cache.reserve(1, keep), cannotReserveKeeping(1, 100, 100, 0, 0, 0, 50, 50));
+    lease.release();
+    assert.throws(() => cache.reserve(51, keep), cannotReserveKeeping(51, 100, 100, 50, 0, 0, 0, 50));
+    const r1 = cache.reserve(50, keep);
+    assert.deepEqual(events, ["m:1:size"]);
+
+    const again = cache.acquire("m", 2);
+    assert.ok(again !== undefined);
+    cache.delete("m", 2); // drains while read; then nothing is kept any more
+    assert.throws(() => cache.reserve(1, keep), cannotReserveKeeping(1, 100, 100, 0, 50, 50, 0, 0));
+    again.release();
+    const r2 = cache.reserve(50, keep);
+    assert.deepEqual(cache.stats(), stats({ reservedBytes: 100, size: 1 }, 100));
+    r1.release();
+    r2.release();
+
+    putLatest(cache, "x", 1, 40, false);
+    cache.setPinned("x", 1, false);
+    cache.setPinned("x", 1, true);
+    cache.setPinned("x", 1, false); // unpinned: evictable by anyone
+    cache.reserve(70, keep);
+    assert.deepEqual(events, ["m:1:size", "x:1:size"]);
+  });
+
+  test("reserveReusing with keepPinnedTransient reuses evicted values but never a transient latest's", () => {
+    const { cache, events } = harness({ maxBytes: 200, pruneCount: 1, spares: { maxAgeMs: 1000 } });
+    putLatest(cache, "t", 1, 100, false);
+    put(cache, "u", 1, 100);
+    const first = cache.reserveReusing(100, keep);
+    assert.equal(first.reused, "u@1");
+    assert.throws(() => cache.reserveReusing(100, keep), cannotReserveKeeping(100, 200, 200, 0, 100, 0, 0, 100));
+    assert.deepEqual(events, ["u:1:size"]);
+    const second = cache.reserveReusing(100); // a transient upload: the last resort
+    assert.equal(second.reused, "t@1");
+    assert.deepEqual(events, ["u:1:size", "t:1:size"]);
+    first.reservation.release();
+    second.reservation.release();
+  });
+});
+
 describe("VersionCache expiry", () => {
   test("unpinned entries expire strictly after expirationMs since insertion; pinned ones never do", () => {
     const { cache, events, clock } = harness({ maxBytes: 1000, expirationMs: 1000 });
@@ -729,6 +835,7 @@ interface ModelEntry {
   value: string;
   bytes: number;
   pinned: boolean;
+  archived: boolean;
   insertedAt: number;
   seq: number;
   tick: number;
@@ -790,6 +897,11 @@ class Reference {
   usedBytes(): number {
     return this.entryBytes() + this.reservedBytes() + this.drainingBytes();
   }
+  pinnedTransientBytes(): number {
+    let sum = 0;
+    for (const e of this.entries.values()) if (e.pinned && !e.archived && e.leases === 0) sum += e.bytes;
+    return sum;
+  }
 
   remove(e: ModelEntry): void {
     this.entries.delete(Reference.key(e.modelId, e.version));
@@ -817,18 +929,22 @@ class Reference {
   }
 
   /** Returns the expected outcome: "ok", "too-big" or "exhausted". */
-  reserve(bytes: number): "ok" | "too-big" | "exhausted" {
+  reserve(bytes: number, keepPinnedTransient: boolean): "ok" | "too-big" | "exhausted" {
     if (bytes > this.maxBytes) return "too-big";
     if (this.usedBytes() + bytes > this.maxBytes) {
-      if (bytes + this.reservedBytes() + this.drainingBytes() + this.leasedEntryBytes() > this.maxBytes) {
+      const kept = keepPinnedTransient ? this.pinnedTransientBytes() : 0;
+      if (bytes + this.reservedBytes() + this.drainingBytes() + this.leasedEntryBytes() + kept > this.maxBytes) {
         return "exhausted";
       }
       this.sweep();
       while (this.usedBytes() + bytes > this.maxBytes) {
-        // Leased entries are passed over; unpinned ones go by prune-count batches, pinned ones singly.
+        // Leased entries are passed over; unpinned ones go by prune-count batches, pinned ones singly,
+        // archived before transient, and transient ones not at all when kept.
         const unleased = [...this.entries.values()].filter((e) => e.leases === 0).sort((x, y) => x.tick - y.tick);
         const unpinned = unleased.filter((e) => !e.pinned);
-        const pool = unpinned.length > 0 ? unpinned : unleased;
+        const pinnedArchived = unleased.filter((e) => e.pinned && e.archived);
+        const pinnedTransient = keepPinnedTransient ? [] : unleased.filter((e) => e.pinned && !e.archived);
+        const pool = unpinned.length > 0 ? unpinned : pinnedArchived.length > 0 ? pinnedArchived : pinnedTransient;
         assert.ok(pool.length > 0, "reference: nothing left to evict");
         for (const e of pool.slice(0, unpinned.length > 0 ? this.pruneCount : 1)) this.evict(e, "size");
       }
@@ -870,11 +986,13 @@ function runRandomized(seed: number, maxBytes: number, expirationMs: number, pru
           : size < 15
             ? int(Math.ceil(maxBytes * 0.06) + 1) // small: many entries fit
             : int(Math.floor(maxBytes * 0.4) + 1); // large: pressure
-      const expected = ref.reserve(bytes);
+      // Every other reservation keeps the transient latests (an archived read or upload).
+      const keepPinnedTransient = step % 2 === 0;
+      const expected = ref.reserve(bytes, keepPinnedTransient);
       let handle: Reservation | undefined;
       let error: unknown;
       try {
-        handle = cache.reserve(bytes);
+        handle = cache.reserve(bytes, { keepPinnedTransient });
       } catch (err) {
         error = err;
       }
@@ -895,11 +1013,12 @@ function runRandomized(seed: number, maxBytes: number, expirationMs: number, pru
       const [modelId, version] = randomKey();
       const pinned = int(5) === 0;
       const value = `v${(values += 1)}`;
+      const archived = values % 2 === 0;
       if (!candidate.active) {
-        assert.throws(() => cache.insert(candidate.handle, modelId, version, value, { pinned }));
+        assert.throws(() => cache.insert(candidate.handle, modelId, version, value, { pinned, archived }));
         op = "insert-inactive";
       } else {
-        cache.insert(candidate.handle, modelId, version, value, { pinned });
+        cache.insert(candidate.handle, modelId, version, value, { pinned, archived });
         candidate.active = false;
         if (int(4) !== 0) ref.reservations.splice(ref.reservations.indexOf(candidate), 1);
         const old = ref.entries.get(Reference.key(modelId, version));
@@ -910,6 +1029,7 @@ function runRandomized(seed: number, maxBytes: number, expirationMs: number, pru
           value,
           bytes: candidate.bytes,
           pinned,
+          archived,
           insertedAt: clock.t,
           seq: (ref.seq += 1),
           tick: (ref.tick += 1),
