@@ -158,6 +158,16 @@ export class VersionNumbering {
     this.next = versionNumber + 1;
   }
 
+  /**
+   * `versionNumber` was not handed out, but the store may hold objects under it (a failed commit):
+   * the next commit gets the number after it. Not recorded on its own: the next commit's record covers
+   * it, and until then (a crash in between) a claim of it again finds the store's objects and fails
+   * or overwrites a leftover, never serving other bytes under a number a client saw.
+   */
+  skip(versionNumber: number): void {
+    this.next = Math.max(this.next, versionNumber + 1);
+  }
+
   /** At a graceful stop, once no more commits run: flushes the exact record to disk, marked clean. */
   async recordStop(): Promise<void> {
     const unchanged = this.recordedStopped && this.recordedNext === this.next;
