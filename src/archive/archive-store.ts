@@ -81,6 +81,12 @@ export interface ArchiveStore {
    * META_WRITTEN: callers may take that as done without waiting a turn.
    */
   overwriteMeta(modelId: string, key: string, value: string, options: { readonly durable: boolean }): Promise<void>;
+  /**
+   * True when a metadata write is a request to a remote store (an object store's PUT), done only once
+   * acknowledged: a caller writing at every commit then writes in the background rather than wait
+   * a round trip each time (version-numbering.ts says what it then trusts after a start).
+   */
+  readonly remoteMeta?: boolean;
 }
 
 export interface VersionDataReader {

@@ -202,7 +202,8 @@ export function createS3ArchiveStore(options: S3ArchiveStoreOptions): ArchiveSto
 
     writeMeta: putMeta,
     // An object store has no page cache to write to: every overwrite is a PUT, durable once
-    // acknowledged. That costs one request per commit (see README, "Archive on S3").
+    // acknowledged. The numbering sends its per-commit record in the background (remoteMeta).
     overwriteMeta: putMeta,
+    remoteMeta: true,
   };
 }
