@@ -1,5 +1,22 @@
 import type { ModelRecord, VersionRecord } from "../domain/index.js";
 
+const spentNumberFailures = new WeakSet<object>();
+
+/**
+ * Marks the failure of a version write after which the store may hold the version's info (the commit
+ * marker): its number must never be handed out again, even though the client was told the write
+ * failed (a lost reply, a failed clean-up, another writer). See VersionNumberClaim.abandon.
+ */
+export function spendsNumber<E extends object>(error: E): E {
+  spentNumberFailures.add(error);
+  return error;
+}
+
+/** Whether a failed version write used up its number (see spendsNumber). */
+export function isNumberSpent(error: unknown): boolean {
+  return typeof error === "object" && error !== null && spentNumberFailures.has(error);
+}
+
 export interface LeftoverCleanupOptions {
   /** Milliseconds since the epoch: temporary files whose status changed (ctime) at or after it are kept. */
   readonly changedBefore?: number;
@@ -39,7 +56,10 @@ export interface ArchiveStore {
    * (reported as a warning), never returned.
    */
   listVersions(modelId: string): Promise<VersionRecord[]>;
-  /** Stores an archived version; the chunks' total size must equal `version.dataSize`. */
+  /**
+   * Stores an archived version; the chunks' total size must equal `version.dataSize`. A failure after
+   * which the store may hold the version's info is marked (isNumberSpent): the number is used up.
+   */
   putVersion(version: VersionRecord, dataChunks: readonly Uint8Array[]): Promise<void>;
   /**
    * Starts writing an archived version's data as it arrives, for versions too large to hold in
@@ -61,6 +81,12 @@ export interface ArchiveStore {
    * META_WRITTEN: callers may take that as done without waiting a turn.
    */
   overwriteMeta(modelId: string, key: string, value: string, options: { readonly durable: boolean }): Promise<void>;
+  /**
+   * True when a metadata write is a request to a remote store (an object store's PUT), done only once
+   * acknowledged: a caller writing at every commit then writes in the background rather than wait
+   * a round trip each time (version-numbering.ts says what it then trusts after a start).
+   */
+  readonly remoteMeta?: boolean;
 }
 
 export interface VersionDataReader {
@@ -75,7 +101,7 @@ export interface VersionDataReader {
 export interface StreamedVersionData {
   /** Appends data in order; the chunks may be reused once the promise resolves. */
   append(chunks: readonly Uint8Array[]): Promise<void>;
-  /** Puts the data and then its info in place; the data's size must equal `version.dataSize`. */
+  /** Puts the data and then its info in place; the data's size must equal `version.dataSize`. Failures as putVersion's. */
   commit(version: VersionRecord): Promise<void>;
   /** Removes what was written. */
   abort(): Promise<void>;

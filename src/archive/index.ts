@@ -1,5 +1,5 @@
 export type { ArchiveStore, LeftoverCleanupOptions, StreamedVersionData, VersionDataReader } from "./archive-store.js";
-export { META_WRITTEN } from "./archive-store.js";
+export { isNumberSpent, META_WRITTEN, spendsNumber } from "./archive-store.js";
 export {
   commitStreamedVersion,
   inlineFileWriter,

@@ -130,6 +130,9 @@ export function versionDataPath(root: string, modelId: string, versionNumber: nu
   return inside(root, modelId, checkFileName(modelId, versionNumber, `${modelId}-v${formatVersionNumber(versionNumber)}.data`));
 }
 
+/** Whether a file name of a model's directory is one of our metadata files (metaFilePath). */
+export const isMetaFileName = (name: string): boolean => name.startsWith(META_PREFIX);
+
 /** Our own per-model metadata file, `<root>/<model_id>/.cogment-ts-<key>`; keys are `[a-z-]+`. */
 export function metaFilePath(root: string, modelId: string, key: string): string {
   checkModelId(modelId);

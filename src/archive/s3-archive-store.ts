@@ -9,7 +9,7 @@ import { notFound, RegistryError } from "../errors/index.js";
 import type { ModelRecord, VersionRecord } from "../domain/index.js";
 import type { ArchiveStore } from "./archive-store.js";
 import { errorMessage } from "./errno.js";
-import { isTempFileName, parseVersionFileName } from "./layout.js";
+import { isMetaFileName, isTempFileName, parseVersionFileName } from "./layout.js";
 import { isNotFound, toS3RegistryError } from "./s3-errors.js";
 import { createS3Keys } from "./s3-keys.js";
 import { createS3Objects, mapLimit } from "./s3-objects.js";
@@ -46,7 +46,7 @@ export function createS3ArchiveStore(options: S3ArchiveStoreOptions): ArchiveSto
   const leftoverAgeMs = options.leftoverAgeMs ?? LEFTOVER_AGE_MS;
   const requests = createS3Objects(client, bucket, warn);
   const { call, getText, putText, exists, listAll, deleteKeys, deleteKey, removeQuietly } = requests;
-  const versionWrites = createS3VersionWrites({ client, bucket, keys, objects: requests, maxSingleCopyBytes: options.maxSingleCopyBytes });
+  const versionWrites = createS3VersionWrites({ client, bucket, keys, objects: requests, maxSingleCopyBytes: options.maxSingleCopyBytes, warn });
 
   function loadVersion(modelId: string, versionNumber: number, objects: VersionObjects): Promise<VersionRecord | SkippedVersion> {
     const infoKey = keys.versionInfo(modelId, versionNumber);
@@ -123,11 +123,23 @@ export function createS3ArchiveStore(options: S3ArchiveStoreOptions): ArchiveSto
       const all = objects.map((o) => o.Key ?? "").filter((key) => key !== "");
       const modelInfo = keys.modelInfo(modelId);
       const isVersionInfo = (key: string): boolean => parseVersionFileName(modelId, key.slice(modelPrefix.length))?.kind === "info";
-      // Commit markers first, the model's info last: an interruption leaves whole versions or none.
+      const isMeta = (key: string): boolean => isMetaFileName(key.slice(modelPrefix.length));
+      // Commit markers first, then the data, then the model's info: an interruption leaves whole
+      // versions or none, and the model until its info goes. The numbering records last: while the
+      // model is there, its numbers must never start again below what was handed out.
       await deleteKeys(all.filter(isVersionInfo));
-      await deleteKeys(all.filter((key) => key !== modelInfo && !isVersionInfo(key)));
+      await deleteKeys(all.filter((key) => key !== modelInfo && !isVersionInfo(key) && !isMeta(key)));
       if (all.includes(modelInfo)) {
         await deleteKey(modelInfo);
+      }
+      try {
+        await deleteKeys(all.filter(isMeta));
+      } catch (error) {
+        // The model is gone; one created again under this id numbers its versions after these records.
+        warn("could not remove a deleted model's numbering records; a model created again under this id continues its numbering", {
+          modelId,
+          error: errorMessage(error),
+        });
       }
     },
 
@@ -190,7 +202,8 @@ export function createS3ArchiveStore(options: S3ArchiveStoreOptions): ArchiveSto
 
     writeMeta: putMeta,
     // An object store has no page cache to write to: every overwrite is a PUT, durable once
-    // acknowledged. That costs one request per commit (see README, "Archive on S3").
+    // acknowledged. The numbering sends its per-commit record in the background (remoteMeta).
     overwriteMeta: putMeta,
+    remoteMeta: true,
   };
 }

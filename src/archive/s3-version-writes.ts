@@ -3,6 +3,14 @@
  * it: data first, its info (the commit marker) last, both with `If-None-Match: *` so two writers never
  * overwrite one version. A streamed version's number is only known at commit, so its data goes to a
  * temporary key (a multipart upload, aborted on failure) and is copied into place at commit.
+ *
+ * A 412 is not always another writer:
+ * - on the data, with no info of that number in the store, the object is the leftover of a commit
+ *   that never wrote its info (a crash in between, a failed clean-up): no version refers to it, and
+ *   it is overwritten, as the directory backend's rename replaces such a file;
+ * - on the info, it may answer our own write: the SDK retries a PUT whose reply was lost, and the
+ *   object is then there already. The info is read back: our own record means the commit is done.
+ * Any failure once the info was sent (or seen in the store) uses up the number (spendsNumber).
  */
 import {
   AbortMultipartUploadCommand,
@@ -13,7 +21,7 @@ import {
   UploadPartCopyCommand,
 } from "@aws-sdk/client-s3";
 import type { VersionRecord } from "../domain/index.js";
-import type { ArchiveStore, StreamedVersionData } from "./archive-store.js";
+import { type ArchiveStore, type StreamedVersionData, spendsNumber } from "./archive-store.js";
 import { isPreconditionFailed, toS3RegistryError } from "./s3-errors.js";
 import type { S3Keys } from "./s3-keys.js";
 import { mapLimit, type S3Objects } from "./s3-objects.js";
@@ -30,19 +38,21 @@ export interface S3VersionWritesOptions {
   readonly objects: S3Objects;
   /** Largest object copied with one CopyObject; larger ones are copied in parts (S3's limit is 5 GiB). */
   readonly maxSingleCopyBytes?: number | undefined;
+  readonly warn: (message: string, details: Record<string, unknown>) => void;
 }
 
 export type S3VersionWrites = Pick<ArchiveStore, "putVersion" | "beginVersionData">;
 
 export function createS3VersionWrites(options: S3VersionWritesOptions): S3VersionWrites {
-  const { client, bucket, keys } = options;
-  const { call, putText, removeQuietly } = options.objects;
+  const { client, bucket, keys, warn } = options;
+  const { call, getText, putText, exists, removeQuietly } = options.objects;
   const maxSingleCopy = options.maxSingleCopyBytes ?? MAX_SINGLE_COPY_BYTES;
 
-  async function copyObject(source: string, target: string, size: number): Promise<void> {
+  async function copyObject(source: string, target: string, size: number, ifNoneMatch: boolean): Promise<void> {
     const copySource = `${bucket}/${source.split("/").map(encodeURIComponent).join("/")}`;
+    const condition = ifNoneMatch ? { IfNoneMatch: "*" } : {};
     if (size <= maxSingleCopy) {
-      await client.send(new CopyObjectCommand({ Bucket: bucket, Key: target, CopySource: copySource, IfNoneMatch: "*" }));
+      await client.send(new CopyObjectCommand({ Bucket: bucket, Key: target, CopySource: copySource, ...condition }));
       return;
     }
     const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: target }));
@@ -57,7 +67,7 @@ export function createS3VersionWrites(options: S3VersionWritesOptions): S3Versio
         );
         return { PartNumber, ETag: reply.CopyPartResult?.ETag };
       });
-      await client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: target, UploadId, IfNoneMatch: "*", MultipartUpload: { Parts: parts } }));
+      await client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: target, UploadId, ...condition, MultipartUpload: { Parts: parts } }));
     } catch (error) {
       await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: target, UploadId })).catch(() => {});
       throw error;
@@ -65,18 +75,52 @@ export function createS3VersionWrites(options: S3VersionWritesOptions): S3Versio
   }
 
   /**
-   * Writes the info of a version whose data object is in place; on failure removes that data, unless
-   * another writer holds the version (412), whose data it may be.
+   * Writes `version`'s data with `write(conditional)`: conditional first; on a 412, overwritten if no
+   * info of that number is in the store (a leftover), else another writer holds the number.
+   */
+  async function writeData(version: VersionRecord, what: string, write: (ifNoneMatch: boolean) => Promise<unknown>): Promise<void> {
+    try {
+      await write(true);
+      return;
+    } catch (error) {
+      if (!isPreconditionFailed(error)) {
+        throw toS3RegistryError(error, what, bucket);
+      }
+      if (await exists(keys.versionInfo(version.modelId, version.versionNumber))) {
+        throw spendsNumber(toS3RegistryError(error, what, bucket));
+      }
+    }
+    warn("overwriting a leftover data object: no version info refers to it (a commit interrupted before its info was written)", {
+      key: keys.versionData(version.modelId, version.versionNumber),
+    });
+    await call(what, () => write(false));
+  }
+
+  /**
+   * Writes the info of a version whose data object (ours) is in place. On failure the data is removed
+   * and the number is used up: the info may be in the store all the same (a lost reply).
    */
   async function commitInfo(version: VersionRecord): Promise<void> {
     const infoKey = keys.versionInfo(version.modelId, version.versionNumber);
+    const text = encodeVersionInfo(version);
     try {
-      await putText(infoKey, encodeVersionInfo(version), true);
+      await putText(infoKey, text, true);
+      return;
     } catch (error) {
-      if (!isPreconditionFailed(error)) {
-        await removeQuietly(keys.versionData(version.modelId, version.versionNumber));
+      if (isPreconditionFailed(error) && (await storedText(infoKey)) === text) {
+        return; // our own write, whose reply was lost: the retry found it done
       }
-      throw toS3RegistryError(error, `writing ${infoKey}`, bucket);
+      await removeQuietly(keys.versionData(version.modelId, version.versionNumber));
+      throw spendsNumber(toS3RegistryError(error, `writing ${infoKey}`, bucket));
+    }
+  }
+
+  /** The object's text, or undefined when it is missing or cannot be read. */
+  async function storedText(key: string): Promise<string | undefined> {
+    try {
+      return await getText(key);
+    } catch {
+      return undefined;
     }
   }
 
@@ -94,7 +138,7 @@ export function createS3VersionWrites(options: S3VersionWritesOptions): S3Versio
         throw new Error(`${describe(version)}: data is ${total} bytes, data_size is ${version.dataSize}`);
       }
       const dataKey = keys.versionData(version.modelId, version.versionNumber);
-      await call(`writing ${dataKey}`, () => uploadChunks({ client, bucket, key: dataKey, ifNoneMatch: true }, dataChunks));
+      await writeData(version, `writing ${dataKey}`, (ifNoneMatch) => uploadChunks({ client, bucket, key: dataKey, ifNoneMatch }, dataChunks));
       await commitInfo(version);
     },
 
@@ -115,7 +159,7 @@ export function createS3VersionWrites(options: S3VersionWritesOptions): S3Versio
           }
           const dataKey = keys.versionData(version.modelId, version.versionNumber);
           try {
-            await call(`copying ${tempKey} to ${dataKey}`, () => copyObject(tempKey, dataKey, size));
+            await writeData(version, `copying ${tempKey} to ${dataKey}`, (ifNoneMatch) => copyObject(tempKey, dataKey, size, ifNoneMatch));
             await commitInfo(version);
           } finally {
             await removeQuietly(tempKey);

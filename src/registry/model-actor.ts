@@ -1,4 +1,4 @@
-import type { ArchiveStore } from "../archive/index.js";
+import { type ArchiveStore, isNumberSpent } from "../archive/index.js";
 import type { ModelRecord, VersionRecord } from "../domain/index.js";
 import type { EncodedVersionData } from "../data/index.js";
 import { notFound } from "../errors/index.js";
@@ -108,7 +108,7 @@ export class ModelActor {
           await archive.putVersion(record, payload.data.dataSegments());
         }
       } catch (error) {
-        claim.abandon();
+        claim.abandon(isNumberSpent(error));
         throw error;
       }
       // Held until the version is listed: an eviction before that could not forget the version (not

@@ -101,6 +101,39 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
     entry.loaded = true;
   };
 
+  /**
+   * A model deletion failed part way: the archive may have lost some of the model's versions (their
+   * infos go first) or, at the end, the model itself. What this process lists is made to match what is
+   * left: archived versions no longer in the archive are dropped (all of them if it cannot be read).
+   * The numbering is left as it is, and its records in the archive are deleted last: no number goes
+   * back. Returns whether the model is still there (false: its deletion is complete after all).
+   */
+  const afterFailedDeletion = async (entry: ModelEntry): Promise<boolean> => {
+    const { modelId } = entry.model;
+    let left: { model: ModelRecord | undefined; versions: ReadonlySet<number> } | undefined;
+    try {
+      const [model, stored] = await Promise.all([archive.readModel(modelId), entry.loaded ? archive.listVersions(modelId) : []]);
+      left = { model, versions: new Set(stored.map((version) => version.versionNumber)) };
+    } catch (error) {
+      log.warn(
+        { module: "archive", modelId, error: error instanceof Error ? error.message : String(error) },
+        "a model deletion failed and what is left of it could not be read: its archived versions are not listed until the next start",
+      );
+    }
+    if (left?.model === undefined && left !== undefined) {
+      return false;
+    }
+    const { versions } = entry;
+    let kept = 0;
+    for (const version of versions) {
+      if (!version.archived || left?.versions.has(version.versionNumber) === true) {
+        versions[kept++] = version;
+      }
+    }
+    versions.length = kept;
+    return true;
+  };
+
   const announce = <T>(listeners: ReadonlySet<(value: T) => void>, value: T): void => {
     for (const listener of listeners) {
       listener(value);
@@ -225,10 +258,17 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
       if (!listed) {
         await listing;
       }
-      if (!models.has(modelId)) {
+      const entry = models.get(modelId);
+      if (entry === undefined) {
         return false;
       }
-      await archive.deleteModel(modelId);
+      try {
+        await archive.deleteModel(modelId);
+      } catch (error) {
+        if (await afterFailedDeletion(entry)) {
+          throw error;
+        }
+      }
       models.delete(modelId);
       sortedIds = undefined;
       announce(deletedListeners, modelId);
@@ -339,8 +379,11 @@ class InProcessClaim implements VersionNumberClaim {
     }
   }
 
-  abandon(): void {
-    // Nothing to undo: `next` moves on only at commit.
+  abandon(numberSpent = false): void {
+    // Otherwise nothing to undo: `next` moves on only at commit.
+    if (numberSpent) {
+      this.entry.numbering.skip(this.versionNumber);
+    }
   }
 
   /** Recorded: the version is listed, then announced. Returns the previous latest. */

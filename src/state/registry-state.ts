@@ -127,8 +127,12 @@ export interface VersionNumberClaim {
    * Whether it resolves or rejects, the claim is over (no abandon needed).
    */
   commit(version: VersionRecord, transientData?: TransientDataSink): Promise<VersionRecord | undefined>;
-  /** The version could not be stored: nothing is handed out, the model's next claim gets the same number. */
-  abandon(): void;
+  /**
+   * The version could not be stored: nothing is handed out, and the model's next claim gets the same
+   * number, unless `numberSpent` (the store may hold objects of the version under this number: see
+   * isNumberSpent in archive/): then it gets a later one, so the number never names other bytes.
+   */
+  abandon(numberSpent?: boolean): void;
 }
 
 /** A transient upload's bytes on their way to a shared backend (see RegistryState.beginTransientData). */

@@ -45,6 +45,14 @@ const PAGE_CACHE_WRITE = { durable: false } as const;
  *   numbering continues above it, skipping what was not handed out but never reusing a number.
  * Without either (an archive of the original server), numbering continues after the highest
  * version on disk, as the original does.
+ *
+ * On an archive whose metadata writes are requests to a remote store (S3: `remoteMeta`), a commit
+ * does not wait for its record: once the run's first "running" record is acknowledged (until then a
+ * "stopped" one of the last run may be in the store, and it is trusted), records go out in the
+ * background, one request at a time, the newest value next. A record can then lag behind what was
+ * handed out, so after a start a "running" record is never exact: numbering continues above the
+ * durable mark, which is still awaited before any number it does not cover. Only a clean stop (its
+ * record written after the background ones) gives an exact restart.
  */
 export class VersionNumbering {
   /** The number the next commit gets. */
@@ -58,6 +66,9 @@ export class VersionNumbering {
   private recordedStopped = false;
   private started = false;
   private readonly warned = new Set<Recorded>();
+  /** Remote records: the background writer while it runs, and the newest value it has still to write. */
+  private backgroundRecords: Promise<void> | undefined = undefined;
+  private pendingNext: number | undefined = undefined;
 
   constructor(
     private readonly modelId: string,
@@ -85,7 +96,8 @@ export class VersionNumbering {
   start(saved: SavedNumbering, highestOnDisk: number): void {
     const { mark, record } = saved;
     const afterDisk = highestOnDisk + 1;
-    const exact = record !== undefined && (record.stopped || record.bootId === this.context.bootId);
+    const remote = this.context.archive.remoteMeta === true;
+    const exact = record !== undefined && (record.stopped || (!remote && record.bootId === this.context.bootId));
     if (record !== undefined && exact) {
       this.next = Math.max(record.next, afterDisk);
     } else {
@@ -100,7 +112,9 @@ export class VersionNumbering {
             reason:
               record === undefined
                 ? "no exact record of the last number (an archive of an earlier version of this server, or it could not be written)"
-                : "the machine restarted since the last number was recorded, and the server had not stopped cleanly",
+                : remote
+                  ? "the server had not stopped cleanly, and the record in the object store is written in the background: it may lag"
+                  : "the machine restarted since the last number was recorded, and the server had not stopped cleanly",
           },
           "version numbering continues above the durable mark: numbers in between are skipped, none is reused",
         );
@@ -127,7 +141,9 @@ export class VersionNumbering {
       this.warnOnce(
         "mark",
         error,
-        "could not write the version-number mark: versions are still numbered and served, but after a crash of the machine (not of the process) the server may hand out again numbers of transient versions created from now on",
+        this.context.archive.remoteMeta === true
+          ? "could not write the version-number mark: versions are still numbered and served, but after a crash the server may hand out again numbers of transient versions created from now on"
+          : "could not write the version-number mark: versions are still numbered and served, but after a crash of the machine (not of the process) the server may hand out again numbers of transient versions created from now on",
       );
     let written: Promise<void>;
     try {
@@ -150,7 +166,21 @@ export class VersionNumbering {
    * write, every commit but the first of a run): nothing to wait for. `next` moves on at `handedOut`.
    */
   record(versionNumber: number): Promise<void> | undefined {
+    if (this.context.archive.remoteMeta === true && this.recordFlushed) {
+      this.pendingNext = versionNumber + 1;
+      this.backgroundRecords ??= this.writeInBackground();
+      return undefined;
+    }
     return this.writeRecord(versionNumber + 1, false);
+  }
+
+  /** Writes the newest pending record until none is left; never rejects (writeRecord logs failures). */
+  private async writeInBackground(): Promise<void> {
+    for (let next = this.pendingNext; next !== undefined; next = this.pendingNext) {
+      this.pendingNext = undefined;
+      await this.writeRecord(next, false);
+    }
+    this.backgroundRecords = undefined; // in the same turn as the last check: no value is left behind
   }
 
   /** `versionNumber` is visible: the next commit gets the number after it. */
@@ -158,8 +188,22 @@ export class VersionNumbering {
     this.next = versionNumber + 1;
   }
 
+  /**
+   * `versionNumber` was not handed out, but the store may hold objects under it (a failed commit):
+   * the next commit gets the number after it. Not recorded on its own: the next commit's record covers
+   * it, and until then (a crash in between) a claim of it again finds the store's objects and fails
+   * or overwrites a leftover, never serving other bytes under a number a client saw.
+   */
+  skip(versionNumber: number): void {
+    this.next = Math.max(this.next, versionNumber + 1);
+  }
+
   /** At a graceful stop, once no more commits run: flushes the exact record to disk, marked clean. */
   async recordStop(): Promise<void> {
+    // The background records first: none may land after the "stopped" one.
+    while (this.backgroundRecords !== undefined) {
+      await this.backgroundRecords;
+    }
     const unchanged = this.recordedStopped && this.recordedNext === this.next;
     if (this.started && !unchanged) {
       await this.writeRecord(this.next, true);

@@ -11,7 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
-import type { ArchiveStore } from "../../src/archive/archive-store.js";
+import { type ArchiveStore, isNumberSpent } from "../../src/archive/archive-store.js";
 import { inlineFileWriter } from "../../src/archive/atomic-write.js";
 import { createFsArchiveStore } from "../../src/archive/fs-archive-store.js";
 import { createS3ArchiveStore } from "../../src/archive/s3-archive-store.js";
@@ -359,8 +359,69 @@ describe("archive store: S3 only", () => {
     const streamed = await store.beginVersionData("c");
     await streamed.append([second]);
     assert.equal((await registryCode(streamed.commit(version("c", 1, second)))).code, Code.ALREADY_EXISTS);
+    assert.equal(await store.putVersion(version("c", 1, second), [second]).catch(isNumberSpent), true, "the number is another writer's: spent");
     assert.deepEqual(await store.listVersions("c"), [version("c", 1, first)]);
     assert.deepEqual(await readAt(store, "c", 1, 0, 100), first);
+  });
+
+  test("a data object left without its info (an interrupted commit) is overwritten, with a warning; the info stays conditional", async () => {
+    const { store, warnings } = storeOn("leftover-data/");
+    const raw = (key: string, body: string) => (s3Client as S3Client).send(new PutObjectCommand({ Bucket: "contract", Key: `leftover-data/${key}`, Body: body }));
+    await raw("o/o-v000001.data", "bytes of a commit that never wrote its info");
+    await raw("o/o-v000002.data", "more leftover bytes");
+    await raw("o/o-v000003.data", "and more");
+    const one = Buffer.from("one");
+    await store.putVersion(version("o", 1, one), [one]);
+    const two = randomBytes(9 * MiB); // a multipart upload: its 412 comes at the completion
+    await store.putVersion(version("o", 2, two), [two]);
+    const three = Buffer.from("three, streamed");
+    const stream = await store.beginVersionData("o");
+    await stream.append([three]);
+    await stream.commit(version("o", 3, three));
+    assert.deepEqual(await store.listVersions("o"), [version("o", 1, one), version("o", 2, two), version("o", 3, three)]);
+    assert.deepEqual(await readAt(store, "o", 1, 0, 100), one);
+    assert.deepEqual(await readAt(store, "o", 2, 0, two.length), two);
+    assert.deepEqual(await readAt(store, "o", 3, 0, 100), three);
+    assert.deepEqual(
+      warnings.map((w) => [w.message, w.details.key]),
+      [1, 2, 3].map((n) => [
+        "overwriting a leftover data object: no version info refers to it (a commit interrupted before its info was written)",
+        `leftover-data/o/o-v00000${n}.data`,
+      ]),
+    );
+  });
+
+  test("an info already in the store: our own (a lost reply) is a commit done; another's is ALREADY_EXISTS, our data removed, the number spent", async () => {
+    const { store } = storeOn("info-taken/");
+    const raw = (key: string, body: string) => (s3Client as S3Client).send(new PutObjectCommand({ Bucket: "contract", Key: `info-taken/${key}`, Body: body }));
+    const one = Buffer.from("one");
+    await raw("i/i-v000001.yaml", encodeVersionInfo(version("i", 1, one)));
+    await store.putVersion(version("i", 1, one), [one]);
+    assert.deepEqual(await store.listVersions("i"), [version("i", 1, one)]);
+
+    const other = { ...version("i", 2, Buffer.from("other")), dataHash: "another writer's" };
+    await raw("i/i-v000002.yaml", encodeVersionInfo(other));
+    const two = Buffer.from("two");
+    for (const streamed of [false, true]) {
+      let failure: unknown;
+      try {
+        if (streamed) {
+          const stream = await store.beginVersionData("i");
+          await stream.append([two]);
+          await stream.commit(version("i", 2, two));
+        } else {
+          await store.putVersion(version("i", 2, two), [two]);
+        }
+      } catch (error) {
+        failure = error;
+      }
+      assert.ok(failure instanceof RegistryError);
+      assert.equal(failure.code, Code.ALREADY_EXISTS);
+      assert.match(failure.message, /^archive bucket "contract": writing info-taken\/i\/i-v000002\.yaml failed: PreconditionFailed: .*, HTTP 412$/);
+      assert.equal(isNumberSpent(failure), true);
+    }
+    const keys = await (s3Client as S3Client).send(new ListObjectsV2Command({ Bucket: "contract", Prefix: "info-taken/" }));
+    assert.deepEqual((keys.Contents ?? []).map((o) => o.Key).sort(), ["info-taken/i/i-v000001.data", "info-taken/i/i-v000001.yaml", "info-taken/i/i-v000002.yaml"]);
   });
 
   test("a streamed version larger than one copy is copied into place in parts", async () => {

@@ -10,6 +10,8 @@
  *   reset           closes the connection without an answer
  *   cut-body        forwards the answer, then closes the connection (or goes silent: `then: "stall"`)
  *                   once `afterBytes` of its body went through
+ *   lose-reply      forwards the request (the store does what it asks), then closes the connection
+ *                   without passing on the answer: a write done whose reply was lost
  * A rule applies to the next `times` requests whose method and path (with its query) match.
  */
 import { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse, Agent, createServer, request as httpRequest } from "node:http";
@@ -21,6 +23,7 @@ export type S3Fault =
   | { readonly kind: "precondition-failed" }
   | { readonly kind: "stall" }
   | { readonly kind: "reset" }
+  | { readonly kind: "lose-reply" }
   | { readonly kind: "cut-body"; readonly afterBytes: number; readonly then?: "reset" | "stall" };
 
 export interface FaultRuleSpec {
@@ -88,10 +91,15 @@ export async function startS3FaultProxy(targetPort: number): Promise<S3FaultProx
     return undefined;
   }
 
-  function forward(req: IncomingMessage, res: ServerResponse, cut?: Extract<S3Fault, { kind: "cut-body" }>): void {
+  function forward(req: IncomingMessage, res: ServerResponse, cut?: Extract<S3Fault, { kind: "cut-body" | "lose-reply" }>): void {
     const upstream = httpRequest(
       { host: "127.0.0.1", port: targetPort, method: req.method, path: req.url, headers: forwardedHeaders(req.headers), agent },
       (reply) => {
+        if (cut?.kind === "lose-reply") {
+          reply.resume();
+          reply.on("end", () => req.socket.destroy());
+          return;
+        }
         res.writeHead(reply.statusCode ?? 502, reply.statusMessage, reply.headers);
         let sent = 0;
         reply.on("data", (chunk: Buffer) => {
@@ -138,6 +146,7 @@ export async function startS3FaultProxy(targetPort: number): Promise<S3FaultProx
         forward(req, res);
         return;
       case "cut-body":
+      case "lose-reply":
         forward(req, res, fault);
         return;
       case "reset":

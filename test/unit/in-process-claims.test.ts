@@ -211,6 +211,70 @@ describe("in-process state: claims and commits", () => {
     assert.equal(await state.claimVersionNumber("m"), undefined);
   });
 
+  test("a claim abandoned with its number spent (the store may hold its objects): the next claim gets the number after it", async (t) => {
+    const root = await tempRoot(t);
+    const { state, events } = await openState(t, root);
+    await state.putModel({ modelId: "m", userData: {} });
+    const spent = await state.claimVersionNumber("m");
+    assert.equal(spent?.versionNumber, 1);
+    spent?.abandon(true);
+    const kept = await state.claimVersionNumber("m");
+    assert.equal(kept?.versionNumber, 2);
+    kept?.abandon(false);
+    assert.deepEqual(await commit(state, "m", 2), [2, 3]);
+    assert.deepEqual(events.filter((event) => event.startsWith("record")), ["record next=3 (durable)", "record next=4 (page cache)"]);
+    assert.deepEqual((await state.listVersions("m")).map((v) => v.versionNumber), [2, 3]);
+  });
+
+  test("a model deletion that fails part way: the model stays, listing what the archive still holds, numbering goes on", async (t) => {
+    const root = await tempRoot(t);
+    const inner = createFsArchiveStore({ root, writer: inlineFileWriter });
+    let lost: readonly number[] = [];
+    let modelGone = false;
+    const archive: ArchiveStore = {
+      ...inner,
+      async deleteModel(modelId) {
+        // What an object store's deletion leaves when it fails after some version infos went.
+        for (const n of lost) {
+          await inner.deleteVersion(modelId, n);
+        }
+        if (modelGone) {
+          await inner.deleteModel(modelId);
+        }
+        throw new RegistryError(Code.UNAVAILABLE, "the store went away");
+      },
+    };
+    const log = createLogger("info", { write: () => {} });
+    const state = createInProcessRegistryState({ archive, log, bootId: "boot-a" });
+    await state.open();
+    t.after(() => state.close());
+    await state.putModel({ modelId: "m", userData: {} });
+    for (let n = 1; n <= 3; n++) {
+      const claim = await state.claimVersionNumber("m");
+      assert.equal(claim?.versionNumber, n);
+      const record = { ...version("m", n), archived: n !== 2, dataSize: 1 };
+      if (record.archived) {
+        await inner.putVersion(record, [Buffer.from("x")]);
+      }
+      await claim.commit(record);
+    }
+    lost = [1];
+    await assert.rejects(state.deleteModel("m"), { message: "the store went away" });
+    assert.deepEqual((await state.listVersions("m")).map((v) => v.versionNumber), [2, 3], "v1's info is gone; the transient v2 stays");
+    assert.deepEqual(await state.listModelIds(), ["m"]);
+    lost = [3];
+    await assert.rejects(state.deleteModel("m"), { message: "the store went away" });
+    assert.deepEqual((await state.listVersions("m")).map((v) => v.versionNumber), [2]);
+    assert.deepEqual(await commit(state, "m", 1), [4]);
+    // A failure once the model itself went (its info): the deletion is complete after all.
+    modelGone = true;
+    const deleted: string[] = [];
+    state.onModelDeleted((modelId) => deleted.push(modelId));
+    assert.equal(await state.deleteModel("m"), true);
+    assert.deepEqual(deleted, ["m"]);
+    assert.deepEqual(await state.listModelIds(), []);
+  });
+
   test("every claim answers with a promise: before the listing and the model's versions are read, and when every number is used", async (t) => {
     const root = await tempRoot(t);
     await mkdir(path.join(root, "full"));

@@ -176,4 +176,56 @@ describe("version numbering across restarts", () => {
     assert.equal(nine, `${"next=10 boot=boot-a state=running".padEnd(127)}\n`);
     assert.equal(ten, `${"next=11 boot=boot-a state=running".padEnd(127)}\n`);
   });
+
+  test("a remote store's records (S3): after the run's first, commits do not wait for them, one in flight and the newest next; a crash continues above the mark, a clean stop is exact", { timeout: 60_000 }, async (t) => {
+    const root = await tempRoot(t);
+    const inner = store(root);
+    const records: string[] = [];
+    let stalled = false;
+    // A store whose record writes hang (a stalled S3 PUT) while `stalled`; `release` lets the held one go on.
+    let release = (): void => {};
+    const stalling: ArchiveStore = {
+      ...inner,
+      remoteMeta: true,
+      overwriteMeta: (modelId, key, value, options) => {
+        records.push(`${value.split(" ")[0]} (${options.durable ? "durable" : "background"})`);
+        if (!stalled) {
+          return inner.overwriteMeta(modelId, key, value, options);
+        }
+        return new Promise<void>((resolve) => (release = resolve)).then(() => inner.overwriteMeta(modelId, key, value, options));
+      },
+    };
+    const first = await open(t, stalling, "boot-a");
+    await first.registry.createOrUpdateModel({ modelId: "m", userData: {} });
+    assert.deepEqual(await publish(first.registry, "m", 1), [1]); // the run's first record, awaited
+    stalled = true;
+    assert.deepEqual(await publish(first.registry, "m", 3), [2, 3, 4], "committed while the record write hangs");
+    assert.deepEqual(records, ["next=2 (durable)", "next=3 (background)"], "one write in flight");
+    stalled = false;
+    release();
+    while (records.length < 3) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    assert.deepEqual(records.slice(2), ["next=5 (background)"], "then the newest value only");
+    stalled = true;
+    assert.deepEqual(await publish(first.registry, "m", 1), [5]);
+    // The process dies now: the record in the store (next=5, running) lags behind what was handed out.
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal((await readFile(recordFile(root, "m"), "utf8")).trim(), "next=5 boot=boot-a state=running");
+
+    const remote: ArchiveStore = { ...store(root), remoteMeta: true };
+    const restarted = await open(t, remote, "boot-a");
+    assert.deepEqual(await publish(restarted.registry, "m", 1), [1025], "never 5 again");
+    assert.deepEqual(
+      skipLines(restarted.logLines).map((line) => [line.nextVersion, line.recordedNext, line.reason]),
+      [[1025, 5, "the server had not stopped cleanly, and the record in the object store is written in the background: it may lag"]],
+    );
+    assert.deepEqual(await publish(restarted.registry, "m", 2), [1026, 1027]);
+    restarted.registry.close();
+    await restarted.registry.recordStop(); // after the background records
+    assert.equal((await readFile(recordFile(root, "m"), "utf8")).trim(), "next=1028 boot=boot-a state=stopped");
+    const again = await open(t, { ...store(root), remoteMeta: true }, "boot-b");
+    assert.deepEqual(await publish(again.registry, "m", 1), [1028]);
+    assert.deepEqual(skipLines(again.logLines), []);
+  });
 });
