@@ -8,6 +8,8 @@
  *   dist/bundle/archive-worker.js  the worker threads' task file (worker-pool.ts finds it next to itself)
  *   dist/bundle/hash-lane-worker.js  the hash threads' script (hash-lanes.ts finds it next to itself)
  *   dist/bundle/worker.js          piscina's own worker script (piscina finds it next to itself)
+ *   dist/bundle/yaml-library.js    the `yaml` package, which the archive's codec loads at its first use
+ *                                  (archive/yaml-library.ts; the codec finds it next to itself)
  *   dist/bundle/chunk-*.js, …      code shared by the entries, and what is imported only when needed
  *                                  (the AWS SDK for a bucket, prom-client for metrics)
  *
@@ -44,6 +46,8 @@ const result = await build({
     "hash-lane-worker": "dist/src/worker-pool/hash-lane-worker.js",
     // piscina starts its threads on `resolve(__dirname, "worker.js")`: here, dist/bundle/worker.js.
     worker: path.join(path.dirname(require.resolve("piscina")), "worker.js"),
+    // Required by archive/yaml-codec.ts as "./yaml-library.js" next to itself: in the bundle, next to its chunk.
+    "yaml-library": "dist/src/archive/yaml-library.js",
   },
   outdir: OUT_DIR,
   bundle: true,
