@@ -93,9 +93,69 @@ function compileCommonJsModulesEagerly(file: string): void {
   writeFileSync(file, eager);
 }
 
+/**
+ * A chunk with one character beyond ASCII is decoded at every start into a two-byte string: the
+ * whole chunk converted (not only checked), twice the memory, and V8 then scans and hashes two bytes
+ * per character (issue #15, start-up, seventh pass). esbuild escapes them in strings, template
+ * literals, regular expressions and names (its default `charset: "ascii"`) but keeps the comments it
+ * keeps (those on class fields) as written. So a character beyond ASCII on a comment-only line is
+ * written as its `\u` escape (the line stays a comment, the lines and so the source maps stay);
+ * anywhere else the build fails, naming it.
+ */
+const BEYOND_ASCII = /\P{ASCII}/u;
+
+/** For each line, whether it holds nothing but comment: a `//` line, a whole block comment, or part of one that spans lines. */
+function commentOnlyLines(lines: readonly string[]): boolean[] {
+  let inBlock = false;
+  return lines.map((line) => {
+    if (inBlock) {
+      const end = line.indexOf("*/");
+      inBlock = end < 0;
+      return inBlock || line.slice(end + 2).trim() === "";
+    }
+    const trimmed = line.trim();
+    if (trimmed.startsWith("//")) {
+      return true;
+    }
+    if (!trimmed.startsWith("/*")) {
+      return false;
+    }
+    const end = trimmed.indexOf("*/", 2);
+    inBlock = end < 0;
+    return inBlock || end === trimmed.length - 2;
+  });
+}
+
+function keepAscii(file: string): void {
+  const source = readFileSync(file, "utf8");
+  if (!BEYOND_ASCII.test(source)) {
+    return;
+  }
+  const lines = source.split("\n");
+  const comments = commentOnlyLines(lines);
+  const problems: string[] = [];
+  const ascii = lines.map((line, index) => {
+    if (!BEYOND_ASCII.test(line)) {
+      return line;
+    }
+    if (comments[index] !== true) {
+      problems.push(`${path.relative(ROOT, file)}:${index + 1}: ${line.trim().slice(0, 120)}`);
+      return line;
+    }
+    return line.replace(/\P{ASCII}/gu, (character) =>
+      Array.from({ length: character.length }, (_, unit) => `\\u${character.charCodeAt(unit).toString(16).padStart(4, "0")}`).join(""),
+    );
+  });
+  if (problems.length > 0) {
+    throw new Error(`bundle: characters beyond ASCII outside a comment line (write them as escapes in the source):\n  ${problems.join("\n  ")}`);
+  }
+  writeFileSync(file, ascii.join("\n"));
+}
+
 for (const file of Object.keys(result.metafile.outputs)) {
   if (file.endsWith(".js")) {
     compileCommonJsModulesEagerly(path.join(ROOT, file));
+    keepAscii(path.join(ROOT, file));
   }
 }
 
