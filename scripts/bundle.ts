@@ -20,7 +20,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { readFileSync, writeFileSync } from "node:fs";
-import { build } from "esbuild";
+import { type Metafile, build } from "esbuild";
 
 const ROOT = path.resolve(fileURLToPath(new URL("../..", import.meta.url)));
 const OUT_DIR = path.join(ROOT, "dist", "bundle");
@@ -158,6 +158,71 @@ for (const file of Object.keys(result.metafile.outputs)) {
     keepAscii(path.join(ROOT, file));
   }
 }
+
+/**
+ * What a start must not load (issue #15, start-up, seventh pass): each was read, compiled and run at
+ * every start for nothing the first call needs. The start's files are the main entry, what it
+ * imports dynamically (the server's chunk, imported at once) and everything those import statically.
+ * A change that brings one back fails the build here, with what brought it.
+ */
+const NOT_AT_START = [
+  // Its WebAssembly in base64, ~270 KB of JavaScript; the default SHA-256 is node:crypto's (data/sha256.ts).
+  { input: "node_modules/hash-wasm/", why: "hash-wasm is imported when the hash-wasm SHA-256 is asked for (data/sha256.ts)" },
+  // ~280 KB; the codec requires dist/bundle/yaml-library.js at its first use (archive/yaml-codec.ts).
+  { input: "node_modules/yaml/", why: "the yaml package is loaded by archive/yaml-codec.ts at its first use, from yaml-library.js" },
+] as const;
+/** Built-ins a start must not import as ES modules: for each, the ESM loader builds a facade that reads every export, lazy ones included. */
+const BUILTINS_NOT_AT_START: Readonly<Record<string, string>> = {
+  // The facade's lazy exports load parseArgs, diff (with the assertion diff), setTraceSigInt…
+  "node:util": "node:util's ESM facade loads parseArgs, diff, setTraceSigInt… (use what you need otherwise)",
+  // ~30 built-in modules (heap snapshots, serdes, the profiler) for setFlagsFromString at the first GC.
+  "node:v8": "node:v8 is taken with process.getBuiltinModule when the GC hook is made (expose-gc.ts)",
+  "node:vm": "node:vm is taken with process.getBuiltinModule when the GC hook is made (expose-gc.ts)",
+};
+
+function checkStartGraph(metafile: Metafile): void {
+  const outputs = metafile.outputs;
+  const main = Object.keys(outputs).find((file) => outputs[file]?.entryPoint === "dist/src/main.js");
+  if (main === undefined) {
+    throw new Error("bundle: no output for the entry dist/src/main.js");
+  }
+  const reached = new Set<string>([main]);
+  const pending = [main];
+  const problems: string[] = [];
+  for (let file = pending.pop(); file !== undefined; file = pending.pop()) {
+    for (const imported of outputs[file]?.imports ?? []) {
+      if (imported.external === true) {
+        const why = BUILTINS_NOT_AT_START[imported.path];
+        if (why !== undefined && imported.kind === "import-statement") {
+          problems.push(`${file} imports ${imported.path}: ${why}`);
+        }
+        continue;
+      }
+      const followed = imported.kind === "import-statement" || (file === main && imported.kind === "dynamic-import");
+      if (followed && !reached.has(imported.path)) {
+        reached.add(imported.path);
+        pending.push(imported.path);
+      }
+    }
+  }
+  if (reached.size < 3) {
+    throw new Error(`bundle: the start reaches only ${[...reached].join(", ")}: has main.ts stopped importing the server at once?`);
+  }
+  for (const file of reached) {
+    for (const input of Object.keys(outputs[file]?.inputs ?? {})) {
+      for (const rule of NOT_AT_START) {
+        if (input.startsWith(rule.input)) {
+          problems.push(`${file} (loaded at every start) holds ${input}: ${rule.why}`);
+        }
+      }
+    }
+  }
+  if (problems.length > 0) {
+    throw new Error(`bundle: the start loads what it must not (docs/performance.md, "Start-up, seventh pass"):\n  ${[...new Set(problems)].join("\n  ")}`);
+  }
+}
+
+checkStartGraph(result.metafile);
 
 const sizes = Object.entries(result.metafile.outputs)
   .filter(([file]) => file.endsWith(".js"))
