@@ -1,4 +1,4 @@
-import { type ArchiveStore, createFsArchiveStore } from "./archive/index.js";
+import { type ArchiveStore, createFsArchiveStore, preloadYamlLibrary } from "./archive/index.js";
 import { formatS3Location } from "./archive/s3-url.js";
 import type { Config } from "./config.js";
 import type { Sha256Implementation } from "./data/index.js";
@@ -135,6 +135,9 @@ export async function openCore(config: CoreConfig, log: Logger, options: CoreOpt
         memoryGuard.prepare();
         archive.startDeferred?.();
         pool.start();
+        // The archive's YAML library (~3 ms of the main thread), left out of the start: loaded now, so the
+        // first info file written (or read off the fast path) does not wait for it.
+        preloadYamlLibrary();
         // Not the hash lanes: only archived versions (uploaded or read from the archive) use them, and
         // a thread is ~11 MiB resident, which a server of transient versions would carry for nothing
         // (issue #15: the resident set with the cache full). The first stream starts one (a Node

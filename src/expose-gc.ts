@@ -1,6 +1,3 @@
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
-
 /** V8's gc() options; flavor "last-resort" (major only) also compacts the heap and gives its free pages back. */
 export type CollectGarbage = (options?: { type: "major" | "minor"; execution: "sync"; flavor?: "regular" | "last-resort" }) => void;
 
@@ -9,6 +6,8 @@ export type CollectGarbage = (options?: { type: "major" | "minor"; execution: "s
  * function read from a new context. Throws where the runtime refuses.
  */
 export function exposeGc(): CollectGarbage {
-  setFlagsFromString("--expose-gc");
-  return runInNewContext("gc") as CollectGarbage;
+  // Taken when called (after the start), not imported: node:v8 loads some 30 built-in modules
+  // that a start does not otherwise need (issue #15, start-up).
+  process.getBuiltinModule("node:v8").setFlagsFromString("--expose-gc");
+  return process.getBuiltinModule("node:vm").runInNewContext("gc") as CollectGarbage;
 }

@@ -1,7 +1,6 @@
 import { readFile as readFileWithCallback, readFileSync, statSync } from "node:fs";
 import { readdir, open, stat } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
-import { promisify } from "node:util";
 import { compareCodePoints } from "../code-point-order.js";
 import { notFound } from "../errors/index.js";
 import type { ModelRecord, VersionRecord } from "../domain/index.js";
@@ -14,9 +13,14 @@ import { decodeModelInfo } from "./yaml-codec.js";
 /**
  * fs.readFile with a callback: for the small info files read by the hundred at start-up and at a
  * model's first use, it costs about half the main thread's time and wall time of fs/promises'
- * readFile (which takes several promise round trips per file).
+ * readFile (which takes several promise round trips per file). Wrapped by hand, not with
+ * util.promisify: an `import … from "node:util"` makes the ESM loader build node:util's facade at
+ * every start, which reads every export, lazy ones included, and so loads parseArgs, diff,
+ * setTraceSigInt… (issue #15, start-up).
  */
-const readFile = promisify(readFileWithCallback);
+function readFile(filePath: string, encoding: "utf8"): Promise<string> {
+  return new Promise((resolve, reject) => readFileWithCallback(filePath, encoding, (error, text) => (error === null ? resolve(text) : reject(error))));
+}
 
 /** The reading half of the archive directory: listing models and versions, reading infos, data and metadata. */
 export type FsArchiveReads = Pick<ArchiveStore, "listModelIds" | "readModel" | "readModels" | "listVersions" | "openVersionData" | "readMeta">;

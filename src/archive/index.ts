@@ -25,4 +25,4 @@ export {
   versionInfoPath,
 } from "./layout.js";
 export { formatRfc3339Nano, parseRfc3339Nano } from "./timestamp.js";
-export { decodeModelInfo, decodeVersionInfo, encodeModelInfo, encodeVersionInfo } from "./yaml-codec.js";
+export { decodeModelInfo, decodeVersionInfo, encodeModelInfo, encodeVersionInfo, preloadYamlLibrary } from "./yaml-codec.js";

@@ -3,12 +3,31 @@
  * fixed key order, `user_data` keys in yaml.v2's order, strings quoted when YAML 1.1 would read
  * them as something else ("1000", "true", "yes", "null", "2021-10-01", ...).
  */
-import { Document, isMap, isScalar, Pair, parseDocument, Scalar, YAMLMap } from "yaml";
-import type { ScalarTag } from "yaml";
+import { createRequire } from "node:module";
+import type { Document, Scalar, ScalarTag } from "yaml";
 import type { ModelRecord, VersionRecord } from "../domain/index.js";
 import { parseSimpleYaml } from "./yaml-fast-path.js";
 import { PLAIN_NULLS, type YamlField, type YamlFields } from "./yaml-fields.js";
 import { formatRfc3339Nano, parseRfc3339Nano } from "./timestamp.js";
+import type * as YamlLibrary from "./yaml-library.js";
+
+let library: typeof YamlLibrary | undefined;
+
+/**
+ * The `yaml` package, loaded (synchronously) at its first use: writing an info file, or reading one
+ * the fast path (yaml-fast-path.ts) does not take. Not imported with this module: the start of the
+ * server does neither (issue #15, start-up); the server loads it a moment after listening
+ * (preloadYamlLibrary, from Core.startDeferred), so the first write does not wait for it either.
+ */
+function yaml(): typeof YamlLibrary {
+  library ??= createRequire(import.meta.url)("./yaml-library.js") as typeof YamlLibrary;
+  return library;
+}
+
+/** Loads the `yaml` package now if it is not yet (see yaml()). */
+export function preloadYamlLibrary(): void {
+  yaml();
+}
 
 /** A timestamp already formatted as Go does; written as a plain scalar, never quoted. */
 class GoTimestamp {
@@ -85,6 +104,7 @@ function goYamlKeyLess(a: string, b: string): boolean {
 function stringifyDocument(modelId: string, fields: Record<string, unknown>, userData: Readonly<Record<string, string>>): string {
   // YAML 1.1 quoting rules are the ones yaml.v2 applies.
   // Without the merge tag, whose stringify ignores quoting: stringNode quotes a `<<` itself.
+  const { Document, Pair, YAMLMap } = yaml();
   const doc = new Document(undefined, {
     version: "1.1",
     customTags: (tags) => [...tags.filter((tag) => typeof tag === "string" || tag.tag !== "tag:yaml.org,2002:merge"), goTimestampTag],
@@ -113,7 +133,7 @@ function stringNode(doc: Document, text: string): Scalar {
   const node = doc.createNode(text);
   // A plain `<<` key is YAML 1.1's merge key: yaml.v2 fails on it ("map merge requires map").
   if (text === "<<" || text.search(UNPRINTABLE) !== -1) {
-    node.type = Scalar.QUOTE_DOUBLE;
+    node.type = yaml().Scalar.QUOTE_DOUBLE;
   }
   return node;
 }
@@ -145,11 +165,13 @@ export function encodeVersionInfo(version: VersionRecord): string {
 }
 
 function isPlainNull(node: unknown): boolean {
+  const { isScalar, Scalar } = yaml();
   return isScalar(node) && node.type === Scalar.PLAIN && PLAIN_NULLS.has(String(node.value));
 }
 
 /** One value of the library's document as the checks see it (yaml-fields.ts). */
 function toField(node: unknown): YamlField {
+  const { isMap, isScalar } = yaml();
   if (node === undefined || node === null || isPlainNull(node)) {
     return { kind: "null" };
   }
@@ -177,6 +199,7 @@ function toField(node: unknown): YamlField {
  * yaml.v2 gives for a `map[string]string`).
  */
 export function parseFieldsWithLibrary(text: string, what: string): YamlFields {
+  const { isMap, isScalar, parseDocument } = yaml();
   const doc = parseDocument(text, { schema: "failsafe", prettyErrors: false });
   const [firstError] = doc.errors;
   if (firstError !== undefined) {

@@ -1,5 +1,4 @@
 import { createHash, hash as oneShotHash } from "node:crypto";
-import { createSHA256 } from "hash-wasm";
 
 /** Computes the SHA-256 of data given in segments, as standard padded base64 (the wire's data_hash). */
 export type Sha256Base64 = (segments: readonly Uint8Array[]) => string;
@@ -21,6 +20,10 @@ const nodeCryptoSha256: Sha256Base64 = (segments) => {
 };
 
 async function createHashWasmSha256(): Promise<Sha256Base64> {
+  // Imported when asked for, not with this module: hash-wasm (its WebAssembly in base64, ~270 KB of
+  // JavaScript) would otherwise be read, compiled and run at every start of the server, which hashes
+  // with node:crypto by default (issue #15, start-up).
+  const { createSHA256 } = await import("hash-wasm");
   const hasher = await createSHA256();
   return (segments) => {
     hasher.init();
