@@ -73,13 +73,7 @@ export const ARCHIVE_S3_TIMEOUT: Variable<number> = {
   accepted: `a positive Go duration such as 30s or 2m, at most 596h (${DURATION_UNITS})`,
   description:
     "How long one S3 request may go without a byte sent or received (waiting for the reply, or a pause in a download) before that attempt fails and is retried; with the attempts of AWS_MAX_ATTEMPTS (3), it bounds how long an archive call can hang on a stalled store",
-  parse: (value) => {
-    const ms = timerDuration(value);
-    if (ms < 1) {
-      throw new InvalidValue("shorter than 1ms");
-    }
-    return ms;
-  },
+  parse: positiveTimerDuration,
 };
 export const CACHE_MAX_SIZE: Variable<number> = {
   name: `${PREFIX}VERSION_CACHE_MAX_SIZE`,
@@ -173,6 +167,15 @@ export const UPLOAD_IDLE_TIMEOUT: Variable<number> = {
   parse: timerDuration,
 };
 
+/** A timer duration of at least 1 ms (the rate periods: a period of 0 would never end). */
+function positiveTimerDuration(value: string): number {
+  const ms = timerDuration(value);
+  if (ms < 1) {
+    throw new InvalidValue("shorter than 1ms");
+  }
+  return ms;
+}
+
 export const UPLOAD_MIN_RATE: Variable<number> = {
   name: `${PREFIX}UPLOAD_MIN_RATE`,
   default: "65536",
@@ -187,13 +190,7 @@ export const UPLOAD_MIN_RATE_PERIOD: Variable<number> = {
   default: "10s",
   accepted: `a positive Go duration such as 5s or 1m, at most 596h (${DURATION_UNITS})`,
   description: "Length of the periods over which UPLOAD_MIN_RATE is measured; an upload's first period is not checked (connection start-up)",
-  parse: (value) => {
-    const ms = timerDuration(value);
-    if (ms < 1) {
-      throw new InvalidValue("shorter than 1ms");
-    }
-    return ms;
-  },
+  parse: positiveTimerDuration,
 };
 
 export const PEER_NEW_STREAMS_PER_SECOND: Variable<number> = {
@@ -245,13 +242,7 @@ export const SEND_MIN_RATE_PERIOD: Variable<number> = {
   default: "10s",
   accepted: `a positive Go duration such as 5s or 1m, at most 596h (${DURATION_UNITS})`,
   description: "Length of the periods over which SEND_MIN_RATE is measured; a read's first period is not checked (connection start-up)",
-  parse: (value) => {
-    const ms = timerDuration(value);
-    if (ms < 1) {
-      throw new InvalidValue("shorter than 1ms");
-    }
-    return ms;
-  },
+  parse: positiveTimerDuration,
 };
 
 export const STREAMED_READS_MAX_SIZE: Variable<number> = {

@@ -1,3 +1,5 @@
+import { MinRatePeriods } from "./min-rate-periods.js";
+
 export interface SendLimits {
   /** Longest time with sent data left unread before the stream is reset; 0 disables. */
   readonly idleTimeoutMs: number;
@@ -30,13 +32,11 @@ export class SendWatchdog {
   #idleSince = 0;
   /** Up to when the waiting time has been added to the current period. */
   #accountedUntil = 0;
-  #periodWaitMs = 0;
-  #periodBytes = 0;
-  #periodsDone = 0;
-  #totalBytes = 0;
+  readonly #rate: MinRatePeriods;
 
   constructor(limits: SendLimits, onStalled: (why: string) => void, now: () => number = () => performance.now()) {
     this.#limits = limits;
+    this.#rate = new MinRatePeriods(limits.minRateBytesPerSecond, limits.minRatePeriodMs);
     this.#onStalled = onStalled;
     this.#now = now;
   }
@@ -74,8 +74,7 @@ export class SendWatchdog {
     }
     const now = this.#now();
     // Counted before the waiting time is: the bytes arrived by the end of the period they end.
-    this.#periodBytes += bytes;
-    this.#totalBytes += bytes;
+    this.#rate.moved(bytes);
     this.#account(now);
     this.#pending--;
     this.#idleSince = now;
@@ -91,14 +90,14 @@ export class SendWatchdog {
     if (this.#stopped) {
       return;
     }
-    const { idleTimeoutMs, minRateBytesPerSecond, minRatePeriodMs } = this.#limits;
+    const { idleTimeoutMs } = this.#limits;
     const now = this.#now();
     let delay = Number.POSITIVE_INFINITY;
     if (idleTimeoutMs > 0) {
       delay = idleTimeoutMs - (now - this.#idleSince);
     }
-    if (minRateBytesPerSecond > 0) {
-      delay = Math.min(delay, minRatePeriodMs - this.#periodWaitMs - (now - this.#accountedUntil));
+    if (this.#rate.checking) {
+      delay = Math.min(delay, this.#rate.remainingMs - (now - this.#accountedUntil));
     }
     this.#timer = setTimeout(() => this.#tick(), Math.max(0, Math.ceil(delay))).unref();
   }
@@ -127,24 +126,13 @@ export class SendWatchdog {
 
   /** Adds the waiting time up to `now` to the periods, checking the rate of each period it completes. */
   #account(now: number): void {
-    const { minRateBytesPerSecond, minRatePeriodMs } = this.#limits;
-    this.#periodWaitMs += now - this.#accountedUntil;
+    const slow = this.#rate.waited(now - this.#accountedUntil);
     this.#accountedUntil = now;
-    if (minRateBytesPerSecond <= 0) {
-      return;
-    }
-    while (this.#periodWaitMs >= minRatePeriodMs) {
-      const wanted = (minRateBytesPerSecond * minRatePeriodMs) / 1000;
-      if (this.#periodsDone > 0 && this.#periodBytes < wanted) {
-        const rate = Math.floor((this.#periodBytes * 1000) / minRatePeriodMs);
-        this.#stall(
-          `the reader took ${this.#periodBytes} bytes in ${minRatePeriodMs} ms of waiting (${rate} bytes/s), below ${minRateBytesPerSecond} bytes/s, after ${this.#totalBytes} bytes`,
-        );
-        return;
-      }
-      this.#periodsDone++;
-      this.#periodWaitMs -= minRatePeriodMs;
-      this.#periodBytes = 0;
+    if (slow !== undefined) {
+      const { minRateBytesPerSecond, minRatePeriodMs } = this.#limits;
+      this.#stall(
+        `the reader took ${slow.bytes} bytes in ${minRatePeriodMs} ms of waiting (${slow.bytesPerSecond} bytes/s), below ${minRateBytesPerSecond} bytes/s, after ${slow.totalBytes} bytes`,
+      );
     }
   }
 

@@ -1,4 +1,5 @@
 import { Code, RegistryError } from "../errors/index.js";
+import { MinRatePeriods } from "./min-rate-periods.js";
 
 export interface UploadLimits {
   /** Longest wait for one message from the client; 0 disables. */
@@ -34,14 +35,12 @@ export class UploadWatchdog {
   #waitStart: number | undefined = undefined;
   /** Up to when the waiting time has been added to the current period. */
   #accountedUntil = 0;
-  #periodWaitMs = 0;
-  #periodBytes = 0;
-  #periodsDone = 0;
-  #totalBytes = 0;
+  readonly #rate: MinRatePeriods;
   #done = false;
 
   constructor(limits: UploadLimits, onExpired: (error: RegistryError) => void, now: () => number = () => performance.now()) {
     this.#limits = limits;
+    this.#rate = new MinRatePeriods(limits.minRateBytesPerSecond, limits.minRatePeriodMs);
     this.#onExpired = onExpired;
     this.#now = now;
   }
@@ -71,8 +70,7 @@ export class UploadWatchdog {
       this.#account(this.#now());
       this.#waitStart = undefined;
     }
-    this.#periodBytes += dataBytes;
-    this.#totalBytes += dataBytes;
+    this.#rate.moved(dataBytes);
   }
 
   /** The upload ended (all received, failed or cancelled). */
@@ -82,13 +80,13 @@ export class UploadWatchdog {
   }
 
   #arm(): void {
-    const { idleTimeoutMs, minRateBytesPerSecond, minRatePeriodMs } = this.#limits;
+    const { idleTimeoutMs } = this.#limits;
     let delay = Number.POSITIVE_INFINITY;
     if (idleTimeoutMs > 0) {
       delay = idleTimeoutMs - (this.#accountedUntil - (this.#waitStart ?? this.#accountedUntil));
     }
-    if (minRateBytesPerSecond > 0) {
-      delay = Math.min(delay, minRatePeriodMs - this.#periodWaitMs);
+    if (this.#rate.checking) {
+      delay = Math.min(delay, this.#rate.remainingMs);
     }
     if (Number.isFinite(delay)) {
       this.#timer = setTimeout(() => this.#tick(), Math.max(0, Math.ceil(delay))).unref();
@@ -115,7 +113,7 @@ export class UploadWatchdog {
     if (idleTimeoutMs > 0 && now - waitStart >= idleTimeoutMs) {
       this.#expire(
         `CreateVersion received nothing from the client for ${formatMs(now - waitStart)} ` +
-          `(${IDLE_VARIABLE} = ${formatMs(idleTimeoutMs)}) after ${this.#totalBytes} bytes of data; ` +
+          `(${IDLE_VARIABLE} = ${formatMs(idleTimeoutMs)}) after ${this.#rate.totalBytes} bytes of data; ` +
           "the upload was abandoned and its memory reservation released",
       );
       return;
@@ -125,26 +123,14 @@ export class UploadWatchdog {
 
   /** Adds the waiting time up to `now` to the periods, checking the rate of each period it completes. */
   #account(now: number): void {
-    const { minRateBytesPerSecond, minRatePeriodMs } = this.#limits;
-    this.#periodWaitMs += now - this.#accountedUntil;
+    const slow = this.#rate.waited(now - this.#accountedUntil);
     this.#accountedUntil = now;
-    if (minRateBytesPerSecond <= 0) {
-      return;
-    }
-    while (this.#periodWaitMs >= minRatePeriodMs) {
-      const wanted = (minRateBytesPerSecond * minRatePeriodMs) / 1000;
-      if (this.#periodsDone > 0 && this.#periodBytes < wanted) {
-        const rate = Math.floor((this.#periodBytes * 1000) / minRatePeriodMs);
-        this.#expire(
-          `CreateVersion too slow: the client sent ${this.#periodBytes} bytes in ${formatMs(minRatePeriodMs)} of waiting ` +
-            `(${rate} bytes/s), below ${RATE_VARIABLE} = ${minRateBytesPerSecond} bytes/s, after ${this.#totalBytes} bytes of data; ` +
-            "the upload was abandoned and its memory reservation released",
-        );
-        return;
-      }
-      this.#periodsDone++;
-      this.#periodWaitMs -= minRatePeriodMs;
-      this.#periodBytes = 0;
+    if (slow !== undefined) {
+      this.#expire(
+        `CreateVersion too slow: the client sent ${slow.bytes} bytes in ${formatMs(this.#limits.minRatePeriodMs)} of waiting ` +
+          `(${slow.bytesPerSecond} bytes/s), below ${RATE_VARIABLE} = ${this.#limits.minRateBytesPerSecond} bytes/s, after ${slow.totalBytes} bytes of data; ` +
+          "the upload was abandoned and its memory reservation released",
+      );
     }
   }
 
