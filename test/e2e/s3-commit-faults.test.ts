@@ -8,24 +8,13 @@ import { after, before, describe, test } from "node:test";
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { status } from "@grpc/grpc-js";
 import { encodeVersionInfo } from "../../src/archive/yaml-codec.js";
+import { failure } from "../support/grpc-failure.js";
 import { RegistryClient } from "../support/registry-client.js";
 import { type S3FaultProxy, startS3FaultProxy } from "../support/s3-fault-proxy.js";
 import { killAllS3TestServers, type S3TestServer, startS3TestServer } from "../support/s3-test-server.js";
 import { killAllServers, type ServerProcess, spawnServer } from "../support/server-process.js";
 
 const BUCKET = "models";
-
-interface GrpcFailure {
-  readonly code: number;
-  readonly details: string;
-}
-
-async function failure(call: Promise<unknown>): Promise<GrpcFailure> {
-  return call.then(
-    () => assert.fail("expected the call to fail"),
-    (error: GrpcFailure) => error,
-  );
-}
 
 describe("archive on S3: commits and deletions cut short", () => {
   let s3: S3TestServer;

@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
 import { status } from "@grpc/grpc-js";
+import { failure } from "../support/grpc-failure.js";
 import { RegistryClient } from "../support/registry-client.js";
 import { type S3FaultProxy, startS3FaultProxy } from "../support/s3-fault-proxy.js";
 import { killAllS3TestServers, type S3TestServer, startS3TestServer } from "../support/s3-test-server.js";
@@ -17,18 +18,6 @@ import { killAllServers, runFailingServer, type ServerProcess, spawnServer } fro
 
 const BUCKET = "models";
 const MiB = 1024 * 1024;
-
-interface GrpcFailure {
-  readonly code: number;
-  readonly details: string;
-}
-
-async function failure(call: Promise<unknown>): Promise<GrpcFailure> {
-  return call.then(
-    () => assert.fail("expected the call to fail"),
-    (error: GrpcFailure) => error,
-  );
-}
 
 describe("archive on S3: store faults", () => {
   let s3: S3TestServer;
