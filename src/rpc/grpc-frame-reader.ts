@@ -7,13 +7,19 @@ import { GRPC_FRAME_PREFIX_LENGTH } from "../data/index.js";
  */
 export const MIN_MESSAGE_CAPACITY = 16 * 1024;
 /**
- * A spread message's buffer holds at most this many times the bytes received of it (or
- * MIN_MESSAGE_CAPACITY), never more than its announced length: the length is the client's word,
- * so a 5-byte prefix announcing 64 MiB gets 16 KiB, not 64 MiB. Growing by this factor costs a
- * 1 MiB message in 16 KiB DATA frames two extra copies (64 KiB, then 320 KiB) before its final
- * buffer of exactly its size.
+ * A spread message's buffer grows to this many times the bytes received of it (at least
+ * MIN_MESSAGE_CAPACITY), never beyond its announced length: the length is the client's word, so a
+ * 5-byte prefix announcing 64 MiB gets 16 KiB, not 64 MiB.
  */
 export const MESSAGE_GROWTH = 4;
+/**
+ * Once 1/ANNOUNCED_SHARE of a message has arrived, its buffer is made at its announced length at
+ * once: a 1 MiB message in 16 KiB DATA frames is copied into 64 KiB, then into its final 1 MiB
+ * buffer, instead of also through a 320 KiB one (an allocation and a copy fewer per message). So a
+ * buffer is at most ANNOUNCED_SHARE times the bytes received (or MIN_MESSAGE_CAPACITY); the part
+ * not yet written is address space, not resident memory (Buffer.allocUnsafeSlow does not fill it).
+ */
+export const ANNOUNCED_SHARE = 16;
 
 /** ES2024's ArrayBuffer.transfer, which the project's TypeScript lib (ES2023) does not declare. */
 interface DetachableArrayBuffer extends ArrayBuffer {
@@ -125,9 +131,10 @@ export class GrpcFrameReader {
     this.#messageBytes = filled;
   }
 
-  /** A buffer for at least `needed` bytes: GROWTH times them (or MIN_MESSAGE_CAPACITY), at most the message's size. */
+  /** A buffer for at least `needed` bytes: GROWTH times them (or MIN_MESSAGE_CAPACITY), the message's size once a share of it came. */
   #grow(needed: number): void {
-    const capacity = Math.min(this.#frameBytes, Math.max(needed * MESSAGE_GROWTH, MIN_MESSAGE_CAPACITY));
+    const frameBytes = this.#frameBytes;
+    const capacity = needed * ANNOUNCED_SHARE >= frameBytes ? frameBytes : Math.min(frameBytes, Math.max(needed * MESSAGE_GROWTH, MIN_MESSAGE_CAPACITY));
     // Never a slice of Node's shared pool: the message must be its buffer's only view.
     const grown = Buffer.allocUnsafeSlow(capacity);
     const old = this.#message;

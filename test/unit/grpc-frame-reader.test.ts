@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import grpcJsStreamDecoder from "@grpc/grpc-js/build/src/stream-decoder.js";
-import { GrpcFrameReader, MESSAGE_GROWTH, MIN_MESSAGE_CAPACITY } from "../../src/rpc/grpc-frame-reader.js";
+import { ANNOUNCED_SHARE, GrpcFrameReader, MESSAGE_GROWTH, MIN_MESSAGE_CAPACITY } from "../../src/rpc/grpc-frame-reader.js";
 import { createVersionStreams } from "../../src/rpc/create-version-stream.js";
 
 const { StreamDecoder } = grpcJsStreamDecoder;
@@ -103,9 +103,26 @@ describe("GrpcFrameReader: memory held for a message spread over many pieces", (
         assert.ok(reader.heldBytes <= MESSAGE_GROWTH * received, `${reader.heldBytes} held for ${received} received`);
       }
     }
-    // Grown at 16 385, 65 541, 262 165 and 1 048 661 bytes received: 4 × 1 048 661 for 2 MiB + 5.
+    // Grown at 16 385, 65 541, 262 165 and 1 048 661 bytes received (a sixteenth of 64 MiB never came).
     assert.equal(largest, 4 * 1_048_661);
     assert.ok(largest <= MESSAGE_GROWTH * received);
+  });
+
+  test("a 1 MiB message in 16 KiB pieces: 16 KiB, then 64 KiB, then its own size once a sixteenth of it came", () => {
+    const framed = frame(1024 * 1024);
+    const reader = new GrpcFrameReader(-1);
+    const held: number[] = [];
+    let message: Buffer[] = [];
+    for (let at = 0; at < framed.byteLength; at += 16_384) {
+      message = reader.write(Buffer.from(framed.subarray(at, at + 16_384)));
+      if (held.at(-1) !== reader.heldBytes) {
+        held.push(reader.heldBytes);
+      }
+    }
+    // 16 384 received: 4 × that; 81 920 received, 16 × that ≥ 1 048 581: the whole message.
+    assert.deepEqual(held, [MESSAGE_GROWTH * 16_384, framed.byteLength, 0]);
+    assert.equal(ANNOUNCED_SHARE * 81_920 >= framed.byteLength, true);
+    assert.deepEqual(message, [framed]);
   });
 
   test("a spread message is given in a buffer of exactly its size, its own (nothing else shares its memory)", () => {
