@@ -35,7 +35,7 @@ type Push = (chunk: unknown, encoding?: BufferEncoding) => boolean;
 /**
  * Watches the DATA pieces node:http2 pushes into `stream` (its readable side: `push`, called for
  * each, before any listener or buffer sees it) and resets the stream when they go under the
- * average; `onReset` is told once, with `context` (one callback for every stream, no closure per call).
+ * average; `onReset` (one callback for every stream) is told once, with `context`.
  */
 export function guardDataChunks<Context>(
   stream: ServerHttp2Stream,
