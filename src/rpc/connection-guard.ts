@@ -1,6 +1,8 @@
 /**
- * Watches the client connections of the grpc-js server at the node:http2 level, for two jobs that
+ * Watches the client connections of the grpc-js server at the node:http2 level, for three jobs that
  * grpc-js has no option for:
+ * - every request stream's DATA pieces must not be too small for their number (data-chunk-guard.ts):
+ *   what a stream's pieces cost the server stays proportional to its bytes.
  * - the per-peer-address stream limits (peer-limiter.ts): a connection from a banned address is
  *   closed as soon as it is accepted, before any HTTP/2 work; a connection whose address goes over
  *   a limit gets GOAWAY (ENHANCE_YOUR_CALM) and is closed.
@@ -13,6 +15,7 @@ import { type Http2Server, type Http2Session, type ServerHttp2Stream, constants 
 import type { Socket } from "node:net";
 import type { Logger } from "../logger.js";
 import type { PeerLimitCounts } from "../metrics/metrics-api.js";
+import { MIN_AVERAGE_DATA_BYTES, type TinyDataChunks, guardDataChunks } from "./data-chunk-guard.js";
 import { type LimitExceeded, type PeerLimiter, peerAddress, peerLimitKey } from "./peer-limiter.js";
 
 export interface ConnectionGuardOptions {
@@ -70,8 +73,16 @@ export function guardConnections(http2Servers: readonly Http2Server[], options: 
     session.destroy();
   };
 
+  const onTinyDataChunks = (tracked: TrackedSession, received: TinyDataChunks): void => {
+    log.warn(
+      { peer: tracked.peer, dataChunks: received.chunks, dataBytes: received.bytes, minAverageBytes: MIN_AVERAGE_DATA_BYTES },
+      "request stream reset (ENHANCE_YOUR_CALM): its DATA came in pieces too small to hold",
+    );
+  };
+
   const onStream = (session: Http2Session, tracked: TrackedSession, stream: ServerHttp2Stream): void => {
     tracked.openStreams++;
+    guardDataChunks(stream, tracked, onTinyDataChunks);
     // `on`: a stream emits 'close' once, and `once` would wrap the listener for every stream.
     stream.on("close", () => {
       tracked.openStreams--;

@@ -206,11 +206,11 @@ function serveCreateVersionBelowGrpcJs(
   return streams;
 }
 
-/** Per-peer limits and the prompt close of idle connections at shutdown (rpc/connection-guard.ts). */
+/** Per-peer limits, the tiny DATA frames bound and the prompt close of idle connections at shutdown (rpc/connection-guard.ts). */
 function watchConnections(server: grpc.Server, config: GrpcTransportConfig, counts: PeerLimitCounts, log: Logger): ConnectionGuard | undefined {
   const http2Servers = grpcHttp2Servers(server);
   if (http2Servers === undefined) {
-    log.warn("grpc-js internals changed: no per-address stream limits, and idle connections delay the shutdown");
+    log.warn("grpc-js internals changed: no per-address stream limits, no bound on tiny DATA frames, and idle connections delay the shutdown");
     return undefined;
   }
   const newStreamsPerSecond = config.peerNewStreamsPerSecond ?? 0;
