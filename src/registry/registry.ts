@@ -91,10 +91,6 @@ export const STREAMED_READS_MAX_BYTES = 64 * 1024 * 1024;
  */
 const SPARE_MAX_AGE_MS = 30_000;
 
-/**
- * The registry as rpc/ sees it: routes each model's work to its owner actor, reads through the
- * registry state, and keeps this instance's version cache.
- */
 /** The model an upload is for: its actor, as of the upload's begin. One object per CreateVersion, no closure. */
 class ActorUploadTarget implements UploadTarget {
   readonly generation: number;
@@ -112,6 +108,10 @@ class ActorUploadTarget implements UploadTarget {
   }
 }
 
+/**
+ * The registry as rpc/ sees it: routes each model's work to its owner actor, reads through the
+ * registry state, and keeps this instance's version cache.
+ */
 export class Registry {
   readonly cache: VersionCache<EncodedVersionData>;
   readonly #actors = new Map<string, ModelActor>();
@@ -308,17 +308,16 @@ export class Registry {
   }
 
   async subscribe(modelId: string, sink: VersionSink): Promise<VersionSubscription> {
-    let actor = this.#actorFor(modelId);
-    let generation = actor.generation;
-    await this.#requireModel(modelId);
+    let actor: ModelActor;
+    let generation: number;
     // A lookup made earlier, before another instance created the model, may have answered "absent"
-    // meanwhile and dropped the actor: announcements go to the actor in the map, so subscribe there
-    // (a new one: the model was just found, it starts known).
-    while (this.#actors.get(modelId) !== actor) {
+    // meanwhile and dropped the actor: announcements go to the actor in the map, so subscribe to
+    // that one, looked up again (which marks it known).
+    do {
       actor = this.#actorFor(modelId);
       generation = actor.generation;
       await this.#requireModel(modelId);
-    }
+    } while (this.#actors.get(modelId) !== actor);
     if (actor.generation !== generation) {
       throw notFound(`model "${modelId}" not found`); // deleted meanwhile
     }
