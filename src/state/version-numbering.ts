@@ -141,9 +141,9 @@ export class VersionNumbering {
       this.warnOnce(
         "mark",
         error,
-        this.context.archive.remoteMeta === true
-          ? "could not write the version-number mark: versions are still numbered and served, but after a crash the server may hand out again numbers of transient versions created from now on"
-          : "could not write the version-number mark: versions are still numbered and served, but after a crash of the machine (not of the process) the server may hand out again numbers of transient versions created from now on",
+        `could not write the version-number mark: versions are still numbered and served, but after a crash${
+          this.context.archive.remoteMeta === true ? "" : " of the machine (not of the process)"
+        } the server may hand out again numbers of transient versions created from now on`,
       );
     let written: Promise<void>;
     try {
