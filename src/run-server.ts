@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   process.on("unhandledRejection", (reason) => log.error({ err: reason }, "unhandled rejection"));
 
   let server: RunningServer | undefined = undefined;
-  let signalDuringStart: NodeJS.Signals | undefined;
+  const startStopper = new AbortController();
   let signals = 0;
   const stop = (running: RunningServer, signal: NodeJS.Signals): void => {
     log.info({ signal, graceMs: config.shutdownGraceMs }, "stopping");
@@ -44,7 +44,9 @@ async function main(): Promise<void> {
     );
   };
   // Installed before the start, which can take a while with a large archive: a harness that
-  // stops the server at once still gets a clean stop, not the default action (killed by SIGTERM).
+  // stops the server at once, or an orchestrator stopping it while it lists a large or stalled
+  // archive, gets a clean stop at once, not the default action (killed by SIGTERM) nor a wait for
+  // the whole listing.
   const onSignal = (signal: NodeJS.Signals): void => {
     signals++;
     if (signals > 1) {
@@ -53,8 +55,8 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     if (server === undefined) {
-      log.info({ signal }, "signal during start-up: stopping as soon as the server is up");
-      signalDuringStart = signal;
+      log.info({ signal }, "signal during start-up: stopping the start");
+      startStopper.abort(new StartStopped(signal));
     } else {
       stop(server, signal);
     }
@@ -63,9 +65,22 @@ async function main(): Promise<void> {
   process.on("SIGINT", onSignal);
 
   log.info(config.archiveS3 === undefined ? { archiveDir: config.archiveDir } : { archiveUrl: `s3://${config.archiveS3.bucket}/${config.archiveS3.prefix}` }, "opening the archive");
-  server = await startServer(config, log);
-  if (signalDuringStart !== undefined) {
-    stop(server, signalDuringStart);
+  try {
+    server = await startServer(config, log, { signal: startStopper.signal });
+  } catch (error) {
+    if (error instanceof StartStopped) {
+      log.info({ signal: error.signal }, "stopped");
+      log.flush(() => process.exit(0));
+      return;
+    }
+    throw error;
+  }
+}
+
+/** Why a start was stopped: a signal came before the server was up. */
+class StartStopped extends Error {
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`stopped by ${signal} during start-up`);
   }
 }
 

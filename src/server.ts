@@ -55,6 +55,12 @@ export interface ServerOptions {
   readonly keepalive?: { readonly timeMs: number; readonly timeoutMs: number };
   /** Serve plain CreateVersion calls below grpc-js (the default); false to compare with grpc-js's path (tests). */
   readonly createVersionFastPath?: boolean;
+  /**
+   * Stops the start: checked once the archive is open and once the server listens, and awaited
+   * against the model listing (minutes with a large or stalled S3 archive). The start then releases
+   * what it acquired and throws the signal's reason.
+   */
+  readonly signal?: AbortSignal;
 }
 
 export interface RunningServer {
@@ -76,6 +82,28 @@ export interface RunningServer {
 
 /** The least time a stop gives the registry's final writes once the calls have ended (see stop()). */
 const MIN_STOP_FINISH_MS = 5_000;
+
+/** `work`, unless `signal` aborts first: then its reason is thrown (`work` carries on, unobserved). */
+function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) {
+    return work;
+  }
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}
 
 /** Whether `work` settles (resolves; a rejection is thrown) within `ms`. */
 async function settlesWithin(work: Promise<void>, ms: number): Promise<boolean> {
@@ -104,6 +132,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
     // Released in reverse order: gRPC server, metrics endpoint, registry, hash threads, worker threads, S3 client.
     const core = stack.use(await openCore(config, log, { sha256: options.sha256 ?? "node-crypto", timeArchiveWrites: metrics.timeArchiveWrites }));
     const { registry, workerPool: pool } = core;
+    options.signal?.throwIfAborted();
     metrics.observe({ registry: () => registry.stats(), workerPool: () => pool.stats(), hashLanes: () => core.hashLanes.stats() });
     const metricsEndpoint =
       metricsListen === undefined || prometheus === undefined
@@ -129,10 +158,23 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
         createVersionFastPath: options.createVersionFastPath,
       }),
     );
+    options.signal?.throwIfAborted();
     // Listening already, and serving what needs no model list (Version, health); the start is done, and
     // reported, once the list is read: a failed listing fails the start as before (the stack releases
     // the gRPC server too).
-    await registry.whenListed();
+    try {
+      await unlessAborted(registry.whenListed(), options.signal);
+    } catch (error) {
+      if (options.signal?.aborted === true) {
+        // Nothing was numbered yet (uploads wait for the list), but the models read so far are
+        // marked stopped cleanly, so that the next start does not take this one for a crash.
+        const recorded = await settlesWithin(registry.recordStop(), MIN_STOP_FINISH_MS).catch(() => false);
+        if (!recorded) {
+          log.warn("start stopped: the next-number records were not written (the next start numbers above the block-ahead mark)");
+        }
+      }
+      throw error;
+    }
     // The worker threads (and the GC hook) start a moment after the server listens, once a client that
     // connected at once was served: a thread costs the main thread a few ms and the machine a Node
     // start. A first hash or archive write before then starts the threads itself and waits for them.

@@ -1,4 +1,7 @@
 /*
+ * A stop during a start whose model listing stalls: the start is stopped at once (exit 0), not after
+ * the listing (the store's timeouts and retries: minutes).
+ *
  * A graceful stop whose archive stalls: the calls are cancelled after SHUTDOWN_GRACE_PERIOD, then the
  * registry's final writes (commits in flight, the next-number records) get at most the grace period
  * again, at least 5 s; past that the server exits with status 1 and says why, instead of waiting for
@@ -12,7 +15,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { RegistryClient } from "../support/registry-client.js";
 import { type S3FaultProxy, startS3FaultProxy } from "../support/s3-fault-proxy.js";
 import { killAllS3TestServers, type S3TestServer, startS3TestServer } from "../support/s3-test-server.js";
-import { killAllServers, spawnServer } from "../support/server-process.js";
+import { freeLoopbackPort } from "../support/redis-server.js";
+import { killAllServers, spawnServer, spawnServerUnwaited } from "../support/server-process.js";
 
 const BUCKET = "models";
 let s3: S3TestServer;
@@ -57,6 +61,53 @@ test("SIGTERM while an archived commit's PUT is stalled: the call is cancelled a
     assert.equal(
       (stopError?.err as { message?: string } | undefined)?.message,
       "the archive did not finish the commits in flight and the next-number records within 5000 ms after the calls ended: stopped without them (numbering stays above every number handed out)",
+    );
+  } finally {
+    proxy.clear();
+    client.close();
+  }
+});
+
+test("SIGTERM while the model listing is stalled: the start stops at once, exit 0, without serving", async () => {
+  const port = await freeLoopbackPort();
+  // Every listing of the archive's prefix stalls: the server binds (Version is served), the model list never comes.
+  proxy.inject({ method: "GET", path: /^\/models\/?\?.*list-type=2/, fault: { kind: "stall" } });
+  const server = spawnServerUnwaited({
+    ...s3.awsEnv(),
+    AWS_ENDPOINT_URL_S3: proxy.endpoint,
+    COGMENT_MODEL_REGISTRY_PORT: String(port),
+    COGMENT_MODEL_REGISTRY_ARCHIVE_URL: `s3://${BUCKET}/listing/`,
+    COGMENT_MODEL_REGISTRY_ARCHIVE_S3_FORCE_PATH_STYLE: "true",
+    COGMENT_MODEL_REGISTRY_ARCHIVE_S3_TIMEOUT: "10m",
+  });
+  const client = new RegistryClient(`127.0.0.1:${port}`);
+  try {
+    for (;;) {
+      const listening = await client.version().then(
+        () => true,
+        () => false,
+      );
+      if (listening) {
+        break;
+      }
+      assert.equal(server.child.exitCode, null, `the server exited before listening; stderr: ${server.stderr()}`);
+      await sleep(20);
+    }
+    assert.ok(
+      proxy.requests.some((request) => request.fault === "stall"),
+      "the model listing is stalled",
+    );
+    server.child.kill("SIGTERM");
+    // Without the stop of the start, this waits for the listing (ARCHIVE_S3_TIMEOUT, 10 minutes):
+    // killed after 30 s, the exit is SIGKILL and the test fails.
+    const hangGuard = setTimeout(() => server.child.kill("SIGKILL"), 30_000);
+    const exit = await server.exited;
+    clearTimeout(hangGuard);
+    assert.equal(exit, 0);
+    const messages = server.logLines.map((line) => line.msg);
+    assert.deepEqual(
+      messages.filter((message) => message === "signal during start-up: stopping the start" || message === "model registry serving" || message === "stopped"),
+      ["signal during start-up: stopping the start", "stopped"],
     );
   } finally {
     proxy.clear();

@@ -141,6 +141,14 @@ export function runFailingServer(env: Record<string, string>): Promise<{ code: n
 }
 
 /**
+ * Starts the server without waiting for its "serving" line (killed by killAllServers if still
+ * running): for starts that do not get that far.
+ */
+export function spawnServerUnwaited(env: Record<string, string>): LoggingProcess {
+  return spawnLogging(env, MAIN_FILE, () => {});
+}
+
+/**
  * Starts the server and sends it `signal` as soon as it logs `message`; resolves with its exit
  * code (or signal name) and log lines once it ended (SIGKILL after `timeoutMs`).
  */
