@@ -219,6 +219,15 @@ export const PEER_BAN_PERIOD: Variable<number> = {
   parse: timerDuration,
 };
 
+export const PEER_IPV6_PREFIX: Variable<number> = {
+  name: `${PREFIX}PEER_IPV6_PREFIX`,
+  default: "64",
+  accepted: "an integer from 1 to 128 (bits)",
+  description:
+    "How many leading bits of a client's IPv6 address the per-address limits count as one client: 64 (a host's usual allocation, in which it can pick a new address per connection); 128 counts each address alone, for pod networks that put many clients in one /64",
+  parse: integer(1, 128),
+};
+
 export const SEND_IDLE_TIMEOUT: Variable<number> = {
   name: `${PREFIX}SEND_IDLE_TIMEOUT`,
   default: "60s",
@@ -329,6 +338,7 @@ export const VARIABLES = [
   PEER_NEW_STREAMS_PER_SECOND,
   PEER_CANCELLED_STREAMS_PER_SECOND,
   PEER_BAN_PERIOD,
+  PEER_IPV6_PREFIX,
   REDIS_URL,
   REDIS_WAIT_REPLICAS,
   REDIS_WAIT_TIMEOUT,

@@ -15,6 +15,7 @@ import {
   LOG_LEVEL,
   METRICS_PORT,
   PEER_BAN_PERIOD,
+  PEER_IPV6_PREFIX,
   PEER_CANCELLED_STREAMS_PER_SECOND,
   PEER_NEW_STREAMS_PER_SECOND,
   PORT,
@@ -81,6 +82,8 @@ export interface Config {
   readonly peerCancelledStreamsPerSecond: number;
   /** How long a client address over one of those limits is refused. */
   readonly peerBanMs: number;
+  /** Leading bits of an IPv6 client address the per-address limits count as one client (64: its /64). */
+  readonly peerIpv6PrefixBits: number;
   /** The shared Redis of several instances acting as one registry; undefined: single mode (state in this process). */
   readonly redis?: RedisEndpoint | undefined;
   /** Replicas that must acknowledge each write a client is told succeeded (Redis WAIT); 0: no wait. */
@@ -194,6 +197,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     peerNewStreamsPerSecond: read(PEER_NEW_STREAMS_PER_SECOND),
     peerCancelledStreamsPerSecond: read(PEER_CANCELLED_STREAMS_PER_SECOND),
     peerBanMs: read(PEER_BAN_PERIOD),
+    peerIpv6PrefixBits: read(PEER_IPV6_PREFIX),
     redis: read(REDIS_URL),
     redisWaitReplicas: read(REDIS_WAIT_REPLICAS),
     redisWaitTimeoutMs: read(REDIS_WAIT_TIMEOUT),

@@ -40,7 +40,7 @@ export type ServerConfig = Pick<
   // Optional: without them slow uploads and stalled readers are never cut off.
   Partial<Pick<Config, "uploadIdleTimeoutMs" | "uploadMinRateBytesPerSecond" | "uploadMinRatePeriodMs" | "sendIdleTimeoutMs" | "sendMinRateBytesPerSecond" | "sendMinRatePeriodMs">> &
   // The peer limits default to none (tests); main passes the configured ones.
-  Partial<Pick<Config, "peerNewStreamsPerSecond" | "peerCancelledStreamsPerSecond" | "peerBanMs">>;
+  Partial<Pick<Config, "peerNewStreamsPerSecond" | "peerCancelledStreamsPerSecond" | "peerBanMs" | "peerIpv6PrefixBits">>;
 
 export interface ServerOptions {
   /** Interface to listen on; all of them by default. */
@@ -222,6 +222,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
         peerNewStreamsPerSecond: config.peerNewStreamsPerSecond ?? 0,
         peerCancelledStreamsPerSecond: config.peerCancelledStreamsPerSecond ?? 0,
         peerBanMs: config.peerBanMs ?? 0,
+        peerIpv6PrefixBits: config.peerIpv6PrefixBits ?? 64,
       },
       "model registry serving",
     );

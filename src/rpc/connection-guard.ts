@@ -21,6 +21,8 @@ import { type LimitExceeded, type PeerLimiter, peerAddress, peerLimitKey } from 
 export interface ConnectionGuardOptions {
   /** Undefined: no limits, only the shutdown job. */
   readonly limiter: PeerLimiter | undefined;
+  /** Leading bits of an IPv6 client address the limits count as one client (peerLimitKey); 64 by default. */
+  readonly ipv6PrefixBits?: number;
   readonly counts: PeerLimitCounts;
   readonly log: Logger;
 }
@@ -35,7 +37,7 @@ export interface ConnectionGuard {
 
 interface TrackedSession {
   readonly peer: string;
-  /** What the limits count it as (an IPv6 peer's /64). */
+  /** What the limits count it as (an IPv6 peer's prefix, its /64 by default). */
   readonly limitKey: string;
   /** The accepted TCP socket (the session only exposes a proxy of it that cannot close it). */
   readonly socket: Socket | undefined;
@@ -110,7 +112,7 @@ export function guardConnections(http2Servers: readonly Http2Server[], options: 
     const peer = peerAddress(socket?.remoteAddress ?? session.socket?.remoteAddress);
     const tracked: TrackedSession = {
       peer,
-      limitKey: peerLimitKey(peer),
+      limitKey: peerLimitKey(peer, options.ipv6PrefixBits),
       socket,
       openStreams: 0,
       cutOff: false,
@@ -128,7 +130,7 @@ export function guardConnections(http2Servers: readonly Http2Server[], options: 
     const handlers = http2Server.listeners("connection") as ConnectionListener[];
     http2Server.removeAllListeners("connection");
     http2Server.on("connection", function (this: Http2Server, socket: Socket) {
-      if (limiter !== undefined && !limiter.admitsConnection(peerLimitKey(peerAddress(socket.remoteAddress)))) {
+      if (limiter !== undefined && !limiter.admitsConnection(peerLimitKey(peerAddress(socket.remoteAddress), options.ipv6PrefixBits))) {
         counts.connectionRefused();
         socket.destroy();
         return;

@@ -170,15 +170,19 @@ export function peerAddress(remoteAddress: string | undefined): string {
   return remoteAddress.startsWith("::ffff:") && remoteAddress.includes(".") ? remoteAddress.slice(7) : remoteAddress;
 }
 
+/** The IPv6 prefix a client counts as by default: a host is normally given a whole /64. */
+export const DEFAULT_IPV6_PREFIX_BITS = 64;
+
 /**
  * What the limits count an address as. An IPv6 host is normally given a whole /64 and can pick a new
- * address in it for every connection, so a global or unique-local IPv6 address counts as its /64
- * ("2001:db8:1:2::/64"); loopback and link-local addresses (fe80::/10, where every neighbour shares
- * one prefix) count alone, as IPv4 addresses do.
+ * address in it for every connection, so a global or unique-local IPv6 address counts as its prefix
+ * of `ipv6PrefixBits` (64: "2001:db8:1:2::/64"; 128: the address alone, for pod networks that put
+ * many clients in one /64); loopback and link-local addresses (fe80::/10, where every neighbour
+ * shares one prefix) count alone, as IPv4 addresses do.
  */
-export function peerLimitKey(address: string): string {
+export function peerLimitKey(address: string, ipv6PrefixBits = DEFAULT_IPV6_PREFIX_BITS): string {
   const zoneless = address.split("%", 1)[0] ?? address;
-  if (!isIPv6(zoneless)) {
+  if (ipv6PrefixBits >= 128 || !isIPv6(zoneless)) {
     return address;
   }
   const groups = ipv6Groups(zoneless);
@@ -187,7 +191,12 @@ export function peerLimitKey(address: string): string {
   if (isLoopback || (first & 0xffc0) === 0xfe80) {
     return address;
   }
-  return `${groups.slice(0, 4).map((group) => group.toString(16)).join(":")}::/64`;
+  const keptGroups = Math.ceil(ipv6PrefixBits / 16);
+  const kept = groups.slice(0, keptGroups).map((group, index) => {
+    const bitsInGroup = Math.min(16, ipv6PrefixBits - index * 16);
+    return group & ((0xffff << (16 - bitsInGroup)) & 0xffff);
+  });
+  return `${kept.map((group) => group.toString(16)).join(":")}${keptGroups < 8 ? "::" : ""}/${ipv6PrefixBits}`;
 }
 
 /** The eight 16-bit groups of a valid IPv6 address (an embedded IPv4 tail is two groups). */

@@ -34,7 +34,7 @@ export const DEFAULT_KEEPALIVE = { timeMs: 60_000, timeoutMs: 20_000 } as const;
 
 export type GrpcTransportConfig = Pick<Config, "port" | "grpcReflection" | "shutdownGraceMs" | "http2WindowBytes"> &
   Partial<Pick<Config, "uploadIdleTimeoutMs" | "uploadMinRateBytesPerSecond" | "uploadMinRatePeriodMs" | "sendIdleTimeoutMs" | "sendMinRateBytesPerSecond" | "sendMinRatePeriodMs">> &
-  Partial<Pick<Config, "peerNewStreamsPerSecond" | "peerCancelledStreamsPerSecond" | "peerBanMs">>;
+  Partial<Pick<Config, "peerNewStreamsPerSecond" | "peerCancelledStreamsPerSecond" | "peerBanMs" | "peerIpv6PrefixBits">>;
 
 export interface GrpcTransportOptions {
   readonly host: string;
@@ -219,7 +219,7 @@ function watchConnections(server: grpc.Server, config: GrpcTransportConfig, coun
     newStreamsPerSecond > 0 || cancelledStreamsPerSecond > 0
       ? new PeerLimiter({ newStreamsPerSecond, cancelledStreamsPerSecond, banMs: config.peerBanMs ?? 0, maxPeers: MAX_TRACKED_PEERS })
       : undefined;
-  return guardConnections(http2Servers, { limiter, counts, log: log.child({ module: "connections" }) });
+  return guardConnections(http2Servers, { limiter, ipv6PrefixBits: config.peerIpv6PrefixBits, counts, log: log.child({ module: "connections" }) });
 }
 
 function workerStatus(pool: WorkerPool, hashLanes: HashLanes): Record<string, string> {

@@ -32,6 +32,7 @@ const DEFAULTS: Config = {
   peerNewStreamsPerSecond: 50_000,
   peerCancelledStreamsPerSecond: 1_000,
   peerBanMs: 60_000,
+  peerIpv6PrefixBits: 64,
   redis: undefined,
   redisWaitReplicas: 0,
   redisWaitTimeoutMs: 1000,
@@ -122,6 +123,7 @@ describe("CONFIG_VARIABLES", () => {
         [`${P}PEER_NEW_STREAMS_PER_SECOND`, "50000"],
         [`${P}PEER_CANCELLED_STREAMS_PER_SECOND`, "1000"],
         [`${P}PEER_BAN_PERIOD`, "1m"],
+        [`${P}PEER_IPV6_PREFIX`, "64"],
         [`${P}REDIS_URL`, ""],
         [`${P}REDIS_WAIT_REPLICAS`, "0"],
         [`${P}REDIS_WAIT_TIMEOUT`, "1s"],
@@ -158,6 +160,7 @@ describe("CONFIG_VARIABLES", () => {
         PEER_RATE_ACCEPTED,
         PEER_RATE_ACCEPTED,
         PEER_BAN_ACCEPTED,
+        PEER_IPV6_PREFIX_ACCEPTED,
         "redis://[user:password@]host[:port][/db] or rediss://... for TLS (port 6379 and db 0 by default), or redis+sentinel://[user:password@]host[:port][,host[:port]...]/master-name[/db][?sentinel_username=...&sentinel_password=...] or rediss+sentinel://... for TLS (Sentinel port 26379 and db 0 by default) (empty: single mode)",
         "an integer from 0 to 1000 (0: no wait)",
         "a positive Go duration such as 100ms or 1s, at most 1s (units ns, us, ms, s, m, h)",
@@ -476,6 +479,7 @@ describe("STREAMED_READS_MAX_SIZE", () => {
 
 const PEER_RATE_ACCEPTED = "an integer from 0 to 1000000 (0: no limit)";
 const PEER_BAN_ACCEPTED = "a non-negative Go duration such as 30s, 1m or 10m, at most 596h (units ns, us, ms, s, m, h)";
+const PEER_IPV6_PREFIX_ACCEPTED = "an integer from 1 to 128 (bits)";
 
 describe("the per-peer-address limits", () => {
   const newStreams = `${P}PEER_NEW_STREAMS_PER_SECOND`;
@@ -495,6 +499,14 @@ describe("the per-peer-address limits", () => {
       `${ban}="600h" is invalid: longer than 596h; expected ${PEER_BAN_ACCEPTED}`,
     );
     assertInvalid({ [ban]: "-1s" }, `${ban}="-1s" is invalid: negative duration; expected ${PEER_BAN_ACCEPTED}`);
+  });
+  test("count an IPv6 client as a prefix of 1 to 128 bits", () => {
+    const prefix = `${P}PEER_IPV6_PREFIX`;
+    assert.equal(loadConfig({ [prefix]: "128" }).peerIpv6PrefixBits, 128);
+    assert.equal(loadConfig({ [prefix]: "48" }).peerIpv6PrefixBits, 48);
+    assertInvalid({ [prefix]: "0" }, `${prefix}="0" is invalid: expected ${PEER_IPV6_PREFIX_ACCEPTED}`);
+    assertInvalid({ [prefix]: "129" }, `${prefix}="129" is invalid: expected ${PEER_IPV6_PREFIX_ACCEPTED}`);
+    assertInvalid({ [prefix]: "/64" }, `${prefix}="/64" is invalid: expected ${PEER_IPV6_PREFIX_ACCEPTED}`);
   });
 });
 

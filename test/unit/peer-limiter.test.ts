@@ -102,6 +102,18 @@ describe("peerLimitKey", () => {
     assert.equal(peerLimitKey("2001:DB8:A:B::1%eth0"), "2001:db8:a:b::/64");
   });
 
+  test("another prefix length counts an IPv6 address as that prefix; 128 as the address alone", () => {
+    assert.equal(peerLimitKey("2001:db8:1:2::1", 128), "2001:db8:1:2::1");
+    assert.equal(peerLimitKey("2001:db8:1:2:3:4:5:6", 96), "2001:db8:1:2:3:4::/96");
+    assert.equal(peerLimitKey("2001:db8:1:2:3:4:5:6", 72), "2001:db8:1:2:0::/72");
+    assert.equal(peerLimitKey("2001:db8:1:2:3ff:4:5:6", 72), "2001:db8:1:2:300::/72");
+    assert.equal(peerLimitKey("2001:db8:abcd:2::1", 36), "2001:db8:a000::/36");
+    assert.equal(peerLimitKey("2001:db8:ffff::1", 48), "2001:db8:ffff::/48");
+    assert.equal(peerLimitKey("2001:db8:1:2:3:4:5:1ff", 120), "2001:db8:1:2:3:4:5:100/120");
+    assert.equal(peerLimitKey("fe80::1%eth0", 48), "fe80::1%eth0");
+    assert.equal(peerLimitKey("203.0.113.7", 48), "203.0.113.7");
+  });
+
   test("IPv4, loopback and link-local addresses count alone", () => {
     assert.equal(peerLimitKey("203.0.113.7"), "203.0.113.7");
     assert.equal(peerLimitKey("::1"), "::1");
