@@ -12,7 +12,7 @@ import { UploadPlanner, type UploadTarget } from "./upload-planner.js";
 import { VERSION_OVERHEAD_BYTES, VersionCache, type VersionCacheStats } from "./version-cache.js";
 import { type VersionDataSource, VersionDataOpener } from "./version-data-opener.js";
 import { type ModelPage, type VersionPage, selectVersionPage } from "./version-page.js";
-import { pageOf, parseHandle, resolveVersion } from "./version-selection.js";
+import { pageOf, parseHandle, resolveVersion, unchangedHandle } from "./version-selection.js";
 import { type VersionSink, VersionSubscription } from "./version-subscription.js";
 import type { PendingUpload } from "./version-upload.js";
 import type { VersionCommit } from "./version-commit.js";
@@ -268,7 +268,7 @@ export class Registry {
         throw notFound(`model "${ids[index]}" not found`);
       }
     }
-    return { models, nextHandle: String(offset + ids.length) };
+    return { models, nextHandle: ids.length === 0 ? unchangedHandle(handle) : String(offset + ids.length) };
   }
 
   async listVersions(modelId: string, versionNumbers: readonly number[], count: number, handle: string): Promise<VersionPage> {

@@ -1,5 +1,5 @@
 import { type ModelRecord, type VersionRecord, lowerBound } from "../domain/index.js";
-import { pageOf, parseHandle, resolveVersion } from "./version-selection.js";
+import { pageOf, parseHandle, resolveVersion, unchangedHandle } from "./version-selection.js";
 
 export interface ModelPage {
   readonly models: readonly ModelRecord[];
@@ -31,6 +31,6 @@ export function selectVersionPage(
     versions = pageOf(versionNumbers, parsedHandle ?? 0, count).map((n) => resolveVersion(modelId, all, n));
   }
   const last = versions[versions.length - 1];
-  const nextHandle = last !== undefined ? String(last.versionNumber + 1) : handle === "" ? "0" : String(parsedHandle);
+  const nextHandle = last !== undefined ? String(last.versionNumber + 1) : unchangedHandle(handle);
   return { versions, nextHandle };
 }

@@ -2,16 +2,35 @@ import { cutText } from "../cut-text.js";
 import { invalidArgument, notFound } from "../errors/index.js";
 import { type VersionRecord, findVersion } from "../domain/index.js";
 
-/** Parses a paging handle: empty → undefined, else a non-negative decimal integer. */
-export function parseHandle(field: string, handle: string): number | undefined {
+/**
+ * The largest handles the original accepts (its strconv.ParseUint / ParseInt of 64 bits): past
+ * them it answers INVALID_ARGUMENT, below them a handle past the end gives an empty page.
+ */
+export const MAX_HANDLE = {
+  version_handle: 18_446_744_073_709_551_615n,
+  model_handle: 9_223_372_036_854_775_807n,
+} as const;
+
+export type HandleField = keyof typeof MAX_HANDLE;
+
+/** Parses a paging handle: empty → undefined, else a decimal integer from 0 to MAX_HANDLE[field]. */
+export function parseHandle(field: HandleField, handle: string): number | undefined {
   if (handle === "") {
     return undefined;
   }
   if (!/^[0-9]+$/.test(handle)) {
     throw invalidArgument(`${field} "${truncate(handle)}" is invalid: expected a non-negative decimal integer or ""`);
   }
-  // Huge handles are legal: they only point past the end.
+  if (BigInt(handle) > MAX_HANDLE[field]) {
+    throw invalidArgument(`${field} "${truncate(handle)}" is out of range: expected a decimal integer from 0 to ${MAX_HANDLE[field]} or ""`);
+  }
+  // Handles past 2^53 only point past the end: as an index, MAX_SAFE_INTEGER does the same.
   return Math.min(Number(handle), Number.MAX_SAFE_INTEGER);
+}
+
+/** The next handle of an empty page: the handle given, as a plain decimal ("" → "0"), never rounded. */
+export function unchangedHandle(handle: string): string {
+  return handle === "" ? "0" : BigInt(handle).toString();
 }
 
 /** The page [offset, offset + count) of `items`; count 0 means no limit. Out of range → empty page. */

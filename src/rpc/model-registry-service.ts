@@ -93,8 +93,10 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
         modelIds.forEach((id, index) => validateModelId(`model_ids[${index}]`, id));
         const page = await registry.listModels(modelIds, modelsCount, modelHandle);
         const models = limitReplySize(page.models);
-        const offset = Number(page.nextHandle) - page.models.length;
-        return framedInfosReply(models.map(encodedModelInfo), String(offset + models.length));
+        // Trimmed for size: the next page starts after the last model sent.
+        const nextHandle =
+          models.length === page.models.length ? page.nextHandle : String(Number(page.nextHandle) - page.models.length + models.length);
+        return framedInfosReply(models.map(encodedModelInfo), nextHandle);
       });
     },
 
