@@ -46,6 +46,8 @@ export class VersionDataWriter {
   private failure: unknown = undefined;
   private lastRefreshMs = Date.now();
   private ended = false;
+  /** Set by abort(): an append still in its loop stops, and no chunk is written after abort's UNLINK. */
+  private aborted = false;
 
   constructor(
     private readonly connection: RedisConnection,
@@ -66,6 +68,9 @@ export class VersionDataWriter {
     }
     let offset = 0;
     while (offset < data.byteLength) {
+      if (this.aborted) {
+        throw new Error("the upload was aborted");
+      }
       if (this.buffer === undefined) {
         this.buffer = this.spare.pop() ?? Buffer.allocUnsafe(Math.min(this.options.chunkBytes, this.dataSize));
         this.length = Math.min(this.options.chunkBytes, this.dataSize - this.received);
@@ -100,6 +105,7 @@ export class VersionDataWriter {
   /** Deletes what was written (best effort: the TTL collects what this cannot). */
   async abort(): Promise<void> {
     this.ended = true;
+    this.aborted = true;
     this.buffer = undefined;
     await Promise.all(this.inFlight.splice(0));
     const keys = this.writtenKeys();
@@ -110,7 +116,7 @@ export class VersionDataWriter {
 
   private async flush(): Promise<void> {
     const buffer = this.buffer;
-    if (buffer === undefined) {
+    if (buffer === undefined || this.aborted) {
       return;
     }
     this.buffer = undefined;

@@ -371,6 +371,26 @@ describe("RedisRegistryStore", () => {
     assert.equal((await commitWithData(store, "m", Buffer.from("x"))).record.versionNumber, 1);
   });
 
+  test("an abort while an append is writing chunks leaves no chunk key behind (none written after its UNLINK)", async (t) => {
+    const server = await startRedisServer(t);
+    const store = await openReadyStore(t, server, { chunkBytes: 4, maxChunksInFlight: 1 });
+    await store.putModel({ modelId: "m", userData: {} });
+    const writer = store.beginVersionData("m", 4000);
+    // 1000 chunks, at most one SET in flight: the append waits on SETs until the abort lands.
+    const appending = writer.append(Buffer.alloc(4000, 7)).then(
+      () => "appended",
+      (error: Error) => error.message,
+    );
+    const redis = rawClient(t, server);
+    while ((await redis.keys(`cmr:${modelHashTag("m")}:p:*`)).length < 3) {
+      await sleep(1);
+    }
+    await writer.abort();
+    assert.equal(await appending, "the upload was aborted");
+    await sleep(100); // a SET issued after the abort would have landed by now
+    assert.deepEqual(await redis.keys(`cmr:${modelHashTag("m")}:p:*`), []);
+  });
+
   test("a commit whose pending chunks are gone is refused and takes no number", async (t) => {
     const server = await startRedisServer(t);
     const store = await openReadyStore(t, server, { chunkBytes: 4 });
