@@ -142,6 +142,15 @@ export const HTTP2_WINDOW_SIZE: Variable<number> = {
   parse: integer(0, 2_147_483_647),
 };
 
+export const MAX_CONCURRENT_STREAMS: Variable<number> = {
+  name: `${PREFIX}MAX_CONCURRENT_STREAMS`,
+  default: "0",
+  accepted: "an integer from 0 to 4294967295 (0: no limit)",
+  description:
+    "Calls (HTTP/2 streams) one client connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); gRPC clients wait for a free stream beyond it. Each open upload may hold HTTP2_WINDOW_SIZE of data received ahead, so this bounds a connection's to that many windows",
+  parse: integer(0, 4_294_967_295),
+};
+
 export const METRICS_PORT: Variable<number> = {
   name: `${PREFIX}METRICS_PORT`,
   default: "0",
@@ -326,6 +335,7 @@ export const VARIABLES = [
   LOG_LEVEL,
   SHUTDOWN_GRACE_PERIOD,
   HTTP2_WINDOW_SIZE,
+  MAX_CONCURRENT_STREAMS,
   METRICS_PORT,
   VERSION_MAX_SIZE,
   UPLOAD_IDLE_TIMEOUT,

@@ -11,6 +11,7 @@ import {
   CACHE_TO_PRUNE_COUNT,
   GRPC_REFLECTION,
   HTTP2_WINDOW_SIZE,
+  MAX_CONCURRENT_STREAMS,
   KNOWN_NAMES,
   LOG_LEVEL,
   METRICS_PORT,
@@ -59,6 +60,8 @@ export interface Config {
   readonly shutdownGraceMs: number;
   /** HTTP/2 receive window (per stream and per connection) in bytes; 0 keeps Node's 64 KiB default. */
   readonly http2WindowBytes: number;
+  /** Streams one client connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); 0: no limit. */
+  readonly maxConcurrentStreams: number;
   /** Port of the Prometheus /metrics HTTP endpoint; 0 turns the endpoint off. */
   readonly metricsPort: number;
   /** Largest data_size of one version; 0 = no limit but memory (transient) or disk (archived). */
@@ -185,6 +188,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     logLevel: read(LOG_LEVEL),
     shutdownGraceMs: read(SHUTDOWN_GRACE_PERIOD),
     http2WindowBytes: read(HTTP2_WINDOW_SIZE),
+    maxConcurrentStreams: read(MAX_CONCURRENT_STREAMS),
     metricsPort: read(METRICS_PORT),
     versionMaxBytes: read(VERSION_MAX_SIZE),
     uploadIdleTimeoutMs: read(UPLOAD_IDLE_TIMEOUT),

@@ -40,7 +40,7 @@ export type ServerConfig = Pick<
   // Optional: without them slow uploads and stalled readers are never cut off.
   Partial<Pick<Config, "uploadIdleTimeoutMs" | "uploadMinRateBytesPerSecond" | "uploadMinRatePeriodMs" | "sendIdleTimeoutMs" | "sendMinRateBytesPerSecond" | "sendMinRatePeriodMs">> &
   // The peer limits default to none (tests); main passes the configured ones.
-  Partial<Pick<Config, "peerNewStreamsPerSecond" | "peerCancelledStreamsPerSecond" | "peerBanMs" | "peerIpv6PrefixBits">>;
+  Partial<Pick<Config, "peerNewStreamsPerSecond" | "peerCancelledStreamsPerSecond" | "peerBanMs" | "peerIpv6PrefixBits" | "maxConcurrentStreams">>;
 
 export interface ServerOptions {
   /** Interface to listen on; all of them by default. */
@@ -218,6 +218,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
         streamedReadsMaxBytes: config.streamedReadsMaxBytes ?? STREAMED_READS_MAX_BYTES,
         grpcReflection: config.grpcReflection,
         http2WindowBytes: config.http2WindowBytes,
+        maxConcurrentStreams: config.maxConcurrentStreams ?? 0,
         metricsPort: metricsEndpoint?.port ?? 0,
         peerNewStreamsPerSecond: config.peerNewStreamsPerSecond ?? 0,
         peerCancelledStreamsPerSecond: config.peerCancelledStreamsPerSecond ?? 0,

@@ -34,7 +34,7 @@ export const DEFAULT_KEEPALIVE = { timeMs: 60_000, timeoutMs: 20_000 } as const;
 
 export type GrpcTransportConfig = Pick<Config, "port" | "grpcReflection" | "shutdownGraceMs" | "http2WindowBytes"> &
   Partial<Pick<Config, "uploadIdleTimeoutMs" | "uploadMinRateBytesPerSecond" | "uploadMinRatePeriodMs" | "sendIdleTimeoutMs" | "sendMinRateBytesPerSecond" | "sendMinRatePeriodMs">> &
-  Partial<Pick<Config, "peerNewStreamsPerSecond" | "peerCancelledStreamsPerSecond" | "peerBanMs" | "peerIpv6PrefixBits">>;
+  Partial<Pick<Config, "peerNewStreamsPerSecond" | "peerCancelledStreamsPerSecond" | "peerBanMs" | "peerIpv6PrefixBits" | "maxConcurrentStreams">>;
 
 export interface GrpcTransportOptions {
   readonly host: string;
@@ -86,6 +86,7 @@ export async function startGrpcTransport(config: GrpcTransportConfig, log: Logge
       // Read by grpc-js servers once grpc-node pull request 3058 lands (both windows, as
       // rpc/http2-window.ts sets them now); ignored by 1.14.
       ...(config.http2WindowBytes > 0 ? { "grpc-node.flow_control_window": config.http2WindowBytes } : {}),
+      ...((config.maxConcurrentStreams ?? 0) > 0 ? { "grpc.max_concurrent_streams": config.maxConcurrentStreams } : {}),
       // One interceptor: it also answers requests that did not decode (rpc/reject-malformed.ts).
       interceptors: [observer.interceptor],
     });

@@ -20,6 +20,7 @@ const DEFAULTS: Config = {
   logLevel: "info",
   shutdownGraceMs: 10_000,
   http2WindowBytes: 8_388_608,
+  maxConcurrentStreams: 0,
   metricsPort: 0,
   versionMaxBytes: 0,
   uploadIdleTimeoutMs: 30_000,
@@ -111,6 +112,7 @@ describe("CONFIG_VARIABLES", () => {
         [`${P}LOG_LEVEL`, "info"],
         [`${P}SHUTDOWN_GRACE_PERIOD`, "10s"],
         [`${P}HTTP2_WINDOW_SIZE`, "8388608"],
+        [`${P}MAX_CONCURRENT_STREAMS`, "0"],
         [`${P}METRICS_PORT`, "0"],
         [`${P}VERSION_MAX_SIZE`, "0"],
         [`${P}UPLOAD_IDLE_TIMEOUT`, "30s"],
@@ -148,6 +150,7 @@ describe("CONFIG_VARIABLES", () => {
         ACCEPTED.logLevel,
         ACCEPTED.shutdownGrace,
         "an integer number of bytes from 0 to 2147483647 (0 keeps Node's 65535-byte default)",
+        "an integer from 0 to 4294967295 (0: no limit)",
         ACCEPTED.metricsPort,
         VERSION_MAX_ACCEPTED,
         UPLOAD_IDLE_ACCEPTED,
@@ -500,6 +503,14 @@ describe("the per-peer-address limits", () => {
     );
     assertInvalid({ [ban]: "-1s" }, `${ban}="-1s" is invalid: negative duration; expected ${PEER_BAN_ACCEPTED}`);
   });
+  test("MAX_CONCURRENT_STREAMS takes 0 (no limit) to 2^32 - 1", () => {
+    const streams = `${P}MAX_CONCURRENT_STREAMS`;
+    assert.equal(loadConfig({ [streams]: "100" }).maxConcurrentStreams, 100);
+    assert.equal(loadConfig({ [streams]: "4294967295" }).maxConcurrentStreams, 4_294_967_295);
+    assertInvalid({ [streams]: "4294967296" }, `${streams}="4294967296" is invalid: expected an integer from 0 to 4294967295 (0: no limit)`);
+    assertInvalid({ [streams]: "-1" }, `${streams}="-1" is invalid: expected an integer from 0 to 4294967295 (0: no limit)`);
+  });
+
   test("count an IPv6 client as a prefix of 1 to 128 bits", () => {
     const prefix = `${P}PEER_IPV6_PREFIX`;
     assert.equal(loadConfig({ [prefix]: "128" }).peerIpv6PrefixBits, 128);
