@@ -21,16 +21,28 @@ export function parseHandle(field: HandleField, handle: string): number | undefi
   if (!/^[0-9]+$/.test(handle)) {
     throw invalidArgument(`${field} "${truncate(handle)}" is invalid: expected a non-negative decimal integer or ""`);
   }
-  if (BigInt(handle) > MAX_HANDLE[field]) {
+  // Compared by length first: BigInt() of a handle of millions of digits takes seconds.
+  const digits = withoutLeadingZeros(handle);
+  if (digits.length > MAX_HANDLE_DIGITS[field] || BigInt(digits) > MAX_HANDLE[field]) {
     throw invalidArgument(`${field} "${truncate(handle)}" is out of range: expected a decimal integer from 0 to ${MAX_HANDLE[field]} or ""`);
   }
   // Handles past 2^53 only point past the end: as an index, MAX_SAFE_INTEGER does the same.
   return Math.min(Number(handle), Number.MAX_SAFE_INTEGER);
 }
 
-/** The next handle of an empty page: the handle given, as a plain decimal ("" → "0"), never rounded. */
+const MAX_HANDLE_DIGITS: Readonly<Record<HandleField, number>> = {
+  version_handle: String(MAX_HANDLE.version_handle).length,
+  model_handle: String(MAX_HANDLE.model_handle).length,
+};
+
+/** A decimal integer's digits without its leading zeros ("000" → "0"). */
+function withoutLeadingZeros(decimal: string): string {
+  return decimal.replace(/^0+(?=[0-9])/, "");
+}
+
+/** The next handle of an empty page: the handle given (parsed already), as a plain decimal ("" → "0"), never rounded. */
 export function unchangedHandle(handle: string): string {
-  return handle === "" ? "0" : BigInt(handle).toString();
+  return handle === "" ? "0" : withoutLeadingZeros(handle);
 }
 
 /** The page [offset, offset + count) of `items`; count 0 means no limit. Out of range → empty page. */

@@ -33,6 +33,21 @@ describe("paging handles over the whole range the original accepts", () => {
     });
   }
 
+  test("a handle of a million digits is INVALID_ARGUMENT (out of range), and one of a million leading zeros is 0", async () => {
+    const huge = "9".repeat(1_000_000);
+    await assert.rejects(t.client.retrieveVersionInfos({ model_id: "range", version_handle: huge }), (error: { code: number; details: string }) => {
+      assert.equal(error.code, status.INVALID_ARGUMENT);
+      assert.match(error.details, /^version_handle "9{40}…" is out of range: expected a decimal integer from 0 to 18446744073709551615 or ""$/);
+      return true;
+    });
+    await assert.rejects(t.client.retrieveModels({ model_handle: huge }), { code: status.INVALID_ARGUMENT });
+    const zeros = await t.client.retrieveVersionInfos({ model_id: "range", version_handle: "0".repeat(1_000_000) });
+    assert.deepEqual(
+      zeros.version_infos.map((info) => info.version_number),
+      [1, 2],
+    );
+  });
+
   test("version_handle 2^64 is INVALID_ARGUMENT saying the range", async () => {
     await assert.rejects(t.client.retrieveVersionInfos({ model_id: "range", version_handle: "18446744073709551616" }), {
       code: status.INVALID_ARGUMENT,
