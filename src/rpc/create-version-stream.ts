@@ -23,6 +23,7 @@ import type { CallObserver, ObservedCall } from "./call-observer.js";
 import { CreateVersionUpload, type UploadAnswer } from "./create-version-call.js";
 import type { DivertedStreams } from "./grpc-internals.js";
 import { GrpcFrameReader } from "./grpc-frame-reader.js";
+import { DEADLINE_PATTERN, DEADLINE_UNIT_MS } from "./grpc-timeout.js";
 import { malformedRequestStatus } from "./reject-malformed.js";
 import type { RpcStatusError } from "./to-service-error.js";
 import type { UploadLimits } from "./upload-watchdog.js";
@@ -36,9 +37,6 @@ const TRAILERS_ONLY_OPTIONS = { endStream: true } as const;
 /** grpc-js's answers to a deserializer that throws and to a failed write (without GRPC_NODE_DEBUG_SEND_ERROR_DETAILS). */
 const DESERIALIZE_FAILED = "Error deserializing request";
 const WRITE_FAILED = "Internal server error";
-// grpc-js's reading of grpc-timeout (server-interceptors.js: DEADLINE_REGEX, deadlineUnitsToMs, handleTimeoutHeader).
-const DEADLINE_PATTERN = /(\d{1,8})\s*([HMSmun])/;
-const DEADLINE_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
 
 export interface CreateVersionStreamsOptions {
   readonly registry: Registry;
@@ -133,7 +131,8 @@ class CreateVersionStream {
       process.nextTick(() => this.#sendStatus(Code.INTERNAL, `Invalid grpc-timeout value "${timeout}"`));
       return;
     }
-    // grpc-js's arithmetic, its 32-bit truncation included.
+    // grpc-js's arithmetic, its 32-bit truncation included (the divert listener has shortened a
+    // longer grpc-timeout already: grpc-timeout.ts).
     const timeoutMs = (Number(match[1]) * (DEADLINE_UNIT_MS[match[2] as string] as number)) | 0;
     this.#deadline = Date.now() + timeoutMs;
     this.#deadlineTimer = setTimeout(() => this.#sendStatus(Code.DEADLINE_EXCEEDED, "Deadline exceeded"), timeoutMs);

@@ -18,6 +18,7 @@ import { Metadata, Server, ServerInterceptingCall, type ServerInterceptingCallIn
 import grpcJsManifest from "@grpc/grpc-js/package.json" with { type: "json" };
 import grpcJsServerCall from "@grpc/grpc-js/build/src/server-call.js";
 import grpcJsServerInterceptors from "@grpc/grpc-js/build/src/server-interceptors.js";
+import { clampGrpcTimeout } from "./grpc-timeout.js";
 
 /** A private field of grpc-js that is missing or not of the expected type. */
 export interface GrpcInternalsProblem {
@@ -214,6 +215,7 @@ export function divertStreams(server: Server, diverted: DivertedStreams): boolea
     http2Server.removeListener("stream", grpcJsListener);
     // node:http2 emits 'stream' with these four arguments; named, not gathered (a rest array per call).
     http2Server.on("stream", function divert(this: Http2Server, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) {
+      clampGrpcTimeout(headers);
       if (!diverted.takes(headers)) {
         grpcJsListener.call(this, stream, headers, flags, rawHeaders);
         return;
