@@ -255,6 +255,31 @@ type Call = ServerInterceptingCallInterface;
 type InterceptingServerListener = Parameters<Call["start"]>[0];
 type PartialStatusObject = Parameters<Call["sendStatus"]>[0];
 
+/** grpc-js's (1.14) answers to a call of a method taking one request message that did not get exactly one. */
+const NO_REQUEST_MESSAGE = /^Received no request message for server streaming method (\S+)$/;
+const SECOND_REQUEST_MESSAGE = /^Received a second request message for server streaming method (\S+)$/;
+
+/**
+ * grpc-js answers a unary or server-streaming call whose request stream ended without a whole
+ * message, or that sent a second one, UNIMPLEMENTED about a "server streaming method": the wrong
+ * code (the method exists) and a misleading text for a unary method. Such a request is malformed:
+ * INVALID_ARGUMENT saying so. (A client that cancels can also end its side first; it reads no status.)
+ */
+function withOneRequestMessageStatus(status: PartialStatusObject): PartialStatusObject {
+  if (status.code !== Code.UNIMPLEMENTED || status.details === undefined) {
+    return status;
+  }
+  const none = NO_REQUEST_MESSAGE.exec(status.details);
+  if (none !== null) {
+    return { ...status, code: Code.INVALID_ARGUMENT, details: `${none[1]}: the request stream ended without a whole request message; the method takes exactly one` };
+  }
+  const second = SECOND_REQUEST_MESSAGE.exec(status.details);
+  if (second !== null) {
+    return { ...status, code: Code.INVALID_ARGUMENT, details: `${second[1]}: a second request message was sent; the method takes exactly one` };
+  }
+  return status;
+}
+
 /**
  * The call as the layers above it see it: each event is passed on as it comes (nothing is held
  * back), after the observer has noted it. One object is its own listener for the call below,
@@ -322,11 +347,12 @@ class ObservingCall implements ServerInterceptingCallInterface, InterceptingServ
     this.nextCall.sendMessage(message, callback);
   }
 
-  sendStatus(status: PartialStatusObject): void {
+  sendStatus(grpcJsStatus: PartialStatusObject): void {
     const next = this.nextCall;
+    const status = this.#requestStream ? grpcJsStatus : withOneRequestMessageStatus(grpcJsStatus);
     if (streamClosedBelow(next)) {
       this.#observed.closed(next); // reset by the client first: this status reaches nobody
-    } else if (status.code === Code.UNIMPLEMENTED && !this.#requestStream && this.#observed.awaitsFirstMessage()) {
+    } else if (grpcJsStatus.code === Code.UNIMPLEMENTED && !this.#requestStream && this.#observed.awaitsFirstMessage()) {
       // grpc-js's answer to a call whose client ended its side before sending the request
       // message. Node's http2 (so grpc-js) cancels a call by ending the stream, then resetting
       // it: that half-close can arrive before the reset, but it is still the client cancelling.
