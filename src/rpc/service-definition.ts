@@ -8,6 +8,7 @@ import type {
   handleUnaryCall,
   handleBidiStreamingCall,
 } from "@grpc/grpc-js";
+import { invalidUtf8Field } from "./invalid-utf8-field.js";
 import { streamingFlags } from "./method-streaming.js";
 import { frameSerializer } from "./pre-framed-messages.js";
 
@@ -60,7 +61,10 @@ function decodeRequest(input: DescMessage, bytes: Buffer): unknown {
   try {
     return fromBinary(input, bytes);
   } catch (error) {
-    return new MalformedRequest(input.typeName, error instanceof Error ? error.message : String(error));
+    const reason = error instanceof Error ? error.message : String(error);
+    // protobuf-es names no field for a string that is not UTF-8: find it.
+    const field = /utf-8/i.test(reason) ? invalidUtf8Field(input, bytes) : undefined;
+    return new MalformedRequest(input.typeName, field === undefined ? reason : `${field} is not valid UTF-8; expected UTF-8 text`);
   }
 }
 
