@@ -144,7 +144,26 @@ export class RedisRegistryStore {
     return userData === null ? undefined : { modelId, userData: JSON.parse(userData) as Record<string, string> };
   }
 
-  /** The model's generation (bumped by every deletion): read it when an upload begins. */
+  /**
+   * getModel and the model's generation, in one round trip (both keys in the model's slot): what an
+   * upload reads at its begin, to commit only into the model as it was then (see commitVersion).
+   */
+  async getModelAndGeneration(modelId: string): Promise<{ readonly model: ModelRecord; readonly generation: number } | undefined> {
+    const keys = this.keysOf(modelId);
+    const results = await this.connection.call(
+      async () => (await this.connection.commands.pipeline().hget(keys.model, "userData").get(keys.generation).exec()) ?? [],
+    );
+    const [[modelError, userData], [generationError, generation]] = results as [[Error | null, string | null], [Error | null, string | null]];
+    if (modelError !== null || generationError !== null) {
+      throw toRegistryError(this.connection.address, modelError ?? generationError);
+    }
+    if (userData === null) {
+      return undefined;
+    }
+    return { model: { modelId, userData: JSON.parse(userData) as Record<string, string> }, generation: Number(generation ?? "0") };
+  }
+
+  /** The model's generation (bumped by every deletion). */
   async generation(modelId: string): Promise<number> {
     const value = await this.connection.call(() => this.connection.commands.get(this.keysOf(modelId).generation));
     return Number(value ?? "0");

@@ -463,6 +463,11 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       return store.getModel(modelId);
     },
 
+    async getModelForUpload(modelId) {
+      requireStarted();
+      return store.getModelAndGeneration(modelId);
+    },
+
     async putModel(model) {
       requireStarted();
       // The archive keeps every model info too: what an empty Redis imports.
@@ -551,13 +556,18 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       return stored?.record;
     },
 
-    async claimVersionNumber(modelId) {
+    async claimVersionNumber(modelId, generation) {
       requireStarted();
       const token = randomUUID();
       const deadline = Date.now() + claimWaitMs;
       for (;;) {
         const claim = await store.claimNumber(modelId, token, claimLeaseMs);
         if (claim === undefined) {
+          return undefined;
+        }
+        if (claim !== "busy" && generation !== undefined && claim.generation !== generation) {
+          // Deleted since the upload began (maybe not announced here yet): not into the model created again.
+          await store.releaseClaim(modelId, token).catch(() => undefined); // else its lease runs out
           return undefined;
         }
         if (claim !== "busy") {
