@@ -98,7 +98,17 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     }
   };
 
-  const announceVersion = (version: VersionRecord): void => {
+  /**
+   * `generation`: the model's generation the version was committed in, when known (this instance's
+   * commit, a catch-up): one older than a deletion already announced is of the deleted model, whose
+   * number must not count as announced for the model created again (the feed orders its own
+   * changes; this instance's command replies and reads come on other connections, in no set order
+   * with it).
+   */
+  const announceVersion = (version: VersionRecord, generation?: number): void => {
+    if (generation !== undefined && generation < (deletionAnnounced.get(version.modelId) ?? 0)) {
+      return;
+    }
     if (version.versionNumber <= (lastAnnounced.get(version.modelId) ?? 0)) {
       return;
     }
@@ -136,15 +146,14 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
    */
   const catchUpModel = async (modelId: string, lastSeen: number): Promise<void> => {
     const known = followedGeneration.get(modelId);
-    if (known !== undefined) {
-      const generation = await store.generation(modelId);
-      if (generation > known) {
-        if (generation > (deletionAnnounced.get(modelId) ?? 0)) {
-          announceDeleted(modelId, generation); // ends its streams (NOT_FOUND) and drops it from the cache
-          return;
-        }
-        followedGeneration.set(modelId, generation); // that deletion was announced already
+    // Read before the versions: they are of this generation or a later one (see announceVersion).
+    const generation = await store.generation(modelId);
+    if (known !== undefined && generation > known) {
+      if (generation > (deletionAnnounced.get(modelId) ?? 0)) {
+        announceDeleted(modelId, generation); // ends its streams (NOT_FOUND) and drops it from the cache
+        return;
       }
+      followedGeneration.set(modelId, generation); // that deletion was announced already
     }
     let missed;
     try {
@@ -157,7 +166,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       throw error;
     }
     for (const version of missed) {
-      announceVersion(version.record);
+      announceVersion(version.record, generation);
     }
   };
 
@@ -263,12 +272,12 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
           const uploaded: UploadedData | undefined = writer === undefined || version.archived ? undefined : await writer.finish();
           const { versionNumber: _assigned, ...newVersion } = version;
           const stored = await store.commitVersion(newVersion, claim.generation, uploaded, claim);
-          announceVersion(stored.record);
+          announceVersion(stored.record, claim.generation);
           return await previousVersion(modelId, claim.versionNumber);
         } catch (error) {
           if (error instanceof ReplicationUnconfirmed) {
             // Committed (numbered, published), only not known to be replicated: nothing to undo.
-            announceVersion((error.outcome as StoredVersion).record);
+            announceVersion((error.outcome as StoredVersion).record, claim.generation);
             throw error;
           }
           await writer?.abort();
