@@ -31,14 +31,20 @@ export interface RedisRegistryStateOptions {
   readonly claimLeaseMs?: number;
   /** How long a commit waits for another instance's claim of the same model before it fails (UNAVAILABLE). */
   readonly claimWaitMs?: number;
+  /**
+   * A deletion's hold on the model (it cannot be created again) while its archive files are removed,
+   * renewed meanwhile: a crashed deleter's hold runs out after this.
+   */
+  readonly deletionLeaseMs?: number;
 }
 
 const DEFAULT_START_WAIT_MS = 2_000;
 const DEFAULT_RESUME_RETRY_MS = 1_000;
 const DEFAULT_CLAIM_LEASE_MS = 5_000;
-/** A claim's lease is renewed this often while its commit stores the bytes (a share of the lease). */
+/** A claim's (a deletion's) lease is renewed this often while its commit stores the bytes (its files are removed): a share of the lease. */
 const CLAIM_RENEW_SHARE = 0.3;
 const DEFAULT_CLAIM_WAIT_MS = 30_000;
+const DEFAULT_DELETION_LEASE_MS = 10_000;
 /** Pause between two attempts at a claim held by another commit of the same model. */
 const CLAIM_RETRY_MS = 3;
 
@@ -57,6 +63,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   const { connection } = store;
   const claimLeaseMs = options.claimLeaseMs ?? DEFAULT_CLAIM_LEASE_MS;
   const claimWaitMs = options.claimWaitMs ?? DEFAULT_CLAIM_WAIT_MS;
+  const deletionLeaseMs = options.deletionLeaseMs ?? DEFAULT_DELETION_LEASE_MS;
   const committedListeners = new Set<(version: VersionRecord) => void>();
   const deletedListeners = new Set<(modelId: string) => void>();
   /** Highest version number announced per model (a commit is announced by this instance and by the feed). */
@@ -498,29 +505,55 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
 
     async deleteModel(modelId) {
       requireStarted();
-      let generation;
+      // From the script until the archive files are gone, no instance creates the model again (putModel
+      // refuses): the removal below takes every file under the model's name, a new model's too.
+      const token = randomUUID();
+      const renewal = setInterval(() => {
+        store.renewDeletion(modelId, token, deletionLeaseMs).catch(() => undefined);
+      }, deletionLeaseMs * CLAIM_RENEW_SHARE);
+      renewal.unref();
+      /** Whether the script set the hold: unknown when the call failed (it may have run). */
+      let held: boolean | undefined = undefined;
       try {
-        generation = await store.deleteModelGeneration(modelId);
-      } catch (error) {
-        if (error instanceof ReplicationUnconfirmed) {
-          // A failover may bring the model back: its archived versions' files must still be there then.
-          modelCount = Math.max(0, modelCount - 1);
-          announceDeleted(modelId, error.outcome as number);
-          throw new ReplicationUnconfirmed(`${error.message}; its archive files were kept`, error.outcome);
+        let generation;
+        try {
+          generation = await store.deleteModelGeneration(modelId, { token, leaseMs: deletionLeaseMs });
+          held = generation !== undefined;
+        } catch (error) {
+          if (error instanceof ReplicationUnconfirmed) {
+            held = true;
+            // A failover may bring the model back: its archived versions' files must still be there then.
+            modelCount = Math.max(0, modelCount - 1);
+            announceDeleted(modelId, error.outcome as number);
+            throw new ReplicationUnconfirmed(`${error.message}; its archive files were kept`, error.outcome);
+          }
+          throw error;
         }
-        throw error;
+        if (generation === undefined) {
+          return false;
+        }
+        modelCount = Math.max(0, modelCount - 1);
+        try {
+          await archive.deleteModel(modelId);
+        } catch (error) {
+          log.warn({ err: error, modelId }, "the model is deleted but its archive files could not all be removed");
+        }
+        announceDeleted(modelId, generation);
+        return true;
+      } finally {
+        clearInterval(renewal);
+        // Before the reply: a client that deletes, then creates the model again through any instance, is not refused.
+        if (held !== false) {
+          await store.endDeletion(modelId, token).catch((error: unknown) => {
+            if (held === true) {
+              log.warn(
+                { err: error, modelId },
+                `cannot end the deletion's hold on the model in Redis: it cannot be created again for up to ${deletionLeaseMs} ms`,
+              );
+            }
+          });
+        }
       }
-      if (generation === undefined) {
-        return false;
-      }
-      modelCount = Math.max(0, modelCount - 1);
-      try {
-        await archive.deleteModel(modelId);
-      } catch (error) {
-        log.warn({ err: error, modelId }, "the model is deleted but its archive files could not all be removed");
-      }
-      announceDeleted(modelId, generation);
-      return true;
     },
 
     get modelCount() {
