@@ -24,8 +24,8 @@ describe("Redis shared mode: an upload begun before its model was deleted and cr
   });
 
   for (const archived of [false, true]) {
-    const kind = archived ? "archived" : "transient";
-    test(`a ${kind} upload begun on B fails NOT_FOUND when A deleted and re-created the model meanwhile, B not told of it`, async (t) => {
+    const kind = archived ? "an archived" : "a transient";
+    test(`${kind} upload begun on B fails NOT_FOUND when A deleted and re-created the model meanwhile, B not told of it`, async (t) => {
       const redis = await startRedisServer(t, { appendOnly: false });
       const archiveDir = await makeArchiveDir();
       t.after(() => rm(archiveDir, { recursive: true, force: true }));
