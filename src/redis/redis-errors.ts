@@ -7,6 +7,7 @@ const SCRIPT_ERRORS: ReadonlyMap<string, Code> = new Map([
   ["CMR_DATA_LOST", Code.RESOURCE_EXHAUSTED],
   ["CMR_EXHAUSTED", Code.RESOURCE_EXHAUSTED],
   ["CMR_CLAIM_LOST", Code.ABORTED],
+  ["CMR_DELETING", Code.UNAVAILABLE],
 ]);
 
 /** Replies of a Redis that is there but cannot serve now (starting, failing over, read-only replica). */

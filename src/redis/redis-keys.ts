@@ -15,6 +15,7 @@
  *   <prefix>{tag}:v:<n>              string: version n's info (JSON, see version-codec.ts)
  *   <prefix>{tag}:d:<n>:<i>          string: chunk i of version n's data (transient versions)
  *   <prefix>{tag}:p:<upload>:<i>     string: chunk i of an upload in flight, with a TTL; renamed at commit
+ *   <prefix>{tag}:deleting           string, TTL: the token of a deletion removing the archive files
  */
 
 export const DEFAULT_KEY_PREFIX = "cmr:";
@@ -41,6 +42,8 @@ export interface ModelKeys {
   readonly generation: string;
   readonly counter: string;
   readonly numbers: string;
+  /** Set while a deletion removes the model's archive files: the model is not created again meanwhile. */
+  readonly deleting: string;
 }
 
 export function modelKeys(prefix: string, modelId: string): ModelKeys {
@@ -51,6 +54,7 @@ export function modelKeys(prefix: string, modelId: string): ModelKeys {
     generation: `${base}generation`,
     counter: `${base}counter`,
     numbers: `${base}numbers`,
+    deleting: `${base}deleting`,
   };
 }
 

@@ -5,7 +5,19 @@ import { ChangeFeed } from "./change-feed.js";
 import { toRegistryError } from "./redis-errors.js";
 import { RedisConnection, type RedisConnectionOptions } from "./redis-connection.js";
 import { DEFAULT_KEY_PREFIX, type GlobalKeys, type ModelKeys, globalKeys, modelKeys, versionInfoKey } from "./redis-keys.js";
-import { CLAIM_NUMBER, COMMIT_VERSION, DELETE_MODEL, IMPORT_ARCHIVED, LIST_VERSIONS, PUT_MODEL, RAISE_COUNTER, RELEASE_CLAIM, RENEW_CLAIM } from "./redis-scripts.js";
+import {
+  CLAIM_NUMBER,
+  COMMIT_VERSION,
+  DELETE_MODEL,
+  END_DELETION,
+  IMPORT_ARCHIVED,
+  LIST_VERSIONS,
+  PUT_MODEL,
+  RAISE_COUNTER,
+  RELEASE_CLAIM,
+  RENEW_CLAIM,
+  RENEW_DELETION,
+} from "./redis-scripts.js";
 import { type RedisEndpoint, parseRedisUrl } from "./redis-url.js";
 import { ReplicationUnconfirmed, ReplicationWait, type WriteMark } from "./replication-wait.js";
 import { type NewVersion, type StoredVersion, decodeStoredVersion, encodeImportedVersion, encodeVersionBody } from "./version-codec.js";
@@ -56,6 +68,12 @@ export interface NumberClaim {
   readonly versionNumber: number;
   /** The model's generation when the number was claimed (commitVersion checks it). */
   readonly generation: number;
+}
+
+/** What keeps a deleted model from being created again while its deleter removes its archive files. */
+export interface DeletionLease {
+  readonly token: string;
+  readonly leaseMs: number;
 }
 
 export interface PutModelResult {
@@ -129,7 +147,7 @@ export class RedisRegistryStore {
     await index();
     const [created, generation] = (await this.connection.runScript(
       PUT_MODEL,
-      [keys.model, keys.generation],
+      [keys.model, keys.generation, keys.deleting],
       [JSON.stringify(model.userData), this.global.events, JSON.stringify(model.modelId)],
     )) as [number, string];
     // And after it (see deleteModel): a deletion racing with this may have removed the first entry.
@@ -144,7 +162,26 @@ export class RedisRegistryStore {
     return userData === null ? undefined : { modelId, userData: JSON.parse(userData) as Record<string, string> };
   }
 
-  /** The model's generation (bumped by every deletion): read it when an upload begins. */
+  /**
+   * getModel and the model's generation, in one round trip (both keys in the model's slot): what an
+   * upload reads at its begin, to commit only into the model as it was then (see commitVersion).
+   */
+  async getModelAndGeneration(modelId: string): Promise<{ readonly model: ModelRecord; readonly generation: number } | undefined> {
+    const keys = this.keysOf(modelId);
+    const results = await this.connection.call(
+      async () => (await this.connection.commands.pipeline().hget(keys.model, "userData").get(keys.generation).exec()) ?? [],
+    );
+    const [[modelError, userData], [generationError, generation]] = results as [[Error | null, string | null], [Error | null, string | null]];
+    if (modelError !== null || generationError !== null) {
+      throw toRegistryError(this.connection.address, modelError ?? generationError);
+    }
+    if (userData === null) {
+      return undefined;
+    }
+    return { model: { modelId, userData: JSON.parse(userData) as Record<string, string> }, generation: Number(generation ?? "0") };
+  }
+
+  /** The model's generation (bumped by every deletion). */
   async generation(modelId: string): Promise<number> {
     const value = await this.connection.call(() => this.connection.commands.get(this.keysOf(modelId).generation));
     return Number(value ?? "0");
@@ -199,8 +236,12 @@ export class RedisRegistryStore {
     return (await this.deleteModelGeneration(modelId)) !== undefined;
   }
 
-  /** deleteModel returning the model's generation after the deletion (the one its "deleted" change carries). */
-  async deleteModelGeneration(modelId: string): Promise<number | undefined> {
+  /**
+   * deleteModel returning the model's generation after the deletion (the one its "deleted" change
+   * carries). With `lease`, the model cannot be created again (putModel: UNAVAILABLE) until
+   * endDeletion with its token, or until the lease runs out (renewDeletion extends it).
+   */
+  async deleteModelGeneration(modelId: string, lease?: DeletionLease): Promise<number | undefined> {
     const keys = this.keysOf(modelId);
     // The model's node only: an index entry outliving its model is skipped and removed by listings.
     const mark = this.replication?.mark([keys.model]);
@@ -210,7 +251,7 @@ export class RedisRegistryStore {
     const deleted = await this.connection.runScript(
       DELETE_MODEL,
       [keys.model, keys.generation, keys.counter, keys.numbers],
-      [keys.base, this.global.events, JSON.stringify(modelId)],
+      [keys.base, this.global.events, JSON.stringify(modelId), ...(lease === undefined ? [] : [lease.token, lease.leaseMs])],
     );
     await this.dropFromIndexIfGone(modelId);
     if (Number(deleted) === 0) {
@@ -218,6 +259,18 @@ export class RedisRegistryStore {
     }
     await this.confirmReplicated(mark, () => `model "${modelId}" is deleted`, Number(deleted));
     return Number(deleted);
+  }
+
+  /** Extends a deletion's lease (deleteModelGeneration); false when it is no longer held by `token` (it ran out). */
+  async renewDeletion(modelId: string, token: string, leaseMs: number): Promise<boolean> {
+    const keys = this.keysOf(modelId);
+    return Number(await this.connection.runScript(RENEW_DELETION, [keys.model], [keys.base, token, leaseMs])) === 1;
+  }
+
+  /** Ends a deletion's lease if `token` still holds it: the model may be created again. */
+  async endDeletion(modelId: string, token: string): Promise<void> {
+    const keys = this.keysOf(modelId);
+    await this.connection.runScript(END_DELETION, [keys.model], [keys.base, token]);
   }
 
   // --- numbering and the archive ---

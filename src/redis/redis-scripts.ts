@@ -121,13 +121,18 @@ return info
 );
 
 /**
- * KEYS: model, generation. ARGV: userData JSON, events channel, model id as a JSON string.
- * Creates the model or replaces its user data. Returns {created (0/1), generation}.
+ * KEYS: model, generation, deleting. ARGV: userData JSON, events channel, model id as a JSON string.
+ * Creates the model or replaces its user data. Returns {created (0/1), generation}. Refused while a
+ * deletion of the model still removes its archive files (see deleteModel): a model created again
+ * then would lose the files of its first versions to that removal.
  */
 export const PUT_MODEL = script(
   "putModel",
-  2,
+  3,
   `
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return redis.error_reply('CMR_DELETING model ' .. ARGV[3] .. ' is being deleted (its archive files are being removed): try again in a moment')
+end
 local created = redis.call('EXISTS', KEYS[1]) == 0
 redis.call('HSET', KEYS[1], 'userData', ARGV[1])
 local generation = redis.call('GET', KEYS[2]) or '0'
@@ -137,9 +142,13 @@ return { created and 1 or 0, generation }
 );
 
 /**
- * KEYS: model, generation, counter, numbers. ARGV: base, events channel, model id as a JSON string.
+ * KEYS: model, generation, counter, numbers. ARGV: base, events channel, model id as a JSON string,
+ * and optionally a deletion token with its lease in ms.
  * Deletes the model, its versions and their data, bumps the generation (uploads in flight can no
- * longer commit) and publishes the deletion. Returns 0 if there was no such model, else the new generation.
+ * longer commit) and publishes the deletion. With a token, sets the key `deleting` to it for the
+ * lease (renewDeletion extends it, endDeletion removes it): until then putModel refuses to create
+ * the model again, while the deleting instance removes the archive files.
+ * Returns 0 if there was no such model, else the new generation.
  */
 export const DELETE_MODEL = script(
   "deleteModel",
@@ -163,8 +172,11 @@ for _, number in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
     doomed[#doomed + 1] = key
   end
 end
+local token = ARGV[4] or ''
+if token ~= '' then redis.call('EXISTS', base .. 'deleting') end
 for _, key in ipairs(doomed) do redis.call('UNLINK', key) end
 redis.call('UNLINK', KEYS[1], KEYS[3], KEYS[4])
+if token ~= '' then redis.call('SET', base .. 'deleting', token, 'PX', ARGV[5]) end
 local generation = redis.call('INCR', KEYS[2])
 redis.call('PUBLISH', ARGV[2], '{"type":"deleted","modelId":' .. ARGV[3] .. ',"generation":' .. generation .. '}')
 return generation
@@ -301,6 +313,26 @@ return 0
 `,
 );
 
+/** KEYS: model. ARGV: base, token, lease ms. Extends a deletion's lease still held by this token; returns 1, else 0. */
+export const RENEW_DELETION = script(
+  "renewDeletion",
+  1,
+  `
+if redis.call('GET', ARGV[1] .. 'deleting') == ARGV[2] then return redis.call('PEXPIRE', ARGV[1] .. 'deleting', ARGV[3]) end
+return 0
+`,
+);
+
+/** KEYS: model. ARGV: base, token. Ends a deletion's lease if it is still this one: the model may be created again. */
+export const END_DELETION = script(
+  "endDeletion",
+  1,
+  `
+if redis.call('GET', ARGV[1] .. 'deleting') == ARGV[2] then redis.call('DEL', ARGV[1] .. 'deleting') end
+return 0
+`,
+);
+
 export const ALL_SCRIPTS: readonly RedisScript[] = [
   COMMIT_VERSION,
   PUT_MODEL,
@@ -311,4 +343,6 @@ export const ALL_SCRIPTS: readonly RedisScript[] = [
   CLAIM_NUMBER,
   RELEASE_CLAIM,
   RENEW_CLAIM,
+  RENEW_DELETION,
+  END_DELETION,
 ];

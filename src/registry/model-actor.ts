@@ -77,16 +77,20 @@ export class ModelActor {
     });
   }
 
-  /** Numbers and stores a received version. A memory payload's reservation is consumed on success, released on failure. */
-  commit(pending: VersionCommit): Promise<VersionRecord> {
-    return this.#queue.run(() => this.#commitNow(pending));
+  /**
+   * Numbers and stores a received version. A memory payload's reservation is consumed on success,
+   * released on failure. `stateGeneration`: the model's generation in the state as the upload began
+   * (RegistryState.getModelForUpload), for a deletion this instance has not heard of yet.
+   */
+  commit(pending: VersionCommit, stateGeneration?: number): Promise<VersionRecord> {
+    return this.#queue.run(() => this.#commitNow(pending, stateGeneration));
   }
 
-  async #commitNow(pending: VersionCommit): Promise<VersionRecord> {
+  async #commitNow(pending: VersionCommit, stateGeneration: number | undefined): Promise<VersionRecord> {
     const { payload } = pending;
     try {
       const { state, archive, cache } = this.context;
-      const claim = pending.generation === this.#generation ? await state.claimVersionNumber(this.modelId) : undefined;
+      const claim = pending.generation === this.#generation ? await state.claimVersionNumber(this.modelId, stateGeneration) : undefined;
       if (claim === undefined || pending.generation !== this.#generation) {
         claim?.abandon();
         throw notFound(`model "${this.modelId}" not found (it was deleted while the version was uploading)`);

@@ -94,6 +94,8 @@ const SPARE_MAX_AGE_MS = 30_000;
 /** The model an upload is for: its actor, as of the upload's begin. One object per CreateVersion, no closure. */
 class ActorUploadTarget implements UploadTarget {
   readonly generation: number;
+  /** The model's generation in the registry state as the upload began (see RegistryState.getModelForUpload). */
+  stateGeneration: number | undefined = undefined;
 
   constructor(private readonly actor: ModelActor) {
     this.generation = actor.generation;
@@ -104,7 +106,7 @@ class ActorUploadTarget implements UploadTarget {
   }
 
   commit(pending: VersionCommit): Promise<VersionRecord> {
-    return this.actor.commit(pending);
+    return this.actor.commit(pending, this.stateGeneration);
   }
 }
 
@@ -292,9 +294,17 @@ export class Registry {
    * bytes of garbage each.
    */
   beginUpload(header: UploadHeader): Promise<PendingUpload> {
-    const actor = this.#actorFor(header.modelId);
-    const target = new ActorUploadTarget(actor);
-    return this.#requireModel(header.modelId).then(() => this.#uploads.begin(header, target));
+    const { modelId } = header;
+    const target = new ActorUploadTarget(this.#actorFor(modelId));
+    const state = this.#state;
+    const found =
+      state.getModelForUpload === undefined
+        ? this.#requireModel(modelId)
+        : state.getModelForUpload(modelId).then((current) => {
+            this.#modelFound(modelId, current?.model);
+            target.stateGeneration = current?.generation;
+          });
+    return found.then(() => this.#uploads.begin(header, target));
   }
 
   async openVersionData(modelId: string, versionNumber: number): Promise<VersionDataSource> {
@@ -366,16 +376,19 @@ export class Registry {
 
   /** NOT_FOUND unless the model exists; the model's actor then stays (see ModelActor.markKnown). */
   #requireModel(modelId: string): Promise<void> {
-    return this.#state.getModel(modelId).then((model) => {
-      const actor = this.#actors.get(modelId);
-      if (model === undefined) {
-        if (actor !== undefined) {
-          this.#dropIfIdle(actor);
-        }
-        throw notFound(`model "${modelId}" not found`);
+    return this.#state.getModel(modelId).then((model) => this.#modelFound(modelId, model));
+  }
+
+  /** #requireModel's check of what the state answered. */
+  #modelFound(modelId: string, model: ModelRecord | undefined): void {
+    const actor = this.#actors.get(modelId);
+    if (model === undefined) {
+      if (actor !== undefined) {
+        this.#dropIfIdle(actor);
       }
-      actor?.markKnown();
-    });
+      throw notFound(`model "${modelId}" not found`);
+    }
+    actor?.markKnown();
   }
 
   #actorFor(modelId: string): ModelActor {

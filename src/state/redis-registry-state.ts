@@ -31,14 +31,20 @@ export interface RedisRegistryStateOptions {
   readonly claimLeaseMs?: number;
   /** How long a commit waits for another instance's claim of the same model before it fails (UNAVAILABLE). */
   readonly claimWaitMs?: number;
+  /**
+   * A deletion's hold on the model (it cannot be created again) while its archive files are removed,
+   * renewed meanwhile: a crashed deleter's hold runs out after this.
+   */
+  readonly deletionLeaseMs?: number;
 }
 
 const DEFAULT_START_WAIT_MS = 2_000;
 const DEFAULT_RESUME_RETRY_MS = 1_000;
 const DEFAULT_CLAIM_LEASE_MS = 5_000;
-/** A claim's lease is renewed this often while its commit stores the bytes (a share of the lease). */
+/** A claim's (a deletion's) lease is renewed this often while its commit stores the bytes (its files are removed): a share of the lease. */
 const CLAIM_RENEW_SHARE = 0.3;
 const DEFAULT_CLAIM_WAIT_MS = 30_000;
+const DEFAULT_DELETION_LEASE_MS = 10_000;
 /** Pause between two attempts at a claim held by another commit of the same model. */
 const CLAIM_RETRY_MS = 3;
 
@@ -57,6 +63,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   const { connection } = store;
   const claimLeaseMs = options.claimLeaseMs ?? DEFAULT_CLAIM_LEASE_MS;
   const claimWaitMs = options.claimWaitMs ?? DEFAULT_CLAIM_WAIT_MS;
+  const deletionLeaseMs = options.deletionLeaseMs ?? DEFAULT_DELETION_LEASE_MS;
   const committedListeners = new Set<(version: VersionRecord) => void>();
   const deletedListeners = new Set<(modelId: string) => void>();
   /** Highest version number announced per model (a commit is announced by this instance and by the feed). */
@@ -98,7 +105,17 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     }
   };
 
-  const announceVersion = (version: VersionRecord): void => {
+  /**
+   * `generation`: the model's generation the version was committed in, when known (this instance's
+   * commit, a catch-up): one older than a deletion already announced is of the deleted model, whose
+   * number must not count as announced for the model created again (the feed orders its own
+   * changes; this instance's command replies and reads come on other connections, in no set order
+   * with it).
+   */
+  const announceVersion = (version: VersionRecord, generation?: number): void => {
+    if (generation !== undefined && generation < (deletionAnnounced.get(version.modelId) ?? 0)) {
+      return;
+    }
     if (version.versionNumber <= (lastAnnounced.get(version.modelId) ?? 0)) {
       return;
     }
@@ -136,15 +153,14 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
    */
   const catchUpModel = async (modelId: string, lastSeen: number): Promise<void> => {
     const known = followedGeneration.get(modelId);
-    if (known !== undefined) {
-      const generation = await store.generation(modelId);
-      if (generation > known) {
-        if (generation > (deletionAnnounced.get(modelId) ?? 0)) {
-          announceDeleted(modelId, generation); // ends its streams (NOT_FOUND) and drops it from the cache
-          return;
-        }
-        followedGeneration.set(modelId, generation); // that deletion was announced already
+    // Read before the versions: they are of this generation or a later one (see announceVersion).
+    const generation = await store.generation(modelId);
+    if (known !== undefined && generation > known) {
+      if (generation > (deletionAnnounced.get(modelId) ?? 0)) {
+        announceDeleted(modelId, generation); // ends its streams (NOT_FOUND) and drops it from the cache
+        return;
       }
+      followedGeneration.set(modelId, generation); // that deletion was announced already
     }
     let missed;
     try {
@@ -157,7 +173,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       throw error;
     }
     for (const version of missed) {
-      announceVersion(version.record);
+      announceVersion(version.record, generation);
     }
   };
 
@@ -263,12 +279,12 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
           const uploaded: UploadedData | undefined = writer === undefined || version.archived ? undefined : await writer.finish();
           const { versionNumber: _assigned, ...newVersion } = version;
           const stored = await store.commitVersion(newVersion, claim.generation, uploaded, claim);
-          announceVersion(stored.record);
+          announceVersion(stored.record, claim.generation);
           return await previousVersion(modelId, claim.versionNumber);
         } catch (error) {
           if (error instanceof ReplicationUnconfirmed) {
             // Committed (numbered, published), only not known to be replicated: nothing to undo.
-            announceVersion((error.outcome as StoredVersion).record);
+            announceVersion((error.outcome as StoredVersion).record, claim.generation);
             throw error;
           }
           await writer?.abort();
@@ -463,6 +479,11 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       return store.getModel(modelId);
     },
 
+    async getModelForUpload(modelId) {
+      requireStarted();
+      return store.getModelAndGeneration(modelId);
+    },
+
     async putModel(model) {
       requireStarted();
       // The archive keeps every model info too: what an empty Redis imports.
@@ -484,29 +505,55 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
 
     async deleteModel(modelId) {
       requireStarted();
-      let generation;
+      // From the script until the archive files are gone, no instance creates the model again (putModel
+      // refuses): the removal below takes every file under the model's name, a new model's too.
+      const token = randomUUID();
+      const renewal = setInterval(() => {
+        store.renewDeletion(modelId, token, deletionLeaseMs).catch(() => undefined);
+      }, deletionLeaseMs * CLAIM_RENEW_SHARE);
+      renewal.unref();
+      /** Whether the script set the hold: unknown when the call failed (it may have run). */
+      let held: boolean | undefined = undefined;
       try {
-        generation = await store.deleteModelGeneration(modelId);
-      } catch (error) {
-        if (error instanceof ReplicationUnconfirmed) {
-          // A failover may bring the model back: its archived versions' files must still be there then.
-          modelCount = Math.max(0, modelCount - 1);
-          announceDeleted(modelId, error.outcome as number);
-          throw new ReplicationUnconfirmed(`${error.message}; its archive files were kept`, error.outcome);
+        let generation;
+        try {
+          generation = await store.deleteModelGeneration(modelId, { token, leaseMs: deletionLeaseMs });
+          held = generation !== undefined;
+        } catch (error) {
+          if (error instanceof ReplicationUnconfirmed) {
+            held = true;
+            // A failover may bring the model back: its archived versions' files must still be there then.
+            modelCount = Math.max(0, modelCount - 1);
+            announceDeleted(modelId, error.outcome as number);
+            throw new ReplicationUnconfirmed(`${error.message}; its archive files were kept`, error.outcome);
+          }
+          throw error;
         }
-        throw error;
+        if (generation === undefined) {
+          return false;
+        }
+        modelCount = Math.max(0, modelCount - 1);
+        try {
+          await archive.deleteModel(modelId);
+        } catch (error) {
+          log.warn({ err: error, modelId }, "the model is deleted but its archive files could not all be removed");
+        }
+        announceDeleted(modelId, generation);
+        return true;
+      } finally {
+        clearInterval(renewal);
+        // Before the reply: a client that deletes, then creates the model again through any instance, is not refused.
+        if (held !== false) {
+          await store.endDeletion(modelId, token).catch((error: unknown) => {
+            if (held === true) {
+              log.warn(
+                { err: error, modelId },
+                `cannot end the deletion's hold on the model in Redis: it cannot be created again for up to ${deletionLeaseMs} ms`,
+              );
+            }
+          });
+        }
       }
-      if (generation === undefined) {
-        return false;
-      }
-      modelCount = Math.max(0, modelCount - 1);
-      try {
-        await archive.deleteModel(modelId);
-      } catch (error) {
-        log.warn({ err: error, modelId }, "the model is deleted but its archive files could not all be removed");
-      }
-      announceDeleted(modelId, generation);
-      return true;
     },
 
     get modelCount() {
@@ -551,13 +598,18 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       return stored?.record;
     },
 
-    async claimVersionNumber(modelId) {
+    async claimVersionNumber(modelId, generation) {
       requireStarted();
       const token = randomUUID();
       const deadline = Date.now() + claimWaitMs;
       for (;;) {
         const claim = await store.claimNumber(modelId, token, claimLeaseMs);
         if (claim === undefined) {
+          return undefined;
+        }
+        if (claim !== "busy" && generation !== undefined && claim.generation !== generation) {
+          // Deleted since the upload began (maybe not announced here yet): not into the model created again.
+          await store.releaseClaim(modelId, token).catch(() => undefined); // else its lease runs out
           return undefined;
         }
         if (claim !== "busy") {

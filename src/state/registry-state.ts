@@ -48,6 +48,14 @@ export interface RegistryState {
    */
   listModelIdPage(offset: number, count: number): Promise<readonly string[]>;
   getModel(modelId: string): Promise<ModelRecord | undefined>;
+  /**
+   * getModel at the begin of an upload, with the model's generation (its count of deletions) read
+   * with it: pass it to claimVersionNumber, which refuses the upload if the model was deleted (and
+   * maybe created again) since, even when this instance has not heard of the deletion yet (a shared
+   * backend announces another instance's deletion late). Optional: a state whose deletions are
+   * announced inside the call (the embedded default) needs no more than the actor's own count.
+   */
+  getModelForUpload?(modelId: string): Promise<{ readonly model: ModelRecord; readonly generation: number } | undefined>;
   /** Creates or replaces a model info, durably; resolves to whether it was created. */
   putModel(model: ModelRecord): Promise<boolean>;
   /**
@@ -73,9 +81,11 @@ export interface RegistryState {
   findVersion(modelId: string, versionNumber: number): Promise<VersionRecord | undefined>;
   /**
    * Claims the model's next version number, before its bytes are stored under it; undefined when
-   * there is no such model. Rejects with RESOURCE_EXHAUSTED when every number was used.
+   * there is no such model, or when `generation` (getModelForUpload's, as the upload began) is not
+   * the model's any more: it was deleted meanwhile. Rejects with RESOURCE_EXHAUSTED when every
+   * number was used.
    */
-  claimVersionNumber(modelId: string): Promise<VersionNumberClaim | undefined>;
+  claimVersionNumber(modelId: string, generation?: number): Promise<VersionNumberClaim | undefined>;
   /**
    * A transient version's data is gone for good (evicted from the instance's cache): it is no longer
    * listed, at once (a shared backend that keeps the data itself ignores this). Archived versions and unknown numbers are ignored. Resolves to the version that

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { TestContext } from "node:test";
 import { RegistryClient } from "./registry-client.js";
 import { type ServerProcess, spawnServer } from "./server-process.js";
@@ -20,4 +21,22 @@ export async function startServerInstance(t: TestContext, env: Record<string, st
     await process.exited;
   });
   return { process, client, address };
+}
+
+/**
+ * Resolves once the instance serves registry calls (an instance whose Redis answers slowly listens
+ * before its start on Redis is done, failing calls UNAVAILABLE meanwhile); fails after ~10 s.
+ */
+export async function untilServing(instance: ServerInstance): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await instance.client.retrieveModels();
+      return;
+    } catch (error) {
+      if (attempt >= 100) {
+        throw error;
+      }
+      await sleep(100);
+    }
+  }
 }
