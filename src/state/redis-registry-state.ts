@@ -463,6 +463,11 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       return store.getModel(modelId);
     },
 
+    async getModels(modelIds) {
+      requireStarted();
+      return store.getModels(modelIds);
+    },
+
     async putModel(model) {
       requireStarted();
       // The archive keeps every model info too: what an empty Redis imports.

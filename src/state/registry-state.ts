@@ -48,6 +48,11 @@ export interface RegistryState {
    */
   listModelIdPage(offset: number, count: number): Promise<readonly string[]>;
   getModel(modelId: string): Promise<ModelRecord | undefined>;
+  /**
+   * The models of `modelIds`, in order (undefined where there is none): one lookup for them all, not
+   * a promise per id (RetrieveModels may name 100000 ids).
+   */
+  getModels(modelIds: readonly string[]): Promise<readonly (ModelRecord | undefined)[]>;
   /** Creates or replaces a model info, durably; resolves to whether it was created. */
   putModel(model: ModelRecord): Promise<boolean>;
   /**
