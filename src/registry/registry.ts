@@ -261,7 +261,7 @@ export class Registry {
   async listModels(modelIds: readonly string[], count: number, handle: string): Promise<ModelPage> {
     const offset = parseHandle("model_handle", handle) ?? 0;
     const ids = modelIds.length === 0 ? await this.#state.listModelIdPage(offset, count) : pageOf(modelIds, offset, count);
-    const found = await Promise.all(ids.map((id) => this.#state.getModel(id)));
+    const found = await this.#state.getModels(ids);
     const models: ModelRecord[] = [];
     for (const [index, model] of found.entries()) {
       if (model !== undefined) {

@@ -17,7 +17,7 @@ import { performance } from "node:perf_hooks";
 import type { Deadline, Metadata, ServerInterceptingCall, ServerInterceptingCallInterface, ServerInterceptor } from "@grpc/grpc-js";
 import type { Logger } from "../logger.js";
 import { interceptedCallStream } from "./grpc-internals.js";
-import { MalformedRequest } from "./service-definition.js";
+import { RejectedRequest } from "./service-definition.js";
 import { malformedRequestStatus } from "./reject-malformed.js";
 import { Code } from "../errors/index.js";
 // Types only: prom-client is loaded only when the metrics endpoint is on (metrics-api.ts).
@@ -104,7 +104,7 @@ export class ObservedCall {
     const { stats, observation } = this.#entry;
     stats.received();
     this.#anyMessage = true;
-    if (message instanceof MalformedRequest) {
+    if (message instanceof RejectedRequest) {
       return; // nothing to read in it; reject-malformed.ts answers it
     }
     if (this.#firstMessage) {

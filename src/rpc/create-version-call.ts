@@ -229,7 +229,11 @@ export class CreateVersionCall {
 
 function beginUpload(registry: Registry, chunk: CreateVersionRequestChunk): Promise<PendingUpload> {
   if (chunk.msg.case !== "header") {
-    throw invalidArgument("CreateVersionRequestChunk: the first message must be a header, a body was received");
+    throw invalidArgument(
+      chunk.msg.case === "body"
+        ? "CreateVersionRequestChunk: the first message must be a header, a body was received"
+        : "CreateVersionRequestChunk: the first message has neither header nor body; it must be a header with version_info",
+    );
   }
   const info = requireMessage("CreateVersionRequestChunk.header.version_info", chunk.msg.value.versionInfo);
   return registry.beginUpload({

@@ -63,6 +63,17 @@ export class GrpcFrameReader {
     return this.#message.byteLength + (this.#prefix?.byteLength ?? 0);
   }
 
+  /**
+   * The message being read, cut short if the data ends here: its bytes received and its size (prefix
+   * included; the prefix's 5 bytes while the prefix itself is incomplete); undefined between messages.
+   */
+  get incomplete(): { readonly receivedBytes: number; readonly frameBytes: number } | undefined {
+    if (this.#prefixBytes > 0) {
+      return { receivedBytes: this.#prefixBytes, frameBytes: GRPC_FRAME_PREFIX_LENGTH };
+    }
+    return this.#frameBytes > 0 ? { receivedBytes: this.#messageBytes, frameBytes: this.#frameBytes } : undefined;
+  }
+
   /** The whole messages completed by `data`, in order. */
   write(data: Buffer): Buffer[] {
     // Made with its first message: a literal holds one element, where `[]` and push reserve 17.

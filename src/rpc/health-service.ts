@@ -8,6 +8,7 @@ import {
 import { notFound } from "../errors/index.js";
 import { LatestWins } from "../latest-wins.js";
 import { type ServiceImplementation, createServiceDefinition } from "./service-definition.js";
+import { requestChecks } from "./request-limits.js";
 import { writeWithBackpressure } from "./stream-writer.js";
 import { toServiceError } from "./to-service-error.js";
 
@@ -69,7 +70,12 @@ export class HealthStatus {
   }
 }
 
-export const healthServiceDefinition = createServiceDefinition(Health);
+/** Request messages over 4 MiB are refused before they are decoded, as for the registry's methods (request-limits.ts). */
+export const healthServiceDefinition = createServiceDefinition(
+  Health,
+  {},
+  Object.fromEntries(Health.methods.map((method) => [method.localName, requestChecks(method)])),
+);
 
 /** grpc.health.v1.Health: Check answers NOT_FOUND for unknown services; Watch streams every change. */
 export function createHealthService(health: HealthStatus): ServiceImplementation<(typeof Health)["method"]> {

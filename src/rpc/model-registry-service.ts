@@ -13,11 +13,12 @@ import { type ServiceImplementation, createServiceDefinition } from "./service-d
 import { writeWithBackpressure } from "./stream-writer.js";
 import { WriteConfirmations } from "./write-confirmations.js";
 import { toServiceError } from "./to-service-error.js";
+import { invalidArgument } from "../errors/index.js";
 import { requireMessage, validateModelId, validateUserData } from "./validate.js";
 import { limitReplySize } from "./reply-size.js";
 import { NO_UPLOAD_LIMITS, type UploadLimits } from "./upload-watchdog.js";
 import { CreateVersionCall } from "./create-version-call.js";
-import { decodeCreateVersionChunk } from "./body-chunk-decoder.js";
+import { decodeCreateVersionMessage, namedCountProblem, requestChecks } from "./request-limits.js";
 import { NO_SEND_LIMITS, type SendLimits, SendWatchdog } from "./send-watchdog.js";
 import { resetCallStream } from "./reset-call-stream.js";
 import type { Logger } from "../logger.js";
@@ -34,8 +35,15 @@ const PRE_FRAMED = {
 
 export type ModelRegistryImplementation = ServiceImplementation<Methods, typeof PRE_FRAMED>;
 
-/** CreateVersion's body messages, most of what the server receives, and plain headers are read without protobuf-es (body-chunk-decoder.ts). */
-export const modelRegistryServiceDefinition = createServiceDefinition(ModelRegistrySP, PRE_FRAMED, { createVersion: decodeCreateVersionChunk });
+/**
+ * Every request message is checked for size before it is decoded (request-limits.ts). CreateVersion's
+ * body messages, most of what the server receives, and plain headers are read without protobuf-es
+ * (body-chunk-decoder.ts).
+ */
+export const modelRegistryServiceDefinition = createServiceDefinition(ModelRegistrySP, PRE_FRAMED, {
+  ...Object.fromEntries(ModelRegistrySP.methods.map((method) => [method.localName, requestChecks(method)])),
+  createVersion: decodeCreateVersionMessage,
+});
 
 export interface ServiceContext {
   readonly registry: Registry;
@@ -58,6 +66,14 @@ function unary<Res>(callback: sendUnaryData<Res>, body: () => Promise<Res> | Res
       (reply) => callback(null, reply),
       (reason: unknown) => callback(toServiceError(reason)),
     );
+}
+
+/** Checked before decoding too (request-limits.ts: requestChecks); this one holds whatever the bytes were. */
+function requireAtMostNamed(field: string, what: string, count: number): void {
+  const problem = namedCountProblem(field, what, count);
+  if (problem !== undefined) {
+    throw invalidArgument(problem);
+  }
 }
 
 function failStream(call: ServerWritableStream<unknown, unknown>, reason: unknown): void {
@@ -90,6 +106,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
     retrieveModels(call, callback) {
       unary(callback, async () => {
         const { modelIds, modelsCount, modelHandle } = call.request;
+        requireAtMostNamed("model_ids", "ids", modelIds.length);
         modelIds.forEach((id, index) => validateModelId(`model_ids[${index}]`, id));
         const page = await registry.listModels(modelIds, modelsCount, modelHandle);
         const models = limitReplySize(page.models);
@@ -103,6 +120,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
     retrieveVersionInfos(call, callback) {
       unary(callback, async () => {
         const { modelId, versionNumbers, versionsCount, versionHandle } = call.request;
+        requireAtMostNamed("version_numbers", "numbers", versionNumbers.length);
         const page = await registry.listVersions(
           validateModelId("model_id", modelId),
           versionNumbers,

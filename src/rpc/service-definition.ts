@@ -11,6 +11,7 @@ import type {
 import { invalidUtf8Field } from "./invalid-utf8-field.js";
 import { streamingFlags } from "./method-streaming.js";
 import { frameSerializer } from "./pre-framed-messages.js";
+import { Code } from "../errors/code.js";
 
 /** grpc-js wants a Buffer from serializers (a plain Uint8Array crashes on `.copy`); this is a view, not a copy. */
 function asBuffer(bytes: Uint8Array): Buffer {
@@ -42,18 +43,28 @@ export type ServiceImplementation<Methods extends GenServiceMethods, Framed exte
 };
 
 /**
+ * What a request message refused by its method's deserializer becomes (too large to decode, not
+ * valid protobuf): reject-malformed.ts answers it with this status before it reaches a handler.
+ */
+export class RejectedRequest {
+  constructor(
+    /** A gRPC status code. */
+    readonly code: number,
+    readonly description: string,
+  ) {}
+}
+
+/**
  * What a request that is not valid protobuf decodes to. grpc-js answers a throwing deserializer
  * with INTERNAL "Error deserializing request"; the client sent garbage, so reject-malformed.ts
  * answers INVALID_ARGUMENT instead, naming the message type.
  */
-export class MalformedRequest {
+export class MalformedRequest extends RejectedRequest {
   constructor(
     readonly typeName: string,
     readonly reason: string,
-  ) {}
-
-  get description(): string {
-    return `the request is not a valid ${this.typeName} message: ${this.reason}`;
+  ) {
+    super(Code.INVALID_ARGUMENT, `the request is not a valid ${typeName} message: ${reason}`);
   }
 }
 
@@ -69,8 +80,10 @@ function decodeRequest(input: DescMessage, bytes: Buffer): unknown {
 }
 
 /**
- * Reads the common shape of a method's request message without protobuf-es, giving exactly what
- * protobuf-es's fromBinary would; undefined for anything else, which protobuf-es then decodes.
+ * Runs on each request message before protobuf-es: reads the common shape of a method's request
+ * without it, giving exactly what protobuf-es's fromBinary would, or refuses the message before any
+ * decoding (a RejectedRequest, e.g. too large for its method: request-limits.ts); undefined for
+ * anything else, which protobuf-es then decodes.
  */
 export type FastRequestDecoder = (bytes: Buffer) => unknown;
 

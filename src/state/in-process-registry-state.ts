@@ -239,6 +239,11 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
       return listed ? Promise.resolve(read()) : listing.then(read);
     },
 
+    getModels(modelIds) {
+      const read = (): (ModelRecord | undefined)[] => modelIds.map((modelId) => models.get(modelId)?.model);
+      return listed ? Promise.resolve(read()) : listing.then(read);
+    },
+
     async putModel(model) {
       if (!listed) {
         await listing;

@@ -484,6 +484,11 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       return store.getModelAndGeneration(modelId);
     },
 
+    async getModels(modelIds) {
+      requireStarted();
+      return store.getModels(modelIds);
+    },
+
     async putModel(model) {
       requireStarted();
       // The archive keeps every model info too: what an empty Redis imports.

@@ -56,6 +56,11 @@ export interface RegistryState {
    * announced inside the call (the embedded default) needs no more than the actor's own count.
    */
   getModelForUpload?(modelId: string): Promise<{ readonly model: ModelRecord; readonly generation: number } | undefined>;
+  /**
+   * The models of `modelIds`, in order (undefined where there is none): one lookup for them all, not
+   * a promise per id (RetrieveModels may name 100000 ids).
+   */
+  getModels(modelIds: readonly string[]): Promise<readonly (ModelRecord | undefined)[]>;
   /** Creates or replaces a model info, durably; resolves to whether it was created. */
   putModel(model: ModelRecord): Promise<boolean>;
   /**
