@@ -17,6 +17,12 @@ export interface VersionFilesWrite {
   readonly dataChunks: readonly Uint8Array[];
   readonly infoPath: string;
   readonly infoText: string;
+  /**
+   * Set where several instances share the archive: both files are only written and flushed under
+   * these temporary names (which must not exist), and left there for the caller to put in place
+   * (fenced-placement.ts); on failure neither is left behind.
+   */
+  readonly stageAt?: { readonly dataTempPath: string; readonly infoTempPath: string };
 }
 
 /** A version whose data was streamed to a temporary file (see writeChunksAt), put in place with its info. */
@@ -26,4 +32,10 @@ export interface StreamedVersionCommit {
   readonly dataPath: string;
   readonly infoPath: string;
   readonly infoText: string;
+  /**
+   * Set where several instances share the archive: the data is flushed and the info written and
+   * flushed under this temporary name, and nothing is renamed (the caller puts both in place,
+   * fenced-placement.ts); on failure both temporary files are removed.
+   */
+  readonly stageInfoAt?: string;
 }

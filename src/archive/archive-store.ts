@@ -17,6 +17,17 @@ export function isNumberSpent(error: unknown): boolean {
   return typeof error === "object" && error !== null && spentNumberFailures.has(error);
 }
 
+/**
+ * What a writer sharing the archive with other instances (Redis mode) checks right before it puts a
+ * version's files under their final names: that its claim of the version number still holds, with
+ * time to spare. A stale writer (its claim ran out while it was paused or cut off from Redis) must
+ * not put its files where the number's rightful writer puts, or has put, its own.
+ */
+export interface PlacementFence {
+  /** Resolves when the claim is held with enough of its lease left for a few renames; rejects (ABORTED) otherwise. */
+  confirm(): Promise<void>;
+}
+
 export interface LeftoverCleanupOptions {
   /** Milliseconds since the epoch: temporary files whose status changed (ctime) at or after it are kept. */
   readonly changedBefore?: number;
@@ -59,8 +70,10 @@ export interface ArchiveStore {
   /**
    * Stores an archived version; the chunks' total size must equal `version.dataSize`. A failure after
    * which the store may hold the version's info is marked (isNumberSpent): the number is used up.
+   * With a `fence` (several instances), the files are put in place only once it confirms, and never
+   * over a file already there without a second confirmation (see fenced-placement.ts).
    */
-  putVersion(version: VersionRecord, dataChunks: readonly Uint8Array[]): Promise<void>;
+  putVersion(version: VersionRecord, dataChunks: readonly Uint8Array[], fence?: PlacementFence): Promise<void>;
   /**
    * Starts writing an archived version's data as it arrives, for versions too large to hold in
    * memory: nothing is visible until commit, and abort leaves nothing behind.
@@ -101,8 +114,8 @@ export interface VersionDataReader {
 export interface StreamedVersionData {
   /** Appends data in order; the chunks may be reused once the promise resolves. */
   append(chunks: readonly Uint8Array[]): Promise<void>;
-  /** Puts the data and then its info in place; the data's size must equal `version.dataSize`. Failures as putVersion's. */
-  commit(version: VersionRecord): Promise<void>;
+  /** Puts the data and then its info in place; the data's size must equal `version.dataSize`. Failures and `fence` as putVersion's. */
+  commit(version: VersionRecord, fence?: PlacementFence): Promise<void>;
   /** Removes what was written. */
   abort(): Promise<void>;
 }

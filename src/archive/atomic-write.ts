@@ -176,15 +176,19 @@ export async function writeFilesAtomic(files: readonly { readonly path: string; 
 /**
  * Writes a version's data and info files. The info file is the commit marker: it is renamed into
  * place last, so after a crash there is either no info file or both files, complete. On failure
- * the temporary files are removed, and so is the data file if it was already renamed.
+ * the temporary files are removed, and so is the data file if it was already renamed (one writer
+ * per archive: it is this call's file). With `stageAt`, only the temporary files are written.
  */
 export async function writeVersionFilesAtomic(request: VersionFilesWrite): Promise<void> {
-  const dataTemp = tempPathFor(request.dataPath);
-  const infoTemp = tempPathFor(request.infoPath);
+  const dataTemp = request.stageAt?.dataTempPath ?? tempPathFor(request.dataPath);
+  const infoTemp = request.stageAt?.infoTempPath ?? tempPathFor(request.infoPath);
   let dataRenamed = false;
   try {
     await writeNewFile(dataTemp, request.dataChunks);
     await writeNewFile(infoTemp, toChunks(request.infoText));
+    if (request.stageAt !== undefined) {
+      return; // staged: the caller puts the files in place
+    }
     await rename(dataTemp, request.dataPath);
     dataRenamed = true;
     await rename(infoTemp, request.infoPath);
@@ -215,10 +219,11 @@ export async function writeChunksAt(filePath: string, chunks: readonly Uint8Arra
 
 /**
  * Puts a streamed version in place: flushes its data file, writes the info file, then renames
- * data and info (info last, the commit marker), like writeVersionFilesAtomic.
+ * data and info (info last, the commit marker), like writeVersionFilesAtomic. With `stageInfoAt`,
+ * only the flushes and the info's temporary file.
  */
 export async function commitStreamedVersion(request: StreamedVersionCommit): Promise<void> {
-  const infoTemp = tempPathFor(request.infoPath);
+  const infoTemp = request.stageInfoAt ?? tempPathFor(request.infoPath);
   let dataRenamed = false;
   try {
     const handle = await open(request.tempDataPath, "r+");
@@ -228,6 +233,9 @@ export async function commitStreamedVersion(request: StreamedVersionCommit): Pro
       await handle.close();
     }
     await writeNewFile(infoTemp, toChunks(request.infoText));
+    if (request.stageInfoAt !== undefined) {
+      return; // staged: the caller puts the files in place
+    }
     await rename(request.tempDataPath, request.dataPath);
     dataRenamed = true;
     await rename(infoTemp, request.infoPath);

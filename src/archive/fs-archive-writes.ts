@@ -1,12 +1,13 @@
 import { closeSync, openSync, writeSync } from "node:fs";
 import { constants, lstat, mkdir, open, readdir, rename, rm, rmdir } from "node:fs/promises";
 import path from "node:path";
-import { type ArchiveStore, META_WRITTEN } from "./archive-store.js";
-import type { ArchiveFileWriter } from "./archive-file-writer.js";
+import { type ArchiveStore, META_WRITTEN, type PlacementFence } from "./archive-store.js";
+import type { ArchiveFileWriter, StreamedVersionCommit } from "./archive-file-writer.js";
 import { syncDirectory } from "./atomic-write.js";
 import { errorCode, errorMessage, isMissing } from "./errno.js";
 import { type FsArchiveReads, readdirIfExists } from "./fs-archive-reads.js";
 import { type ConcurrencyLimit, createConcurrencyLimit } from "./concurrency-limit.js";
+import { placeStagedVersionFiles, type StagedVersionFiles } from "./fenced-placement.js";
 import { createGroupCommit } from "./group-commit.js";
 import { createModelJournal } from "./model-journal.js";
 import { notFound, type RegistryError } from "../errors/index.js";
@@ -18,6 +19,8 @@ export type FsArchiveWrites = Omit<ArchiveStore, keyof FsArchiveReads>;
 
 // Same permissions as the original server's directories.
 const DIRECTORY_MODE = 0o750;
+
+const tempPathNextTo = (finalPath: string): string => path.join(path.dirname(finalPath), tempFileName(path.basename(finalPath)));
 
 export function createFsArchiveWrites(
   root: string,
@@ -239,6 +242,20 @@ export function createFsArchiveWrites(
     );
   }
 
+  /** Where several instances share the archive: the model's directory gone meanwhile means another instance deleted the model. */
+  const placeFenced = (modelId: string, files: StagedVersionFiles, fence: PlacementFence): Promise<void> =>
+    placeStagedVersionFiles(files, fence).catch((error: unknown) => {
+      throw isMissing(error) ? deletedWhileUploading(modelId) : error;
+    });
+
+  /** commitStreamedVersion where several instances share the archive: staged by the writer, put in place here. */
+  async function commitStreamedFenced(modelId: string, commit: StreamedVersionCommit, fence: PlacementFence): Promise<void> {
+    const stageInfoAt = tempPathNextTo(commit.infoPath);
+    await writer.commitStreamedVersion({ ...commit, stageInfoAt });
+    const { tempDataPath, dataPath, infoPath } = commit;
+    await placeFenced(modelId, { dataTempPath: tempDataPath, dataPath, infoTempPath: stageInfoAt, infoPath }, fence);
+  }
+
   return {
     async open() {
       await mkdir(root, { recursive: true, mode: DIRECTORY_MODE });
@@ -301,7 +318,7 @@ export function createFsArchiveWrites(
       await deletion;
     },
 
-    async putVersion(version, dataChunks) {
+    async putVersion(version, dataChunks, fence) {
       if (!version.archived) {
         throw new Error(`version ${version.versionNumber} of model "${version.modelId}" is not archived`);
       }
@@ -316,7 +333,13 @@ export function createFsArchiveWrites(
         infoPath: versionInfoPath(root, version.modelId, version.versionNumber),
         infoText: encodeVersionInfo(version),
       };
-      await intoModelDir(modelDirPath(root, version.modelId), () => writer.writeVersionFilesAtomic(files));
+      if (fence === undefined) {
+        await intoModelDir(modelDirPath(root, version.modelId), () => writer.writeVersionFilesAtomic(files));
+        return;
+      }
+      const stageAt = { dataTempPath: tempPathNextTo(files.dataPath), infoTempPath: tempPathNextTo(files.infoPath) };
+      await intoModelDir(modelDirPath(root, version.modelId), () => writer.writeVersionFilesAtomic({ ...files, stageAt }));
+      await placeFenced(version.modelId, { ...stageAt, dataPath: files.dataPath, infoPath: files.infoPath }, fence);
     },
 
     async beginVersionData(modelId) {
@@ -377,7 +400,7 @@ export function createFsArchiveWrites(
           pending = pending.then(() => write(chunks, position));
           return pending;
         },
-        async commit(version) {
+        async commit(version, fence) {
           try {
             await pending;
             if (written !== version.dataSize) {
@@ -386,16 +409,15 @@ export function createFsArchiveWrites(
             if (written === 0) {
               await write([], 0);
             }
-            await writer
-              .commitStreamedVersion({
-                tempDataPath,
-                dataPath: versionDataPath(root, version.modelId, version.versionNumber),
-                infoPath: versionInfoPath(root, version.modelId, version.versionNumber),
-                infoText: encodeVersionInfo(version),
-              })
-              .catch((error: unknown) => {
-                throw streamFailure(upload, error);
-              });
+            const commit: StreamedVersionCommit = {
+              tempDataPath,
+              dataPath: versionDataPath(root, version.modelId, version.versionNumber),
+              infoPath: versionInfoPath(root, version.modelId, version.versionNumber),
+              infoText: encodeVersionInfo(version),
+            };
+            await (fence === undefined ? writer.commitStreamedVersion(commit) : commitStreamedFenced(modelId, commit, fence)).catch((error: unknown) => {
+              throw streamFailure(upload, error);
+            });
           } finally {
             forgetStream(upload);
           }

@@ -107,9 +107,9 @@ export class ModelActor {
       };
       try {
         if (payload.kind === "stream") {
-          await payload.stream.commit(record);
+          await payload.stream.commit(record, claim.fence);
         } else if (record.archived) {
-          await archive.putVersion(record, payload.data.dataSegments());
+          await archive.putVersion(record, payload.data.dataSegments(), claim.fence);
         }
       } catch (error) {
         claim.abandon(isNumberSpent(error));

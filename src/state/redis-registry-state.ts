@@ -1,6 +1,7 @@
 import { type Hash, createHash, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { ArchiveStore } from "../archive/index.js";
+import { performance } from "node:perf_hooks";
+import type { ArchiveStore, PlacementFence } from "../archive/index.js";
 import type { VersionRecord } from "../domain/index.js";
 import { Code, RegistryError } from "../errors/index.js";
 import type { Logger } from "../logger.js";
@@ -47,6 +48,11 @@ const DEFAULT_CLAIM_WAIT_MS = 30_000;
 const DEFAULT_DELETION_LEASE_MS = 10_000;
 /** Pause between two attempts at a claim held by another commit of the same model. */
 const CLAIM_RETRY_MS = 3;
+/**
+ * The share of the lease a claim's fence wants left after its confirmation, for the renames that
+ * follow it (fenced-placement.ts): Redis must confirm within the rest of the lease.
+ */
+const PLACEMENT_MARGIN_SHARE = 0.5;
 
 /**
  * The registry state of several instances sharing one Redis (src/redis/) and one archive. Numbering:
@@ -267,8 +273,31 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       store.renewClaim(modelId, claim.token, claimLeaseMs).catch(() => undefined);
     }, claimLeaseMs * CLAIM_RENEW_SHARE);
     renewal.unref();
+    const what = `version number ${claim.versionNumber} of model "${modelId}"`;
+    const fence: PlacementFence = {
+      async confirm() {
+        // The lease renewed here runs from Redis's execution of the script, after `sent`.
+        const sent = performance.now();
+        const held = await store.renewClaim(modelId, claim.token, claimLeaseMs);
+        const waited = performance.now() - sent;
+        if (!held) {
+          throw new RegistryError(
+            Code.ABORTED,
+            `the claim of ${what} expired before the version's files were put in place (the lease of ${claimLeaseMs} ms ran out: this instance was stalled or could not reach Redis); its files were not put in place, try again`,
+          );
+        }
+        const margin = claimLeaseMs * PLACEMENT_MARGIN_SHARE;
+        if (waited > claimLeaseMs - margin) {
+          throw new RegistryError(
+            Code.ABORTED,
+            `Redis took ${Math.round(waited)} ms to confirm the claim of ${what}, leaving less than ${margin} ms of its ${claimLeaseMs} ms lease to put the version's files in place; they were not put in place, try again`,
+          );
+        }
+      },
+    };
     return {
       versionNumber: claim.versionNumber,
+      fence,
       async commit(version, transientData) {
         clearInterval(renewal);
         const writer = transientData === undefined ? undefined : writers.get(transientData);

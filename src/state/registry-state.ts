@@ -1,3 +1,4 @@
+import type { PlacementFence } from "../archive/index.js";
 import type { ModelRecord, VersionRecord } from "../domain/index.js";
 
 /**
@@ -134,6 +135,13 @@ export interface RegistryState {
 /** A version number claimed for a version being stored (see RegistryState.claimVersionNumber). */
 export interface VersionNumberClaim {
   readonly versionNumber: number;
+  /**
+   * Where several instances number the model: what the archive confirms right before it puts the
+   * version's files under their final names, so that a writer whose claim ran out (paused, cut off
+   * from the shared state) never puts its files where the number's next holder puts its own. Its
+   * confirm() is a round trip to the shared state; undefined where one instance numbers alone.
+   */
+  readonly fence?: PlacementFence;
   /**
    * The version's bytes are in place: records its number and makes the version visible (listed,
    * then announced to onVersionCommitted listeners). `version.versionNumber` must be the claimed

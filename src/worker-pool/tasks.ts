@@ -19,6 +19,8 @@ export interface WriteVersionTask {
   readonly dataChunks: readonly Uint8Array[];
   readonly infoPath: string;
   readonly infoText: string;
+  /** Only the temporary files, left for the main thread to put in place (see VersionFilesWrite). */
+  readonly stageAt?: { readonly dataTempPath: string; readonly infoTempPath: string };
 }
 
 /** Several distinct small files written as one group commit (see archive/group-commit.ts). */
