@@ -203,7 +203,8 @@ export function createFsArchiveWrites(
    * past files written after it; an estimate too low only keeps a few leftovers until the next start.
    */
   async function fileSystemClockSkew(): Promise<number | undefined> {
-    const probe = path.join(root, tempFileName("clock-probe"));
+    // Named like the archive's own files (`.cogment-ts-…`), and a temporary file (a crash leaves it to the clean-up).
+    const probe = path.join(root, tempFileName("cogment-ts-clock-probe"));
     try {
       const handle = await open(probe, "wx", 0o600);
       try {
