@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
-import { grpcFrame, lengthDelimited, rawGrpcCall } from "../support/raw-grpc-call.js";
+import { grpcFrame, field, rawGrpcCall } from "../support/raw-grpc-call.js";
 import { type TestServer, startTestServer } from "../support/test-server.js";
 
 describe("a method taking one request message", () => {
@@ -53,18 +53,18 @@ describe("a request whose string is not UTF-8", () => {
   after(() => server.close());
 
   test("is INVALID_ARGUMENT naming the field and the accepted form", async () => {
-    const badModelId = lengthDelimited(1, lengthDelimited(1, Buffer.from([0x61, 0xff])));
+    const badModelId = field(1, field(1, Buffer.from([0x61, 0xff])));
     assert.deepEqual(await rawGrpcCall(server.address, "CreateOrUpdateModel", grpcFrame(badModelId)), {
       code: status.INVALID_ARGUMENT,
       details: "the request is not a valid cogmentAPI.CreateOrUpdateModelRequest message: model_info.model_id is not valid UTF-8; expected UTF-8 text",
     });
-    const userDataEntry = Buffer.concat([lengthDelimited(1, Buffer.from("k")), lengthDelimited(2, Buffer.from([0xc3]))]);
-    const badUserData = lengthDelimited(1, Buffer.concat([lengthDelimited(1, Buffer.from("m")), lengthDelimited(2, userDataEntry)]));
+    const userDataEntry = Buffer.concat([field(1, Buffer.from("k")), field(2, Buffer.from([0xc3]))]);
+    const badUserData = field(1, Buffer.concat([field(1, Buffer.from("m")), field(2, userDataEntry)]));
     assert.deepEqual(await rawGrpcCall(server.address, "CreateOrUpdateModel", grpcFrame(badUserData)), {
       code: status.INVALID_ARGUMENT,
       details: 'the request is not a valid cogmentAPI.CreateOrUpdateModelRequest message: model_info.user_data["k"] is not valid UTF-8; expected UTF-8 text',
     });
-    const badHeader = lengthDelimited(1, lengthDelimited(1, lengthDelimited(1, Buffer.from([0xff]))));
+    const badHeader = field(1, field(1, field(1, Buffer.from([0xff]))));
     assert.deepEqual(await rawGrpcCall(server.address, "CreateVersion", grpcFrame(badHeader)), {
       code: status.INVALID_ARGUMENT,
       details: "the request is not a valid cogmentAPI.CreateVersionRequestChunk message: header.version_info.model_id is not valid UTF-8; expected UTF-8 text",

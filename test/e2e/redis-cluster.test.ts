@@ -8,6 +8,7 @@ import { Redis } from "ioredis";
 import { modelHashTag } from "../../src/redis/index.js";
 import { HealthClient } from "../support/health-client.js";
 import { type RedisTestServer, killAllRedisServers, startRedisServer } from "../support/redis-server.js";
+import { keepSubscribersOut, pubsubConnections } from "../support/redis-subscribers.js";
 import { RegistryClient, rejectsWithStatus, type WireVersionInfo } from "../support/registry-client.js";
 import { type VersionUpdateFollower, followVersionUpdates } from "../support/version-update-follower.js";
 import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
@@ -359,16 +360,9 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
     await a.client.publish("warm", Buffer.from("w"));
     assert.equal((await b.client.retrieveData("warm", 1)).toString(), "w");
     const inspector = inspect(t, redis.url);
-    const pubsubCount = async (): Promise<number> =>
-      String(await inspector.call("CLIENT", "LIST", "TYPE", "pubsub"))
-        .split("\n")
-        .filter((line) => line.trim() !== "").length;
-    const connected = Number(/connected_clients:(\d+)/.exec(String(await inspector.call("INFO", "clients")))?.[1]);
     // The subscriber connections are dropped and kept out (no room for them); the command connections stay.
-    await inspector.call("CONFIG", "SET", "maxclients", String(connected - (await pubsubCount())));
-    t.after(() => inspector.call("CONFIG", "SET", "maxclients", "10000").catch(() => undefined));
-    await inspector.call("CLIENT", "KILL", "TYPE", "pubsub");
-    assert.equal(await pubsubCount(), 0);
+    await keepSubscribersOut(t, inspector);
+    assert.equal(await pubsubConnections(inspector), 0);
 
     // B never hears of "unseen"'s commits from the feed: v1 before its stream opens, v2 after.
     await a.client.publish("unseen", Buffer.from("v1"));

@@ -13,6 +13,7 @@ import { Redis } from "ioredis";
 import { modelHashTag } from "../../src/redis/index.js";
 import { startMonitor } from "../support/redis-monitor.js";
 import { killAllRedisServers, startRedisServer } from "../support/redis-server.js";
+import { keepSubscribersOut, pubsubConnections } from "../support/redis-subscribers.js";
 import { startServerInstance } from "../support/server-instance.js";
 import { killAllServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
@@ -70,15 +71,8 @@ describe("Redis shared mode: an upload begun before its model was deleted and cr
       const inspector = new Redis(redis.url);
       inspector.on("error", () => undefined);
       t.after(() => inspector.disconnect());
-      const pubsubCount = async (): Promise<number> =>
-        String(await inspector.call("CLIENT", "LIST", "TYPE", "pubsub"))
-          .split("\n")
-          .filter((line) => line.trim() !== "").length;
-      const connected = Number(/connected_clients:(\d+)/.exec(String(await inspector.call("INFO", "clients")))?.[1]);
-      await inspector.call("CONFIG", "SET", "maxclients", String(connected - (await pubsubCount())));
-      t.after(() => inspector.call("CONFIG", "SET", "maxclients", "10000").catch(() => undefined));
-      await inspector.call("CLIENT", "KILL", "TYPE", "pubsub");
-      assert.equal(await pubsubCount(), 0);
+      await keepSubscribersOut(t, inspector);
+      assert.equal(await pubsubConnections(inspector), 0);
 
       // A deletes the model and creates it again; then B's upload ends.
       await a.client.deleteModel(modelId);

@@ -4,80 +4,20 @@
  * the handler, or block the server while protobuf-es builds millions of elements).
  */
 import assert from "node:assert/strict";
-import { type IncomingHttpHeaders, connect } from "node:http2";
 import { describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
+import { type RawCallOutcome, field, grpcFrame, rawCallAtPath, rawGrpcCall, varint, varintField } from "../support/raw-grpc-call.js";
 import { startTestServer } from "../support/test-server.js";
 
-const SERVICE = "/cogmentAPI.ModelRegistrySP/";
 const MiB = 1024 * 1024;
-
-function varint(value: number): Buffer {
-  const bytes: number[] = [];
-  let rest = value;
-  while (rest >= 0x80) {
-    bytes.push((rest % 0x80) | 0x80);
-    rest = Math.floor(rest / 0x80);
-  }
-  bytes.push(rest);
-  return Buffer.from(bytes);
-}
-
-/** A length-delimited protobuf field. */
-function field(number: number, bytes: Buffer): Buffer {
-  return Buffer.concat([varint((number << 3) | 2), varint(bytes.byteLength), bytes]);
-}
-
-/** A varint protobuf field. */
-function varintField(number: number, value: number): Buffer {
-  return Buffer.concat([varint(number << 3), varint(value)]);
-}
-
-function grpcFrame(message: Buffer): Buffer {
-  const prefix = Buffer.alloc(5);
-  prefix.writeUInt32BE(message.byteLength, 1);
-  return Buffer.concat([prefix, message]);
-}
 
 /** `count` copies of `item`, concatenated. */
 function repeated(item: Buffer, count: number): Buffer {
   return Buffer.concat(Array<Buffer>(count).fill(item));
 }
 
-interface RawOutcome {
-  readonly code: number | undefined;
-  readonly details: string | undefined;
-}
-
-/** One call whose request stream is `bytes` as they are, then END_STREAM: its grpc-status and grpc-message. */
-function rawCall(address: string, path: string, bytes: Buffer): Promise<RawOutcome> {
-  return new Promise((resolve) => {
-    const session = connect(`http://${address}`);
-    session.on("error", () => undefined);
-    const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers" });
-    stream.on("error", () => undefined);
-    let answer: IncomingHttpHeaders | undefined;
-    stream.on("response", (headers) => {
-      if (headers["grpc-status"] !== undefined) {
-        answer = headers;
-      }
-    });
-    stream.on("trailers", (trailers) => (answer = trailers));
-    stream.resume();
-    stream.on("close", () => {
-      session.destroy();
-      const message = answer?.["grpc-message"];
-      resolve({
-        code: answer === undefined ? undefined : Number(answer["grpc-status"]),
-        details: typeof message === "string" ? decodeURIComponent(message) : undefined,
-      });
-    });
-    stream.end(bytes);
-  });
-}
-
-function registryCall(address: string, method: string, message: Buffer): Promise<RawOutcome> {
-  return rawCall(address, SERVICE + method, grpcFrame(message));
+function registryCall(address: string, method: string, message: Buffer): Promise<RawCallOutcome> {
+  return rawGrpcCall(address, method, grpcFrame(message));
 }
 
 describe("request messages over 4 MiB, for every method but CreateVersion", () => {
@@ -143,7 +83,7 @@ describe("request messages over 4 MiB, for every method but CreateVersion", () =
     const server = await startTestServer();
     try {
       const request = field(1, Buffer.alloc(5 * MiB, "s"));
-      const outcome = await rawCall(server.address, "/grpc.health.v1.Health/Check", grpcFrame(request));
+      const outcome = await rawCallAtPath(server.address, "/grpc.health.v1.Health/Check", grpcFrame(request));
       assert.deepEqual(outcome, {
         code: status.RESOURCE_EXHAUSTED,
         details: `Check: the request message is ${request.byteLength} bytes, more than this method accepts: 4194304 bytes (4 MiB)`,
@@ -232,7 +172,7 @@ for (const fastPath of [true, false]) {
         await server.client.createModel("m");
         // A body whose data_chunk is followed by an unknown field: protobuf-es would take it.
         const odd = field(2, Buffer.concat([field(1, Buffer.alloc(2 * MiB, 7)), varintField(9, 1)]));
-        const refused = await rawCall(server.address, `${SERVICE}CreateVersion`, Buffer.concat([grpcFrame(headerMessage()), grpcFrame(odd)]));
+        const refused = await rawGrpcCall(server.address, "CreateVersion", Buffer.concat([grpcFrame(headerMessage()), grpcFrame(odd)]));
         assert.deepEqual(refused, {
           code: status.INVALID_ARGUMENT,
           details:
@@ -270,12 +210,12 @@ describe("CreateVersion request stream ending inside a message (fast path)", () 
     try {
       await server.client.createModel("m");
       const header = grpcFrame(headerMessage());
-      const outcome = await rawCall(server.address, `${SERVICE}CreateVersion`, header.subarray(0, header.byteLength - 3));
+      const outcome = await rawGrpcCall(server.address, "CreateVersion", header.subarray(0, header.byteLength - 3));
       assert.deepEqual(outcome, {
         code: status.INVALID_ARGUMENT,
         details: `CreateVersion: the request stream ended inside a message: ${header.byteLength - 8} of its ${header.byteLength - 5} bytes were received`,
       });
-      const prefixOnly = await rawCall(server.address, `${SERVICE}CreateVersion`, header.subarray(0, 3));
+      const prefixOnly = await rawGrpcCall(server.address, "CreateVersion", header.subarray(0, 3));
       assert.deepEqual(prefixOnly, {
         code: status.INVALID_ARGUMENT,
         details: "CreateVersion: the request stream ended inside a message's 5-byte length prefix: 3 of its 5 bytes were received",
