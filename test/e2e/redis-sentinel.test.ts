@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test, type TestContext } from "node:test";
 import * as grpc from "@grpc/grpc-js";
@@ -11,7 +10,7 @@ import { freeLoopbackPort, killAllRedisServers } from "../support/redis-server.j
 import { type RegistryClient, rejectsWithStatus, type WireVersionInfo } from "../support/registry-client.js";
 import { type VersionUpdateFollower, followVersionUpdates } from "../support/version-update-follower.js";
 import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
-import { killAllServers } from "../support/server-process.js";
+import { killAllServers, removeArchiveAfterServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 
 type Instance = ServerInstance & { readonly health: HealthClient };
@@ -21,7 +20,7 @@ const HANG_MS = 10_000;
 
 async function startInstances(t: TestContext, url: string, count: number, env: Record<string, string> = {}): Promise<Instance[]> {
   const archiveDir = await makeArchiveDir();
-  t.after(() => rm(archiveDir, { recursive: true, force: true }));
+  removeArchiveAfterServers(t, archiveDir);
   return Promise.all(
     Array.from({ length: count }, async () => {
       const instance = await startServerInstance(t, { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: url, ...env });
@@ -257,7 +256,7 @@ describe("Redis Sentinel (COGMENT_MODEL_REGISTRY_REDIS_URL=redis+sentinel://...)
     assert.equal((await a.client.publish("safe", first)).version_number, 1);
 
     await replica.stop("SIGKILL");
-    for (const deadline = Date.now() + 15_000; (await goodReplicas()) !== "0"; await sleep(50)) {
+    for (const deadline = Date.now() + 30_000; (await goodReplicas()) !== "0"; await sleep(50)) {
       assert.ok(Date.now() < deadline, "the primary still counts its replica as good");
     }
     const refused = new RegExp(`${unreachable(deployment.sentinelPorts).source}NOREPLICAS Not enough good replicas to write\\.( script: [0-9a-f]{40}, on @user_script:[0-9]+\\.)?$`);
@@ -269,7 +268,7 @@ describe("Redis Sentinel (COGMENT_MODEL_REGISTRY_REDIS_URL=redis+sentinel://...)
     assert.equal(await a.health.check(""), "SERVING", "Redis answers: only its writes are refused");
 
     await replica.start();
-    for (const deadline = Date.now() + 15_000; (await goodReplicas()) !== "1"; await sleep(50)) {
+    for (const deadline = Date.now() + 30_000; (await goodReplicas()) !== "1"; await sleep(50)) {
       assert.ok(Date.now() < deadline, "the replica did not come back in sync");
     }
     const second = randomBytes(2 * 1024 * 1024 + 2);
