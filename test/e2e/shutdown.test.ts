@@ -74,8 +74,8 @@ describe("shutdown on signals", () => {
   });
 
   test("SIGTERM with only an idle client connected stops at once, even if that client never closes its side", async (t) => {
-    // The default grace period (10 s): waiting for the idle connection would take all of it.
-    const server = await spawnServerOnTempArchive(t);
+    // A grace period of 60 s: waiting for the idle connection would take all of it.
+    const server = await spawnServerOnTempArchive(t, { COGMENT_MODEL_REGISTRY_SHUTDOWN_GRACE_PERIOD: "60s" });
     // A client that does the HTTP/2 handshake, then ignores everything, the GOAWAY and the server's FIN included.
     const idle = createConnection({ host: "127.0.0.1", port: server.port, allowHalfOpen: true });
     t.after(() => idle.destroy());
@@ -95,9 +95,10 @@ describe("shutdown on signals", () => {
     const signalledAt = Date.now();
     server.child.kill("SIGTERM");
     assert.equal(await server.exited, 0);
-    // A functional bound, not a speed measurement: it catches a wait for the 10 s grace period.
+    // A functional bound, not a speed measurement: it catches a wait for the 60 s grace period, with
+    // room for a loaded machine (a stop at once takes well under a second).
     const stopMs = Date.now() - signalledAt;
-    assert.ok(stopMs < 3000, `stopped in ${stopMs} ms`);
+    assert.ok(stopMs < 30_000, `stopped in ${stopMs} ms`);
     assert.ok(!server.logLines.some((l) => l.msg === "grace period over: cancelling the calls still running"));
   });
 
