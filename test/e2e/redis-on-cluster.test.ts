@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, beforeEach, describe, test, type TestContext } from "node:test";
 import * as grpc from "@grpc/grpc-js";
@@ -16,7 +15,7 @@ import { killAllRedisServers, startRedisServer } from "../support/redis-server.j
 import { RegistryClient, rejectsWithStatus, type WireVersionInfo } from "../support/registry-client.js";
 import { type VersionUpdateFollower, followVersionUpdates } from "../support/version-update-follower.js";
 import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
-import { killAllServers, spawnServer } from "../support/server-process.js";
+import { killAllServers, spawnServer, removeArchiveAfterServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 
 /*
@@ -41,7 +40,7 @@ function startInstances(t: TestContext, archiveDir: string, count: number, redis
 
 async function archiveDirFor(t: TestContext): Promise<string> {
   const archiveDir = await makeArchiveDir();
-  t.after(() => rm(archiveDir, { recursive: true, force: true }));
+  removeArchiveAfterServers(t, archiveDir);
   return archiveDir;
 }
 
