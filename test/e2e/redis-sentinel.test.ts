@@ -89,6 +89,24 @@ async function callThroughFailover(instance: Instance, deployment: SentinelDeplo
   }
 }
 
+/**
+ * The first call through an instance after a failover, made again while it fails fast with UNAVAILABLE
+ * naming the Sentinels (at most 30 s): health SERVING does not mean the instance is done moving. A
+ * Sentinel's +switch-master that reaches it after it already reconnected to the new primary makes
+ * ioredis's failover detector reconnect once more (the Sentinels switch one after the other).
+ */
+async function firstCallAfterFailover<T>(deployment: SentinelDeployment, call: () => Promise<T>): Promise<T> {
+  for (const deadline = Date.now() + 30_000; ; await sleep(100)) {
+    const outcome = await withinBound(call());
+    if (!("error" in outcome)) {
+      return outcome.value;
+    }
+    assert.equal(outcome.error.code, grpc.status.UNAVAILABLE, outcome.error.message);
+    assert.match(outcome.error.details, unreachable(deployment.sentinelPorts));
+    assert.ok(Date.now() < deadline, `calls still fail 30 s after the failover: ${outcome.error.message}`);
+  }
+}
+
 describe("Redis Sentinel (COGMENT_MODEL_REGISTRY_REDIS_URL=redis+sentinel://...)", () => {
   after(() => {
     killAllServers();
@@ -137,8 +155,8 @@ describe("Redis Sentinel (COGMENT_MODEL_REGISTRY_REDIS_URL=redis+sentinel://...)
 
     // Through the promoted replica: numbering goes on above 3 (nothing reused), chunked data both ways.
     const after1 = randomBytes(4 * 1024 * 1024 + 3);
-    assert.equal((await b.client.publish("ha", after1)).version_number, 4);
-    assert.deepEqual(await a.client.retrieveData("ha", 4), after1);
+    assert.equal((await firstCallAfterFailover(deployment, () => b.client.publish("ha", after1))).version_number, 4);
+    assert.deepEqual(await firstCallAfterFailover(deployment, () => a.client.retrieveData("ha", 4)), after1);
     assert.equal((await a.client.publish("ha", Buffer.from("five"))).version_number, 5);
     assert.equal((await b.client.retrieveData("ha", 5)).toString(), "five");
     assert.deepEqual(await b.client.retrieveData("ha", 1), chunked);
@@ -197,7 +215,7 @@ describe("Redis Sentinel (COGMENT_MODEL_REGISTRY_REDIS_URL=redis+sentinel://...)
       }
     }
     assert.equal(published.version_number, 2);
-    assert.deepEqual(await b.client.retrieveData("moved", 2), after);
+    assert.deepEqual(await firstCallAfterFailover(deployment, () => b.client.retrieveData("moved", 2)), after);
     assert.equal((await b.client.publish("moved", Buffer.from("three"))).version_number, 3);
     assert.equal((await a.client.retrieveData("moved", 3)).toString(), "three");
     const tag = modelHashTag("moved");
