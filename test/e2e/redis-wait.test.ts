@@ -280,7 +280,7 @@ describe("REDIS_WAIT_REPLICAS: a write is acknowledged once replicated", () => {
     // The default 2 s command timeout: six WAITs of 1 s stacked on the connection would exceed it.
     const store = RedisRegistryStore.create(primary.url, { expirationMs: 0, waitReplicas: 1, waitTimeoutMs: 1000 });
     t.after(() => store.close());
-    await store.connection.waitUntilHealthy(10_000);
+    await store.connection.waitUntilHealthy(30_000);
     const healthChanges: boolean[] = [];
     store.connection.on("health", (healthy) => healthChanges.push(healthy));
     const models = Array.from({ length: 6 }, (_, i) => `concurrent-${i}`);
