@@ -24,13 +24,15 @@ async function openRegistry(
   options: Partial<RegistryOptions> = {},
 ): Promise<Registry> {
   const root = await mkdtemp(path.join(tmpdir(), "mr-reg-"));
+  const store = createFsArchiveStore({ root, writer: inlineFileWriter });
   const registry = await Registry.open({
-    ...(await testRegistryOptions(createFsArchiveStore({ root, writer: inlineFileWriter }))),
+    ...(await testRegistryOptions(store)),
     cacheMaxBytes,
     ...options,
   });
   t.after(async () => {
     registry.close();
+    await store.close?.(); // its background work (clean-ups, journal) is over before the directory goes
     await rm(root, { recursive: true, force: true });
   });
   return registry;
@@ -95,8 +97,17 @@ describe("VersionDataOpener: an archived version streamed while it is loaded int
 
   async function archivedVersion(t: { after: (fn: () => Promise<void>) => void }, corrupt: boolean) {
     const root = await mkdtemp(path.join(tmpdir(), "mr-load-"));
-    t.after(() => rm(root, { recursive: true, force: true }));
     const store = createFsArchiveStore({ root, writer: inlineFileWriter });
+    // Registered first, so it runs first (after hooks run in the order registered): the registries
+    // and hash lanes registered below are closed, then the store's background work, before the directory goes.
+    const closing: (() => unknown)[] = [];
+    t.after(async () => {
+      for (const step of closing.reverse()) {
+        await step();
+      }
+      await store.close?.();
+      await rm(root, { recursive: true, force: true });
+    });
     const writer = await Registry.open(await testRegistryOptions(store));
     await writer.createOrUpdateModel({ modelId: "m", userData: {} });
     const data = patterned(size);
@@ -110,9 +121,9 @@ describe("VersionDataOpener: an archived version streamed while it is loaded int
     }
     const gated = gatedArchive(store, 4 * chunk);
     const hashLanes = createHashLanes({ threads: 1 });
-    t.after(() => hashLanes.close());
+    closing.push(() => hashLanes.close());
     const registry = await Registry.open({ ...(await testRegistryOptions(gated.archive)), offThreadHash: hashLanes });
-    t.after(async () => registry.close());
+    closing.push(() => registry.close());
     return { registry, data, file, gated };
   }
 
@@ -258,15 +269,17 @@ describe("Registry and its model actors", () => {
           : store.openVersionData(modelId, versionNumber),
     };
     const registry = await Registry.open(await testRegistryOptions(archive));
+    let reopened: Registry | undefined;
     t.after(async () => {
       registry.close();
+      reopened?.close();
+      await store.close?.();
       await rm(root, { recursive: true, force: true });
     });
     await registry.createOrUpdateModel({ modelId: "locked", userData: {} });
     await publish(registry, "locked", Buffer.from("archived bytes"), true);
     registry.close();
-    const reopened = await Registry.open(await testRegistryOptions(archive));
-    t.after(() => reopened.close());
+    reopened = await Registry.open(await testRegistryOptions(archive));
     denied = true;
     const failure = await reopened.openVersionData("locked", 1).then(
       () => assert.fail("expected the read to fail"),
