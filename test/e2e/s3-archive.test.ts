@@ -84,6 +84,7 @@ const sha256 = (data: Buffer): string => createHash("sha256").update(data).diges
 describe("archive on S3-compatible storage", () => {
   let s3: S3TestServer;
   let s3Client: S3Client;
+  after(() => s3?.close()); // and its directory (a test closes it earlier; closing again is harmless)
 
   test("start the S3 test server", async () => {
     s3 = await startS3TestServer([BUCKET]);

@@ -31,6 +31,7 @@ describe("archive on S3: commits and deletions cut short", () => {
     killAllServers();
     await proxy?.close();
     s3Client?.destroy();
+    await s3?.close(); // and its directory
     killAllS3TestServers();
   });
 

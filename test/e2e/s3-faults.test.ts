@@ -34,6 +34,7 @@ describe("archive on S3: store faults", () => {
     killAllServers();
     await proxy?.close();
     s3Client?.destroy();
+    await s3?.close(); // and its directory
     killAllS3TestServers();
   });
 
