@@ -7,6 +7,7 @@ import { describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
 import type { RegistryClient as TestClient } from "../support/registry-client.js";
 import { startTestServer } from "../support/test-server.js";
+import { archiveRootEntries } from "../support/leftover-files.js";
 
 const MiB = 1024 * 1024;
 const sha256 = (data: Buffer): string => createHash("sha256").update(data).digest("base64");
@@ -147,7 +148,7 @@ describe("archived versions larger than the memory budget stream to disk", () =>
       await upload.rest();
       await assert.rejects(upload.reply, deletedWhileUploading);
       await waitFor(async () => (await client.status(["uploads_in_flight"])).statuses.uploads_in_flight === "0");
-      assert.deepEqual((await readdir(server.archiveDir)).filter((name) => !name.startsWith(".cogment-ts-")), []);
+      assert.deepEqual((await archiveRootEntries(server.archiveDir)).filter((name) => !name.startsWith(".cogment-ts-")), []);
     });
 
     test("before its first batch was written: the uploader gets NOT_FOUND, the model's directory is not made again", async (t) => {
@@ -158,11 +159,11 @@ describe("archived versions larger than the memory budget stream to disk", () =>
       const upload = await startUpload(client, 1); // less than one 4 MiB batch: nothing on disk yet
       await waitFor(async () => (await client.status(["uploads_in_flight"])).statuses.uploads_in_flight === "1");
       await client.deleteModel("m");
-      assert.deepEqual(await readdir(server.archiveDir), [".cogment-ts-journal"]);
+      assert.deepEqual(await archiveRootEntries(server.archiveDir), [".cogment-ts-journal"]);
       await upload.rest();
       await assert.rejects(upload.reply, deletedWhileUploading);
       await waitFor(async () => (await client.status(["uploads_in_flight"])).statuses.uploads_in_flight === "0");
-      assert.deepEqual((await readdir(server.archiveDir)).filter((name) => !name.startsWith(".cogment-ts-")), []);
+      assert.deepEqual((await archiveRootEntries(server.archiveDir)).filter((name) => !name.startsWith(".cogment-ts-")), []);
     });
   });
 });

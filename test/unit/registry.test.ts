@@ -269,17 +269,19 @@ describe("Registry and its model actors", () => {
           : store.openVersionData(modelId, versionNumber),
     };
     const registry = await Registry.open(await testRegistryOptions(archive));
-    let reopened: Registry | undefined;
+    const opened = [registry];
     t.after(async () => {
-      registry.close();
-      reopened?.close();
+      for (const each of opened) {
+        each.close();
+      }
       await store.close?.();
       await rm(root, { recursive: true, force: true });
     });
     await registry.createOrUpdateModel({ modelId: "locked", userData: {} });
     await publish(registry, "locked", Buffer.from("archived bytes"), true);
     registry.close();
-    reopened = await Registry.open(await testRegistryOptions(archive));
+    const reopened = await Registry.open(await testRegistryOptions(archive));
+    opened.push(reopened);
     denied = true;
     const failure = await reopened.openVersionData("locked", 1).then(
       () => assert.fail("expected the read to fail"),
