@@ -1,5 +1,5 @@
 import { ConfigError, configWarnings, describeIgnoredVariable, loadConfig } from "./config.js";
-import { createLogger } from "./logger.js";
+import { createLogger, exitOnceLogged, stdoutDestination } from "./logger.js";
 import { missingServerFlags } from "./runtime-flags.js";
 import { type RunningServer, startServer } from "./server.js";
 
@@ -14,7 +14,8 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const log = createLogger(config.logLevel);
+  const destination = stdoutDestination();
+  const log = createLogger(config.logLevel, destination);
   for (const name of config.ignoredVariables) {
     log.warn({ variable: name, reason: describeIgnoredVariable(name) }, "COGMENT_MODEL_REGISTRY_ variable ignored");
   }
@@ -35,11 +36,11 @@ async function main(): Promise<void> {
     running.stop().then(
       () => {
         log.info("stopped");
-        log.flush(() => process.exit(0));
+        exitOnceLogged(destination, 0);
       },
       (error: unknown) => {
         log.error({ err: error }, "error while stopping");
-        log.flush(() => process.exit(1));
+        exitOnceLogged(destination, 1);
       },
     );
   };

@@ -68,7 +68,7 @@ describe("archived versions larger than the memory budget stream to disk", () =>
     call.write({ body: { data_chunk: data.subarray(0, 6 * MiB) } });
     await sleep(300);
     call.cancel();
-    const deadline = Date.now() + 5000;
+    const deadline = Date.now() + 30_000;
     let leftovers: string[] = [];
     do {
       await sleep(50);
@@ -139,7 +139,7 @@ describe("archived versions larger than the memory budget stream to disk", () =>
     }
 
     async function waitFor(condition: () => Promise<boolean>): Promise<void> {
-      for (let tries = 0; tries < 500 && !(await condition()); tries++) {
+      for (let tries = 0; tries < 3000 && !(await condition()); tries++) {
         await sleep(10);
       }
     }

@@ -6,7 +6,7 @@ import { describe, test } from "node:test";
 import { planChunkLayout } from "../../src/data/index.js";
 import { VERSION_OVERHEAD_BYTES } from "../../src/registry/index.js";
 import { startTestServer } from "../support/test-server.js";
-import { openStalledReader } from "../support/stalled-reader.js";
+import { openStalledReader, untilSending } from "../support/stalled-reader.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -109,10 +109,14 @@ describe("memory of evicted versions is reused by the next upload of the same si
     const session = connect(`http://127.0.0.1:${server.server.port}`);
     t.after(() => session.destroy());
     const reader = openStalledReader(session, "stalled", 1);
-    await sleep(300);
+    await untilSending(reader); // with 4 MiB against the windows, the server's writes are pending
     reader.close(); // RST_STREAM: the call is cancelled with frames still queued
-    await sleep(100);
-    assert.equal((await figures(client)).cache_draining_bytes, 0);
+    // The cancellation settles on the server asynchronously.
+    let draining = (await figures(client)).cache_draining_bytes;
+    for (const deadline = Date.now() + 30_000; draining !== 0 && Date.now() < deadline; draining = (await figures(client)).cache_draining_bytes) {
+      await sleep(20);
+    }
+    assert.equal(draining, 0);
 
     await client.publish("stalled", versionData(big, 3)); // evicts version 1: not reusable
     await client.publish("stalled", versionData(big, 4)); // evicts version 2: reusable, reused

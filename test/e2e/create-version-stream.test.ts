@@ -72,6 +72,8 @@ interface CallControls {
   response(): Promise<void>;
   /** Ends the request stream. */
   end(): void;
+  /** Resolves once the server took the upload's header (it counts the upload in flight); fails after 30 s. */
+  untilUploading(): Promise<void>;
 }
 
 interface RawCallOptions {
@@ -80,7 +82,22 @@ interface RawCallOptions {
   readonly end?: boolean;
   /** Run once the frames are written (e.g. to cancel the call, or stop the server). */
   readonly afterWrite?: (controls: CallControls) => void | Promise<void>;
+  /** Whether the server counts an upload in flight now (for `untilUploading`). */
+  readonly uploading?: () => boolean;
 }
+
+/** Waits (polling, at most 30 s) until `check` holds; whether it did. */
+async function settles(check: () => boolean, timeoutMs = 30_000): Promise<boolean> {
+  for (const deadline = Date.now() + timeoutMs; !check(); await new Promise((resolve) => setTimeout(resolve, 10))) {
+    if (Date.now() >= deadline) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** An upload in flight on this side's server (its header was taken). */
+const uploadingOn = (side: Side) => (): boolean => side.server.server.registry.stats().uploadsInFlight > 0;
 
 function rawPairs(raw: unknown, headers: IncomingHttpHeaders): string[] {
   const list = Array.isArray(raw) ? (raw as string[]) : Object.entries(headers).flatMap(([name, value]) => [name, String(value)]);
@@ -128,6 +145,11 @@ async function rawCall(address: string, frames: readonly Buffer[], options: RawC
       dropConnection: () => session.destroy(),
       response: () => responded,
       end: () => stream.end(),
+      untilUploading: async () => {
+        const { uploading } = options;
+        assert.ok(uploading !== undefined, "rawCall: no `uploading` check given");
+        assert.ok(await settles(uploading), "the server did not take the upload's header within 30 s");
+      },
     });
     const rstCode = await closed;
     return { headers, data: Buffer.concat(data), trailers, rstCode };
@@ -154,11 +176,9 @@ function logged(lines: readonly LogLine[]): { code?: string; details?: string; m
   return lines.map(({ code, details, modelId }) => ({ code, details, modelId }));
 }
 
-/** Waits until `check` is true, polling (the server logs a call's end after its stream closes). */
+/** Waits until `check` is true, polling, at most 30 s (the server logs a call's end after its stream closes). */
 async function eventually(check: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !check(); i++) {
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  await settles(check);
 }
 
 describe("CreateVersion below grpc-js: the same wire behaviour as grpc-js's path", () => {
@@ -181,8 +201,8 @@ describe("CreateVersion below grpc-js: the same wire behaviour as grpc-js's path
     const servedBefore = fast.server.server.createVersionFastPathCalls();
     const fastFrom = fast.lines.length;
     const grpcJsFrom = grpcJs.lines.length;
-    const fastResponse = await rawCall(fast.server.address, frames, options);
-    const grpcJsResponse = await rawCall(grpcJs.server.address, frames, options);
+    const fastResponse = await rawCall(fast.server.address, frames, { ...options, uploading: uploadingOn(fast) });
+    const grpcJsResponse = await rawCall(grpcJs.server.address, frames, { ...options, uploading: uploadingOn(grpcJs) });
     await eventually(() => createVersionLines(fast, fastFrom).length > 0 && createVersionLines(grpcJs, grpcJsFrom).length > 0);
     assert.equal(fast.server.server.createVersionFastPathCalls() - servedBefore, options.fastPathServes === false ? 0 : 1, "calls served below grpc-js");
     assert.equal(grpcJs.server.server.createVersionFastPathCalls(), 0);
@@ -306,8 +326,8 @@ describe("CreateVersion below grpc-js: the same wire behaviour as grpc-js's path
     const before = await fast.server.client.retrieveVersionInfos({ model_id: "m", version_numbers: [-1] });
     const { fast: a, grpcJs: b, fastLines, grpcJsLines } = await both([header("m", 2 * DATA.byteLength), body(DATA)], {
       end: false,
-      afterWrite: async ({ dropConnection }) => {
-        await new Promise((resolve) => setTimeout(resolve, 50));
+      afterWrite: async ({ dropConnection, untilUploading }) => {
+        await untilUploading();
         dropConnection();
       },
     });
@@ -318,6 +338,7 @@ describe("CreateVersion below grpc-js: the same wire behaviour as grpc-js's path
     ]);
     assert.deepEqual(logged(fastLines), logged(grpcJsLines));
     assert.deepEqual(await fast.server.client.retrieveVersionInfos({ model_id: "m", version_numbers: [-1] }), before);
+    assert.ok(await settles(() => fast.server.server.registry.stats().uploadsInFlight === 0), "the upload is released");
     assert.equal((await fast.server.client.status(["uploads_in_flight"])).statuses.uploads_in_flight, "0");
   });
 
@@ -325,8 +346,8 @@ describe("CreateVersion below grpc-js: the same wire behaviour as grpc-js's path
     const before = await fast.server.client.retrieveVersionInfos({ model_id: "m", version_numbers: [-1] });
     const { fast: a, grpcJs: b, fastLines, grpcJsLines } = await both([header("m", 2 * DATA.byteLength), body(DATA)], {
       end: false,
-      afterWrite: async ({ cancel }) => {
-        await new Promise((resolve) => setTimeout(resolve, 50));
+      afterWrite: async ({ cancel, untilUploading }) => {
+        await untilUploading();
         cancel();
       },
     });
@@ -334,6 +355,7 @@ describe("CreateVersion below grpc-js: the same wire behaviour as grpc-js's path
     assert.deepEqual(a, b);
     assert.deepEqual(logged(fastLines), logged(grpcJsLines));
     assert.deepEqual(await fast.server.client.retrieveVersionInfos({ model_id: "m", version_numbers: [-1] }), before);
+    assert.ok(await settles(() => fast.server.server.registry.stats().uploadsInFlight === 0), "the upload is released");
     assert.equal((await fast.server.client.status(["uploads_in_flight"])).statuses.uploads_in_flight, "0");
   });
 });
@@ -388,8 +410,9 @@ describe("CreateVersion below grpc-js: a server stopping mid-upload", () => {
         let stopped: Promise<void> | undefined;
         const response = await rawCall(side.server.address, [header("m", 2 * DATA.byteLength), body(DATA)], {
           end: false,
-          afterWrite: async () => {
-            await new Promise((resolve) => setTimeout(resolve, 50));
+          uploading: uploadingOn(side),
+          afterWrite: async ({ untilUploading }) => {
+            await untilUploading();
             stopped = side.server.stop();
           },
         });

@@ -57,13 +57,13 @@ test("an upload from a client that went silent frees its reservation: keepalive 
   reply.catch(() => {});
   call.write({ header: { version_info: { model_id: "orphan", data_size: String(80 * 1024) } } });
   const reserved = (): number => server.server.registry.stats().cache.reservedBytes;
-  for (let waited = 0; reserved() === 0 && waited < 5000; waited += 20) {
+  for (let waited = 0; reserved() === 0 && waited < 30_000; waited += 20) {
     await sleep(20);
   }
   assert.ok(reserved() >= 80 * 1024, `the upload reserved its data_size (${reserved()} bytes)`);
 
   relay.freeze();
-  for (let waited = 0; reserved() > 0 && waited < 10_000; waited += 50) {
+  for (let waited = 0; reserved() > 0 && waited < 30_000; waited += 50) {
     await sleep(50);
   }
   assert.equal(reserved(), 0, "the dead client's reservation is released");

@@ -43,7 +43,7 @@ describe("hash lanes: versions streamed to and from disk", () => {
     }
     call.cancel();
     await once(call, "error");
-    for (let waited = 0; (await server.server.hashLanes.openOnThreads()) !== 0 && waited < 10_000; waited += 20) {
+    for (let waited = 0; (await server.server.hashLanes.openOnThreads()) !== 0 && waited < 30_000; waited += 20) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     assert.equal(await server.server.hashLanes.openOnThreads(), 0, "the cancelled read's hash is released on its thread");

@@ -62,7 +62,7 @@ function onlyCallLine(lines: readonly LogLine[], method: string, from = 0): LogL
 }
 
 async function waitForCallLine(lines: readonly LogLine[], method: string, from: number): Promise<LogLine> {
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + 30_000;
   while (!callLines(lines, from).some((line) => line.method === method)) {
     if (Date.now() > deadline) throw new Error(`no ${method} line`);
     await sleep(10);
@@ -172,7 +172,7 @@ describe("one log line per call", () => {
     const from = t.lines.length;
     const stream = t.client.versionUpdate("watched");
     stream.on("error", () => {});
-    const deadline = Date.now() + 5000;
+    const deadline = Date.now() + 30_000;
     while ((await t.client.status(["subscribers"])).statuses.subscribers !== "1") {
       if (Date.now() > deadline) throw new Error("no subscriber");
       await sleep(10);

@@ -4,6 +4,7 @@ import { after, test } from "node:test";
 import { modelInfoPath } from "../../src/archive/layout.js";
 import { encodeModelInfo } from "../../src/archive/yaml-codec.js";
 import { ORIGINAL_ARCHIVE } from "../support/fixtures.js";
+import { archiveRootEntries } from "../support/leftover-files.js";
 import { RegistryClient } from "../support/registry-client.js";
 import { type ServerProcess, killAllServers, removeArchiveAfterServers, spawnServer } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
@@ -102,5 +103,5 @@ test("the original's archive with our journal in it: same models listed, an upda
   const models = await listModels(current);
   assert.deepEqual([...models.keys()], originalIds);
   assert.deepEqual(models.get("policy_net"), { journaled: "yes" });
-  assert.deepEqual((await readdir(archiveDir)).sort(), [".cogment-ts-journal", ...originalIds]);
+  assert.deepEqual((await archiveRootEntries(archiveDir)).sort(), [".cogment-ts-journal", ...originalIds]);
 });

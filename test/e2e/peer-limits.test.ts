@@ -188,7 +188,7 @@ describe("per-address stream limits", () => {
     assert.ok(refused >= 2, `refused connections: ${refused}`);
 
     // After the ban the address is served again (bounded wait: the ban is 3 s).
-    const until = Date.now() + 15_000;
+    const until = Date.now() + 30_000;
     let status: string | undefined;
     while (status === undefined && Date.now() < until) {
       const connection = connectFrom(s.server.port, "127.0.0.2");

@@ -184,7 +184,7 @@ describe("ChunkChannel", () => {
     t.after(() => server.resume());
     const connection = new RedisConnection(parseRedisUrl(server.url), { commandTimeoutMs: 500 });
     t.after(() => connection.close());
-    await connection.waitUntilHealthy(15_000);
+    await connection.waitUntilHealthy(30_000);
     await connection.chunks.setChunk("a", [Buffer.from("1")], 60_000);
     const health: boolean[] = [];
     connection.on("health", (healthy) => health.push(healthy));

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test } from "node:test";
 import type * as grpc from "@grpc/grpc-js";
@@ -10,7 +9,7 @@ import { startRedisCluster } from "../support/redis-cluster.js";
 import { killAllRedisServers } from "../support/redis-server.js";
 import type { WireVersionInfo } from "../support/registry-client.js";
 import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
-import { killAllServers } from "../support/server-process.js";
+import { killAllServers, removeArchiveAfterServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 
 function sha256(data: Buffer): string {
@@ -26,7 +25,7 @@ describe("several instances on a Redis Cluster with replicas", () => {
   test("a master killed, its replica promoted: commits, reads of transient data and VersionUpdate go on with the new master", async (t) => {
     const cluster = await startRedisCluster(t, { masters: 3, replicas: 1, nodeTimeoutMs: 1000 });
     const archiveDir = await makeArchiveDir();
-    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    removeArchiveAfterServers(t, archiveDir);
     const [a, b] = (await Promise.all(
       [0, 1].map(() =>
         startServerInstance(t, { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: cluster.url }),
@@ -45,7 +44,7 @@ describe("several instances on a Redis Cluster with replicas", () => {
     stream.on("data", (message: { version_info: WireVersionInfo }) => versions.push(message.version_info.version_number));
     stream.on("error", (error: grpc.ServiceError) => (streamError = error));
     const until = async (predicate: () => boolean, what: string): Promise<void> => {
-      const deadline = Date.now() + 20_000;
+      const deadline = Date.now() + 30_000;
       while (!predicate()) {
         assert.ok(Date.now() < deadline, `timed out waiting for ${what}; got ${versions.join(",")}, error ${streamError?.message}`);
         await sleep(20);
@@ -56,7 +55,7 @@ describe("several instances on a Redis Cluster with replicas", () => {
     const killed = cluster.nodes.find((node) => node.port === master);
     await killed?.stop("SIGKILL");
     const survivor = cluster.nodes.find((node) => node.running())?.port;
-    const failoverDeadline = Date.now() + 20_000;
+    const failoverDeadline = Date.now() + 30_000;
     while ((await cluster.ownerOfSlot(slot, survivor).catch(() => master)) === master) {
       assert.ok(Date.now() < failoverDeadline, "the replica was not promoted");
       await sleep(50);
@@ -65,13 +64,12 @@ describe("several instances on a Redis Cluster with replicas", () => {
     const promoted = await cluster.ownerOfSlot(slot, survivor);
     assert.notEqual(promoted, master);
 
-    const health = new HealthClient(a.address);
-    t.after(() => health.close());
-    const deadline = Date.now() + 20_000;
-    while ((await health.check("")) !== "SERVING" && Date.now() < deadline) {
-      await sleep(50);
+    // Each instance finds the new master on its own (its probe, its next call): both must be back.
+    for (const instance of [a, b]) {
+      const health = new HealthClient(instance.address);
+      t.after(() => health.close());
+      assert.equal(await health.waitFor("SERVING", 30_000), "SERVING");
     }
-    assert.equal(await health.check(""), "SERVING");
     assert.equal(sha256(await b.client.retrieveData(model, 1)), sha256(large));
     assert.equal((await a.client.publish(model, large)).version_number, 2);
     assert.equal((await b.client.publish(model, Buffer.from("three"), { archived: true })).version_number, 3);

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test, type TestContext } from "node:test";
 import * as grpc from "@grpc/grpc-js";
@@ -35,7 +34,7 @@ async function startCluster(
 ): Promise<Cluster> {
   const redis = await startRedisServer(t, { appendOnly: true });
   const archiveDir = options.archiveDir ?? (await makeArchiveDir());
-  t.after(() => rm(archiveDir, { recursive: true, force: true }));
+  removeArchiveAfterServers(t, archiveDir);
   const instances = await Promise.all(
     Array.from({ length: options.count ?? 3 }, () => startInstance(t, archiveDir, redis.url, options.env)),
   );
@@ -56,7 +55,7 @@ function sha256(data: Buffer): string {
 
 /** Collects a VersionUpdate stream's version numbers and its end. */
 function follow(client: RegistryClient, modelId: string): VersionUpdateFollower {
-  return followVersionUpdates(client, modelId, 10_000);
+  return followVersionUpdates(client, modelId, 30_000);
 }
 
 async function versionNumbers(client: RegistryClient, modelId: string): Promise<number[]> {
@@ -232,7 +231,7 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
     await a.client.publish("expiring", Buffer.from("archived"), { archived: true });
     await a.client.publish("expiring", Buffer.from("latest"));
     assert.equal((await b.client.retrieveData("expiring", 1)).toString(), "old");
-    const deadline = Date.now() + 15_000;
+    const deadline = Date.now() + 30_000;
     while ((await versionNumbers(b.client, "expiring")).includes(1) && Date.now() < deadline) {
       await sleep(100);
     }
@@ -259,7 +258,7 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
       }
     }
     const pendingPattern = `cmr:${modelHashTag("crash")}:p:*`;
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + 30_000;
     while ((await inspector.keys(pendingPattern)).length === 0 && Date.now() < deadline) {
       await sleep(20);
     }
@@ -322,11 +321,11 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
     assert.equal(a.process.child.exitCode, null, "the instance stays up");
 
     await redis.start();
-    const deadline = Date.now() + 15_000;
-    while ((await health.check("")) !== "SERVING" && Date.now() < deadline) {
-      await sleep(50);
-    }
-    assert.equal(await health.check(""), "SERVING");
+    // Each instance reconnects on its own (its own backoff): both must be back before B is read.
+    const healthOfB = new HealthClient(b.address);
+    t.after(() => healthOfB.close());
+    assert.equal(await health.waitFor("SERVING", 30_000), "SERVING");
+    assert.equal(await healthOfB.waitFor("SERVING", 30_000), "SERVING");
     // AOF kept the numbering: the next version is 2, and B's stream (subscribed before) gets it.
     assert.equal((await a.client.publish("outage", Buffer.from("after"))).version_number, 2);
     await onB.until(() => onB.numbers.at(-1) === 2, "version 2 after the reconnection");
@@ -400,13 +399,7 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
     assert.equal((await b.client.retrieveData("again", 1)).toString(), "old 1");
     const health = new HealthClient(b.address);
     t.after(() => health.close());
-    const healthIs = async (wanted: string): Promise<string> => {
-      let seen = await health.check("");
-      for (const deadline = Date.now() + 15_000; seen !== wanted && Date.now() < deadline; seen = await health.check("")) {
-        await sleep(50);
-      }
-      return seen;
-    };
+    const healthIs = (wanted: string): Promise<string> => health.waitFor(wanted, 30_000);
 
     link.cut();
     assert.equal(await healthIs("NOT_SERVING"), "NOT_SERVING");
@@ -428,14 +421,14 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
   test("a Redis restarted empty (no persistence) gets the archive imported again: archived versions and numbering above them", async (t) => {
     const redis = await startRedisServer(t, { appendOnly: false });
     const archiveDir = await makeArchiveDir();
-    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    removeArchiveAfterServers(t, archiveDir);
     const a = await startInstance(t, archiveDir, redis.url);
     await a.client.createModel("kept", { k: "v" });
     await a.client.publish("kept", Buffer.from("archived one"), { archived: true });
     await a.client.publish("kept", Buffer.from("transient two"));
     await redis.stop("SIGKILL");
     await redis.start();
-    const deadline = Date.now() + 15_000;
+    const deadline = Date.now() + 30_000;
     let listed: number[] = [];
     while (Date.now() < deadline) {
       listed = await versionNumbers(a.client, "kept").catch(() => []);
@@ -457,7 +450,7 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
     // Set after the start (the helper's readiness PING has no password).
     await inspect(t, redis.url).config("SET", "requirepass", "pa55-w0rd-secret");
     const archiveDir = await makeArchiveDir();
-    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    removeArchiveAfterServers(t, archiveDir);
     const url = `redis://:pa55-w0rd-secret@127.0.0.1:${redis.port}/0`;
     const a = await startInstance(t, archiveDir, url);
     await a.client.createModel("guarded");

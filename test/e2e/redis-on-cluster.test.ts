@@ -1,7 +1,5 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
-import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, beforeEach, describe, test, type TestContext } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { type Cluster, Redis } from "ioredis";
@@ -16,7 +14,7 @@ import { killAllRedisServers, startRedisServer } from "../support/redis-server.j
 import { RegistryClient, rejectsWithStatus, type WireVersionInfo } from "../support/registry-client.js";
 import { type VersionUpdateFollower, followVersionUpdates } from "../support/version-update-follower.js";
 import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
-import { killAllServers, spawnServer } from "../support/server-process.js";
+import { killAllServers, spawnServer, removeArchiveAfterServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 
 /*
@@ -41,7 +39,7 @@ function startInstances(t: TestContext, archiveDir: string, count: number, redis
 
 async function archiveDirFor(t: TestContext): Promise<string> {
   const archiveDir = await makeArchiveDir();
-  t.after(() => rm(archiveDir, { recursive: true, force: true }));
+  removeArchiveAfterServers(t, archiveDir);
   return archiveDir;
 }
 
@@ -70,15 +68,11 @@ async function versionNumbers(client: RegistryClient, modelId: string): Promise<
 
 /** Collects a VersionUpdate stream's version numbers and its end. */
 function follow(client: RegistryClient, modelId: string): VersionUpdateFollower {
-  return followVersionUpdates(client, modelId, 15_000);
+  return followVersionUpdates(client, modelId, 30_000);
 }
 
-async function waitForHealth(health: HealthClient, wanted: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while ((await health.check("")) !== wanted && Date.now() < deadline) {
-    await sleep(50);
-  }
-  assert.equal(await health.check(""), wanted);
+async function waitForHealth(health: HealthClient, wanted: string, timeoutMs = 30_000): Promise<void> {
+  assert.equal(await health.waitFor(wanted, timeoutMs), wanted);
 }
 
 describe("several instances on a Redis Cluster of three masters", () => {
@@ -366,7 +360,7 @@ describe("several instances on a Redis Cluster of three masters", () => {
     for (const url of [single.url, single.url.replace("redis://", "redis://reg:secret@")]) {
       const store = RedisRegistryStore.create(url, { expirationMs: 0 });
       t.after(() => store.close());
-      await store.connection.waitUntilHealthy(10_000);
+      await store.connection.waitUntilHealthy(30_000);
       assert.equal(store.connection.mode, "single");
       assert.equal(store.connection.address, `127.0.0.1:${single.port}`);
       await store.putModel({ modelId: "alone", userData: {} });
@@ -390,7 +384,7 @@ describe("several instances on a Redis Cluster of three masters", () => {
   test("the chunk connections follow ASK (a slot half migrated) and MOVED (moved, ioredis's map not told yet): copies stay byte-exact, in order", async (t) => {
     const store = RedisRegistryStore.create(cluster.url, { expirationMs: 0, chunkBytes: 1024 });
     t.after(() => store.close());
-    await store.connection.waitUntilHealthy(10_000);
+    await store.connection.waitUntilHealthy(30_000);
     assert.equal(store.connection.mode, "cluster");
     const model = (await modelsOnEveryMaster("chunks"))[0] as string;
     await store.putModel({ modelId: model, userData: {} });
@@ -437,7 +431,7 @@ describe("several instances on a Redis Cluster of three masters", () => {
   test("a copy never has GETs in flight on two nodes: with another reader's ASK pending for one chunk, the copy's bytes stay in order", async (t) => {
     const store = RedisRegistryStore.create(cluster.url, { expirationMs: 0, chunkBytes: 1024 * 1024 });
     t.after(() => store.close());
-    await store.connection.waitUntilHealthy(10_000);
+    await store.connection.waitUntilHealthy(30_000);
     const model = (await modelsOnEveryMaster("asked"))[0] as string;
     await store.putModel({ modelId: model, userData: {} });
     const data = randomBytes(5 * 1024 * 1024);
@@ -510,7 +504,11 @@ describe("several instances on a Redis Cluster of three masters", () => {
 
     await down.start();
     await cluster.waitUntilOk();
+    // Each instance reconnects to the node on its own (its probe, its next call): both must be back.
     await waitForHealth(health, "SERVING");
+    const healthOfB = new HealthClient(b.address);
+    t.after(() => healthOfB.close());
+    await waitForHealth(healthOfB, "SERVING");
     // AOF kept the numbering; B's stream (subscribed before) gets the new version.
     assert.equal((await a.client.publish(onDown, Buffer.from("after"))).version_number, 2);
     await streams[0]?.until(() => streams[0]?.numbers.at(-1) === 2, "version 2 after the recovery");

@@ -4,7 +4,6 @@
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
 import { connect } from "node:http2";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test, type TestContext } from "node:test";
@@ -16,7 +15,7 @@ import { startMonitor } from "../support/redis-monitor.js";
 import { type RedisTestServer, killAllRedisServers, startRedisServer } from "../support/redis-server.js";
 import { type RegistryClient, rejectsWithStatus } from "../support/registry-client.js";
 import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
-import { killAllServers } from "../support/server-process.js";
+import { killAllServers, removeArchiveAfterServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 import { type ThrottleProxy, startThrottleProxy } from "../support/throttle-proxy.js";
 import { openStalledReader, readToEnd } from "../support/stalled-reader.js";
@@ -29,7 +28,7 @@ type Instance = ServerInstance;
 
 async function tempArchive(t: TestContext): Promise<string> {
   const archiveDir = await makeArchiveDir();
-  t.after(() => rm(archiveDir, { recursive: true, force: true }));
+  removeArchiveAfterServers(t, archiveDir);
   return archiveDir;
 }
 
@@ -275,7 +274,7 @@ describe("a transient version read through from Redis is streamed while it loads
       return [statuses.streamed_read_bytes ?? "", statuses.streamed_reads_waiting ?? ""];
     };
     let seen = await held();
-    for (let waited = 0; seen[1] !== "3" && waited < 10_000; waited += 20) {
+    for (let waited = 0; seen[1] !== "3" && waited < 30_000; waited += 20) {
       await sleep(20);
       seen = await held();
     }

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test, type TestContext } from "node:test";
 import * as grpc from "@grpc/grpc-js";
@@ -11,7 +10,7 @@ import { freeLoopbackPort, killAllRedisServers } from "../support/redis-server.j
 import { type RegistryClient, rejectsWithStatus, type WireVersionInfo } from "../support/registry-client.js";
 import { type VersionUpdateFollower, followVersionUpdates } from "../support/version-update-follower.js";
 import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
-import { killAllServers } from "../support/server-process.js";
+import { killAllServers, removeArchiveAfterServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 
 type Instance = ServerInstance & { readonly health: HealthClient };
@@ -21,7 +20,7 @@ const HANG_MS = 10_000;
 
 async function startInstances(t: TestContext, url: string, count: number, env: Record<string, string> = {}): Promise<Instance[]> {
   const archiveDir = await makeArchiveDir();
-  t.after(() => rm(archiveDir, { recursive: true, force: true }));
+  removeArchiveAfterServers(t, archiveDir);
   return Promise.all(
     Array.from({ length: count }, async () => {
       const instance = await startServerInstance(t, { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: url, ...env });
@@ -90,6 +89,24 @@ async function callThroughFailover(instance: Instance, deployment: SentinelDeplo
   }
 }
 
+/**
+ * The first call through an instance after a failover, made again while it fails fast with UNAVAILABLE
+ * naming the Sentinels (at most 30 s): health SERVING does not mean the instance is done moving. A
+ * Sentinel's +switch-master that reaches it after it already reconnected to the new primary makes
+ * ioredis's failover detector reconnect once more (the Sentinels switch one after the other).
+ */
+async function firstCallAfterFailover<T>(deployment: SentinelDeployment, call: () => Promise<T>): Promise<T> {
+  for (const deadline = Date.now() + 30_000; ; await sleep(100)) {
+    const outcome = await withinBound(call());
+    if (!("error" in outcome)) {
+      return outcome.value;
+    }
+    assert.equal(outcome.error.code, grpc.status.UNAVAILABLE, outcome.error.message);
+    assert.match(outcome.error.details, unreachable(deployment.sentinelPorts));
+    assert.ok(Date.now() < deadline, `calls still fail 30 s after the failover: ${outcome.error.message}`);
+  }
+}
+
 describe("Redis Sentinel (COGMENT_MODEL_REGISTRY_REDIS_URL=redis+sentinel://...)", () => {
   after(() => {
     killAllServers();
@@ -138,8 +155,8 @@ describe("Redis Sentinel (COGMENT_MODEL_REGISTRY_REDIS_URL=redis+sentinel://...)
 
     // Through the promoted replica: numbering goes on above 3 (nothing reused), chunked data both ways.
     const after1 = randomBytes(4 * 1024 * 1024 + 3);
-    assert.equal((await b.client.publish("ha", after1)).version_number, 4);
-    assert.deepEqual(await a.client.retrieveData("ha", 4), after1);
+    assert.equal((await firstCallAfterFailover(deployment, () => b.client.publish("ha", after1))).version_number, 4);
+    assert.deepEqual(await firstCallAfterFailover(deployment, () => a.client.retrieveData("ha", 4)), after1);
     assert.equal((await a.client.publish("ha", Buffer.from("five"))).version_number, 5);
     assert.equal((await b.client.retrieveData("ha", 5)).toString(), "five");
     assert.deepEqual(await b.client.retrieveData("ha", 1), chunked);
@@ -198,7 +215,7 @@ describe("Redis Sentinel (COGMENT_MODEL_REGISTRY_REDIS_URL=redis+sentinel://...)
       }
     }
     assert.equal(published.version_number, 2);
-    assert.deepEqual(await b.client.retrieveData("moved", 2), after);
+    assert.deepEqual(await firstCallAfterFailover(deployment, () => b.client.retrieveData("moved", 2)), after);
     assert.equal((await b.client.publish("moved", Buffer.from("three"))).version_number, 3);
     assert.equal((await a.client.retrieveData("moved", 3)).toString(), "three");
     const tag = modelHashTag("moved");
@@ -257,7 +274,7 @@ describe("Redis Sentinel (COGMENT_MODEL_REGISTRY_REDIS_URL=redis+sentinel://...)
     assert.equal((await a.client.publish("safe", first)).version_number, 1);
 
     await replica.stop("SIGKILL");
-    for (const deadline = Date.now() + 15_000; (await goodReplicas()) !== "0"; await sleep(50)) {
+    for (const deadline = Date.now() + 30_000; (await goodReplicas()) !== "0"; await sleep(50)) {
       assert.ok(Date.now() < deadline, "the primary still counts its replica as good");
     }
     const refused = new RegExp(`${unreachable(deployment.sentinelPorts).source}NOREPLICAS Not enough good replicas to write\\.( script: [0-9a-f]{40}, on @user_script:[0-9]+\\.)?$`);
@@ -269,7 +286,7 @@ describe("Redis Sentinel (COGMENT_MODEL_REGISTRY_REDIS_URL=redis+sentinel://...)
     assert.equal(await a.health.check(""), "SERVING", "Redis answers: only its writes are refused");
 
     await replica.start();
-    for (const deadline = Date.now() + 15_000; (await goodReplicas()) !== "1"; await sleep(50)) {
+    for (const deadline = Date.now() + 30_000; (await goodReplicas()) !== "1"; await sleep(50)) {
       assert.ok(Date.now() < deadline, "the replica did not come back in sync");
     }
     const second = randomBytes(2 * 1024 * 1024 + 2);

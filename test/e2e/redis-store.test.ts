@@ -30,7 +30,7 @@ function openStore(t: TestContext, server: RedisTestServer, options: Partial<Red
 
 async function openReadyStore(t: TestContext, server: RedisTestServer, options: Partial<RedisRegistryStoreOptions> = {}): Promise<RedisRegistryStore> {
   const store = openStore(t, server, options);
-  await store.connection.waitUntilHealthy(10_000);
+  await store.connection.waitUntilHealthy(30_000);
   return store;
 }
 
@@ -446,7 +446,7 @@ describe("RedisRegistryStore", () => {
     assert.ok(Date.now() - started < 10_000);
 
     await server.start();
-    await store.connection.waitUntilHealthy(15_000);
+    await store.connection.waitUntilHealthy(30_000);
     await resubscribed;
     assert.deepEqual(health, [false, true]);
     // No persistence: the data is gone, the store works again.
@@ -468,7 +468,7 @@ describe("RedisRegistryStore", () => {
     assert.deepEqual(health, [false]);
     await rejectsWith(store.getModel("m"), Code.UNAVAILABLE, /is unreachable: /);
     server.resume();
-    await store.connection.waitUntilHealthy(15_000);
+    await store.connection.waitUntilHealthy(30_000);
     assert.deepEqual(health, [false, true]);
     assert.equal(await store.getModel("m"), undefined);
   });
@@ -486,7 +486,7 @@ describe("RedisRegistryStore", () => {
     assert.match(store.connection.lastFailure, /^no reply (to a PING )?within 300 ms$/);
     await rejectsWith(store.getModel("m"), Code.UNAVAILABLE, new RegExp(`^Redis at 127\\.0\\.0\\.1:${server.port} is unreachable: `));
     server.resume();
-    await store.connection.waitUntilHealthy(15_000);
+    await store.connection.waitUntilHealthy(30_000);
     assert.deepEqual(health, [false, true]);
     assert.equal(await store.getModel("m"), undefined);
   });
@@ -498,7 +498,7 @@ describe("RedisRegistryStore", () => {
     await rejectsWith(store.connection.waitUntilHealthy(300), Code.UNAVAILABLE, new RegExp(`^Redis at 127\\.0\\.0\\.1:${server.port} is unreachable: `));
     await rejectsWith(store.getModel("m"), Code.UNAVAILABLE, /is unreachable/);
     await server.start();
-    await store.connection.waitUntilHealthy(15_000);
+    await store.connection.waitUntilHealthy(30_000);
     assert.equal(await store.getModel("m"), undefined);
   });
 

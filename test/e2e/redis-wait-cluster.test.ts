@@ -5,7 +5,6 @@
  * models only: a WAIT sent to any other node would return at once with its replica's acknowledgment.
  */
 import assert from "node:assert/strict";
-import { rm } from "node:fs/promises";
 import { after, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import * as grpc from "@grpc/grpc-js";
@@ -15,7 +14,7 @@ import { startRedisCluster } from "../support/redis-cluster.js";
 import { killAllRedisServers } from "../support/redis-server.js";
 import { rejectsWithStatus } from "../support/registry-client.js";
 import { startServerInstance } from "../support/server-instance.js";
-import { killAllServers } from "../support/server-process.js";
+import { killAllServers, removeArchiveAfterServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 
 function exactly(text: string): RegExp {
@@ -31,7 +30,7 @@ describe("REDIS_WAIT_REPLICAS on a Redis Cluster", () => {
   test("WAIT reaches the master of the model's slot (and of cmr:models for a creation)", async (t) => {
     const cluster = await startRedisCluster(t, { masters: 3, replicas: 1, nodeTimeoutMs: 5000 });
     const archiveDir = await makeArchiveDir();
-    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    removeArchiveAfterServers(t, archiveDir);
     const instance = await startServerInstance(t, {
       COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir,
       COGMENT_MODEL_REGISTRY_REDIS_URL: cluster.url,
@@ -45,7 +44,7 @@ describe("REDIS_WAIT_REPLICAS on a Redis Cluster", () => {
       return Number(port);
     };
     // The replicas' first sync follows the cluster's creation: wait until each master has its replica online.
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + 30_000;
     for (const node of cluster.nodes) {
       let info: string;
       while (/^role:master/m.test((info = await cluster.cli(node.port, "info", "replication"))) && !/^slave0:.*state=online/m.test(info)) {

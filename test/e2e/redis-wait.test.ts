@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { readdir, rm } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test, type TestContext } from "node:test";
@@ -20,7 +20,7 @@ import { type RedisTestServer, killAllRedisServers, startRedisServer } from "../
 import { killAllSentinels, startSentinelDeployment } from "../support/redis-sentinel.js";
 import { rejectsWithStatus } from "../support/registry-client.js";
 import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
-import { killAllServers } from "../support/server-process.js";
+import { killAllServers, logLinesWhen, removeArchiveAfterServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 
 const MIB = 1024 * 1024;
@@ -50,7 +50,7 @@ async function startPair(t: TestContext, { delayed }: { delayed: boolean }): Pro
   t.after(() => onReplica.disconnect());
   const onPrimary = new Redis(primary.url);
   try {
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + 30_000;
     while (!/^slave0:.*state=online/m.test(await onPrimary.info("replication")) || !/master_link_status:up/.test(await onReplica.info("replication"))) {
       assert.ok(Date.now() < deadline, "the replica did not come online");
       await sleep(50);
@@ -63,7 +63,7 @@ async function startPair(t: TestContext, { delayed }: { delayed: boolean }): Pro
 
 async function tempArchive(t: TestContext): Promise<string> {
   const archiveDir = await makeArchiveDir();
-  t.after(() => rm(archiveDir, { recursive: true, force: true }));
+  removeArchiveAfterServers(t, archiveDir);
   return archiveDir;
 }
 
@@ -177,7 +177,7 @@ describe("REDIS_WAIT_REPLICAS: a write is acknowledged once replicated", () => {
           [model, { k: "v" }],
         ],
       );
-      const warnings = instance.process.logLines.filter((line) => line.level === 40 && String(line.msg).includes("on the Redis primary but only 0 of 1"));
+      const warnings = await logLinesWhen(instance.process, (line) => line.level === 40 && String(line.msg).includes("on the Redis primary but only 0 of 1"), 4);
       assert.equal(warnings.length, 4);
 
       // A deletion not replicated keeps the archive files: a failover may bring the model back.
@@ -283,7 +283,7 @@ describe("REDIS_WAIT_REPLICAS: a write is acknowledged once replicated", () => {
     // The default 2 s command timeout: six WAITs of 1 s stacked on the connection would exceed it.
     const store = RedisRegistryStore.create(primary.url, { expirationMs: 0, waitReplicas: 1, waitTimeoutMs: 1000 });
     t.after(() => store.close());
-    await store.connection.waitUntilHealthy(10_000);
+    await store.connection.waitUntilHealthy(30_000);
     const healthChanges: boolean[] = [];
     store.connection.on("health", (healthy) => healthChanges.push(healthy));
     const models = Array.from({ length: 6 }, (_, i) => `concurrent-${i}`);
@@ -322,7 +322,7 @@ describe("REDIS_WAIT_REPLICAS: a write is acknowledged once replicated", () => {
     const health = new HealthClient(instance.address);
     t.after(() => health.close());
     assert.equal(await health.check(""), "SERVING");
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + 30_000;
     let warning: Record<string, unknown> | undefined;
     while ((warning = instance.process.logLines.find((line) => String(line.msg).includes("connected replicas"))) === undefined) {
       assert.ok(Date.now() < deadline, "no warning about the replicas");

@@ -84,6 +84,7 @@ const sha256 = (data: Buffer): string => createHash("sha256").update(data).diges
 describe("archive on S3-compatible storage", () => {
   let s3: S3TestServer;
   let s3Client: S3Client;
+  after(() => s3?.close()); // and its directory (a test closes it earlier; closing again is harmless)
 
   test("start the S3 test server", async () => {
     s3 = await startS3TestServer([BUCKET]);
@@ -193,7 +194,7 @@ describe("archive on S3-compatible storage", () => {
       // s3rver keeps each multipart upload in progress as a directory here: the version's parts are being uploaded.
       const uploads = path.join(s3.directory, BUCKET, "._S3rver_uploads");
       const pendingUploads = async (): Promise<number> => (await readdir(uploads).catch(() => [])).length;
-      for (let tries = 0; tries < 500 && (await pendingUploads()) === 0; tries++) {
+      for (let tries = 0; tries < 3000 && (await pendingUploads()) === 0; tries++) {
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
       assert.equal(await pendingUploads(), 1);
@@ -201,7 +202,7 @@ describe("archive on S3-compatible storage", () => {
       await send(52);
       call.end();
       await assert.rejects(reply, { code: status.NOT_FOUND, details: 'model "m" not found (it was deleted while the version was uploading)' });
-      for (let tries = 0; tries < 500 && (await pendingUploads()) > 0; tries++) {
+      for (let tries = 0; tries < 3000 && (await pendingUploads()) > 0; tries++) {
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
       assert.equal(await pendingUploads(), 0, "the multipart upload is aborted");

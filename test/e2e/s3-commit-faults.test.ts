@@ -12,7 +12,7 @@ import { failure } from "../support/grpc-failure.js";
 import { RegistryClient } from "../support/registry-client.js";
 import { type S3FaultProxy, startS3FaultProxy } from "../support/s3-fault-proxy.js";
 import { killAllS3TestServers, type S3TestServer, startS3TestServer } from "../support/s3-test-server.js";
-import { killAllServers, type ServerProcess, spawnServer } from "../support/server-process.js";
+import { killAllServers, logLinesWhen, type ServerProcess, spawnServer } from "../support/server-process.js";
 
 const BUCKET = "models";
 
@@ -31,6 +31,7 @@ describe("archive on S3: commits and deletions cut short", () => {
     killAllServers();
     await proxy?.close();
     s3Client?.destroy();
+    await s3?.close(); // and its directory
     killAllS3TestServers();
   });
 
@@ -92,7 +93,7 @@ describe("archive on S3: commits and deletions cut short", () => {
       assert.deepEqual(published, [2, 3, 4]);
       assert.equal((await client.retrieveData("m", 2)).toString(), "two");
       assert.deepEqual(
-        server.logLines.filter((line) => line.msg === "overwriting a leftover data object: no version info refers to it (a commit interrupted before its info was written)").map((line) => line.key),
+        (await logLinesWhen(server, (line) => line.msg === "overwriting a leftover data object: no version info refers to it (a commit interrupted before its info was written)")).map((line) => line.key),
         ["orphan/m/m-v000002.data"],
       );
     });

@@ -27,7 +27,7 @@ function tcpHandles(): number {
 /** Polls until `read()` returns `expected` (threads end a little after their worker is terminated). */
 async function settlesAt(read: () => number, expected: number): Promise<number> {
   let value = read();
-  for (let attempt = 0; attempt < 100 && value !== expected; attempt++) {
+  for (let attempt = 0; attempt < 600 && value !== expected; attempt++) {
     await sleep(50);
     value = read();
   }

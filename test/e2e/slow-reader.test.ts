@@ -10,7 +10,7 @@ import { type RunningServer, type ServerConfig, type ServerOptions, startServer 
 import { RegistryClient } from "../support/registry-client.js";
 import { DEFAULT_TEST_CONFIG, makeArchiveDir } from "../support/test-server.js";
 import { killAllServers, spawnServerOnTempArchive } from "../support/server-process.js";
-import { openStalledReader } from "../support/stalled-reader.js";
+import { openStalledReader, untilSending } from "../support/stalled-reader.js";
 
 after(killAllServers);
 
@@ -86,7 +86,8 @@ test("readers that stop reading hold back the server (backpressure): it does not
   const session = connect(`http://127.0.0.1:${server.port}`);
   t.after(() => session.destroy());
   const readers = Array.from({ length: 4 }, () => openStalledReader(session, "slow", -1));
-  await sleep(800);
+  await Promise.all(readers.map((reader) => untilSending(reader)));
+  await sleep(800); // time to queue far more if backpressure were ignored
   const whileStalled = await sentBytes(metricsPort);
   // Each stalled stream may have grpc-js's 16-message buffer plus the HTTP/2 windows in flight,
   // far from the 4 x 32 MiB that ignoring backpressure would queue.
@@ -142,7 +143,7 @@ test("a reader stalled at a version's end keeps its bytes counted until it goes 
   t.after(() => session.destroy());
   const reader = openStalledReader(session, "slow", -1);
   reader.on("error", () => {});
-  await sleep(300);
+  await untilSending(reader);
   await client.deleteModel("slow"); // the version leaves the cache; the stalled reader still holds it
   const cache = (): { drainingBytes: number; usedBytes: number } => server.registry.stats().cache;
   const held = cache().drainingBytes;
@@ -151,7 +152,7 @@ test("a reader stalled at a version's end keeps its bytes counted until it goes 
   assert.equal(cache().drainingBytes, held, "still counted while the client keeps its stream open");
 
   session.destroy();
-  for (let waited = 0; cache().drainingBytes > 0 && waited < 10_000; waited += 20) {
+  for (let waited = 0; cache().drainingBytes > 0 && waited < 30_000; waited += 20) {
     await sleep(20);
   }
   assert.equal(cache().drainingBytes, 0, "freed once the client went away");
@@ -160,7 +161,8 @@ test("a reader stalled at a version's end keeps its bytes counted until it goes 
 
 test("a reader that stops reading is cut off after SEND_IDLE_TIMEOUT: its stream is reset and the version's bytes leave the account", { timeout: 60_000 }, async (t) => {
   const server = await spawnServerOnTempArchive(t, {
-    COGMENT_MODEL_REGISTRY_SEND_IDLE_TIMEOUT: "2s",
+    // Long enough for the steps below, on a loaded machine, before the cut-off.
+    COGMENT_MODEL_REGISTRY_SEND_IDLE_TIMEOUT: "5s",
     COGMENT_MODEL_REGISTRY_SENT_MODEL_VERSION_DATA_CHUNK_SIZE: "16000",
   });
   const client = new RegistryClient(`127.0.0.1:${server.port}`);
@@ -176,7 +178,7 @@ test("a reader that stops reading is cut off after SEND_IDLE_TIMEOUT: its stream
   const reader = openStalledReader(session, "slow", -1);
   reader.on("error", () => {});
   const closed = new Promise<number>((resolve) => reader.on("close", () => resolve(reader.rstCode ?? -1)));
-  await sleep(200);
+  await untilSending(reader);
   await client.deleteModel("slow"); // the version leaves the cache; the stalled reader still holds it
   const held = await figures();
   assert.ok(Number(held.cache_draining_bytes) >= 66_000, `the stalled reader's version is counted as draining: ${JSON.stringify(held)}`);
@@ -185,7 +187,7 @@ test("a reader that stops reading is cut off after SEND_IDLE_TIMEOUT: its stream
   // The server resets the stream (a grpc-js client reports that as CANCELLED) and frees the version.
   assert.equal(await closed, http2Constants.NGHTTP2_CANCEL);
   let after = await figures();
-  for (let waited = 0; after.cache_draining_bytes !== "0" && waited < 10_000; waited += 20) {
+  for (let waited = 0; after.cache_draining_bytes !== "0" && waited < 30_000; waited += 20) {
     await sleep(20);
     after = await figures();
   }
@@ -200,7 +202,8 @@ test("a reader slower than SEND_MIN_RATE is cut off even with SEND_IDLE_TIMEOUT 
   const server = await spawnServerOnTempArchive(t, {
     COGMENT_MODEL_REGISTRY_SEND_IDLE_TIMEOUT: "0",
     COGMENT_MODEL_REGISTRY_SEND_MIN_RATE: "1000000",
-    COGMENT_MODEL_REGISTRY_SEND_MIN_RATE_PERIOD: "1s",
+    // Long enough for the steps below, on a loaded machine, before the cut-off.
+    COGMENT_MODEL_REGISTRY_SEND_MIN_RATE_PERIOD: "3s",
     COGMENT_MODEL_REGISTRY_SENT_MODEL_VERSION_DATA_CHUNK_SIZE: "16000",
   });
   const client = new RegistryClient(`127.0.0.1:${server.port}`);
@@ -214,22 +217,22 @@ test("a reader slower than SEND_MIN_RATE is cut off even with SEND_IDLE_TIMEOUT 
   const reader = openStalledReader(session, "slow", -1);
   reader.on("error", () => {});
   const closed = new Promise<number>((resolve) => reader.on("close", () => resolve(reader.rstCode ?? -1)));
-  await sleep(200);
+  await untilSending(reader);
   await client.deleteModel("slow"); // the version leaves the cache; the slow reader still holds it
   assert.ok(Number((await client.status(["cache_draining_bytes"])).statuses.cache_draining_bytes) >= 200_000);
 
   assert.equal(await closed, http2Constants.NGHTTP2_CANCEL);
   const tooSlow = (): Record<string, unknown> | undefined =>
     server.logLines.find((line) => line.msg === "RetrieveVersionData reader too slow: stream reset (COGMENT_MODEL_REGISTRY_SEND_MIN_RATE)");
-  for (let waited = 0; tooSlow() === undefined && waited < 5000; waited += 20) {
+  for (let waited = 0; tooSlow() === undefined && waited < 30_000; waited += 20) {
     await sleep(20); // the log line comes through the server's stdout
   }
   const warning = tooSlow();
   assert.ok(warning !== undefined, "the reset is logged");
   assert.equal(warning.sendMinRate, 1_000_000);
-  assert.match(String(warning.why), /^the reader took \d+ bytes in 1000 ms of waiting \(\d+ bytes\/s\), below 1000000 bytes\/s, after \d+ bytes$/);
+  assert.match(String(warning.why), /^the reader took \d+ bytes in 3000 ms of waiting \(\d+ bytes\/s\), below 1000000 bytes\/s, after \d+ bytes$/);
   let draining = "";
-  for (let waited = 0; draining !== "0" && waited < 10_000; waited += 20) {
+  for (let waited = 0; draining !== "0" && waited < 30_000; waited += 20) {
     draining = (await client.status(["cache_draining_bytes"])).statuses.cache_draining_bytes ?? "";
     if (draining !== "0") {
       await sleep(20);

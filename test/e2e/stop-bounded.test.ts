@@ -30,6 +30,7 @@ before(async () => {
 after(async () => {
   killAllServers();
   await proxy?.close();
+  await s3?.close(); // and its directory
   killAllS3TestServers();
 });
 

@@ -49,20 +49,20 @@ async function serverWithLargeArchivedVersion(t: TestContext, boundFrames: numbe
   return { client, data, frameBytes, session };
 }
 
-/** Polls Status until `count` streams wait for room (at most 10 s); the figures then. */
+/** Polls Status until `count` streams wait for room (at most 30 s); the figures then. */
 async function untilWaiting(client: ArchivedVersionServer["client"], count: number): Promise<Figures> {
   let seen = await figures(client);
-  for (let waited = 0; seen.streamed_reads_waiting < count && waited < 10_000; waited += 20) {
+  for (let waited = 0; seen.streamed_reads_waiting < count && waited < 30_000; waited += 20) {
     await sleep(20);
     seen = await figures(client);
   }
   return seen;
 }
 
-/** Polls Status until no room is held (at most 10 s); the figures then. */
+/** Polls Status until no room is held (at most 30 s); the figures then. */
 async function untilReleased(client: ArchivedVersionServer["client"]): Promise<Figures> {
   let seen = await figures(client);
-  for (let waited = 0; seen.streamed_read_bytes !== 0 && waited < 10_000; waited += 20) {
+  for (let waited = 0; seen.streamed_read_bytes !== 0 && waited < 30_000; waited += 20) {
     await sleep(20);
     seen = await figures(client);
   }

@@ -29,10 +29,10 @@ async function statuses(client: RegistryClient, names: string[]): Promise<Record
   return (await client.status(names)).statuses;
 }
 
-/** Polls Status until `name` satisfies `ready` (at most 10 s). */
+/** Polls Status until `name` satisfies `ready` (at most 30 s). */
 async function waitForStatus(client: RegistryClient, name: string, ready: (value: number) => boolean): Promise<number> {
   let value = Number.NaN;
-  for (let waited = 0; waited < 10_000; waited += 20) {
+  for (let waited = 0; waited < 30_000; waited += 20) {
     value = Number((await statuses(client, [name]))[name]);
     if (ready(value)) {
       return value;

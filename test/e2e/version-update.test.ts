@@ -107,7 +107,7 @@ describe("VersionUpdate, Version, Status and health", () => {
     const baseline = Number(await subscribers());
     const stream = t.client.versionUpdate("vu-cancel");
     stream.on("error", () => {});
-    const deadline = Date.now() + 5000;
+    const deadline = Date.now() + 30_000;
     while (Number(await subscribers()) !== baseline + 1 && Date.now() < deadline) await sleep(10);
     assert.equal(Number(await subscribers()), baseline + 1);
     stream.cancel();
@@ -215,7 +215,13 @@ describe("VersionUpdate, Version, Status and health", () => {
     const upload = other.client.openCreateVersion();
     upload.reply.catch(() => {});
     upload.call.write({ header: { version_info: { model_id: "vu-stop", data_size: "100" } } });
-    await sleep(50);
+    // The stop must find the upload running: wait until the server took its header (bounded).
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline; await sleep(10)) {
+      if ((await other.client.status(["uploads_in_flight"])).statuses.uploads_in_flight === "1") {
+        break;
+      }
+    }
+    assert.equal((await other.client.status(["uploads_in_flight"])).statuses.uploads_in_flight, "1");
     let stopDone = false;
     const stopped = other.server.stop().then(() => (stopDone = true));
     try {

@@ -107,7 +107,7 @@ export async function startRedisCluster(t: TestContext | undefined, options: Red
       }
       return owner;
     },
-    waitUntilOk: async (timeoutMs = 20_000) => {
+    waitUntilOk: async (timeoutMs = 60_000) => {
       const deadline = Date.now() + timeoutMs;
       let last = "";
       for (;;) {

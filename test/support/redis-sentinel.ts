@@ -67,7 +67,6 @@ export interface SentinelDeployment {
 
 async function startSentinel(t: TestContext, port: number, password: string | undefined, config: string): Promise<void> {
   const directory = await mkdtemp(path.join(tmpdir(), "mr-sentinel-"));
-  t.after(() => rm(directory, { recursive: true, force: true }));
   const configFile = path.join(directory, "sentinel.conf");
   await writeFile(configFile, `port ${port}\nbind 127.0.0.1\ndir ${directory}\ndaemonize no\nloglevel warning\n${config}`);
   const child = spawn(REDIS_SERVER_BINARY, [configFile, "--sentinel"], { stdio: ["ignore", "pipe", "pipe"], detached: true });
@@ -77,6 +76,8 @@ async function startSentinel(t: TestContext, port: number, password: string | un
   t.after(async () => {
     killGroup(child);
     await exited;
+    // Only now: a Sentinel rewrites its configuration file there (after a failover, say).
+    await rm(directory, { recursive: true, force: true });
   });
   let output = "";
   const collect = (data: Buffer): void => {
@@ -86,7 +87,7 @@ async function startSentinel(t: TestContext, port: number, password: string | un
   child.stderr?.on("data", collect);
   let spawnError: Error | undefined;
   child.once("error", (error) => (spawnError = error));
-  await waitForPong(port, 15_000, password, () => {
+  await waitForPong(port, 30_000, password, () => {
     if (spawnError !== undefined) {
       return `cannot run ${REDIS_SERVER_BINARY} --sentinel: ${spawnError.message}`;
     }
@@ -188,7 +189,7 @@ export async function startSentinelDeployment(t: TestContext, options: SentinelD
   });
   const nodes = [primary, replica] as const;
   const replicaClient = client(t, replica.port, undefined);
-  await until("the replica's link to the primary", 15_000, async () => (await replicaClient.info("replication")).includes("master_link_status:up"));
+  await until("the replica's link to the primary", 30_000, async () => (await replicaClient.info("replication")).includes("master_link_status:up"));
   if (dataPassword !== undefined) {
     // Set once they run (redis-server.ts's readiness PING has no password); the link is up already.
     for (const node of [replica, primary]) {
@@ -225,7 +226,7 @@ export async function startSentinelDeployment(t: TestContext, options: SentinelD
   );
   const sentinels = sentinelPorts.map((port) => client(t, port, sentinelPassword));
   // Each Sentinel connected to the primary and sees the replica's link up: a failover can happen.
-  await until("the Sentinels to see the primary and its replica", 15_000, async () => {
+  await until("the Sentinels to see the primary and its replica", 30_000, async () => {
     for (const sentinel of sentinels) {
       const replicas = (await sentinel.call("SENTINEL", "REPLICAS", MASTER_NAME)) as string[][];
       const fields = replicas.map((entry) => new Map(entry.flatMap((value, i) => (i % 2 === 0 ? [[value, entry[i + 1] ?? ""] as const] : []))));

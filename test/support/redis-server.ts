@@ -142,7 +142,7 @@ export async function startRedisServer(t?: TestContext, options: RedisServerOpti
     exited = new Promise((resolve) => started.once("close", () => resolve()));
     started.once("exit", () => live.delete(started));
     try {
-      await waitForPong(port, options.startTimeoutMs ?? 15_000, () => {
+      await waitForPong(port, options.startTimeoutMs ?? 30_000, () => {
         if (spawnError !== undefined) {
           return `cannot run ${REDIS_SERVER_BINARY} (install Debian's redis-server): ${spawnError.message}`;
         }

@@ -9,7 +9,7 @@ const [url, modelId, dataSizeText, chunkBytesText] = process.argv.slice(2);
 const dataSize = Number(dataSizeText);
 const chunkBytes = Number(chunkBytesText);
 const store = RedisRegistryStore.create(url ?? "", { expirationMs: 0, chunkBytes, maxChunksInFlight: 1 });
-await store.connection.waitUntilHealthy(10_000);
+await store.connection.waitUntilHealthy(30_000);
 const writer = store.beginVersionData(modelId ?? "", dataSize);
 const half = Math.floor(dataSize / chunkBytes / 2) * chunkBytes;
 await writer.append(Buffer.alloc(half, 7));

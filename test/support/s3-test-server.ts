@@ -40,7 +40,7 @@ export interface S3TestServer {
   close(): Promise<void>;
 }
 
-export async function startS3TestServer(buckets: readonly string[], timeoutMs = 15_000): Promise<S3TestServer> {
+export async function startS3TestServer(buckets: readonly string[], timeoutMs = 30_000): Promise<S3TestServer> {
   const directory = await mkdtemp(path.join(tmpdir(), "mr-s3-"));
   const child = spawn(process.execPath, ["--openssl-legacy-provider", MAIN, directory, ...buckets], {
     env: { PATH: process.env.PATH ?? "" },
@@ -48,6 +48,7 @@ export async function startS3TestServer(buckets: readonly string[], timeoutMs = 
     detached: true,
   });
   live.add(child);
+  const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
   let stderr = "";
   child.stderr?.on("data", (data: Buffer) => (stderr += data.toString()));
   let port: number;
@@ -73,6 +74,7 @@ export async function startS3TestServer(buckets: readonly string[], timeoutMs = 
   } catch (error) {
     killGroup(child);
     live.delete(child);
+    await closed; // it may still write into the directory until then
     await rm(directory, { recursive: true, force: true });
     throw error;
   }
@@ -99,6 +101,7 @@ export async function startS3TestServer(buckets: readonly string[], timeoutMs = 
     close: async () => {
       killGroup(child);
       live.delete(child);
+      await closed; // it may still write into the directory until then
       await rm(directory, { recursive: true, force: true });
     },
   };

@@ -4,16 +4,30 @@ import { rm } from "node:fs/promises";
 import type { TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
+import { setTimeout as sleep } from "node:timers/promises";
 import { makeArchiveDir } from "./test-server.js";
 
 const live = new Set<ChildProcess>();
 
-/** Kills every server process still running; test files call it in an `after` hook so none outlives a failure. */
+/**
+ * Kills every server process still running; test files call it in an `after` hook so none outlives a
+ * failure, and it runs at this process's exit too (a file whose hooks never ran).
+ */
 export function killAllServers(): void {
   for (const child of live) {
     child.kill("SIGKILL");
   }
   live.clear();
+}
+process.once("exit", killAllServers);
+
+/**
+ * Resolves with the exit code (or signal name) once the process ended and its stdout and stderr are
+ * read to the end ("close", not "exit": at "exit" its last log lines may not have been read yet).
+ */
+function whenClosed(child: ChildProcess): Promise<number | string> {
+  child.once("exit", () => live.delete(child));
+  return new Promise((resolve) => child.once("close", (code, signal) => resolve(code ?? signal ?? "unknown")));
 }
 
 /** Kills every server process still running and waits until each has exited. */
@@ -41,14 +55,14 @@ export interface ServerProcess {
   readonly child: ChildProcess;
   readonly port: number;
   readonly logLines: Record<string, unknown>[];
-  /** Resolves with the exit code (or signal name) once the process ended. */
+  /** Resolves with the exit code (or signal name) once the process ended and every log line it wrote is in `logLines`. */
   readonly exited: Promise<number | string>;
 }
 
 interface LoggingProcess {
   readonly child: ChildProcess;
   readonly logLines: Record<string, unknown>[];
-  /** Resolves with the exit code (or signal name) once the process ended. */
+  /** Resolves with the exit code (or signal name) once the process ended and its output is read to the end. */
   readonly exited: Promise<number | string>;
   /** What it wrote to stderr so far. */
   stderr(): string;
@@ -68,12 +82,7 @@ function spawnLogging(
     stdio: ["ignore", "pipe", "pipe"],
   });
   live.add(child);
-  const exited = new Promise<number | string>((resolve) =>
-    child.on("exit", (code, signal) => {
-      live.delete(child);
-      resolve(code ?? signal ?? "unknown");
-    }),
-  );
+  const exited = whenClosed(child);
   let stderr = "";
   child.stderr?.on("data", (data: Buffer) => (stderr += data.toString()));
   const logLines: Record<string, unknown>[] = [];
@@ -90,8 +99,29 @@ function spawnLogging(
   return { child, logLines, exited, stderr: () => stderr };
 }
 
+/**
+ * The log lines `select` picks, once there are at least `count` of them or `timeoutMs` passed: lines
+ * come through the server's stdout pipe, which may lag behind the reply of the call that logged them.
+ * The test asserts on what it gets (exact lines, exact count).
+ */
+export async function logLinesWhen(
+  server: { readonly logLines: readonly Record<string, unknown>[] },
+  select: (line: Record<string, unknown>) => boolean,
+  count = 1,
+  timeoutMs = 30_000,
+): Promise<Record<string, unknown>[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const lines = server.logLines.filter(select);
+    if (lines.length >= count || Date.now() >= deadline) {
+      return lines;
+    }
+    await sleep(20);
+  }
+}
+
 /** Starts the compiled server as its own process (like the bin entry) and waits for its "serving" line. */
-export function spawnServer(env: Record<string, string>, timeoutMs = 15_000, mainFile = MAIN_FILE): Promise<ServerProcess> {
+export function spawnServer(env: Record<string, string>, timeoutMs = 30_000, mainFile = MAIN_FILE): Promise<ServerProcess> {
   return new Promise((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined = undefined;
     const server = spawnLogging(env, mainFile, (entry) => {
@@ -129,15 +159,27 @@ export async function spawnServerOnTempArchive(t: TestContext, env: Record<strin
   return { ...server, archiveDir };
 }
 
-/** Runs the server expecting it to fail at start; returns its exit code and stderr. */
-export function runFailingServer(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+/**
+ * Runs the server expecting it to fail at start; returns its exit code and all of its stderr. One
+ * that runs on instead is killed after `timeoutMs` (code null, a note in stderr), so none hangs a test.
+ */
+export function runFailingServer(env: Record<string, string>, timeoutMs = 60_000): Promise<{ code: number | null; stderr: string }> {
   const child = spawn(process.execPath, [MAIN_FILE], {
     env: { PATH: process.env.PATH ?? "", ...env },
     stdio: ["ignore", "ignore", "pipe"],
   });
+  live.add(child);
   let stderr = "";
   child.stderr.on("data", (data: Buffer) => (stderr += data.toString()));
-  return new Promise((resolve) => child.on("exit", (code) => resolve({ code, stderr })));
+  const timer = setTimeout(() => {
+    stderr += `\n[test harness: still running after ${timeoutMs} ms, killed]`;
+    child.kill("SIGKILL");
+  }, timeoutMs);
+  const closed = whenClosed(child);
+  return closed.then(() => {
+    clearTimeout(timer);
+    return { code: child.exitCode, stderr };
+  });
 }
 
 /**
@@ -156,7 +198,7 @@ export async function runServerSignalledAt(
   env: Record<string, string>,
   message: string,
   signal: NodeJS.Signals,
-  timeoutMs = 15_000,
+  timeoutMs = 60_000,
 ): Promise<{ exit: number | string; logLines: Record<string, unknown>[] }> {
   const { child, logLines, exited } = spawnLogging(env, MAIN_FILE, (entry) => {
     if (entry.msg === message) {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type { ClientHttp2Session, ClientHttp2Stream } from "node:http2";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { loadSync } from "@grpc/proto-loader";
 
@@ -24,6 +25,17 @@ export function openStalledReader(session: ClientHttp2Session, modelId: string, 
   stream.pause();
   stream.end(frame);
   return stream;
+}
+
+/**
+ * Resolves once the server is sending on a stream opened by openStalledReader (its first bytes are
+ * buffered here: the server holds the version and its writes wait for the window); fails the test if
+ * none came within `timeoutMs`.
+ */
+export async function untilSending(stream: ClientHttp2Stream, timeoutMs = 30_000): Promise<void> {
+  for (const deadline = Date.now() + timeoutMs; stream.readableLength === 0; await sleep(10)) {
+    assert.ok(Date.now() < deadline && !stream.closed, `the server sent nothing on the stream within ${timeoutMs} ms (closed: ${stream.closed})`);
+  }
 }
 
 /** What a RetrieveVersionData stream sent: its chunks' data bytes joined, and its grpc-status. */

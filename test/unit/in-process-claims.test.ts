@@ -28,7 +28,8 @@ interface Opened {
 
 async function tempRoot(t: TestContext): Promise<string> {
   const root = await mkdtemp(path.join(tmpdir(), "mr-claims-"));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  // Registered before the closes that follow (after hooks run in that order): retried while their background writes end.
+  t.after(() => rm(root, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }));
   return root;
 }
 

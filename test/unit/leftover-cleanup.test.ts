@@ -24,7 +24,8 @@ const PAST_THE_MARGIN_MS = CLOCK_TICK_MARGIN_MS + 50;
 
 async function tempRoot(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
   const root = await mkdtemp(path.join(tmpdir(), "mr-leftover-cleanup-"));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  // Registered before the closes that follow (after hooks run in that order): retried while their background writes end.
+  t.after(() => rm(root, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }));
   return root;
 }
 

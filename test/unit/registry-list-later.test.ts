@@ -26,7 +26,8 @@ async function publish(registry: Registry, modelId: string, data: Buffer): Promi
 /** An archive directory holding model "m" with archived versions 1 and 2, and model "n" with none. */
 async function writtenArchive(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
   const root = await mkdtemp(path.join(tmpdir(), "mr-list-later-"));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  // Registered before the closes that follow (after hooks run in that order): retried while their background writes end.
+  t.after(() => rm(root, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }));
   const store = createFsArchiveStore({ root, writer: inlineFileWriter });
   const writer = await Registry.open(await options(store, false));
   await writer.createOrUpdateModel({ modelId: "m", userData: {} });

@@ -24,13 +24,15 @@ async function openRegistry(
   options: Partial<RegistryOptions> = {},
 ): Promise<Registry> {
   const root = await mkdtemp(path.join(tmpdir(), "mr-reg-"));
+  const store = createFsArchiveStore({ root, writer: inlineFileWriter });
   const registry = await Registry.open({
-    ...(await testRegistryOptions(createFsArchiveStore({ root, writer: inlineFileWriter }))),
+    ...(await testRegistryOptions(store)),
     cacheMaxBytes,
     ...options,
   });
   t.after(async () => {
     registry.close();
+    await store.close?.(); // its background work (clean-ups, journal) is over before the directory goes
     await rm(root, { recursive: true, force: true });
   });
   return registry;
@@ -95,8 +97,17 @@ describe("VersionDataOpener: an archived version streamed while it is loaded int
 
   async function archivedVersion(t: { after: (fn: () => Promise<void>) => void }, corrupt: boolean) {
     const root = await mkdtemp(path.join(tmpdir(), "mr-load-"));
-    t.after(() => rm(root, { recursive: true, force: true }));
     const store = createFsArchiveStore({ root, writer: inlineFileWriter });
+    // Registered first, so it runs first (after hooks run in the order registered): the registries
+    // and hash lanes registered below are closed, then the store's background work, before the directory goes.
+    const closing: (() => unknown)[] = [];
+    t.after(async () => {
+      for (const step of closing.reverse()) {
+        await step();
+      }
+      await store.close?.();
+      await rm(root, { recursive: true, force: true });
+    });
     const writer = await Registry.open(await testRegistryOptions(store));
     await writer.createOrUpdateModel({ modelId: "m", userData: {} });
     const data = patterned(size);
@@ -110,9 +121,9 @@ describe("VersionDataOpener: an archived version streamed while it is loaded int
     }
     const gated = gatedArchive(store, 4 * chunk);
     const hashLanes = createHashLanes({ threads: 1 });
-    t.after(() => hashLanes.close());
+    closing.push(() => hashLanes.close());
     const registry = await Registry.open({ ...(await testRegistryOptions(gated.archive)), offThreadHash: hashLanes });
-    t.after(async () => registry.close());
+    closing.push(() => registry.close());
     return { registry, data, file, gated };
   }
 
@@ -232,10 +243,14 @@ describe("Registry and its model actors", () => {
     assert.equal(registry.stats().cache.pinnedEntries, 0);
     await publish(registry, "ckpt", Buffer.alloc(1000, 3));
     assert.equal(registry.stats().cache.pinnedEntries, 1);
-    await new Promise((resolve) => setTimeout(resolve, 400));
-    const page = await registry.listVersions("ckpt", [], 0, "");
+    // Expiry runs on the cache's timer: wait (bounded) for v1 to go.
+    const listed = async (): Promise<number[]> => (await registry.listVersions("ckpt", [], 0, "")).versions.map((version) => version.versionNumber);
+    let numbers = await listed();
+    for (const deadline = Date.now() + 30_000; numbers.includes(1) && Date.now() < deadline; numbers = await listed()) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     assert.deepEqual(
-      page.versions.map((version) => version.versionNumber),
+      numbers,
       [2, 3],
       "v1 expired; v2 is archived; v3, the latest, is kept",
     );
@@ -254,15 +269,19 @@ describe("Registry and its model actors", () => {
           : store.openVersionData(modelId, versionNumber),
     };
     const registry = await Registry.open(await testRegistryOptions(archive));
+    const opened = [registry];
     t.after(async () => {
-      registry.close();
+      for (const each of opened) {
+        each.close();
+      }
+      await store.close?.();
       await rm(root, { recursive: true, force: true });
     });
     await registry.createOrUpdateModel({ modelId: "locked", userData: {} });
     await publish(registry, "locked", Buffer.from("archived bytes"), true);
     registry.close();
     const reopened = await Registry.open(await testRegistryOptions(archive));
-    t.after(() => reopened.close());
+    opened.push(reopened);
     denied = true;
     const failure = await reopened.openVersionData("locked", 1).then(
       () => assert.fail("expected the read to fail"),

@@ -12,7 +12,7 @@ function pool(maxAgeMs = 1000): { spares: SpareValues<string>; clock: { t: numbe
 }
 
 async function until(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + 30_000;
   while (!condition()) {
     if (Date.now() > deadline) {
       assert.fail(`timed out waiting for ${what}`);

@@ -26,6 +26,13 @@ async function storeWithModel(t: TestContext, writer: ArchiveFileWriter): Promis
 }
 
 /** The real file writer, each chunk write held back `delayMs` first (a slow disk). */
+/** Waits until `check` holds; fails naming `what` after 30 s. */
+async function untilTrue(check: () => boolean, what: string): Promise<void> {
+  for (const deadline = Date.now() + 30_000; !check(); await sleep(1)) {
+    assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+  }
+}
+
 function slowWriter(delayMs: number): ArchiveFileWriter & { writesStarted: number } {
   const writer = {
     ...inlineFileWriter,
@@ -64,7 +71,7 @@ describe("archived uploads streamed to disk", () => {
     const stream = await store.beginVersionData("m");
     const first = stream.append([Buffer.alloc(1024, 1)]);
     const second = stream.append([Buffer.alloc(1024, 2)]);
-    await sleep(5);
+    await untilTrue(() => writer.writesStarted === 1, "the first write to start");
     await stream.abort();
     await Promise.all([first, second]);
     assert.equal(writer.writesStarted, 1, "the write queued behind the running one is dropped");
@@ -96,11 +103,19 @@ describe("archived uploads streamed to disk", () => {
     );
     // One message carrying four batches: append() loops over them.
     const appended = upload.append(Buffer.alloc(4 * batchBytes, 7));
-    await sleep(10);
+    await untilTrue(() => writer.writesStarted === 1, "the first batch's write to start");
     upload.abort();
     await appended;
-    await sleep(100); // let the abort's removal and any stray write finish
+    await sleep(100); // room for a stray write to show
     assert.equal(writer.writesStarted, 1);
+    // The abort's removal and the release of the hash run in the background.
+    let left = await fs.readdir(path.join(root, "m"));
+    for (const deadline = Date.now() + 30_000; left.length > 1 && Date.now() < deadline; left = await fs.readdir(path.join(root, "m"))) {
+      await sleep(10);
+    }
+    for (const deadline = Date.now() + 30_000; (await hashLanes.openOnThreads()) !== 0 && Date.now() < deadline; ) {
+      await sleep(10);
+    }
     assert.deepEqual(await fs.readdir(path.join(root, "m")), ["m.yaml"]);
     assert.equal(cache.stats().reservedBytes, 0);
     assert.equal(await hashLanes.openOnThreads(), 0, "the upload's hash is released on its thread");
@@ -169,9 +184,8 @@ describe("archived uploads streamed to disk", () => {
     assert.equal(writer.writesStarted, 1, "no batch written once the model is deleted");
     // The abort's removal of the batch written runs in the background.
     let left = await fs.readdir(path.join(root, "m"));
-    for (let tries = 0; left.length > 1 && tries < 100; tries++) {
+    for (const deadline = Date.now() + 30_000; left.length > 1 && Date.now() < deadline; left = await fs.readdir(path.join(root, "m"))) {
       await sleep(10);
-      left = await fs.readdir(path.join(root, "m"));
     }
     assert.deepEqual(left, ["m.yaml"]);
   });

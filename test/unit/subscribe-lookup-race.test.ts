@@ -20,7 +20,8 @@ import { testRegistryOptions } from "../support/registry-options.js";
  */
 test("a VersionUpdate subscribed while an earlier lookup drops the model's actor receives the versions committed next", async (t) => {
   const root = await mkdtemp(path.join(tmpdir(), "mr-subscribe-race-"));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  // Registered before the closes that follow (after hooks run in that order): retried while their background writes end.
+  t.after(() => rm(root, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }));
   const archive = createFsArchiveStore({ root, writer: inlineFileWriter });
   const state = createInProcessRegistryState({ archive, log: createLogger("silent"), bootId: "boot-a" });
   /** getModel answers as of its call, delivered when its gate opens. */

@@ -202,7 +202,7 @@ describe("starting the threads (issue #15: none on the way to the first served c
     await new Promise((resolve) => setImmediate(resolve));
     assert.equal(server.workerPool.threads().length, 0, "none on the next turn either: a first call comes first");
     // No call: the deferred start (DEFERRED_START_MS) starts them; waited for without timing it.
-    for (let waited = 0; server.workerPool.threads().length === 0 && waited < 10_000; waited += 10) {
+    for (let waited = 0; server.workerPool.threads().length === 0 && waited < 30_000; waited += 10) {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     assert.equal(server.workerPool.threads().length, 1);
@@ -213,7 +213,7 @@ describe("starting the threads (issue #15: none on the way to the first served c
     const { server, client, close } = await startTestServer({ cacheMaxBytes: 1024 * 1024 });
     t.after(close);
     // After the deferred start (the pool's first thread is its sign), still no hash lane.
-    for (let waited = 0; server.workerPool.threads().length === 0 && waited < 10_000; waited += 10) {
+    for (let waited = 0; server.workerPool.threads().length === 0 && waited < 30_000; waited += 10) {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     assert.equal(server.workerPool.threads().length, 1);
