@@ -71,7 +71,7 @@ async function main(): Promise<void> {
   } catch (error) {
     if (error instanceof StartStopped) {
       log.info({ signal: error.signal }, "stopped");
-      log.flush(() => process.exit(0));
+      exitOnceLogged(destination, 0);
       return;
     }
     throw error;
