@@ -172,7 +172,7 @@ export const UPLOAD_IDLE_TIMEOUT: Variable<number> = {
   default: "30s",
   accepted: `a non-negative Go duration such as 10s or 1m, at most 596h (${DURATION_UNITS}); 0 disables the limit`,
   description:
-    "How long a CreateVersion may receive nothing from its client (time the server itself is busy excluded) before it fails with DEADLINE_EXCEEDED and its memory reservation is released",
+    "How long a CreateVersion may receive no byte from its client (time the server itself is busy excluded) before it fails with DEADLINE_EXCEEDED and its memory reservation is released",
   parse: timerDuration,
 };
 
@@ -190,7 +190,7 @@ export const UPLOAD_MIN_RATE: Variable<number> = {
   default: "65536",
   accepted: `an integer number of bytes per second from 0 to ${Number.MAX_SAFE_INTEGER} (0 disables the limit)`,
   description:
-    "Slowest CreateVersion accepted, in bytes per second of waiting for the client, checked over each UPLOAD_MIN_RATE_PERIOD after the first; a slower upload fails with DEADLINE_EXCEEDED and its memory reservation is released",
+    "Slowest CreateVersion accepted, in request bytes per second of waiting for the client (counted as they arrive), checked over each UPLOAD_MIN_RATE_PERIOD after the first; a slower upload fails with DEADLINE_EXCEEDED and its memory reservation is released",
   parse: integer(0, Number.MAX_SAFE_INTEGER),
 };
 
@@ -242,7 +242,7 @@ export const SEND_IDLE_TIMEOUT: Variable<number> = {
   default: "60s",
   accepted: `a non-negative Go duration such as 30s or 2m, at most 596h (${DURATION_UNITS}); 0 disables the limit`,
   description:
-    "How long a RetrieveVersionData reader may leave sent data unread (no message leaves the server) before its stream is reset (the client sees CANCELLED) and the version it held is released",
+    "How long a RetrieveVersionData reader may leave sent data unread (no byte of it leaves the server) before its stream is reset (the client sees CANCELLED) and the version it held is released",
   parse: timerDuration,
 };
 

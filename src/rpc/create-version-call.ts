@@ -4,6 +4,7 @@ import type { VersionRecord } from "../domain/index.js";
 import type { PendingUpload, Registry } from "../registry/index.js";
 import { invalidArgument } from "../errors/index.js";
 import { framedVersionReply } from "./encoded-infos.js";
+import { handlerCallStream } from "./grpc-internals.js";
 import { readOneMessageAhead } from "./read-ahead.js";
 import { releaseReceivedBytes } from "./release-received-bytes.js";
 import { toServiceError } from "./to-service-error.js";
@@ -56,6 +57,19 @@ export class CreateVersionUpload {
     this.#onStreamedWait = onStreamedWait;
     this.#watchdog = new UploadWatchdog(limits, (error) => this.fail(error));
     this.#watchdog.waiting();
+  }
+
+  /**
+   * From now on the source reports the request's bytes as they arrive (arrived()), before the
+   * messages they make: the watchdog then sees a large message arriving steadily as progress.
+   */
+  hearsBytes(): void {
+    this.#watchdog.hearsBytes();
+  }
+
+  /** `bytes` of the request arrived (see hearsBytes()). */
+  arrived(bytes: number): void {
+    this.#watchdog.arrived(bytes);
   }
 
   /** The request stream closed before its end (not cancelled): an error status. */
@@ -224,6 +238,14 @@ export class CreateVersionCall {
     call.on("close", () => upload.closedEarly());
     call.on("end", () => upload.end());
     call.on("data", (chunk: CreateVersionRequestChunk) => upload.received(chunk));
+    // grpc-js hands over whole messages only: the HTTP/2 stream under the call tells the watchdog
+    // of the bytes of a message still arriving. Adding a 'data' listener does not resume a stream
+    // grpc-js paused.
+    const stream = handlerCallStream(call);
+    if (stream !== undefined) {
+      upload.hearsBytes();
+      stream.on("data", (data: Buffer) => upload.arrived(data.byteLength));
+    }
   }
 }
 

@@ -119,6 +119,7 @@ class CreateVersionStream {
       }
     };
     this.#upload = new CreateVersionUpload(options.registry, stream, answer, options.uploadLimits);
+    this.#upload.hearsBytes();
     if (timeout !== undefined) {
       this.#startDeadline(timeout);
     }
@@ -160,6 +161,8 @@ class CreateVersionStream {
     if (this.#isDone()) {
       return;
     }
+    // Before the messages they complete: a message still arriving is progress too (upload-watchdog.ts).
+    this.#upload.arrived(data.byteLength);
     let messages: Buffer[];
     try {
       messages = this.#frames.write(data);

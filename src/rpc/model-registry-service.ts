@@ -19,8 +19,9 @@ import { limitReplySize } from "./reply-size.js";
 import { NO_UPLOAD_LIMITS, type UploadLimits } from "./upload-watchdog.js";
 import { CreateVersionCall } from "./create-version-call.js";
 import { decodeCreateVersionMessage, namedCountProblem, requestChecks } from "./request-limits.js";
-import { NO_SEND_LIMITS, type SendLimits, SendWatchdog } from "./send-watchdog.js";
+import { NO_SEND_LIMITS, type SendLimits, SendWatchdog, connectionBytesWritten } from "./send-watchdog.js";
 import { resetCallStream } from "./reset-call-stream.js";
+import { handlerCallStream } from "./grpc-internals.js";
 import type { Logger } from "../logger.js";
 
 type Methods = (typeof ModelRegistrySP)["method"];
@@ -150,6 +151,9 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
         // A reader that stops reading would hold the lease (and the version's bytes in the budget)
         // for as long as it keeps its stream open: past the send idle time its stream is reset,
         // which drops the queued messages and ends the call (then the lease is released below).
+        // The bytes of a message still being written count as the reader's progress (send-watchdog.ts).
+        const http2Stream = handlerCallStream(call);
+        const connectionBytes = http2Stream === undefined ? undefined : () => connectionBytesWritten(http2Stream);
         const stalls = new SendWatchdog(sendLimits, (why) => {
           const versionAt = { modelId, versionNumber: source.version.versionNumber };
           if (why === "idle") {
@@ -166,7 +170,7 @@ export function createModelRegistryService(context: ServiceContext): ModelRegist
           if (!resetCallStream(call)) {
             context.log?.warn("grpc-js internals changed: cannot reset the stream of a stalled reader");
           }
-        });
+        }, undefined, connectionBytes);
         // A stream waiting for room (a read the cache does not hold) is parked in the frames'
         // generator: its client going away must give its room back now, not once a room comes.
         const { sent, abandon } = source;

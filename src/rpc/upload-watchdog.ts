@@ -2,9 +2,9 @@ import { Code, RegistryError } from "../errors/index.js";
 import { MinRatePeriods } from "./min-rate-periods.js";
 
 export interface UploadLimits {
-  /** Longest wait for one message from the client; 0 disables. */
+  /** Longest wait without a byte from the client; 0 disables. */
   readonly idleTimeoutMs: number;
-  /** Fewest data bytes per second of waiting for the client; 0 disables. */
+  /** Fewest request bytes per second of waiting for the client (as they arrive: see UploadWatchdog); 0 disables. */
   readonly minRateBytesPerSecond: number;
   /** The rate is checked over each period of waiting of this length, from the end of the first one. */
   readonly minRatePeriodMs: number;
@@ -23,6 +23,12 @@ const RATE_VARIABLE = "COGMENT_MODEL_REGISTRY_UPLOAD_MIN_RATE";
  * a slow server never fails its clients. An upload holds its memory reservation for as long as it
  * runs, so a client that sends a large header and then trickles would otherwise hold it for ever.
  *
+ * Progress is the request's bytes as they arrive (arrived()), when its source reports them: a body
+ * message of many megabytes takes many seconds to arrive on a slow link, and a client sending it
+ * steadily is neither idle nor slow meanwhile. A source that cannot report them (grpc-js internals
+ * changed) is judged on whole messages (received()), as before. The figures in the messages count
+ * the data of whole messages received.
+ *
  * DEADLINE_EXCEEDED, the status grpc-js itself answers when a call's deadline passes on the server:
  * the server's time limit for the operation ran out.
  */
@@ -35,7 +41,13 @@ export class UploadWatchdog {
   #waitStart: number | undefined = undefined;
   /** Up to when the waiting time has been added to the current period. */
   #accountedUntil = 0;
+  /** When the client was last heard from during the current wait (its start, or bytes arriving). */
+  #lastHeard = 0;
   readonly #rate: MinRatePeriods;
+  /** Whether arrived() reports the request's bytes: then they, not whole messages, are the rate's bytes. */
+  #hearsBytes = false;
+  /** Version data of the whole messages received. */
+  #dataBytes = 0;
   #done = false;
 
   constructor(limits: UploadLimits, onExpired: (error: RegistryError) => void, now: () => number = () => performance.now()) {
@@ -52,11 +64,38 @@ export class UploadWatchdog {
     }
     const now = this.#now();
     this.#waitStart = now;
+    this.#lastHeard = now;
     this.#accountedUntil = now;
     // A timer still pending from an earlier wait fires no later than this wait needs (waiting
     // time only grows), and #tick re-arms for what is left: one timer per upload, not one per message.
     if (this.#timer === undefined) {
       this.#arm();
+    }
+  }
+
+  /**
+   * From now on the source reports the request's bytes as they arrive (arrived()): call before the
+   * first of them. Whole messages then only count toward the data figures.
+   */
+  hearsBytes(): void {
+    this.#hearsBytes = true;
+  }
+
+  /**
+   * `bytes` of the request (of any message, whole or not) arrived from the client: while the server
+   * waits for it, the client is not idle. Bytes that arrive while the server is busy count toward
+   * the rate too (only the time does not).
+   */
+  arrived(bytes: number): void {
+    if (this.#done || !this.#hearsBytes || bytes <= 0) {
+      return;
+    }
+    // Counted before the waiting time is: they arrived by the end of the period that ends now.
+    this.#rate.moved(bytes);
+    if (this.#waitStart !== undefined) {
+      const now = this.#now();
+      this.#lastHeard = now;
+      this.#account(now);
     }
   }
 
@@ -70,7 +109,10 @@ export class UploadWatchdog {
       this.#account(this.#now());
       this.#waitStart = undefined;
     }
-    this.#rate.moved(dataBytes);
+    this.#dataBytes += dataBytes;
+    if (!this.#hearsBytes) {
+      this.#rate.moved(dataBytes);
+    }
   }
 
   /** The upload ended (all received, failed or cancelled). */
@@ -83,7 +125,7 @@ export class UploadWatchdog {
     const { idleTimeoutMs } = this.#limits;
     let delay = Number.POSITIVE_INFINITY;
     if (idleTimeoutMs > 0) {
-      delay = idleTimeoutMs - (this.#accountedUntil - (this.#waitStart ?? this.#accountedUntil));
+      delay = idleTimeoutMs - (this.#accountedUntil - (this.#waitStart === undefined ? this.#accountedUntil : this.#lastHeard));
     }
     if (this.#rate.checking) {
       delay = Math.min(delay, this.#rate.remainingMs);
@@ -100,8 +142,7 @@ export class UploadWatchdog {
 
   #tick(): void {
     this.#timer = undefined;
-    const waitStart = this.#waitStart;
-    if (this.#done || waitStart === undefined) {
+    if (this.#done || this.#waitStart === undefined) {
       return;
     }
     const now = this.#now();
@@ -110,10 +151,11 @@ export class UploadWatchdog {
       return;
     }
     const { idleTimeoutMs } = this.#limits;
-    if (idleTimeoutMs > 0 && now - waitStart >= idleTimeoutMs) {
+    const silentMs = now - this.#lastHeard;
+    if (idleTimeoutMs > 0 && silentMs >= idleTimeoutMs) {
       this.#expire(
-        `CreateVersion received nothing from the client for ${formatMs(now - waitStart)} ` +
-          `(${IDLE_VARIABLE} = ${formatMs(idleTimeoutMs)}) after ${this.#rate.totalBytes} bytes of data; ` +
+        `CreateVersion received nothing from the client for ${formatMs(silentMs)} ` +
+          `(${IDLE_VARIABLE} = ${formatMs(idleTimeoutMs)}) after ${this.#dataBytes} bytes of data; ` +
           "the upload was abandoned and its memory reservation released",
       );
       return;
@@ -128,7 +170,7 @@ export class UploadWatchdog {
     if (slow !== undefined) {
       this.#expire(
         `CreateVersion too slow: the client sent ${slow.bytes} bytes in ${formatMs(this.#limits.minRatePeriodMs)} of waiting ` +
-          `(${slow.bytesPerSecond} bytes/s), below ${RATE_VARIABLE} = ${this.#limits.minRateBytesPerSecond} bytes/s, after ${slow.totalBytes} bytes of data; ` +
+          `(${slow.bytesPerSecond} bytes/s), below ${RATE_VARIABLE} = ${this.#limits.minRateBytesPerSecond} bytes/s, after ${this.#dataBytes} bytes of data; ` +
           "the upload was abandoned and its memory reservation released",
       );
     }

@@ -169,3 +169,97 @@ test("send watchdog: only time with a write pending counts toward the rate's per
   t.mock.timers.tick(1000);
   assert.deepEqual(stalls, ["the reader took 0 bytes in 1000 ms of waiting (0 bytes/s), below 1000 bytes/s, after 5000 bytes"]);
 });
+
+test("bytes heard: a message still arriving keeps the client from idle; once they stop, idle expires naming the data of whole messages", (t) => {
+  const { dog, errors, advance } = watch(t, { idleTimeoutMs: 1000, minRateBytesPerSecond: 0, minRatePeriodMs: 1000 });
+  dog.hearsBytes();
+  dog.waiting();
+  dog.arrived(120);
+  dog.received(100); // a whole message: 100 bytes of data
+  dog.waiting();
+  for (let i = 0; i < 10; i++) {
+    advance(900); // one large message arriving for 9 s, never silent for 1 s
+    dog.arrived(1000);
+  }
+  assert.equal(errors.length, 0);
+  advance(999);
+  assert.equal(errors.length, 0);
+  advance(1);
+  assert.equal(errors.length, 1);
+  assert.equal(
+    errors[0]?.message,
+    "CreateVersion received nothing from the client for 1s (COGMENT_MODEL_REGISTRY_UPLOAD_IDLE_TIMEOUT = 1s) after 100 bytes of data; the upload was abandoned and its memory reservation released",
+  );
+});
+
+test("bytes heard: the rate counts the bytes as they arrive, not the messages they make (counted once)", (t) => {
+  const { dog, errors, advance } = watch(t, { idleTimeoutMs: 0, minRateBytesPerSecond: 1000, minRatePeriodMs: 1000 });
+  dog.hearsBytes();
+  dog.waiting();
+  advance(1000); // first period: not checked
+  for (let i = 0; i < 10; i++) {
+    advance(99);
+    dog.arrived(100); // 1000 bytes in the period: exactly the minimum, while no message is complete
+  }
+  advance(10); // the second period ends
+  assert.equal(errors.length, 0);
+  dog.received(5000); // a message completes: its data are not counted again
+  dog.waiting();
+  for (let i = 0; i < 10; i++) {
+    advance(100);
+    dog.arrived(90);
+  }
+  assert.equal(errors.length, 1);
+  assert.equal(
+    errors[0]?.message,
+    "CreateVersion too slow: the client sent 810 bytes in 1s of waiting (810 bytes/s), below COGMENT_MODEL_REGISTRY_UPLOAD_MIN_RATE = 1000 bytes/s, after 5000 bytes of data; the upload was abandoned and its memory reservation released",
+  );
+});
+
+test("bytes heard: nothing arrives before hearsBytes() counts, and arrivals while the server is busy do not end its pause", (t) => {
+  const { dog, errors, advance } = watch(t, { idleTimeoutMs: 1000, minRateBytesPerSecond: 0, minRatePeriodMs: 1000 });
+  dog.waiting();
+  dog.arrived(10); // not heard: this watchdog judges whole messages
+  advance(1000);
+  assert.equal(errors.length, 1, "arrivals are ignored until hearsBytes()");
+});
+
+/** A send watchdog on mocked timers with a connection whose bytes written the test sets. */
+function sendWatchWithConnection(t: TestContext, limits: SendLimits): { dog: SendWatchdog; stalls: string[]; socket: { written: number } } {
+  t.mock.timers.enable({ apis: ["setTimeout", "Date"] });
+  const stalls: string[] = [];
+  const socket = { written: 0 };
+  const dog = new SendWatchdog(limits, (why) => stalls.push(why), () => Date.now(), () => socket.written);
+  t.after(() => dog.stop());
+  return { dog, stalls, socket };
+}
+
+test("send watchdog: the bytes of a message still being written count, for the rate and the idle clock", (t) => {
+  const { dog, stalls, socket } = sendWatchWithConnection(t, { idleTimeoutMs: 4000, minRateBytesPerSecond: 1000, minRatePeriodMs: 2000 });
+  // One 20,000-byte message taken at 1,500 bytes/s: 13 s to write, no write completes meanwhile.
+  const done = dog.track(() => {}, 20_000);
+  for (let i = 0; i < 13; i++) {
+    t.mock.timers.tick(1000);
+    socket.written += 1500;
+  }
+  assert.deepEqual(stalls, []);
+  done();
+  // Then a reader that stops after 700 bytes of the next: reset once a whole period passes without
+  // a byte, the 700 bytes in its total.
+  dog.track(() => {}, 20_000);
+  socket.written += 700;
+  t.mock.timers.tick(2000);
+  assert.deepEqual(stalls, []);
+  t.mock.timers.tick(2000);
+  assert.deepEqual(stalls, ["the reader took 0 bytes in 2000 ms of waiting (0 bytes/s), below 1000 bytes/s, after 20700 bytes"]);
+});
+
+test("send watchdog: a stopped reader on a connection others keep busy is credited at most the message being written", (t) => {
+  const { dog, stalls, socket } = sendWatchWithConnection(t, { idleTimeoutMs: 3000, minRateBytesPerSecond: 0, minRatePeriodMs: 1000 });
+  dog.track(() => {}, 5000);
+  for (let i = 0; i < 20 && stalls.length === 0; i++) {
+    socket.written += 1000; // another stream's bytes: only the first 5,000 can be this message's
+    t.mock.timers.tick(750);
+  }
+  assert.deepEqual(stalls, ["idle"]);
+});
