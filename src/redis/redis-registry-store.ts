@@ -5,7 +5,7 @@ import { ChangeFeed } from "./change-feed.js";
 import { toRegistryError } from "./redis-errors.js";
 import { RedisConnection, type RedisConnectionOptions } from "./redis-connection.js";
 import { DEFAULT_KEY_PREFIX, type GlobalKeys, type ModelKeys, globalKeys, modelKeys, versionInfoKey } from "./redis-keys.js";
-import { CLAIM_NUMBER, COMMIT_VERSION, DELETE_MODEL, IMPORT_ARCHIVED, LIST_VERSIONS, PUT_MODEL, RAISE_COUNTER, RELEASE_CLAIM, RENEW_CLAIM } from "./redis-scripts.js";
+import { CLAIM_NUMBER, COMMIT_VERSION, DELETE_MODEL, IMPORT_ARCHIVED, LIST_VERSIONS, PUT_MODEL, RAISE_COUNTER, RELEASE_CLAIM, RENEW_CLAIM, SKIP_NUMBER } from "./redis-scripts.js";
 import { type RedisEndpoint, parseRedisUrl } from "./redis-url.js";
 import { ReplicationUnconfirmed, ReplicationWait, type WriteMark } from "./replication-wait.js";
 import { type NewVersion, type StoredVersion, decodeStoredVersion, encodeImportedVersion, encodeVersionBody } from "./version-codec.js";
@@ -56,6 +56,11 @@ export interface NumberClaim {
   readonly versionNumber: number;
   /** The model's generation when the number was claimed (commitVersion checks it). */
   readonly generation: number;
+  /**
+   * How far the archive's numbering records reach (0: unknown to Redis): a number at or above it must
+   * be recorded there before it is handed out (see writeSharedReservation), and commitVersion told.
+   */
+  readonly reserved: number;
 }
 
 export interface PutModelResult {
@@ -275,8 +280,15 @@ export class RedisRegistryStore {
    * info, makes its data (uploaded with beginVersionData) visible at once, makes it the latest and
    * publishes it. `generation`: the model's generation when the upload began (NOT_FOUND if it was
    * deleted since). Without `data`, the version's bytes are not in Redis (an archived version).
+   * `reservedUpTo` (with a claim): the archive's numbering records now reach that far (NumberClaim.reserved).
    */
-  async commitVersion(version: NewVersion, generation: number, data?: UploadedData, claim?: NumberClaim): Promise<StoredVersion> {
+  async commitVersion(
+    version: NewVersion,
+    generation: number,
+    data?: UploadedData,
+    claim?: NumberClaim,
+    reservedUpTo?: number,
+  ): Promise<StoredVersion> {
     const keys = this.keysOf(version.modelId);
     const mark = this.replication?.mark([keys.model]);
     const info = (await this.connection.runScript(
@@ -291,7 +303,7 @@ export class RedisRegistryStore {
         this.options.expirationMs,
         this.global.events,
         MAX_VERSION_NUMBER,
-        ...(claim === undefined ? [] : [claim.token, claim.versionNumber]),
+        ...(claim === undefined ? [] : [claim.token, claim.versionNumber, reservedUpTo ?? 0]),
       ],
     )) as string;
     const stored = decodeStoredVersion(info);
@@ -306,15 +318,15 @@ export class RedisRegistryStore {
    */
   async claimNumber(modelId: string, token: string, leaseMs: number): Promise<NumberClaim | "busy" | undefined> {
     const keys = this.keysOf(modelId);
-    const [versionNumber, generation] = (await this.connection.runScript(
+    const [versionNumber, generation, reserved] = (await this.connection.runScript(
       CLAIM_NUMBER,
       [keys.model, keys.generation, keys.counter],
       [keys.base, token, leaseMs, MAX_VERSION_NUMBER],
-    )) as [number, number];
+    )) as [number, number, number];
     if (versionNumber === 0) {
       return undefined;
     }
-    return versionNumber < 0 ? "busy" : { token, versionNumber, generation };
+    return versionNumber < 0 ? "busy" : { token, versionNumber, generation, reserved };
   }
 
   /** Extends a claim's lease; false when it is no longer held by `token` (it ran out). */
@@ -326,6 +338,22 @@ export class RedisRegistryStore {
   async releaseClaim(modelId: string, token: string): Promise<void> {
     const keys = this.keysOf(modelId);
     await this.connection.runScript(RELEASE_CLAIM, [keys.model], [keys.base, token]);
+  }
+
+  /**
+   * The claimed number cannot be used (the archive holds objects under it that are not this commit's):
+   * numbering moves past it and the claim is released (see SKIP_NUMBER). `reservedUpTo`: how far the
+   * archive's numbering records reach now. Whether it was skipped (false: the claim ran out and the
+   * number is another commit's, or it was taken meanwhile).
+   */
+  async skipNumber(modelId: string, claim: NumberClaim, reservedUpTo: number): Promise<boolean> {
+    const keys = this.keysOf(modelId);
+    return Number(await this.connection.runScript(SKIP_NUMBER, [keys.model, keys.counter], [keys.base, claim.token, claim.versionNumber, reservedUpTo])) === 1;
+  }
+
+  /** The latest version numbered below `versionNumber` (numbers may have gaps: see skipNumber), if any. */
+  async versionBefore(modelId: string, versionNumber: number): Promise<StoredVersion | undefined> {
+    return versionNumber > 1 ? (await this.rangeOfVersions(modelId, versionNumber - 1, 1, "desc"))[0] : undefined;
   }
 
   async getVersion(modelId: string, versionNumber: number): Promise<StoredVersion | undefined> {
