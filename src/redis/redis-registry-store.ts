@@ -128,7 +128,7 @@ export class RedisRegistryStore {
     const keys = this.keysOf(model.modelId);
     // The model's node and the index's (one node but on a Redis Cluster): a lost entry would leave the model unlisted.
     const mark = this.replication?.mark([keys.model, this.global.models]);
-    const index = (): Promise<number> => this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, model.modelId));
+    const index = (): Promise<number> => this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, model.modelId), this.global.models);
     // Before the script: a create cut short after it (the instance killed) leaves its model listed
     // (an entry whose model never came is skipped and removed by listings, as a deletion's).
     await index();
@@ -145,19 +145,19 @@ export class RedisRegistryStore {
   }
 
   async getModel(modelId: string): Promise<ModelRecord | undefined> {
-    const userData = await this.connection.call(() => this.connection.commands.hget(this.keysOf(modelId).model, "userData"));
+    const userData = await this.connection.call(() => this.connection.commands.hget(this.keysOf(modelId).model, "userData"), this.keysOf(modelId).model);
     return userData === null ? undefined : { modelId, userData: JSON.parse(userData) as Record<string, string> };
   }
 
   /** The model's generation (bumped by every deletion): read it when an upload begins. */
   async generation(modelId: string): Promise<number> {
-    const value = await this.connection.call(() => this.connection.commands.get(this.keysOf(modelId).generation));
+    const value = await this.connection.call(() => this.connection.commands.get(this.keysOf(modelId).generation), this.keysOf(modelId).generation);
     return Number(value ?? "0");
   }
 
   /** Every model id in UTF-8 byte order (an entry whose model was just deleted may still be there). */
   listModelIds(): Promise<string[]> {
-    return this.connection.call(() => this.connection.commands.zrange(this.global.models, 0, -1));
+    return this.connection.call(() => this.connection.commands.zrange(this.global.models, 0, -1), this.global.models);
   }
 
   /**
@@ -169,6 +169,7 @@ export class RedisRegistryStore {
     const stop = count === 0 ? -1 : offset + count - 1;
     const results = await this.connection.call(
       async () => (await this.connection.commands.pipeline().zrange(this.global.models, offset, stop).zcard(this.global.models).exec()) ?? [],
+      this.global.models,
     );
     const [[rangeError, ids], [countError, total]] = results as [[Error | null, string[]], [Error | null, number]];
     if (rangeError !== null || countError !== null) {
@@ -183,7 +184,7 @@ export class RedisRegistryStore {
    */
   async listModels(offset: number, count: number): Promise<ModelPageFromRedis> {
     const stop = count === 0 ? -1 : offset + count - 1;
-    const ids = await this.connection.call(() => this.connection.commands.zrange(this.global.models, offset, stop));
+    const ids = await this.connection.call(() => this.connection.commands.zrange(this.global.models, offset, stop), this.global.models);
     const models = await Promise.all(ids.map((id) => this.getModel(id)));
     const found: ModelRecord[] = [];
     for (const [index, model] of models.entries()) {
@@ -248,7 +249,7 @@ export class RedisRegistryStore {
       }
       counter = Number(await this.connection.runScript(IMPORT_ARCHIVED, [keys.model, keys.counter, keys.numbers], args));
     }
-    await this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, model.modelId));
+    await this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, model.modelId), this.global.models);
     return counter;
   }
 
@@ -257,11 +258,11 @@ export class RedisRegistryStore {
    * persistence has lost the mark and must be imported again).
    */
   async archiveImported(): Promise<boolean> {
-    return (await this.connection.call(() => this.connection.commands.exists(this.global.archiveImported))) === 1;
+    return (await this.connection.call(() => this.connection.commands.exists(this.global.archiveImported), this.global.archiveImported)) === 1;
   }
 
   async markArchiveImported(): Promise<void> {
-    await this.connection.call(() => this.connection.commands.set(this.global.archiveImported, new Date().toISOString()));
+    await this.connection.call(() => this.connection.commands.set(this.global.archiveImported, new Date().toISOString()), this.global.archiveImported);
   }
 
   // --- versions ---
@@ -357,7 +358,8 @@ export class RedisRegistryStore {
   }
 
   async getVersion(modelId: string, versionNumber: number): Promise<StoredVersion | undefined> {
-    const info = await this.connection.call(() => this.connection.commands.get(versionInfoKey(this.keysOf(modelId), versionNumber)));
+    const key = versionInfoKey(this.keysOf(modelId), versionNumber);
+    const info = await this.connection.call(() => this.connection.commands.get(key), key);
     return info === null ? undefined : decodeStoredVersion(info);
   }
 
@@ -399,9 +401,9 @@ export class RedisRegistryStore {
 
   /** Removes an index entry whose model is gone, and puts it back if a create raced with the removal. */
   private async dropFromIndexIfGone(modelId: string): Promise<void> {
-    await this.connection.call(() => this.connection.commands.zrem(this.global.models, modelId));
+    await this.connection.call(() => this.connection.commands.zrem(this.global.models, modelId), this.global.models);
     if ((await this.getModel(modelId)) !== undefined) {
-      await this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, modelId));
+      await this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, modelId), this.global.models);
     }
   }
 
