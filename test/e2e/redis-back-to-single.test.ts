@@ -5,7 +5,7 @@
  * numbers it hands out, so single mode never hands out one of them again.
  */
 import assert from "node:assert/strict";
-import { readFile, rm } from "node:fs/promises";
+import { mkdir, readFile, rm, rmdir } from "node:fs/promises";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { Redis } from "ioredis";
@@ -118,5 +118,37 @@ describe("back to single mode after shared mode, on the same archive", () => {
 
     const single = await startServerInstance(t, { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir });
     assert.equal((await single.client.publish("m", Buffer.from("next"))).version_number, 1025);
+  });
+  test("a record that cannot be written: the commits go on, one warning, and the next claim writes it once it can", async (t) => {
+    const redis = await startRedisServer(t, { appendOnly: true });
+    const archiveDir = await makeArchiveDir();
+    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    const shared = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: redis.url };
+    const a = await startServerInstance(t, shared);
+    await a.client.createModel("m");
+    // A directory where the record file goes: opening it for writing fails (EISDIR), also as root.
+    const blocker = path.join(archiveDir, "m", ".cogment-ts-version-record");
+    await mkdir(blocker);
+    assert.equal((await a.client.publish("m", Buffer.from("one"))).version_number, 1);
+    assert.equal((await a.client.publish("m", Buffer.from("two"))).version_number, 2);
+    const warnings = a.process.logLines.filter((line) => String(line.msg).startsWith("could not write the archive's version-number record"));
+    assert.deepEqual(
+      warnings.map((line) => [line.modelId, line.versionNumber, line.msg]),
+      [
+        [
+          "m",
+          1,
+          "could not write the archive's version-number record: versions are still numbered and served, but a server started later in single mode on this archive may hand out again numbers of transient versions created from now on",
+        ],
+      ],
+    );
+    await rmdir(blocker);
+    assert.equal((await a.client.publish("m", Buffer.from("three"))).version_number, 3);
+    assert.equal(await recordOf(archiveDir, "m"), "next=1027 boot=shared-redis state=running");
+    assert.equal(await markOf(archiveDir, "m"), "1027");
+    await stop(a);
+
+    const single = await startServerInstance(t, { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir });
+    assert.equal((await single.client.publish("m", Buffer.from("next"))).version_number, 1027);
   });
 });
