@@ -310,6 +310,8 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     return {
       versionNumber: claim.versionNumber,
       async commit(version, transientData) {
+        // The archive's record first (it never rejects), the lease still renewed: a slow write must not lose the claim.
+        const reservedUpTo = await reservation;
         clearInterval(renewal);
         const writer = transientData === undefined ? undefined : writers.get(transientData);
         try {
@@ -318,7 +320,6 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
           }
           const uploaded: UploadedData | undefined = writer === undefined || version.archived ? undefined : await writer.finish();
           const { versionNumber: _assigned, ...newVersion } = version;
-          const reservedUpTo = await reservation;
           const stored = await store.commitVersion(newVersion, claim.generation, uploaded, claim, reservedUpTo);
           announceVersion(stored.record);
           return await previousVersion(modelId, claim.versionNumber);
