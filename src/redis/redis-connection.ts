@@ -3,7 +3,7 @@ import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis"
 import type { RegistryError } from "../errors/index.js";
 import { ChunkChannel, type ChunkStore } from "./chunk-channel.js";
 import { ChunkRedirected, ClusterChunkChannels } from "./cluster-chunk-channels.js";
-import { probeKeyForSlot } from "./cluster-slot.js";
+import { keySlot, probeKeyForSlot } from "./cluster-slot.js";
 import type { RedisScript } from "./redis-scripts.js";
 import { toRegistryError, unavailable } from "./redis-errors.js";
 import { type SentinelAddress, sentinelClientOptions } from "./redis-sentinel-url.js";
@@ -68,6 +68,12 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
   private commandsReady = false;
   /** Cluster mode: masters (node keys) whose last probe failed; health waits for them. */
   private readonly mastersDown = new Set<string>();
+  /**
+   * Cluster mode: masters that left a command without a reply for the command timeout (hung: stopped,
+   * or a partition that keeps the connection open). Calls for their slots fail at once, without being
+   * sent, until the probe hears from the master again (or it serves no slot any more).
+   */
+  private readonly mastersHung = new Set<string>();
   /** Cluster mode: the seed nodes, then the nodes the subscriber may move to. */
   private subscriberNodes: readonly { host: string; port: number }[] = [];
   private subscriberNodeIndex = 0;
@@ -362,14 +368,25 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
         firstSlots.set(master, slot);
       }
     });
+    if (this.mastersHung.size > 0) {
+      // A hung master answers no MOVED: only a fresh slot map shows its slots promoted to a replica.
+      cluster.refreshSlotsCache();
+    }
     await Promise.all(
       [...firstSlots].map(async ([master, slot]) => {
         try {
           await cluster.exists(probeKeyForSlot(slot));
           this.mastersDown.delete(master);
+          this.mastersHung.delete(master);
         } catch (error) {
+          const timedOut = error instanceof Error && error.message === COMMAND_TIMED_OUT;
           if (!this.mastersDown.has(master)) {
-            this.lastError = `the Cluster node ${master} did not answer: ${error instanceof Error ? error.message : String(error)}`;
+            this.lastError = timedOut
+              ? `the Cluster node ${master} did not answer within ${this.commandTimeoutMs} ms`
+              : `the Cluster node ${master} did not answer: ${error instanceof Error ? error.message : String(error)}`;
+          }
+          if (timedOut) {
+            this.markHung(master);
           }
           this.mastersDown.add(master);
         }
@@ -378,6 +395,12 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     for (const master of this.mastersDown) {
       if (!firstSlots.has(master)) {
         this.mastersDown.delete(master); // serves no slot any more (a failover or resharding moved them)
+        this.mastersHung.delete(master);
+      }
+    }
+    for (const master of this.mastersHung) {
+      if (!firstSlots.has(master)) {
+        this.mastersHung.delete(master);
       }
     }
     this.reportHealth();
@@ -449,7 +472,26 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
         }
         throw error;
       }
-    });
+    }, keys[0]);
+  }
+
+  /** Cluster mode: the master ioredis's slot map names for `key` now ("host:port"); undefined when unknown or not a Cluster. */
+  masterOf(key: string): string | undefined {
+    const { commands } = this;
+    return commands instanceof Cluster ? commands.slots[keySlot(key)]?.[0] : undefined;
+  }
+
+  /** Cluster mode: a master left a command without a reply (see mastersHung); health turns NOT_SERVING now. */
+  private markHung(master: string): void {
+    if (this.closed || this.probeTimer === undefined) {
+      return; // without the probe, nothing would ever let calls through again
+    }
+    if (!this.mastersHung.has(master)) {
+      this.lastError = `the Cluster node ${master} did not answer within ${this.commandTimeoutMs} ms`;
+    }
+    this.mastersHung.add(master);
+    this.mastersDown.add(master);
+    this.reportHealth();
   }
 
   /**
@@ -457,8 +499,18 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
    * A command left without a reply for the command timeout means a hung or cut-off Redis, which TCP
    * alone may not notice for minutes: the command connection is dropped and made again, so `healthy`
    * turns false (health NOT_SERVING, later calls fail at once) until Redis answers again.
+   * On a Redis Cluster, `key` (the first key the call touches) names the master the call goes to: its
+   * errors name that master, and while it is hung (see mastersHung) the call fails at once, the other
+   * masters' calls going on.
    */
-  async call<T>(run: () => Promise<T>): Promise<T> {
+  async call<T>(run: () => Promise<T>, key?: string): Promise<T> {
+    const master = key === undefined ? undefined : this.masterOf(key);
+    if (master !== undefined && this.mastersHung.has(master)) {
+      throw unavailable(
+        `${master} (cluster)`,
+        `no reply within ${this.commandTimeoutMs} ms to an earlier command; calls for its slots fail at once until it answers again`,
+      );
+    }
     try {
       return await run();
     } catch (error) {
@@ -466,15 +518,19 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
         throw error; // the caller sends it again (copyVersionChunks)
       }
       if (error instanceof Error && error.message === COMMAND_TIMED_OUT && this.commands instanceof Cluster) {
-        // Which node hung is not known here: the probe finds it and turns health NOT_SERVING.
-        this.lastError = `no reply within ${this.commandTimeoutMs} ms`;
+        if (master === undefined) {
+          // Which node hung is not known here: the probe finds it and turns health NOT_SERVING.
+          this.lastError = `no reply within ${this.commandTimeoutMs} ms`;
+        } else {
+          this.markHung(master);
+        }
       } else if (error instanceof Error && error.message === COMMAND_TIMED_OUT && !this.closed && this.commandsReady) {
         this.lastError = `no reply within ${this.commandTimeoutMs} ms`;
         this.commandsReady = false; // now: the connection's "close" comes later
         this.reportHealth();
         this.commands.disconnect(true);
       }
-      throw toRegistryError(this.address, error);
+      throw toRegistryError(master === undefined ? this.address : `${master} (cluster)`, error);
     }
   }
 

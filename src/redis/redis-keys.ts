@@ -11,6 +11,8 @@
  *   <prefix>{tag}:model              hash: userData (JSON); exists iff the model exists
  *   <prefix>{tag}:generation         integer, incremented at every deletion; never deleted
  *   <prefix>{tag}:counter            last version number handed out (INCR at commit)
+ *   <prefix>{tag}:reserved           how far the archive's numbering records reach (raised a block ahead at commit)
+ *   <prefix>{tag}:claim              the token of the commit holding the next number, with a lease (claimNumber)
  *   <prefix>{tag}:numbers            sorted set of version numbers (score = member = number)
  *   <prefix>{tag}:v:<n>              string: version n's info (JSON, see version-codec.ts)
  *   <prefix>{tag}:d:<n>:<i>          string: chunk i of version n's data (transient versions)

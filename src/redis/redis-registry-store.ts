@@ -17,6 +17,7 @@ import {
   RELEASE_CLAIM,
   RENEW_CLAIM,
   RENEW_DELETION,
+  SKIP_NUMBER,
 } from "./redis-scripts.js";
 import { type RedisEndpoint, parseRedisUrl } from "./redis-url.js";
 import { ReplicationUnconfirmed, ReplicationWait, type WriteMark } from "./replication-wait.js";
@@ -70,6 +71,11 @@ export interface NumberClaim {
   readonly versionNumber: number;
   /** The model's generation when the number was claimed (commitVersion checks it). */
   readonly generation: number;
+  /**
+   * How far the archive's numbering records reach (0: unknown to Redis): a number at or above it must
+   * be recorded there before it is handed out (see writeSharedReservation), and commitVersion told.
+   */
+  readonly reserved: number;
 }
 
 /** What keeps a deleted model from being created again while its deleter removes its archive files. */
@@ -143,7 +149,7 @@ export class RedisRegistryStore {
     const keys = this.keysOf(model.modelId);
     // The model's node and the index's (one node but on a Redis Cluster): a lost entry would leave the model unlisted.
     const mark = this.replication?.mark([keys.model, this.global.models]);
-    const index = (): Promise<number> => this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, model.modelId));
+    const index = (): Promise<number> => this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, model.modelId), this.global.models);
     // Before the script: a create cut short after it (the instance killed) leaves its model listed
     // (an entry whose model never came is skipped and removed by listings, as a deletion's).
     await index();
@@ -160,7 +166,7 @@ export class RedisRegistryStore {
   }
 
   async getModel(modelId: string): Promise<ModelRecord | undefined> {
-    const userData = await this.connection.call(() => this.connection.commands.hget(this.keysOf(modelId).model, "userData"));
+    const userData = await this.connection.call(() => this.connection.commands.hget(this.keysOf(modelId).model, "userData"), this.keysOf(modelId).model);
     return userData === null ? undefined : { modelId, userData: JSON.parse(userData) as Record<string, string> };
   }
 
@@ -172,6 +178,7 @@ export class RedisRegistryStore {
     const keys = this.keysOf(modelId);
     const results = await this.connection.call(
       async () => (await this.connection.commands.pipeline().hget(keys.model, "userData").get(keys.generation).exec()) ?? [],
+      keys.model,
     );
     const [[modelError, userData], [generationError, generation]] = results as [[Error | null, string | null], [Error | null, string | null]];
     if (modelError !== null || generationError !== null) {
@@ -199,13 +206,13 @@ export class RedisRegistryStore {
 
   /** The model's generation (bumped by every deletion): read it when an upload begins. */
   async generation(modelId: string): Promise<number> {
-    const value = await this.connection.call(() => this.connection.commands.get(this.keysOf(modelId).generation));
+    const value = await this.connection.call(() => this.connection.commands.get(this.keysOf(modelId).generation), this.keysOf(modelId).generation);
     return Number(value ?? "0");
   }
 
   /** Every model id in UTF-8 byte order (an entry whose model was just deleted may still be there). */
   listModelIds(): Promise<string[]> {
-    return this.connection.call(() => this.connection.commands.zrange(this.global.models, 0, -1));
+    return this.connection.call(() => this.connection.commands.zrange(this.global.models, 0, -1), this.global.models);
   }
 
   /**
@@ -217,6 +224,7 @@ export class RedisRegistryStore {
     const stop = count === 0 ? -1 : offset + count - 1;
     const results = await this.connection.call(
       async () => (await this.connection.commands.pipeline().zrange(this.global.models, offset, stop).zcard(this.global.models).exec()) ?? [],
+      this.global.models,
     );
     const [[rangeError, ids], [countError, total]] = results as [[Error | null, string[]], [Error | null, number]];
     if (rangeError !== null || countError !== null) {
@@ -231,7 +239,7 @@ export class RedisRegistryStore {
    */
   async listModels(offset: number, count: number): Promise<ModelPageFromRedis> {
     const stop = count === 0 ? -1 : offset + count - 1;
-    const ids = await this.connection.call(() => this.connection.commands.zrange(this.global.models, offset, stop));
+    const ids = await this.connection.call(() => this.connection.commands.zrange(this.global.models, offset, stop), this.global.models);
     const models = await this.getModels(ids);
     const found: ModelRecord[] = [];
     for (const [index, model] of models.entries()) {
@@ -312,7 +320,7 @@ export class RedisRegistryStore {
       }
       counter = Number(await this.connection.runScript(IMPORT_ARCHIVED, [keys.model, keys.counter, keys.numbers], args));
     }
-    await this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, model.modelId));
+    await this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, model.modelId), this.global.models);
     return counter;
   }
 
@@ -321,11 +329,11 @@ export class RedisRegistryStore {
    * persistence has lost the mark and must be imported again).
    */
   async archiveImported(): Promise<boolean> {
-    return (await this.connection.call(() => this.connection.commands.exists(this.global.archiveImported))) === 1;
+    return (await this.connection.call(() => this.connection.commands.exists(this.global.archiveImported), this.global.archiveImported)) === 1;
   }
 
   async markArchiveImported(): Promise<void> {
-    await this.connection.call(() => this.connection.commands.set(this.global.archiveImported, new Date().toISOString()));
+    await this.connection.call(() => this.connection.commands.set(this.global.archiveImported, new Date().toISOString()), this.global.archiveImported);
   }
 
   // --- versions ---
@@ -344,8 +352,15 @@ export class RedisRegistryStore {
    * info, makes its data (uploaded with beginVersionData) visible at once, makes it the latest and
    * publishes it. `generation`: the model's generation when the upload began (NOT_FOUND if it was
    * deleted since). Without `data`, the version's bytes are not in Redis (an archived version).
+   * `reservedUpTo` (with a claim): the archive's numbering records now reach that far (NumberClaim.reserved).
    */
-  async commitVersion(version: NewVersion, generation: number, data?: UploadedData, claim?: NumberClaim): Promise<StoredVersion> {
+  async commitVersion(
+    version: NewVersion,
+    generation: number,
+    data?: UploadedData,
+    claim?: NumberClaim,
+    reservedUpTo?: number,
+  ): Promise<StoredVersion> {
     const keys = this.keysOf(version.modelId);
     const mark = this.replication?.mark([keys.model]);
     const info = (await this.connection.runScript(
@@ -360,7 +375,7 @@ export class RedisRegistryStore {
         this.options.expirationMs,
         this.global.events,
         MAX_VERSION_NUMBER,
-        ...(claim === undefined ? [] : [claim.token, claim.versionNumber]),
+        ...(claim === undefined ? [] : [claim.token, claim.versionNumber, reservedUpTo ?? 0]),
       ],
     )) as string;
     const stored = decodeStoredVersion(info);
@@ -375,15 +390,15 @@ export class RedisRegistryStore {
    */
   async claimNumber(modelId: string, token: string, leaseMs: number): Promise<NumberClaim | "busy" | undefined> {
     const keys = this.keysOf(modelId);
-    const [versionNumber, generation] = (await this.connection.runScript(
+    const [versionNumber, generation, reserved] = (await this.connection.runScript(
       CLAIM_NUMBER,
       [keys.model, keys.generation, keys.counter],
       [keys.base, token, leaseMs, MAX_VERSION_NUMBER],
-    )) as [number, number];
+    )) as [number, number, number];
     if (versionNumber === 0) {
       return undefined;
     }
-    return versionNumber < 0 ? "busy" : { token, versionNumber, generation };
+    return versionNumber < 0 ? "busy" : { token, versionNumber, generation, reserved };
   }
 
   /** Extends a claim's lease; false when it is no longer held by `token` (it ran out). */
@@ -397,8 +412,25 @@ export class RedisRegistryStore {
     await this.connection.runScript(RELEASE_CLAIM, [keys.model], [keys.base, token]);
   }
 
+  /**
+   * The claimed number cannot be used (the archive holds objects under it that are not this commit's):
+   * numbering moves past it and the claim is released (see SKIP_NUMBER). `reservedUpTo`: how far the
+   * archive's numbering records reach now. Whether it was skipped (false: the claim ran out and the
+   * number is another commit's, or it was taken meanwhile).
+   */
+  async skipNumber(modelId: string, claim: NumberClaim, reservedUpTo: number): Promise<boolean> {
+    const keys = this.keysOf(modelId);
+    return Number(await this.connection.runScript(SKIP_NUMBER, [keys.model, keys.counter], [keys.base, claim.token, claim.versionNumber, reservedUpTo])) === 1;
+  }
+
+  /** The latest version numbered below `versionNumber` (numbers may have gaps: see skipNumber), if any. */
+  async versionBefore(modelId: string, versionNumber: number): Promise<StoredVersion | undefined> {
+    return versionNumber > 1 ? (await this.rangeOfVersions(modelId, versionNumber - 1, 1, "desc"))[0] : undefined;
+  }
+
   async getVersion(modelId: string, versionNumber: number): Promise<StoredVersion | undefined> {
-    const info = await this.connection.call(() => this.connection.commands.get(versionInfoKey(this.keysOf(modelId), versionNumber)));
+    const key = versionInfoKey(this.keysOf(modelId), versionNumber);
+    const info = await this.connection.call(() => this.connection.commands.get(key), key);
     return info === null ? undefined : decodeStoredVersion(info);
   }
 
@@ -440,9 +472,9 @@ export class RedisRegistryStore {
 
   /** Removes an index entry whose model is gone, and puts it back if a create raced with the removal. */
   private async dropFromIndexIfGone(modelId: string): Promise<void> {
-    await this.connection.call(() => this.connection.commands.zrem(this.global.models, modelId));
+    await this.connection.call(() => this.connection.commands.zrem(this.global.models, modelId), this.global.models);
     if ((await this.getModel(modelId)) !== undefined) {
-      await this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, modelId));
+      await this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, modelId), this.global.models);
     }
   }
 

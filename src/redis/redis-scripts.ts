@@ -48,7 +48,8 @@ end
  * ARGV: base, expected generation, upload id ("" = no data in Redis), chunk count, version body
  * (version-codec.ts), expiration ms, events channel, highest version number allowed, and optionally
  * the token of the claim held (claimNumber) with the number it claimed: the commit then checks the
- * claim is still this one and the number is still the next, and releases the claim.
+ * claim is still this one and the number is still the next, and releases the claim; after them,
+ * optionally, how far the archive's numbering records now reach (`reserved` is raised to it).
  * Checks the model and its generation (an upload begun before a deletion never lands in a re-created
  * model) and that every chunk of the upload is still there; assigns the next number; renames the
  * chunks into place; makes the new version the latest (no TTL) and gives the previous latest its
@@ -93,6 +94,8 @@ redis.call('EXISTS', base .. 'v:' .. next_number)
 if upload ~= '' then
   for i = 0, chunks - 1 do redis.call('EXISTS', base .. 'd:' .. next_number .. ':' .. i) end
 end
+local reserved = tonumber(ARGV[11] or '0')
+local reserved_before = tonumber(redis.call('GET', base .. 'reserved') or '0')
 local previous = redis.call('ZRANGE', KEYS[4], -1, -1)[1]
 local previous_info = previous and redis.call('GET', base .. 'v:' .. previous)
 local previous_keys, previous_stored_at
@@ -114,6 +117,7 @@ if upload ~= '' then
 end
 redis.call('SET', base .. 'v:' .. number, info)
 redis.call('ZADD', KEYS[4], number, number)
+if reserved > reserved_before then redis.call('SET', base .. 'reserved', reserved) end
 if previous_keys then expire_version_keys(previous_keys, previous_stored_at, tonumber(ARGV[6])) end
 redis.call('PUBLISH', ARGV[7], '{"type":"version","version":' .. info .. '}')
 return info
@@ -158,6 +162,7 @@ local base = ARGV[1]
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 -- Every key is read before the first is unlinked (see commitVersion: a failure midway would leave
 -- the model half deleted).
+redis.call('EXISTS', base .. 'reserved')
 local doomed = {}
 for _, number in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
   local key = base .. 'v:' .. number
@@ -175,7 +180,7 @@ end
 local token = ARGV[4] or ''
 if token ~= '' then redis.call('EXISTS', base .. 'deleting') end
 for _, key in ipairs(doomed) do redis.call('UNLINK', key) end
-redis.call('UNLINK', KEYS[1], KEYS[3], KEYS[4])
+redis.call('UNLINK', KEYS[1], KEYS[3], KEYS[4], base .. 'reserved')
 if token ~= '' then redis.call('SET', base .. 'deleting', token, 'PX', ARGV[5]) end
 local generation = redis.call('INCR', KEYS[2])
 redis.call('PUBLISH', ARGV[2], '{"type":"deleted","modelId":' .. ARGV[3] .. ',"generation":' .. generation .. '}')
@@ -277,19 +282,24 @@ return current
  * `claim` (SET NX PX), so that an archived version's files can be written under its final number
  * before the commit script makes it visible. The number is not taken: a claim that is released or
  * runs out leaves the counter as it was, so the next claim gets the same number (gap-free).
- * Returns {number, generation}, {0, 0} when the model does not exist, {-1, 0} when another claim holds it.
+ * Returns {number, generation, reserved}, {0, 0, 0} when the model does not exist, {-1, 0, 0} when
+ * another claim holds it; `reserved`: how far the archive's numbering records reach (see commitVersion).
  */
 export const CLAIM_NUMBER = script(
   "claimNumber",
   3,
   `
 local base = ARGV[1]
-if redis.call('EXISTS', KEYS[1]) == 0 then return { 0, 0 } end
+if redis.call('EXISTS', KEYS[1]) == 0 then return { 0, 0, 0 } end
 if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[4]) then
   return redis.error_reply('CMR_EXHAUSTED the model has used every version number up to ' .. ARGV[4])
 end
-if not redis.call('SET', base .. 'claim', ARGV[2], 'NX', 'PX', ARGV[3]) then return { -1, 0 } end
-return { tonumber(redis.call('GET', KEYS[3]) or '0') + 1, tonumber(redis.call('GET', KEYS[2]) or '0') }
+if not redis.call('SET', base .. 'claim', ARGV[2], 'NX', 'PX', ARGV[3]) then return { -1, 0, 0 } end
+return {
+  tonumber(redis.call('GET', KEYS[3]) or '0') + 1,
+  tonumber(redis.call('GET', KEYS[2]) or '0'),
+  tonumber(redis.call('GET', base .. 'reserved') or '0'),
+}
 `,
 );
 
@@ -300,6 +310,30 @@ export const RELEASE_CLAIM = script(
   `
 if redis.call('GET', ARGV[1] .. 'claim') == ARGV[2] then redis.call('DEL', ARGV[1] .. 'claim') end
 return 0
+`,
+);
+
+/**
+ * KEYS: model, counter. ARGV: base, token, claimed number, how far the archive's numbering records
+ * reach ("0": unknown). The claimed number cannot be used (the archive holds objects under it that
+ * are not this commit's): the counter moves past it without a version (a gap, never a reuse), and the
+ * claim is released. Done only while the number is still the next and the claim is this token's or
+ * has run out (no other commit holds it); returns 1 when skipped, else 0.
+ */
+export const SKIP_NUMBER = script(
+  "skipNumber",
+  2,
+  `
+local base = ARGV[1]
+local holder = redis.call('GET', base .. 'claim')
+local counter = tonumber(redis.call('GET', KEYS[2]) or '0')
+local reserved_before = tonumber(redis.call('GET', base .. 'reserved') or '0')
+if (holder and holder ~= ARGV[2]) or counter + 1 ~= tonumber(ARGV[3]) then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[3])
+if tonumber(ARGV[4]) > reserved_before then redis.call('SET', base .. 'reserved', ARGV[4]) end
+if holder then redis.call('DEL', base .. 'claim') end
+return 1
 `,
 );
 
@@ -345,4 +379,5 @@ export const ALL_SCRIPTS: readonly RedisScript[] = [
   RENEW_CLAIM,
   RENEW_DELETION,
   END_DELETION,
+  SKIP_NUMBER,
 ];

@@ -123,7 +123,7 @@ export class VersionDataWriter {
     const key = pendingChunkKey(this.keys, this.uploadId, this.chunks);
     this.chunks++;
     const written = this.connection
-      .call(() => this.connection.chunks.setChunk(key, [buffer.subarray(0, this.length)], this.options.pendingTtlMs))
+      .call(() => this.connection.chunks.setChunk(key, [buffer.subarray(0, this.length)], this.options.pendingTtlMs), key)
       .then(
         () => void this.spare.push(buffer),
         (error: unknown) => {
@@ -151,7 +151,7 @@ export class VersionDataWriter {
         pipeline.pexpire(key, this.options.pendingTtlMs);
       }
       return (await pipeline.exec()) ?? [];
-    });
+    }, keys[0]);
     const missing = results.findIndex(([error, value]) => error !== null || value !== 1);
     // A chunk whose SET is still in flight may not be there yet: only count the acknowledged ones.
     if (missing !== -1 && this.inFlight.length === 0) {
@@ -245,9 +245,11 @@ async function copyChunksFrom(
   };
   const chunkKey = (index: number): string => dataChunkKey(keys, versionNumber, index);
   const fetch = (index: number): Promise<number | null> => {
-    const pending = connection.call(() =>
+    const key = chunkKey(index);
+    const pending = connection.call(
       // Nil or an error: no later reply's bytes may reach the sink (they would land at this chunk's place).
-      connection.chunks.getInto(chunkKey(index), guarded, () => (settled = true)),
+      () => connection.chunks.getInto(key, guarded, () => (settled = true)),
+      key,
     );
     pending.catch(() => undefined); // observed below, or abandoned when an earlier chunk failed
     return pending;
@@ -296,7 +298,8 @@ export async function* readVersionChunks(
   chunkCount: number,
 ): AsyncGenerator<Buffer, void, undefined> {
   const fetch = (index: number): Promise<Buffer | null> => {
-    const pending = connection.call(() => connection.chunks.getBuffer(dataChunkKey(keys, versionNumber, index)));
+    const key = dataChunkKey(keys, versionNumber, index);
+    const pending = connection.call(() => connection.chunks.getBuffer(key), key);
     pending.catch(() => undefined); // observed below, or abandoned when the reader stops early
     return pending;
   };

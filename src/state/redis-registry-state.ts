@@ -15,6 +15,8 @@ import {
   type VersionDataWriter,
 } from "../redis/index.js";
 import type { RegistryState, TransientDataSink, TransientDataSource, VersionNumberClaim } from "./registry-state.js";
+import { readBootId } from "./boot-id.js";
+import { MAX_VERSION_NUMBER, VERSION_NUMBER_BLOCK, VersionNumbering, writeSharedReservation } from "./version-numbering.js";
 
 export interface RedisRegistryStateOptions {
   readonly store: RedisRegistryStore;
@@ -203,6 +205,8 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   /**
    * Imports the archive's models and versions into a Redis that has not got them (a first start on a
    * single-mode archive, or a Redis that lost its data): what Redis already has is never overwritten.
+   * Numbering continues where single mode would, after the archive's numbering records (a single-mode
+   * run's transient versions, or the block shared mode recorded before a Redis lost its data).
    */
   const importArchiveIfNeeded = (): Promise<void> => {
     importing ??= (async () => {
@@ -210,10 +214,18 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         return;
       }
       let models = 0;
+      const bootId = await readBootId();
       for (const modelId of await archive.listModelIds()) {
         const model = await archive.readModel(modelId);
         if (model !== undefined) {
-          await store.importArchivedModel(model, await archive.listVersions(modelId));
+          const versions = await archive.listVersions(modelId);
+          const counter = await store.importArchivedModel(model, versions);
+          // Where single mode would continue: above its transient versions too, which left no file.
+          const numbering = new VersionNumbering(modelId, { archive, log, bootId });
+          numbering.start(await numbering.readSaved(), versions[versions.length - 1]?.versionNumber ?? 0);
+          if (numbering.next - 1 > counter) {
+            await store.raiseCounter(modelId, numbering.next - 1);
+          }
           models++;
         }
       }
@@ -223,9 +235,53 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     return importing;
   };
 
-  /** The version before a commit's: numbers have no gaps. Unknown (undefined) if Redis fails now: the commit is done. */
-  const previousVersion = async (modelId: string, versionNumber: number): Promise<VersionRecord | undefined> =>
-    versionNumber > 1 ? (await store.getVersion(modelId, versionNumber - 1).catch(() => undefined))?.record : undefined;
+  /**
+   * The version before a commit's: normally number − 1, else (a skipped number, or its info expired)
+   * the latest below it. Unknown (undefined) if Redis fails now: the commit is done.
+   */
+  const previousVersion = async (modelId: string, versionNumber: number): Promise<VersionRecord | undefined> => {
+    if (versionNumber <= 1) {
+      return undefined;
+    }
+    try {
+      return ((await store.getVersion(modelId, versionNumber - 1)) ?? (await store.versionBefore(modelId, versionNumber - 1)))?.record;
+    } catch {
+      return undefined;
+    }
+  };
+
+  /** Models whose archive numbering record could not be written, warned once until a write succeeds. */
+  const reservationWarned = new Set<string>();
+
+  /**
+   * Before a claimed number is handed out: the archive's numbering records (version-numbering.ts) must
+   * reach above it, so that a single-mode server started later on this archive never hands it out
+   * again (a transient version leaves no file to continue after). Written a block ahead, as single
+   * mode does: one archive write per VERSION_NUMBER_BLOCK numbers, the other claims learn from Redis
+   * (the claim's `reserved`) that it is done. Resolves to how far the records now reach (for Redis,
+   * at commit), undefined when nothing was written; never rejects: a failed write is a warning, as in
+   * single mode, and the next claim tries again.
+   */
+  const reserveInArchive = async (modelId: string, claim: NumberClaim): Promise<number | undefined> => {
+    if (claim.versionNumber < claim.reserved) {
+      return undefined;
+    }
+    const upTo = Math.min(claim.versionNumber + VERSION_NUMBER_BLOCK, MAX_VERSION_NUMBER + 1);
+    try {
+      await writeSharedReservation(archive, modelId, upTo);
+      reservationWarned.delete(modelId);
+      return upTo;
+    } catch (error) {
+      if (!reservationWarned.has(modelId)) {
+        reservationWarned.add(modelId);
+        log.warn(
+          { err: error, modelId, versionNumber: claim.versionNumber },
+          "could not write the archive's version-number record: versions are still numbered and served, but a server started later in single mode on this archive may hand out again numbers of transient versions created from now on",
+        );
+      }
+      return undefined;
+    }
+  };
 
   /**
    * A version's data in Redis, hashed as it arrives (node:crypto on this thread: ~9 ms of CPU per
@@ -267,7 +323,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   /** The Redis writer behind each sink handed out by beginTransientData. */
   const writers = new WeakMap<TransientDataSink, VersionDataWriter>();
 
-  const newClaim = (modelId: string, claim: NumberClaim): VersionNumberClaim => {
+  const newClaim = (modelId: string, claim: NumberClaim, reservation: Promise<number | undefined>): VersionNumberClaim => {
     // Renewed while the bytes are stored (large archived files); a lost renewal shows at commit (ABORTED).
     const renewal = setInterval(() => {
       store.renewClaim(modelId, claim.token, claimLeaseMs).catch(() => undefined);
@@ -299,6 +355,8 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       versionNumber: claim.versionNumber,
       fence,
       async commit(version, transientData) {
+        // The archive's record first (it never rejects), the lease still renewed: a slow write must not lose the claim.
+        const reservedUpTo = await reservation;
         clearInterval(renewal);
         const writer = transientData === undefined ? undefined : writers.get(transientData);
         try {
@@ -307,7 +365,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
           }
           const uploaded: UploadedData | undefined = writer === undefined || version.archived ? undefined : await writer.finish();
           const { versionNumber: _assigned, ...newVersion } = version;
-          const stored = await store.commitVersion(newVersion, claim.generation, uploaded, claim);
+          const stored = await store.commitVersion(newVersion, claim.generation, uploaded, claim, reservedUpTo);
           announceVersion(stored.record, claim.generation);
           return await previousVersion(modelId, claim.versionNumber);
         } catch (error) {
@@ -321,9 +379,25 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
           throw error;
         }
       },
-      abandon() {
+      abandon(numberSpent = false) {
         clearInterval(renewal);
-        store.releaseClaim(modelId, claim.token).catch(() => undefined); // else its lease runs out
+        if (!numberSpent) {
+          store.releaseClaim(modelId, claim.token).catch(() => undefined); // else its lease runs out
+          return;
+        }
+        // The archive holds objects under this number (e.g. an S3 info of another writer): handing it
+        // out again would fail the same way, or name other bytes. Numbering moves past it.
+        void (async () => {
+          const skipped = await store.skipNumber(modelId, claim, (await reservation) ?? 0);
+          log.warn(
+            { modelId, versionNumber: claim.versionNumber, skipped },
+            skipped
+              ? "a version number was skipped: the archive holds objects under it that no version in Redis refers to (another writer's, or those of a commit that failed after writing them)"
+              : "a version number whose archive objects are not this commit's could not be skipped (its claim ran out or the number was taken meanwhile)",
+          );
+        })().catch((error: unknown) => {
+          log.warn({ err: error, modelId, versionNumber: claim.versionNumber }, "could not skip a version number whose archive objects are not this commit's; its claim runs out and the next commit tries it again");
+        });
       },
     };
   };
@@ -647,7 +721,9 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
           return undefined;
         }
         if (claim !== "busy") {
-          return newClaim(modelId, claim);
+          // Written while the version's bytes are stored; the commit waits for it.
+          const reservation = reserveInArchive(modelId, claim);
+          return newClaim(modelId, claim, reservation);
         }
         if (Date.now() > deadline) {
           throw new RegistryError(

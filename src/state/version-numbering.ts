@@ -9,6 +9,11 @@ export const MAX_VERSION_NUMBER = 0xffff_ffff; // version_number is a uint32 on 
 const MARK_KEY = "next-version";
 /** `.cogment-ts-version-record`: the exact next number, written at every commit (see record). */
 const RECORD_KEY = "version-record";
+/**
+ * The boot id in a record written by instances sharing a Redis (writeSharedReservation): no kernel's
+ * boot id (those are UUIDs), and never "stopped", so a single-mode start never takes it as exact.
+ */
+export const SHARED_RECORD_BOOT = "shared-redis";
 
 export interface NumberingContext {
   readonly archive: ArchiveStore;
@@ -97,7 +102,8 @@ export class VersionNumbering {
     const { mark, record } = saved;
     const afterDisk = highestOnDisk + 1;
     const remote = this.context.archive.remoteMeta === true;
-    const exact = record !== undefined && (record.stopped || (!remote && record.bootId === this.context.bootId));
+    const shared = record?.bootId === SHARED_RECORD_BOOT;
+    const exact = record !== undefined && !shared && (record.stopped || (!remote && record.bootId === this.context.bootId));
     if (record !== undefined && exact) {
       this.next = Math.max(record.next, afterDisk);
     } else {
@@ -112,7 +118,9 @@ export class VersionNumbering {
             reason:
               record === undefined
                 ? "no exact record of the last number (an archive of an earlier version of this server, or it could not be written)"
-                : remote
+                : shared
+                  ? "the last numbers were handed out by instances sharing a Redis (COGMENT_MODEL_REGISTRY_REDIS_URL), which record them a block ahead"
+                  : remote
                   ? "the server had not stopped cleanly, and the record in the object store is written in the background: it may lag"
                   : "the machine restarted since the last number was recorded, and the server had not stopped cleanly",
           },
@@ -271,6 +279,21 @@ export class VersionNumbering {
       message,
     );
   }
+}
+
+/**
+ * Shared mode (several instances on one Redis, which holds the numbering): raises the archive's
+ * numbering records of `modelId` to `upTo`, so that a single-mode server started later on this
+ * archive numbers from `upTo` on and never hands out again a number the shared instances did (a
+ * transient version leaves no file to continue after). The caller writes a block ahead of the numbers
+ * it hands out, as `reserve` does, and only ever raises `upTo`. The record first, marked with
+ * SHARED_RECORD_BOOT: never exact, it replaces an exact one a single-mode run left (which would win
+ * over the mark) and alone already keeps a later start at or above `upTo`; then the durable mark.
+ * Rejects when either write fails.
+ */
+export async function writeSharedReservation(archive: ArchiveStore, modelId: string, upTo: number): Promise<void> {
+  await archive.overwriteMeta(modelId, RECORD_KEY, formatRecord(upTo, SHARED_RECORD_BOOT, false), DURABLE_WRITE);
+  await archive.writeMeta(modelId, MARK_KEY, String(upTo));
 }
 
 function parseMark(text: string | undefined): number | undefined {

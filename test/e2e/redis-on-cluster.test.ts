@@ -518,7 +518,61 @@ describe("several instances on a Redis Cluster of three masters", () => {
       assert.deepEqual(streams[models.indexOf(model)]?.numbers, [1, 2]);
     }
   });
+  test("a hung master (SIGSTOP): errors name it, calls for its models fail at once after the first timeout, health NOT_SERVING, the other masters' models go on; SIGCONT: recovery", async (t) => {
+    const [a, b] = (await startInstances(t, await archiveDirFor(t), 2)) as [ServerInstance, ServerInstance];
+    const models = await modelsOnEveryMaster("hung");
+    for (const model of models) {
+      await a.client.createModel(model);
+      await a.client.publish(model, Buffer.from("before"));
+    }
+    const healthA = new HealthClient(a.address);
+    const healthB = new HealthClient(b.address);
+    t.after(() => {
+      healthA.close();
+      healthB.close();
+    });
+    assert.equal(await healthA.check(""), "SERVING");
+
+    // Not the seed (the instances were given nodes[0]): the errors must name the master that hung.
+    const hung = cluster.nodes[1] as (typeof cluster.nodes)[number];
+    const [, onHung, elsewhere] = models as [string, string, string];
+    assert.equal(await masterOf(onHung), hung.port);
+    hung.pause();
+    t.after(() => hung.resume()); // also when the test fails: the next tests need it
+    const prefix = `Redis at 127.0.0.1:${hung.port} (cluster) is unreachable: `;
+    const failingFast = `${prefix}no reply within 2000 ms to an earlier command; calls for its slots fail at once until it answers again`;
+
+    // The first call waits the 2 s bound and names the master; health turns NOT_SERVING with it.
+    await rejectsWithStatus(a.client.retrieveVersionInfos({ model_id: onHung }), grpc.status.UNAVAILABLE, exactly(`${prefix}Command timed out`));
+    assert.equal(await healthA.check(""), "NOT_SERVING");
+    // Then every call for its models fails without being sent (the message says so), reads and commits alike.
+    await rejectsWithStatus(a.client.retrieveVersionInfos({ model_id: onHung }), grpc.status.UNAVAILABLE, exactly(failingFast));
+    await rejectsWithStatus(a.client.retrieveData(onHung, 1), grpc.status.UNAVAILABLE, exactly(failingFast));
+    await rejectsWithStatus(a.client.publish(onHung, Buffer.from("during")), grpc.status.UNAVAILABLE, exactly(failingFast));
+    // B made no call to it: its probe finds the master hung, and B fails fast too.
+    await waitForHealth(healthB, "NOT_SERVING");
+    await rejectsWithStatus(b.client.retrieveVersionInfos({ model_id: onHung }), grpc.status.UNAVAILABLE, exactly(failingFast));
+    // The other masters' models: committed through one instance, read through the other.
+    for (const model of models.filter((id) => id !== onHung)) {
+      assert.equal((await a.client.publish(model, Buffer.from(`during ${model}`))).version_number, 2);
+      assert.equal((await b.client.retrieveData(model, 2)).toString(), `during ${model}`);
+    }
+    assert.equal((await b.client.retrieveData(elsewhere, 1)).toString(), "before");
+
+    hung.resume();
+    await cluster.waitUntilOk();
+    await waitForHealth(healthA, "SERVING");
+    await waitForHealth(healthB, "SERVING");
+    assert.equal((await a.client.publish(onHung, Buffer.from("after"))).version_number, 2);
+    assert.equal((await b.client.retrieveData(onHung, 2)).toString(), "after");
+    assert.equal((await b.client.retrieveData(onHung, 1)).toString(), "before");
+  });
 });
+
+/** A pattern matching exactly `message`. */
+function exactly(message: string): RegExp {
+  return new RegExp(`^${message.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`);
+}
 
 /** The steps of `redis-cli --cluster reshard` for one slot: IMPORTING/MIGRATING, MIGRATE of its keys, SETSLOT NODE everywhere. */
 function slotMove(slot: number, source: number, target: number) {

@@ -112,7 +112,7 @@ describe("REDIS_WAIT_REPLICAS: a write is acknowledged once replicated", () => {
 
     const transient = randomBytes(3 * MIB);
     assert.equal((await instance.client.publish(model, transient)).version_number, 1);
-    assert.deepEqual(await replicaKeys(onReplica, model), ["counter", "d:1:0", "d:1:1", "model", "numbers", "v:1"]);
+    assert.deepEqual(await replicaKeys(onReplica, model), ["counter", "d:1:0", "d:1:1", "model", "numbers", "reserved", "v:1"]);
     const chunks = [await onReplica.getBuffer(`cmr:${modelHashTag(model)}:d:1:0`), await onReplica.getBuffer(`cmr:${modelHashTag(model)}:d:1:1`)];
     assert.ok(Buffer.concat(chunks as Buffer[]).equals(transient));
 
