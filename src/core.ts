@@ -8,6 +8,7 @@ import { startWithRollback } from "./start-with-rollback.js";
 import type { ArchiveWriteTimer } from "./metrics/metrics-api.js";
 import { Registry } from "./registry/index.js";
 import type { RegistryState } from "./state/index.js";
+import { archiveNumbering } from "./state/archive-numbering.js";
 import { type HashLanes, type WorkerPool, createHashLanes, createWorkerPool } from "./worker-pool/index.js";
 
 /** In a directory shared by several instances, a temporary file untouched for this long is a dead writer's leftover. */
@@ -170,5 +171,5 @@ async function openSharedState(config: CoreConfig, archive: ArchiveStore, log: L
     log: redisLog,
     onModeDetected: (message) => redisLog.info({ redis: describeRedisEndpoint(endpoint) }, message),
   });
-  return createRedisRegistryState({ store, archive, log: redisLog });
+  return createRedisRegistryState({ store, archive, numbering: archiveNumbering(archive, redisLog), log: redisLog });
 }

@@ -15,13 +15,14 @@ import {
   type VersionDataWriter,
 } from "../redis/index.js";
 import type { RegistryState, TransientDataSink, TransientDataSource, VersionNumberClaim } from "./registry-state.js";
-import { readBootId } from "./boot-id.js";
-import { MAX_VERSION_NUMBER, VERSION_NUMBER_BLOCK, VersionNumbering, writeSharedReservation } from "./version-numbering.js";
+import type { ArchiveNumbering } from "./archive-numbering.js";
 
 export interface RedisRegistryStateOptions {
   readonly store: RedisRegistryStore;
   /** The archive every instance shares: archived versions' data, and what an empty Redis imports. */
   readonly archive: ArchiveStore;
+  /** The archive's numbering records, kept at least as high as the numbers handed out (archive-numbering.ts). */
+  readonly numbering: ArchiveNumbering;
   readonly log: Logger;
   /**
    * How long open() waits for Redis to be reachable before it lets the instance listen anyway (health
@@ -67,7 +68,7 @@ const PLACEMENT_MARGIN_SHARE = 0.5;
  * deletion, and caught up after the subscriber connection was lost.
  */
 export function createRedisRegistryState(options: RedisRegistryStateOptions): RegistryState {
-  const { store, archive, log } = options;
+  const { store, archive, log, numbering: archiveNumbering } = options;
   const { connection } = store;
   const claimLeaseMs = options.claimLeaseMs ?? DEFAULT_CLAIM_LEASE_MS;
   const claimWaitMs = options.claimWaitMs ?? DEFAULT_CLAIM_WAIT_MS;
@@ -214,17 +215,15 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         return;
       }
       let models = 0;
-      const bootId = await readBootId();
       for (const modelId of await archive.listModelIds()) {
         const model = await archive.readModel(modelId);
         if (model !== undefined) {
           const versions = await archive.listVersions(modelId);
           const counter = await store.importArchivedModel(model, versions);
           // Where single mode would continue: above its transient versions too, which left no file.
-          const numbering = new VersionNumbering(modelId, { archive, log, bootId });
-          numbering.start(await numbering.readSaved(), versions[versions.length - 1]?.versionNumber ?? 0);
-          if (numbering.next - 1 > counter) {
-            await store.raiseCounter(modelId, numbering.next - 1);
+          const next = await archiveNumbering.nextAfter(modelId, versions[versions.length - 1]?.versionNumber ?? 0);
+          if (next - 1 > counter) {
+            await store.raiseCounter(modelId, next - 1);
           }
           models++;
         }
@@ -266,9 +265,8 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     if (claim.versionNumber < claim.reserved) {
       return undefined;
     }
-    const upTo = Math.min(claim.versionNumber + VERSION_NUMBER_BLOCK, MAX_VERSION_NUMBER + 1);
     try {
-      await writeSharedReservation(archive, modelId, upTo);
+      const upTo = await archiveNumbering.reserveAbove(modelId, claim.versionNumber);
       reservationWarned.delete(modelId);
       return upTo;
     } catch (error) {

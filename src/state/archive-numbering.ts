@@ -1,0 +1,33 @@
+import type { ArchiveStore } from "../archive/index.js";
+import type { Logger } from "../logger.js";
+import { readBootId } from "./boot-id.js";
+import { MAX_VERSION_NUMBER, VERSION_NUMBER_BLOCK, VersionNumbering, writeSharedReservation } from "./version-numbering.js";
+
+/**
+ * The archive's numbering records (version-numbering.ts) as the shared state needs them. Made by
+ * core.ts, where single mode's numbering code is loaded anyway: the Redis state (loaded only in
+ * shared mode) takes it as an option instead of importing that code, which would split it and what
+ * it imports into chunks of their own that every start then reads (scripts/bundle.ts).
+ */
+export interface ArchiveNumbering {
+  /** The next number single mode would hand out for a model whose highest archived version is `highestArchived`. */
+  nextAfter(modelId: string, highestArchived: number): Promise<number>;
+  /** Writes the records a block past `versionNumber` (at most past the last number); resolves to how far they reach. */
+  reserveAbove(modelId: string, versionNumber: number): Promise<number>;
+}
+
+export function archiveNumbering(archive: ArchiveStore, log: Logger): ArchiveNumbering {
+  let bootId: Promise<string | undefined> | undefined;
+  return {
+    async nextAfter(modelId, highestArchived) {
+      const numbering = new VersionNumbering(modelId, { archive, log, bootId: await (bootId ??= readBootId()) });
+      numbering.start(await numbering.readSaved(), highestArchived);
+      return numbering.next;
+    },
+    async reserveAbove(modelId, versionNumber) {
+      const upTo = Math.min(versionNumber + VERSION_NUMBER_BLOCK, MAX_VERSION_NUMBER + 1);
+      await writeSharedReservation(archive, modelId, upTo);
+      return upTo;
+    },
+  };
+}
