@@ -8,12 +8,12 @@ import { request as httpRequest } from "node:http";
 import { type ClientHttp2Session, connect, constants } from "node:http2";
 import { rm } from "node:fs/promises";
 import { createConnection } from "node:net";
-import { Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, test } from "node:test";
 import { createLogger } from "../../src/logger.js";
 import { type RunningServer, type ServerConfig, startServer } from "../../src/server.js";
 import { RegistryClient } from "../support/registry-client.js";
+import { jsonLogSink } from "../support/log-capture.js";
 import { DEFAULT_TEST_CONFIG, makeArchiveDir } from "../support/test-server.js";
 
 const SERVICE = "cogmentAPI.ModelRegistrySP";
@@ -30,14 +30,7 @@ interface LimitedServer {
 async function startLimitedServer(limits: Partial<ServerConfig>): Promise<LimitedServer> {
   const archiveDir = await makeArchiveDir();
   const logLines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split("\n")) {
-        if (line !== "") logLines.push(JSON.parse(line) as Record<string, unknown>);
-      }
-      done();
-    },
-  });
+  const sink = jsonLogSink(logLines);
   const server = await startServer({ ...DEFAULT_TEST_CONFIG, ...limits, archiveDir }, createLogger("warn", sink), {
     host: "127.0.0.1",
     metricsListen: { port: 0, host: "127.0.0.1" },

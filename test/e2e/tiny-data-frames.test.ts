@@ -9,7 +9,6 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { constants } from "node:http2";
-import { Writable } from "node:stream";
 import { describe, test } from "node:test";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { exposeGc } from "../../src/expose-gc.js";
@@ -17,6 +16,7 @@ import { CreateVersionRequestChunkSchema } from "../../src/gen/cogment/api/model
 import { createLogger } from "../../src/logger.js";
 import { FREE_DATA_CHUNKS, MIN_AVERAGE_DATA_BYTES } from "../../src/rpc/data-chunk-guard.js";
 import { RawHttp2Client } from "../support/raw-http2-client.js";
+import { jsonLogSink } from "../support/log-capture.js";
 import { type TestServer, startTestServer } from "../support/test-server.js";
 
 const SERVICE = "/cogmentAPI.ModelRegistrySP";
@@ -32,14 +32,7 @@ function grpcFrame(message: Uint8Array): Buffer {
 
 async function startLoggedServer(): Promise<{ server: TestServer; logLines: Record<string, unknown>[] }> {
   const logLines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split("\n")) {
-        if (line !== "") logLines.push(JSON.parse(line) as Record<string, unknown>);
-      }
-      done();
-    },
-  });
+  const sink = jsonLogSink(logLines);
   return { server: await startTestServer({}, {}, createLogger("warn", sink)), logLines };
 }
 
