@@ -20,8 +20,9 @@ export interface PendingUpload {
   readonly header: UploadHeader;
   /**
    * Takes the next body chunk; when it returns a promise, wait for it before the next chunk or
-   * finish(). When it returns undefined, the chunk's bytes were copied and nothing keeps the chunk:
-   * the caller may free its memory.
+   * finish(). When it returns undefined, or once the promise settled (resolved or rejected), the
+   * chunk's bytes were copied (or will never be) and nothing keeps the chunk: the caller may free
+   * its memory.
    */
   append(chunk: Uint8Array): void | Promise<void>;
   /** Checks size and hash, then commits: resolves to the stored version. */

@@ -109,12 +109,14 @@ export class CreateVersionUpload {
           }),
         );
       } else if (chunk.msg.case === "body") {
-        // A streamed (archived, large) upload hands back a promise: the next chunk waits for it.
+        // A streamed (archived, large) upload, or one also stored in a shared Redis, hands back a
+        // promise: the next chunk waits for it.
         const data = chunk.msg.value.dataChunk;
         const appended = upload.append(data);
         if (appended !== undefined) {
           this.#onStreamedWait?.();
-          this.#wait(appended);
+          // Once it settled nothing keeps the chunk (PendingUpload.append): its message buffer is dead.
+          this.#wait(appended.finally(() => releaseReceivedBytes(data)));
         } else {
           releaseReceivedBytes(data); // copied: its message buffer is dead (release-received-bytes.ts)
         }

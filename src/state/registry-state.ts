@@ -172,7 +172,7 @@ export interface TransientDataSource {
 }
 
 export interface TransientDataSink {
-  /** Takes the next bytes (copied); resolves when it can take more (backpressure). */
+  /** Takes the next bytes (copied); resolves when it can take more (backpressure). Once it settled, it keeps no reference to `data`. */
   append(data: Uint8Array): Promise<void>;
   /** The upload failed or was cancelled: what was written goes away (best effort). Idempotent. */
   abort(): void;
