@@ -71,7 +71,9 @@ export interface ArchiveStore {
    * Stores an archived version; the chunks' total size must equal `version.dataSize`. A failure after
    * which the store may hold the version's info is marked (isNumberSpent): the number is used up.
    * With a `fence` (several instances), the files are put in place only once it confirms, and never
-   * over a file already there without a second confirmation (see fenced-placement.ts).
+   * over a file already there without a second confirmation (see fenced-placement.ts); in a bucket,
+   * the info is written and a leftover data object replaced only once it confirms, and never over
+   * another writer's object (conditional writes, see s3-version-writes.ts).
    */
   putVersion(version: VersionRecord, dataChunks: readonly Uint8Array[], fence?: PlacementFence): Promise<void>;
   /**

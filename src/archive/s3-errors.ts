@@ -20,6 +20,12 @@ export const isNotFound = (error: unknown): boolean =>
 
 export const isPreconditionFailed = (error: unknown): boolean => httpStatusOf(error) === 412 || (error instanceof Error && error.name === "PreconditionFailed");
 
+/**
+ * 409 ConditionalRequestConflict: a conditional write met another write of the same key in flight
+ * (AWS asks to try again). The SDK's retries do not cover it.
+ */
+export const isConditionalConflict = (error: unknown): boolean => httpStatusOf(error) === 409;
+
 /** The store's own words: its error code and message, or the network error. */
 export function s3Reason(error: unknown): string {
   if (!(error instanceof Error)) {
@@ -62,6 +68,8 @@ export function toS3RegistryError(error: unknown, what: string, bucket: string, 
     return new RegistryError(Code.ABORTED, `${message}; the object changed while it was being read, retry the call`, { cause: error });
   } else if (status === 412) {
     code = Code.ALREADY_EXISTS;
+  } else if (status === 409) {
+    return new RegistryError(Code.ABORTED, `${message}; another write of the object was in flight, retry the call`, { cause: error });
   } else if (status === undefined || status >= 500 || status === 429 || name === "NoSuchBucket" || name === "SlowDown" || name === "RequestTimeout") {
     // No HTTP status: the store was not reached (refused, reset, timed out).
     code = Code.UNAVAILABLE;

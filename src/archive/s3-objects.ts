@@ -10,7 +10,7 @@ import {
   type _Object,
 } from "@aws-sdk/client-s3";
 import { errorMessage } from "./errno.js";
-import { isNotFound, toS3RegistryError } from "./s3-errors.js";
+import { isNotFound, isPreconditionFailed, toS3RegistryError } from "./s3-errors.js";
 
 const DELETE_BATCH = 1000;
 
@@ -28,6 +28,14 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, task: (
   return results;
 }
 
+/**
+ * The precondition of a write to a key another writer may write too: create only (`If-None-Match: *`),
+ * or replace only the object of that ETag (`If-Match`). Stores that ignore them write anyway.
+ */
+export type WriteCondition = { readonly IfNoneMatch: "*" } | { readonly IfMatch: string };
+
+export const CREATE_ONLY: WriteCondition = { IfNoneMatch: "*" };
+
 /** The requests the S3 archive is made of, each failure mapped to a RegistryError naming the bucket. */
 export interface S3Objects {
   /** Runs `request`, mapping its failure to a RegistryError about `what`. */
@@ -37,12 +45,19 @@ export interface S3Objects {
   /** Raw PutObject (errors not mapped); with `ifNoneMatch`, fails if the object exists. */
   putText(key: string, text: string, ifNoneMatch?: boolean): Promise<unknown>;
   exists(key: string): Promise<boolean>;
+  /** The object's ETag (as the store gives it, quoted), undefined if there is no such object. */
+  etagOf(key: string): Promise<string | undefined>;
   /** Every object below `prefix`, page by page (ListObjectsV2 gives at most 1000 a page). */
   listAll(prefix: string, delimiter?: string): Promise<{ objects: _Object[]; prefixes: string[] }>;
   deleteKeys(list: readonly string[]): Promise<void>;
   deleteKey(key: string): Promise<unknown>;
   /** Removes `key` on a failure path; a failure to do so is only reported. */
   removeQuietly(key: string): Promise<void>;
+  /**
+   * Removes `key` on a failure path only if it is still the object of `etag` (`If-Match`): never an
+   * object another writer put there since. A failure to remove it is only reported.
+   */
+  removeOwn(key: string, etag: string): Promise<void>;
 }
 
 export function createS3Objects(
@@ -80,6 +95,17 @@ export function createS3Objects(
     } catch (error) {
       if (isNotFound(error)) {
         return false;
+      }
+      throw toS3RegistryError(error, `checking ${key}`, bucket);
+    }
+  }
+
+  async function etagOf(key: string): Promise<string | undefined> {
+    try {
+      return (await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).ETag;
+    } catch (error) {
+      if (isNotFound(error)) {
+        return undefined;
       }
       throw toS3RegistryError(error, `checking ${key}`, bucket);
     }
@@ -125,5 +151,16 @@ export function createS3Objects(
     }
   }
 
-  return { call, getText, putText, exists, listAll, deleteKeys, deleteKey, removeQuietly };
+  async function removeOwn(key: string, etag: string): Promise<void> {
+    try {
+      await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key, IfMatch: etag }));
+    } catch (error) {
+      if (isPreconditionFailed(error) || isNotFound(error)) {
+        return; // another writer's object now (or none): not ours to remove
+      }
+      warn("could not remove an object of a failed archive write", { key, error: errorMessage(error) });
+    }
+  }
+
+  return { call, getText, putText, exists, etagOf, listAll, deleteKeys, deleteKey, removeQuietly, removeOwn };
 }

@@ -9,6 +9,7 @@ import { once } from "node:events";
 import { PassThrough, Readable } from "node:stream";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
+import type { WriteCondition } from "./s3-objects.js";
 
 export const PART_BYTES = 8 * 1024 * 1024;
 export const QUEUE_SIZE = 4;
@@ -25,24 +26,25 @@ interface UploadTarget {
   readonly client: S3Client;
   readonly bucket: string;
   readonly key: string;
-  /** Fails with 412 if the key exists, where the store supports conditional writes. */
-  readonly ifNoneMatch?: boolean;
+  /** The write's precondition (412 when it does not hold), where the store supports conditional writes. */
+  readonly condition?: WriteCondition;
 }
 
-function startUpload(target: UploadTarget, body: Readable): Promise<unknown> {
+/** Resolves to the ETag of the object written, when the store gave one. */
+async function startUpload(target: UploadTarget, body: Readable): Promise<string | undefined> {
   const upload = new Upload({
     client: target.client,
-    params: { Bucket: target.bucket, Key: target.key, Body: body, ...(target.ifNoneMatch === true ? { IfNoneMatch: "*" } : {}) },
+    params: { Bucket: target.bucket, Key: target.key, Body: body, ...target.condition },
     partSize: PART_BYTES,
     queueSize: QUEUE_SIZE,
     leavePartsOnError: false,
   });
-  return upload.done();
+  return (await upload.done()).ETag;
 }
 
-/** Uploads data already in memory (a whole version); the chunks must stay untouched until it resolves. */
-export async function uploadChunks(target: UploadTarget, chunks: readonly Uint8Array[]): Promise<void> {
-  await startUpload(target, Readable.from(chunks.length === 0 ? [Buffer.alloc(0)] : chunks, { objectMode: false }));
+/** Uploads data already in memory (a whole version); the chunks must stay untouched until it resolves. Resolves to the object's ETag. */
+export function uploadChunks(target: UploadTarget, chunks: readonly Uint8Array[]): Promise<string | undefined> {
+  return startUpload(target, Readable.from(chunks.length === 0 ? [Buffer.alloc(0)] : chunks, { objectMode: false }));
 }
 
 export function beginObjectUpload(target: UploadTarget): S3ObjectUpload {

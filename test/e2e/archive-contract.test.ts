@@ -11,7 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
-import { type ArchiveStore, isNumberSpent } from "../../src/archive/archive-store.js";
+import { type ArchiveStore, isNumberSpent, type PlacementFence } from "../../src/archive/archive-store.js";
 import { inlineFileWriter } from "../../src/archive/atomic-write.js";
 import { createFsArchiveStore } from "../../src/archive/fs-archive-store.js";
 import { createS3ArchiveStore } from "../../src/archive/s3-archive-store.js";
@@ -176,6 +176,12 @@ after(async () => {
   killAllS3TestServers();
   await Promise.all(tempDirs.map((dir) => fs.rm(dir, { recursive: true, force: true })));
 });
+
+/** An object of the contract bucket, as stored. */
+async function readRawObject(key: string): Promise<Buffer> {
+  const reply = await (s3Client as S3Client).send(new GetObjectCommand({ Bucket: "contract", Key: key }));
+  return Buffer.from(await (reply.Body as NonNullable<typeof reply.Body>).transformToByteArray());
+}
 
 const backends: Backend[] = [
   directoryBackend,
@@ -422,6 +428,89 @@ describe("archive store: S3 only", () => {
     }
     const keys = await (s3Client as S3Client).send(new ListObjectsV2Command({ Bucket: "contract", Prefix: "info-taken/" }));
     assert.deepEqual((keys.Contents ?? []).map((o) => o.Key).sort(), ["info-taken/i/i-v000001.data", "info-taken/i/i-v000001.yaml", "info-taken/i/i-v000002.yaml"]);
+  });
+
+  test("with a fence (several instances), the info is written and a leftover data object replaced only once the claim is confirmed; a lost claim leaves no object of the writer's", async () => {
+    const { store } = storeOn("fenced/");
+    const raw = (key: string, body: string) => (s3Client as S3Client).send(new PutObjectCommand({ Bucket: "contract", Key: `fenced/${key}`, Body: body }));
+    let confirms = 0;
+    const held: PlacementFence = {
+      confirm: async () => {
+        confirms++;
+      },
+    };
+    const one = Buffer.from("one");
+    await store.putVersion(version("f", 1, one), [one], held);
+    assert.equal(confirms, 1, "before the info");
+    await raw("f/f-v000002.data", "leftover of a commit that never wrote its info");
+    const two = Buffer.from("two, streamed");
+    const stream = await store.beginVersionData("f");
+    await stream.append([two]);
+    await stream.commit(version("f", 2, two), held);
+    assert.equal(confirms, 3, "before the leftover's replacement, and before the info");
+
+    const lost: PlacementFence = {
+      confirm: async () => {
+        throw new RegistryError(Code.ABORTED, "the claim ran out (test)");
+      },
+    };
+    const three = Buffer.from("three");
+    const failed = await store.putVersion(version("f", 3, three), [three], lost).catch((error: unknown) => error);
+    assert.ok(failed instanceof RegistryError);
+    assert.deepEqual([failed.code, failed.message, isNumberSpent(failed)], [Code.ABORTED, "the claim ran out (test)", false]);
+    await raw("f/f-v000004.data", "another writer's");
+    assert.deepEqual(await registryCode(store.putVersion(version("f", 4, three), [three], lost)), { code: Code.ABORTED, message: "the claim ran out (test)" });
+
+    const keys = await (s3Client as S3Client).send(new ListObjectsV2Command({ Bucket: "contract", Prefix: "fenced/" }));
+    assert.deepEqual(
+      (keys.Contents ?? []).map((o) => o.Key),
+      ["fenced/f/f-v000001.data", "fenced/f/f-v000001.yaml", "fenced/f/f-v000002.data", "fenced/f/f-v000002.yaml", "fenced/f/f-v000004.data"],
+      "version 3's data went with its lost claim; version 4's object is left as it was",
+    );
+    assert.equal((await readRawObject("fenced/f/f-v000004.data")).toString(), "another writer's");
+    assert.deepEqual(await readAt(store, "f", 2, 0, 100), two);
+  });
+
+  test("with a fence, a writer that stalls after its confirmation never removes nor replaces the objects the number's next holder wrote meanwhile", async () => {
+    const { store } = storeOn("stale/");
+    const raw = (key: string, body: string | Buffer) => (s3Client as S3Client).send(new PutObjectCommand({ Bucket: "contract", Key: `stale/${key}`, Body: body }));
+    const mine = Buffer.from("the stale writer's bytes");
+    const theirs = Buffer.from("the next holder's bytes");
+    const theirInfo = encodeVersionInfo({ ...version("s", 1, theirs), dataHash: "the next holder's" });
+
+    // Confirmed, then stalled past the lease before its info PUT: the next holder replaced the data
+    // object (a leftover to it) and committed. The info PUT fails; the data is no longer ours to remove.
+    const stalledBeforeInfo: PlacementFence = {
+      confirm: async () => {
+        await raw("s/s-v000001.data", theirs);
+        await raw("s/s-v000001.yaml", theirInfo);
+      },
+    };
+    const failed = await store.putVersion(version("s", 1, mine), [mine], stalledBeforeInfo).catch((error: unknown) => error);
+    assert.ok(failed instanceof RegistryError);
+    assert.equal(failed.code, Code.ALREADY_EXISTS);
+    assert.match(failed.message, /^archive bucket "contract": writing stale\/s\/s-v000001\.yaml failed: PreconditionFailed: .*, HTTP 412$/);
+    assert.equal(isNumberSpent(failed), true);
+    assert.deepEqual(await readRawObject("stale/s/s-v000001.data"), theirs);
+    assert.equal((await readRawObject("stale/s/s-v000001.yaml")).toString(), theirInfo);
+
+    // Confirmed before replacing a leftover, then stalled: the next holder replaced the leftover
+    // meanwhile. The replacement (If-Match on the leftover's ETag) fails, and the next confirmation.
+    await raw("s/s-v000002.data", "leftover");
+    let confirms = 0;
+    const stalledBeforeReplacing: PlacementFence = {
+      confirm: async () => {
+        confirms++;
+        if (confirms === 1) {
+          await raw("s/s-v000002.data", theirs);
+          return;
+        }
+        throw new RegistryError(Code.ABORTED, "the claim ran out (test)");
+      },
+    };
+    assert.deepEqual(await registryCode(store.putVersion(version("s", 2, mine), [mine], stalledBeforeReplacing)), { code: Code.ABORTED, message: "the claim ran out (test)" });
+    assert.equal(confirms, 2);
+    assert.deepEqual(await readRawObject("stale/s/s-v000002.data"), theirs);
   });
 
   test("a streamed version larger than one copy is copied into place in parts", async () => {

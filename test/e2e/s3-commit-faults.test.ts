@@ -100,6 +100,31 @@ describe("archive on S3: commits and deletions cut short", () => {
     assert.equal(await storedText("orphan/m/m-v000002.data"), "two");
   });
 
+  test("a 409 ConditionalRequestConflict on a version's data write (another write of the key in flight) is tried again; on its info, the commit fails ABORTED and uses up the number", async () => {
+    await withServer("conflict/", async (client) => {
+      await client.createModel("m");
+      const dataRule = proxy.inject({ method: "PUT", path: /^\/models\/conflict\/m\/m-v000001\.data(\?|$)/, fault: { kind: "conditional-conflict" }, times: 2 });
+      assert.equal((await client.publish("m", Buffer.from("first"), { archived: true })).version_number, 1);
+      assert.equal(dataRule.hits, 2);
+      assert.equal((await client.retrieveData("m", 1)).toString(), "first");
+
+      const infoRule = proxy.inject({ method: "PUT", path: /^\/models\/conflict\/m\/m-v000002\.yaml(\?|$)/, fault: { kind: "conditional-conflict" }, times: 1 });
+      const failed = await failure(client.publish("m", Buffer.from("second"), { archived: true }));
+      assert.equal(infoRule.hits, 1);
+      assert.equal(failed.code, status.ABORTED);
+      assert.match(
+        failed.details,
+        /^archive bucket "models": writing conflict\/m\/m-v000002\.yaml failed: ConditionalRequestConflict: A conflicting operation occurred\. If using PutObject you can retry the request\., HTTP 409; another write of the object was in flight, retry the call$/,
+      );
+      assert.equal((await client.publish("m", Buffer.from("third"), { archived: true })).version_number, 3);
+      assert.deepEqual(await numbers(client, "m"), [1, 3]);
+    });
+    assert.deepEqual(
+      (await listKeys("conflict/m/")).filter((key) => !key.startsWith(".")),
+      ["m-v000001.data", "m-v000001.yaml", "m-v000003.data", "m-v000003.yaml", "m.yaml"],
+    );
+  });
+
   test("the lost reply of a version's info PUT: the retry's 412 finds our own info, the version is committed, its number never reused", async () => {
     await withServer("lost-reply/", async (client) => {
       await client.createModel("m");

@@ -10,8 +10,11 @@ import { after, before, describe, it } from "node:test";
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
+  CopyObjectCommand,
   CreateMultipartUploadCommand,
+  DeleteObjectCommand,
   GetObjectCommand,
+  HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3ServiceException,
@@ -118,6 +121,54 @@ describe("S3 test server, checked with the official AWS SDK", () => {
     const completing = client.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: "cond/put", UploadId, IfNoneMatch: "*", MultipartUpload: { Parts: [{ PartNumber: 1, ETag }] } }));
     assert.deepEqual(await s3Failure(completing), { name: "PreconditionFailed", status: 412 });
     assert.equal((await body(client, "cond/put")).toString(), "first");
+  });
+
+  it("writes with If-Match only over the object of that ETag (412 for another, 404 NoSuchKey for none), on PUT, CopyObject and CompleteMultipartUpload", async () => {
+    const first = await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "match/put", Body: "first", IfNoneMatch: "*" }));
+    assert.match(first.ETag ?? "", /^"[0-9a-f]{32}"$/);
+    assert.equal((await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "match/put" }))).ETag, first.ETag, "HEAD gives the ETag the PUT returned");
+    const second = await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "match/put", Body: "second", IfMatch: first.ETag }));
+    assert.equal((await body(client, "match/put")).toString(), "second");
+    // The first ETag no longer names the object: refused, the object stays.
+    assert.deepEqual(await s3Failure(client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "match/put", Body: "stale", IfMatch: first.ETag }))), { name: "PreconditionFailed", status: 412 });
+    assert.deepEqual(await s3Failure(client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "match/none", Body: "x", IfMatch: first.ETag }))), { name: "NoSuchKey", status: 404 });
+    assert.deepEqual(await keys(client, "match/none"), []);
+
+    await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "match/source", Body: "copied" }));
+    const copying = (IfMatch: string | undefined) =>
+      client.send(new CopyObjectCommand({ Bucket: BUCKET, Key: "match/put", CopySource: `${BUCKET}/match/source`, IfMatch }));
+    assert.deepEqual(await s3Failure(copying(first.ETag)), { name: "PreconditionFailed", status: 412 });
+    assert.equal((await body(client, "match/put")).toString(), "second");
+    const copied = await copying(second.ETag);
+    assert.equal((await body(client, "match/put")).toString(), "copied");
+    assert.deepEqual(await s3Failure(client.send(new CopyObjectCommand({ Bucket: BUCKET, Key: "match/put", CopySource: `${BUCKET}/match/source`, IfNoneMatch: "*" }))), {
+      name: "PreconditionFailed",
+      status: 412,
+    });
+
+    const completing = async (IfMatch: string | undefined) => {
+      const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: "match/put" }));
+      const { ETag } = await client.send(new UploadPartCommand({ Bucket: BUCKET, Key: "match/put", UploadId, PartNumber: 1, Body: "assembled" }));
+      return client.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: "match/put", UploadId, IfMatch, MultipartUpload: { Parts: [{ PartNumber: 1, ETag }] } }));
+    };
+    assert.deepEqual(await s3Failure(completing(second.ETag)), { name: "PreconditionFailed", status: 412 });
+    assert.equal((await body(client, "match/put")).toString(), "copied");
+    await completing(copied.CopyObjectResult?.ETag);
+    assert.equal((await body(client, "match/put")).toString(), "assembled");
+  });
+
+  it("deletes with If-Match only the object of that ETag (412 for another); a missing object is 204 as without it", async () => {
+    const stored = await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "match/delete", Body: "kept" }));
+    assert.deepEqual(await s3Failure(client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: "match/delete", IfMatch: '"0123456789abcdef0123456789abcdef"' }))), {
+      name: "PreconditionFailed",
+      status: 412,
+    });
+    assert.equal((await body(client, "match/delete")).toString(), "kept");
+    const deleted = await client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: "match/delete", IfMatch: stored.ETag }));
+    assert.equal(deleted.$metadata.httpStatusCode, 204);
+    assert.deepEqual(await keys(client, "match/delete"), []);
+    const again = await client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: "match/delete", IfMatch: stored.ETag }));
+    assert.equal(again.$metadata.httpStatusCode, 204);
   });
 
   it("never lists or serves a PUT cut mid-body", async () => {

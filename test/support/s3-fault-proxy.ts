@@ -6,12 +6,16 @@
  *   internal-error  500 InternalError
  *   precondition-failed  412 PreconditionFailed (what S3 answers a GET whose If-Match no longer holds,
  *                   which the test server itself does not check)
+ *   conditional-conflict  409 ConditionalRequestConflict (what S3 answers a conditional write that
+ *                   met another write of the key in flight)
  *   stall           reads the request, never answers (until the client gives up)
  *   reset           closes the connection without an answer
  *   cut-body        forwards the answer, then closes the connection (or goes silent: `then: "stall"`)
  *                   once `afterBytes` of its body went through
  *   lose-reply      forwards the request (the store does what it asks), then closes the connection
  *                   without passing on the answer: a write done whose reply was lost
+ *   hold            keeps the request (unread) until releaseHeld(), then forwards it as it is: a
+ *                   request that reaches the store late, e.g. from an instance stalled after sending it
  * A rule applies to the next `times` requests whose method and path (with its query) match.
  */
 import { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse, Agent, createServer, request as httpRequest } from "node:http";
@@ -21,9 +25,11 @@ export type S3Fault =
   | { readonly kind: "slow-down" }
   | { readonly kind: "internal-error" }
   | { readonly kind: "precondition-failed" }
+  | { readonly kind: "conditional-conflict" }
   | { readonly kind: "stall" }
   | { readonly kind: "reset" }
   | { readonly kind: "lose-reply" }
+  | { readonly kind: "hold" }
   | { readonly kind: "cut-body"; readonly afterBytes: number; readonly then?: "reset" | "stall" };
 
 export interface FaultRuleSpec {
@@ -54,6 +60,11 @@ export interface S3FaultProxy {
   /** Every request seen, in order of arrival. */
   readonly requests: readonly SeenRequest[];
   inject(rule: FaultRuleSpec): FaultRule;
+  /**
+   * Forwards the requests held so far (fault "hold"), in order of arrival: those whose path matches
+   * `path`, at most `limit` of them; returns how many.
+   */
+  releaseHeld(path?: RegExp, limit?: number): number;
   /** Removes every rule (requests stalled so far stay stalled until their client gives up). */
   clear(): void;
   close(): Promise<void>;
@@ -63,6 +74,7 @@ const ERROR_REPLIES = {
   "slow-down": { status: 503, code: "SlowDown", message: "Please reduce your request rate." },
   "internal-error": { status: 500, code: "InternalError", message: "We encountered an internal error. Please try again." },
   "precondition-failed": { status: 412, code: "PreconditionFailed", message: "At least one of the pre-conditions you specified did not hold" },
+  "conditional-conflict": { status: 409, code: "ConditionalRequestConflict", message: "A conflicting operation occurred. If using PutObject you can retry the request." },
 } as const;
 
 function errorXml(code: string, message: string): string {
@@ -80,6 +92,7 @@ export async function startS3FaultProxy(targetPort: number): Promise<S3FaultProx
   const requests: SeenRequest[] = [];
   const sockets = new Set<Socket>();
   const agent = new Agent({ keepAlive: true });
+  const held: { path: string; req: IncomingMessage; res: ServerResponse }[] = [];
 
   function take(method: string, path: string): S3Fault | undefined {
     for (const rule of rules) {
@@ -152,12 +165,16 @@ export async function startS3FaultProxy(targetPort: number): Promise<S3FaultProx
       case "reset":
         req.socket.destroy();
         return;
+      case "hold":
+        held.push({ path, req, res });
+        return;
       case "stall":
         req.resume(); // read the request; never answer
         return;
       case "slow-down":
       case "internal-error":
-      case "precondition-failed": {
+      case "precondition-failed":
+      case "conditional-conflict": {
         const reply = ERROR_REPLIES[fault.kind];
         req.resume();
         req.on("end", () => {
@@ -189,6 +206,14 @@ export async function startS3FaultProxy(targetPort: number): Promise<S3FaultProx
           return rule.hits;
         },
       };
+    },
+    releaseHeld(path, limit = Number.POSITIVE_INFINITY) {
+      const released = held.filter((request) => path === undefined || path.test(request.path)).slice(0, limit);
+      for (const request of released) {
+        held.splice(held.indexOf(request), 1);
+        forward(request.req, request.res);
+      }
+      return released.length;
     },
     clear() {
       rules.length = 0;

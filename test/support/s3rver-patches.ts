@@ -5,7 +5,8 @@
  *
  * As published, s3rver 5.0.0:
  *  1. has no AbortMultipartUpload (DELETE ?uploadId= is "MethodNotAllowed");
- *  2. ignores `If-None-Match: *` on PutObject and CompleteMultipartUpload (it overwrites);
+ *  2. ignores `If-None-Match: *` on PutObject, CopyObject and CompleteMultipartUpload (it overwrites),
+ *     and `If-Match` on them and on DeleteObject (it writes or deletes whatever the object's ETag);
  *  3. writes an object in place: a cut PUT leaves a truncated object that is listed and read; and
  *     resolves a PUT with a Buffer body before the bytes are on disk;
  *  4. rejects `x-amz-content-sha256: STREAMING-UNSIGNED-PAYLOAD-TRAILER` (aws-chunked bodies with a
@@ -18,8 +19,11 @@
  * Limits that stay, so no test relies on them: with a delimiter, common prefixes do not count against
  * max-keys (a delimiter listing is one page however many prefixes); no ListMultipartUploads; no
  * validation of body checksums or Content-MD5; no faults of its own (no 503 SlowDown, no 5xx): the
- * fault tests stop the server instead; `If-None-Match` is honoured only as `*` on writes; the
- * conditional-write lock holds within this one process only (which is all the tests run).
+ * fault tests stop the server instead; `If-None-Match` is honoured only as `*` on writes; `If-Match`
+ * on a write or a DeleteObject holds one ETag or `*` (no lists); a conditional request to one key
+ * waits for the one before it (AWS answers such a race 409 ConditionalRequestConflict instead), and
+ * an unconditional write is not ordered with them; the lock holds within this one process only
+ * (which is all the tests run). ETags are compared without their quotes.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
@@ -53,6 +57,8 @@ interface FilesystemStoreLike {
   rootDirectory: string;
   getResourcePath(bucket: string, key: string | undefined, resource: string): string;
   existsObject(bucket: string, key: string): Promise<boolean>;
+  /** Rejects (ENOENT) when the object does not exist; `etag` is quoted. */
+  getMetadata(bucket: string, key: string): Promise<{ etag: string }>;
 }
 
 export interface S3rverLike {
@@ -106,16 +112,35 @@ function abortMultipartUpload(store: FilesystemStoreLike): Middleware {
   };
 }
 
+/** The object's ETag without its quotes, undefined when there is no such object. */
+async function currentETag(store: FilesystemStoreLike, bucket: string, key: string): Promise<string | undefined> {
+  try {
+    return (await store.getMetadata(bucket, key)).etag.replaceAll('"', "");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+      return undefined;
+    }
+    throw error;
+  }
+}
+
 /**
- * Patch 2: `If-None-Match: *` on a PUT or a CompleteMultipartUpload fails with 412 if the key exists.
- * Writes to one key are serialised in this process, so check-then-write cannot race.
+ * Patch 2, as AWS S3 answers them: on a PUT (PutObject, CopyObject) or a CompleteMultipartUpload,
+ * `If-None-Match: *` fails with 412 if the key exists; `If-Match: <etag>` fails with 404 NoSuchKey if
+ * it does not and with 412 if its ETag is another. On a DeleteObject, `If-Match` fails with 412 if
+ * the ETag is another, and a missing object is 204 as without it. Conditional requests to one key
+ * are serialised in this process, so check-then-write cannot race.
  */
 function conditionalWrites(store: FilesystemStoreLike): Middleware {
   const tails = new Map<string, Promise<void>>();
   return async (ctx, next) => {
     const target = bucketAndKey(ctx.path);
     const isWrite = (ctx.method === "PUT" && ctx.query.uploadId === undefined) || (ctx.method === "POST" && typeof ctx.query.uploadId === "string");
-    if (target === undefined || !isWrite || header(ctx, "if-none-match") !== "*") {
+    const isDelete = ctx.method === "DELETE" && ctx.query.uploadId === undefined;
+    const ifNoneMatch = header(ctx, "if-none-match");
+    const ifMatch = header(ctx, "if-match")?.replaceAll('"', "");
+    const conditional = (isWrite && (ifNoneMatch === "*" || ifMatch !== undefined)) || (isDelete && ifMatch !== undefined);
+    if (target === undefined || !conditional) {
       return next();
     }
     const lockKey = `${target.bucket}/${target.key}`;
@@ -126,7 +151,14 @@ function conditionalWrites(store: FilesystemStoreLike): Middleware {
     tails.set(lockKey, tail);
     await previous;
     try {
-      if (await store.existsObject(target.bucket, target.key)) {
+      const etag = await currentETag(store, target.bucket, target.key);
+      if (isWrite && ifNoneMatch === "*" && etag !== undefined) {
+        return xmlError(ctx, 412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
+      }
+      if (ifMatch !== undefined && etag === undefined && isWrite) {
+        return xmlError(ctx, 404, "NoSuchKey", "The specified key does not exist.");
+      }
+      if (ifMatch !== undefined && etag !== undefined && ifMatch !== "*" && ifMatch !== etag) {
         return xmlError(ctx, 412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
       }
       await next();
