@@ -766,7 +766,9 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     async openTransientData(version) {
       requireStarted();
       const stored = await store.getVersion(version.modelId, version.versionNumber);
-      if (stored === undefined || stored.record.archived || stored.record.creationTimestamp !== version.creationTimestamp) {
+      // The same bytes or none: a number (and a creation_timestamp, which a client may give again) is
+      // no identity, since a model deleted and created again numbers from 1 again.
+      if (stored === undefined || !sameTransientVersion(stored.record, version)) {
         return undefined;
       }
       return verifiedSource(stored);
@@ -793,4 +795,14 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       }
     },
   };
+}
+
+/** Whether Redis's info of a version is the transient version `served` (its data_hash and data_size, not only its number). */
+function sameTransientVersion(stored: VersionRecord, served: VersionRecord): boolean {
+  return (
+    !stored.archived &&
+    stored.dataHash === served.dataHash &&
+    stored.dataSize === served.dataSize &&
+    stored.creationTimestamp === served.creationTimestamp
+  );
 }
