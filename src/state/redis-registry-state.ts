@@ -1,7 +1,7 @@
 import { type Hash, createHash, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { performance } from "node:perf_hooks";
-import type { ArchiveStore, PlacementFence } from "../archive/index.js";
+import type { ArchiveStore, PlacementFence, RevocableWrite } from "../archive/index.js";
 import type { VersionRecord } from "../domain/index.js";
 import { Code, RegistryError } from "../errors/index.js";
 import type { Logger } from "../logger.js";
@@ -13,6 +13,7 @@ import {
   type StoredVersion,
   type UploadedData,
   type VersionDataWriter,
+  isRefusedWhileDeleting,
 } from "../redis/index.js";
 import type { RegistryState, TransientDataSink, TransientDataSource, VersionNumberClaim } from "./registry-state.js";
 import type { ArchiveNumbering } from "./archive-numbering.js";
@@ -593,11 +594,21 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     async putModel(model) {
       requireStarted();
       // The archive keeps every model info too: what an empty Redis imports.
-      await archive.writeModel(model);
+      let written: RevocableWrite | undefined;
+      if (archive.writeModelRevocably === undefined) {
+        await archive.writeModel(model);
+      } else {
+        written = await archive.writeModelRevocably(model);
+      }
       let created;
       try {
         ({ created } = await store.putModel(model));
       } catch (error) {
+        if (isRefusedWhileDeleting(error)) {
+          // Not created, and the deleting instance may have removed the model's files before this
+          // write: left there, the info would bring the model back at an import into an empty Redis.
+          await written?.revoke();
+        }
         if (error instanceof ReplicationUnconfirmed && (error.outcome as { created: boolean }).created) {
           modelCount++;
         }
