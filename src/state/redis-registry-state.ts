@@ -354,20 +354,23 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       versionNumber: claim.versionNumber,
       fence,
       async commit(version, transientData) {
-        // The archive's record first (it never rejects), the lease still renewed: a slow write must not lose the claim.
-        const reservedUpTo = await reservation;
-        clearInterval(renewal);
         const writer = transientData === undefined ? undefined : writers.get(transientData);
         try {
           if (transientData !== undefined && writer === undefined) {
             throw new Error("claim.commit was given a transient data sink of another registry state");
           }
+          // The archive's record (it never rejects) and the transient bytes still in flight to Redis
+          // (their last chunks, over a link as slow as it may be), the lease renewed until both are
+          // done: a slow write must not lose the claim.
+          const reservedUpTo = await reservation;
           const uploaded: UploadedData | undefined = writer === undefined || version.archived ? undefined : await writer.finish();
+          clearInterval(renewal);
           const { versionNumber: _assigned, ...newVersion } = version;
           const stored = await store.commitVersion(newVersion, claim.generation, uploaded, claim, reservedUpTo);
           announceVersion(stored.record, claim.generation);
           return await previousVersion(modelId, claim.versionNumber);
         } catch (error) {
+          clearInterval(renewal);
           if (error instanceof ReplicationUnconfirmed) {
             // Committed (numbered, published), only not known to be replicated: nothing to undo.
             announceVersion((error.outcome as StoredVersion).record, claim.generation);
