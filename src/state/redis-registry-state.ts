@@ -221,6 +221,11 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         if (model !== undefined) {
           const versions = await archive.listVersions(modelId);
           const counter = await store.importArchivedModel(model, versions);
+          if (counter === undefined) {
+            // Deleted through another instance since this Redis holds data: what the archive showed is older.
+            log.info({ modelId }, "a model of the archive was not imported into Redis: it was deleted there meanwhile");
+            continue;
+          }
           // Where single mode would continue: above its transient versions too, which left no file.
           const next = await archiveNumbering.nextAfter(modelId, versions[versions.length - 1]?.versionNumber ?? 0);
           if (next - 1 > counter) {
