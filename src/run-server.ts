@@ -3,6 +3,9 @@ import { createLogger, exitOnceLogged, stdoutDestination } from "./logger.js";
 import { missingServerFlags } from "./runtime-flags.js";
 import { type RunningServer, startServer } from "./server.js";
 
+/** How long a second signal's exit waits at most for the log lines to reach stdout (a blocked stdout must not hold it). */
+const SECOND_SIGNAL_LOG_WAIT_MS = 500;
+
 async function main(): Promise<void> {
   let config;
   try {
@@ -52,8 +55,9 @@ async function main(): Promise<void> {
     signals++;
     if (signals > 1) {
       log.warn({ signal }, "second signal: exiting now");
-      log.flush();
-      process.exit(1);
+      // Not process.exit at once: the line (and those before it) may still be on its way to stdout.
+      exitOnceLogged(destination, 1, SECOND_SIGNAL_LOG_WAIT_MS);
+      return;
     }
     if (server === undefined) {
       log.info({ signal }, "signal during start-up: stopping the start");

@@ -59,6 +59,13 @@ export interface ArchiveStore {
   readModels?(modelIds: readonly string[]): Promise<(ModelRecord | undefined)[]>;
   /** Creates the model directory if needed. */
   writeModel(model: ModelRecord): Promise<void>;
+  /**
+   * writeModel that can be taken back, for a creation the shared state may still refuse after the
+   * write (Redis mode: the model is being deleted through another instance, whose removal of the
+   * model's files may already be done). Absent where a write cannot be told from a later one of the
+   * same content (the S3 archive), and while the model journal is in use (single mode).
+   */
+  writeModelRevocably?(model: ModelRecord): Promise<RevocableWrite>;
   /** Removes the whole model directory; no error if missing. */
   deleteModel(modelId: string): Promise<void>;
   /**
@@ -102,6 +109,15 @@ export interface ArchiveStore {
    * a round trip each time (version-numbering.ts says what it then trusts after a start).
    */
   readonly remoteMeta?: boolean;
+}
+
+/** A write that can be taken back (see ArchiveStore.writeModelRevocably). */
+export interface RevocableWrite {
+  /**
+   * Removes the file written, only while it is still that file (never one another writer put there
+   * since), then its model's directory if that left it empty. Best effort: never rejects.
+   */
+  revoke(): Promise<void>;
 }
 
 export interface VersionDataReader {

@@ -5,7 +5,7 @@
  * Every file is written under a temporary name in its final directory, flushed to disk, then
  * renamed into place, and the directory is flushed so the rename itself survives a crash.
  */
-import { open, rename, rm } from "node:fs/promises";
+import { lstat, open, rename, rm } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 import type { ArchiveFileWriter, StreamedVersionCommit, VersionFilesWrite } from "./archive-file-writer.js";
@@ -117,6 +117,33 @@ export async function writeFileAtomic(finalPath: string, content: string | reado
     throw error;
   }
   await syncDirectory(path.dirname(finalPath));
+}
+
+/** A file's identity: device and inode (a rename keeps it, a new file has another). */
+export interface FileIdentity {
+  readonly dev: number;
+  readonly ino: number;
+}
+
+/**
+ * writeFileAtomic, resolving to the identity of the file it put in place: read from the temporary
+ * file before its rename, so another writer's file put at `finalPath` right after cannot be taken
+ * for this one.
+ */
+export async function writeFileAtomicIdentified(finalPath: string, content: string | readonly Uint8Array[]): Promise<FileIdentity> {
+  const tempPath = tempPathFor(finalPath);
+  let identity: FileIdentity;
+  try {
+    await writeNewFile(tempPath, toChunks(content));
+    const { dev, ino } = await lstat(tempPath);
+    identity = { dev, ino };
+    await rename(tempPath, finalPath);
+  } catch (error) {
+    await removeQuietly(tempPath);
+    throw error;
+  }
+  await syncDirectory(path.dirname(finalPath));
+  return identity;
 }
 
 /**

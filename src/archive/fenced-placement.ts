@@ -17,7 +17,7 @@
 import { link, lstat, rename, rm, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { PlacementFence } from "./archive-store.js";
-import { syncDirectory } from "./atomic-write.js";
+import { type FileIdentity, syncDirectory } from "./atomic-write.js";
 import { errorCode } from "./errno.js";
 
 export interface StagedVersionFiles {
@@ -31,12 +31,6 @@ export interface StagedVersionFiles {
 const LINK_UNSUPPORTED = new Set(["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS"]);
 
 const ignore = (): void => {};
-
-/** A file's identity: device and inode. */
-interface FileIdentity {
-  readonly dev: number;
-  readonly ino: number;
-}
 
 async function identityOf(filePath: string): Promise<FileIdentity | undefined> {
   try {

@@ -1,15 +1,16 @@
 import { closeSync, openSync, writeSync } from "node:fs";
 import { constants, lstat, mkdir, open, readdir, rename, rm, rmdir } from "node:fs/promises";
 import path from "node:path";
-import { type ArchiveStore, META_WRITTEN, type PlacementFence } from "./archive-store.js";
+import { type ArchiveStore, META_WRITTEN, type PlacementFence, type RevocableWrite } from "./archive-store.js";
 import type { ArchiveFileWriter, StreamedVersionCommit } from "./archive-file-writer.js";
-import { syncDirectory } from "./atomic-write.js";
+import { type FileIdentity, syncDirectory, writeFileAtomicIdentified } from "./atomic-write.js";
 import { errorCode, errorMessage, isMissing } from "./errno.js";
 import { type FsArchiveReads, readdirIfExists } from "./fs-archive-reads.js";
 import { type ConcurrencyLimit, createConcurrencyLimit } from "./concurrency-limit.js";
-import { placeStagedVersionFiles, type StagedVersionFiles } from "./fenced-placement.js";
+import { placeStagedVersionFiles, removeIfOwn, type StagedVersionFiles } from "./fenced-placement.js";
 import { createGroupCommit } from "./group-commit.js";
 import { createModelJournal } from "./model-journal.js";
+import type { ModelRecord } from "../domain/index.js";
 import { notFound, type RegistryError } from "../errors/index.js";
 import { isTempFileName, metaFilePath, modelDirPath, modelInfoPath, tempFileName, versionDataPath, versionInfoPath } from "./layout.js";
 import { encodeModelInfo, encodeVersionInfo } from "./yaml-codec.js";
@@ -301,6 +302,29 @@ export function createFsArchiveWrites(
         journaledModels === undefined || journal?.available() !== true ? writer.writeFileAtomic(infoPath, text) : journaledModels.write(infoPath, text),
       );
     },
+
+    // Only without the journal (several instances): a file written beside it could be undone by its replay.
+    ...(journal === undefined
+      ? {
+          async writeModelRevocably(model: ModelRecord): Promise<RevocableWrite> {
+            const directory = modelDirPath(root, model.modelId);
+            const infoPath = modelInfoPath(root, model.modelId);
+            let written: FileIdentity | undefined;
+            await intoModelDir(directory, async () => {
+              written = await writeFileAtomicIdentified(infoPath, encodeModelInfo(model));
+            });
+            return {
+              async revoke() {
+                if (written !== undefined) {
+                  await removeIfOwn(infoPath, written);
+                }
+                knownDirectories.delete(directory);
+                await rmdir(directory).catch(() => undefined); // kept while it holds anything (ENOTEMPTY)
+              },
+            };
+          },
+        }
+      : {}),
 
     async deleteModel(modelId) {
       const deletion = deleteModel(modelId);

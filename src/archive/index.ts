@@ -1,4 +1,4 @@
-export type { ArchiveStore, LeftoverCleanupOptions, PlacementFence, StreamedVersionData, VersionDataReader } from "./archive-store.js";
+export type { ArchiveStore, LeftoverCleanupOptions, PlacementFence, RevocableWrite, StreamedVersionData, VersionDataReader } from "./archive-store.js";
 export { isNumberSpent, META_WRITTEN, spendsNumber } from "./archive-store.js";
 export {
   commitStreamedVersion,

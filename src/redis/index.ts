@@ -1,6 +1,6 @@
 export { type ChangeListener, ChangeFeed, type RegistryChange } from "./change-feed.js";
 export { DEFAULT_COMMAND_TIMEOUT_MS, RedisConnection, type RedisConnectionOptions } from "./redis-connection.js";
-export { toRegistryError } from "./redis-errors.js";
+export { isRefusedWhileDeleting, toRegistryError } from "./redis-errors.js";
 export { DEFAULT_KEY_PREFIX, modelHashTag } from "./redis-keys.js";
 export {
   DEFAULT_CHUNK_BYTES,

@@ -49,6 +49,14 @@ export function toRegistryError(address: string, error: unknown): RegistryError 
   return unavailable(address, message, error);
 }
 
+/**
+ * Whether `error` is the putModel script's refusal of a model whose deletion is removing its archive
+ * files (CMR_DELETING): the script wrote nothing.
+ */
+export function isRefusedWhileDeleting(error: unknown): boolean {
+  return error instanceof RegistryError && isReplyError(error.cause) && error.cause.message.startsWith("CMR_DELETING ");
+}
+
 export function unavailable(address: string, cause: string, error?: unknown): RegistryError {
   return new RegistryError(Code.UNAVAILABLE, `Redis at ${address} is unreachable: ${cause}`, { cause: error });
 }

@@ -310,7 +310,7 @@ export class RedisRegistryStore {
    * raises the numbering above them: the migration from a single-mode archive, and the recovery of a
    * Redis that lost its data. Returns the counter.
    */
-  async importArchivedModel(model: ModelRecord, versions: readonly VersionRecord[]): Promise<number> {
+  async importArchivedModel(model: ModelRecord, versions: readonly VersionRecord[]): Promise<number | undefined> {
     const keys = this.keysOf(model.modelId);
     let counter = 0;
     for (let start = 0; start === 0 || start < versions.length; start += IMPORT_BATCH) {
@@ -318,7 +318,10 @@ export class RedisRegistryStore {
       for (const version of versions.slice(start, start + IMPORT_BATCH)) {
         args.push(version.versionNumber, encodeImportedVersion(version));
       }
-      counter = Number(await this.connection.runScript(IMPORT_ARCHIVED, [keys.model, keys.counter, keys.numbers], args));
+      counter = Number(await this.connection.runScript(IMPORT_ARCHIVED, [keys.model, keys.counter, keys.numbers, keys.generation], args));
+      if (counter === -1) {
+        return undefined; // deleted in this Redis (maybe between two batches: the deletion took the first ones)
+      }
     }
     await this.connection.call(() => this.connection.commands.zadd(this.global.models, 0, model.modelId), this.global.models);
     return counter;

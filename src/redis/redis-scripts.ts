@@ -248,16 +248,20 @@ return current
 );
 
 /**
- * KEYS: model, counter, numbers. ARGV: base, userData JSON, then pairs of (number, info JSON).
- * Imports a model and its archived versions from the archive: creates what is missing, never
+ * KEYS: model, counter, numbers, generation. ARGV: base, userData JSON, then pairs of (number, info
+ * JSON). Imports a model and its archived versions from the archive: creates what is missing, never
  * overwrites (an instance that imports late changes nothing another one already committed), and
- * raises the counter to the highest number imported. Returns the counter.
+ * raises the counter to the highest number imported. Returns the counter; -1, importing nothing,
+ * when this Redis saw a deletion of the model (its generation exists): the archive was read before
+ * that deletion removed its files, or holds what a deletion left, or the model created again since
+ * has every version in Redis already.
  */
 export const IMPORT_ARCHIVED = script(
   "importArchived",
-  3,
+  4,
   `
 local base = ARGV[1]
+if redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
 redis.call('HSETNX', KEYS[1], 'userData', ARGV[2])
 local highest = 0
 for i = 3, #ARGV, 2 do

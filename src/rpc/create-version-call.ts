@@ -4,6 +4,7 @@ import type { VersionRecord } from "../domain/index.js";
 import type { PendingUpload, Registry } from "../registry/index.js";
 import { invalidArgument } from "../errors/index.js";
 import { framedVersionReply } from "./encoded-infos.js";
+import { GrpcFramePosition, cutRequestMessage } from "./cut-request-message.js";
 import { handlerCallStream } from "./grpc-internals.js";
 import { readOneMessageAhead } from "./read-ahead.js";
 import { releaseReceivedBytes } from "./release-received-bytes.js";
@@ -237,16 +238,28 @@ export class CreateVersionCall {
     const upload = this.#upload;
     call.on("cancelled", () => upload.cancelled());
     call.on("error", (error: unknown) => upload.fail(error));
-    call.on("close", () => upload.closedEarly());
-    call.on("end", () => upload.end());
-    call.on("data", (chunk: CreateVersionRequestChunk) => upload.received(chunk));
     // grpc-js hands over whole messages only: the HTTP/2 stream under the call tells the watchdog
-    // of the bytes of a message still arriving. Adding a 'data' listener does not resume a stream
-    // grpc-js paused.
+    // of the bytes of a message still arriving, and whether the request stream ended inside one
+    // (grpc-js ends the call as after a whole message). Adding a 'data' listener does not resume a
+    // stream grpc-js paused.
     const stream = handlerCallStream(call);
-    if (stream !== undefined) {
+    const position = stream === undefined ? undefined : new GrpcFramePosition();
+    call.on("close", () => upload.closedEarly());
+    call.on("end", () => {
+      const cut = position?.incomplete;
+      if (cut === undefined) {
+        upload.end();
+      } else {
+        upload.fail(cutRequestMessage(cut));
+      }
+    });
+    call.on("data", (chunk: CreateVersionRequestChunk) => upload.received(chunk));
+    if (stream !== undefined && position !== undefined) {
       upload.hearsBytes();
-      stream.on("data", (data: Buffer) => upload.arrived(data.byteLength));
+      stream.on("data", (data: Buffer) => {
+        position.advance(data);
+        upload.arrived(data.byteLength);
+      });
     }
   }
 }

@@ -18,10 +18,11 @@ import { type IncomingHttpHeaders, type ServerHttp2Stream, constants } from "nod
 import { GRPC_FRAME_PREFIX_LENGTH } from "../data/index.js";
 import type { CreateVersionRequestChunk } from "../gen/cogment/api/model_registry_pb.js";
 import type { Registry } from "../registry/index.js";
-import { Code, invalidArgument } from "../errors/index.js";
+import { Code } from "../errors/index.js";
 import type { CallObserver, ObservedCall } from "./call-observer.js";
 import { CreateVersionUpload, type UploadAnswer } from "./create-version-call.js";
 import type { DivertedStreams } from "./grpc-internals.js";
+import { cutRequestMessage } from "./cut-request-message.js";
 import { GrpcFrameReader } from "./grpc-frame-reader.js";
 import { DEADLINE_PATTERN, DEADLINE_UNIT_MS } from "./grpc-timeout.js";
 import { malformedRequestStatus } from "./reject-malformed.js";
@@ -151,7 +152,7 @@ class CreateVersionStream {
       if (cut === undefined) {
         this.#upload.end();
       } else {
-        this.#upload.fail(invalidArgument(describeCutMessage(cut.receivedBytes, cut.frameBytes)));
+        this.#upload.fail(cutRequestMessage(cut));
       }
     });
     stream.on("data", (data: Buffer) => this.#data(data));
@@ -269,15 +270,6 @@ class CreateVersionStream {
     this.#observed.closedWithoutStatus(this.#deadline);
     this.#finished();
   }
-}
-
-/** The request stream ended inside a gRPC message (grpc-js drops such a message and reads the end as if it were whole). */
-function describeCutMessage(receivedBytes: number, frameBytes: number): string {
-  const where =
-    receivedBytes < GRPC_FRAME_PREFIX_LENGTH
-      ? `a message's ${GRPC_FRAME_PREFIX_LENGTH}-byte length prefix: ${receivedBytes} of its ${GRPC_FRAME_PREFIX_LENGTH} bytes`
-      : `a message: ${receivedBytes - GRPC_FRAME_PREFIX_LENGTH} of its ${frameBytes - GRPC_FRAME_PREFIX_LENGTH} bytes`;
-  return `CreateVersion: the request stream ended inside ${where} were received`;
 }
 
 /**

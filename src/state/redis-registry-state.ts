@@ -1,7 +1,7 @@
 import { type Hash, createHash, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { performance } from "node:perf_hooks";
-import type { ArchiveStore, PlacementFence } from "../archive/index.js";
+import type { ArchiveStore, PlacementFence, RevocableWrite } from "../archive/index.js";
 import type { VersionRecord } from "../domain/index.js";
 import { Code, RegistryError } from "../errors/index.js";
 import type { Logger } from "../logger.js";
@@ -13,6 +13,7 @@ import {
   type StoredVersion,
   type UploadedData,
   type VersionDataWriter,
+  isRefusedWhileDeleting,
 } from "../redis/index.js";
 import type { RegistryState, TransientDataSink, TransientDataSource, VersionNumberClaim } from "./registry-state.js";
 import type { ArchiveNumbering } from "./archive-numbering.js";
@@ -220,6 +221,11 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         if (model !== undefined) {
           const versions = await archive.listVersions(modelId);
           const counter = await store.importArchivedModel(model, versions);
+          if (counter === undefined) {
+            // Deleted through another instance since this Redis holds data: what the archive showed is older.
+            log.info({ modelId }, "a model of the archive was not imported into Redis: it was deleted there meanwhile");
+            continue;
+          }
           // Where single mode would continue: above its transient versions too, which left no file.
           const next = await archiveNumbering.nextAfter(modelId, versions[versions.length - 1]?.versionNumber ?? 0);
           if (next - 1 > counter) {
@@ -353,20 +359,23 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       versionNumber: claim.versionNumber,
       fence,
       async commit(version, transientData) {
-        // The archive's record first (it never rejects), the lease still renewed: a slow write must not lose the claim.
-        const reservedUpTo = await reservation;
-        clearInterval(renewal);
         const writer = transientData === undefined ? undefined : writers.get(transientData);
         try {
           if (transientData !== undefined && writer === undefined) {
             throw new Error("claim.commit was given a transient data sink of another registry state");
           }
+          // The archive's record (it never rejects) and the transient bytes still in flight to Redis
+          // (their last chunks, over a link as slow as it may be), the lease renewed until both are
+          // done: a slow write must not lose the claim.
+          const reservedUpTo = await reservation;
           const uploaded: UploadedData | undefined = writer === undefined || version.archived ? undefined : await writer.finish();
+          clearInterval(renewal);
           const { versionNumber: _assigned, ...newVersion } = version;
           const stored = await store.commitVersion(newVersion, claim.generation, uploaded, claim, reservedUpTo);
           announceVersion(stored.record, claim.generation);
           return await previousVersion(modelId, claim.versionNumber);
         } catch (error) {
+          clearInterval(renewal);
           if (error instanceof ReplicationUnconfirmed) {
             // Committed (numbered, published), only not known to be replicated: nothing to undo.
             announceVersion((error.outcome as StoredVersion).record, claim.generation);
@@ -593,11 +602,21 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     async putModel(model) {
       requireStarted();
       // The archive keeps every model info too: what an empty Redis imports.
-      await archive.writeModel(model);
+      let written: RevocableWrite | undefined;
+      if (archive.writeModelRevocably === undefined) {
+        await archive.writeModel(model);
+      } else {
+        written = await archive.writeModelRevocably(model);
+      }
       let created;
       try {
         ({ created } = await store.putModel(model));
       } catch (error) {
+        if (isRefusedWhileDeleting(error)) {
+          // Not created, and the deleting instance may have removed the model's files before this
+          // write: left there, the info would bring the model back at an import into an empty Redis.
+          await written?.revoke();
+        }
         if (error instanceof ReplicationUnconfirmed && (error.outcome as { created: boolean }).created) {
           modelCount++;
         }
@@ -766,7 +785,9 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     async openTransientData(version) {
       requireStarted();
       const stored = await store.getVersion(version.modelId, version.versionNumber);
-      if (stored === undefined || stored.record.archived || stored.record.creationTimestamp !== version.creationTimestamp) {
+      // The same bytes or none: a number (and a creation_timestamp, which a client may give again) is
+      // no identity, since a model deleted and created again numbers from 1 again.
+      if (stored === undefined || !sameTransientVersion(stored.record, version)) {
         return undefined;
       }
       return verifiedSource(stored);
@@ -793,4 +814,14 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       }
     },
   };
+}
+
+/** Whether Redis's info of a version is the transient version `served` (its data_hash and data_size, not only its number). */
+function sameTransientVersion(stored: VersionRecord, served: VersionRecord): boolean {
+  return (
+    !stored.archived &&
+    stored.dataHash === served.dataHash &&
+    stored.dataSize === served.dataSize &&
+    stored.creationTimestamp === served.creationTimestamp
+  );
 }

@@ -5,11 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { Redis } from "ioredis";
+import { modelHashTag } from "../../src/redis/index.js";
 import { startDelayProxy } from "../support/delay-proxy.js";
 import { rejectsWithStatus } from "../support/registry-client.js";
 import { killAllRedisServers, startRedisServer } from "../support/redis-server.js";
@@ -86,5 +87,39 @@ describe("Redis shared mode: a deletion and the model created again through anot
     const c = await startServerInstance(t, { ...env, COGMENT_MODEL_REGISTRY_REDIS_URL: redis.url });
     await untilServing(c);
     assert.equal(sha256(await c.client.retrieveData(modelId, 1)), sha256(data));
+  });
+
+  test("a creation refused while another instance deletes the model leaves no model info in the archive: an import does not bring the model back", async (t) => {
+    const redis = await startRedisServer(t, { appendOnly: false });
+    const archiveDir = await makeArchiveDir();
+    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    const env = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: redis.url };
+    const b = await startServerInstance(t, env);
+    await untilServing(b);
+    await b.client.createModel("kept");
+    const modelId = "reborn";
+    // Another instance's deletion of the model holds it while it removes the model's files; whether the
+    // removal came before B's write of the model info or after, the model must not be created.
+    const inspect = new Redis(redis.url);
+    inspect.on("error", () => undefined);
+    t.after(() => inspect.disconnect());
+    await inspect.set(`cmr:${modelHashTag(modelId)}:deleting`, "another instance's deletion", "PX", 60_000);
+
+    await rejectsWithStatus(
+      b.client.createModel(modelId),
+      grpc.status.UNAVAILABLE,
+      /^model "reborn" is being deleted \(its archive files are being removed\): try again in a moment$/,
+    );
+    // Neither the model's info nor its directory (the server's own root files, ".cogment-ts-…", aside).
+    assert.deepEqual((await readdir(archiveDir)).filter((name) => !name.startsWith(".")), ["kept"]);
+
+    // Redis loses its data: a new instance imports the archive, which must not hold the refused model.
+    await inspect.flushall();
+    const c = await startServerInstance(t, env);
+    await untilServing(c);
+    assert.deepEqual(
+      (await c.client.retrieveModels()).model_infos.map((model) => model.model_id),
+      ["kept"],
+    );
   });
 });

@@ -548,4 +548,30 @@ describe("RedisRegistryStore", () => {
     assert.equal((await store.latestVersion("old"))?.record.versionNumber, 8);
     assert.deepEqual((await store.catchUp("old", 3)).map((v) => v.record.versionNumber), [7, 8]);
   });
+
+  test("an import that comes after a deletion of the model in this Redis imports nothing of it, even once the model is created again", async (t) => {
+    const server = await startRedisServer(t, { appendOnly: false });
+    const importer = await openReadyStore(t, server);
+    const other = await openReadyStore(t, server);
+    const archived = (n: number): StoredVersion["record"] => ({ ...newVersion("gone", Buffer.from("abc"), { n: String(n) }), archived: true, versionNumber: n });
+    const model = { modelId: "gone", userData: { from: "archive" } };
+    // Two instances import the archive into an empty Redis; the faster one serves, and the model is deleted through it.
+    assert.equal(await other.importArchivedModel(model, [archived(1), archived(2)]), 2);
+    assert.equal(await other.deleteModel("gone"), true);
+    // The slower one read the archive before the deletion removed the model's files.
+    assert.equal(await importer.importArchivedModel(model, [archived(1), archived(2)]), undefined);
+    assert.equal(await importer.getModel("gone"), undefined);
+    assert.deepEqual((await importer.listModels(0, 0)).models, []);
+
+    await other.putModel({ modelId: "gone", userData: { life: "2" } });
+    assert.equal((await commitWithData(other, "gone", Buffer.from("new"), 1)).record.versionNumber, 1);
+    assert.equal(await importer.importArchivedModel(model, [archived(1), archived(2), archived(3)]), undefined);
+    assert.deepEqual(await importer.getModel("gone"), { modelId: "gone", userData: { life: "2" } });
+    const versions = await importer.listVersions("gone", 0, 0);
+    assert.deepEqual(
+      versions.map((v) => [v.record.versionNumber, v.record.archived]),
+      [[1, false]],
+    );
+    assert.equal((await commitWithData(other, "gone", Buffer.from("next"), 1)).record.versionNumber, 2);
+  });
 });

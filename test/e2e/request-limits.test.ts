@@ -204,24 +204,42 @@ for (const fastPath of [true, false]) {
   });
 }
 
-describe("CreateVersion request stream ending inside a message (fast path)", () => {
-  test("a header cut short by END_STREAM is INVALID_ARGUMENT naming the bytes received of it", async () => {
-    const server = await startTestServer();
-    try {
-      await server.client.createModel("m");
-      const header = grpcFrame(headerMessage());
-      const outcome = await rawGrpcCall(server.address, "CreateVersion", header.subarray(0, header.byteLength - 3));
-      assert.deepEqual(outcome, {
-        code: status.INVALID_ARGUMENT,
-        details: `CreateVersion: the request stream ended inside a message: ${header.byteLength - 8} of its ${header.byteLength - 5} bytes were received`,
-      });
-      const prefixOnly = await rawGrpcCall(server.address, "CreateVersion", header.subarray(0, 3));
-      assert.deepEqual(prefixOnly, {
-        code: status.INVALID_ARGUMENT,
-        details: "CreateVersion: the request stream ended inside a message's 5-byte length prefix: 3 of its 5 bytes were received",
-      });
-    } finally {
-      await server.close();
-    }
+for (const fastPath of [true, false]) {
+  describe(`CreateVersion request stream ending inside a message (${fastPath ? "fast path" : "grpc-js"})`, () => {
+    test("a header cut short by END_STREAM is INVALID_ARGUMENT naming the bytes received of it", async () => {
+      const server = await startTestServer({}, { createVersionFastPath: fastPath });
+      try {
+        await server.client.createModel("m");
+        const header = grpcFrame(headerMessage());
+        const outcome = await rawGrpcCall(server.address, "CreateVersion", header.subarray(0, header.byteLength - 3));
+        assert.deepEqual(outcome, {
+          code: status.INVALID_ARGUMENT,
+          details: `CreateVersion: the request stream ended inside a message: ${header.byteLength - 8} of its ${header.byteLength - 5} bytes were received`,
+        });
+        const prefixOnly = await rawGrpcCall(server.address, "CreateVersion", header.subarray(0, 3));
+        assert.deepEqual(prefixOnly, {
+          code: status.INVALID_ARGUMENT,
+          details: "CreateVersion: the request stream ended inside a message's 5-byte length prefix: 3 of its 5 bytes were received",
+        });
+      } finally {
+        await server.close();
+      }
+    });
+
+    test("a body cut short by END_STREAM after a whole header is INVALID_ARGUMENT naming the bytes received of it; nothing is stored", async () => {
+      const server = await startTestServer({}, { createVersionFastPath: fastPath });
+      try {
+        await server.client.createModel("m");
+        const body = grpcFrame(field(2, field(1, Buffer.from("abcde"))));
+        const outcome = await rawGrpcCall(server.address, "CreateVersion", Buffer.concat([grpcFrame(headerMessage()), body.subarray(0, body.byteLength - 2)]));
+        assert.deepEqual(outcome, {
+          code: status.INVALID_ARGUMENT,
+          details: `CreateVersion: the request stream ended inside a message: ${body.byteLength - 7} of its ${body.byteLength - 5} bytes were received`,
+        });
+        assert.deepEqual((await server.client.retrieveVersionInfos({ model_id: "m" })).version_infos, []);
+      } finally {
+        await server.close();
+      }
+    });
   });
-});
+}

@@ -116,7 +116,7 @@ describe("shutdown on signals", () => {
     assert.ok(!server.logLines.some((l) => l.msg === "grace period over: cancelling the calls still running"));
   });
 
-  test("a second signal forces the exit at once", async (t) => {
+  test("a second signal forces the exit at once, its log line written first", async (t) => {
     const server = await spawnServerOnTempArchive(t, {
       COGMENT_MODEL_REGISTRY_SHUTDOWN_GRACE_PERIOD: "1h",
     });
@@ -133,5 +133,7 @@ describe("shutdown on signals", () => {
     assert.equal(server.child.exitCode, null, "still draining after the first signal");
     server.child.kill("SIGINT");
     assert.equal(await server.exited, 1);
+    const last = server.logLines.at(-1);
+    assert.deepEqual([last?.msg, last?.signal, last?.level], ["second signal: exiting now", "SIGINT", 40]);
   });
 });
