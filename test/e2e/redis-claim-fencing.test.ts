@@ -17,10 +17,11 @@ import { killAllServers } from "../support/server-process.js";
 
 /**
  * A model directory's files but the server's own (`.cogment-ts-…`: in shared mode, the numbering
- * records written a block ahead for a later single-mode start), sorted: temporary files included.
+ * records written a block ahead for a later single-mode start, and `..cogment-ts-….tmp-…`, their
+ * temporary files while a write of them is under way), sorted: the versions' temporary files included.
  */
 async function versionAndModelFiles(modelDir: string): Promise<string[]> {
-  return (await readdir(modelDir)).filter((name) => !name.startsWith(".cogment-ts-")).sort();
+  return (await readdir(modelDir)).filter((name) => !/^\.\.?cogment-ts-/.test(name)).sort();
 }
 import { makeArchiveDir } from "../support/test-server.js";
 
