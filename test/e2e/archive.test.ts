@@ -6,6 +6,7 @@ import { describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { makeArchiveDir, startTestServer } from "../support/test-server.js";
 import { ORIGINAL_ARCHIVE } from "../support/fixtures.js";
+import { onCleanup } from "../support/cleanup.js";
 
 const FIXTURE = ORIGINAL_ARCHIVE;
 const sha256 = (data: Buffer): string => createHash("sha256").update(data).digest("base64");
@@ -108,7 +109,7 @@ describe("archive directory written by the original Go server", () => {
 
   test("after a restart: models and archived versions are served, transient ones are gone, numbers never reused", async (t) => {
     const archiveDir = await makeArchiveDir();
-    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
     const first = await startTestServer({ archiveDir });
     await first.client.createModel("persist", { k: "v" });
     const archived = Buffer.alloc(300_000, 3);

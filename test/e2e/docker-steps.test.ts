@@ -7,6 +7,7 @@ import { promisify } from "node:util";
 import { after, test } from "node:test";
 import { RegistryClient } from "../support/registry-client.js";
 import { killAllServers, spawnServer } from "../support/server-process.js";
+import { onCleanup } from "../support/cleanup.js";
 
 after(killAllServers);
 
@@ -40,7 +41,7 @@ test("the Dockerfile's runtime steps work in a clean directory: npm ci --omit=de
 
   // The runtime stage, without Docker: the package files, proto/ and the built output only.
   const app = await mkdtemp(path.join(tmpdir(), "mr-image-"));
-  t.after(() => rm(app, { recursive: true, force: true }));
+  onCleanup(t, () => rm(app, { recursive: true, force: true }));
   for (const entry of ["package.json", "package-lock.json", "proto", "dist/bundle"]) {
     await cp(path.join(REPO, entry), path.join(app, entry), { recursive: true });
   }

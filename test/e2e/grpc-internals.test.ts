@@ -16,6 +16,7 @@ import {
 } from "../../src/rpc/grpc-internals.js";
 import { startServer } from "../../src/server.js";
 import { DEFAULT_TEST_CONFIG, makeArchiveDir } from "../support/test-server.js";
+import { onCleanup } from "../support/cleanup.js";
 
 /** grpc-js's own call class, loaded the way grpc-js loads it (same module instance). */
 function baseCallPrototype(): { serializeMessage?: unknown } {
@@ -214,7 +215,7 @@ describe("grpc-js internals", () => {
     const lines: Record<string, unknown>[] = [];
     const log = pino({ level: "debug" }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
     const archiveDir = await makeArchiveDir();
-    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
     const server = await startServer({ ...DEFAULT_TEST_CONFIG, archiveDir }, log, { host: "127.0.0.1" });
     await server.stop();
     assert.ok(lines.some((line) => line.msg === "model registry serving"));

@@ -13,6 +13,7 @@ import {
   spawnServerOnTempArchive,
 } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
+import { onCleanup } from "../support/cleanup.js";
 
 after(killAllServers);
 
@@ -32,7 +33,7 @@ describe("the server as a process", () => {
 
   test("starts, creates a missing archive dir, serves, and exits 0 on SIGTERM", async (t) => {
     const parent = await makeArchiveDir();
-    t.after(() => rm(parent, { recursive: true, force: true }));
+    onCleanup(t, () => rm(parent, { recursive: true, force: true }));
     const archiveDir = path.join(parent, "nested", "archive");
     const server = await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir });
     assert.ok((await stat(archiveDir)).isDirectory());
@@ -88,7 +89,7 @@ describe("the server as a process", () => {
 
   test("SIGTERM while the archive is opening stops the start cleanly (exit 0)", async (t) => {
     const archiveDir = await makeArchiveDir();
-    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
     // Models to read at start: opening the archive (and starting the worker threads) takes a while.
     for (let i = 0; i < 2000; i++) {
       await mkdir(path.join(archiveDir, `m${i}`));

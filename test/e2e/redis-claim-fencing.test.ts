@@ -24,6 +24,7 @@ async function versionAndModelFiles(modelDir: string): Promise<string[]> {
   return (await readdir(modelDir)).filter((name) => !/^\.\.?cogment-ts-/.test(name)).sort();
 }
 import { makeArchiveDir } from "../support/test-server.js";
+import { onCleanup } from "../support/cleanup.js";
 
 const MIB = 1024 * 1024;
 const sha256 = (data: Buffer): string => createHash("sha256").update(data).digest("base64");
@@ -31,7 +32,7 @@ const sha256 = (data: Buffer): string => createHash("sha256").update(data).diges
 async function sharedSetup(t: TestContext): Promise<{ archiveDir: string; redisUrl: string; env: Record<string, string> }> {
   const redis = await startRedisServer(t);
   const archiveDir = await makeArchiveDir();
-  t.after(() => rm(archiveDir, { recursive: true, force: true }));
+  onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
   const env = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: redis.url };
   return { archiveDir, redisUrl: redis.url, env };
 }

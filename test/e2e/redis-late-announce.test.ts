@@ -16,6 +16,7 @@ import { startServerInstance, untilServing } from "../support/server-instance.js
 import { killAllServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 import { followVersionUpdates } from "../support/version-update-follower.js";
+import { onCleanup } from "../support/cleanup.js";
 
 /** How late A gets its command replies from Redis (its change feed comes on time). */
 const REPLY_DELAY_MS = 300;
@@ -30,7 +31,7 @@ describe("Redis shared mode: an instance's own commit answered after the model's
   const scenario = async (t: TestContext, race: boolean): Promise<void> => {
     const redis = await startRedisServer(t, { appendOnly: false });
     const archiveDir = await makeArchiveDir();
-    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
     const proxy = await startDelayProxy(redis.port, REPLY_DELAY_MS, { subscribersOnTime: true });
     t.after(() => proxy.close());
     const a = await startServerInstance(t, {

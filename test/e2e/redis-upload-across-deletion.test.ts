@@ -17,6 +17,7 @@ import { keepSubscribersOut, pubsubConnections } from "../support/redis-subscrib
 import { startServerInstance } from "../support/server-instance.js";
 import { killAllServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
+import { onCleanup } from "../support/cleanup.js";
 
 describe("Redis shared mode: an upload begun before its model was deleted and created again", () => {
   after(() => {
@@ -29,7 +30,7 @@ describe("Redis shared mode: an upload begun before its model was deleted and cr
     test(`${kind} upload begun on B fails NOT_FOUND when A deleted and re-created the model meanwhile, B not told of it`, async (t) => {
       const redis = await startRedisServer(t, { appendOnly: false });
       const archiveDir = await makeArchiveDir();
-      t.after(() => rm(archiveDir, { recursive: true, force: true }));
+      onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
       const env = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: redis.url };
       const a = await startServerInstance(t, env);
       const b = await startServerInstance(t, env);

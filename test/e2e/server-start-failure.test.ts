@@ -7,6 +7,7 @@ import { describe, test } from "node:test";
 import { createLogger } from "../../src/logger.js";
 import { startServer } from "../../src/server.js";
 import { DEFAULT_TEST_CONFIG, makeArchiveDir } from "../support/test-server.js";
+import { onCleanup } from "../support/cleanup.js";
 
 /** Threads of this process running a worker (Linux names them "WorkerThread"). */
 function workerThreads(): number {
@@ -58,7 +59,7 @@ const hasThreadNames = (() => {
 describe("a failed start releases what it had acquired", { skip: hasThreadNames ? false : "needs /proc (Linux)" }, () => {
   test("metrics port in use: rejected with EADDRINUSE; no worker thread and no listening socket left; the archive opens again", async (t) => {
     const archiveDir = await makeArchiveDir();
-    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
     const busy = await occupyPort();
     t.after(() => closePort(busy));
     const threadsBefore = workerThreads();
@@ -89,7 +90,7 @@ describe("a failed start releases what it had acquired", { skip: hasThreadNames 
 
   test("gRPC port in use: rejected naming the address; the metrics endpoint started before it is closed, and the worker threads", async (t) => {
     const archiveDir = await makeArchiveDir();
-    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
     const busy = await occupyPort();
     t.after(() => closePort(busy));
     const threadsBefore = workerThreads();

@@ -19,6 +19,7 @@ import { Redis } from "ioredis";
 import { createConnection } from "node:net";
 import { REDIS_SERVER_BINARY, type RedisTestServer, freeLoopbackPort, startRedisServer } from "./redis-server.js";
 import { liveProcessGroups, signalGroup } from "./process-groups.js";
+import { onCleanup } from "./cleanup.js";
 
 export const MASTER_NAME = "registry-primary";
 const DOWN_AFTER_MS = 1000;
@@ -73,7 +74,7 @@ async function startSentinel(t: TestContext, port: number, password: string | un
   live.add(child);
   child.once("exit", () => live.delete(child));
   const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
-  t.after(async () => {
+  onCleanup(t, async () => {
     killGroup(child);
     await exited;
     // Only now: a Sentinel rewrites its configuration file there (after a failover, say).
@@ -154,7 +155,7 @@ interface TlsFiles {
 /** A test CA and a certificate for IP 127.0.0.1 it signed (openssl), in a temp directory removed after the test. */
 async function makeTlsFiles(t: TestContext): Promise<TlsFiles> {
   const directory = await mkdtemp(path.join(tmpdir(), "mr-sentinel-tls-"));
-  t.after(() => rm(directory, { recursive: true, force: true }));
+  onCleanup(t, () => rm(directory, { recursive: true, force: true }));
   const file = (name: string): string => path.join(directory, name);
   const openssl = (args: string[]): Promise<unknown> => promisify(execFile)("openssl", args);
   await openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", file("ca.key"), "-out", file("ca.crt"), "-days", "2", "-subj", "/CN=registry test CA"]);

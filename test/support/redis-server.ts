@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { TestContext } from "node:test";
 import { liveProcessGroups, signalGroup } from "./process-groups.js";
+import { onCleanup } from "./cleanup.js";
 
 export const REDIS_SERVER_BINARY = process.env.REDIS_SERVER_BINARY ?? "redis-server";
 
@@ -186,6 +187,8 @@ export async function startRedisServer(t?: TestContext, options: RedisServerOpti
     await rm(directory, { recursive: true, force: true });
     throw error;
   }
-  t?.after(() => server.close());
+  if (t !== undefined) {
+    onCleanup(t, () => server.close());
+  }
   return server;
 }

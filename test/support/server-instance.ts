@@ -2,6 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { TestContext } from "node:test";
 import { RegistryClient } from "./registry-client.js";
 import { type ServerProcess, spawnServer } from "./server-process.js";
+import { onCleanup } from "./cleanup.js";
 
 /** A server process and a client of it. */
 export interface ServerInstance {
@@ -15,7 +16,7 @@ export async function startServerInstance(t: TestContext, env: Record<string, st
   const process = await spawnServer(env);
   const address = `127.0.0.1:${process.port}`;
   const client = new RegistryClient(address);
-  t.after(async () => {
+  onCleanup(t, async () => {
     client.close();
     process.child.kill("SIGKILL");
     await process.exited;

@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { makeArchiveDir } from "./test-server.js";
+import { onCleanup } from "./cleanup.js";
 
 const live = new Set<ChildProcess>();
 
@@ -42,7 +43,7 @@ async function stopAllServers(): Promise<void> {
  * run in the order registered, so a server's own teardown may come later, and none may still write.
  */
 export function removeArchiveAfterServers(t: TestContext, archiveDir: string): void {
-  t.after(async () => {
+  onCleanup(t, async () => {
     await stopAllServers();
     await rm(archiveDir, { recursive: true, force: true });
   });
@@ -149,7 +150,7 @@ export async function spawnServerOnTempArchive(t: TestContext, env: Record<strin
     throw error;
   });
   // The archive goes only once this server is gone (a test's own stop, registered later, may not have run).
-  t.after(async () => {
+  onCleanup(t, async () => {
     if (server.child.exitCode === null && server.child.signalCode === null) {
       server.child.kill("SIGKILL");
     }
