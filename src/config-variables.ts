@@ -1,5 +1,6 @@
 /* The COGMENT_MODEL_REGISTRY_* variables: name, default, accepted form, description and parser of each. */
 import { type S3Location, parseS3Url } from "./archive/s3-url.js";
+import { NAT_MAP_FORM, type NatMap, parseNatMap } from "./redis/nat-map.js";
 import { REDIS_URL_FORMS, type RedisEndpoint, parseRedisUrls } from "./redis/redis-url.js";
 import {
   boolean,
@@ -321,6 +322,30 @@ export const REDIS_WAIT_TIMEOUT: Variable<number> = {
   },
 };
 
+export const REDIS_NAT_MAP: Variable<NatMap> = {
+  name: `${PREFIX}REDIS_NAT_MAP`,
+  default: "",
+  accepted: `${NAT_MAP_FORM} (empty: every node is reached at the address it announces)`,
+  description:
+    "With REDIS_URL on a Redis Cluster or Sentinels: where to reach the nodes that the cluster (CLUSTER SLOTS, MOVED, ASK) or the Sentinels announce at addresses this instance cannot reach (NAT, Docker, Kubernetes), as announced=reachable pairs; an address not listed is used as announced",
+  parse: (value) => {
+    try {
+      return parseNatMap(value);
+    } catch (error) {
+      throw new InvalidValue((error as Error).message);
+    }
+  },
+};
+
+export const REDIS_CLUSTER_RESOLVE_SEEDS: Variable<boolean> = {
+  name: `${PREFIX}REDIS_CLUSTER_RESOLVE_SEEDS`,
+  default: "true",
+  accepted: "a boolean: 1, t, T, TRUE, true, True, 0, f, F, FALSE, false or False",
+  description:
+    "With REDIS_URL on a Redis Cluster: whether the cluster client resolves the host names of the nodes given in REDIS_URL to IP addresses and connects to those (ioredis's default); false connects by host name, so that with rediss:// each certificate is checked against the name (AWS ElastiCache with TLS)",
+  parse: boolean,
+};
+
 export const VARIABLES = [
   PORT,
   ARCHIVE_DIR,
@@ -352,6 +377,8 @@ export const VARIABLES = [
   REDIS_URL,
   REDIS_WAIT_REPLICAS,
   REDIS_WAIT_TIMEOUT,
+  REDIS_NAT_MAP,
+  REDIS_CLUSTER_RESOLVE_SEEDS,
 ] as const;
 
 export const KNOWN_NAMES: ReadonlySet<string> = new Set(VARIABLES.map((v) => v.name));

@@ -1,4 +1,5 @@
 import type { S3Location } from "./archive/s3-url.js";
+import type { NatMap } from "./redis/nat-map.js";
 import type { RedisEndpoint } from "./redis/redis-url.js";
 import { InvalidValue, type LogLevel } from "./config-values.js";
 import {
@@ -20,6 +21,8 @@ import {
   PEER_CANCELLED_STREAMS_PER_SECOND,
   PEER_NEW_STREAMS_PER_SECOND,
   PORT,
+  REDIS_CLUSTER_RESOLVE_SEEDS,
+  REDIS_NAT_MAP,
   REDIS_URL,
   REDIS_WAIT_REPLICAS,
   REDIS_WAIT_TIMEOUT,
@@ -93,6 +96,10 @@ export interface Config {
   readonly redisWaitReplicas: number;
   /** How long such a write waits for them, in ms. */
   readonly redisWaitTimeoutMs: number;
+  /** Announced address (`host:port`) → where to reach that Redis node (Cluster nodes, Sentinels and the primary they name). */
+  readonly redisNatMap: NatMap;
+  /** Redis Cluster: resolve the seed nodes' host names to IP addresses before connecting (ioredis's default); false keeps the names (TLS checks them). */
+  readonly redisClusterResolveSeeds: boolean;
   /** Sorted names of set COGMENT_MODEL_REGISTRY_* variables this module does not know (likely typos). */
   readonly ignoredVariables: readonly string[];
 }
@@ -205,6 +212,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     redis: read(REDIS_URL),
     redisWaitReplicas: read(REDIS_WAIT_REPLICAS),
     redisWaitTimeoutMs: read(REDIS_WAIT_TIMEOUT),
+    redisNatMap: read(REDIS_NAT_MAP),
+    redisClusterResolveSeeds: read(REDIS_CLUSTER_RESOLVE_SEEDS),
     ignoredVariables: Object.freeze(
       Object.keys(env)
         .filter((name) => name.startsWith(PREFIX) && !KNOWN_NAMES.has(name) && env[name] !== undefined)
@@ -218,6 +227,16 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     problems.push(
       `${REDIS_WAIT_REPLICAS.name}=${config.redisWaitReplicas} needs ${REDIS_URL.name}: only a Redis has replicas to wait for; unset it or set ${REDIS_URL.name}`,
     );
+  }
+  if (config.redisNatMap.size > 0 && config.redis === undefined) {
+    problems.push(`${REDIS_NAT_MAP.name} needs ${REDIS_URL.name}: it maps the addresses a Redis Cluster or Sentinels announce; unset it or set ${REDIS_URL.name}`);
+  }
+  if (!config.redisClusterResolveSeeds && config.redis?.sentinel !== undefined) {
+    problems.push(
+      `${REDIS_CLUSTER_RESOLVE_SEEDS.name}=false applies to a Redis Cluster, but ${REDIS_URL.name} names Sentinels (redis+sentinel://), whose nodes it does not change; unset it`,
+    );
+  } else if (!config.redisClusterResolveSeeds && config.redis === undefined) {
+    problems.push(`${REDIS_CLUSTER_RESOLVE_SEEDS.name}=false needs ${REDIS_URL.name}: it changes how a Redis Cluster's nodes are connected to; unset it or set ${REDIS_URL.name}`);
   }
   if (problems.length > 0) {
     throw new ConfigError(problems.join("\n"));

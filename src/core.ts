@@ -27,7 +27,7 @@ export type CoreConfig = Pick<
   "archiveDir" | "archiveS3" | "archiveS3ForcePathStyle" | "archiveS3TimeoutMs" | "cacheMaxBytes" | "cacheExpirationMs" | "cachePruneCount" | "sentChunkSize"
 > &
   // Optional: without it the registry runs in single mode.
-  Partial<Pick<Config, "redis" | "redisWaitReplicas" | "redisWaitTimeoutMs">> &
+  Partial<Pick<Config, "redis" | "redisWaitReplicas" | "redisWaitTimeoutMs" | "redisNatMap" | "redisClusterResolveSeeds">> &
   // Optional: without it versions have no size limit of their own.
   Partial<Pick<Config, "versionMaxBytes" | "streamedReadsMaxBytes">>;
 
@@ -157,17 +157,23 @@ async function openSharedState(config: CoreConfig, archive: ArchiveStore, log: L
   if (config.redis === undefined) {
     return undefined;
   }
-  const [{ RedisRegistryStore, describeRedisEndpoint }, { createRedisRegistryState }] = await Promise.all([
+  const [{ RedisRegistryStore, describeNatMap, describeRedisEndpoint }, { createRedisRegistryState }] = await Promise.all([
     import("./redis/index.js"),
     import("./state/redis-registry-state.js"),
   ]);
   const redisLog = log.child({ module: "redis" });
   const endpoint = config.redis;
-  redisLog.info({ redis: describeRedisEndpoint(config.redis) }, "shared state on Redis: several instances form one registry");
+  const natMap = config.redisNatMap === undefined || config.redisNatMap.size === 0 ? undefined : describeNatMap(config.redisNatMap);
+  redisLog.info(
+    { redis: describeRedisEndpoint(config.redis), ...(natMap === undefined ? {} : { natMap }) },
+    "shared state on Redis: several instances form one registry",
+  );
   const store = RedisRegistryStore.create(config.redis, {
     expirationMs: config.cacheExpirationMs,
     waitReplicas: config.redisWaitReplicas ?? 0,
     ...(config.redisWaitTimeoutMs === undefined ? {} : { waitTimeoutMs: config.redisWaitTimeoutMs }),
+    ...(config.redisNatMap === undefined ? {} : { natMap: config.redisNatMap }),
+    ...(config.redisClusterResolveSeeds === undefined ? {} : { resolveClusterSeeds: config.redisClusterResolveSeeds }),
     log: redisLog,
     onModeDetected: (message) => redisLog.info({ redis: describeRedisEndpoint(endpoint) }, message),
   });

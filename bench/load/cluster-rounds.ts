@@ -2,8 +2,8 @@
  * Shared mode against single mode, judged over alternated rounds (issue #17):
  *
  *   npx node dist/bench/load/cluster-rounds.js [--rounds 5] [--measure-ms 12000] [--modes poll,update]
- *       [--intervals 0,2000] [--fsync always,everysec] [--out results.jsonl] [--cpu-prof dir]
- *       [--base other-build/dist/bundle/main.js]
+ *       [--intervals 0,2000] [--fsync always,everysec] [--redis redis,cluster] [--out results.jsonl]
+ *       [--cpu-prof dir] [--base other-build/dist/bundle/main.js]
  *
  * For each reader mode and publish interval, every round runs single mode and shared mode (3
  * instances on Redis, once per AOF fsync policy) one after the other, in an order rotated from round
@@ -14,6 +14,8 @@
  * run moves the range, not the median. A paced publisher (interval > 0, one version every
  * interval, slower than either mode can publish) measures staleness as propagation plus fetch,
  * without the queueing that back-to-back publishing adds when one mode publishes slower.
+ * `--redis cluster` runs the shared side on a local Redis Cluster of three masters (configurations
+ * `shared-<fsync>-cluster`) instead of, or beside (`redis,cluster`), one redis-server.
  */
 import { appendFileSync } from "node:fs";
 import { median } from "../support/percentiles.js";
@@ -22,11 +24,15 @@ import { MIB } from "../support/server-process.js";
 import { cleanupNow } from "../support/cleanup.js";
 import type { ReaderMode } from "./generator-protocol.js";
 import { defaultLoadOptions } from "./load.js";
-import type { RedisAppendFsync } from "./cluster-servers.js";
+import type { RedisAppendFsync, RedisTopology } from "./cluster-servers.js";
 import { runBroadcast } from "./scenario-broadcast.js";
 
-/** `@base`: the server bundle given by --base (an A/B pair under one bench build). */
-type Config = "single" | `shared-${RedisAppendFsync}` | `shared-${RedisAppendFsync}@base`;
+/**
+ * `-cluster`: the instances on a Redis Cluster of three masters; `@base`: the server bundle given by
+ * --base (an A/B pair under one bench build).
+ */
+type SharedSetting = `shared-${RedisAppendFsync}` | `shared-${RedisAppendFsync}-cluster`;
+type Config = "single" | SharedSetting | `${SharedSetting}@base`;
 
 function argument(name: string, fallback: string): string {
   const index = process.argv.indexOf(`--${name}`);
@@ -38,15 +44,17 @@ const measureMs = Number(argument("measure-ms", "12000"));
 const modes = argument("modes", "poll,update").split(",") as ReaderMode[];
 const intervals = argument("intervals", "0,2000").split(",").map(Number);
 const fsyncs = argument("fsync", "always,everysec").split(",") as RedisAppendFsync[];
+const topologies = argument("redis", "redis").split(",") as RedisTopology[];
+if (topologies.some((topology) => topology !== "redis" && topology !== "cluster")) {
+  throw new Error(`--redis takes redis, cluster or both (comma-separated), not ${topologies.join(",")}`);
+}
 const out = argument("out", "");
 /** A directory for V8 CPU profiles of every server process (--cpu-prof), for investigations. */
 const cpuProfileDir = argument("cpu-prof", "");
 /** Another build's bundle (dist/bundle/main.js): each shared configuration also runs on it. */
 const baseMainFile = argument("base", "");
-const configs: Config[] = [
-  "single",
-  ...fsyncs.flatMap((fsync): Config[] => (baseMainFile === "" ? [`shared-${fsync}`] : [`shared-${fsync}`, `shared-${fsync}@base`])),
-];
+const settings = fsyncs.flatMap((fsync) => topologies.map((topology): SharedSetting => (topology === "cluster" ? `shared-${fsync}-cluster` : `shared-${fsync}`)));
+const configs: Config[] = ["single", ...settings.flatMap((setting): Config[] => (baseMainFile === "" ? [setting] : [setting, `${setting}@base`]))];
 
 const log = (line: string): void => {
   process.stderr.write(`${line}\n`);
@@ -67,7 +75,7 @@ function spread(values: readonly number[], digits = 0): string {
 
 async function runOne(mode: ReaderMode, publishIntervalMs: number, config: Config): Promise<BenchRecord> {
   const [setting, build] = config.split("@") as [string, string | undefined];
-  const fsync = setting === "single" ? undefined : (setting.slice("shared-".length) as RedisAppendFsync);
+  const [, fsync, topology] = (setting === "single" ? [] : setting.split("-")) as [string?, RedisAppendFsync?, "cluster"?];
   if (build === "base") {
     process.env.BENCH_SERVER_MAIN_FILE = baseMainFile;
   }
@@ -77,7 +85,7 @@ async function runOne(mode: ReaderMode, publishIntervalMs: number, config: Confi
       readers: 8,
       mode,
       publishIntervalMs,
-      ...(fsync === undefined ? {} : { instances: 3, appendfsync: fsync }),
+      ...(fsync === undefined ? {} : { instances: 3, appendfsync: fsync, redis: topology === "cluster" ? "cluster" : "redis" }),
     });
   } finally {
     delete process.env.BENCH_SERVER_MAIN_FILE;

@@ -1,14 +1,16 @@
 /**
  * Several registry instances on one Redis and one archive directory (issue #17), for the cluster
  * broadcast: a real redis-server on loopback (AOF; `appendfsync always` as recommended, or
- * `everysec` to compare) and `count` server processes. The CPU time reported is that of every
- * instance and redis-server together, also per process (`cpuSecondsByPart`: A, B, C…, redis); the
- * memory, the largest instance's.
+ * `everysec` to compare), or a Redis Cluster of three masters (`redis: "cluster"`, the same AOF
+ * settings on each), and `count` server processes. The CPU time reported is that of every instance
+ * and redis-server together, also per process (`cpuSecondsByPart`: A, B, C…, redis: every
+ * redis-server summed); the memory, the largest instance's.
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startRedisServer } from "../../test/support/redis-server.js";
+import { startRedisCluster } from "../../test/support/redis-cluster.js";
+import { type RedisTestServer, startRedisServer } from "../../test/support/redis-server.js";
 import { removeTempDir, trackTempDir } from "../support/cleanup.js";
 import { readCpuSeconds, readCpuSecondsWithChildren } from "../support/proc-stats.js";
 import { type BenchServer, startBenchServer } from "../support/server-process.js";
@@ -23,22 +25,45 @@ export interface BenchCluster {
 /** Redis's AOF fsync policy: on disk before each acknowledgement, or once a second. */
 export type RedisAppendFsync = "always" | "everysec";
 
+/** What the instances share: one redis-server, or a Redis Cluster of three masters (no replicas). */
+export type RedisTopology = "redis" | "cluster";
+
+/** The redis-server processes, the URL the instances are given, and how to stop them all. */
+async function startSharedRedis(topology: RedisTopology, appendfsync: RedisAppendFsync | undefined): Promise<{
+  readonly nodes: readonly RedisTestServer[];
+  readonly url: string;
+  close(): Promise<void>;
+}> {
+  // A later argument overrides the helper's "--appendfsync always".
+  const extraArgs = appendfsync === "everysec" ? ["--appendfsync", "everysec"] : [];
+  if (topology === "cluster") {
+    const cluster = await startRedisCluster(undefined, { masters: 3, appendOnly: true, extraArgs });
+    return { nodes: cluster.nodes, url: cluster.url, close: () => cluster.close() };
+  }
+  const redis = await startRedisServer(undefined, { appendOnly: true, extraArgs });
+  return { nodes: [redis], url: redis.url, close: () => redis.close() };
+}
+
 export async function withCluster<T>(
   count: number,
-  options: { readonly cacheMaxBytes?: number; readonly cpuProfileDir?: string; readonly appendfsync?: RedisAppendFsync },
+  options: {
+    readonly cacheMaxBytes?: number;
+    readonly cpuProfileDir?: string;
+    readonly appendfsync?: RedisAppendFsync;
+    readonly redis?: RedisTopology;
+  },
   body: (cluster: BenchCluster) => Promise<T>,
 ): Promise<T> {
-  const redis = await startRedisServer(undefined, {
-    appendOnly: true,
-    // A later argument overrides the helper's "--appendfsync always".
-    extraArgs: options.appendfsync === "everysec" ? ["--appendfsync", "everysec"] : [],
-  });
+  const redis = await startSharedRedis(options.redis ?? "redis", options.appendfsync);
   const archiveDir = mkdtempSync(join(tmpdir(), "registry-bench-cluster-"));
   trackTempDir(archiveDir);
-  const redisPid = redis.pid();
-  // With its finished children: AOF rewrites run in a forked redis-server (a rewrite still running at
+  const redisPids = redis.nodes.flatMap((node) => {
+    const pid = node.pid();
+    return pid === undefined ? [] : [pid];
+  });
+  // With their finished children: AOF rewrites run in a forked redis-server (a rewrite still running at
   // the window's end is not counted yet).
-  const redisCpuSeconds = (): number => (redisPid === undefined ? 0 : readCpuSecondsWithChildren(redisPid));
+  const redisCpuSeconds = (): number => redisPids.reduce((total, pid) => total + readCpuSecondsWithChildren(pid), 0);
   const servers: BenchServer[] = [];
   try {
     for (let i = 0; i < count; i++) {
@@ -58,7 +83,7 @@ export async function withCluster<T>(
       cpuSeconds: () => servers.reduce((total, s) => total + s.cpuSeconds(), redisCpuSeconds()),
       cpuSecondsByPart: () => {
         const redisAll = redisCpuSeconds();
-        const redisOwn = redisPid === undefined ? 0 : readCpuSeconds(redisPid);
+        const redisOwn = redisPids.reduce((total, pid) => total + readCpuSeconds(pid), 0);
         return {
           ...Object.fromEntries(servers.map((s, i) => [String.fromCharCode(65 + i), s.cpuSeconds()])),
           redis: redisAll,

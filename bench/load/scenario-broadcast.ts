@@ -22,7 +22,7 @@ import {
   split,
   withServer,
 } from "./scenario-support.js";
-import { type RedisAppendFsync, withCluster } from "./cluster-servers.js";
+import { type RedisAppendFsync, type RedisTopology, withCluster } from "./cluster-servers.js";
 import { type BenchServer, MIB } from "../support/server-process.js";
 
 export interface BroadcastScenario {
@@ -44,6 +44,8 @@ export interface BroadcastScenario {
   readonly instances?: number;
   /** With instances: Redis's AOF fsync policy ("always" by default, as recommended). */
   readonly appendfsync?: RedisAppendFsync;
+  /** With instances: one redis-server (default) or a Redis Cluster of three masters. */
+  readonly redis?: RedisTopology;
 }
 
 export function runBroadcast(options: LoadOptions, scenario: BroadcastScenario): Promise<BenchRecord> {
@@ -54,7 +56,7 @@ export function runBroadcast(options: LoadOptions, scenario: BroadcastScenario):
     instances > 1
       ? withCluster(
           instances,
-          { cacheMaxBytes: scenario.cacheMaxBytes, cpuProfileDir: options.cpuProfileDir, appendfsync: scenario.appendfsync },
+          { cacheMaxBytes: scenario.cacheMaxBytes, cpuProfileDir: options.cpuProfileDir, appendfsync: scenario.appendfsync, redis: scenario.redis },
           (cluster) =>
           body(cluster.server, cluster.addresses),
         )

@@ -1,6 +1,7 @@
 import type { Cluster } from "ioredis";
 import { type BulkSink, ChunkChannel, type ChunkStore } from "./chunk-channel.js";
 import { keySlot } from "./cluster-slot.js";
+import { type NatMap, NO_NAT_MAP, reachableNode } from "./nat-map.js";
 import type { RedisEndpoint } from "./redis-url.js";
 
 /** A MOVED or ASK reply: `MOVED <slot> <host:port>`. */
@@ -21,7 +22,8 @@ export class ChunkRedirected extends Error {
  * The chunk connections of a Redis Cluster: one ChunkChannel per node, each key sent to the node that
  * serves its slot (ioredis's slot map, refreshed by the Cluster client; a MOVED seen here wins until
  * that map is refreshed). ASK (a slot being migrated) sends the one command again, with ASKING, to
- * the node importing the slot.
+ * the node importing the slot. Every node is reached where the NAT map says: MOVED and ASK name the
+ * node as the cluster announces it, and so does ioredis's map after a MOVED until its next refresh.
  */
 export class ClusterChunkChannels implements ChunkStore {
   private readonly channels = new Map<string, ChunkChannel>();
@@ -36,6 +38,7 @@ export class ClusterChunkChannels implements ChunkStore {
     /** Credentials and TLS of every node (the seed's). */
     private readonly seed: RedisEndpoint,
     private readonly timeoutMs: number,
+    private readonly natMap: NatMap = NO_NAT_MAP,
   ) {
     cluster.on("refresh", this.onRefresh);
   }
@@ -89,11 +92,12 @@ export class ClusterChunkChannels implements ChunkStore {
       return false;
     }
     const [, kind, slot, node] = redirect as unknown as [string, string, string, string];
+    const reachable = reachableNode(this.natMap, node);
     if (kind === "MOVED") {
-      this.moved.set(Number(slot), node);
+      this.moved.set(Number(slot), reachable);
       this.cluster.refreshSlotsCache();
     } else {
-      this.asked.set(key, node);
+      this.asked.set(key, reachable);
     }
     return true;
   }
@@ -118,7 +122,12 @@ export class ClusterChunkChannels implements ChunkStore {
   }
 
   private nodeOfSlot(slot: number): string | undefined {
-    return this.moved.get(slot) ?? this.cluster.slots[slot]?.[0];
+    const moved = this.moved.get(slot);
+    if (moved !== undefined) {
+      return moved;
+    }
+    const master = this.cluster.slots[slot]?.[0];
+    return master === undefined ? undefined : reachableNode(this.natMap, master);
   }
 
   private channel(node: string): ChunkChannel {
@@ -149,7 +158,7 @@ export class ClusterChunkChannels implements ChunkStore {
     // ASK targets are one command's; those of abandoned commands would stay for ever (a key asked again
     // meets its ASK again).
     this.asked.clear();
-    const serving = new Set(this.cluster.slots.map((nodes) => nodes[0]));
+    const serving = new Set(this.cluster.slots.flatMap((nodes) => (nodes[0] === undefined ? [] : [reachableNode(this.natMap, nodes[0])])));
     for (const [node, channel] of this.channels) {
       if (!serving.has(node)) {
         channel.close();

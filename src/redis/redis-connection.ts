@@ -1,11 +1,12 @@
 import { EventEmitter } from "node:events";
-import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
+import { Cluster, type ClusterOptions, type DNSLookupFunction, Redis, type RedisOptions } from "ioredis";
 import type { RegistryError } from "../errors/index.js";
 import { ChunkChannel, type ChunkStore } from "./chunk-channel.js";
 import { ChunkRedirected, ClusterChunkChannels } from "./cluster-chunk-channels.js";
 import { keySlot, probeKeyForSlot } from "./cluster-slot.js";
 import type { RedisScript } from "./redis-scripts.js";
 import { toRegistryError, unavailable } from "./redis-errors.js";
+import { type NatMap, NO_NAT_MAP, ioredisNatMap, reachableNode } from "./nat-map.js";
 import { type SentinelAddress, sentinelClientOptions } from "./redis-sentinel-url.js";
 import { type RedisEndpoint, redisAddress } from "./redis-url.js";
 
@@ -24,6 +25,17 @@ export interface RedisConnectionOptions {
   readonly probeIntervalMs?: number;
   /** Told once the URL turned out to name a node of a Redis Cluster (for the log). */
   readonly onModeDetected?: (message: string) => void;
+  /**
+   * COGMENT_MODEL_REGISTRY_REDIS_NAT_MAP: where to reach the nodes a Redis Cluster or the Sentinels
+   * announce (every connection: ioredis's, the subscriber's moves, the chunk connections).
+   */
+  readonly natMap?: NatMap;
+  /**
+   * COGMENT_MODEL_REGISTRY_REDIS_CLUSTER_RESOLVE_SEEDS: the Cluster client resolves the seeds' host
+   * names to IP addresses before connecting (ioredis's default, true); false connects by name, so TLS
+   * checks each seed's certificate against its name.
+   */
+  readonly resolveClusterSeeds?: boolean;
 }
 
 export const DEFAULT_COMMAND_TIMEOUT_MS = 2000;
@@ -31,6 +43,14 @@ export const DEFAULT_PROBE_INTERVAL_MS = 1000;
 const DEFAULT_MAX_RECONNECT_DELAY_MS = 1000;
 /** ioredis's error for a command without a reply within commandTimeout. */
 const COMMAND_TIMED_OUT = "Command timed out";
+
+/** Errors of a connection that could not be made (refused, no route, no answer to the SYN, no such name). */
+const CONNECT_FAILED = /^(?:connect )?(?:ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN)\b|^connect ETIMEDOUT/;
+/** ioredis's "DNS lookup" that keeps a host name: the connection resolves it (and TLS checks the certificate against it). */
+const KEEP_HOST_NAME: DNSLookupFunction = (hostname, callback) => callback(null, hostname);
+
+/** The variable that maps announced addresses, as the errors name it. */
+const NAT_MAP_VARIABLE = "COGMENT_MODEL_REGISTRY_REDIS_NAT_MAP";
 
 /** What INFO says on a node of a Redis Cluster. */
 const CLUSTER_ENABLED = /^cluster_enabled:1\s*$/m;
@@ -82,6 +102,12 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
   private lastHealthy = false;
   private lastError = "not connected yet";
   private closed = false;
+  /**
+   * Whether the command connection was ready once (Cluster and Sentinel modes). Before that, a node it
+   * cannot connect to is likely announced at an address not reachable from here (NAT, containers).
+   */
+  private commandsWereReady = false;
+  private readonly natMap: NatMap;
   private readonly commandTimeoutMs: number;
   private readonly maxReconnectDelayMs: number;
   private readonly probeTimer: NodeJS.Timeout | undefined;
@@ -94,13 +120,14 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     super();
     const timeout = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
     this.commandTimeoutMs = timeout;
+    this.natMap = options.natMap ?? NO_NAT_MAP;
     const maxDelay = options.maxReconnectDelayMs ?? DEFAULT_MAX_RECONNECT_DELAY_MS;
     this.maxReconnectDelayMs = maxDelay;
     const retryDelay = (attempt: number): number => Math.min(50 * 2 ** Math.min(attempt, 10), maxDelay);
     const redisOptions: RedisOptions = {
       ...(endpoint.sentinel === undefined
         ? { host: endpoint.host, port: endpoint.port, ...(endpoint.tls ? { tls: { servername: endpoint.host } } : {}) }
-        : sentinelClientOptions(endpoint.sentinel, endpoint.tls, timeout, retryDelay)),
+        : sentinelClientOptions(endpoint.sentinel, endpoint.tls, timeout, retryDelay, this.natMap)),
       username: endpoint.username,
       password: endpoint.password,
       db: endpoint.db,
@@ -135,7 +162,7 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     } else {
       this.modeNow = "cluster";
       this.commands = this.openCluster(endpoint.clusterSeeds);
-      this.chunks = new ClusterChunkChannels(this.commands, endpoint, timeout);
+      this.chunks = new ClusterChunkChannels(this.commands, endpoint, timeout, this.natMap);
     }
     this.watch(this.subscriber, (ready) => {
       this.subscriberReady = ready;
@@ -167,6 +194,7 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     client.on("ready", () => {
       if (this.modeNow === "single") {
         this.commandsReady = true;
+        this.commandsWereReady = true;
         this.reportHealth();
         return;
       }
@@ -221,7 +249,7 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     const cluster = this.openCluster([this.endpoint]);
     this.commands = cluster;
     const chunks = this.chunks;
-    this.chunks = new ClusterChunkChannels(cluster, this.endpoint, this.commandTimeoutMs);
+    this.chunks = new ClusterChunkChannels(cluster, this.endpoint, this.commandTimeoutMs, this.natMap);
     chunks.close();
     plain.removeAllListeners("ready");
     plain.removeAllListeners("close");
@@ -248,6 +276,9 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
       retryDelayOnTryAgain: 100,
       retryDelayOnMoved: 0,
       slotsRefreshTimeout: this.commandTimeoutMs,
+      // The nodes are reached where the map says, not at the addresses CLUSTER SLOTS, MOVED and ASK give.
+      ...(this.natMap.size > 0 ? { natMap: ioredisNatMap(this.natMap) } : {}),
+      ...(this.options.resolveClusterSeeds === false ? { dnsLookup: KEEP_HOST_NAME } : {}),
       clusterRetryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 10), maxDelay),
       redisOptions: {
         username: endpoint.username,
@@ -266,6 +297,7 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     );
     this.subscriberNodes = seeds.map((seed) => ({ host: seed.host, port: seed.port }));
     cluster.on("ready", () => {
+      this.commandsWereReady = true;
       // Every master connected first: ioredis refuses a command for a node whose connection is still
       // being made (enableOfflineQueue off), so the first calls after a start would fail for nothing.
       void this.probeMasters(cluster).then(() => {
@@ -274,7 +306,7 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
       });
     });
     cluster.on("error", (error: Error) => this.noteError(error));
-    cluster.on("node error", (error: Error) => this.noteError(error));
+    cluster.on("node error", (error: Error, node: unknown) => this.noteNodeError(error, node));
     for (const event of ["close", "end", "reconnecting"]) {
       cluster.on(event, () => {
         this.commandsReady = false;
@@ -325,6 +357,12 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     }
     this.probing = true;
     try {
+      const { commands } = this;
+      if (commands instanceof Cluster && !this.commandsWereReady && commands.status !== "ready" && !this.lastError.includes(NAT_MAP_VARIABLE)) {
+        // Never ready: ioredis's cause alone ("Command timed out" of its ready check) does not say which nodes it tried.
+        const cause = this.lastError === COMMAND_TIMED_OUT ? `no reply from the Cluster nodes within ${this.commandTimeoutMs} ms` : this.lastError;
+        this.lastError = this.notReadyReason(commands, cause);
+      }
       const pings: Promise<unknown>[] = [];
       if (this.commands instanceof Cluster) {
         pings.push(this.probeMasters(this.commands));
@@ -363,7 +401,7 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     }
     const firstSlots = new Map<string, number>();
     cluster.slots.forEach((nodes, slot) => {
-      const master = nodes[0];
+      const master = nodes[0] === undefined ? undefined : reachableNode(this.natMap, nodes[0]);
       if (master !== undefined && !firstSlots.has(master)) {
         firstSlots.set(master, slot);
       }
@@ -478,7 +516,9 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
   /** Cluster mode: the master ioredis's slot map names for `key` now ("host:port"); undefined when unknown or not a Cluster. */
   masterOf(key: string): string | undefined {
     const { commands } = this;
-    return commands instanceof Cluster ? commands.slots[keySlot(key)]?.[0] : undefined;
+    const master = commands instanceof Cluster ? commands.slots[keySlot(key)]?.[0] : undefined;
+    // ioredis's map holds the announced address from a MOVED until its next refresh: named as reached.
+    return master === undefined ? undefined : reachableNode(this.natMap, master);
   }
 
   /** Cluster mode: a master left a command without a reply (see mastersHung); health turns NOT_SERVING now. */
@@ -560,9 +600,41 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     });
   }
 
+  /**
+   * Cluster mode: a node's connection failed. Until the Cluster client was ready once, a node it cannot
+   * connect to is most likely one the cluster announces at an address not reachable from here (NAT,
+   * containers): the error says so, since the seeds in REDIS_URL were reachable.
+   */
+  private noteNodeError(error: Error, node: unknown): void {
+    this.noteError(error);
+    if (!this.commandsWereReady && typeof node === "string" && CONNECT_FAILED.test(this.lastError) && this.commands instanceof Cluster) {
+      this.lastError = this.notReadyReason(this.commands, `cannot connect to the Cluster node ${node}: ${this.lastError}`);
+    }
+  }
+
+  /**
+   * Cluster mode, never ready yet: `cause`, and where the masters are reached as CLUSTER SLOTS gave
+   * them (through the NAT map). A node that refuses, or takes connections and never answers, at an
+   * address the cluster announces is the usual reason behind NAT or in containers.
+   */
+  private notReadyReason(cluster: Cluster, cause: string): string {
+    const masters = [...new Set(cluster.slots.flatMap((nodes) => (nodes[0] === undefined ? [] : [reachableNode(this.natMap, nodes[0])])))];
+    if (masters.length === 0) {
+      return cause; // no slot map yet: the seeds themselves did not answer
+    }
+    const list = masters.sort().join(", ");
+    return this.natMap.size === 0
+      ? `${cause} (the cluster announces its masters at ${list}: if those addresses are not reachable from here, e.g. behind NAT or in containers, map them to reachable ones with ${NAT_MAP_VARIABLE})`
+      : `${cause} (its masters are reached at ${list}, the addresses the cluster announces as ${NAT_MAP_VARIABLE} maps them: check that it maps every announced address to a reachable one)`;
+  }
+
   private noteError(error: Error): void {
     const code = (error as NodeJS.ErrnoException).code;
     this.lastError = error.message !== "" ? error.message : (code ?? error.name);
+    if (this.endpoint.sentinel !== undefined && !this.commandsWereReady && CONNECT_FAILED.test(this.lastError)) {
+      // The Sentinels answered (else ioredis says "All sentinels are unreachable"): the primary they name did not.
+      this.lastError = `${this.lastError} (the address the Sentinels name for the primary${this.natMap.size === 0 ? "" : `, as ${NAT_MAP_VARIABLE} maps it`}: if it is not reachable from here, e.g. behind NAT or in containers, map it to a reachable one with ${NAT_MAP_VARIABLE})`;
+    }
   }
 
   private reportHealth(): void {

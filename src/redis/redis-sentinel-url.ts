@@ -7,6 +7,7 @@
  * the Sentinels.
  */
 import type { RedisOptions } from "ioredis";
+import { type NatMap, NO_NAT_MAP, ioredisNatMap } from "./nat-map.js";
 
 /** One Sentinel's address. */
 export interface SentinelAddress {
@@ -114,7 +115,13 @@ export function parseSentinelUrl(text: string, fail: (reason: string) => Error):
 }
 
 /** The ioredis options that make a client follow the primary of `target` (see docs/redis-mode.md, Sentinel). */
-export function sentinelClientOptions(target: SentinelTarget, tls: boolean, commandTimeoutMs: number, retryDelay: (attempt: number) => number): RedisOptions {
+export function sentinelClientOptions(
+  target: SentinelTarget,
+  tls: boolean,
+  commandTimeoutMs: number,
+  retryDelay: (attempt: number) => number,
+  natMap: NatMap = NO_NAT_MAP,
+): RedisOptions {
   return {
     sentinels: target.sentinels.map(({ host, port }) => ({ host, port })),
     name: target.masterName,
@@ -128,6 +135,8 @@ export function sentinelClientOptions(target: SentinelTarget, tls: boolean, comm
     // Subscribes to +switch-master on the Sentinels: a failover that leaves the old primary up (SENTINEL
     // FAILOVER, a partition) drops the connection at once instead of at its first READONLY.
     failoverDetector: true,
+    // The primary the Sentinels name, and the Sentinels they tell of, are reached where the map says.
+    ...(natMap.size > 0 ? { natMap: ioredisNatMap(natMap) } : {}),
     ...(tls ? { tls: {}, enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
   };
 }

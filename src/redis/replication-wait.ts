@@ -1,6 +1,5 @@
 import { Cluster, type Redis } from "ioredis";
 import { Code, RegistryError } from "../errors/index.js";
-import { keySlot } from "./cluster-slot.js";
 import type { RedisConnection } from "./redis-connection.js";
 
 /** The configuration variable whose setting the messages of an unconfirmed write name. */
@@ -126,7 +125,8 @@ export class ReplicationWait {
     if (!(commands instanceof Cluster)) {
       return commands;
     }
-    const name = commands.slots[keySlot(key)]?.[0];
+    // As reached (through the NAT map): how ioredis names its node connections.
+    const name = this.connection.masterOf(key);
     return name === undefined ? undefined : commands.nodes("all").find((node) => `${node.options.host}:${node.options.port}` === name);
   }
 }

@@ -279,7 +279,7 @@ describe("several instances on a Redis Cluster of three masters", () => {
     await node.set(versionInfoKey(keys, 1), '{"versionNumber":1,"storedAtMs":1,"chunks":1}');
     await node.set(dataChunkKey(keys, 1, 0), "one");
     await node.set(pendingChunkKey(keys, "up", 0), "two");
-    const move = slotMove(slot, source, target);
+    const move = cluster.slotMove(slot, source, target);
     t.after(async () => {
       for (const { port } of cluster.nodes) {
         await cluster.cli(port, "cluster", "setslot", String(slot), "stable"); // a failed test leaves no slot migrating
@@ -414,7 +414,7 @@ describe("several instances on a Redis Cluster of three masters", () => {
     const slot = keySlot(`cmr:${modelHashTag(model)}:model`);
     const source = await cluster.ownerOfSlot(slot);
     const target = (cluster.nodes.find((node) => node.port !== source) as { port: number }).port;
-    const move = slotMove(slot, source, target);
+    const move = cluster.slotMove(slot, source, target);
     await move.begin();
     // Chunks 1 and 3 are on the target already: the source answers ASK for them.
     await move.migrate([1, 3].map((i) => `cmr:${modelHashTag(model)}:d:1:${i}`));
@@ -446,7 +446,7 @@ describe("several instances on a Redis Cluster of three masters", () => {
     const slot = keySlot(`cmr:${modelHashTag(model)}:model`);
     const source = await cluster.ownerOfSlot(slot);
     const target = (cluster.nodes.find((node) => node.port !== source) as { port: number }).port;
-    const move = slotMove(slot, source, target);
+    const move = cluster.slotMove(slot, source, target);
     t.after(async () => {
       for (const { port } of cluster.nodes) {
         await cluster.cli(port, "cluster", "setslot", String(slot), "stable");
@@ -574,38 +574,8 @@ function exactly(message: string): RegExp {
   return new RegExp(`^${message.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`);
 }
 
-/** The steps of `redis-cli --cluster reshard` for one slot: IMPORTING/MIGRATING, MIGRATE of its keys, SETSLOT NODE everywhere. */
-function slotMove(slot: number, source: number, target: number) {
-  const id = async (port: number): Promise<string> => (await cluster.cli(port, "cluster", "myid")).trim();
-  let targetId = "";
-  return {
-    async begin(): Promise<void> {
-      const sourceId = await id(source);
-      targetId = await id(target);
-      await cluster.cli(target, "cluster", "setslot", String(slot), "importing", sourceId);
-      await cluster.cli(source, "cluster", "setslot", String(slot), "migrating", targetId);
-    },
-    async migrate(keys: readonly string[]): Promise<void> {
-      await cluster.cli(source, "migrate", "127.0.0.1", String(target), "", "0", "5000", "keys", ...keys);
-    },
-    async finish(): Promise<void> {
-      for (;;) {
-        const keys = (await cluster.cli(source, "cluster", "getkeysinslot", String(slot), "100")).trim().split("\n").filter((key) => key !== "");
-        if (keys.length === 0) {
-          break;
-        }
-        await this.migrate(keys);
-      }
-      for (const node of cluster.nodes) {
-        await cluster.cli(node.port, "cluster", "setslot", String(slot), "node", targetId);
-      }
-      await cluster.waitUntilOk();
-    },
-  };
-}
-
 async function moveSlot(slot: number, source: number, target: number): Promise<void> {
-  const move = slotMove(slot, source, target);
+  const move = cluster.slotMove(slot, source, target);
   await move.begin();
   await move.finish();
 }

@@ -10,6 +10,8 @@ import { type AddressInfo, type Socket, connect, createServer } from "node:net";
 
 export interface DelayProxy {
   readonly port: number;
+  /** Stops taking connections: a new one is refused, those already made go on. */
+  refuseNewConnections(): void;
   close(): Promise<void>;
 }
 
@@ -71,6 +73,9 @@ export async function startDelayProxy(targetPort: number, delayMs: number, optio
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return {
     port: (server.address() as AddressInfo).port,
+    refuseNewConnections: () => {
+      server.close();
+    },
     close: async () => {
       for (const timer of timers) {
         clearTimeout(timer);
@@ -78,6 +83,7 @@ export async function startDelayProxy(targetPort: number, delayMs: number, optio
       for (const socket of sockets) {
         socket.destroy();
       }
+      // (Already closed by refuseNewConnections: the callback gets ERR_SERVER_NOT_RUNNING, nothing to wait for.)
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };

@@ -8,15 +8,16 @@
  * Every process runs in its own process group and is killed by it when the test ends (passed or
  * failed) and at process exit.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { createConnection } from "node:net";
+import { type DelayProxy, startDelayProxy } from "./delay-proxy.js";
+import { makeTestTlsFiles } from "./test-tls.js";
 import { REDIS_SERVER_BINARY, type RedisTestServer, freeLoopbackPort, startRedisServer } from "./redis-server.js";
 import { liveProcessGroups, signalGroup } from "./process-groups.js";
 import { onCleanup } from "./cleanup.js";
@@ -45,6 +46,14 @@ export interface SentinelDeploymentOptions {
    * stay, for the helper's own checks.
    */
   readonly tls?: boolean;
+  /**
+   * The Sentinels (and the replica) know the primary by the port of a loopback proxy to it, as
+   * Sentinels in containers name a primary by an address the instances outside cannot use: once they
+   * are all connected through it, the proxy refuses new connections (theirs go on), so the instances
+   * reach that primary only through `natMap`. Not with `tls`. After a failover, the Sentinels name the
+   * promoted replica at its own port.
+   */
+  readonly primaryBehindNat?: boolean;
 }
 
 export interface SentinelDeployment {
@@ -56,6 +65,10 @@ export interface SentinelDeployment {
   readonly url: string;
   /** With `tls`: the test CA's certificate (for NODE_EXTRA_CA_CERTS). */
   readonly caFile: string | undefined;
+  /** With `primaryBehindNat`: COGMENT_MODEL_REGISTRY_REDIS_NAT_MAP's value, the address the Sentinels name to the primary's own ("" without). */
+  readonly natMap: string;
+  /** With `primaryBehindNat`: the port the Sentinels name for the first primary (the proxy's, which refuses connections); else its own. */
+  readonly announcedPrimaryPort: number;
   /** The data node every Sentinel names as the primary now (undefined while they disagree). */
   primary(): Promise<RedisTestServer | undefined>;
   /** Waits until every Sentinel names `node` as the primary (after a failover); rejects after `timeoutMs`. */
@@ -146,44 +159,28 @@ async function until(what: string, timeoutMs: number, check: () => Promise<boole
   }
 }
 
-interface TlsFiles {
-  readonly caFile: string;
-  /** redis.conf directives for a TLS port with the test certificate, and TLS between the servers. */
-  readonly directives: (tlsPort: number) => string[][];
-}
-
-/** A test CA and a certificate for IP 127.0.0.1 it signed (openssl), in a temp directory removed after the test. */
-async function makeTlsFiles(t: TestContext): Promise<TlsFiles> {
-  const directory = await mkdtemp(path.join(tmpdir(), "mr-sentinel-tls-"));
-  onCleanup(t, () => rm(directory, { recursive: true, force: true }));
-  const file = (name: string): string => path.join(directory, name);
-  const openssl = (args: string[]): Promise<unknown> => promisify(execFile)("openssl", args);
-  await openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", file("ca.key"), "-out", file("ca.crt"), "-days", "2", "-subj", "/CN=registry test CA"]);
-  await openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", file("node.key"), "-out", file("node.csr"), "-subj", "/CN=127.0.0.1"]);
-  await writeFile(file("ext"), "subjectAltName=IP:127.0.0.1\n");
-  await openssl(["x509", "-req", "-in", file("node.csr"), "-CA", file("ca.crt"), "-CAkey", file("ca.key"), "-CAcreateserial", "-out", file("node.crt"), "-days", "2", "-extfile", file("ext")]);
-  return {
-    caFile: file("ca.crt"),
-    directives: (tlsPort) => [
-      ["tls-port", String(tlsPort)],
-      ["tls-cert-file", file("node.crt")],
-      ["tls-key-file", file("node.key")],
-      ["tls-ca-cert-file", file("ca.crt")],
-      ["tls-auth-clients", "no"],
-      ["tls-replication", "yes"],
-    ],
-  };
-}
-
 /** Starts the primary, its replica and 3 Sentinels; everything is stopped when the test ends. */
 export async function startSentinelDeployment(t: TestContext, options: SentinelDeploymentOptions = {}): Promise<SentinelDeployment> {
   const { dataPassword, sentinelPassword } = options;
-  const tls = options.tls === true ? await makeTlsFiles(t) : undefined;
+  const tls = options.tls === true ? await makeTestTlsFiles("IP:127.0.0.1") : undefined;
+  if (tls !== undefined) {
+    onCleanup(t, () => tls.remove());
+  }
   const tlsArgs = (tlsPort: number): string[] => (tls?.directives(tlsPort) ?? []).flatMap(([name, value]) => [`--${name}`, value as string]);
   // The port the Sentinels and the instances know each data node by: its TLS port with TLS.
   const [primaryTlsPort, replicaTlsPort] = tls === undefined ? [0, 0] : [await freeLoopbackPort(), await freeLoopbackPort()];
+  if (tls !== undefined && options.primaryBehindNat === true) {
+    throw new Error("primaryBehindNat: not with tls");
+  }
   const primary = await startRedisServer(t, { appendOnly: true, extraArgs: tlsArgs(primaryTlsPort) });
-  const knownPort = (node: RedisTestServer): number => (tls === undefined ? node.port : node === primary ? primaryTlsPort : replicaTlsPort);
+  let nat: DelayProxy | undefined;
+  if (options.primaryBehindNat === true) {
+    nat = await startDelayProxy(primary.port, 0);
+    const proxy = nat;
+    onCleanup(t, () => proxy.close());
+  }
+  const knownPort = (node: RedisTestServer): number =>
+    tls === undefined ? (node === primary && nat !== undefined ? nat.port : node.port) : node === primary ? primaryTlsPort : replicaTlsPort;
   const replica = await startRedisServer(t, {
     appendOnly: true,
     extraArgs: [...tlsArgs(replicaTlsPort), "--replicaof", "127.0.0.1", String(knownPort(primary))],
@@ -238,12 +235,25 @@ export async function startSentinelDeployment(t: TestContext, options: SentinelD
     return true;
   });
 
+  if (nat !== undefined) {
+    // Each Sentinel's command and pub/sub links to the primary go through the proxy, and so does the
+    // replication: all made before the proxy stops taking connections.
+    const primaryClient = client(t, primary.port, dataPassword);
+    await until("every Sentinel's two links to the primary", 30_000, async () => {
+      const names = ((await primaryClient.call("CLIENT", "LIST")) as string).match(/ name=sentinel-\S+-(cmd|pubsub) /g) ?? [];
+      return names.length >= 2 * sentinelPorts.length;
+    });
+    nat.refuseNewConnections();
+  }
+
   const primaryPortOf = async (sentinel: Redis): Promise<number> => Number(((await sentinel.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)) as string[])[1]);
   const deployment: SentinelDeployment = {
     nodes,
     sentinelPorts: sentinelTlsPorts,
     url: `${tls === undefined ? "redis" : "rediss"}+sentinel://${sentinelTlsPorts.map((port) => `127.0.0.1:${port}`).join(",")}/${MASTER_NAME}`,
     caFile: tls?.caFile,
+    natMap: nat === undefined ? "" : `127.0.0.1:${nat.port}=127.0.0.1:${primary.port}`,
+    announcedPrimaryPort: knownPort(primary),
     primary: async () => {
       const ports = new Set(await Promise.all(sentinels.map(primaryPortOf)));
       return ports.size === 1 ? nodes.find((node) => ports.has(knownPort(node))) : undefined;

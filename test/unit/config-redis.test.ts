@@ -83,4 +83,81 @@ describe("config: Redis (several instances)", () => {
       );
     });
   });
+
+  describe("REDIS_NAT_MAP and REDIS_CLUSTER_RESOLVE_SEEDS", () => {
+    const URL = { COGMENT_MODEL_REGISTRY_REDIS_URL: "redis://127.0.0.1:7000" };
+    const NAT_MAP_ACCEPTED =
+      "expected comma-separated pairs announced=reachable, each side host:port (IPv6 in brackets), e.g. 10.0.1.5:6379=redis.example.com:30001,10.0.1.6:6379=redis.example.com:30002 (empty: every node is reached at the address it announces)";
+    const invalid = (env: Record<string, string>, message: string): void => {
+      assert.throws(
+        () => loadConfig(env),
+        (error: unknown) => error instanceof ConfigError && error.message === message,
+      );
+    };
+
+    test("no map and resolved seeds by default; the map keyed as ioredis writes a node (IPv6 unbracketed)", () => {
+      assert.deepEqual(loadConfig(URL).redisNatMap, new Map());
+      assert.equal(loadConfig(URL).redisClusterResolveSeeds, true);
+      const config = loadConfig({
+        ...URL,
+        COGMENT_MODEL_REGISTRY_REDIS_NAT_MAP: " 172.18.0.2:6379=127.0.0.1:7001 , redis-1.internal:6379=redis.example.com:30002,[fd00::5]:6379=[::1]:7003",
+        COGMENT_MODEL_REGISTRY_REDIS_CLUSTER_RESOLVE_SEEDS: "false",
+      });
+      assert.deepEqual(
+        config.redisNatMap,
+        new Map([
+          ["172.18.0.2:6379", { host: "127.0.0.1", port: 7001 }],
+          ["redis-1.internal:6379", { host: "redis.example.com", port: 30002 }],
+          ["fd00::5:6379", { host: "::1", port: 7003 }],
+        ]),
+      );
+      assert.equal(config.redisClusterResolveSeeds, false);
+      // Sentinels announce a primary too: the map applies to them.
+      assert.equal(
+        loadConfig({ COGMENT_MODEL_REGISTRY_REDIS_URL: "redis+sentinel://s1/main", COGMENT_MODEL_REGISTRY_REDIS_NAT_MAP: "10.1.0.4:6379=127.0.0.1:6379" }).redisNatMap.size,
+        1,
+      );
+    });
+
+    test("a malformed map is an error naming the variable, the pair, the reason and the accepted form", () => {
+      const cases: [string, string][] = [
+        ["10.0.0.1:6379", 'pair 1 of 1 "10.0.0.1:6379" is not announced=reachable'],
+        ["a:1=b:2,c:3=d:4=e:5", 'pair 2 of 2 "c:3=d:4=e:5" is not announced=reachable'],
+        ["a:1=b:2,", 'pair 2 of 2 "" is not announced=reachable'],
+        ["10.0.0.1=127.0.0.1:7000", 'pair 1 of 1: "10.0.0.1" is not host:port (a name, an IPv4 address or a bracketed IPv6 address, and a port)'],
+        ["::1:7000=127.0.0.1:7000", 'pair 1 of 1: "::1:7000" is not host:port (a name, an IPv4 address or a bracketed IPv6 address, and a port)'],
+        ["10.0.0.1:6379=127.0.0.1:0", 'pair 1 of 1: "127.0.0.1:0" has a port that is not a number from 1 to 65535'],
+        ["10.0.0.1:65536=127.0.0.1:7000", 'pair 1 of 1: "10.0.0.1:65536" has a port that is not a number from 1 to 65535'],
+        ["a:1=b:2,a:1=c:3", "pair 2 of 2 maps a:1 a second time"],
+        ["[fd00::5]:1=b:2,[fd00::5]:1=c:3", "pair 2 of 2 maps [fd00::5]:1 a second time"],
+      ];
+      for (const [value, reason] of cases) {
+        invalid(
+          { ...URL, COGMENT_MODEL_REGISTRY_REDIS_NAT_MAP: value },
+          `COGMENT_MODEL_REGISTRY_REDIS_NAT_MAP=${JSON.stringify(value)} is invalid: ${reason}; ${NAT_MAP_ACCEPTED}`,
+        );
+      }
+      invalid(
+        { ...URL, COGMENT_MODEL_REGISTRY_REDIS_CLUSTER_RESOLVE_SEEDS: "no" },
+        'COGMENT_MODEL_REGISTRY_REDIS_CLUSTER_RESOLVE_SEEDS="no" is invalid: expected a boolean: 1, t, T, TRUE, true, True, 0, f, F, FALSE, false or False',
+      );
+    });
+
+    test("a map without a Redis, and seeds kept by name without a Redis Cluster to connect to, are errors", () => {
+      invalid(
+        { COGMENT_MODEL_REGISTRY_REDIS_NAT_MAP: "10.0.0.1:6379=127.0.0.1:7000" },
+        "COGMENT_MODEL_REGISTRY_REDIS_NAT_MAP needs COGMENT_MODEL_REGISTRY_REDIS_URL: it maps the addresses a Redis Cluster or Sentinels announce; unset it or set COGMENT_MODEL_REGISTRY_REDIS_URL",
+      );
+      invalid(
+        { COGMENT_MODEL_REGISTRY_REDIS_CLUSTER_RESOLVE_SEEDS: "false" },
+        "COGMENT_MODEL_REGISTRY_REDIS_CLUSTER_RESOLVE_SEEDS=false needs COGMENT_MODEL_REGISTRY_REDIS_URL: it changes how a Redis Cluster's nodes are connected to; unset it or set COGMENT_MODEL_REGISTRY_REDIS_URL",
+      );
+      invalid(
+        { COGMENT_MODEL_REGISTRY_REDIS_URL: "redis+sentinel://s1/main", COGMENT_MODEL_REGISTRY_REDIS_CLUSTER_RESOLVE_SEEDS: "0" },
+        "COGMENT_MODEL_REGISTRY_REDIS_CLUSTER_RESOLVE_SEEDS=false applies to a Redis Cluster, but COGMENT_MODEL_REGISTRY_REDIS_URL names Sentinels (redis+sentinel://), whose nodes it does not change; unset it",
+      );
+      // The defaults need nothing.
+      assert.equal(loadConfig({ COGMENT_MODEL_REGISTRY_REDIS_CLUSTER_RESOLVE_SEEDS: "true" }).redisClusterResolveSeeds, true);
+    });
+  });
 });

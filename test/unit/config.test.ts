@@ -37,6 +37,8 @@ const DEFAULTS: Config = {
   redis: undefined,
   redisWaitReplicas: 0,
   redisWaitTimeoutMs: 1000,
+  redisNatMap: new Map(),
+  redisClusterResolveSeeds: true,
   ignoredVariables: [],
 };
 
@@ -129,6 +131,8 @@ describe("CONFIG_VARIABLES", () => {
         [`${P}REDIS_URL`, ""],
         [`${P}REDIS_WAIT_REPLICAS`, "0"],
         [`${P}REDIS_WAIT_TIMEOUT`, "1s"],
+        [`${P}REDIS_NAT_MAP`, ""],
+        [`${P}REDIS_CLUSTER_RESOLVE_SEEDS`, "true"],
       ],
     );
   });
@@ -167,6 +171,8 @@ describe("CONFIG_VARIABLES", () => {
         "redis://[user:password@]host[:port][/db] or rediss://... for TLS (port 6379 and db 0 by default), or redis+sentinel://[user:password@]host[:port][,host[:port]...]/master-name[/db][?sentinel_username=...&sentinel_password=...] or rediss+sentinel://... for TLS (Sentinel port 26379 and db 0 by default) (empty: single mode)",
         "an integer from 0 to 1000 (0: no wait)",
         "a positive Go duration such as 100ms or 1s, at most 1s (units ns, us, ms, s, m, h)",
+        "comma-separated pairs announced=reachable, each side host:port (IPv6 in brackets), e.g. 10.0.1.5:6379=redis.example.com:30001,10.0.1.6:6379=redis.example.com:30002 (empty: every node is reached at the address it announces)",
+        ACCEPTED.boolean,
       ],
     );
     for (const variable of CONFIG_VARIABLES) {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ConfigError, loadConfig } from "../../src/config.js";
 import { RedisUrlError, describeRedisEndpoint, isSentinelUrl, parseRedisUrl, redisAddress } from "../../src/redis/index.js";
+import { parseNatMap } from "../../src/redis/nat-map.js";
 import { sentinelClientOptions } from "../../src/redis/redis-sentinel-url.js";
 
 const FORM =
@@ -142,5 +143,19 @@ describe("COGMENT_MODEL_REGISTRY_REDIS_URL, Sentinel form", () => {
     const plain = sentinelClientOptions(parseRedisUrl("redis+sentinel://s1/main").sentinel as NonNullable<typeof endpoint.sentinel>, false, 2000, retry);
     assert.equal("tls" in plain, false);
     assert.equal("sentinelTLS" in plain, false);
+    assert.equal("natMap" in plain, false);
+  });
+
+  test("with a NAT map, ioredis reaches the primary (and the Sentinels) the Sentinels announce where the map says, each time a fresh object", () => {
+    const target = parseRedisUrl("redis+sentinel://s1/main").sentinel as NonNullable<ReturnType<typeof parseRedisUrl>["sentinel"]>;
+    const natMap = parseNatMap("10.1.0.4:6379=127.0.0.1:7001,[fd00::5]:26379=s1.example.com:26379");
+    const { natMap: mapping } = sentinelClientOptions(target, false, 2000, (attempt) => attempt, natMap);
+    assert.equal(typeof mapping, "function");
+    const lookUp = mapping as (key: string) => { host: string; port: number } | null;
+    assert.deepEqual(lookUp("10.1.0.4:6379"), { host: "127.0.0.1", port: 7001 });
+    assert.deepEqual(lookUp("fd00::5:26379"), { host: "s1.example.com", port: 26379 });
+    assert.equal(lookUp("10.1.0.4:6380"), null);
+    // ioredis copies the TLS options into what it gets (Object.assign): never the map's own entry.
+    assert.notEqual(lookUp("10.1.0.4:6379"), lookUp("10.1.0.4:6379"));
   });
 });
