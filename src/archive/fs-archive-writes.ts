@@ -3,7 +3,7 @@ import { constants, lstat, mkdir, open, readdir, rename, rm, rmdir } from "node:
 import path from "node:path";
 import { type ArchiveStore, META_WRITTEN, type PlacementFence } from "./archive-store.js";
 import type { ArchiveFileWriter, StreamedVersionCommit } from "./archive-file-writer.js";
-import { syncDirectory } from "./atomic-write.js";
+import { syncDirectory, writeFileAtomic } from "./atomic-write.js";
 import { errorCode, errorMessage, isMissing } from "./errno.js";
 import { type FsArchiveReads, readdirIfExists } from "./fs-archive-reads.js";
 import { type ConcurrencyLimit, createConcurrencyLimit } from "./concurrency-limit.js";
@@ -11,7 +11,7 @@ import { placeStagedVersionFiles, type StagedVersionFiles } from "./fenced-place
 import { createGroupCommit } from "./group-commit.js";
 import { createModelJournal } from "./model-journal.js";
 import { notFound, type RegistryError } from "../errors/index.js";
-import { isTempFileName, metaFilePath, modelDirPath, modelInfoPath, tempFileName, versionDataPath, versionInfoPath } from "./layout.js";
+import { archiveMetaFilePath, isTempFileName, metaFilePath, modelDirPath, modelInfoPath, tempFileName, versionDataPath, versionInfoPath } from "./layout.js";
 import { encodeModelInfo, encodeVersionInfo } from "./yaml-codec.js";
 
 /** The writing half of the archive directory: start-up clean-up, models, versions and metadata. */
@@ -441,6 +441,12 @@ export function createFsArchiveWrites(
     async writeMeta(modelId, key, value) {
       const metaPath = metaFilePath(root, modelId, key);
       await intoModelDir(modelDirPath(root, modelId), () => writer.writeFileAtomic(metaPath, value));
+    },
+
+    // On this thread's file system calls, not the worker pool's: a single-mode start writes one
+    // (see single-mode-run.ts), and the workers start only once the server listens.
+    async writeArchiveMeta(key, value) {
+      await writeFileAtomic(archiveMetaFilePath(root, key), value);
     },
 
     overwriteMeta(modelId, key, value, { durable }) {

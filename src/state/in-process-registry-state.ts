@@ -4,6 +4,7 @@ import { type ModelRecord, type VersionRecord, findVersion } from "../domain/ind
 import { resourceExhausted } from "../errors/index.js";
 import type { Logger } from "../logger.js";
 import { readBootId } from "./boot-id.js";
+import { recordSingleModeRun } from "./single-mode-run.js";
 import type { RegistryState, VersionNumberClaim } from "./registry-state.js";
 import { MAX_VERSION_NUMBER, VersionNumbering } from "./version-numbering.js";
 
@@ -59,6 +60,10 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
   // the models waits for it (`if (!listed) await listing`: no extra turn once it is done).
   let listing: Promise<void> = Promise.resolve();
   let listed = false;
+  // This run's mark in the archive (single-mode-run.ts), written beside the listing: every change
+  // waits for it (`if (!runRecorded) await runRecording`), reads and the path to them do not.
+  let runRecording: Promise<void> = Promise.resolve();
+  let runRecorded = false;
 
   const newEntry = (model: ModelRecord): ModelEntry => ({
     model,
@@ -155,6 +160,9 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
   };
 
   const claimAfterLoading = async (modelId: string): Promise<VersionNumberClaim | undefined> => {
+    if (!runRecorded) {
+      await runRecording;
+    }
     const entry = await loadedEntry(modelId);
     if (entry === undefined) {
       return undefined;
@@ -182,6 +190,9 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
     const [readBoot, opened] = await Promise.allSettled([bootId ?? readBootId(), archive.open()]);
     throwFirstFailure([readBoot, opened]);
     bootId = readBoot.status === "fulfilled" ? readBoot.value : undefined;
+    runRecording = recordSingleModeRun(archive, log).then(() => {
+      runRecorded = true;
+    });
     listing = (async () => {
       for (const model of await readModels()) {
         if (model !== undefined) {
@@ -248,6 +259,9 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
       if (!listed) {
         await listing;
       }
+      if (!runRecorded) {
+        await runRecording;
+      }
       await archive.writeModel(model);
       const entry = models.get(model.modelId);
       if (entry !== undefined) {
@@ -262,6 +276,9 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
     async deleteModel(modelId) {
       if (!listed) {
         await listing;
+      }
+      if (!runRecorded) {
+        await runRecording;
       }
       const entry = models.get(modelId);
       if (entry === undefined) {
@@ -299,7 +316,7 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
     claimVersionNumber(modelId) {
       // The common case (listed, the model's versions read) takes no turn of its own; the contract
       // is the same: a promise, rejected rather than thrown.
-      const entry = listed ? models.get(modelId) : undefined;
+      const entry = listed && runRecorded ? models.get(modelId) : undefined;
       if (entry?.loaded === true) {
         return claimLoaded(entry);
       }
