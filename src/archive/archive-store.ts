@@ -88,7 +88,10 @@ export interface ArchiveStore {
   writeMeta(modelId: string, key: string, value: string): Promise<void>;
   /** Small archive-wide metadata values of ours (e.g. "single-mode-run"), beside the model directories, never one of them. */
   readArchiveMeta(key: string): Promise<string | undefined>;
-  /** Replaces an archive-wide metadata value, durably (flushed) before it resolves. */
+  /**
+   * Replaces an archive-wide metadata value, durably (flushed) before it resolves. A crash during the
+   * write may leave a mix of the previous value and the new one.
+   */
   writeArchiveMeta(key: string, value: string): Promise<void>;
   /**
    * Overwrites a small metadata value in place (no temporary file, no rename), for values written

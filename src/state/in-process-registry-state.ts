@@ -365,9 +365,11 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
 
     async close() {
       clearTimeout(cleanupTimer);
+      await runRecording; // no write of this process goes on once it is closed
     },
 
     async recordStop() {
+      await runRecording; // the run's mark too: nothing of this process is written after its stop
       const loaded = [...models.values()].filter((entry) => entry.loaded);
       for (let start = 0; start < loaded.length; start += STOP_RECORD_BATCH) {
         await Promise.all(loaded.slice(start, start + STOP_RECORD_BATCH).map((entry) => entry.numbering.recordStop()));
