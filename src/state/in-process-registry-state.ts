@@ -60,10 +60,15 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
   // the models waits for it (`if (!listed) await listing`: no extra turn once it is done).
   let listing: Promise<void> = Promise.resolve();
   let listed = false;
-  // This run's mark in the archive (single-mode-run.ts), written beside the listing: every change
-  // waits for it (`if (!runRecorded) await runRecording`), reads and the path to them do not.
-  let runRecording: Promise<void> = Promise.resolve();
+  // This run's mark in the archive (single-mode-run.ts), written by the run's first change, which
+  // waits for it (`if (!runRecorded) await recordRun()`): nothing at start or for reads, and a run
+  // that changes nothing leaves none (instances sharing a Redis have nothing of it to bring in).
+  let runRecording: Promise<void> | undefined = undefined;
   let runRecorded = false;
+  const recordRun = (): Promise<void> =>
+    (runRecording ??= recordSingleModeRun(archive, log).then(() => {
+      runRecorded = true; // also when it failed: warned once, the run goes on
+    }));
 
   const newEntry = (model: ModelRecord): ModelEntry => ({
     model,
@@ -160,12 +165,12 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
   };
 
   const claimAfterLoading = async (modelId: string): Promise<VersionNumberClaim | undefined> => {
-    if (!runRecorded) {
-      await runRecording;
-    }
     const entry = await loadedEntry(modelId);
     if (entry === undefined) {
       return undefined;
+    }
+    if (!runRecorded) {
+      await recordRun();
     }
     if (models.get(modelId) !== entry) {
       return undefined; // deleted meanwhile
@@ -190,9 +195,6 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
     const [readBoot, opened] = await Promise.allSettled([bootId ?? readBootId(), archive.open()]);
     throwFirstFailure([readBoot, opened]);
     bootId = readBoot.status === "fulfilled" ? readBoot.value : undefined;
-    runRecording = recordSingleModeRun(archive, log).then(() => {
-      runRecorded = true;
-    });
     listing = (async () => {
       for (const model of await readModels()) {
         if (model !== undefined) {
@@ -260,7 +262,7 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
         await listing;
       }
       if (!runRecorded) {
-        await runRecording;
+        await recordRun();
       }
       await archive.writeModel(model);
       const entry = models.get(model.modelId);
@@ -278,7 +280,7 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
         await listing;
       }
       if (!runRecorded) {
-        await runRecording;
+        await recordRun();
       }
       const entry = models.get(modelId);
       if (entry === undefined) {
@@ -365,7 +367,7 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
 
     async close() {
       clearTimeout(cleanupTimer);
-      await runRecording; // no write of this process goes on once it is closed
+      await runRecording; // no write of this process goes on once it is closed (undefined: none began)
     },
 
     async recordStop() {

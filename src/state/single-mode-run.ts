@@ -3,8 +3,8 @@ import type { ArchiveStore } from "../archive/index.js";
 import type { Logger } from "../logger.js";
 
 /**
- * `.cogment-ts-single-mode-run` at the archive's root: a new value at every single-mode start,
- * durable before the run changes anything in the archive. Instances sharing a Redis keep in Redis the
+ * `.cogment-ts-single-mode-run` at the archive's root: a new value in every single-mode run that
+ * changes something, durable before its first change. Instances sharing a Redis keep in Redis the
  * value they last brought Redis in line with; another value means a single-mode server ran on the
  * archive since, and its changes are brought into Redis before they serve (archive-sync.ts). Only
  * "another value" counts, so a value torn by a crash during its write (before any change) is harmless.

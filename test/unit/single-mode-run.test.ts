@@ -1,7 +1,7 @@
-// Each single-mode start marks the archive (`.cogment-ts-single-mode-run`), so that instances sharing a
-// Redis later see that single mode ran (docs/redis-mode.md, "Numbering and the archive"). The mark is
-// durable before the run's first change; reads do not wait for it; a mark that cannot be written is
-// one warning and the run goes on.
+// Each single-mode run that changes something marks the archive (`.cogment-ts-single-mode-run`), so
+// that instances sharing a Redis later see that single mode ran (docs/redis-mode.md, "Numbering and
+// the archive"). The mark is durable before the run's first change; a start and reads write nothing;
+// a mark that cannot be written is one warning and the run goes on.
 import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -45,7 +45,7 @@ function gatedArchive(root: string, events: string[]): { archive: ArchiveStore; 
 }
 
 describe("single mode marks its runs in the archive", () => {
-  test("each start writes a new mark; the first change waits for it, reads do not", async (t) => {
+  test("a run's first change writes a new mark and waits for it; a start and reads write nothing", async (t) => {
     const root = await tempRoot(t);
     const events: string[] = [];
     const seed = createFsArchiveStore({ root, writer: inlineFileWriter });
@@ -58,6 +58,8 @@ describe("single mode marks its runs in the archive", () => {
 
     assert.deepEqual(await state.listModelIds(), ["m"]);
     assert.deepEqual(await state.listVersions("m"), []);
+    assert.equal(await state.findVersion("m", -1), undefined);
+    await assert.rejects(readFile(path.join(root, ".cogment-ts-single-mode-run")), { code: "ENOENT" });
     const settled: string[] = [];
     const claimed = state.claimVersionNumber("m").then((claim) => (settled.push("claim"), claim));
     const created = state.putModel({ modelId: "n", userData: {} }).then((done) => (settled.push("model"), done));
@@ -66,14 +68,16 @@ describe("single mode marks its runs in the archive", () => {
     release();
     assert.equal((await claimed)?.versionNumber, 1);
     assert.equal(await created, true);
-    assert.deepEqual(events, ["mark single-mode-run", "model n"]);
+    assert.deepEqual(events, ["mark single-mode-run", "model n"], "one mark for the run");
     const first = await readFile(path.join(root, ".cogment-ts-single-mode-run"), "utf8");
     assert.match(first, MARK_PATTERN);
 
     const again = createInProcessRegistryState({ archive: createFsArchiveStore({ root, writer: inlineFileWriter }), log: createLogger("silent"), bootId: "boot-a" });
     t.after(() => again.close());
     await again.open();
-    await again.putModel({ modelId: "n", userData: {} });
+    await again.listVersions("n");
+    assert.equal(await readFile(path.join(root, ".cogment-ts-single-mode-run"), "utf8"), first, "a run that reads only leaves the mark as it is");
+    assert.equal(await again.deleteModel("n"), true);
     const second = await readFile(path.join(root, ".cogment-ts-single-mode-run"), "utf8");
     assert.match(second, MARK_PATTERN);
     assert.notEqual(second, first);
