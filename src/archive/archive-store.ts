@@ -95,6 +95,13 @@ export interface ArchiveStore {
   /** Small per-model metadata files of ours (e.g. "next-version"), stored so they never disturb the original layout. */
   readMeta(modelId: string, key: string): Promise<string | undefined>;
   writeMeta(modelId: string, key: string, value: string): Promise<void>;
+  /** Small archive-wide metadata values of ours (e.g. "single-mode-run"), beside the model directories, never one of them. */
+  readArchiveMeta(key: string): Promise<string | undefined>;
+  /**
+   * Replaces an archive-wide metadata value, durably (flushed) before it resolves. A crash during the
+   * write may leave a mix of the previous value and the new one.
+   */
+  writeArchiveMeta(key: string, value: string): Promise<void>;
   /**
    * Overwrites a small metadata value in place (no temporary file, no rename), for values written
    * often. Without `durable` it only reaches the kernel's page cache: it survives a crash of the

@@ -6,7 +6,7 @@ import { notFound } from "../errors/index.js";
 import type { ModelRecord, VersionRecord } from "../domain/index.js";
 import type { ArchiveStore, VersionDataReader } from "./archive-store.js";
 import { errorMessage, isMissing } from "./errno.js";
-import { metaFilePath, modelDirPath, modelInfoPath, parseVersionFileName, versionDataPath, versionInfoPath } from "./layout.js";
+import { archiveMetaFilePath, metaFilePath, modelDirPath, modelInfoPath, parseVersionFileName, versionDataPath, versionInfoPath } from "./layout.js";
 import { type SkippedVersion, keepServable, loadListedVersion } from "./listed-version.js";
 import { decodeModelInfo } from "./yaml-codec.js";
 
@@ -23,7 +23,7 @@ function readFile(filePath: string, encoding: "utf8"): Promise<string> {
 }
 
 /** The reading half of the archive directory: listing models and versions, reading infos, data and metadata. */
-export type FsArchiveReads = Pick<ArchiveStore, "listModelIds" | "readModel" | "readModels" | "listVersions" | "openVersionData" | "readMeta">;
+export type FsArchiveReads = Pick<ArchiveStore, "listModelIds" | "readModel" | "readModels" | "listVersions" | "openVersionData" | "readMeta" | "readArchiveMeta">;
 
 async function readTextIfExists(filePath: string): Promise<string | undefined> {
   try {
@@ -253,6 +253,10 @@ export function createFsArchiveReads(
 
     async readMeta(modelId, key) {
       return readTextIfExists(metaFilePath(root, modelId, key));
+    },
+
+    async readArchiveMeta(key) {
+      return readTextIfExists(archiveMetaFilePath(root, key));
     },
 
   };

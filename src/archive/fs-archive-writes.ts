@@ -12,7 +12,7 @@ import { createGroupCommit } from "./group-commit.js";
 import { createModelJournal } from "./model-journal.js";
 import type { ModelRecord } from "../domain/index.js";
 import { notFound, type RegistryError } from "../errors/index.js";
-import { isTempFileName, metaFilePath, modelDirPath, modelInfoPath, tempFileName, versionDataPath, versionInfoPath } from "./layout.js";
+import { archiveMetaFilePath, isTempFileName, metaFilePath, modelDirPath, modelInfoPath, tempFileName, versionDataPath, versionInfoPath } from "./layout.js";
 import { encodeModelInfo, encodeVersionInfo } from "./yaml-codec.js";
 
 /** The writing half of the archive directory: start-up clean-up, models, versions and metadata. */
@@ -467,6 +467,13 @@ export function createFsArchiveWrites(
       await intoModelDir(modelDirPath(root, modelId), () => writer.writeFileAtomic(metaPath, value));
     },
 
+    // On this thread's file system calls, not the worker pool's: a single-mode start writes one
+    // (see single-mode-run.ts), and the workers start only once the server listens. In place: a
+    // reader of the directory (the original server, a listing) never meets a temporary name.
+    async writeArchiveMeta(key, value) {
+      await overwriteFileInPlace(archiveMetaFilePath(root, key), Buffer.from(value, "utf8"));
+    },
+
     overwriteMeta(modelId, key, value, { durable }) {
       if (durable) {
         return overwriteDurably(root, modelId, key, value);
@@ -503,17 +510,24 @@ function paddedRecord(value: string, record: Buffer = Buffer.allocUnsafe(META_RE
 
 /** Neither O_TRUNC nor a rename: a crash at any point leaves the previous record or the new one. */
 async function overwriteDurably(root: string, modelId: string, key: string, value: string): Promise<void> {
-  const record = paddedRecord(value);
-  const metaPath = metaFilePath(root, modelId, key);
-  const handle = await open(metaPath, constants.O_WRONLY | constants.O_CREAT, FILE_MODE);
+  await overwriteFileInPlace(metaFilePath(root, modelId, key), paddedRecord(value));
+}
+
+/**
+ * Writes `bytes` over the file's first bytes and cuts what was longer, then flushes: no temporary
+ * file (so no second name in the directory while it is written), one file that is the previous
+ * content or the new one once flushed; a crash during the write may leave a mix of both.
+ */
+async function overwriteFileInPlace(filePath: string, bytes: Uint8Array): Promise<void> {
+  const handle = await open(filePath, constants.O_WRONLY | constants.O_CREAT, FILE_MODE);
   try {
-    await handle.write(record, 0, record.byteLength, 0);
-    await handle.truncate(record.byteLength); // whatever was longer before
+    await handle.write(bytes, 0, bytes.byteLength, 0);
+    await handle.truncate(bytes.byteLength); // whatever was longer before
     await handle.datasync();
   } finally {
     await handle.close();
   }
-  await syncDirectory(path.dirname(metaPath)); // the file may have just been created
+  await syncDirectory(path.dirname(filePath)); // the file may have just been created
 }
 
 /**

@@ -142,6 +142,14 @@ export function metaFilePath(root: string, modelId: string, key: string): string
   return inside(root, modelId, `${META_PREFIX}${key}`);
 }
 
+/** Our own archive-wide metadata file, `<root>/.cogment-ts-<key>` (beside the model journal); keys are `[a-z-]+`. */
+export function archiveMetaFilePath(root: string, key: string): string {
+  if (!META_KEY_PATTERN.test(key)) {
+    throw invalidArgument(`invalid archive metadata key ${JSON.stringify(key)}`);
+  }
+  return path.join(path.resolve(root), `${META_PREFIX}${key}`);
+}
+
 /**
  * Recognises `<model_id>-v<NNNNNN>.yaml|.data` in the model's directory. Only the canonical
  * spelling of the number counts (`v000001`, never `v1` or `v0000001`), so that a version has

@@ -201,6 +201,16 @@ export function createS3ArchiveStore(options: S3ArchiveStoreOptions): ArchiveSto
     },
 
     writeMeta: putMeta,
+
+    async readArchiveMeta(key) {
+      return getText(keys.archiveMeta(key));
+    },
+
+    async writeArchiveMeta(key, value) {
+      const objectKey = keys.archiveMeta(key);
+      await call(`writing ${objectKey}`, () => putText(objectKey, value));
+    },
+
     // An object store has no page cache to write to: every overwrite is a PUT, durable once
     // acknowledged. The numbering sends its per-commit record in the background (remoteMeta).
     overwriteMeta: putMeta,

@@ -5,7 +5,7 @@
  * SDK percent-encodes them on the wire, so spaces, ':', '@' or non-ASCII need nothing here.
  */
 import path from "node:path";
-import { metaFilePath, modelDirPath, modelInfoPath, tempFileName, versionDataPath, versionInfoPath } from "./layout.js";
+import { archiveMetaFilePath, metaFilePath, modelDirPath, modelInfoPath, tempFileName, versionDataPath, versionInfoPath } from "./layout.js";
 
 // layout.ts builds paths below a root; the key is the part below it.
 const ROOT = "/";
@@ -19,6 +19,8 @@ export interface S3Keys {
   versionInfo(modelId: string, versionNumber: number): string;
   versionData(modelId: string, versionNumber: number): string;
   meta(modelId: string, key: string): string;
+  /** An archive-wide metadata object: a dotfile at the archive root, never a model. */
+  archiveMeta(key: string): string;
   /** Where a streamed version's data goes until it has a number: a temp name the directory backend also removes. */
   uploadData(modelId: string): string;
   /** The object the start-up check writes: a dotfile at the archive root, never a model. */
@@ -33,6 +35,7 @@ export function createS3Keys(prefix: string): S3Keys {
     versionInfo: (modelId, n) => prefix + below(versionInfoPath(ROOT, modelId, n)),
     versionData: (modelId, n) => prefix + below(versionDataPath(ROOT, modelId, n)),
     meta: (modelId, key) => prefix + below(metaFilePath(ROOT, modelId, key)),
+    archiveMeta: (key) => prefix + below(archiveMetaFilePath(ROOT, key)),
     uploadData: (modelId) => `${prefix}${below(modelDirPath(ROOT, modelId))}/${tempFileName(`${modelId}-upload.data`)}`,
     writeCheck: () => `${prefix}.cogment-ts-write-check`,
   };

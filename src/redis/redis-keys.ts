@@ -7,7 +7,8 @@
  *
  *   <prefix>models                   sorted set, score 0, member = model id: listing in UTF-8 byte order
  *   <prefix>events                   pub/sub channel of every commit, deletion and model change
- *   <prefix>archive-imported         set once the archive's models were imported (see RedisRegistryStore)
+ *   <prefix>archive-imported         set once the archive's models were imported: the single-mode run it reflects (see RedisRegistryStore)
+ *   <prefix>archive-sync             string, TTL: the token of the instance importing the archive (a lease)
  *   <prefix>{tag}:model              hash: userData (JSON); exists iff the model exists
  *   <prefix>{tag}:generation         integer, incremented at every deletion; never deleted
  *   <prefix>{tag}:counter            last version number handed out (INCR at commit)
@@ -31,10 +32,11 @@ export interface GlobalKeys {
   readonly models: string;
   readonly events: string;
   readonly archiveImported: string;
+  readonly archiveSync: string;
 }
 
 export function globalKeys(prefix: string): GlobalKeys {
-  return { models: `${prefix}models`, events: `${prefix}events`, archiveImported: `${prefix}archive-imported` };
+  return { models: `${prefix}models`, events: `${prefix}events`, archiveImported: `${prefix}archive-imported`, archiveSync: `${prefix}archive-sync` };
 }
 
 export interface ModelKeys {

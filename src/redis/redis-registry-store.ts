@@ -10,6 +10,7 @@ import {
   COMMIT_VERSION,
   DELETE_MODEL,
   END_DELETION,
+  END_LEASE,
   IMPORT_ARCHIVED,
   LIST_VERSIONS,
   PUT_MODEL,
@@ -17,6 +18,7 @@ import {
   RELEASE_CLAIM,
   RENEW_CLAIM,
   RENEW_DELETION,
+  RENEW_LEASE,
   SKIP_NUMBER,
 } from "./redis-scripts.js";
 import { type RedisEndpoint, parseRedisUrl } from "./redis-url.js";
@@ -305,16 +307,35 @@ export class RedisRegistryStore {
     return Number(await this.connection.runScript(RAISE_COUNTER, [keys.model, keys.counter], [floor]));
   }
 
+  /** How far the archive's numbering records reach, as Redis knows it (0: unknown; see NumberClaim.reserved). */
+  async reservedNumbers(modelId: string): Promise<number> {
+    const key = `${this.keysOf(modelId).base}reserved`;
+    return Number((await this.connection.call(() => this.connection.commands.get(key), key)) ?? 0);
+  }
+
   /**
    * Imports a model of the archive and its archived versions, creating only what Redis lacks, and
    * raises the numbering above them: the migration from a single-mode archive, and the recovery of a
-   * Redis that lost its data. Returns the counter.
+   * Redis that lost its data. With `replaceUserData`, the archive's user data replaces Redis's (a
+   * single-mode run updated the model). Returns the counter; undefined, importing nothing, for a
+   * model this Redis saw a deletion of, unless `evenIfDeleted` (a reconciliation after a single-mode
+   * run, which no instance serves during).
    */
-  async importArchivedModel(model: ModelRecord, versions: readonly VersionRecord[]): Promise<number | undefined> {
+  async importArchivedModel(
+    model: ModelRecord,
+    versions: readonly VersionRecord[],
+    options: { readonly replaceUserData?: boolean; readonly evenIfDeleted?: boolean } = {},
+  ): Promise<number | undefined> {
     const keys = this.keysOf(model.modelId);
     let counter = 0;
     for (let start = 0; start === 0 || start < versions.length; start += IMPORT_BATCH) {
-      const args: (string | number)[] = [keys.base, JSON.stringify(model.userData)];
+      const args: (string | number)[] = [
+        keys.base,
+        JSON.stringify(model.userData),
+        options.replaceUserData === true ? "1" : "0",
+        this.options.expirationMs,
+        options.evenIfDeleted === true ? "0" : "1",
+      ];
       for (const version of versions.slice(start, start + IMPORT_BATCH)) {
         args.push(version.versionNumber, encodeImportedVersion(version));
       }
@@ -332,11 +353,40 @@ export class RedisRegistryStore {
    * persistence has lost the mark and must be imported again).
    */
   async archiveImported(): Promise<boolean> {
-    return (await this.connection.call(() => this.connection.commands.exists(this.global.archiveImported), this.global.archiveImported)) === 1;
+    return (await this.archiveImport()) !== undefined;
   }
 
-  async markArchiveImported(): Promise<void> {
-    await this.connection.call(() => this.connection.commands.set(this.global.archiveImported, new Date().toISOString()), this.global.archiveImported);
+  /**
+   * The mark of the archive's import into this Redis, undefined when there is none: the single-mode
+   * run the archive reflected then (see markArchiveImported), or the time of an import that had none.
+   */
+  async archiveImport(): Promise<string | undefined> {
+    const key = this.global.archiveImported;
+    return (await this.connection.call(() => this.connection.commands.get(key), key)) ?? undefined;
+  }
+
+  /** `singleModeRun`: the archive's mark of its last single-mode run, if it has one (else the time is written). */
+  async markArchiveImported(singleModeRun?: string): Promise<void> {
+    const key = this.global.archiveImported;
+    await this.connection.call(() => this.connection.commands.set(key, singleModeRun ?? new Date().toISOString()), key);
+  }
+
+  /**
+   * Takes the lease of the archive's import (one instance at a time brings Redis in line with the
+   * archive); false when another instance holds it.
+   */
+  async beginArchiveSync(token: string, leaseMs: number): Promise<boolean> {
+    const key = this.global.archiveSync;
+    return (await this.connection.call(() => this.connection.commands.set(key, token, "PX", leaseMs, "NX"), key)) === "OK";
+  }
+
+  /** Extends the lease of the archive's import; false when `token` no longer holds it (it ran out). */
+  async renewArchiveSync(token: string, leaseMs: number): Promise<boolean> {
+    return Number(await this.connection.runScript(RENEW_LEASE, [this.global.archiveSync], [token, leaseMs])) === 1;
+  }
+
+  async endArchiveSync(token: string): Promise<void> {
+    await this.connection.runScript(END_LEASE, [this.global.archiveSync], [token]);
   }
 
   // --- versions ---

@@ -248,28 +248,44 @@ return current
 );
 
 /**
- * KEYS: model, counter, numbers, generation. ARGV: base, userData JSON, then pairs of (number, info
- * JSON). Imports a model and its archived versions from the archive: creates what is missing, never
- * overwrites (an instance that imports late changes nothing another one already committed), and
- * raises the counter to the highest number imported. Returns the counter; -1, importing nothing,
- * when this Redis saw a deletion of the model (its generation exists): the archive was read before
- * that deletion removed its files, or holds what a deletion left, or the model created again since
- * has every version in Redis already.
+ * KEYS: model, counter, numbers, generation. ARGV: base, userData JSON, "1" to replace the user
+ * data Redis has ("0": only a model Redis lacks gets it), expiration ms, "1" to import nothing into a
+ * model this Redis saw a deletion of ("0": import all the same), then pairs of (number, info JSON).
+ * Imports a model and its archived versions from the archive: creates what is missing, never
+ * overwrites a version (an instance that imports late changes nothing another one already
+ * committed), and raises the counter to the highest number imported. A transient latest that an
+ * imported version follows gets its TTL, as a commit would give it. Returns the counter; -1,
+ * importing nothing, when asked to skip a deleted model and this Redis saw a deletion of it (its
+ * generation exists): on a first import, the archive was read before that deletion removed its
+ * files, or holds what a deletion left, or the model created again since has every version in
+ * Redis already. A reconciliation after a single-mode run (archive-sync.ts) imports all the same:
+ * no instance serves meanwhile, and the archive is then the newer.
  */
 export const IMPORT_ARCHIVED = script(
   "importArchived",
   4,
   `
 local base = ARGV[1]
-if redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
-redis.call('HSETNX', KEYS[1], 'userData', ARGV[2])
+if ARGV[5] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[1], 'userData', ARGV[2])
+else
+  redis.call('HSETNX', KEYS[1], 'userData', ARGV[2])
+end
+local latest_before = redis.call('ZRANGE', KEYS[3], -1, -1)[1]
 local highest = 0
-for i = 3, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local number = tonumber(ARGV[i])
   if redis.call('SET', base .. 'v:' .. ARGV[i], ARGV[i + 1], 'NX') then
     redis.call('ZADD', KEYS[3], number, ARGV[i])
   end
   if number > highest then highest = number end
+end
+if latest_before and redis.call('ZRANGE', KEYS[3], -1, -1)[1] ~= latest_before then
+  local info = redis.call('GET', base .. 'v:' .. latest_before)
+  local keys, stored_at
+  if info then keys, stored_at = transient_version_keys(base, latest_before, info) end
+  if keys then expire_version_keys(keys, stored_at, tonumber(ARGV[4])) end
 end
 local current = tonumber(redis.call('GET', KEYS[2]) or '0')
 if current < highest then
@@ -371,6 +387,26 @@ return 0
 `,
 );
 
+/** KEYS: a lease key (e.g. the archive's sync, see RedisRegistryStore). ARGV: token, lease ms. Extends it if this token holds it; returns 1, else 0. */
+export const RENEW_LEASE = script(
+  "renewLease",
+  1,
+  `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+`,
+);
+
+/** KEYS: a lease key. ARGV: token. Ends the lease if this token still holds it. */
+export const END_LEASE = script(
+  "endLease",
+  1,
+  `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+`,
+);
+
 export const ALL_SCRIPTS: readonly RedisScript[] = [
   COMMIT_VERSION,
   PUT_MODEL,
@@ -384,4 +420,6 @@ export const ALL_SCRIPTS: readonly RedisScript[] = [
   RENEW_DELETION,
   END_DELETION,
   SKIP_NUMBER,
+  RENEW_LEASE,
+  END_LEASE,
 ];

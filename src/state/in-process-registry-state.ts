@@ -4,6 +4,7 @@ import { type ModelRecord, type VersionRecord, findVersion } from "../domain/ind
 import { resourceExhausted } from "../errors/index.js";
 import type { Logger } from "../logger.js";
 import { readBootId } from "./boot-id.js";
+import { recordSingleModeRun } from "./single-mode-run.js";
 import type { RegistryState, VersionNumberClaim } from "./registry-state.js";
 import { MAX_VERSION_NUMBER, VersionNumbering } from "./version-numbering.js";
 
@@ -59,6 +60,15 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
   // the models waits for it (`if (!listed) await listing`: no extra turn once it is done).
   let listing: Promise<void> = Promise.resolve();
   let listed = false;
+  // This run's mark in the archive (single-mode-run.ts), written by the run's first change, which
+  // waits for it (`if (!runRecorded) await recordRun()`): nothing at start or for reads, and a run
+  // that changes nothing leaves none (instances sharing a Redis have nothing of it to bring in).
+  let runRecording: Promise<void> | undefined = undefined;
+  let runRecorded = false;
+  const recordRun = (): Promise<void> =>
+    (runRecording ??= recordSingleModeRun(archive, log).then(() => {
+      runRecorded = true; // also when it failed: warned once, the run goes on
+    }));
 
   const newEntry = (model: ModelRecord): ModelEntry => ({
     model,
@@ -159,6 +169,9 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
     if (entry === undefined) {
       return undefined;
     }
+    if (!runRecorded) {
+      await recordRun();
+    }
     if (models.get(modelId) !== entry) {
       return undefined; // deleted meanwhile
     }
@@ -248,6 +261,9 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
       if (!listed) {
         await listing;
       }
+      if (!runRecorded) {
+        await recordRun();
+      }
       await archive.writeModel(model);
       const entry = models.get(model.modelId);
       if (entry !== undefined) {
@@ -262,6 +278,9 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
     async deleteModel(modelId) {
       if (!listed) {
         await listing;
+      }
+      if (!runRecorded) {
+        await recordRun();
       }
       const entry = models.get(modelId);
       if (entry === undefined) {
@@ -299,7 +318,7 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
     claimVersionNumber(modelId) {
       // The common case (listed, the model's versions read) takes no turn of its own; the contract
       // is the same: a promise, rejected rather than thrown.
-      const entry = listed ? models.get(modelId) : undefined;
+      const entry = listed && runRecorded ? models.get(modelId) : undefined;
       if (entry?.loaded === true) {
         return claimLoaded(entry);
       }
@@ -348,9 +367,11 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
 
     async close() {
       clearTimeout(cleanupTimer);
+      await runRecording; // no write of this process goes on once it is closed (undefined: none began)
     },
 
     async recordStop() {
+      await runRecording; // the run's mark too: nothing of this process is written after its stop
       const loaded = [...models.values()].filter((entry) => entry.loaded);
       for (let start = 0; start < loaded.length; start += STOP_RECORD_BATCH) {
         await Promise.all(loaded.slice(start, start + STOP_RECORD_BATCH).map((entry) => entry.numbering.recordStop()));

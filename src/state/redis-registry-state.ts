@@ -17,6 +17,7 @@ import {
 } from "../redis/index.js";
 import type { RegistryState, TransientDataSink, TransientDataSource, VersionNumberClaim } from "./registry-state.js";
 import type { ArchiveNumbering } from "./archive-numbering.js";
+import { ArchiveConflict, syncArchiveIntoRedis } from "./archive-sync.js";
 
 export interface RedisRegistryStateOptions {
   readonly store: RedisRegistryStore;
@@ -205,38 +206,12 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   };
 
   /**
-   * Imports the archive's models and versions into a Redis that has not got them (a first start on a
-   * single-mode archive, or a Redis that lost its data): what Redis already has is never overwritten.
-   * Numbering continues where single mode would, after the archive's numbering records (a single-mode
-   * run's transient versions, or the block shared mode recorded before a Redis lost its data).
+   * Brings Redis in line with the archive when it is not (archive-sync.ts): imports the archive into
+   * a Redis that has not got it (a first start on a single-mode archive, or a Redis that lost its
+   * data), and the changes of a single-mode run on the archive since the last import.
    */
   const importArchiveIfNeeded = (): Promise<void> => {
-    importing ??= (async () => {
-      if (await store.archiveImported()) {
-        return;
-      }
-      let models = 0;
-      for (const modelId of await archive.listModelIds()) {
-        const model = await archive.readModel(modelId);
-        if (model !== undefined) {
-          const versions = await archive.listVersions(modelId);
-          const counter = await store.importArchivedModel(model, versions);
-          if (counter === undefined) {
-            // Deleted through another instance since this Redis holds data: what the archive showed is older.
-            log.info({ modelId }, "a model of the archive was not imported into Redis: it was deleted there meanwhile");
-            continue;
-          }
-          // Where single mode would continue: above its transient versions too, which left no file.
-          const next = await archiveNumbering.nextAfter(modelId, versions[versions.length - 1]?.versionNumber ?? 0);
-          if (next - 1 > counter) {
-            await store.raiseCounter(modelId, next - 1);
-          }
-          models++;
-        }
-      }
-      await store.markArchiveImported();
-      log.info({ models }, "archive imported into Redis");
-    })().finally(() => (importing = undefined));
+    importing ??= syncArchiveIntoRedis({ store, archive, numbering: archiveNumbering, log }).finally(() => (importing = undefined));
     return importing;
   };
 
@@ -421,6 +396,8 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   let resumeRunning = false;
   /** The subscriber connection came back: what it missed must be read (see catchUp). */
   let catchUpWanted = false;
+  /** What the first start attempt met that trying again cannot change (ArchiveConflict): open() fails with it. */
+  let startFailure: ArchiveConflict | undefined = undefined;
   let announceFirstAttempt: () => void = () => undefined;
   const firstAttemptDone = new Promise<void>((resolve) => (announceFirstAttempt = resolve));
   const healthListeners = new Set<(healthy: boolean) => void>();
@@ -468,6 +445,9 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       resumesDone = Math.max(resumesDone, target);
       return true;
     } catch (error) {
+      if (error instanceof ArchiveConflict && !started) {
+        startFailure ??= error;
+      }
       log.error({ err: error, redis: connection.address }, "cannot subscribe to Redis or import the archive into it; trying again");
       return false;
     }
@@ -561,6 +541,9 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       );
       if (reachable) {
         await firstAttemptDone; // a reachable Redis: serve only once in step with it, as before
+      }
+      if (startFailure !== undefined) {
+        throw startFailure;
       }
       if (!started) {
         log.warn(

@@ -344,6 +344,23 @@ for (const backend of backends) {
       assert.equal(archive.warnings.length, 0);
       await assert.rejects(store.writeMeta("n", "Bad Key", "1"), /invalid archive metadata key/);
     });
+
+    test("archive-wide meta values are dotfiles at the root that disturb nothing", async () => {
+      const archive = await backend.create();
+      const { store } = archive;
+      assert.equal(await store.readArchiveMeta("single-mode-run"), undefined);
+      await store.writeArchiveMeta("single-mode-run", "one");
+      await store.writeArchiveMeta("single-mode-run", "two\n");
+      assert.equal(await store.readArchiveMeta("single-mode-run"), "two\n");
+      assert.deepEqual(
+        (await archive.listRaw()).filter((name) => name !== ".cogment-ts-write-check"),
+        [".cogment-ts-single-mode-run"],
+      );
+      assert.deepEqual(await store.listModelIds(), []);
+      assert.equal(await archive.pendingUploads(), 0);
+      assert.equal(archive.warnings.length, 0);
+      await assert.rejects(store.writeArchiveMeta("Bad Key", "1"), /invalid archive metadata key/);
+    });
   });
 }
 

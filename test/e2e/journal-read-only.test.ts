@@ -122,7 +122,7 @@ describe("model journal kept by a start on a read-only archive", { skip: canMoun
 
     server = await archive.start();
     assert.deepEqual(await listModels(server), { kept: { v: "2" } }, "the acknowledged deletion and update survive the restart");
-    assert.deepEqual((await readdir(archive.dir)).sort(), [JOURNAL_FILE_NAME, "kept"]);
+    assert.deepEqual((await readdir(archive.dir)).sort(), [JOURNAL_FILE_NAME, ".cogment-ts-single-mode-run", "kept"]);
     assert.deepEqual(warningsOf(server), []);
   });
 

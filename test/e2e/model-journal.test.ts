@@ -103,5 +103,5 @@ test("the original's archive with our journal in it: same models listed, an upda
   const models = await listModels(current);
   assert.deepEqual([...models.keys()], originalIds);
   assert.deepEqual(models.get("policy_net"), { journaled: "yes" });
-  assert.deepEqual((await archiveRootEntries(archiveDir)).sort(), [".cogment-ts-journal", ...originalIds]);
+  assert.deepEqual((await archiveRootEntries(archiveDir)).sort(), [".cogment-ts-journal", ".cogment-ts-single-mode-run", ...originalIds]);
 });

@@ -16,7 +16,9 @@ import { RegistryClient, type WireVersionInfo } from "../support/registry-client
 import { DEFAULT_TEST_CONFIG, type TestServer, makeArchiveDir, startTestServer } from "../support/test-server.js";
 
 /** The archive root's entries but the model journal, which the server makes at start (archive-format.md), and the start-up clean-up's passing clock probe. */
-const modelEntries = async (archiveDir: string): Promise<string[]> => (await archiveRootEntries(archiveDir)).filter((name) => name !== JOURNAL_FILE_NAME);
+/** The registry's own files at the root: the model journal and the single-mode run's mark. */
+const isOwnRootFile = (name: string): boolean => name === JOURNAL_FILE_NAME || name === ".cogment-ts-single-mode-run";
+const modelEntries = async (archiveDir: string): Promise<string[]> => (await archiveRootEntries(archiveDir)).filter((name) => !isOwnRootFile(name));
 
 const RULE =
   "expected 1 to 242 bytes of UTF-8, not starting with '.', without '/', '\\' or control characters (U+0000 to U+001F, U+007F)";
@@ -100,7 +102,7 @@ describe("model ids the original accepts", () => {
     assert.deepEqual(listing.model_infos.map((m) => m.model_id), utf8Order(NAMES));
 
     // One directory per model, named with the id's own bytes (no normalisation), holding the original's file names.
-    const directories = (await readdir(archiveDir, { encoding: "buffer" })).filter((name) => name.toString() !== JOURNAL_FILE_NAME);
+    const directories = (await readdir(archiveDir, { encoding: "buffer" })).filter((name) => !isOwnRootFile(name.toString()));
     assert.deepEqual(
       directories.map((name) => name.toString("hex")).sort(),
       NAMES.map((id) => Buffer.from(id).toString("hex")).sort(),
