@@ -15,6 +15,7 @@ import { type ServerInstance, startServerInstance } from "../support/server-inst
 import { killAllServers, removeArchiveAfterServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 import { followVersionUpdates } from "../support/version-update-follower.js";
+import { commitTransientVersion, copiedVersionData } from "../support/redis-store-versions.js";
 
 /*
  * A Redis Cluster whose nodes announce (CLUSTER SLOTS, MOVED, ASK) loopback ports of their own on which
@@ -155,21 +156,10 @@ describe("a Redis Cluster whose nodes announce addresses the instances cannot re
     await store.connection.waitUntilHealthy(30_000);
     assert.equal(store.connection.mode, "cluster");
     const model = (await modelsOnEveryMaster("nat-chunks"))[0] as string;
-    await store.putModel({ modelId: model, userData: {} });
     const data = randomBytes(5 * 1024 + 7);
-    const writer = store.beginVersionData(model, data.byteLength);
-    await writer.append(data);
-    const version = await store.commitVersion(
-      { modelId: model, creationTimestamp: 1n, archived: false, dataHash: sha256(data), dataSize: data.byteLength, userData: {} },
-      0,
-      await writer.finish(),
-    );
+    const version = await commitTransientVersion(store, model, data);
     assert.equal(version.chunkCount, 6);
-    const copy = async (): Promise<Buffer> => {
-      const pieces: Buffer[] = [];
-      await store.copyVersionData(version, (piece) => pieces.push(Buffer.from(piece)));
-      return Buffer.concat(pieces);
-    };
+    const copy = (): Promise<Buffer> => copiedVersionData(store, version);
     assert.deepEqual(await copy(), data);
 
     const slot = keySlot(`cmr:${modelHashTag(model)}:model`);

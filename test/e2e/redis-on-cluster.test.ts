@@ -16,6 +16,7 @@ import { type VersionUpdateFollower, followVersionUpdates } from "../support/ver
 import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
 import { killAllServers, spawnServer, removeArchiveAfterServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
+import { commitTransientVersion, copiedVersionData } from "../support/redis-store-versions.js";
 
 /*
  * Several instances on one archive directory and one Redis Cluster of three masters (started once for
@@ -387,21 +388,10 @@ describe("several instances on a Redis Cluster of three masters", () => {
     await store.connection.waitUntilHealthy(30_000);
     assert.equal(store.connection.mode, "cluster");
     const model = (await modelsOnEveryMaster("chunks"))[0] as string;
-    await store.putModel({ modelId: model, userData: {} });
     const data = randomBytes(5 * 1024 + 7);
-    const writer = store.beginVersionData(model, data.byteLength);
-    await writer.append(data);
-    const version = await store.commitVersion(
-      { modelId: model, creationTimestamp: 1n, archived: false, dataHash: sha256(data), dataSize: data.byteLength, userData: {} },
-      0,
-      await writer.finish(),
-    );
+    const version = await commitTransientVersion(store, model, data);
     assert.equal(version.chunkCount, 6);
-    const copy = async (): Promise<Buffer> => {
-      const pieces: Buffer[] = [];
-      await store.copyVersionData(version, (piece) => pieces.push(Buffer.from(piece)));
-      return Buffer.concat(pieces);
-    };
+    const copy = (): Promise<Buffer> => copiedVersionData(store, version);
     const read = async (): Promise<Buffer> => {
       const chunks: Buffer[] = [];
       for await (const chunk of store.readVersionData(version)) {
@@ -433,15 +423,8 @@ describe("several instances on a Redis Cluster of three masters", () => {
     t.after(() => store.close());
     await store.connection.waitUntilHealthy(30_000);
     const model = (await modelsOnEveryMaster("asked"))[0] as string;
-    await store.putModel({ modelId: model, userData: {} });
     const data = randomBytes(5 * 1024 * 1024);
-    const writer = store.beginVersionData(model, data.byteLength);
-    await writer.append(data);
-    const version = await store.commitVersion(
-      { modelId: model, creationTimestamp: 1n, archived: false, dataHash: sha256(data), dataSize: data.byteLength, userData: {} },
-      0,
-      await writer.finish(),
-    );
+    const version = await commitTransientVersion(store, model, data);
     assert.equal(version.chunkCount, 5);
     const slot = keySlot(`cmr:${modelHashTag(model)}:model`);
     const source = await cluster.ownerOfSlot(slot);
