@@ -7,6 +7,7 @@ import { Redis } from "ioredis";
 import { modelHashTag } from "../../src/redis/index.js";
 import { HealthClient } from "../support/health-client.js";
 import { type RedisTestServer, killAllRedisServers, startRedisServer } from "../support/redis-server.js";
+import { startMonitor } from "../support/redis-monitor.js";
 import { keepSubscribersOut, pubsubConnections } from "../support/redis-subscribers.js";
 import { RegistryClient, rejectsWithStatus, type WireVersionInfo } from "../support/registry-client.js";
 import { type VersionUpdateFollower, followVersionUpdates } from "../support/version-update-follower.js";
@@ -123,15 +124,34 @@ describe("several instances on one Redis (COGMENT_MODEL_REGISTRY_REDIS_URL)", ()
     for (let i = 0; i < 6; i++) {
       published.push(await a.client.publish("many", Buffer.from(`v${i}`)));
     }
-    // Commands run by scripts count in commandstats: how many version infos a call read (GET), and
-    // whether it also read the model (HGET: a version found says its model exists).
+    // MONITOR shows the commands scripts run too: how many of this model's keys a call read (GET:
+    // version infos and data chunks), and whether it also read the model (HGET: a version found says
+    // its model exists). Only this model's keys: an instance's own background reads (the archive
+    // import's mark when a connection resumes, under load) are not the call's.
+    const base = `cmr:${modelHashTag("many")}:`;
+    const commands: string[][] = [];
+    await startMonitor(t, redis.url, (args) => commands.push(args));
+    let marks = 0;
+    /** Where the commands Redis ran up to now end in `commands`: an ECHO sent now, once MONITOR showed it. */
+    const synced = async (): Promise<number> => {
+      const mark = `call-boundary-${++marks}`;
+      await check.echo(mark);
+      for (;;) {
+        const at = commands.findIndex(([name, argument]) => name?.toLowerCase() === "echo" && argument === mark);
+        if (at !== -1) {
+          return at;
+        }
+        await sleep(1);
+      }
+    };
     let modelReads = 0;
     const infoReads = async (call: () => Promise<unknown>): Promise<number> => {
-      await check.config("RESETSTAT");
+      const from = await synced();
       await call();
-      const stats = await check.info("commandstats");
-      modelReads = Number(/cmdstat_hget:calls=(\d+)/.exec(stats)?.[1] ?? 0);
-      return Number(/cmdstat_get:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+      const during = commands.slice(from + 1, await synced());
+      const reads = (name: string): number => during.filter(([command, key]) => command?.toLowerCase() === name && key?.startsWith(base)).length;
+      modelReads = reads("hget");
+      return reads("get");
     };
     let latest: { version_infos: WireVersionInfo[]; next_version_handle: string } | undefined;
     assert.equal(await infoReads(async () => (latest = await b.client.retrieveVersionInfos({ model_id: "many", version_numbers: [-1] }))), 1);
