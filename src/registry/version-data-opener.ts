@@ -113,7 +113,7 @@ export class VersionDataOpener {
   async #streamTransient(version: VersionRecord): Promise<VersionDataSource> {
     const source = await this.options.state.openTransientData(version);
     if (source === undefined) {
-      throw transientEvicted(version);
+      throw transientGone(version, this.options.state.transientGoneReason);
     }
     const account = this.options.streamedReads.open();
     return accountedSource(version, framesOf(source.stream(), version.dataSize, this.options.chunkSize, account), account);
@@ -130,7 +130,7 @@ export class VersionDataOpener {
       // First: without shared data (single mode) nothing may be reserved (a reservation evicts).
       const source = await this.options.state.openTransientData(version);
       if (source === undefined) {
-        throw transientEvicted(version);
+        throw transientGone(version, this.options.state.transientGoneReason);
       }
       const room = this.#reserveForLoad(version);
       if (room === undefined) {
@@ -398,8 +398,8 @@ export class VersionDataOpener {
   }
 }
 
-function transientEvicted(version: VersionRecord): RegistryError {
-  return notFound(`version ${version.versionNumber} of model "${version.modelId}" not found (the transient version was evicted from the cache)`);
+function transientGone(version: VersionRecord, reason: string): RegistryError {
+  return notFound(`version ${version.versionNumber} of model "${version.modelId}" not found (${reason})`);
 }
 
 /**

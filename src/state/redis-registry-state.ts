@@ -776,6 +776,9 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       return verifiedSource(stored);
     },
 
+    transientGoneReason:
+      "the transient version is no longer in Redis: it expired, Redis evicted it (maxmemory), or its model was deleted and created again",
+
     get healthy() {
       return healthy();
     },

@@ -116,6 +116,8 @@ export interface RegistryState {
    * it lives only in the instance's cache) or the version is gone.
    */
   openTransientData(version: VersionRecord): Promise<TransientDataSource | undefined>;
+  /** Why a transient version listed a moment ago has no data, for NOT_FOUND's message ("the transient version was …"). */
+  readonly transientGoneReason: string;
 
   /** Whether the backend can be reached (the embedded default always can); health reports it. */
   readonly healthy: boolean;

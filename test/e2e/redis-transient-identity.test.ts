@@ -89,7 +89,10 @@ describe("Redis shared mode: the bytes of a transient version read through", () 
       assert.fail(`A answered OK with ${outcome.data.byteLength} bytes: ${whose}`);
     }
     assert.equal(outcome.error.code, grpc.status.NOT_FOUND, outcome.error.message);
-    assert.equal(outcome.error.details, 'version 1 of model "reborn" not found (the transient version was evicted from the cache)');
+    assert.equal(
+      outcome.error.details,
+      'version 1 of model "reborn" not found (the transient version is no longer in Redis: it expired, Redis evicted it (maxmemory), or its model was deleted and created again)',
+    );
     // Asked again, A serves the version 1 there is now.
     assert.equal(sha256(await a.client.retrieveData(modelId, 1)), sha256(second));
   });
