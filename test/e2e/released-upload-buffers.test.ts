@@ -13,6 +13,7 @@ import { parseRedisUrl } from "../../src/redis/redis-url.js";
 import type { Registry, VersionRecord } from "../../src/registry/index.js";
 import { CreateVersionUpload } from "../../src/rpc/create-version-call.js";
 import { NO_UPLOAD_LIMITS } from "../../src/rpc/upload-watchdog.js";
+import { onCleanup } from "../support/cleanup.js";
 import { startRedisServer } from "../support/redis-server.js";
 
 // A body message's buffer is freed (detached: src/rpc/release-received-bytes.ts) once the upload
@@ -41,7 +42,8 @@ async function openTestCore(t: TestContext, redisUrl?: string): Promise<Registry
     ...(redisUrl === undefined ? {} : { redis: parseRedisUrl(redisUrl) }),
   };
   const core = await openCore(config, createLogger("silent"), { sha256: "node-crypto", timeArchiveWrites: disabledServerMetrics().timeArchiveWrites });
-  t.after(async () => {
+  // Through onCleanup: disposed before the Redis the test started first is stopped.
+  onCleanup(t, async () => {
     await core[Symbol.asyncDispose]();
     await rm(archiveDir, { recursive: true, force: true });
   });
