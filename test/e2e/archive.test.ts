@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { chmod, cp, readFile, readdir, rm, stat } from "node:fs/promises";
+import { chmod, cp, readFile, readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { makeArchiveDir, startTestServer } from "../support/test-server.js";
 import { ORIGINAL_ARCHIVE } from "../support/fixtures.js";
-import { onCleanup } from "../support/cleanup.js";
 
 const FIXTURE = ORIGINAL_ARCHIVE;
 const sha256 = (data: Buffer): string => createHash("sha256").update(data).digest("base64");
@@ -108,8 +107,7 @@ describe("archive directory written by the original Go server", () => {
   });
 
   test("after a restart: models and archived versions are served, transient ones are gone, numbers never reused", async (t) => {
-    const archiveDir = await makeArchiveDir();
-    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
+    const archiveDir = await makeArchiveDir(t);
     const first = await startTestServer({ archiveDir });
     await first.client.createModel("persist", { k: "v" });
     const archived = Buffer.alloc(300_000, 3);

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { rm } from "node:fs/promises";
 import { describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { pino } from "pino";
@@ -16,7 +15,6 @@ import {
 } from "../../src/rpc/grpc-internals.js";
 import { startServer } from "../../src/server.js";
 import { DEFAULT_TEST_CONFIG, makeArchiveDir } from "../support/test-server.js";
-import { onCleanup } from "../support/cleanup.js";
 
 /** grpc-js's own call class, loaded the way grpc-js loads it (same module instance). */
 function baseCallPrototype(): { serializeMessage?: unknown } {
@@ -214,8 +212,7 @@ describe("grpc-js internals", () => {
   test("a server starts with no grpc-js internals error or warning in its log", async (t) => {
     const lines: Record<string, unknown>[] = [];
     const log = pino({ level: "debug" }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
-    const archiveDir = await makeArchiveDir();
-    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
+    const archiveDir = await makeArchiveDir(t);
     const server = await startServer({ ...DEFAULT_TEST_CONFIG, archiveDir }, log, { host: "127.0.0.1" });
     await server.stop();
     assert.ok(lines.some((line) => line.msg === "model registry serving"));

@@ -11,7 +11,6 @@ import { createLogger } from "../../src/logger.js";
 import { type RunningServer, type ServerConfig, type ServerOptions, startServer } from "../../src/server.js";
 import { RegistryClient } from "../support/registry-client.js";
 import { DEFAULT_TEST_CONFIG, makeArchiveDir } from "../support/test-server.js";
-import { onCleanup } from "../support/cleanup.js";
 
 const SERVICE = "cogmentAPI.ModelRegistrySP";
 const KiB = 1024;
@@ -469,8 +468,7 @@ describe("the metrics port", () => {
     const blocker = await listen(createNetServer());
     t.after(() => new Promise<void>((resolve) => blocker.close(() => resolve())));
     const port = (blocker.address() as AddressInfo).port;
-    const archiveDir = await makeArchiveDir();
-    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
+    const archiveDir = await makeArchiveDir(t);
     const before = await tcpServers();
     await assert.rejects(
       startServer({ ...DEFAULT_TEST_CONFIG, archiveDir }, createLogger("silent"), {

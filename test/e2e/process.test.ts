@@ -1,6 +1,6 @@
 import { SERVER_NODE_FLAGS, serverEnvAssignments } from "../../src/runtime-flags.js";
 import assert from "node:assert/strict";
-import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, after, test } from "node:test";
 import { RegistryClient } from "../support/registry-client.js";
@@ -13,7 +13,6 @@ import {
   spawnServerOnTempArchive,
 } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
-import { onCleanup } from "../support/cleanup.js";
 
 after(killAllServers);
 
@@ -32,8 +31,7 @@ describe("the server as a process", () => {
   });
 
   test("starts, creates a missing archive dir, serves, and exits 0 on SIGTERM", async (t) => {
-    const parent = await makeArchiveDir();
-    onCleanup(t, () => rm(parent, { recursive: true, force: true }));
+    const parent = await makeArchiveDir(t);
     const archiveDir = path.join(parent, "nested", "archive");
     const server = await spawnServer({ COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir });
     assert.ok((await stat(archiveDir)).isDirectory());
@@ -88,8 +86,7 @@ describe("the server as a process", () => {
   });
 
   test("SIGTERM while the archive is opening stops the start cleanly (exit 0)", async (t) => {
-    const archiveDir = await makeArchiveDir();
-    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
+    const archiveDir = await makeArchiveDir(t);
     // Models to read at start: opening the archive (and starting the worker threads) takes a while.
     for (let i = 0; i < 2000; i++) {
       await mkdir(path.join(archiveDir, `m${i}`));

@@ -66,8 +66,7 @@ describe("back to shared mode on a Redis that kept its data, after a single-mode
 
   test("the single-mode run's models, archived versions, user data, deletions and numbers reach Redis; its numbers are never handed out again", async (t) => {
     const redis = await startRedisServer(t, { appendOnly: true });
-    const archiveDir = await makeArchiveDir();
-    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    const archiveDir = await makeArchiveDir(t);
     const single = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir };
     const shared = { ...single, COGMENT_MODEL_REGISTRY_REDIS_URL: redis.url };
     const check = redisClient(t, redis.url);
@@ -166,8 +165,7 @@ describe("back to shared mode on a Redis that kept its data, after a single-mode
 
   test("a number handed out twice (a transient version in Redis, an archived one in the archive) stops the start, naming the way out", async (t) => {
     const redis = await startRedisServer(t, { appendOnly: true });
-    const archiveDir = await makeArchiveDir();
-    t.after(() => rm(archiveDir, { recursive: true, force: true }));
+    const archiveDir = await makeArchiveDir(t);
     const single = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir };
     const shared = { ...single, COGMENT_MODEL_REGISTRY_REDIS_URL: redis.url };
     const check = redisClient(t, redis.url);

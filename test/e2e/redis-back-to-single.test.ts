@@ -5,7 +5,7 @@
  * numbers it hands out, so single mode never hands out one of them again.
  */
 import assert from "node:assert/strict";
-import { mkdir, readFile, rm, rmdir } from "node:fs/promises";
+import { mkdir, readFile, rmdir } from "node:fs/promises";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { Redis } from "ioredis";
@@ -14,7 +14,6 @@ import { killAllRedisServers, startRedisServer } from "../support/redis-server.j
 import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
 import { killAllServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
-import { onCleanup } from "../support/cleanup.js";
 
 async function stop(instance: ServerInstance): Promise<void> {
   instance.client.close();
@@ -35,8 +34,7 @@ describe("back to single mode after shared mode, on the same archive", () => {
 
   test("numbers handed out through Redis (transient ones too) are never handed out again by single mode", async (t) => {
     const redis = await startRedisServer(t, { appendOnly: true });
-    const archiveDir = await makeArchiveDir();
-    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
+    const archiveDir = await makeArchiveDir(t);
     const single = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir };
     const shared = { ...single, COGMENT_MODEL_REGISTRY_REDIS_URL: redis.url };
     const check = new Redis(redis.url, { maxRetriesPerRequest: 1 });
@@ -96,8 +94,7 @@ describe("back to single mode after shared mode, on the same archive", () => {
 
   test("a model deleted and created again in shared mode records its numbering again from 1", async (t) => {
     const redis = await startRedisServer(t, { appendOnly: true });
-    const archiveDir = await makeArchiveDir();
-    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
+    const archiveDir = await makeArchiveDir(t);
     const shared = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: redis.url };
     const check = new Redis(redis.url, { maxRetriesPerRequest: 1 });
     check.on("error", () => undefined);
@@ -122,8 +119,7 @@ describe("back to single mode after shared mode, on the same archive", () => {
   });
   test("a record that cannot be written: the commits go on, one warning, and the next claim writes it once it can", async (t) => {
     const redis = await startRedisServer(t, { appendOnly: true });
-    const archiveDir = await makeArchiveDir();
-    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
+    const archiveDir = await makeArchiveDir(t);
     const shared = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: redis.url };
     const a = await startServerInstance(t, shared);
     await a.client.createModel("m");

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, describe, test, type TestContext } from "node:test";
 import * as grpc from "@grpc/grpc-js";
@@ -24,15 +24,13 @@ async function versionAndModelFiles(modelDir: string): Promise<string[]> {
   return (await readdir(modelDir)).filter((name) => !/^\.\.?cogment-ts-/.test(name)).sort();
 }
 import { makeArchiveDir } from "../support/test-server.js";
-import { onCleanup } from "../support/cleanup.js";
 
 const MIB = 1024 * 1024;
 const sha256 = (data: Buffer): string => createHash("sha256").update(data).digest("base64");
 
 async function sharedSetup(t: TestContext): Promise<{ archiveDir: string; redisUrl: string; env: Record<string, string> }> {
   const redis = await startRedisServer(t);
-  const archiveDir = await makeArchiveDir();
-  onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
+  const archiveDir = await makeArchiveDir(t);
   const env = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: redis.url };
   return { archiveDir, redisUrl: redis.url, env };
 }

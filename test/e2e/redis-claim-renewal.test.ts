@@ -6,7 +6,6 @@
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
 import { after, describe, test } from "node:test";
 import { modelHashTag } from "../../src/redis/index.js";
 import { startMonitor } from "../support/redis-monitor.js";
@@ -15,7 +14,6 @@ import { startServerInstance, untilServing } from "../support/server-instance.js
 import { killAllServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 import { startThrottleProxy } from "../support/throttle-proxy.js";
-import { onCleanup } from "../support/cleanup.js";
 
 const MIB = 1024 * 1024;
 /** Redis's answers to A: 16 KiB every 40 ms (400 KiB/s) on each connection. */
@@ -32,8 +30,7 @@ describe("Redis shared mode: the claim of a transient version's number", () => {
 
   test("is kept while the upload's last chunk waits longer than the lease to be stored, and the version is committed", async (t) => {
     const redis = await startRedisServer(t, { appendOnly: false });
-    const archiveDir = await makeArchiveDir();
-    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
+    const archiveDir = await makeArchiveDir(t);
     const proxy = await startThrottleProxy(redis.port, ANSWER_BYTES_PER_TICK, ANSWER_TICK_MS);
     t.after(() => proxy.close());
     const env = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir };

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { readdir, rm } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
@@ -17,7 +17,6 @@ import { killAllRedisServers, startRedisServer } from "../support/redis-server.j
 import { startServerInstance, untilServing } from "../support/server-instance.js";
 import { killAllServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
-import { onCleanup } from "../support/cleanup.js";
 
 const sha256 = (data: Buffer): string => createHash("sha256").update(data).digest("base64");
 
@@ -29,8 +28,7 @@ describe("Redis shared mode: a deletion and the model created again through anot
 
   test("the model cannot be created again before the deleting instance removed its archive files; an archived version committed then stays readable", async (t) => {
     const redis = await startRedisServer(t);
-    const archiveDir = await makeArchiveDir();
-    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
+    const archiveDir = await makeArchiveDir(t);
     // A's replies from Redis come 400 ms late (a slow link): its deletion's steps after the script are slow.
     const proxy = await startDelayProxy(redis.port, 400);
     t.after(() => proxy.close());
@@ -92,8 +90,7 @@ describe("Redis shared mode: a deletion and the model created again through anot
 
   test("a creation refused while another instance deletes the model leaves no model info in the archive: an import does not bring the model back", async (t) => {
     const redis = await startRedisServer(t, { appendOnly: false });
-    const archiveDir = await makeArchiveDir();
-    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
+    const archiveDir = await makeArchiveDir(t);
     const env = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: redis.url };
     const b = await startServerInstance(t, env);
     await untilServing(b);

@@ -7,7 +7,6 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
 import { type TestContext, after, describe, test } from "node:test";
 import { Redis } from "ioredis";
 import { startDelayProxy } from "../support/delay-proxy.js";
@@ -16,7 +15,6 @@ import { startServerInstance, untilServing } from "../support/server-instance.js
 import { killAllServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 import { followVersionUpdates } from "../support/version-update-follower.js";
-import { onCleanup } from "../support/cleanup.js";
 
 /** How late A gets its command replies from Redis (its change feed comes on time). */
 const REPLY_DELAY_MS = 300;
@@ -30,8 +28,7 @@ describe("Redis shared mode: an instance's own commit answered after the model's
   /** `race`: B deletes the model before A has the reply of its commit of version 3 (the control waits for it). */
   const scenario = async (t: TestContext, race: boolean): Promise<void> => {
     const redis = await startRedisServer(t, { appendOnly: false });
-    const archiveDir = await makeArchiveDir();
-    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
+    const archiveDir = await makeArchiveDir(t);
     const proxy = await startDelayProxy(redis.port, REPLY_DELAY_MS, { subscribersOnTime: true });
     t.after(() => proxy.close());
     const a = await startServerInstance(t, {

@@ -6,7 +6,6 @@
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
@@ -17,7 +16,6 @@ import { killAllRedisServers, startRedisServer } from "../support/redis-server.j
 import { startServerInstance, untilServing } from "../support/server-instance.js";
 import { killAllServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
-import { onCleanup } from "../support/cleanup.js";
 
 /** How late A gets its command replies: B deletes the model and creates version 1 again meanwhile. */
 const REPLY_DELAY_MS = 1000;
@@ -34,8 +32,7 @@ describe("Redis shared mode: the bytes of a transient version read through", () 
 
   test("a read of version 1 whose model is deleted and version 1 created again meanwhile (same creation_timestamp) never gets the new version's bytes", async (t) => {
     const redis = await startRedisServer(t, { appendOnly: false });
-    const archiveDir = await makeArchiveDir();
-    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
+    const archiveDir = await makeArchiveDir(t);
     const proxy = await startDelayProxy(redis.port, REPLY_DELAY_MS, { subscribersOnTime: true });
     t.after(() => proxy.close());
     const env = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir };

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { access, rm } from "node:fs/promises";
+import { access } from "node:fs/promises";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { Redis } from "ioredis";
@@ -17,7 +17,6 @@ import { keepSubscribersOut, pubsubConnections } from "../support/redis-subscrib
 import { startServerInstance } from "../support/server-instance.js";
 import { killAllServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
-import { onCleanup } from "../support/cleanup.js";
 
 describe("Redis shared mode: an upload begun before its model was deleted and created again", () => {
   after(() => {
@@ -29,8 +28,7 @@ describe("Redis shared mode: an upload begun before its model was deleted and cr
     const kind = archived ? "an archived" : "a transient";
     test(`${kind} upload begun on B fails NOT_FOUND when A deleted and re-created the model meanwhile, B not told of it`, async (t) => {
       const redis = await startRedisServer(t, { appendOnly: false });
-      const archiveDir = await makeArchiveDir();
-      onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
+      const archiveDir = await makeArchiveDir(t);
       const env = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir, COGMENT_MODEL_REGISTRY_REDIS_URL: redis.url };
       const a = await startServerInstance(t, env);
       const b = await startServerInstance(t, env);

@@ -1,13 +1,11 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
-import { rm } from "node:fs/promises";
 import { type Server, createServer } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, test } from "node:test";
 import { createLogger } from "../../src/logger.js";
 import { startServer } from "../../src/server.js";
 import { DEFAULT_TEST_CONFIG, makeArchiveDir } from "../support/test-server.js";
-import { onCleanup } from "../support/cleanup.js";
 
 /** Threads of this process running a worker (Linux names them "WorkerThread"). */
 function workerThreads(): number {
@@ -58,8 +56,7 @@ const hasThreadNames = (() => {
 
 describe("a failed start releases what it had acquired", { skip: hasThreadNames ? false : "needs /proc (Linux)" }, () => {
   test("metrics port in use: rejected with EADDRINUSE; no worker thread and no listening socket left; the archive opens again", async (t) => {
-    const archiveDir = await makeArchiveDir();
-    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
+    const archiveDir = await makeArchiveDir(t);
     const busy = await occupyPort();
     t.after(() => closePort(busy));
     const threadsBefore = workerThreads();
@@ -89,8 +86,7 @@ describe("a failed start releases what it had acquired", { skip: hasThreadNames 
   });
 
   test("gRPC port in use: rejected naming the address; the metrics endpoint started before it is closed, and the worker threads", async (t) => {
-    const archiveDir = await makeArchiveDir();
-    onCleanup(t, () => rm(archiveDir, { recursive: true, force: true }));
+    const archiveDir = await makeArchiveDir(t);
     const busy = await occupyPort();
     t.after(() => closePort(busy));
     const threadsBefore = workerThreads();

@@ -1,9 +1,11 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import type { TestContext } from "node:test";
 import type { ServerConfig, ServerOptions } from "../../src/server.js";
 import { type RunningServer, startServer } from "../../src/server.js";
 import { type Logger, createLogger } from "../../src/logger.js";
+import { onCleanup } from "./cleanup.js";
 import { RegistryClient } from "./registry-client.js";
 
 export interface TestServer {
@@ -17,8 +19,16 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function makeArchiveDir(): Promise<string> {
-  return mkdtemp(path.join(tmpdir(), "mr-e2e-"));
+/**
+ * A temporary archive directory. Given the test, it is removed once the test is over, after the
+ * servers and Redis the test starts later have stopped (onCleanup: last in, first out).
+ */
+export async function makeArchiveDir(t?: TestContext): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), "mr-e2e-"));
+  if (t !== undefined) {
+    onCleanup(t, () => rm(dir, { recursive: true, force: true }));
+  }
+  return dir;
 }
 
 export const DEFAULT_TEST_CONFIG: Omit<ServerConfig, "archiveDir"> = {
