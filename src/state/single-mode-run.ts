@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { ArchiveStore } from "../archive/index.js";
 import type { Logger } from "../logger.js";
+import { writeFailureFields } from "./write-failure-fields.js";
 
 /**
  * `.cogment-ts-single-mode-run` at the archive's root: a new value in every single-mode run that
@@ -16,13 +17,8 @@ export async function recordSingleModeRun(archive: ArchiveStore, log: Logger): P
   try {
     await archive.writeArchiveMeta(SINGLE_MODE_RUN_KEY, `started=${new Date().toISOString()} run=${randomUUID()}\n`);
   } catch (error) {
-    const errno = (error as { code?: unknown } | null)?.code;
     log.warn(
-      {
-        file: `.cogment-ts-${SINGLE_MODE_RUN_KEY}`,
-        errno: typeof errno === "string" ? errno : undefined,
-        error: error instanceof Error ? error.message : String(error),
-      },
+      { file: `.cogment-ts-${SINGLE_MODE_RUN_KEY}`, ...writeFailureFields(error) },
       "could not record this single-mode run in the archive: instances sharing a Redis (COGMENT_MODEL_REGISTRY_REDIS_URL) started on this archive later will not see the models, versions and deletions of this run, and may hand out again its version numbers",
     );
   }

@@ -1,6 +1,7 @@
 import { cutText } from "../cut-text.js";
 import { type ArchiveStore, META_WRITTEN } from "../archive/index.js";
 import type { Logger } from "../logger.js";
+import { writeFailureFields } from "./write-failure-fields.js";
 
 /** The durable mark is written this many numbers ahead (see reserve). */
 export const VERSION_NUMBER_BLOCK = 1024;
@@ -268,13 +269,11 @@ export class VersionNumbering {
       return;
     }
     this.warned.add(what);
-    const errno = (error as { code?: unknown } | null)?.code;
     this.context.log.warn(
       {
         modelId: this.modelId,
         file: what === "mark" ? `.cogment-ts-${MARK_KEY}` : `.cogment-ts-${RECORD_KEY}`,
-        errno: typeof errno === "string" ? errno : undefined,
-        error: error instanceof Error ? error.message : String(error),
+        ...writeFailureFields(error),
       },
       message,
     );
