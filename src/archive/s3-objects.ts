@@ -4,6 +4,7 @@ import {
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  type HeadObjectCommandOutput,
   ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
@@ -88,21 +89,10 @@ export function createS3Objects(
   const putText = (key: string, text: string, ifNoneMatch = false): Promise<unknown> =>
     client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: Buffer.from(text, "utf8"), ...(ifNoneMatch ? { IfNoneMatch: "*" } : {}) }));
 
-  async function exists(key: string): Promise<boolean> {
+  /** HeadObject: the object's metadata, undefined if there is no such object. */
+  async function head(key: string): Promise<HeadObjectCommandOutput | undefined> {
     try {
-      await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-      return true;
-    } catch (error) {
-      if (isNotFound(error)) {
-        return false;
-      }
-      throw toS3RegistryError(error, `checking ${key}`, bucket);
-    }
-  }
-
-  async function etagOf(key: string): Promise<string | undefined> {
-    try {
-      return (await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).ETag;
+      return await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
     } catch (error) {
       if (isNotFound(error)) {
         return undefined;
@@ -110,6 +100,9 @@ export function createS3Objects(
       throw toS3RegistryError(error, `checking ${key}`, bucket);
     }
   }
+
+  const exists = async (key: string): Promise<boolean> => (await head(key)) !== undefined;
+  const etagOf = async (key: string): Promise<string | undefined> => (await head(key))?.ETag;
 
   /** Every object below `prefix`, page by page (ListObjectsV2 gives at most 1000 a page). */
   async function listAll(prefix: string, delimiter?: string): Promise<{ objects: _Object[]; prefixes: string[] }> {
