@@ -7,7 +7,7 @@
  * the Sentinels.
  */
 import type { RedisOptions } from "ioredis";
-import { type NatMap, NO_NAT_MAP, ioredisNatMap } from "./nat-map.js";
+import { type NatMap, NO_NAT_MAP, formatNode, ioredisNatMap } from "./nat-map.js";
 
 /** One Sentinel's address. */
 export interface SentinelAddress {
@@ -143,7 +143,7 @@ export function sentinelClientOptions(
 
 /** How errors and logs name a Sentinel-managed Redis: `master "name" of Sentinels host:port,...`. */
 export function describeSentinelTarget(target: SentinelTarget): string {
-  return `master "${target.masterName}" of Sentinels ${target.sentinels.map(formatAddress).join(",")}`;
+  return `master "${target.masterName}" of Sentinels ${target.sentinels.map(formatNode).join(",")}`;
 }
 
 /** The Sentinel part of the URL with the passwords masked, safe to log. */
@@ -155,12 +155,8 @@ export function describeSentinelUrl(parsed: ParsedSentinelUrl): string {
     ...(parsed.sentinel.username === undefined ? [] : [`sentinel_username=${encodeURIComponent(parsed.sentinel.username)}`]),
     ...(parsed.sentinel.password === undefined ? [] : ["sentinel_password=***"]),
   ].join("&");
-  const hosts = parsed.sentinel.sentinels.map(formatAddress).join(",");
+  const hosts = parsed.sentinel.sentinels.map(formatNode).join(",");
   return `${scheme}://${credentials}${hosts}/${encodeURIComponent(parsed.sentinel.masterName)}/${parsed.db}${query === "" ? "" : `?${query}`}`;
-}
-
-export function formatAddress({ host, port }: SentinelAddress): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 function readCredentials(userinfo: string, expected: (reason: string) => Error): { username: string | undefined; password: string | undefined } {

@@ -1,3 +1,4 @@
+import { formatNode } from "./nat-map.js";
 import { type SentinelAddress, type SentinelTarget, SENTINEL_URL_FORM, describeSentinelTarget, describeSentinelUrl, isSentinelUrl, parseSentinelUrl } from "./redis-sentinel-url.js";
 
 /** Where the shared Redis is, from COGMENT_MODEL_REGISTRY_REDIS_URL. */
@@ -142,7 +143,7 @@ export function redisAddress(endpoint: RedisEndpoint): string {
   if (endpoint.sentinel !== undefined) {
     return describeSentinelTarget(endpoint.sentinel);
   }
-  return endpoint.host.includes(":") ? `[${endpoint.host}]:${endpoint.port}` : `${endpoint.host}:${endpoint.port}`;
+  return formatNode(endpoint);
 }
 
 /** The URL with the password masked, safe to log. */
