@@ -55,6 +55,8 @@ export interface ServerOptions {
   readonly keepalive?: { readonly timeMs: number; readonly timeoutMs: number };
   /** Serve plain CreateVersion calls below grpc-js (the default); false to compare with grpc-js's path (tests). */
   readonly createVersionFastPath?: boolean;
+  /** Serve the plain calls of the unary methods below grpc-js (rpc/unary-stream.ts); true by default. Off only to compare the two paths (tests). */
+  readonly unaryFastPath?: boolean;
   /**
    * Stops the start: checked once the archive is open and once the server listens, and awaited
    * against the model listing (minutes with a large or stalled S3 archive). The start then releases
@@ -76,6 +78,8 @@ export interface RunningServer {
   sessionWindows(): number[];
   /** CreateVersion calls served below grpc-js so far (transports/grpc-server.ts). */
   createVersionFastPathCalls(): number;
+  /** Calls of the method (its path) served below grpc-js so far (rpc/fast-path.ts). */
+  fastPathCalls(path: string): number;
   /** Stops accepting calls, ends streams, waits for in-flight calls up to the grace period, then releases everything. */
   stop(): Promise<void>;
 }
@@ -156,6 +160,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
         hashLanes: core.hashLanes,
         metrics,
         createVersionFastPath: options.createVersionFastPath,
+        unaryFastPath: options.unaryFastPath,
       }),
     );
     options.signal?.throwIfAborted();
@@ -236,6 +241,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
       stop,
       sessionWindows: () => grpcServer.sessionWindows(),
       createVersionFastPathCalls: () => grpcServer.createVersionFastPathCalls(),
+      fastPathCalls: (path) => grpcServer.fastPathCalls(path),
     };
   });
 }

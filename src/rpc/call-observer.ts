@@ -271,14 +271,27 @@ function withOneRequestMessageStatus(status: PartialStatusObject): PartialStatus
   }
   const none = NO_REQUEST_MESSAGE.exec(status.details);
   if (none !== null) {
-    return { ...status, code: Code.INVALID_ARGUMENT, details: `${none[1]}: the request stream ended without a whole request message; the method takes exactly one` };
+    return { ...status, code: Code.INVALID_ARGUMENT, details: noRequestMessageDetails(none[1] as string) };
   }
   const second = SECOND_REQUEST_MESSAGE.exec(status.details);
   if (second !== null) {
-    return { ...status, code: Code.INVALID_ARGUMENT, details: `${second[1]}: a second request message was sent; the method takes exactly one` };
+    return { ...status, code: Code.INVALID_ARGUMENT, details: secondRequestMessageDetails(second[1] as string) };
   }
   return status;
 }
+
+/** INVALID_ARGUMENT's text for a call of a one-message method whose request stream ended without a whole message. */
+export function noRequestMessageDetails(path: string): string {
+  return `${path}: the request stream ended without a whole request message; the method takes exactly one`;
+}
+
+/** INVALID_ARGUMENT's text for a call of a one-message method that sent a second message. */
+export function secondRequestMessageDetails(path: string): string {
+  return `${path}: a second request message was sent; the method takes exactly one`;
+}
+
+/** What a call's log line says when its client ended the call before sending its request message. */
+export const ENDED_BEFORE_REQUEST = "the client ended the call before sending its request message (cancelled by the client)";
 
 /**
  * The call as the layers above it see it: each event is passed on as it comes (nothing is held
@@ -356,7 +369,7 @@ class ObservingCall implements ServerInterceptingCallInterface, InterceptingServ
       // grpc-js's answer to a call whose client ended its side before sending the request
       // message. Node's http2 (so grpc-js) cancels a call by ending the stream, then resetting
       // it: that half-close can arrive before the reset, but it is still the client cancelling.
-      this.#observed.closed(next, "the client ended the call before sending its request message (cancelled by the client)");
+      this.#observed.closed(next, ENDED_BEFORE_REQUEST);
     } else {
       this.#observed.end(status.code, status.details ?? "");
     }

@@ -2,10 +2,13 @@ import { create } from "@bufbuild/protobuf";
 import type { ServerWritableStream, sendUnaryData } from "@grpc/grpc-js";
 import { StatusReplySchema, VersionInfoSchema } from "../gen/cogment/api/common_pb.js";
 import {
-  CreateOrUpdateModelReplySchema,
-  DeleteModelReplySchema,
+  type CreateOrUpdateModelRequest,
+  type DeleteModelRequest,
   ModelRegistrySP,
+  type RetrieveModelsRequest,
+  type RetrieveVersionInfosRequest,
 } from "../gen/cogment/api/model_registry_pb.js";
+import { GRPC_FRAME_PREFIX_LENGTH } from "../data/index.js";
 import { packageInfo } from "../package-info.js";
 import type { Registry } from "../registry/index.js";
 import { encodedModelInfo, encodedVersionInfo, framedInfosReply } from "./encoded-infos.js";
@@ -23,10 +26,13 @@ import { NO_SEND_LIMITS, type SendLimits, SendWatchdog, connectionBytesWritten }
 import { resetCallStream } from "./reset-call-stream.js";
 import { handlerCallStream } from "./grpc-internals.js";
 import type { Logger } from "../logger.js";
+import type { UnaryRoute } from "./unary-stream.js";
 
 type Methods = (typeof ModelRegistrySP)["method"];
 /** Replies given as whole gRPC frames: version data as stored, infos assembled from cached encodings (encoded-infos.ts). */
 const PRE_FRAMED = {
+  createOrUpdateModel: true,
+  deleteModel: true,
   retrieveVersionData: true,
   retrieveModels: true,
   retrieveVersionInfos: true,
@@ -83,57 +89,84 @@ function failStream(call: ServerWritableStream<unknown, unknown>, reason: unknow
   }
 }
 
+/** An empty reply message (CreateOrUpdateModelReply, DeleteModelReply) as a whole gRPC frame. */
+const EMPTY_REPLY_FRAME = Buffer.alloc(GRPC_FRAME_PREFIX_LENGTH);
+
+/*
+ * The unary methods' answers, each one whole gRPC frame: the grpc-js handlers below and the calls
+ * served below grpc-js (unary-stream.ts) run the same function.
+ */
+
+async function createOrUpdateModel(registry: Registry, request: CreateOrUpdateModelRequest): Promise<Buffer> {
+  const info = requireMessage("CreateOrUpdateModelRequest.model_info", request.modelInfo);
+  await registry.createOrUpdateModel({
+    modelId: validateModelId("model_info.model_id", info.modelId),
+    userData: validateUserData("model_info.user_data", info.userData),
+  });
+  return EMPTY_REPLY_FRAME;
+}
+
+async function deleteModel(registry: Registry, request: DeleteModelRequest): Promise<Buffer> {
+  await registry.deleteModel(validateModelId("model_id", request.modelId));
+  return EMPTY_REPLY_FRAME;
+}
+
+async function retrieveModels(registry: Registry, request: RetrieveModelsRequest): Promise<Buffer> {
+  const { modelIds, modelsCount, modelHandle } = request;
+  requireAtMostNamed("model_ids", "ids", modelIds.length);
+  modelIds.forEach((id, index) => validateModelId(`model_ids[${index}]`, id));
+  const page = await registry.listModels(modelIds, modelsCount, modelHandle);
+  const models = limitReplySize(page.models);
+  // Trimmed for size: the next page starts after the last model sent.
+  const nextHandle =
+    models.length === page.models.length ? page.nextHandle : String(Number(page.nextHandle) - page.models.length + models.length);
+  return framedInfosReply(models.map(encodedModelInfo), nextHandle);
+}
+
+async function retrieveVersionInfos(registry: Registry, request: RetrieveVersionInfosRequest): Promise<Buffer> {
+  const { modelId, versionNumbers, versionsCount, versionHandle } = request;
+  requireAtMostNamed("version_numbers", "numbers", versionNumbers.length);
+  const page = await registry.listVersions(validateModelId("model_id", modelId), versionNumbers, versionsCount, versionHandle);
+  const versions = limitReplySize(page.versions);
+  const last = versions[versions.length - 1];
+  const nextHandle = versions.length === page.versions.length || last === undefined ? page.nextHandle : String(last.versionNumber + 1);
+  return framedInfosReply(versions.map(encodedVersionInfo), nextHandle);
+}
+
+/** The methods served below grpc-js as well (fast-path.ts), with the same answers as their handlers. */
+export function modelRegistryUnaryRoutes(registry: Registry): UnaryRoute[] {
+  const route = <Req>(name: keyof typeof modelRegistryServiceDefinition, answer: (registry: Registry, request: Req) => Promise<Buffer>): UnaryRoute => {
+    const method = modelRegistryServiceDefinition[name];
+    if (method === undefined) {
+      throw new Error(`the ModelRegistrySP service definition has no ${name} method`);
+    }
+    return { path: method.path, deserialize: method.requestDeserialize, answer: (request) => answer(registry, request as Req) };
+  };
+  return [
+    route("retrieveVersionInfos", retrieveVersionInfos),
+    route("retrieveModels", retrieveModels),
+    route("createOrUpdateModel", createOrUpdateModel),
+    route("deleteModel", deleteModel),
+  ];
+}
+
 export function createModelRegistryService(context: ServiceContext): ModelRegistryImplementation {
   const { registry } = context;
   return {
     createOrUpdateModel(call, callback) {
-      unary(callback, async () => {
-        const info = requireMessage("CreateOrUpdateModelRequest.model_info", call.request.modelInfo);
-        await registry.createOrUpdateModel({
-          modelId: validateModelId("model_info.model_id", info.modelId),
-          userData: validateUserData("model_info.user_data", info.userData),
-        });
-        return create(CreateOrUpdateModelReplySchema);
-      });
+      unary(callback, () => createOrUpdateModel(registry, call.request));
     },
 
     deleteModel(call, callback) {
-      unary(callback, async () => {
-        await registry.deleteModel(validateModelId("model_id", call.request.modelId));
-        return create(DeleteModelReplySchema);
-      });
+      unary(callback, () => deleteModel(registry, call.request));
     },
 
     retrieveModels(call, callback) {
-      unary(callback, async () => {
-        const { modelIds, modelsCount, modelHandle } = call.request;
-        requireAtMostNamed("model_ids", "ids", modelIds.length);
-        modelIds.forEach((id, index) => validateModelId(`model_ids[${index}]`, id));
-        const page = await registry.listModels(modelIds, modelsCount, modelHandle);
-        const models = limitReplySize(page.models);
-        // Trimmed for size: the next page starts after the last model sent.
-        const nextHandle =
-          models.length === page.models.length ? page.nextHandle : String(Number(page.nextHandle) - page.models.length + models.length);
-        return framedInfosReply(models.map(encodedModelInfo), nextHandle);
-      });
+      unary(callback, () => retrieveModels(registry, call.request));
     },
 
     retrieveVersionInfos(call, callback) {
-      unary(callback, async () => {
-        const { modelId, versionNumbers, versionsCount, versionHandle } = call.request;
-        requireAtMostNamed("version_numbers", "numbers", versionNumbers.length);
-        const page = await registry.listVersions(
-          validateModelId("model_id", modelId),
-          versionNumbers,
-          versionsCount,
-          versionHandle,
-        );
-        const versions = limitReplySize(page.versions);
-        const last = versions[versions.length - 1];
-        const nextHandle =
-          versions.length === page.versions.length || last === undefined ? page.nextHandle : String(last.versionNumber + 1);
-        return framedInfosReply(versions.map(encodedVersionInfo), nextHandle);
-      });
+      unary(callback, () => retrieveVersionInfos(registry, call.request));
     },
 
     createVersion(call, callback) {

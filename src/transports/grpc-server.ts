@@ -6,16 +6,19 @@ import type { PeerLimitCounts, ServerMetrics } from "../metrics/metrics-api.js";
 import { PACKAGE_ROOT } from "../package-info.js";
 import type { Registry } from "../registry/index.js";
 import { startWithRollback } from "../start-with-rollback.js";
-import { createCallObserver } from "../rpc/call-observer.js";
+import { type CallObserver, createCallObserver } from "../rpc/call-observer.js";
 import { type ConnectionGuard, guardConnections } from "../rpc/connection-guard.js";
-import { type CreateVersionStreams, createVersionStreams } from "../rpc/create-version-stream.js";
+import { CREATE_VERSION_PATH, serveCreateVersion } from "../rpc/create-version-stream.js";
+import { type FastPath, type ServeDiverted, fastPath as fastPathFor } from "../rpc/fast-path.js";
 import { checkGrpcInternals, describeGrpcInternalsProblem, divertStreams, grpcHttp2Servers, grpcJsVersion } from "../rpc/grpc-internals.js";
 import { HealthStatus, ServingStatus, createHealthService, healthServiceDefinition } from "../rpc/health-service.js";
 import { sessionWindows, setConnectionWindow, setStreamWindow } from "../rpc/http2-window.js";
 import { modelRegistryObservedMethods } from "../rpc/model-registry-observation.js";
-import { createModelRegistryService, modelRegistryServiceDefinition } from "../rpc/model-registry-service.js";
+import { createModelRegistryService, modelRegistryServiceDefinition, modelRegistryUnaryRoutes } from "../rpc/model-registry-service.js";
 import { PeerLimiter } from "../rpc/peer-limiter.js";
+import type { UploadLimits } from "../rpc/upload-watchdog.js";
 import { installPreFramedSending } from "../rpc/pre-framed-messages.js";
+import { serveUnary } from "../rpc/unary-stream.js";
 import type { HashLanes, WorkerPool } from "../worker-pool/index.js";
 
 /** Incoming messages up to this size are accepted (stock clients send far smaller chunks). */
@@ -48,6 +51,11 @@ export interface GrpcTransportOptions {
    * Off only to compare the two paths (tests).
    */
   readonly createVersionFastPath?: boolean;
+  /**
+   * Serve plain RetrieveVersionInfos, RetrieveModels, CreateOrUpdateModel and DeleteModel calls below
+   * grpc-js (rpc/unary-stream.ts); true by default. Off only to compare the two paths (tests).
+   */
+  readonly unaryFastPath?: boolean;
 }
 
 export interface GrpcTransport extends AsyncDisposable {
@@ -56,6 +64,8 @@ export interface GrpcTransport extends AsyncDisposable {
   sessionWindows(): number[];
   /** CreateVersion calls served below grpc-js so far (rpc/create-version-stream.ts). */
   createVersionFastPathCalls(): number;
+  /** Calls of the method (its path, e.g. "/cogmentAPI.ModelRegistrySP/RetrieveVersionInfos") served below grpc-js so far (rpc/fast-path.ts). */
+  fastPathCalls(path: string): number;
   /** Health turns NOT_SERVING for every service: the first step of a stop. */
   stopServing(): void;
   /**
@@ -137,16 +147,7 @@ export async function startGrpcTransport(config: GrpcTransportConfig, log: Logge
       log.error({ module: "grpc-internals", field: problem.field, grpcJsVersion, off: problem.feature }, describeGrpcInternalsProblem(problem));
     }
     const connections = watchConnections(server, config, metrics.peerLimits, log);
-    const fastPath =
-      options.createVersionFastPath === false
-        ? undefined
-        : serveCreateVersionBelowGrpcJs(server, log, {
-            registry,
-            uploadLimits,
-            maxReceiveMessageBytes: MAX_RECEIVE_MESSAGE_BYTES,
-            deserialize: createVersionDeserializer(),
-            observer,
-          });
+    const fastPath = serveBelowGrpcJs(server, log, fastPathRoutes(options, { uploadLimits, observer }));
     // NOT_SERVING while the registry state's backend (the shared Redis) cannot be reached.
     let stopping = false;
     const stateServing = (healthy: boolean): ServingStatus => (healthy ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
@@ -157,7 +158,8 @@ export async function startGrpcTransport(config: GrpcTransportConfig, log: Logge
     return {
       port,
       sessionWindows: () => sessionWindows(server),
-      createVersionFastPathCalls: () => fastPath?.served ?? 0,
+      createVersionFastPathCalls: () => fastPath?.served(CREATE_VERSION_PATH) ?? 0,
+      fastPathCalls: (path) => fastPath?.served(path) ?? 0,
       stopServing: () => {
         stopping = true;
         health.shutdown();
@@ -193,15 +195,33 @@ function createVersionDeserializer(): (bytes: Buffer) => unknown {
   return method.requestDeserialize;
 }
 
-/** CreateVersion served from the HTTP/2 stream (rpc/create-version-stream.ts); undefined if grpc-js's internals changed. */
-function serveCreateVersionBelowGrpcJs(
-  server: grpc.Server,
-  log: Logger,
-  options: Parameters<typeof createVersionStreams>[0],
-): CreateVersionStreams | undefined {
-  const streams = createVersionStreams(options);
+/** The methods served below grpc-js (rpc/fast-path.ts), each with what serves it. */
+function fastPathRoutes(
+  options: GrpcTransportOptions,
+  shared: { readonly uploadLimits: UploadLimits; readonly observer: CallObserver },
+): Map<string, ServeDiverted> {
+  const routes = new Map<string, ServeDiverted>();
+  const maxReceiveMessageBytes = MAX_RECEIVE_MESSAGE_BYTES;
+  if (options.createVersionFastPath !== false) {
+    const deserialize = createVersionDeserializer();
+    routes.set(CREATE_VERSION_PATH, serveCreateVersion({ registry: options.registry, maxReceiveMessageBytes, deserialize, ...shared }));
+  }
+  if (options.unaryFastPath !== false) {
+    for (const route of modelRegistryUnaryRoutes(options.registry)) {
+      routes.set(route.path, serveUnary(route, { maxReceiveMessageBytes, observer: shared.observer }));
+    }
+  }
+  return routes;
+}
+
+/** The routes' calls served from the HTTP/2 stream; undefined if there are none or grpc-js's internals changed. */
+function serveBelowGrpcJs(server: grpc.Server, log: Logger, routes: ReadonlyMap<string, ServeDiverted>): FastPath | undefined {
+  if (routes.size === 0) {
+    return undefined;
+  }
+  const streams = fastPathFor(routes);
   if (!divertStreams(server, streams)) {
-    log.warn("grpc-js internals changed: CreateVersion is served through grpc-js's call machinery");
+    log.warn("grpc-js internals changed: every call is served through grpc-js's call machinery");
     return undefined;
   }
   return streams;

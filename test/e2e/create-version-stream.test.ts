@@ -5,11 +5,12 @@
  * the stream's reset code), the same call log line and the same stored versions.
  */
 import assert from "node:assert/strict";
-import { type ClientHttp2Session, type IncomingHttpHeaders, connect, constants } from "node:http2";
+import { constants } from "node:http2";
 import { after, before, describe, test } from "node:test";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { pino } from "pino";
 import { MAX_RECEIVE_MESSAGE_BYTES } from "../../src/server.js";
+import { type RawCallOptions, type RawResponse, rawCall, settles } from "../support/raw-wire-call.js";
 import { type TestServer, startTestServer } from "../support/test-server.js";
 
 const CREATE_VERSION = "/cogmentAPI.ModelRegistrySP/CreateVersion";
@@ -55,108 +56,8 @@ function body(data: Uint8Array, flag = 0): Buffer {
 
 const DATA = Buffer.from(Array.from({ length: 1024 }, (_, i) => (i * 7) & 0xff));
 
-interface RawResponse {
-  /** The response headers as received, in order, without `date`. */
-  readonly headers: string[];
-  readonly data: Buffer;
-  readonly trailers: string[] | undefined;
-  readonly rstCode: number | undefined;
-}
-
-interface CallControls {
-  /** Node's stream.close(CANCEL): it ends the request stream, then resets it. */
-  cancel(): void;
-  /** The client's connection goes away at once (no END_STREAM, no RST_STREAM). */
-  dropConnection(): void;
-  /** Resolves once the response headers have arrived. */
-  response(): Promise<void>;
-  /** Ends the request stream. */
-  end(): void;
-  /** Resolves once the server took the upload's header (it counts the upload in flight); fails after 30 s. */
-  untilUploading(): Promise<void>;
-}
-
-interface RawCallOptions {
-  readonly extraHeaders?: Readonly<Record<string, string | readonly string[]>>;
-  /** Ends the request stream after the frames (default true). */
-  readonly end?: boolean;
-  /** Run once the frames are written (e.g. to cancel the call, or stop the server). */
-  readonly afterWrite?: (controls: CallControls) => void | Promise<void>;
-  /** Whether the server counts an upload in flight now (for `untilUploading`). */
-  readonly uploading?: () => boolean;
-}
-
-/** Waits (polling, at most 30 s) until `check` holds; whether it did. */
-async function settles(check: () => boolean, timeoutMs = 30_000): Promise<boolean> {
-  for (const deadline = Date.now() + timeoutMs; !check(); await new Promise((resolve) => setTimeout(resolve, 10))) {
-    if (Date.now() >= deadline) {
-      return false;
-    }
-  }
-  return true;
-}
-
 /** An upload in flight on this side's server (its header was taken). */
 const uploadingOn = (side: Side) => (): boolean => side.server.server.registry.stats().uploadsInFlight > 0;
-
-function rawPairs(raw: unknown, headers: IncomingHttpHeaders): string[] {
-  const list = Array.isArray(raw) ? (raw as string[]) : Object.entries(headers).flatMap(([name, value]) => [name, String(value)]);
-  const pairs: string[] = [];
-  for (let i = 0; i < list.length; i += 2) {
-    if (list[i] !== "date") {
-      pairs.push(`${list[i]}: ${list[i + 1]}`);
-    }
-  }
-  return pairs;
-}
-
-async function rawCall(address: string, frames: readonly Buffer[], options: RawCallOptions = {}): Promise<RawResponse> {
-  const session: ClientHttp2Session = connect(`http://${address}`);
-  session.on("error", () => undefined);
-  try {
-    const stream = session.request({
-      ":method": "POST",
-      ":path": CREATE_VERSION,
-      "content-type": "application/grpc",
-      te: "trailers",
-      ...options.extraHeaders,
-    });
-    stream.on("error", () => undefined);
-    let headers: string[] = [];
-    let trailers: string[] | undefined;
-    const data: Buffer[] = [];
-    stream.on("response", (received: IncomingHttpHeaders, _flags: number, raw?: unknown) => {
-      headers = rawPairs(raw, received);
-    });
-    stream.on("trailers", (received: IncomingHttpHeaders, _flags: number, raw?: unknown) => {
-      trailers = rawPairs(raw, received);
-    });
-    stream.on("data", (chunk: Buffer) => data.push(chunk));
-    const closed = new Promise<number | undefined>((resolve) => stream.once("close", () => resolve(stream.rstCode)));
-    const responded = new Promise<void>((resolve) => stream.once("response", () => resolve()));
-    for (const bytes of frames) {
-      stream.write(bytes);
-    }
-    if (options.end !== false) {
-      stream.end();
-    }
-    await options.afterWrite?.({
-      cancel: () => stream.close(constants.NGHTTP2_CANCEL),
-      dropConnection: () => session.destroy(),
-      response: () => responded,
-      end: () => stream.end(),
-      untilUploading: async () => {
-        const { uploading } = options;
-        assert.ok(uploading !== undefined, "rawCall: no `uploading` check given");
-        assert.ok(await settles(uploading), "the server did not take the upload's header within 30 s");
-      },
-    });
-    const rstCode = await closed;
-    return { headers, data: Buffer.concat(data), trailers, rstCode };
-  } finally {
-    session.close();
-  }
-}
 
 /** The "call finished" lines of CreateVersion calls logged since `from`. */
 function createVersionLines(side: Side, from: number): LogLine[] {
@@ -201,8 +102,8 @@ describe("CreateVersion below grpc-js: the same wire behaviour as grpc-js's path
     const servedBefore = fast.server.server.createVersionFastPathCalls();
     const fastFrom = fast.lines.length;
     const grpcJsFrom = grpcJs.lines.length;
-    const fastResponse = await rawCall(fast.server.address, frames, { ...options, uploading: uploadingOn(fast) });
-    const grpcJsResponse = await rawCall(grpcJs.server.address, frames, { ...options, uploading: uploadingOn(grpcJs) });
+    const fastResponse = await rawCall(fast.server.address, CREATE_VERSION, frames, { ...options, uploading: uploadingOn(fast) });
+    const grpcJsResponse = await rawCall(grpcJs.server.address, CREATE_VERSION, frames, { ...options, uploading: uploadingOn(grpcJs) });
     await eventually(() => createVersionLines(fast, fastFrom).length > 0 && createVersionLines(grpcJs, grpcJsFrom).length > 0);
     assert.equal(fast.server.server.createVersionFastPathCalls() - servedBefore, options.fastPathServes === false ? 0 : 1, "calls served below grpc-js");
     assert.equal(grpcJs.server.server.createVersionFastPathCalls(), 0);
@@ -376,7 +277,7 @@ describe("CreateVersion below grpc-js: what it does not serve goes to grpc-js", 
   ] as const) {
     test(`${what}: served by grpc-js`, async () => {
       const served = fast.server.server.createVersionFastPathCalls();
-      const response = await rawCall(fast.server.address, [header("m", DATA.byteLength), body(DATA)], { extraHeaders });
+      const response = await rawCall(fast.server.address, CREATE_VERSION, [header("m", DATA.byteLength), body(DATA)], { extraHeaders });
       assert.deepEqual(response.trailers, ["grpc-status: 0", "grpc-message: OK"]);
       assert.equal(fast.server.server.createVersionFastPathCalls(), served);
     });
@@ -384,7 +285,7 @@ describe("CreateVersion below grpc-js: what it does not serve goes to grpc-js", 
 
   test("identity, application/grpc+proto, a grpc-timeout and a stock grpc-js client: served below grpc-js", async () => {
     const served = fast.server.server.createVersionFastPathCalls();
-    const response = await rawCall(fast.server.address, [header("m", DATA.byteLength), body(DATA)], {
+    const response = await rawCall(fast.server.address, CREATE_VERSION, [header("m", DATA.byteLength), body(DATA)], {
       extraHeaders: { "grpc-encoding": "identity", "content-type": "application/grpc+proto", "grpc-timeout": "10S" },
     });
     assert.deepEqual(response.trailers, ["grpc-status: 0", "grpc-message: OK"]);
@@ -408,7 +309,7 @@ describe("CreateVersion below grpc-js: a server stopping mid-upload", () => {
         const from = side.lines.length;
         const served = side.server.server.createVersionFastPathCalls();
         let stopped: Promise<void> | undefined;
-        const response = await rawCall(side.server.address, [header("m", 2 * DATA.byteLength), body(DATA)], {
+        const response = await rawCall(side.server.address, CREATE_VERSION, [header("m", 2 * DATA.byteLength), body(DATA)], {
           end: false,
           uploading: uploadingOn(side),
           afterWrite: async ({ untilUploading }) => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { takesRawHeaderArrays } from "../../src/rpc/create-version-stream.js";
+import { takesRawHeaderArrays } from "../../src/rpc/diverted-call.js";
 
 test("raw header arrays are passed to respond() only on a Node.js that takes them (24.7.0 and later)", () => {
   for (const [version, takes] of [

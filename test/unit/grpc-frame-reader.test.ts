@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import grpcJsStreamDecoder from "@grpc/grpc-js/build/src/stream-decoder.js";
 import { ANNOUNCED_SHARE, GrpcFrameReader, MESSAGE_GROWTH, MIN_MESSAGE_CAPACITY } from "../../src/rpc/grpc-frame-reader.js";
-import { createVersionStreams } from "../../src/rpc/create-version-stream.js";
 
 const { StreamDecoder } = grpcJsStreamDecoder;
 
@@ -197,31 +196,5 @@ describe("GrpcFrameReader: fuzzed cuts give back every message, byte for byte", 
       // Nothing left but, perhaps, the 5-byte buffer of a prefix once split.
       assert.ok(reader.heldBytes === 0 || reader.heldBytes === 5, `round ${round}: ${reader.heldBytes}`);
     }
-  });
-});
-
-describe("createVersionStreams: which calls it takes", () => {
-  const plain = { ":path": "/cogmentAPI.ModelRegistrySP/CreateVersion", "content-type": "application/grpc" };
-  test("a plain CreateVersion call, identity or application/grpc+proto included", () => {
-    const streams = createVersionStreams({} as Parameters<typeof createVersionStreams>[0]);
-    assert.equal(streams.takes(plain), true);
-    assert.equal(streams.takes({ ...plain, "grpc-encoding": "identity", "content-type": "application/grpc+proto" }), true);
-    assert.equal(streams.takes({ ...plain, "grpc-timeout": "10S" }), true);
-  });
-
-  test("not another method, several deadlines, a compression, another content type, or once stopped", () => {
-    const streams = createVersionStreams({} as Parameters<typeof createVersionStreams>[0]);
-    for (const headers of [
-      { ...plain, ":path": "/cogmentAPI.ModelRegistrySP/RetrieveVersionInfos" },
-      { ...plain, "grpc-timeout": "10S, 20S" },
-      { ...plain, "grpc-encoding": "gzip" },
-      { ...plain, "content-type": "application/grpc+json" },
-      { ...plain, "content-type": undefined },
-    ]) {
-      assert.equal(streams.takes(headers), false, JSON.stringify(headers));
-    }
-    streams.stopTaking();
-    assert.equal(streams.takes(plain), false);
-    assert.equal(streams.served, 0);
   });
 });
