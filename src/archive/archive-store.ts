@@ -84,6 +84,14 @@ export interface ArchiveStore {
    */
   putVersion(version: VersionRecord, dataChunks: readonly Uint8Array[], fence?: PlacementFence): Promise<void>;
   /**
+   * With a `fence`, putVersion (and a streamed commit) first writes a pending mark of the version
+   * (layout.ts, pendingMarkPath), and listings skip the version until this removes it: call it once
+   * the shared state committed the version, before a client is told so. A version whose writer died
+   * before (its commit script never ran, or ran just before) is thus never listed from the archive
+   * (an import into an empty Redis, single mode). No error if there is no mark.
+   */
+  markCommitted?(modelId: string, versionNumber: number): Promise<void>;
+  /**
    * Starts writing an archived version's data as it arrives, for versions too large to hold in
    * memory: nothing is visible until commit, and abort leaves nothing behind.
    */

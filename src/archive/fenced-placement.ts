@@ -10,21 +10,30 @@
  * - a file already at the final name is replaced only after a second confirmation: while this
  *   writer's claim holds, the number is not committed, and whatever is there is a leftover of a
  *   writer that never committed it;
- * - after a failure, only a file that is still this writer's own (same inode) is removed.
+ * - after a failure, only a file that is still this writer's own (same inode) is removed;
+ * - before any file goes in place, a pending mark holding the version's info text is written
+ *   (layout.ts, pendingMarkPath): until the shared state committed the number and the mark is
+ *   removed (ArchiveStore.markCommitted), a listing skips the version, so files left by a writer
+ *   that died before its commit are never listed. It is never removed after a failure: it then
+ *   hides only this writer's files (a mark names one info text; any other writer's info differs).
  * What is left: a writer paused for longer than the lease's margin exactly between a confirmation
  * and its replacing rename (docs/redis-mode.md, "Stale writers").
  */
-import { link, lstat, rename, rm, unlink } from "node:fs/promises";
+import { link, lstat, rename, rm, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { PlacementFence } from "./archive-store.js";
 import { type FileIdentity, syncDirectory } from "./atomic-write.js";
 import { errorCode } from "./errno.js";
+import { tempFileName } from "./layout.js";
 
 export interface StagedVersionFiles {
   readonly dataTempPath: string;
   readonly dataPath: string;
   readonly infoTempPath: string;
   readonly infoPath: string;
+  /** The version's pending mark, and the info text it holds (the staged info's). */
+  readonly pendingMarkPath: string;
+  readonly infoText: string;
 }
 
 /** File systems without hard links: the placement falls back on a rename after the fence's confirmation. */
@@ -68,14 +77,38 @@ async function placeWithoutReplacing(tempPath: string, finalPath: string, fence:
 }
 
 /**
- * Puts the staged data and info files of a version in place (info last: the commit marker), once the
+ * Writes the pending mark: a new file put in place with a rename, so a mark already there (another
+ * writer's, who never committed) is replaced whole, never seen half written. Not flushed: the
+ * placement's directory sync follows, and it is in the same directory.
+ */
+async function writePendingMark(markPath: string, infoText: string): Promise<void> {
+  const tempPath = path.join(path.dirname(markPath), tempFileName(path.basename(markPath)));
+  try {
+    await writeFile(tempPath, infoText, { flag: "wx" });
+    await rename(tempPath, markPath);
+  } catch (error) {
+    await rm(tempPath, { force: true }).catch(ignore);
+    throw error;
+  }
+}
+
+/**
+ * Puts the staged data and info files of a version in place (info last: the commit marker) under a
+ * pending mark (removed once the shared state committed the version), once the
  * fence confirms the claim of their number. On failure the temporary files are removed, and so is
  * the data file if it is still this writer's; the error is rethrown (the fence's ABORTED included).
  */
 export async function placeStagedVersionFiles(files: StagedVersionFiles, fence: PlacementFence): Promise<void> {
   let ownData: FileIdentity | undefined;
   try {
-    await fence.confirm();
+    // The mark's write beside the confirmation's round trip to Redis; both are done before any link.
+    const [marked, confirmed] = await Promise.allSettled([writePendingMark(files.pendingMarkPath, files.infoText), fence.confirm()]);
+    if (confirmed.status === "rejected") {
+      throw confirmed.reason;
+    }
+    if (marked.status === "rejected") {
+      throw marked.reason;
+    }
     ownData = await identityOf(files.dataTempPath);
     await placeWithoutReplacing(files.dataTempPath, files.dataPath, fence);
     await placeWithoutReplacing(files.infoTempPath, files.infoPath, fence);

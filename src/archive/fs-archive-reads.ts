@@ -6,7 +6,17 @@ import { notFound } from "../errors/index.js";
 import type { ModelRecord, VersionRecord } from "../domain/index.js";
 import type { ArchiveStore, VersionDataReader } from "./archive-store.js";
 import { errorMessage, isMissing } from "./errno.js";
-import { archiveMetaFilePath, metaFilePath, modelDirPath, modelInfoPath, parseVersionFileName, versionDataPath, versionInfoPath } from "./layout.js";
+import {
+  archiveMetaFilePath,
+  metaFilePath,
+  modelDirPath,
+  modelInfoPath,
+  parsePendingMarkName,
+  parseVersionFileName,
+  pendingMarkPath,
+  versionDataPath,
+  versionInfoPath,
+} from "./layout.js";
 import { type SkippedVersion, keepServable, loadListedVersion } from "./listed-version.js";
 import { decodeModelInfo } from "./yaml-codec.js";
 
@@ -109,7 +119,7 @@ export function createFsArchiveReads(
   function loadVersion(
     modelId: string,
     versionNumber: number,
-    files: { info?: string; data?: string },
+    files: { info?: string; data?: string; pending?: boolean },
   ): Promise<VersionRecord | SkippedVersion> {
     const infoPath = versionInfoPath(root, modelId, versionNumber);
     const dataPath = versionDataPath(root, modelId, versionNumber);
@@ -120,6 +130,7 @@ export function createFsArchiveReads(
       hasInfo: files.info !== undefined,
       hasData: files.data !== undefined,
       readInfo: () => readFile(infoPath, "utf8"),
+      pendingMark: files.pending === true ? () => readTextIfExists(pendingMarkPath(root, modelId, versionNumber)) : undefined,
       async dataSize() {
         try {
           const dataStat = await stat(dataPath);
@@ -212,13 +223,25 @@ export function createFsArchiveReads(
 
     async listVersions(modelId) {
       const directory = modelDirPath(root, modelId);
-      const files = new Map<number, { info?: string; data?: string }>();
+      const files = new Map<number, { info?: string; data?: string; pending?: boolean }>();
+      const pending: number[] = [];
       for (const name of await readdirIfExists(directory)) {
         const parsed = parseVersionFileName(modelId, name);
         if (parsed !== undefined) {
           const entry = files.get(parsed.versionNumber) ?? {};
           entry[parsed.kind] = name;
           files.set(parsed.versionNumber, entry);
+        } else {
+          const marked = parsePendingMarkName(name);
+          if (marked !== undefined) {
+            pending.push(marked);
+          }
+        }
+      }
+      for (const versionNumber of pending) {
+        const entry = files.get(versionNumber);
+        if (entry !== undefined) {
+          entry.pending = true;
         }
       }
       const numbers = [...files.keys()].sort((a, b) => a - b);

@@ -12,7 +12,17 @@ import { createGroupCommit } from "./group-commit.js";
 import { createModelJournal } from "./model-journal.js";
 import type { ModelRecord } from "../domain/index.js";
 import { notFound, type RegistryError } from "../errors/index.js";
-import { archiveMetaFilePath, isTempFileName, metaFilePath, modelDirPath, modelInfoPath, tempFileName, versionDataPath, versionInfoPath } from "./layout.js";
+import {
+  archiveMetaFilePath,
+  isTempFileName,
+  metaFilePath,
+  modelDirPath,
+  modelInfoPath,
+  pendingMarkPath,
+  tempFileName,
+  versionDataPath,
+  versionInfoPath,
+} from "./layout.js";
 import { encodeModelInfo, encodeVersionInfo } from "./yaml-codec.js";
 
 /** The writing half of the archive directory: start-up clean-up, models, versions and metadata. */
@@ -251,11 +261,12 @@ export function createFsArchiveWrites(
     });
 
   /** commitStreamedVersion where several instances share the archive: staged by the writer, put in place here. */
-  async function commitStreamedFenced(modelId: string, commit: StreamedVersionCommit, fence: PlacementFence): Promise<void> {
+  async function commitStreamedFenced(modelId: string, versionNumber: number, commit: StreamedVersionCommit, fence: PlacementFence): Promise<void> {
     const stageInfoAt = tempPathNextTo(commit.infoPath);
     await writer.commitStreamedVersion({ ...commit, stageInfoAt });
-    const { tempDataPath, dataPath, infoPath } = commit;
-    await placeFenced(modelId, { dataTempPath: tempDataPath, dataPath, infoTempPath: stageInfoAt, infoPath }, fence);
+    const { tempDataPath, dataPath, infoPath, infoText } = commit;
+    const markPath = pendingMarkPath(root, modelId, versionNumber);
+    await placeFenced(modelId, { dataTempPath: tempDataPath, dataPath, infoTempPath: stageInfoAt, infoPath, pendingMarkPath: markPath, infoText }, fence);
   }
 
   return {
@@ -364,7 +375,14 @@ export function createFsArchiveWrites(
       }
       const stageAt = { dataTempPath: tempPathNextTo(files.dataPath), infoTempPath: tempPathNextTo(files.infoPath) };
       await intoModelDir(modelDirPath(root, version.modelId), () => writer.writeVersionFilesAtomic({ ...files, stageAt }));
-      await placeFenced(version.modelId, { ...stageAt, dataPath: files.dataPath, infoPath: files.infoPath }, fence);
+      const markPath = pendingMarkPath(root, version.modelId, version.versionNumber);
+      await placeFenced(version.modelId, { ...stageAt, dataPath: files.dataPath, infoPath: files.infoPath, pendingMarkPath: markPath, infoText: files.infoText }, fence);
+    },
+
+    async markCommitted(modelId, versionNumber) {
+      // Not flushed: a crash of the machine (not of the process) right after may bring the mark back,
+      // and the version then counts as not committed (see docs/redis-mode.md, "Numbering and the archive").
+      await rm(pendingMarkPath(root, modelId, versionNumber), { force: true });
     },
 
     async beginVersionData(modelId) {
@@ -440,7 +458,7 @@ export function createFsArchiveWrites(
               infoPath: versionInfoPath(root, version.modelId, version.versionNumber),
               infoText: encodeVersionInfo(version),
             };
-            await (fence === undefined ? writer.commitStreamedVersion(commit) : commitStreamedFenced(modelId, commit, fence)).catch((error: unknown) => {
+            await (fence === undefined ? writer.commitStreamedVersion(commit) : commitStreamedFenced(modelId, version.versionNumber, commit, fence)).catch((error: unknown) => {
               throw streamFailure(upload, error);
             });
           } finally {

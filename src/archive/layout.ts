@@ -142,6 +142,30 @@ export function metaFilePath(root: string, modelId: string, key: string): string
   return inside(root, modelId, `${META_PREFIX}${key}`);
 }
 
+const PENDING_MARK_PREFIX = `${META_PREFIX}pending-v`;
+
+/**
+ * `<root>/<model_id>/.cogment-ts-pending-v<NNNNNN>`: written by a writer sharing the archive (Redis
+ * mode) before it puts version N's files in place, holding the text of N's info, and removed once
+ * the shared state committed N. A listing skips a version whose info is still the mark's text: its
+ * commit never completed (see ArchiveStore.completeVersion).
+ */
+export function pendingMarkPath(root: string, modelId: string, versionNumber: number): string {
+  checkModelId(modelId);
+  checkVersionNumber(versionNumber);
+  return inside(root, modelId, `${PENDING_MARK_PREFIX}${formatVersionNumber(versionNumber)}`);
+}
+
+/** The version number of a pending mark's file name (pendingMarkPath), or undefined for any other name. */
+export function parsePendingMarkName(fileName: string): number | undefined {
+  if (!fileName.startsWith(PENDING_MARK_PREFIX)) {
+    return undefined;
+  }
+  const digits = fileName.slice(PENDING_MARK_PREFIX.length);
+  const versionNumber = Number(digits);
+  return /^\d+$/.test(digits) && Number.isSafeInteger(versionNumber) && versionNumber >= 1 && formatVersionNumber(versionNumber) === digits ? versionNumber : undefined;
+}
+
 /** Our own archive-wide metadata file, `<root>/.cogment-ts-<key>` (beside the model journal); keys are `[a-z-]+`. */
 export function archiveMetaFilePath(root: string, key: string): string {
   if (!META_KEY_PATTERN.test(key)) {

@@ -20,7 +20,15 @@ export interface ListedVersionFiles {
   readInfo(): Promise<string | undefined>;
   /** The data's size in bytes, or why it cannot be served. */
   dataSize(): Promise<number | { readonly problem: string; readonly error?: string }>;
+  /**
+   * Present when the version has a pending mark (layout.ts, pendingMarkPath): reads its text
+   * (undefined when it vanished since the listing: the commit completed meanwhile).
+   */
+  readonly pendingMark?: (() => Promise<string | undefined>) | undefined;
 }
+
+/** Why a version whose commit never completed is skipped (its info is still the text of its pending mark). */
+export const UNCOMMITTED_VERSION = "its commit did not complete (an instance stopped between putting its files in place and committing it)";
 
 /**
  * The version a listing found, or why it is skipped: both files present, an info that parses and
@@ -48,6 +56,18 @@ export async function loadListedVersion(
     const text = await files.readInfo();
     if (text === undefined) {
       return skip("version info without data file", at(files.infoLocation));
+    }
+    if (files.pendingMark !== undefined) {
+      let mark: string | undefined;
+      try {
+        mark = await files.pendingMark();
+      } catch (error) {
+        return skip(UNCOMMITTED_VERSION, { ...at(files.infoLocation), error: `its pending mark cannot be read: ${errorMessage(error)}` });
+      }
+      // Another text: the number was written again since, by a writer that leaves no mark (single mode, the original server).
+      if (mark === text) {
+        return skip(UNCOMMITTED_VERSION, at(files.infoLocation));
+      }
     }
     version = decodeVersionInfo(text);
   } catch (error) {

@@ -9,7 +9,7 @@ import { notFound, RegistryError } from "../errors/index.js";
 import type { ModelRecord, VersionRecord } from "../domain/index.js";
 import type { ArchiveStore } from "./archive-store.js";
 import { errorMessage } from "./errno.js";
-import { isMetaFileName, isTempFileName, parseVersionFileName } from "./layout.js";
+import { isMetaFileName, isTempFileName, parsePendingMarkName, parseVersionFileName } from "./layout.js";
 import { isNotFound, toS3RegistryError } from "./s3-errors.js";
 import { createS3Keys } from "./s3-keys.js";
 import { createS3Objects, mapLimit } from "./s3-objects.js";
@@ -36,6 +36,7 @@ const LIST_CONCURRENCY = 16;
 interface VersionObjects {
   info?: _Object;
   data?: _Object;
+  pending?: boolean;
 }
 
 export function createS3ArchiveStore(options: S3ArchiveStoreOptions): ArchiveStore {
@@ -58,6 +59,7 @@ export function createS3ArchiveStore(options: S3ArchiveStoreOptions): ArchiveSto
       hasInfo: objects.info !== undefined,
       hasData: objects.data !== undefined,
       readInfo: () => getText(infoKey),
+      pendingMark: objects.pending === true ? () => getText(keys.pendingMark(modelId, versionNumber)) : undefined,
       dataSize: () => Promise.resolve(size ?? { problem: "data object without a size in the listing" }),
     });
   }
@@ -148,13 +150,17 @@ export function createS3ArchiveStore(options: S3ArchiveStoreOptions): ArchiveSto
       const { objects } = await listAll(modelPrefix);
       const byNumber = new Map<number, VersionObjects>();
       const leftovers: string[] = [];
+      const pending: number[] = [];
       for (const object of objects) {
         const name = (object.Key ?? "").slice(modelPrefix.length);
         const parsed = parseVersionFileName(modelId, name);
+        const marked = parsed === undefined ? parsePendingMarkName(name) : undefined;
         if (parsed !== undefined) {
           const entry = byNumber.get(parsed.versionNumber) ?? {};
           entry[parsed.kind] = object;
           byNumber.set(parsed.versionNumber, entry);
+        } else if (marked !== undefined) {
+          pending.push(marked);
         } else if (isTempFileName(name) && object.LastModified !== undefined && Date.now() - object.LastModified.getTime() > leftoverAgeMs) {
           leftovers.push(object.Key ?? "");
         }
@@ -162,6 +168,12 @@ export function createS3ArchiveStore(options: S3ArchiveStoreOptions): ArchiveSto
       for (const key of leftovers) {
         warn("removing a leftover temporary object of an interrupted upload", { key });
         await removeQuietly(key);
+      }
+      for (const versionNumber of pending) {
+        const entry = byNumber.get(versionNumber);
+        if (entry !== undefined) {
+          entry.pending = true;
+        }
       }
       const numbers = [...byNumber.keys()].sort((a, b) => a - b);
       const loaded = await mapLimit(numbers, LIST_CONCURRENCY, (n) => loadVersion(modelId, n, byNumber.get(n) ?? {}));

@@ -5,7 +5,7 @@
  * SDK percent-encodes them on the wire, so spaces, ':', '@' or non-ASCII need nothing here.
  */
 import path from "node:path";
-import { archiveMetaFilePath, metaFilePath, modelDirPath, modelInfoPath, tempFileName, versionDataPath, versionInfoPath } from "./layout.js";
+import { archiveMetaFilePath, metaFilePath, modelDirPath, modelInfoPath, pendingMarkPath, tempFileName, versionDataPath, versionInfoPath } from "./layout.js";
 
 // layout.ts builds paths below a root; the key is the part below it.
 const ROOT = "/";
@@ -19,6 +19,8 @@ export interface S3Keys {
   versionInfo(modelId: string, versionNumber: number): string;
   versionData(modelId: string, versionNumber: number): string;
   meta(modelId: string, key: string): string;
+  /** A version's pending mark (layout.ts, pendingMarkPath): a dotfile of the model's, as the metadata. */
+  pendingMark(modelId: string, versionNumber: number): string;
   /** An archive-wide metadata object: a dotfile at the archive root, never a model. */
   archiveMeta(key: string): string;
   /** Where a streamed version's data goes until it has a number: a temp name the directory backend also removes. */
@@ -35,6 +37,7 @@ export function createS3Keys(prefix: string): S3Keys {
     versionInfo: (modelId, n) => prefix + below(versionInfoPath(ROOT, modelId, n)),
     versionData: (modelId, n) => prefix + below(versionDataPath(ROOT, modelId, n)),
     meta: (modelId, key) => prefix + below(metaFilePath(ROOT, modelId, key)),
+    pendingMark: (modelId, n) => prefix + below(pendingMarkPath(ROOT, modelId, n)),
     archiveMeta: (key) => prefix + below(archiveMetaFilePath(ROOT, key)),
     uploadData: (modelId) => `${prefix}${below(modelDirPath(ROOT, modelId))}/${tempFileName(`${modelId}-upload.data`)}`,
     writeCheck: () => `${prefix}.cogment-ts-write-check`,

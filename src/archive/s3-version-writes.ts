@@ -19,6 +19,10 @@
  * keys. So the info is written, and a leftover data object replaced, only once the fence confirms the
  * claim; and after a failure the data object is removed only if it is still this writer's (a
  * DeleteObject with `If-Match` on the ETag its write returned). See docs/redis-mode.md, "Stale writers".
+ * Beside its data, such a writer also puts the version's pending mark (an object holding the info's
+ * text, see layout.ts, pendingMarkPath), before its info, removed by markCommitted once Redis committed the version:
+ * a listing skips the version meanwhile, so the objects of a writer that died before its commit are
+ * never listed. The mark is never removed after a failure: it names this writer's info text only.
  */
 import {
   AbortMultipartUploadCommand,
@@ -52,11 +56,11 @@ export interface S3VersionWritesOptions {
   readonly warn: (message: string, details: Record<string, unknown>) => void;
 }
 
-export type S3VersionWrites = Pick<ArchiveStore, "putVersion" | "beginVersionData">;
+export type S3VersionWrites = Pick<ArchiveStore, "putVersion" | "beginVersionData" | "markCommitted">;
 
 export function createS3VersionWrites(options: S3VersionWritesOptions): S3VersionWrites {
   const { client, bucket, keys, warn } = options;
-  const { call, getText, putText, exists, etagOf, removeQuietly, removeOwn } = options.objects;
+  const { call, getText, putText, exists, etagOf, deleteKey, removeQuietly, removeOwn } = options.objects;
   const maxSingleCopy = options.maxSingleCopyBytes ?? MAX_SINGLE_COPY_BYTES;
 
   /** Copies `source` to `target` under `condition`; resolves to the ETag of the object written. */
@@ -195,6 +199,30 @@ export function createS3VersionWrites(options: S3VersionWritesOptions): S3Versio
     }
   }
 
+  /**
+   * Writes the version's data with `write`, then its info, as writeData and commitInfo do. With a
+   * fence (several instances), the version's pending mark is written beside the data (a listing
+   * counts a version only once its info is there), and the info only once the mark is in place.
+   */
+  async function writeVersion(
+    version: VersionRecord,
+    what: string,
+    write: (condition: WriteCondition) => Promise<string | undefined>,
+    fence: PlacementFence | undefined,
+  ): Promise<void> {
+    const markKey = keys.pendingMark(version.modelId, version.versionNumber);
+    const marked = fence === undefined ? undefined : call(`writing ${markKey}`, () => putText(markKey, encodeVersionInfo(version)));
+    marked?.catch(() => undefined); // awaited below, unless the data write fails first
+    const ownData = await writeData(version, what, write, fence);
+    try {
+      await marked;
+    } catch (error) {
+      await removeOwnData(version, ownData);
+      throw error;
+    }
+    await commitInfo(version, ownData, fence);
+  }
+
   function describe(version: VersionRecord): string {
     return `version ${version.versionNumber} of model "${version.modelId}"`;
   }
@@ -209,8 +237,12 @@ export function createS3VersionWrites(options: S3VersionWritesOptions): S3Versio
         throw new Error(`${describe(version)}: data is ${total} bytes, data_size is ${version.dataSize}`);
       }
       const dataKey = keys.versionData(version.modelId, version.versionNumber);
-      const ownData = await writeData(version, `writing ${dataKey}`, (condition) => uploadChunks({ client, bucket, key: dataKey, condition }, dataChunks), fence);
-      await commitInfo(version, ownData, fence);
+      await writeVersion(version, `writing ${dataKey}`, (condition) => uploadChunks({ client, bucket, key: dataKey, condition }, dataChunks), fence);
+    },
+
+    async markCommitted(modelId, versionNumber) {
+      const markKey = keys.pendingMark(modelId, versionNumber);
+      await deleteKey(markKey);
     },
 
     async beginVersionData(modelId): Promise<StreamedVersionData> {
@@ -230,8 +262,7 @@ export function createS3VersionWrites(options: S3VersionWritesOptions): S3Versio
           }
           const dataKey = keys.versionData(version.modelId, version.versionNumber);
           try {
-            const ownData = await writeData(version, `copying ${tempKey} to ${dataKey}`, (condition) => copyObject(tempKey, dataKey, size, condition), fence);
-            await commitInfo(version, ownData, fence);
+            await writeVersion(version, `copying ${tempKey} to ${dataKey}`, (condition) => copyObject(tempKey, dataKey, size, condition), fence);
           } finally {
             await removeQuietly(tempKey);
           }

@@ -299,6 +299,29 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     };
   };
 
+  /**
+   * After the commit script: an archived version's files were put in place under a pending mark
+   * (ArchiveStore.markCommitted), which an import of the archive into an empty Redis, or single mode,
+   * takes for a commit that never completed. Rejects when the mark could not be removed: the version
+   * is committed (listed, announced), but the client must not be told it is without that caveat.
+   */
+  const recordCommitInArchive = async (version: VersionRecord): Promise<void> => {
+    if (!version.archived || archive.markCommitted === undefined) {
+      return;
+    }
+    try {
+      await archive.markCommitted(version.modelId, version.versionNumber);
+    } catch (error) {
+      const { modelId, versionNumber } = version;
+      log.error({ err: error, modelId, versionNumber }, "an archived version was committed in Redis, but its pending mark could not be removed from the archive");
+      const cause = error instanceof Error ? error.message : String(error);
+      throw new RegistryError(
+        Code.UNAVAILABLE,
+        `version ${versionNumber} of model "${modelId}" was committed, but the archive could not record that its commit completed (${cause}): it is listed and served while Redis keeps it, but an import of the archive into an empty Redis would not list it`,
+      );
+    }
+  };
+
   /** The Redis writer behind each sink handed out by beginTransientData. */
   const writers = new WeakMap<TransientDataSink, VersionDataWriter>();
 
@@ -335,6 +358,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       fence,
       async commit(version, transientData) {
         const writer = transientData === undefined ? undefined : writers.get(transientData);
+        let stored: StoredVersion;
         try {
           if (transientData !== undefined && writer === undefined) {
             throw new Error("claim.commit was given a transient data sink of another registry state");
@@ -346,20 +370,24 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
           const uploaded: UploadedData | undefined = writer === undefined || version.archived ? undefined : await writer.finish();
           clearInterval(renewal);
           const { versionNumber: _assigned, ...newVersion } = version;
-          const stored = await store.commitVersion(newVersion, claim.generation, uploaded, claim, reservedUpTo);
-          announceVersion(stored.record, claim.generation);
-          return await previousVersion(modelId, claim.versionNumber);
+          stored = await store.commitVersion(newVersion, claim.generation, uploaded, claim, reservedUpTo);
         } catch (error) {
           clearInterval(renewal);
           if (error instanceof ReplicationUnconfirmed) {
             // Committed (numbered, published), only not known to be replicated: nothing to undo.
-            announceVersion((error.outcome as StoredVersion).record, claim.generation);
+            const committed = (error.outcome as StoredVersion).record;
+            announceVersion(committed, claim.generation);
+            await recordCommitInArchive(committed).catch(() => undefined); // logged; the client gets the replication's error
             throw error;
           }
           await writer?.abort();
           await store.releaseClaim(modelId, claim.token).catch(() => undefined);
           throw error;
         }
+        announceVersion(stored.record, claim.generation);
+        // Before the reply: until then, the archive does not count the version (see markCommitted).
+        await recordCommitInArchive(stored.record);
+        return await previousVersion(modelId, claim.versionNumber);
       },
       abandon(numberSpent = false) {
         clearInterval(renewal);

@@ -320,6 +320,48 @@ for (const backend of backends) {
       );
     });
 
+    test("with a fence (several instances), a version is listed only once markCommitted recorded its commit; a mark naming another info hides nothing", async () => {
+      const archive = await backend.create();
+      const { store } = archive;
+      const fence: PlacementFence = { confirm: async () => undefined };
+      const one = Buffer.from("one");
+      const two = Buffer.from("two, streamed");
+      await store.putVersion(version("p", 1, one), [one], fence);
+      const stream = await store.beginVersionData("p");
+      await stream.append([two]);
+      await stream.commit(version("p", 2, two), fence);
+      assert.deepEqual(await archive.listRaw(), [
+        "p/.cogment-ts-pending-v000001",
+        "p/.cogment-ts-pending-v000002",
+        "p/p-v000001.data",
+        "p/p-v000001.yaml",
+        "p/p-v000002.data",
+        "p/p-v000002.yaml",
+      ]);
+      assert.equal((await archive.readRaw("p/.cogment-ts-pending-v000001")).toString(), encodeVersionInfo(version("p", 1, one)));
+      // Not committed yet (or never: its writer died before its commit script).
+      assert.deepEqual(await store.listVersions("p"), []);
+      await store.markCommitted?.("p", 2);
+      await store.markCommitted?.("p", 7); // no mark: nothing to do
+      assert.deepEqual(await store.listVersions("p"), [version("p", 2, two)]);
+      // Number 1 written again by a writer that leaves no mark (single mode, the original server): another info.
+      const again = Buffer.from("again");
+      await store.deleteVersion("p", 1);
+      await store.putVersion(version("p", 1, again), [again]);
+      assert.deepEqual(await store.listVersions("p"), [version("p", 1, again), version("p", 2, two)]);
+      assert.deepEqual(await archive.listRaw(), ["p/.cogment-ts-pending-v000001", "p/p-v000001.data", "p/p-v000001.yaml", "p/p-v000002.data", "p/p-v000002.yaml"]);
+      const skipped = "archived version skipped: its commit did not complete (an instance stopped between putting its files in place and committing it)";
+      assert.deepEqual(
+        archive.warnings.map((w) => [w.message, w.details.versionNumber]),
+        [
+          [skipped, 1],
+          [skipped, 2],
+          [skipped, 1], // the second listing
+        ],
+      );
+      assert.equal(await archive.pendingUploads(), 0);
+    });
+
     test("deleteVersion removes info and data; no error if missing", async () => {
       const archive = await backend.create();
       const { store } = archive;
@@ -465,6 +507,8 @@ describe("archive store: S3 only", () => {
     await stream.append([two]);
     await stream.commit(version("f", 2, two), held);
     assert.equal(confirms, 3, "before the leftover's replacement, and before the info");
+    await store.markCommitted?.("f", 1);
+    await store.markCommitted?.("f", 2);
 
     const lost: PlacementFence = {
       confirm: async () => {
@@ -481,8 +525,16 @@ describe("archive store: S3 only", () => {
     const keys = await (s3Client as S3Client).send(new ListObjectsV2Command({ Bucket: "contract", Prefix: "fenced/" }));
     assert.deepEqual(
       (keys.Contents ?? []).map((o) => o.Key),
-      ["fenced/f/f-v000001.data", "fenced/f/f-v000001.yaml", "fenced/f/f-v000002.data", "fenced/f/f-v000002.yaml", "fenced/f/f-v000004.data"],
-      "version 3's data went with its lost claim; version 4's object is left as it was",
+      [
+        "fenced/f/.cogment-ts-pending-v000003",
+        "fenced/f/.cogment-ts-pending-v000004",
+        "fenced/f/f-v000001.data",
+        "fenced/f/f-v000001.yaml",
+        "fenced/f/f-v000002.data",
+        "fenced/f/f-v000002.yaml",
+        "fenced/f/f-v000004.data",
+      ],
+      "version 3's data went with its lost claim (its pending mark stays: it names only its info); version 4's object is left as it was",
     );
     assert.equal((await readRawObject("fenced/f/f-v000004.data")).toString(), "another writer's");
     assert.deepEqual(await readAt(store, "f", 2, 0, 100), two);

@@ -12,6 +12,9 @@ after(async () => {
 });
 
 const CLAIM_LOST = "the claim ran out";
+const MARK = ".cogment-ts-pending-v000001";
+/** The pending mark this writer leaves (removed only once its commit completed, by ArchiveStore.markCommitted). */
+const OWN_MARK = { [MARK]: "my info" };
 
 /** A fence whose n-th confirm() runs `steps[n]` (what other writers do meanwhile), then resolves, or rejects when the step returns "lost". */
 function scriptedFence(steps: (() => Promise<"held" | "lost">)[]): PlacementFence & { readonly calls: number } {
@@ -42,6 +45,8 @@ async function staged(): Promise<{ dir: string; files: StagedVersionFiles }> {
     dataPath: path.join(dir, "m-v000001.data"),
     infoTempPath: path.join(dir, ".m-v000001.yaml.tmp-0000000000000002"),
     infoPath: path.join(dir, "m-v000001.yaml"),
+    pendingMarkPath: path.join(dir, MARK),
+    infoText: "my info",
   };
   await fs.writeFile(files.dataTempPath, "mine");
   await fs.writeFile(files.infoTempPath, "my info");
@@ -66,15 +71,22 @@ describe("fenced placement of a version's files (several instances on one archiv
     const { dir, files } = await staged();
     const fence = scriptedFence([held]);
     await placeStagedVersionFiles(files, fence);
-    assert.deepEqual(await contents(dir), { "m-v000001.data": "mine", "m-v000001.yaml": "my info" });
+    assert.deepEqual(await contents(dir), { ...OWN_MARK, "m-v000001.data": "mine", "m-v000001.yaml": "my info" });
     assert.equal(fence.calls, 1);
+  });
+
+  test("a pending mark already there (a writer that never committed the number) is replaced by this writer's", async () => {
+    const { dir, files } = await staged();
+    await fs.writeFile(files.pendingMarkPath, "their info");
+    await placeStagedVersionFiles(files, scriptedFence([held]));
+    assert.deepEqual(await contents(dir), { ...OWN_MARK, "m-v000001.data": "mine", "m-v000001.yaml": "my info" });
   });
 
   test("the claim ran out before the placement: nothing is put in place, the other writer's files stay, the temporary files go", async () => {
     const { dir, files } = await staged();
     await putOthers(files, "both");
     await assert.rejects(placeStagedVersionFiles(files, scriptedFence([lost])), { message: CLAIM_LOST });
-    assert.deepEqual(await contents(dir), { "m-v000001.data": "theirs", "m-v000001.yaml": "their info" });
+    assert.deepEqual(await contents(dir), { ...OWN_MARK, "m-v000001.data": "theirs", "m-v000001.yaml": "their info" });
   });
 
   test("a file at the final name is not replaced when the second confirmation fails (the other writer committed the number)", async () => {
@@ -88,7 +100,7 @@ describe("fenced placement of a version's files (several instances on one archiv
       lost,
     ]);
     await assert.rejects(placeStagedVersionFiles(files, fence), { message: CLAIM_LOST });
-    assert.deepEqual(await contents(dir), { "m-v000001.data": "theirs", "m-v000001.yaml": "their info" });
+    assert.deepEqual(await contents(dir), { ...OWN_MARK, "m-v000001.data": "theirs", "m-v000001.yaml": "their info" });
     assert.equal(fence.calls, 2);
   });
 
@@ -104,22 +116,38 @@ describe("fenced placement of a version's files (several instances on one archiv
       },
     ]);
     await assert.rejects(placeStagedVersionFiles(files, fence), { message: CLAIM_LOST });
-    assert.deepEqual(await contents(dir), { "m-v000001.data": "theirs", "m-v000001.yaml": "their info" });
+    assert.deepEqual(await contents(dir), { ...OWN_MARK, "m-v000001.data": "theirs", "m-v000001.yaml": "their info" });
   });
 
   test("a failed writer removes its own data file from the final name", async () => {
     const { dir, files } = await staged();
     await fs.writeFile(files.infoPath, "their info"); // e.g. a leftover info; the claim then turns out lost
     await assert.rejects(placeStagedVersionFiles(files, scriptedFence([held, lost])), { message: CLAIM_LOST });
-    assert.deepEqual(await contents(dir), { "m-v000001.yaml": "their info" });
+    assert.deepEqual(await contents(dir), { ...OWN_MARK, "m-v000001.yaml": "their info" });
   });
 
   test("the holder of the claim, confirmed twice, replaces the files a writer left without committing them", async () => {
     const { dir, files } = await staged();
     await putOthers(files, "both");
-    const fence = scriptedFence([held, held, held]);
+    // The second confirmation comes before the first file is replaced: the pending mark is in place by then.
+    let beforeReplacing: Record<string, string> = {};
+    const fence = scriptedFence([
+      held,
+      async () => {
+        beforeReplacing = await contents(dir);
+        return "held";
+      },
+      held,
+    ]);
     await placeStagedVersionFiles(files, fence);
-    assert.deepEqual(await contents(dir), { "m-v000001.data": "mine", "m-v000001.yaml": "my info" });
+    assert.deepEqual(beforeReplacing, {
+      ...OWN_MARK,
+      ".m-v000001.data.tmp-0000000000000001": "mine",
+      ".m-v000001.yaml.tmp-0000000000000002": "my info",
+      "m-v000001.data": "theirs",
+      "m-v000001.yaml": "their info",
+    });
+    assert.deepEqual(await contents(dir), { ...OWN_MARK, "m-v000001.data": "mine", "m-v000001.yaml": "my info" });
     assert.equal(fence.calls, 3);
   });
 });
