@@ -18,6 +18,7 @@ import {
 import type { RegistryState, TransientDataSink, TransientDataSource, VersionNumberClaim } from "./registry-state.js";
 import type { ArchiveNumbering } from "./archive-numbering.js";
 import { ArchiveConflict, syncArchiveIntoRedis } from "./archive-sync.js";
+import { renewLeaseWhileHeld } from "./lease-renewal.js";
 
 export interface RedisRegistryStateOptions {
   readonly store: RedisRegistryStore;
@@ -47,8 +48,6 @@ export interface RedisRegistryStateOptions {
 const DEFAULT_START_WAIT_MS = 2_000;
 const DEFAULT_RESUME_RETRY_MS = 1_000;
 const DEFAULT_CLAIM_LEASE_MS = 5_000;
-/** A claim's (a deletion's) lease is renewed this often while its commit stores the bytes (its files are removed): a share of the lease. */
-const CLAIM_RENEW_SHARE = 0.3;
 const DEFAULT_CLAIM_WAIT_MS = 30_000;
 const DEFAULT_DELETION_LEASE_MS = 10_000;
 /** Pause between two attempts at a claim held by another commit of the same model. */
@@ -304,10 +303,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
 
   const newClaim = (modelId: string, claim: NumberClaim, reservation: Promise<number | undefined>): VersionNumberClaim => {
     // Renewed while the bytes are stored (large archived files); a lost renewal shows at commit (ABORTED).
-    const renewal = setInterval(() => {
-      store.renewClaim(modelId, claim.token, claimLeaseMs).catch(() => undefined);
-    }, claimLeaseMs * CLAIM_RENEW_SHARE);
-    renewal.unref();
+    const renewal = renewLeaseWhileHeld(claimLeaseMs, () => store.renewClaim(modelId, claim.token, claimLeaseMs));
     const what = `version number ${claim.versionNumber} of model "${modelId}"`;
     const fence: PlacementFence = {
       async confirm() {
@@ -344,13 +340,13 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
           // done: a slow write must not lose the claim.
           const reservedUpTo = await reservation;
           const uploaded: UploadedData | undefined = writer === undefined || version.archived ? undefined : await writer.finish();
-          clearInterval(renewal);
+          renewal.stop();
           const { versionNumber: _assigned, ...newVersion } = version;
           const stored = await store.commitVersion(newVersion, claim.generation, uploaded, claim, reservedUpTo);
           announceVersion(stored.record, claim.generation);
           return await previousVersion(modelId, claim.versionNumber);
         } catch (error) {
-          clearInterval(renewal);
+          renewal.stop();
           if (error instanceof ReplicationUnconfirmed) {
             // Committed (numbered, published), only not known to be replicated: nothing to undo.
             announceVersion((error.outcome as StoredVersion).record, claim.generation);
@@ -362,7 +358,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         }
       },
       abandon(numberSpent = false) {
-        clearInterval(renewal);
+        renewal.stop();
         if (!numberSpent) {
           store.releaseClaim(modelId, claim.token).catch(() => undefined); // else its lease runs out
           return;
@@ -616,10 +612,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       // From the script until the archive files are gone, no instance creates the model again (putModel
       // refuses): the removal below takes every file under the model's name, a new model's too.
       const token = randomUUID();
-      const renewal = setInterval(() => {
-        store.renewDeletion(modelId, token, deletionLeaseMs).catch(() => undefined);
-      }, deletionLeaseMs * CLAIM_RENEW_SHARE);
-      renewal.unref();
+      const renewal = renewLeaseWhileHeld(deletionLeaseMs, () => store.renewDeletion(modelId, token, deletionLeaseMs));
       /** Whether the script set the hold: unknown when the call failed (it may have run). */
       let held: boolean | undefined = undefined;
       try {
@@ -649,7 +642,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         announceDeleted(modelId, generation);
         return true;
       } finally {
-        clearInterval(renewal);
+        renewal.stop();
         // Before the reply: a client that deletes, then creates the model again through any instance, is not refused.
         if (held !== false) {
           await store.endDeletion(modelId, token).catch((error: unknown) => {
