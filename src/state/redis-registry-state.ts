@@ -305,6 +305,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     // Renewed while the bytes are stored (large archived files); a lost renewal shows at commit (ABORTED).
     const renewal = renewLeaseWhileHeld(claimLeaseMs, () => store.renewClaim(modelId, claim.token, claimLeaseMs));
     const what = `version number ${claim.versionNumber} of model "${modelId}"`;
+    const items = archive.storedItems ?? "files";
     const fence: PlacementFence = {
       async confirm() {
         // The lease renewed here runs from Redis's execution of the script, after `sent`.
@@ -314,14 +315,14 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         if (!held) {
           throw new RegistryError(
             Code.ABORTED,
-            `the claim of ${what} expired before the version's files were put in place (the lease of ${claimLeaseMs} ms ran out: this instance was stalled or could not reach Redis); its files were not put in place, try again`,
+            `the claim of ${what} expired before the version's ${items} were put in place (the lease of ${claimLeaseMs} ms ran out: this instance was stalled or could not reach Redis); its ${items} were not put in place, try again`,
           );
         }
         const margin = claimLeaseMs * PLACEMENT_MARGIN_SHARE;
         if (waited > claimLeaseMs - margin) {
           throw new RegistryError(
             Code.ABORTED,
-            `Redis took ${Math.round(waited)} ms to confirm the claim of ${what}, leaving less than ${margin} ms of its ${claimLeaseMs} ms lease to put the version's files in place; they were not put in place, try again`,
+            `Redis took ${Math.round(waited)} ms to confirm the claim of ${what}, leaving less than ${margin} ms of its ${claimLeaseMs} ms lease to put the version's ${items} in place; they were not put in place, try again`,
           );
         }
       },
