@@ -15,10 +15,11 @@ import {
   type VersionDataWriter,
   isRefusedWhileDeleting,
 } from "../redis/index.js";
-import type { RegistryState, TransientDataSink, TransientDataSource, VersionNumberClaim } from "./registry-state.js";
+import type { LostVersions, RegistryState, TransientDataSink, TransientDataSource, VersionNumberClaim } from "./registry-state.js";
 import type { ArchiveNumbering } from "./archive-numbering.js";
 import { ArchiveConflict, syncArchiveIntoRedis } from "./archive-sync.js";
 import { renewLeaseWhileHeld } from "./lease-renewal.js";
+import { findLostVersion, sameVersion } from "./lost-versions.js";
 
 export interface RedisRegistryStateOptions {
   readonly store: RedisRegistryStore;
@@ -76,8 +77,16 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   const deletionLeaseMs = options.deletionLeaseMs ?? DEFAULT_DELETION_LEASE_MS;
   const committedListeners = new Set<(version: VersionRecord) => void>();
   const deletedListeners = new Set<(modelId: string) => void>();
-  /** Highest version number announced per model (a commit is announced by this instance and by the feed). */
-  const lastAnnounced = new Map<string, number>();
+  const lostListeners = new Set<(loss: LostVersions) => void>();
+  /** The highest-numbered version announced per model (a commit is announced by this instance and by the feed). */
+  const lastAnnounced = new Map<string, VersionRecord>();
+  /**
+   * The highest-numbered version this instance announced or read per model (a stream's first message
+   * is read, not announced): what Redis must still hold as it was. A Redis that lost its last writes
+   * (restarted without persistence, a crash with appendfsync everysec) shows a lower latest, or
+   * another version under that number; see checkForLoss.
+   */
+  const seen = new Map<string, VersionRecord>();
   /** Generation of the last deletion announced per model. */
   const deletionAnnounced = new Map<string, number>();
   /**
@@ -97,12 +106,16 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   let importing: Promise<void> | undefined = undefined;
   let closed = false;
 
-  const follow = (modelId: string, versionNumber: number, announced: boolean): void => {
-    const seen = followed.get(modelId);
-    if (seen === undefined || (announced && versionNumber > seen)) {
+  const follow = (modelId: string, version: VersionRecord | undefined, announced: boolean): void => {
+    const versionNumber = version?.versionNumber ?? 0;
+    if (version !== undefined && versionNumber > (seen.get(modelId)?.versionNumber ?? 0)) {
+      seen.set(modelId, version);
+    }
+    const from = followed.get(modelId);
+    if (from === undefined || (announced && versionNumber > from)) {
       followed.set(modelId, versionNumber);
     }
-    if (seen === undefined) {
+    if (from === undefined) {
       store.generation(modelId).then(
         (generation) => {
           // A reply behind a deletion announced meanwhile (the model followed again) is stale.
@@ -126,11 +139,17 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     if (generation !== undefined && generation < (deletionAnnounced.get(version.modelId) ?? 0)) {
       return;
     }
-    if (version.versionNumber <= (lastAnnounced.get(version.modelId) ?? 0)) {
+    const before = seen.get(version.modelId);
+    if (before !== undefined && (version.versionNumber < before.versionNumber || (version.versionNumber === before.versionNumber && !sameVersion(version, before)))) {
+      // Normally a notification behind a read or an own commit's reply (other connections); after a
+      // Redis that lost its last writes, a number handed out again: Redis tells which.
+      suspectLoss(version.modelId);
+    }
+    if (version.versionNumber <= (lastAnnounced.get(version.modelId)?.versionNumber ?? 0)) {
       return;
     }
-    lastAnnounced.set(version.modelId, version.versionNumber);
-    follow(version.modelId, version.versionNumber, true);
+    lastAnnounced.set(version.modelId, version);
+    follow(version.modelId, version, true);
     for (const listener of committedListeners) {
       listener(version);
     }
@@ -142,6 +161,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     }
     deletionAnnounced.set(modelId, generation);
     lastAnnounced.delete(modelId);
+    seen.delete(modelId);
     followed.delete(modelId);
     followedGeneration.delete(modelId);
     for (const listener of deletedListeners) {
@@ -158,8 +178,74 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   };
 
   /**
+   * Whether Redis still holds the last version this instance announced or read of the model, as it
+   * was; when it does not (Redis lost its last writes: restarted without persistence, a crash of its
+   * host with appendfsync everysec, a failover to a replica that lacked them), what this instance
+   * announced is reset to Redis's latest and onVersionsLost listeners are told (they end the model's
+   * VersionUpdate streams and drop its cached data): a version committed later, maybe under a number
+   * handed out again, is announced, not taken for one already announced. Throws when Redis could not
+   * be read.
+   */
+  const checkForLoss = async (modelId: string): Promise<void> => {
+    const last = seen.get(modelId);
+    if (last === undefined) {
+      return;
+    }
+    const deletions = deletionAnnounced.get(modelId) ?? 0;
+    const loss = await findLostVersion(store, modelId, last, followedGeneration.get(modelId));
+    if (loss === undefined || (deletionAnnounced.get(modelId) ?? 0) !== deletions) {
+      return; // nothing lost, or a deletion announced meanwhile reset everything already
+    }
+    // From now on, what is announced comes after Redis's latest.
+    const { latest } = loss;
+    if (latest === undefined) {
+      lastAnnounced.delete(modelId);
+      seen.delete(modelId);
+    } else {
+      lastAnnounced.set(modelId, latest);
+      seen.set(modelId, latest);
+    }
+    followed.set(modelId, latest?.versionNumber ?? 0);
+    const lost: LostVersions = { modelId, lastSeen: last.versionNumber, latest: latest?.versionNumber ?? 0 };
+    log.warn(
+      { ...lost, redis: connection.address },
+      "Redis no longer has the last version this instance announced or served of a model, as it was (Redis lost its last writes: a restart without persistence, or a crash with appendfsync everysec); the model's VersionUpdate streams on this instance end and its cached data is dropped",
+    );
+    for (const listener of lostListeners) {
+      listener(lost);
+    }
+  };
+
+  /** Models whose check for lost versions is running, and those to check once more after it. */
+  const lossChecks = new Set<string>();
+  const lossChecksAgain = new Set<string>();
+
+  /** checkForLoss in the background, one at a time per model; a failure leaves it to the next catch-up or notification. */
+  const suspectLoss = (modelId: string): void => {
+    if (lossChecks.has(modelId)) {
+      lossChecksAgain.add(modelId);
+      return;
+    }
+    lossChecks.add(modelId);
+    void (async () => {
+      try {
+        do {
+          lossChecksAgain.delete(modelId);
+          await checkForLoss(modelId);
+        } while (lossChecksAgain.has(modelId) && !closed);
+      } catch (error) {
+        log.warn({ err: error, modelId }, "cannot check whether Redis lost versions of a model; the next catch-up or notification checks again");
+      } finally {
+        lossChecks.delete(modelId);
+        lossChecksAgain.delete(modelId);
+      }
+    })();
+  };
+
+  /**
    * What one followed model missed after `lastSeen`: its deletion (its generation moved, or it is
-   * gone) or the versions published meanwhile. Throws when Redis could not be read.
+   * gone), versions Redis lost (see checkForLoss) or the versions published meanwhile. Throws when
+   * Redis could not be read.
    */
   const catchUpModel = async (modelId: string, lastSeen: number): Promise<void> => {
     const known = followedGeneration.get(modelId);
@@ -172,9 +258,10 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       }
       followedGeneration.set(modelId, generation); // that deletion was announced already
     }
+    await checkForLoss(modelId);
     let missed;
     try {
-      missed = await store.catchUp(modelId, lastSeen);
+      missed = await store.catchUp(modelId, followed.get(modelId) ?? lastSeen);
     } catch (error) {
       if (error instanceof RegistryError && error.code === Code.NOT_FOUND) {
         announceDeleted(modelId, await store.generation(modelId));
@@ -674,7 +761,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         throw error;
       }
       const versions = stored.map((version) => version.record);
-      follow(modelId, versions[versions.length - 1]?.versionNumber ?? 0, false);
+      follow(modelId, versions[versions.length - 1], false);
       return versions;
     },
 
@@ -695,7 +782,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         throw error;
       }
       if (stored !== undefined) {
-        follow(modelId, stored.record.versionNumber, false);
+        follow(modelId, stored.record, false);
       }
       return stored?.record;
     },
@@ -741,6 +828,11 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     onModelDeleted(listener) {
       deletedListeners.add(listener);
       return () => deletedListeners.delete(listener);
+    },
+
+    onVersionsLost(listener) {
+      lostListeners.add(listener);
+      return () => lostListeners.delete(listener);
     },
 
     beginTransientData(modelId, dataSize) {
