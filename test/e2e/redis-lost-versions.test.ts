@@ -201,7 +201,7 @@ describe("Redis shared mode: Redis lost versions the instances had announced", (
     await assertServes([a, b], 3, new3);
   });
 
-  test("Redis restarted without persistence: the archive is imported again, the streams end UNAVAILABLE, numbering goes on above the archive's records (no number handed out again)", async (t) => {
+  test("Redis restarted without persistence: the archive is imported again, the streams of a model that lost versions end UNAVAILABLE (not those of a model that lost none), numbering goes on above the archive's records (no number handed out again)", async (t) => {
     const redis = await startRedisServer(t, { appendOnly: false });
     const [a, b] = await startInstances(t, redis.url, 2);
     assert(a !== undefined && b !== undefined);
@@ -215,6 +215,14 @@ describe("Redis shared mode: Redis lost versions the instances had announced", (
       await stream.until(() => stream.numbers.includes(2), "version 2 on the stream");
     }
     await assertServes([a, b], 2, lost2);
+    // A model whose versions are all archived loses nothing: its stream goes on.
+    const kept = "kept";
+    await a.client.createModel(kept);
+    const keptData = randomBytes(1000);
+    assert.equal((await a.client.publish(kept, keptData, { archived: true })).version_number, 1);
+    const keptOnB = followVersionUpdates(b.client, kept, FOLLOW_TIMEOUT_MS);
+    t.after(() => keptOnB.cancel());
+    await keptOnB.until(() => keptOnB.numbers.length === 1, "the kept model's version 1 on B");
 
     await redis.stop("SIGKILL");
     await redis.start(); // empty
@@ -232,5 +240,9 @@ describe("Redis shared mode: Redis lost versions the instances had announced", (
     await again.until(() => again.numbers.length === 2, "version 1025 on B's new stream");
     assert.deepEqual(again.numbers, [1, 1025]);
     await assertServes([a, b], 1025, next);
+    assert.equal((await a.client.publish(kept, randomBytes(1000))).version_number, 1025);
+    await keptOnB.until(() => keptOnB.numbers.length === 2, "the kept model's version 1025 on B");
+    assert.deepEqual(keptOnB.numbers, [1, 1025]);
+    assert.equal(keptOnB.error, undefined);
   });
 });
