@@ -124,6 +124,8 @@ export interface ArchiveStore {
    * a round trip each time (version-numbering.ts says what it then trusts after a start).
    */
   readonly remoteMeta?: boolean;
+  /** What it stores a version as, named in messages: "objects" in a bucket; absent: "files" (a directory). */
+  readonly storedItems?: "objects";
 }
 
 /** A write that can be taken back (see ArchiveStore.writeModelRevocably). */

@@ -227,5 +227,6 @@ export function createS3ArchiveStore(options: S3ArchiveStoreOptions): ArchiveSto
     // acknowledged. The numbering sends its per-commit record in the background (remoteMeta).
     overwriteMeta: putMeta,
     remoteMeta: true,
+    storedItems: "objects",
   };
 }

@@ -146,6 +146,16 @@ export class Registry {
         actor.modelDeleted();
       }
     });
+    this.#state.onVersionsLost?.(({ modelId, lastSeen, latest }) => {
+      this.#data.modelDeleted(); // a load in flight checks its version against the state again before it caches it
+      this.cache.deleteModel(modelId); // copies: read through again when asked
+      this.#actors.get(modelId)?.endSubscriptions(
+        new RegistryError(
+          Code.UNAVAILABLE,
+          `Redis lost versions of model "${modelId}" that this server had announced (a restart without persistence, a crash with appendfsync everysec, or a failover to a replica without them): version ${lastSeen} is no longer there as it was, the latest version is now ${latest === 0 ? "none" : latest}; call VersionUpdate again`,
+        ),
+      );
+    });
     const shared = {
       archive,
       cache: this.cache,

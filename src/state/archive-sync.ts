@@ -7,6 +7,7 @@ import { Code, RegistryError } from "../errors/index.js";
 import type { Logger } from "../logger.js";
 import type { RedisRegistryStore, StoredVersion } from "../redis/index.js";
 import type { ArchiveNumbering, ArchivedNumbering } from "./archive-numbering.js";
+import { type LeaseRenewal, renewLeaseWhileHeld } from "./lease-renewal.js";
 
 export interface ArchiveSyncOptions {
   readonly store: RedisRegistryStore;
@@ -21,8 +22,6 @@ export interface ArchiveSyncOptions {
 
 const DEFAULT_LEASE_MS = 10_000;
 const DEFAULT_POLL_MS = 100;
-/** The lease is renewed this often (a share of it) while the import goes on. */
-const RENEW_SHARE = 0.3;
 
 /**
  * What the archive holds cannot be brought into Redis without losing or hiding a version another
@@ -84,7 +83,7 @@ const isUpToDate = (imported: string | undefined, run: string | undefined): bool
  */
 class SyncLease {
   private validUntil: number;
-  private readonly renewal: NodeJS.Timeout;
+  private readonly renewal: LeaseRenewal;
 
   constructor(
     private readonly store: RedisRegistryStore,
@@ -93,8 +92,7 @@ class SyncLease {
     sent: number,
   ) {
     this.validUntil = sent + leaseMs;
-    this.renewal = setInterval(() => void this.renew().catch(() => undefined), leaseMs * RENEW_SHARE);
-    this.renewal.unref();
+    this.renewal = renewLeaseWhileHeld(leaseMs, () => this.renew());
   }
 
   async check(): Promise<void> {
@@ -110,7 +108,7 @@ class SyncLease {
   }
 
   stop(): void {
-    clearInterval(this.renewal);
+    this.renewal.stop();
   }
 
   private async renew(): Promise<boolean> {

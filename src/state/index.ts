@@ -1,2 +1,2 @@
 export { createInProcessRegistryState, type InProcessRegistryStateOptions } from "./in-process-registry-state.js";
-export type { RegistryState, TransientDataSink, TransientDataSource, VersionNumberClaim } from "./registry-state.js";
+export type { LostVersions, RegistryState, TransientDataSink, TransientDataSource, VersionNumberClaim } from "./registry-state.js";

@@ -15,9 +15,11 @@ import {
   type VersionDataWriter,
   isRefusedWhileDeleting,
 } from "../redis/index.js";
-import type { RegistryState, TransientDataSink, TransientDataSource, VersionNumberClaim } from "./registry-state.js";
+import type { LostVersions, RegistryState, TransientDataSink, TransientDataSource, VersionNumberClaim } from "./registry-state.js";
 import type { ArchiveNumbering } from "./archive-numbering.js";
 import { ArchiveConflict, syncArchiveIntoRedis } from "./archive-sync.js";
+import { renewLeaseWhileHeld } from "./lease-renewal.js";
+import { findLostVersion, sameVersion } from "./lost-versions.js";
 
 export interface RedisRegistryStateOptions {
   readonly store: RedisRegistryStore;
@@ -47,8 +49,6 @@ export interface RedisRegistryStateOptions {
 const DEFAULT_START_WAIT_MS = 2_000;
 const DEFAULT_RESUME_RETRY_MS = 1_000;
 const DEFAULT_CLAIM_LEASE_MS = 5_000;
-/** A claim's (a deletion's) lease is renewed this often while its commit stores the bytes (its files are removed): a share of the lease. */
-const CLAIM_RENEW_SHARE = 0.3;
 const DEFAULT_CLAIM_WAIT_MS = 30_000;
 const DEFAULT_DELETION_LEASE_MS = 10_000;
 /** Pause between two attempts at a claim held by another commit of the same model. */
@@ -77,8 +77,16 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   const deletionLeaseMs = options.deletionLeaseMs ?? DEFAULT_DELETION_LEASE_MS;
   const committedListeners = new Set<(version: VersionRecord) => void>();
   const deletedListeners = new Set<(modelId: string) => void>();
-  /** Highest version number announced per model (a commit is announced by this instance and by the feed). */
-  const lastAnnounced = new Map<string, number>();
+  const lostListeners = new Set<(loss: LostVersions) => void>();
+  /** The highest-numbered version announced per model (a commit is announced by this instance and by the feed). */
+  const lastAnnounced = new Map<string, VersionRecord>();
+  /**
+   * The highest-numbered version this instance announced or read per model (a stream's first message
+   * is read, not announced): what Redis must still hold as it was. A Redis that lost its last writes
+   * (restarted without persistence, a crash with appendfsync everysec) shows a lower latest, or
+   * another version under that number; see checkForLoss.
+   */
+  const seen = new Map<string, VersionRecord>();
   /** Generation of the last deletion announced per model. */
   const deletionAnnounced = new Map<string, number>();
   /**
@@ -98,12 +106,16 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   let importing: Promise<void> | undefined = undefined;
   let closed = false;
 
-  const follow = (modelId: string, versionNumber: number, announced: boolean): void => {
-    const seen = followed.get(modelId);
-    if (seen === undefined || (announced && versionNumber > seen)) {
+  const follow = (modelId: string, version: VersionRecord | undefined, announced: boolean): void => {
+    const versionNumber = version?.versionNumber ?? 0;
+    if (version !== undefined && versionNumber > (seen.get(modelId)?.versionNumber ?? 0)) {
+      seen.set(modelId, version);
+    }
+    const from = followed.get(modelId);
+    if (from === undefined || (announced && versionNumber > from)) {
       followed.set(modelId, versionNumber);
     }
-    if (seen === undefined) {
+    if (from === undefined) {
       store.generation(modelId).then(
         (generation) => {
           // A reply behind a deletion announced meanwhile (the model followed again) is stale.
@@ -127,11 +139,17 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     if (generation !== undefined && generation < (deletionAnnounced.get(version.modelId) ?? 0)) {
       return;
     }
-    if (version.versionNumber <= (lastAnnounced.get(version.modelId) ?? 0)) {
+    const before = seen.get(version.modelId);
+    if (before !== undefined && (version.versionNumber < before.versionNumber || (version.versionNumber === before.versionNumber && !sameVersion(version, before)))) {
+      // Normally a notification behind a read or an own commit's reply (other connections); after a
+      // Redis that lost its last writes, a number handed out again: Redis tells which.
+      suspectLoss(version.modelId);
+    }
+    if (version.versionNumber <= (lastAnnounced.get(version.modelId)?.versionNumber ?? 0)) {
       return;
     }
-    lastAnnounced.set(version.modelId, version.versionNumber);
-    follow(version.modelId, version.versionNumber, true);
+    lastAnnounced.set(version.modelId, version);
+    follow(version.modelId, version, true);
     for (const listener of committedListeners) {
       listener(version);
     }
@@ -143,6 +161,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     }
     deletionAnnounced.set(modelId, generation);
     lastAnnounced.delete(modelId);
+    seen.delete(modelId);
     followed.delete(modelId);
     followedGeneration.delete(modelId);
     for (const listener of deletedListeners) {
@@ -159,8 +178,74 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   };
 
   /**
+   * Whether Redis still holds the last version this instance announced or read of the model, as it
+   * was; when it does not (Redis lost its last writes: restarted without persistence, a crash of its
+   * host with appendfsync everysec, a failover to a replica that lacked them), what this instance
+   * announced is reset to Redis's latest and onVersionsLost listeners are told (they end the model's
+   * VersionUpdate streams and drop its cached data): a version committed later, maybe under a number
+   * handed out again, is announced, not taken for one already announced. Throws when Redis could not
+   * be read.
+   */
+  const checkForLoss = async (modelId: string): Promise<void> => {
+    const last = seen.get(modelId);
+    if (last === undefined) {
+      return;
+    }
+    const deletions = deletionAnnounced.get(modelId) ?? 0;
+    const loss = await findLostVersion(store, modelId, last, followedGeneration.get(modelId));
+    if (loss === undefined || (deletionAnnounced.get(modelId) ?? 0) !== deletions) {
+      return; // nothing lost, or a deletion announced meanwhile reset everything already
+    }
+    // From now on, what is announced comes after Redis's latest.
+    const { latest } = loss;
+    if (latest === undefined) {
+      lastAnnounced.delete(modelId);
+      seen.delete(modelId);
+    } else {
+      lastAnnounced.set(modelId, latest);
+      seen.set(modelId, latest);
+    }
+    followed.set(modelId, latest?.versionNumber ?? 0);
+    const lost: LostVersions = { modelId, lastSeen: last.versionNumber, latest: latest?.versionNumber ?? 0 };
+    log.warn(
+      { ...lost, redis: connection.address },
+      "Redis no longer has the last version this instance announced or served of a model, as it was (Redis lost its last writes: a restart without persistence, or a crash with appendfsync everysec); the model's VersionUpdate streams on this instance end and its cached data is dropped",
+    );
+    for (const listener of lostListeners) {
+      listener(lost);
+    }
+  };
+
+  /** Models whose check for lost versions is running, and those to check once more after it. */
+  const lossChecks = new Set<string>();
+  const lossChecksAgain = new Set<string>();
+
+  /** checkForLoss in the background, one at a time per model; a failure leaves it to the next catch-up or notification. */
+  const suspectLoss = (modelId: string): void => {
+    if (lossChecks.has(modelId)) {
+      lossChecksAgain.add(modelId);
+      return;
+    }
+    lossChecks.add(modelId);
+    void (async () => {
+      try {
+        do {
+          lossChecksAgain.delete(modelId);
+          await checkForLoss(modelId);
+        } while (lossChecksAgain.has(modelId) && !closed);
+      } catch (error) {
+        log.warn({ err: error, modelId }, "cannot check whether Redis lost versions of a model; the next catch-up or notification checks again");
+      } finally {
+        lossChecks.delete(modelId);
+        lossChecksAgain.delete(modelId);
+      }
+    })();
+  };
+
+  /**
    * What one followed model missed after `lastSeen`: its deletion (its generation moved, or it is
-   * gone) or the versions published meanwhile. Throws when Redis could not be read.
+   * gone), versions Redis lost (see checkForLoss) or the versions published meanwhile. Throws when
+   * Redis could not be read.
    */
   const catchUpModel = async (modelId: string, lastSeen: number): Promise<void> => {
     const known = followedGeneration.get(modelId);
@@ -173,9 +258,10 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       }
       followedGeneration.set(modelId, generation); // that deletion was announced already
     }
+    await checkForLoss(modelId);
     let missed;
     try {
-      missed = await store.catchUp(modelId, lastSeen);
+      missed = await store.catchUp(modelId, followed.get(modelId) ?? lastSeen);
     } catch (error) {
       if (error instanceof RegistryError && error.code === Code.NOT_FOUND) {
         announceDeleted(modelId, await store.generation(modelId));
@@ -327,11 +413,9 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
 
   const newClaim = (modelId: string, claim: NumberClaim, reservation: Promise<number | undefined>): VersionNumberClaim => {
     // Renewed while the bytes are stored (large archived files); a lost renewal shows at commit (ABORTED).
-    const renewal = setInterval(() => {
-      store.renewClaim(modelId, claim.token, claimLeaseMs).catch(() => undefined);
-    }, claimLeaseMs * CLAIM_RENEW_SHARE);
-    renewal.unref();
+    const renewal = renewLeaseWhileHeld(claimLeaseMs, () => store.renewClaim(modelId, claim.token, claimLeaseMs));
     const what = `version number ${claim.versionNumber} of model "${modelId}"`;
+    const items = archive.storedItems ?? "files";
     const fence: PlacementFence = {
       async confirm() {
         // The lease renewed here runs from Redis's execution of the script, after `sent`.
@@ -341,14 +425,14 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         if (!held) {
           throw new RegistryError(
             Code.ABORTED,
-            `the claim of ${what} expired before the version's files were put in place (the lease of ${claimLeaseMs} ms ran out: this instance was stalled or could not reach Redis); its files were not put in place, try again`,
+            `the claim of ${what} expired before the version's ${items} were put in place (the lease of ${claimLeaseMs} ms ran out: this instance was stalled or could not reach Redis); its ${items} were not put in place, try again`,
           );
         }
         const margin = claimLeaseMs * PLACEMENT_MARGIN_SHARE;
         if (waited > claimLeaseMs - margin) {
           throw new RegistryError(
             Code.ABORTED,
-            `Redis took ${Math.round(waited)} ms to confirm the claim of ${what}, leaving less than ${margin} ms of its ${claimLeaseMs} ms lease to put the version's files in place; they were not put in place, try again`,
+            `Redis took ${Math.round(waited)} ms to confirm the claim of ${what}, leaving less than ${margin} ms of its ${claimLeaseMs} ms lease to put the version's ${items} in place; they were not put in place, try again`,
           );
         }
       },
@@ -368,11 +452,11 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
           // done: a slow write must not lose the claim.
           const reservedUpTo = await reservation;
           const uploaded: UploadedData | undefined = writer === undefined || version.archived ? undefined : await writer.finish();
-          clearInterval(renewal);
+          renewal.stop();
           const { versionNumber: _assigned, ...newVersion } = version;
           stored = await store.commitVersion(newVersion, claim.generation, uploaded, claim, reservedUpTo);
         } catch (error) {
-          clearInterval(renewal);
+          renewal.stop();
           if (error instanceof ReplicationUnconfirmed) {
             // Committed (numbered, published), only not known to be replicated: nothing to undo.
             const committed = (error.outcome as StoredVersion).record;
@@ -390,7 +474,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         return await previousVersion(modelId, claim.versionNumber);
       },
       abandon(numberSpent = false) {
-        clearInterval(renewal);
+        renewal.stop();
         if (!numberSpent) {
           store.releaseClaim(modelId, claim.token).catch(() => undefined); // else its lease runs out
           return;
@@ -644,10 +728,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       // From the script until the archive files are gone, no instance creates the model again (putModel
       // refuses): the removal below takes every file under the model's name, a new model's too.
       const token = randomUUID();
-      const renewal = setInterval(() => {
-        store.renewDeletion(modelId, token, deletionLeaseMs).catch(() => undefined);
-      }, deletionLeaseMs * CLAIM_RENEW_SHARE);
-      renewal.unref();
+      const renewal = renewLeaseWhileHeld(deletionLeaseMs, () => store.renewDeletion(modelId, token, deletionLeaseMs));
       /** Whether the script set the hold: unknown when the call failed (it may have run). */
       let held: boolean | undefined = undefined;
       try {
@@ -677,7 +758,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         announceDeleted(modelId, generation);
         return true;
       } finally {
-        clearInterval(renewal);
+        renewal.stop();
         // Before the reply: a client that deletes, then creates the model again through any instance, is not refused.
         if (held !== false) {
           await store.endDeletion(modelId, token).catch((error: unknown) => {
@@ -708,7 +789,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         throw error;
       }
       const versions = stored.map((version) => version.record);
-      follow(modelId, versions[versions.length - 1]?.versionNumber ?? 0, false);
+      follow(modelId, versions[versions.length - 1], false);
       return versions;
     },
 
@@ -729,7 +810,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         throw error;
       }
       if (stored !== undefined) {
-        follow(modelId, stored.record.versionNumber, false);
+        follow(modelId, stored.record, false);
       }
       return stored?.record;
     },
@@ -775,6 +856,11 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     onModelDeleted(listener) {
       deletedListeners.add(listener);
       return () => deletedListeners.delete(listener);
+    },
+
+    onVersionsLost(listener) {
+      lostListeners.add(listener);
+      return () => lostListeners.delete(listener);
     },
 
     beginTransientData(modelId, dataSize) {

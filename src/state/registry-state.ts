@@ -103,6 +103,13 @@ export interface RegistryState {
   onVersionCommitted(listener: (version: VersionRecord) => void): () => void;
   /** Calls `listener` with the id of every deleted model; returns the unsubscribe function. */
   onModelDeleted(listener: (modelId: string) => void): () => void;
+  /**
+   * Calls `listener` when the backend noticed it lost versions it had announced (a shared backend
+   * that lost its last writes): versions announced before may be gone or named by other commits
+   * now, and later ones may reuse their numbers. Returns the unsubscribe function. Optional: the
+   * embedded default never loses an announced version without a restart of the process.
+   */
+  onVersionsLost?(listener: (loss: LostVersions) => void): () => void;
 
   /**
    * Where a transient upload's bytes go as they arrive when this state shares transient data between
@@ -132,6 +139,15 @@ export interface RegistryState {
 
   /** Releases the backend's connections (last, after recordStop). Idempotent. */
   close(): Promise<void>;
+}
+
+/** What a shared backend noticed it lost of a model (see RegistryState.onVersionsLost). */
+export interface LostVersions {
+  readonly modelId: string;
+  /** The last version this instance announced or served, which the backend no longer has as it was. */
+  readonly lastSeen: number;
+  /** The model's latest version in the backend now (0: none). */
+  readonly latest: number;
 }
 
 /** A version number claimed for a version being stored (see RegistryState.claimVersionNumber). */

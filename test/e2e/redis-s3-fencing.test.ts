@@ -182,7 +182,7 @@ describe("Redis mode with the archive on S3: the objects of a claim that ran out
     assert.equal(failureA.code, grpc.status.ABORTED, failureA.details);
     assert.match(
       failureA.details,
-      /^the claim of version number 1 of model "net" expired before the version's files were put in place \(the lease of 5000 ms ran out: this instance was stalled or could not reach Redis\); its files were not put in place, try again$/,
+      /^the claim of version number 1 of model "net" expired before the version's objects were put in place \(the lease of 5000 ms ran out: this instance was stalled or could not reach Redis\); its objects were not put in place, try again$/,
     );
     assert.equal(sha256(await c.client.retrieveData(MODEL, 1)), sha256(dataB));
   });
