@@ -13,28 +13,20 @@
  * byte), a `grpc-timeout` deadline included. Which calls come here: fast-path.ts.
  */
 import type { ServerHttp2Stream } from "node:http2";
-import { GRPC_FRAME_PREFIX_LENGTH } from "../data/index.js";
 import type { CreateVersionRequestChunk } from "../gen/cogment/api/model_registry_pb.js";
 import type { Registry } from "../registry/index.js";
-import { Code } from "../errors/index.js";
 import type { CallObserver } from "./call-observer.js";
 import { CreateVersionUpload, type UploadAnswer } from "./create-version-call.js";
 import { cutRequestMessage } from "./cut-request-message.js";
-import { DESERIALIZE_FAILED, DivertedCall, errorStatus } from "./diverted-call.js";
+import { DivertedCall, type RequestReading, errorStatus } from "./diverted-call.js";
 import type { ServeDiverted } from "./fast-path.js";
-import { GrpcFrameReader } from "./grpc-frame-reader.js";
-import { malformedRequestStatus } from "./reject-malformed.js";
 import type { UploadLimits } from "./upload-watchdog.js";
 
 export const CREATE_VERSION_PATH = "/cogmentAPI.ModelRegistrySP/CreateVersion";
 
-export interface CreateVersionStreamsOptions {
+export interface CreateVersionStreamsOptions extends RequestReading {
   readonly registry: Registry;
   readonly uploadLimits: UploadLimits;
-  /** grpc.max_receive_message_length, as the grpc-js server has it. */
-  readonly maxReceiveMessageBytes: number;
-  /** The method's request deserializer, as registered with grpc-js. */
-  readonly deserialize: (bytes: Buffer) => unknown;
   readonly observer: CallObserver;
 }
 
@@ -45,14 +37,10 @@ export function serveCreateVersion(options: CreateVersionStreamsOptions): ServeD
 
 /** One CreateVersion call on its HTTP/2 stream. */
 class CreateVersionStream extends DivertedCall {
-  readonly #frames: GrpcFrameReader;
-  readonly #deserialize: (bytes: Buffer) => unknown;
   readonly #upload: CreateVersionUpload;
 
   constructor(stream: ServerHttp2Stream, options: CreateVersionStreamsOptions, timeout: string | undefined) {
-    super(stream, options.observer.observe(CREATE_VERSION_PATH, true, false), timeout);
-    this.#frames = new GrpcFrameReader(options.maxReceiveMessageBytes);
-    this.#deserialize = options.deserialize;
+    super(stream, options.observer.observe(CREATE_VERSION_PATH, true, false), timeout, options);
     const answer: UploadAnswer = (error, reply) => {
       if (error !== null) {
         // Always a toServiceError (CreateVersionUpload.fail).
@@ -72,49 +60,22 @@ class CreateVersionStream extends DivertedCall {
       if (this.done) {
         return;
       }
-      const cut = this.#frames.incomplete;
+      const cut = this.incompleteMessage;
       if (cut === undefined) {
         this.#upload.end();
       } else {
         this.#upload.fail(cutRequestMessage(cut));
       }
     });
-    stream.on("data", (data: Buffer) => this.#data(data));
-  }
-
-  #data(data: Buffer): void {
-    if (this.isDone()) {
-      return;
-    }
-    // Before the messages they complete: a message still arriving is progress too (upload-watchdog.ts).
-    this.#upload.arrived(data.byteLength);
-    let messages: Buffer[];
-    try {
-      messages = this.#frames.write(data);
-    } catch (error) {
-      this.sendStatus(Code.RESOURCE_EXHAUSTED, (error as Error).message);
-      return;
-    }
-    for (const frame of messages) {
-      if (this.done) {
+    const take = (message: unknown): void => this.#upload.received(message as CreateVersionRequestChunk);
+    stream.on("data", (data: Buffer) => {
+      if (this.isDone()) {
         return;
       }
-      // The compressed flag is not read: with the identity encoding, grpc-js takes the bytes as they are.
-      let message: unknown;
-      try {
-        message = this.#deserialize(frame.subarray(GRPC_FRAME_PREFIX_LENGTH));
-      } catch {
-        this.sendStatus(Code.INTERNAL, DESERIALIZE_FAILED);
-        return;
-      }
-      this.observed.received(message);
-      const rejection = malformedRequestStatus(message);
-      if (rejection !== undefined) {
-        this.sendStatus(rejection.code, rejection.details);
-        return;
-      }
-      this.#upload.received(message as CreateVersionRequestChunk);
-    }
+      // Before the messages they complete: a message still arriving is progress too (upload-watchdog.ts).
+      this.#upload.arrived(data.byteLength);
+      this.receive(data, take);
+    });
   }
 
   /** The upload ends (a no-op once it is committed). */

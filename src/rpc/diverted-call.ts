@@ -5,9 +5,12 @@
  * reads the request stream (create-version-stream.ts, unary-stream.ts).
  */
 import { type ServerHttp2Stream, constants } from "node:http2";
+import { GRPC_FRAME_PREFIX_LENGTH } from "../data/index.js";
 import { Code } from "../errors/index.js";
 import type { ObservedCall } from "./call-observer.js";
+import { GrpcFrameReader, type IncompleteMessage } from "./grpc-frame-reader.js";
 import { DEADLINE_PATTERN, DEADLINE_UNIT_MS } from "./grpc-timeout.js";
+import { malformedRequestStatus } from "./reject-malformed.js";
 import type { RpcStatusError } from "./to-service-error.js";
 
 const RESPONSE_OPTIONS = { waitForTrailers: true } as const;
@@ -15,7 +18,7 @@ const RESPONSE_OPTIONS = { waitForTrailers: true } as const;
 const OK_TRAILERS = { "grpc-status": "0", "grpc-message": "OK" } as const;
 const TRAILERS_ONLY_OPTIONS = { endStream: true } as const;
 /** grpc-js's answers to a deserializer that throws and to a failed write (without GRPC_NODE_DEBUG_SEND_ERROR_DETAILS). */
-export const DESERIALIZE_FAILED = "Error deserializing request";
+const DESERIALIZE_FAILED = "Error deserializing request";
 const WRITE_FAILED = "Internal server error";
 
 /** A handler's error as grpc-js's serverErrorToStatus reads it: its code if an integer, its details, else its message. */
@@ -28,10 +31,20 @@ export function errorStatus(error: unknown): { readonly code: number; readonly d
   return { code: Code.UNKNOWN, details: message };
 }
 
+/** How a method's request messages are read: grpc-js's receive limit and the method's deserializer. */
+export interface RequestReading {
+  /** grpc.max_receive_message_length, as the grpc-js server has it. */
+  readonly maxReceiveMessageBytes: number;
+  /** The method's request deserializer, as registered with grpc-js. */
+  readonly deserialize: (bytes: Buffer) => unknown;
+}
+
 /** One call on its HTTP/2 stream, from its headers to its status. */
 export abstract class DivertedCall {
   protected readonly stream: ServerHttp2Stream;
   protected readonly observed: ObservedCall;
+  readonly #frames: GrpcFrameReader;
+  readonly #deserialize: (bytes: Buffer) => unknown;
   #headersSent = false;
   /** The call's deadline (ms since the epoch), Infinity without one. */
   #deadline = Number.POSITIVE_INFINITY;
@@ -41,9 +54,11 @@ export abstract class DivertedCall {
   /** A status was sent, or the stream closed first: as grpc-js's `cancelled`, nothing more happens. */
   #done = false;
 
-  constructor(stream: ServerHttp2Stream, observed: ObservedCall, timeout: string | undefined) {
+  constructor(stream: ServerHttp2Stream, observed: ObservedCall, timeout: string | undefined, reading: RequestReading) {
     this.stream = stream;
     this.observed = observed;
+    this.#frames = new GrpcFrameReader(reading.maxReceiveMessageBytes);
+    this.#deserialize = reading.deserialize;
     if (timeout !== undefined) {
       this.#startDeadline(timeout);
     }
@@ -76,6 +91,47 @@ export abstract class DivertedCall {
     const timeoutMs = (Number(match[1]) * (DEADLINE_UNIT_MS[match[2] as string] as number)) | 0;
     this.#deadline = Date.now() + timeoutMs;
     this.#deadlineTimer = setTimeout(() => this.sendStatus(Code.DEADLINE_EXCEEDED, "Deadline exceeded"), timeoutMs);
+  }
+
+  /** The request message the stream ended inside of, if it did. */
+  protected get incompleteMessage(): IncompleteMessage | undefined {
+    return this.#frames.incomplete;
+  }
+
+  /**
+   * Cuts the messages `data` completes, decodes, observes and gives each to `take`, as grpc-js does:
+   * a message announced over the limit is RESOURCE_EXHAUSTED (the messages of the same data before
+   * it dropped), a deserializer that throws INTERNAL, a request refused by its deserializer its own
+   * status (reject-malformed.ts). The compressed flag is not read: with the identity encoding,
+   * grpc-js takes the bytes as they are. Stops once the call is over.
+   */
+  protected receive(data: Buffer, take: (message: unknown) => void): void {
+    let messages: Buffer[];
+    try {
+      messages = this.#frames.write(data);
+    } catch (error) {
+      this.sendStatus(Code.RESOURCE_EXHAUSTED, (error as Error).message);
+      return;
+    }
+    for (const frame of messages) {
+      if (this.#done) {
+        return;
+      }
+      let message: unknown;
+      try {
+        message = this.#deserialize(frame.subarray(GRPC_FRAME_PREFIX_LENGTH));
+      } catch {
+        this.sendStatus(Code.INTERNAL, DESERIALIZE_FAILED);
+        return;
+      }
+      this.observed.received(message);
+      const rejection = malformedRequestStatus(message);
+      if (rejection !== undefined) {
+        this.sendStatus(rejection.code, rejection.details);
+        return;
+      }
+      take(message);
+    }
   }
 
   /** grpc-js's checkCancelled: a stream reset by the client ends the call before its close event. */

@@ -21,6 +21,12 @@ export const MESSAGE_GROWTH = 4;
  */
 export const ANNOUNCED_SHARE = 16;
 
+/** A message cut short: the bytes of its frame received, and the frame's length (prefix included). */
+export interface IncompleteMessage {
+  readonly receivedBytes: number;
+  readonly frameBytes: number;
+}
+
 /** ES2024's ArrayBuffer.transfer, which the project's TypeScript lib (ES2023) does not declare. */
 interface DetachableArrayBuffer extends ArrayBuffer {
   transfer(newByteLength?: number): ArrayBuffer;
@@ -67,7 +73,7 @@ export class GrpcFrameReader {
    * The message being read, cut short if the data ends here: its bytes received and its size (prefix
    * included; the prefix's 5 bytes while the prefix itself is incomplete); undefined between messages.
    */
-  get incomplete(): { readonly receivedBytes: number; readonly frameBytes: number } | undefined {
+  get incomplete(): IncompleteMessage | undefined {
     if (this.#prefixBytes > 0) {
       return { receivedBytes: this.#prefixBytes, frameBytes: GRPC_FRAME_PREFIX_LENGTH };
     }

@@ -12,13 +12,10 @@
  * test/e2e/unary-stream.test.ts compares both paths byte for byte.
  */
 import type { ServerHttp2Stream } from "node:http2";
-import { GRPC_FRAME_PREFIX_LENGTH } from "../data/index.js";
 import { Code } from "../errors/index.js";
 import { type CallObserver, ENDED_BEFORE_REQUEST, noRequestMessageDetails, secondRequestMessageDetails } from "./call-observer.js";
-import { DESERIALIZE_FAILED, DivertedCall, errorStatus } from "./diverted-call.js";
+import { DivertedCall, errorStatus } from "./diverted-call.js";
 import type { ServeDiverted } from "./fast-path.js";
-import { GrpcFrameReader } from "./grpc-frame-reader.js";
-import { malformedRequestStatus } from "./reject-malformed.js";
 import { toServiceError } from "./to-service-error.js";
 
 /** A unary method as served below grpc-js. */
@@ -44,57 +41,29 @@ export function serveUnary(route: UnaryRoute, options: UnaryStreamsOptions): Ser
 
 class UnaryStream extends DivertedCall {
   readonly #route: UnaryRoute;
-  readonly #frames: GrpcFrameReader;
   #request: unknown = undefined;
   #hasRequest = false;
 
   constructor(stream: ServerHttp2Stream, route: UnaryRoute, options: UnaryStreamsOptions, timeout: string | undefined) {
-    super(stream, options.observer.observe(route.path, false, false), timeout);
+    super(stream, options.observer.observe(route.path, false, false), timeout, { maxReceiveMessageBytes: options.maxReceiveMessageBytes, deserialize: route.deserialize });
     this.#route = route;
-    this.#frames = new GrpcFrameReader(options.maxReceiveMessageBytes);
   }
 
   start(): void {
-    this.stream.on("end", () => this.#end());
-    this.stream.on("data", (data: Buffer) => this.#data(data));
-  }
-
-  #data(data: Buffer): void {
-    if (this.isDone()) {
-      return;
-    }
-    let messages: Buffer[];
-    try {
-      messages = this.#frames.write(data);
-    } catch (error) {
-      this.sendStatus(Code.RESOURCE_EXHAUSTED, (error as Error).message);
-      return;
-    }
-    for (const frame of messages) {
-      if (this.done) {
-        return;
-      }
-      // The compressed flag is not read: with the identity encoding, grpc-js takes the bytes as they are.
-      let message: unknown;
-      try {
-        message = this.#route.deserialize(frame.subarray(GRPC_FRAME_PREFIX_LENGTH));
-      } catch {
-        this.sendStatus(Code.INTERNAL, DESERIALIZE_FAILED);
-        return;
-      }
-      this.observed.received(message);
-      const rejection = malformedRequestStatus(message);
-      if (rejection !== undefined) {
-        this.sendStatus(rejection.code, rejection.details);
-        return;
-      }
+    const take = (message: unknown): void => {
       if (this.#hasRequest) {
         this.sendStatus(Code.INVALID_ARGUMENT, secondRequestMessageDetails(this.#route.path));
         return;
       }
       this.#request = message;
       this.#hasRequest = true;
-    }
+    };
+    this.stream.on("end", () => this.#end());
+    this.stream.on("data", (data: Buffer) => {
+      if (!this.isDone()) {
+        this.receive(data, take);
+      }
+    });
   }
 
   #end(): void {

@@ -10,32 +10,16 @@ import { after, before, describe, test } from "node:test";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { pino } from "pino";
 import { MAX_RECEIVE_MESSAGE_BYTES } from "../../src/server.js";
-import { type RawCallOptions, type RawResponse, rawCall, settles } from "../support/raw-wire-call.js";
+import { type LogLine, type RawCallOptions, type RawResponse, frame, logged, rawCall, settles } from "../support/raw-wire-call.js";
 import { type TestServer, startTestServer } from "../support/test-server.js";
 
 const CREATE_VERSION = "/cogmentAPI.ModelRegistrySP/CreateVersion";
 const TIMESTAMP = 1_700_000_000_000_000_000n;
 
-interface LogLine {
-  readonly msg: string;
-  readonly method?: string;
-  readonly code?: string;
-  readonly details?: string;
-  readonly modelId?: string;
-}
-
 interface Side {
   readonly name: "fast path" | "grpc-js";
   readonly server: TestServer;
   readonly lines: LogLine[];
-}
-
-function frame(message: Uint8Array, flag = 0): Buffer {
-  const framed = Buffer.alloc(5 + message.byteLength);
-  framed.writeUInt8(flag, 0);
-  framed.writeUInt32BE(message.byteLength, 1);
-  framed.set(message, 5);
-  return framed;
 }
 
 function header(modelId: string, dataSize: number): Buffer {
@@ -70,11 +54,6 @@ async function startSide(name: Side["name"], overrides: Parameters<typeof startT
   const server = await startTestServer(overrides, { createVersionFastPath: name === "fast path" }, log);
   await server.client.createModel("m");
   return { name, server, lines };
-}
-
-/** Logged details, without what differs between two servers (request ids are not in details). */
-function logged(lines: readonly LogLine[]): { code?: string; details?: string; modelId?: string }[] {
-  return lines.map(({ code, details, modelId }) => ({ code, details, modelId }));
 }
 
 /** Waits until `check` is true, polling, at most 30 s (the server logs a call's end after its stream closes). */

@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { pino } from "pino";
 import { MAX_RECEIVE_MESSAGE_BYTES } from "../../src/server.js";
-import { type RawCallOptions, type RawResponse, rawCall, settles } from "../support/raw-wire-call.js";
+import { type LogLine, type RawCallOptions, type RawResponse, frame, logged, rawCall, settles } from "../support/raw-wire-call.js";
 import { type TestServer, startTestServer } from "../support/test-server.js";
 
 const SERVICE = "/cogmentAPI.ModelRegistrySP/";
@@ -21,25 +21,9 @@ const DELETE_MODEL = `${SERVICE}DeleteModel`;
 const OK_TRAILERS = ["grpc-status: 0", "grpc-message: OK"];
 const REPLY_HEADERS = [":status: 200", "content-type: application/grpc+proto", "grpc-accept-encoding: identity,deflate,gzip", "grpc-encoding: identity"];
 
-interface LogLine {
-  readonly msg: string;
-  readonly method?: string;
-  readonly code?: string;
-  readonly details?: string;
-  readonly modelId?: string;
-}
-
 interface Side {
   readonly server: TestServer;
   readonly lines: LogLine[];
-}
-
-function frame(message: Uint8Array, flag = 0): Buffer {
-  const framed = Buffer.alloc(5 + message.byteLength);
-  framed.writeUInt8(flag, 0);
-  framed.writeUInt32BE(message.byteLength, 1);
-  framed.set(message, 5);
-  return framed;
 }
 
 interface InfosRequest {
@@ -110,11 +94,6 @@ async function startSide(unaryFastPath: boolean): Promise<Side> {
 function callLines(side: Side, path: string, from: number): LogLine[] {
   const method = path.slice(SERVICE.length);
   return side.lines.slice(from).filter((line) => line.msg === "call finished" && line.method === method);
-}
-
-/** Logged details, without what differs between two servers (request ids are not in details). */
-function logged(lines: readonly LogLine[]): { code?: string; details?: string; modelId?: string }[] {
-  return lines.map(({ code, details, modelId }) => ({ code, details, modelId }));
 }
 
 describe("unary methods below grpc-js: the same wire behaviour as grpc-js's path", () => {

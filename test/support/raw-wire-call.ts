@@ -1,8 +1,8 @@
 /*
  * One gRPC call with raw node:http2 (no gRPC library between the test and the wire), giving back
  * exactly what the server sent: every response header but `date` in order, the DATA bytes, the
- * trailers and the stream's reset code. For comparing the calls served below grpc-js with grpc-js's
- * own path byte for byte (create-version-stream.test.ts, unary-stream.test.ts).
+ * trailers and the stream's reset code; and what comparing the calls served below grpc-js with
+ * grpc-js's own path byte for byte needs besides (create-version-stream.test.ts, unary-stream.test.ts).
  */
 import assert from "node:assert/strict";
 import { type ClientHttp2Session, type IncomingHttpHeaders, connect, constants } from "node:http2";
@@ -109,4 +109,27 @@ export async function rawCall(address: string, path: string, frames: readonly Bu
   } finally {
     session.close();
   }
+}
+
+/** A gRPC message with its 5-byte prefix: the compressed flag (0 unless given) and the length. */
+export function frame(message: Uint8Array, flag = 0): Buffer {
+  const framed = Buffer.alloc(5 + message.byteLength);
+  framed.writeUInt8(flag, 0);
+  framed.writeUInt32BE(message.byteLength, 1);
+  framed.set(message, 5);
+  return framed;
+}
+
+/** A server's JSON log line, as far as the comparisons read it. */
+export interface LogLine {
+  readonly msg: string;
+  readonly method?: string;
+  readonly code?: string;
+  readonly details?: string;
+  readonly modelId?: string;
+}
+
+/** Logged details, without what differs between two servers (request ids are not in details). */
+export function logged(lines: readonly LogLine[]): { code?: string; details?: string; modelId?: string }[] {
+  return lines.map(({ code, details, modelId }) => ({ code, details, modelId }));
 }
