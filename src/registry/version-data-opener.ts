@@ -205,14 +205,20 @@ export class VersionDataOpener {
    */
   #reserveForLoad(version: VersionRecord): { reservation: Reservation; data: EncodedVersionData } | undefined {
     const { cache, chunkSize } = this.options;
-    this.options.beforeAllocate?.();
-    let reservation;
+    let reserved;
     try {
-      reservation = cache.reserve(EncodedVersionData.planTotalBytes(version.dataSize, chunkSize), { keepPinnedTransient: true });
+      // The memory of an evicted version of the same size, when there is one, as an upload takes it:
+      // no fresh allocation to fault in (a broadcast of same-size versions reads each one through).
+      reserved = cache.reserveReusing(EncodedVersionData.planTotalBytes(version.dataSize, chunkSize), { keepPinnedTransient: true });
     } catch {
       return undefined;
     }
+    const { reservation, reused } = reserved;
     try {
+      if (reused !== undefined) {
+        return { reservation, data: EncodedVersionData.reuse(reused, version.dataSize, chunkSize) };
+      }
+      this.options.beforeAllocate?.();
       return { reservation, data: EncodedVersionData.allocate(version.dataSize, chunkSize) };
     } catch (error) {
       reservation.release();

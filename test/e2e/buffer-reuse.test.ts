@@ -24,7 +24,7 @@ async function figures(client: { status(names: string[]): Promise<{ statuses: Re
   return Object.fromEntries(Object.entries(statuses).map(([name, value]) => [name, Number(value)]));
 }
 
-describe("memory of evicted versions is reused by the next upload of the same size", () => {
+describe("memory of evicted versions is reused by the next upload or load of the same size", () => {
   const size = 200 * KiB;
   const chunk = 64 * KiB;
   const stored = planChunkLayout(size, chunk).totalBytes + VERSION_OVERHEAD_BYTES;
@@ -94,6 +94,37 @@ describe("memory of evicted versions is reused by the next upload of the same si
     assert.ok(fetches > 0);
     const reused = (await figures(client)).cache_reused_buffers ?? 0;
     assert.ok(reused > 0 && reused <= 37, `reused ${reused} buffers`);
+  });
+
+  test("archived versions read back into the cache reuse the memory of the ones they evict", async (t) => {
+    const writer = await startTestServer({ sentChunkSize: chunk });
+    t.after(() => writer.close());
+    await writer.client.createModel("reread");
+    for (let v = 1; v <= 6; v++) {
+      await writer.client.publish("reread", versionData(size, v), { archived: true });
+    }
+    await writer.stop();
+    // Restarted on the archive with room for four: a version is loaded into the cache when it
+    // takes at most a quarter of the budget; nothing is cached yet.
+    const server = await startTestServer({ archiveDir: writer.archiveDir, cacheMaxBytes: 4 * stored, cachePruneCount: 1, sentChunkSize: chunk });
+    t.after(() => server.close());
+    const { client } = server;
+    assert.equal((await figures(client)).cache_used_bytes, 0);
+    const reads = [1, 2, 3, 4, 5, 6, 1, 2];
+    for (const v of reads) {
+      assert.ok((await client.retrieveData("reread", v)).equals(versionData(size, v)), `version ${v} reads back exactly`);
+    }
+    // The first four loads fill the budget; each later one evicts the least recent and reuses its memory.
+    assert.deepEqual(await figures(client), {
+      cache_reused_buffers: reads.length - 4,
+      cache_spare_bytes: 0,
+      cache_used_bytes: 4 * stored,
+      cache_draining_bytes: 0,
+    });
+    for (const v of [5, 6, 1, 2]) {
+      assert.ok((await client.retrieveData("reread", v)).equals(versionData(size, v)), `version ${v} is intact in the cache`);
+    }
+    assert.equal((await figures(client)).cache_reused_buffers, reads.length - 4, "served from the cache: nothing loaded again");
   });
 
   test("a version whose reader went away with writes unconfirmed is never reused", async (t) => {
