@@ -96,8 +96,8 @@ async function callThroughFailover(instance: Instance, deployment: SentinelDeplo
  */
 const HUNG_CALL_LIMIT_MS = 5000;
 
-/** Runs `call`, timing it; a failure must be UNAVAILABLE naming Redis. */
-async function timedCall<T>(deployment: SentinelDeployment, call: () => Promise<T>): Promise<{ value?: T; ms: number }> {
+/** Runs `call`, timing it; a failure must be UNAVAILABLE naming Redis (`cause`: what follows the name). */
+async function timedCall<T>(deployment: SentinelDeployment, call: () => Promise<T>): Promise<{ value?: T; cause?: string; ms: number }> {
   const started = performance.now();
   const outcome = await withinBound(call());
   const ms = Math.round(performance.now() - started);
@@ -105,8 +105,9 @@ async function timedCall<T>(deployment: SentinelDeployment, call: () => Promise<
     return { value: outcome.value, ms };
   }
   assert.equal(outcome.error.code, grpc.status.UNAVAILABLE, outcome.error.message);
-  assert.match(outcome.error.details, unreachable(deployment.sentinelPorts));
-  return { ms };
+  const prefix = unreachable(deployment.sentinelPorts);
+  assert.match(outcome.error.details, prefix);
+  return { cause: outcome.error.details.replace(prefix, ""), ms };
 }
 
 interface HangOutcome {
@@ -294,6 +295,13 @@ describe("Redis Sentinel (COGMENT_MODEL_REGISTRY_REDIS_URL=redis+sentinel://...)
     }
     const upload = await inFlight;
     assert.equal(upload.value, undefined, "the upload in flight when the primary stopped failed");
+    // Its chunk SETs wait on the stopped primary: they fail with the command connection's first
+    // timeout (or by their own watchdog when the kernel did not take them whole), not only once the
+    // Sentinels named another primary (a 2 MiB write would otherwise be given 10 s: slow links).
+    assert.match(
+      upload.cause ?? "",
+      /^(no reply within 2000 ms on the (command|subscriber) connection, nor any byte on the chunk connection|the chunk connection made no progress for 2000 ms)$/,
+    );
     const uploadFailedAfter = Math.round(upload.settledAt - pausedAt);
     assert.ok(uploadFailedAfter <= HUNG_CALL_LIMIT_MS, `the upload failed ${uploadFailedAfter} ms after the primary stopped`);
     await deployment.waitForPrimary(replica);
