@@ -21,8 +21,24 @@ const AUTH_WITHOUT_PASSWORD = /no password is set|called without any password co
  * Not ioredis's "Command timed out": RedisConnection.call drops the command connection on that one, and a
  * stalled chunk connection says nothing about the command connection (it may only be a slow link).
  */
-export function chunkConnectionStalled(timeoutMs: number): string {
-  return `the chunk connection made no progress for ${timeoutMs} ms`;
+export function chunkConnectionStalled(timeoutMs: number, linkAllowanceMs = 0, commandBytes = 0): string {
+  const stalledMs = timeoutMs + linkAllowanceMs;
+  return linkAllowanceMs === 0
+    ? `the chunk connection made no progress for ${stalledMs} ms`
+    : `the chunk connection made no progress for ${stalledMs} ms (the timeout of ${timeoutMs} ms, plus ${linkAllowanceMs} ms for the command's ${commandBytes} bytes to reach Redis at ${MIN_LINK_BYTES_PER_SECOND / 1024} KiB/s)`;
+}
+
+/**
+ * The slowest link to Redis the chunk connection waits for. A command the kernel took whole may still be
+ * in its socket buffers, on the way to Redis, which answers only once it has the last byte; Node shows
+ * nothing of those bytes leaving. So once a command is written, its reply is awaited for the timeout plus
+ * the time its bytes take at this rate (2 MiB: 8 s): a slower link fails big writes as a stalled one.
+ */
+export const MIN_LINK_BYTES_PER_SECOND = 256 * 1024;
+
+/** How long a written command's bytes may take to reach Redis over the slowest link waited for. */
+function linkAllowanceMs(commandBytes: number): number {
+  return Math.floor((commandBytes * 1000) / MIN_LINK_BYTES_PER_SECOND);
 }
 /** Bytes one socket read lands in (plain TCP: always the same buffer, so reads make no garbage). */
 const READ_BUFFER_BYTES = 256 * 1024;
@@ -40,6 +56,8 @@ interface PendingReply {
   readonly reject: (error: Error) => void;
   /** When the kernel took the command's last byte (performance.now()); 0 before. */
   writtenAt: number;
+  /** The command's size on the wire. */
+  readonly bytes: number;
 }
 
 /** A reply as this channel understands it: status or integer, a bulk's length (sink) or bytes, or nil. */
@@ -55,6 +73,13 @@ export interface ChunkStore {
    */
   connectionFor(key: string): unknown;
   getBuffer(key: string): Promise<Buffer | null>;
+  /**
+   * The command or subscriber connection to `node` (a Cluster node's `host:port`; undefined: the one
+   * Redis, or the primary) got no reply for `silentMs`: Redis is taken for hung. A chunk connection to
+   * it on which commands wait and no byte came for as long is dropped too, failing them with `reason`,
+   * rather than waiting out its own bound (longer for big writes, see MIN_LINK_BYTES_PER_SECOND).
+   */
+  abandonIfSilent(silentMs: number, reason: string, node?: string): void;
   close(): void;
 }
 
@@ -81,7 +106,10 @@ const enum ParseState {
  * completed and the kernel's backlog of our writes did not shrink. A new command is no progress (a
  * peer that takes bytes and never answers must not be kept alive by more commands: the socket's own
  * inactivity timer restarts at every write, so it is not used). Commands queued behind others (32
- * readers, each a few GETs of 2 MiB ahead, on a slow link) wait as long as replies keep coming.
+ * readers, each a few GETs of 2 MiB ahead, on a slow link) wait as long as replies keep coming. Once
+ * the kernel took the oldest command whole, its bytes may still be crossing a slow link: its reply is
+ * awaited for the timeout plus their time at MIN_LINK_BYTES_PER_SECOND. When the command connection
+ * finds Redis hung, a chunk connection just as silent is dropped at once (abandonIfSilent).
  */
 export class ChunkChannel implements ChunkStore {
   private socket: Socket | undefined = undefined;
@@ -146,6 +174,13 @@ export class ChunkChannel implements ChunkStore {
     this.drop(new Error("Connection is closed."));
   }
 
+  abandonIfSilent(silentMs: number, reason: string): void {
+    // Bytes the kernel takes are no sign of life here: a stopped Redis's kernel takes them too.
+    if (this.socket !== undefined && this.pending.length > 0 && performance.now() - this.receivedAt >= silentMs) {
+      this.drop(new Error(reason));
+    }
+  }
+
   private send(parts: readonly Uint8Array[], sink: BulkSink | undefined, onNoBulk?: () => void, asking = false): Promise<ChunkReply> {
     if (this.closed) {
       return Promise.reject(new Error("Connection is closed."));
@@ -163,10 +198,11 @@ export class ChunkChannel implements ChunkStore {
       // ASKING's +OK is dropped; an error reply to it fails the command after it.
       let askingFailed: Error | undefined;
       const settle = (value: ChunkReply): void => (askingFailed === undefined ? resolve(value) : reject(askingFailed));
-      const reply: PendingReply = { sink, onNoBulk, resolve: settle, reject, writtenAt: 0 };
+      const bytes = parts.reduce((sum, part) => sum + part.byteLength, 0);
+      const reply: PendingReply = { sink, onNoBulk, resolve: settle, reject, writtenAt: 0, bytes };
       socket.cork();
       if (asking) {
-        this.pending.push({ sink: undefined, writtenAt: 0, resolve: () => undefined, reject: (error) => (askingFailed = error) });
+        this.pending.push({ sink: undefined, writtenAt: 0, bytes: ASKING.byteLength, resolve: () => undefined, reject: (error) => (askingFailed = error) });
         socket.write(ASKING);
       }
       this.pending.push(reply);
@@ -197,11 +233,14 @@ export class ChunkChannel implements ChunkStore {
     }
     this.lastBacklog = backlog;
     // The oldest command waits for its reply once written (later commands' writes are no news of
-    // it), and for the kernel to take its bytes before.
+    // it), and for the kernel to take its bytes before. Once written, its bytes may still be crossing
+    // a slow link (see MIN_LINK_BYTES_PER_SECOND).
     const oldest = this.pending[0] as PendingReply;
-    const progressAt = Math.max(this.receivedAt, oldest.writtenAt > 0 ? oldest.writtenAt : this.writtenAt);
-    if (now - progressAt >= this.timeoutMs) {
-      this.drop(new Error(chunkConnectionStalled(this.timeoutMs)));
+    const written = oldest.writtenAt > 0;
+    const progressAt = Math.max(this.receivedAt, written ? oldest.writtenAt : this.writtenAt);
+    const allowanceMs = written ? linkAllowanceMs(oldest.bytes) : 0;
+    if (now - progressAt >= this.timeoutMs + allowanceMs) {
+      this.drop(new Error(chunkConnectionStalled(this.timeoutMs, allowanceMs, oldest.bytes)));
       return;
     }
     this.watchdog = setTimeout(this.checkProgress, this.timeoutMs / 4);
@@ -270,9 +309,11 @@ export class ChunkChannel implements ChunkStore {
 
   private handshake(socket: Socket, words: readonly string[]): void {
     const encoded = words.map((word) => `$${Buffer.byteLength(word)}\r\n${word}\r\n`).join("");
+    const command = `*${words.length}\r\n${encoded}`;
     const reply: PendingReply = {
       sink: undefined,
       writtenAt: 0,
+      bytes: Buffer.byteLength(command),
       resolve: () => {},
       // A refused AUTH or SELECT leaves the connection unusable: every command waiting fails with it;
       // except AUTH to a Redis without a password, which ioredis also lets pass (with a warning of its own).
@@ -283,7 +324,7 @@ export class ChunkChannel implements ChunkStore {
       },
     };
     this.pending.push(reply);
-    socket.write(`*${words.length}\r\n${encoded}`, () => this.written(reply));
+    socket.write(command, () => this.written(reply));
   }
 
   /** Forgets the connection: every command waiting on it fails with `error`. */

@@ -63,6 +63,12 @@ export class ClusterChunkChannels implements ChunkStore {
     }
   }
 
+  abandonIfSilent(silentMs: number, reason: string, node?: string): void {
+    if (node !== undefined) {
+      this.channels.get(node)?.abandonIfSilent(silentMs, reason);
+    }
+  }
+
   close(): void {
     this.closed = true;
     this.cluster.off("refresh", this.onRefresh);

@@ -378,6 +378,9 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
               this.subscriberWasLost = true;
               this.reportHealth();
               this.subscriber.disconnect(true);
+              if (!(this.commands instanceof Cluster)) {
+                this.abandonSilentChunks("subscriber");
+              }
             }
           }),
         );
@@ -456,6 +459,18 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     return { host: stream.remoteAddress, port: stream.remotePort };
   }
 
+  /**
+   * The `connection` to Redis (to the Cluster node `master`) got no reply for the command timeout: the
+   * chunk connection there, if just as silent, is not left waiting out its own longer bound.
+   */
+  private abandonSilentChunks(connection: "command" | "subscriber", master?: string): void {
+    this.chunks.abandonIfSilent(
+      this.commandTimeoutMs,
+      `no reply within ${this.commandTimeoutMs} ms on the ${connection} connection, nor any byte on the chunk connection`,
+      master,
+    );
+  }
+
   /** Both connections are up: calls can run, though on a Redis Cluster some master may be down (see healthy). */
   get connected(): boolean {
     return this.commandsReady && this.subscriberReady;
@@ -526,6 +541,7 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     if (this.closed || this.probeTimer === undefined) {
       return; // without the probe, nothing would ever let calls through again
     }
+    this.abandonSilentChunks("command", master);
     if (!this.mastersHung.has(master)) {
       this.lastError = `the Cluster node ${master} did not answer within ${this.commandTimeoutMs} ms`;
     }
@@ -569,6 +585,7 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
         this.commandsReady = false; // now: the connection's "close" comes later
         this.reportHealth();
         this.commands.disconnect(true);
+        this.abandonSilentChunks("command");
       }
       throw toRegistryError(master === undefined ? this.address : `${master} (cluster)`, error);
     }

@@ -11,7 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test } from "node:test";
 import { Redis } from "ioredis";
 import { Code } from "../../src/errors/index.js";
-import { ChunkChannel } from "../../src/redis/chunk-channel.js";
+import { ChunkChannel, MIN_LINK_BYTES_PER_SECOND } from "../../src/redis/chunk-channel.js";
 import { RedisConnection } from "../../src/redis/redis-connection.js";
 import { parseRedisUrl } from "../../src/redis/redis-url.js";
 import { killAllRedisServers, startRedisServer } from "../support/redis-server.js";
@@ -177,6 +177,40 @@ describe("ChunkChannel", () => {
     t.after(() => channel.close());
     const replies = await Promise.all(values.map((_, i) => channel.getBuffer(`slow${i}`)));
     replies.forEach((reply, i) => assert.deepEqual(reply, values[i], `value ${i}`));
+  });
+
+  test("a SET the kernel took at once waits while its bytes cross a slow link; on a link that stops, it fails within the timeout plus its bytes' time at the minimum rate", async (t) => {
+    const server = await startRedisServer(t);
+    const check = new Redis(server.url);
+    t.after(() => check.disconnect());
+    // ~400 KiB/s both ways: 1 MiB takes ~2.5 s to reach Redis, five times the 500 ms timeout, while the
+    // kernel's socket buffers take it at once (nothing left to write, no byte back until Redis has it all).
+    const proxy = await startThrottleProxy(server.port, 20 * 1024, 50, { upstream: true });
+    t.after(() => proxy.close());
+    const channel = new ChunkChannel(parseRedisUrl(`redis://127.0.0.1:${proxy.port}`), 500);
+    t.after(() => channel.close());
+    const value = randomBytes(MIB);
+    await channel.setChunk("slow-set", [value], 60_000);
+    assert.deepEqual(await check.getBuffer("slow-set"), value);
+
+    proxy.stop();
+    const started = performance.now();
+    const commandBytes = `*5\r\n$3\r\nSET\r\n$7\r\nstalled\r\n$${MIB}\r\n`.length + MIB + "\r\n$2\r\nPX\r\n$5\r\n60000\r\n".length;
+    const allowedMs = 500 + Math.floor((commandBytes * 1000) / MIN_LINK_BYTES_PER_SECOND);
+    await assert.rejects(channel.setChunk("stalled", [value], 60_000), (error: Error) => {
+      // Either the kernel took every byte (the command's allowance), or it stopped taking them (the plain timeout).
+      assert.ok(
+        [
+          "the chunk connection made no progress for 500 ms",
+          `the chunk connection made no progress for ${allowedMs} ms (the timeout of 500 ms, plus ${allowedMs - 500} ms for the command's ${commandBytes} bytes to reach Redis at 256 KiB/s)`,
+        ].includes(error.message),
+        error.message,
+      );
+      return true;
+    });
+    const failedAfter = performance.now() - started;
+    // The check runs every quarter of the timeout; the rest is a margin for a loaded machine.
+    assert.ok(failedAfter <= allowedMs + 2000, `failed after ${Math.round(failedAfter)} ms`);
   });
 
   test("a chunk connection that stalls fails its commands with UNAVAILABLE but leaves the command connection up", async (t) => {

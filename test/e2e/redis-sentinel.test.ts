@@ -4,8 +4,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test, type TestContext } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { modelHashTag } from "../../src/redis/index.js";
+import { onCleanup } from "../support/cleanup.js";
 import { HealthClient } from "../support/health-client.js";
-import { MASTER_NAME, type SentinelDeployment, killAllSentinels, startSentinelDeployment } from "../support/redis-sentinel.js";
+import { INSPECT_CLIENT_NAME, MASTER_NAME, type SentinelDeployment, killAllSentinels, startSentinelDeployment } from "../support/redis-sentinel.js";
 import { freeLoopbackPort, killAllRedisServers } from "../support/redis-server.js";
 import { type RegistryClient, rejectsWithStatus, type WireVersionInfo } from "../support/registry-client.js";
 import { type VersionUpdateFollower, followVersionUpdates } from "../support/version-update-follower.js";
@@ -87,6 +88,75 @@ async function callThroughFailover(instance: Instance, deployment: SentinelDeplo
     }
     await sleep(50);
   }
+}
+
+/**
+ * The documented bound on a call while Redis does not answer is 2 s (one command's timeout); a call
+ * still running after this long (the bound and a margin for a loaded machine) breaks it.
+ */
+const HUNG_CALL_LIMIT_MS = 5000;
+
+/** Runs `call`, timing it; a failure must be UNAVAILABLE naming Redis (`cause`: what follows the name). */
+async function timedCall<T>(deployment: SentinelDeployment, call: () => Promise<T>): Promise<{ value?: T; cause?: string; ms: number }> {
+  const started = performance.now();
+  const outcome = await withinBound(call());
+  const ms = Math.round(performance.now() - started);
+  if (!("error" in outcome)) {
+    return { value: outcome.value, ms };
+  }
+  assert.equal(outcome.error.code, grpc.status.UNAVAILABLE, outcome.error.message);
+  const prefix = unreachable(deployment.sentinelPorts);
+  assert.match(outcome.error.details, prefix);
+  return { cause: outcome.error.details.replace(prefix, ""), ms };
+}
+
+interface HangOutcome {
+  readonly failed: number;
+  readonly slowestMs: number;
+  readonly states: Set<string>;
+  /** Versions the uploads made meanwhile committed (once the instance was on the promoted replica). */
+  readonly committed: number[];
+}
+
+/**
+ * Calls (a listing, a read of chunked version 1, an upload) through `instance` from the moment its
+ * primary hangs until it was NOT_SERVING and is SERVING again.
+ */
+async function callsThroughHang(instance: Instance, deployment: SentinelDeployment, modelId: string): Promise<HangOutcome> {
+  const outcome: HangOutcome = { failed: 0, slowestMs: 0, states: new Set(), committed: [] };
+  let slowestMs = 0;
+  let failed = 0;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const state = await instance.health.check("");
+    outcome.states.add(state);
+    if (state === "SERVING" && outcome.states.has("NOT_SERVING")) {
+      return { ...outcome, failed, slowestMs };
+    }
+    assert.ok(Date.now() < deadline, `still ${[...outcome.states].join(", ")} 60 s after the primary hung`);
+    // Concurrent: several commands wait on the stopped primary at once.
+    const [listing, read, upload] = await Promise.all([
+      timedCall(deployment, () => instance.client.retrieveVersionInfos({ model_id: modelId })),
+      timedCall(deployment, () => instance.client.retrieveData(modelId, 1)),
+      timedCall(deployment, () => instance.client.publish(modelId, randomBytes(2 * 1024 * 1024 + 1))),
+    ]);
+    for (const { value, ms } of [listing, read, upload]) {
+      failed += value === undefined ? 1 : 0;
+      slowestMs = Math.max(slowestMs, ms);
+    }
+    if (upload.value !== undefined) {
+      outcome.committed.push(upload.value.version_number);
+    }
+    await sleep(50);
+  }
+}
+
+/** The clients in CLIENT LIST's output that are not a Sentinel's, the replication link or the test's own. */
+function registryClients(list: string): string[] {
+  return list
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .filter((line) => !/ name=sentinel-/.test(line) && !line.includes(` name=${INSPECT_CLIENT_NAME} `) && !/ flags=\S*M/.test(line));
 }
 
 /**
@@ -176,6 +246,122 @@ describe("Redis Sentinel (COGMENT_MODEL_REGISTRY_REDIS_URL=redis+sentinel://...)
       assert.equal(stream.error, undefined);
       assert.deepEqual(stream.numbers, [...new Set(stream.numbers)].sort((x, y) => x - y));
       assert.deepEqual(stream.numbers.slice(-2), [4, 5]);
+      stream.cancel();
+    }
+  });
+
+  test("a hung primary (SIGSTOP): calls fail within the bound with UNAVAILABLE naming Redis, NOT_SERVING, the instances follow the promoted replica by themselves, and the old primary resumed rejoins as a replica", async (t) => {
+    const deployment = await startSentinelDeployment(t);
+    const [primary, replica] = deployment.nodes;
+    const instances = await startInstances(t, deployment.url, 3);
+    for (const instance of instances) {
+      assert.equal(await waitForHealth(instance, "SERVING"), "SERVING");
+    }
+    const [a, b, c] = instances as [Instance, Instance, Instance];
+    await a.client.createModel("stuck");
+    const chunked = randomBytes(5 * 1024 * 1024 + 17);
+    assert.equal((await a.client.publish("stuck", chunked)).version_number, 1);
+    assert.equal((await b.client.publish("stuck", Buffer.from("archived through B"), { archived: true })).version_number, 2);
+    // Every instance's chunk connection is open to the primary (B and C read version 1 through it).
+    assert.deepEqual(await b.client.retrieveData("stuck", 1), chunked);
+    assert.deepEqual(await c.client.retrieveData("stuck", 1), chunked);
+    const streams = instances.map((instance) => follow(instance.client, "stuck"));
+    for (const stream of streams) {
+      await stream.until(() => stream.numbers.length === 1, "the current latest");
+    }
+    assert.equal(await deployment.inspect(primary).call("WAIT", "1", "5000"), 1);
+
+    // Registered after the deployment: runs before its processes are killed, also when the test fails.
+    onCleanup(t, () => primary.resume());
+    // The primary stops while an upload's chunks are being written: chunk SETs wait on the stopped node.
+    const pendingChunks = `cmr:${modelHashTag("stuck")}:p:*`;
+    const watcher = deployment.inspect(primary);
+    const inFlight = timedCall(deployment, () => a.client.publish("stuck", randomBytes(48 * 1024 * 1024))).then((outcome) => ({
+      ...outcome,
+      settledAt: performance.now(),
+    }));
+    for (const deadline = Date.now() + 30_000; (await watcher.keys(pendingChunks)).length === 0; ) {
+      assert.ok(Date.now() < deadline, "the upload's first chunk never reached the primary");
+    }
+    primary.pause();
+    const pausedAt = performance.now();
+    // Each instance: calls made until it was NOT_SERVING and is SERVING again all fail, each within the
+    // bound, with UNAVAILABLE naming Redis; none hangs on the stopped primary.
+    const during = await Promise.all(instances.map((instance) => callsThroughHang(instance, deployment, "stuck")));
+    for (const [index, outcome] of during.entries()) {
+      assert.ok(outcome.failed >= 1, `instance ${index}: calls made during the hang failed`);
+      assert.deepEqual([...outcome.states].sort(), ["NOT_SERVING", "SERVING"], `instance ${index}`);
+      assert.ok(outcome.slowestMs <= HUNG_CALL_LIMIT_MS, `instance ${index}: a call took ${outcome.slowestMs} ms`);
+    }
+    const upload = await inFlight;
+    assert.equal(upload.value, undefined, "the upload in flight when the primary stopped failed");
+    // Its chunk SETs wait on the stopped primary: they fail with the command connection's first
+    // timeout (or by their own watchdog when the kernel did not take them whole), not only once the
+    // Sentinels named another primary (a 2 MiB write would otherwise be given 10 s: slow links).
+    assert.match(
+      upload.cause ?? "",
+      /^(no reply within 2000 ms on the (command|subscriber) connection, nor any byte on the chunk connection|the chunk connection made no progress for 2000 ms)$/,
+    );
+    const uploadFailedAfter = Math.round(upload.settledAt - pausedAt);
+    assert.ok(uploadFailedAfter <= HUNG_CALL_LIMIT_MS, `the upload failed ${uploadFailedAfter} ms after the primary stopped`);
+    await deployment.waitForPrimary(replica);
+
+    // Uploads that ran once an instance was on the promoted replica (before its health said so) took the next numbers.
+    const committedDuring = during.flatMap((outcome) => outcome.committed).sort((x, y) => x - y);
+    assert.deepEqual(committedDuring, committedDuring.map((_, i) => 3 + i));
+    const third = 3 + committedDuring.length;
+    // Through the promoted replica, every instance by itself: numbering goes on, chunked data both ways.
+    const thirdData = randomBytes(4 * 1024 * 1024 + 3);
+    assert.equal((await firstCallAfterFailover(deployment, () => c.client.publish("stuck", thirdData))).version_number, third);
+    assert.deepEqual(await firstCallAfterFailover(deployment, () => a.client.retrieveData("stuck", third)), thirdData);
+    assert.deepEqual(await firstCallAfterFailover(deployment, () => b.client.retrieveData("stuck", third)), thirdData);
+    assert.equal((await firstCallAfterFailover(deployment, () => b.client.publish("stuck", Buffer.from("four")))).version_number, third + 1);
+    assert.equal((await firstCallAfterFailover(deployment, () => a.client.publish("stuck", Buffer.from("five")))).version_number, third + 2);
+    const promoted = deployment.inspect(replica);
+    const tag = modelHashTag("stuck");
+    assert.deepEqual(await Promise.all([0, 1, 2].map((i) => promoted.strlen(`cmr:${tag}:d:${third}:${i}`))), [2 * 1024 * 1024, 2 * 1024 * 1024, 3]);
+
+    // The old primary resumed: the Sentinels turn it into a replica of the new one; the instances stay there.
+    primary.resume();
+    const old = deployment.inspect(primary);
+    for (const deadline = Date.now() + 30_000; ; await sleep(100)) {
+      const info = await old.info("replication").catch(() => "");
+      if (info.includes("role:slave") && info.includes(`master_port:${replica.port}`) && info.includes("master_link_status:up")) {
+        break;
+      }
+      assert.ok(Date.now() < deadline, `the old primary did not rejoin as a replica: ${info}`);
+    }
+    assert.equal(await deployment.primary(), replica);
+    const last = third + 3;
+    assert.equal((await c.client.publish("stuck", Buffer.from("six"))).version_number, last);
+    assert.equal(await promoted.call("WAIT", "1", "5000"), 1);
+    const numbers = Array.from({ length: last }, (_, i) => i + 1);
+    for (const instance of instances) {
+      assert.deepEqual(
+        (await instance.client.retrieveVersionInfos({ model_id: "stuck" })).version_infos.map((info) => info.version_number),
+        numbers,
+      );
+      assert.deepEqual(await instance.client.retrieveData("stuck", 1), chunked);
+      assert.equal((await instance.client.retrieveData("stuck", 2)).toString(), "archived through B");
+      assert.deepEqual(await instance.client.retrieveData("stuck", third), thirdData);
+      assert.equal((await instance.client.retrieveData("stuck", last)).toString(), "six");
+    }
+    // The old primary, now a replica, holds every acknowledged version, and no instance is connected to it.
+    assert.deepEqual(await old.zrange(`cmr:${tag}:numbers`, 0, -1), numbers.map(String));
+    assert.equal(await old.strlen(`cmr:${tag}:d:${third}:2`), 3);
+    for (const deadline = Date.now() + 30_000; ; await sleep(100)) {
+      const clients = registryClients((await old.client("LIST")) as string);
+      if (clients.length === 0) {
+        break;
+      }
+      assert.ok(Date.now() < deadline, `instances are still connected to the old primary: ${clients.join("; ")}`);
+    }
+    // The VersionUpdate streams opened before the hang go on: every version once, in order, ending with the last.
+    for (const stream of streams) {
+      await stream.until(() => stream.numbers.at(-1) === last, `version ${last}`);
+      assert.equal(stream.error, undefined);
+      assert.deepEqual(stream.numbers, [...new Set(stream.numbers)].sort((x, y) => x - y));
+      assert.deepEqual(stream.numbers.slice(-4), [third, third + 1, third + 2, last]);
       stream.cancel();
     }
   });

@@ -144,8 +144,11 @@ async function waitForPong(port: number, timeoutMs: number, password: string | u
   }
 }
 
+/** The name the helper's own clients give themselves (CLIENT SETNAME), so a test can tell them from the instances'. */
+export const INSPECT_CLIENT_NAME = "test-inspect";
+
 function client(t: TestContext, port: number, password: string | undefined): Redis {
-  const redis = new Redis({ host: "127.0.0.1", port, password, maxRetriesPerRequest: 1 });
+  const redis = new Redis({ host: "127.0.0.1", port, password, maxRetriesPerRequest: 1, connectionName: INSPECT_CLIENT_NAME });
   redis.on("error", () => undefined);
   t.after(() => redis.disconnect());
   return redis;
