@@ -6,7 +6,8 @@
  * registry instance connected through it gets its command replies late (subscribersOnTime: its
  * change feed on time).
  */
-import { type AddressInfo, type Socket, connect, createServer } from "node:net";
+import { type AddressInfo, type Socket, createServer } from "node:net";
+import { pairWithTarget } from "./proxy-sockets.js";
 
 export interface DelayProxy {
   readonly port: number;
@@ -27,17 +28,7 @@ export async function startDelayProxy(targetPort: number, delayMs: number, optio
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
   const server = createServer((client) => {
-    const target = connect({ host: "127.0.0.1", port: targetPort });
-    for (const socket of [client, target]) {
-      sockets.add(socket);
-      socket.on("close", () => sockets.delete(socket));
-      socket.on("error", () => {
-        client.destroy();
-        target.destroy();
-      });
-    }
-    client.on("close", () => target.destroy());
-    target.on("close", () => client.destroy());
+    const target = pairWithTarget(client, targetPort, sockets);
     let subscriber = false;
     client.on("data", (data: Buffer) => {
       subscriber ||= options.subscribersOnTime === true && /subscribe/i.test(data.toString("latin1"));

@@ -8,7 +8,8 @@
  * ran): an instance caught exactly before that command (or before it learns of its outcome), which a
  * test can then kill, as if it had died right there.
  */
-import { type AddressInfo, type Socket, connect, createServer } from "node:net";
+import { type AddressInfo, type Socket, createServer } from "node:net";
+import { pairWithTarget } from "./proxy-sockets.js";
 import type { TestContext } from "node:test";
 import { onCleanup } from "./cleanup.js";
 
@@ -25,17 +26,7 @@ export async function startHoldProxy(t: TestContext, targetPort: number, holdAt:
   let announceHeld: () => void = () => undefined;
   const held = new Promise<void>((resolve) => (announceHeld = resolve));
   const server = createServer((client) => {
-    const target = connect({ host: "127.0.0.1", port: targetPort });
-    for (const socket of [client, target]) {
-      sockets.add(socket);
-      socket.on("close", () => sockets.delete(socket));
-      socket.on("error", () => {
-        client.destroy();
-        target.destroy();
-      });
-    }
-    client.on("close", () => target.destroy());
-    target.on("close", () => client.destroy());
+    const target = pairWithTarget(client, targetPort, sockets);
     let holdingReplies = false;
     target.on("data", (data: Buffer) => {
       if (!holdingReplies) {

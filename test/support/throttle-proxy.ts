@@ -5,7 +5,8 @@
  * once). A paced direction's source socket is paused while more than `bytesPerTick` × 8 wait, so
  * memory stays bounded and the rest waits in the kernel's socket buffers, as on a real slow link.
  */
-import { type AddressInfo, type Socket, connect, createServer } from "node:net";
+import { type AddressInfo, type Socket, createServer } from "node:net";
+import { pairWithTarget } from "./proxy-sockets.js";
 
 export interface ThrottleProxy {
   readonly port: number;
@@ -82,17 +83,7 @@ export async function startThrottleProxy(targetPort: number, bytesPerTick: numbe
       client.destroy();
       return;
     }
-    const target = connect({ host: "127.0.0.1", port: targetPort });
-    for (const socket of [client, target]) {
-      sockets.add(socket);
-      socket.on("close", () => sockets.delete(socket));
-      socket.on("error", () => {
-        client.destroy();
-        target.destroy();
-      });
-    }
-    client.on("close", () => target.destroy());
-    target.on("close", () => client.destroy());
+    const target = pairWithTarget(client, targetPort, sockets);
     const up = options.upstream === true ? new PacedLine(client, target, bytesPerTick * 8) : undefined;
     if (up === undefined) {
       client.on("data", (data: Buffer) => {
