@@ -1,3 +1,4 @@
+import { ChunkBufferPool, type ChunkBufferPoolStats } from "./chunk-buffer-pool.js";
 import { Cluster } from "ioredis";
 import type { Logger } from "../logger.js";
 import type { ModelRecord, VersionRecord } from "../registry/index.js";
@@ -106,6 +107,8 @@ export class RedisRegistryStore {
   private readonly chunkBytes: number;
   private readonly pendingTtlMs: number;
   private readonly maxChunksInFlight: number;
+  /** The uploads' chunk buffers, kept from one upload to the next (chunk-buffer-pool.ts). */
+  private readonly chunkBuffers: ChunkBufferPool;
   /** Set when writes wait for their replication (waitReplicas > 0). */
   readonly replication: ReplicationWait | undefined;
 
@@ -118,6 +121,8 @@ export class RedisRegistryStore {
     this.chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
     this.pendingTtlMs = options.pendingTtlMs ?? DEFAULT_PENDING_TTL_MS;
     this.maxChunksInFlight = options.maxChunksInFlight ?? DEFAULT_MAX_CHUNKS_IN_FLIGHT;
+    // Enough for two uploads at once; more at once allocate the rest.
+    this.chunkBuffers = new ChunkBufferPool(this.chunkBytes, 2 * (1 + this.maxChunksInFlight));
     this.feed = new ChangeFeed(connection.subscriber, this.global.events, options.log);
     const replicas = options.waitReplicas ?? 0;
     this.replication =
@@ -141,6 +146,7 @@ export class RedisRegistryStore {
   }
 
   close(): Promise<void> {
+    this.chunkBuffers.clear();
     return this.connection.close();
   }
 
@@ -391,12 +397,18 @@ export class RedisRegistryStore {
 
   // --- versions ---
 
+  /** The uploads' chunk buffers: allocated so far, kept now (chunk-buffer-pool.ts). */
+  chunkBufferStats(): ChunkBufferPoolStats {
+    return this.chunkBuffers.stats;
+  }
+
   /** Starts streaming an upload's data into Redis (transient versions); commit it with commitVersion. */
   beginVersionData(modelId: string, dataSize: number): VersionDataWriter {
     return new VersionDataWriter(this.connection, this.keysOf(modelId), dataSize, {
       chunkBytes: this.chunkBytes,
       pendingTtlMs: this.pendingTtlMs,
       maxChunksInFlight: this.maxChunksInFlight,
+      buffers: this.chunkBuffers,
     });
   }
 

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Code, RegistryError, notFound } from "../errors/index.js";
+import type { ChunkBufferPool } from "./chunk-buffer-pool.js";
 import type { BulkSink } from "./chunk-channel.js";
 import { ChunkRedirected } from "./cluster-chunk-channels.js";
 import type { RedisConnection } from "./redis-connection.js";
@@ -19,6 +20,8 @@ export interface VersionDataWriterOptions {
   readonly pendingTtlMs: number;
   /** Chunk writes sent and not yet acknowledged before append waits: the memory bound of an upload. */
   readonly maxChunksInFlight: number;
+  /** Where full-size chunk buffers come from and go back to once their write is acknowledged (of `chunkBytes`). */
+  readonly buffers: ChunkBufferPool;
 }
 
 /**
@@ -37,7 +40,7 @@ export class VersionDataWriter {
   /**
    * Chunk buffers whose SET is acknowledged, filled again by the next chunks: the chunk channel sends
    * a buffer as it is (no copy), so an upload goes through (1 + maxChunksInFlight) buffers whatever
-   * its size instead of one new Buffer per chunk.
+   * its size. They come from the shared pool and go back to it when the upload ends.
    */
   private readonly spare: Buffer[] = [];
   private received = 0;
@@ -72,7 +75,9 @@ export class VersionDataWriter {
         throw new Error("the upload was aborted");
       }
       if (this.buffer === undefined) {
-        this.buffer = this.spare.pop() ?? Buffer.allocUnsafe(Math.min(this.options.chunkBytes, this.dataSize));
+        // A version smaller than a chunk gets a buffer of its size; any other a pooled one (its last
+        // chunk uses the start of it).
+        this.buffer = this.spare.pop() ?? (this.dataSize < this.options.chunkBytes ? Buffer.allocUnsafe(this.dataSize) : this.options.buffers.take());
         this.length = Math.min(this.options.chunkBytes, this.dataSize - this.received);
         this.filled = 0;
       }
@@ -94,6 +99,7 @@ export class VersionDataWriter {
       throw new Error(`received ${this.received} bytes of the ${this.dataSize} announced`);
     }
     await Promise.all(this.inFlight.splice(0));
+    this.returnBuffers();
     this.throwIfFailed();
     if (this.chunks === 0) {
       return { uploadId: "", chunkCount: 0 };
@@ -106,11 +112,22 @@ export class VersionDataWriter {
   async abort(): Promise<void> {
     this.ended = true;
     this.aborted = true;
-    this.buffer = undefined;
+    if (this.buffer !== undefined) {
+      this.spare.push(this.buffer); // being filled: no write holds it
+      this.buffer = undefined;
+    }
     await Promise.all(this.inFlight.splice(0));
+    this.returnBuffers();
     const keys = this.writtenKeys();
     if (keys.length > 0) {
       await this.connection.commands.unlink(...keys).catch(() => undefined);
+    }
+  }
+
+  /** Every buffer whose write is acknowledged goes back to the pool (a failed write's never: it may still be held). */
+  private returnBuffers(): void {
+    for (const buffer of this.spare.splice(0)) {
+      this.options.buffers.give(buffer);
     }
   }
 

@@ -323,6 +323,43 @@ describe("RedisRegistryStore", () => {
     assert.ok(copy.equals(data));
   });
 
+  test("uploads one after the other fill the same chunk buffers: 1 + maxChunksInFlight allocated in all, every version byte-exact", async (t) => {
+    const server = await startRedisServer(t);
+    const store = await openReadyStore(t, server, { chunkBytes: 64 * 1024, maxChunksInFlight: 2 });
+    await store.putModel({ modelId: "m", userData: {} });
+    const datas = [randomBytes(12 * 64 * 1024 + 7), randomBytes(13 * 64 * 1024), randomBytes(5 * 64 * 1024 + 1)];
+    const versions = [];
+    for (const data of datas) {
+      versions.push(await commitWithData(store, "m", data));
+    }
+    // Without the pool each upload allocated its own 3 buffers (9 here).
+    assert.deepEqual(store.chunkBufferStats(), { allocated: 3, kept: 3 });
+    for (const [index, version] of versions.entries()) {
+      assert.ok((await readAll(store, version)).equals(datas[index] as Buffer), `version ${version.record.versionNumber} reads back exactly`);
+    }
+    // A version smaller than a chunk takes a buffer of its own size, not a pooled one.
+    await commitWithData(store, "m", Buffer.from("small"));
+    assert.deepEqual(store.chunkBufferStats(), { allocated: 3, kept: 3 });
+  });
+
+  test("uploads at once each fill their own buffers, and the chunks of one never show another's bytes", async (t) => {
+    const server = await startRedisServer(t);
+    const store = await openReadyStore(t, server, { chunkBytes: 64 * 1024, maxChunksInFlight: 2 });
+    await store.putModel({ modelId: "m", userData: {} });
+    const datas = Array.from({ length: 4 }, () => randomBytes(9 * 64 * 1024 + 3));
+    const versions = await Promise.all(datas.map((data) => commitWithData(store, "m", data)));
+    const read = await Promise.all(versions.map((version) => readAll(store, version)));
+    for (const [index, data] of datas.entries()) {
+      assert.ok(read[index]?.equals(data), `upload ${index} reads back exactly`);
+    }
+    const { allocated, kept } = store.chunkBufferStats();
+    // Each upload goes through its own 1 + maxChunksInFlight buffers, as without the pool.
+    assert.ok(allocated <= 4 * 3, `at most 3 buffers per upload: ${allocated}`);
+    assert.equal(kept, 6, "kept up to 2 × (1 + maxChunksInFlight)");
+    await commitWithData(store, "m", randomBytes(9 * 64 * 1024));
+    assert.deepEqual(store.chunkBufferStats(), { allocated, kept: 6 }, "the next upload allocates nothing");
+  });
+
   test("a chunk gone from Redis fails copyVersionData with NOT_FOUND, and the sink gets nothing after that", async (t) => {
     const server = await startRedisServer(t);
     const store = await openReadyStore(t, server, { chunkBytes: 1024 });
