@@ -25,6 +25,7 @@ const MODEL = "net";
 const DATA_KEY = `shared/${MODEL}/${MODEL}-v000001.data`;
 const DATA_PUT = /^\/models\/shared\/net\/net-v000001\.data(\?|$)/;
 const INFO_PUT = /^\/models\/shared\/net\/net-v000001\.yaml(\?|$)/;
+const MARK_OF_1 = /^\/models\/shared\/net\/\.cogment-ts-pending-v000001(\?|$)/;
 const sha256 = (data: Buffer): string => createHash("sha256").update(data).digest("base64");
 
 /** A 4 MiB cache: an archived version over 1 MiB is streamed (a temporary object copied into place), a smaller one held in memory. */
@@ -210,4 +211,43 @@ describe("Redis mode with the archive on S3: the objects of a claim that ran out
       [DATA_KEY],
     );
   });
+
+  test("the pending mark cannot be removed after the commit: UNAVAILABLE saying the version is committed but not recorded in the archive; it is listed and served, the mark stays", async (t) => {
+    const { s3, proxy, env } = await sharedSetup(t);
+    const a = await startServerInstance(t, { ...env, AWS_ENDPOINT_URL_S3: proxy.endpoint });
+    await a.client.createModel(MODEL);
+    // Every attempt of the mark's DELETE fails (the SDK retries 500s).
+    proxy.inject({ method: "DELETE", path: MARK_OF_1, fault: { kind: "internal-error" } });
+    const data = randomBytes(64 * 1024);
+    const refused = await failure(a.client.publish(MODEL, data, { archived: true }));
+    assert.equal(refused.code, grpc.status.UNAVAILABLE, refused.details);
+    assert.match(
+      refused.details,
+      /^version 1 of model "net" was committed, but the archive could not record that its commit completed \(.*InternalError.*\): it is listed and served while Redis keeps it, but an import of the archive into an empty Redis would not list it$/,
+    );
+    assert.ok(proxy.requests.filter((request) => request.fault === "internal-error").length >= 1);
+    const listed = await a.client.retrieveVersionInfos({ model_id: MODEL, version_numbers: [-1] });
+    assert.deepEqual(
+      listed.version_infos.map((info) => [info.version_number, info.archived, info.data_hash]),
+      [[1, true, sha256(data)]],
+    );
+    assert.equal(sha256(await a.client.retrieveData(MODEL, 1)), sha256(data));
+    const logged = a.process.logLines.filter((line) => line.msg === "an archived version was committed in Redis, but its pending mark could not be removed from the archive");
+    assert.deepEqual(
+      logged.map((line) => [line.modelId, line.versionNumber]),
+      [[MODEL, 1]],
+    );
+
+    // The store answers again: the next archived commit removes its own mark as usual; version 1's stays.
+    proxy.clear();
+    assert.equal((await a.client.publish(MODEL, Buffer.from("two"), { archived: true })).version_number, 2);
+    const client = s3.client();
+    t.after(() => client.destroy());
+    const marks = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `shared/${MODEL}/.cogment-ts-pending-v` }));
+    assert.deepEqual(
+      (marks.Contents ?? []).map((object) => object.Key),
+      [`shared/${MODEL}/.cogment-ts-pending-v000001`],
+    );
+  });
 });
+
