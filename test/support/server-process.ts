@@ -7,12 +7,14 @@ import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { makeArchiveDir } from "./test-server.js";
 import { onCleanup } from "./cleanup.js";
+import { killAtExit } from "./process-groups.js";
 
 const live = new Set<ChildProcess>();
 
 /**
  * Kills every server process still running; test files call it in an `after` hook so none outlives a
- * failure, and it runs at this process's exit too (a file whose hooks never ran).
+ * failure, and it runs at this process's exit too (a file whose hooks never ran), or when a signal
+ * ends it (process-groups.ts: killAtExit).
  */
 export function killAllServers(): void {
   for (const child of live) {
@@ -20,7 +22,7 @@ export function killAllServers(): void {
   }
   live.clear();
 }
-process.once("exit", killAllServers);
+killAtExit(killAllServers);
 
 /**
  * Resolves with the exit code (or signal name) once the process ended and its stdout and stderr are
