@@ -31,15 +31,16 @@ function alive(pid: number): boolean {
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   test(`a test process ended by ${signal} kills the process groups it started first, and exits with 128 + the signal's number`, async (t) => {
     const fixture = spawn(process.execPath, ["--input-type=module", "-e", FIXTURE], { stdio: ["ignore", "pipe", "inherit"] });
-    let grandchild: number | undefined;
+    const started: { grandchild?: number } = {};
     onCleanup(t, () => {
       fixture.kill("SIGKILL");
-      if (grandchild !== undefined && alive(grandchild)) {
-        process.kill(-grandchild, "SIGKILL");
+      if (started.grandchild !== undefined && alive(started.grandchild)) {
+        process.kill(-started.grandchild, "SIGKILL");
       }
     });
     const [line] = (await once(createInterface({ input: fixture.stdout }), "line")) as [string];
-    grandchild = Number(line);
+    const grandchild = Number(line);
+    started.grandchild = grandchild;
     assert.ok(Number.isInteger(grandchild) && alive(grandchild), `the fixture's child runs (${line})`);
     const exited = once(fixture, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
     fixture.kill(signal);
