@@ -63,7 +63,7 @@ export class ChunkBufferPool {
     }
     this.#kept.push(buffer);
     if (this.#idleTimer === undefined) {
-      this.#idleTimer = setTimeout(() => this.#dropIdle(), this.idleMs);
+      this.#idleTimer = setTimeout(() => this.clear(), this.idleMs);
       this.#idleTimer.unref();
     } else {
       this.#idleTimer.refresh();
@@ -81,10 +81,5 @@ export class ChunkBufferPool {
       clearTimeout(this.#idleTimer);
       this.#idleTimer = undefined;
     }
-  }
-
-  #dropIdle(): void {
-    this.#idleTimer = undefined;
-    this.#kept.length = 0;
   }
 }

@@ -1,4 +1,3 @@
-import { ChunkBufferPool, type ChunkBufferPoolStats } from "./chunk-buffer-pool.js";
 import { Cluster } from "ioredis";
 import type { Logger } from "../logger.js";
 import type { ModelRecord, VersionRecord } from "../registry/index.js";
@@ -23,6 +22,7 @@ import {
   SKIP_NUMBER,
 } from "./redis-scripts.js";
 import { type RedisEndpoint, parseRedisUrl } from "./redis-url.js";
+import { ChunkBufferPool, type ChunkBufferPoolStats } from "./chunk-buffer-pool.js";
 import { ReplicationUnconfirmed, ReplicationWait, type WriteMark } from "./replication-wait.js";
 import { type NewVersion, type StoredVersion, decodeStoredVersion, encodeImportedVersion, encodeVersionBody } from "./version-codec.js";
 import type { BulkSink } from "./chunk-channel.js";

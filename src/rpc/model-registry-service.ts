@@ -52,6 +52,17 @@ export const modelRegistryServiceDefinition = createServiceDefinition(ModelRegis
   createVersion: decodeCreateVersionMessage,
 });
 
+type ModelRegistryMethodName = (typeof ModelRegistrySP.methods)[number]["localName"];
+
+/** One method of the service as registered with grpc-js (its path, its request deserializer). */
+export function modelRegistryMethod(name: ModelRegistryMethodName): NonNullable<(typeof modelRegistryServiceDefinition)[string]> {
+  const method = modelRegistryServiceDefinition[name];
+  if (method === undefined) {
+    throw new Error(`the ModelRegistrySP service definition has no ${name} method`);
+  }
+  return method;
+}
+
 export interface ServiceContext {
   readonly registry: Registry;
   /** Extra figures for Status (e.g. the worker pool's). */
@@ -135,11 +146,8 @@ async function retrieveVersionInfos(registry: Registry, request: RetrieveVersion
 
 /** The methods served below grpc-js as well (fast-path.ts), with the same answers as their handlers. */
 export function modelRegistryUnaryRoutes(registry: Registry): UnaryRoute[] {
-  const route = <Req>(name: keyof typeof modelRegistryServiceDefinition, answer: (registry: Registry, request: Req) => Promise<Buffer>): UnaryRoute => {
-    const method = modelRegistryServiceDefinition[name];
-    if (method === undefined) {
-      throw new Error(`the ModelRegistrySP service definition has no ${name} method`);
-    }
+  const route = <Req>(name: ModelRegistryMethodName, answer: (registry: Registry, request: Req) => Promise<Buffer>): UnaryRoute => {
+    const method = modelRegistryMethod(name);
     return { path: method.path, deserialize: method.requestDeserialize, answer: (request) => answer(registry, request as Req) };
   };
   return [

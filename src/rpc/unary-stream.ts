@@ -14,7 +14,7 @@
 import type { ServerHttp2Stream } from "node:http2";
 import { Code } from "../errors/index.js";
 import { type CallObserver, ENDED_BEFORE_REQUEST, noRequestMessageDetails, secondRequestMessageDetails } from "./call-observer.js";
-import { DivertedCall, errorStatus } from "./diverted-call.js";
+import { DivertedCall } from "./diverted-call.js";
 import type { ServeDiverted } from "./fast-path.js";
 import { toServiceError } from "./to-service-error.js";
 
@@ -82,8 +82,8 @@ class UnaryStream extends DivertedCall {
     this.#route.answer(request).then(
       (reply) => this.sendReply(reply),
       (reason: unknown) => {
-        const status = errorStatus(toServiceError(reason));
-        this.sendStatus(status.code, status.details);
+        const { code, details } = toServiceError(reason);
+        this.sendStatus(code, details);
       },
     );
   }

@@ -14,7 +14,7 @@ import { checkGrpcInternals, describeGrpcInternalsProblem, divertStreams, grpcHt
 import { HealthStatus, ServingStatus, createHealthService, healthServiceDefinition } from "../rpc/health-service.js";
 import { sessionWindows, setConnectionWindow, setStreamWindow } from "../rpc/http2-window.js";
 import { modelRegistryObservedMethods } from "../rpc/model-registry-observation.js";
-import { createModelRegistryService, modelRegistryServiceDefinition, modelRegistryUnaryRoutes } from "../rpc/model-registry-service.js";
+import { createModelRegistryService, modelRegistryMethod, modelRegistryServiceDefinition, modelRegistryUnaryRoutes } from "../rpc/model-registry-service.js";
 import { PeerLimiter } from "../rpc/peer-limiter.js";
 import type { UploadLimits } from "../rpc/upload-watchdog.js";
 import { installPreFramedSending } from "../rpc/pre-framed-messages.js";
@@ -186,15 +186,6 @@ export async function startGrpcTransport(config: GrpcTransportConfig, log: Logge
   });
 }
 
-/** CreateVersion's request deserializer as grpc-js has it (service-definition.ts). */
-function createVersionDeserializer(): (bytes: Buffer) => unknown {
-  const method = modelRegistryServiceDefinition.createVersion;
-  if (method === undefined) {
-    throw new Error("the ModelRegistrySP service definition has no createVersion method");
-  }
-  return method.requestDeserialize;
-}
-
 /** The methods served below grpc-js (rpc/fast-path.ts), each with what serves it. */
 function fastPathRoutes(
   options: GrpcTransportOptions,
@@ -203,7 +194,7 @@ function fastPathRoutes(
   const routes = new Map<string, ServeDiverted>();
   const maxReceiveMessageBytes = MAX_RECEIVE_MESSAGE_BYTES;
   if (options.createVersionFastPath !== false) {
-    const deserialize = createVersionDeserializer();
+    const { requestDeserialize: deserialize } = modelRegistryMethod("createVersion");
     routes.set(CREATE_VERSION_PATH, serveCreateVersion({ registry: options.registry, maxReceiveMessageBytes, deserialize, ...shared }));
   }
   if (options.unaryFastPath !== false) {
