@@ -76,8 +76,6 @@ export interface RunningServer {
   readonly hashLanes: HashLanes;
   /** HTTP/2 receive windows of the open client sessions. */
   sessionWindows(): number[];
-  /** CreateVersion calls served below grpc-js so far (transports/grpc-server.ts). */
-  createVersionFastPathCalls(): number;
   /** Calls of the method (its path) served below grpc-js so far (rpc/fast-path.ts). */
   fastPathCalls(path: string): number;
   /** Stops accepting calls, ends streams, waits for in-flight calls up to the grace period, then releases everything. */
@@ -240,7 +238,6 @@ export async function startServer(config: ServerConfig, log: Logger, options: Se
       hashLanes: core.hashLanes,
       stop,
       sessionWindows: () => grpcServer.sessionWindows(),
-      createVersionFastPathCalls: () => grpcServer.createVersionFastPathCalls(),
       fastPathCalls: (path) => grpcServer.fastPathCalls(path),
     };
   });

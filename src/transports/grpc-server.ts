@@ -62,8 +62,6 @@ export interface GrpcTransport extends AsyncDisposable {
   readonly port: number;
   /** HTTP/2 receive windows of the open client sessions. */
   sessionWindows(): number[];
-  /** CreateVersion calls served below grpc-js so far (rpc/create-version-stream.ts). */
-  createVersionFastPathCalls(): number;
   /** Calls of the method (its path, e.g. "/cogmentAPI.ModelRegistrySP/RetrieveVersionInfos") served below grpc-js so far (rpc/fast-path.ts). */
   fastPathCalls(path: string): number;
   /** Health turns NOT_SERVING for every service: the first step of a stop. */
@@ -158,7 +156,6 @@ export async function startGrpcTransport(config: GrpcTransportConfig, log: Logge
     return {
       port,
       sessionWindows: () => sessionWindows(server),
-      createVersionFastPathCalls: () => fastPath?.served(CREATE_VERSION_PATH) ?? 0,
       fastPathCalls: (path) => fastPath?.served(path) ?? 0,
       stopServing: () => {
         stopping = true;

@@ -78,14 +78,14 @@ describe("CreateVersion below grpc-js: the same wire behaviour as grpc-js's path
     frames: readonly Buffer[],
     options: RawCallOptions & { readonly fastPathServes?: boolean } = {},
   ): Promise<{ fast: RawResponse; grpcJs: RawResponse; fastLines: LogLine[]; grpcJsLines: LogLine[] }> {
-    const servedBefore = fast.server.server.createVersionFastPathCalls();
+    const servedBefore = fast.server.server.fastPathCalls(CREATE_VERSION);
     const fastFrom = fast.lines.length;
     const grpcJsFrom = grpcJs.lines.length;
     const fastResponse = await rawCall(fast.server.address, CREATE_VERSION, frames, { ...options, uploading: uploadingOn(fast) });
     const grpcJsResponse = await rawCall(grpcJs.server.address, CREATE_VERSION, frames, { ...options, uploading: uploadingOn(grpcJs) });
     await eventually(() => createVersionLines(fast, fastFrom).length > 0 && createVersionLines(grpcJs, grpcJsFrom).length > 0);
-    assert.equal(fast.server.server.createVersionFastPathCalls() - servedBefore, options.fastPathServes === false ? 0 : 1, "calls served below grpc-js");
-    assert.equal(grpcJs.server.server.createVersionFastPathCalls(), 0);
+    assert.equal(fast.server.server.fastPathCalls(CREATE_VERSION) - servedBefore, options.fastPathServes === false ? 0 : 1, "calls served below grpc-js");
+    assert.equal(grpcJs.server.server.fastPathCalls(CREATE_VERSION), 0);
     return {
       fast: fastResponse,
       grpcJs: grpcJsResponse,
@@ -255,27 +255,27 @@ describe("CreateVersion below grpc-js: what it does not serve goes to grpc-js", 
     ["another content type", { "content-type": "application/grpc+json" }],
   ] as const) {
     test(`${what}: served by grpc-js`, async () => {
-      const served = fast.server.server.createVersionFastPathCalls();
+      const served = fast.server.server.fastPathCalls(CREATE_VERSION);
       const response = await rawCall(fast.server.address, CREATE_VERSION, [header("m", DATA.byteLength), body(DATA)], { extraHeaders });
       assert.deepEqual(response.trailers, ["grpc-status: 0", "grpc-message: OK"]);
-      assert.equal(fast.server.server.createVersionFastPathCalls(), served);
+      assert.equal(fast.server.server.fastPathCalls(CREATE_VERSION), served);
     });
   }
 
   test("identity, application/grpc+proto, a grpc-timeout and a stock grpc-js client: served below grpc-js", async () => {
-    const served = fast.server.server.createVersionFastPathCalls();
+    const served = fast.server.server.fastPathCalls(CREATE_VERSION);
     const response = await rawCall(fast.server.address, CREATE_VERSION, [header("m", DATA.byteLength), body(DATA)], {
       extraHeaders: { "grpc-encoding": "identity", "content-type": "application/grpc+proto", "grpc-timeout": "10S" },
     });
     assert.deepEqual(response.trailers, ["grpc-status: 0", "grpc-message: OK"]);
     await fast.server.client.createVersion({ model_id: "m", data_size: "3" }, ["abc"]);
-    assert.equal(fast.server.server.createVersionFastPathCalls(), served + 2);
+    assert.equal(fast.server.server.fastPathCalls(CREATE_VERSION), served + 2);
   });
 
   test("another method: served by grpc-js", async () => {
-    const served = fast.server.server.createVersionFastPathCalls();
+    const served = fast.server.server.fastPathCalls(CREATE_VERSION);
     await fast.server.client.retrieveVersionInfos({ model_id: "m", version_numbers: [-1] });
-    assert.equal(fast.server.server.createVersionFastPathCalls(), served);
+    assert.equal(fast.server.server.fastPathCalls(CREATE_VERSION), served);
   });
 });
 
@@ -286,7 +286,7 @@ describe("CreateVersion below grpc-js: a server stopping mid-upload", () => {
       const side = await startSide(name, { shutdownGraceMs: 300 });
       try {
         const from = side.lines.length;
-        const served = side.server.server.createVersionFastPathCalls();
+        const served = side.server.server.fastPathCalls(CREATE_VERSION);
         let stopped: Promise<void> | undefined;
         const response = await rawCall(side.server.address, CREATE_VERSION, [header("m", 2 * DATA.byteLength), body(DATA)], {
           end: false,
@@ -298,7 +298,7 @@ describe("CreateVersion below grpc-js: a server stopping mid-upload", () => {
         });
         await stopped;
         await eventually(() => createVersionLines(side, from).length > 0);
-        assert.equal(side.server.server.createVersionFastPathCalls() - served, name === "fast path" ? 1 : 0);
+        assert.equal(side.server.server.fastPathCalls(CREATE_VERSION) - served, name === "fast path" ? 1 : 0);
         results.push({ ...response, lines: logged(createVersionLines(side, from)) });
       } finally {
         await side.server.close();

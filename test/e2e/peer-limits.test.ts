@@ -12,6 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { describe, test } from "node:test";
 import { createLogger } from "../../src/logger.js";
 import { type RunningServer, type ServerConfig, startServer } from "../../src/server.js";
+import { CREATE_VERSION_PATH } from "../../src/rpc/create-version-stream.js";
 import { RegistryClient } from "../support/registry-client.js";
 import { jsonLogSink } from "../support/log-capture.js";
 import { DEFAULT_TEST_CONFIG, makeArchiveDir } from "../support/test-server.js";
@@ -202,7 +203,7 @@ describe("per-address stream limits", () => {
     const outcome = await rapidReset(s.server.port, "127.0.0.2", 20_000, 20_000, "CreateVersion");
     assert.equal(outcome.refused, true, `cut off and refused: ${JSON.stringify(outcome)}`);
     assert.ok(outcome.goaways.includes(ENHANCE_YOUR_CALM), `GOAWAY ENHANCE_YOUR_CALM received: ${JSON.stringify(outcome)}`);
-    assert.ok(s.server.createVersionFastPathCalls() > 0, "the streams went to the fast path");
+    assert.ok(s.server.fastPathCalls(CREATE_VERSION_PATH) > 0, "the streams went to the fast path");
   });
 
   test("an address opening streams faster than its new-stream limit is cut off; a call in flight elsewhere is not", async (t) => {

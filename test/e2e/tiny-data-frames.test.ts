@@ -15,6 +15,7 @@ import { exposeGc } from "../../src/expose-gc.js";
 import { CreateVersionRequestChunkSchema } from "../../src/gen/cogment/api/model_registry_pb.js";
 import { createLogger } from "../../src/logger.js";
 import { FREE_DATA_CHUNKS, MIN_AVERAGE_DATA_BYTES } from "../../src/rpc/data-chunk-guard.js";
+import { CREATE_VERSION_PATH } from "../../src/rpc/create-version-stream.js";
 import { RawHttp2Client } from "../support/raw-http2-client.js";
 import { jsonLogSink } from "../support/log-capture.js";
 import { type TestServer, startTestServer } from "../support/test-server.js";
@@ -71,7 +72,7 @@ describe("a request in 1-byte DATA frames is cut off, on both paths", () => {
       // Before the guard: 264 MB for these 2 MiB. Now what the client could send before its reset.
       assert.ok(grown < 16 * 1024 * 1024, `the server holds ${grown} more bytes`);
       assert.equal(client.goawayCodes.length, 0);
-      assert.equal(server.server.createVersionFastPathCalls(), method === "CreateVersion" ? 1 : 0);
+      assert.equal(server.server.fastPathCalls(CREATE_VERSION_PATH), method === "CreateVersion" ? 1 : 0);
       // The connection and the server carry on.
       await server.client.createModel("after");
       const stored = await server.client.publish("after", Buffer.from("still serving"));
@@ -124,7 +125,7 @@ describe("an average well above the limit is served, one well under it is not", 
       assert.equal(client.stream(id).resetCode, undefined);
       assert.equal(client.stream(id).headerFrames, 2); // the response's headers, its trailers
       assert.deepEqual(await server.client.retrieveData("framed", 1), data);
-      assert.equal(server.server.createVersionFastPathCalls(), path.fastPathCalls);
+      assert.equal(server.server.fastPathCalls(CREATE_VERSION_PATH), path.fastPathCalls);
       assert.deepEqual(tinyChunkResets(logLines), []);
     });
 
@@ -148,7 +149,7 @@ describe("an average well above the limit is served, one well under it is not", 
       assert.ok(bytes <= (FREE_DATA_CHUNKS + 1) * frameBytes && bytes > (FREE_DATA_CHUNKS + 1 - 64) * frameBytes, `${bytes} bytes`);
       const { version_infos } = await server.client.retrieveVersionInfos({ model_id: "framed" });
       assert.deepEqual(version_infos, []);
-      assert.equal(server.server.createVersionFastPathCalls(), path.fastPathCalls);
+      assert.equal(server.server.fastPathCalls(CREATE_VERSION_PATH), path.fastPathCalls);
     });
   }
 });
@@ -177,7 +178,7 @@ describe("CreateVersion below grpc-js: the same version whatever the framing", (
       assert.equal(client.stream(id).ended, true);
       assert.deepEqual(await server.client.retrieveData("framing", seed), data);
     }
-    assert.equal(server.server.createVersionFastPathCalls(), 3);
+    assert.equal(server.server.fastPathCalls(CREATE_VERSION_PATH), 3);
     assert.deepEqual(tinyChunkResets(logLines), []);
   });
 });
