@@ -58,6 +58,19 @@ function redisClient(t: TestContext, url: string): Redis {
   return client;
 }
 
+/** A Redis with AOF and an archive directory: the settings of a single-mode and of a shared instance on them, and a client to look into Redis. */
+async function modeSwitchSetup(t: TestContext): Promise<{
+  readonly archiveDir: string;
+  readonly single: Record<string, string>;
+  readonly shared: Record<string, string>;
+  readonly check: Redis;
+}> {
+  const redis = await startRedisServer(t, { appendOnly: true });
+  const archiveDir = await makeArchiveDir(t);
+  const single = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir };
+  return { archiveDir, single, shared: { ...single, COGMENT_MODEL_REGISTRY_REDIS_URL: redis.url }, check: redisClient(t, redis.url) };
+}
+
 describe("back to shared mode on a Redis that kept its data, after a single-mode run on the archive", () => {
   after(() => {
     killAllServers();
@@ -65,11 +78,7 @@ describe("back to shared mode on a Redis that kept its data, after a single-mode
   });
 
   test("the single-mode run's models, archived versions, user data, deletions and numbers reach Redis; its numbers are never handed out again", async (t) => {
-    const redis = await startRedisServer(t, { appendOnly: true });
-    const archiveDir = await makeArchiveDir(t);
-    const single = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir };
-    const shared = { ...single, COGMENT_MODEL_REGISTRY_REDIS_URL: redis.url };
-    const check = redisClient(t, redis.url);
+    const { archiveDir, single, shared, check } = await modeSwitchSetup(t);
 
     // 1. Shared mode.
     const first = await startServerInstance(t, shared);
@@ -164,11 +173,7 @@ describe("back to shared mode on a Redis that kept its data, after a single-mode
   });
 
   test("a number handed out twice (a transient version in Redis, an archived one in the archive) stops the start, naming the way out", async (t) => {
-    const redis = await startRedisServer(t, { appendOnly: true });
-    const archiveDir = await makeArchiveDir(t);
-    const single = { COGMENT_MODEL_REGISTRY_ARCHIVE_DIR: archiveDir };
-    const shared = { ...single, COGMENT_MODEL_REGISTRY_REDIS_URL: redis.url };
-    const check = redisClient(t, redis.url);
+    const { archiveDir, single, shared, check } = await modeSwitchSetup(t);
 
     const first = await startServerInstance(t, shared);
     await first.client.createModel("m");
