@@ -884,7 +884,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       const stored = await store.getVersion(version.modelId, version.versionNumber);
       // The same bytes or none: a number (and a creation_timestamp, which a client may give again) is
       // no identity, since a model deleted and created again numbers from 1 again.
-      if (stored === undefined || !sameTransientVersion(stored.record, version)) {
+      if (stored === undefined || stored.record.archived || !sameVersion(stored.record, version)) {
         return undefined;
       }
       return verifiedSource(stored);
@@ -914,14 +914,4 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       }
     },
   };
-}
-
-/** Whether Redis's info of a version is the transient version `served` (its data_hash and data_size, not only its number). */
-function sameTransientVersion(stored: VersionRecord, served: VersionRecord): boolean {
-  return (
-    !stored.archived &&
-    stored.dataHash === served.dataHash &&
-    stored.dataSize === served.dataSize &&
-    stored.creationTimestamp === served.creationTimestamp
-  );
 }
