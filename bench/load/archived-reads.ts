@@ -10,7 +10,7 @@ import type { FetchedData } from "../support/bench-client.js";
 import type { ArchivedReadResult, ArchivedReadTask } from "./generator-protocol.js";
 import { ExpectedBytes } from "./expected-bytes.js";
 import { Http2DataReader } from "./http2-data-reader.js";
-import { RawHttp2DataReader } from "./raw-http2-reader.js";
+import { RawHttp2Client } from "./raw-http2-client.js";
 import { CLIENT_WINDOW_BYTES } from "./transfer.js";
 
 const CALL_TIMEOUT_MS = 120_000;
@@ -27,7 +27,7 @@ interface DataReader {
 }
 
 export async function runArchivedReads(task: ArchivedReadTask, stop: AbortSignal): Promise<ArchivedReadResult> {
-  const raw = task.reader === "raw" ? new RawHttp2DataReader(task.address, CLIENT_WINDOW_BYTES) : undefined;
+  const raw = task.reader === "raw" ? new RawHttp2Client(task.address, CLIENT_WINDOW_BYTES) : undefined;
   const reader: DataReader = raw ?? new Http2DataReader(task.address, CLIENT_WINDOW_BYTES);
   stop.addEventListener("abort", () => reader.close(), { once: true });
   let mismatches = 0;

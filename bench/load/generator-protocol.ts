@@ -51,8 +51,16 @@ export interface MetadataTask {
 }
 
 /** Small calls in a tight loop, each client on its own connection (small-call-clients.ts). */
+/**
+ * What makes the small calls: "raw", the minimal HTTP/2 client on a raw socket (raw-http2-client.ts,
+ * the cheapest, nearest to a Go load generator); "node-http2", the lean node:http2 client
+ * (http2-unary-client.ts), which costs about as much CPU per call as the server it measures.
+ */
+export type SmallCallClient = "raw" | "node-http2";
+
 export interface SmallCallsTask {
   readonly role: "small-calls";
+  readonly client: SmallCallClient;
   readonly address: string;
   readonly call: SmallCall;
   /** The model read ("infos") or published to ("create-version"); "create-model" updates `${modelId}-${client index}`. */
@@ -99,7 +107,7 @@ export interface TransferTask {
 
 /**
  * What reads in the archived-read scenario: "raw", a minimal HTTP/2 client on a raw socket
- * (raw-http2-reader.ts, the cheapest); "node-http2", the lean node:http2 reader (http2-data-reader.ts).
+ * (raw-http2-client.ts, the cheapest); "node-http2", the lean node:http2 reader (http2-data-reader.ts).
  */
 export type ArchivedReader = "raw" | "node-http2";
 

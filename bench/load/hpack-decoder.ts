@@ -1,7 +1,7 @@
 /**
- * An HPACK decoder (RFC 7541) for the bench's raw HTTP/2 reader: enough to read a gRPC server's
- * response headers and trailers (indexed fields, literals, the dynamic table, Huffman-coded strings).
- * Header blocks are a few per call, so clarity wins over speed here.
+ * HPACK (RFC 7541) for the bench's raw HTTP/2 client: a decoder enough to read a gRPC server's
+ * response headers and trailers (indexed fields, literals, the dynamic table, Huffman-coded strings),
+ * and the request side's encoder. Header blocks are a few per call, so clarity wins over speed here.
  */
 
 /** RFC 7541 Appendix A. */
@@ -264,32 +264,74 @@ function readString(cursor: Cursor): string {
   return (huffman ? decodeHuffman(raw) : Buffer.from(raw)).toString("latin1");
 }
 
-/** A header block of literal fields without indexing and without Huffman coding (what the raw reader sends). */
+/** A header block of literal fields without indexing and without Huffman coding. */
 export function encodeLiteralHeaderBlock(fields: readonly HeaderField[]): Buffer {
   const bytes: number[] = [];
-  const writeInteger = (value: number, prefixBits: number, flags: number): void => {
-    const max = (1 << prefixBits) - 1;
-    if (value < max) {
-      bytes.push(flags | value);
-      return;
-    }
-    bytes.push(flags | max);
-    let rest = value - max;
-    while (rest >= 0x80) {
-      bytes.push((rest % 128) | 0x80);
-      rest = Math.floor(rest / 128);
-    }
-    bytes.push(rest);
-  };
-  const writeString = (text: string): void => {
-    const raw = Buffer.from(text, "latin1");
-    writeInteger(raw.byteLength, 7, 0);
-    bytes.push(...raw);
-  };
   for (const [name, value] of fields) {
     bytes.push(0x00); // literal without indexing, new name
-    writeString(name);
-    writeString(value);
+    writeString(bytes, name);
+    writeString(bytes, value);
   }
   return Buffer.from(bytes);
+}
+
+/**
+ * One connection's request header encoder, as HTTP/2 clients encode (grpc-go and nghttp2 alike): a
+ * field's first use is a literal with incremental indexing, later uses are one-byte references to
+ * the dynamic table, so the server decodes each call's headers from its table as it would a real
+ * client's. No Huffman coding. Fields stop being added once the table holds `tableBudget` bytes
+ * (never more than the peer's table, 4,096 bytes unless its SETTINGS lower it), so nothing is ever
+ * evicted and the indices stay known.
+ */
+export class HpackRequestEncoder {
+  /** Insertion ordinal of each field in the dynamic table, by `name\0value`. */
+  private readonly inserted = new Map<string, number>();
+  private tableBytes = 0;
+
+  /** `tableBudget`: the most bytes of the peer's dynamic table used (RFC 7541 §4.1 sizes). */
+  constructor(readonly tableBudget = 1024) {}
+
+  encode(fields: readonly HeaderField[]): Buffer {
+    const bytes: number[] = [];
+    for (const field of fields) {
+      const key = `${field[0]}\0${field[1]}`;
+      const ordinal = this.inserted.get(key);
+      if (ordinal !== undefined) {
+        writeInteger(bytes, STATIC_TABLE.length + this.inserted.size - ordinal, 7, 0x80);
+        continue;
+      }
+      const size = entrySize(field);
+      if (this.tableBytes + size <= this.tableBudget) {
+        bytes.push(0x40); // literal with incremental indexing, new name
+        this.inserted.set(key, this.inserted.size);
+        this.tableBytes += size;
+      } else {
+        bytes.push(0x00);
+      }
+      writeString(bytes, field[0]);
+      writeString(bytes, field[1]);
+    }
+    return Buffer.from(bytes);
+  }
+}
+
+function writeInteger(bytes: number[], value: number, prefixBits: number, flags: number): void {
+  const max = (1 << prefixBits) - 1;
+  if (value < max) {
+    bytes.push(flags | value);
+    return;
+  }
+  bytes.push(flags | max);
+  let rest = value - max;
+  while (rest >= 0x80) {
+    bytes.push((rest % 128) | 0x80);
+    rest = Math.floor(rest / 128);
+  }
+  bytes.push(rest);
+}
+
+function writeString(bytes: number[], text: string): void {
+  const raw = Buffer.from(text, "latin1");
+  writeInteger(bytes, raw.byteLength, 7, 0);
+  bytes.push(...raw);
 }

@@ -22,7 +22,7 @@ export class Http2UnaryClient {
   }
 
   /** Sends `body` (one or more gRPC messages) on a new stream and resolves with the reply's byte count. */
-  call(path: string, body: Buffer, timeoutMs: number): Promise<number> {
+  unary(path: string, body: Buffer, timeoutMs: number): Promise<number> {
     return new Promise((resolve, reject) => {
       const request = this.session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers" });
       request.setTimeout(timeoutMs, () => request.close(http2.constants.NGHTTP2_CANCEL));

@@ -32,7 +32,7 @@ import { runArchive, runFetchArchived } from "./scenario-archive.js";
 import { runPublish } from "./scenario-publish.js";
 import type { LoadOptions } from "./scenario-support.js";
 import { runArchivedRead } from "./scenario-archived-read.js";
-import { runSmallCalls } from "./scenario-small.js";
+import { runSmallCalls, smallCallClient } from "./scenario-small.js";
 import { runStartup } from "./scenario-startup.js";
 import { runWindow } from "./scenario-window.js";
 import { GIB, MIB } from "../support/server-process.js";
@@ -125,13 +125,14 @@ export function loadScenarios(options: LoadOptions): ScenarioEntry[] {
   add("metadata", "metadata, 16 clients", () => runMetadata(options, { clients: 16, clientProcs: 2 }));
   // BENCH_SMALL_CALLS=create-version,publish,...: only these small-group scenarios (all by default).
   const smallCalls = process.env.BENCH_SMALL_CALLS?.split(",").filter((call) => call !== "");
+  const client = smallCallClient();
   for (const call of ["infos", "create-version", "create-model"] as const) {
     if (smallCalls !== undefined && smallCalls.length > 0 && !smallCalls.includes(call)) {
       continue;
     }
     for (const server of ["registry", "floor"] as const) {
-      add("small", `small calls: ${call}, 16 clients, ${server}`, () =>
-        runSmallCalls(options, { call, server, clients: 16, clientProcs: SMALL_CLIENT_PROCS, bodyBytes: call === "create-version" ? 1024 : 0 }),
+      add("small", `small calls: ${call}, 16 ${client} clients, ${server}`, () =>
+        runSmallCalls(options, { call, server, client, clients: 16, clientProcs: SMALL_CLIENT_PROCS, bodyBytes: call === "create-version" ? 1024 : 0 }),
       );
     }
   }

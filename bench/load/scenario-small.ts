@@ -4,7 +4,7 @@
  * floor (floor-server.ts), with the same lean clients: ops/s, latency, server CPU per call.
  */
 import type { BenchRecord } from "../support/bench-record.js";
-import type { SmallCallsTask } from "./generator-protocol.js";
+import type { SmallCallClient, SmallCallsTask } from "./generator-protocol.js";
 import { measureWindow, resultsOf } from "./measure-window.js";
 import { summarize } from "../support/percentiles.js";
 import { type LoadOptions, MODEL_ID, prepareModel, resourceMetrics, split, withServer } from "./scenario-support.js";
@@ -17,6 +17,7 @@ export const SMALL_CALLS_PEER_NEW_STREAMS_PER_SECOND = 1_000_000;
 
 export interface SmallScenario {
   readonly call: SmallCall;
+  readonly client: SmallCallClient;
   readonly server: SmallServer;
   readonly clients: number;
   readonly clientProcs: number;
@@ -36,6 +37,7 @@ export function runSmallCalls(options: LoadOptions, scenario: SmallScenario): Pr
     const tasks = split(scenario.clients, scenario.clientProcs).map(
       ({ count, first }): SmallCallsTask => ({
         role: "small-calls",
+        client: scenario.client,
         address: server.address,
         call: scenario.call,
         modelId: MODEL_ID,
@@ -54,7 +56,7 @@ export function runSmallCalls(options: LoadOptions, scenario: SmallScenario): Pr
     }
     return {
       scenario: "small",
-      params: { call: scenario.call, server: scenario.server, clients: scenario.clients, clientProcs: tasks.length, bodyBytes: scenario.bodyBytes },
+      params: { call: scenario.call, server: scenario.server, client: scenario.client, clients: scenario.clients, clientProcs: tasks.length, bodyBytes: scenario.bodyBytes },
       metrics: {
         opsPerSec,
         wallUsPerOp: opsPerSec > 0 ? 1e6 / opsPerSec : null,
@@ -66,4 +68,13 @@ export function runSmallCalls(options: LoadOptions, scenario: SmallScenario): Pr
       },
     };
   });
+}
+
+/** BENCH_SMALL_CLIENT=raw (the default) or node-http2: what makes the small calls. */
+export function smallCallClient(env: NodeJS.ProcessEnv = process.env): SmallCallClient {
+  const name = env.BENCH_SMALL_CLIENT ?? "raw";
+  if (name !== "raw" && name !== "node-http2") {
+    throw new Error(`BENCH_SMALL_CLIENT: unknown client "${name}" (raw, node-http2)`);
+  }
+  return name;
 }

@@ -114,7 +114,7 @@ function row(record: BenchRecord, ceilingMBps: number): string[] {
     case "small":
       return [
         "small",
-        `${String(p.clients)} clients (${String(p.clientProcs)} procs), ${SMALL_CALLS[String(p.call)] ?? String(p.call)}; ${String(p.server)}`,
+        `${String(p.clients)} ${p.client === undefined ? "" : `${String(p.client)} `}clients (${String(p.clientProcs)} procs), ${SMALL_CALLS[String(p.call)] ?? String(p.call)}; ${String(p.server)}`,
         `${fmt(m.opsPerSec)} ops/s (${fmt(m.wallUsPerOp)} µs/op wall)`,
         `${fmt(m.latencyP50Ms)} / ${fmt(m.latencyP99Ms)}`,
         `– (${fmt(m.serverCpuUsPerOp)} µs/op)`,

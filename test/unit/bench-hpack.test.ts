@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { HpackDecoder, decodeHuffman, encodeLiteralHeaderBlock } from "../../bench/load/hpack-decoder.js";
+import { type HeaderField, HpackDecoder, HpackRequestEncoder, decodeHuffman, encodeLiteralHeaderBlock } from "../../bench/load/hpack-decoder.js";
 
 const hex = (text: string): Buffer => Buffer.from(text.replaceAll(" ", ""), "hex");
 
@@ -56,5 +56,44 @@ describe("bench: the raw reader's HPACK decoder (hpack-decoder.ts)", () => {
     const block = encodeLiteralHeaderBlock(fields);
     assert.equal(block[0], 0x00, "literal without indexing, new name");
     assert.deepEqual(new HpackDecoder().decode(block), fields);
+  });
+
+  test("the request encoder: a field's first use is indexed, later uses are one byte each", () => {
+    const fields: HeaderField[] = [
+      [":method", "POST"],
+      [":scheme", "http"],
+      [":path", "/cogmentAPI.ModelRegistrySP/RetrieveVersionInfos"],
+      [":authority", "127.0.0.1:9000"],
+      ["content-type", "application/grpc"],
+      ["te", "trailers"],
+    ];
+    const encoder = new HpackRequestEncoder();
+    const decoder = new HpackDecoder();
+    const first = encoder.encode(fields);
+    assert.equal(first[0], 0x40, "literal with incremental indexing, new name");
+    assert.deepEqual(decoder.decode(first), fields);
+    // Six entries: the oldest (:method) is 61 + 6 = 67, the newest (te) 62.
+    const second = encoder.encode(fields);
+    assert.deepEqual(second, Buffer.from([0x80 | 67, 0x80 | 66, 0x80 | 65, 0x80 | 64, 0x80 | 63, 0x80 | 62]));
+    assert.deepEqual(decoder.decode(second), fields);
+    // A new field shifts the older entries' indices by one.
+    const third = encoder.encode([[":path", "/cogmentAPI.ModelRegistrySP/CreateVersion"], [":method", "POST"]]);
+    assert.equal(third[0], 0x40);
+    assert.equal(third.at(-1), 0x80 | 68);
+    assert.deepEqual(decoder.decode(third), [[":path", "/cogmentAPI.ModelRegistrySP/CreateVersion"], [":method", "POST"]]);
+  });
+
+  test("the request encoder keeps within its table budget: later fields go unindexed, and the indices stay right", () => {
+    // Entry sizes: name + value + 32 bytes (RFC 7541 4.1): 1 + 10 + 32 = 43 each.
+    const encoder = new HpackRequestEncoder(100);
+    const decoder = new HpackDecoder();
+    const fields: HeaderField[] = [["a", "0123456789"], ["b", "0123456789"], ["c", "0123456789"]];
+    const first = encoder.encode(fields);
+    assert.deepEqual([first[0], first[14], first[28]], [0x40, 0x40, 0x00]);
+    assert.deepEqual(decoder.decode(first), fields);
+    const second = encoder.encode(fields);
+    assert.deepEqual(second.subarray(0, 2), Buffer.from([0x80 | 63, 0x80 | 62]));
+    assert.equal(second[2], 0x00);
+    assert.deepEqual(decoder.decode(second), fields);
   });
 });

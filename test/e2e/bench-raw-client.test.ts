@@ -8,7 +8,9 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ExpectedBytes } from "../../bench/load/expected-bytes.js";
 import { GrpcStatusError } from "../../bench/load/grpc-call-status.js";
-import { RawHttp2DataReader } from "../../bench/load/raw-http2-reader.js";
+import { Http2UnaryClient } from "../../bench/load/http2-unary-client.js";
+import { RawHttp2Client } from "../../bench/load/raw-http2-client.js";
+import { SMALL_CALL_PATHS, createModelRequest, createVersionRequest, latestInfoRequest } from "../../bench/load/small-requests.js";
 import { type TestServer, makeArchiveDir, startTestServer } from "../support/test-server.js";
 
 const MiB = 1024 * 1024;
@@ -24,14 +26,14 @@ function rejectsWithStatus(read: Promise<unknown>, code: number, message: RegExp
   });
 }
 
-describe("bench: the raw-socket HTTP/2 reader (raw-http2-reader.ts) against the server", () => {
+describe("bench: the raw-socket HTTP/2 client (raw-http2-client.ts) against the server", () => {
   let server: TestServer;
-  const readers: RawHttp2DataReader[] = [];
+  const readers: RawHttp2Client[] = [];
   const archived = randomBytes(5 * MiB + 123);
   const transient = randomBytes(300_000);
 
-  const reader = (windowBytes: number): RawHttp2DataReader => {
-    const made = new RawHttp2DataReader(server.address, windowBytes);
+  const reader = (windowBytes: number): RawHttp2Client => {
+    const made = new RawHttp2Client(server.address, windowBytes);
     readers.push(made);
     return made;
   };
@@ -99,20 +101,53 @@ describe("bench: the raw-socket HTTP/2 reader (raw-http2-reader.ts) against the 
     // The connection goes on after failed calls.
     assert.equal((await raw.fetch("raw", 2, undefined, Date.now() + DEADLINE_MS)).hashBase64, sha256(transient));
   });
+
+  test("unary calls back to back on one connection: the same replies as node:http2's client, the calls' effects stored", async () => {
+    const raw = reader(MiB);
+    const lean = new Http2UnaryClient(server.address);
+    try {
+      const infos = latestInfoRequest("raw");
+      const expectedBytes = await lean.unary(SMALL_CALL_PATHS.infos, infos, DEADLINE_MS);
+      // From the second call on, the request headers are one-byte references to the server's HPACK table.
+      for (let call = 0; call < 50; call++) {
+        assert.equal(await raw.unary(SMALL_CALL_PATHS.infos, infos, DEADLINE_MS), expectedBytes);
+      }
+      for (let step = 1; step <= 5; step++) {
+        assert.equal(await raw.unary(SMALL_CALL_PATHS["create-model"], createModelRequest("raw-unary", step), DEADLINE_MS), 5);
+      }
+      assert.deepEqual((await server.client.retrieveModels({ model_ids: ["raw-unary"] })).model_infos.map((info) => info.user_data), [{ step: "5" }]);
+      // A request of several DATA frames (16 KiB each).
+      const data = randomBytes(40 * 1024 + 3);
+      assert.ok((await raw.unary(SMALL_CALL_PATHS["create-version"], createVersionRequest("raw-unary", data), DEADLINE_MS)) > 5);
+      assert.deepEqual(await server.client.retrieveData("raw-unary", 1), data);
+    } finally {
+      lean.close();
+    }
+  });
+
+  test("unary: a gRPC error is reported with its status; a request over one initial window is refused before it is sent", async () => {
+    const raw = reader(MiB);
+    await rejectsWithStatus(raw.unary(SMALL_CALL_PATHS.infos, latestInfoRequest("absent-model"), DEADLINE_MS), 5, /^gRPC status 5: .*absent-model/);
+    await assert.rejects(
+      raw.unary(SMALL_CALL_PATHS["create-version"], createVersionRequest("raw", randomBytes(70_000)), DEADLINE_MS),
+      /^Error: a 70036-byte request: the raw client sends at most one initial window \(65535 bytes\)$/,
+    );
+    assert.equal(await raw.unary(SMALL_CALL_PATHS.infos, latestInfoRequest("raw"), DEADLINE_MS) > 5, true);
+  });
 });
 
-describe("bench: the raw reader on an archived version after a restart (loaded while streamed)", () => {
+describe("bench: the raw client on an archived version after a restart (loaded while streamed)", () => {
   test("the first read's bytes hash right; a corrupted file ends the stream with DATA_LOSS", async () => {
     const archiveDir = await makeArchiveDir();
     const data = randomBytes(3 * MiB + 7);
     let server = await startTestServer({ archiveDir });
-    let raw: RawHttp2DataReader | undefined;
+    let raw: RawHttp2Client | undefined;
     try {
       await server.client.createModel("big");
       await server.client.publish("big", data, { archived: true });
       await server.stop();
       server = await startTestServer({ archiveDir });
-      raw = new RawHttp2DataReader(server.address, 8 * 1024 * 1024);
+      raw = new RawHttp2Client(server.address, 8 * 1024 * 1024);
       const first = await raw.fetch("big", 1, undefined, Date.now() + DEADLINE_MS);
       assert.deepEqual([first.bytes, first.hashBase64], [data.byteLength, sha256(data)]);
       raw.close();
@@ -122,7 +157,7 @@ describe("bench: the raw reader on an archived version after a restart (loaded w
       await file.write(Buffer.from([(data[MiB] as number) ^ 0x10]), 0, 1, MiB);
       await file.close();
       server = await startTestServer({ archiveDir });
-      raw = new RawHttp2DataReader(server.address, 8 * 1024 * 1024);
+      raw = new RawHttp2Client(server.address, 8 * 1024 * 1024);
       await rejectsWithStatus(raw.fetch("big", 1, undefined, Date.now() + DEADLINE_MS), 15, /^gRPC status 15: .*corrupted on disk/);
     } finally {
       raw?.close();
@@ -131,11 +166,11 @@ describe("bench: the raw reader on an archived version after a restart (loaded w
   });
 });
 
-describe("bench: the raw reader against a hand-made HTTP/2 server (what the registry never sends)", () => {
+describe("bench: the raw client against a hand-made HTTP/2 server (what the registry never sends)", () => {
   let reply: (stream: http2.ServerHttp2Stream) => void = () => {};
   let fake: http2.Http2Server;
   let address = "";
-  const readers: RawHttp2DataReader[] = [];
+  const readers: RawHttp2Client[] = [];
 
   before(async () => {
     fake = http2.createServer();
@@ -157,7 +192,7 @@ describe("bench: the raw reader against a hand-made HTTP/2 server (what the regi
 
   const fetchWith = (handler: (stream: http2.ServerHttp2Stream) => void): Promise<unknown> => {
     reply = handler;
-    const raw = new RawHttp2DataReader(address, 1024 * 1024);
+    const raw = new RawHttp2Client(address, 1024 * 1024);
     readers.push(raw);
     return raw.fetch("m", 1, undefined, Date.now() + DEADLINE_MS);
   };
@@ -196,6 +231,17 @@ describe("bench: the raw reader against a hand-made HTTP/2 server (what the regi
       13,
       /^gRPC status 13: response ended inside a message$/,
     );
+  });
+
+  test("unary: OK trailers without a reply message are INTERNAL", async () => {
+    reply = (stream) => {
+      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+      stream.end();
+    };
+    const raw = new RawHttp2Client(address, 1024 * 1024);
+    readers.push(raw);
+    await rejectsWithStatus(raw.unary("/x/Y", Buffer.from([0, 0, 0, 0, 0]), DEADLINE_MS), 13, /^gRPC status 13: OK without a reply message$/);
   });
 
   test("a stream that ends without a gRPC status is UNAVAILABLE", async () => {

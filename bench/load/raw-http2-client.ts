@@ -1,15 +1,18 @@
 /**
- * A minimal HTTP/2 client for RetrieveVersionData over a raw TCP socket: the bench's cheapest honest
- * reader. node:http2 spends ~1 CPU-s per GB receiving (an event per 16 KiB DATA frame); on a 2-core
- * box that reader alone capped the archived-read bench. This one parses frames straight out of large
- * socket reads into one reused buffer and hashes the data where it lies, yet checks everything a real
- * client would: the gRPC message framing (GrpcFrameHasher), the response's :status and content-type,
- * the trailers' grpc-status, every byte (its SHA-256 for the caller to compare, or a comparison with
- * the expected bytes: ExpectedBytes), RST_STREAM and GOAWAY.
+ * A minimal HTTP/2 client over a raw TCP socket: the bench's cheapest honest client, for
+ * RetrieveVersionData (`fetch`) and for small unary calls (`unary`). node:http2 spends ~1 CPU-s per
+ * GB receiving (an event per 16 KiB DATA frame) and about as much CPU per small call as the server
+ * it measures; on a 2-core box either capped the bench. A Go load generator costs the box little
+ * per call, and this one comes closer to it. It parses frames straight out of large socket reads into
+ * one reused buffer and hashes the data where it lies, yet checks everything a real client would:
+ * the gRPC message framing (GrpcFrameHasher, GrpcMessageCounter), the response's :status and
+ * content-type, the trailers' grpc-status, every byte of a fetch (its SHA-256 for the caller to
+ * compare, or a comparison with the expected bytes: ExpectedBytes), RST_STREAM and GOAWAY.
  *
  * What it sends: the preface; SETTINGS (no push, a large stream window, the largest frame size); a
- * connection WINDOW_UPDATE to the same window; per call one HEADERS frame (literal HPACK fields) and
- * one DATA frame (the request message); WINDOW_UPDATEs as data is consumed. Calls are sequential.
+ * connection WINDOW_UPDATE to the same window; per call one HEADERS frame (HPACK as real clients
+ * encode: HpackRequestEncoder) and the request in DATA frames; WINDOW_UPDATEs as data is consumed.
+ * Calls are sequential.
  */
 import { type Socket, connect } from "node:net";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
@@ -18,13 +21,17 @@ import type { FetchedData } from "../support/bench-client.js";
 import { GrpcStatusError } from "./grpc-call-status.js";
 import type { ExpectedBytes } from "./expected-bytes.js";
 import { GrpcFrameHasher } from "./grpc-frame-hasher.js";
-import { type HeaderField, HpackDecoder, encodeLiteralHeaderBlock } from "./hpack-decoder.js";
+import { GrpcMessageCounter } from "./grpc-message-counter.js";
+import { type HeaderField, HpackDecoder, HpackRequestEncoder } from "./hpack-decoder.js";
+import { grpcFrame } from "./small-requests.js";
 
-const PATH = "/cogmentAPI.ModelRegistrySP/RetrieveVersionData";
+const DATA_PATH = "/cogmentAPI.ModelRegistrySP/RetrieveVersionData";
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 const FRAME_HEADER_BYTES = 9;
 const DEFAULT_WINDOW = 65_535;
 const MAX_FRAME_SIZE = 16_777_215;
+/** The largest frame every peer accepts (SETTINGS_MAX_FRAME_SIZE's initial value). */
+const SENT_FRAME_BYTES = 16_384;
 /** A non-DATA frame larger than this is refused (the reader buffers those whole). */
 const MAX_CONTROL_FRAME = 1 << 20;
 const READ_BUFFER_BYTES = 1 << 20;
@@ -45,18 +52,25 @@ const END_HEADERS = 0x4;
 const PADDED = 0x8;
 const PRIORITY_FLAG = 0x20;
 
+const SETTINGS_HEADER_TABLE_SIZE = 0x1;
 const SETTINGS_ENABLE_PUSH = 0x2;
 const SETTINGS_INITIAL_WINDOW_SIZE = 0x4;
 const SETTINGS_MAX_FRAME_SIZE = 0x5;
 
 const CANCEL = 0x8;
 
+/** Where a call's response body goes, and whether it ended between two messages. */
+interface ResponseBody {
+  push(piece: Uint8Array): void;
+  readonly atBoundary: boolean;
+}
+
 interface Call {
   readonly streamId: number;
-  readonly hasher: GrpcFrameHasher;
-  readonly expected: ExpectedBytes | undefined;
+  readonly body: ResponseBody;
   readonly onChunk: ((length: number, at: number) => void) | undefined;
-  readonly resolve: (data: FetchedData) => void;
+  /** The call ended with grpc-status 0 between two messages: resolves its promise (or rejects it). */
+  readonly complete: (call: Call) => void;
   readonly reject: (error: Error) => void;
   readonly timer: NodeJS.Timeout | undefined;
   responseSeen: boolean;
@@ -69,10 +83,11 @@ interface Call {
 
 type ParseState = "header" | "pad-length" | "data" | "data-padding" | "payload";
 
-export class RawHttp2DataReader {
+export class RawHttp2Client {
   private readonly socket: Socket;
   private readonly connected: Promise<void>;
   private readonly hpack = new HpackDecoder();
+  private readonly requestHeaders = new HpackRequestEncoder();
   private readonly authority: string;
   private nextStreamId = 1;
   private call: Call | undefined;
@@ -123,7 +138,7 @@ export class RawHttp2DataReader {
     });
     this.connected.catch(() => {});
     this.socket.on("error", (error) => this.fail(error));
-    this.socket.on("close", () => this.fail(new GrpcStatusError(14, "connection closed (bench raw reader)")));
+    this.socket.on("close", () => this.fail(new GrpcStatusError(14, "connection closed (bench raw client)")));
     const settings = Buffer.alloc(18);
     [
       [SETTINGS_ENABLE_PUSH, 0],
@@ -148,59 +163,107 @@ export class RawHttp2DataReader {
    * One RetrieveVersionData call. With `expected`, every data byte is compared with the expected ones
    * (FetchedData.matchedExpected) instead of hashed.
    */
-  async fetch(
+  fetch(
     modelId: string,
     versionNumber: number,
     onChunk?: (length: number, at: number) => void,
     deadline?: number,
     expected?: ExpectedBytes,
   ): Promise<FetchedData> {
-    await this.connected;
+    const request = new BinaryWriter().tag(1, WireType.LengthDelimited).string(modelId).tag(2, WireType.Varint).int32(versionNumber).finish();
+    const hasher = new GrpcFrameHasher(expected === undefined ? undefined : (piece) => expected.check(piece));
+    return new Promise<FetchedData>((resolve, reject) => {
+      const complete = (call: Call): void => {
+        const checked = expected === undefined ? { hashBase64: hasher.digestBase64() } : { hashBase64: "", matchedExpected: expected.complete };
+        resolve({ bytes: hasher.dataBytes, lastByteAt: call.lastByteAt, ...checked });
+      };
+      this.start(DATA_PATH, grpcFrame(request), { body: hasher, onChunk, deadline, complete, reject });
+    });
+  }
+
+  /**
+   * One unary call of `path` with `request` (whole gRPC messages, each with its 5-byte prefix);
+   * resolves with the reply body's byte count once it ended with grpc-status 0 and at least one
+   * whole message. The reply is not decoded.
+   */
+  unary(path: string, request: Buffer, timeoutMs: number): Promise<number> {
+    const counter = new GrpcMessageCounter();
+    return new Promise<number>((resolve, reject) => {
+      const complete = (): void => {
+        if (counter.messages === 0) {
+          reject(new GrpcStatusError(13, "OK without a reply message"));
+        } else {
+          resolve(counter.bytes);
+        }
+      };
+      this.start(path, request, { body: counter, onChunk: undefined, deadline: sharedNow() + timeoutMs, complete, reject });
+    });
+  }
+
+  private start(
+    path: string,
+    request: Buffer,
+    call: Pick<Call, "body" | "onChunk" | "complete" | "reject"> & { readonly deadline: number | undefined },
+  ): void {
+    this.connected.then(
+      () => this.send(path, request, call),
+      (error: unknown) => call.reject(error instanceof Error ? error : new Error(String(error))),
+    );
+  }
+
+  private send(
+    path: string,
+    request: Buffer,
+    { body, onChunk, complete, reject, deadline }: Pick<Call, "body" | "onChunk" | "complete" | "reject"> & { readonly deadline: number | undefined },
+  ): void {
     if (this.closedWith !== undefined) {
-      throw this.closedWith;
+      reject(this.closedWith);
+      return;
     }
     if (this.call !== undefined) {
-      throw new Error("the raw reader makes one call at a time");
+      reject(new Error("the raw client makes one call at a time"));
+      return;
+    }
+    if (request.byteLength > DEFAULT_WINDOW) {
+      reject(new Error(`a ${request.byteLength}-byte request: the raw client sends at most one initial window (${DEFAULT_WINDOW} bytes)`));
+      return;
     }
     const streamId = this.nextStreamId;
     this.nextStreamId += 2;
-    return new Promise<FetchedData>((resolve, reject) => {
-      const timer =
-        deadline === undefined
-          ? undefined
-          : setTimeout(() => {
-              this.socket.write(frame(RST_STREAM, 0, streamId, uint32(CANCEL)));
-              this.endCall(new GrpcStatusError(4, "deadline exceeded (bench raw reader)"));
-            }, Math.max(0, deadline - sharedNow()));
-      this.call = {
-        streamId,
-        hasher: new GrpcFrameHasher(expected === undefined ? undefined : (piece) => expected.check(piece)),
-        expected,
-        onChunk,
-        resolve,
-        reject,
-        timer,
-        responseSeen: false,
-        status: undefined,
-        message: "",
-        lastByteAt: sharedNow(),
-        unacknowledged: 0,
-      };
-      const headerBlock = encodeLiteralHeaderBlock([
-        [":method", "POST"],
-        [":scheme", "http"],
-        [":path", PATH],
-        [":authority", this.authority],
-        ["content-type", "application/grpc"],
-        ["te", "trailers"],
-      ]);
-      const body = new BinaryWriter().tag(1, WireType.LengthDelimited).string(modelId).tag(2, WireType.Varint).int32(versionNumber).finish();
-      const message = Buffer.allocUnsafe(5 + body.byteLength);
-      message.writeUInt8(0, 0);
-      message.writeUInt32BE(body.byteLength, 1);
-      message.set(body, 5);
-      this.socket.write(Buffer.concat([frame(HEADERS, END_HEADERS, streamId, headerBlock), frame(DATA, END_STREAM, streamId, message)]));
-    });
+    const timer =
+      deadline === undefined
+        ? undefined
+        : setTimeout(() => {
+            this.socket.write(frame(RST_STREAM, 0, streamId, uint32(CANCEL)));
+            this.endCall(new GrpcStatusError(4, "deadline exceeded (bench raw client)"));
+          }, Math.max(0, deadline - sharedNow()));
+    this.call = {
+      streamId,
+      body,
+      onChunk,
+      complete,
+      reject,
+      timer,
+      responseSeen: false,
+      status: undefined,
+      message: "",
+      lastByteAt: sharedNow(),
+      unacknowledged: 0,
+    };
+    const headerBlock = this.requestHeaders.encode([
+      [":method", "POST"],
+      [":scheme", "http"],
+      [":path", path],
+      [":authority", this.authority],
+      ["content-type", "application/grpc"],
+      ["te", "trailers"],
+    ]);
+    const frames = [frame(HEADERS, END_HEADERS, streamId, headerBlock)];
+    for (let offset = 0; offset < request.byteLength || offset === 0; offset += SENT_FRAME_BYTES) {
+      const end = Math.min(request.byteLength, offset + SENT_FRAME_BYTES);
+      frames.push(frame(DATA, end === request.byteLength ? END_STREAM : 0, streamId, request.subarray(offset, end)));
+    }
+    this.socket.write(Buffer.concat(frames));
   }
 
   /** One socket read: frames parsed in place (the buffer is reused by the next read). */
@@ -322,7 +385,7 @@ export class RawHttp2DataReader {
     if (!call.responseSeen) {
       throw new Error("HTTP/2: DATA before the response headers");
     }
-    call.hasher.push(piece);
+    call.body.push(piece);
     call.lastByteAt = sharedNow();
     call.onChunk?.(piece.byteLength, call.lastByteAt);
   }
@@ -367,6 +430,7 @@ export class RawHttp2DataReader {
         break;
       case SETTINGS:
         if ((this.frameFlags & ACK) === 0) {
+          this.checkHeaderTableSize(payload);
           this.socket.write(frame(SETTINGS, ACK, 0, Buffer.alloc(0)));
         }
         break;
@@ -393,6 +457,15 @@ export class RawHttp2DataReader {
       case WINDOW_UPDATE:
       default:
         break; // requests are far smaller than any window; PRIORITY and unknown types are ignored
+    }
+  }
+
+  /** The request encoder never outgrows the table the server allows (it does not shrink its own). */
+  private checkHeaderTableSize(settings: Buffer): void {
+    for (let offset = 0; offset + 6 <= settings.byteLength; offset += 6) {
+      if (settings.readUInt16BE(offset) === SETTINGS_HEADER_TABLE_SIZE && settings.readUInt32BE(offset + 2) < this.requestHeaders.tableBudget) {
+        throw new Error(`HTTP/2: the server's HPACK table (${settings.readUInt32BE(offset + 2)} bytes) is smaller than the raw client's`);
+      }
     }
   }
 
@@ -432,16 +505,15 @@ export class RawHttp2DataReader {
       this.endCall(new GrpcStatusError(14, "stream ended without a gRPC status"));
     } else if (call.status !== "0") {
       this.endCall(new GrpcStatusError(Number(call.status), decodeURIComponent(call.message)));
-    } else if (!call.hasher.atBoundary) {
+    } else if (!call.body.atBoundary) {
       this.endCall(new GrpcStatusError(13, "response ended inside a message"));
     } else {
-      const checked =
-        call.expected === undefined ? { hashBase64: call.hasher.digestBase64() } : { hashBase64: "", matchedExpected: call.expected.complete };
-      this.endCall(undefined, { bytes: call.hasher.dataBytes, lastByteAt: call.lastByteAt, ...checked });
+      this.endCall(undefined);
+      call.complete(call);
     }
   }
 
-  private endCall(error: Error | undefined, data?: FetchedData): void {
+  private endCall(error: Error | undefined): void {
     const call = this.call;
     if (call === undefined) {
       return;
@@ -450,8 +522,6 @@ export class RawHttp2DataReader {
     clearTimeout(call.timer);
     if (error !== undefined) {
       call.reject(error);
-    } else if (data !== undefined) {
-      call.resolve(data);
     }
   }
 
