@@ -108,6 +108,16 @@ const tempPathFor = (finalPath: string): string =>
  * final directory flush fails, the new file is already in place.
  */
 export async function writeFileAtomic(finalPath: string, content: string | readonly Uint8Array[]): Promise<void> {
+  await replaceWithFlushedFile(finalPath, content);
+  await syncDirectory(path.dirname(finalPath));
+}
+
+/**
+ * writeFileAtomic without the directory flush, for a caller that flushes the directory itself after
+ * more names changed in it: the content is on disk before the rename, so the name, once durable,
+ * never comes back with an empty or partial file after a crash of the machine.
+ */
+export async function replaceWithFlushedFile(finalPath: string, content: string | readonly Uint8Array[]): Promise<void> {
   const tempPath = tempPathFor(finalPath);
   try {
     await writeNewFile(tempPath, toChunks(content));
@@ -116,7 +126,6 @@ export async function writeFileAtomic(finalPath: string, content: string | reado
     await removeQuietly(tempPath);
     throw error;
   }
-  await syncDirectory(path.dirname(finalPath));
 }
 
 /** A file's identity: device and inode (a rename keeps it, a new file has another). */

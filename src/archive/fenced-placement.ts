@@ -19,12 +19,11 @@
  * What is left: a writer paused for longer than the lease's margin exactly between a confirmation
  * and its replacing rename (docs/redis-mode.md, "Stale writers").
  */
-import { link, lstat, rename, rm, unlink, writeFile } from "node:fs/promises";
+import { link, lstat, rename, rm, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { PlacementFence } from "./archive-store.js";
-import { type FileIdentity, syncDirectory } from "./atomic-write.js";
+import { type FileIdentity, replaceWithFlushedFile, syncDirectory } from "./atomic-write.js";
 import { errorCode } from "./errno.js";
-import { tempFileName } from "./layout.js";
 
 export interface StagedVersionFiles {
   readonly dataTempPath: string;
@@ -78,19 +77,11 @@ async function placeWithoutReplacing(tempPath: string, finalPath: string, fence:
 
 /**
  * Writes the pending mark: a new file put in place with a rename, so a mark already there (another
- * writer's, who never committed) is replaced whole, never seen half written. Not flushed: the
- * placement's directory sync follows, and it is in the same directory.
+ * writer's, who never committed) is replaced whole, never seen half written. Flushed before its
+ * rename: after a crash of the machine, a mark without its text would no longer hide the version's
+ * files (they are flushed too); its name is flushed by the placement's directory sync (same directory).
  */
-async function writePendingMark(markPath: string, infoText: string): Promise<void> {
-  const tempPath = path.join(path.dirname(markPath), tempFileName(path.basename(markPath)));
-  try {
-    await writeFile(tempPath, infoText, { flag: "wx" });
-    await rename(tempPath, markPath);
-  } catch (error) {
-    await rm(tempPath, { force: true }).catch(ignore);
-    throw error;
-  }
-}
+const writePendingMark = (markPath: string, infoText: string): Promise<void> => replaceWithFlushedFile(markPath, infoText);
 
 /**
  * Puts the staged data and info files of a version in place (info last: the commit marker) under a

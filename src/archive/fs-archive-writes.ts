@@ -380,9 +380,10 @@ export function createFsArchiveWrites(
     },
 
     async markCommitted(modelId, versionNumber) {
-      // Not flushed: a crash of the machine (not of the process) right after may bring the mark back,
-      // and the version then counts as not committed (see docs/redis-mode.md, "Numbering and the archive").
+      // The removal is flushed before the reply: a crash of the machine must not bring the mark back
+      // and hide a version its client was told is committed.
       await rm(pendingMarkPath(root, modelId, versionNumber), { force: true });
+      await syncDirectory(modelDirPath(root, modelId));
     },
 
     async beginVersionData(modelId) {
