@@ -25,6 +25,18 @@ export interface BenchCluster {
 /** Redis's AOF fsync policy: on disk before each acknowledgement, or once a second. */
 export type RedisAppendFsync = "always" | "everysec";
 
+/**
+ * Settings docs/redis-mode.md recommends beyond persistence: `rdbcompression no`, since model data
+ * barely compresses and LZF on every value made AOF rewrites (RDB preamble) cost 2-4x the CPU
+ * (bench/micro/redis-aof-cost.ts).
+ */
+const RECOMMENDED_REDIS_ARGS: readonly string[] = ["--rdbcompression", "no"];
+
+/** BENCH_REDIS_ARGS="--rdbcompression yes ...": more redis-server arguments, after the others (they override them). */
+function benchRedisArgs(): string[] {
+  return (process.env.BENCH_REDIS_ARGS ?? "").split(" ").filter((arg) => arg !== "");
+}
+
 /** What the instances share: one redis-server, or a Redis Cluster of three masters (no replicas). */
 export type RedisTopology = "redis" | "cluster";
 
@@ -35,7 +47,7 @@ async function startSharedRedis(topology: RedisTopology, appendfsync: RedisAppen
   close(): Promise<void>;
 }> {
   // A later argument overrides the helper's "--appendfsync always".
-  const extraArgs = appendfsync === "everysec" ? ["--appendfsync", "everysec"] : [];
+  const extraArgs = [...RECOMMENDED_REDIS_ARGS, ...(appendfsync === "everysec" ? ["--appendfsync", "everysec"] : []), ...benchRedisArgs()];
   if (topology === "cluster") {
     const cluster = await startRedisCluster(undefined, { masters: 3, appendOnly: true, extraArgs });
     return { nodes: cluster.nodes, url: cluster.url, close: () => cluster.close() };

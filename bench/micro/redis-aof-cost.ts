@@ -7,7 +7,8 @@
  * last one, the bench waits for a rewrite in progress to end before reading the CPU times. Configs:
  * `appendfsync always` and `everysec`, each with Redis's default `auto-aof-rewrite-percentage 100`
  * and with 400 (rewrite when the AOF grew to 5× its size after the last rewrite: less rewriting,
- * more disk), and no AOF. Standalone:
+ * more disk), `always` with `rdbcompression no` (the rewrite's RDB preamble without LZF), and no
+ * AOF. Standalone:
  * `npm run build && npx node dist/bench/micro/redis-aof-cost.js [versions] [maxmemoryMiB] [rounds]`.
  */
 import { randomBytes } from "node:crypto";
@@ -31,6 +32,7 @@ interface AofConfig {
 
 const CONFIGS: readonly AofConfig[] = [
   { name: "always, rewrite 100%", appendOnly: true, extraArgs: [] },
+  { name: "always, rewrite 100%, rdbcompression no", appendOnly: true, extraArgs: ["--rdbcompression", "no"] },
   { name: "always, rewrite 400%", appendOnly: true, extraArgs: ["--auto-aof-rewrite-percentage", "400"] },
   { name: "everysec, rewrite 100%", appendOnly: true, extraArgs: ["--appendfsync", "everysec"] },
   { name: "everysec, rewrite 400%", appendOnly: true, extraArgs: ["--appendfsync", "everysec", "--auto-aof-rewrite-percentage", "400"] },
