@@ -157,7 +157,7 @@ async function openSharedState(config: CoreConfig, archive: ArchiveStore, log: L
   if (config.redis === undefined) {
     return undefined;
   }
-  const [{ RedisRegistryStore, describeNatMap, describeRedisEndpoint }, { createRedisRegistryState }] = await Promise.all([
+  const [{ RedisRegistryStore, checkRedisSettingsWhenConnected, describeNatMap, describeRedisEndpoint }, { createRedisRegistryState }] = await Promise.all([
     import("./redis/index.js"),
     import("./state/redis-registry-state.js"),
   ]);
@@ -177,5 +177,6 @@ async function openSharedState(config: CoreConfig, archive: ArchiveStore, log: L
     log: redisLog,
     onModeDetected: (message) => redisLog.info({ redis: describeRedisEndpoint(endpoint) }, message),
   });
+  checkRedisSettingsWhenConnected(store.connection, redisLog);
   return createRedisRegistryState({ store, archive, numbering: archiveNumbering(archive, redisLog), log: redisLog });
 }

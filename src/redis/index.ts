@@ -18,3 +18,4 @@ export { type UploadedData, VersionDataWriter } from "./version-data.js";
 export { ReplicationUnconfirmed } from "./replication-wait.js";
 export { SENTINEL_URL_FORM, type SentinelAddress, type SentinelTarget, isSentinelUrl } from "./redis-sentinel-url.js";
 export { type NatMap, describeNatMap } from "./nat-map.js";
+export { checkRedisSettingsWhenConnected } from "./redis-settings-check.js";
