@@ -212,6 +212,33 @@ describe("Redis mode with the archive on S3: the objects of a claim that ran out
     );
   });
 
+  test("the pending mark cannot be written: the commit fails UNAVAILABLE and nothing of the version is listed, in Redis or the bucket; the number is used by the next commit", async (t) => {
+    const { s3, proxy, env } = await sharedSetup(t);
+    const a = await startServerInstance(t, { ...env, AWS_ENDPOINT_URL_S3: proxy.endpoint });
+    await a.client.createModel(MODEL);
+    // Every attempt of the mark's PUT fails (the SDK retries 500s).
+    proxy.inject({ method: "PUT", path: MARK_OF_1, fault: { kind: "internal-error" } });
+    const refused = await failure(a.client.publish(MODEL, randomBytes(64 * 1024), { archived: true }));
+    assert.equal(refused.code, grpc.status.UNAVAILABLE, refused.details);
+    assert.equal(
+      refused.details,
+      `archive bucket "models": writing shared/${MODEL}/.cogment-ts-pending-v000001 failed: InternalError: We encountered an internal error. Please try again., HTTP 500, after 3 attempts`,
+    );
+    assert.ok(proxy.requests.filter((request) => request.fault === "internal-error").length >= 1);
+    assert.deepEqual((await a.client.retrieveVersionInfos({ model_id: MODEL })).version_infos, []);
+    const client = s3.client();
+    t.after(() => client.destroy());
+    const infos = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `shared/${MODEL}/${MODEL}-v000001.yaml` }));
+    assert.deepEqual(infos.Contents ?? [], [], "no info object: the version was never put in place");
+
+    proxy.clear();
+    const data = Buffer.from("after the failure");
+    assert.equal((await a.client.publish(MODEL, data, { archived: true })).version_number, 1);
+    assert.equal(sha256(await a.client.retrieveData(MODEL, 1)), sha256(data));
+    const marks = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `shared/${MODEL}/.cogment-ts-pending-v` }));
+    assert.deepEqual(marks.Contents ?? [], [], "the successful commit removed its mark");
+  });
+
   test("the pending mark cannot be removed after the commit: UNAVAILABLE saying the version is committed but not recorded in the archive; it is listed and served, the mark stays", async (t) => {
     const { s3, proxy, env } = await sharedSetup(t);
     const a = await startServerInstance(t, { ...env, AWS_ENDPOINT_URL_S3: proxy.endpoint });
