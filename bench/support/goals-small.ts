@@ -31,6 +31,11 @@ function small(records: readonly AggregatedRecord[], call: string, server: strin
   return records.find((r) => r.scenario === "small" && r.params.call === call && r.params.server === server);
 }
 
+/** ", ours 0.89× that": the registry's calls per second against Go's figure from the issue. */
+function goShare(opsPerSec: number | null | undefined, goOpsPerSec: number): string {
+  return typeof opsPerSec === "number" ? `, ours ${(opsPerSec / goOpsPerSec).toFixed(2)}× that` : "";
+}
+
 function floorRatio(records: readonly AggregatedRecord[], call: string, label: string, limit: number, goOpsPerSec: number): GoalCheck {
   const goal = `${label}, 16 clients: server CPU per call ≤ ${limit}× the bare grpc-js floor (same run)`;
   const ours = small(records, call, "registry")?.metrics;
@@ -52,7 +57,7 @@ function floorRatio(records: readonly AggregatedRecord[], call: string, label: s
     met: ratio <= limit,
     detail:
       `registry ${fmt(oursUs)} µs/op, floor ${fmt(floorUs)} µs/op: ${ratio.toFixed(2)}×; ` +
-      `${fmt(ours?.opsPerSec)} vs ${fmt(floor?.opsPerSec)} ops/s (Go ${fmt(goOpsPerSec)} ops/s; ${GO_NOTE})${disturbed}`,
+      `${fmt(ours?.opsPerSec)} vs ${fmt(floor?.opsPerSec)} ops/s (Go ${fmt(goOpsPerSec)} ops/s${goShare(ours?.opsPerSec, goOpsPerSec)}; ${GO_NOTE})${disturbed}`,
   };
 }
 

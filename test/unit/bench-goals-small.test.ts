@@ -32,12 +32,12 @@ describe("bench goals of issue #15 (small calls and start-up)", () => {
     assert.deepEqual(check(records, "RetrieveVersionInfos([-1])"), {
       goal: "RetrieveVersionInfos([-1]), 16 clients: server CPU per call ≤ 1.2× the bare grpc-js floor (same run)",
       met: true,
-      detail: "registry 62 µs/op, floor 52 µs/op: 1.19×; 12000 vs 15000 ops/s (Go 17800 ops/s; Go is not run here; its figure is from issue #15)",
+      detail: "registry 62 µs/op, floor 52 µs/op: 1.19×; 12000 vs 15000 ops/s (Go 17800 ops/s, ours 0.67× that; Go is not run here; its figure is from issue #15)",
     });
     assert.deepEqual(check(records, "CreateVersion 1 KiB"), {
       goal: "CreateVersion 1 KiB transient, 16 clients: server CPU per call ≤ 1.3× the bare grpc-js floor (same run)",
       met: false,
-      detail: "registry 267 µs/op, floor 98 µs/op: 2.72×; 3650 vs 9000 ops/s (Go 15100 ops/s; Go is not run here; its figure is from issue #15)",
+      detail: "registry 267 µs/op, floor 98 µs/op: 2.72×; 3650 vs 9000 ops/s (Go 15100 ops/s, ours 0.24× that; Go is not run here; its figure is from issue #15)",
     });
   });
 
@@ -48,7 +48,7 @@ describe("bench goals of issue #15 (small calls and start-up)", () => {
     ];
     assert.equal(
       check(records, "RetrieveVersionInfos([-1])").detail,
-      "registry 127 µs/op, floor 173 µs/op: 0.73×; 2453 vs 867 ops/s (Go 17800 ops/s; Go is not run here; its figure is from issue #15); " +
+      "registry 127 µs/op, floor 173 µs/op: 0.73×; 2453 vs 867 ops/s (Go 17800 ops/s, ours 0.14× that; Go is not run here; its figure is from issue #15); " +
         "DISTURBED: other processes used 1.45 / 0.100 cores, the pair is not comparable",
     );
   });
