@@ -8,18 +8,20 @@ import type { Logger } from "../logger.js";
 import {
   type NumberClaim,
   type RedisRegistryStore,
-  type RegistryChange,
   ReplicationUnconfirmed,
   type StoredVersion,
   type UploadedData,
   type VersionDataWriter,
   isRefusedWhileDeleting,
 } from "../redis/index.js";
-import type { LostVersions, RegistryState, TransientDataSink, TransientDataSource, VersionNumberClaim } from "./registry-state.js";
+import type { RegistryState, TransientDataSink, TransientDataSource, VersionNumberClaim } from "./registry-state.js";
 import type { ArchiveNumbering } from "./archive-numbering.js";
 import { ArchiveConflict, syncArchiveIntoRedis } from "./archive-sync.js";
 import { renewLeaseWhileHeld } from "./lease-renewal.js";
-import { findLostVersion, sameVersion } from "./lost-versions.js";
+import { sameVersion } from "./lost-versions.js";
+import { Announcements } from "./announcements.js";
+import { catchUpFollowedModels } from "./catch-up.js";
+import { LossChecks } from "./loss-checks.js";
 
 export interface RedisRegistryStateOptions {
   readonly store: RedisRegistryStore;
@@ -75,221 +77,14 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   const claimLeaseMs = options.claimLeaseMs ?? DEFAULT_CLAIM_LEASE_MS;
   const claimWaitMs = options.claimWaitMs ?? DEFAULT_CLAIM_WAIT_MS;
   const deletionLeaseMs = options.deletionLeaseMs ?? DEFAULT_DELETION_LEASE_MS;
-  const committedListeners = new Set<(version: VersionRecord) => void>();
-  const deletedListeners = new Set<(modelId: string) => void>();
-  const lostListeners = new Set<(loss: LostVersions) => void>();
-  /** The highest-numbered version announced per model (a commit is announced by this instance and by the feed). */
-  const lastAnnounced = new Map<string, VersionRecord>();
-  /**
-   * The highest-numbered version this instance announced or read per model (a stream's first message
-   * is read, not announced): what Redis must still hold as it was. A Redis that lost its last writes
-   * (restarted without persistence, a crash with appendfsync everysec) shows a lower latest, or
-   * another version under that number; see checkForLoss.
-   */
-  const seen = new Map<string, VersionRecord>();
-  /** Generation of the last deletion announced per model. */
-  const deletionAnnounced = new Map<string, number>();
-  /**
-   * Where a catch-up of each followed model starts: the version read when this instance began to
-   * follow it, raised by each version announced. Reads do not raise it: a version read while the
-   * subscription was down (or whose notification was lost with it) has not been announced to the
-   * model's VersionUpdate streams, and the catch-up must announce it.
-   */
-  const followed = new Map<string, number>();
-  /**
-   * The model's generation (its count of deletions) when this instance began to follow it, read once
-   * in the background: a catch-up that finds a higher one knows the model was deleted (and maybe
-   * created again) while the subscription was down, which version numbers alone cannot tell.
-   */
-  const followedGeneration = new Map<string, number>();
+  const announcements = new Announcements({
+    readGeneration: (modelId) => store.generation(modelId),
+    suspectLoss: (modelId) => lossChecks.suspect(modelId),
+  });
+  const lossChecks = new LossChecks(store, announcements, log);
   let modelCount = 0;
   let importing: Promise<void> | undefined = undefined;
   let closed = false;
-
-  const follow = (modelId: string, version: VersionRecord | undefined, announced: boolean): void => {
-    const versionNumber = version?.versionNumber ?? 0;
-    if (version !== undefined && versionNumber > (seen.get(modelId)?.versionNumber ?? 0)) {
-      seen.set(modelId, version);
-    }
-    const from = followed.get(modelId);
-    if (from === undefined || (announced && versionNumber > from)) {
-      followed.set(modelId, versionNumber);
-    }
-    if (from === undefined) {
-      store.generation(modelId).then(
-        (generation) => {
-          // A reply behind a deletion announced meanwhile (the model followed again) is stale.
-          if (followed.has(modelId) && !followedGeneration.has(modelId) && generation >= (deletionAnnounced.get(modelId) ?? 0)) {
-            followedGeneration.set(modelId, generation);
-          }
-        },
-        () => undefined, // unknown: a catch-up then goes by version numbers only
-      );
-    }
-  };
-
-  /**
-   * `generation`: the model's generation the version was committed in, when known (this instance's
-   * commit, a catch-up): one older than a deletion already announced is of the deleted model, whose
-   * number must not count as announced for the model created again (the feed orders its own
-   * changes; this instance's command replies and reads come on other connections, in no set order
-   * with it).
-   */
-  const announceVersion = (version: VersionRecord, generation?: number): void => {
-    if (generation !== undefined && generation < (deletionAnnounced.get(version.modelId) ?? 0)) {
-      return;
-    }
-    const before = seen.get(version.modelId);
-    if (before !== undefined && (version.versionNumber < before.versionNumber || (version.versionNumber === before.versionNumber && !sameVersion(version, before)))) {
-      // Normally a notification behind a read or an own commit's reply (other connections); after a
-      // Redis that lost its last writes, a number handed out again: Redis tells which.
-      suspectLoss(version.modelId);
-    }
-    if (version.versionNumber <= (lastAnnounced.get(version.modelId)?.versionNumber ?? 0)) {
-      return;
-    }
-    lastAnnounced.set(version.modelId, version);
-    follow(version.modelId, version, true);
-    for (const listener of committedListeners) {
-      listener(version);
-    }
-  };
-
-  const announceDeleted = (modelId: string, generation: number): void => {
-    if (generation <= (deletionAnnounced.get(modelId) ?? 0)) {
-      return;
-    }
-    deletionAnnounced.set(modelId, generation);
-    lastAnnounced.delete(modelId);
-    seen.delete(modelId);
-    followed.delete(modelId);
-    followedGeneration.delete(modelId);
-    for (const listener of deletedListeners) {
-      listener(modelId);
-    }
-  };
-
-  const onChange = (change: RegistryChange): void => {
-    if (change.type === "version") {
-      announceVersion(change.version.record);
-    } else if (change.type === "deleted") {
-      announceDeleted(change.modelId, change.generation);
-    }
-  };
-
-  /**
-   * Whether Redis still holds the last version this instance announced or read of the model, as it
-   * was; when it does not (Redis lost its last writes: restarted without persistence, a crash of its
-   * host with appendfsync everysec, a failover to a replica that lacked them), what this instance
-   * announced is reset to Redis's latest and onVersionsLost listeners are told (they end the model's
-   * VersionUpdate streams and drop its cached data): a version committed later, maybe under a number
-   * handed out again, is announced, not taken for one already announced. Throws when Redis could not
-   * be read.
-   */
-  const checkForLoss = async (modelId: string): Promise<void> => {
-    const last = seen.get(modelId);
-    if (last === undefined) {
-      return;
-    }
-    const deletions = deletionAnnounced.get(modelId) ?? 0;
-    const loss = await findLostVersion(store, modelId, last, followedGeneration.get(modelId));
-    if (loss === undefined || (deletionAnnounced.get(modelId) ?? 0) !== deletions) {
-      return; // nothing lost, or a deletion announced meanwhile reset everything already
-    }
-    // From now on, what is announced comes after Redis's latest.
-    const { latest } = loss;
-    if (latest === undefined) {
-      lastAnnounced.delete(modelId);
-      seen.delete(modelId);
-    } else {
-      lastAnnounced.set(modelId, latest);
-      seen.set(modelId, latest);
-    }
-    followed.set(modelId, latest?.versionNumber ?? 0);
-    const lost: LostVersions = { modelId, lastSeen: last.versionNumber, latest: latest?.versionNumber ?? 0 };
-    log.warn(
-      { ...lost, redis: connection.address },
-      "Redis no longer has the last version this instance announced or served of a model, as it was (Redis lost its last writes: a restart without persistence, or a crash with appendfsync everysec); the model's VersionUpdate streams on this instance end and its cached data is dropped",
-    );
-    for (const listener of lostListeners) {
-      listener(lost);
-    }
-  };
-
-  /** Models whose check for lost versions is running, and those to check once more after it. */
-  const lossChecks = new Set<string>();
-  const lossChecksAgain = new Set<string>();
-
-  /** checkForLoss in the background, one at a time per model; a failure leaves it to the next catch-up or notification. */
-  const suspectLoss = (modelId: string): void => {
-    if (lossChecks.has(modelId)) {
-      lossChecksAgain.add(modelId);
-      return;
-    }
-    lossChecks.add(modelId);
-    void (async () => {
-      try {
-        do {
-          lossChecksAgain.delete(modelId);
-          await checkForLoss(modelId);
-        } while (lossChecksAgain.has(modelId) && !closed);
-      } catch (error) {
-        log.warn({ err: error, modelId }, "cannot check whether Redis lost versions of a model; the next catch-up or notification checks again");
-      } finally {
-        lossChecks.delete(modelId);
-        lossChecksAgain.delete(modelId);
-      }
-    })();
-  };
-
-  /**
-   * What one followed model missed after `lastSeen`: its deletion (its generation moved, or it is
-   * gone), versions Redis lost (see checkForLoss) or the versions published meanwhile. Throws when
-   * Redis could not be read.
-   */
-  const catchUpModel = async (modelId: string, lastSeen: number): Promise<void> => {
-    const known = followedGeneration.get(modelId);
-    // Read before the versions: they are of this generation or a later one (see announceVersion).
-    const generation = await store.generation(modelId);
-    if (known !== undefined && generation > known) {
-      if (generation > (deletionAnnounced.get(modelId) ?? 0)) {
-        announceDeleted(modelId, generation); // ends its streams (NOT_FOUND) and drops it from the cache
-        return;
-      }
-      followedGeneration.set(modelId, generation); // that deletion was announced already
-    }
-    await checkForLoss(modelId);
-    let missed;
-    try {
-      missed = await store.catchUp(modelId, followed.get(modelId) ?? lastSeen);
-    } catch (error) {
-      if (error instanceof RegistryError && error.code === Code.NOT_FOUND) {
-        announceDeleted(modelId, await store.generation(modelId));
-        return;
-      }
-      throw error;
-    }
-    for (const version of missed) {
-      announceVersion(version.record, generation);
-    }
-  };
-
-  /**
-   * After the subscriber connection was lost: what was published meanwhile, for every followed model.
-   * Whether every model was caught up (false: some could not be read; the resume loop tries again).
-   */
-  const catchUp = async (): Promise<boolean> => {
-    let complete = true;
-    for (const [modelId, from] of followed) {
-      try {
-        await catchUpModel(modelId, from);
-      } catch (error) {
-        complete = false;
-        log.warn({ err: error, modelId }, "cannot catch up on a model's changes after the Redis subscription was lost; trying again");
-      }
-    }
-    return complete;
-  };
 
   /**
    * Brings Redis in line with the archive when it is not (archive-sync.ts): imports the archive into
@@ -460,7 +255,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
           if (error instanceof ReplicationUnconfirmed) {
             // Committed (numbered, published), only not known to be replicated: nothing to undo.
             const committed = (error.outcome as StoredVersion).record;
-            announceVersion(committed, claim.generation);
+            announcements.announceVersion(committed, claim.generation);
             await recordCommitInArchive(committed).catch(() => undefined); // logged; the client gets the replication's error
             throw error;
           }
@@ -468,7 +263,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
           await store.releaseClaim(modelId, claim.token).catch(() => undefined);
           throw error;
         }
-        announceVersion(stored.record, claim.generation);
+        announcements.announceVersion(stored.record, claim.generation);
         // Before the reply: until then, the archive does not count the version (see markCommitted).
         await recordCommitInArchive(stored.record);
         return await previousVersion(modelId, claim.versionNumber);
@@ -506,7 +301,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   let resumesWanted = 0;
   let resumesDone = 0;
   let resumeRunning = false;
-  /** The subscriber connection came back: what it missed must be read (see catchUp). */
+  /** The subscriber connection came back: what it missed must be read (see catch-up.ts). */
   let catchUpWanted = false;
   /** What the first start attempt met that trying again cannot change (ArchiveConflict): open() fails with it. */
   let startFailure: ArchiveConflict | undefined = undefined;
@@ -546,7 +341,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         catchUpWanted = false;
         let complete = false;
         try {
-          complete = await catchUp();
+          complete = await catchUpFollowedModels({ store, announcements, lossChecks, log });
         } finally {
           catchUpWanted ||= !complete; // however it failed, the next try catches up again
         }
@@ -635,7 +430,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     async open() {
       await archive.open();
       await archive.removeLeftovers?.();
-      store.feed.followAll(onChange);
+      store.feed.followAll((change) => announcements.announceChange(change));
       // The subscriber may be back before the command connection: the catch-up runs in the resume
       // loop, once both are up, and is tried again until every followed model was read.
       connection.on("resubscribed", () => {
@@ -741,7 +536,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
             held = true;
             // A failover may bring the model back: its archived versions' files must still be there then.
             modelCount = Math.max(0, modelCount - 1);
-            announceDeleted(modelId, error.outcome as number);
+            announcements.announceDeleted(modelId, error.outcome as number);
             throw new ReplicationUnconfirmed(`${error.message}; its archive files were kept`, error.outcome);
           }
           throw error;
@@ -755,7 +550,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         } catch (error) {
           log.warn({ err: error, modelId }, "the model is deleted but its archive files could not all be removed");
         }
-        announceDeleted(modelId, generation);
+        announcements.announceDeleted(modelId, generation);
         return true;
       } finally {
         renewal.stop();
@@ -789,7 +584,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         throw error;
       }
       const versions = stored.map((version) => version.record);
-      follow(modelId, versions[versions.length - 1], false);
+      announcements.follow(modelId, versions[versions.length - 1], false);
       return versions;
     },
 
@@ -810,7 +605,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         throw error;
       }
       if (stored !== undefined) {
-        follow(modelId, stored.record, false);
+        announcements.follow(modelId, stored.record, false);
       }
       return stored?.record;
     },
@@ -848,20 +643,9 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       return undefined; // Redis keeps the data: this instance's cache held only a copy
     },
 
-    onVersionCommitted(listener) {
-      committedListeners.add(listener);
-      return () => committedListeners.delete(listener);
-    },
-
-    onModelDeleted(listener) {
-      deletedListeners.add(listener);
-      return () => deletedListeners.delete(listener);
-    },
-
-    onVersionsLost(listener) {
-      lostListeners.add(listener);
-      return () => lostListeners.delete(listener);
-    },
+    onVersionCommitted: (listener) => announcements.onVersionCommitted(listener),
+    onModelDeleted: (listener) => announcements.onModelDeleted(listener),
+    onVersionsLost: (listener) => announcements.onVersionsLost(listener),
 
     beginTransientData(modelId, dataSize) {
       const writer = store.beginVersionData(modelId, dataSize);
@@ -909,6 +693,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     async close() {
       if (!closed) {
         closed = true;
+        lossChecks.stop();
         connection.off("health", onConnectionHealth);
         await store.close();
       }
