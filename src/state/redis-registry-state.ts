@@ -16,12 +16,12 @@ import {
 } from "../redis/index.js";
 import type { RegistryState, TransientDataSink, TransientDataSource, VersionNumberClaim } from "./registry-state.js";
 import type { ArchiveNumbering } from "./archive-numbering.js";
-import { ArchiveConflict, syncArchiveIntoRedis } from "./archive-sync.js";
 import { renewLeaseWhileHeld } from "./lease-renewal.js";
 import { sameVersion } from "./lost-versions.js";
 import { Announcements } from "./announcements.js";
 import { catchUpFollowedModels } from "./catch-up.js";
 import { LossChecks } from "./loss-checks.js";
+import { StartOnRedis } from "./start-on-redis.js";
 
 export interface RedisRegistryStateOptions {
   readonly store: RedisRegistryStore;
@@ -48,8 +48,6 @@ export interface RedisRegistryStateOptions {
   readonly deletionLeaseMs?: number;
 }
 
-const DEFAULT_START_WAIT_MS = 2_000;
-const DEFAULT_RESUME_RETRY_MS = 1_000;
 const DEFAULT_CLAIM_LEASE_MS = 5_000;
 const DEFAULT_CLAIM_WAIT_MS = 30_000;
 const DEFAULT_DELETION_LEASE_MS = 10_000;
@@ -82,19 +80,18 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     suspectLoss: (modelId) => lossChecks.suspect(modelId),
   });
   const lossChecks = new LossChecks(store, announcements, log);
+  const start = new StartOnRedis({
+    store,
+    archive,
+    numbering: archiveNumbering,
+    log,
+    catchUp: () => catchUpFollowedModels({ store, announcements, lossChecks, log }),
+    startWaitMs: options.startWaitMs,
+    resumeRetryMs: options.resumeRetryMs,
+  });
+  const requireStarted = (): void => start.requireStarted();
   let modelCount = 0;
-  let importing: Promise<void> | undefined = undefined;
   let closed = false;
-
-  /**
-   * Brings Redis in line with the archive when it is not (archive-sync.ts): imports the archive into
-   * a Redis that has not got it (a first start on a single-mode archive, or a Redis that lost its
-   * data), and the changes of a single-mode run on the archive since the last import.
-   */
-  const importArchiveIfNeeded = (): Promise<void> => {
-    importing ??= syncArchiveIntoRedis({ store, archive, numbering: archiveNumbering, log }).finally(() => (importing = undefined));
-    return importing;
-  };
 
   /**
    * The version before a commit's: normally number − 1, else (a skipped number, or its info expired)
@@ -291,173 +288,12 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     };
   };
 
-  /**
-   * The start on Redis: subscribed to the changes and the archive imported if Redis lacks it. Until
-   * it is done, health says NOT_SERVING and every call fails UNAVAILABLE naming Redis; it is done
-   * (again: a Redis restarted empty is imported again) whenever Redis becomes reachable.
-   */
-  let started = false;
-  /** Returns of Redis (connection healthy) asked for, and the last one whose start-up work is done. */
-  let resumesWanted = 0;
-  let resumesDone = 0;
-  let resumeRunning = false;
-  /** The subscriber connection came back: what it missed must be read (see catch-up.ts). */
-  let catchUpWanted = false;
-  /** What the first start attempt met that trying again cannot change (ArchiveConflict): open() fails with it. */
-  let startFailure: ArchiveConflict | undefined = undefined;
-  let announceFirstAttempt: () => void = () => undefined;
-  const firstAttemptDone = new Promise<void>((resolve) => (announceFirstAttempt = resolve));
-  const healthListeners = new Set<(healthy: boolean) => void>();
-  const healthy = (): boolean => started && connection.healthy && !closed;
-  let lastHealthy = false;
-  const reportHealth = (): void => {
-    const now = healthy();
-    if (now !== lastHealthy) {
-      lastHealthy = now;
-      for (const listener of healthListeners) {
-        listener(now);
-      }
-    }
-  };
-
-  const requireStarted = (): void => {
-    if (!started) {
-      throw connection.healthy
-        ? new RegistryError(
-            Code.UNAVAILABLE,
-            `Redis at ${connection.address} is reachable but this instance has not finished its start on it yet (subscribing, importing the archive); try again`,
-          )
-        : connection.unavailableError();
-    }
-  };
-
-  /** One try at the start-up work on a reachable Redis (and a catch-up when one is due); whether it is done. */
-  const attemptResume = async (): Promise<boolean> => {
-    const target = resumesWanted;
-    try {
-      await store.feed.start();
-      await importArchiveIfNeeded();
-      if (catchUpWanted) {
-        catchUpWanted = false;
-        let complete = false;
-        try {
-          complete = await catchUpFollowedModels({ store, announcements, lossChecks, log });
-        } finally {
-          catchUpWanted ||= !complete; // however it failed, the next try catches up again
-        }
-        if (!complete) {
-          return false;
-        }
-      }
-      resumesDone = Math.max(resumesDone, target);
-      return true;
-    } catch (error) {
-      if (error instanceof ArchiveConflict && !started) {
-        startFailure ??= error;
-      }
-      log.error({ err: error, redis: connection.address }, "cannot subscribe to Redis or import the archive into it; trying again");
-      return false;
-    }
-  };
-
-  /** Redis is reachable (again): the start-up work, retried while Redis stays reachable, then serve. */
-  const resume = async (): Promise<void> => {
-    if (resumeRunning) {
-      return; // the loop below sees resumesWanted move
-    }
-    resumeRunning = true;
-    try {
-      // Connected is enough (one master of a Redis Cluster down): what can be caught up is, the rest is tried again.
-      while (!closed && connection.connected && resumesDone < resumesWanted) {
-        const done = await attemptResume();
-        if (done && !started && resumesDone >= resumesWanted && connection.connected && !closed) {
-          started = true;
-          log.info({ redis: connection.address }, "start on Redis finished: serving");
-        }
-        reportHealth();
-        announceFirstAttempt();
-        if (!done) {
-          await sleep(options.resumeRetryMs ?? DEFAULT_RESUME_RETRY_MS, undefined, { ref: false });
-        }
-      }
-    } finally {
-      resumeRunning = false;
-      reportHealth();
-      announceFirstAttempt(); // also when Redis went away again before a try
-    }
-  };
-
-  const onConnectionHealth = (connectionHealthy: boolean): void => {
-    log.info({ redis: connection.address, healthy: connectionHealthy }, connectionHealthy ? "Redis is reachable" : "Redis is unreachable");
-    if (connectionHealthy && !closed) {
-      // Also after a return: a subscription refused while Redis was down is not retried by the client,
-      // and a Redis restarted without its data gets the archive imported again.
-      resumesWanted++;
-      void resume();
-      void checkReplicas();
-    }
-    reportHealth();
-  };
-
-  /**
-   * With REDIS_WAIT_REPLICAS: whether the primary (each master of a Redis Cluster) has that many
-   * replicas connected now, each time Redis becomes reachable. Fewer is a warning, not a refusal:
-   * replicas may come later; meanwhile every write waits its timeout and fails UNAVAILABLE.
-   */
-  const checkReplicas = async (): Promise<void> => {
-    const wanted = store.replication?.options.replicas ?? 0;
-    if (wanted === 0) {
-      return;
-    }
-    let counts;
-    try {
-      counts = await store.connectedReplicas();
-    } catch (error) {
-      log.warn({ err: error, redis: connection.address }, "cannot read how many replicas the Redis primary has (INFO replication)");
-      return;
-    }
-    for (const { node, replicas } of counts) {
-      if (replicas < wanted) {
-        log.warn(
-          { redis: connection.address, node, connectedReplicas: replicas, waitReplicas: wanted },
-          `the Redis primary has ${replicas} connected replicas, fewer than COGMENT_MODEL_REGISTRY_REDIS_WAIT_REPLICAS=${wanted}: until more replicas are connected, every commit, model change and deletion is done on the primary but fails UNAVAILABLE after the WAIT timeout`,
-        );
-      }
-    }
-  };
-
   return {
     async open() {
       await archive.open();
       await archive.removeLeftovers?.();
       store.feed.followAll((change) => announcements.announceChange(change));
-      // The subscriber may be back before the command connection: the catch-up runs in the resume
-      // loop, once both are up, and is tried again until every followed model was read.
-      connection.on("resubscribed", () => {
-        catchUpWanted = true;
-        resumesWanted++;
-        void resume();
-      });
-      connection.on("health", onConnectionHealth);
-      if (connection.healthy) {
-        onConnectionHealth(true);
-      }
-      const reachable = await connection.waitUntilHealthy(options.startWaitMs ?? DEFAULT_START_WAIT_MS).then(
-        () => true,
-        () => false,
-      );
-      if (reachable) {
-        await firstAttemptDone; // a reachable Redis: serve only once in step with it, as before
-      }
-      if (startFailure !== undefined) {
-        throw startFailure;
-      }
-      if (!started) {
-        log.warn(
-          { redis: connection.address, cause: connection.healthy ? "the start on Redis failed" : connection.lastFailure },
-          "Redis is not usable yet: this instance listens, health says NOT_SERVING and every call fails UNAVAILABLE until it is; the start finishes by itself then",
-        );
-      }
+      await start.begin();
     },
 
     async listModelIds() {
@@ -678,13 +514,10 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       "the transient version is no longer in Redis: it expired, Redis evicted it (maxmemory), or its model was deleted and created again",
 
     get healthy() {
-      return healthy();
+      return start.healthy;
     },
 
-    onHealth(listener) {
-      healthListeners.add(listener);
-      return () => healthListeners.delete(listener);
-    },
+    onHealth: (listener) => start.onHealth(listener),
 
     async recordStop() {
       // Nothing to record: Redis holds the numbering.
@@ -694,7 +527,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       if (!closed) {
         closed = true;
         lossChecks.stop();
-        connection.off("health", onConnectionHealth);
+        start.stop();
         await store.close();
       }
     },
