@@ -1,4 +1,4 @@
-import { type Hash, createHash, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { performance } from "node:perf_hooks";
 import type { ArchiveStore, PlacementFence, RevocableWrite } from "../archive/index.js";
@@ -11,16 +11,15 @@ import {
   ReplicationUnconfirmed,
   type StoredVersion,
   type UploadedData,
-  type VersionDataWriter,
   isRefusedWhileDeleting,
 } from "../redis/index.js";
-import type { RegistryState, TransientDataSink, TransientDataSource, VersionNumberClaim } from "./registry-state.js";
+import type { RegistryState, VersionNumberClaim } from "./registry-state.js";
 import type { ArchiveNumbering } from "./archive-numbering.js";
 import { renewLeaseWhileHeld } from "./lease-renewal.js";
-import { sameVersion } from "./lost-versions.js";
 import { Announcements } from "./announcements.js";
 import { catchUpFollowedModels } from "./catch-up.js";
 import { LossChecks } from "./loss-checks.js";
+import { RedisTransientData } from "./redis-transient-data.js";
 import { StartOnRedis } from "./start-on-redis.js";
 
 export interface RedisRegistryStateOptions {
@@ -71,7 +70,6 @@ const PLACEMENT_MARGIN_SHARE = 0.5;
  */
 export function createRedisRegistryState(options: RedisRegistryStateOptions): RegistryState {
   const { store, archive, log, numbering: archiveNumbering } = options;
-  const { connection } = store;
   const claimLeaseMs = options.claimLeaseMs ?? DEFAULT_CLAIM_LEASE_MS;
   const claimWaitMs = options.claimWaitMs ?? DEFAULT_CLAIM_WAIT_MS;
   const deletionLeaseMs = options.deletionLeaseMs ?? DEFAULT_DELETION_LEASE_MS;
@@ -90,6 +88,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     resumeRetryMs: options.resumeRetryMs,
   });
   const requireStarted = (): void => start.requireStarted();
+  const transientData = new RedisTransientData(store, log);
   let modelCount = 0;
   let closed = false;
 
@@ -141,43 +140,6 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   };
 
   /**
-   * A version's data in Redis, hashed as it arrives (node:crypto on this thread: ~9 ms of CPU per
-   * 16 MiB with the CPU's SHA instructions, where the worker pool's hash-wasm costs several times
-   * that): when the SHA-256 differs from the version's data_hash, the read ends with DATA_LOSS instead
-   * of completing, and an error line names the version, as for a corrupted archive file.
-   */
-  const verifiedSource = (stored: StoredVersion): TransientDataSource => {
-    const version = stored.record;
-    const check = (hash: Hash): void => {
-      const digest = hash.digest("base64");
-      if (digest !== version.dataHash) {
-        const { modelId, versionNumber } = version;
-        const detail = `its data's SHA-256 is "${digest}", its info says "${version.dataHash}"`;
-        log.error({ modelId, versionNumber, redis: connection.address, detail }, "transient version data in Redis is corrupted");
-        throw new RegistryError(Code.DATA_LOSS, `version ${versionNumber} of model "${modelId}" is corrupted in Redis: ${detail}`);
-      }
-    };
-    return {
-      async copyTo(write) {
-        const hash = createHash("sha256");
-        await store.copyVersionData(stored, (piece) => {
-          hash.update(piece);
-          write(piece);
-        });
-        check(hash);
-      },
-      async *stream() {
-        const hash = createHash("sha256");
-        for await (const chunk of store.readVersionData(stored)) {
-          hash.update(chunk);
-          yield chunk;
-        }
-        check(hash);
-      },
-    };
-  };
-
-  /**
    * After the commit script: an archived version's files were put in place under a pending mark
    * (ArchiveStore.markCommitted), which an import of the archive into an empty Redis, or single mode,
    * takes for a commit that never completed. Rejects when the mark could not be removed: the version
@@ -199,9 +161,6 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       );
     }
   };
-
-  /** The Redis writer behind each sink handed out by beginTransientData. */
-  const writers = new WeakMap<TransientDataSink, VersionDataWriter>();
 
   const newClaim = (modelId: string, claim: NumberClaim, reservation: Promise<number | undefined>): VersionNumberClaim => {
     // Renewed while the bytes are stored (large archived files); a lost renewal shows at commit (ABORTED).
@@ -232,11 +191,11 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     return {
       versionNumber: claim.versionNumber,
       fence,
-      async commit(version, transientData) {
-        const writer = transientData === undefined ? undefined : writers.get(transientData);
+      async commit(version, transientDataSink) {
+        const writer = transientDataSink === undefined ? undefined : transientData.writerOf(transientDataSink);
         let stored: StoredVersion;
         try {
-          if (transientData !== undefined && writer === undefined) {
+          if (transientDataSink !== undefined && writer === undefined) {
             throw new Error("claim.commit was given a transient data sink of another registry state");
           }
           // The archive's record (it never rejects) and the transient bytes still in flight to Redis
@@ -483,31 +442,11 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     onModelDeleted: (listener) => announcements.onModelDeleted(listener),
     onVersionsLost: (listener) => announcements.onVersionsLost(listener),
 
-    beginTransientData(modelId, dataSize) {
-      const writer = store.beginVersionData(modelId, dataSize);
-      let aborted = false;
-      const sink: TransientDataSink = {
-        append: (data) => writer.append(data),
-        abort: () => {
-          if (!aborted) {
-            aborted = true;
-            writer.abort().catch(() => undefined);
-          }
-        },
-      };
-      writers.set(sink, writer);
-      return sink;
-    },
+    beginTransientData: (modelId, dataSize) => transientData.begin(modelId, dataSize),
 
     async openTransientData(version) {
       requireStarted();
-      const stored = await store.getVersion(version.modelId, version.versionNumber);
-      // The same bytes or none: a number (and a creation_timestamp, which a client may give again) is
-      // no identity, since a model deleted and created again numbers from 1 again.
-      if (stored === undefined || stored.record.archived || !sameVersion(stored.record, version)) {
-        return undefined;
-      }
-      return verifiedSource(stored);
+      return transientData.open(version);
     },
 
     transientGoneReason:
