@@ -1,25 +1,17 @@
 import { randomUUID } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
-import { performance } from "node:perf_hooks";
-import type { ArchiveStore, PlacementFence, RevocableWrite } from "../archive/index.js";
-import type { VersionRecord } from "../domain/index.js";
+import type { ArchiveStore, RevocableWrite } from "../archive/index.js";
 import { Code, RegistryError } from "../errors/index.js";
 import type { Logger } from "../logger.js";
-import {
-  type NumberClaim,
-  type RedisRegistryStore,
-  ReplicationUnconfirmed,
-  type StoredVersion,
-  type UploadedData,
-  isRefusedWhileDeleting,
-} from "../redis/index.js";
-import type { RegistryState, VersionNumberClaim } from "./registry-state.js";
-import type { ArchiveNumbering } from "./archive-numbering.js";
-import { renewLeaseWhileHeld } from "./lease-renewal.js";
+import { type RedisRegistryStore, ReplicationUnconfirmed, isRefusedWhileDeleting } from "../redis/index.js";
+import type { RegistryState } from "./registry-state.js";
 import { Announcements } from "./announcements.js";
+import type { ArchiveNumbering } from "./archive-numbering.js";
+import { ArchiveReservations } from "./archive-reservations.js";
 import { catchUpFollowedModels } from "./catch-up.js";
+import { renewLeaseWhileHeld } from "./lease-renewal.js";
 import { LossChecks } from "./loss-checks.js";
 import { RedisTransientData } from "./redis-transient-data.js";
+import { RedisVersionClaims } from "./redis-version-claims.js";
 import { StartOnRedis } from "./start-on-redis.js";
 
 export interface RedisRegistryStateOptions {
@@ -47,31 +39,22 @@ export interface RedisRegistryStateOptions {
   readonly deletionLeaseMs?: number;
 }
 
-const DEFAULT_CLAIM_LEASE_MS = 5_000;
-const DEFAULT_CLAIM_WAIT_MS = 30_000;
 const DEFAULT_DELETION_LEASE_MS = 10_000;
-/** Pause between two attempts at a claim held by another commit of the same model. */
-const CLAIM_RETRY_MS = 3;
-/**
- * The share of the lease a claim's fence wants left after its confirmation, for the renames that
- * follow it (fenced-placement.ts): Redis must confirm within the rest of the lease.
- */
-const PLACEMENT_MARGIN_SHARE = 0.5;
 
 /**
- * The registry state of several instances sharing one Redis (src/redis/) and one archive. Numbering:
- * a commit first claims the model's next number across every instance (a lease in Redis), stores the
- * bytes under it (an archived version's files, a transient version's chunk keys), then the commit
- * script takes the number and makes the version visible; a claim released or run out leaves the
- * number free, so numbers stay unique and gap-free and nothing half-stored is ever listed.
- * Metadata is read from Redis at every call (read your writes across instances); notifications come
- * from Redis's change feed, deduplicated with what this instance announces itself at commit and
- * deletion, and caught up after the subscriber connection was lost.
+ * The registry state of several instances sharing one Redis (src/redis/) and one archive. Metadata
+ * is read from Redis at every call (read your writes across instances). Its parts:
+ * - numbering: redis-version-claims.ts (a claim of the model's next number across every instance,
+ *   then the commit script), archive-reservations.ts (the archive's numbering records kept ahead);
+ * - notifications: announcements.ts (Redis's change feed, deduplicated with what this instance
+ *   announces itself at commit and deletion), loss-checks.ts (Redis lost versions announced) and
+ *   catch-up.ts (after the subscriber connection was lost);
+ * - the start on Redis and the health it gives: start-on-redis.ts;
+ * - transient versions' data: redis-transient-data.ts.
+ * Here: the model calls (a deletion's hold included), the reads, and the wiring of the parts.
  */
 export function createRedisRegistryState(options: RedisRegistryStateOptions): RegistryState {
-  const { store, archive, log, numbering: archiveNumbering } = options;
-  const claimLeaseMs = options.claimLeaseMs ?? DEFAULT_CLAIM_LEASE_MS;
-  const claimWaitMs = options.claimWaitMs ?? DEFAULT_CLAIM_WAIT_MS;
+  const { store, archive, log } = options;
   const deletionLeaseMs = options.deletionLeaseMs ?? DEFAULT_DELETION_LEASE_MS;
   const announcements = new Announcements({
     readGeneration: (modelId) => store.generation(modelId),
@@ -81,171 +64,26 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
   const start = new StartOnRedis({
     store,
     archive,
-    numbering: archiveNumbering,
+    numbering: options.numbering,
     log,
     catchUp: () => catchUpFollowedModels({ store, announcements, lossChecks, log }),
     startWaitMs: options.startWaitMs,
     resumeRetryMs: options.resumeRetryMs,
   });
-  const requireStarted = (): void => start.requireStarted();
   const transientData = new RedisTransientData(store, log);
+  const claims = new RedisVersionClaims({
+    store,
+    archive,
+    log,
+    reservations: new ArchiveReservations(options.numbering, log),
+    transientData,
+    announcements,
+    claimLeaseMs: options.claimLeaseMs,
+    claimWaitMs: options.claimWaitMs,
+  });
+  const requireStarted = (): void => start.requireStarted();
   let modelCount = 0;
   let closed = false;
-
-  /**
-   * The version before a commit's: normally number − 1, else (a skipped number, or its info expired)
-   * the latest below it. Unknown (undefined) if Redis fails now: the commit is done.
-   */
-  const previousVersion = async (modelId: string, versionNumber: number): Promise<VersionRecord | undefined> => {
-    if (versionNumber <= 1) {
-      return undefined;
-    }
-    try {
-      return ((await store.getVersion(modelId, versionNumber - 1)) ?? (await store.versionBefore(modelId, versionNumber - 1)))?.record;
-    } catch {
-      return undefined;
-    }
-  };
-
-  /** Models whose archive numbering record could not be written, warned once until a write succeeds. */
-  const reservationWarned = new Set<string>();
-
-  /**
-   * Before a claimed number is handed out: the archive's numbering records (version-numbering.ts) must
-   * reach above it, so that a single-mode server started later on this archive never hands it out
-   * again (a transient version leaves no file to continue after). Written a block ahead, as single
-   * mode does: one archive write per VERSION_NUMBER_BLOCK numbers, the other claims learn from Redis
-   * (the claim's `reserved`) that it is done. Resolves to how far the records now reach (for Redis,
-   * at commit), undefined when nothing was written; never rejects: a failed write is a warning, as in
-   * single mode, and the next claim tries again.
-   */
-  const reserveInArchive = async (modelId: string, claim: NumberClaim): Promise<number | undefined> => {
-    if (claim.versionNumber < claim.reserved) {
-      return undefined;
-    }
-    try {
-      const upTo = await archiveNumbering.reserveAbove(modelId, claim.versionNumber);
-      reservationWarned.delete(modelId);
-      return upTo;
-    } catch (error) {
-      if (!reservationWarned.has(modelId)) {
-        reservationWarned.add(modelId);
-        log.warn(
-          { err: error, modelId, versionNumber: claim.versionNumber },
-          "could not write the archive's version-number record: versions are still numbered and served, but a server started later in single mode on this archive may hand out again numbers of transient versions created from now on",
-        );
-      }
-      return undefined;
-    }
-  };
-
-  /**
-   * After the commit script: an archived version's files were put in place under a pending mark
-   * (ArchiveStore.markCommitted), which an import of the archive into an empty Redis, or single mode,
-   * takes for a commit that never completed. Rejects when the mark could not be removed: the version
-   * is committed (listed, announced), but the client must not be told it is without that caveat.
-   */
-  const recordCommitInArchive = async (version: VersionRecord): Promise<void> => {
-    if (!version.archived || archive.markCommitted === undefined) {
-      return;
-    }
-    try {
-      await archive.markCommitted(version.modelId, version.versionNumber);
-    } catch (error) {
-      const { modelId, versionNumber } = version;
-      log.error({ err: error, modelId, versionNumber }, "an archived version was committed in Redis, but its pending mark could not be removed from the archive");
-      const cause = error instanceof Error ? error.message : String(error);
-      throw new RegistryError(
-        Code.UNAVAILABLE,
-        `version ${versionNumber} of model "${modelId}" was committed, but the archive could not record that its commit completed (${cause}): it is listed and served while Redis keeps it, but an import of the archive into an empty Redis would not list it`,
-      );
-    }
-  };
-
-  const newClaim = (modelId: string, claim: NumberClaim, reservation: Promise<number | undefined>): VersionNumberClaim => {
-    // Renewed while the bytes are stored (large archived files); a lost renewal shows at commit (ABORTED).
-    const renewal = renewLeaseWhileHeld(claimLeaseMs, () => store.renewClaim(modelId, claim.token, claimLeaseMs));
-    const what = `version number ${claim.versionNumber} of model "${modelId}"`;
-    const items = archive.storedItems ?? "files";
-    const fence: PlacementFence = {
-      async confirm() {
-        // The lease renewed here runs from Redis's execution of the script, after `sent`.
-        const sent = performance.now();
-        const held = await store.renewClaim(modelId, claim.token, claimLeaseMs);
-        const waited = performance.now() - sent;
-        if (!held) {
-          throw new RegistryError(
-            Code.ABORTED,
-            `the claim of ${what} expired before the version's ${items} were put in place (the lease of ${claimLeaseMs} ms ran out: this instance was stalled or could not reach Redis); its ${items} were not put in place, try again`,
-          );
-        }
-        const margin = claimLeaseMs * PLACEMENT_MARGIN_SHARE;
-        if (waited > claimLeaseMs - margin) {
-          throw new RegistryError(
-            Code.ABORTED,
-            `Redis took ${Math.round(waited)} ms to confirm the claim of ${what}, leaving less than ${margin} ms of its ${claimLeaseMs} ms lease to put the version's ${items} in place; they were not put in place, try again`,
-          );
-        }
-      },
-    };
-    return {
-      versionNumber: claim.versionNumber,
-      fence,
-      async commit(version, transientDataSink) {
-        const writer = transientDataSink === undefined ? undefined : transientData.writerOf(transientDataSink);
-        let stored: StoredVersion;
-        try {
-          if (transientDataSink !== undefined && writer === undefined) {
-            throw new Error("claim.commit was given a transient data sink of another registry state");
-          }
-          // The archive's record (it never rejects) and the transient bytes still in flight to Redis
-          // (their last chunks, over a link as slow as it may be), the lease renewed until both are
-          // done: a slow write must not lose the claim.
-          const reservedUpTo = await reservation;
-          const uploaded: UploadedData | undefined = writer === undefined || version.archived ? undefined : await writer.finish();
-          renewal.stop();
-          const { versionNumber: _assigned, ...newVersion } = version;
-          stored = await store.commitVersion(newVersion, claim.generation, uploaded, claim, reservedUpTo);
-        } catch (error) {
-          renewal.stop();
-          if (error instanceof ReplicationUnconfirmed) {
-            // Committed (numbered, published), only not known to be replicated: nothing to undo.
-            const committed = (error.outcome as StoredVersion).record;
-            announcements.announceVersion(committed, claim.generation);
-            await recordCommitInArchive(committed).catch(() => undefined); // logged; the client gets the replication's error
-            throw error;
-          }
-          await writer?.abort();
-          await store.releaseClaim(modelId, claim.token).catch(() => undefined);
-          throw error;
-        }
-        announcements.announceVersion(stored.record, claim.generation);
-        // Before the reply: until then, the archive does not count the version (see markCommitted).
-        await recordCommitInArchive(stored.record);
-        return await previousVersion(modelId, claim.versionNumber);
-      },
-      abandon(numberSpent = false) {
-        renewal.stop();
-        if (!numberSpent) {
-          store.releaseClaim(modelId, claim.token).catch(() => undefined); // else its lease runs out
-          return;
-        }
-        // The archive holds objects under this number (e.g. an S3 info of another writer): handing it
-        // out again would fail the same way, or name other bytes. Numbering moves past it.
-        void (async () => {
-          const skipped = await store.skipNumber(modelId, claim, (await reservation) ?? 0);
-          log.warn(
-            { modelId, versionNumber: claim.versionNumber, skipped },
-            skipped
-              ? "a version number was skipped: the archive holds objects under it that no version in Redis refers to (another writer's, or those of a commit that failed after writing them)"
-              : "a version number whose archive objects are not this commit's could not be skipped (its claim ran out or the number was taken meanwhile)",
-          );
-        })().catch((error: unknown) => {
-          log.warn({ err: error, modelId, versionNumber: claim.versionNumber }, "could not skip a version number whose archive objects are not this commit's; its claim runs out and the next commit tries it again");
-        });
-      },
-    };
-  };
 
   return {
     async open() {
@@ -407,31 +245,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
 
     async claimVersionNumber(modelId, generation) {
       requireStarted();
-      const token = randomUUID();
-      const deadline = Date.now() + claimWaitMs;
-      for (;;) {
-        const claim = await store.claimNumber(modelId, token, claimLeaseMs);
-        if (claim === undefined) {
-          return undefined;
-        }
-        if (claim !== "busy" && generation !== undefined && claim.generation !== generation) {
-          // Deleted since the upload began (maybe not announced here yet): not into the model created again.
-          await store.releaseClaim(modelId, token).catch(() => undefined); // else its lease runs out
-          return undefined;
-        }
-        if (claim !== "busy") {
-          // Written while the version's bytes are stored; the commit waits for it.
-          const reservation = reserveInArchive(modelId, claim);
-          return newClaim(modelId, claim, reservation);
-        }
-        if (Date.now() > deadline) {
-          throw new RegistryError(
-            Code.UNAVAILABLE,
-            `another commit of model "${modelId}" has held its version numbering for over ${claimWaitMs} ms; try again`,
-          );
-        }
-        await sleep(CLAIM_RETRY_MS + Math.random() * CLAIM_RETRY_MS);
-      }
+      return claims.claim(modelId, generation);
     },
 
     async forgetTransientVersion() {
@@ -441,7 +255,6 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     onVersionCommitted: (listener) => announcements.onVersionCommitted(listener),
     onModelDeleted: (listener) => announcements.onModelDeleted(listener),
     onVersionsLost: (listener) => announcements.onVersionsLost(listener),
-
     beginTransientData: (modelId, dataSize) => transientData.begin(modelId, dataSize),
 
     async openTransientData(version) {
