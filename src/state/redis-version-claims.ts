@@ -1,29 +1,23 @@
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { ArchiveStore, PlacementFence } from "../archive/index.js";
+import type { PlacementFence } from "../archive/index.js";
 import type { VersionRecord } from "../domain/index.js";
 import { Code, RegistryError } from "../errors/index.js";
-import type { Logger } from "../logger.js";
-import { type NumberClaim, type RedisRegistryStore, ReplicationUnconfirmed, type StoredVersion, type UploadedData } from "../redis/index.js";
+import { type NumberClaim, ReplicationUnconfirmed, type StoredVersion, type UploadedData } from "../redis/index.js";
 import type { Announcements } from "./announcements.js";
 import type { ArchiveReservations } from "./archive-reservations.js";
 import { renewLeaseWhileHeld } from "./lease-renewal.js";
+import type { RedisRegistryStateOptions } from "./redis-registry-state-options.js";
 import type { RedisTransientData } from "./redis-transient-data.js";
 import type { VersionNumberClaim } from "./registry-state.js";
 
-export interface RedisVersionClaimsOptions {
-  readonly store: RedisRegistryStore;
-  readonly archive: ArchiveStore;
-  readonly log: Logger;
+export interface RedisVersionClaimsOptions extends Pick<RedisRegistryStateOptions, "store" | "archive" | "log" | "claimLeaseMs" | "claimWaitMs"> {
   readonly reservations: ArchiveReservations;
   /** Where a commit finds the Redis writer of its transient data sink. */
   readonly transientData: RedisTransientData;
   /** A commit's version is announced here as soon as Redis took it. */
   readonly announcements: Announcements;
-  /** See RedisRegistryStateOptions. */
-  readonly claimLeaseMs?: number;
-  readonly claimWaitMs?: number;
 }
 
 const DEFAULT_CLAIM_LEASE_MS = 5_000;

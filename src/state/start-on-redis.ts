@@ -1,25 +1,16 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { ArchiveStore } from "../archive/index.js";
 import { Code, RegistryError } from "../errors/index.js";
-import type { Logger } from "../logger.js";
 import type { RedisRegistryStore } from "../redis/index.js";
-import type { ArchiveNumbering } from "./archive-numbering.js";
 import { ArchiveConflict, syncArchiveIntoRedis } from "./archive-sync.js";
+import type { RedisRegistryStateOptions } from "./redis-registry-state-options.js";
 import { warnOfMissingReplicas } from "./replica-check.js";
 
-export interface StartOnRedisOptions {
-  readonly store: RedisRegistryStore;
-  readonly archive: ArchiveStore;
-  readonly numbering: ArchiveNumbering;
-  readonly log: Logger;
+export interface StartOnRedisOptions extends Pick<RedisRegistryStateOptions, "store" | "archive" | "numbering" | "log" | "startWaitMs" | "resumeRetryMs"> {
   /**
    * Reads what the followed models missed while the subscriber connection was down (catch-up.ts);
    * resolves to whether every model was caught up.
    */
   readonly catchUp: () => Promise<boolean>;
-  /** See RedisRegistryStateOptions. */
-  readonly startWaitMs?: number;
-  readonly resumeRetryMs?: number;
 }
 
 const DEFAULT_START_WAIT_MS = 2_000;
