@@ -37,26 +37,10 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     suspectLoss: (modelId) => lossChecks.suspect(modelId),
   });
   const lossChecks = new LossChecks(store, announcements, log);
-  const start = new StartOnRedis({
-    store,
-    archive,
-    numbering: options.numbering,
-    log,
-    catchUp: () => catchUpFollowedModels({ store, announcements, lossChecks, log }),
-    startWaitMs: options.startWaitMs,
-    resumeRetryMs: options.resumeRetryMs,
-  });
+  const start = new StartOnRedis({ ...options, catchUp: () => catchUpFollowedModels({ store, announcements, lossChecks, log }) });
   const transientData = new RedisTransientData(store, log);
-  const claims = new RedisVersionClaims({
-    store,
-    archive,
-    log,
-    reservations: new ArchiveReservations(options.numbering, log),
-    transientData,
-    announcements,
-    claimLeaseMs: options.claimLeaseMs,
-    claimWaitMs: options.claimWaitMs,
-  });
+  const reservations = new ArchiveReservations(options.numbering, log);
+  const claims = new RedisVersionClaims({ ...options, reservations, transientData, announcements });
   const requireStarted = (): void => start.requireStarted();
   let modelCount = 0;
   let closed = false;

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, RegistryError } from "../errors/index.js";
-import type { RedisRegistryStore } from "../redis/index.js";
+import type { RedisConnection } from "../redis/index.js";
 import { ArchiveConflict, syncArchiveIntoRedis } from "./archive-sync.js";
 import type { RedisRegistryStateOptions } from "./redis-registry-state-options.js";
 import { warnOfMissingReplicas } from "./replica-check.js";
@@ -36,12 +36,13 @@ export class StartOnRedis {
   private readonly firstAttemptDone = new Promise<void>((resolve) => (this.announceFirstAttempt = resolve));
   private readonly healthListeners = new Set<(healthy: boolean) => void>();
   private lastHealthy = false;
+  /** The archive's sync into Redis while one runs (importArchiveIfNeeded). */
   private importing: Promise<void> | undefined = undefined;
   private stopped = false;
 
   constructor(private readonly options: StartOnRedisOptions) {}
 
-  private get connection(): RedisRegistryStore["connection"] {
+  private get connection(): RedisConnection {
     return this.options.store.connection;
   }
 
