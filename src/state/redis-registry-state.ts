@@ -1,668 +1,56 @@
-import { type Hash, createHash, randomUUID } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
-import { performance } from "node:perf_hooks";
-import type { ArchiveStore, PlacementFence, RevocableWrite } from "../archive/index.js";
-import type { VersionRecord } from "../domain/index.js";
+import { randomUUID } from "node:crypto";
+import type { RevocableWrite } from "../archive/index.js";
 import { Code, RegistryError } from "../errors/index.js";
-import type { Logger } from "../logger.js";
-import {
-  type NumberClaim,
-  type RedisRegistryStore,
-  type RegistryChange,
-  ReplicationUnconfirmed,
-  type StoredVersion,
-  type UploadedData,
-  type VersionDataWriter,
-  isRefusedWhileDeleting,
-} from "../redis/index.js";
-import type { LostVersions, RegistryState, TransientDataSink, TransientDataSource, VersionNumberClaim } from "./registry-state.js";
-import type { ArchiveNumbering } from "./archive-numbering.js";
-import { ArchiveConflict, syncArchiveIntoRedis } from "./archive-sync.js";
+import { ReplicationUnconfirmed, isRefusedWhileDeleting } from "../redis/index.js";
+import type { RegistryState } from "./registry-state.js";
+import { Announcements } from "./announcements.js";
+import { ArchiveReservations } from "./archive-reservations.js";
+import { catchUpFollowedModels } from "./catch-up.js";
 import { renewLeaseWhileHeld } from "./lease-renewal.js";
-import { findLostVersion, sameVersion } from "./lost-versions.js";
+import { LossChecks } from "./loss-checks.js";
+import type { RedisRegistryStateOptions } from "./redis-registry-state-options.js";
+import { RedisTransientData } from "./redis-transient-data.js";
+import { RedisVersionClaims } from "./redis-version-claims.js";
+import { StartOnRedis } from "./start-on-redis.js";
 
-export interface RedisRegistryStateOptions {
-  readonly store: RedisRegistryStore;
-  /** The archive every instance shares: archived versions' data, and what an empty Redis imports. */
-  readonly archive: ArchiveStore;
-  /** The archive's numbering records, kept at least as high as the numbers handed out (archive-numbering.ts). */
-  readonly numbering: ArchiveNumbering;
-  readonly log: Logger;
-  /**
-   * How long open() waits for Redis to be reachable before it lets the instance listen anyway (health
-   * NOT_SERVING, calls UNAVAILABLE naming Redis); the start is finished once Redis is reachable.
-   */
-  readonly startWaitMs?: number;
-  /** Pause before another attempt at finishing the start (subscribing, importing) after it failed with Redis up. */
-  readonly resumeRetryMs?: number;
-  /** A claim's lease, renewed while its commit goes on: a crashed instance's claim runs out after this. */
-  readonly claimLeaseMs?: number;
-  /** How long a commit waits for another instance's claim of the same model before it fails (UNAVAILABLE). */
-  readonly claimWaitMs?: number;
-  /**
-   * A deletion's hold on the model (it cannot be created again) while its archive files are removed,
-   * renewed meanwhile: a crashed deleter's hold runs out after this.
-   */
-  readonly deletionLeaseMs?: number;
-}
+export type { RedisRegistryStateOptions } from "./redis-registry-state-options.js";
 
-const DEFAULT_START_WAIT_MS = 2_000;
-const DEFAULT_RESUME_RETRY_MS = 1_000;
-const DEFAULT_CLAIM_LEASE_MS = 5_000;
-const DEFAULT_CLAIM_WAIT_MS = 30_000;
 const DEFAULT_DELETION_LEASE_MS = 10_000;
-/** Pause between two attempts at a claim held by another commit of the same model. */
-const CLAIM_RETRY_MS = 3;
-/**
- * The share of the lease a claim's fence wants left after its confirmation, for the renames that
- * follow it (fenced-placement.ts): Redis must confirm within the rest of the lease.
- */
-const PLACEMENT_MARGIN_SHARE = 0.5;
 
 /**
- * The registry state of several instances sharing one Redis (src/redis/) and one archive. Numbering:
- * a commit first claims the model's next number across every instance (a lease in Redis), stores the
- * bytes under it (an archived version's files, a transient version's chunk keys), then the commit
- * script takes the number and makes the version visible; a claim released or run out leaves the
- * number free, so numbers stay unique and gap-free and nothing half-stored is ever listed.
- * Metadata is read from Redis at every call (read your writes across instances); notifications come
- * from Redis's change feed, deduplicated with what this instance announces itself at commit and
- * deletion, and caught up after the subscriber connection was lost.
+ * The registry state of several instances sharing one Redis (src/redis/) and one archive. Metadata
+ * is read from Redis at every call (read your writes across instances). Its parts:
+ * - numbering: redis-version-claims.ts (a claim of the model's next number across every instance,
+ *   then the commit script), archive-reservations.ts (the archive's numbering records kept ahead);
+ * - notifications: announcements.ts (Redis's change feed, deduplicated with what this instance
+ *   announces itself at commit and deletion), loss-checks.ts (Redis lost versions announced) and
+ *   catch-up.ts (after the subscriber connection was lost);
+ * - the start on Redis and the health it gives: start-on-redis.ts;
+ * - transient versions' data: redis-transient-data.ts.
+ * Here: the model calls (a deletion's hold included), the reads, and the wiring of the parts.
  */
 export function createRedisRegistryState(options: RedisRegistryStateOptions): RegistryState {
-  const { store, archive, log, numbering: archiveNumbering } = options;
-  const { connection } = store;
-  const claimLeaseMs = options.claimLeaseMs ?? DEFAULT_CLAIM_LEASE_MS;
-  const claimWaitMs = options.claimWaitMs ?? DEFAULT_CLAIM_WAIT_MS;
+  const { store, archive, log } = options;
   const deletionLeaseMs = options.deletionLeaseMs ?? DEFAULT_DELETION_LEASE_MS;
-  const committedListeners = new Set<(version: VersionRecord) => void>();
-  const deletedListeners = new Set<(modelId: string) => void>();
-  const lostListeners = new Set<(loss: LostVersions) => void>();
-  /** The highest-numbered version announced per model (a commit is announced by this instance and by the feed). */
-  const lastAnnounced = new Map<string, VersionRecord>();
-  /**
-   * The highest-numbered version this instance announced or read per model (a stream's first message
-   * is read, not announced): what Redis must still hold as it was. A Redis that lost its last writes
-   * (restarted without persistence, a crash with appendfsync everysec) shows a lower latest, or
-   * another version under that number; see checkForLoss.
-   */
-  const seen = new Map<string, VersionRecord>();
-  /** Generation of the last deletion announced per model. */
-  const deletionAnnounced = new Map<string, number>();
-  /**
-   * Where a catch-up of each followed model starts: the version read when this instance began to
-   * follow it, raised by each version announced. Reads do not raise it: a version read while the
-   * subscription was down (or whose notification was lost with it) has not been announced to the
-   * model's VersionUpdate streams, and the catch-up must announce it.
-   */
-  const followed = new Map<string, number>();
-  /**
-   * The model's generation (its count of deletions) when this instance began to follow it, read once
-   * in the background: a catch-up that finds a higher one knows the model was deleted (and maybe
-   * created again) while the subscription was down, which version numbers alone cannot tell.
-   */
-  const followedGeneration = new Map<string, number>();
+  const announcements = new Announcements({
+    readGeneration: (modelId) => store.generation(modelId),
+    suspectLoss: (modelId) => lossChecks.suspect(modelId),
+  });
+  const lossChecks = new LossChecks(store, announcements, log);
+  const start = new StartOnRedis({ ...options, catchUp: () => catchUpFollowedModels({ store, announcements, lossChecks, log }) });
+  const transientData = new RedisTransientData(store, log);
+  const reservations = new ArchiveReservations(options.numbering, log);
+  const claims = new RedisVersionClaims({ ...options, reservations, transientData, announcements });
+  const requireStarted = (): void => start.requireStarted();
   let modelCount = 0;
-  let importing: Promise<void> | undefined = undefined;
   let closed = false;
-
-  const follow = (modelId: string, version: VersionRecord | undefined, announced: boolean): void => {
-    const versionNumber = version?.versionNumber ?? 0;
-    if (version !== undefined && versionNumber > (seen.get(modelId)?.versionNumber ?? 0)) {
-      seen.set(modelId, version);
-    }
-    const from = followed.get(modelId);
-    if (from === undefined || (announced && versionNumber > from)) {
-      followed.set(modelId, versionNumber);
-    }
-    if (from === undefined) {
-      store.generation(modelId).then(
-        (generation) => {
-          // A reply behind a deletion announced meanwhile (the model followed again) is stale.
-          if (followed.has(modelId) && !followedGeneration.has(modelId) && generation >= (deletionAnnounced.get(modelId) ?? 0)) {
-            followedGeneration.set(modelId, generation);
-          }
-        },
-        () => undefined, // unknown: a catch-up then goes by version numbers only
-      );
-    }
-  };
-
-  /**
-   * `generation`: the model's generation the version was committed in, when known (this instance's
-   * commit, a catch-up): one older than a deletion already announced is of the deleted model, whose
-   * number must not count as announced for the model created again (the feed orders its own
-   * changes; this instance's command replies and reads come on other connections, in no set order
-   * with it).
-   */
-  const announceVersion = (version: VersionRecord, generation?: number): void => {
-    if (generation !== undefined && generation < (deletionAnnounced.get(version.modelId) ?? 0)) {
-      return;
-    }
-    const before = seen.get(version.modelId);
-    if (before !== undefined && (version.versionNumber < before.versionNumber || (version.versionNumber === before.versionNumber && !sameVersion(version, before)))) {
-      // Normally a notification behind a read or an own commit's reply (other connections); after a
-      // Redis that lost its last writes, a number handed out again: Redis tells which.
-      suspectLoss(version.modelId);
-    }
-    if (version.versionNumber <= (lastAnnounced.get(version.modelId)?.versionNumber ?? 0)) {
-      return;
-    }
-    lastAnnounced.set(version.modelId, version);
-    follow(version.modelId, version, true);
-    for (const listener of committedListeners) {
-      listener(version);
-    }
-  };
-
-  const announceDeleted = (modelId: string, generation: number): void => {
-    if (generation <= (deletionAnnounced.get(modelId) ?? 0)) {
-      return;
-    }
-    deletionAnnounced.set(modelId, generation);
-    lastAnnounced.delete(modelId);
-    seen.delete(modelId);
-    followed.delete(modelId);
-    followedGeneration.delete(modelId);
-    for (const listener of deletedListeners) {
-      listener(modelId);
-    }
-  };
-
-  const onChange = (change: RegistryChange): void => {
-    if (change.type === "version") {
-      announceVersion(change.version.record);
-    } else if (change.type === "deleted") {
-      announceDeleted(change.modelId, change.generation);
-    }
-  };
-
-  /**
-   * Whether Redis still holds the last version this instance announced or read of the model, as it
-   * was; when it does not (Redis lost its last writes: restarted without persistence, a crash of its
-   * host with appendfsync everysec, a failover to a replica that lacked them), what this instance
-   * announced is reset to Redis's latest and onVersionsLost listeners are told (they end the model's
-   * VersionUpdate streams and drop its cached data): a version committed later, maybe under a number
-   * handed out again, is announced, not taken for one already announced. Throws when Redis could not
-   * be read.
-   */
-  const checkForLoss = async (modelId: string): Promise<void> => {
-    const last = seen.get(modelId);
-    if (last === undefined) {
-      return;
-    }
-    const deletions = deletionAnnounced.get(modelId) ?? 0;
-    const loss = await findLostVersion(store, modelId, last, followedGeneration.get(modelId));
-    if (loss === undefined || (deletionAnnounced.get(modelId) ?? 0) !== deletions) {
-      return; // nothing lost, or a deletion announced meanwhile reset everything already
-    }
-    // From now on, what is announced comes after Redis's latest.
-    const { latest } = loss;
-    if (latest === undefined) {
-      lastAnnounced.delete(modelId);
-      seen.delete(modelId);
-    } else {
-      lastAnnounced.set(modelId, latest);
-      seen.set(modelId, latest);
-    }
-    followed.set(modelId, latest?.versionNumber ?? 0);
-    const lost: LostVersions = { modelId, lastSeen: last.versionNumber, latest: latest?.versionNumber ?? 0 };
-    log.warn(
-      { ...lost, redis: connection.address },
-      "Redis no longer has the last version this instance announced or served of a model, as it was (Redis lost its last writes: a restart without persistence, or a crash with appendfsync everysec); the model's VersionUpdate streams on this instance end and its cached data is dropped",
-    );
-    for (const listener of lostListeners) {
-      listener(lost);
-    }
-  };
-
-  /** Models whose check for lost versions is running, and those to check once more after it. */
-  const lossChecks = new Set<string>();
-  const lossChecksAgain = new Set<string>();
-
-  /** checkForLoss in the background, one at a time per model; a failure leaves it to the next catch-up or notification. */
-  const suspectLoss = (modelId: string): void => {
-    if (lossChecks.has(modelId)) {
-      lossChecksAgain.add(modelId);
-      return;
-    }
-    lossChecks.add(modelId);
-    void (async () => {
-      try {
-        do {
-          lossChecksAgain.delete(modelId);
-          await checkForLoss(modelId);
-        } while (lossChecksAgain.has(modelId) && !closed);
-      } catch (error) {
-        log.warn({ err: error, modelId }, "cannot check whether Redis lost versions of a model; the next catch-up or notification checks again");
-      } finally {
-        lossChecks.delete(modelId);
-        lossChecksAgain.delete(modelId);
-      }
-    })();
-  };
-
-  /**
-   * What one followed model missed after `lastSeen`: its deletion (its generation moved, or it is
-   * gone), versions Redis lost (see checkForLoss) or the versions published meanwhile. Throws when
-   * Redis could not be read.
-   */
-  const catchUpModel = async (modelId: string, lastSeen: number): Promise<void> => {
-    const known = followedGeneration.get(modelId);
-    // Read before the versions: they are of this generation or a later one (see announceVersion).
-    const generation = await store.generation(modelId);
-    if (known !== undefined && generation > known) {
-      if (generation > (deletionAnnounced.get(modelId) ?? 0)) {
-        announceDeleted(modelId, generation); // ends its streams (NOT_FOUND) and drops it from the cache
-        return;
-      }
-      followedGeneration.set(modelId, generation); // that deletion was announced already
-    }
-    await checkForLoss(modelId);
-    let missed;
-    try {
-      missed = await store.catchUp(modelId, followed.get(modelId) ?? lastSeen);
-    } catch (error) {
-      if (error instanceof RegistryError && error.code === Code.NOT_FOUND) {
-        announceDeleted(modelId, await store.generation(modelId));
-        return;
-      }
-      throw error;
-    }
-    for (const version of missed) {
-      announceVersion(version.record, generation);
-    }
-  };
-
-  /**
-   * After the subscriber connection was lost: what was published meanwhile, for every followed model.
-   * Whether every model was caught up (false: some could not be read; the resume loop tries again).
-   */
-  const catchUp = async (): Promise<boolean> => {
-    let complete = true;
-    for (const [modelId, from] of followed) {
-      try {
-        await catchUpModel(modelId, from);
-      } catch (error) {
-        complete = false;
-        log.warn({ err: error, modelId }, "cannot catch up on a model's changes after the Redis subscription was lost; trying again");
-      }
-    }
-    return complete;
-  };
-
-  /**
-   * Brings Redis in line with the archive when it is not (archive-sync.ts): imports the archive into
-   * a Redis that has not got it (a first start on a single-mode archive, or a Redis that lost its
-   * data), and the changes of a single-mode run on the archive since the last import.
-   */
-  const importArchiveIfNeeded = (): Promise<void> => {
-    importing ??= syncArchiveIntoRedis({ store, archive, numbering: archiveNumbering, log }).finally(() => (importing = undefined));
-    return importing;
-  };
-
-  /**
-   * The version before a commit's: normally number − 1, else (a skipped number, or its info expired)
-   * the latest below it. Unknown (undefined) if Redis fails now: the commit is done.
-   */
-  const previousVersion = async (modelId: string, versionNumber: number): Promise<VersionRecord | undefined> => {
-    if (versionNumber <= 1) {
-      return undefined;
-    }
-    try {
-      return ((await store.getVersion(modelId, versionNumber - 1)) ?? (await store.versionBefore(modelId, versionNumber - 1)))?.record;
-    } catch {
-      return undefined;
-    }
-  };
-
-  /** Models whose archive numbering record could not be written, warned once until a write succeeds. */
-  const reservationWarned = new Set<string>();
-
-  /**
-   * Before a claimed number is handed out: the archive's numbering records (version-numbering.ts) must
-   * reach above it, so that a single-mode server started later on this archive never hands it out
-   * again (a transient version leaves no file to continue after). Written a block ahead, as single
-   * mode does: one archive write per VERSION_NUMBER_BLOCK numbers, the other claims learn from Redis
-   * (the claim's `reserved`) that it is done. Resolves to how far the records now reach (for Redis,
-   * at commit), undefined when nothing was written; never rejects: a failed write is a warning, as in
-   * single mode, and the next claim tries again.
-   */
-  const reserveInArchive = async (modelId: string, claim: NumberClaim): Promise<number | undefined> => {
-    if (claim.versionNumber < claim.reserved) {
-      return undefined;
-    }
-    try {
-      const upTo = await archiveNumbering.reserveAbove(modelId, claim.versionNumber);
-      reservationWarned.delete(modelId);
-      return upTo;
-    } catch (error) {
-      if (!reservationWarned.has(modelId)) {
-        reservationWarned.add(modelId);
-        log.warn(
-          { err: error, modelId, versionNumber: claim.versionNumber },
-          "could not write the archive's version-number record: versions are still numbered and served, but a server started later in single mode on this archive may hand out again numbers of transient versions created from now on",
-        );
-      }
-      return undefined;
-    }
-  };
-
-  /**
-   * A version's data in Redis, hashed as it arrives (node:crypto on this thread: ~9 ms of CPU per
-   * 16 MiB with the CPU's SHA instructions, where the worker pool's hash-wasm costs several times
-   * that): when the SHA-256 differs from the version's data_hash, the read ends with DATA_LOSS instead
-   * of completing, and an error line names the version, as for a corrupted archive file.
-   */
-  const verifiedSource = (stored: StoredVersion): TransientDataSource => {
-    const version = stored.record;
-    const check = (hash: Hash): void => {
-      const digest = hash.digest("base64");
-      if (digest !== version.dataHash) {
-        const { modelId, versionNumber } = version;
-        const detail = `its data's SHA-256 is "${digest}", its info says "${version.dataHash}"`;
-        log.error({ modelId, versionNumber, redis: connection.address, detail }, "transient version data in Redis is corrupted");
-        throw new RegistryError(Code.DATA_LOSS, `version ${versionNumber} of model "${modelId}" is corrupted in Redis: ${detail}`);
-      }
-    };
-    return {
-      async copyTo(write) {
-        const hash = createHash("sha256");
-        await store.copyVersionData(stored, (piece) => {
-          hash.update(piece);
-          write(piece);
-        });
-        check(hash);
-      },
-      async *stream() {
-        const hash = createHash("sha256");
-        for await (const chunk of store.readVersionData(stored)) {
-          hash.update(chunk);
-          yield chunk;
-        }
-        check(hash);
-      },
-    };
-  };
-
-  /**
-   * After the commit script: an archived version's files were put in place under a pending mark
-   * (ArchiveStore.markCommitted), which an import of the archive into an empty Redis, or single mode,
-   * takes for a commit that never completed. Rejects when the mark could not be removed: the version
-   * is committed (listed, announced), but the client must not be told it is without that caveat.
-   */
-  const recordCommitInArchive = async (version: VersionRecord): Promise<void> => {
-    if (!version.archived || archive.markCommitted === undefined) {
-      return;
-    }
-    try {
-      await archive.markCommitted(version.modelId, version.versionNumber);
-    } catch (error) {
-      const { modelId, versionNumber } = version;
-      log.error({ err: error, modelId, versionNumber }, "an archived version was committed in Redis, but its pending mark could not be removed from the archive");
-      const cause = error instanceof Error ? error.message : String(error);
-      throw new RegistryError(
-        Code.UNAVAILABLE,
-        `version ${versionNumber} of model "${modelId}" was committed, but the archive could not record that its commit completed (${cause}): it is listed and served while Redis keeps it, but an import of the archive into an empty Redis would not list it`,
-      );
-    }
-  };
-
-  /** The Redis writer behind each sink handed out by beginTransientData. */
-  const writers = new WeakMap<TransientDataSink, VersionDataWriter>();
-
-  const newClaim = (modelId: string, claim: NumberClaim, reservation: Promise<number | undefined>): VersionNumberClaim => {
-    // Renewed while the bytes are stored (large archived files); a lost renewal shows at commit (ABORTED).
-    const renewal = renewLeaseWhileHeld(claimLeaseMs, () => store.renewClaim(modelId, claim.token, claimLeaseMs));
-    const what = `version number ${claim.versionNumber} of model "${modelId}"`;
-    const items = archive.storedItems ?? "files";
-    const fence: PlacementFence = {
-      async confirm() {
-        // The lease renewed here runs from Redis's execution of the script, after `sent`.
-        const sent = performance.now();
-        const held = await store.renewClaim(modelId, claim.token, claimLeaseMs);
-        const waited = performance.now() - sent;
-        if (!held) {
-          throw new RegistryError(
-            Code.ABORTED,
-            `the claim of ${what} expired before the version's ${items} were put in place (the lease of ${claimLeaseMs} ms ran out: this instance was stalled or could not reach Redis); its ${items} were not put in place, try again`,
-          );
-        }
-        const margin = claimLeaseMs * PLACEMENT_MARGIN_SHARE;
-        if (waited > claimLeaseMs - margin) {
-          throw new RegistryError(
-            Code.ABORTED,
-            `Redis took ${Math.round(waited)} ms to confirm the claim of ${what}, leaving less than ${margin} ms of its ${claimLeaseMs} ms lease to put the version's ${items} in place; they were not put in place, try again`,
-          );
-        }
-      },
-    };
-    return {
-      versionNumber: claim.versionNumber,
-      fence,
-      async commit(version, transientData) {
-        const writer = transientData === undefined ? undefined : writers.get(transientData);
-        let stored: StoredVersion;
-        try {
-          if (transientData !== undefined && writer === undefined) {
-            throw new Error("claim.commit was given a transient data sink of another registry state");
-          }
-          // The archive's record (it never rejects) and the transient bytes still in flight to Redis
-          // (their last chunks, over a link as slow as it may be), the lease renewed until both are
-          // done: a slow write must not lose the claim.
-          const reservedUpTo = await reservation;
-          const uploaded: UploadedData | undefined = writer === undefined || version.archived ? undefined : await writer.finish();
-          renewal.stop();
-          const { versionNumber: _assigned, ...newVersion } = version;
-          stored = await store.commitVersion(newVersion, claim.generation, uploaded, claim, reservedUpTo);
-        } catch (error) {
-          renewal.stop();
-          if (error instanceof ReplicationUnconfirmed) {
-            // Committed (numbered, published), only not known to be replicated: nothing to undo.
-            const committed = (error.outcome as StoredVersion).record;
-            announceVersion(committed, claim.generation);
-            await recordCommitInArchive(committed).catch(() => undefined); // logged; the client gets the replication's error
-            throw error;
-          }
-          await writer?.abort();
-          await store.releaseClaim(modelId, claim.token).catch(() => undefined);
-          throw error;
-        }
-        announceVersion(stored.record, claim.generation);
-        // Before the reply: until then, the archive does not count the version (see markCommitted).
-        await recordCommitInArchive(stored.record);
-        return await previousVersion(modelId, claim.versionNumber);
-      },
-      abandon(numberSpent = false) {
-        renewal.stop();
-        if (!numberSpent) {
-          store.releaseClaim(modelId, claim.token).catch(() => undefined); // else its lease runs out
-          return;
-        }
-        // The archive holds objects under this number (e.g. an S3 info of another writer): handing it
-        // out again would fail the same way, or name other bytes. Numbering moves past it.
-        void (async () => {
-          const skipped = await store.skipNumber(modelId, claim, (await reservation) ?? 0);
-          log.warn(
-            { modelId, versionNumber: claim.versionNumber, skipped },
-            skipped
-              ? "a version number was skipped: the archive holds objects under it that no version in Redis refers to (another writer's, or those of a commit that failed after writing them)"
-              : "a version number whose archive objects are not this commit's could not be skipped (its claim ran out or the number was taken meanwhile)",
-          );
-        })().catch((error: unknown) => {
-          log.warn({ err: error, modelId, versionNumber: claim.versionNumber }, "could not skip a version number whose archive objects are not this commit's; its claim runs out and the next commit tries it again");
-        });
-      },
-    };
-  };
-
-  /**
-   * The start on Redis: subscribed to the changes and the archive imported if Redis lacks it. Until
-   * it is done, health says NOT_SERVING and every call fails UNAVAILABLE naming Redis; it is done
-   * (again: a Redis restarted empty is imported again) whenever Redis becomes reachable.
-   */
-  let started = false;
-  /** Returns of Redis (connection healthy) asked for, and the last one whose start-up work is done. */
-  let resumesWanted = 0;
-  let resumesDone = 0;
-  let resumeRunning = false;
-  /** The subscriber connection came back: what it missed must be read (see catchUp). */
-  let catchUpWanted = false;
-  /** What the first start attempt met that trying again cannot change (ArchiveConflict): open() fails with it. */
-  let startFailure: ArchiveConflict | undefined = undefined;
-  let announceFirstAttempt: () => void = () => undefined;
-  const firstAttemptDone = new Promise<void>((resolve) => (announceFirstAttempt = resolve));
-  const healthListeners = new Set<(healthy: boolean) => void>();
-  const healthy = (): boolean => started && connection.healthy && !closed;
-  let lastHealthy = false;
-  const reportHealth = (): void => {
-    const now = healthy();
-    if (now !== lastHealthy) {
-      lastHealthy = now;
-      for (const listener of healthListeners) {
-        listener(now);
-      }
-    }
-  };
-
-  const requireStarted = (): void => {
-    if (!started) {
-      throw connection.healthy
-        ? new RegistryError(
-            Code.UNAVAILABLE,
-            `Redis at ${connection.address} is reachable but this instance has not finished its start on it yet (subscribing, importing the archive); try again`,
-          )
-        : connection.unavailableError();
-    }
-  };
-
-  /** One try at the start-up work on a reachable Redis (and a catch-up when one is due); whether it is done. */
-  const attemptResume = async (): Promise<boolean> => {
-    const target = resumesWanted;
-    try {
-      await store.feed.start();
-      await importArchiveIfNeeded();
-      if (catchUpWanted) {
-        catchUpWanted = false;
-        let complete = false;
-        try {
-          complete = await catchUp();
-        } finally {
-          catchUpWanted ||= !complete; // however it failed, the next try catches up again
-        }
-        if (!complete) {
-          return false;
-        }
-      }
-      resumesDone = Math.max(resumesDone, target);
-      return true;
-    } catch (error) {
-      if (error instanceof ArchiveConflict && !started) {
-        startFailure ??= error;
-      }
-      log.error({ err: error, redis: connection.address }, "cannot subscribe to Redis or import the archive into it; trying again");
-      return false;
-    }
-  };
-
-  /** Redis is reachable (again): the start-up work, retried while Redis stays reachable, then serve. */
-  const resume = async (): Promise<void> => {
-    if (resumeRunning) {
-      return; // the loop below sees resumesWanted move
-    }
-    resumeRunning = true;
-    try {
-      // Connected is enough (one master of a Redis Cluster down): what can be caught up is, the rest is tried again.
-      while (!closed && connection.connected && resumesDone < resumesWanted) {
-        const done = await attemptResume();
-        if (done && !started && resumesDone >= resumesWanted && connection.connected && !closed) {
-          started = true;
-          log.info({ redis: connection.address }, "start on Redis finished: serving");
-        }
-        reportHealth();
-        announceFirstAttempt();
-        if (!done) {
-          await sleep(options.resumeRetryMs ?? DEFAULT_RESUME_RETRY_MS, undefined, { ref: false });
-        }
-      }
-    } finally {
-      resumeRunning = false;
-      reportHealth();
-      announceFirstAttempt(); // also when Redis went away again before a try
-    }
-  };
-
-  const onConnectionHealth = (connectionHealthy: boolean): void => {
-    log.info({ redis: connection.address, healthy: connectionHealthy }, connectionHealthy ? "Redis is reachable" : "Redis is unreachable");
-    if (connectionHealthy && !closed) {
-      // Also after a return: a subscription refused while Redis was down is not retried by the client,
-      // and a Redis restarted without its data gets the archive imported again.
-      resumesWanted++;
-      void resume();
-      void checkReplicas();
-    }
-    reportHealth();
-  };
-
-  /**
-   * With REDIS_WAIT_REPLICAS: whether the primary (each master of a Redis Cluster) has that many
-   * replicas connected now, each time Redis becomes reachable. Fewer is a warning, not a refusal:
-   * replicas may come later; meanwhile every write waits its timeout and fails UNAVAILABLE.
-   */
-  const checkReplicas = async (): Promise<void> => {
-    const wanted = store.replication?.options.replicas ?? 0;
-    if (wanted === 0) {
-      return;
-    }
-    let counts;
-    try {
-      counts = await store.connectedReplicas();
-    } catch (error) {
-      log.warn({ err: error, redis: connection.address }, "cannot read how many replicas the Redis primary has (INFO replication)");
-      return;
-    }
-    for (const { node, replicas } of counts) {
-      if (replicas < wanted) {
-        log.warn(
-          { redis: connection.address, node, connectedReplicas: replicas, waitReplicas: wanted },
-          `the Redis primary has ${replicas} connected replicas, fewer than COGMENT_MODEL_REGISTRY_REDIS_WAIT_REPLICAS=${wanted}: until more replicas are connected, every commit, model change and deletion is done on the primary but fails UNAVAILABLE after the WAIT timeout`,
-        );
-      }
-    }
-  };
 
   return {
     async open() {
       await archive.open();
       await archive.removeLeftovers?.();
-      store.feed.followAll(onChange);
-      // The subscriber may be back before the command connection: the catch-up runs in the resume
-      // loop, once both are up, and is tried again until every followed model was read.
-      connection.on("resubscribed", () => {
-        catchUpWanted = true;
-        resumesWanted++;
-        void resume();
-      });
-      connection.on("health", onConnectionHealth);
-      if (connection.healthy) {
-        onConnectionHealth(true);
-      }
-      const reachable = await connection.waitUntilHealthy(options.startWaitMs ?? DEFAULT_START_WAIT_MS).then(
-        () => true,
-        () => false,
-      );
-      if (reachable) {
-        await firstAttemptDone; // a reachable Redis: serve only once in step with it, as before
-      }
-      if (startFailure !== undefined) {
-        throw startFailure;
-      }
-      if (!started) {
-        log.warn(
-          { redis: connection.address, cause: connection.healthy ? "the start on Redis failed" : connection.lastFailure },
-          "Redis is not usable yet: this instance listens, health says NOT_SERVING and every call fails UNAVAILABLE until it is; the start finishes by itself then",
-        );
-      }
+      store.feed.followAll((change) => announcements.announceChange(change));
+      await start.begin();
     },
 
     async listModelIds() {
@@ -741,7 +129,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
             held = true;
             // A failover may bring the model back: its archived versions' files must still be there then.
             modelCount = Math.max(0, modelCount - 1);
-            announceDeleted(modelId, error.outcome as number);
+            announcements.announceDeleted(modelId, error.outcome as number);
             throw new ReplicationUnconfirmed(`${error.message}; its archive files were kept`, error.outcome);
           }
           throw error;
@@ -755,7 +143,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         } catch (error) {
           log.warn({ err: error, modelId }, "the model is deleted but its archive files could not all be removed");
         }
-        announceDeleted(modelId, generation);
+        announcements.announceDeleted(modelId, generation);
         return true;
       } finally {
         renewal.stop();
@@ -789,7 +177,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         throw error;
       }
       const versions = stored.map((version) => version.record);
-      follow(modelId, versions[versions.length - 1], false);
+      announcements.follow(modelId, versions[versions.length - 1], false);
       return versions;
     },
 
@@ -810,97 +198,38 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
         throw error;
       }
       if (stored !== undefined) {
-        follow(modelId, stored.record, false);
+        announcements.follow(modelId, stored.record, false);
       }
       return stored?.record;
     },
 
     async claimVersionNumber(modelId, generation) {
       requireStarted();
-      const token = randomUUID();
-      const deadline = Date.now() + claimWaitMs;
-      for (;;) {
-        const claim = await store.claimNumber(modelId, token, claimLeaseMs);
-        if (claim === undefined) {
-          return undefined;
-        }
-        if (claim !== "busy" && generation !== undefined && claim.generation !== generation) {
-          // Deleted since the upload began (maybe not announced here yet): not into the model created again.
-          await store.releaseClaim(modelId, token).catch(() => undefined); // else its lease runs out
-          return undefined;
-        }
-        if (claim !== "busy") {
-          // Written while the version's bytes are stored; the commit waits for it.
-          const reservation = reserveInArchive(modelId, claim);
-          return newClaim(modelId, claim, reservation);
-        }
-        if (Date.now() > deadline) {
-          throw new RegistryError(
-            Code.UNAVAILABLE,
-            `another commit of model "${modelId}" has held its version numbering for over ${claimWaitMs} ms; try again`,
-          );
-        }
-        await sleep(CLAIM_RETRY_MS + Math.random() * CLAIM_RETRY_MS);
-      }
+      return claims.claim(modelId, generation);
     },
 
     async forgetTransientVersion() {
       return undefined; // Redis keeps the data: this instance's cache held only a copy
     },
 
-    onVersionCommitted(listener) {
-      committedListeners.add(listener);
-      return () => committedListeners.delete(listener);
-    },
-
-    onModelDeleted(listener) {
-      deletedListeners.add(listener);
-      return () => deletedListeners.delete(listener);
-    },
-
-    onVersionsLost(listener) {
-      lostListeners.add(listener);
-      return () => lostListeners.delete(listener);
-    },
-
-    beginTransientData(modelId, dataSize) {
-      const writer = store.beginVersionData(modelId, dataSize);
-      let aborted = false;
-      const sink: TransientDataSink = {
-        append: (data) => writer.append(data),
-        abort: () => {
-          if (!aborted) {
-            aborted = true;
-            writer.abort().catch(() => undefined);
-          }
-        },
-      };
-      writers.set(sink, writer);
-      return sink;
-    },
+    onVersionCommitted: (listener) => announcements.onVersionCommitted(listener),
+    onModelDeleted: (listener) => announcements.onModelDeleted(listener),
+    onVersionsLost: (listener) => announcements.onVersionsLost(listener),
+    beginTransientData: (modelId, dataSize) => transientData.begin(modelId, dataSize),
 
     async openTransientData(version) {
       requireStarted();
-      const stored = await store.getVersion(version.modelId, version.versionNumber);
-      // The same bytes or none: a number (and a creation_timestamp, which a client may give again) is
-      // no identity, since a model deleted and created again numbers from 1 again.
-      if (stored === undefined || stored.record.archived || !sameVersion(stored.record, version)) {
-        return undefined;
-      }
-      return verifiedSource(stored);
+      return transientData.open(version);
     },
 
     transientGoneReason:
       "the transient version is no longer in Redis: it expired, Redis evicted it (maxmemory), or its model was deleted and created again",
 
     get healthy() {
-      return healthy();
+      return start.healthy;
     },
 
-    onHealth(listener) {
-      healthListeners.add(listener);
-      return () => healthListeners.delete(listener);
-    },
+    onHealth: (listener) => start.onHealth(listener),
 
     async recordStop() {
       // Nothing to record: Redis holds the numbering.
@@ -909,7 +238,8 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
     async close() {
       if (!closed) {
         closed = true;
-        connection.off("health", onConnectionHealth);
+        lossChecks.stop();
+        start.stop();
         await store.close();
       }
     },

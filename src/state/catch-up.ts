@@ -1,0 +1,61 @@
+import { Code, RegistryError } from "../errors/index.js";
+import type { Logger } from "../logger.js";
+import type { RedisRegistryStore } from "../redis/index.js";
+import type { Announcements } from "./announcements.js";
+import type { LossChecks } from "./loss-checks.js";
+
+export interface CatchUpContext {
+  readonly store: Pick<RedisRegistryStore, "generation" | "catchUp">;
+  readonly announcements: Announcements;
+  readonly lossChecks: LossChecks;
+  readonly log: Logger;
+}
+
+/**
+ * After the subscriber connection was lost: what was published meanwhile, for every followed model.
+ * Whether every model was caught up (false: some could not be read; the resume loop tries again).
+ */
+export async function catchUpFollowedModels(context: CatchUpContext): Promise<boolean> {
+  let complete = true;
+  for (const [modelId, from] of context.announcements.followedModels()) {
+    try {
+      await catchUpModel(context, modelId, from);
+    } catch (error) {
+      complete = false;
+      context.log.warn({ err: error, modelId }, "cannot catch up on a model's changes after the Redis subscription was lost; trying again");
+    }
+  }
+  return complete;
+}
+
+/**
+ * What one followed model missed after `lastSeen`: its deletion (its generation moved, or it is
+ * gone), versions Redis lost (see LossChecks) or the versions published meanwhile. Throws when
+ * Redis could not be read.
+ */
+async function catchUpModel({ store, announcements, lossChecks }: CatchUpContext, modelId: string, lastSeen: number): Promise<void> {
+  const known = announcements.followedGeneration(modelId);
+  // Read before the versions: they are of this generation or a later one (see Announcements.announceVersion).
+  const generation = await store.generation(modelId);
+  if (known !== undefined && generation > known) {
+    if (generation > announcements.deletionsAnnounced(modelId)) {
+      announcements.announceDeleted(modelId, generation); // ends its streams (NOT_FOUND) and drops it from the cache
+      return;
+    }
+    announcements.followInGeneration(modelId, generation); // that deletion was announced already
+  }
+  await lossChecks.check(modelId);
+  let missed;
+  try {
+    missed = await store.catchUp(modelId, announcements.catchUpFrom(modelId) ?? lastSeen);
+  } catch (error) {
+    if (error instanceof RegistryError && error.code === Code.NOT_FOUND) {
+      announcements.announceDeleted(modelId, await store.generation(modelId));
+      return;
+    }
+    throw error;
+  }
+  for (const version of missed) {
+    announcements.announceVersion(version.record, generation);
+  }
+}
