@@ -15,6 +15,7 @@ import {
   LIST_VERSIONS,
   PUT_MODEL,
   RAISE_COUNTER,
+  RAISE_COUNTER_IN_GENERATION,
   RELEASE_CLAIM,
   RENEW_CLAIM,
   RENEW_DELETION,
@@ -311,6 +312,17 @@ export class RedisRegistryStore {
   async raiseCounter(modelId: string, floor: number): Promise<number> {
     const keys = this.keysOf(modelId);
     return Number(await this.connection.runScript(RAISE_COUNTER, [keys.model, keys.counter], [floor]));
+  }
+
+  /**
+   * Raises the counter to `floor` if it is lower and the model is still of `generation` (see
+   * RAISE_COUNTER_IN_GENERATION): after Redis lost commits this instance saw. Returns the counter
+   * before the raise, undefined when nothing changed.
+   */
+  async raiseCounterInGeneration(modelId: string, floor: number, generation: number): Promise<number | undefined> {
+    const keys = this.keysOf(modelId);
+    const before = Number(await this.connection.runScript(RAISE_COUNTER_IN_GENERATION, [keys.model, keys.generation, keys.counter], [floor, generation]));
+    return before < 0 ? undefined : before;
   }
 
   /** How far the archive's numbering records reach, as Redis knows it (0: unknown; see NumberClaim.reserved). */

@@ -323,6 +323,25 @@ return {
 `,
 );
 
+/**
+ * KEYS: model, generation, counter. ARGV: floor, generation. Raises the counter to `floor` (the
+ * highest number an instance saw committed, which Redis lost) if it is lower and the model is still
+ * of that generation, so the lost numbers are never handed out again. Returns the counter before, or
+ * -1 when nothing changed (not lower, another generation, no model).
+ */
+export const RAISE_COUNTER_IN_GENERATION = script(
+  "raiseCounterInGeneration",
+  3,
+  `
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[2]) then return -1 end
+local counter = tonumber(redis.call('GET', KEYS[3]) or '0')
+if counter >= tonumber(ARGV[1]) then return -1 end
+redis.call('SET', KEYS[3], ARGV[1])
+return counter
+`,
+);
+
 /** KEYS: model. ARGV: base, token. Releases a claim if it is still this one. */
 export const RELEASE_CLAIM = script(
   "releaseClaim",
@@ -415,6 +434,7 @@ export const ALL_SCRIPTS: readonly RedisScript[] = [
   RAISE_COUNTER,
   IMPORT_ARCHIVED,
   CLAIM_NUMBER,
+  RAISE_COUNTER_IN_GENERATION,
   RELEASE_CLAIM,
   RENEW_CLAIM,
   RENEW_DELETION,

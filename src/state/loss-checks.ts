@@ -9,8 +9,9 @@ import type { LostVersions } from "./registry-state.js";
  * was; when it does not (Redis lost its last writes: restarted without persistence, a crash of its
  * host with appendfsync everysec, a failover to a replica that lacked them), what this instance
  * announced is reset to Redis's latest and onVersionsLost listeners are told (they end the model's
- * VersionUpdate streams and drop its cached data): a version committed later, maybe under a number
- * handed out again, is announced, not taken for one already announced.
+ * VersionUpdate streams and drop its cached data): a version committed later is announced, not taken
+ * for one already announced. Redis's counter is raised to the last version seen (in the generation
+ * this instance follows), so the lost numbers are never handed out again.
  */
 export class LossChecks {
   /** Models whose check for lost versions is running, and those to check once more after it. */
@@ -19,7 +20,7 @@ export class LossChecks {
   private stopped = false;
 
   constructor(
-    private readonly store: LossReads & Pick<RedisRegistryStore, "connection">,
+    private readonly store: LossReads & Pick<RedisRegistryStore, "connection" | "raiseCounterInGeneration">,
     private readonly announcements: Announcements,
     private readonly log: Logger,
   ) {}
@@ -37,11 +38,13 @@ export class LossChecks {
       return; // nothing lost, or a deletion announced meanwhile reset everything already
     }
     const { latest } = loss;
+    const generation = announcements.followedGeneration(modelId);
+    const counterBefore = generation === undefined ? undefined : await this.store.raiseCounterInGeneration(modelId, last.versionNumber, generation);
     announcements.resetAfterLoss(modelId, latest);
     const lost: LostVersions = { modelId, lastSeen: last.versionNumber, latest: latest?.versionNumber ?? 0 };
     this.log.warn(
-      { ...lost, redis: this.store.connection.address },
-      "Redis no longer has the last version this instance announced or served of a model, as it was (Redis lost its last writes: a restart without persistence, or a crash with appendfsync everysec); the model's VersionUpdate streams on this instance end and its cached data is dropped",
+      { ...lost, redis: this.store.connection.address, ...(counterBefore === undefined ? {} : { counterRaisedFrom: counterBefore }) },
+      "Redis no longer has the last version this instance announced or served of a model, as it was (Redis lost its last writes: a restart without persistence, or a crash with appendfsync everysec); the model's VersionUpdate streams on this instance end and its cached data is dropped, and numbering goes on above the last version seen",
     );
     announcements.announceLoss(lost);
   }

@@ -2,9 +2,10 @@
  * Redis shared mode: a Redis that lost its last acknowledged writes (a restart without persistence,
  * a crash of its host with `appendfsync everysec`) no longer has versions the instances announced on
  * VersionUpdate and hold in their caches. Every instance that announced or served such a version
- * ends the model's VersionUpdate streams (UNAVAILABLE: call again) and drops its cached data, so that
- * later versions (maybe under numbers handed out again) reach the streams and every read serves what
- * Redis holds under a number, with its own bytes.
+ * ends the model's VersionUpdate streams (UNAVAILABLE: call again) and drops its cached data, and
+ * raises Redis's counter to the last version it saw, so that later versions reach the streams under
+ * new numbers and every read serves what Redis holds under a number, with its own bytes. Only a
+ * commit made before any instance noticed the loss can take a lost number again.
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
@@ -95,7 +96,7 @@ describe("Redis shared mode: Redis lost versions the instances had announced", (
     killAllRedisServers();
   });
 
-  test("Redis comes back with an AOF cut after version 1: streams end UNAVAILABLE, versions 2 and 3 are gone everywhere, the reused numbers 2 (transient) and 3 (archived over the lost one's files) serve their own bytes and reach the new streams", async (t) => {
+  test("Redis comes back with an AOF cut after version 1: streams end UNAVAILABLE, versions 2 and 3 are gone everywhere, numbering goes on at 4 (the lost numbers are never handed out again), and the new versions reach the new streams", async (t) => {
     const redis = await startRedisServer(t, { appendOnly: true });
     const [a, b, c] = await startInstances(t, redis.url, 3);
     assert(a !== undefined && b !== undefined && c !== undefined);
@@ -134,33 +135,39 @@ describe("Redis shared mode: Redis lost versions the instances had announced", (
     await assertGone([a, b, c], 2);
     await assertGone([a, b, c], 3);
 
-    // Redis's counter came back with the AOF: the lost numbers are handed out again, to other bytes.
+    // Redis's counter came back with the AOF at 1; the first instance to notice the loss raised it to 3.
+    const raised = [a, b, c].flatMap((instance) => instance.process.logLines.filter((line) => line.counterRaisedFrom !== undefined));
+    assert.deepEqual(
+      raised.map((line) => [line.modelId, line.lastSeen, line.latest, line.counterRaisedFrom]),
+      [[MODEL, 3, 1, 1]],
+    );
     const again = [follow(t, a.client), follow(t, b.client), follow(t, c.client)];
     for (const stream of again) {
       await stream.until(() => stream.numbers.length === 1, "version 1 on the new stream");
     }
-    const new2 = randomBytes(2_500_000); // two chunk keys
-    const new3 = randomBytes(2_500_000);
-    assert.equal((await c.client.publish(MODEL, new2)).version_number, 2);
-    // Archived again under 3: the lost version's files are a leftover, replaced under the claim.
-    assert.equal((await b.client.publish(MODEL, new3, { archived: true })).version_number, 3);
+    const new4 = randomBytes(2_500_000); // two chunk keys
+    const new5 = randomBytes(2_500_000);
+    assert.equal((await c.client.publish(MODEL, new4)).version_number, 4);
+    assert.equal((await b.client.publish(MODEL, new5, { archived: true })).version_number, 5);
     for (const stream of again) {
-      await stream.until(() => stream.numbers.length === 3, "versions 2 and 3 on the new stream");
-      assert.deepEqual(stream.numbers, [1, 2, 3]);
+      await stream.until(() => stream.numbers.length === 3, "versions 4 and 5 on the new stream");
+      assert.deepEqual(stream.numbers, [1, 4, 5]);
       assert.equal(stream.error, undefined);
     }
-    await assertServes([a, b, c], 2, new2);
-    await assertServes([a, b, c], 3, new3);
+    await assertServes([a, b, c], 4, new4);
+    await assertServes([a, b, c], 5, new5);
+    await assertGone([a, b, c], 2);
+    await assertGone([a, b, c], 3);
     for (const instance of [a, b, c]) {
       assert.deepEqual(await listed(instance.client), [
         [1, sha256(data1)],
-        [2, sha256(new2)],
-        [3, sha256(new3)],
+        [4, sha256(new4)],
+        [5, sha256(new5)],
       ]);
     }
   });
 
-  test("Redis rewound in place (no reconnection): the notification of a number handed out again ends the streams, and the new versions are served with their own bytes", async (t) => {
+  test("Redis rewound in place (no reconnection): the commit before anyone noticed takes a lost number; its notification ends the streams, the counter is raised past the lost ones, and the new versions are served with their own bytes", async (t) => {
     const redis = await startRedisServer(t, { appendOnly: false });
     const [a, b] = await startInstances(t, redis.url, 2);
     assert(a !== undefined && b !== undefined);
@@ -194,11 +201,18 @@ describe("Redis shared mode: Redis lost versions the instances had announced", (
 
     const again = follow(t, b.client);
     await again.until(() => again.numbers.length === 1, "version 2 on B's new stream");
-    const new3 = randomBytes(100_000);
-    assert.equal((await a.client.publish(MODEL, new3)).version_number, 3);
-    await again.until(() => again.numbers.length === 2, "version 3 on B's new stream");
-    assert.deepEqual(again.numbers, [2, 3]);
-    await assertServes([a, b], 3, new3);
+    // Both instances noticed the loss (3 seen, gone): the counter went from 2 to 3, so 3 is not handed out again.
+    const raised = [a, b].flatMap((instance) => instance.process.logLines.filter((line) => line.counterRaisedFrom !== undefined));
+    assert.deepEqual(
+      raised.map((line) => [line.lastSeen, line.latest, line.counterRaisedFrom]),
+      [[3, 2, 2]],
+    );
+    const new4 = randomBytes(100_000);
+    assert.equal((await a.client.publish(MODEL, new4)).version_number, 4);
+    await again.until(() => again.numbers.length === 2, "version 4 on B's new stream");
+    assert.deepEqual(again.numbers, [2, 4]);
+    await assertServes([a, b], 4, new4);
+    await assertGone([a, b], 3);
   });
 
   test("Redis restarted without persistence: the archive is imported again, the streams of a model that lost versions end UNAVAILABLE (not those of a model that lost none), numbering goes on above the archive's records (no number handed out again)", async (t) => {

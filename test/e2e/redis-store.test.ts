@@ -557,6 +557,19 @@ describe("RedisRegistryStore", () => {
     assert.equal((await commitWithData(restarted, "m", data)).record.versionNumber, 6);
   });
 
+  test("after a loss, the counter is raised to the last number seen, only in the generation it was seen in", async (t) => {
+    const server = await startRedisServer(t);
+    const store = await openReadyStore(t, server);
+    assert.equal(await store.raiseCounterInGeneration("m", 5, 0), undefined, "no model");
+    await store.putModel({ modelId: "m", userData: {} });
+    assert.equal((await commitWithData(store, "m", Buffer.from("x"))).record.versionNumber, 1);
+    assert.equal(await store.raiseCounterInGeneration("m", 3, 1), undefined, "another generation: unchanged");
+    assert.equal(await store.raiseCounterInGeneration("m", 3, 0), 1, "raised from 1");
+    assert.equal(await store.raiseCounterInGeneration("m", 3, 0), undefined, "not lower any more");
+    assert.equal(await store.raiseCounterInGeneration("m", 2, 0), undefined);
+    assert.equal((await commitWithData(store, "m", Buffer.from("y"))).record.versionNumber, 4);
+  });
+
   test("numbering stays above the archive's floor; importing the archive creates only what is missing", async (t) => {
     const server = await startRedisServer(t);
     const store = await openReadyStore(t, server);
