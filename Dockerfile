@@ -31,4 +31,4 @@ EXPOSE 9000
 # run with `docker run --init` (or `init: true` in compose) to also have zombies reaped.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 CMD ["node", "dist/bundle/healthcheck.js"]
-CMD ["node", "--single-threaded-gc", "--max-semi-space-size=1", "dist/bundle/main.js"]
+CMD ["node", "--single-threaded-gc", "--max-semi-space-size=8", "dist/bundle/main.js"]

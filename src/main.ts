@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --single-threaded-gc --max-semi-space-size=1
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --single-threaded-gc --max-semi-space-size=8
 import { enableCompileCache } from "node:module";
 
 // Start-up is mostly compiling our dependencies' JavaScript: cache the compiled code in the OS temp

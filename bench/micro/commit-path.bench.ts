@@ -7,7 +7,7 @@
  * builds alternate round by round (`--src=DIR,DIR`: compiled `src` directories, e.g. this build's
  * and a base's `dist/src`), order rotated each round; JSON lines on stdout, medians last.
  *
- *   node --single-threaded-gc --max-semi-space-size=1 dist/bench/micro/commit-path.bench.js \
+ *   node --single-threaded-gc --max-semi-space-size=8 dist/bench/micro/commit-path.bench.js \
  *     [--src=dist/src,/work/base/dist/src] [--rounds=8] [--publishes=40000]
  */
 import { randomFillSync } from "node:crypto";

@@ -29,7 +29,7 @@ test("the Dockerfile's runtime steps work in a clean directory: npm ci --omit=de
     "COPY --from=build /app/dist/bundle ./dist/bundle",
     "COPY proto ./proto",
     'HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 CMD ["node", "dist/bundle/healthcheck.js"]',
-    'CMD ["node", "--single-threaded-gc", "--max-semi-space-size=1", "dist/bundle/main.js"]',
+    'CMD ["node", "--single-threaded-gc", "--max-semi-space-size=8", "dist/bundle/main.js"]',
     "MALLOC_ARENA_MAX=2\n",
     "USER node",
     "VOLUME /data",
