@@ -1,2 +1,2 @@
 export { Code } from "./code.js";
-export { RegistryError, invalidArgument, notFound, resourceExhausted } from "./registry-error.js";
+export { RegistryError, invalidArgument, isNotFound, notFound, resourceExhausted } from "./registry-error.js";

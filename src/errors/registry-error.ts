@@ -24,5 +24,7 @@ export class RegistryError extends Error {
 
 export const invalidArgument = (message: string): RegistryError => new RegistryError(Code.INVALID_ARGUMENT, message);
 export const notFound = (message: string): RegistryError => new RegistryError(Code.NOT_FOUND, message);
+/** Whether `error` is the registry's NOT_FOUND (a model or version that is not there). */
+export const isNotFound = (error: unknown): error is RegistryError => error instanceof RegistryError && error.code === Code.NOT_FOUND;
 export const resourceExhausted = (message: string): RegistryError =>
   new RegistryError(Code.RESOURCE_EXHAUSTED, message);

@@ -3,7 +3,7 @@ import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ArchiveStore } from "../archive/index.js";
 import type { ModelRecord, VersionRecord } from "../domain/index.js";
-import { Code, RegistryError } from "../errors/index.js";
+import { Code, RegistryError, isNotFound } from "../errors/index.js";
 import type { Logger } from "../logger.js";
 import type { RedisRegistryStore, StoredVersion } from "../redis/index.js";
 import type { ArchiveNumbering, ArchivedNumbering } from "./archive-numbering.js";
@@ -211,7 +211,7 @@ async function versionsInRedis(store: RedisRegistryStore, modelId: string): Prom
   try {
     return await store.listVersions(modelId, 1, 0);
   } catch (error) {
-    if (error instanceof RegistryError && error.code === Code.NOT_FOUND) {
+    if (isNotFound(error)) {
       return undefined;
     }
     throw error;

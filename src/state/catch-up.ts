@@ -1,4 +1,4 @@
-import { Code, RegistryError } from "../errors/index.js";
+import { isNotFound } from "../errors/index.js";
 import type { Logger } from "../logger.js";
 import type { RedisRegistryStore } from "../redis/index.js";
 import type { Announcements } from "./announcements.js";
@@ -49,7 +49,7 @@ async function catchUpModel({ store, announcements, lossChecks }: CatchUpContext
   try {
     missed = await store.catchUp(modelId, announcements.catchUpFrom(modelId) ?? lastSeen);
   } catch (error) {
-    if (error instanceof RegistryError && error.code === Code.NOT_FOUND) {
+    if (isNotFound(error)) {
       announcements.announceDeleted(modelId, await store.generation(modelId));
       return;
     }

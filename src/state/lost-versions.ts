@@ -1,5 +1,5 @@
 import type { VersionRecord } from "../domain/index.js";
-import { Code, RegistryError } from "../errors/index.js";
+import { isNotFound } from "../errors/index.js";
 import type { RedisRegistryStore } from "../redis/index.js";
 
 /** A version an instance announced or served that Redis no longer holds as it was, and Redis's latest now. */
@@ -31,7 +31,7 @@ export async function findLostVersion(store: LossReads, modelId: string, last: V
   try {
     latest = (await store.latestVersion(modelId))?.record;
   } catch (error) {
-    if (error instanceof RegistryError && error.code === Code.NOT_FOUND) {
+    if (isNotFound(error)) {
       return undefined;
     }
     throw error;

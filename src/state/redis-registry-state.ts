@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { RevocableWrite } from "../archive/index.js";
-import { Code, RegistryError } from "../errors/index.js";
+import { isNotFound } from "../errors/index.js";
 import { ReplicationUnconfirmed, isRefusedWhileDeleting } from "../redis/index.js";
 import type { RegistryState } from "./registry-state.js";
 import { Announcements } from "./announcements.js";
@@ -171,7 +171,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       try {
         stored = await store.listVersions(modelId, 1, 0);
       } catch (error) {
-        if (error instanceof RegistryError && error.code === Code.NOT_FOUND) {
+        if (isNotFound(error)) {
           return [];
         }
         throw error;
@@ -192,7 +192,7 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
               ? await store.getVersion(modelId, versionNumber)
               : undefined;
       } catch (error) {
-        if (error instanceof RegistryError && error.code === Code.NOT_FOUND) {
+        if (isNotFound(error)) {
           return undefined;
         }
         throw error;

@@ -51,7 +51,7 @@ export class RedisVersionClaims {
     const { store, reservations } = this.options;
     const { claimLeaseMs, claimWaitMs } = this;
     const token = randomUUID();
-    const deadline = Date.now() + claimWaitMs;
+    const deadline = performance.now() + claimWaitMs;
     for (;;) {
       const claim = await store.claimNumber(modelId, token, claimLeaseMs);
       if (claim === undefined) {
@@ -67,7 +67,7 @@ export class RedisVersionClaims {
         const reservation = reservations.reserve(modelId, claim);
         return this.newClaim(modelId, claim, reservation);
       }
-      if (Date.now() > deadline) {
+      if (performance.now() > deadline) {
         throw new RegistryError(
           Code.UNAVAILABLE,
           `another commit of model "${modelId}" has held its version numbering for over ${claimWaitMs} ms; try again`,
