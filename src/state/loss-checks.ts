@@ -40,6 +40,9 @@ export class LossChecks {
     const { latest } = loss;
     const generation = announcements.followedGeneration(modelId);
     const counterBefore = generation === undefined ? undefined : await this.store.raiseCounterInGeneration(modelId, last.versionNumber, generation);
+    if (announcements.deletionsAnnounced(modelId) !== deletions) {
+      return; // deleted while the counter was raised: its deletion reset everything already
+    }
     announcements.resetAfterLoss(modelId, latest);
     const lost: LostVersions = { modelId, lastSeen: last.versionNumber, latest: latest?.versionNumber ?? 0 };
     this.log.warn(
