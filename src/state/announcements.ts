@@ -44,11 +44,13 @@ export class Announcements {
    */
   private readonly followed = new Map<string, number>();
   /**
-   * The model's generation (its count of deletions) when this instance began to follow it, read once
-   * in the background: a catch-up that finds a higher one knows the model was deleted (and maybe
+   * The model's generation (its count of deletions) when this instance began to follow it, read in
+   * the background (again at a later follow if the read failed): a catch-up that finds a higher one knows the model was deleted (and maybe
    * created again) while the subscription was down, which version numbers alone cannot tell.
    */
   private readonly generationWhenFollowed = new Map<string, number>();
+  /** The generation read in flight per model (its token: a deletion's reset makes a later follow read again). */
+  private readonly generationReads = new Map<string, object>();
 
   constructor(private readonly hooks: AnnouncementsHooks) {}
 
@@ -80,17 +82,30 @@ export class Announcements {
     if (from === undefined || (announced && versionNumber > from)) {
       this.followed.set(modelId, versionNumber);
     }
-    if (from === undefined) {
-      this.hooks.readGeneration(modelId).then(
-        (generation) => {
-          // A reply behind a deletion announced meanwhile (the model followed again) is stale.
-          if (this.followed.has(modelId) && !this.generationWhenFollowed.has(modelId) && generation >= this.deletionsAnnounced(modelId)) {
-            this.generationWhenFollowed.set(modelId, generation);
-          }
-        },
-        () => undefined, // unknown: a catch-up then goes by version numbers only
-      );
+    if (!this.generationWhenFollowed.has(modelId) && !this.generationReads.has(modelId)) {
+      this.readGeneration(modelId);
     }
+  }
+
+  /** Reads the model's generation once it is followed; a failed read is tried again at the model's next follow. */
+  private readGeneration(modelId: string): void {
+    const token = {};
+    this.generationReads.set(modelId, token);
+    const done = (): void => {
+      if (this.generationReads.get(modelId) === token) {
+        this.generationReads.delete(modelId);
+      }
+    };
+    this.hooks.readGeneration(modelId).then(
+      (generation) => {
+        done();
+        // A reply behind a deletion announced meanwhile (the model followed again) is stale.
+        if (this.followed.has(modelId) && !this.generationWhenFollowed.has(modelId) && generation >= this.deletionsAnnounced(modelId)) {
+          this.generationWhenFollowed.set(modelId, generation);
+        }
+      },
+      done, // unknown until a later follow reads it: a catch-up meanwhile goes by version numbers only
+    );
   }
 
   /** A change from Redis's feed (model infos' changes are not announced). */
@@ -139,6 +154,7 @@ export class Announcements {
     this.seen.delete(modelId);
     this.followed.delete(modelId);
     this.generationWhenFollowed.delete(modelId);
+    this.generationReads.delete(modelId);
     for (const listener of this.deletedListeners) {
       listener(modelId);
     }

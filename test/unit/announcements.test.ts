@@ -95,7 +95,7 @@ describe("Announcements", () => {
     assert.equal(announcements.lastSeen("n"), undefined);
   });
 
-  test("the model's generation is read once, as following begins; a reply behind a deletion announced meanwhile is dropped", async () => {
+  test("the model's generation is read as following begins, one read at a time; a reply behind a deletion announced meanwhile is dropped", async () => {
     const { announcements, events, replyGeneration } = recorded();
     announcements.follow("m", version(1), false);
     announcements.follow("m", version(2), false);
@@ -117,6 +117,19 @@ describe("Announcements", () => {
     announcements.followInGeneration("o", 4);
     assert.equal(announcements.followedGeneration("o"), 4);
     assert.deepEqual(events, ["read generation of m", "read generation of n", "deleted n", "read generation of n", "read generation of o"]);
+  });
+
+  test("a generation read that failed is made again at the model's next follow, and no more once it is known", async () => {
+    const { announcements, events, replyGeneration } = recorded();
+    announcements.follow("p", version(1), false);
+    await replyGeneration(new Error("Redis is unreachable"));
+    assert.equal(announcements.followedGeneration("p"), undefined);
+    announcements.follow("p", version(2), true);
+    announcements.follow("p", version(3), true); // the second read is still in flight: not a third
+    await replyGeneration(5);
+    assert.equal(announcements.followedGeneration("p"), 5);
+    announcements.follow("p", version(4), true);
+    assert.deepEqual(events, ["read generation of p", "read generation of p"]);
   });
 
   test("after a loss, what comes after Redis's latest is announced, also under a number announced before", () => {
