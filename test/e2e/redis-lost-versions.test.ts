@@ -23,6 +23,18 @@ import { makeArchiveDir } from "../support/test-server.js";
 import { type VersionUpdateFollower, followVersionUpdates } from "../support/version-update-follower.js";
 
 const sha256 = (data: Buffer): string => createHash("sha256").update(data).digest("base64");
+/**
+ * The loss warnings that say the counter was raised, from every instance: once the first is in (log
+ * lines come through stdout, which may lag behind the streams' end), or after 10 s.
+ */
+async function counterRaises(instances: readonly ServerInstance[]): Promise<Record<string, unknown>[]> {
+  const raises = (): Record<string, unknown>[] => instances.flatMap((instance) => instance.process.logLines.filter((line) => line.counterRaisedFrom !== undefined));
+  const deadline = Date.now() + 10_000;
+  while (raises().length === 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return raises();
+}
 const MODEL = "lost";
 const FOLLOW_TIMEOUT_MS = 20_000;
 
@@ -136,7 +148,7 @@ describe("Redis shared mode: Redis lost versions the instances had announced", (
     await assertGone([a, b, c], 3);
 
     // Redis's counter came back with the AOF at 1; the first instance to notice the loss raised it to 3.
-    const raised = [a, b, c].flatMap((instance) => instance.process.logLines.filter((line) => line.counterRaisedFrom !== undefined));
+    const raised = await counterRaises([a, b, c]);
     assert.deepEqual(
       raised.map((line) => [line.modelId, line.lastSeen, line.latest, line.counterRaisedFrom]),
       [[MODEL, 3, 1, 1]],
@@ -202,7 +214,7 @@ describe("Redis shared mode: Redis lost versions the instances had announced", (
     const again = follow(t, b.client);
     await again.until(() => again.numbers.length === 1, "version 2 on B's new stream");
     // Both instances noticed the loss (3 seen, gone): the counter went from 2 to 3, so 3 is not handed out again.
-    const raised = [a, b].flatMap((instance) => instance.process.logLines.filter((line) => line.counterRaisedFrom !== undefined));
+    const raised = await counterRaises([a, b]);
     assert.deepEqual(
       raised.map((line) => [line.lastSeen, line.latest, line.counterRaisedFrom]),
       [[3, 2, 2]],
