@@ -81,6 +81,9 @@ interface Call {
   unacknowledged: number;
 }
 
+/** What fetch and unary hand to start: the call's own parts, and its deadline (shared-clock ms). */
+type CallRequest = Pick<Call, "body" | "onChunk" | "complete" | "reject"> & { readonly deadline: number | undefined };
+
 type ParseState = "header" | "pad-length" | "data" | "data-padding" | "payload";
 
 export class RawHttp2Client {
@@ -203,7 +206,7 @@ export class RawHttp2Client {
   private start(
     path: string,
     request: Buffer,
-    call: Pick<Call, "body" | "onChunk" | "complete" | "reject"> & { readonly deadline: number | undefined },
+    call: CallRequest,
   ): void {
     this.connected.then(
       () => this.send(path, request, call),
@@ -214,7 +217,7 @@ export class RawHttp2Client {
   private send(
     path: string,
     request: Buffer,
-    { body, onChunk, complete, reject, deadline }: Pick<Call, "body" | "onChunk" | "complete" | "reject"> & { readonly deadline: number | undefined },
+    { body, onChunk, complete, reject, deadline }: CallRequest,
   ): void {
     if (this.closedWith !== undefined) {
       reject(this.closedWith);

@@ -18,7 +18,7 @@ import { dataChunkKey, modelKeys, versionInfoKey } from "../../src/redis/redis-k
 import { killAllRedisServers, startRedisServer } from "../support/redis-server.js";
 import { type RegistryClient, rejectsWithStatus } from "../support/registry-client.js";
 import { type ServerInstance, startServerInstance, untilServing } from "../support/server-instance.js";
-import { killAllServers } from "../support/server-process.js";
+import { killAllServers, logLinesWhen } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 import { type VersionUpdateFollower, followVersionUpdates } from "../support/version-update-follower.js";
 
@@ -27,13 +27,9 @@ const sha256 = (data: Buffer): string => createHash("sha256").update(data).diges
  * The loss warnings that say the counter was raised, from every instance: once the first is in (log
  * lines come through stdout, which may lag behind the streams' end), or after 10 s.
  */
-async function counterRaises(instances: readonly ServerInstance[]): Promise<Record<string, unknown>[]> {
-  const raises = (): Record<string, unknown>[] => instances.flatMap((instance) => instance.process.logLines.filter((line) => line.counterRaisedFrom !== undefined));
-  const deadline = Date.now() + 10_000;
-  while (raises().length === 0 && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  return raises();
+function counterRaises(instances: readonly ServerInstance[]): Promise<Record<string, unknown>[]> {
+  const all = { get logLines() { return instances.flatMap((instance) => instance.process.logLines); } };
+  return logLinesWhen(all, (line) => line.counterRaisedFrom !== undefined, 1, 10_000);
 }
 const MODEL = "lost";
 const FOLLOW_TIMEOUT_MS = 20_000;
