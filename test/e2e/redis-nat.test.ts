@@ -16,6 +16,7 @@ import { killAllServers, removeArchiveAfterServers } from "../support/server-pro
 import { makeArchiveDir } from "../support/test-server.js";
 import { followVersionUpdates } from "../support/version-update-follower.js";
 import { commitTransientVersion, copiedVersionData } from "../support/redis-store-versions.js";
+import { literally } from "../support/exact-text.js";
 
 /*
  * A Redis Cluster whose nodes announce (CLUSTER SLOTS, MOVED, ASK) loopback ports of their own on which
@@ -230,11 +231,6 @@ describe("a Redis Cluster whose nodes announce addresses the instances cannot re
     );
   });
 });
-
-/** Escapes `text` for a RegExp. */
-function literally(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-}
 
 /**
  * The call's value once the instance serves it; until then every failure must be UNAVAILABLE matching

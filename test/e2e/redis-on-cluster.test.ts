@@ -17,6 +17,7 @@ import { type ServerInstance, startServerInstance } from "../support/server-inst
 import { killAllServers, spawnServer, removeArchiveAfterServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
 import { commitTransientVersion, copiedVersionData } from "../support/redis-store-versions.js";
+import { exactly } from "../support/exact-text.js";
 
 /*
  * Several instances on one archive directory and one Redis Cluster of three masters (started once for
@@ -551,11 +552,6 @@ describe("several instances on a Redis Cluster of three masters", () => {
     assert.equal((await b.client.retrieveData(onHung, 1)).toString(), "before");
   });
 });
-
-/** A pattern matching exactly `message`. */
-function exactly(message: string): RegExp {
-  return new RegExp(`^${message.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`);
-}
 
 async function moveSlot(slot: number, source: number, target: number): Promise<void> {
   const move = cluster.slotMove(slot, source, target);

@@ -16,10 +16,7 @@ import { rejectsWithStatus } from "../support/registry-client.js";
 import { startServerInstance } from "../support/server-instance.js";
 import { killAllServers, removeArchiveAfterServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
-
-function exactly(text: string): RegExp {
-  return new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`);
-}
+import { exactly } from "../support/exact-text.js";
 
 describe("REDIS_WAIT_REPLICAS on a Redis Cluster", () => {
   after(() => {

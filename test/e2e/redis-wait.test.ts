@@ -22,6 +22,7 @@ import { rejectsWithStatus } from "../support/registry-client.js";
 import { type ServerInstance, startServerInstance } from "../support/server-instance.js";
 import { killAllServers, logLinesWhen, removeArchiveAfterServers } from "../support/server-process.js";
 import { makeArchiveDir } from "../support/test-server.js";
+import { exactly } from "../support/exact-text.js";
 
 const MIB = 1024 * 1024;
 const REPLICATION_DELAY_MS = 200;
@@ -74,11 +75,6 @@ function startInstance(t: TestContext, archiveDir: string, redisUrl: string, env
     COGMENT_MODEL_REGISTRY_REDIS_WAIT_REPLICAS: "1",
     ...env,
   });
-}
-
-/** A RegExp matching exactly `text`. */
-function exactly(text: string): RegExp {
-  return new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`);
 }
 
 function unconfirmed(what: string, timeoutMs: number): RegExp {
