@@ -13,7 +13,7 @@ export {
   type RedisRegistryStoreOptions,
 } from "./redis-registry-store.js";
 export { REDIS_URL_FORM, REDIS_URL_FORMS, type RedisEndpoint, RedisUrlError, describeRedisEndpoint, parseRedisUrl, redisAddress } from "./redis-url.js";
-export type { NewVersion, StoredVersion } from "./version-codec.js";
+export type { ChunkChecksums, NewVersion, StoredVersion } from "./version-codec.js";
 export { type UploadedData, VersionDataWriter } from "./version-data.js";
 export { ReplicationUnconfirmed } from "./replication-wait.js";
 export { SENTINEL_URL_FORM, type SentinelAddress, type SentinelTarget, isSentinelUrl } from "./redis-sentinel-url.js";

@@ -448,7 +448,7 @@ export class RedisRegistryStore {
         String(generation),
         data?.uploadId ?? "",
         data?.chunkCount ?? 0,
-        encodeVersionBody(version, data?.chunkCount ?? 0),
+        encodeVersionBody(version, data?.chunkCount ?? 0, data?.checksums),
         this.options.expirationMs,
         this.global.events,
         MAX_VERSION_NUMBER,

@@ -165,26 +165,30 @@ export class VersionDataOpener {
 
   /**
    * Copies a transient version from the shared state into `data`, straight from the state's socket
-   * reads (the state checks the SHA-256 as the bytes pass), each reply chunk announced as soon as its
-   * last byte is in place; too many bytes are counted, never written.
+   * reads (the state checks each piece as it passes), each reply chunk announced as soon as its last
+   * byte is in place and verified; too many bytes are counted, never written.
    */
   async #readTransient(version: VersionRecord, source: TransientDataSource, data: EncodedVersionData, chunkLoaded: () => void): Promise<void> {
     const { chunkSize } = this.options;
     const chunkCount = data.chunkCount;
     let position = 0;
     let announced = 0;
-    await source.copyTo((piece) => {
-      if (position + piece.byteLength <= version.dataSize) {
-        data.write(position, piece);
-      }
-      position += piece.byteLength;
-      // A chunk is complete once the data reaches its end (the last one ends at dataSize).
-      const reached = Math.min(position, version.dataSize);
-      while (announced < chunkCount && Math.min((announced + 1) * chunkSize, version.dataSize) <= reached) {
-        announced += 1;
-        chunkLoaded();
-      }
-    });
+    await source.copyTo(
+      (piece) => {
+        if (position + piece.byteLength <= version.dataSize) {
+          data.write(position, piece);
+        }
+        position += piece.byteLength;
+      },
+      (verified) => {
+        // A chunk may be served once the verified data reaches its end (the last one ends at dataSize).
+        const reached = Math.min(verified, position, version.dataSize);
+        while (announced < chunkCount && Math.min((announced + 1) * chunkSize, version.dataSize) <= reached) {
+          announced += 1;
+          chunkLoaded();
+        }
+      },
+    );
     if (position > version.dataSize) {
       throw new RegistryError(Code.DATA_LOSS, `the shared data of version ${version.versionNumber} of model "${version.modelId}" is longer than its data_size`);
     }

@@ -181,10 +181,11 @@ export interface VersionNumberClaim {
 export interface TransientDataSource {
   /**
    * Hands over the whole data in order, in pieces of any size, each valid only during the call (copy
-   * it): the way to fill a buffer with no intermediate copies. Resolves once every byte was handed
-   * over and matched data_hash.
+   * it): the way to fill a buffer with no intermediate copies. `verified` tells how many leading bytes
+   * may be served (those checked so far, when the check can tell before the end). Resolves once every
+   * byte was handed over and checked; rejects with DATA_LOSS when one did not match.
    */
-  copyTo(write: (piece: Uint8Array) => void): Promise<void>;
+  copyTo(write: (piece: Uint8Array) => void, verified: (leadingBytes: number) => void): Promise<void>;
   /** The data in pieces the caller may keep, a few at a time (for a reader with nowhere to copy it). */
   stream(): AsyncIterable<Uint8Array>;
 }

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { connect } from "node:http2";
+import { crc32 } from "node:zlib";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test, type TestContext } from "node:test";
 import * as grpc from "@grpc/grpc-js";
@@ -19,6 +20,7 @@ import { killAllServers, removeArchiveAfterServers } from "../support/server-pro
 import { makeArchiveDir } from "../support/test-server.js";
 import { type ThrottleProxy, startThrottleProxy } from "../support/throttle-proxy.js";
 import { openStalledReader, readToEnd } from "../support/stalled-reader.js";
+import { exactly } from "../support/exact-text.js";
 
 const MIB = 1024 * 1024;
 /** Four 2 MiB chunk keys in Redis, four 2 MiB reply chunks. */
@@ -82,6 +84,8 @@ async function countChunkGets(t: TestContext, url: string, modelId: string): Pro
 }
 
 const sha256 = (data: Buffer): string => createHash("sha256").update(data).digest("hex");
+const sha256Base64 = (data: Buffer): string => createHash("sha256").update(data).digest("base64");
+const crc32Hex = (data: Buffer): string => `0x${crc32(data).toString(16).padStart(8, "0")}`;
 
 /** A RetrieveVersionData call: its chunks as they come, the first one's arrival, its end. */
 function read(client: RegistryClient, modelId: string, versionNumber: number) {
@@ -185,7 +189,7 @@ describe("a transient version read through from Redis is streamed while it loads
     assert.deepEqual(Buffer.concat(reader.chunks), data.subarray(0, 2 * MIB), "the first chunk, then the status");
   });
 
-  test("a corrupted chunk: every byte is streamed, then DATA_LOSS; nothing is cached, the next read goes to Redis again", async (t) => {
+  test("a corrupted chunk: the chunks before it are streamed, then DATA_LOSS naming it (none of its bytes); nothing is cached, the next read goes to Redis again", async (t) => {
     const redis = await startRedisServer(t);
     const archiveDir = await tempArchive(t);
     const a = await startInstance(t, archiveDir, redis.url);
@@ -194,25 +198,94 @@ describe("a transient version read through from Redis is streamed while it loads
     await a.client.createModel("bitrot");
     const data = randomBytes(VERSION_BYTES);
     await a.client.publish("bitrot", data);
-    // The last chunk key: one byte changed, same length (only the hash can tell).
+    // The last chunk key: one byte changed, same length (only a checksum can tell).
     const chunkKey = `cmr:${modelHashTag("bitrot")}:d:1:3`;
     await inspector.setrange(chunkKey, 1000, Buffer.from([(data[6 * MIB + 1000] as number) ^ 0xff]));
     const stored = Buffer.from(data);
     stored[6 * MIB + 1000] = (data[6 * MIB + 1000] as number) ^ 0xff;
+    const expectedMessage =
+      `version 1 of model "bitrot" is corrupted in Redis: chunk 3 (bytes ${6 * MIB} to ${8 * MIB - 1}) ` +
+      `has CRC-32 ${crc32Hex(stored.subarray(6 * MIB))}, its info says ${crc32Hex(data.subarray(6 * MIB))}`;
 
     const chunkGets = await countChunkGets(t, redis.url, "bitrot");
     const readers = [read(b.client, "bitrot", 1), read(b.client, "bitrot", 1)];
     for (const reader of readers) {
-      await rejectsWithStatus(reader.end, grpc.status.DATA_LOSS, /^version 1 of model "bitrot" is corrupted in Redis: its data's SHA-256 is "[A-Za-z0-9+/]{43}=", its info says "[A-Za-z0-9+/]{43}="$/);
-      assert.equal(sha256(Buffer.concat(reader.chunks)), sha256(stored), "every byte as stored in Redis, then the status");
+      await rejectsWithStatus(reader.end, grpc.status.DATA_LOSS, exactly(expectedMessage));
+      assert.equal(sha256(Buffer.concat(reader.chunks)), sha256(data.subarray(0, 6 * MIB)), "the three good chunks, then the status");
     }
     assert.equal(await chunkGets(), 4, "one read for both readers");
 
     const again = read(b.client, "bitrot", 1);
-    await rejectsWithStatus(again.end, grpc.status.DATA_LOSS, /is corrupted in Redis/);
+    await rejectsWithStatus(again.end, grpc.status.DATA_LOSS, /is corrupted in Redis: chunk 3 /);
     assert.equal(await chunkGets(), 8, "nothing was cached: read from Redis again");
     // A still serves its own upload's bytes, as received.
     assert.equal(sha256(await a.client.retrieveData("bitrot", 1)), sha256(data));
+  });
+
+  test("a corrupted chunk read by an instance without room in its cache: the chunks before it, then DATA_LOSS naming it", async (t) => {
+    const redis = await startRedisServer(t);
+    const archiveDir = await tempArchive(t);
+    const a = await startInstance(t, archiveDir, redis.url);
+    // A budget smaller than one version: the version is streamed from Redis chunk by chunk, not loaded.
+    const cramped = await startInstance(t, archiveDir, redis.url, { COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE: String(MIB) });
+    const inspector = inspect(t, redis.url);
+    await a.client.createModel("bitrot");
+    const data = randomBytes(VERSION_BYTES);
+    await a.client.publish("bitrot", data);
+    const chunkKey = `cmr:${modelHashTag("bitrot")}:d:1:1`;
+    await inspector.setrange(chunkKey, 5, Buffer.from([(data[2 * MIB + 5] as number) ^ 0x01]));
+    const stored = Buffer.from(data.subarray(2 * MIB, 4 * MIB));
+    stored[5] = (data[2 * MIB + 5] as number) ^ 0x01;
+
+    const reader = read(cramped.client, "bitrot", 1);
+    await rejectsWithStatus(
+      reader.end,
+      grpc.status.DATA_LOSS,
+      exactly(
+        `version 1 of model "bitrot" is corrupted in Redis: chunk 1 (bytes ${2 * MIB} to ${4 * MIB - 1}) has CRC-32 ${crc32Hex(stored)}, its info says ${crc32Hex(data.subarray(2 * MIB, 4 * MIB))}`,
+      ),
+    );
+    assert.equal(sha256(Buffer.concat(reader.chunks)), sha256(data.subarray(0, 2 * MIB)), "the first chunk, then the status");
+  });
+
+  test("a version committed without chunk checksums (by an earlier build) is checked by its SHA-256: every byte, then DATA_LOSS", async (t) => {
+    const redis = await startRedisServer(t);
+    const archiveDir = await tempArchive(t);
+    const a = await startInstance(t, archiveDir, redis.url);
+    const b = await startInstance(t, archiveDir, redis.url);
+    const inspector = inspect(t, redis.url);
+    await a.client.createModel("older");
+    const data = randomBytes(VERSION_BYTES);
+    await a.client.publish("older", data);
+    // The info as an earlier build wrote it: no chunkBytes, no chunkCrc32.
+    const infoKey = `cmr:${modelHashTag("older")}:v:1`;
+    const info = JSON.parse((await inspector.get(infoKey)) ?? "null") as Record<string, unknown>;
+    assert.equal(info.chunkBytes, 2 * MIB);
+    assert.equal((info.chunkCrc32 as unknown[]).length, 4);
+    delete info.chunkBytes;
+    delete info.chunkCrc32;
+    await inspector.set(infoKey, JSON.stringify(info), "KEEPTTL");
+
+    // Intact, it is served whole.
+    assert.equal(sha256(await b.client.retrieveData("older", 1)), sha256(data));
+
+    await a.client.createModel("older-bitrot");
+    await a.client.publish("older-bitrot", data);
+    const bitrotInfoKey = `cmr:${modelHashTag("older-bitrot")}:v:1`;
+    const bitrotInfo = JSON.parse((await inspector.get(bitrotInfoKey)) ?? "null") as Record<string, unknown>;
+    delete bitrotInfo.chunkBytes;
+    delete bitrotInfo.chunkCrc32;
+    await inspector.set(bitrotInfoKey, JSON.stringify(bitrotInfo), "KEEPTTL");
+    await inspector.setrange(`cmr:${modelHashTag("older-bitrot")}:d:1:0`, 7, Buffer.from([(data[7] as number) ^ 0x80]));
+    const stored = Buffer.from(data);
+    stored[7] = (data[7] as number) ^ 0x80;
+    const reader = read(b.client, "older-bitrot", 1);
+    await rejectsWithStatus(
+      reader.end,
+      grpc.status.DATA_LOSS,
+      exactly(`version 1 of model "older-bitrot" is corrupted in Redis: its data's SHA-256 is "${sha256Base64(stored)}", its info says "${sha256Base64(data)}"`),
+    );
+    assert.equal(sha256(Buffer.concat(reader.chunks)), sha256(stored), "every byte as stored in Redis, then the status");
   });
 
   test("an empty transient version is read through too: one empty chunk and OK, with room in the cache and without", async (t) => {
