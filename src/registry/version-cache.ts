@@ -293,6 +293,18 @@ export class VersionCache<V> {
     }
   }
 
+  /**
+   * Removes an unpinned entry whose copy is no longer wanted (no onEvict; no-op when absent or pinned):
+   * unlike delete, its value becomes a spare for reserveReusing once no reader holds it, so that the
+   * next version of its size takes its memory instead of fresh pages.
+   */
+  retire(modelId: string, versionNumber: number): void {
+    const entry = this.#index.find(modelId, versionNumber);
+    if (entry !== undefined && !entry.pinned) {
+      this.#index.remove(entry);
+    }
+  }
+
   /** Removes the entry (no onEvict); under lease its bytes drain. Deleted data is freed, never kept as a spare. */
   delete(modelId: string, versionNumber: number): void {
     const entry = this.#index.find(modelId, versionNumber);

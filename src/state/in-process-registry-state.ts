@@ -359,6 +359,8 @@ export function createInProcessRegistryState(options: InProcessRegistryStateOpti
       return undefined; // transient data lives only in this instance's cache
     },
 
+    sharesTransientData: false,
+
     transientGoneReason: "the transient version was evicted from the cache",
 
     healthy: true,

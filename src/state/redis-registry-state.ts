@@ -222,6 +222,8 @@ export function createRedisRegistryState(options: RedisRegistryStateOptions): Re
       return transientData.open(version);
     },
 
+    sharesTransientData: true,
+
     transientGoneReason:
       "the transient version is no longer in Redis: it expired, Redis evicted it (maxmemory), or its model was deleted and created again",
 

@@ -123,6 +123,11 @@ export interface RegistryState {
    * it lives only in the instance's cache) or the version is gone.
    */
   openTransientData(version: VersionRecord): Promise<TransientDataSource | undefined>;
+  /**
+   * Whether transient versions' data lives in this state, shared between instances: the instance's
+   * cache then holds copies, which it may drop whenever it likes (a read goes through again).
+   */
+  readonly sharesTransientData: boolean;
   /** Why a transient version listed a moment ago has no data, for NOT_FOUND's message ("the transient version was …"). */
   readonly transientGoneReason: string;
 

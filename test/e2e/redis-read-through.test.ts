@@ -288,6 +288,47 @@ describe("a transient version read through from Redis is streamed while it loads
     assert.equal(sha256(Buffer.concat(reader.chunks)), sha256(stored), "every byte as stored in Redis, then the status");
   });
 
+  test("an instance keeps its copies of a model's two newest versions: an older copy's memory goes to the next version read through or uploaded", async (t) => {
+    const redis = await startRedisServer(t);
+    const archiveDir = await tempArchive(t);
+    const a = await startInstance(t, archiveDir, redis.url);
+    const b = await startInstance(t, archiveDir, redis.url);
+    const cacheOf = async (instance: Instance): Promise<{ cached: number; reused: number }> => {
+      const { statuses } = await instance.client.status(["cached_versions", "cache_reused_buffers"]);
+      return { cached: Number(statuses.cached_versions), reused: Number(statuses.cache_reused_buffers) };
+    };
+    /** Polls until B's cache holds `cached` versions (the commit's announcement reaches B asynchronously). */
+    const bHolds = async (cached: number): Promise<void> => {
+      for (let tries = 0; (await cacheOf(b)).cached !== cached; tries++) {
+        assert.ok(tries < 200, `B's cache never held ${cached} versions: ${JSON.stringify(await cacheOf(b))}`);
+        await sleep(10);
+      }
+    };
+    await a.client.createModel("broadcast");
+    const versions = [randomBytes(3 * MIB), randomBytes(3 * MIB), randomBytes(3 * MIB), randomBytes(3 * MIB)];
+    const read = async (versionNumber: number): Promise<void> =>
+      assert.equal(sha256(await b.client.retrieveData("broadcast", versionNumber)), sha256(versions[versionNumber - 1] as Buffer), `version ${versionNumber}`);
+
+    await a.client.publish("broadcast", versions[0] as Buffer);
+    await read(1);
+    await a.client.publish("broadcast", versions[1] as Buffer);
+    await read(2);
+    assert.deepEqual(await cacheOf(b), { cached: 2, reused: 0 });
+    await a.client.publish("broadcast", versions[2] as Buffer);
+    await bHolds(1); // version 1's copy retired at version 3's commit: version 2's stays
+    await read(3);
+    assert.deepEqual(await cacheOf(b), { cached: 2, reused: 1 }, "version 3 read into version 1's memory");
+    await a.client.publish("broadcast", versions[3] as Buffer);
+    await bHolds(1);
+    await read(4);
+    assert.deepEqual(await cacheOf(b), { cached: 2, reused: 2 });
+    // A, which uploaded them: version 4's upload took version 1's memory (retired at version 3's commit).
+    assert.deepEqual(await cacheOf(a), { cached: 2, reused: 1 });
+    // A retired copy is read through again, intact.
+    await read(1);
+    assert.equal(sha256(await a.client.retrieveData("broadcast", 2)), sha256(versions[1] as Buffer));
+  });
+
   test("an empty transient version is read through too: one empty chunk and OK, with room in the cache and without", async (t) => {
     const redis = await startRedisServer(t);
     const archiveDir = await tempArchive(t);

@@ -1171,6 +1171,39 @@ describe("VersionCache spares (memory of gone entries, reused by reserveReusing)
     assert.deepEqual(cache.stats(), stats({ entryBytes: 100, reservedBytes: 300, entries: 1, size: 3, reuses: 3 }, 400));
   });
 
+  test("retire: an unpinned entry leaves at once without onEvict, and its value serves the next reservation of its size with room to spare", () => {
+    const { cache, events } = withSpares(1000);
+    put(cache, "m", 1, 100);
+    put(cache, "m", 2, 100, true);
+    cache.retire("m", 1);
+    cache.retire("m", 2); // pinned: stays
+    cache.retire("m", 9); // absent: nothing
+    assert.equal(cache.has("m", 1), false);
+    assert.equal(cache.get("m", 2), "m@2");
+    assert.deepEqual(events, []);
+    assert.deepEqual(cache.stats(), stats({ entryBytes: 100, spareBytes: 100, spares: 1, entries: 1, pinnedEntries: 1 }, 1000));
+    const { reservation, reused } = cache.reserveReusing(100);
+    assert.equal(reused, "m@1");
+    assert.deepEqual(cache.stats(), stats({ entryBytes: 100, reservedBytes: 100, entries: 1, pinnedEntries: 1, reuses: 1 }, 1000));
+    reservation.release();
+  });
+
+  test("retire: an entry a reader holds drains, and becomes a spare only if released as no longer read", () => {
+    const { cache } = withSpares(1000);
+    put(cache, "m", 1, 100);
+    put(cache, "m", 2, 100);
+    const done = cache.acquire("m", 1);
+    const stillRead = cache.acquire("m", 2);
+    cache.retire("m", 1);
+    cache.retire("m", 2);
+    assert.deepEqual(cache.stats(), stats({ drainingBytes: 200 }, 1000));
+    done?.release(false);
+    stillRead?.release(true);
+    assert.deepEqual(cache.stats(), stats({ spareBytes: 100, spares: 1 }, 1000));
+    assert.equal(cache.reserveReusing(100).reused, "m@1");
+    assert.equal(cache.reserveReusing(100).reused, undefined, "m@2's memory may still be read: never reused");
+  });
+
   test("with room to spare, nothing is evicted and nothing reused; another size is never reused", () => {
     const { cache } = withSpares(1000);
     put(cache, "m", 1, 100);
