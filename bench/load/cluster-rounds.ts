@@ -26,6 +26,7 @@ import type { ReaderMode } from "./generator-protocol.js";
 import { defaultLoadOptions } from "./load.js";
 import type { RedisAppendFsync, RedisTopology } from "./cluster-servers.js";
 import { runBroadcast } from "./scenario-broadcast.js";
+import { argument } from "../support/cli-argument.js";
 
 /**
  * `-cluster`: the instances on a Redis Cluster of three masters; `@base`: the server bundle given by
@@ -33,11 +34,6 @@ import { runBroadcast } from "./scenario-broadcast.js";
  */
 type SharedSetting = `shared-${RedisAppendFsync}` | `shared-${RedisAppendFsync}-cluster`;
 type Config = "single" | SharedSetting | `${SharedSetting}@base`;
-
-function argument(name: string, fallback: string): string {
-  const index = process.argv.indexOf(`--${name}`);
-  return index >= 0 ? (process.argv[index + 1] ?? fallback) : fallback;
-}
 
 const rounds = Number(argument("rounds", "5"));
 const measureMs = Number(argument("measure-ms", "12000"));

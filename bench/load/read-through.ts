@@ -18,11 +18,7 @@ import { RegistryClient } from "../../test/support/registry-client.js";
 import { MAIN_FILE, killAllServers, spawnServer } from "../../test/support/server-process.js";
 import { makeArchiveDir } from "../../test/support/test-server.js";
 import { median } from "../support/percentiles.js";
-
-function argument(name: string, fallback: string): string {
-  const index = process.argv.indexOf(`--${name}`);
-  return index >= 0 ? (process.argv[index + 1] ?? fallback) : fallback;
-}
+import { argument } from "../support/cli-argument.js";
 
 const rounds = Number(argument("rounds", "4"));
 const versions = Number(argument("versions", "6"));

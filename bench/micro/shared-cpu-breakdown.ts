@@ -22,11 +22,7 @@ import { cleanupNow } from "../support/cleanup.js";
 import { createBenchClient, fetchVersionData, type RegistryClient } from "../support/bench-client.js";
 import { median } from "../support/percentiles.js";
 import { GIB, startBenchServer } from "../support/server-process.js";
-
-function argument(name: string, fallback: string): string {
-  const index = process.argv.indexOf(`--${name}`);
-  return index >= 0 ? (process.argv[index + 1] ?? fallback) : fallback;
-}
+import { argument } from "../support/cli-argument.js";
 
 const rounds = Number(argument("rounds", "3"));
 const versions = Number(argument("versions", "8"));

@@ -56,6 +56,15 @@ function inspect(t: TestContext, url: string): Redis {
   return client;
 }
 
+/** One Redis, instances A and B on it (B with `bEnv`), and a plain client of that Redis for the test's own looks and changes. */
+async function startPair(t: TestContext, bEnv: Record<string, string> = {}): Promise<{ redis: RedisTestServer; a: Instance; b: Instance; inspector: Redis }> {
+  const redis = await startRedisServer(t);
+  const archiveDir = await tempArchive(t);
+  const a = await startInstance(t, archiveDir, redis.url);
+  const b = await startInstance(t, archiveDir, redis.url, bEnv);
+  return { redis, a, b, inspector: inspect(t, redis.url) };
+}
+
 /**
  * Counts the GETs of a model's data chunk keys that Redis runs from now on (through MONITOR);
  * `count()` first waits for a marker sent after them, so every earlier command is counted.
@@ -190,11 +199,7 @@ describe("a transient version read through from Redis is streamed while it loads
   });
 
   test("a corrupted chunk: the chunks before it are streamed, then DATA_LOSS naming it (none of its bytes); nothing is cached, the next read goes to Redis again", async (t) => {
-    const redis = await startRedisServer(t);
-    const archiveDir = await tempArchive(t);
-    const a = await startInstance(t, archiveDir, redis.url);
-    const b = await startInstance(t, archiveDir, redis.url);
-    const inspector = inspect(t, redis.url);
+    const { redis, a, b, inspector } = await startPair(t);
     await a.client.createModel("bitrot");
     const data = randomBytes(VERSION_BYTES);
     await a.client.publish("bitrot", data);
@@ -223,12 +228,8 @@ describe("a transient version read through from Redis is streamed while it loads
   });
 
   test("a corrupted chunk read by an instance without room in its cache: the chunks before it, then DATA_LOSS naming it", async (t) => {
-    const redis = await startRedisServer(t);
-    const archiveDir = await tempArchive(t);
-    const a = await startInstance(t, archiveDir, redis.url);
-    // A budget smaller than one version: the version is streamed from Redis chunk by chunk, not loaded.
-    const cramped = await startInstance(t, archiveDir, redis.url, { COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE: String(MIB) });
-    const inspector = inspect(t, redis.url);
+    // B's budget is smaller than one version: the version is streamed from Redis chunk by chunk, not loaded.
+    const { a, b: cramped, inspector } = await startPair(t, { COGMENT_MODEL_REGISTRY_VERSION_CACHE_MAX_SIZE: String(MIB) });
     await a.client.createModel("bitrot");
     const data = randomBytes(VERSION_BYTES);
     await a.client.publish("bitrot", data);
@@ -249,11 +250,7 @@ describe("a transient version read through from Redis is streamed while it loads
   });
 
   test("a version committed without chunk checksums (by an earlier build) is checked by its SHA-256: every byte, then DATA_LOSS", async (t) => {
-    const redis = await startRedisServer(t);
-    const archiveDir = await tempArchive(t);
-    const a = await startInstance(t, archiveDir, redis.url);
-    const b = await startInstance(t, archiveDir, redis.url);
-    const inspector = inspect(t, redis.url);
+    const { a, b, inspector } = await startPair(t);
     await a.client.createModel("older");
     const data = randomBytes(VERSION_BYTES);
     await a.client.publish("older", data);
@@ -289,10 +286,7 @@ describe("a transient version read through from Redis is streamed while it loads
   });
 
   test("an instance keeps its copies of a model's two newest versions: an older copy's memory goes to the next version read through or uploaded", async (t) => {
-    const redis = await startRedisServer(t);
-    const archiveDir = await tempArchive(t);
-    const a = await startInstance(t, archiveDir, redis.url);
-    const b = await startInstance(t, archiveDir, redis.url);
+    const { a, b } = await startPair(t);
     const cacheOf = async (instance: Instance): Promise<{ cached: number; reused: number }> => {
       const { statuses } = await instance.client.status(["cached_versions", "cache_reused_buffers"]);
       return { cached: Number(statuses.cached_versions), reused: Number(statuses.cache_reused_buffers) };
