@@ -55,11 +55,7 @@ export class StartOnRedis {
     const { connection } = this;
     // The subscriber may be back before the command connection: the catch-up runs in the resume
     // loop, once both are up, and is tried again until every followed model was read.
-    connection.on("resubscribed", () => {
-      this.catchUpWanted = true;
-      this.resumesWanted++;
-      void this.resume();
-    });
+    connection.on("resubscribed", this.onResubscribed);
     connection.on("health", this.onConnectionHealth);
     if (connection.healthy) {
       this.onConnectionHealth(true);
@@ -82,9 +78,16 @@ export class StartOnRedis {
     }
   }
 
+  private readonly onResubscribed = (): void => {
+    this.catchUpWanted = true;
+    this.resumesWanted++;
+    void this.resume();
+  };
+
   /** The state closes: no more start-up work, unhealthy from now on. */
   stop(): void {
     this.stopped = true;
+    this.connection.off("resubscribed", this.onResubscribed);
     this.connection.off("health", this.onConnectionHealth);
   }
 
