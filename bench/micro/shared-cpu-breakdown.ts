@@ -8,7 +8,7 @@
  *
  *   publish     the same bytes published to S and to A (the upload, hash, cache; A also streams to Redis)
  *   read own    each version read once from the instance it was published to (served from its cache)
- *   read B      each version read once on B (read through from Redis: GETs, hash, copy, then served)
+ *   read B      each version read once on B (read through from Redis: GETs, CRC-32 check, copy, then served)
  *   read B (cached)  the same again (B's cache: the serving alone)
  *
  * So A's publish − S's publish is what writing to Redis costs the uploading instance, and B's first

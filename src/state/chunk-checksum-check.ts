@@ -14,7 +14,8 @@ export function checksumsFit(checksums: ChunkChecksums, dataSize: number, chunkC
  * Owns: the position in the data, the running CRC of the chunk being read, the verified length, and
  * the first mismatch. Invariants: `verified` only grows and is always a chunk's end (or 0); once a
  * mismatch is found, add() takes nothing more and `verified` stays at the start of the bad chunk.
- * Bytes beyond the last chunk are counted, never checked (the caller fails a data of the wrong size).
+ * Bytes beyond the last chunk are ignored, neither checked nor counted (the caller counts what it
+ * receives and fails data of the wrong size).
  */
 export class ChunkChecksumCheck {
   #position = 0;

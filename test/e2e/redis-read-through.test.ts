@@ -300,26 +300,26 @@ describe("a transient version read through from Redis is streamed while it loads
     };
     await a.client.createModel("broadcast");
     const versions = [randomBytes(3 * MIB), randomBytes(3 * MIB), randomBytes(3 * MIB), randomBytes(3 * MIB)];
-    const read = async (versionNumber: number): Promise<void> =>
+    const readOnB = async (versionNumber: number): Promise<void> =>
       assert.equal(sha256(await b.client.retrieveData("broadcast", versionNumber)), sha256(versions[versionNumber - 1] as Buffer), `version ${versionNumber}`);
 
     await a.client.publish("broadcast", versions[0] as Buffer);
-    await read(1);
+    await readOnB(1);
     await a.client.publish("broadcast", versions[1] as Buffer);
-    await read(2);
+    await readOnB(2);
     assert.deepEqual(await cacheOf(b), { cached: 2, reused: 0 });
     await a.client.publish("broadcast", versions[2] as Buffer);
     await bHolds(1); // version 1's copy retired at version 3's commit: version 2's stays
-    await read(3);
+    await readOnB(3);
     assert.deepEqual(await cacheOf(b), { cached: 2, reused: 1 }, "version 3 read into version 1's memory");
     await a.client.publish("broadcast", versions[3] as Buffer);
     await bHolds(1);
-    await read(4);
+    await readOnB(4);
     assert.deepEqual(await cacheOf(b), { cached: 2, reused: 2 });
     // A, which uploaded them: version 4's upload took version 1's memory (retired at version 3's commit).
     assert.deepEqual(await cacheOf(a), { cached: 2, reused: 1 });
     // A retired copy is read through again, intact.
-    await read(1);
+    await readOnB(1);
     assert.equal(sha256(await a.client.retrieveData("broadcast", 2)), sha256(versions[1] as Buffer));
   });
 
